@@ -1,0 +1,120 @@
+# rtsync build. `make` builds build/rtsync; `make test` builds everything and
+# runs every test (unit, fuzz corpora, integration and interop, under ASan+UBSan).
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+CC      ?= cc
+BUILD   ?= build
+
+# Debian packages the build and the tests need (checked with dpkg by `make deps`).
+DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev \
+	libuv1-dev libwslay-dev libhttp-parser-dev libssl-dev libjansson-dev libjwt-dev \
+	libunistring-dev uthash-dev libcmocka-dev curl
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wstrict-prototypes \
+	-Wmissing-prototypes -Wformat=2
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -fvisibility=hidden -Isrc -Iinclude \
+	-MMD -MP $(CFLAGS) $(EXTRA_CFLAGS)
+LIBS    := -luv -lwslay -lhttp_parser -ljansson -ljwt -lunistring -lcrypto -lpthread -lm
+
+SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=undefined
+
+# Server library: every module but the CLI entry point.
+SRV_DIRS := common proto net auth realtime api
+SRV_SRC  := $(foreach d,$(SRV_DIRS),$(wildcard src/$(d)/*.c)) $(filter-out src/cli/main.c,$(wildcard src/cli/*.c))
+SRV_OBJ  := $(SRV_SRC:%.c=$(BUILD)/obj/%.o)
+MAIN_OBJ := $(BUILD)/obj/src/cli/main.o
+
+UNIT_SRC := $(wildcard tests/unit/*/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+FUZZ_SRC := $(filter-out fuzz/replay.c,$(wildcard fuzz/*.c))
+FUZZ_REPLAY := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/replay_%)
+
+.PHONY: all asan test unit fuzz-replay interop integration deps run clean install fuzz format help
+
+all: $(BUILD)/rtsync
+
+help:
+	@echo "make            build build/rtsync"
+	@echo "make run        build and start the server with the embedded defaults"
+	@echo "make test       install missing packages, build, run every test (also under ASan+UBSan)"
+	@echo "make asan       build build-asan/rtsync with AddressSanitizer and UBSan"
+	@echo "make fuzz       build libFuzzer targets into build-fuzz/ (clang)"
+	@echo "make deps       install missing Debian packages"
+	@echo "make install    install into \$$(DESTDIR)\$$(PREFIX)"
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/libsrv.a: $(SRV_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/rtsync: $(MAIN_OBJ) $(BUILD)/libsrv.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS) $(LDFLAGS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libsrv.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $< $(BUILD)/libsrv.a -lcmocka $(LIBS)
+
+$(BUILD)/fuzz/replay_%: fuzz/%.c fuzz/replay.c $(BUILD)/libsrv.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $< fuzz/replay.c $(BUILD)/libsrv.a $(LIBS)
+
+asan:
+	$(MAKE) BUILD=build-asan EXTRA_CFLAGS="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" all
+
+# libFuzzer builds (clang); run e.g. build-fuzz/fuzz_ws_frame fuzz/corpus/ws_frame
+fuzz:
+	$(MAKE) BUILD=build-fuzz CC=clang CFLAGS="-O1 -g" \
+		EXTRA_CFLAGS="-fsanitize=fuzzer-no-link,address,undefined" build-fuzz/libsrv.a
+	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
+		echo "clang $$f -> build-fuzz/fuzz_$$n"; \
+		clang -std=c11 -D_GNU_SOURCE -Isrc -Iinclude -O1 -g -fsanitize=fuzzer,address,undefined \
+			-o build-fuzz/fuzz_$$n $$f build-fuzz/libsrv.a $(LIBS) || exit 1; done
+
+unit: $(UNIT_BIN)
+	@tests/run-unit.sh $(UNIT_BIN)
+
+fuzz-replay: $(FUZZ_REPLAY)
+	@tests/run-fuzz-replay.sh $(FUZZ_REPLAY)
+
+integration interop: all
+	@tests/$@/run.sh $(abspath $(BUILD)/rtsync)
+
+# The whole suite: the unit tests, fuzz corpora and real-process tests all run
+# against the sanitizer build, which is where memory errors and leaks show.
+test: deps
+	$(MAKE) all
+	$(MAKE) BUILD=build-asan EXTRA_CFLAGS="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" \
+		all unit fuzz-replay
+	@tests/run-all.sh $(abspath build-asan/rtsync)
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	command -v node >/dev/null && command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+run: deps all
+	$(BUILD)/rtsync serve --data-dir .rtsync
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(BUILD)/rtsync $(DESTDIR)$(PREFIX)/bin/rtsync
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(shell find build build-asan -name '*.d' 2>/dev/null)

@@ -1,0 +1,22 @@
+/*
+ * The rtsync command line: one binary, several commands (serve, token).
+ * Each command parses its own options and returns the process exit status.
+ *
+ * Exit codes: 0 success, 1 failure while running, 2 usage error.
+ * Ownership: commands own everything they allocate and free it before returning.
+ * Threads:   main thread only.
+ * Limits:    none of its own.
+ */
+#ifndef RT_CLI_CLI_H
+#define RT_CLI_CLI_H
+
+#define RT_CLI_EXIT_FAILURE 1
+#define RT_CLI_EXIT_USAGE 2
+
+/* rtsync serve: runs the server until SIGINT/SIGTERM. */
+int rt_cli_serve(int argc, char **argv);
+
+/* rtsync token: prints a signed HS256 token. */
+int rt_cli_token(int argc, char **argv);
+
+#endif

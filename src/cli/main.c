@@ -1,0 +1,32 @@
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const char usage[] =
+	"Usage: rtsync COMMAND [options]\n"
+	"\n"
+	"Commands:\n"
+	"  serve     run the server (Supabase Realtime-compatible WebSocket, broadcast, presence)\n"
+	"  token     print a signed token for a role\n"
+	"\n"
+	"Run 'rtsync COMMAND --help' for a command's options.\n";
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fputs(usage, stderr);
+		return RT_CLI_EXIT_USAGE;
+	}
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+		fputs(usage, stdout);
+		return 0;
+	}
+	if (!strcmp(cmd, "serve"))
+		return rt_cli_serve(argc - 1, argv + 1);
+	if (!strcmp(cmd, "token"))
+		return rt_cli_token(argc - 1, argv + 1);
+	fprintf(stderr, "rtsync: unknown command '%s'\n\n%s", cmd, usage);
+	return RT_CLI_EXIT_USAGE;
+}

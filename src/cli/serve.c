@@ -1,0 +1,403 @@
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "api/api.h"
+#include "auth/jwt.h"
+#include "common/alloc.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/rand.h"
+#include "net/server.h"
+#include "realtime/realtime.h"
+
+#define KEY_LIFETIME_S (10LL * 365 * 24 * 3600)
+
+struct serve_opts {
+	char *listen;
+	char *jwt_secret;
+	char *data_dir;
+	char *log_level;
+	char *log_format;
+	char *private_roles;
+	long workers;
+	long idle_timeout_ms;
+	long max_payload_bytes;
+	long max_channels;
+	long max_queue_bytes;
+	long presence_max_calls;
+	long presence_window_ms;
+};
+
+static const char serve_usage[] =
+	"Usage: rtsync serve [options]\n"
+	"\n"
+	"Runs the rtsync server: Supabase Realtime-compatible WebSocket (Phoenix Channels,\n"
+	"vsn 1.0.0 and 2.0.0) with broadcast and presence, the HTTP broadcast API, /healthz\n"
+	"and /metrics. Every option can also be set through the environment variable shown.\n"
+	"\n"
+	"Options:\n"
+	"  --listen HOST:PORT        address to listen on           RTSYNC_LISTEN (127.0.0.1:4000)\n"
+	"  --jwt-secret SECRET       HS256 secret for tokens        RTSYNC_JWT_SECRET\n"
+	"                            (default: generated on first start, kept in the data dir)\n"
+	"  --data-dir DIR            where rtsync keeps its state   RTSYNC_DATA_DIR (.rtsync)\n"
+	"  --workers N               I/O worker threads             RTSYNC_WORKERS (one per core)\n"
+	"  --log-level LEVEL         debug, info, warn, error       RTSYNC_LOG_LEVEL (info)\n"
+	"  --log-format FORMAT       text or json                   RTSYNC_LOG_FORMAT (text)\n"
+	"  --idle-timeout-ms N       close WebSockets silent this long\n"
+	"                                                           RTSYNC_IDLE_TIMEOUT_MS (60000)\n"
+	"  --max-payload-bytes N     largest broadcast/presence payload\n"
+	"                                                           RTSYNC_MAX_PAYLOAD_BYTES (3000500)\n"
+	"  --max-channels N          channels per connection        RTSYNC_MAX_CHANNELS (100)\n"
+	"  --max-queue-bytes N       outbound queue per connection before it is dropped\n"
+	"                            as a slow consumer             RTSYNC_MAX_QUEUE_BYTES (8388608)\n"
+	"  --private-roles LIST      roles allowed on private channels, comma-separated\n"
+	"                            RTSYNC_PRIVATE_ROLES (authenticated,service_role)\n"
+	"  --presence-max-calls N    presence messages per channel per window\n"
+	"                                                           RTSYNC_PRESENCE_MAX_CALLS (5)\n"
+	"  --presence-window-ms N    that window                    RTSYNC_PRESENCE_WINDOW_MS (30000)\n"
+	"  -h, --help                show this help\n"
+	"\n"
+	"When the server accepts connections it prints 'rtsync listening on http://HOST:PORT'\n"
+	"on standard output. SIGINT or SIGTERM closes every WebSocket with code 1001 and exits 0.\n";
+
+static char *env_or(const char *name, const char *dflt)
+{
+	const char *v = getenv(name);
+	return v && *v ? rt_xstrdup(v) : dflt ? rt_xstrdup(dflt) : NULL;
+}
+
+static int parse_long(const char *name, const char *s, long min, long max, long *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || *end || end == s || v < min || v > max) {
+		fprintf(stderr, "rtsync serve: %s must be a whole number from %ld to %ld (got '%s')\n",
+			name, min, max, s);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static int env_long(const char *env, const char *name, long dflt, long min, long max, long *out)
+{
+	const char *v = getenv(env);
+	*out = dflt;
+	return v && *v ? parse_long(name, v, min, max, out) : 0;
+}
+
+static void opts_free(struct serve_opts *o)
+{
+	free(o->listen);
+	free(o->jwt_secret);
+	free(o->data_dir);
+	free(o->log_level);
+	free(o->log_format);
+	free(o->private_roles);
+}
+
+static void set_str(char **dst, const char *v)
+{
+	free(*dst);
+	*dst = rt_xstrdup(v);
+}
+
+/* Returns 0 to run, 1 after --help, -1 on a usage error. */
+static int parse_opts(int argc, char **argv, struct serve_opts *o)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	o->listen = env_or("RTSYNC_LISTEN", "127.0.0.1:4000");
+	o->jwt_secret = env_or("RTSYNC_JWT_SECRET", NULL);
+	o->data_dir = env_or("RTSYNC_DATA_DIR", ".rtsync");
+	o->log_level = env_or("RTSYNC_LOG_LEVEL", "info");
+	o->log_format = env_or("RTSYNC_LOG_FORMAT", "text");
+	o->private_roles = env_or("RTSYNC_PRIVATE_ROLES", "authenticated,service_role");
+	if (env_long("RTSYNC_WORKERS", "--workers", ncpu > 0 ? ncpu : 1, 1, RT_SERVER_MAX_WORKERS,
+		     &o->workers) ||
+	    env_long("RTSYNC_IDLE_TIMEOUT_MS", "--idle-timeout-ms", 60000, 100, 86400000,
+		     &o->idle_timeout_ms) ||
+	    env_long("RTSYNC_MAX_PAYLOAD_BYTES", "--max-payload-bytes", 3000500, 1, 100000000,
+		     &o->max_payload_bytes) ||
+	    env_long("RTSYNC_MAX_CHANNELS", "--max-channels", 100, 1, 100000, &o->max_channels) ||
+	    env_long("RTSYNC_MAX_QUEUE_BYTES", "--max-queue-bytes", 8 << 20, 4096, 1L << 32,
+		     &o->max_queue_bytes) ||
+	    env_long("RTSYNC_PRESENCE_MAX_CALLS", "--presence-max-calls", 5, 1, 1000000,
+		     &o->presence_max_calls) ||
+	    env_long("RTSYNC_PRESENCE_WINDOW_MS", "--presence-window-ms", 30000, 1, 86400000,
+		     &o->presence_window_ms))
+		return -1;
+
+	enum { O_LISTEN = 256, O_SECRET, O_DATA, O_WORKERS, O_LEVEL, O_FORMAT, O_IDLE, O_PAYLOAD,
+	       O_CHANNELS, O_QUEUE, O_ROLES, O_PCALLS, O_PWINDOW };
+	static const struct option longopts[] = {
+		{"listen", required_argument, NULL, O_LISTEN},
+		{"jwt-secret", required_argument, NULL, O_SECRET},
+		{"data-dir", required_argument, NULL, O_DATA},
+		{"workers", required_argument, NULL, O_WORKERS},
+		{"log-level", required_argument, NULL, O_LEVEL},
+		{"log-format", required_argument, NULL, O_FORMAT},
+		{"idle-timeout-ms", required_argument, NULL, O_IDLE},
+		{"max-payload-bytes", required_argument, NULL, O_PAYLOAD},
+		{"max-channels", required_argument, NULL, O_CHANNELS},
+		{"max-queue-bytes", required_argument, NULL, O_QUEUE},
+		{"private-roles", required_argument, NULL, O_ROLES},
+		{"presence-max-calls", required_argument, NULL, O_PCALLS},
+		{"presence-window-ms", required_argument, NULL, O_PWINDOW},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	int c, rc = 0;
+	optind = 1;
+	while (!rc && (c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case O_LISTEN: set_str(&o->listen, optarg); break;
+		case O_SECRET: set_str(&o->jwt_secret, optarg); break;
+		case O_DATA: set_str(&o->data_dir, optarg); break;
+		case O_LEVEL: set_str(&o->log_level, optarg); break;
+		case O_FORMAT: set_str(&o->log_format, optarg); break;
+		case O_ROLES: set_str(&o->private_roles, optarg); break;
+		case O_WORKERS:
+			rc = parse_long("--workers", optarg, 1, RT_SERVER_MAX_WORKERS, &o->workers);
+			break;
+		case O_IDLE:
+			rc = parse_long("--idle-timeout-ms", optarg, 100, 86400000, &o->idle_timeout_ms);
+			break;
+		case O_PAYLOAD:
+			rc = parse_long("--max-payload-bytes", optarg, 1, 100000000,
+					&o->max_payload_bytes);
+			break;
+		case O_CHANNELS:
+			rc = parse_long("--max-channels", optarg, 1, 100000, &o->max_channels);
+			break;
+		case O_QUEUE:
+			rc = parse_long("--max-queue-bytes", optarg, 4096, 1L << 32, &o->max_queue_bytes);
+			break;
+		case O_PCALLS:
+			rc = parse_long("--presence-max-calls", optarg, 1, 1000000,
+					&o->presence_max_calls);
+			break;
+		case O_PWINDOW:
+			rc = parse_long("--presence-window-ms", optarg, 1, 86400000,
+					&o->presence_window_ms);
+			break;
+		case 'h':
+			fputs(serve_usage, stdout);
+			return 1;
+		default:
+			fputs("Try 'rtsync serve --help'.\n", stderr);
+			return -1;
+		}
+	}
+	if (rc)
+		return -1;
+	if (optind < argc) {
+		fprintf(stderr, "rtsync serve: unexpected argument '%s'\nTry 'rtsync serve --help'.\n",
+			argv[optind]);
+		return -1;
+	}
+	return 0;
+}
+
+/* Splits "HOST:PORT" or "[V6]:PORT"; host is written into host_out. */
+static int split_listen(const char *s, char *host_out, size_t cap, int *port)
+{
+	const char *colon = strrchr(s, ':');
+	if (!colon)
+		return -1;
+	const char *h = s;
+	size_t hlen = (size_t)(colon - s);
+	if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
+		h++;
+		hlen -= 2;
+	}
+	if (hlen == 0 || hlen >= cap)
+		return -1;
+	memcpy(host_out, h, hlen);
+	host_out[hlen] = '\0';
+	if (!strcmp(host_out, "localhost"))
+		snprintf(host_out, cap, "127.0.0.1");
+	long p;
+	char *end;
+	p = strtol(colon + 1, &end, 10);
+	if (*end || end == colon + 1 || p < 0 || p > 65535)
+		return -1;
+	*port = (int)p;
+	return 0;
+}
+
+/* Loads the secret from DIR/jwt_secret, creating both when missing.
+ * Returns a malloc'ed secret or NULL (reported). */
+static char *load_or_create_secret(const char *dir, bool *created)
+{
+	*created = false;
+	if (mkdir(dir, 0700) && errno != EEXIST) {
+		fprintf(stderr, "rtsync serve: cannot create data dir %s: %s\n", dir, strerror(errno));
+		return NULL;
+	}
+	char path[4096];
+	snprintf(path, sizeof path, "%s/jwt_secret", dir);
+	FILE *f = fopen(path, "r");
+	if (f) {
+		char line[1024] = "";
+		char *ok = fgets(line, sizeof line, f);
+		fclose(f);
+		line[strcspn(line, "\r\n")] = '\0';
+		if (!ok || strlen(line) < 16) {
+			fprintf(stderr, "rtsync serve: %s holds no usable secret (at least 16 characters)\n",
+				path);
+			return NULL;
+		}
+		return rt_xstrdup(line);
+	}
+	char secret[64];
+	rt_rand_base64(secret, sizeof secret, 32);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		fprintf(stderr, "rtsync serve: cannot write %s: %s\n", path, strerror(errno));
+		return NULL;
+	}
+	size_t len = strlen(secret);
+	bool ok = write(fd, secret, len) == (ssize_t)len && write(fd, "\n", 1) == 1 && !fsync(fd);
+	close(fd);
+	if (!ok) {
+		fprintf(stderr, "rtsync serve: cannot write %s\n", path);
+		unlink(path);
+		return NULL;
+	}
+	*created = true;
+	return rt_xstrdup(secret);
+}
+
+static struct rt_server *g_server;
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	rt_info("received %s, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+	rt_server_stop(g_server);
+	uv_close((uv_handle_t *)h->data, NULL); /* the other signal handle */
+	uv_close((uv_handle_t *)h, NULL);
+}
+
+int rt_cli_serve(int argc, char **argv)
+{
+	struct serve_opts o = {0};
+	int prc = parse_opts(argc, argv, &o);
+	if (prc) {
+		opts_free(&o);
+		return prc > 0 ? 0 : RT_CLI_EXIT_USAGE;
+	}
+	int rc = RT_CLI_EXIT_FAILURE;
+	struct rt_realtime *rt = NULL;
+	char host[256];
+	int port;
+	int level = rt_log_level_parse(o.log_level);
+	bool is_json = !strcmp(o.log_format, "json");
+	if (level < 0 || (!is_json && strcmp(o.log_format, "text"))) {
+		fprintf(stderr, "rtsync serve: bad --log-level '%s' or --log-format '%s'\n",
+			o.log_level, o.log_format);
+		rc = RT_CLI_EXIT_USAGE;
+		goto out;
+	}
+	rt_log_setup(level, is_json);
+	if (split_listen(o.listen, host, sizeof host, &port)) {
+		fprintf(stderr, "rtsync serve: --listen wants HOST:PORT, got '%s'\n", o.listen);
+		rc = RT_CLI_EXIT_USAGE;
+		goto out;
+	}
+	bool created = false;
+	bool is_generated = !o.jwt_secret;
+	if (is_generated && !(o.jwt_secret = load_or_create_secret(o.data_dir, &created)))
+		goto out;
+
+	struct rt_realtime_config rcfg = {
+		.jwt_secret = o.jwt_secret,
+		.max_payload_bytes = (size_t)o.max_payload_bytes,
+		.max_channels = (unsigned)o.max_channels,
+		.presence_max_calls = (unsigned)o.presence_max_calls,
+		.presence_window_ms = (unsigned)o.presence_window_ms,
+	};
+	unsigned n_roles = 0;
+	for (char *save, *r = strtok_r(o.private_roles, ",", &save);
+	     r && n_roles < RT_REALTIME_MAX_ROLES - 1; r = strtok_r(NULL, ",", &save))
+		rcfg.private_roles[n_roles++] = r;
+	rt = rt_realtime_new(&rcfg);
+
+	struct rt_server_config scfg = {
+		.host = host,
+		.port = port,
+		.n_workers = (unsigned)o.workers,
+		.max_out_bytes = (size_t)o.max_queue_bytes,
+		/* A frame carries the payload plus its envelope. */
+		.max_msg_bytes = (size_t)o.max_payload_bytes + 64 * 1024,
+		.max_body_bytes = (size_t)o.max_payload_bytes + 64 * 1024,
+		.request_timeout_ms = 10000,
+		.idle_timeout_ms = (unsigned)o.idle_timeout_ms,
+	};
+	signal(SIGPIPE, SIG_IGN);
+	int err = rt_server_new(&scfg, &rt_api_handler, rt, &g_server);
+	if (err) {
+		fprintf(stderr, "rtsync serve: cannot listen on %s: %s\n", o.listen, uv_strerror(err));
+		goto out;
+	}
+	rt_api_mark_start();
+	if ((err = rt_server_start(g_server))) {
+		fprintf(stderr, "rtsync serve: cannot start workers: %s\n", strerror(-err));
+		goto out_server;
+	}
+
+	uv_loop_t *loop = uv_default_loop();
+	uv_signal_t sigint, sigterm;
+	uv_signal_init(loop, &sigint);
+	uv_signal_init(loop, &sigterm);
+	sigint.data = &sigterm;
+	sigterm.data = &sigint;
+	uv_signal_start(&sigint, on_signal, SIGINT);
+	uv_signal_start(&sigterm, on_signal, SIGTERM);
+
+	bool is_v6 = strchr(host, ':') != NULL;
+	char hostport[300];
+	snprintf(hostport, sizeof hostport, "%s%s%s:%d", is_v6 ? "[" : "", host, is_v6 ? "]" : "",
+		 rt_server_port(g_server));
+	printf("rtsync listening on http://%s\n", hostport);
+	printf("  websocket   ws://%s/realtime/v1/websocket\n", hostport);
+	printf("  broadcast   http://%s/realtime/v1/api/broadcast\n", hostport);
+	printf("  health      http://%s/healthz\n", hostport);
+	printf("  metrics     http://%s/metrics\n", hostport);
+	if (is_generated) {
+		int64_t now = rt_wall_s();
+		char *anon = rt_jwt_mint(o.jwt_secret, "anon", "rtsync", now, now + KEY_LIFETIME_S, NULL);
+		char *svc = rt_jwt_mint(o.jwt_secret, "service_role", "rtsync", now,
+					now + KEY_LIFETIME_S, NULL);
+		printf("  jwt secret  %s/jwt_secret%s\n", o.data_dir, created ? " (new)" : "");
+		printf("  anon key    %s\n", anon ? anon : "?");
+		printf("  service key %s\n", svc ? svc : "?");
+		free(anon);
+		free(svc);
+	}
+	fflush(stdout);
+	rt_info("rtsync listening on %s with %ld workers", hostport, o.workers);
+
+	uv_run(loop, UV_RUN_DEFAULT);
+	rt_server_join(g_server);
+	uv_loop_close(loop);
+	rt_info("stopped");
+	rc = 0;
+out_server:
+	rt_server_free(g_server);
+	g_server = NULL;
+out:
+	rt_realtime_free(rt);
+	opts_free(&o);
+	return rc;
+}

@@ -1,0 +1,101 @@
+#include "common/metrics.h"
+
+static struct rt_metrics blocks[RT_METRICS_BLOCKS];
+
+_Thread_local struct rt_metrics *rt_metrics_cur = &blocks[RT_METRICS_BLOCKS - 1];
+
+static const uint64_t lat_bounds_us[RT_METRICS_LAT_BUCKETS] = {
+	50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 1000000,
+};
+
+void rt_metrics_bind(unsigned idx)
+{
+	rt_metrics_cur = &blocks[idx % (RT_METRICS_BLOCKS - 1)];
+}
+
+void rt_metrics_latency(uint64_t ns)
+{
+	unsigned i = 0;
+	while (i < RT_METRICS_LAT_BUCKETS && ns > lat_bounds_us[i] * 1000)
+		i++;
+	RT_METRIC_INC(lat_bucket[i]);
+	RT_METRIC_INC(lat_count);
+	RT_METRIC_ADD(lat_sum_ns, ns);
+}
+
+#define SUM(field)                                                                       \
+	({                                                                               \
+		uint64_t s_ = 0;                                                         \
+		for (unsigned b_ = 0; b_ < RT_METRICS_BLOCKS; b_++)                      \
+			s_ += atomic_load_explicit(&blocks[b_].field, memory_order_relaxed); \
+		s_;                                                                      \
+	})
+
+static void counter(struct rt_buf *out, const char *name, const char *help, uint64_t v)
+{
+	rt_buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
+		      (unsigned long long)v);
+}
+
+static void gauge(struct rt_buf *out, const char *name, const char *help, double v)
+{
+	rt_buf_printf(out, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name, v);
+}
+
+void rt_metrics_render(struct rt_buf *out, double uptime_s)
+{
+	uint64_t opened = SUM(conns_opened), closed = SUM(conns_closed);
+	uint64_t ws_opened = SUM(ws_opened), ws_closed = SUM(ws_closed);
+	uint64_t joins = SUM(joins_ok), chan_closed = SUM(channels_closed);
+
+	gauge(out, "rtsync_uptime_seconds", "Seconds since the server started.", uptime_s);
+	gauge(out, "rtsync_connections", "Open TCP connections.", (double)(opened - closed));
+	counter(out, "rtsync_connections_total", "TCP connections accepted.", opened);
+	gauge(out, "rtsync_websockets", "Open WebSocket connections.", (double)(ws_opened - ws_closed));
+	counter(out, "rtsync_websockets_total", "WebSocket upgrades accepted.", ws_opened);
+	counter(out, "rtsync_http_requests_total", "HTTP requests handled.", SUM(http_requests));
+	gauge(out, "rtsync_channels", "Joined channels.", (double)(joins - chan_closed));
+	rt_buf_printf(out, "# HELP rtsync_joins_total Channel joins by result.\n"
+			   "# TYPE rtsync_joins_total counter\n"
+			   "rtsync_joins_total{result=\"ok\"} %llu\n"
+			   "rtsync_joins_total{result=\"error\"} %llu\n",
+		      (unsigned long long)joins, (unsigned long long)SUM(joins_err));
+
+	rt_buf_append_str(out, "# HELP rtsync_messages_in_total Messages received by event.\n"
+			       "# TYPE rtsync_messages_in_total counter\n");
+#define RT_ME(name, text)                                                                \
+	rt_buf_printf(out, "rtsync_messages_in_total{event=\"%s\"} %llu\n", text,        \
+		      (unsigned long long)SUM(msgs_in[RT_EV_##name]));
+	RT_METRIC_EVENTS(RT_ME)
+#undef RT_ME
+	counter(out, "rtsync_bytes_in_total", "WebSocket payload bytes received.", SUM(bytes_in));
+	counter(out, "rtsync_messages_out_total", "Frames queued to clients.", SUM(msgs_out));
+	counter(out, "rtsync_bytes_out_total", "Bytes written to clients.", SUM(bytes_out));
+	counter(out, "rtsync_broadcasts_total", "Broadcasts published.", SUM(broadcasts));
+	counter(out, "rtsync_presence_diffs_total", "Presence diffs published.", SUM(presence_diffs));
+
+	rt_buf_append_str(out, "# HELP rtsync_errors_total Errors by reason.\n"
+			       "# TYPE rtsync_errors_total counter\n");
+#define RT_MR(name, text)                                                                \
+	rt_buf_printf(out, "rtsync_errors_total{reason=\"%s\"} %llu\n", text,            \
+		      (unsigned long long)SUM(errors[RT_ERRM_##name]));
+	RT_METRIC_ERRORS(RT_MR)
+#undef RT_MR
+
+	rt_buf_append_str(out, "# HELP rtsync_fanout_latency_seconds Time from publish to "
+			       "queueing on each worker.\n"
+			       "# TYPE rtsync_fanout_latency_seconds histogram\n");
+	uint64_t cum = 0;
+	for (unsigned i = 0; i < RT_METRICS_LAT_BUCKETS; i++) {
+		cum += SUM(lat_bucket[i]);
+		rt_buf_printf(out, "rtsync_fanout_latency_seconds_bucket{le=\"%g\"} %llu\n",
+			      (double)lat_bounds_us[i] / 1e6, (unsigned long long)cum);
+	}
+	cum += SUM(lat_bucket[RT_METRICS_LAT_BUCKETS]);
+	rt_buf_printf(out, "rtsync_fanout_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
+		      (unsigned long long)cum);
+	rt_buf_printf(out, "rtsync_fanout_latency_seconds_sum %.9f\n",
+		      (double)SUM(lat_sum_ns) / 1e9);
+	rt_buf_printf(out, "rtsync_fanout_latency_seconds_count %llu\n",
+		      (unsigned long long)SUM(lat_count));
+}

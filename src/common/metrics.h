@@ -1,0 +1,95 @@
+/*
+ * Process metrics in Prometheus form. Every thread that counts binds its own
+ * block (rt_metrics_bind), so counting is a plain add with no shared cache
+ * line; a scrape sums the blocks.
+ *
+ * Ownership: blocks are static.
+ * Threads:   each block has a single writer (the thread bound to it); readers
+ *            on any thread see relaxed values. Unbound threads share the last
+ *            block, which must then be written by one thread only (main).
+ * Limits:    RT_METRICS_BLOCKS blocks.
+ */
+#ifndef RT_COMMON_METRICS_H
+#define RT_COMMON_METRICS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+
+#define RT_METRICS_BLOCKS 80
+
+#define RT_METRIC_EVENTS(X)                                                              \
+	X(HEARTBEAT, "heartbeat")                                                        \
+	X(JOIN, "phx_join")                                                              \
+	X(LEAVE, "phx_leave")                                                            \
+	X(BROADCAST, "broadcast")                                                        \
+	X(PRESENCE, "presence")                                                          \
+	X(ACCESS_TOKEN, "access_token")                                                  \
+	X(OTHER, "other")
+
+#define RT_METRIC_ERRORS(X)                                                              \
+	X(MALFORMED, "malformed_message")                                                \
+	X(UNMATCHED_TOPIC, "unmatched_topic")                                            \
+	X(AUTH, "auth")                                                                  \
+	X(JOIN_REJECTED, "join_rejected")                                                \
+	X(PAYLOAD_TOO_LARGE, "payload_too_large")                                        \
+	X(SLOW_CONSUMER, "slow_consumer")                                                \
+	X(WS_PROTOCOL, "ws_protocol")                                                    \
+	X(HTTP_BAD_REQUEST, "http_bad_request")                                          \
+	X(IDLE_TIMEOUT, "idle_timeout")                                                  \
+	X(RATE_LIMITED, "rate_limited")                                                  \
+	X(CHANNEL_SHUTDOWN, "channel_shutdown")
+
+enum rt_metric_event {
+#define RT_ME(name, text) RT_EV_##name,
+	RT_METRIC_EVENTS(RT_ME)
+#undef RT_ME
+	RT_EV__COUNT
+};
+
+enum rt_metric_error {
+#define RT_MR(name, text) RT_ERRM_##name,
+	RT_METRIC_ERRORS(RT_MR)
+#undef RT_MR
+	RT_ERRM__COUNT
+};
+
+/* Fan-out latency buckets, upper bounds in microseconds (+Inf implied). */
+#define RT_METRICS_LAT_BUCKETS 12
+
+struct rt_metrics {
+	_Atomic uint64_t conns_opened, conns_closed;
+	_Atomic uint64_t ws_opened, ws_closed;
+	_Atomic uint64_t http_requests;
+	_Atomic uint64_t joins_ok, joins_err, channels_closed;
+	_Atomic uint64_t msgs_in[RT_EV__COUNT];
+	_Atomic uint64_t bytes_in, msgs_out, bytes_out;
+	_Atomic uint64_t broadcasts, presence_diffs;
+	_Atomic uint64_t errors[RT_ERRM__COUNT];
+	_Atomic uint64_t lat_bucket[RT_METRICS_LAT_BUCKETS + 1];
+	_Atomic uint64_t lat_count, lat_sum_ns;
+} __attribute__((aligned(64)));
+
+extern _Thread_local struct rt_metrics *rt_metrics_cur;
+
+/* Binds the calling thread to block idx (< RT_METRICS_BLOCKS - 1). */
+void rt_metrics_bind(unsigned idx);
+
+static inline void rt_metric_add(_Atomic uint64_t *c, uint64_t n)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+			      memory_order_relaxed);
+}
+
+#define RT_METRIC_ADD(field, n) rt_metric_add(&rt_metrics_cur->field, (n))
+#define RT_METRIC_INC(field) rt_metric_add(&rt_metrics_cur->field, 1)
+#define RT_METRIC_ERROR(reason) rt_metric_add(&rt_metrics_cur->errors[RT_ERRM_##reason], 1)
+
+/* Records one fan-out latency sample. */
+void rt_metrics_latency(uint64_t ns);
+
+/* Appends the Prometheus text exposition of all blocks. */
+void rt_metrics_render(struct rt_buf *out, double uptime_s);
+
+#endif

@@ -1,0 +1,79 @@
+/*
+ * Fan-out of messages to topic subscribers across workers. Each worker keeps
+ * topic → local subscribers; a shared, read-mostly map says which workers have
+ * subscribers for a topic. A message is encoded once (one frame per
+ * serializer) and shared by reference: the publishing worker delivers it to
+ * its own subscribers at once and hands the reference to every other
+ * interested worker through that worker's inbox (a queue plus a wake-up; the
+ * receiver drains the whole queue).
+ *
+ * Ownership: rt_msg is reference-counted; rt_hub_publish() takes its own
+ *            references. A struct rt_sub is embedded in its owner, which must
+ *            unsubscribe before freeing it. A topic entry disappears with its
+ *            last subscriber.
+ * Threads:   rt_hub_new/free on the main thread; rt_hub_local_* on the owning
+ *            worker's thread; rt_hub_publish_any() from any thread.
+ *            deliver callbacks run on the subscriber's worker and must not
+ *            subscribe or unsubscribe anything.
+ * Limits:    RT_SERVER_MAX_WORKERS workers (one bit each).
+ */
+#ifndef RT_REALTIME_HUB_H
+#define RT_REALTIME_HUB_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "net/server.h"
+
+enum rt_msg_kind { RT_MSG_BROADCAST, RT_MSG_PRESENCE };
+
+struct rt_msg {
+	atomic_uint refs;
+	enum rt_msg_kind kind;
+	char *key;           /* hub topic key */
+	struct rt_frame *v1; /* frame for vsn 1.0.0 sockets; NULL: not for them */
+	struct rt_frame *v2; /* frame for vsn 2.0.0 sockets; NULL: not for them */
+	uint64_t sender;     /* channel id to skip unless it asked for self; 0: none */
+	uint64_t t0_ns;      /* publish time, for the fan-out latency metric */
+};
+
+/* A message for topic key with one reference; frames are attached by the caller. */
+struct rt_msg *rt_msg_new(enum rt_msg_kind kind, const char *key);
+struct rt_msg *rt_msg_ref(struct rt_msg *m);
+void rt_msg_unref(struct rt_msg *m);
+
+struct rt_sub;
+typedef void (*rt_deliver_cb)(struct rt_sub *sub, struct rt_msg *m);
+
+struct rt_sub {
+	rt_deliver_cb deliver;
+	struct hub_topic *topic; /* set while subscribed */
+	struct rt_sub *prev, *next;
+};
+
+struct rt_hub;
+struct rt_hub_local;
+
+struct rt_hub *rt_hub_new(void);
+void rt_hub_free(struct rt_hub *h);
+
+/* Attaches the calling worker (its thread, at start). */
+struct rt_hub_local *rt_hub_local_new(struct rt_hub *h, struct rt_worker *w);
+/* Detaches at worker stop: no more wake-ups reach it; queued messages are dropped. */
+void rt_hub_local_free(struct rt_hub_local *l);
+
+void rt_hub_subscribe(struct rt_hub_local *l, const char *key, struct rt_sub *sub);
+void rt_hub_unsubscribe(struct rt_hub_local *l, struct rt_sub *sub);
+/* Local subscribers of key on this worker. */
+unsigned rt_hub_local_count(struct rt_hub_local *l, const char *key);
+
+/* Delivers m to every subscriber of m->key on every worker. */
+void rt_hub_publish(struct rt_hub_local *l, struct rt_msg *m);
+/* The same from a thread that is not a worker (nothing is delivered inline). */
+void rt_hub_publish_any(struct rt_hub *h, struct rt_msg *m);
+
+/* Delivers everything in this worker's inbox (call on wake). */
+void rt_hub_drain(struct rt_hub_local *l);
+
+#endif

@@ -1,0 +1,238 @@
+#include "realtime/presence.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uthash.h>
+#include <utlist.h>
+
+#include "common/alloc.h"
+#include "common/metrics.h"
+#include "common/rand.h"
+#include "proto/phx.h"
+#include "net/ws.h"
+
+#undef uthash_fatal
+#define uthash_fatal(msg) abort()
+
+struct entry {
+	uint64_t chan_id;
+	char *pkey;
+	json_t *meta; /* user payload plus phx_ref */
+	struct entry *prev, *next;
+};
+
+struct topic {
+	char *key;
+	struct entry *entries;
+	unsigned n_entries;
+	UT_hash_handle hh;
+};
+
+struct rt_presence {
+	pthread_mutex_t mu;
+	struct topic *topics;
+};
+
+struct rt_presence *rt_presence_new(void)
+{
+	struct rt_presence *p = rt_xcalloc(1, sizeof *p);
+	pthread_mutex_init(&p->mu, NULL);
+	return p;
+}
+
+static void entry_free(struct entry *e)
+{
+	free(e->pkey);
+	json_decref(e->meta);
+	free(e);
+}
+
+void rt_presence_free(struct rt_presence *p)
+{
+	if (!p)
+		return;
+	struct topic *t, *tmp;
+	HASH_ITER(hh, p->topics, t, tmp) {
+		struct entry *e, *etmp;
+		DL_FOREACH_SAFE(t->entries, e, etmp)
+			entry_free(e);
+		HASH_DEL(p->topics, t);
+		free(t->key);
+		free(t);
+	}
+	pthread_mutex_destroy(&p->mu);
+	free(p);
+}
+
+static json_t *state_of(const struct topic *t)
+{
+	json_t *state = json_object();
+	if (!t)
+		return state;
+	struct entry *e;
+	DL_FOREACH(t->entries, e) {
+		json_t *k = json_object_get(state, e->pkey);
+		if (!k) {
+			k = json_pack("{s:[]}", "metas");
+			json_object_set_new(state, e->pkey, k);
+		}
+		json_array_append(json_object_get(k, "metas"), e->meta);
+	}
+	return state;
+}
+
+void rt_presence_subscribe(struct rt_presence *p, struct rt_hub_local *l, const char *key,
+			   struct rt_sub *sub, json_t **state)
+{
+	pthread_mutex_lock(&p->mu);
+	rt_hub_subscribe(l, key, sub);
+	if (state) {
+		struct topic *t;
+		HASH_FIND_STR(p->topics, key, t);
+		*state = state_of(t);
+	}
+	pthread_mutex_unlock(&p->mu);
+}
+
+static json_t *one(const char *pkey, json_t *meta)
+{
+	if (!meta)
+		return json_object();
+	return json_pack("{s:{s:[O]}}", pkey, "metas", meta);
+}
+
+/* Publishes {"joins":…,"leaves":…} for topic; takes nothing. Lock held. */
+static void publish_diff(struct rt_hub_local *l, const char *key, const char *topic,
+			 const char *pkey, json_t *join_meta, json_t *leave_meta)
+{
+	json_t *diff = json_object();
+	json_object_set_new(diff, "joins", one(pkey, join_meta));
+	json_object_set_new(diff, "leaves", one(pkey, leave_meta));
+	struct rt_buf payload, b;
+	rt_buf_init(&payload);
+	rt_buf_init(&b);
+	rt_phx_dump(&payload, diff);
+	json_decref(diff);
+
+	struct rt_msg *m = rt_msg_new(RT_MSG_PRESENCE, key);
+	rt_phx_encode_text(RT_PHX_V1, &b, NULL, NULL, topic, "presence_diff", payload.data,
+			   payload.len);
+	m->v1 = rt_ws_frame(RT_WS_TEXT, b.data, b.len);
+	rt_buf_reset(&b);
+	rt_phx_encode_text(RT_PHX_V2, &b, NULL, NULL, topic, "presence_diff", payload.data,
+			   payload.len);
+	m->v2 = rt_ws_frame(RT_WS_TEXT, b.data, b.len);
+	rt_buf_deinit(&b);
+	rt_buf_deinit(&payload);
+	RT_METRIC_INC(presence_diffs);
+	rt_hub_publish(l, m);
+	rt_msg_unref(m);
+}
+
+static struct entry *find_entry(struct topic *t, uint64_t chan_id)
+{
+	struct entry *e;
+	if (!t)
+		return NULL;
+	DL_FOREACH(t->entries, e)
+		if (e->chan_id == chan_id)
+			return e;
+	return NULL;
+}
+
+static json_t *new_meta(const json_t *payload, const char *prev_ref)
+{
+	char ref[16];
+	rt_rand_base64(ref, sizeof ref, 8);
+	json_t *meta = json_deep_copy(payload);
+	json_object_del(meta, "phx_ref_prev");
+	json_object_set_new(meta, "phx_ref", json_string(ref));
+	if (prev_ref)
+		json_object_set_new(meta, "phx_ref_prev", json_string(prev_ref));
+	return meta;
+}
+
+/* True when meta (without phx_ref fields) equals payload. */
+static bool same_payload(const json_t *meta, const json_t *payload)
+{
+	json_t *m = json_deep_copy(meta);
+	json_object_del(m, "phx_ref");
+	json_object_del(m, "phx_ref_prev");
+	bool same = json_equal(m, (json_t *)payload);
+	json_decref(m);
+	return same;
+}
+
+bool rt_presence_track(struct rt_presence *p, struct rt_hub_local *l, const char *key,
+		       const char *topic, uint64_t chan_id, const char *pkey, const json_t *payload)
+{
+	bool changed = true;
+	pthread_mutex_lock(&p->mu);
+	struct topic *t;
+	HASH_FIND_STR(p->topics, key, t);
+	if (!t) {
+		t = rt_xcalloc(1, sizeof *t);
+		t->key = rt_xstrdup(key);
+		HASH_ADD_KEYPTR(hh, p->topics, t->key, strlen(t->key), t);
+	}
+	struct entry *e = find_entry(t, chan_id);
+	if (e && !strcmp(e->pkey, pkey) && same_payload(e->meta, payload)) {
+		changed = false;
+	} else if (e && !strcmp(e->pkey, pkey)) {
+		const char *prev = json_string_value(json_object_get(e->meta, "phx_ref"));
+		json_t *meta = new_meta(payload, prev);
+		json_t *old = e->meta;
+		e->meta = meta;
+		publish_diff(l, key, topic, pkey, meta, old);
+		json_decref(old);
+	} else {
+		if (e) { /* tracked under another key: leave that one first */
+			DL_DELETE(t->entries, e);
+			t->n_entries--;
+			publish_diff(l, key, topic, e->pkey, NULL, e->meta);
+			entry_free(e);
+		}
+		e = rt_xcalloc(1, sizeof *e);
+		e->chan_id = chan_id;
+		e->pkey = rt_xstrdup(pkey);
+		e->meta = new_meta(payload, NULL);
+		DL_APPEND(t->entries, e);
+		t->n_entries++;
+		publish_diff(l, key, topic, pkey, e->meta, NULL);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return changed;
+}
+
+bool rt_presence_untrack(struct rt_presence *p, struct rt_hub_local *l, const char *key,
+			 const char *topic, uint64_t chan_id)
+{
+	pthread_mutex_lock(&p->mu);
+	struct topic *t;
+	HASH_FIND_STR(p->topics, key, t);
+	struct entry *e = find_entry(t, chan_id);
+	if (e) {
+		DL_DELETE(t->entries, e);
+		t->n_entries--;
+		publish_diff(l, key, topic, e->pkey, NULL, e->meta);
+		entry_free(e);
+		if (!t->n_entries) {
+			HASH_DEL(p->topics, t);
+			free(t->key);
+			free(t);
+		}
+	}
+	pthread_mutex_unlock(&p->mu);
+	return e != NULL;
+}
+
+unsigned rt_presence_count(struct rt_presence *p, const char *key)
+{
+	pthread_mutex_lock(&p->mu);
+	struct topic *t;
+	HASH_FIND_STR(p->topics, key, t);
+	unsigned n = t ? t->n_entries : 0;
+	pthread_mutex_unlock(&p->mu);
+	return n;
+}

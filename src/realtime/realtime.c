@@ -1,0 +1,758 @@
+#include "realtime/realtime.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <uthash.h>
+#include <utlist.h>
+
+#include "common/alloc.h"
+#include "common/clock.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/rand.h"
+
+#undef uthash_fatal
+#define uthash_fatal(msg) abort()
+
+#define TOPIC_PREFIX "realtime:"
+#define TOPIC_PREFIX_LEN 9
+
+struct rt_channel {
+	struct rt_session *s;
+	uint64_t id;
+	char *topic;     /* "realtime:<sub>" */
+	const char *sub; /* points into topic */
+	char *key;       /* hub key: "pub:<sub>" or "priv:<sub>" */
+	char *join_ref;  /* NULL when the join had none */
+	bool is_private, self, ack;
+	bool presence_enabled, is_tracked;
+	char *pkey;  /* presence key */
+	char *token; /* the token the channel's claims came from */
+	struct rt_jwt_claims claims;
+	uint64_t pres_window_start_ms;
+	unsigned pres_calls;
+	struct rt_sub hsub;
+	UT_hash_handle hh;
+};
+
+struct rt_session {
+	struct rt_realtime_worker *rw;
+	struct rt_conn *c;
+	enum rt_phx_vsn vsn;
+	char *token;
+	struct rt_jwt_claims claims;
+	struct rt_channel *channels; /* by topic */
+	unsigned n_channels;
+	struct rt_session *prev, *next;
+};
+
+/* ---- shared state ---- */
+
+struct rt_realtime *rt_realtime_new(const struct rt_realtime_config *cfg)
+{
+	struct rt_realtime *rt = rt_xcalloc(1, sizeof *rt);
+	rt->cfg = *cfg;
+	rt->hub = rt_hub_new();
+	rt->presence = rt_presence_new();
+	return rt;
+}
+
+void rt_realtime_free(struct rt_realtime *rt)
+{
+	if (!rt)
+		return;
+	rt_presence_free(rt->presence);
+	rt_hub_free(rt->hub);
+	free(rt);
+}
+
+bool rt_realtime_role_allowed(const struct rt_realtime *rt, const char *role)
+{
+	if (!role)
+		return false;
+	for (unsigned i = 0; i < RT_REALTIME_MAX_ROLES && rt->cfg.private_roles[i]; i++)
+		if (!strcmp(rt->cfg.private_roles[i], role))
+			return true;
+	return false;
+}
+
+struct rt_realtime_worker *rt_realtime_worker_new(struct rt_realtime *rt, struct rt_worker *w)
+{
+	struct rt_realtime_worker *rw = rt_xcalloc(1, sizeof *rw);
+	rw->rt = rt;
+	rw->w = w;
+	rw->hub = rt_hub_local_new(rt->hub, w);
+	return rw;
+}
+
+void rt_realtime_worker_free(struct rt_realtime_worker *rw)
+{
+	if (!rw)
+		return;
+	rt_hub_local_free(rw->hub);
+	free(rw);
+}
+
+void rt_realtime_worker_wake(struct rt_realtime_worker *rw)
+{
+	rt_hub_drain(rw->hub);
+}
+
+/* ---- sending ---- */
+
+static void send_text(struct rt_session *s, const char *join_ref, const char *ref,
+		      const char *topic, const char *event, const json_t *payload)
+{
+	struct rt_buf b;
+	rt_buf_init(&b);
+	rt_phx_encode_text_json(s->vsn, &b, join_ref, ref, topic, event, payload);
+	rt_conn_send_ws(s->c, RT_WS_TEXT, b.data, b.len);
+	rt_buf_deinit(&b);
+}
+
+/* A phx_reply; takes response. */
+static void reply(struct rt_session *s, const char *join_ref, const char *ref, const char *topic,
+		  const char *status, json_t *response)
+{
+	json_t *p = json_pack("{s:s,s:o}", "status", status, "response",
+			      response ? response : json_object());
+	send_text(s, join_ref, ref, topic, "phx_reply", p);
+	json_decref(p);
+}
+
+static void reply_reason(struct rt_session *s, const char *join_ref, const char *ref,
+			 const char *topic, const char *reason)
+{
+	reply(s, join_ref, ref, topic, "error", json_pack("{s:s}", "reason", reason));
+}
+
+static void system_msg(struct rt_channel *ch, const char *extension, const char *status,
+		       const char *message)
+{
+	json_t *p = json_pack("{s:s,s:s,s:s,s:s}", "extension", extension, "status", status,
+			      "message", message, "channel", ch->sub);
+	send_text(ch->s, ch->join_ref, NULL, ch->topic, "system", p);
+	json_decref(p);
+}
+
+static void send_close(struct rt_channel *ch)
+{
+	json_t *p = json_object();
+	send_text(ch->s, ch->join_ref, ch->join_ref, ch->topic, "phx_close", p);
+	json_decref(p);
+}
+
+/* ---- channels ---- */
+
+static struct rt_channel *find_channel(struct rt_session *s, const char *topic)
+{
+	struct rt_channel *ch;
+	HASH_FIND_STR(s->channels, topic, ch);
+	return ch;
+}
+
+static void channel_free(struct rt_channel *ch)
+{
+	struct rt_session *s = ch->s;
+	struct rt_realtime_worker *rw = s->rw;
+	if (ch->is_tracked)
+		rt_presence_untrack(rw->rt->presence, rw->hub, ch->key, ch->topic, ch->id);
+	rt_hub_unsubscribe(rw->hub, &ch->hsub);
+	HASH_DEL(s->channels, ch);
+	s->n_channels--;
+	RT_METRIC_INC(channels_closed);
+	free(ch->topic);
+	free(ch->key);
+	free(ch->join_ref);
+	free(ch->pkey);
+	free(ch->token);
+	rt_jwt_claims_deinit(&ch->claims);
+	free(ch);
+}
+
+/* Server-initiated close: a system error, then phx_close (no client rejoin). */
+static void channel_shutdown(struct rt_channel *ch, const char *message)
+{
+	RT_METRIC_ERROR(CHANNEL_SHUTDOWN);
+	rt_info("conn %s: closing channel %s: %s", rt_conn_peer(ch->s->c), ch->topic, message);
+	system_msg(ch, "system", "error", message);
+	send_close(ch);
+	channel_free(ch);
+}
+
+static void channel_deliver(struct rt_sub *sub, struct rt_msg *m)
+{
+	struct rt_channel *ch = (struct rt_channel *)((char *)sub - offsetof(struct rt_channel, hsub));
+	if (m->kind == RT_MSG_PRESENCE && !ch->presence_enabled)
+		return;
+	if (m->sender == ch->id && !ch->self)
+		return;
+	struct rt_frame *f = ch->s->vsn == RT_PHX_V1 ? m->v1 : m->v2;
+	if (f)
+		rt_conn_send(ch->s->c, f);
+}
+
+/* ---- join ---- */
+
+/* Supabase accepts booleans and the strings "true"/"false" in any case. */
+static bool get_bool(const json_t *obj, const char *name, bool dflt)
+{
+	const json_t *v = json_object_get(obj, name);
+	if (json_is_boolean(v))
+		return json_is_true(v);
+	if (json_is_string(v)) {
+		if (!strcasecmp(json_string_value(v), "true"))
+			return true;
+		if (!strcasecmp(json_string_value(v), "false"))
+			return false;
+	}
+	return dflt;
+}
+
+/* The token a join or refresh names: user_token, else access_token unless it
+ * is an API key ("sb_…"); NULL means "use the socket's token". */
+static const char *join_token(const json_t *payload)
+{
+	const json_t *ut = json_object_get(payload, "user_token");
+	if (json_is_string(ut))
+		return json_string_value(ut);
+	const json_t *at = json_object_get(payload, "access_token");
+	if (json_is_string(at) && strncmp(json_string_value(at), "sb_", 3))
+		return json_string_value(at);
+	return NULL;
+}
+
+static void join_error(struct rt_session *s, const struct rt_phx_msg *m, const char *reason)
+{
+	RT_METRIC_INC(joins_err);
+	RT_METRIC_ERROR(JOIN_REJECTED);
+	rt_debug("conn %s: join %s rejected: %s", rt_conn_peer(s->c), m->topic, reason);
+	reply_reason(s, m->join_ref, m->ref, m->topic, reason);
+}
+
+/* A stable id for a postgres_changes entry: FNV-1a of its JSON, 27 bits. */
+static json_int_t binding_id(const json_t *entry)
+{
+	char *txt = json_dumps(entry, JSON_COMPACT | JSON_SORT_KEYS);
+	uint32_t h = 2166136261u;
+	for (const char *p = txt; p && *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	free(txt);
+	return (json_int_t)(h & ((1u << 27) - 1));
+}
+
+static const char *str_or(const json_t *obj, const char *name, const char *dflt)
+{
+	const char *v = json_string_value(json_object_get(obj, name));
+	return v ? v : dflt;
+}
+
+static void handle_join(struct rt_session *s, struct rt_phx_msg *m)
+{
+	struct rt_realtime *rt = s->rw->rt;
+	if (strncmp(m->topic, TOPIC_PREFIX, TOPIC_PREFIX_LEN)) {
+		RT_METRIC_ERROR(UNMATCHED_TOPIC);
+		reply_reason(s, NULL, m->ref, m->topic, "unmatched topic");
+		return;
+	}
+	const char *sub = m->topic + TOPIC_PREFIX_LEN;
+	if (!*sub) {
+		join_error(s, m, "TopicNameRequired: You must provide a topic name");
+		return;
+	}
+	struct rt_channel *old = find_channel(s, m->topic);
+	if (old) { /* a second join replaces the first instance */
+		send_close(old);
+		channel_free(old);
+	}
+	if (s->n_channels >= rt->cfg.max_channels) {
+		join_error(s, m, "ChannelRateLimitReached: Too many channels");
+		return;
+	}
+
+	const json_t *payload = json_is_object(m->payload) ? m->payload : NULL;
+	const json_t *config = json_object_get(payload, "config");
+	const json_t *bcast = json_object_get(config, "broadcast");
+	const json_t *pres = json_object_get(config, "presence");
+	bool is_private = get_bool(config, "private", false);
+
+	/* The channel's token. */
+	struct rt_jwt_claims claims;
+	const char *tok = join_token(payload);
+	if (tok) {
+		int64_t ago = 0;
+		enum rt_jwt_result r = rt_jwt_verify(rt->cfg.jwt_secret, tok, strlen(tok),
+						     rt_wall_s(), &claims, &ago);
+		if (r != RT_JWT_OK) {
+			char msg[256], reason[320];
+			snprintf(reason, sizeof reason, "%s: %s", rt_jwt_code(r),
+				 rt_jwt_message(r, ago, msg, sizeof msg));
+			RT_METRIC_ERROR(AUTH);
+			join_error(s, m, reason);
+			return;
+		}
+	} else {
+		int64_t now = rt_wall_s();
+		if (s->claims.exp <= now) {
+			char reason[128];
+			snprintf(reason, sizeof reason,
+				 "InvalidJWTToken: Token has expired %lld seconds ago",
+				 (long long)(now - s->claims.exp));
+			RT_METRIC_ERROR(AUTH);
+			join_error(s, m, reason);
+			return;
+		}
+		rt_jwt_claims_copy(&claims, &s->claims);
+		tok = s->token;
+	}
+	if (is_private && !rt_realtime_role_allowed(rt, claims.role)) {
+		char reason[400];
+		snprintf(reason, sizeof reason,
+			 "Unauthorized: You do not have permissions to read from this Channel topic: %s",
+			 sub);
+		rt_jwt_claims_deinit(&claims);
+		join_error(s, m, reason);
+		return;
+	}
+	if (json_object_get(bcast, "replay") && !json_is_null(json_object_get(bcast, "replay")) &&
+	    !is_private) {
+		rt_jwt_claims_deinit(&claims);
+		join_error(s, m, "UnableToReplayMessages: Replay is not allowed for public channels");
+		return;
+	}
+
+	/* postgres_changes: echo each entry with an id, in order. */
+	json_t *bindings = json_array();
+	const json_t *pg = json_object_get(config, "postgres_changes");
+	size_t i;
+	const json_t *entry;
+	json_array_foreach(pg, i, entry) {
+		if (!json_is_object(entry))
+			continue;
+		json_t *e = json_deep_copy(entry);
+		json_object_set_new(e, "id", json_integer(binding_id(entry)));
+		json_array_append_new(bindings, e);
+	}
+
+	struct rt_channel *ch = rt_xcalloc(1, sizeof *ch);
+	ch->s = s;
+	ch->id = (++s->rw->next_chan << 8) | rt_worker_index(s->rw->w);
+	ch->topic = rt_xstrdup(m->topic);
+	ch->sub = ch->topic + TOPIC_PREFIX_LEN;
+	size_t klen = strlen(ch->sub) + 6;
+	ch->key = rt_xmalloc(klen);
+	snprintf(ch->key, klen, "%s:%s", is_private ? "priv" : "pub", ch->sub);
+	ch->join_ref = m->join_ref ? rt_xstrdup(m->join_ref) : NULL;
+	ch->is_private = is_private;
+	ch->self = get_bool(bcast, "self", false);
+	ch->ack = get_bool(bcast, "ack", false);
+	ch->presence_enabled = get_bool(pres, "enabled", false);
+	const json_t *pk = json_object_get(pres, "key");
+	if (json_is_string(pk) && json_string_length(pk) && strlen(json_string_value(pk)) == json_string_length(pk)) {
+		ch->pkey = rt_xstrdup(json_string_value(pk));
+	} else if (json_is_number(pk)) {
+		ch->pkey = json_dumps(pk, JSON_ENCODE_ANY);
+	} else {
+		ch->pkey = rt_xmalloc(RT_UUID_STRLEN + 1);
+		rt_rand_uuid(ch->pkey);
+	}
+	ch->token = rt_xstrdup(tok);
+	ch->claims = claims;
+	ch->hsub.deliver = channel_deliver;
+	HASH_ADD_KEYPTR(hh, s->channels, ch->topic, strlen(ch->topic), ch);
+	s->n_channels++;
+	RT_METRIC_INC(joins_ok);
+
+	json_t *state = NULL;
+	reply(s, ch->join_ref, m->ref, ch->topic, "ok",
+	      json_pack("{s:o}", "postgres_changes", bindings));
+	rt_presence_subscribe(rt->presence, s->rw->hub, ch->key, &ch->hsub,
+			      ch->presence_enabled ? &state : NULL);
+	if (json_array_size(bindings)) {
+		/* Database changes come with the store; until one is configured, say so
+		 * the way Supabase reports a table outside its publication. */
+		const json_t *b0 = json_array_get(bindings, 0);
+		char msg[1024];
+		snprintf(msg, sizeof msg,
+			 "Unable to subscribe to changes with given parameters. Please check Realtime "
+			 "is enabled for the given connect parameters: [event: %s, schema: %s, table: "
+			 "%s, filters: [], select: nil]",
+			 str_or(b0, "event", "*"), str_or(b0, "schema", "public"),
+			 str_or(b0, "table", "*"));
+		system_msg(ch, "postgres_changes", "error", msg);
+	}
+	if (state) {
+		send_text(s, ch->join_ref, NULL, ch->topic, "presence_state", state);
+		json_decref(state);
+	}
+	rt_debug("conn %s: joined %s (join_ref %s, role %s)", rt_conn_peer(s->c), ch->topic,
+		 ch->join_ref ? ch->join_ref : "null", ch->claims.role);
+}
+
+/* ---- leave, broadcast, presence, access_token ---- */
+
+static void handle_leave(struct rt_channel *ch, struct rt_phx_msg *m)
+{
+	reply(ch->s, ch->join_ref, m->ref, ch->topic, "ok", NULL);
+	send_close(ch);
+	channel_free(ch);
+}
+
+static bool can_write(const struct rt_channel *ch)
+{
+	return !ch->is_private || rt_realtime_role_allowed(ch->s->rw->rt, ch->claims.role);
+}
+
+static struct rt_frame *text_frame(enum rt_phx_vsn vsn, const char *topic, const char *event,
+				   const char *payload, size_t payload_len)
+{
+	struct rt_buf b;
+	rt_buf_init(&b);
+	rt_phx_encode_text(vsn, &b, NULL, NULL, topic, event, payload, payload_len);
+	struct rt_frame *f = rt_ws_frame(RT_WS_TEXT, b.data, b.len);
+	rt_buf_deinit(&b);
+	return f;
+}
+
+/* Builds the message for a user broadcast: kind 4 for vsn 2, JSON for vsn 1. */
+static struct rt_msg *user_broadcast_msg(const char *key, const char *topic, const char *event,
+					 enum rt_phx_encoding enc, const void *data,
+					 size_t data_len, const char *meta, size_t meta_len)
+{
+	struct rt_buf b;
+	rt_buf_init(&b);
+	if (rt_phx_encode_user_broadcast(&b, topic, event, meta, meta_len, enc, data, data_len)) {
+		rt_buf_deinit(&b);
+		return NULL;
+	}
+	struct rt_msg *m = rt_msg_new(RT_MSG_BROADCAST, key);
+	m->v2 = rt_ws_frame(RT_WS_BINARY, b.data, b.len);
+	if (enc == RT_PHX_ENC_JSON) {
+		rt_buf_reset(&b);
+		rt_phx_user_broadcast_json(&b, event, data, data_len, meta, meta_len);
+		m->v1 = text_frame(RT_PHX_V1, topic, "broadcast", b.data, b.len);
+	}
+	rt_buf_deinit(&b);
+	return m;
+}
+
+static struct rt_msg *json_broadcast_msg(const char *key, const char *topic, const char *payload,
+					 size_t payload_len)
+{
+	struct rt_msg *m = rt_msg_new(RT_MSG_BROADCAST, key);
+	m->v1 = text_frame(RT_PHX_V1, topic, "broadcast", payload, payload_len);
+	m->v2 = text_frame(RT_PHX_V2, topic, "broadcast", payload, payload_len);
+	return m;
+}
+
+static void handle_broadcast(struct rt_channel *ch, struct rt_phx_msg *m)
+{
+	struct rt_session *s = ch->s;
+	size_t max = s->rw->rt->cfg.max_payload_bytes;
+	struct rt_msg *msg = NULL;
+	struct rt_buf payload;
+	rt_buf_init(&payload);
+
+	if (m->is_user_broadcast) {
+		if (m->data_len > max)
+			goto too_big;
+		if (!can_write(ch))
+			goto out; /* silently dropped, even with ack (as Supabase) */
+		msg = user_broadcast_msg(ch->key, ch->topic, m->user_event, m->encoding, m->data,
+					 m->data_len, m->meta, m->meta_len);
+		if (!msg) {
+			if (ch->ack)
+				reply_reason(s, ch->join_ref, m->ref, ch->topic,
+					     "broadcast event or metadata longer than 255 bytes");
+			goto out;
+		}
+	} else {
+		if (!json_is_object(m->payload)) {
+			RT_METRIC_ERROR(MALFORMED);
+			if (ch->ack)
+				reply_reason(s, ch->join_ref, m->ref, ch->topic,
+					     "broadcast payload must be an object");
+			goto out;
+		}
+		rt_phx_dump(&payload, m->payload);
+		if (payload.len > max)
+			goto too_big;
+		if (!can_write(ch))
+			goto out;
+		msg = json_broadcast_msg(ch->key, ch->topic, payload.data, payload.len);
+	}
+	msg->sender = ch->id;
+	RT_METRIC_INC(broadcasts);
+	rt_hub_publish(s->rw->hub, msg);
+	rt_msg_unref(msg);
+	if (ch->ack)
+		reply(s, ch->join_ref, m->ref, ch->topic, "ok", NULL);
+	goto out;
+too_big:
+	RT_METRIC_ERROR(PAYLOAD_TOO_LARGE);
+	if (ch->ack)
+		reply(s, ch->join_ref, m->ref, ch->topic, "error",
+		      json_string("payload_size_exceeded"));
+out:
+	rt_buf_deinit(&payload);
+}
+
+static void handle_presence(struct rt_channel *ch, struct rt_phx_msg *m)
+{
+	struct rt_session *s = ch->s;
+	struct rt_realtime *rt = s->rw->rt;
+	uint64_t now = rt_mono_ms();
+	if (!ch->pres_window_start_ms || now - ch->pres_window_start_ms >= rt->cfg.presence_window_ms) {
+		ch->pres_window_start_ms = now;
+		ch->pres_calls = 0;
+	}
+	if (++ch->pres_calls > rt->cfg.presence_max_calls) {
+		RT_METRIC_ERROR(RATE_LIMITED);
+		channel_shutdown(ch, "Client presence rate limit exceeded");
+		return;
+	}
+	const char *event = json_string_value(json_object_get(m->payload, "event"));
+	if (!event) {
+		reply(s, ch->join_ref, m->ref, ch->topic, "ok", NULL);
+		return;
+	}
+	if (!can_write(ch)) {
+		reply(s, ch->join_ref, m->ref, ch->topic, "error", NULL);
+		return;
+	}
+	if (!strcasecmp(event, "track")) {
+		const json_t *p = json_object_get(m->payload, "payload");
+		json_t *empty = NULL;
+		if (!p)
+			p = empty = json_object();
+		if (!json_is_object(p)) {
+			reply_reason(s, ch->join_ref, m->ref, ch->topic,
+				     "Presence track payload must be a map");
+			return;
+		}
+		struct rt_buf b;
+		rt_buf_init(&b);
+		rt_phx_dump(&b, p);
+		size_t len = b.len;
+		rt_buf_deinit(&b);
+		if (len > rt->cfg.max_payload_bytes) {
+			json_decref(empty);
+			RT_METRIC_ERROR(PAYLOAD_TOO_LARGE);
+			channel_shutdown(ch, "Track message size exceeded");
+			return;
+		}
+		ch->presence_enabled = true;
+		ch->is_tracked = true;
+		rt_presence_track(rt->presence, s->rw->hub, ch->key, ch->topic, ch->id, ch->pkey, p);
+		json_decref(empty);
+		reply(s, ch->join_ref, m->ref, ch->topic, "ok", NULL);
+	} else if (!strcasecmp(event, "untrack")) {
+		if (ch->is_tracked)
+			rt_presence_untrack(rt->presence, s->rw->hub, ch->key, ch->topic, ch->id);
+		ch->is_tracked = false;
+		reply(s, ch->join_ref, m->ref, ch->topic, "ok", NULL);
+	} else {
+		reply(s, ch->join_ref, m->ref, ch->topic, "error", NULL);
+	}
+}
+
+static void handle_access_token(struct rt_channel *ch, struct rt_phx_msg *m)
+{
+	struct rt_realtime *rt = ch->s->rw->rt;
+	const json_t *at = json_object_get(m->payload, "access_token");
+	if (!json_is_string(at))
+		return;
+	const char *tok = json_string_value(at);
+	if (!strncmp(tok, "sb_", 3) || (ch->token && !strcmp(tok, ch->token)))
+		return;
+	struct rt_jwt_claims claims;
+	int64_t ago = 0;
+	enum rt_jwt_result r = rt_jwt_verify(rt->cfg.jwt_secret, tok, strlen(tok), rt_wall_s(),
+					     &claims, &ago);
+	if (r != RT_JWT_OK) {
+		char msg[256];
+		RT_METRIC_ERROR(AUTH);
+		channel_shutdown(ch, rt_jwt_message(r, ago, msg, sizeof msg));
+		return;
+	}
+	rt_jwt_claims_deinit(&ch->claims);
+	ch->claims = claims;
+	free(ch->token);
+	ch->token = rt_xstrdup(tok);
+	if (ch->is_private && !rt_realtime_role_allowed(rt, ch->claims.role)) {
+		char msg[400];
+		snprintf(msg, sizeof msg,
+			 "You do not have permissions to read from this Channel topic: %s", ch->sub);
+		channel_shutdown(ch, msg);
+	}
+}
+
+/* ---- sessions ---- */
+
+struct rt_session *rt_session_new(struct rt_realtime_worker *rw, struct rt_conn *c,
+				  enum rt_phx_vsn vsn, const char *token,
+				  struct rt_jwt_claims *claims)
+{
+	struct rt_session *s = rt_xcalloc(1, sizeof *s);
+	s->rw = rw;
+	s->c = c;
+	s->vsn = vsn;
+	s->token = rt_xstrdup(token);
+	s->claims = *claims;
+	memset(claims, 0, sizeof *claims);
+	DL_APPEND(rw->sessions, s);
+	return s;
+}
+
+void rt_session_free(struct rt_session *s)
+{
+	if (!s)
+		return;
+	struct rt_channel *ch, *tmp;
+	HASH_ITER(hh, s->channels, ch, tmp)
+		channel_free(ch);
+	DL_DELETE(s->rw->sessions, s);
+	rt_jwt_claims_deinit(&s->claims);
+	free(s->token);
+	free(s);
+}
+
+static enum rt_metric_event event_kind(const char *event)
+{
+	if (!strcmp(event, "heartbeat"))
+		return RT_EV_HEARTBEAT;
+	if (!strcmp(event, "phx_join"))
+		return RT_EV_JOIN;
+	if (!strcmp(event, "phx_leave"))
+		return RT_EV_LEAVE;
+	if (!strcmp(event, "broadcast"))
+		return RT_EV_BROADCAST;
+	if (!strcmp(event, "presence"))
+		return RT_EV_PRESENCE;
+	if (!strcmp(event, "access_token"))
+		return RT_EV_ACCESS_TOKEN;
+	return RT_EV_OTHER;
+}
+
+void rt_session_on_message(struct rt_session *s, enum rt_ws_opcode op, const uint8_t *data,
+			   size_t data_len)
+{
+	struct rt_phx_msg m;
+	int rc;
+	if (op == RT_WS_TEXT)
+		rc = rt_phx_decode_text(s->vsn, (const char *)data, data_len, &m);
+	else if (s->vsn == RT_PHX_V2)
+		rc = rt_phx_decode_binary(data, data_len, &m);
+	else
+		rc = RT_EPROTO; /* vsn 1.0.0 has no binary frames */
+	if (rc) {
+		RT_METRIC_ERROR(MALFORMED);
+		rt_debug("conn %s: malformed %s message of %zu bytes dropped", rt_conn_peer(s->c),
+			 op == RT_WS_TEXT ? "text" : "binary", data_len);
+		return;
+	}
+	enum rt_metric_event kind = event_kind(m.event);
+	RT_METRIC_INC(msgs_in[kind]);
+
+	if (!strcmp(m.topic, "phoenix")) {
+		if (kind == RT_EV_HEARTBEAT) {
+			reply(s, NULL, m.ref, m.topic, "ok", NULL);
+		} else {
+			RT_METRIC_ERROR(UNMATCHED_TOPIC);
+			reply_reason(s, NULL, m.ref, m.topic, "unmatched topic");
+		}
+		goto out;
+	}
+	if (kind == RT_EV_JOIN) {
+		handle_join(s, &m);
+		goto out;
+	}
+	struct rt_channel *ch = find_channel(s, m.topic);
+	if (!ch) {
+		if (kind == RT_EV_LEAVE) {
+			reply(s, m.join_ref, m.ref, m.topic, "ok", NULL);
+		} else {
+			RT_METRIC_ERROR(UNMATCHED_TOPIC);
+			reply_reason(s, NULL, m.ref, m.topic, "unmatched topic");
+		}
+		goto out;
+	}
+	switch (kind) {
+	case RT_EV_LEAVE:
+		handle_leave(ch, &m);
+		break;
+	case RT_EV_BROADCAST:
+		handle_broadcast(ch, &m);
+		break;
+	case RT_EV_PRESENCE:
+		handle_presence(ch, &m);
+		break;
+	case RT_EV_ACCESS_TOKEN:
+		handle_access_token(ch, &m);
+		break;
+	default:
+		break; /* other channel events are ignored, as Supabase does */
+	}
+out:
+	rt_phx_msg_deinit(&m);
+}
+
+void rt_realtime_worker_tick(struct rt_realtime_worker *rw)
+{
+	int64_t now = rt_wall_s();
+	struct rt_session *s;
+	DL_FOREACH(rw->sessions, s) {
+		if (rt_conn_is_closing(s->c))
+			continue;
+		struct rt_channel *ch, *tmp;
+		HASH_ITER(hh, s->channels, ch, tmp) {
+			if (ch->claims.exp > now)
+				continue;
+			char msg[96];
+			snprintf(msg, sizeof msg, "Token has expired %lld seconds ago",
+				 (long long)(now - ch->claims.exp));
+			channel_shutdown(ch, msg);
+		}
+	}
+}
+
+int rt_realtime_publish(struct rt_realtime_worker *rw, const char *sub_topic, bool is_private,
+			const char *event, bool is_user_broadcast, enum rt_phx_encoding enc,
+			const void *data, size_t data_len, const char *meta_id)
+{
+	size_t tlen = strlen(sub_topic);
+	char *topic = rt_xmalloc(tlen + TOPIC_PREFIX_LEN + 1);
+	char *key = rt_xmalloc(tlen + 6);
+	snprintf(topic, tlen + TOPIC_PREFIX_LEN + 1, "%s%s", TOPIC_PREFIX, sub_topic);
+	snprintf(key, tlen + 6, "%s:%s", is_private ? "priv" : "pub", sub_topic);
+	struct rt_buf meta;
+	rt_buf_init(&meta);
+	if (meta_id) {
+		rt_buf_append_str(&meta, "{\"id\":");
+		rt_buf_append_json_str(&meta, meta_id, strlen(meta_id));
+		rt_buf_append_byte(&meta, '}');
+	}
+	struct rt_msg *m;
+	if (is_user_broadcast) {
+		m = user_broadcast_msg(key, topic, event, enc, data, data_len, meta.data, meta.len);
+	} else {
+		struct rt_buf p;
+		rt_buf_init(&p);
+		rt_phx_user_broadcast_json(&p, event, data, data_len, meta.data, meta.len);
+		m = json_broadcast_msg(key, topic, p.data, p.len);
+		rt_buf_deinit(&p);
+	}
+	int rc = m ? 0 : RT_ETOOBIG;
+	if (m) {
+		RT_METRIC_INC(broadcasts);
+		rt_hub_publish(rw->hub, m);
+		rt_msg_unref(m);
+	}
+	rt_buf_deinit(&meta);
+	free(topic);
+	free(key);
+	return rc;
+}

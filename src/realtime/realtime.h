@@ -1,0 +1,98 @@
+/*
+ * Phoenix Channels in the Supabase Realtime dialect: one session per
+ * WebSocket, channels joined on it, and what happens on them (join, leave,
+ * heartbeat, broadcast with self and ack, presence, access_token refresh,
+ * token expiry, server-initiated shutdown). Exact reply shapes and error
+ * strings are those of PROTOCOL.md.
+ *
+ * Private channels (config.private) are open to the roles listed in
+ * private_roles (default: authenticated, service_role); the same rule grants
+ * broadcast and presence writes on them.
+ *
+ * Ownership: struct rt_realtime (shared) owns the hub and the presence
+ *            registry; a worker's struct rt_realtime_worker owns its sessions;
+ *            a session owns its channels. rt_session_new() takes ownership of
+ *            the socket claims it is given.
+ * Threads:   rt_realtime_new/free on the main thread; everything else on the
+ *            worker thread that owns the connection.
+ * Limits:    max_payload_bytes per broadcast and presence payload,
+ *            max_channels per socket, presence_max_calls per
+ *            presence_window_ms per channel.
+ */
+#ifndef RT_REALTIME_REALTIME_H
+#define RT_REALTIME_REALTIME_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "auth/jwt.h"
+#include "net/server.h"
+#include "proto/phx.h"
+#include "realtime/hub.h"
+#include "realtime/presence.h"
+
+#define RT_REALTIME_MAX_ROLES 8
+
+struct rt_realtime_config {
+	const char *jwt_secret;
+	size_t max_payload_bytes;
+	unsigned max_channels;
+	unsigned presence_max_calls;
+	unsigned presence_window_ms;
+	const char *private_roles[RT_REALTIME_MAX_ROLES]; /* NULL-terminated */
+};
+
+struct rt_realtime {
+	struct rt_realtime_config cfg;
+	struct rt_hub *hub;
+	struct rt_presence *presence;
+};
+
+struct rt_session;
+
+struct rt_realtime_worker {
+	struct rt_realtime *rt;
+	struct rt_worker *w;
+	struct rt_hub_local *hub;
+	struct rt_session *sessions;
+	uint64_t next_chan;
+};
+
+/* Copies cfg (strings must outlive the object). */
+struct rt_realtime *rt_realtime_new(const struct rt_realtime_config *cfg);
+void rt_realtime_free(struct rt_realtime *rt);
+/* True when role may join, broadcast and track on private channels. */
+bool rt_realtime_role_allowed(const struct rt_realtime *rt, const char *role);
+
+struct rt_realtime_worker *rt_realtime_worker_new(struct rt_realtime *rt, struct rt_worker *w);
+/* Frees the worker state; its sessions must be gone (connections closed). */
+void rt_realtime_worker_free(struct rt_realtime_worker *rw);
+/* Delivers messages other workers published. */
+void rt_realtime_worker_wake(struct rt_realtime_worker *rw);
+/* Closes channels whose token has expired. */
+void rt_realtime_worker_tick(struct rt_realtime_worker *rw);
+
+/* A session for an upgraded connection; takes ownership of claims' members. */
+struct rt_session *rt_session_new(struct rt_realtime_worker *rw, struct rt_conn *c,
+				  enum rt_phx_vsn vsn, const char *token,
+				  struct rt_jwt_claims *claims);
+/* Leaves every channel (presence leaves are published) and frees. */
+void rt_session_free(struct rt_session *s);
+/* Handles one WebSocket message. */
+void rt_session_on_message(struct rt_session *s, enum rt_ws_opcode op, const uint8_t *data,
+			   size_t data_len);
+
+/*
+ * Publishes a broadcast that did not come from a socket (HTTP API). With
+ * is_user_broadcast it goes out as a user broadcast (kind 4 to vsn 2.0.0,
+ * JSON form to vsn 1.0.0; binary payloads only to 2.0.0); otherwise as the
+ * JSON payload {"event","payload","type"[,"meta"]} to both. data is JSON text
+ * unless enc is RT_PHX_ENC_BINARY; meta_id (may be NULL) becomes meta.id.
+ * Returns 0, or RT_ETOOBIG when the topic or event cannot be encoded.
+ */
+int rt_realtime_publish(struct rt_realtime_worker *rw, const char *sub_topic, bool is_private,
+			const char *event, bool is_user_broadcast, enum rt_phx_encoding enc,
+			const void *data, size_t data_len, const char *meta_id);
+
+#endif
