@@ -32,7 +32,10 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(filter-out fuzz/replay.c,$(wildcard fuzz/*.c))
 FUZZ_REPLAY := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/replay_%)
 
-.PHONY: all asan test unit fuzz-replay interop integration deps run clean install fuzz format help
+.PHONY: all asan test unit unit-bins fuzz-replay fuzz-bins interop integration deps run clean \
+	install fuzz format help
+
+ASAN_VARS := BUILD=build-asan EXTRA_CFLAGS="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined"
 
 all: $(BUILD)/rtsync
 
@@ -65,7 +68,7 @@ $(BUILD)/fuzz/replay_%: fuzz/%.c fuzz/replay.c $(BUILD)/libsrv.a
 	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $< fuzz/replay.c $(BUILD)/libsrv.a $(LIBS)
 
 asan:
-	$(MAKE) BUILD=build-asan EXTRA_CFLAGS="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" all
+	$(MAKE) $(ASAN_VARS) all
 
 # libFuzzer builds (clang); run e.g. build-fuzz/fuzz_ws_frame fuzz/corpus/ws_frame
 fuzz:
@@ -75,6 +78,9 @@ fuzz:
 		echo "clang $$f -> build-fuzz/fuzz_$$n"; \
 		clang -std=c11 -D_GNU_SOURCE -Isrc -Iinclude -O1 -g -fsanitize=fuzzer,address,undefined \
 			-o build-fuzz/fuzz_$$n $$f build-fuzz/libsrv.a $(LIBS) || exit 1; done
+
+unit-bins: $(UNIT_BIN)
+fuzz-bins: $(FUZZ_REPLAY)
 
 unit: $(UNIT_BIN)
 	@tests/run-unit.sh $(UNIT_BIN)
@@ -89,9 +95,8 @@ integration interop: all
 # against the sanitizer build, which is where memory errors and leaks show.
 test: deps
 	$(MAKE) all
-	$(MAKE) BUILD=build-asan EXTRA_CFLAGS="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" \
-		all unit fuzz-replay
-	@tests/run-all.sh $(abspath build-asan/rtsync)
+	$(MAKE) $(ASAN_VARS) all unit-bins fuzz-bins
+	@tests/run-all.sh build-asan
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \

@@ -285,7 +285,11 @@ void rt_conn_send(struct rt_conn *c, struct rt_frame *f)
 {
 	if (c->is_closing || !f)
 		return;
-	if (c->q_bytes + f->len > c->w->s->cfg.max_out_bytes) {
+	/* The bound is on what the socket refused, not on what one loop turn
+	 * produced: write first, then judge. */
+	if (c->q_bytes + f->len > c->w->s->cfg.max_out_bytes)
+		conn_flush(c);
+	if (c->q_bytes + f->len > c->w->s->cfg.max_out_bytes && !c->is_handle_closing) {
 		RT_METRIC_ERROR(SLOW_CONSUMER);
 		rt_warn("conn %s: outbound queue over %zu bytes, closing slow consumer", c->peer,
 			c->w->s->cfg.max_out_bytes);
@@ -482,7 +486,8 @@ void rt_conn_respond(struct rt_conn *c, int status, const char *content_type, co
 {
 	if (c->is_handle_closing || c->state != CONN_HTTP || !c->is_awaiting)
 		return;
-	bool keep = c->req->keep_alive && !c->is_closing;
+	/* A refused upgrade ends the connection: the client expected a protocol switch. */
+	bool keep = c->req->keep_alive && !c->req->is_upgrade && !c->is_closing;
 	struct rt_buf b;
 	rt_buf_init(&b);
 	rt_http_response(&b, status, content_type, body, body_len, extra_headers, keep);

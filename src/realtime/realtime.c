@@ -46,6 +46,7 @@ struct rt_session {
 	struct rt_jwt_claims claims;
 	struct rt_channel *channels; /* by topic */
 	unsigned n_channels;
+	uint64_t n_malformed;
 	struct rt_session *prev, *next;
 };
 
@@ -650,8 +651,14 @@ void rt_session_on_message(struct rt_session *s, enum rt_ws_opcode op, const uin
 		rc = RT_EPROTO; /* vsn 1.0.0 has no binary frames */
 	if (rc) {
 		RT_METRIC_ERROR(MALFORMED);
-		rt_debug("conn %s: malformed %s message of %zu bytes dropped", rt_conn_peer(s->c),
-			 op == RT_WS_TEXT ? "text" : "binary", data_len);
+		/* Logged at 1, 10, 100, … per connection: visible, but no log flood. */
+		uint64_t n = ++s->n_malformed;
+		while (n % 10 == 0)
+			n /= 10;
+		rt_log(n == 1 ? RT_LOG_WARN : RT_LOG_DEBUG,
+		       "conn %s: malformed %s message of %zu bytes dropped (%llu so far)",
+		       rt_conn_peer(s->c), op == RT_WS_TEXT ? "text" : "binary", data_len,
+		       (unsigned long long)s->n_malformed);
 		return;
 	}
 	enum rt_metric_event kind = event_kind(m.event);
