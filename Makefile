@@ -9,20 +9,20 @@ BUILD   ?= build
 # Debian packages the build and the tests need (checked with dpkg by `make deps`).
 DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev \
 	libuv1-dev libwslay-dev libhttp-parser-dev libssl-dev libjansson-dev libjwt-dev \
-	libunistring-dev uthash-dev libcmocka-dev curl
+	libunistring-dev uthash-dev libcmocka-dev libsqlite3-dev sqlite3 curl
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wstrict-prototypes \
 	-Wmissing-prototypes -Wformat=2
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -fvisibility=hidden -Isrc -Iinclude \
 	-MMD -MP $(CFLAGS) $(EXTRA_CFLAGS)
-LIBS    := -luv -lwslay -lhttp_parser -ljansson -ljwt -lunistring -lcrypto -lpthread -lm
+LIBS    := -luv -lwslay -lhttp_parser -ljansson -ljwt -lunistring -lsqlite3 -lcrypto -lpthread -lm
 
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=undefined
 
 # Server library: every module but the CLI entry point.
-SRV_DIRS := common proto net auth realtime api
+SRV_DIRS := common proto net auth realtime store api
 SRV_SRC  := $(foreach d,$(SRV_DIRS),$(wildcard src/$(d)/*.c)) $(filter-out src/cli/main.c,$(wildcard src/cli/*.c))
 SRV_OBJ  := $(SRV_SRC:%.c=$(BUILD)/obj/%.o)
 MAIN_OBJ := $(BUILD)/obj/src/cli/main.o
@@ -110,7 +110,7 @@ deps:
 	fi
 
 run: deps all
-	$(BUILD)/rtsync serve --data-dir .rtsync
+	$(BUILD)/rtsync serve --data-dir .rtsync --schema examples/schema.sql
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "api/rest.h"
 #include "common/alloc.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -279,9 +280,10 @@ out:
 /* ---- routing ---- */
 
 static const char cors_headers[] =
-	"Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n"
+	"Access-Control-Allow-Methods: GET, HEAD, POST, PATCH, DELETE, OPTIONS\r\n"
 	"Access-Control-Allow-Headers: authorization, apikey, content-type, x-client-info, "
 	"x-api-key, prefer, range, accept-profile, content-profile\r\n"
+	"Access-Control-Expose-Headers: Content-Range\r\n"
 	"Access-Control-Max-Age: 86400\r\n";
 
 static const char *strip_prefix(const char *path, const char *prefix)
@@ -301,6 +303,8 @@ static void on_request(struct rt_conn *c, struct rt_http_req *req)
 		connect_ws(c, req);
 	} else if (req->method == HTTP_OPTIONS) {
 		rt_conn_respond(c, 204, NULL, NULL, 0, cors_headers);
+	} else if (!strncmp(path, "/rest/v1/", 9) && path[9]) {
+		rt_rest_handle(c, req, app_of(c), path + 9);
 	} else if (!strcmp(path, "/healthz")) {
 		respond_json(c, 200, "{\"status\":\"ok\"}");
 	} else if (!strcmp(path, "/metrics") && req->method == HTTP_GET) {

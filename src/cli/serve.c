@@ -14,11 +14,13 @@
 #include "api/api.h"
 #include "auth/jwt.h"
 #include "common/alloc.h"
+#include "common/buf.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/rand.h"
 #include "net/server.h"
 #include "realtime/realtime.h"
+#include "store/store.h"
 
 #define KEY_LIFETIME_S (10LL * 365 * 24 * 3600)
 
@@ -29,6 +31,10 @@ struct serve_opts {
 	char *log_level;
 	char *log_format;
 	char *private_roles;
+	char *db;
+	char *schema;
+	long retain_changes;
+	long retain_ms;
 	long workers;
 	long idle_timeout_ms;
 	long max_payload_bytes;
@@ -50,6 +56,11 @@ static const char serve_usage[] =
 	"  --jwt-secret SECRET       HS256 secret for tokens        RTSYNC_JWT_SECRET\n"
 	"                            (default: generated on first start, kept in the data dir)\n"
 	"  --data-dir DIR            where rtsync keeps its state   RTSYNC_DATA_DIR (.rtsync)\n"
+	"  --db FILE                 the embedded SQLite database   RTSYNC_DB (DIR/rtsync.db)\n"
+	"  --schema FILE.sql         SQL applied at start (CREATE TABLE …; existing objects are\n"
+	"                            kept)                          RTSYNC_SCHEMA\n"
+	"  --retain-changes N        changes kept for resuming      RTSYNC_RETAIN_CHANGES (100000)\n"
+	"  --retain-ms N             and for at most this long      RTSYNC_RETAIN_MS (86400000)\n"
 	"  --workers N               I/O worker threads             RTSYNC_WORKERS (one per core)\n"
 	"  --log-level LEVEL         debug, info, warn, error       RTSYNC_LOG_LEVEL (info)\n"
 	"  --log-format FORMAT       text or json                   RTSYNC_LOG_FORMAT (text)\n"
@@ -105,6 +116,8 @@ static void opts_free(struct serve_opts *o)
 	free(o->log_level);
 	free(o->log_format);
 	free(o->private_roles);
+	free(o->db);
+	free(o->schema);
 }
 
 static void set_str(char **dst, const char *v)
@@ -123,6 +136,8 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 	o->log_level = env_or("RTSYNC_LOG_LEVEL", "info");
 	o->log_format = env_or("RTSYNC_LOG_FORMAT", "text");
 	o->private_roles = env_or("RTSYNC_PRIVATE_ROLES", "authenticated,service_role");
+	o->db = env_or("RTSYNC_DB", NULL);
+	o->schema = env_or("RTSYNC_SCHEMA", NULL);
 	if (env_long("RTSYNC_WORKERS", "--workers", ncpu > 0 ? ncpu : 1, 1, RT_SERVER_MAX_WORKERS,
 		     &o->workers) ||
 	    env_long("RTSYNC_IDLE_TIMEOUT_MS", "--idle-timeout-ms", 60000, 100, 86400000,
@@ -135,11 +150,15 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 	    env_long("RTSYNC_PRESENCE_MAX_CALLS", "--presence-max-calls", 5, 1, 1000000,
 		     &o->presence_max_calls) ||
 	    env_long("RTSYNC_PRESENCE_WINDOW_MS", "--presence-window-ms", 30000, 1, 86400000,
-		     &o->presence_window_ms))
+		     &o->presence_window_ms) ||
+	    env_long("RTSYNC_RETAIN_CHANGES", "--retain-changes", 100000, 1, 1000000000,
+		     &o->retain_changes) ||
+	    env_long("RTSYNC_RETAIN_MS", "--retain-ms", 86400000, 1000, 1L << 40, &o->retain_ms))
 		return -1;
 
 	enum { O_LISTEN = 256, O_SECRET, O_DATA, O_WORKERS, O_LEVEL, O_FORMAT, O_IDLE, O_PAYLOAD,
-	       O_CHANNELS, O_QUEUE, O_ROLES, O_PCALLS, O_PWINDOW };
+	       O_CHANNELS, O_QUEUE, O_ROLES, O_PCALLS, O_PWINDOW, O_DB, O_SCHEMA, O_RCOUNT,
+	       O_RMS };
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, O_LISTEN},
 		{"jwt-secret", required_argument, NULL, O_SECRET},
@@ -154,6 +173,10 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 		{"private-roles", required_argument, NULL, O_ROLES},
 		{"presence-max-calls", required_argument, NULL, O_PCALLS},
 		{"presence-window-ms", required_argument, NULL, O_PWINDOW},
+		{"db", required_argument, NULL, O_DB},
+		{"schema", required_argument, NULL, O_SCHEMA},
+		{"retain-changes", required_argument, NULL, O_RCOUNT},
+		{"retain-ms", required_argument, NULL, O_RMS},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -167,6 +190,14 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 		case O_LEVEL: set_str(&o->log_level, optarg); break;
 		case O_FORMAT: set_str(&o->log_format, optarg); break;
 		case O_ROLES: set_str(&o->private_roles, optarg); break;
+		case O_DB: set_str(&o->db, optarg); break;
+		case O_SCHEMA: set_str(&o->schema, optarg); break;
+		case O_RCOUNT:
+			rc = parse_long("--retain-changes", optarg, 1, 1000000000, &o->retain_changes);
+			break;
+		case O_RMS:
+			rc = parse_long("--retain-ms", optarg, 1000, 1L << 40, &o->retain_ms);
+			break;
 		case O_WORKERS:
 			rc = parse_long("--workers", optarg, 1, RT_SERVER_MAX_WORKERS, &o->workers);
 			break;
@@ -279,6 +310,32 @@ static char *load_or_create_secret(const char *dir, bool *created)
 	return rt_xstrdup(secret);
 }
 
+/* Reads a whole file into a NUL-terminated string, or NULL (reported). */
+static char *read_file(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		fprintf(stderr, "rtsync serve: cannot read %s: %s\n", path, strerror(errno));
+		return NULL;
+	}
+	struct rt_buf b;
+	rt_buf_init(&b);
+	char chunk[8192];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+		rt_buf_append(&b, chunk, n);
+	bool failed = ferror(f);
+	fclose(f);
+	if (failed) {
+		fprintf(stderr, "rtsync serve: cannot read %s\n", path);
+		rt_buf_deinit(&b);
+		return NULL;
+	}
+	if (!b.data)
+		rt_buf_append(&b, "", 0);
+	return rt_buf_detach(&b, NULL);
+}
+
 static struct rt_server *g_server;
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -299,6 +356,7 @@ int rt_cli_serve(int argc, char **argv)
 	}
 	int rc = RT_CLI_EXIT_FAILURE;
 	struct rt_realtime *rt = NULL;
+	struct rt_store *store = NULL;
 	char host[256];
 	int port;
 	int level = rt_log_level_parse(o.log_level);
@@ -333,6 +391,31 @@ int rt_cli_serve(int argc, char **argv)
 		rcfg.private_roles[n_roles++] = r;
 	rt = rt_realtime_new(&rcfg);
 
+	/* The embedded store: the data dir exists by now when the secret lives there. */
+	if (!o.db) {
+		if (mkdir(o.data_dir, 0700) && errno != EEXIST) {
+			fprintf(stderr, "rtsync serve: cannot create data dir %s: %s\n", o.data_dir,
+				strerror(errno));
+			goto out;
+		}
+		size_t n = strlen(o.data_dir) + 16;
+		o.db = rt_xmalloc(n);
+		snprintf(o.db, n, "%s/rtsync.db", o.data_dir);
+	}
+	char *schema_sql = o.schema ? read_file(o.schema) : NULL;
+	if (o.schema && !schema_sql)
+		goto out;
+	char serr[1024];
+	int src = rt_store_open_sqlite(o.db, schema_sql, (uint64_t)o.retain_changes,
+				       (uint64_t)o.retain_ms, &store, serr, sizeof serr);
+	free(schema_sql);
+	if (src) {
+		fprintf(stderr, "rtsync serve: store %s: %s\n", o.db, serr);
+		goto out;
+	}
+	rt_realtime_set_store(rt, store);
+	rt_info("store %s: %zu tables", o.db, rt_store_schema(store)->n_tables);
+
 	struct rt_server_config scfg = {
 		.host = host,
 		.port = port,
@@ -351,8 +434,10 @@ int rt_cli_serve(int argc, char **argv)
 		goto out;
 	}
 	rt_api_mark_start();
-	if ((err = rt_server_start(g_server))) {
-		fprintf(stderr, "rtsync serve: cannot start workers: %s\n", strerror(-err));
+	if ((err = rt_server_start(g_server)) || (err = rt_changes_start(rt->changes))) {
+		fprintf(stderr, "rtsync serve: cannot start threads: %s\n", strerror(-err));
+		rt_server_stop(g_server);
+		rt_server_join(g_server);
 		goto out_server;
 	}
 
@@ -374,6 +459,8 @@ int rt_cli_serve(int argc, char **argv)
 	printf("  broadcast   http://%s/realtime/v1/api/broadcast\n", hostport);
 	printf("  health      http://%s/healthz\n", hostport);
 	printf("  metrics     http://%s/metrics\n", hostport);
+	printf("  rest        http://%s/rest/v1/<table>\n", hostport);
+	printf("  database    %s\n", o.db);
 	if (is_generated) {
 		int64_t now = rt_wall_s();
 		char *anon = rt_jwt_mint(o.jwt_secret, "anon", "rtsync", now, now + KEY_LIFETIME_S, NULL);
@@ -390,6 +477,7 @@ int rt_cli_serve(int argc, char **argv)
 
 	uv_run(loop, UV_RUN_DEFAULT);
 	rt_server_join(g_server);
+	rt_changes_stop(rt->changes);
 	uv_loop_close(loop);
 	rt_info("stopped");
 	rc = 0;
@@ -398,6 +486,7 @@ out_server:
 	g_server = NULL;
 out:
 	rt_realtime_free(rt);
+	rt_store_close(store);
 	opts_free(&o);
 	return rc;
 }

@@ -151,7 +151,7 @@ void rt_http_req_deinit(struct rt_http_req *r)
 void rt_http_req_reset(struct rt_http_req *r)
 {
 	clear(r);
-	http_parser_pause(&r->parser, 0);
+	/* init clears pause and error states alike */
 	http_parser_init(&r->parser, HTTP_REQUEST);
 	r->parser.data = r;
 }

@@ -72,6 +72,7 @@ struct rt_worker {
 	unsigned n_conns;
 	uint64_t next_id;
 	atomic_bool stop_requested;
+	bool has_run; /* its thread ran the loop, which closed every handle */
 	bool is_stopping;
 	bool is_stopped; /* handles closed: the loop is ending */
 	uint64_t stop_deadline_ms;
@@ -786,6 +787,7 @@ int rt_server_start(struct rt_server *s)
 {
 	for (unsigned i = 0; i < s->n_workers; i++) {
 		int rc = pthread_create(&s->workers[i]->thread, NULL, worker_main, s->workers[i]);
+		s->workers[i]->has_run = rc == 0;
 		if (rc) {
 			for (unsigned j = 0; j < i; j++)
 				atomic_store(&s->workers[j]->stop_requested, true),
@@ -820,8 +822,12 @@ void rt_server_free(struct rt_server *s)
 {
 	if (!s)
 		return;
-	for (unsigned i = 0; i < s->n_workers; i++)
-		worker_free(s->workers[i]);
+	for (unsigned i = 0; i < s->n_workers; i++) {
+		if (s->workers[i]->has_run)
+			worker_free(s->workers[i]);
+		else
+			worker_discard(s->workers[i]);
+	}
 	free(s);
 }
 

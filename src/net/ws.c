@@ -4,7 +4,6 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <string.h>
-#include <unistr.h>
 
 #include "common/err.h"
 
@@ -44,10 +43,7 @@ static void msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
 	if (ws->close_code)
 		return;
 	if (arg->opcode == WSLAY_TEXT_FRAME) {
-		if (u8_check(arg->msg, arg->msg_length)) {
-			rt_ws_close(ws, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, "invalid UTF-8");
-			return;
-		}
+		/* wslay has validated the UTF-8 (1007 otherwise). */
 		ws->cb->on_message(ws->user, RT_WS_TEXT, arg->msg, arg->msg_length);
 	} else if (arg->opcode == WSLAY_BINARY_FRAME) {
 		ws->cb->on_message(ws->user, RT_WS_BINARY, arg->msg, arg->msg_length);
@@ -99,8 +95,14 @@ int rt_ws_feed(struct rt_ws *ws, const uint8_t *data, size_t data_len)
 		rc = RT_EPROTO;
 	ws->in = NULL;
 	ws->in_len = 0;
-	/* On a protocol error wslay has queued a close frame (1002/1009): send it. */
+	/* On a protocol error (bad frame 1002, message too big 1009, invalid UTF-8
+	 * 1007) wslay queues the close frame itself and stops reading: send it and
+	 * tell the owner, who must not wait for the peer. */
 	if (flush(ws) != 0)
+		rc = RT_EPROTO;
+	if (!ws->close_code && wslay_event_get_close_sent(ws->ctx))
+		ws->close_code = wslay_event_get_status_code_sent(ws->ctx);
+	if (!wslay_event_get_read_enabled(ws->ctx) && !wslay_event_get_close_received(ws->ctx))
 		rc = RT_EPROTO;
 	if (rc && !ws->close_code)
 		ws->close_code = WSLAY_CODE_PROTOCOL_ERROR;

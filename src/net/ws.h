@@ -1,8 +1,8 @@
 /*
  * The WebSocket protocol (RFC 6455) for one server-side connection, on top of
  * wslay's event engine: masking checks, fragmentation, ping/pong, the close
- * handshake and its codes, UTF-8 validation of text messages, and a bound on
- * message size. It does no I/O: the owner feeds received bytes in and gets
+ * handshake and its codes, UTF-8 validation of text messages (all by wslay),
+ * and a bound on message size. It does no I/O: the owner feeds received bytes in and gets
  * complete messages and the bytes to send back through callbacks.
  * Also: the handshake's Sec-WebSocket-Accept value, and server frames encoded
  * once into shared rt_frame buffers for fan-out.

@@ -104,15 +104,18 @@ int rt_phx_decode_binary(const uint8_t *data, size_t data_len, struct rt_phx_msg
 		meta_len = data[5];
 		if (data[6] > RT_PHX_ENC_JSON)
 			return RT_EPROTO;
-		out->encoding = data[6];
 		pos = 7;
 	} else {
 		return RT_EPROTO;
 	}
 	size_t head = jr_len + ref_len + topic_len + ev_len + meta_len;
-	if (data_len - pos < head || topic_len == 0 || ev_len == 0 ||
-	    is_bad_text(data + pos, head))
-		return RT_EPROTO;
+	if (data_len - pos < head || topic_len == 0 || ev_len == 0)
+		goto err;
+	/* Each header string on its own: a multi-byte sequence must not span two. */
+	const size_t lens[] = {jr_len, ref_len, topic_len, ev_len, meta_len};
+	for (size_t i = 0, off = pos; i < sizeof lens / sizeof lens[0]; off += lens[i++])
+		if (is_bad_text(data + off, lens[i]))
+			goto err;
 
 	out->is_binary = true;
 	out->join_ref = jr_len ? take_bytes(data, &pos, jr_len) : NULL;
@@ -133,8 +136,8 @@ int rt_phx_decode_binary(const uint8_t *data, size_t data_len, struct rt_phx_msg
 		}
 	} else {
 		out->event = take_bytes(data, &pos, ev_len);
-		out->encoding = RT_PHX_ENC_BINARY;
 	}
+	out->encoding = kind == 3 ? data[6] : RT_PHX_ENC_BINARY;
 	out->data_len = data_len - pos;
 	out->data = rt_xmalloc(out->data_len + 1);
 	memcpy(out->data, data + pos, out->data_len);

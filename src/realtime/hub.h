@@ -21,12 +21,18 @@
 #define RT_REALTIME_HUB_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "common/buf.h"
 #include "net/server.h"
 
-enum rt_msg_kind { RT_MSG_BROADCAST, RT_MSG_PRESENCE };
+enum rt_msg_kind {
+	RT_MSG_BROADCAST,
+	RT_MSG_PRESENCE,
+	RT_MSG_CHANGE,  /* a postgres_changes delivery; pos set */
+	RT_MSG_CATCHUP, /* end of a resume catch-up: pos = last position covered */
+};
 
 struct rt_msg {
 	atomic_uint refs;
@@ -36,6 +42,8 @@ struct rt_msg {
 	struct rt_frame *v2; /* frame for vsn 2.0.0 sockets; NULL: not for them */
 	uint64_t sender;     /* channel id to skip unless it asked for self; 0: none */
 	uint64_t t0_ns;      /* publish time, for the fan-out latency metric */
+	uint64_t pos;        /* RT_MSG_CHANGE and RT_MSG_CATCHUP: change position */
+	bool is_resync;      /* RT_MSG_CATCHUP: the resume position was not retained */
 };
 
 /* A message for topic key with one reference; frames are attached by the caller. */

@@ -18,7 +18,8 @@
 struct entry {
 	uint64_t chan_id;
 	char *pkey;
-	json_t *meta; /* user payload plus phx_ref */
+	json_t *payload; /* what the client tracked */
+	json_t *meta;    /* what others see: payload plus phx_ref */
 	struct entry *prev, *next;
 };
 
@@ -44,6 +45,7 @@ struct rt_presence *rt_presence_new(void)
 static void entry_free(struct entry *e)
 {
 	free(e->pkey);
+	json_decref(e->payload);
 	json_decref(e->meta);
 	free(e);
 }
@@ -153,17 +155,6 @@ static json_t *new_meta(const json_t *payload, const char *prev_ref)
 	return meta;
 }
 
-/* True when meta (without phx_ref fields) equals payload. */
-static bool same_payload(const json_t *meta, const json_t *payload)
-{
-	json_t *m = json_deep_copy(meta);
-	json_object_del(m, "phx_ref");
-	json_object_del(m, "phx_ref_prev");
-	bool same = json_equal(m, (json_t *)payload);
-	json_decref(m);
-	return same;
-}
-
 bool rt_presence_track(struct rt_presence *p, struct rt_hub_local *l, const char *key,
 		       const char *topic, uint64_t chan_id, const char *pkey, const json_t *payload)
 {
@@ -177,13 +168,15 @@ bool rt_presence_track(struct rt_presence *p, struct rt_hub_local *l, const char
 		HASH_ADD_KEYPTR(hh, p->topics, t->key, strlen(t->key), t);
 	}
 	struct entry *e = find_entry(t, chan_id);
-	if (e && !strcmp(e->pkey, pkey) && same_payload(e->meta, payload)) {
+	if (e && !strcmp(e->pkey, pkey) && json_equal(e->payload, (json_t *)payload)) {
 		changed = false;
 	} else if (e && !strcmp(e->pkey, pkey)) {
 		const char *prev = json_string_value(json_object_get(e->meta, "phx_ref"));
 		json_t *meta = new_meta(payload, prev);
 		json_t *old = e->meta;
 		e->meta = meta;
+		json_decref(e->payload);
+		e->payload = json_deep_copy(payload);
 		publish_diff(l, key, topic, pkey, meta, old);
 		json_decref(old);
 	} else {
@@ -196,6 +189,7 @@ bool rt_presence_track(struct rt_presence *p, struct rt_hub_local *l, const char
 		e = rt_xcalloc(1, sizeof *e);
 		e->chan_id = chan_id;
 		e->pkey = rt_xstrdup(pkey);
+		e->payload = json_deep_copy(payload);
 		e->meta = new_meta(payload, NULL);
 		DL_APPEND(t->entries, e);
 		t->n_entries++;

@@ -35,8 +35,26 @@ struct rt_channel {
 	uint64_t pres_window_start_ms;
 	unsigned pres_calls;
 	struct rt_sub hsub;
+	/* postgres_changes */
+	struct chan_binding *bindings;
+	size_t n_bindings;
+	struct rt_sub catchup_sub; /* the channel's own key, while resuming */
+	char *catchup_key;
+	bool is_catching_up;
+	bool is_overflowed;     /* too many live changes held during the catch-up */
+	uint64_t resume_floor;  /* live changes at or below this came in the catch-up */
+	struct rt_msg **held;   /* live changes held during the catch-up */
+	size_t n_held;
 	UT_hash_handle hh;
 };
+
+struct chan_binding {
+	struct rt_sub sub;
+	struct rt_binding *b;
+	struct rt_channel *ch;
+};
+
+#define MAX_HELD 10000
 
 struct rt_session {
 	struct rt_realtime_worker *rw;
@@ -65,9 +83,16 @@ void rt_realtime_free(struct rt_realtime *rt)
 {
 	if (!rt)
 		return;
+	rt_changes_free(rt->changes);
 	rt_presence_free(rt->presence);
 	rt_hub_free(rt->hub);
 	free(rt);
+}
+
+void rt_realtime_set_store(struct rt_realtime *rt, struct rt_store *store)
+{
+	rt->store = store;
+	rt->changes = rt_changes_new(store, rt->hub);
 }
 
 bool rt_realtime_role_allowed(const struct rt_realtime *rt, const char *role)
@@ -162,6 +187,16 @@ static void channel_free(struct rt_channel *ch)
 	if (ch->is_tracked)
 		rt_presence_untrack(rw->rt->presence, rw->hub, ch->key, ch->topic, ch->id);
 	rt_hub_unsubscribe(rw->hub, &ch->hsub);
+	for (size_t i = 0; i < ch->n_bindings; i++) {
+		rt_hub_unsubscribe(rw->hub, &ch->bindings[i].sub);
+		rt_changes_detach(rw->rt->changes, ch->bindings[i].b);
+	}
+	free(ch->bindings);
+	rt_hub_unsubscribe(rw->hub, &ch->catchup_sub);
+	free(ch->catchup_key);
+	for (size_t i = 0; i < ch->n_held; i++)
+		rt_msg_unref(ch->held[i]);
+	free(ch->held);
 	HASH_DEL(s->channels, ch);
 	s->n_channels--;
 	RT_METRIC_INC(channels_closed);
@@ -194,6 +229,62 @@ static void channel_deliver(struct rt_sub *sub, struct rt_msg *m)
 	struct rt_frame *f = ch->s->vsn == RT_PHX_V1 ? m->v1 : m->v2;
 	if (f)
 		rt_conn_send(ch->s->c, f);
+}
+
+/* A live postgres_changes delivery for one of the channel's bindings. */
+static void binding_deliver(struct rt_sub *sub, struct rt_msg *m)
+{
+	struct rt_channel *ch = ((struct chan_binding *)sub)->ch;
+	if (ch->is_catching_up) {
+		if (ch->n_held == MAX_HELD) {
+			ch->is_overflowed = true;
+			return;
+		}
+		if (!ch->held)
+			ch->held = rt_xmalloc(MAX_HELD * sizeof *ch->held);
+		ch->held[ch->n_held++] = rt_msg_ref(m);
+		return;
+	}
+	if (m->pos <= ch->resume_floor)
+		return; /* already sent by the catch-up */
+	struct rt_frame *f = ch->s->vsn == RT_PHX_V1 ? m->v1 : m->v2;
+	rt_conn_send(ch->s->c, f);
+}
+
+static void resync_msg(struct rt_channel *ch, const char *why)
+{
+	json_t *p = json_pack("{s:s,s:s,s:s,s:s,s:b}", "extension", "postgres_changes", "status",
+			      "error", "message", why, "channel", ch->sub, "resync_required", 1);
+	send_text(ch->s, ch->join_ref, NULL, ch->topic, "system", p);
+	json_decref(p);
+}
+
+/* Catch-up deliveries on the channel's own key, then the marker. */
+static void catchup_deliver(struct rt_sub *sub, struct rt_msg *m)
+{
+	struct rt_channel *ch = (struct rt_channel *)((char *)sub -
+						      offsetof(struct rt_channel, catchup_sub));
+	if (m->kind == RT_MSG_CHANGE) {
+		rt_conn_send(ch->s->c, ch->s->vsn == RT_PHX_V1 ? m->v1 : m->v2);
+		return;
+	}
+	if (m->kind != RT_MSG_CATCHUP || !ch->is_catching_up)
+		return;
+	ch->is_catching_up = false;
+	ch->resume_floor = m->pos;
+	if (m->is_resync)
+		resync_msg(ch, "The resume position is older than the retained changes; refetch "
+			       "the data you show, then subscribe without resume_after");
+	for (size_t i = 0; i < ch->n_held; i++) {
+		if (!ch->is_overflowed)
+			binding_deliver(&ch->bindings[0].sub, ch->held[i]);
+		rt_msg_unref(ch->held[i]);
+	}
+	ch->n_held = 0;
+	if (ch->is_overflowed)
+		resync_msg(ch, "Too many changes arrived while catching up; refetch the data you "
+			       "show, then subscribe again");
+	ch->is_overflowed = false;
 }
 
 /* ---- join ---- */
@@ -249,6 +340,50 @@ static const char *str_or(const json_t *obj, const char *name, const char *dflt)
 {
 	const char *v = json_string_value(json_object_get(obj, name));
 	return v ? v : dflt;
+}
+
+/* A resume position: a decimal string or a non-negative integer. */
+static bool resume_after(const json_t *ext, uint64_t *out)
+{
+	const json_t *v = json_object_get(ext, "resume_after");
+	if (json_is_integer(v) && json_integer_value(v) >= 0) {
+		*out = (uint64_t)json_integer_value(v);
+		return true;
+	}
+	const char *s = json_string_value(v);
+	if (!s || !*s || strspn(s, "0123456789") != strlen(s) || strlen(s) > 19)
+		return false;
+	*out = strtoull(s, NULL, 10);
+	return true;
+}
+
+/* Attaches the channel's bindings (taking them) and, with a resume position,
+ * asks the feed for the changes the client missed. */
+static void subscribe_changes(struct rt_channel *ch, struct rt_binding **parsed, size_t n,
+			      const json_t *ext)
+{
+	struct rt_realtime_worker *rw = ch->s->rw;
+	ch->bindings = rt_xcalloc(n, sizeof *ch->bindings);
+	struct rt_binding **attached = rt_xcalloc(n, sizeof *attached);
+	for (size_t i = 0; i < n; i++) {
+		struct chan_binding *cb = &ch->bindings[ch->n_bindings++];
+		cb->ch = ch;
+		cb->b = attached[i] = rt_changes_attach(rw->rt->changes, parsed[i]);
+		cb->sub.deliver = binding_deliver;
+		rt_hub_subscribe(rw->hub, rt_binding_key(cb->b), &cb->sub);
+	}
+	system_msg(ch, "postgres_changes", "ok", "Subscribed to PostgreSQL");
+	uint64_t after;
+	if (resume_after(ext, &after)) {
+		char key[48];
+		snprintf(key, sizeof key, "chan:%llu", (unsigned long long)ch->id);
+		ch->catchup_key = rt_xstrdup(key);
+		ch->catchup_sub.deliver = catchup_deliver;
+		ch->is_catching_up = true;
+		rt_hub_subscribe(rw->hub, key, &ch->catchup_sub);
+		rt_changes_resume(rw->rt->changes, key, after, attached, n);
+	}
+	free(attached);
 }
 
 static void handle_join(struct rt_session *s, struct rt_phx_msg *m)
@@ -325,17 +460,45 @@ static void handle_join(struct rt_session *s, struct rt_phx_msg *m)
 		return;
 	}
 
-	/* postgres_changes: echo each entry with an id, in order. */
-	json_t *bindings = json_array();
+	/* postgres_changes: each entry is validated and echoed with its id, in order. */
+	json_t *reply_bindings = json_array();
 	const json_t *pg = json_object_get(config, "postgres_changes");
-	size_t i;
+	struct rt_binding **parsed = rt_xcalloc(json_array_size(pg) + 1, sizeof *parsed);
+	size_t n_parsed = 0, i;
+	char pg_err[1024] = "";
 	const json_t *entry;
 	json_array_foreach(pg, i, entry) {
 		if (!json_is_object(entry))
-			continue;
+			continue; /* null entries are dropped, as Supabase does */
+		json_int_t id = binding_id(entry);
+		if (!rt->changes) {
+			if (!*pg_err)
+				snprintf(pg_err, sizeof pg_err,
+					 "Unable to subscribe to changes with given parameters. "
+					 "Please check Realtime is enabled for the given connect "
+					 "parameters: [event: %s, schema: %s, table: %s, filters: [], "
+					 "select: nil]",
+					 str_or(entry, "event", "*"), str_or(entry, "schema", "public"),
+					 str_or(entry, "table", "*"));
+		} else {
+			char err[1024];
+			struct rt_binding *b = rt_binding_parse(rt->changes, m->topic, entry, err,
+								sizeof err);
+			if (b) {
+				id = rt_binding_id(b);
+				parsed[n_parsed++] = b;
+			} else if (!*pg_err) {
+				snprintf(pg_err, sizeof pg_err, "%s", err);
+			}
+		}
 		json_t *e = json_deep_copy(entry);
-		json_object_set_new(e, "id", json_integer(binding_id(entry)));
-		json_array_append_new(bindings, e);
+		json_object_set_new(e, "id", json_integer(id));
+		json_array_append_new(reply_bindings, e);
+	}
+	if (*pg_err) { /* all or nothing, as Supabase subscribes */
+		for (size_t k = 0; k < n_parsed; k++)
+			rt_binding_free(parsed[k]);
+		n_parsed = 0;
 	}
 
 	struct rt_channel *ch = rt_xcalloc(1, sizeof *ch);
@@ -369,22 +532,14 @@ static void handle_join(struct rt_session *s, struct rt_phx_msg *m)
 
 	json_t *state = NULL;
 	reply(s, ch->join_ref, m->ref, ch->topic, "ok",
-	      json_pack("{s:o}", "postgres_changes", bindings));
+	      json_pack("{s:o}", "postgres_changes", reply_bindings));
 	rt_presence_subscribe(rt->presence, s->rw->hub, ch->key, &ch->hsub,
 			      ch->presence_enabled ? &state : NULL);
-	if (json_array_size(bindings)) {
-		/* Database changes come with the store; until one is configured, say so
-		 * the way Supabase reports a table outside its publication. */
-		const json_t *b0 = json_array_get(bindings, 0);
-		char msg[1024];
-		snprintf(msg, sizeof msg,
-			 "Unable to subscribe to changes with given parameters. Please check Realtime "
-			 "is enabled for the given connect parameters: [event: %s, schema: %s, table: "
-			 "%s, filters: [], select: nil]",
-			 str_or(b0, "event", "*"), str_or(b0, "schema", "public"),
-			 str_or(b0, "table", "*"));
-		system_msg(ch, "postgres_changes", "error", msg);
-	}
+	if (*pg_err)
+		system_msg(ch, "postgres_changes", "error", pg_err);
+	else if (n_parsed)
+		subscribe_changes(ch, parsed, n_parsed, json_object_get(config, "rtsync"));
+	free(parsed);
 	if (state) {
 		send_text(s, ch->join_ref, NULL, ch->topic, "presence_state", state);
 		json_decref(state);

@@ -15,6 +15,10 @@
  *            the socket claims it is given.
  * Threads:   rt_realtime_new/free on the main thread; everything else on the
  *            worker thread that owns the connection.
+ * postgres_changes: each channel's bindings come from the change feed
+ * (changes.h); a join may resume after a position it saw, with the extension
+ * config.rtsync.resume_after (docs/protocol.md).
+ *
  * Limits:    max_payload_bytes per broadcast and presence payload,
  *            max_channels per socket, presence_max_calls per
  *            presence_window_ms per channel.
@@ -29,6 +33,7 @@
 #include "auth/jwt.h"
 #include "net/server.h"
 #include "proto/phx.h"
+#include "realtime/changes.h"
 #include "realtime/hub.h"
 #include "realtime/presence.h"
 
@@ -47,6 +52,8 @@ struct rt_realtime {
 	struct rt_realtime_config cfg;
 	struct rt_hub *hub;
 	struct rt_presence *presence;
+	struct rt_store *store;     /* NULL without a store (not owned) */
+	struct rt_changes *changes; /* NULL without a store */
 };
 
 struct rt_session;
@@ -61,6 +68,8 @@ struct rt_realtime_worker {
 
 /* Copies cfg (strings must outlive the object). */
 struct rt_realtime *rt_realtime_new(const struct rt_realtime_config *cfg);
+/* Serves postgres_changes from store (call before the server starts). */
+void rt_realtime_set_store(struct rt_realtime *rt, struct rt_store *store);
 void rt_realtime_free(struct rt_realtime *rt);
 /* True when role may join, broadcast and track on private channels. */
 bool rt_realtime_role_allowed(const struct rt_realtime *rt, const char *role);

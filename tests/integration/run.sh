@@ -4,4 +4,4 @@
 #   tests/integration/run.sh /abs/path/to/rtsync
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-exec "$here/../interop/run.sh" "$1" "$here"/*.test.mjs
+RTSYNC_SUITE=integration exec "$here/../interop/run.sh" "$1" "$here"/*.test.mjs

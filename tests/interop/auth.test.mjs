@@ -99,6 +99,74 @@ for (const vsn of VSNS) {
       assert.equal(first.err.message, 'JwtSignatureError: Failed to validate JWT signature');
     });
 
+    it('join with an access_token missing role -> CHANNEL_ERROR InvalidJWTToken: Fields ...', { timeout: 25_000 }, async (t) => {
+      const sc = scope(t);
+      const client = realtimeClient(sc, server, { vsn });
+      await client.setAuth(server.token({ role: null }));
+      const ch = client.channel(uniqueTopic());
+      const statuses = subscribeRecording(ch);
+      const first = await statuses.waitFor(() => true, 12_000, 'join result');
+      assert.equal(first.status, 'CHANNEL_ERROR');
+      assert.equal(first.err.message, 'InvalidJWTToken: Fields `role` and `exp` are required in JWT');
+    });
+
+    it('refreshing a private channel with an anon token closes it (no read permission)', { timeout: 25_000 }, async (t) => {
+      const sc = scope(t);
+      const sub = uniqueTopic('private');
+      const client = realtimeClient(sc, server, { vsn });
+      await client.setAuth(server.token({ role: 'authenticated' }));
+      const ch = client.channel(sub, { config: { private: true } });
+      const sys = new Recorder('system messages');
+      ch.on('system', {}, sys.handler);
+      await subscribe(ch);
+      await client.setAuth(server.token({ role: 'anon' }));
+      const msg = await sys.waitFor(() => true, 8000, 'system message');
+      assert.deepEqual(msg, {
+        extension: 'system', status: 'error', channel: sub,
+        message: `You do not have permissions to read from this Channel topic: ${sub}`,
+      });
+      await ch._statuses.waitFor((e) => e.status === 'CLOSED', 5000, 'CLOSED');
+    });
+
+    it('refreshing a public channel with an anon token keeps it open', { timeout: 25_000 }, async (t) => {
+      const sc = scope(t);
+      const topic = uniqueTopic();
+      const client = realtimeClient(sc, server, { vsn });
+      await client.setAuth(server.token({ role: 'authenticated' }));
+      const ch = client.channel(topic);
+      const sys = new Recorder('system messages');
+      const rec = new Recorder('broadcasts');
+      ch.on('system', {}, sys.handler);
+      ch.on('broadcast', { event: '*' }, rec.handler);
+      await subscribe(ch);
+      await client.setAuth(server.token({ role: 'anon' }));
+      const sender = realtimeClient(sc, server, { vsn });
+      const sch = sender.channel(topic);
+      await subscribe(sch);
+      await sch.send({ type: 'broadcast', event: 'after', payload: {} });
+      await rec.waitFor((m) => m.event === 'after', 5000, 'delivery after refresh');
+      assert.deepEqual(sys.events, []);
+      assert.deepEqual(ch._statuses.events.map((e) => e.status), ['SUBSCRIBED']);
+    });
+
+    it('refreshing with a token missing role closes the channel', { timeout: 25_000 }, async (t) => {
+      const sc = scope(t);
+      const topic = uniqueTopic();
+      const client = realtimeClient(sc, server, { vsn });
+      await client.setAuth(server.token({ role: 'authenticated' }));
+      const ch = client.channel(topic);
+      const sys = new Recorder('system messages');
+      ch.on('system', {}, sys.handler);
+      await subscribe(ch);
+      await client.setAuth(server.token({ role: null }));
+      const msg = await sys.waitFor(() => true, 8000, 'system message');
+      assert.deepEqual(msg, {
+        extension: 'system', status: 'error', channel: topic,
+        message: 'Fields `role` and `exp` are required in JWT',
+      });
+      await ch._statuses.waitFor((e) => e.status === 'CLOSED', 5000, 'CLOSED');
+    });
+
     it('private channel: anon rejected, authenticated and service_role accepted', { timeout: 30_000 }, async (t) => {
       const sc = scope(t);
       const sub = uniqueTopic('private');

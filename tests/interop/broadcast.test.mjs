@@ -173,6 +173,90 @@ for (const vsn of VSNS) {
       assert.deepEqual(onlyX.events, [{ type: 'broadcast', event: 'x', payload: { k: 'x' } }]);
     });
 
+    it('one socket, several channels: messages are routed to the right channel', T, async (t) => {
+      const sc = scope(t);
+      const t1 = uniqueTopic();
+      const t2 = uniqueTopic();
+      const client = realtimeClient(sc, server, { vsn });
+      const c1 = client.channel(t1);
+      const c2 = client.channel(t2);
+      const r1 = new Recorder('channel 1');
+      const r2 = new Recorder('channel 2');
+      c1.on('broadcast', { event: '*' }, r1.handler);
+      c2.on('broadcast', { event: '*' }, r2.handler);
+      await Promise.all([subscribe(c1), subscribe(c2)]);
+      const s1 = await member(sc, vsn, t1);
+      const s2 = await member(sc, vsn, t2);
+      await s1.ch.send({ type: 'broadcast', event: 'to1', payload: {} });
+      await s2.ch.send({ type: 'broadcast', event: 'to2', payload: {} });
+      await r1.waitFor(isEvent('to1'), 5000, 'to1');
+      await r2.waitFor(isEvent('to2'), 5000, 'to2');
+      // and from the shared socket out to each topic
+      await c1.send({ type: 'broadcast', event: 'from1', payload: {} });
+      await c2.send({ type: 'broadcast', event: 'from2', payload: {} });
+      await s1.rec.waitFor(isEvent('from1'), 5000, 'from1');
+      await s2.rec.waitFor(isEvent('from2'), 5000, 'from2');
+      assert.deepEqual(r1.events.map((m) => m.event), ['to1']);
+      assert.deepEqual(r2.events.map((m) => m.event), ['to2']);
+      assert.deepEqual(s1.rec.events.map((m) => m.event), ['from1']);
+      assert.deepEqual(s2.rec.events.map((m) => m.event), ['from2']);
+    });
+
+    it('unsubscribe then subscribe again to the same topic works (new join ref)', T, async (t) => {
+      const sc = scope(t);
+      const topic = uniqueTopic();
+      const client = realtimeClient(sc, server, { vsn });
+      const first = client.channel(topic);
+      await subscribe(first);
+      assert.equal(await client.removeChannel(first), 'ok');
+      const again = client.channel(topic);
+      assert.notEqual(again, first);
+      const rec = new Recorder('second instance');
+      again.on('broadcast', { event: '*' }, rec.handler);
+      await subscribe(again);
+      const s = await member(sc, vsn, topic);
+      await s.ch.send({ type: 'broadcast', event: 'second', payload: {} });
+      await rec.waitFor(isEvent('second'), 5000, 'delivery to the second instance');
+    });
+
+    it('large payloads (256 KiB and 1 MiB with ack) are delivered intact', { timeout: 40_000 }, async (t) => {
+      const sc = scope(t);
+      const topic = uniqueTopic();
+      const a = await member(sc, vsn, topic, { broadcast: { ack: true } });
+      const b = await member(sc, vsn, topic);
+      for (const size of [256 * 1024, 1024 * 1024]) {
+        const blob = 'abcdefghijklmnopqrstuvwxyz0123456789'.repeat(Math.ceil(size / 36)).slice(0, size);
+        const res = await withTimeout(a.ch.send({ type: 'broadcast', event: `big${size}`, payload: { blob } }), 15_000, 'ack');
+        assert.equal(res, 'ok');
+        const got = await b.rec.waitFor(isEvent(`big${size}`), 10_000, `big payload ${size}`);
+        assert.equal(got.payload.blob.length, size);
+        assert.equal(got.payload.blob, blob);
+      }
+    });
+
+    it('a burst of 100 messages arrives complete and in order', T, async (t) => {
+      const sc = scope(t);
+      const topic = uniqueTopic();
+      const a = await member(sc, vsn, topic);
+      const b = await member(sc, vsn, topic);
+      for (let i = 0; i < 100; i++) a.ch.send({ type: 'broadcast', event: 'burst', payload: { i } });
+      await b.rec.waitFor((m) => m.event === 'burst' && m.payload.i === 99, 10_000, 'last of the burst');
+      const seq = b.rec.filter(isEvent('burst')).map((m) => m.payload.i);
+      assert.deepEqual(seq, Array.from({ length: 100 }, (_, i) => i));
+    });
+
+    it('non-ASCII topic and event names (UTF-8 byte lengths)', T, async (t) => {
+      const sc = scope(t);
+      const topic = `${uniqueTopic()}-caf\u00e9-\u6f22\u5b57`;
+      const a = await member(sc, vsn, topic, { broadcast: { self: true } });
+      const b = await member(sc, vsn, topic);
+      const event = '\u00e9v\u00e9nement-\u2603';
+      await a.ch.send({ type: 'broadcast', event, payload: { ok: '\u00fc' } });
+      assert.deepEqual(await b.rec.waitFor(isEvent(event), 5000, 'non-ASCII delivery'),
+        { type: 'broadcast', event, payload: { ok: '\u00fc' } });
+      await a.rec.waitFor(isEvent(event), 5000, 'non-ASCII self delivery');
+    });
+
     it('public broadcasts do not leak to other topics', T, async (t) => {
       const sc = scope(t);
       const topic = uniqueTopic();
@@ -216,6 +300,49 @@ describe('realtime-js broadcast between vsn 1.0.0 and 2.0.0 clients', () => {
       await m.rec.waitFor((e) => e.event === 'seq' && e.payload.i === 9, 5000, 'last seq');
       assert.deepEqual(m.rec.filter(isEvent('seq')).map((e) => e.payload.i), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     }
+  });
+});
+
+describe('HTTP broadcast to private channels', () => {
+  it('httpSend on a private channel reaches private subscribers only; anon callers are dropped', T, async (t) => {
+    const sc = scope(t);
+    const sub = uniqueTopic('private');
+    const mk = async (isPrivate) => {
+      const c = realtimeClient(sc, server, { vsn: '2.0.0', apikey: server.token({ role: 'authenticated' }) });
+      const ch = c.channel(sub, { config: { private: isPrivate } });
+      const rec = new Recorder(isPrivate ? 'private' : 'public');
+      ch.on('broadcast', { event: '*' }, rec.handler);
+      await subscribe(ch);
+      return rec;
+    };
+    const priv = await mk(true);
+    const pub = await mk(false);
+    const sender = realtimeClient(sc, server, { vsn: '2.0.0', apikey: server.token({ role: 'service_role' }) });
+    const pch = sender.channel(sub, { config: { private: true } });
+    assert.deepEqual(await pch.httpSend('p1', { secret: true }), { success: true });
+    assert.deepEqual((await priv.waitFor(isEvent('p1'), 5000, 'private httpSend')).payload, { secret: true });
+
+    // batch endpoint, private:true, with an anon token: 202 but not delivered
+    const anonRes = await fetch(`${server.httpUrl}/realtime/v1/api/broadcast`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${server.token({ role: 'anon' })}` },
+      body: JSON.stringify({ messages: [{ topic: sub, event: 'anon-private', payload: {}, private: true }] }),
+    });
+    assert.equal(anonRes.status, 202, 'unauthorized private messages are dropped silently (PROTOCOL.md §6.7)');
+    // batch endpoint, private:true, authenticated: delivered to private only
+    const okRes = await fetch(`${server.httpUrl}/realtime/v1/api/broadcast`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${server.token({ role: 'authenticated' })}` },
+      body: JSON.stringify({ messages: [
+        { topic: sub, event: 'p2', payload: {}, private: true },
+        { topic: sub, event: 'pub', payload: {}, private: false },
+      ] }),
+    });
+    assert.equal(okRes.status, 202);
+    await priv.waitFor(isEvent('p2'), 5000, 'private batch delivery');
+    await pub.waitFor(isEvent('pub'), 5000, 'public batch delivery');
+    assert.deepEqual(priv.events.map((m) => m.event), ['p1', 'p2'], 'anon private message must be dropped');
+    assert.deepEqual(pub.events.map((m) => m.event), ['pub'], 'private messages must not reach the public channel');
   });
 });
 

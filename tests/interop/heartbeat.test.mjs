@@ -47,6 +47,28 @@ for (const vsn of VSNS) {
         assert.deepEqual(got.payload, { ok: true });
       });
 
+    it('realtime-js without heartbeats is closed by the server, reconnects and rejoins by itself',
+      { timeout: 30_000 }, async (t) => {
+        const sc = scope(t);
+        const topic = uniqueTopic('hb');
+        const client = realtimeClient(sc, server, { vsn, heartbeatIntervalMs: 60_000 });
+        const ch = client.channel(topic);
+        const rec = new Recorder('broadcasts');
+        ch.on('broadcast', { event: '*' }, rec.handler);
+        await subscribe(ch);
+        // the sender heartbeats, so it stays connected throughout
+        const sender = realtimeClient(sc, server, { vsn, heartbeatIntervalMs: 500 });
+        const sch = sender.channel(topic);
+        await subscribe(sch);
+        const firstConn = client.socketAdapter.getSocket().conn;
+        const err = await ch._statuses.waitFor((e) => e.status === 'CHANNEL_ERROR', IDLE_MS + 5000, 'error after idle close');
+        t.diagnostic(`channel error after idle close: ${err.err && err.err.message}`);
+        await ch._statuses.waitFor((e) => e.status === 'SUBSCRIBED' && ch._statuses.events.indexOf(e) > 0, 8000, 'SUBSCRIBED again');
+        assert.notEqual(client.socketAdapter.getSocket().conn, firstConn, 'a new WebSocket was opened');
+        await sch.send({ type: 'broadcast', event: 'after-rejoin', payload: {} });
+        await rec.waitFor((m) => m.event === 'after-rejoin', 5000, 'broadcast after rejoin');
+      });
+
     it('a raw WebSocket that never sends a frame is closed by the server after the idle timeout',
       { timeout: 20_000 }, async (t) => {
         const sc = scope(t);

@@ -216,6 +216,72 @@ for (const vsn of VSNS) {
       assert.deepEqual(diff2.payload.leaves, { 'raw-key': { metas: [{ phx_ref: phxRef, who: 'raw' }] } });
     });
 
+    it('presence disabled: no presence_state; a track auto-enables it without presence_state', T, async (t) => {
+      const sc = scope(t);
+      const c = await rawConnect(sc, server, { vsn });
+      const obs = await rawConnect(sc, server, { vsn });
+      const topic = `realtime:${uniqueTopic()}`;
+      await obs.join(topic, joinPayload({ presence: { key: 'obs', enabled: true } }));
+      await obs.next((f) => f.event === 'presence_state', 5000, 'observer presence_state');
+      const { joinRef } = await c.join(topic, joinPayload({ presence: { key: 'auto', enabled: false } }));
+      const ref = c.send({ join_ref: joinRef, topic, event: 'presence', payload: { type: 'presence', event: 'TRACK', payload: { a: 1 } } });
+      assert.deepEqual((await c.reply(ref)).payload, { status: 'ok', response: {} }, 'event name is case-insensitive');
+      const diff = await obs.next((f) => f.event === 'presence_diff', 5000, 'diff for the auto-enabled tracker');
+      assert.deepEqual(Object.keys(diff.payload.joins), ['auto']);
+      await c.heartbeat();
+      assert.equal(c.frames.filter((f) => f.event === 'presence_state').length, 0, 'no presence_state for a disabled/auto-enabled channel');
+    });
+
+    it('presence track with a non-object payload -> error reply, channel stays', T, async (t) => {
+      const c = await rawConnect(scope(t), server, { vsn });
+      const topic = `realtime:${uniqueTopic()}`;
+      const { joinRef } = await c.join(topic, joinPayload({ presence: { key: 'k', enabled: true } }));
+      const ref = c.send({ join_ref: joinRef, topic, event: 'presence', payload: { type: 'presence', event: 'track', payload: 'nope' } });
+      assert.deepEqual((await c.reply(ref)).payload,
+        { status: 'error', response: { reason: 'Presence track payload must be a map' } });
+      const ref2 = c.send({ join_ref: joinRef, topic, event: 'presence', payload: { type: 'presence', event: 'track', payload: { ok: 1 } } });
+      assert.deepEqual((await c.reply(ref2)).payload, { status: 'ok', response: {} });
+    });
+
+    it('an empty presence key gets a server-generated key, different per join', T, async (t) => {
+      const sc = scope(t);
+      const obs = await rawConnect(sc, server, { vsn });
+      const topic = `realtime:${uniqueTopic()}`;
+      await obs.join(topic, joinPayload({ presence: { key: 'obs', enabled: true } }));
+      const keys = [];
+      for (let i = 0; i < 2; i++) {
+        const c = await rawConnect(sc, server, { vsn });
+        const { joinRef } = await c.join(topic, joinPayload({ presence: { key: '', enabled: true } }));
+        const from = obs.frames.events.length;
+        c.send({ join_ref: joinRef, topic, event: 'presence', payload: { type: 'presence', event: 'track', payload: { i } } });
+        const d = await obs.frames.waitFor((f) => f.event === 'presence_diff' && Object.keys(f.payload.joins).length, 5000, 'diff', from);
+        keys.push(...Object.keys(d.payload.joins));
+      }
+      assert.equal(keys.length, 2);
+      for (const k of keys) assert.ok(typeof k === 'string' && k.length > 0, `generated key ${k}`);
+      assert.notEqual(keys[0], keys[1]);
+    });
+
+    it('string booleans in the join config are accepted ("true")', T, async (t) => {
+      const c = await rawConnect(scope(t), server, { vsn });
+      const topic = `realtime:${uniqueTopic()}`;
+      const payload = joinPayload();
+      payload.config.broadcast = { self: 'true', ack: 'TRUE' };
+      const { joinRef, reply } = await c.join(topic, payload);
+      assert.equal(reply.payload.status, 'ok');
+      const ref = c.send({ join_ref: joinRef, topic, event: 'broadcast', payload: { type: 'broadcast', event: 's', payload: {} } });
+      assert.deepEqual((await c.reply(ref)).payload, { status: 'ok', response: {} }, 'ack:"TRUE"');
+      await c.next((f) => f.event === 'broadcast', 5000, 'self delivery with self:"true"');
+    });
+
+    it('join with an sb_ access_token falls back to the socket token', T, async (t) => {
+      const c = await rawConnect(scope(t), server, { vsn });
+      const topic = `realtime:${uniqueTopic()}`;
+      const payload = { ...joinPayload(), access_token: 'sb_publishable_abcdefghijklmnop' };
+      const { reply } = await c.join(topic, payload);
+      assert.deepEqual(reply.payload, { status: 'ok', response: { postgres_changes: [] } });
+    });
+
     it('access_token push gets no reply', T, async (t) => {
       const c = await rawConnect(scope(t), server, { vsn });
       const topic = `realtime:${uniqueTopic()}`;

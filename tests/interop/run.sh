@@ -89,6 +89,17 @@ conc=()
 if node --help 2>/dev/null | grep -q -- '--test-concurrency'; then
 	conc=(--test-concurrency="${RTSYNC_INTEROP_CONCURRENCY:-4}")
 fi
+# Human-readable output on stdout, TAP into a file for the summary line that
+# tests/run-all.sh adds up ("interop: N passed, M failed").
+tap="$piddir/results.tap"
 status=0
-timeout --kill-after=10 900 node --test --test-reporter=spec "${conc[@]}" "${files[@]}" || status=$?
+timeout --kill-after=10 900 node --test "${conc[@]}" \
+	--test-reporter=spec --test-reporter-destination=stdout \
+	--test-reporter=tap --test-reporter-destination="$tap" \
+	"${files[@]}" || status=$?
+count() { sed -n "s/^# $1 \([0-9]*\)\$/\1/p" "$tap" 2>/dev/null | tail -1; }
+passed="$(count pass)"; failed="$(count fail)"; cancelled="$(count cancelled)"
+passed=${passed:-0}; failed=$(( ${failed:-0} + ${cancelled:-0} ))
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+echo "${RTSYNC_SUITE:-interop}: $passed passed, $failed failed"
 exit "$status"

@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora fuzz/corpus/<target>/ (deterministic; run from anywhere).
+
+Each seed is a small, meaningful input in the layout its target documents at
+the top of fuzz/<target>.c. Re-running rewrites the same files; inputs that
+libFuzzer adds are not touched.
+"""
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def write(target, name, data):
+    d = os.path.join(HERE, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+# ---- phx_text: '1' + V1 object, '2' + V2 array ----
+TEXT = {
+    "v1_join": '1{"topic":"realtime:room1","event":"phx_join","payload":{"config":{"broadcast":{"self":true},"presence":{"key":"alice"}}},"ref":"1","join_ref":"1"}',
+    "v1_heartbeat": '1{"topic":"phoenix","event":"heartbeat","payload":{},"ref":"2"}',
+    "v1_null_refs": '1{"topic":"realtime:room1","event":"broadcast","payload":{"type":"broadcast","event":"cursor","payload":{"x":1.5e3}},"ref":null,"join_ref":null}',
+    "v1_on_v2": '2{"topic":"realtime:room1","event":"phx_join","payload":{},"ref":"1"}',
+    "v2_join": '2["1","1","realtime:room1","phx_join",{"config":{"postgres_changes":[],"private":false},"access_token":"eyJ"}]',
+    "v2_heartbeat": '2[null,"7","phoenix","heartbeat",{}]',
+    "v2_track": '2["3","8","realtime:room1","presence",{"type":"presence","event":"track","payload":{"user":"alice","online_at":"2026-08-21T12:00:00Z"}}]',
+    "v2_extra_elems": '2[null,null,"t","e",[1,"two",null,true],"extra"]',
+    "v2_four_elems": '2[null,null,"t","e"]',
+    "v2_numeric_ref": '2[null,7,"t","e",{}]',
+    "v2_escapes": '2["\\u00e9","r\\"1","realtime:caf\\u00e9\\n","\\ud83d\\ude00",{"k\\u0001":"\\\\"}]',
+    "v2_nul_topic": '2[null,null,"a\\u0000b","e",{}]',
+    "v2_long_topic": '2[null,null,"' + "t" * 256 + '","e",{}]',
+}
+for name, text in TEXT.items():
+    write("phx_text", name, text)
+
+# ---- phx_binary ----
+def kind3(jr, ref, topic, event, meta, enc, payload):
+    b = lambda s: s if isinstance(s, bytes) else s.encode()
+    jr, ref, topic, event, meta, payload = map(b, (jr, ref, topic, event, meta, payload))
+    return bytes([3, len(jr), len(ref), len(topic), len(event), len(meta), enc]) + jr + ref + topic + event + meta + payload
+
+
+def kind0(jr, ref, topic, event, payload):
+    b = lambda s: s if isinstance(s, bytes) else s.encode()
+    jr, ref, topic, event, payload = map(b, (jr, ref, topic, event, payload))
+    return bytes([0, len(jr), len(ref), len(topic), len(event)]) + jr + ref + topic + event + payload
+
+
+write("phx_binary", "kind3_example", kind3("3", "7", "realtime:room1", "cursor", "", 1, '{"x":1}'))
+write("phx_binary", "kind3_meta", kind3("3", "8", "realtime:room1", "cursor", '{"persist":true}', 1, '{"x":[1,2],"y":null}'))
+write("phx_binary", "kind3_binary", kind3("", "", "realtime:r", "bin", "", 0, b"\x00\x01\xff\xfe"))
+write("phx_binary", "kind3_bad_json", kind3("1", "2", "t", "e", "", 1, "{\"x\":"))
+write("phx_binary", "kind3_meta_array", kind3("1", "2", "t", "e", "[1]", 1, "1"))
+write("phx_binary", "kind3_bad_utf8", kind3("1", "2", b"t\xff", "e", "", 1, "1"))
+write("phx_binary", "kind3_bad_enc", kind3("1", "2", "t", "e", "", 2, "1"))
+write("phx_binary", "kind0_push", kind0("1", "2", "realtime:room1", "upload", b"\x89PNG\r\n"))
+write("phx_binary", "kind4_server", bytes([4, 14, 6, 0, 1]) + b"realtime:room1cursor{\"x\":1}")
+write("phx_binary", "truncated", kind3("3", "7", "realtime:room1", "cursor", "", 1, '{"x":1}')[:12])
+
+# ---- ws_frame: [max sel][k][k chunk sizes][client bytes] ----
+MASK_KEYS = [b"\x37\xfa\x21\x3d", b"\x01\x02\x03\x04", b"\xa5\x5a\xa5\x5a", b"\x00\x00\x00\x00"]
+_mask_i = 0
+
+
+def frame(op, payload, fin=True, masked=True, rsv=0):
+    global _mask_i
+    if isinstance(payload, str):
+        payload = payload.encode()
+    h = bytes([(0x80 if fin else 0) | (rsv << 4) | op])
+    m = 0x80 if masked else 0
+    n = len(payload)
+    if n < 126:
+        h += bytes([m | n])
+    elif n <= 0xFFFF:
+        h += bytes([m | 126]) + struct.pack(">H", n)
+    else:
+        h += bytes([m | 127]) + struct.pack(">Q", n)
+    if not masked:
+        return h + payload
+    key = MASK_KEYS[_mask_i % len(MASK_KEYS)]
+    _mask_i += 1
+    return h + key + bytes(c ^ key[i % 4] for i, c in enumerate(payload))
+
+
+def close(code, reason=b""):
+    return frame(8, (struct.pack(">H", code) if code else b"") + reason)
+
+
+def ws(max_sel, sizes, stream):
+    return bytes([max_sel, len(sizes)]) + bytes(sizes) + stream
+
+
+phx = '["1","1","realtime:room1","phx_join",{"config":{}}]'
+write("ws_frame", "text_whole", ws(16, [], frame(1, phx)))
+write("ws_frame", "text_bytewise", ws(16, [0], frame(1, phx) + frame(2, b"\x03\x01\x01\x01\x01\x00\x01" + b"37te{}")))
+write("ws_frame", "fragments_ping", ws(16, [2, 0, 6, 30], frame(1, "Hel", fin=False) + frame(9, "p") + frame(0, "lo \xc3".encode("latin-1"), fin=False) + frame(0, b"\xa9!") + frame(10, "x")))
+write("ws_frame", "close_1000", ws(1, [4, 1], frame(1, "bye") + close(1000, b"done") + frame(1, "late")))
+write("ws_frame", "close_no_code", ws(1, [], close(0)))
+write("ws_frame", "close_bad_code", ws(1, [], close(1005)))
+write("ws_frame", "unmasked", ws(16, [], frame(1, "hi", masked=False)))
+write("ws_frame", "too_big", ws(0, [7], frame(1, "x" * 10)))
+write("ws_frame", "too_big_fragments", ws(1, [], frame(2, b"y" * 40, fin=False) + frame(0, b"y" * 40)))
+write("ws_frame", "bad_utf8", ws(16, [], frame(1, b"ok\xed\xa0\x80")))
+write("ws_frame", "len16", ws(8, [200, 13], frame(2, bytes(range(256)) * 2)))
+write("ws_frame", "len64_huge", ws(255, [], b"\x82\xff" + struct.pack(">Q", 1 << 40) + b"\x01\x02\x03\x04z"))
+write("ws_frame", "rsv_opcode", ws(16, [], frame(1, "x", rsv=4) + frame(3, "y")))
+write("ws_frame", "long_ping", ws(16, [], frame(9, "p" * 126)))
+
+# ---- http_req: [max_body/16][k][k chunk sizes][requests] ----
+def http(max_sel, sizes, text):
+    if isinstance(text, str):
+        text = text.encode()
+    return bytes([max_sel, len(sizes)]) + bytes(sizes) + text
+
+
+upgrade = ("GET /realtime/v1/websocket?apikey=anon&vsn=2.0.0 HTTP/1.1\r\nHost: localhost:4000\r\n"
+           "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+           "Sec-WebSocket-Version: 13\r\nOrigin: http://localhost\r\n\r\n").encode() + frame(1, phx)
+write("http_req", "get", http(4, [], "GET /api/health HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n"))
+write("http_req", "upgrade", http(0, [3, 50, 0], upgrade))
+write("http_req", "post_body", http(4, [9], "POST /api/broadcast HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
+      "Authorization: Bearer x\r\nContent-Length: 55\r\n\r\n"
+      '{"messages":[{"topic":"room1","event":"e","payload":{}}]}'[:55]))
+write("http_req", "chunked", http(1, [5, 1], "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"))
+write("http_req", "pipelined", http(1, [17, 2], "GET /a?x=1 HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyzGET /c HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"))
+write("http_req", "query_escapes", http(0, [], "GET /p%20ath?apikey=a%3Db&name=J%C3%BCrgen+M&bad=%zz&nul=%00&flag HTTP/1.1\r\n\r\n"))
+write("http_req", "too_many_headers", http(0, [100], "GET / HTTP/1.1\r\n" + "".join("X-H%d: %d\r\n" % (i, i) for i in range(65)) + "\r\n"))
+write("http_req", "body_too_big", http(0, [], "POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\nx"))
+write("http_req", "garbage", http(0, [0], "\x01\x02 hello\r\n\r\n"))
+write("http_req", "empty_header_value", http(0, [], "GET / HTTP/1.1\r\nX-Empty:\r\nX-Next: 1\r\n\r\n"))
+
+# Regression input found by fuzz_phx_binary: a UTF-8 character split across
+# two header fields (ref "\xce", topic "\x95"). It must be rejected; it
+# aborts replay_phx_binary while src/proto/phx.c checks the header strings
+# only as one run of bytes.
+write("phx_binary", "utf8_split_fields", bytes([3, 1, 1, 1, 1, 0, 0]) + b"1\xce\x95:")

@@ -1,0 +1,269 @@
+#include "api/rest.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api/rest_query.h"
+#include "common/alloc.h"
+#include "common/buf.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "store/store.h"
+
+static const char content_json[] = "application/json; charset=utf-8";
+static const char single_type[] = "application/vnd.pgrst.object+json";
+
+struct job {
+	uv_work_t work;
+	struct rt_worker *w;
+	uint64_t conn_id;
+	struct rt_store *store;
+	int method;
+	const struct rt_store_table *table;
+	struct rt_rest_query q;
+	json_t *body;
+	bool wants_single, wants_count, wants_rows, is_upsert, is_ignore_dups;
+	/* results */
+	int rc;
+	json_t *rows;
+	long long total;
+	struct rt_store_error err;
+};
+
+static void respond_error(struct rt_conn *c, int status, const char *code, const char *message,
+			  const char *details)
+{
+	json_t *o = json_pack("{s:s,s:s?,s:n,s:s}", "code", code, "details",
+			      details && *details ? details : NULL, "hint", "message", message);
+	char *txt = json_dumps(o, JSON_COMPACT);
+	rt_conn_respond(c, status, content_json, txt, strlen(txt), NULL);
+	free(txt);
+	json_decref(o);
+}
+
+/* True when the comma-separated Prefer header names pref (e.g. "count=exact"). */
+static bool prefers(const struct rt_http_req *req, const char *pref)
+{
+	const char *h = rt_http_req_header(req, "prefer");
+	if (!h)
+		return false;
+	size_t n = strlen(pref);
+	for (const char *p = h; (p = strstr(p, pref)); p += n) {
+		bool starts = p == h || p[-1] == ',' || p[-1] == ' ';
+		bool ends = !p[n] || p[n] == ',' || p[n] == ' ' || p[n] == ';';
+		if (starts && ends)
+			return true;
+	}
+	return false;
+}
+
+static void job_free(struct job *j)
+{
+	rt_rest_query_deinit(&j->q);
+	json_decref(j->body);
+	json_decref(j->rows);
+	free(j);
+}
+
+static void work_cb(uv_work_t *w)
+{
+	struct job *j = w->data;
+	if (j->method == HTTP_GET || j->method == HTTP_HEAD) {
+		struct rt_read r = {.table = j->table, .query = &j->q, .wants_count = j->wants_count};
+		j->rc = rt_store_read(j->store, &r, &j->rows, &j->total, &j->err);
+		return;
+	}
+	struct rt_write wr = {
+		.table = j->table,
+		.where = &j->q,
+		.rows = j->body,
+		.wants_rows = true, /* the count of affected rows needs them too */
+		.is_ignore_duplicates = j->is_ignore_dups,
+	};
+	switch (j->method) {
+	case HTTP_POST:
+		wr.kind = j->is_upsert ? RT_WRITE_UPSERT : RT_WRITE_INSERT;
+		break;
+	case HTTP_PATCH:
+		wr.kind = RT_WRITE_UPDATE;
+		break;
+	default:
+		wr.kind = RT_WRITE_DELETE;
+	}
+	j->rc = rt_store_write(j->store, &wr, &j->rows, &j->err);
+}
+
+static void after_cb(uv_work_t *w, int status)
+{
+	struct job *j = w->data;
+	struct rt_conn *c = rt_worker_find_conn(j->w, j->conn_id);
+	if (!c)
+		goto out;
+	if (status == UV_ECANCELED) {
+		respond_error(c, 503, "PGRST000", "the request was cancelled", NULL);
+		goto out;
+	}
+	if (j->rc) {
+		respond_error(c, j->err.status, j->err.code, j->err.message, j->err.details);
+		goto out;
+	}
+	size_t n = json_array_size(j->rows);
+	json_t *out = j->rows;
+	if (j->wants_single) {
+		if (n != 1) {
+			char details[64];
+			snprintf(details, sizeof details, "The result contains %zu rows", n);
+			respond_error(c, 406, "PGRST116",
+				      "JSON object requested, multiple (or no) rows returned", details);
+			goto out;
+		}
+		out = json_array_get(j->rows, 0);
+	}
+	/* Browsers let scripts read Content-Range only when it is exposed. */
+	static const char expose[] = "Access-Control-Expose-Headers: Content-Range\r\n";
+	char range[160];
+	const char *ctype = j->wants_single ? single_type : content_json;
+	int code;
+	bool has_body = true;
+	if (j->method == HTTP_GET || j->method == HTTP_HEAD) {
+		long long first = j->q.offset > 0 ? j->q.offset : 0;
+		char total[24] = "*";
+		if (j->wants_count)
+			snprintf(total, sizeof total, "%lld", j->total);
+		if (n)
+			snprintf(range, sizeof range, "Content-Range: %lld-%lld/%s\r\n%s", first,
+				 first + (long long)n - 1, total, expose);
+		else
+			snprintf(range, sizeof range, "Content-Range: */%s\r\n%s", total, expose);
+		code = 200;
+		has_body = j->method == HTTP_GET;
+	} else {
+		snprintf(range, sizeof range, "Content-Range: */%zu\r\n%s", n, expose);
+		code = j->method == HTTP_POST ? 201 : j->wants_rows ? 200 : 204;
+		has_body = j->wants_rows;
+		if (j->method == HTTP_POST && !j->wants_rows)
+			code = 201;
+	}
+	if (!has_body) {
+		rt_conn_respond(c, code, NULL, NULL, 0, range);
+		goto out;
+	}
+	char *txt = json_dumps(out, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+	rt_conn_respond(c, code, ctype, txt, strlen(txt), range);
+	free(txt);
+out:
+	job_free(j);
+}
+
+/* The caller's token: Authorization: Bearer, else the apikey header or param. */
+static bool authorize(struct rt_conn *c, struct rt_http_req *req, struct rt_realtime *rt)
+{
+	const char *auth = rt_http_req_header(req, "authorization");
+	char *token = NULL;
+	if (auth && !strncasecmp(auth, "Bearer ", 7))
+		token = rt_xstrdup(auth + 7);
+	else if (rt_http_req_header(req, "apikey"))
+		token = rt_xstrdup(rt_http_req_header(req, "apikey"));
+	else
+		token = rt_http_query_get(req->query, "apikey");
+	if (!token) {
+		respond_error(c, 401, "PGRST301", "No API key found in request", NULL);
+		return false;
+	}
+	struct rt_jwt_claims claims;
+	int64_t ago = 0;
+	enum rt_jwt_result r = rt_jwt_verify(rt->cfg.jwt_secret, token, strlen(token), rt_wall_s(),
+					     &claims, &ago);
+	free(token);
+	if (r != RT_JWT_OK) {
+		char msg[256];
+		respond_error(c, 401, r == RT_JWT_EXPIRED ? "PGRST303" : "PGRST301",
+			      r == RT_JWT_EXPIRED ? "JWT expired" : rt_jwt_message(r, ago, msg, sizeof msg),
+			      NULL);
+		return false;
+	}
+	rt_jwt_claims_deinit(&claims);
+	return true;
+}
+
+void rt_rest_handle(struct rt_conn *c, struct rt_http_req *req, struct rt_realtime *rt,
+		    const char *rest)
+{
+	if (!rt->store) {
+		respond_error(c, 404, "PGRST205", "this server runs without a store", NULL);
+		return;
+	}
+	int m = req->method;
+	if (m != HTTP_GET && m != HTTP_HEAD && m != HTTP_POST && m != HTTP_PATCH &&
+	    m != HTTP_DELETE) {
+		respond_error(c, 405, "PGRST117", "Unsupported HTTP method", NULL);
+		return;
+	}
+	if (!authorize(c, req, rt))
+		return;
+	char *name = rt_http_pct_decode(rest, strlen(rest), false);
+	const struct rt_store_table *t = name ? rt_store_table(rt->store, NULL, name) : NULL;
+	if (!t) {
+		char msg[400];
+		snprintf(msg, sizeof msg, "Could not find the table 'public.%s' in the schema cache",
+			 name ? name : rest);
+		respond_error(c, 404, "PGRST205", msg, NULL);
+		free(name);
+		return;
+	}
+	free(name);
+
+	struct job *j = rt_xcalloc(1, sizeof *j);
+	j->work.data = j;
+	j->w = rt_conn_worker(c);
+	j->conn_id = rt_conn_id(c);
+	j->store = rt->store;
+	j->method = m;
+	j->table = t;
+	char err[512];
+	if (rt_rest_query_parse(req->query, req->query ? strlen(req->query) : 0, &j->q, err,
+				sizeof err)) {
+		respond_error(c, 400, "PGRST100", err, NULL);
+		goto err;
+	}
+	const char *accept = rt_http_req_header(req, "accept");
+	j->wants_single = accept && strstr(accept, single_type);
+	j->wants_count = prefers(req, "count=exact") || prefers(req, "count=planned") ||
+			 prefers(req, "count=estimated");
+	j->wants_rows = prefers(req, "return=representation");
+	j->is_upsert = prefers(req, "resolution=merge-duplicates") ||
+		       prefers(req, "resolution=ignore-duplicates");
+	j->is_ignore_dups = prefers(req, "resolution=ignore-duplicates");
+
+	/* A Range header (rows a-b) limits a read like offset and limit do. */
+	const char *range = rt_http_req_header(req, "range");
+	long long a, b;
+	if (range && (m == HTTP_GET || m == HTTP_HEAD) && sscanf(range, "%lld-%lld", &a, &b) == 2 &&
+	    a >= 0 && b >= a) {
+		j->q.offset = a;
+		j->q.limit = b - a + 1;
+	}
+	if (m == HTTP_POST || m == HTTP_PATCH) {
+		j->body = json_loadb(req->body.data ? req->body.data : "", req->body.len, 0, NULL);
+		if (m == HTTP_POST && json_is_object(j->body)) {
+			json_t *arr = json_array();
+			json_array_append_new(arr, j->body);
+			j->body = arr;
+		}
+		bool ok = m == HTTP_POST ? json_is_array(j->body) : json_is_object(j->body);
+		if (!ok) {
+			respond_error(c, 400, "PGRST102", "Empty or invalid json", NULL);
+			goto err;
+		}
+	}
+	int rc = uv_queue_work(rt_worker_loop(j->w), &j->work, work_cb, after_cb);
+	if (rc) {
+		respond_error(c, 503, "PGRST000", uv_strerror(rc), NULL);
+		goto err;
+	}
+	return;
+err:
+	job_free(j);
+}

@@ -1,0 +1,93 @@
+/*
+ * The PostgREST query-string subset that supabase-js' from() sends:
+ *   select=a,b,alias:c | *          columns to return
+ *   <col>=[not.]<op>.<value>        filters, ANDed (ops below)
+ *   or=(f,f,…) and=(f,f,…)          nested groups, also not.or=(…), not.and=(…);
+ *                                   inside a group a filter is col.[not.]op.value
+ *                                   and groups nest: or=(a.eq.1,and(b.gt.2,c.lt.3))
+ *   order=a.desc.nullslast,b        limit=N  offset=N
+ *   on_conflict=a,b                 columns="a","b"   (inserts and upserts)
+ * ops: eq neq gt gte lt lte like ilike is in (in takes a parenthesized,
+ * comma-separated list; elements and values may be double-quoted with
+ * backslash escapes; `*` in like/ilike patterns means `%`).
+ * Names are percent-decoded query keys and values; this module does not know
+ * the schema: the store checks names against it.
+ *
+ * Ownership: rt_rest_query_parse() fills a caller-owned struct; release it
+ *            with rt_rest_query_deinit() (also after a failed parse).
+ * Threads:   no shared state.
+ * Limits:    RT_RQ_MAX_QUERY bytes of query string, RT_RQ_MAX_DEPTH nesting of
+ *            groups, RT_RQ_MAX_NODES filter nodes, RT_RQ_MAX_LIST items in any
+ *            list (select, order, in, on_conflict, columns).
+ */
+#ifndef RT_API_REST_QUERY_H
+#define RT_API_REST_QUERY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define RT_RQ_MAX_QUERY (64 * 1024)
+#define RT_RQ_MAX_DEPTH 8
+#define RT_RQ_MAX_NODES 256
+#define RT_RQ_MAX_LIST 1000
+
+enum rt_rq_op {
+	RT_RQ_EQ, RT_RQ_NEQ, RT_RQ_GT, RT_RQ_GTE, RT_RQ_LT, RT_RQ_LTE,
+	RT_RQ_LIKE, RT_RQ_ILIKE, RT_RQ_IS, RT_RQ_IN,
+};
+
+enum rt_rq_kind { RT_RQ_COND, RT_RQ_AND, RT_RQ_OR };
+
+struct rt_rq_node {
+	enum rt_rq_kind kind;
+	bool is_negated;
+	/* RT_RQ_COND */
+	char *column;
+	enum rt_rq_op op;
+	char **values; /* one value, or the `in` list; like patterns have `*` → `%` */
+	size_t n_values;
+	/* RT_RQ_AND / RT_RQ_OR */
+	struct rt_rq_node *children;
+	size_t n_children;
+};
+
+struct rt_rq_select {
+	char *column; /* "*" for all */
+	char *alias;  /* NULL when none */
+};
+
+enum rt_rq_nulls { RT_RQ_NULLS_DEFAULT, RT_RQ_NULLS_FIRST, RT_RQ_NULLS_LAST };
+
+struct rt_rq_order {
+	char *column;
+	bool is_desc;
+	enum rt_rq_nulls nulls;
+};
+
+struct rt_rest_query {
+	struct rt_rq_select *select; /* NULL when absent (means all) */
+	size_t n_select;
+	struct rt_rq_node where;     /* kind RT_RQ_AND; no children when no filter */
+	struct rt_rq_order *order;
+	size_t n_order;
+	long long limit;  /* -1 when absent */
+	long long offset; /* 0 when absent */
+	char **on_conflict;
+	size_t n_on_conflict;
+	char **columns;
+	size_t n_columns;
+};
+
+/*
+ * Parses a raw (still percent-encoded) query string of len bytes; query may
+ * be NULL for none. Unknown parameters are column filters. Returns 0, or -1
+ * with a PostgREST-style message in err, e.g. "failed to parse filter
+ * (eqx.1)" or "failed to parse order (a.sideways)"; the caller answers 400
+ * with code PGRST100.
+ */
+int rt_rest_query_parse(const char *query, size_t len, struct rt_rest_query *out, char *err,
+			size_t err_cap);
+
+void rt_rest_query_deinit(struct rt_rest_query *q);
+
+#endif

@@ -1,0 +1,715 @@
+#include "realtime/changes.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <uthash.h>
+#include <utlist.h>
+
+#include "common/alloc.h"
+#include "common/buf.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "net/ws.h"
+#include "proto/phx.h"
+#include "realtime/filter.h"
+
+#undef uthash_fatal
+#define uthash_fatal(msg) abort()
+
+#define EV_INSERT 1u
+#define EV_UPDATE 2u
+#define EV_DELETE 4u
+#define EV_ALL 7u
+#define PRUNE_EVERY_MS 10000
+
+struct rt_binding {
+	char *key;   /* "pgc:" topic NUL-separated canonical entry */
+	char *topic;
+	json_int_t id;
+	unsigned events;
+	bool is_any_table; /* table "*" (schema "public" or "*") */
+	const struct rt_store_table *table;
+	struct rt_filter *filter;
+	bool *selected; /* per table column; NULL: all columns */
+	char *eq_key;   /* index key when the filter is one eq; else NULL */
+	unsigned refs;  /* channels holding it (registry lock) */
+	UT_hash_handle hh;                   /* registry by key */
+	struct rt_binding *prev, *next;      /* scan list or eq bucket */
+};
+
+struct eq_bucket { /* bindings whose filter is column = value */
+	char *key;     /* table NUL column NUL normalized value */
+	struct rt_binding *list;
+	UT_hash_handle hh;
+};
+
+struct eq_column { /* a column some binding of a table filters by eq */
+	const struct rt_store_table *table;
+	const char *column;
+	unsigned users;
+	struct eq_column *prev, *next;
+};
+
+struct resume_req {
+	char *key;
+	uint64_t after;
+	struct rt_binding **bindings;
+	size_t n;
+	struct resume_req *next;
+};
+
+struct rt_changes {
+	struct rt_store *store;
+	struct rt_hub *hub;
+	pthread_t thread;
+	atomic_bool is_running;
+	bool is_started;
+
+	pthread_mutex_t mu; /* registry, requests, last_pos */
+	struct rt_binding *by_key;
+	struct rt_binding *scan;       /* bindings matched by scanning (per change) */
+	struct eq_bucket *eq;
+	struct eq_column *eq_cols;
+	struct resume_req *requests;
+	uint64_t last_pos;
+};
+
+/* ---- values ---- */
+
+static bool is_numeric(const char *t)
+{
+	return !strcmp(t, "int2") || !strcmp(t, "int4") || !strcmp(t, "int8") ||
+	       !strcmp(t, "float4") || !strcmp(t, "float8") || !strcmp(t, "numeric") ||
+	       !strcmp(t, "oid");
+}
+
+/* A value's index form: numbers through strtod, bools as true/false. */
+static void norm_text(const char *type, const char *text, struct rt_buf *out)
+{
+	if (is_numeric(type)) {
+		char *end;
+		double d = strtod(text, &end);
+		if (*text && !*end) {
+			rt_buf_printf(out, "%.17g", d);
+			return;
+		}
+	} else if (!strcmp(type, "bool")) {
+		if (!strcasecmp(text, "t") || !strcasecmp(text, "true")) {
+			rt_buf_append_str(out, "true");
+			return;
+		}
+		if (!strcasecmp(text, "f") || !strcasecmp(text, "false")) {
+			rt_buf_append_str(out, "false");
+			return;
+		}
+	}
+	rt_buf_append_str(out, text);
+}
+
+/* The index form of a row value; false when it cannot match an eq. */
+static bool norm_json(const char *type, const json_t *v, struct rt_buf *out)
+{
+	if (json_is_string(v)) {
+		norm_text(type, json_string_value(v), out);
+	} else if (json_is_integer(v) || json_is_real(v)) {
+		rt_buf_printf(out, "%.17g", json_number_value(v));
+	} else if (json_is_boolean(v)) {
+		rt_buf_append_str(out, json_is_true(v) ? "true" : "false");
+	} else {
+		return false;
+	}
+	return true;
+}
+
+static void eq_key_of(struct rt_buf *b, const char *table, const char *column)
+{
+	rt_buf_append_str(b, table);
+	rt_buf_append_byte(b, 0x1f);
+	rt_buf_append_str(b, column);
+	rt_buf_append_byte(b, 0x1f);
+}
+
+static const char *column_type(const char *column, void *ctx)
+{
+	const struct rt_store_column *c = rt_store_column(ctx, column);
+	return c ? c->type : NULL;
+}
+
+/* ---- bindings ---- */
+
+static const char *str_of(const json_t *obj, const char *name)
+{
+	return json_string_value(json_object_get(obj, name));
+}
+
+/* Supabase's description of the parameters, used in its error messages. */
+static void describe(struct rt_buf *b, const char *event, const char *schema, const char *table,
+		     const struct rt_filter *f, const json_t *select)
+{
+	rt_buf_printf(b, "[event: %s, schema: %s, table: %s, filters: [", event, schema, table);
+	for (size_t i = 0; f && i < f->n_conds; i++) {
+		static const char *const ops[] = {"eq", "neq", "lt", "lte", "gt", "gte", "in",
+						  "like", "ilike", "is", "match", "imatch",
+						  "isdistinct"};
+		rt_buf_printf(b, "%s{\"%s\", \"%s\", \"%s\", %s}", i ? ", " : "", f->conds[i].column,
+			      ops[f->conds[i].op], f->conds[i].n_values ? f->conds[i].values[0] : "",
+			      f->conds[i].is_negated ? "true" : "false");
+	}
+	rt_buf_append_str(b, "], select: ");
+	if (json_is_array(select)) {
+		char *s = json_dumps(select, JSON_COMPACT);
+		rt_buf_append_str(b, s ? s : "[]");
+		free(s);
+	} else {
+		rt_buf_append_str(b, "nil");
+	}
+	rt_buf_append_byte(b, ']');
+}
+
+void rt_binding_free(struct rt_binding *b)
+{
+	if (!b)
+		return;
+	free(b->key);
+	free(b->topic);
+	rt_filter_free(b->filter);
+	free(b->selected);
+	free(b->eq_key);
+	free(b);
+}
+
+struct rt_binding *rt_binding_parse(struct rt_changes *c, const char *topic, const json_t *entry,
+				    char *err, size_t err_cap)
+{
+	const char *event = str_of(entry, "event");
+	const char *schema = str_of(entry, "schema");
+	const char *table = str_of(entry, "table");
+	const json_t *jfilter = json_object_get(entry, "filter");
+	const json_t *select = json_object_get(entry, "select");
+	const char *filter = json_string_value(jfilter);
+	struct rt_binding *b = NULL;
+	struct rt_buf msg;
+	rt_buf_init(&msg);
+
+	if ((!schema && !table) || (filter && (!schema || !table))) {
+		char *e = json_dumps(entry, JSON_COMPACT | JSON_SORT_KEYS);
+		snprintf(err, err_cap,
+			 "No subscription params provided. Please provide at least a `schema` or "
+			 "`table` to subscribe to: %s",
+			 e ? e : "{}");
+		free(e);
+		goto err;
+	}
+	if (!schema)
+		schema = "public";
+	if (!table)
+		table = "*";
+	unsigned events = EV_ALL;
+	if (event && !strcasecmp(event, "INSERT"))
+		events = EV_INSERT;
+	else if (event && !strcasecmp(event, "UPDATE"))
+		events = EV_UPDATE;
+	else if (event && !strcasecmp(event, "DELETE"))
+		events = EV_DELETE;
+	const char *ev_name = events == EV_ALL ? "*" : event;
+
+	b = rt_xcalloc(1, sizeof *b);
+	b->events = events;
+	if (filter && rt_filter_parse(filter, strlen(filter), &b->filter, err, err_cap))
+		goto err;
+	if (select && !json_is_null(select) && !json_is_array(select)) {
+		snprintf(err, err_cap,
+			 "Error parsing `select` params: expected a list of column name strings, "
+			 "e.g. select: [\"col1\", \"col2\"]");
+		goto err;
+	}
+	bool wild = !strcmp(table, "*") || !strcmp(schema, "*");
+	if (wild && json_array_size(select)) {
+		snprintf(err, err_cap, "Column selection is not supported for wildcard "
+				       "subscriptions. Provide an explicit schema and table name.");
+		goto err;
+	}
+	if (strcmp(schema, "public") && strcmp(schema, "*")) {
+		rt_buf_append_str(&msg, "Unable to subscribe to changes with given parameters. Please "
+					"check Realtime is enabled for the given connect parameters: ");
+		describe(&msg, ev_name, schema, table, b->filter, select);
+		snprintf(err, err_cap, "%s", msg.data);
+		goto err;
+	}
+	if (!strcmp(table, "*")) {
+		b->is_any_table = true;
+	} else {
+		b->table = rt_store_table(c->store, NULL, table);
+		if (!b->table) {
+			rt_buf_append_str(&msg, "Unable to subscribe to changes with given parameters. "
+						"Please check Realtime is enabled for the given "
+						"connect parameters: ");
+			describe(&msg, ev_name, schema, table, b->filter, select);
+			snprintf(err, err_cap, "%s", msg.data);
+			goto err;
+		}
+	}
+	char why[256] = "";
+	if (b->filter && b->table) {
+		const char **names = rt_xcalloc(b->table->n_cols + 1, sizeof *names);
+		const char **types = rt_xcalloc(b->table->n_cols + 1, sizeof *types);
+		for (size_t i = 0; i < b->table->n_cols; i++) {
+			names[i] = b->table->cols[i].name;
+			types[i] = b->table->cols[i].type;
+		}
+		int rc = rt_filter_check(b->filter, names, types, b->table->n_cols, why, sizeof why);
+		free(names);
+		free(types);
+		if (rc)
+			goto exception;
+	}
+	if (json_array_size(select) && b->table) {
+		b->selected = rt_xcalloc(b->table->n_cols, sizeof *b->selected);
+		for (size_t i = 0; i < b->table->n_cols; i++)
+			b->selected[i] = b->table->cols[i].is_pk;
+		size_t i;
+		const json_t *v;
+		json_array_foreach(select, i, v) {
+			if (!json_is_string(v))
+				continue; /* non-string entries are dropped, as Supabase does */
+			size_t k = 0;
+			while (k < b->table->n_cols && strcmp(b->table->cols[k].name, json_string_value(v)))
+				k++;
+			if (k == b->table->n_cols) {
+				snprintf(why, sizeof why, "invalid column for select %s",
+					 json_string_value(v));
+				goto exception;
+			}
+			b->selected[k] = true;
+		}
+	}
+
+	/* Identity: the topic and the entry as sent, keys sorted. */
+	char *canon = json_dumps(entry, JSON_COMPACT | JSON_SORT_KEYS);
+	struct rt_buf key;
+	rt_buf_init(&key);
+	rt_buf_append_str(&key, "pgc:");
+	rt_buf_append_str(&key, topic);
+	rt_buf_append_byte(&key, 0x1f);
+	rt_buf_append_str(&key, canon ? canon : "");
+	free(canon);
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < key.len; i++)
+		h = (h ^ (uint8_t)key.data[i]) * 16777619u;
+	b->id = (json_int_t)(h & ((1u << 27) - 1));
+	b->key = rt_buf_detach(&key, NULL);
+	b->topic = rt_xstrdup(topic);
+
+	const char *col, *val;
+	if (b->table && b->filter && rt_filter_eq_key(b->filter, &col, &val)) {
+		struct rt_buf ek;
+		rt_buf_init(&ek);
+		eq_key_of(&ek, b->table->name, col);
+		norm_text(rt_store_column(b->table, col)->type, val, &ek);
+		b->eq_key = rt_buf_detach(&ek, NULL);
+	}
+	rt_buf_deinit(&msg);
+	return b;
+exception:
+	rt_buf_append_str(&msg, "Unable to subscribe to changes with given parameters. An exception "
+				"happened so please check your connect parameters: ");
+	describe(&msg, ev_name, schema, table, b->filter, select);
+	rt_buf_printf(&msg, ". Exception: ERROR P0001 (raise_exception) %s", why);
+	snprintf(err, err_cap, "%s", msg.data);
+err:
+	rt_buf_deinit(&msg);
+	rt_binding_free(b);
+	return NULL;
+}
+
+json_int_t rt_binding_id(const struct rt_binding *b)
+{
+	return b->id;
+}
+
+const char *rt_binding_key(const struct rt_binding *b)
+{
+	return b->key;
+}
+
+/* ---- registry ---- */
+
+static struct eq_column *find_eq_col(struct rt_changes *c, const struct rt_store_table *t,
+				     const char *column)
+{
+	struct eq_column *e;
+	DL_FOREACH(c->eq_cols, e)
+		if (e->table == t && !strcmp(e->column, column))
+			return e;
+	return NULL;
+}
+
+/* The column of an eq_key: between the first and second separators. */
+static const char *eq_column_of(const struct rt_binding *b, char *buf, size_t cap)
+{
+	const char *p = strchr(b->eq_key, 0x1f) + 1;
+	const char *q = strchr(p, 0x1f);
+	snprintf(buf, cap, "%.*s", (int)(q - p), p);
+	return buf;
+}
+
+/* Links a new binding into the registry. Lock held. */
+static void link_binding(struct rt_changes *c, struct rt_binding *b)
+{
+	b->refs = 1;
+	HASH_ADD_KEYPTR(hh, c->by_key, b->key, strlen(b->key), b);
+	if (b->eq_key) {
+		struct eq_bucket *bk;
+		HASH_FIND_STR(c->eq, b->eq_key, bk);
+		if (!bk) {
+			bk = rt_xcalloc(1, sizeof *bk);
+			bk->key = rt_xstrdup(b->eq_key);
+			HASH_ADD_KEYPTR(hh, c->eq, bk->key, strlen(bk->key), bk);
+		}
+		DL_APPEND(bk->list, b);
+		char colbuf[256];
+		const char *col = eq_column_of(b, colbuf, sizeof colbuf);
+		struct eq_column *ec = find_eq_col(c, b->table, col);
+		if (!ec) {
+			ec = rt_xcalloc(1, sizeof *ec);
+			ec->table = b->table;
+			ec->column = rt_store_column(b->table, col)->name;
+			DL_APPEND(c->eq_cols, ec);
+		}
+		ec->users++;
+	} else {
+		DL_APPEND(c->scan, b);
+	}
+}
+
+static void unlink_binding(struct rt_changes *c, struct rt_binding *b)
+{
+	HASH_DELETE(hh, c->by_key, b);
+	if (!b->eq_key) {
+		DL_DELETE(c->scan, b);
+		return;
+	}
+	struct eq_bucket *bk;
+	HASH_FIND_STR(c->eq, b->eq_key, bk);
+	DL_DELETE(bk->list, b);
+	if (!bk->list) {
+		HASH_DEL(c->eq, bk);
+		free(bk->key);
+		free(bk);
+	}
+	char colbuf[256];
+	struct eq_column *ec = find_eq_col(c, b->table, eq_column_of(b, colbuf, sizeof colbuf));
+	if (ec && --ec->users == 0) {
+		DL_DELETE(c->eq_cols, ec);
+		free(ec);
+	}
+}
+
+void rt_changes_detach(struct rt_changes *c, struct rt_binding *b)
+{
+	pthread_mutex_lock(&c->mu);
+	bool is_last = --b->refs == 0;
+	if (is_last)
+		unlink_binding(c, b);
+	pthread_mutex_unlock(&c->mu);
+	if (is_last)
+		rt_binding_free(b);
+}
+
+struct rt_binding *rt_changes_attach(struct rt_changes *c, struct rt_binding *b)
+{
+	pthread_mutex_lock(&c->mu);
+	struct rt_binding *have;
+	HASH_FIND_STR(c->by_key, b->key, have);
+	if (have)
+		have->refs++;
+	else
+		link_binding(c, b);
+	pthread_mutex_unlock(&c->mu);
+	if (have)
+		rt_binding_free(b);
+	return have ? have : b;
+}
+
+/* ---- encoding and matching ---- */
+
+static void iso_ms(int64_t ms, char out[64])
+{
+	time_t secs = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&secs, &tm);
+	snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+static json_t *project(const struct rt_binding *b, const json_t *row)
+{
+	if (!b->selected || !row)
+		return json_incref((json_t *)row);
+	json_t *out = json_object();
+	for (size_t i = 0; i < b->table->n_cols; i++)
+		if (b->selected[i])
+			json_object_set(out, b->table->cols[i].name,
+					json_object_get(row, b->table->cols[i].name));
+	return out;
+}
+
+/* The postgres_changes payload of change for binding b. */
+static json_t *change_payload(const struct rt_binding *b, const struct rt_change *ch)
+{
+	const struct rt_store_table *t = ch->table;
+	json_t *cols = json_array();
+	for (size_t i = 0; i < t->n_cols; i++)
+		if (!b->selected || b->selected[i])
+			json_array_append_new(cols, json_pack("{s:s,s:s}", "name", t->cols[i].name,
+							      "type", t->cols[i].type));
+	char ts[64], pos[24];
+	iso_ms(ch->commit_ms, ts);
+	snprintf(pos, sizeof pos, "%llu", (unsigned long long)ch->pos);
+	json_t *data = json_pack("{s:s,s:s,s:s,s:s,s:o,s:n,s:s}", "schema", t->schema, "table",
+				 t->name, "commit_timestamp", ts, "type",
+				 rt_change_type_name(ch->type), "columns", cols, "errors", "position",
+				 pos);
+	if (ch->record)
+		json_object_set_new(data, "record", project(b, ch->record));
+	if (ch->old_record)
+		json_object_set_new(data, "old_record", project(b, ch->old_record));
+	return json_pack("{s:[I],s:o}", "ids", (json_int_t)b->id, "data", data);
+}
+
+static struct rt_msg *change_msg(const char *key, const struct rt_binding *b,
+				 const struct rt_change *ch)
+{
+	json_t *payload = change_payload(b, ch);
+	struct rt_buf p, f;
+	rt_buf_init(&p);
+	rt_buf_init(&f);
+	rt_phx_dump(&p, payload);
+	json_decref(payload);
+	struct rt_msg *m = rt_msg_new(RT_MSG_CHANGE, key);
+	m->pos = ch->pos;
+	rt_phx_encode_text(RT_PHX_V1, &f, NULL, NULL, b->topic, "postgres_changes", p.data, p.len);
+	m->v1 = rt_ws_frame(RT_WS_TEXT, f.data, f.len);
+	rt_buf_reset(&f);
+	rt_phx_encode_text(RT_PHX_V2, &f, NULL, NULL, b->topic, "postgres_changes", p.data, p.len);
+	m->v2 = rt_ws_frame(RT_WS_TEXT, f.data, f.len);
+	rt_buf_deinit(&f);
+	rt_buf_deinit(&p);
+	return m;
+}
+
+static bool matches(const struct rt_binding *b, const struct rt_change *ch)
+{
+	unsigned ev = ch->type == RT_CHANGE_INSERT   ? EV_INSERT
+		      : ch->type == RT_CHANGE_UPDATE ? EV_UPDATE
+						     : EV_DELETE;
+	if (!(b->events & ev))
+		return false;
+	if (b->table && b->table != ch->table)
+		return false;
+	if (!b->filter)
+		return true;
+	/* DELETE is filtered on the old row, the others on the new one. */
+	const json_t *row = ch->type == RT_CHANGE_DELETE ? ch->old_record : ch->record;
+	return row && rt_filter_match(b->filter, row, column_type, (void *)ch->table);
+}
+
+static void publish(struct rt_changes *c, const char *key, const struct rt_binding *b,
+		    const struct rt_change *ch)
+{
+	struct rt_msg *m = change_msg(key, b, ch);
+	rt_hub_publish_any(c->hub, m);
+	rt_msg_unref(m);
+}
+
+/* Publishes one change to every binding it matches. Lock held. */
+static void dispatch(struct rt_changes *c, const struct rt_change *ch)
+{
+	struct rt_binding *b;
+	DL_FOREACH(c->scan, b)
+		if (matches(b, ch))
+			publish(c, b->key, b, ch);
+	const json_t *row = ch->type == RT_CHANGE_DELETE ? ch->old_record : ch->record;
+	struct eq_column *ec;
+	DL_FOREACH(c->eq_cols, ec) {
+		if (ec->table != ch->table)
+			continue;
+		struct rt_buf k;
+		rt_buf_init(&k);
+		eq_key_of(&k, ec->table->name, ec->column);
+		const struct rt_store_column *col = rt_store_column(ec->table, ec->column);
+		if (norm_json(col->type, json_object_get(row, ec->column), &k)) {
+			struct eq_bucket *bk;
+			HASH_FIND_STR(c->eq, k.data, bk);
+			if (bk)
+				DL_FOREACH(bk->list, b)
+					if (matches(b, ch))
+						publish(c, b->key, b, ch);
+		}
+		rt_buf_deinit(&k);
+	}
+}
+
+/* ---- resume ---- */
+
+void rt_changes_resume(struct rt_changes *c, const char *key, uint64_t after,
+		       struct rt_binding *const *bindings, size_t n)
+{
+	struct resume_req *r = rt_xcalloc(1, sizeof *r);
+	r->key = rt_xstrdup(key);
+	r->after = after;
+	r->bindings = rt_xcalloc(n ? n : 1, sizeof *r->bindings);
+	memcpy(r->bindings, bindings, n * sizeof *bindings);
+	r->n = n;
+	pthread_mutex_lock(&c->mu);
+	for (size_t i = 0; i < n; i++)
+		r->bindings[i]->refs++; /* held until the request is served */
+	LL_APPEND(c->requests, r);
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* Serves one resume request. Lock held: no live change is published while
+ * the catch-up is read, so the marker's position splits the two exactly. */
+static void serve_resume(struct rt_changes *c, struct resume_req *r)
+{
+	uint64_t pos = r->after;
+	bool is_resync = false;
+	while (pos < c->last_pos) {
+		struct rt_change *chs;
+		size_t n;
+		uint64_t oldest;
+		if (rt_store_changes_after(c->store, pos, RT_CHANGES_BATCH, &chs, &n, &oldest))
+			break;
+		/* Behind the window, or the whole log is pruned while the client is
+		 * behind: changes were lost to it, so it must resync. */
+		if (pos == r->after && (!oldest || r->after + 1 < oldest))
+			is_resync = true;
+		for (size_t i = 0; i < n && chs[i].pos <= c->last_pos; i++) {
+			pos = chs[i].pos;
+			for (size_t k = 0; !is_resync && k < r->n; k++)
+				if (matches(r->bindings[k], &chs[i]))
+					publish(c, r->key, r->bindings[k], &chs[i]);
+		}
+		bool is_done = n < RT_CHANGES_BATCH || (n && chs[n - 1].pos >= c->last_pos);
+		rt_store_changes_free(chs, n);
+		if (is_done || is_resync)
+			break;
+	}
+	struct rt_msg *m = rt_msg_new(RT_MSG_CATCHUP, r->key);
+	m->pos = c->last_pos;
+	m->is_resync = is_resync;
+	rt_hub_publish_any(c->hub, m);
+	rt_msg_unref(m);
+}
+
+static void free_request(struct rt_changes *c, struct resume_req *r)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		if (--r->bindings[i]->refs == 0) {
+			unlink_binding(c, r->bindings[i]);
+			rt_binding_free(r->bindings[i]);
+		}
+	}
+	free(r->bindings);
+	free(r->key);
+	free(r);
+}
+
+/* ---- the feed thread ---- */
+
+static void *feed_main(void *arg)
+{
+	struct rt_changes *c = arg;
+	uint64_t version = 0, last_prune = rt_mono_ms();
+	while (atomic_load(&c->is_running)) {
+		rt_store_wait(c->store, &version, 10);
+		pthread_mutex_lock(&c->mu);
+		for (;;) {
+			struct rt_change *chs;
+			size_t n;
+			uint64_t oldest;
+			if (rt_store_changes_after(c->store, c->last_pos, RT_CHANGES_BATCH, &chs, &n,
+						   &oldest))
+				break;
+			for (size_t i = 0; i < n; i++) {
+				dispatch(c, &chs[i]);
+				c->last_pos = chs[i].pos;
+			}
+			rt_store_changes_free(chs, n);
+			if (n < RT_CHANGES_BATCH)
+				break;
+		}
+		while (c->requests) {
+			struct resume_req *r = c->requests;
+			LL_DELETE(c->requests, r);
+			serve_resume(c, r);
+			free_request(c, r);
+		}
+		pthread_mutex_unlock(&c->mu);
+		if (rt_mono_ms() - last_prune >= PRUNE_EVERY_MS) {
+			rt_store_prune(c->store);
+			last_prune = rt_mono_ms();
+		}
+	}
+	return NULL;
+}
+
+struct rt_changes *rt_changes_new(struct rt_store *store, struct rt_hub *hub)
+{
+	struct rt_changes *c = rt_xcalloc(1, sizeof *c);
+	c->store = store;
+	c->hub = hub;
+	pthread_mutex_init(&c->mu, NULL);
+	c->last_pos = rt_store_last_pos(store);
+	return c;
+}
+
+int rt_changes_start(struct rt_changes *c)
+{
+	atomic_store(&c->is_running, true);
+	int rc = pthread_create(&c->thread, NULL, feed_main, c);
+	c->is_started = rc == 0;
+	return -rc;
+}
+
+void rt_changes_stop(struct rt_changes *c)
+{
+	if (!c || !c->is_started)
+		return;
+	atomic_store(&c->is_running, false);
+	pthread_join(c->thread, NULL);
+	c->is_started = false;
+}
+
+void rt_changes_free(struct rt_changes *c)
+{
+	if (!c)
+		return;
+	rt_changes_stop(c);
+	while (c->requests) {
+		struct resume_req *r = c->requests;
+		LL_DELETE(c->requests, r);
+		free_request(c, r);
+	}
+	struct rt_binding *b, *tmp;
+	HASH_ITER(hh, c->by_key, b, tmp) {
+		unlink_binding(c, b);
+		rt_binding_free(b);
+	}
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
+uint64_t rt_changes_last_pos(struct rt_changes *c)
+{
+	pthread_mutex_lock(&c->mu);
+	uint64_t pos = c->last_pos;
+	pthread_mutex_unlock(&c->mu);
+	return pos;
+}

@@ -1,0 +1,86 @@
+/*
+ * postgres_changes: the change feed from the store to subscribed channels.
+ *
+ * A binding is one entry of a join's config.postgres_changes, validated
+ * against the schema (event, schema, table, filter, select). Channels with the
+ * same binding on the same topic share one registry entry and one hub key, so
+ * each change is matched once per entry and encoded once per entry, however
+ * many sockets receive it. The registry is indexed by table and, for filters
+ * that are a single `eq`, by column value; other entries of a table are
+ * scanned.
+ *
+ * The change thread waits on the store, reads changes in position order,
+ * matches and publishes them through the hub. A channel that resumes from a
+ * position asks the change thread for a catch-up: under the registry lock
+ * the thread reads the retained changes after that position up to the last
+ * one it published, sends those that match to the channel's own hub key, then
+ * a marker with that last position. Live changes reach the channel through
+ * the same inbox after it, so the channel only has to hold live messages until
+ * the marker and drop those at or below it: nothing is missed or repeated.
+ * When the position has left the retained window the marker says so and the
+ * channel is told to resync.
+ *
+ * Ownership: rt_changes owns the registry and the thread; a struct
+ *            rt_binding is owned by the channel that parsed it until attached,
+ *            then shared through the registry (refcounted).
+ * Threads:   parse/attach/detach/resume from worker threads; the feed thread
+ *            publishes with rt_hub_publish_any.
+ * Limits:    RT_CHANGES_BATCH changes per read; a catch-up reads at most the
+ *            retained window.
+ */
+#ifndef RT_REALTIME_CHANGES_H
+#define RT_REALTIME_CHANGES_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "realtime/hub.h"
+#include "store/store.h"
+
+#define RT_CHANGES_BATCH 512
+
+struct rt_changes;
+struct rt_binding;
+
+/* Creates the feed over store, publishing through hub. Starts at the store's
+ * newest position (nothing is replayed at start). */
+struct rt_changes *rt_changes_new(struct rt_store *store, struct rt_hub *hub);
+int rt_changes_start(struct rt_changes *c);
+/* Stops and joins the thread. */
+void rt_changes_stop(struct rt_changes *c);
+void rt_changes_free(struct rt_changes *c);
+
+/*
+ * Validates one postgres_changes entry for topic (the full "realtime:…"
+ * topic). Returns a binding, or NULL with Supabase's system message in err.
+ */
+struct rt_binding *rt_binding_parse(struct rt_changes *c, const char *topic, const json_t *entry,
+				    char *err, size_t err_cap);
+/* The id echoed in the join reply and carried in `ids`. */
+json_int_t rt_binding_id(const struct rt_binding *b);
+/* The hub key live deliveries of this binding are published under. */
+const char *rt_binding_key(const struct rt_binding *b);
+/* Frees a binding that was never attached. */
+void rt_binding_free(struct rt_binding *b);
+
+/* Registers a binding with the feed and takes it: returns the registered
+ * binding with the same identity (b itself, or an existing one, b freed).
+ * Each attach is released by one detach. */
+struct rt_binding *rt_changes_attach(struct rt_changes *c, struct rt_binding *b);
+void rt_changes_detach(struct rt_changes *c, struct rt_binding *b);
+
+/*
+ * Asks for the changes after `after` that match bindings[0..n-1], delivered
+ * to hub key `key` (the channel's own key) as RT_MSG_CHANGE messages, then a
+ * RT_MSG_CATCHUP marker whose pos is the last position covered (with
+ * is_resync set when `after` was no longer retained). The bindings must stay
+ * attached until the marker arrives.
+ */
+void rt_changes_resume(struct rt_changes *c, const char *key, uint64_t after,
+		       struct rt_binding *const *bindings, size_t n);
+
+/* The newest position published so far. */
+uint64_t rt_changes_last_pos(struct rt_changes *c);
+
+#endif

@@ -1,0 +1,1269 @@
+/*
+ * The embedded SQLite store. Triggers on every table write each change (new
+ * and old row as JSON, time) into _rtsync_changes in the same transaction, so
+ * a crash loses nothing and writers other than rtsync are captured too. The
+ * change log's rowid is the position: SQLite has one writer at a time, so
+ * rowid order is commit order.
+ */
+#include "store/store.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "common/alloc.h"
+#include "common/buf.h"
+#include "common/clock.h"
+#include "common/log.h"
+
+#define BUSY_TIMEOUT_MS 5000
+#define POLL_MS 10
+
+struct conn {
+	pthread_t thread;
+	sqlite3 *db;
+	struct conn *next;
+};
+
+struct rt_store {
+	char *path;
+	struct rt_store_schema schema;
+	uint64_t retain_count, retain_ms;
+
+	pthread_mutex_t mu; /* guards conns and the write wake-up */
+	pthread_cond_t cond;
+	struct conn *conns;
+	uint64_t writes; /* bumped by every write through rtsync */
+
+	sqlite3 *change_db; /* the change thread's own connection */
+};
+
+/* ---- types ---- */
+
+static bool has(const char *decl, const char *word)
+{
+	return strcasestr(decl, word) != NULL;
+}
+
+/* Maps a declared SQLite type to a Postgres type name (docs/store.md). */
+static const char *pg_type(const char *decl)
+{
+	static const struct {
+		const char *decl, *pg;
+	} exact[] = {
+		{"bigint", "int8"}, {"int8", "int8"}, {"integer", "int8"}, {"int", "int4"},
+		{"int4", "int4"}, {"mediumint", "int4"}, {"smallint", "int2"}, {"int2", "int2"},
+		{"tinyint", "int2"}, {"real", "float8"}, {"double", "float8"},
+		{"double precision", "float8"}, {"float8", "float8"}, {"float", "float8"},
+		{"float4", "float4"}, {"numeric", "numeric"}, {"decimal", "numeric"},
+		{"boolean", "bool"}, {"bool", "bool"}, {"text", "text"}, {"varchar", "varchar"},
+		{"character varying", "varchar"}, {"char", "bpchar"}, {"character", "bpchar"},
+		{"clob", "text"}, {"json", "json"}, {"jsonb", "jsonb"},
+		{"timestamptz", "timestamptz"}, {"timestamp with time zone", "timestamptz"},
+		{"timestamp", "timestamp"}, {"timestamp without time zone", "timestamp"},
+		{"datetime", "timestamp"}, {"date", "date"}, {"time", "time"},
+		{"timetz", "timetz"}, {"uuid", "uuid"}, {"blob", "bytea"}, {"bytea", "bytea"},
+		{"", "text"},
+	};
+	char base[64];
+	size_t n = 0;
+	for (const char *p = decl; *p && *p != '(' && n < sizeof base - 1; p++)
+		base[n++] = (char)tolower((unsigned char)*p);
+	while (n && base[n - 1] == ' ')
+		n--;
+	base[n] = '\0';
+	for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++)
+		if (!strcmp(base, exact[i].decl))
+			return exact[i].pg;
+	/* SQLite's own affinity rules decide the rest. */
+	if (has(decl, "int"))
+		return "int8";
+	if (has(decl, "char") || has(decl, "clob") || has(decl, "text"))
+		return "text";
+	if (has(decl, "blob"))
+		return "bytea";
+	if (has(decl, "real") || has(decl, "floa") || has(decl, "doub"))
+		return "float8";
+	return "numeric";
+}
+
+static bool is_int_type(const char *t)
+{
+	return !strcmp(t, "int2") || !strcmp(t, "int4") || !strcmp(t, "int8");
+}
+
+static bool is_num_type(const char *t)
+{
+	return is_int_type(t) || !strcmp(t, "float4") || !strcmp(t, "float8") ||
+	       !strcmp(t, "numeric");
+}
+
+static bool is_json_type(const char *t)
+{
+	return !strcmp(t, "json") || !strcmp(t, "jsonb");
+}
+
+static json_t *hex_of(const unsigned char *p, int n)
+{
+	static const char hex[] = "0123456789abcdef";
+	char *s = rt_xmalloc((size_t)n * 2 + 1);
+	for (int i = 0; i < n; i++) {
+		s[2 * i] = hex[p[i] >> 4];
+		s[2 * i + 1] = hex[p[i] & 15];
+	}
+	s[2 * n] = '\0';
+	json_t *v = json_string(s);
+	free(s);
+	return v ? v : json_null();
+}
+
+/* Converts a JSON value captured by a trigger to the column's JSON form. */
+static json_t *typed_from_json(const char *type, json_t *v)
+{
+	if (json_is_null(v))
+		return json_null();
+	if (!strcmp(type, "bool")) {
+		if (json_is_integer(v))
+			return json_boolean(json_integer_value(v) != 0);
+		if (json_is_string(v)) {
+			const char *s = json_string_value(v);
+			return json_boolean(!strcasecmp(s, "t") || !strcasecmp(s, "true") ||
+					    !strcmp(s, "1"));
+		}
+	} else if (is_json_type(type) && json_is_string(v)) {
+		json_t *parsed = json_loads(json_string_value(v), JSON_DECODE_ANY, NULL);
+		if (parsed)
+			return parsed;
+	} else if (is_num_type(type) && json_is_string(v)) {
+		char *end;
+		const char *s = json_string_value(v);
+		long long ll = strtoll(s, &end, 10);
+		if (*s && !*end)
+			return json_integer(ll);
+		double d = strtod(s, &end);
+		if (*s && !*end)
+			return json_real(d);
+	}
+	return json_incref(v);
+}
+
+/* Converts column i of a result row to JSON by the column's type. */
+static json_t *typed_from_stmt(const char *type, sqlite3_stmt *st, int i)
+{
+	switch (sqlite3_column_type(st, i)) {
+	case SQLITE_NULL:
+		return json_null();
+	case SQLITE_INTEGER: {
+		sqlite3_int64 v = sqlite3_column_int64(st, i);
+		if (!strcmp(type, "bool"))
+			return json_boolean(v != 0);
+		return json_integer(v);
+	}
+	case SQLITE_FLOAT:
+		return json_real(sqlite3_column_double(st, i));
+	case SQLITE_BLOB:
+		return hex_of(sqlite3_column_blob(st, i), sqlite3_column_bytes(st, i));
+	default: {
+		const char *s = (const char *)sqlite3_column_text(st, i);
+		json_t *str = json_stringn(s ? s : "", (size_t)sqlite3_column_bytes(st, i));
+		if (!str)
+			return json_null();
+		json_t *v = typed_from_json(type, str);
+		json_decref(str);
+		return v;
+	}
+	}
+}
+
+/* Binds a JSON value for column type at index i. */
+static int bind_json(sqlite3_stmt *st, int i, const char *type, const json_t *v)
+{
+	if (!v || json_is_null(v))
+		return sqlite3_bind_null(st, i);
+	if (json_is_boolean(v))
+		return sqlite3_bind_int(st, i, json_is_true(v));
+	if (json_is_integer(v))
+		return sqlite3_bind_int64(st, i, json_integer_value(v));
+	if (json_is_real(v))
+		return sqlite3_bind_double(st, i, json_real_value(v));
+	if (json_is_string(v))
+		return sqlite3_bind_text(st, i, json_string_value(v), (int)json_string_length(v),
+					 SQLITE_TRANSIENT);
+	/* objects and arrays: stored as JSON text */
+	char *txt = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	int rc = sqlite3_bind_text(st, i, txt ? txt : "null", -1, SQLITE_TRANSIENT);
+	free(txt);
+	(void)type;
+	return rc;
+}
+
+/* Binds a filter value given as text, converted to the column's type so
+ * SQLite compares like Postgres would. */
+static int bind_text_as(sqlite3_stmt *st, int i, const char *type, const char *s)
+{
+	char *end;
+	if (is_int_type(type)) {
+		long long v = strtoll(s, &end, 10);
+		if (*s && !*end)
+			return sqlite3_bind_int64(st, i, v);
+	}
+	if (is_num_type(type)) {
+		double d = strtod(s, &end);
+		if (*s && !*end)
+			return sqlite3_bind_double(st, i, d);
+	}
+	if (!strcmp(type, "bool")) {
+		if (!strcasecmp(s, "true") || !strcasecmp(s, "t"))
+			return sqlite3_bind_int(st, i, 1);
+		if (!strcasecmp(s, "false") || !strcasecmp(s, "f"))
+			return sqlite3_bind_int(st, i, 0);
+	}
+	return sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
+}
+
+/* ---- errors ---- */
+
+static void set_err(struct rt_store_error *e, int status, const char *code, const char *details,
+		    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void set_err(struct rt_store_error *e, int status, const char *code, const char *details,
+		    const char *fmt, ...)
+{
+	e->status = status;
+	snprintf(e->code, sizeof e->code, "%s", code);
+	snprintf(e->details, sizeof e->details, "%s", details ? details : "");
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(e->message, sizeof e->message, fmt, ap);
+	va_end(ap);
+}
+
+/* Maps a failed SQLite call to a PostgREST-style error. */
+static void sql_err(struct rt_store_error *e, sqlite3 *db)
+{
+	int ext = sqlite3_extended_errcode(db);
+	const char *msg = sqlite3_errmsg(db);
+	switch (ext) {
+	case SQLITE_CONSTRAINT_PRIMARYKEY:
+	case SQLITE_CONSTRAINT_UNIQUE:
+		set_err(e, 409, "23505", msg, "duplicate key value violates unique constraint");
+		break;
+	case SQLITE_CONSTRAINT_NOTNULL:
+		set_err(e, 400, "23502", msg, "null value violates not-null constraint");
+		break;
+	case SQLITE_CONSTRAINT_FOREIGNKEY:
+		set_err(e, 409, "23503", msg, "insert or update violates foreign key constraint");
+		break;
+	case SQLITE_CONSTRAINT_CHECK:
+		set_err(e, 400, "23514", msg, "new row violates check constraint");
+		break;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		set_err(e, 503, "PGRST003", msg, "the database is busy, try again");
+		break;
+	default:
+		set_err(e, 500, "XX000", NULL, "%s", msg);
+	}
+}
+
+/* ---- connections ---- */
+
+static int open_db(const char *path, sqlite3 **out, char *err, size_t err_cap)
+{
+	sqlite3 *db = NULL;
+	int rc = sqlite3_open_v2(path, &db,
+				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+				 NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(err, err_cap, "cannot open %s: %s", path,
+			 db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		sqlite3_close(db);
+		return -1;
+	}
+	sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
+	char *msg = NULL;
+	/* WAL: readers never block the writer. synchronous=NORMAL in WAL mode
+	 * keeps every committed transaction across a process crash. */
+	if (sqlite3_exec(db,
+			 "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+			 "PRAGMA foreign_keys=ON; PRAGMA case_sensitive_like=ON;",
+			 NULL, NULL, &msg) != SQLITE_OK) {
+		snprintf(err, err_cap, "cannot configure %s: %s", path, msg ? msg : "?");
+		sqlite3_free(msg);
+		sqlite3_close(db);
+		return -1;
+	}
+	*out = db;
+	return 0;
+}
+
+/* The calling pool thread's connection, opened on first use. */
+static sqlite3 *thread_db(struct rt_store *s, struct rt_store_error *e)
+{
+	pthread_t self = pthread_self();
+	pthread_mutex_lock(&s->mu);
+	for (struct conn *c = s->conns; c; c = c->next) {
+		if (pthread_equal(c->thread, self)) {
+			pthread_mutex_unlock(&s->mu);
+			return c->db;
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+	char err[512];
+	sqlite3 *db;
+	if (open_db(s->path, &db, err, sizeof err)) {
+		set_err(e, 503, "PGRST000", NULL, "%s", err);
+		return NULL;
+	}
+	struct conn *c = rt_xcalloc(1, sizeof *c);
+	c->thread = self;
+	c->db = db;
+	pthread_mutex_lock(&s->mu);
+	c->next = s->conns;
+	s->conns = c;
+	pthread_mutex_unlock(&s->mu);
+	return db;
+}
+
+/* ---- schema ---- */
+
+static int exec_schema(sqlite3 *db, const char *sql, char *err, size_t err_cap)
+{
+	const char *tail = sql;
+	while (tail && *tail) {
+		sqlite3_stmt *st = NULL;
+		const char *next = NULL;
+		if (sqlite3_prepare_v2(db, tail, -1, &st, &next) != SQLITE_OK) {
+			const char *msg = sqlite3_errmsg(db);
+			/* Applying the schema again must not fail on what exists. */
+			if (strstr(msg, "already exists")) {
+				tail = next && next != tail ? next : strchr(tail, ';');
+				if (tail && *tail == ';')
+					tail++;
+				continue;
+			}
+			snprintf(err, err_cap, "schema: %s", msg);
+			return -1;
+		}
+		tail = next;
+		if (!st)
+			continue; /* whitespace or a comment */
+		int rc;
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+			;
+		if (rc != SQLITE_DONE && !strstr(sqlite3_errmsg(db), "already exists")) {
+			snprintf(err, err_cap, "schema: %s", sqlite3_errmsg(db));
+			sqlite3_finalize(st);
+			return -1;
+		}
+		sqlite3_finalize(st);
+	}
+	return 0;
+}
+
+static void append_ident(struct rt_buf *b, const char *name)
+{
+	rt_buf_append_byte(b, '"');
+	for (const char *p = name; *p; p++) {
+		if (*p == '"')
+			rt_buf_append_byte(b, '"');
+		rt_buf_append_byte(b, (uint8_t)*p);
+	}
+	rt_buf_append_byte(b, '"');
+}
+
+static void append_literal(struct rt_buf *b, const char *s)
+{
+	rt_buf_append_byte(b, '\'');
+	for (const char *p = s; *p; p++) {
+		if (*p == '\'')
+			rt_buf_append_byte(b, '\'');
+		rt_buf_append_byte(b, (uint8_t)*p);
+	}
+	rt_buf_append_byte(b, '\'');
+}
+
+static int load_schema(struct rt_store *s, sqlite3 *db, char *err, size_t err_cap)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE "
+			       "'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_rtsync\\_%' ESCAPE '\\' "
+			       "ORDER BY name",
+			       -1, &st, NULL) != SQLITE_OK) {
+		snprintf(err, err_cap, "schema: %s", sqlite3_errmsg(db));
+		return -1;
+	}
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		s->schema.tables = rt_xrealloc(s->schema.tables,
+					       (s->schema.n_tables + 1) * sizeof *s->schema.tables);
+		struct rt_store_table *t = &s->schema.tables[s->schema.n_tables++];
+		memset(t, 0, sizeof *t);
+		t->schema = rt_xstrdup("public");
+		t->name = rt_xstrdup((const char *)sqlite3_column_text(st, 0));
+	}
+	sqlite3_finalize(st);
+
+	for (size_t i = 0; i < s->schema.n_tables; i++) {
+		struct rt_store_table *t = &s->schema.tables[i];
+		struct rt_buf q;
+		rt_buf_init(&q);
+		rt_buf_append_str(&q, "SELECT name, type, \"notnull\", pk FROM pragma_table_info(");
+		append_literal(&q, t->name);
+		rt_buf_append_str(&q, ") ORDER BY cid");
+		int rc = sqlite3_prepare_v2(db, q.data, -1, &st, NULL);
+		rt_buf_deinit(&q);
+		if (rc != SQLITE_OK) {
+			snprintf(err, err_cap, "schema: %s", sqlite3_errmsg(db));
+			return -1;
+		}
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			t->cols = rt_xrealloc(t->cols, (t->n_cols + 1) * sizeof *t->cols);
+			struct rt_store_column *c = &t->cols[t->n_cols++];
+			const char *decl = (const char *)sqlite3_column_text(st, 1);
+			c->name = rt_xstrdup((const char *)sqlite3_column_text(st, 0));
+			c->type = rt_xstrdup(pg_type(decl ? decl : ""));
+			c->is_pk = sqlite3_column_int(st, 3) > 0;
+			c->is_nullable = !sqlite3_column_int(st, 2) && !c->is_pk;
+		}
+		sqlite3_finalize(st);
+	}
+	return 0;
+}
+
+/* json_object('c', <value>, …) of one row version; blobs become hex. */
+static void row_json(struct rt_buf *b, const struct rt_store_table *t, const char *ver)
+{
+	rt_buf_append_str(b, "json_object(");
+	for (size_t i = 0; i < t->n_cols; i++) {
+		if (i)
+			rt_buf_append_byte(b, ',');
+		append_literal(b, t->cols[i].name);
+		rt_buf_printf(b, ",CASE typeof(%s.", ver);
+		append_ident(b, t->cols[i].name);
+		rt_buf_printf(b, ") WHEN 'blob' THEN hex(%s.", ver);
+		append_ident(b, t->cols[i].name);
+		rt_buf_printf(b, ") ELSE %s.", ver);
+		append_ident(b, t->cols[i].name);
+		rt_buf_append_str(b, " END");
+	}
+	rt_buf_append_byte(b, ')');
+}
+
+static const char now_ms_sql[] = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
+
+static int install_triggers(struct rt_store *s, sqlite3 *db, char *err, size_t err_cap)
+{
+	struct rt_buf b;
+	rt_buf_init(&b);
+	rt_buf_append_str(&b, "BEGIN IMMEDIATE;"
+			      "CREATE TABLE IF NOT EXISTS _rtsync_changes ("
+			      " pos INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL,"
+			      " op TEXT NOT NULL, new TEXT, old TEXT, ts INTEGER NOT NULL);");
+	static const char *const ops[] = {"INSERT", "UPDATE", "DELETE"};
+	for (size_t i = 0; i < s->schema.n_tables; i++) {
+		const struct rt_store_table *t = &s->schema.tables[i];
+		for (int k = 0; k < 3; k++) {
+			struct rt_buf name;
+			rt_buf_init(&name);
+			rt_buf_printf(&name, "_rtsync_%s_%s", t->name, ops[k]);
+			rt_buf_append_str(&b, "DROP TRIGGER IF EXISTS ");
+			append_ident(&b, name.data);
+			rt_buf_append_str(&b, "; CREATE TRIGGER ");
+			append_ident(&b, name.data);
+			rt_buf_printf(&b, " AFTER %s ON ", ops[k]);
+			append_ident(&b, t->name);
+			rt_buf_append_str(&b, " BEGIN INSERT INTO _rtsync_changes (tbl, op, new, old, ts) VALUES (");
+			append_literal(&b, t->name);
+			rt_buf_printf(&b, ",'%s',", ops[k]);
+			if (k == 2)
+				rt_buf_append_str(&b, "NULL");
+			else
+				row_json(&b, t, "NEW");
+			rt_buf_append_byte(&b, ',');
+			if (k == 0)
+				rt_buf_append_str(&b, "NULL");
+			else
+				row_json(&b, t, "OLD");
+			rt_buf_printf(&b, ",%s); END;", now_ms_sql);
+			rt_buf_deinit(&name);
+		}
+	}
+	rt_buf_append_str(&b, "COMMIT;");
+	char *msg = NULL;
+	int rc = sqlite3_exec(db, b.data, NULL, NULL, &msg);
+	rt_buf_deinit(&b);
+	if (rc != SQLITE_OK) {
+		snprintf(err, err_cap, "installing change triggers: %s", msg ? msg : "?");
+		sqlite3_free(msg);
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+static void schema_free(struct rt_store_schema *sc)
+{
+	for (size_t i = 0; i < sc->n_tables; i++) {
+		struct rt_store_table *t = &sc->tables[i];
+		for (size_t j = 0; j < t->n_cols; j++) {
+			free(t->cols[j].name);
+			free(t->cols[j].type);
+		}
+		free(t->cols);
+		free(t->schema);
+		free(t->name);
+	}
+	free(sc->tables);
+	memset(sc, 0, sizeof *sc);
+}
+
+int rt_store_open_sqlite(const char *db_path, const char *schema_sql, uint64_t retain_count,
+			 uint64_t retain_ms, struct rt_store **out, char *err, size_t err_cap)
+{
+	struct rt_store *s = rt_xcalloc(1, sizeof *s);
+	s->path = rt_xstrdup(db_path);
+	s->retain_count = retain_count;
+	s->retain_ms = retain_ms;
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	if (open_db(db_path, &s->change_db, err, err_cap))
+		goto err;
+	if (schema_sql && exec_schema(s->change_db, schema_sql, err, err_cap))
+		goto err;
+	if (load_schema(s, s->change_db, err, err_cap) ||
+	    install_triggers(s, s->change_db, err, err_cap))
+		goto err;
+	*out = s;
+	return 0;
+err:
+	rt_store_close(s);
+	return -1;
+}
+
+void rt_store_close(struct rt_store *s)
+{
+	if (!s)
+		return;
+	struct conn *c = s->conns;
+	while (c) {
+		struct conn *next = c->next;
+		sqlite3_close(c->db);
+		free(c);
+		c = next;
+	}
+	sqlite3_close(s->change_db);
+	schema_free(&s->schema);
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cond);
+	free(s->path);
+	free(s);
+}
+
+const struct rt_store_schema *rt_store_schema(const struct rt_store *s)
+{
+	return &s->schema;
+}
+
+const struct rt_store_table *rt_store_table(const struct rt_store *s, const char *schema,
+					    const char *name)
+{
+	if (schema && strcmp(schema, "public"))
+		return NULL;
+	for (size_t i = 0; i < s->schema.n_tables; i++)
+		if (!strcmp(s->schema.tables[i].name, name))
+			return &s->schema.tables[i];
+	return NULL;
+}
+
+const struct rt_store_column *rt_store_column(const struct rt_store_table *t, const char *name)
+{
+	for (size_t i = 0; i < t->n_cols; i++)
+		if (!strcmp(t->cols[i].name, name))
+			return &t->cols[i];
+	return NULL;
+}
+
+/* ---- SQL from a query ---- */
+
+/* Values to bind, in order: (type, text) pairs. */
+struct binds {
+	const char **types;
+	const char **texts;
+	size_t n, cap;
+};
+
+static void bind_push(struct binds *b, const char *type, const char *text)
+{
+	if (b->n == b->cap) {
+		b->cap = b->cap ? b->cap * 2 : 16;
+		b->types = rt_xrealloc(b->types, b->cap * sizeof *b->types);
+		b->texts = rt_xrealloc(b->texts, b->cap * sizeof *b->texts);
+	}
+	b->types[b->n] = type;
+	b->texts[b->n] = text;
+	b->n++;
+}
+
+static void binds_free(struct binds *b)
+{
+	free(b->types);
+	free(b->texts);
+}
+
+static int col_or_err(const struct rt_store_table *t, const char *name,
+		      const struct rt_store_column **out, struct rt_store_error *e)
+{
+	*out = rt_store_column(t, name);
+	if (!*out) {
+		set_err(e, 400, "42703", NULL, "column %s.%s does not exist", t->name, name);
+		return -1;
+	}
+	return 0;
+}
+
+static int where_sql(struct rt_buf *b, struct binds *bv, const struct rt_store_table *t,
+		     const struct rt_rq_node *n, struct rt_store_error *e)
+{
+	if (n->is_negated)
+		rt_buf_append_str(b, "NOT ");
+	if (n->kind != RT_RQ_COND) {
+		if (!n->n_children) {
+			rt_buf_append_str(b, "1");
+			return 0;
+		}
+		rt_buf_append_byte(b, '(');
+		for (size_t i = 0; i < n->n_children; i++) {
+			if (i)
+				rt_buf_append_str(b, n->kind == RT_RQ_AND ? " AND " : " OR ");
+			if (where_sql(b, bv, t, &n->children[i], e))
+				return -1;
+		}
+		rt_buf_append_byte(b, ')');
+		return 0;
+	}
+	const struct rt_store_column *c;
+	if (col_or_err(t, n->column, &c, e))
+		return -1;
+	rt_buf_append_byte(b, '(');
+	const char *v0 = n->n_values ? n->values[0] : "";
+	switch (n->op) {
+	case RT_RQ_IS:
+		append_ident(b, c->name);
+		if (!strcasecmp(v0, "null") || !strcasecmp(v0, "unknown"))
+			rt_buf_append_str(b, " IS NULL");
+		else if (!strcasecmp(v0, "true"))
+			rt_buf_append_str(b, " IS 1");
+		else if (!strcasecmp(v0, "false"))
+			rt_buf_append_str(b, " IS 0");
+		else {
+			set_err(e, 400, "PGRST100", NULL, "failed to parse filter (is.%s)", v0);
+			return -1;
+		}
+		break;
+	case RT_RQ_IN:
+		append_ident(b, c->name);
+		rt_buf_append_str(b, " IN (");
+		for (size_t i = 0; i < n->n_values; i++) {
+			rt_buf_append_str(b, i ? ",?" : "?");
+			bind_push(bv, c->type, n->values[i]);
+		}
+		rt_buf_append_byte(b, ')');
+		break;
+	case RT_RQ_ILIKE:
+		rt_buf_append_str(b, "lower(");
+		append_ident(b, c->name);
+		rt_buf_append_str(b, ") LIKE lower(?) ESCAPE '\\'");
+		bind_push(bv, "text", v0);
+		break;
+	case RT_RQ_LIKE:
+		append_ident(b, c->name);
+		rt_buf_append_str(b, " LIKE ? ESCAPE '\\'");
+		bind_push(bv, "text", v0);
+		break;
+	default: {
+		static const char *const sym[] = {
+			[RT_RQ_EQ] = " = ?", [RT_RQ_NEQ] = " <> ?", [RT_RQ_GT] = " > ?",
+			[RT_RQ_GTE] = " >= ?", [RT_RQ_LT] = " < ?", [RT_RQ_LTE] = " <= ?",
+		};
+		append_ident(b, c->name);
+		rt_buf_append_str(b, sym[n->op]);
+		bind_push(bv, c->type, v0);
+	}
+	}
+	rt_buf_append_byte(b, ')');
+	return 0;
+}
+
+static int prepare(sqlite3 *db, const char *sql, const struct binds *bv, size_t first,
+		   sqlite3_stmt **out, struct rt_store_error *e)
+{
+	if (sqlite3_prepare_v2(db, sql, -1, out, NULL) != SQLITE_OK) {
+		sql_err(e, db);
+		return -1;
+	}
+	for (size_t i = 0; i < bv->n; i++)
+		bind_text_as(*out, (int)(first + i), bv->types[i], bv->texts[i]);
+	return 0;
+}
+
+/* The output keys and table columns a select names (all columns when absent). */
+static int select_cols(const struct rt_store_table *t, const struct rt_rest_query *q,
+		       const struct rt_store_column ***cols, const char ***keys, size_t *n,
+		       struct rt_store_error *e)
+{
+	size_t cap = t->n_cols + (q ? q->n_select : 0);
+	*cols = rt_xcalloc(cap ? cap : 1, sizeof **cols);
+	*keys = rt_xcalloc(cap ? cap : 1, sizeof **keys);
+	*n = 0;
+	bool all = !q || !q->select;
+	for (size_t i = 0; !all && i < q->n_select; i++) {
+		if (!strcmp(q->select[i].column, "*")) {
+			for (size_t j = 0; j < t->n_cols; j++) {
+				(*cols)[*n] = &t->cols[j];
+				(*keys)[(*n)++] = t->cols[j].name;
+			}
+			continue;
+		}
+		const struct rt_store_column *c;
+		if (col_or_err(t, q->select[i].column, &c, e))
+			return -1;
+		(*cols)[*n] = c;
+		(*keys)[(*n)++] = q->select[i].alias ? q->select[i].alias : c->name;
+	}
+	for (size_t j = 0; all && j < t->n_cols; j++) {
+		(*cols)[*n] = &t->cols[j];
+		(*keys)[(*n)++] = t->cols[j].name;
+	}
+	return 0;
+}
+
+static json_t *row_object(sqlite3_stmt *st, const struct rt_store_column **cols,
+			  const char **keys, size_t n)
+{
+	json_t *row = json_object();
+	for (size_t i = 0; i < n; i++)
+		json_object_set_new(row, keys[i], typed_from_stmt(cols[i]->type, st, (int)i));
+	return row;
+}
+
+static void order_sql(struct rt_buf *b, const struct rt_rest_query *q)
+{
+	for (size_t i = 0; q && i < q->n_order; i++) {
+		rt_buf_append_str(b, i ? ", " : " ORDER BY ");
+		append_ident(b, q->order[i].column);
+		bool desc = q->order[i].is_desc;
+		enum rt_rq_nulls nulls = q->order[i].nulls;
+		if (nulls == RT_RQ_NULLS_DEFAULT) /* Postgres: nulls sort as largest */
+			nulls = desc ? RT_RQ_NULLS_FIRST : RT_RQ_NULLS_LAST;
+		rt_buf_append_str(b, desc ? " DESC" : " ASC");
+		rt_buf_append_str(b, nulls == RT_RQ_NULLS_FIRST ? " NULLS FIRST" : " NULLS LAST");
+	}
+}
+
+static int check_order(const struct rt_store_table *t, const struct rt_rest_query *q,
+		       struct rt_store_error *e)
+{
+	const struct rt_store_column *c;
+	for (size_t i = 0; q && i < q->n_order; i++)
+		if (col_or_err(t, q->order[i].column, &c, e))
+			return -1;
+	return 0;
+}
+
+static void limit_sql(struct rt_buf *b, const struct rt_rest_query *q)
+{
+	long long limit = q && q->limit >= 0 && q->limit < RT_STORE_MAX_ROWS ? q->limit
+									      : RT_STORE_MAX_ROWS;
+	rt_buf_printf(b, " LIMIT %lld OFFSET %lld", limit, q && q->offset > 0 ? q->offset : 0);
+}
+
+int rt_store_read(struct rt_store *s, const struct rt_read *r, json_t **rows, long long *total,
+		  struct rt_store_error *err)
+{
+	const struct rt_store_table *t = r->table;
+	sqlite3 *db = thread_db(s, err);
+	if (!db)
+		return -1;
+	int rc = -1;
+	const struct rt_store_column **cols = NULL;
+	const char **keys = NULL;
+	size_t n_cols;
+	struct rt_buf where, sql;
+	struct binds bv = {0};
+	sqlite3_stmt *st = NULL;
+	rt_buf_init(&where);
+	rt_buf_init(&sql);
+	if (select_cols(t, r->query, &cols, &keys, &n_cols, err) || check_order(t, r->query, err))
+		goto out;
+	if (r->query && where_sql(&where, &bv, t, &r->query->where, err))
+		goto out;
+
+	rt_buf_append_str(&sql, "SELECT ");
+	for (size_t i = 0; i < n_cols; i++) {
+		if (i)
+			rt_buf_append_byte(&sql, ',');
+		append_ident(&sql, cols[i]->name);
+	}
+	if (!n_cols)
+		rt_buf_append_str(&sql, "NULL");
+	rt_buf_append_str(&sql, " FROM ");
+	append_ident(&sql, t->name);
+	if (where.len)
+		rt_buf_printf(&sql, " WHERE %s", where.data);
+	order_sql(&sql, r->query);
+	limit_sql(&sql, r->query);
+	if (prepare(db, sql.data, &bv, 1, &st, err))
+		goto out;
+	json_t *arr = json_array();
+	int step;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW)
+		json_array_append_new(arr, row_object(st, cols, keys, n_cols));
+	if (step != SQLITE_DONE) {
+		sql_err(err, db);
+		json_decref(arr);
+		goto out;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (r->wants_count) {
+		rt_buf_reset(&sql);
+		rt_buf_append_str(&sql, "SELECT count(*) FROM ");
+		append_ident(&sql, t->name);
+		if (where.len)
+			rt_buf_printf(&sql, " WHERE %s", where.data);
+		if (prepare(db, sql.data, &bv, 1, &st, err) || sqlite3_step(st) != SQLITE_ROW) {
+			if (st)
+				sql_err(err, db);
+			json_decref(arr);
+			goto out;
+		}
+		*total = sqlite3_column_int64(st, 0);
+	}
+	*rows = arr;
+	rc = 0;
+out:
+	sqlite3_finalize(st);
+	binds_free(&bv);
+	rt_buf_deinit(&where);
+	rt_buf_deinit(&sql);
+	free(cols);
+	free(keys);
+	return rc;
+}
+
+/* ---- writes ---- */
+
+static void wake_changes(struct rt_store *s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->writes++;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* Runs st, appending RETURNING rows (projected by the select) to out. */
+static int step_rows(sqlite3 *db, sqlite3_stmt *st, const struct rt_store_table *t,
+		     const struct rt_store_column **cols, const char **keys, size_t n_cols,
+		     json_t *out, struct rt_store_error *err)
+{
+	int step;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		if (!out)
+			continue;
+		/* RETURNING * gives every column in table order. */
+		json_t *full = json_object();
+		for (size_t i = 0; i < t->n_cols; i++)
+			json_object_set_new(full, t->cols[i].name,
+					    typed_from_stmt(t->cols[i].type, st, (int)i));
+		json_t *row = json_object();
+		for (size_t i = 0; i < n_cols; i++)
+			json_object_set(row, keys[i], json_object_get(full, cols[i]->name));
+		json_decref(full);
+		json_array_append_new(out, row);
+	}
+	if (step != SQLITE_DONE) {
+		sql_err(err, db);
+		return -1;
+	}
+	return 0;
+}
+
+/* Validates that every key of every row is a column. */
+static int check_row_keys(const struct rt_store_table *t, const json_t *row,
+			  struct rt_store_error *e)
+{
+	const char *k;
+	json_t *v;
+	if (!json_is_object(row)) {
+		set_err(e, 400, "PGRST102", NULL, "All object keys must match");
+		return -1;
+	}
+	json_object_foreach((json_t *)row, k, v) {
+		const struct rt_store_column *c;
+		if (col_or_err(t, k, &c, e))
+			return -1;
+	}
+	return 0;
+}
+
+static int insert_rows(sqlite3 *db, const struct rt_write *w, const struct rt_store_column **cols,
+		       const char **keys, size_t n_cols, json_t *out, struct rt_store_error *err)
+{
+	const struct rt_store_table *t = w->table;
+	const struct rt_rest_query *q = w->where;
+	size_t i;
+	const json_t *row;
+	json_array_foreach(w->rows, i, row) {
+		if (check_row_keys(t, row, err))
+			return -1;
+		struct rt_buf sql;
+		rt_buf_init(&sql);
+		rt_buf_append_str(&sql, "INSERT INTO ");
+		append_ident(&sql, t->name);
+		/* With columns=, every named column is written (missing keys as NULL);
+		 * otherwise only the row's keys, so defaults apply to the rest. */
+		const char **names = rt_xcalloc(t->n_cols + 1, sizeof *names);
+		size_t n = 0;
+		if (q && q->n_columns) {
+			for (size_t j = 0; j < q->n_columns && n < t->n_cols; j++) {
+				const struct rt_store_column *c;
+				if (col_or_err(t, q->columns[j], &c, err)) {
+					free(names);
+					rt_buf_deinit(&sql);
+					return -1;
+				}
+				names[n++] = c->name;
+			}
+		} else {
+			const char *k;
+			json_t *v;
+			json_object_foreach((json_t *)row, k, v)
+				names[n++] = k;
+		}
+		if (n) {
+			rt_buf_append_str(&sql, " (");
+			for (size_t j = 0; j < n; j++) {
+				if (j)
+					rt_buf_append_byte(&sql, ',');
+				append_ident(&sql, names[j]);
+			}
+			rt_buf_append_str(&sql, ") VALUES (");
+			for (size_t j = 0; j < n; j++)
+				rt_buf_append_str(&sql, j ? ",?" : "?");
+			rt_buf_append_byte(&sql, ')');
+		} else {
+			rt_buf_append_str(&sql, " DEFAULT VALUES");
+		}
+		if (w->kind == RT_WRITE_UPSERT) {
+			rt_buf_append_str(&sql, " ON CONFLICT (");
+			size_t n_conf = 0;
+			for (size_t j = 0; q && j < q->n_on_conflict; j++) {
+				const struct rt_store_column *c;
+				if (col_or_err(t, q->on_conflict[j], &c, err)) {
+					free(names);
+					rt_buf_deinit(&sql);
+					return -1;
+				}
+				rt_buf_append_str(&sql, n_conf++ ? "," : "");
+				append_ident(&sql, c->name);
+			}
+			for (size_t j = 0; !n_conf && j < t->n_cols; j++) {
+				if (!t->cols[j].is_pk)
+					continue;
+				rt_buf_append_str(&sql, n_conf++ ? "," : "");
+				append_ident(&sql, t->cols[j].name);
+			}
+			rt_buf_append_byte(&sql, ')');
+			if (w->is_ignore_duplicates || !n) {
+				rt_buf_append_str(&sql, " DO NOTHING");
+			} else {
+				rt_buf_append_str(&sql, " DO UPDATE SET ");
+				for (size_t j = 0; j < n; j++) {
+					if (j)
+						rt_buf_append_byte(&sql, ',');
+					append_ident(&sql, names[j]);
+					rt_buf_append_str(&sql, " = excluded.");
+					append_ident(&sql, names[j]);
+				}
+			}
+		}
+		rt_buf_append_str(&sql, " RETURNING *");
+		sqlite3_stmt *st;
+		int rc = sqlite3_prepare_v2(db, sql.data, -1, &st, NULL);
+		rt_buf_deinit(&sql);
+		if (rc != SQLITE_OK) {
+			sql_err(err, db);
+			free(names);
+			return -1;
+		}
+		for (size_t j = 0; j < n; j++) {
+			const struct rt_store_column *c = rt_store_column(t, names[j]);
+			bind_json(st, (int)j + 1, c->type, json_object_get(row, names[j]));
+		}
+		free(names);
+		rc = step_rows(db, st, t, cols, keys, n_cols, out, err);
+		sqlite3_finalize(st);
+		if (rc)
+			return -1;
+	}
+	return 0;
+}
+
+static int update_or_delete(sqlite3 *db, const struct rt_write *w,
+			    const struct rt_store_column **cols, const char **keys, size_t n_cols,
+			    json_t *out, struct rt_store_error *err)
+{
+	const struct rt_store_table *t = w->table;
+	struct rt_buf sql, where;
+	struct binds bv = {0};
+	rt_buf_init(&sql);
+	rt_buf_init(&where);
+	int rc = -1;
+	sqlite3_stmt *st = NULL;
+	if (w->where && where_sql(&where, &bv, t, &w->where->where, err))
+		goto out;
+	size_t n_set = 0;
+	if (w->kind == RT_WRITE_UPDATE) {
+		if (check_row_keys(t, w->rows, err))
+			goto out;
+		rt_buf_append_str(&sql, "UPDATE ");
+		append_ident(&sql, t->name);
+		rt_buf_append_str(&sql, " SET ");
+		const char *k;
+		json_t *v;
+		json_object_foreach((json_t *)w->rows, k, v) {
+			if (n_set++)
+				rt_buf_append_byte(&sql, ',');
+			append_ident(&sql, k);
+			rt_buf_append_str(&sql, " = ?");
+		}
+		if (!n_set) {
+			set_err(err, 400, "PGRST102", NULL, "Empty or invalid json");
+			goto out;
+		}
+	} else {
+		rt_buf_append_str(&sql, "DELETE FROM ");
+		append_ident(&sql, t->name);
+	}
+	if (where.len)
+		rt_buf_printf(&sql, " WHERE %s", where.data);
+	rt_buf_append_str(&sql, " RETURNING *");
+	if (prepare(db, sql.data, &bv, n_set + 1, &st, err))
+		goto out;
+	if (w->kind == RT_WRITE_UPDATE) {
+		int i = 1;
+		const char *k;
+		json_t *v;
+		json_object_foreach((json_t *)w->rows, k, v)
+			bind_json(st, i++, rt_store_column(t, k)->type, v);
+	}
+	rc = step_rows(db, st, t, cols, keys, n_cols, out, err);
+out:
+	sqlite3_finalize(st);
+	binds_free(&bv);
+	rt_buf_deinit(&sql);
+	rt_buf_deinit(&where);
+	return rc;
+}
+
+int rt_store_write(struct rt_store *s, const struct rt_write *w, json_t **rows,
+		   struct rt_store_error *err)
+{
+	sqlite3 *db = thread_db(s, err);
+	if (!db)
+		return -1;
+	*rows = NULL;
+	const struct rt_store_column **cols = NULL;
+	const char **keys = NULL;
+	size_t n_cols;
+	if (select_cols(w->table, w->where, &cols, &keys, &n_cols, err)) {
+		free(cols);
+		free(keys);
+		return -1;
+	}
+	json_t *out = w->wants_rows ? json_array() : NULL;
+	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		sql_err(err, db);
+		goto err;
+	}
+	int rc = w->kind == RT_WRITE_INSERT || w->kind == RT_WRITE_UPSERT
+			 ? insert_rows(db, w, cols, keys, n_cols, out, err)
+			 : update_or_delete(db, w, cols, keys, n_cols, out, err);
+	if (rc || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		if (!rc)
+			sql_err(err, db);
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		goto err;
+	}
+	free(cols);
+	free(keys);
+	wake_changes(s);
+	*rows = out;
+	return 0;
+err:
+	json_decref(out);
+	free(cols);
+	free(keys);
+	return -1;
+}
+
+/* ---- change stream ---- */
+
+static json_t *typed_row(const struct rt_store_table *t, const char *txt)
+{
+	if (!txt)
+		return NULL;
+	json_t *raw = json_loads(txt, 0, NULL);
+	if (!json_is_object(raw)) {
+		json_decref(raw);
+		return json_object();
+	}
+	json_t *row = json_object();
+	for (size_t i = 0; i < t->n_cols; i++) {
+		json_t *v = json_object_get(raw, t->cols[i].name);
+		json_object_set_new(row, t->cols[i].name,
+				    v ? typed_from_json(t->cols[i].type, v) : json_null());
+	}
+	json_decref(raw);
+	return row;
+}
+
+int rt_store_changes_after(struct rt_store *s, uint64_t after, size_t max, struct rt_change **out,
+			   size_t *n, uint64_t *oldest)
+{
+	*out = NULL;
+	*n = 0;
+	*oldest = 0;
+	sqlite3 *db = s->change_db;
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, "SELECT min(pos) FROM _rtsync_changes", -1, &st, NULL) ==
+	    SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			*oldest = (uint64_t)sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+	if (sqlite3_prepare_v2(db,
+			       "SELECT pos, tbl, op, new, old, ts FROM _rtsync_changes "
+			       "WHERE pos > ? ORDER BY pos LIMIT ?",
+			       -1, &st, NULL) != SQLITE_OK) {
+		rt_error("store: reading changes: %s", sqlite3_errmsg(db));
+		return -1;
+	}
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)after);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+	struct rt_change *c = rt_xcalloc(max ? max : 1, sizeof *c);
+	size_t k = 0;
+	int step;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		const struct rt_store_table *t =
+			rt_store_table(s, NULL, (const char *)sqlite3_column_text(st, 1));
+		if (!t)
+			continue; /* a table created after start: not published */
+		const char *op = (const char *)sqlite3_column_text(st, 2);
+		struct rt_change *ch = &c[k++];
+		ch->pos = (uint64_t)sqlite3_column_int64(st, 0);
+		ch->table = t;
+		ch->type = !strcmp(op, "INSERT")   ? RT_CHANGE_INSERT
+			   : !strcmp(op, "UPDATE") ? RT_CHANGE_UPDATE
+						   : RT_CHANGE_DELETE;
+		ch->record = typed_row(t, (const char *)sqlite3_column_text(st, 3));
+		ch->old_record = typed_row(t, (const char *)sqlite3_column_text(st, 4));
+		ch->commit_ms = sqlite3_column_int64(st, 5);
+	}
+	if (step != SQLITE_DONE)
+		rt_error("store: reading changes: %s", sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	*out = c;
+	*n = k;
+	return step == SQLITE_DONE ? 0 : -1;
+}
+
+uint64_t rt_store_last_pos(struct rt_store *s)
+{
+	sqlite3_stmt *st;
+	uint64_t pos = 0;
+	if (sqlite3_prepare_v2(s->change_db, "SELECT max(pos) FROM _rtsync_changes", -1, &st,
+			       NULL) == SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			pos = (uint64_t)sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+	return pos;
+}
+
+static uint64_t data_version(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	uint64_t v = 0;
+	if (sqlite3_prepare_v2(db, "PRAGMA data_version", -1, &st, NULL) == SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			v = (uint64_t)sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+	return v;
+}
+
+void rt_store_wait(struct rt_store *s, uint64_t *version, unsigned timeout_ms)
+{
+	/* Writes through rtsync signal the condition at once; others (the sqlite3
+	 * shell, another process) show up in data_version within POLL_MS. */
+	uint64_t deadline = rt_mono_ms() + timeout_ms;
+	for (;;) {
+		pthread_mutex_lock(&s->mu);
+		uint64_t seen = s->writes;
+		pthread_mutex_unlock(&s->mu);
+		uint64_t v = data_version(s->change_db) + (seen << 32);
+		if (v != *version) {
+			*version = v;
+			return;
+		}
+		uint64_t now = rt_mono_ms();
+		if (now >= deadline)
+			return;
+		unsigned wait = (unsigned)(deadline - now < POLL_MS ? deadline - now : POLL_MS);
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)wait * 1000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_mutex_lock(&s->mu);
+		if (s->writes == seen)
+			pthread_cond_timedwait(&s->cond, &s->mu, &ts);
+		pthread_mutex_unlock(&s->mu);
+	}
+}
+
+void rt_store_prune(struct rt_store *s)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->change_db,
+			       "DELETE FROM _rtsync_changes WHERE pos <= "
+			       "(SELECT max(pos) FROM _rtsync_changes) - ? OR ts < ?",
+			       -1, &st, NULL) != SQLITE_OK)
+		return;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)s->retain_count);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)(rt_wall_ms() - (int64_t)s->retain_ms));
+	if (sqlite3_step(st) != SQLITE_DONE)
+		rt_warn("store: pruning the change log: %s", sqlite3_errmsg(s->change_db));
+	sqlite3_finalize(st);
+}
+
+void rt_store_changes_free(struct rt_change *c, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		json_decref(c[i].record);
+		json_decref(c[i].old_record);
+	}
+	free(c);
+}
+
+const char *rt_change_type_name(enum rt_change_type t)
+{
+	return t == RT_CHANGE_INSERT ? "INSERT" : t == RT_CHANGE_UPDATE ? "UPDATE" : "DELETE";
+}

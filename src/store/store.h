@@ -1,0 +1,148 @@
+/*
+ * The store: tables with typed columns, reads and writes, and the stream of
+ * changes, behind one interface that the embedded SQLite backend and the
+ * PostgreSQL backend both implement.
+ *
+ * Every change has a position: a number that grows with commit order and is
+ * never reused. Changes after a position stay readable while they are in the
+ * retained window (by count and age); older ones are pruned.
+ *
+ * Ownership: a store owns its schema, which is immutable for the store's
+ *            lifetime (tables and columns may be borrowed freely). Rows and
+ *            changes handed out are owned by the caller: free them with
+ *            json_decref() / rt_change_free().
+ * Threads:   rt_store_schema() and the table lookups from any thread. Reads
+ *            and writes are blocking calls for pool threads (never an I/O
+ *            worker): each pool thread gets its own database connection.
+ *            rt_store_changes_after() is for the change thread.
+ * Limits:    RT_STORE_MAX_ROWS rows per read.
+ */
+#ifndef RT_STORE_STORE_H
+#define RT_STORE_STORE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api/rest_query.h" /* moves to store/query.h */
+
+#define RT_STORE_MAX_ROWS 10000
+
+struct rt_store;
+
+struct rt_store_column {
+	char *name;
+	char *type;   /* Postgres type name: int8, text, float8, bool, jsonb, … */
+	bool is_pk;
+	bool is_nullable;
+};
+
+struct rt_store_table {
+	char *schema; /* "public" */
+	char *name;
+	struct rt_store_column *cols;
+	size_t n_cols;
+};
+
+struct rt_store_schema {
+	struct rt_store_table *tables;
+	size_t n_tables;
+};
+
+enum rt_change_type { RT_CHANGE_INSERT, RT_CHANGE_UPDATE, RT_CHANGE_DELETE };
+
+struct rt_change {
+	uint64_t pos;
+	enum rt_change_type type;
+	const struct rt_store_table *table; /* borrowed from the store's schema */
+	json_t *record;     /* new row, typed (INSERT, UPDATE); NULL for DELETE */
+	json_t *old_record; /* old row (UPDATE, DELETE); NULL for INSERT */
+	int64_t commit_ms;  /* commit time, ms since the epoch */
+};
+
+/* An error in PostgREST's shape: HTTP status, code, message, details. */
+struct rt_store_error {
+	int status;       /* 400, 404, 406, 409, 500, … */
+	char code[16];    /* "PGRST205", "42703", "23505", … */
+	char message[512];
+	char details[512]; /* "" when none */
+};
+
+enum rt_write_kind { RT_WRITE_INSERT, RT_WRITE_UPSERT, RT_WRITE_UPDATE, RT_WRITE_DELETE };
+
+struct rt_write {
+	enum rt_write_kind kind;
+	const struct rt_store_table *table;
+	const json_t *rows;          /* INSERT/UPSERT: array of objects; UPDATE: one object */
+	const struct rt_rest_query *where; /* UPDATE/DELETE filters (and select/order/limit for the
+				       * representation); may be NULL for INSERT */
+	bool is_ignore_duplicates;   /* UPSERT: resolution=ignore-duplicates */
+	bool wants_rows;             /* return the affected rows */
+};
+
+/* Options for a read. */
+struct rt_read {
+	const struct rt_store_table *table;
+	const struct rt_rest_query *query;
+	bool wants_count; /* count=exact: also return the total matching rows */
+};
+
+/* ---- lifecycle and schema ---- */
+
+/*
+ * Opens the embedded SQLite store at db_path, applying schema_sql (may be
+ * NULL) idempotently, installing change-capture triggers on every table, and
+ * keeping at most retain_count changes no older than retain_ms. Returns 0, or
+ * -1 with the reason in err.
+ */
+int rt_store_open_sqlite(const char *db_path, const char *schema_sql, uint64_t retain_count,
+			 uint64_t retain_ms, struct rt_store **out, char *err, size_t err_cap);
+void rt_store_close(struct rt_store *s);
+
+const struct rt_store_schema *rt_store_schema(const struct rt_store *s);
+/* A table by schema (NULL means "public") and name; NULL when absent. */
+const struct rt_store_table *rt_store_table(const struct rt_store *s, const char *schema,
+					    const char *name);
+/* A column of t by name; NULL when absent. */
+const struct rt_store_column *rt_store_column(const struct rt_store_table *t, const char *name);
+
+/* ---- reads and writes (pool threads) ---- */
+
+/* Runs a read. On success *rows is a JSON array (new reference) and, with
+ * wants_count, *total the number of matching rows. Returns 0 or -1 with err. */
+int rt_store_read(struct rt_store *s, const struct rt_read *r, json_t **rows, long long *total,
+		  struct rt_store_error *err);
+
+/* Runs a write in one transaction. With wants_rows, *rows gets the affected
+ * rows (new reference), else NULL. Returns 0 or -1 with err. */
+int rt_store_write(struct rt_store *s, const struct rt_write *w, json_t **rows,
+		   struct rt_store_error *err);
+
+/* ---- the change stream (change thread) ---- */
+
+/*
+ * Reads up to max changes with position > after, in order. *out is an array
+ * of *n changes (free with rt_store_changes_free). *oldest is the smallest position
+ * still retained (0 when the log is empty): a caller whose `after` is below
+ * oldest - 1 has missed changes. Returns 0 or -1 (error logged).
+ */
+int rt_store_changes_after(struct rt_store *s, uint64_t after, size_t max, struct rt_change **out,
+			   size_t *n, uint64_t *oldest);
+
+/* The newest retained position, 0 when the log is empty. */
+uint64_t rt_store_last_pos(struct rt_store *s);
+
+/* Blocks until a change may have been committed after *version, or timeout_ms
+ * passes; updates *version. Cheap: lets the change thread sleep. */
+void rt_store_wait(struct rt_store *s, uint64_t *version, unsigned timeout_ms);
+
+/* Prunes changes outside the retained window. */
+void rt_store_prune(struct rt_store *s);
+
+void rt_store_changes_free(struct rt_change *c, size_t n);
+
+/* "INSERT", "UPDATE", "DELETE" */
+const char *rt_change_type_name(enum rt_change_type t);
+
+#endif
