@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "api/api_int.h"
 #include "api/rest.h"
 #include "common/alloc.h"
 #include "common/clock.h"
@@ -108,16 +109,19 @@ static void connect_ws(struct rt_conn *c, struct rt_http_req *req)
 
 /* The caller's claims from Authorization: Bearer, else the apikey header or
  * query parameter. Returns false after answering 401. */
-static bool http_auth(struct rt_conn *c, struct rt_http_req *req, struct rt_jwt_claims *claims)
+char *rt_api_request_token(const struct rt_http_req *req)
 {
 	const char *auth = rt_http_req_header(req, "authorization");
-	char *token = NULL;
 	if (auth && !strncasecmp(auth, "Bearer ", 7))
-		token = rt_xstrdup(auth + 7);
-	else if (rt_http_req_header(req, "apikey"))
-		token = rt_xstrdup(rt_http_req_header(req, "apikey"));
-	else
-		token = rt_http_query_get(req->query, "apikey");
+		return rt_xstrdup(auth + 7);
+	if (rt_http_req_header(req, "apikey"))
+		return rt_xstrdup(rt_http_req_header(req, "apikey"));
+	return rt_http_query_get(req->query, "apikey");
+}
+
+static bool http_auth(struct rt_conn *c, struct rt_http_req *req, struct rt_jwt_claims *claims)
+{
+	char *token = rt_api_request_token(req);
 	enum rt_jwt_result r = RT_JWT_MALFORMED;
 	if (token)
 		r = rt_jwt_verify(app_of(c)->cfg.jwt_secret, token, strlen(token), rt_wall_s(),

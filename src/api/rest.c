@@ -1,5 +1,7 @@
 #include "api/rest.h"
 
+#include "api/api_int.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,17 +159,9 @@ out:
 	job_free(j);
 }
 
-/* The caller's token: Authorization: Bearer, else the apikey header or param. */
 static bool authorize(struct rt_conn *c, struct rt_http_req *req, struct rt_realtime *rt)
 {
-	const char *auth = rt_http_req_header(req, "authorization");
-	char *token = NULL;
-	if (auth && !strncasecmp(auth, "Bearer ", 7))
-		token = rt_xstrdup(auth + 7);
-	else if (rt_http_req_header(req, "apikey"))
-		token = rt_xstrdup(rt_http_req_header(req, "apikey"));
-	else
-		token = rt_http_query_get(req->query, "apikey");
+	char *token = rt_api_request_token(req);
 	if (!token) {
 		respond_error(c, 401, "PGRST301", "No API key found in request", NULL);
 		return false;

@@ -528,7 +528,7 @@ static int parse_order(struct ctx *x, const char *val)
 		skip_ws(&c);
 		char *col = parse_name(&c);
 		if (!col)
-			break;
+			goto err_syntax;
 		q->order = rt_xrealloc(q->order, (q->n_order + 1) * sizeof *q->order);
 		struct rt_rq_order *o = &q->order[q->n_order++];
 		*o = (struct rt_rq_order){.column = col};
@@ -544,8 +544,9 @@ static int parse_order(struct ctx *x, const char *val)
 		if (!eat(&c, ','))
 			break;
 	}
-	if (q->n_order && at_end(&c))
+	if (at_end(&c))
 		return 0;
+err_syntax:
 	fail(x, "failed to parse order (%s)", val);
 	return -1;
 }
@@ -565,14 +566,15 @@ static int parse_names(struct ctx *x, const char *param, const char *val, char *
 		skip_ws(&c);
 		char *name = parse_name(&c);
 		if (!name)
-			break;
+			goto err_syntax;
 		push_str(list, n, name);
 		skip_ws(&c);
 		if (!eat(&c, ','))
 			break;
 	}
-	if (*n && at_end(&c))
+	if (at_end(&c))
 		return 0;
+err_syntax:
 	fail(x, "failed to parse %s parameter (%s)", param, val);
 	return -1;
 }

@@ -392,9 +392,11 @@ static int load_schema(struct rt_store *s, sqlite3 *db, char *err, size_t err_ca
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db,
-			       "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE "
-			       "'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_rtsync\\_%' ESCAPE '\\' "
-			       "ORDER BY name",
+			       /* ordinary tables only: virtual tables (FTS, R*Tree) and their
+				* shadow tables take no triggers */
+			       "SELECT name FROM pragma_table_list WHERE schema = 'main' AND "
+			       "type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND "
+			       "name NOT LIKE '\\_rtsync\\_%' ESCAPE '\\' ORDER BY name",
 			       -1, &st, NULL) != SQLITE_OK) {
 		snprintf(err, err_cap, "schema: %s", sqlite3_errmsg(db));
 		return -1;

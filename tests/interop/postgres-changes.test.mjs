@@ -4,17 +4,14 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer } from './lib/server.mjs';
 import { rawConnect } from './lib/raw.mjs';
-import { VSNS, Recorder, scope, WebSocket, withTimeout, sleep } from './lib/util.mjs';
+import { Recorder, scope, sleep, supabaseClient, VSNS } from './lib/util.mjs';
 
-const require = createRequire(import.meta.url);
-const { createClient } = require('@supabase/supabase-js');
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS todos (
@@ -43,15 +40,7 @@ after(async () => {
 });
 
 function supabase(sc, vsn = '2.0.0', key = server.token({ role: 'anon' })) {
-  const sb = createClient(server.httpUrl, key, {
-    auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
-    realtime: { transport: WebSocket, vsn, timeout: 10_000, logger: () => {}, reconnectAfterMs: () => 1000 },
-  });
-  sc.defer(async () => {
-    await withTimeout(sb.removeAllChannels(), 5000, 'removeAllChannels').catch(() => {});
-    await sb.realtime.disconnect();
-  });
-  return sb;
+  return supabaseClient(sc, server, { vsn, key });
 }
 
 let nextId = 1000;

@@ -2,27 +2,16 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
 import { startServer } from './lib/server.mjs';
-import { VSNS, Recorder, scope, uniqueTopic, WebSocket, withTimeout } from './lib/util.mjs';
+import { VSNS, Recorder, scope, uniqueTopic, supabaseClient, withTimeout } from './lib/util.mjs';
 
-const require = createRequire(import.meta.url);
-const { createClient } = require('@supabase/supabase-js');
 
 let server;
 before(async () => { server = await startServer(); });
 after(async () => { if (server) await server.stop(); });
 
 function supabase(sc, vsn, key = server.token({ role: 'anon' })) {
-  const sb = createClient(server.httpUrl, key, {
-    auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
-    realtime: { transport: WebSocket, vsn, timeout: 10_000, logger: () => {}, reconnectAfterMs: () => 1000 },
-  });
-  sc.defer(async () => {
-    await withTimeout(sb.removeAllChannels(), 5000, 'removeAllChannels').catch(() => {});
-    await sb.realtime.disconnect();
-  });
-  return sb;
+  return supabaseClient(sc, server, { vsn, key });
 }
 
 function subscribed(ch) {

@@ -169,3 +169,20 @@ export function uniqueTopic(prefix = 'room') {
   topicCounter += 1;
   return `${prefix}-${process.pid}-${topicCounter}-${Math.random().toString(36).slice(2, 8)}`;
 }
+
+/**
+ * A supabase-js client of the server (realtime over `ws`, no session storage),
+ * disconnected when the test ends.
+ */
+export function supabaseClient(sc, server, { vsn = '2.0.0', key } = {}) {
+  const { createClient } = require('@supabase/supabase-js');
+  const sb = createClient(server.httpUrl, key || server.token({ role: 'anon' }), {
+    auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
+    realtime: { transport: WebSocket, vsn, timeout: 10_000, logger: () => {}, reconnectAfterMs: () => 1000 },
+  });
+  sc.defer(async () => {
+    await withTimeout(sb.removeAllChannels(), 5000, 'removeAllChannels').catch(() => {});
+    await sb.realtime.disconnect();
+  });
+  return sb;
+}
