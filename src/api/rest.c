@@ -26,7 +26,7 @@ struct job {
 	const struct rt_store_table *table;
 	struct rt_rest_query q;
 	json_t *body;
-	bool wants_single, wants_count, wants_rows, is_upsert, is_ignore_dups;
+	bool wants_single, wants_count, wants_rows, is_upsert, is_ignore_dups, is_missing_default;
 	/* results */
 	int rc;
 	json_t *rows;
@@ -82,7 +82,9 @@ static void work_cb(uv_work_t *w)
 		.where = &j->q,
 		.rows = j->body,
 		.wants_rows = true, /* the count of affected rows needs them too */
+		.wants_single = j->wants_single,
 		.is_ignore_duplicates = j->is_ignore_dups,
+		.is_missing_default = j->is_missing_default,
 	};
 	switch (j->method) {
 	case HTTP_POST:
@@ -140,6 +142,16 @@ static void after_cb(uv_work_t *w, int status)
 		else
 			snprintf(range, sizeof range, "Content-Range: */%s\r\n%s", total, expose);
 		code = 200;
+		if (j->wants_count && first > j->total) {
+			char details[128];
+			snprintf(details, sizeof details,
+				 "An offset of %lld was requested, but there are only %lld rows.", first,
+				 j->total);
+			respond_error(c, 416, "PGRST103", "Requested range not satisfiable", details);
+			goto out;
+		}
+		if (j->wants_count && (long long)n < j->total)
+			code = 206; /* a partial page, as PostgREST answers */
 		has_body = j->method == HTTP_GET;
 	} else {
 		snprintf(range, sizeof range, "Content-Range: */%zu\r\n%s", n, expose);
@@ -230,6 +242,7 @@ void rt_rest_handle(struct rt_conn *c, struct rt_http_req *req, struct rt_realti
 	j->is_upsert = prefers(req, "resolution=merge-duplicates") ||
 		       prefers(req, "resolution=ignore-duplicates");
 	j->is_ignore_dups = prefers(req, "resolution=ignore-duplicates");
+	j->is_missing_default = prefers(req, "missing=default");
 
 	/* A Range header (rows a-b) limits a read like offset and limit do. */
 	const char *range = rt_http_req_header(req, "range");

@@ -13,6 +13,27 @@
  * Names are percent-decoded query keys and values; this module does not know
  * the schema: the store checks names against it.
  *
+ * Details, following PostgREST's parser:
+ * - Parameters split on '&' (empty ones skipped); keys and values are
+ *   percent-decoded with '+' as a space before any parsing.
+ * - A name is double-quoted (backslash escapes) or letters, digits, '_', ' ',
+ *   '$' and non-ASCII bytes joined by '-', stripped of spaces. A filter key
+ *   with a '.' path (embedding) or '->' (JSON path) is an error, as are
+ *   embedded resources, casts and JSON paths in select.
+ * - A top-level filter value is the rest of the parameter, taken literally
+ *   (quotes included). Inside or=/and= trees and `in` lists a value is
+ *   double-quoted (then followed by ',' or ')') or runs to ',' or ')'; in a
+ *   tree a "{…}" array literal is one value. `in.()` is the empty list.
+ * - `is` takes null/true/false/unknown in any case, stored lowercase.
+ * - Ops outside the list (cs, cd, ov, sl, sr, nxl, nxr, adj, fts and
+ *   variants, match, imatch, isdistinct, like(any)…) are errors.
+ * - select= (empty) means all columns. A repeated select, order, limit,
+ *   offset, on_conflict or columns replaces the earlier one; repeated
+ *   filters, or= and and= are all ANDed, in query order.
+ * - limit and offset are non-negative decimal integers.
+ * - Every condition and every group counts as a node; the group of an or=/
+ *   and= parameter is at depth 1.
+ *
  * Ownership: rt_rest_query_parse() fills a caller-owned struct; release it
  *            with rt_rest_query_deinit() (also after a failed parse).
  * Threads:   no shared state.
@@ -80,14 +101,22 @@ struct rt_rest_query {
 
 /*
  * Parses a raw (still percent-encoded) query string of len bytes; query may
- * be NULL for none. Unknown parameters are column filters. Returns 0, or -1
- * with a PostgREST-style message in err, e.g. "failed to parse filter
- * (eqx.1)" or "failed to parse order (a.sideways)"; the caller answers 400
- * with code PGRST100.
+ * be NULL for none. out need not be initialized. Unknown parameters are
+ * column filters. Returns 0, or -1 with out reset to the empty query and a
+ * PostgREST-style message in err, e.g. "failed to parse filter (eqx.1)",
+ * "failed to parse order (a.sideways)", "failed to parse logic tree (…)",
+ * "failed to parse select parameter (…)[: reason]", "failed to parse tree
+ * path (key)[: reason]", "failed to parse limit parameter (…)", "failed to
+ * decode query parameter (…)", or a limit ("too many filter nodes (maximum
+ * 256)", "logic tree nested deeper than 8 levels", "too many items in
+ * <list> (maximum 1000)", "query string is longer than 65536 bytes"); the
+ * caller answers 400 with code PGRST100. err may be NULL when err_cap is 0.
  */
 int rt_rest_query_parse(const char *query, size_t len, struct rt_rest_query *out, char *err,
 			size_t err_cap);
 
+/* Frees what q holds and resets it to the empty query (so deinit twice is
+ * harmless). NULL does nothing. */
 void rt_rest_query_deinit(struct rt_rest_query *q);
 
 #endif

@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <math.h>
 #include <regex.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -246,11 +247,6 @@ static char *unquote_value(const char *v, size_t n)
 	return rt_xstrndup(v, n);
 }
 
-static bool is_array_ws(char c)
-{
-	return is_ws(c);
-}
-
 /*
  * Parses the one-dimensional Postgres array literal lit[0..n) ("{…}") into
  * c->values; unquoted NULL elements are flagged in *is_null (allocated only
@@ -262,14 +258,14 @@ static int parse_array(const char *lit, size_t n, struct rt_filter_cond *c, bool
 {
 	size_t p = 1, cap = 0;
 	*too_many = false;
-	while (p < n && is_array_ws(lit[p]))
+	while (p < n && is_ws(lit[p]))
 		p++;
 	if (p < n && lit[p] == '}') {
 		p++;
 		goto out_trailing;
 	}
 	for (;;) {
-		while (p < n && is_array_ws(lit[p]))
+		while (p < n && is_ws(lit[p]))
 			p++;
 		if (p >= n)
 			return -1;
@@ -287,7 +283,7 @@ static int parse_array(const char *lit, size_t n, struct rt_filter_cond *c, bool
 				return -1;
 			}
 			p++;
-			while (p < n && is_array_ws(lit[p]))
+			while (p < n && is_ws(lit[p]))
 				p++;
 		} else {
 			size_t keep = 0; /* length without trailing unescaped blanks */
@@ -307,7 +303,7 @@ static int parse_array(const char *lit, size_t n, struct rt_filter_cond *c, bool
 					continue;
 				}
 				el[len++] = ch;
-				if (!is_array_ws(ch))
+				if (!is_ws(ch))
 					keep = len;
 			}
 			len = keep;
@@ -344,7 +340,7 @@ static int parse_array(const char *lit, size_t n, struct rt_filter_cond *c, bool
 		break;
 	}
 out_trailing:
-	while (p < n && is_array_ws(lit[p]))
+	while (p < n && is_ws(lit[p]))
 		p++;
 	return p == n ? 0 : -1;
 }
@@ -396,22 +392,28 @@ static const char *parse_bound(const char *p, size_t *mult)
 
 /*
  * Why pattern p is refused (NULL when it is not). glibc's matcher takes
- * exponential time on back-references and expands bounded repetitions
- * eagerly, so both are limited: no back-references, and a pattern whose
- * expansion is estimated above REGEX_MAX_COST atoms or nests groups deeper
- * than REGEX_MAX_DEPTH is "too complex".
+ * exponential time on back-references, expands bounded repetitions (and +)
+ * eagerly, and slows down badly on stacked quantifiers, so: no
+ * back-references; a quantifier may be followed only by one '?' (Postgres'
+ * non-greedy form, which matches the same strings); at most REGEX_MAX_LEN
+ * bytes; and a pattern whose expansion is estimated above REGEX_MAX_COST
+ * atoms or nests groups deeper than REGEX_MAX_DEPTH is "too complex".
  */
-#define REGEX_MAX_COST 10000
+#define REGEX_MAX_LEN 256
+#define REGEX_MAX_COST 1000
 #define REGEX_MAX_DEPTH 64
 static const char *regex_refusal(const char *p)
 {
 	static const char *const too_complex = "regular expression is too complex";
+	if (strlen(p) > REGEX_MAX_LEN)
+		return "regular expression is longer than 256 bytes";
 	unsigned long long total[REGEX_MAX_DEPTH + 1] = {0}, last[REGEX_MAX_DEPTH + 1] = {0};
 	int d = 0;
+	int quant = 0; /* 1 right after a quantifier, 2 after its non-greedy '?' */
 	while (*p) {
 		unsigned long long atom = 1;
-		size_t mult;
-		const char *e;
+		size_t mult = 1;
+		const char *e = NULL;
 		switch (*p) {
 		case '\\':
 			if (p[1] >= '1' && p[1] <= '9')
@@ -426,6 +428,7 @@ static const char *regex_refusal(const char *p)
 				return too_complex;
 			d++;
 			total[d] = last[d] = 0;
+			quant = 0;
 			p++;
 			continue;
 		case ')':
@@ -437,24 +440,42 @@ static const char *regex_refusal(const char *p)
 			break;
 		case '|':
 			last[d] = 0;
+			quant = 0;
 			p++;
 			continue;
+		case '*':
+		case '?':
+			e = p + 1; /* repeats what precedes without copying it */
+			break;
+		case '+':
+			e = p + 1; /* compiled as x x*: one more copy */
+			mult = 2;
+			break;
 		case '{':
 			e = parse_bound(p, &mult);
-			if (!e) {
+			if (!e)
 				p++;
-				break;
-			}
-			total[d] += last[d] * (mult - 1);
-			last[d] *= mult;
-			if (total[d] > REGEX_MAX_COST)
-				return too_complex;
-			p = e;
-			continue;
+			break;
 		default:
 			p++;
 			break;
 		}
+		if (e) {
+			if (quant == 1 && *p == '?') {
+				quant = 2;
+			} else if (quant) {
+				return "quantifier operand invalid";
+			} else {
+				quant = 1;
+				total[d] += last[d] * (mult - 1);
+				last[d] *= mult;
+				if (total[d] > REGEX_MAX_COST)
+					return too_complex;
+			}
+			p = e;
+			continue;
+		}
+		quant = 0;
 		last[d] = atom;
 		total[d] += atom;
 		if (total[d] > REGEX_MAX_COST)
@@ -845,11 +866,14 @@ static size_t char_len(const char *s)
 	return n;
 }
 
+static char ascii_lower(char c)
+{
+	return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
 static bool bytes_eq(char a, char b, bool icase)
 {
-	if (icase)
-		return tolower((unsigned char)a) == tolower((unsigned char)b);
-	return a == b;
+	return icase ? ascii_lower(a) == ascii_lower(b) : a == b;
 }
 
 /* Postgres rejects a LIKE pattern that ends in a lone backslash. */

@@ -365,10 +365,21 @@ static void subscribe_changes(struct rt_channel *ch, struct rt_binding **parsed,
 	struct rt_realtime_worker *rw = ch->s->rw;
 	ch->bindings = rt_xcalloc(n, sizeof *ch->bindings);
 	struct rt_binding **attached = rt_xcalloc(n, sizeof *attached);
+	size_t n_attached = 0;
 	for (size_t i = 0; i < n; i++) {
+		struct rt_binding *b = rt_changes_attach(rw->rt->changes, parsed[i]);
+		/* The same binding twice on one channel is one subscription: its
+		 * listeners share the id and must see each change once. */
+		bool is_dup = false;
+		for (size_t k = 0; k < n_attached && !is_dup; k++)
+			is_dup = attached[k] == b;
+		if (is_dup) {
+			rt_changes_detach(rw->rt->changes, b);
+			continue;
+		}
 		struct chan_binding *cb = &ch->bindings[ch->n_bindings++];
 		cb->ch = ch;
-		cb->b = attached[i] = rt_changes_attach(rw->rt->changes, parsed[i]);
+		cb->b = attached[n_attached++] = b;
 		cb->sub.deliver = binding_deliver;
 		rt_hub_subscribe(rw->hub, rt_binding_key(cb->b), &cb->sub);
 	}
@@ -381,7 +392,7 @@ static void subscribe_changes(struct rt_channel *ch, struct rt_binding **parsed,
 		ch->catchup_sub.deliver = catchup_deliver;
 		ch->is_catching_up = true;
 		rt_hub_subscribe(rw->hub, key, &ch->catchup_sub);
-		rt_changes_resume(rw->rt->changes, key, after, attached, n);
+		rt_changes_resume(rw->rt->changes, key, after, attached, n_attached);
 	}
 	free(attached);
 }

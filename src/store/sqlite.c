@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unicase.h>
 
 #include "common/alloc.h"
 #include "common/buf.h"
@@ -185,6 +186,12 @@ static int bind_json(sqlite3_stmt *st, int i, const char *type, const json_t *v)
 {
 	if (!v || json_is_null(v))
 		return sqlite3_bind_null(st, i);
+	if (is_json_type(type)) { /* any JSON value, kept as its text */
+		char *txt = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+		int rc = sqlite3_bind_text(st, i, txt ? txt : "null", -1, SQLITE_TRANSIENT);
+		free(txt);
+		return rc;
+	}
 	if (json_is_boolean(v))
 		return sqlite3_bind_int(st, i, json_is_true(v));
 	if (json_is_integer(v))
@@ -194,11 +201,10 @@ static int bind_json(sqlite3_stmt *st, int i, const char *type, const json_t *v)
 	if (json_is_string(v))
 		return sqlite3_bind_text(st, i, json_string_value(v), (int)json_string_length(v),
 					 SQLITE_TRANSIENT);
-	/* objects and arrays: stored as JSON text */
+	/* objects and arrays in a non-JSON column: stored as JSON text */
 	char *txt = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
 	int rc = sqlite3_bind_text(st, i, txt ? txt : "null", -1, SQLITE_TRANSIENT);
 	free(txt);
-	(void)type;
 	return rc;
 }
 
@@ -243,18 +249,43 @@ static void set_err(struct rt_store_error *e, int status, const char *code, cons
 	va_end(ap);
 }
 
-/* Maps a failed SQLite call to a PostgREST-style error. */
+/* The "table.column" SQLite names in a constraint message, split. */
+static void constraint_target(const char *msg, char *table, char *column, size_t cap)
+{
+	const char *p = strrchr(msg, ':');
+	*table = *column = '\0';
+	if (!p)
+		return;
+	p++;
+	while (*p == ' ')
+		p++;
+	const char *dot = strchr(p, '.');
+	if (!dot)
+		return;
+	snprintf(table, cap, "%.*s", (int)(dot - p), p);
+	snprintf(column, cap, "%.*s", (int)strcspn(dot + 1, ", "), dot + 1);
+}
+
+/* Maps a failed SQLite call to a PostgREST-style error, in Postgres' words. */
 static void sql_err(struct rt_store_error *e, sqlite3 *db)
 {
 	int ext = sqlite3_extended_errcode(db);
 	const char *msg = sqlite3_errmsg(db);
+	char table[128], column[128];
+	constraint_target(msg, table, column, sizeof table);
 	switch (ext) {
 	case SQLITE_CONSTRAINT_PRIMARYKEY:
+		set_err(e, 409, "23505", msg, "duplicate key value violates unique constraint \"%s_pkey\"",
+			table);
+		break;
 	case SQLITE_CONSTRAINT_UNIQUE:
-		set_err(e, 409, "23505", msg, "duplicate key value violates unique constraint");
+		set_err(e, 409, "23505", msg,
+			"duplicate key value violates unique constraint \"%s_%s_key\"", table, column);
 		break;
 	case SQLITE_CONSTRAINT_NOTNULL:
-		set_err(e, 400, "23502", msg, "null value violates not-null constraint");
+		set_err(e, 400, "23502", msg,
+			"null value in column \"%s\" of relation \"%s\" violates not-null constraint",
+			column, table);
 		break;
 	case SQLITE_CONSTRAINT_FOREIGNKEY:
 		set_err(e, 409, "23503", msg, "insert or update violates foreign key constraint");
@@ -267,11 +298,33 @@ static void sql_err(struct rt_store_error *e, sqlite3 *db)
 		set_err(e, 503, "PGRST003", msg, "the database is busy, try again");
 		break;
 	default:
-		set_err(e, 500, "XX000", NULL, "%s", msg);
+		if (strstr(msg, "ON CONFLICT clause does not match"))
+			set_err(e, 400, "42P10", msg,
+				"there is no unique or exclusion constraint matching the ON CONFLICT "
+				"specification");
+		else
+			set_err(e, 500, "XX000", NULL, "%s", msg);
 	}
 }
 
 /* ---- connections ---- */
+
+/* lower() for any script (SQLite's own folds ASCII only), for ilike. */
+static void sql_lower(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	const uint8_t *s = sqlite3_value_text(argv[0]);
+	if (!s) {
+		sqlite3_result_null(ctx);
+		return;
+	}
+	size_t len = 0;
+	uint8_t *low = u8_tolower(s, (size_t)sqlite3_value_bytes(argv[0]), NULL, NULL, NULL, &len);
+	if (!low) {
+		sqlite3_result_error_nomem(ctx);
+		return;
+	}
+	sqlite3_result_text(ctx, (const char *)low, (int)len, free);
+}
 
 static int open_db(const char *path, sqlite3 **out, char *err, size_t err_cap)
 {
@@ -286,6 +339,8 @@ static int open_db(const char *path, sqlite3 **out, char *err, size_t err_cap)
 		return -1;
 	}
 	sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
+	sqlite3_create_function(db, "rt_lower", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
+				sql_lower, NULL, NULL);
 	char *msg = NULL;
 	/* WAL: readers never block the writer. synchronous=NORMAL in WAL mode
 	 * keeps every committed transaction across a process crash. */
@@ -449,6 +504,9 @@ static void row_json(struct rt_buf *b, const struct rt_store_table *t, const cha
 		rt_buf_printf(b, ",CASE typeof(%s.", ver);
 		append_ident(b, t->cols[i].name);
 		rt_buf_printf(b, ") WHEN 'blob' THEN hex(%s.", ver);
+		append_ident(b, t->cols[i].name);
+		/* json_object keeps 15 digits of a real: 17 round-trip exactly */
+		rt_buf_printf(b, ") WHEN 'real' THEN printf('%%!.17g', %s.", ver);
 		append_ident(b, t->cols[i].name);
 		rt_buf_printf(b, ") ELSE %s.", ver);
 		append_ident(b, t->cols[i].name);
@@ -678,9 +736,9 @@ static int where_sql(struct rt_buf *b, struct binds *bv, const struct rt_store_t
 		rt_buf_append_byte(b, ')');
 		break;
 	case RT_RQ_ILIKE:
-		rt_buf_append_str(b, "lower(");
+		rt_buf_append_str(b, "rt_lower(");
 		append_ident(b, c->name);
-		rt_buf_append_str(b, ") LIKE lower(?) ESCAPE '\\'");
+		rt_buf_append_str(b, ") LIKE rt_lower(?) ESCAPE '\\'");
 		bind_push(bv, "text", v0);
 		break;
 	case RT_RQ_LIKE:
@@ -869,13 +927,25 @@ static void wake_changes(struct rt_store *s)
 	pthread_mutex_unlock(&s->mu);
 }
 
-/* Runs st, appending RETURNING rows (projected by the select) to out. */
+/* Runs st, appending RETURNING rows (projected by the select) to out; with
+ * is_pk_checked, a row with a NULL primary key fails the write (Postgres
+ * refuses one; SQLite allows it outside INTEGER PRIMARY KEY). */
 static int step_rows(sqlite3 *db, sqlite3_stmt *st, const struct rt_store_table *t,
 		     const struct rt_store_column **cols, const char **keys, size_t n_cols,
-		     json_t *out, struct rt_store_error *err)
+		     bool is_pk_checked, json_t *out, struct rt_store_error *err)
 {
 	int step;
 	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		for (size_t i = 0; is_pk_checked && i < t->n_cols; i++) {
+			if (t->cols[i].is_pk && sqlite3_column_type(st, (int)i) == SQLITE_NULL) {
+				sqlite3_reset(st);
+				set_err(err, 400, "23502", NULL,
+					"null value in column \"%s\" of relation \"%s\" violates "
+					"not-null constraint",
+					t->cols[i].name, t->name);
+				return -1;
+			}
+		}
 		if (!out)
 			continue;
 		/* RETURNING * gives every column in table order. */
@@ -907,11 +977,47 @@ static int check_row_keys(const struct rt_store_table *t, const json_t *row,
 		return -1;
 	}
 	json_object_foreach((json_t *)row, k, v) {
-		const struct rt_store_column *c;
-		if (col_or_err(t, k, &c, e))
+		if (!rt_store_column(t, k)) {
+			set_err(e, 400, "PGRST204", NULL,
+				"Could not find the '%s' column of '%s' in the schema cache", k, t->name);
 			return -1;
+		}
 	}
 	return 0;
+}
+
+/* Postgres' details for a duplicate key, "Key (a, b)=(1, x) already exists.",
+ * from SQLite's "UNIQUE constraint failed: t.a, t.b" and the row written. */
+static void duplicate_details(struct rt_store_error *e, const json_t *row)
+{
+	const char *p = strchr(e->details, ':');
+	if (!p)
+		return;
+	struct rt_buf names, values;
+	rt_buf_init(&names);
+	rt_buf_init(&values);
+	for (p++; *p;) {
+		while (*p == ' ' || *p == ',')
+			p++;
+		const char *dot = strchr(p, '.');
+		if (!dot)
+			break;
+		size_t n = strcspn(dot + 1, ",");
+		char col[128];
+		snprintf(col, sizeof col, "%.*s", (int)n, dot + 1);
+		const json_t *v = json_object_get(row, col);
+		char *txt = json_is_string(v) ? NULL : json_dumps(v, JSON_ENCODE_ANY);
+		rt_buf_printf(&names, "%s%s", names.len ? ", " : "", col);
+		rt_buf_printf(&values, "%s%s", values.len ? ", " : "",
+			      json_is_string(v) ? json_string_value(v) : txt ? txt : "null");
+		free(txt);
+		p = dot + 1 + n;
+	}
+	if (names.len)
+		snprintf(e->details, sizeof e->details, "Key (%s)=(%s) already exists.", names.data,
+			 values.data);
+	rt_buf_deinit(&names);
+	rt_buf_deinit(&values);
 }
 
 static int insert_rows(sqlite3 *db, const struct rt_write *w, const struct rt_store_column **cols,
@@ -940,7 +1046,8 @@ static int insert_rows(sqlite3 *db, const struct rt_write *w, const struct rt_st
 					rt_buf_deinit(&sql);
 					return -1;
 				}
-				names[n++] = c->name;
+				if (!w->is_missing_default || json_object_get(row, c->name))
+					names[n++] = c->name;
 			}
 		} else {
 			const char *k;
@@ -1009,8 +1116,10 @@ static int insert_rows(sqlite3 *db, const struct rt_write *w, const struct rt_st
 			bind_json(st, (int)j + 1, c->type, json_object_get(row, names[j]));
 		}
 		free(names);
-		rc = step_rows(db, st, t, cols, keys, n_cols, out, err);
+		rc = step_rows(db, st, t, cols, keys, n_cols, true, out, err);
 		sqlite3_finalize(st);
+		if (rc && !strcmp(err->code, "23505"))
+			duplicate_details(err, row);
 		if (rc)
 			return -1;
 	}
@@ -1065,7 +1174,7 @@ static int update_or_delete(sqlite3 *db, const struct rt_write *w,
 		json_object_foreach((json_t *)w->rows, k, v)
 			bind_json(st, i++, rt_store_column(t, k)->type, v);
 	}
-	rc = step_rows(db, st, t, cols, keys, n_cols, out, err);
+	rc = step_rows(db, st, t, cols, keys, n_cols, w->kind == RT_WRITE_UPDATE, out, err);
 out:
 	sqlite3_finalize(st);
 	binds_free(&bv);
@@ -1089,7 +1198,7 @@ int rt_store_write(struct rt_store *s, const struct rt_write *w, json_t **rows,
 		free(keys);
 		return -1;
 	}
-	json_t *out = w->wants_rows ? json_array() : NULL;
+	json_t *out = w->wants_rows || w->wants_single ? json_array() : NULL;
 	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
 		sql_err(err, db);
 		goto err;
@@ -1097,6 +1206,13 @@ int rt_store_write(struct rt_store *s, const struct rt_write *w, json_t **rows,
 	int rc = w->kind == RT_WRITE_INSERT || w->kind == RT_WRITE_UPSERT
 			 ? insert_rows(db, w, cols, keys, n_cols, out, err)
 			 : update_or_delete(db, w, cols, keys, n_cols, out, err);
+	if (!rc && w->wants_single && json_array_size(out) != 1) {
+		char details[64];
+		snprintf(details, sizeof details, "The result contains %zu rows", json_array_size(out));
+		set_err(err, 406, "PGRST116", details,
+			"JSON object requested, multiple (or no) rows returned");
+		rc = -1;
+	}
 	if (rc || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		if (!rc)
 			sql_err(err, db);

@@ -78,7 +78,11 @@ struct rt_write {
 	const struct rt_rest_query *where; /* UPDATE/DELETE filters (and select/order/limit for the
 				       * representation); may be NULL for INSERT */
 	bool is_ignore_duplicates;   /* UPSERT: resolution=ignore-duplicates */
+	bool is_missing_default;     /* with columns=: a row's missing keys take their
+				      * defaults instead of NULL (missing=default) */
 	bool wants_rows;             /* return the affected rows */
+	bool wants_single;           /* exactly one row must be affected, else nothing is
+				      * applied (406 PGRST116) */
 };
 
 /* Options for a read. */

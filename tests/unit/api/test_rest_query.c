@@ -99,7 +99,7 @@ static void parse_err(const char *qs, const char *want)
 }
 
 /* Checks a condition node; values are NULL-terminated. */
-static void assert_cond(const struct rt_rq_node *n, const char *column, enum rt_rq_op op, bool neg,
+static void assert_cond(const struct rt_rq_node *n, const char *column, enum rt_rq_op op, int neg,
 			...)
 {
 	assert_int_equal(n->kind, RT_RQ_COND);
@@ -764,7 +764,8 @@ static void test_order_limit_offset(void **state)
 	parse_err("limit=abc", "failed to parse limit parameter (abc)");
 	parse_err("limit=", "failed to parse limit parameter ()");
 	parse_err("limit=1.5", "failed to parse limit parameter (1.5)");
-	parse_err("limit=+1", "failed to parse limit parameter (+1)");
+	parse_err("limit=+1", "failed to parse limit parameter ( 1)");
+	parse_err("limit=%2B1", "failed to parse limit parameter (+1)");
 	parse_err("limit=9223372036854775808", "failed to parse limit parameter "
 					       "(9223372036854775808)");
 	parse_err("offset=1x", "failed to parse offset parameter (1x)");

@@ -529,7 +529,24 @@ static void test_check_operators(void **state)
 	check_ok("title=match.[\\1]"); /* a backslash inside brackets is literal */
 	check_err("title=match.((a{100}){100}){100}",
 		  "invalid regular expression for match filter: regular expression is too complex");
-	check_ok("title=match.(a{100}){50}");
+	check_ok("title=match.(a{10}){50}");
+	check_err("title=match.a{255}{5}",
+		  "invalid regular expression for match filter: quantifier operand invalid");
+	check_err("title=match.(a{255}){5}",
+		  "invalid regular expression for match filter: regular expression is too complex");
+	/* + is compiled as a copy and a star: a chain of them doubles each time. */
+	check_ok("title=match.(((a+)+)+)+");
+	check_err("title=match.((((((((((a+)+)+)+)+)+)+)+)+)+)+",
+		  "invalid regular expression for match filter: regular expression is too complex");
+	/* Stacked quantifiers: only Postgres' non-greedy '?' may follow one. */
+	check_ok("title=match.\"a*?b+?c??d{2}?e{1,}?\"");
+	check_err("title=imatch.a**",
+		  "invalid regular expression for imatch filter: quantifier operand invalid");
+	check_err("title=match.a+*",
+		  "invalid regular expression for match filter: quantifier operand invalid");
+	check_err("title=match.a???",
+		  "invalid regular expression for match filter: quantifier operand invalid");
+	check_ok("title=match.a*b*(c*)*[*+]*\\**");
 	struct rt_buf b;
 	rt_buf_init(&b);
 	rt_buf_append_str(&b, "title=match.");
@@ -540,6 +557,16 @@ static void test_check_operators(void **state)
 		rt_buf_append_byte(&b, ')');
 	check_err(b.data,
 		  "invalid regular expression for match filter: regular expression is too complex");
+	/* At most 256 bytes. */
+	rt_buf_reset(&b);
+	rt_buf_append_str(&b, "title=match.");
+	for (int i = 0; i < 256; i++)
+		rt_buf_append_byte(&b, 'a');
+	check_ok(b.data);
+	rt_buf_append_byte(&b, 'a');
+	check_err(b.data,
+		  "invalid regular expression for match filter: regular expression is longer "
+		  "than 256 bytes");
 	rt_buf_deinit(&b);
 
 	/* A NULL filter, a missing types array and a short error buffer. */
