@@ -19,10 +19,10 @@
 
 #include "realtime/filter.h"
 
-#define CHECK(cond)                                                                      \
-	do {                                                                             \
-		if (!(cond))                                                             \
-			abort();                                                         \
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond))                                                                       \
+			abort();                                                                   \
 	} while (0)
 
 #define PREFIX "Error parsing `filter` params: "
@@ -65,9 +65,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static json_t *rows[3];
 	if (!rows[0]) {
-		rows[0] = json_loads("{\"id\":5,\"title\":\"Hello, world\",\"done\":true,"
-				     "\"score\":\"2.5\",\"meta\":{\"a\":[1,2]},\"n\":-3,\"tag\":\"x\"}",
-				     0, NULL);
+		rows[0] = json_loads(
+			"{\"id\":5,\"title\":\"Hello, world\",\"done\":true,"
+			"\"score\":\"2.5\",\"meta\":{\"a\":[1,2]},\"n\":-3,\"tag\":\"x\"}",
+			0, NULL);
 		rows[1] = json_loads("{\"id\":null,\"title\":null,\"done\":null,\"score\":null,"
 				     "\"meta\":null,\"n\":null,\"tag\":null}",
 				     0, NULL);
@@ -102,9 +103,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (size_t i = 0; i < f->n_conds; i++) {
 		const struct rt_filter_cond *c = &f->conds[i];
 		if (c->n_values)
-			json_object_set_new_nocheck(own, c->column,
-						    json_stringn_nocheck(c->values[0],
-									 strlen(c->values[0])));
+			json_object_set_new_nocheck(
+				own, c->column,
+				json_stringn_nocheck(c->values[0], strlen(c->values[0])));
 	}
 	bool own_match = rt_filter_match(f, own, type_of, NULL);
 	json_decref(own);

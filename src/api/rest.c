@@ -7,7 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "api/rest_query.h"
+#include "store/query.h"
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "common/clock.h"
@@ -24,7 +24,7 @@ struct job {
 	struct rt_store *store;
 	int method;
 	const struct rt_store_table *table;
-	struct rt_rest_query q;
+	struct rt_query q;
 	json_t *body;
 	bool wants_single, wants_count, wants_rows, is_upsert, is_ignore_dups, is_missing_default;
 	/* results */
@@ -63,7 +63,7 @@ static bool prefers(const struct rt_http_req *req, const char *pref)
 
 static void job_free(struct job *j)
 {
-	rt_rest_query_deinit(&j->q);
+	rt_query_deinit(&j->q);
 	json_decref(j->body);
 	json_decref(j->rows);
 	free(j);
@@ -229,7 +229,7 @@ void rt_rest_handle(struct rt_conn *c, struct rt_http_req *req, struct rt_realti
 	j->method = m;
 	j->table = t;
 	char err[512];
-	if (rt_rest_query_parse(req->query, req->query ? strlen(req->query) : 0, &j->q, err,
+	if (rt_query_parse(req->query, req->query ? strlen(req->query) : 0, &j->q, err,
 				sizeof err)) {
 		respond_error(c, 400, "PGRST100", err, NULL);
 		goto err;

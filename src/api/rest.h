@@ -1,6 +1,6 @@
 /*
  * The REST data API: what supabase-js' from() sends to /rest/v1/{table}, in
- * PostgREST's dialect (query string in rest_query.h; Prefer, Accept, Range,
+ * PostgREST's dialect (query string in store/query.h; Prefer, Accept, Range,
  * Content-Range headers; PostgREST's JSON errors). Store calls run on libuv's
  * thread pool, never on the I/O worker; the answer is written by the worker
  * that owns the connection, or dropped if the connection has gone.

@@ -20,10 +20,18 @@
 #define INSPECT_BIN_LIMIT 50
 
 static const char *const op_names[] = {
-	[RT_FOP_EQ] = "eq",	  [RT_FOP_NEQ] = "neq",	    [RT_FOP_LT] = "lt",
-	[RT_FOP_LTE] = "lte",	  [RT_FOP_GT] = "gt",	    [RT_FOP_GTE] = "gte",
-	[RT_FOP_IN] = "in",	  [RT_FOP_LIKE] = "like",   [RT_FOP_ILIKE] = "ilike",
-	[RT_FOP_IS] = "is",	  [RT_FOP_MATCH] = "match", [RT_FOP_IMATCH] = "imatch",
+	[RT_FOP_EQ] = "eq",
+	[RT_FOP_NEQ] = "neq",
+	[RT_FOP_LT] = "lt",
+	[RT_FOP_LTE] = "lte",
+	[RT_FOP_GT] = "gt",
+	[RT_FOP_GTE] = "gte",
+	[RT_FOP_IN] = "in",
+	[RT_FOP_LIKE] = "like",
+	[RT_FOP_ILIKE] = "ilike",
+	[RT_FOP_IS] = "is",
+	[RT_FOP_MATCH] = "match",
+	[RT_FOP_IMATCH] = "imatch",
 	[RT_FOP_ISDISTINCT] = "isdistinct",
 };
 #define N_OPS (sizeof op_names / sizeof op_names[0])
@@ -47,7 +55,7 @@ static void set_err(char *err, size_t err_cap, const char *msg, size_t msg_len)
 }
 
 __attribute__((format(printf, 3, 4))) static void errf(char *err, size_t err_cap, const char *fmt,
-							 ...)
+						       ...)
 {
 	if (!err || !err_cap)
 		return;
@@ -399,8 +407,8 @@ static const char *parse_bound(const char *p, size_t *mult)
  * bytes; and a pattern whose expansion is estimated above REGEX_MAX_COST
  * atoms or nests groups deeper than REGEX_MAX_DEPTH is "too complex".
  */
-#define REGEX_MAX_LEN 256
-#define REGEX_MAX_COST 1000
+#define REGEX_MAX_LEN	256
+#define REGEX_MAX_COST	1000
 #define REGEX_MAX_DEPTH 64
 static const char *regex_refusal(const char *p)
 {
@@ -420,9 +428,7 @@ static const char *regex_refusal(const char *p)
 				return "back-references are not supported";
 			p += p[1] ? 2 : 1;
 			break;
-		case '[':
-			p = skip_bracket(p);
-			break;
+		case '[': p = skip_bracket(p); break;
 		case '(':
 			if (d == REGEX_MAX_DEPTH)
 				return too_complex;
@@ -456,9 +462,7 @@ static const char *regex_refusal(const char *p)
 			if (!e)
 				p++;
 			break;
-		default:
-			p++;
-			break;
+		default: p++; break;
 		}
 		if (e) {
 			if (quant == 1 && *p == '?') {
@@ -502,7 +506,8 @@ static int parse_segment(const char *s, size_t n, struct rt_filter_cond *c, char
 {
 	trim(&s, &n);
 	if (!n) {
-		errf(err, err_cap, PARSE_PREFIX
+		errf(err, err_cap,
+		     PARSE_PREFIX
 		     "filter must not contain empty segments (check for extra commas)");
 		return -1;
 	}
@@ -542,7 +547,8 @@ static int parse_segment(const char *s, size_t n, struct rt_filter_cond *c, char
 		c->n_values = 1;
 		if (c->op == RT_FOP_MATCH || c->op == RT_FOP_IMATCH) {
 			struct cond_priv *pv = priv_get(c);
-			int flags = REG_EXTENDED | REG_NOSUB | (c->op == RT_FOP_IMATCH ? REG_ICASE : 0);
+			int flags =
+				REG_EXTENDED | REG_NOSUB | (c->op == RT_FOP_IMATCH ? REG_ICASE : 0);
 			pv->has_re = !regex_refusal(c->values[0]) &&
 				     regcomp(&pv->re, c->values[0], flags) == 0;
 		}
@@ -603,7 +609,8 @@ int rt_filter_parse(const char *text, size_t text_len, struct rt_filter **out, c
 	if (!text)
 		text_len = 0;
 	if (text_len > RT_FILTER_MAX_LEN) {
-		errf(err, err_cap, PARSE_PREFIX "filter is longer than %d bytes", RT_FILTER_MAX_LEN);
+		errf(err, err_cap, PARSE_PREFIX "filter is longer than %d bytes",
+		     RT_FILTER_MAX_LEN);
 		return -1;
 	}
 	if (text_len && memchr(text, '\0', text_len)) {
@@ -653,14 +660,12 @@ enum tclass { TC_TEXT, TC_NUM, TC_BOOL };
 
 static bool is_int_type(const char *t)
 {
-	return !strcmp(t, "int2") || !strcmp(t, "int4") || !strcmp(t, "int8") ||
-	       !strcmp(t, "oid");
+	return !strcmp(t, "int2") || !strcmp(t, "int4") || !strcmp(t, "int8") || !strcmp(t, "oid");
 }
 
 static enum tclass type_class(const char *t)
 {
-	if (is_int_type(t) || !strcmp(t, "float4") || !strcmp(t, "float8") ||
-	    !strcmp(t, "numeric"))
+	if (is_int_type(t) || !strcmp(t, "float4") || !strcmp(t, "float8") || !strcmp(t, "numeric"))
 		return TC_NUM;
 	if (!strcmp(t, "bool"))
 		return TC_BOOL;
@@ -963,8 +968,7 @@ static enum tri eval_cond(const struct rt_filter_cond *c, const json_t *v, const
 		if (compare(tc, v, val, &cmp))
 			return T_NULL;
 		return of_bool(cmp != 0);
-	default:
-		break;
+	default: break;
 	}
 	if (is_null)
 		return T_NULL;
@@ -1011,17 +1015,18 @@ static enum tri eval_cond(const struct rt_filter_cond *c, const json_t *v, const
 			return T_NULL;
 		enum tri r;
 		if (c->op == RT_FOP_LIKE || c->op == RT_FOP_ILIKE) {
-			r = like_pattern_ok(val) ? of_bool(like_match(t, val, c->op == RT_FOP_ILIKE))
-						 : T_NULL;
+			r = like_pattern_ok(val)
+				    ? of_bool(like_match(t, val, c->op == RT_FOP_ILIKE))
+				    : T_NULL;
 		} else {
 			const struct cond_priv *pv = priv_of(c);
-			r = pv && pv->has_re ? of_bool(regexec(&pv->re, t, 0, NULL, 0) == 0) : T_NULL;
+			r = pv && pv->has_re ? of_bool(regexec(&pv->re, t, 0, NULL, 0) == 0)
+					     : T_NULL;
 		}
 		free(owned);
 		return r;
 	}
-	default:
-		return T_NULL;
+	default: return T_NULL;
 	}
 }
 
@@ -1133,13 +1138,14 @@ int rt_filter_check(const struct rt_filter *f, const char *const *names, const c
 		case RT_FOP_IS:
 			if (strcmp(val, "null") && strcmp(val, "true") && strcmp(val, "false") &&
 			    strcmp(val, "unknown")) {
-				errf(err, err_cap, "invalid value for is filter: must be null, true, "
-						   "false, or unknown");
+				errf(err, err_cap,
+				     "invalid value for is filter: must be null, true, "
+				     "false, or unknown");
 				return -1;
 			}
 			if (strcmp(val, "null") && type_class(t) != TC_BOOL) {
-				errf(err, err_cap, "is %s filter requires a boolean column, got %s", val,
-				     type_display(t));
+				errf(err, err_cap, "is %s filter requires a boolean column, got %s",
+				     val, type_display(t));
 				return -1;
 			}
 			break;

@@ -688,11 +688,11 @@ static int col_or_err(const struct rt_store_table *t, const char *name,
 }
 
 static int where_sql(struct rt_buf *b, struct binds *bv, const struct rt_store_table *t,
-		     const struct rt_rq_node *n, struct rt_store_error *e)
+		     const struct rt_query_node *n, struct rt_store_error *e)
 {
 	if (n->is_negated)
 		rt_buf_append_str(b, "NOT ");
-	if (n->kind != RT_RQ_COND) {
+	if (n->kind != RT_QUERY_COND) {
 		if (!n->n_children) {
 			rt_buf_append_str(b, "1");
 			return 0;
@@ -700,7 +700,7 @@ static int where_sql(struct rt_buf *b, struct binds *bv, const struct rt_store_t
 		rt_buf_append_byte(b, '(');
 		for (size_t i = 0; i < n->n_children; i++) {
 			if (i)
-				rt_buf_append_str(b, n->kind == RT_RQ_AND ? " AND " : " OR ");
+				rt_buf_append_str(b, n->kind == RT_QUERY_AND ? " AND " : " OR ");
 			if (where_sql(b, bv, t, &n->children[i], e))
 				return -1;
 		}
@@ -713,7 +713,7 @@ static int where_sql(struct rt_buf *b, struct binds *bv, const struct rt_store_t
 	rt_buf_append_byte(b, '(');
 	const char *v0 = n->n_values ? n->values[0] : "";
 	switch (n->op) {
-	case RT_RQ_IS:
+	case RT_QUERY_IS:
 		append_ident(b, c->name);
 		if (!strcasecmp(v0, "null") || !strcasecmp(v0, "unknown"))
 			rt_buf_append_str(b, " IS NULL");
@@ -726,7 +726,7 @@ static int where_sql(struct rt_buf *b, struct binds *bv, const struct rt_store_t
 			return -1;
 		}
 		break;
-	case RT_RQ_IN:
+	case RT_QUERY_IN:
 		append_ident(b, c->name);
 		rt_buf_append_str(b, " IN (");
 		for (size_t i = 0; i < n->n_values; i++) {
@@ -735,21 +735,21 @@ static int where_sql(struct rt_buf *b, struct binds *bv, const struct rt_store_t
 		}
 		rt_buf_append_byte(b, ')');
 		break;
-	case RT_RQ_ILIKE:
+	case RT_QUERY_ILIKE:
 		rt_buf_append_str(b, "rt_lower(");
 		append_ident(b, c->name);
 		rt_buf_append_str(b, ") LIKE rt_lower(?) ESCAPE '\\'");
 		bind_push(bv, "text", v0);
 		break;
-	case RT_RQ_LIKE:
+	case RT_QUERY_LIKE:
 		append_ident(b, c->name);
 		rt_buf_append_str(b, " LIKE ? ESCAPE '\\'");
 		bind_push(bv, "text", v0);
 		break;
 	default: {
 		static const char *const sym[] = {
-			[RT_RQ_EQ] = " = ?", [RT_RQ_NEQ] = " <> ?", [RT_RQ_GT] = " > ?",
-			[RT_RQ_GTE] = " >= ?", [RT_RQ_LT] = " < ?", [RT_RQ_LTE] = " <= ?",
+			[RT_QUERY_EQ] = " = ?", [RT_QUERY_NEQ] = " <> ?", [RT_QUERY_GT] = " > ?",
+			[RT_QUERY_GTE] = " >= ?", [RT_QUERY_LT] = " < ?", [RT_QUERY_LTE] = " <= ?",
 		};
 		append_ident(b, c->name);
 		rt_buf_append_str(b, sym[n->op]);
@@ -773,7 +773,7 @@ static int prepare(sqlite3 *db, const char *sql, const struct binds *bv, size_t 
 }
 
 /* The output keys and table columns a select names (all columns when absent). */
-static int select_cols(const struct rt_store_table *t, const struct rt_rest_query *q,
+static int select_cols(const struct rt_store_table *t, const struct rt_query *q,
 		       const struct rt_store_column ***cols, const char ***keys, size_t *n,
 		       struct rt_store_error *e)
 {
@@ -812,21 +812,21 @@ static json_t *row_object(sqlite3_stmt *st, const struct rt_store_column **cols,
 	return row;
 }
 
-static void order_sql(struct rt_buf *b, const struct rt_rest_query *q)
+static void order_sql(struct rt_buf *b, const struct rt_query *q)
 {
 	for (size_t i = 0; q && i < q->n_order; i++) {
 		rt_buf_append_str(b, i ? ", " : " ORDER BY ");
 		append_ident(b, q->order[i].column);
 		bool desc = q->order[i].is_desc;
-		enum rt_rq_nulls nulls = q->order[i].nulls;
-		if (nulls == RT_RQ_NULLS_DEFAULT) /* Postgres: nulls sort as largest */
-			nulls = desc ? RT_RQ_NULLS_FIRST : RT_RQ_NULLS_LAST;
+		enum rt_query_nulls nulls = q->order[i].nulls;
+		if (nulls == RT_QUERY_NULLS_DEFAULT) /* Postgres: nulls sort as largest */
+			nulls = desc ? RT_QUERY_NULLS_FIRST : RT_QUERY_NULLS_LAST;
 		rt_buf_append_str(b, desc ? " DESC" : " ASC");
-		rt_buf_append_str(b, nulls == RT_RQ_NULLS_FIRST ? " NULLS FIRST" : " NULLS LAST");
+		rt_buf_append_str(b, nulls == RT_QUERY_NULLS_FIRST ? " NULLS FIRST" : " NULLS LAST");
 	}
 }
 
-static int check_order(const struct rt_store_table *t, const struct rt_rest_query *q,
+static int check_order(const struct rt_store_table *t, const struct rt_query *q,
 		       struct rt_store_error *e)
 {
 	const struct rt_store_column *c;
@@ -836,7 +836,7 @@ static int check_order(const struct rt_store_table *t, const struct rt_rest_quer
 	return 0;
 }
 
-static void limit_sql(struct rt_buf *b, const struct rt_rest_query *q)
+static void limit_sql(struct rt_buf *b, const struct rt_query *q)
 {
 	long long limit = q && q->limit >= 0 && q->limit < RT_STORE_MAX_ROWS ? q->limit
 									      : RT_STORE_MAX_ROWS;
@@ -1024,7 +1024,7 @@ static int insert_rows(sqlite3 *db, const struct rt_write *w, const struct rt_st
 		       const char **keys, size_t n_cols, json_t *out, struct rt_store_error *err)
 {
 	const struct rt_store_table *t = w->table;
-	const struct rt_rest_query *q = w->where;
+	const struct rt_query *q = w->where;
 	size_t i;
 	const json_t *row;
 	json_array_foreach(w->rows, i, row) {

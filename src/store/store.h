@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "api/rest_query.h" /* moves to store/query.h */
+#include "store/query.h"
 
 #define RT_STORE_MAX_ROWS 10000
 
@@ -75,7 +75,7 @@ struct rt_write {
 	enum rt_write_kind kind;
 	const struct rt_store_table *table;
 	const json_t *rows;          /* INSERT/UPSERT: array of objects; UPDATE: one object */
-	const struct rt_rest_query *where; /* UPDATE/DELETE filters (and select/order/limit for the
+	const struct rt_query *where; /* UPDATE/DELETE filters (and select/order/limit for the
 				       * representation); may be NULL for INSERT */
 	bool is_ignore_duplicates;   /* UPSERT: resolution=ignore-duplicates */
 	bool is_missing_default;     /* with columns=: a row's missing keys take their
@@ -88,7 +88,7 @@ struct rt_write {
 /* Options for a read. */
 struct rt_read {
 	const struct rt_store_table *table;
-	const struct rt_rest_query *query;
+	const struct rt_query *query;
 	bool wants_count; /* count=exact: also return the total matching rows */
 };
 

@@ -26,8 +26,8 @@ static const char *const col_names[] = {
 	"id", "n", "s", "score", "f", "title", "name", "done", "meta", "tag", "created", "o",
 };
 static const char *const col_types[] = {
-	"int8", "int4", "int2", "numeric", "float8", "text", "varchar", "bool", "jsonb", "bpchar",
-	"timestamptz", "oid",
+	"int8",	   "int4", "int2",  "numeric", "float8",      "text",
+	"varchar", "bool", "jsonb", "bpchar",  "timestamptz", "oid",
 };
 #define N_COLS (sizeof col_names / sizeof col_names[0])
 
@@ -114,7 +114,7 @@ static bool matches(const char *filter, const char *row_json)
 	return r;
 }
 
-#define MATCH(filter, row) assert_true(matches(filter, row))
+#define MATCH(filter, row)    assert_true(matches(filter, row))
 #define NO_MATCH(filter, row) assert_false(matches(filter, row))
 
 static int check(const char *filter, char *err, size_t err_cap)
@@ -183,7 +183,8 @@ static void test_every_op(void **state)
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		for (int neg = 0; neg < 2; neg++) {
 			char text[64];
-			snprintf(text, sizeof text, "%s%s", neg ? "c=not." : "", cases[i].text + (neg ? 2 : 0));
+			snprintf(text, sizeof text, "%s%s", neg ? "c=not." : "",
+				 cases[i].text + (neg ? 2 : 0));
 			struct rt_filter *f = parse_one(text, cases[i].op, neg, "c");
 			assert_int_equal(f->conds[0].n_values, 1);
 			assert_string_equal(f->conds[0].values[0], "v");
@@ -194,7 +195,8 @@ static void test_every_op(void **state)
 
 static void test_negation(void **state)
 {
-	struct rt_filter *f = parse_one("status=not.in.(draft,archived)", RT_FOP_IN, true, "status");
+	struct rt_filter *f =
+		parse_one("status=not.in.(draft,archived)", RT_FOP_IN, true, "status");
 	assert_int_equal(f->conds[0].n_values, 2);
 	assert_string_equal(f->conds[0].values[0], "draft");
 	assert_string_equal(f->conds[0].values[1], "archived");
@@ -398,7 +400,7 @@ static void test_inspect_errors(void **state)
 	parse_err("a=\x01.1", PFX "[<<1>>, \"1\"]");
 	parse_err("a=x\xff.1", PFX "[<<120, 255>>, \"1\"]");
 	parse_err("a=\xc2\x80.1", PFX "[<<194, 128>>, \"1\"]");
-	parse_err("a=\xc0\xaf.1", PFX "[<<192, 175>>, \"1\"]"); /* overlong */
+	parse_err("a=\xc0\xaf.1", PFX "[<<192, 175>>, \"1\"]");		 /* overlong */
 	parse_err("a=\xed\xa0\x80.1", PFX "[<<237, 160, 128>>, \"1\"]"); /* surrogate */
 	struct rt_buf b, want;
 	rt_buf_init(&b);
@@ -503,8 +505,7 @@ static void test_check_operators(void **state)
 		  "invalid value for is filter: must be null, true, false, or unknown");
 	check_err("id=is.NULL",
 		  "invalid value for is filter: must be null, true, false, or unknown");
-	check_err("done=is.",
-		  "invalid value for is filter: must be null, true, false, or unknown");
+	check_err("done=is.", "invalid value for is filter: must be null, true, false, or unknown");
 
 	check_ok("title=like.%a%,name=ilike.A_,tag=not.like.x");
 	check_err("id=like.1%", "operator like requires a text-compatible column type, got bigint");
@@ -515,7 +516,8 @@ static void test_check_operators(void **state)
 					"got timestamp with time zone");
 
 	check_ok("title=match.^a+$,name=imatch.[[:digit:]]{3}");
-	check_err("n=match.1", "operator match requires a text-compatible column type, got integer");
+	check_err("n=match.1",
+		  "operator match requires a text-compatible column type, got integer");
 	check_err("score=imatch.1",
 		  "operator imatch requires a text-compatible column type, got numeric");
 	char err[256];
@@ -655,10 +657,14 @@ static void test_match_nulls_and_missing(void **state)
 	const char *r = "{\"title\":null,\"id\":null,\"done\":null}";
 	/* Comparisons with NULL are NULL: no match, negated or not. */
 	static const char *const never[] = {
-		"title=eq.x",	     "title=not.eq.x",	   "title=neq.x",     "title=not.neq.x",
-		"id=lt.1",	     "id=not.lt.1",	   "id=gte.1",	      "title=in.(x)",
-		"title=not.in.(x)", "title=like.%",	   "title=not.like.%", "title=ilike.%",
-		"title=match.^",     "title=not.imatch.^", "title=not.is.null", "id=not.isdistinct.1",
+		"title=eq.x",	     "title=not.eq.x",
+		"title=neq.x",	     "title=not.neq.x",
+		"id=lt.1",	     "id=not.lt.1",
+		"id=gte.1",	     "title=in.(x)",
+		"title=not.in.(x)",  "title=like.%",
+		"title=not.like.%",  "title=ilike.%",
+		"title=match.^",     "title=not.imatch.^",
+		"title=not.is.null", "id=not.isdistinct.1",
 		"done=is.true",	     "done=is.false",
 	};
 	for (size_t i = 0; i < sizeof never / sizeof never[0]; i++)
@@ -832,8 +838,8 @@ static void test_eq_key(void **state)
 	assert_string_equal(val, "a,b");
 	rt_filter_free(f);
 
-	const char *not_keys[] = {"id=not.eq.5", "id=neq.5", "id=in.(5)", "id=eq.5,x=eq.1",
-				  "id=gte.5", "", "id=isdistinct.5"};
+	const char *not_keys[] = {"id=not.eq.5", "id=neq.5", "id=in.(5)",      "id=eq.5,x=eq.1",
+				  "id=gte.5",	 "",	     "id=isdistinct.5"};
 	for (size_t i = 0; i < sizeof not_keys / sizeof not_keys[0]; i++) {
 		f = parse_ok(not_keys[i]);
 		col = val = NULL;

@@ -1,5 +1,5 @@
 /*
- * Fuzz target: the PostgREST query-string subset (rt_rest_query_parse).
+ * Fuzz target: the PostgREST query-string subset (rt_query_parse).
  *
  * Input layout: the whole input is the raw (still percent-encoded) query
  * string.
@@ -13,36 +13,36 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/rest_query.h"
+#include "store/query.h"
 
-#define CHECK(cond)                                                                      \
-	do {                                                                             \
-		if (!(cond))                                                             \
-			abort();                                                         \
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond))                                                                       \
+			abort();                                                                   \
 	} while (0)
 
 /* Checks n, at depth below the root (whose groups nest at most
- * RT_RQ_MAX_DEPTH deep), and returns how many nodes it holds. */
-static size_t check_node(const struct rt_rq_node *n, int depth)
+ * RT_QUERY_MAX_DEPTH deep), and returns how many nodes it holds. */
+static size_t check_node(const struct rt_query_node *n, int depth)
 {
-	if (n->kind == RT_RQ_COND) {
-		CHECK(depth >= 1 && depth <= RT_RQ_MAX_DEPTH + 1);
+	if (n->kind == RT_QUERY_COND) {
+		CHECK(depth >= 1 && depth <= RT_QUERY_MAX_DEPTH + 1);
 		CHECK(n->column);
-		CHECK(n->op <= RT_RQ_IN);
+		CHECK(n->op <= RT_QUERY_IN);
 		CHECK(n->n_children == 0 && !n->children);
-		CHECK(n->n_values <= RT_RQ_MAX_LIST);
-		CHECK(n->op == RT_RQ_IN || n->n_values == 1);
+		CHECK(n->n_values <= RT_QUERY_MAX_LIST);
+		CHECK(n->op == RT_QUERY_IN || n->n_values == 1);
 		for (size_t i = 0; i < n->n_values; i++)
 			CHECK(n->values[i]);
-		if (n->op == RT_RQ_LIKE || n->op == RT_RQ_ILIKE)
+		if (n->op == RT_QUERY_LIKE || n->op == RT_QUERY_ILIKE)
 			CHECK(!strchr(n->values[0], '*'));
-		if (n->op == RT_RQ_IS)
+		if (n->op == RT_QUERY_IS)
 			CHECK(!strcmp(n->values[0], "null") || !strcmp(n->values[0], "true") ||
 			      !strcmp(n->values[0], "false") || !strcmp(n->values[0], "unknown"));
 		return 1;
 	}
-	CHECK(n->kind == RT_RQ_AND || n->kind == RT_RQ_OR);
-	CHECK(depth <= RT_RQ_MAX_DEPTH);
+	CHECK(n->kind == RT_QUERY_AND || n->kind == RT_QUERY_OR);
+	CHECK(depth <= RT_QUERY_MAX_DEPTH);
 	CHECK(!n->column && n->n_values == 0);
 	CHECK(depth == 0 || n->n_children > 0);
 	size_t count = 1;
@@ -51,9 +51,9 @@ static size_t check_node(const struct rt_rq_node *n, int depth)
 	return count;
 }
 
-static bool is_empty(const struct rt_rest_query *q)
+static bool is_empty(const struct rt_query *q)
 {
-	return !q->select && !q->n_select && q->where.kind == RT_RQ_AND && !q->where.is_negated &&
+	return !q->select && !q->n_select && q->where.kind == RT_QUERY_AND && !q->where.is_negated &&
 	       !q->where.children && !q->where.n_children && !q->order && !q->n_order &&
 	       q->limit == -1 && q->offset == 0 && !q->on_conflict && !q->n_on_conflict &&
 	       !q->columns && !q->n_columns;
@@ -63,32 +63,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct rt_rest_query q;
+	struct rt_query q;
 	char err[256];
 	memset(&q, 0xa5, sizeof q);
 	err[0] = '\0';
-	if (rt_rest_query_parse((const char *)data, size, &q, err, sizeof err)) {
+	if (rt_query_parse((const char *)data, size, &q, err, sizeof err)) {
 		CHECK(err[0]);
 		CHECK(is_empty(&q));
-		rt_rest_query_deinit(&q);
+		rt_query_deinit(&q);
 		return 0;
 	}
-	CHECK(!q.where.is_negated && q.where.kind == RT_RQ_AND);
-	CHECK(check_node(&q.where, 0) - 1 <= RT_RQ_MAX_NODES);
-	CHECK(q.n_select <= RT_RQ_MAX_LIST && (q.select || !q.n_select));
+	CHECK(!q.where.is_negated && q.where.kind == RT_QUERY_AND);
+	CHECK(check_node(&q.where, 0) - 1 <= RT_QUERY_MAX_NODES);
+	CHECK(q.n_select <= RT_QUERY_MAX_LIST && (q.select || !q.n_select));
 	for (size_t i = 0; i < q.n_select; i++)
 		CHECK(q.select[i].column);
-	CHECK(q.n_order <= RT_RQ_MAX_LIST);
+	CHECK(q.n_order <= RT_QUERY_MAX_LIST);
 	for (size_t i = 0; i < q.n_order; i++)
-		CHECK(q.order[i].column && q.order[i].nulls <= RT_RQ_NULLS_LAST);
-	CHECK(q.n_on_conflict <= RT_RQ_MAX_LIST && q.n_columns <= RT_RQ_MAX_LIST);
+		CHECK(q.order[i].column && q.order[i].nulls <= RT_QUERY_NULLS_LAST);
+	CHECK(q.n_on_conflict <= RT_QUERY_MAX_LIST && q.n_columns <= RT_QUERY_MAX_LIST);
 	for (size_t i = 0; i < q.n_on_conflict; i++)
 		CHECK(q.on_conflict[i]);
 	for (size_t i = 0; i < q.n_columns; i++)
 		CHECK(q.columns[i]);
 	CHECK(q.limit >= -1 && q.offset >= 0);
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 	CHECK(is_empty(&q));
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 	return 0;
 }

@@ -1,4 +1,4 @@
-#include "api/rest_query.h"
+#include "store/query.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -13,16 +13,15 @@
 #include "net/http.h"
 
 static const char *const op_names[] = {
-	[RT_RQ_EQ] = "eq",     [RT_RQ_NEQ] = "neq",	[RT_RQ_GT] = "gt",
-	[RT_RQ_GTE] = "gte",   [RT_RQ_LT] = "lt",	[RT_RQ_LTE] = "lte",
-	[RT_RQ_LIKE] = "like", [RT_RQ_ILIKE] = "ilike", [RT_RQ_IS] = "is",
-	[RT_RQ_IN] = "in",
+	[RT_QUERY_EQ] = "eq", [RT_QUERY_NEQ] = "neq", [RT_QUERY_GT] = "gt",     [RT_QUERY_GTE] = "gte",
+	[RT_QUERY_LT] = "lt", [RT_QUERY_LTE] = "lte", [RT_QUERY_LIKE] = "like", [RT_QUERY_ILIKE] = "ilike",
+	[RT_QUERY_IS] = "is", [RT_QUERY_IN] = "in",
 };
 #define N_OPS (sizeof op_names / sizeof op_names[0])
 
 /* Parse state for one query string. */
 struct ctx {
-	struct rt_rest_query *q;
+	struct rt_query *q;
 	size_t n_nodes;
 	bool is_limit_hit; /* a limit was exceeded: msg is set, no backtracking */
 	struct rt_buf msg;
@@ -71,15 +70,15 @@ __attribute__((format(printf, 2, 3))) static void fail_limit(struct ctx *x, cons
 
 static bool count_node(struct ctx *x)
 {
-	if (++x->n_nodes <= RT_RQ_MAX_NODES)
+	if (++x->n_nodes <= RT_QUERY_MAX_NODES)
 		return true;
-	fail_limit(x, "too many filter nodes (maximum %d)", RT_RQ_MAX_NODES);
+	fail_limit(x, "too many filter nodes (maximum %d)", RT_QUERY_MAX_NODES);
 	return false;
 }
 
 /* ---- nodes ---- */
 
-static void node_clear(struct rt_rq_node *n)
+static void node_clear(struct rt_query_node *n)
 {
 	free(n->column);
 	for (size_t i = 0; i < n->n_values; i++)
@@ -92,15 +91,15 @@ static void node_clear(struct rt_rq_node *n)
 }
 
 /* Appends a zeroed child to n and returns it; it is n's to free from then on. */
-static struct rt_rq_node *push_child(struct rt_rq_node *n)
+static struct rt_query_node *push_child(struct rt_query_node *n)
 {
 	n->children = rt_xrealloc(n->children, (n->n_children + 1) * sizeof *n->children);
-	struct rt_rq_node *c = &n->children[n->n_children++];
+	struct rt_query_node *c = &n->children[n->n_children++];
 	memset(c, 0, sizeof *c);
 	return c;
 }
 
-static void push_value(struct rt_rq_node *n, char *v)
+static void push_value(struct rt_query_node *n, char *v)
 {
 	n->values = rt_xrealloc(n->values, (n->n_values + 1) * sizeof *n->values);
 	n->values[n->n_values++] = v;
@@ -230,7 +229,7 @@ static bool is_json_arrow(const struct cur *c)
 
 /* An `in` list: "(" elements ")", elements quoted or running to ',' or ')'.
  * "()" is the empty list. */
-static int parse_list(struct ctx *x, struct cur *c, struct rt_rq_node *n)
+static int parse_list(struct ctx *x, struct cur *c, struct rt_query_node *n)
 {
 	skip_ws(c);
 	if (!eat(c, '('))
@@ -239,8 +238,8 @@ static int parse_list(struct ctx *x, struct cur *c, struct rt_rq_node *n)
 	if (eat(c, ')'))
 		goto out_close;
 	for (;;) {
-		if (n->n_values == RT_RQ_MAX_LIST) {
-			fail_limit(x, "too many items in `in` list (maximum %d)", RT_RQ_MAX_LIST);
+		if (n->n_values == RT_QUERY_MAX_LIST) {
+			fail_limit(x, "too many items in `in` list (maximum %d)", RT_QUERY_MAX_LIST);
 			return -1;
 		}
 		size_t save = c->pos;
@@ -293,9 +292,9 @@ static char *parse_logic_value(struct cur *c)
 }
 
 /* "[not.]op.value" into n; top-level values run to the end of the input. */
-static int parse_op_expr(struct ctx *x, struct cur *c, bool is_logic, struct rt_rq_node *n)
+static int parse_op_expr(struct ctx *x, struct cur *c, bool is_logic, struct rt_query_node *n)
 {
-	n->kind = RT_RQ_COND;
+	n->kind = RT_QUERY_COND;
 	if (eat_str(c, "not."))
 		n->is_negated = true;
 	size_t start = c->pos;
@@ -307,17 +306,18 @@ static int parse_op_expr(struct ctx *x, struct cur *c, bool is_logic, struct rt_
 			break;
 	if (op == N_OPS || !eat(c, '.'))
 		return -1;
-	n->op = (enum rt_rq_op)op;
+	n->op = (enum rt_query_op)op;
 
-	if (n->op == RT_RQ_IN)
+	if (n->op == RT_QUERY_IN)
 		return parse_list(x, c, n);
-	if (n->op == RT_RQ_IS) {
+	if (n->op == RT_QUERY_IS) {
 		static const char *const tri[] = {"null", "true", "false", "unknown"};
 		size_t s = c->pos;
 		while (isalpha((unsigned char)peek(c)))
 			c->pos++;
 		for (size_t i = 0; i < sizeof tri / sizeof tri[0]; i++) {
-			if (strlen(tri[i]) == c->pos - s && !strncasecmp(tri[i], c->s + s, c->pos - s)) {
+			if (strlen(tri[i]) == c->pos - s &&
+			    !strncasecmp(tri[i], c->s + s, c->pos - s)) {
 				push_value(n, rt_xstrdup(tri[i]));
 				return 0;
 			}
@@ -331,7 +331,7 @@ static int parse_op_expr(struct ctx *x, struct cur *c, bool is_logic, struct rt_
 		v = rt_xstrndup(c->s + c->pos, c->n - c->pos);
 		c->pos = c->n;
 	}
-	if (n->op == RT_RQ_LIKE || n->op == RT_RQ_ILIKE)
+	if (n->op == RT_QUERY_LIKE || n->op == RT_QUERY_ILIKE)
 		for (char *p = v; *p; p++)
 			if (*p == '*')
 				*p = '%';
@@ -339,21 +339,21 @@ static int parse_op_expr(struct ctx *x, struct cur *c, bool is_logic, struct rt_
 	return 0;
 }
 
-static int parse_tree(struct ctx *x, struct cur *c, struct rt_rq_node *n, int depth);
+static int parse_tree(struct ctx *x, struct cur *c, struct rt_query_node *n, int depth);
 
 /* "[not.](and|or)(tree,tree,…)" at nesting depth (1 for a query parameter). */
-static int parse_group(struct ctx *x, struct cur *c, struct rt_rq_node *n, int depth)
+static int parse_group(struct ctx *x, struct cur *c, struct rt_query_node *n, int depth)
 {
 	if (eat_str(c, "not."))
 		n->is_negated = true;
 	if (eat_str(c, "and"))
-		n->kind = RT_RQ_AND;
+		n->kind = RT_QUERY_AND;
 	else if (eat_str(c, "or"))
-		n->kind = RT_RQ_OR;
+		n->kind = RT_QUERY_OR;
 	else
 		return -1;
-	if (depth > RT_RQ_MAX_DEPTH) {
-		fail_limit(x, "logic tree nested deeper than %d levels", RT_RQ_MAX_DEPTH);
+	if (depth > RT_QUERY_MAX_DEPTH) {
+		fail_limit(x, "logic tree nested deeper than %d levels", RT_QUERY_MAX_DEPTH);
 		return -1;
 	}
 	if (!count_node(x))
@@ -377,7 +377,7 @@ static int parse_group(struct ctx *x, struct cur *c, struct rt_rq_node *n, int d
 }
 
 /* "field.[not.]op.value" inside a logic tree. */
-static int parse_stmt(struct ctx *x, struct cur *c, struct rt_rq_node *n)
+static int parse_stmt(struct ctx *x, struct cur *c, struct rt_query_node *n)
 {
 	skip_ws(c);
 	n->column = parse_name(c);
@@ -389,7 +389,7 @@ static int parse_stmt(struct ctx *x, struct cur *c, struct rt_rq_node *n)
 	return count_node(x) ? 0 : -1;
 }
 
-static int parse_tree(struct ctx *x, struct cur *c, struct rt_rq_node *n, int depth)
+static int parse_tree(struct ctx *x, struct cur *c, struct rt_query_node *n, int depth)
 {
 	size_t save = c->pos;
 	if (!parse_stmt(x, c, n))
@@ -425,10 +425,12 @@ static int parse_filter_param(struct ctx *x, const char *key, const char *val)
 	if (!name || !at_end(&k)) {
 		free(name);
 		if (peek(&k) == '.')
-			fail(x, "failed to parse tree path (%s): embedded resources are not supported",
+			fail(x,
+			     "failed to parse tree path (%s): embedded resources are not supported",
 			     key);
 		else if (is_json_arrow(&k))
-			fail(x, "failed to parse tree path (%s): JSON paths are not supported", key);
+			fail(x, "failed to parse tree path (%s): JSON paths are not supported",
+			     key);
 		else
 			fail(x, "failed to parse tree path (%s)", key);
 		return -1;
@@ -437,7 +439,7 @@ static int parse_filter_param(struct ctx *x, const char *key, const char *val)
 		free(name);
 		return -1;
 	}
-	struct rt_rq_node *n = push_child(&x->q->where);
+	struct rt_query_node *n = push_child(&x->q->where);
 	n->column = name;
 	struct cur c = {val, strlen(val), 0};
 	if (parse_op_expr(x, &c, false, n) || !at_end(&c)) {
@@ -451,7 +453,7 @@ static int parse_filter_param(struct ctx *x, const char *key, const char *val)
 
 static int parse_select(struct ctx *x, const char *val)
 {
-	struct rt_rest_query *q = x->q;
+	struct rt_query *q = x->q;
 	for (size_t i = 0; i < q->n_select; i++) {
 		free(q->select[i].column);
 		free(q->select[i].alias);
@@ -464,8 +466,8 @@ static int parse_select(struct ctx *x, const char *val)
 	struct cur c = {val, strlen(val), 0};
 	const char *why = NULL;
 	for (;;) {
-		if (q->n_select == RT_RQ_MAX_LIST) {
-			fail_limit(x, "too many items in select (maximum %d)", RT_RQ_MAX_LIST);
+		if (q->n_select == RT_QUERY_MAX_LIST) {
+			fail_limit(x, "too many items in select (maximum %d)", RT_QUERY_MAX_LIST);
 			return -1;
 		}
 		char *alias = NULL, *col;
@@ -496,7 +498,7 @@ static int parse_select(struct ctx *x, const char *val)
 			}
 		}
 		q->select = rt_xrealloc(q->select, (q->n_select + 1) * sizeof *q->select);
-		q->select[q->n_select++] = (struct rt_rq_select){.column = col, .alias = alias};
+		q->select[q->n_select++] = (struct rt_query_select){.column = col, .alias = alias};
 		skip_ws(&c);
 		if (!eat(&c, ','))
 			break;
@@ -513,7 +515,7 @@ err_syntax:
 
 static int parse_order(struct ctx *x, const char *val)
 {
-	struct rt_rest_query *q = x->q;
+	struct rt_query *q = x->q;
 	for (size_t i = 0; i < q->n_order; i++)
 		free(q->order[i].column);
 	free(q->order);
@@ -521,8 +523,8 @@ static int parse_order(struct ctx *x, const char *val)
 	q->n_order = 0;
 	struct cur c = {val, strlen(val), 0};
 	for (;;) {
-		if (q->n_order == RT_RQ_MAX_LIST) {
-			fail_limit(x, "too many items in order (maximum %d)", RT_RQ_MAX_LIST);
+		if (q->n_order == RT_QUERY_MAX_LIST) {
+			fail_limit(x, "too many items in order (maximum %d)", RT_QUERY_MAX_LIST);
 			return -1;
 		}
 		skip_ws(&c);
@@ -530,16 +532,16 @@ static int parse_order(struct ctx *x, const char *val)
 		if (!col)
 			goto err_syntax;
 		q->order = rt_xrealloc(q->order, (q->n_order + 1) * sizeof *q->order);
-		struct rt_rq_order *o = &q->order[q->n_order++];
-		*o = (struct rt_rq_order){.column = col};
+		struct rt_query_order *o = &q->order[q->n_order++];
+		*o = (struct rt_query_order){.column = col};
 		if (eat_str(&c, ".asc"))
 			o->is_desc = false;
 		else if (eat_str(&c, ".desc"))
 			o->is_desc = true;
 		if (eat_str(&c, ".nullsfirst"))
-			o->nulls = RT_RQ_NULLS_FIRST;
+			o->nulls = RT_QUERY_NULLS_FIRST;
 		else if (eat_str(&c, ".nullslast"))
-			o->nulls = RT_RQ_NULLS_LAST;
+			o->nulls = RT_QUERY_NULLS_LAST;
 		skip_ws(&c);
 		if (!eat(&c, ','))
 			break;
@@ -559,8 +561,8 @@ static int parse_names(struct ctx *x, const char *param, const char *val, char *
 	*n = 0;
 	struct cur c = {val, strlen(val), 0};
 	for (;;) {
-		if (*n == RT_RQ_MAX_LIST) {
-			fail_limit(x, "too many items in %s (maximum %d)", param, RT_RQ_MAX_LIST);
+		if (*n == RT_QUERY_MAX_LIST) {
+			fail_limit(x, "too many items in %s (maximum %d)", param, RT_QUERY_MAX_LIST);
 			return -1;
 		}
 		skip_ws(&c);
@@ -599,7 +601,7 @@ static int parse_count(struct ctx *x, const char *param, const char *val, long l
 
 static int parse_param(struct ctx *x, const char *key, const char *val)
 {
-	struct rt_rest_query *q = x->q;
+	struct rt_query *q = x->q;
 	if (!strcmp(key, "select"))
 		return parse_select(x, val);
 	if (!strcmp(key, "order"))
@@ -615,17 +617,21 @@ static int parse_param(struct ctx *x, const char *key, const char *val)
 	if (!strcmp(key, "or") || !strcmp(key, "and") || !strcmp(key, "not.or") ||
 	    !strcmp(key, "not.and"))
 		return parse_logic_param(x, key, val);
+	/* The API key may ride in the query string (Supabase's gateway takes it
+	 * out before PostgREST sees it): it is never a filter. */
+	if (!strcmp(key, "apikey"))
+		return 0;
 	return parse_filter_param(x, key, val);
 }
 
-static void query_init(struct rt_rest_query *q)
+static void query_init(struct rt_query *q)
 {
 	memset(q, 0, sizeof *q);
-	q->where.kind = RT_RQ_AND;
+	q->where.kind = RT_QUERY_AND;
 	q->limit = -1;
 }
 
-int rt_rest_query_parse(const char *query, size_t len, struct rt_rest_query *out, char *err,
+int rt_query_parse(const char *query, size_t len, struct rt_query *out, char *err,
 			size_t err_cap)
 {
 	query_init(out);
@@ -633,8 +639,8 @@ int rt_rest_query_parse(const char *query, size_t len, struct rt_rest_query *out
 		return 0;
 	struct ctx x = {.q = out};
 	rt_buf_init(&x.msg);
-	if (len > RT_RQ_MAX_QUERY) {
-		fail_limit(&x, "query string is longer than %d bytes", RT_RQ_MAX_QUERY);
+	if (len > RT_QUERY_MAX_QUERY) {
+		fail_limit(&x, "query string is longer than %d bytes", RT_QUERY_MAX_QUERY);
 		goto err_deinit;
 	}
 	for (size_t pos = 0; pos < len;) {
@@ -670,11 +676,11 @@ err_deinit:
 	if (err && err_cap)
 		snprintf(err, err_cap, "%s", x.msg.len ? x.msg.data : "failed to parse query");
 	rt_buf_deinit(&x.msg);
-	rt_rest_query_deinit(out);
+	rt_query_deinit(out);
 	return -1;
 }
 
-void rt_rest_query_deinit(struct rt_rest_query *q)
+void rt_query_deinit(struct rt_query *q)
 {
 	if (!q)
 		return;

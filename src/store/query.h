@@ -7,6 +7,7 @@
  *                                   and groups nest: or=(a.eq.1,and(b.gt.2,c.lt.3))
  *   order=a.desc.nullslast,b        limit=N  offset=N
  *   on_conflict=a,b                 columns="a","b"   (inserts and upserts)
+ *   apikey=…                        ignored: the key, never a filter
  * ops: eq neq gt gte lt lte like ilike is in (in takes a parenthesized,
  * comma-separated list; elements and values may be double-quoted with
  * backslash escapes; `*` in like/ilike patterns means `%`).
@@ -34,62 +35,62 @@
  * - Every condition and every group counts as a node; the group of an or=/
  *   and= parameter is at depth 1.
  *
- * Ownership: rt_rest_query_parse() fills a caller-owned struct; release it
- *            with rt_rest_query_deinit() (also after a failed parse).
+ * Ownership: rt_query_parse() fills a caller-owned struct; release it
+ *            with rt_query_deinit() (also after a failed parse).
  * Threads:   no shared state.
- * Limits:    RT_RQ_MAX_QUERY bytes of query string, RT_RQ_MAX_DEPTH nesting of
- *            groups, RT_RQ_MAX_NODES filter nodes, RT_RQ_MAX_LIST items in any
+ * Limits:    RT_QUERY_MAX_QUERY bytes of query string, RT_QUERY_MAX_DEPTH nesting of
+ *            groups, RT_QUERY_MAX_NODES filter nodes, RT_QUERY_MAX_LIST items in any
  *            list (select, order, in, on_conflict, columns).
  */
-#ifndef RT_API_REST_QUERY_H
-#define RT_API_REST_QUERY_H
+#ifndef RT_STORE_QUERY_H
+#define RT_STORE_QUERY_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
-#define RT_RQ_MAX_QUERY (64 * 1024)
-#define RT_RQ_MAX_DEPTH 8
-#define RT_RQ_MAX_NODES 256
-#define RT_RQ_MAX_LIST 1000
+#define RT_QUERY_MAX_QUERY (64 * 1024)
+#define RT_QUERY_MAX_DEPTH 8
+#define RT_QUERY_MAX_NODES 256
+#define RT_QUERY_MAX_LIST 1000
 
-enum rt_rq_op {
-	RT_RQ_EQ, RT_RQ_NEQ, RT_RQ_GT, RT_RQ_GTE, RT_RQ_LT, RT_RQ_LTE,
-	RT_RQ_LIKE, RT_RQ_ILIKE, RT_RQ_IS, RT_RQ_IN,
+enum rt_query_op {
+	RT_QUERY_EQ, RT_QUERY_NEQ, RT_QUERY_GT, RT_QUERY_GTE, RT_QUERY_LT, RT_QUERY_LTE,
+	RT_QUERY_LIKE, RT_QUERY_ILIKE, RT_QUERY_IS, RT_QUERY_IN,
 };
 
-enum rt_rq_kind { RT_RQ_COND, RT_RQ_AND, RT_RQ_OR };
+enum rt_query_kind { RT_QUERY_COND, RT_QUERY_AND, RT_QUERY_OR };
 
-struct rt_rq_node {
-	enum rt_rq_kind kind;
+struct rt_query_node {
+	enum rt_query_kind kind;
 	bool is_negated;
-	/* RT_RQ_COND */
+	/* RT_QUERY_COND */
 	char *column;
-	enum rt_rq_op op;
+	enum rt_query_op op;
 	char **values; /* one value, or the `in` list; like patterns have `*` → `%` */
 	size_t n_values;
-	/* RT_RQ_AND / RT_RQ_OR */
-	struct rt_rq_node *children;
+	/* RT_QUERY_AND / RT_QUERY_OR */
+	struct rt_query_node *children;
 	size_t n_children;
 };
 
-struct rt_rq_select {
+struct rt_query_select {
 	char *column; /* "*" for all */
 	char *alias;  /* NULL when none */
 };
 
-enum rt_rq_nulls { RT_RQ_NULLS_DEFAULT, RT_RQ_NULLS_FIRST, RT_RQ_NULLS_LAST };
+enum rt_query_nulls { RT_QUERY_NULLS_DEFAULT, RT_QUERY_NULLS_FIRST, RT_QUERY_NULLS_LAST };
 
-struct rt_rq_order {
+struct rt_query_order {
 	char *column;
 	bool is_desc;
-	enum rt_rq_nulls nulls;
+	enum rt_query_nulls nulls;
 };
 
-struct rt_rest_query {
-	struct rt_rq_select *select; /* NULL when absent (means all) */
+struct rt_query {
+	struct rt_query_select *select; /* NULL when absent (means all) */
 	size_t n_select;
-	struct rt_rq_node where;     /* kind RT_RQ_AND; no children when no filter */
-	struct rt_rq_order *order;
+	struct rt_query_node where;     /* kind RT_QUERY_AND; no children when no filter */
+	struct rt_query_order *order;
 	size_t n_order;
 	long long limit;  /* -1 when absent */
 	long long offset; /* 0 when absent */
@@ -112,11 +113,11 @@ struct rt_rest_query {
  * <list> (maximum 1000)", "query string is longer than 65536 bytes"); the
  * caller answers 400 with code PGRST100. err may be NULL when err_cap is 0.
  */
-int rt_rest_query_parse(const char *query, size_t len, struct rt_rest_query *out, char *err,
+int rt_query_parse(const char *query, size_t len, struct rt_query *out, char *err,
 			size_t err_cap);
 
 /* Frees what q holds and resets it to the empty query (so deinit twice is
  * harmless). NULL does nothing. */
-void rt_rest_query_deinit(struct rt_rest_query *q);
+void rt_query_deinit(struct rt_query *q);
 
 #endif

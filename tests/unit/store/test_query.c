@@ -1,5 +1,5 @@
 /*
- * The PostgREST query-string subset (src/api/rest_query.h). The query strings
+ * The PostgREST query-string subset (src/store/query.h). The query strings
  * under "supabase-js" are exactly what @supabase/postgrest-js 2.119.1 puts in
  * the URL for the builder call quoted next to each (URLSearchParams
  * encoding: space as '+', reserved characters percent-encoded).
@@ -15,20 +15,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/rest_query.h"
+#include "store/query.h"
 #include "common/buf.h"
 
 /* Invariants of a parsed (or reset) query; returns the number of nodes. */
-static size_t check_node(const struct rt_rq_node *n, int depth)
+static size_t check_node(const struct rt_query_node *n, int depth)
 {
 	size_t count = 1;
-	assert_true(depth <= RT_RQ_MAX_DEPTH + 1);
-	if (n->kind == RT_RQ_COND) {
+	assert_true(depth <= RT_QUERY_MAX_DEPTH + 1);
+	if (n->kind == RT_QUERY_COND) {
 		assert_non_null(n->column);
-		assert_true(n->op <= RT_RQ_IN);
+		assert_true(n->op <= RT_QUERY_IN);
 		assert_int_equal(n->n_children, 0);
-		assert_true(n->n_values <= RT_RQ_MAX_LIST);
-		if (n->op != RT_RQ_IN)
+		assert_true(n->n_values <= RT_QUERY_MAX_LIST);
+		if (n->op != RT_QUERY_IN)
 			assert_int_equal(n->n_values, 1);
 		for (size_t i = 0; i < n->n_values; i++)
 			assert_non_null(n->values[i]);
@@ -41,11 +41,11 @@ static size_t check_node(const struct rt_rq_node *n, int depth)
 	return count;
 }
 
-static void check_query(const struct rt_rest_query *q)
+static void check_query(const struct rt_query *q)
 {
-	assert_int_equal(q->where.kind, RT_RQ_AND);
+	assert_int_equal(q->where.kind, RT_QUERY_AND);
 	assert_false(q->where.is_negated);
-	assert_true(check_node(&q->where, 0) - 1 <= RT_RQ_MAX_NODES);
+	assert_true(check_node(&q->where, 0) - 1 <= RT_QUERY_MAX_NODES);
 	assert_true(q->select || !q->n_select);
 	for (size_t i = 0; i < q->n_select; i++)
 		assert_non_null(q->select[i].column);
@@ -55,11 +55,11 @@ static void check_query(const struct rt_rest_query *q)
 	assert_true(q->offset >= 0);
 }
 
-static void assert_empty(const struct rt_rest_query *q)
+static void assert_empty(const struct rt_query *q)
 {
 	assert_null(q->select);
 	assert_int_equal(q->n_select, 0);
-	assert_int_equal(q->where.kind, RT_RQ_AND);
+	assert_int_equal(q->where.kind, RT_QUERY_AND);
 	assert_false(q->where.is_negated);
 	assert_null(q->where.children);
 	assert_int_equal(q->where.n_children, 0);
@@ -73,36 +73,36 @@ static void assert_empty(const struct rt_rest_query *q)
 	assert_int_equal(q->n_columns, 0);
 }
 
-static void parse_ok(const char *qs, struct rt_rest_query *q)
+static void parse_ok(const char *qs, struct rt_query *q)
 {
 	char err[512] = "";
 	memset(q, 0x5a, sizeof *q);
-	if (rt_rest_query_parse(qs, strlen(qs), q, err, sizeof err))
+	if (rt_query_parse(qs, strlen(qs), q, err, sizeof err))
 		fail_msg("parse of [%s] failed: %s", qs, err);
 	check_query(q);
 }
 
 static void parse_err(const char *qs, const char *want)
 {
-	struct rt_rest_query q;
+	struct rt_query q;
 	char err[512];
 	memset(&q, 0x5a, sizeof q);
 	memset(err, 'x', sizeof err);
-	assert_int_equal(rt_rest_query_parse(qs, strlen(qs), &q, err, sizeof err), -1);
+	assert_int_equal(rt_query_parse(qs, strlen(qs), &q, err, sizeof err), -1);
 	if (want)
 		assert_string_equal(err, want);
 	else
 		assert_true(strlen(err) > 0 && strlen(err) < sizeof err);
-	assert_empty(&q); /* nothing is left behind... */
-	rt_rest_query_deinit(&q); /* ...and deinit is still fine */
+	assert_empty(&q);	  /* nothing is left behind... */
+	rt_query_deinit(&q); /* ...and deinit is still fine */
 	assert_empty(&q);
 }
 
 /* Checks a condition node; values are NULL-terminated. */
-static void assert_cond(const struct rt_rq_node *n, const char *column, enum rt_rq_op op, int neg,
+static void assert_cond(const struct rt_query_node *n, const char *column, enum rt_query_op op, int neg,
 			...)
 {
-	assert_int_equal(n->kind, RT_RQ_COND);
+	assert_int_equal(n->kind, RT_QUERY_COND);
 	assert_string_equal(n->column, column);
 	assert_int_equal(n->op, op);
 	assert_int_equal(n->is_negated, neg);
@@ -118,7 +118,7 @@ static void assert_cond(const struct rt_rq_node *n, const char *column, enum rt_
 }
 
 /* The only filter of a query: parses "col=<value>" and returns the node. */
-static void one_filter(const char *qs, struct rt_rest_query *q)
+static void one_filter(const char *qs, struct rt_query *q)
 {
 	parse_ok(qs, q);
 	assert_int_equal(q->where.n_children, 1);
@@ -128,7 +128,7 @@ static void one_filter(const char *qs, struct rt_rest_query *q)
 
 static void test_supabase_js_filters(void **state)
 {
-	struct rt_rest_query q;
+	struct rt_query q;
 
 	/* .select().eq('id', 1) */
 	parse_ok("select=*&id=eq.1", &q);
@@ -136,135 +136,135 @@ static void test_supabase_js_filters(void **state)
 	assert_string_equal(q.select[0].column, "*");
 	assert_null(q.select[0].alias);
 	assert_int_equal(q.where.n_children, 1);
-	assert_cond(&q.where.children[0], "id", RT_RQ_EQ, false, "1", NULL);
-	rt_rest_query_deinit(&q);
+	assert_cond(&q.where.children[0], "id", RT_QUERY_EQ, false, "1", NULL);
+	rt_query_deinit(&q);
 
 	static const struct {
 		const char *qs, *column;
-		enum rt_rq_op op;
+		enum rt_query_op op;
 		bool neg;
 		const char *value;
 	} simple[] = {
 		/* .neq('status', 'done') */
-		{"select=*&status=neq.done", "status", RT_RQ_NEQ, false, "done"},
+		{"select=*&status=neq.done", "status", RT_QUERY_NEQ, false, "done"},
 		/* .gt('age', 18) */
-		{"select=*&age=gt.18", "age", RT_RQ_GT, false, "18"},
+		{"select=*&age=gt.18", "age", RT_QUERY_GT, false, "18"},
 		/* .gte('score', 1.5) */
-		{"select=*&score=gte.1.5", "score", RT_RQ_GTE, false, "1.5"},
+		{"select=*&score=gte.1.5", "score", RT_QUERY_GTE, false, "1.5"},
 		/* .lt('created_at', '2026-01-01T00:00:00Z') */
-		{"select=*&created_at=lt.2026-01-01T00%3A00%3A00Z", "created_at", RT_RQ_LT, false,
+		{"select=*&created_at=lt.2026-01-01T00%3A00%3A00Z", "created_at", RT_QUERY_LT, false,
 		 "2026-01-01T00:00:00Z"},
 		/* .lte('n', -3) */
-		{"select=*&n=lte.-3", "n", RT_RQ_LTE, false, "-3"},
+		{"select=*&n=lte.-3", "n", RT_QUERY_LTE, false, "-3"},
 		/* .like('name', '%Al*') */
-		{"select=*&name=like.%25Al*", "name", RT_RQ_LIKE, false, "%Al%"},
+		{"select=*&name=like.%25Al*", "name", RT_QUERY_LIKE, false, "%Al%"},
 		/* .ilike('name', '%al ice%') */
-		{"select=*&name=ilike.%25al+ice%25", "name", RT_RQ_ILIKE, false, "%al ice%"},
+		{"select=*&name=ilike.%25al+ice%25", "name", RT_QUERY_ILIKE, false, "%al ice%"},
 		/* .is('deleted_at', null) */
-		{"select=*&deleted_at=is.null", "deleted_at", RT_RQ_IS, false, "null"},
+		{"select=*&deleted_at=is.null", "deleted_at", RT_QUERY_IS, false, "null"},
 		/* .is('done', true) */
-		{"select=*&done=is.true", "done", RT_RQ_IS, false, "true"},
+		{"select=*&done=is.true", "done", RT_QUERY_IS, false, "true"},
 		/* .not('deleted_at', 'is', null) */
-		{"select=*&deleted_at=not.is.null", "deleted_at", RT_RQ_IS, true, "null"},
+		{"select=*&deleted_at=not.is.null", "deleted_at", RT_QUERY_IS, true, "null"},
 		/* .not('title', 'eq', 'x') */
-		{"select=*&title=not.eq.x", "title", RT_RQ_EQ, true, "x"},
+		{"select=*&title=not.eq.x", "title", RT_QUERY_EQ, true, "x"},
 		/* .filter('title', 'not.ilike', '*x*') */
-		{"select=*&title=not.ilike.*x*", "title", RT_RQ_ILIKE, true, "%x%"},
+		{"select=*&title=not.ilike.*x*", "title", RT_QUERY_ILIKE, true, "%x%"},
 	};
 	for (size_t i = 0; i < sizeof simple / sizeof simple[0]; i++) {
 		one_filter(simple[i].qs, &q);
 		assert_cond(&q.where.children[0], simple[i].column, simple[i].op, simple[i].neg,
 			    simple[i].value, NULL);
-		rt_rest_query_deinit(&q);
+		rt_query_deinit(&q);
 	}
 
 	/* .in('id', [1, 2, 3]) */
 	one_filter("select=*&id=in.%281%2C2%2C3%29", &q);
-	assert_cond(&q.where.children[0], "id", RT_RQ_IN, false, "1", "2", "3", NULL);
-	rt_rest_query_deinit(&q);
+	assert_cond(&q.where.children[0], "id", RT_QUERY_IN, false, "1", "2", "3", NULL);
+	rt_query_deinit(&q);
 	/* .in('name', ['a,b', 'c', 'd(e)', 'plain']) */
 	one_filter("select=*&name=in.%28%22a%2Cb%22%2Cc%2C%22d%28e%29%22%2Cplain%29", &q);
-	assert_cond(&q.where.children[0], "name", RT_RQ_IN, false, "a,b", "c", "d(e)", "plain",
+	assert_cond(&q.where.children[0], "name", RT_QUERY_IN, false, "a,b", "c", "d(e)", "plain",
 		    NULL);
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 	/* .not('id', 'in', '(1,2)') */
 	one_filter("select=*&id=not.in.%281%2C2%29", &q);
-	assert_cond(&q.where.children[0], "id", RT_RQ_IN, true, "1", "2", NULL);
-	rt_rest_query_deinit(&q);
+	assert_cond(&q.where.children[0], "id", RT_QUERY_IN, true, "1", "2", NULL);
+	rt_query_deinit(&q);
 	/* .notIn('id', [4, 5]) */
 	one_filter("select=*&id=not.in.%284%2C5%29", &q);
-	assert_cond(&q.where.children[0], "id", RT_RQ_IN, true, "4", "5", NULL);
-	rt_rest_query_deinit(&q);
+	assert_cond(&q.where.children[0], "id", RT_QUERY_IN, true, "4", "5", NULL);
+	rt_query_deinit(&q);
 
 	/* .match({ id: 1, title: 'x' }) */
 	parse_ok("select=*&id=eq.1&title=eq.x", &q);
 	assert_int_equal(q.where.n_children, 2);
-	assert_cond(&q.where.children[0], "id", RT_RQ_EQ, false, "1", NULL);
-	assert_cond(&q.where.children[1], "title", RT_RQ_EQ, false, "x", NULL);
-	rt_rest_query_deinit(&q);
+	assert_cond(&q.where.children[0], "id", RT_QUERY_EQ, false, "1", NULL);
+	assert_cond(&q.where.children[1], "title", RT_QUERY_EQ, false, "x", NULL);
+	rt_query_deinit(&q);
 	/* .gt('id', 1).lt('id', 5): the same column twice, ANDed */
 	parse_ok("id=gt.1&id=lt.5", &q);
 	assert_int_equal(q.where.n_children, 2);
-	assert_cond(&q.where.children[1], "id", RT_RQ_LT, false, "5", NULL);
-	rt_rest_query_deinit(&q);
+	assert_cond(&q.where.children[1], "id", RT_QUERY_LT, false, "5", NULL);
+	rt_query_deinit(&q);
 }
 
 static void test_supabase_js_logic(void **state)
 {
-	struct rt_rest_query q;
+	struct rt_query q;
 	/* .or('id.eq.1,title.eq.x') */
 	parse_ok("select=*&or=%28id.eq.1%2Ctitle.eq.x%29", &q);
 	assert_int_equal(q.where.n_children, 1);
-	const struct rt_rq_node *g = &q.where.children[0];
-	assert_int_equal(g->kind, RT_RQ_OR);
+	const struct rt_query_node *g = &q.where.children[0];
+	assert_int_equal(g->kind, RT_QUERY_OR);
 	assert_false(g->is_negated);
 	assert_int_equal(g->n_children, 2);
-	assert_cond(&g->children[0], "id", RT_RQ_EQ, false, "1", NULL);
-	assert_cond(&g->children[1], "title", RT_RQ_EQ, false, "x", NULL);
-	rt_rest_query_deinit(&q);
+	assert_cond(&g->children[0], "id", RT_QUERY_EQ, false, "1", NULL);
+	assert_cond(&g->children[1], "title", RT_QUERY_EQ, false, "x", NULL);
+	rt_query_deinit(&q);
 
 	/* .or('id.gt.10,and(title.like.a*,done.is.false)') */
 	parse_ok("select=*&or=%28id.gt.10%2Cand%28title.like.a*%2Cdone.is.false%29%29", &q);
 	g = &q.where.children[0];
-	assert_int_equal(g->kind, RT_RQ_OR);
+	assert_int_equal(g->kind, RT_QUERY_OR);
 	assert_int_equal(g->n_children, 2);
-	assert_cond(&g->children[0], "id", RT_RQ_GT, false, "10", NULL);
-	const struct rt_rq_node *a = &g->children[1];
-	assert_int_equal(a->kind, RT_RQ_AND);
+	assert_cond(&g->children[0], "id", RT_QUERY_GT, false, "10", NULL);
+	const struct rt_query_node *a = &g->children[1];
+	assert_int_equal(a->kind, RT_QUERY_AND);
 	assert_int_equal(a->n_children, 2);
-	assert_cond(&a->children[0], "title", RT_RQ_LIKE, false, "a%", NULL);
-	assert_cond(&a->children[1], "done", RT_RQ_IS, false, "false", NULL);
-	rt_rest_query_deinit(&q);
+	assert_cond(&a->children[0], "title", RT_QUERY_LIKE, false, "a%", NULL);
+	assert_cond(&a->children[1], "done", RT_QUERY_IS, false, "false", NULL);
+	rt_query_deinit(&q);
 
 	/* .update({ done: true }).eq('id', 5).select('id,done') */
 	parse_ok("id=eq.5&select=id%2Cdone", &q);
-	assert_cond(&q.where.children[0], "id", RT_RQ_EQ, false, "5", NULL);
+	assert_cond(&q.where.children[0], "id", RT_QUERY_EQ, false, "5", NULL);
 	assert_int_equal(q.n_select, 2);
 	assert_string_equal(q.select[1].column, "done");
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 	/* .delete().in('id', [1, 2]) */
 	parse_ok("id=in.%281%2C2%29", &q);
-	assert_cond(&q.where.children[0], "id", RT_RQ_IN, false, "1", "2", NULL);
+	assert_cond(&q.where.children[0], "id", RT_QUERY_IN, false, "1", "2", NULL);
 	assert_null(q.select);
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 }
 
 static void test_supabase_js_transforms(void **state)
 {
-	struct rt_rest_query q;
+	struct rt_query q;
 	/* .select() */
 	parse_ok("select=*", &q);
 	assert_int_equal(q.n_select, 1);
 	assert_string_equal(q.select[0].column, "*");
 	assert_int_equal(q.limit, -1);
 	assert_int_equal(q.offset, 0);
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 	/* .select('id, title') */
 	parse_ok("select=id%2Ctitle", &q);
 	assert_int_equal(q.n_select, 2);
 	assert_string_equal(q.select[0].column, "id");
 	assert_string_equal(q.select[1].column, "title");
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 	/* .select('id,  label:title ,"my col"') */
 	parse_ok("select=id%2Clabel%3Atitle%2C%22my+col%22", &q);
 	assert_int_equal(q.n_select, 3);
@@ -273,43 +273,43 @@ static void test_supabase_js_transforms(void **state)
 	assert_string_equal(q.select[1].alias, "label");
 	assert_string_equal(q.select[2].column, "my col");
 	assert_null(q.select[2].alias);
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 
 	/* .order('created_at', { ascending: false }) */
 	parse_ok("select=*&order=created_at.desc", &q);
 	assert_int_equal(q.n_order, 1);
 	assert_string_equal(q.order[0].column, "created_at");
 	assert_true(q.order[0].is_desc);
-	assert_int_equal(q.order[0].nulls, RT_RQ_NULLS_DEFAULT);
-	rt_rest_query_deinit(&q);
+	assert_int_equal(q.order[0].nulls, RT_QUERY_NULLS_DEFAULT);
+	rt_query_deinit(&q);
 	/* .order('a').order('b', { ascending: false, nullsFirst: true })
 	 * .order('c', { nullsFirst: false }) */
 	parse_ok("select=*&order=a.asc%2Cb.desc.nullsfirst%2Cc.asc.nullslast", &q);
 	assert_int_equal(q.n_order, 3);
 	assert_false(q.order[0].is_desc);
-	assert_int_equal(q.order[0].nulls, RT_RQ_NULLS_DEFAULT);
+	assert_int_equal(q.order[0].nulls, RT_QUERY_NULLS_DEFAULT);
 	assert_string_equal(q.order[1].column, "b");
 	assert_true(q.order[1].is_desc);
-	assert_int_equal(q.order[1].nulls, RT_RQ_NULLS_FIRST);
+	assert_int_equal(q.order[1].nulls, RT_QUERY_NULLS_FIRST);
 	assert_false(q.order[2].is_desc);
-	assert_int_equal(q.order[2].nulls, RT_RQ_NULLS_LAST);
-	rt_rest_query_deinit(&q);
+	assert_int_equal(q.order[2].nulls, RT_QUERY_NULLS_LAST);
+	rt_query_deinit(&q);
 
 	/* .limit(10) */
 	parse_ok("select=*&limit=10", &q);
 	assert_int_equal(q.limit, 10);
 	assert_int_equal(q.offset, 0);
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 	/* .range(20, 29) */
 	parse_ok("select=*&offset=20&limit=10", &q);
 	assert_int_equal(q.limit, 10);
 	assert_int_equal(q.offset, 20);
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 }
 
 static void test_supabase_js_writes(void **state)
 {
-	struct rt_rest_query q;
+	struct rt_query q;
 	/* .insert([{ id: 1, title: 'a' }, { id: 2, done: true }]) */
 	parse_ok("columns=%22id%22%2C%22title%22%2C%22done%22", &q);
 	assert_int_equal(q.n_columns, 3);
@@ -318,7 +318,7 @@ static void test_supabase_js_writes(void **state)
 	assert_string_equal(q.columns[2], "done");
 	assert_null(q.select);
 	assert_int_equal(q.where.n_children, 0);
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 	/* .upsert([{ id: 1, slug: 's' }], { onConflict: 'id,slug' }) */
 	parse_ok("on_conflict=id%2Cslug&columns=%22id%22%2C%22slug%22", &q);
 	assert_int_equal(q.n_on_conflict, 2);
@@ -326,7 +326,7 @@ static void test_supabase_js_writes(void **state)
 	assert_string_equal(q.on_conflict[1], "slug");
 	assert_int_equal(q.n_columns, 2);
 	assert_string_equal(q.columns[1], "slug");
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 	/* Quoted names may hold commas, quotes and spaces. */
 	parse_ok("columns=%22a%2Cb%22%2C%22q%5C%22t%22%2C%22sp+ace%22&on_conflict=+a+%2C+b+", &q);
 	assert_int_equal(q.n_columns, 3);
@@ -336,7 +336,7 @@ static void test_supabase_js_writes(void **state)
 	assert_int_equal(q.n_on_conflict, 2);
 	assert_string_equal(q.on_conflict[0], "a");
 	assert_string_equal(q.on_conflict[1], "b");
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 
 	parse_err("columns=", "failed to parse columns parameter ()");
 	parse_err("columns=%22a", "failed to parse columns parameter (\"a)");
@@ -358,7 +358,8 @@ static void test_supabase_js_unsupported(void **state)
 	parse_err("t=imatch.a", "failed to parse filter (imatch.a)");
 	parse_err("t=isdistinct.1", "failed to parse filter (isdistinct.1)");
 	/* .likeAnyOf('t', ['a%', 'b%']) */
-	parse_err("t=like%28any%29.%7Ba%25%2Cb%25%7D", "failed to parse filter (like(any).{a%,b%})");
+	parse_err("t=like%28any%29.%7Ba%25%2Cb%25%7D",
+		  "failed to parse filter (like(any).{a%,b%})");
 	/* .rangeGt('r', '[1,2)') */
 	parse_err("r=sr.%5B1%2C2%29", "failed to parse filter (sr.[1,2))");
 	/* .select('id, author(name)') */
@@ -385,27 +386,27 @@ static void test_supabase_js_unsupported(void **state)
 
 static void test_filter_values(void **state)
 {
-	struct rt_rest_query q;
+	struct rt_query q;
 	/* A top-level value runs to the end: dots, commas, quotes included. */
 	one_filter("v=eq.1.2.3", &q);
-	assert_cond(&q.where.children[0], "v", RT_RQ_EQ, false, "1.2.3", NULL);
-	rt_rest_query_deinit(&q);
+	assert_cond(&q.where.children[0], "v", RT_QUERY_EQ, false, "1.2.3", NULL);
+	rt_query_deinit(&q);
 	one_filter("name=eq.a%2Cb", &q);
-	assert_cond(&q.where.children[0], "name", RT_RQ_EQ, false, "a,b", NULL);
-	rt_rest_query_deinit(&q);
+	assert_cond(&q.where.children[0], "name", RT_QUERY_EQ, false, "a,b", NULL);
+	rt_query_deinit(&q);
 	one_filter("name=eq.%22quoted%22", &q);
-	assert_cond(&q.where.children[0], "name", RT_RQ_EQ, false, "\"quoted\"", NULL);
-	rt_rest_query_deinit(&q);
+	assert_cond(&q.where.children[0], "name", RT_QUERY_EQ, false, "\"quoted\"", NULL);
+	rt_query_deinit(&q);
 	one_filter("name=eq.", &q);
-	assert_cond(&q.where.children[0], "name", RT_RQ_EQ, false, "", NULL);
-	rt_rest_query_deinit(&q);
+	assert_cond(&q.where.children[0], "name", RT_QUERY_EQ, false, "", NULL);
+	rt_query_deinit(&q);
 	one_filter("name=eq.a=b", &q);
-	assert_cond(&q.where.children[0], "name", RT_RQ_EQ, false, "a=b", NULL);
-	rt_rest_query_deinit(&q);
+	assert_cond(&q.where.children[0], "name", RT_QUERY_EQ, false, "a=b", NULL);
+	rt_query_deinit(&q);
 	/* like: every * is %, other characters untouched */
 	one_filter("t=like.a%5C*b*", &q);
-	assert_cond(&q.where.children[0], "t", RT_RQ_LIKE, false, "a\\%b%", NULL);
-	rt_rest_query_deinit(&q);
+	assert_cond(&q.where.children[0], "t", RT_QUERY_LIKE, false, "a\\%b%", NULL);
+	rt_query_deinit(&q);
 	/* is: keywords in any case, stored lowercase */
 	static const char *const is_vals[][2] = {
 		{"NULL", "null"}, {"True", "true"}, {"false", "false"}, {"unKnown", "unknown"}};
@@ -413,40 +414,40 @@ static void test_filter_values(void **state)
 		char qs[64];
 		snprintf(qs, sizeof qs, "c=is.%s", is_vals[i][0]);
 		one_filter(qs, &q);
-		assert_cond(&q.where.children[0], "c", RT_RQ_IS, false, is_vals[i][1], NULL);
-		rt_rest_query_deinit(&q);
+		assert_cond(&q.where.children[0], "c", RT_QUERY_IS, false, is_vals[i][1], NULL);
+		rt_query_deinit(&q);
 	}
 	/* in: quoted elements with escapes, raw elements kept as they are */
 	one_filter("c=in.(%22a%5C%22b%22,%20x%20,,%22%22)", &q);
-	assert_cond(&q.where.children[0], "c", RT_RQ_IN, false, "a\"b", " x ", "", "", NULL);
-	rt_rest_query_deinit(&q);
+	assert_cond(&q.where.children[0], "c", RT_QUERY_IN, false, "a\"b", " x ", "", "", NULL);
+	rt_query_deinit(&q);
 	one_filter("c=in.()", &q);
-	assert_cond(&q.where.children[0], "c", RT_RQ_IN, false, NULL);
+	assert_cond(&q.where.children[0], "c", RT_QUERY_IN, false, NULL);
 	assert_int_equal(q.where.children[0].n_values, 0);
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 	one_filter("c=in.(%22a%22b)", &q); /* text after a quote: raw */
-	assert_cond(&q.where.children[0], "c", RT_RQ_IN, false, "\"a\"b", NULL);
-	rt_rest_query_deinit(&q);
+	assert_cond(&q.where.children[0], "c", RT_QUERY_IN, false, "\"a\"b", NULL);
+	rt_query_deinit(&q);
 	one_filter("c=in.(a(b)", &q);
-	assert_cond(&q.where.children[0], "c", RT_RQ_IN, false, "a(b", NULL);
-	rt_rest_query_deinit(&q);
+	assert_cond(&q.where.children[0], "c", RT_QUERY_IN, false, "a(b", NULL);
+	rt_query_deinit(&q);
 	/* Names: spaces, dashes, $, non-ASCII, quoted */
 	one_filter("first+name=eq.x", &q);
 	assert_string_equal(q.where.children[0].column, "first name");
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 	one_filter("my-col$=eq.x", &q);
 	assert_string_equal(q.where.children[0].column, "my-col$");
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 	one_filter("caf%C3%A9=eq.x", &q);
 	assert_string_equal(q.where.children[0].column, "caf\xc3\xa9");
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 	one_filter("%22a.b%22=eq.x", &q);
 	assert_string_equal(q.where.children[0].column, "a.b");
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 	/* A column named like a keyword is still a column. */
 	one_filter("ordered=eq.1", &q);
 	assert_string_equal(q.where.children[0].column, "ordered");
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 }
 
 static void test_filter_errors(void **state)
@@ -476,30 +477,30 @@ static void test_filter_errors(void **state)
 
 static void test_logic_trees(void **state)
 {
-	struct rt_rest_query q;
+	struct rt_query q;
 	/* not.or / not.and at the top and inside; negated conditions inside */
 	parse_ok("not.or=(a.eq.1,not.and(b.gt.2,c.not.lt.3))&and=(d.is.null)", &q);
 	assert_int_equal(q.where.n_children, 2);
-	const struct rt_rq_node *g = &q.where.children[0];
-	assert_int_equal(g->kind, RT_RQ_OR);
+	const struct rt_query_node *g = &q.where.children[0];
+	assert_int_equal(g->kind, RT_QUERY_OR);
 	assert_true(g->is_negated);
-	assert_cond(&g->children[0], "a", RT_RQ_EQ, false, "1", NULL);
-	const struct rt_rq_node *a = &g->children[1];
-	assert_int_equal(a->kind, RT_RQ_AND);
+	assert_cond(&g->children[0], "a", RT_QUERY_EQ, false, "1", NULL);
+	const struct rt_query_node *a = &g->children[1];
+	assert_int_equal(a->kind, RT_QUERY_AND);
 	assert_true(a->is_negated);
-	assert_cond(&a->children[0], "b", RT_RQ_GT, false, "2", NULL);
-	assert_cond(&a->children[1], "c", RT_RQ_LT, true, "3", NULL);
+	assert_cond(&a->children[0], "b", RT_QUERY_GT, false, "2", NULL);
+	assert_cond(&a->children[1], "c", RT_QUERY_LT, true, "3", NULL);
 	g = &q.where.children[1];
-	assert_int_equal(g->kind, RT_RQ_AND);
+	assert_int_equal(g->kind, RT_QUERY_AND);
 	assert_false(g->is_negated);
 	assert_int_equal(g->n_children, 1);
-	assert_cond(&g->children[0], "d", RT_RQ_IS, false, "null", NULL);
-	rt_rest_query_deinit(&q);
+	assert_cond(&g->children[0], "d", RT_QUERY_IS, false, "null", NULL);
+	rt_query_deinit(&q);
 	/* not.and */
 	parse_ok("not.and=(a.eq.1)", &q);
-	assert_int_equal(q.where.children[0].kind, RT_RQ_AND);
+	assert_int_equal(q.where.children[0].kind, RT_QUERY_AND);
 	assert_true(q.where.children[0].is_negated);
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 
 	/* Values inside a tree: quoted, {arrays}, in-lists, like, blanks */
 	parse_ok("or=(name.eq.%22a,b%22,name.eq.%22x)y%22,tags.eq.{a,b},id.in.(1,%222,3%22),"
@@ -507,37 +508,37 @@ static void test_logic_trees(void **state)
 		 &q);
 	g = &q.where.children[0];
 	assert_int_equal(g->n_children, 7);
-	assert_cond(&g->children[0], "name", RT_RQ_EQ, false, "a,b", NULL);
-	assert_cond(&g->children[1], "name", RT_RQ_EQ, false, "x)y", NULL);
-	assert_cond(&g->children[2], "tags", RT_RQ_EQ, false, "{a,b}", NULL);
-	assert_cond(&g->children[3], "id", RT_RQ_IN, false, "1", "2,3", NULL);
-	assert_cond(&g->children[4], "t", RT_RQ_LIKE, false, "%z%", NULL);
-	assert_cond(&g->children[5], "t", RT_RQ_ILIKE, false, "%,%", NULL);
-	assert_cond(&g->children[6], "n", RT_RQ_EQ, false, "1 ", NULL);
-	rt_rest_query_deinit(&q);
+	assert_cond(&g->children[0], "name", RT_QUERY_EQ, false, "a,b", NULL);
+	assert_cond(&g->children[1], "name", RT_QUERY_EQ, false, "x)y", NULL);
+	assert_cond(&g->children[2], "tags", RT_QUERY_EQ, false, "{a,b}", NULL);
+	assert_cond(&g->children[3], "id", RT_QUERY_IN, false, "1", "2,3", NULL);
+	assert_cond(&g->children[4], "t", RT_QUERY_LIKE, false, "%z%", NULL);
+	assert_cond(&g->children[5], "t", RT_QUERY_ILIKE, false, "%,%", NULL);
+	assert_cond(&g->children[6], "n", RT_QUERY_EQ, false, "1 ", NULL);
+	rt_query_deinit(&q);
 	/* Blanks around names, commas and parentheses; a raw value keeps its own. */
 	parse_ok("or=%20(%20a.eq.1%20,%20and%20(%20b%20.eq.2)%20)%20", &q);
 	g = &q.where.children[0];
 	assert_int_equal(g->n_children, 2);
-	assert_cond(&g->children[0], "a", RT_RQ_EQ, false, "1 ", NULL);
-	assert_int_equal(g->children[1].kind, RT_RQ_AND);
-	assert_cond(&g->children[1].children[0], "b", RT_RQ_EQ, false, "2", NULL);
-	rt_rest_query_deinit(&q);
+	assert_cond(&g->children[0], "a", RT_QUERY_EQ, false, "1 ", NULL);
+	assert_int_equal(g->children[1].kind, RT_QUERY_AND);
+	assert_cond(&g->children[1].children[0], "b", RT_QUERY_EQ, false, "2", NULL);
+	rt_query_deinit(&q);
 	/* A quoted value must end at ',' or ')': otherwise it is raw. */
 	parse_ok("or=(a.eq.%22x%22y,b.eq.2)", &q);
-	assert_cond(&q.where.children[0].children[0], "a", RT_RQ_EQ, false, "\"x\"y", NULL);
-	rt_rest_query_deinit(&q);
+	assert_cond(&q.where.children[0].children[0], "a", RT_QUERY_EQ, false, "\"x\"y", NULL);
+	rt_query_deinit(&q);
 	/* Columns named and/or/not are conditions, not groups. */
 	parse_ok("or=(and.eq.1,or.is.null,not.not.eq.2)", &q);
 	g = &q.where.children[0];
-	assert_cond(&g->children[0], "and", RT_RQ_EQ, false, "1", NULL);
-	assert_cond(&g->children[1], "or", RT_RQ_IS, false, "null", NULL);
-	assert_cond(&g->children[2], "not", RT_RQ_EQ, true, "2", NULL);
-	rt_rest_query_deinit(&q);
+	assert_cond(&g->children[0], "and", RT_QUERY_EQ, false, "1", NULL);
+	assert_cond(&g->children[1], "or", RT_QUERY_IS, false, "null", NULL);
+	assert_cond(&g->children[2], "not", RT_QUERY_EQ, true, "2", NULL);
+	rt_query_deinit(&q);
 	/* Quoted column names */
 	parse_ok("and=(%22a.b%22.eq.1)", &q);
-	assert_cond(&q.where.children[0].children[0], "a.b", RT_RQ_EQ, false, "1", NULL);
-	rt_rest_query_deinit(&q);
+	assert_cond(&q.where.children[0].children[0], "a.b", RT_QUERY_EQ, false, "1", NULL);
+	rt_query_deinit(&q);
 }
 
 static void test_logic_errors(void **state)
@@ -564,52 +565,52 @@ static void test_logic_errors(void **state)
 
 static void test_depth_and_node_limits(void **state)
 {
-	struct rt_rest_query q;
+	struct rt_query q;
 	struct rt_buf b;
 	rt_buf_init(&b);
 	/* and=(x.eq.0,and(x.eq.1,and(…))) with 8 levels is fine, 9 is not. */
-	for (int levels = RT_RQ_MAX_DEPTH; levels <= RT_RQ_MAX_DEPTH + 1; levels++) {
+	for (int levels = RT_QUERY_MAX_DEPTH; levels <= RT_QUERY_MAX_DEPTH + 1; levels++) {
 		rt_buf_reset(&b);
 		rt_buf_append_str(&b, "and=(x.eq.0");
 		for (int i = 1; i < levels; i++)
 			rt_buf_printf(&b, ",%s(x.eq.%d", i % 2 ? "or" : "and", i);
 		for (int i = 0; i < levels; i++)
 			rt_buf_append_byte(&b, ')');
-		if (levels == RT_RQ_MAX_DEPTH) {
+		if (levels == RT_QUERY_MAX_DEPTH) {
 			parse_ok(b.data, &q);
-			const struct rt_rq_node *n = &q.where.children[0];
+			const struct rt_query_node *n = &q.where.children[0];
 			for (int i = 1; i < levels; i++)
 				n = &n->children[1];
-			assert_cond(&n->children[0], "x", RT_RQ_EQ, false, "7", NULL);
-			rt_rest_query_deinit(&q);
+			assert_cond(&n->children[0], "x", RT_QUERY_EQ, false, "7", NULL);
+			rt_query_deinit(&q);
 		} else {
 			parse_err(b.data, "logic tree nested deeper than 8 levels");
 		}
 	}
 	/* Nodes: a group and 255 conditions make 256. */
-	for (int conds = RT_RQ_MAX_NODES - 1; conds <= RT_RQ_MAX_NODES; conds++) {
+	for (int conds = RT_QUERY_MAX_NODES - 1; conds <= RT_QUERY_MAX_NODES; conds++) {
 		rt_buf_reset(&b);
 		rt_buf_append_str(&b, "or=(");
 		for (int i = 0; i < conds; i++)
 			rt_buf_printf(&b, "%sc.eq.%d", i ? "," : "", i);
 		rt_buf_append_str(&b, ")");
-		if (conds < RT_RQ_MAX_NODES) {
+		if (conds < RT_QUERY_MAX_NODES) {
 			parse_ok(b.data, &q);
 			assert_int_equal(q.where.children[0].n_children, conds);
-			rt_rest_query_deinit(&q);
+			rt_query_deinit(&q);
 		} else {
 			parse_err(b.data, "too many filter nodes (maximum 256)");
 		}
 	}
 	/* Top-level filters count too. */
-	for (int n = RT_RQ_MAX_NODES; n <= RT_RQ_MAX_NODES + 1; n++) {
+	for (int n = RT_QUERY_MAX_NODES; n <= RT_QUERY_MAX_NODES + 1; n++) {
 		rt_buf_reset(&b);
 		for (int i = 0; i < n; i++)
 			rt_buf_printf(&b, "%sc%d=eq.%d", i ? "&" : "", i, i);
-		if (n == RT_RQ_MAX_NODES) {
+		if (n == RT_QUERY_MAX_NODES) {
 			parse_ok(b.data, &q);
 			assert_int_equal(q.where.n_children, n);
-			rt_rest_query_deinit(&q);
+			rt_query_deinit(&q);
 		} else {
 			parse_err(b.data, "too many filter nodes (maximum 256)");
 		}
@@ -618,7 +619,7 @@ static void test_depth_and_node_limits(void **state)
 	 * limit stopped it. */
 	rt_buf_reset(&b);
 	rt_buf_append_str(&b, "or=(c.in.(");
-	for (int i = 0; i <= RT_RQ_MAX_LIST; i++)
+	for (int i = 0; i <= RT_QUERY_MAX_LIST; i++)
 		rt_buf_printf(&b, "%s%d", i ? "," : "", i);
 	rt_buf_append_str(&b, "))");
 	parse_err(b.data, "too many items in `in` list (maximum 1000)");
@@ -627,7 +628,7 @@ static void test_depth_and_node_limits(void **state)
 
 static void test_list_limits(void **state)
 {
-	struct rt_rest_query q;
+	struct rt_query q;
 	struct rt_buf b;
 	rt_buf_init(&b);
 	static const struct {
@@ -641,7 +642,7 @@ static void test_list_limits(void **state)
 		{"columns=", "", "too many items in columns (maximum 1000)", '"'},
 	};
 	for (size_t l = 0; l < sizeof lists / sizeof lists[0]; l++) {
-		for (int n = RT_RQ_MAX_LIST; n <= RT_RQ_MAX_LIST + 1; n++) {
+		for (int n = RT_QUERY_MAX_LIST; n <= RT_QUERY_MAX_LIST + 1; n++) {
 			rt_buf_reset(&b);
 			rt_buf_append_str(&b, lists[l].prefix);
 			for (int i = 0; i < n; i++) {
@@ -654,13 +655,14 @@ static void test_list_limits(void **state)
 					rt_buf_append_byte(&b, (uint8_t)lists[l].quote);
 			}
 			rt_buf_append_str(&b, lists[l].suffix);
-			if (n == RT_RQ_MAX_LIST) {
+			if (n == RT_QUERY_MAX_LIST) {
 				parse_ok(b.data, &q);
-				size_t got = q.where.n_children ? q.where.children[0].n_values
-								: q.n_select + q.n_order +
-									  q.n_on_conflict + q.n_columns;
+				size_t got = q.where.n_children
+						     ? q.where.children[0].n_values
+						     : q.n_select + q.n_order + q.n_on_conflict +
+							       q.n_columns;
 				assert_int_equal(got, n);
-				rt_rest_query_deinit(&q);
+				rt_query_deinit(&q);
 			} else {
 				parse_err(b.data, lists[l].msg);
 			}
@@ -669,10 +671,10 @@ static void test_list_limits(void **state)
 	/* The query string itself. */
 	rt_buf_reset(&b);
 	rt_buf_append_str(&b, "c=eq.");
-	while (b.len < RT_RQ_MAX_QUERY)
+	while (b.len < RT_QUERY_MAX_QUERY)
 		rt_buf_append_byte(&b, 'x');
 	parse_ok(b.data, &q);
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 	rt_buf_append_byte(&b, 'x');
 	parse_err(b.data, "query string is longer than 65536 bytes");
 	rt_buf_deinit(&b);
@@ -680,12 +682,12 @@ static void test_list_limits(void **state)
 
 static void test_select(void **state)
 {
-	struct rt_rest_query q;
+	struct rt_query q;
 	parse_ok("select=*,id", &q);
 	assert_int_equal(q.n_select, 2);
 	assert_string_equal(q.select[0].column, "*");
 	assert_string_equal(q.select[1].column, "id");
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 	parse_ok("select=%22x+y%22:%22a,b%22,+c+:+d+,first+name", &q);
 	assert_int_equal(q.n_select, 3);
 	assert_string_equal(q.select[0].alias, "x y");
@@ -694,23 +696,23 @@ static void test_select(void **state)
 	assert_string_equal(q.select[1].column, "d");
 	assert_string_equal(q.select[2].column, "first name");
 	assert_null(q.select[2].alias);
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 	/* "select=" is no select: all columns. */
 	parse_ok("select=", &q);
 	assert_null(q.select);
 	assert_int_equal(q.n_select, 0);
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 	/* A repeated select replaces the first. */
 	parse_ok("select=a,b&select=c", &q);
 	assert_int_equal(q.n_select, 1);
 	assert_string_equal(q.select[0].column, "c");
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 
 	parse_err("select=author(*)", "failed to parse select parameter (author(*)): "
 				      "embedded resources are not supported");
 	parse_err("select=*,a:author!inner(id)", "failed to parse select parameter "
-						"(*,a:author!inner(id)): embedded resources "
-						"are not supported");
+						 "(*,a:author!inner(id)): embedded resources "
+						 "are not supported");
 	parse_err("select=count()", "failed to parse select parameter (count()): "
 				    "embedded resources are not supported");
 	parse_err("select=id::text",
@@ -729,20 +731,20 @@ static void test_select(void **state)
 
 static void test_order_limit_offset(void **state)
 {
-	struct rt_rest_query q;
+	struct rt_query q;
 	parse_ok("order=a.nullslast,%22b+c%22.desc,+d+", &q);
 	assert_int_equal(q.n_order, 3);
 	assert_string_equal(q.order[0].column, "a");
 	assert_false(q.order[0].is_desc);
-	assert_int_equal(q.order[0].nulls, RT_RQ_NULLS_LAST);
+	assert_int_equal(q.order[0].nulls, RT_QUERY_NULLS_LAST);
 	assert_string_equal(q.order[1].column, "b c");
 	assert_true(q.order[1].is_desc);
 	assert_string_equal(q.order[2].column, "d");
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 	parse_ok("order=a&order=b.desc", &q); /* the last one wins */
 	assert_int_equal(q.n_order, 1);
 	assert_string_equal(q.order[0].column, "b");
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 
 	parse_err("order=a.sideways", "failed to parse order (a.sideways)");
 	parse_err("order=a.desc.nullsfirst.x", "failed to parse order (a.desc.nullsfirst.x)");
@@ -755,11 +757,11 @@ static void test_order_limit_offset(void **state)
 	parse_ok("limit=0&offset=0", &q);
 	assert_int_equal(q.limit, 0);
 	assert_int_equal(q.offset, 0);
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 	parse_ok("limit=9223372036854775807&offset=007", &q);
 	assert_int_equal(q.limit, 9223372036854775807LL);
 	assert_int_equal(q.offset, 7);
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 	parse_err("limit=-1", "failed to parse limit parameter (-1)");
 	parse_err("limit=abc", "failed to parse limit parameter (abc)");
 	parse_err("limit=", "failed to parse limit parameter ()");
@@ -773,27 +775,27 @@ static void test_order_limit_offset(void **state)
 
 static void test_percent_encoding(void **state)
 {
-	struct rt_rest_query q;
+	struct rt_query q;
 	/* Keys and values are decoded before parsing, '+' is a space. */
 	one_filter("%69d=eq.%31", &q);
-	assert_cond(&q.where.children[0], "id", RT_RQ_EQ, false, "1", NULL);
-	rt_rest_query_deinit(&q);
+	assert_cond(&q.where.children[0], "id", RT_QUERY_EQ, false, "1", NULL);
+	rt_query_deinit(&q);
 	one_filter("t=eq.a+b%2Bc%20d", &q);
-	assert_cond(&q.where.children[0], "t", RT_RQ_EQ, false, "a b+c d", NULL);
-	rt_rest_query_deinit(&q);
+	assert_cond(&q.where.children[0], "t", RT_QUERY_EQ, false, "a b+c d", NULL);
+	rt_query_deinit(&q);
 	/* An encoded logic key is still the logic key. */
 	parse_ok("%6Fr=%28a.eq.1%29", &q);
-	assert_int_equal(q.where.children[0].kind, RT_RQ_OR);
-	rt_rest_query_deinit(&q);
+	assert_int_equal(q.where.children[0].kind, RT_QUERY_OR);
+	rt_query_deinit(&q);
 	/* An encoded '&' or '=' is data, not structure. */
 	one_filter("t=eq.a%26b%3Dc", &q);
-	assert_cond(&q.where.children[0], "t", RT_RQ_EQ, false, "a&b=c", NULL);
-	rt_rest_query_deinit(&q);
+	assert_cond(&q.where.children[0], "t", RT_QUERY_EQ, false, "a&b=c", NULL);
+	rt_query_deinit(&q);
 	/* Empty parameters are skipped. */
 	parse_ok("&&select=*&&id=eq.1&", &q);
 	assert_int_equal(q.n_select, 1);
 	assert_int_equal(q.where.n_children, 1);
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 
 	parse_err("t=eq.%zz", "failed to decode query parameter (t=eq.%zz)");
 	parse_err("t=eq.%2", "failed to decode query parameter (t=eq.%2)");
@@ -803,50 +805,50 @@ static void test_percent_encoding(void **state)
 
 static void test_lifecycle(void **state)
 {
-	struct rt_rest_query q;
+	struct rt_query q;
 	char err[64] = "untouched";
 	/* No query, and an empty one: the empty query, no error written. */
 	memset(&q, 0x5a, sizeof q);
-	assert_int_equal(rt_rest_query_parse(NULL, 0, &q, err, sizeof err), 0);
+	assert_int_equal(rt_query_parse(NULL, 0, &q, err, sizeof err), 0);
 	assert_empty(&q);
 	assert_string_equal(err, "untouched");
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 	memset(&q, 0x5a, sizeof q);
-	assert_int_equal(rt_rest_query_parse("", 0, &q, err, sizeof err), 0);
+	assert_int_equal(rt_query_parse("", 0, &q, err, sizeof err), 0);
 	assert_empty(&q);
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 	/* len is honoured: no NUL terminator needed. */
-	assert_int_equal(rt_rest_query_parse("limit=12&junk", 8, &q, err, sizeof err), 0);
+	assert_int_equal(rt_query_parse("limit=12&junk", 8, &q, err, sizeof err), 0);
 	assert_int_equal(q.limit, 12);
 	assert_int_equal(q.where.n_children, 0);
 	/* deinit resets, so a second one is harmless. */
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 	assert_empty(&q);
-	rt_rest_query_deinit(&q);
-	rt_rest_query_deinit(NULL);
+	rt_query_deinit(&q);
+	rt_query_deinit(NULL);
 
 	/* A failure after much was built frees all of it (ASan checks for leaks). */
 	const char *late = "select=a,b:c&order=a.desc&limit=5&offset=2&on_conflict=a&"
 			   "columns=%22a%22&or=(x.eq.1,and(y.in.(1,2),z.like.*a))&w=eq.1&"
 			   "v=bad.1";
-	assert_int_equal(rt_rest_query_parse(late, strlen(late), &q, err, sizeof err), -1);
+	assert_int_equal(rt_query_parse(late, strlen(late), &q, err, sizeof err), -1);
 	assert_string_equal(err, "failed to parse filter (bad.1)");
 	assert_empty(&q);
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 	/* Failures at every depth of a tree. */
 	const char *deep = "or=(a.eq.1,and(b.in.(1,2),or(c.like.x,not.and(d.eq.1,e.eqx.2))))";
-	assert_int_equal(rt_rest_query_parse(deep, strlen(deep), &q, err, sizeof err), -1);
+	assert_int_equal(rt_query_parse(deep, strlen(deep), &q, err, sizeof err), -1);
 	assert_empty(&q);
 	/* The error is truncated to its buffer; NULL is allowed. */
 	char small[12];
-	assert_int_equal(rt_rest_query_parse("id=eqx.1", 8, &q, small, sizeof small), -1);
+	assert_int_equal(rt_query_parse("id=eqx.1", 8, &q, small, sizeof small), -1);
 	assert_string_equal(small, "failed to p");
-	assert_int_equal(rt_rest_query_parse("id=eqx.1", 8, &q, NULL, 0), -1);
+	assert_int_equal(rt_query_parse("id=eqx.1", 8, &q, NULL, 0), -1);
 	assert_empty(&q);
 	/* A struct reused without deinit between successful parses would leak:
 	 * parse always starts from scratch, so deinit once per success. */
 	parse_ok("a=eq.1", &q);
-	rt_rest_query_deinit(&q);
+	rt_query_deinit(&q);
 }
 
 int main(void)
