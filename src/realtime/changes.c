@@ -157,9 +157,17 @@ static void describe(struct rt_buf *b, const char *event, const char *schema, co
 		static const char *const ops[] = {"eq", "neq", "lt", "lte", "gt", "gte", "in",
 						  "like", "ilike", "is", "match", "imatch",
 						  "isdistinct"};
-		rt_buf_printf(b, "%s{\"%s\", \"%s\", \"%s\", %s}", i ? ", " : "", f->conds[i].column,
-			      ops[f->conds[i].op], f->conds[i].n_values ? f->conds[i].values[0] : "",
-			      f->conds[i].is_negated ? "true" : "false");
+		const struct rt_filter_cond *fc = &f->conds[i];
+		rt_buf_printf(b, "%s{\"%s\", \"%s\", \"", i ? ", " : "", fc->column, ops[fc->op]);
+		if (fc->op == RT_FOP_IN) { /* the list as the array literal it becomes */
+			rt_buf_append_byte(b, '{');
+			for (size_t k = 0; k < fc->n_values; k++)
+				rt_buf_printf(b, "%s%s", k ? "," : "", fc->values[k]);
+			rt_buf_append_byte(b, '}');
+		} else if (fc->n_values) {
+			rt_buf_append_str(b, fc->values[0]);
+		}
+		rt_buf_printf(b, "\", %s}", fc->is_negated ? "true" : "false");
 	}
 	rt_buf_append_str(b, "], select: ");
 	if (json_is_array(select)) {
@@ -320,7 +328,12 @@ exception:
 	rt_buf_append_str(&msg, "Unable to subscribe to changes with given parameters. An exception "
 				"happened so please check your connect parameters: ");
 	describe(&msg, ev_name, schema, table, b->filter, select);
-	rt_buf_printf(&msg, ". Exception: ERROR P0001 (raise_exception) %s", why);
+	/* Postgres' error class, as Supabase reports the failed subscription. */
+	const char *pg_class = !strncmp(why, "invalid input syntax", 20)
+				       ? "22P02 (invalid_text_representation)"
+			       : strstr(why, "out of range") ? "22003 (numeric_value_out_of_range)"
+							     : "P0001 (raise_exception)";
+	rt_buf_printf(&msg, ". Exception: ERROR %s %s", pg_class, why);
 	snprintf(err, err_cap, "%s", msg.data);
 err:
 	rt_buf_deinit(&msg);
