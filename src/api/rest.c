@@ -37,12 +37,26 @@ struct job {
 static void respond_error(struct rt_conn *c, int status, const char *code, const char *message,
 			  const char *details)
 {
-	json_t *o = json_pack("{s:s,s:s?,s:n,s:s}", "code", code, "details",
-			      details && *details ? details : NULL, "hint", "message", message);
-	char *txt = json_dumps(o, JSON_COMPACT);
-	rt_conn_respond(c, status, content_json, txt, strlen(txt), NULL);
-	free(txt);
-	json_decref(o);
+	/* Built by hand from UTF-8-checked copies: the texts may quote the request. */
+	char msg[600], det[600];
+	snprintf(msg, sizeof msg, "%s", message);
+	snprintf(det, sizeof det, "%s", details ? details : "");
+	rt_utf8_truncate(msg);
+	rt_utf8_truncate(det);
+	struct rt_buf b;
+	rt_buf_init(&b);
+	rt_buf_append_str(&b, "{\"code\":");
+	rt_buf_append_json_str(&b, code, strlen(code));
+	rt_buf_append_str(&b, ",\"details\":");
+	if (*det)
+		rt_buf_append_json_str(&b, det, strlen(det));
+	else
+		rt_buf_append_str(&b, "null");
+	rt_buf_append_str(&b, ",\"hint\":null,\"message\":");
+	rt_buf_append_json_str(&b, msg, strlen(msg));
+	rt_buf_append_byte(&b, '}');
+	rt_conn_respond(c, status, content_json, b.data, b.len, NULL);
+	rt_buf_deinit(&b);
 }
 
 /* True when the comma-separated Prefer header names pref (e.g. "count=exact"). */
@@ -250,7 +264,7 @@ void rt_rest_handle(struct rt_conn *c, struct rt_http_req *req, struct rt_realti
 	if (range && (m == HTTP_GET || m == HTTP_HEAD) && sscanf(range, "%lld-%lld", &a, &b) == 2 &&
 	    a >= 0 && b >= a) {
 		j->q.offset = a;
-		j->q.limit = b - a + 1;
+		j->q.limit = b - a < RT_STORE_MAX_ROWS ? b - a + 1 : RT_STORE_MAX_ROWS;
 	}
 	if (m == HTTP_POST || m == HTTP_PATCH) {
 		j->body = json_loadb(req->body.data ? req->body.data : "", req->body.len, 0, NULL);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistr.h>
 
 #include "common/alloc.h"
 
@@ -92,6 +93,13 @@ void rt_buf_append_json_str(struct rt_buf *b, const char *s, size_t s_len)
 		}
 	}
 	rt_buf_append_byte(b, '"');
+}
+
+void rt_utf8_truncate(char *s)
+{
+	const uint8_t *bad = u8_check((const uint8_t *)s, strlen(s));
+	if (bad)
+		*(char *)bad = '\0';
 }
 
 char *rt_buf_detach(struct rt_buf *b, size_t *len)

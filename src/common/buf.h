@@ -34,6 +34,10 @@ void rt_buf_append_byte(struct rt_buf *b, uint8_t c);
 void rt_buf_printf(struct rt_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends s as a JSON string literal, quotes included. */
 void rt_buf_append_json_str(struct rt_buf *b, const char *s, size_t s_len);
+/* Cuts s at its first byte that is not valid UTF-8 (a truncated multi-byte
+ * character at the end included), so it can become a JSON string. */
+void rt_utf8_truncate(char *s);
+
 /* Hands the data to the caller (free() it) and leaves b empty. */
 char *rt_buf_detach(struct rt_buf *b, size_t *len);
 

@@ -48,9 +48,11 @@ struct rt_conn {
 	bool is_pending; /* on the worker's flush list */
 
 	bool is_closing;         /* no more input handled, no more output queued */
+	bool is_output_blocked;  /* over the queue bound: everything more is dropped */
 	bool close_after_flush;  /* end TCP once the queue is empty */
 	bool is_handle_closing;  /* uv_close called */
 	uint64_t last_rx_ms;
+	uint64_t req_start_ms; /* first byte of the HTTP request being read; 0 between */
 	uint64_t close_deadline_ms;
 
 	struct rt_conn *prev, *next;         /* worker's connection list */
@@ -282,19 +284,49 @@ static void queue_frame(struct rt_conn *c, struct rt_frame *f)
 	mark_pending(c);
 }
 
+/* True when n more bytes would pass the queue bound even after writing what
+ * the socket takes now: the bound is on what the peer refused, not on what
+ * one loop turn produced. */
+static bool is_over_bound(struct rt_conn *c, size_t n)
+{
+	size_t max = c->w->s->cfg.max_out_bytes;
+	if (c->q_bytes + n <= max)
+		return false;
+	conn_flush(c);
+	return c->q_bytes + n > max && !c->is_handle_closing;
+}
+
+/* Gives up on a peer that does not read: drops all further output and input
+ * and ends the connection once the queue drains or the grace period passes.
+ * Safe inside wslay's callbacks (it calls nothing of wslay's). */
+static void block_output(struct rt_conn *c)
+{
+	if (c->is_output_blocked)
+		return;
+	RT_METRIC_ERROR(SLOW_CONSUMER);
+	rt_warn("conn %s: outbound queue over %zu bytes, closing slow consumer", c->peer,
+		c->w->s->cfg.max_out_bytes);
+	c->is_output_blocked = true;
+	c->is_closing = true;
+	c->close_after_flush = true;
+	c->close_deadline_ms = rt_mono_ms() + CLOSE_GRACE_MS;
+	mark_pending(c);
+}
+
 void rt_conn_send(struct rt_conn *c, struct rt_frame *f)
 {
 	if (c->is_closing || !f)
 		return;
-	/* The bound is on what the socket refused, not on what one loop turn
-	 * produced: write first, then judge. */
-	if (c->q_bytes + f->len > c->w->s->cfg.max_out_bytes)
-		conn_flush(c);
-	if (c->q_bytes + f->len > c->w->s->cfg.max_out_bytes && !c->is_handle_closing) {
-		RT_METRIC_ERROR(SLOW_CONSUMER);
-		rt_warn("conn %s: outbound queue over %zu bytes, closing slow consumer", c->peer,
-			c->w->s->cfg.max_out_bytes);
-		rt_conn_close(c, 1008, "slow consumer: send queue limit exceeded");
+	if (is_over_bound(c, f->len)) {
+		if (c->state == CONN_WS) {
+			/* the close frame is small: it goes past the bound, once */
+			RT_METRIC_ERROR(SLOW_CONSUMER);
+			rt_warn("conn %s: outbound queue over %zu bytes, closing slow consumer",
+				c->peer, c->w->s->cfg.max_out_bytes);
+			rt_conn_close(c, 1008, "slow consumer: send queue limit exceeded");
+		} else {
+			block_output(c);
+		}
 		return;
 	}
 	queue_frame(c, f);
@@ -373,9 +405,14 @@ static void ws_on_message(void *user, enum rt_ws_opcode op, const uint8_t *data,
 static void ws_on_output(void *user, const uint8_t *data, size_t len)
 {
 	struct rt_conn *c = user;
-	/* Control frames bypass the closing check: the close frame must leave. */
-	if (c->is_handle_closing)
+	/* Control frames bypass the closing check (the close frame must leave),
+	 * not the bound: a peer that pings without reading is cut off. */
+	if (c->is_handle_closing || c->is_output_blocked)
 		return;
+	if (is_over_bound(c, len)) {
+		block_output(c);
+		return;
+	}
 	struct rt_frame *f = rt_frame_copy(data, len);
 	queue_frame(c, f);
 	rt_frame_unref(f);
@@ -430,7 +467,9 @@ static void conn_feed(struct rt_conn *c, const char *data, size_t len)
 		}
 		if (c->is_awaiting) {
 			if (c->stash.len + len > MAX_STASH) {
-				respond_error(c, 413);
+				/* a pipeline this deep while an answer is pending: cut off (an
+				 * error reply now would overtake the pending answer) */
+				block_output(c);
 				return;
 			}
 			rt_buf_append(&c->stash, data, len);
@@ -449,6 +488,7 @@ static void conn_feed(struct rt_conn *c, const char *data, size_t len)
 			return;
 		}
 		c->is_awaiting = true;
+		c->req_start_ms = 0;
 		RT_METRIC_INC(http_requests);
 		c->w->s->h->on_request(c, c->req);
 	}
@@ -469,9 +509,11 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 		conn_close_now(c);
 		return;
 	}
-	if (nread == 0 || c->is_handle_closing)
+	if (nread == 0 || c->is_handle_closing || c->is_output_blocked)
 		return;
 	c->last_rx_ms = rt_mono_ms();
+	if (c->state == CONN_HTTP && !c->req_start_ms)
+		c->req_start_ms = c->last_rx_ms;
 	if (c->is_closing && c->state == CONN_WS) {
 		/* Still read during the close handshake, for the peer's close frame. */
 		conn_feed_ws(c, buf->base, (size_t)nread);
@@ -498,6 +540,10 @@ void rt_conn_respond(struct rt_conn *c, int status, const char *content_type, co
 	rt_frame_unref(f);
 	c->is_awaiting = false;
 	rt_http_req_reset(c->req);
+	if (is_over_bound(c, 0)) {
+		block_output(c);
+		return;
+	}
 	if (!keep) {
 		c->is_closing = true;
 		c->close_after_flush = true;
@@ -652,7 +698,10 @@ static void on_tick(uv_timer_t *h)
 			if (c->close_deadline_ms && now >= c->close_deadline_ms)
 				conn_close_now(c);
 		} else if (c->state == CONN_HTTP) {
-			if (!c->is_awaiting && now - c->last_rx_ms >= cfg->request_timeout_ms)
+			/* A request must be whole within the timeout of its first byte (no
+			 * trickling), and an idle keep-alive connection ends after it too. */
+			uint64_t since = c->req_start_ms ? c->req_start_ms : c->last_rx_ms;
+			if (!c->is_awaiting && now - since >= cfg->request_timeout_ms)
 				conn_close_now(c);
 		} else if (now - c->last_rx_ms >= cfg->idle_timeout_ms) {
 			RT_METRIC_ERROR(IDLE_TIMEOUT);
@@ -707,15 +756,19 @@ static int worker_new(struct rt_server *s, unsigned idx, int fd, struct rt_worke
 	w->s = s;
 	w->idx = idx;
 	int rc = uv_loop_init(&w->loop);
-	if (rc)
+	if (rc) {
+		close(fd);
 		goto err_free;
+	}
 	uv_tcp_init(&w->loop, &w->listener);
 	w->listener.data = w;
 	rc = uv_tcp_open(&w->listener, fd);
-	if (rc == 0)
+	if (rc)
+		close(fd); /* not the handle's yet */
+	else
 		rc = uv_listen((uv_stream_t *)&w->listener, 4096, on_connection);
 	if (rc) {
-		uv_close((uv_handle_t *)&w->listener, NULL);
+		uv_close((uv_handle_t *)&w->listener, NULL); /* closes fd once it was opened */
 		uv_run(&w->loop, UV_RUN_NOWAIT);
 		goto err_loop;
 	}
@@ -767,11 +820,9 @@ int rt_server_new(const struct rt_server_config *cfg, const struct rt_server_han
 			rc = fd;
 			goto err;
 		}
-		rc = worker_new(s, i, fd, &s->workers[i]);
-		if (rc) {
-			close(fd);
+		rc = worker_new(s, i, fd, &s->workers[i]); /* takes fd */
+		if (rc)
 			goto err;
-		}
 		s->n_workers++;
 	}
 	*out = s;

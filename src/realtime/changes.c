@@ -38,6 +38,7 @@ struct rt_binding {
 	struct rt_filter *filter;
 	bool *selected; /* per table column; NULL: all columns */
 	char *eq_key;   /* index key when the filter is one eq; else NULL */
+	const char *eq_column; /* that eq's column (the schema's string) */
 	unsigned refs;  /* channels holding it (registry lock) */
 	UT_hash_handle hh;                   /* registry by key */
 	struct rt_binding *prev, *next;      /* scan list or eq bucket */
@@ -319,8 +320,10 @@ struct rt_binding *rt_binding_parse(struct rt_changes *c, const char *topic, con
 		struct rt_buf ek;
 		rt_buf_init(&ek);
 		eq_key_of(&ek, b->table->name, col);
-		norm_text(rt_store_column(b->table, col)->type, val, &ek);
+		const struct rt_store_column *ec = rt_store_column(b->table, col);
+		norm_text(ec->type, val, &ek);
 		b->eq_key = rt_buf_detach(&ek, NULL);
+		b->eq_column = ec->name;
 	}
 	rt_buf_deinit(&msg);
 	return b;
@@ -363,15 +366,6 @@ static struct eq_column *find_eq_col(struct rt_changes *c, const struct rt_store
 	return NULL;
 }
 
-/* The column of an eq_key: between the first and second separators. */
-static const char *eq_column_of(const struct rt_binding *b, char *buf, size_t cap)
-{
-	const char *p = strchr(b->eq_key, 0x1f) + 1;
-	const char *q = strchr(p, 0x1f);
-	snprintf(buf, cap, "%.*s", (int)(q - p), p);
-	return buf;
-}
-
 /* Links a new binding into the registry. Lock held. */
 static void link_binding(struct rt_changes *c, struct rt_binding *b)
 {
@@ -386,13 +380,11 @@ static void link_binding(struct rt_changes *c, struct rt_binding *b)
 			HASH_ADD_KEYPTR(hh, c->eq, bk->key, strlen(bk->key), bk);
 		}
 		DL_APPEND(bk->list, b);
-		char colbuf[256];
-		const char *col = eq_column_of(b, colbuf, sizeof colbuf);
-		struct eq_column *ec = find_eq_col(c, b->table, col);
+		struct eq_column *ec = find_eq_col(c, b->table, b->eq_column);
 		if (!ec) {
 			ec = rt_xcalloc(1, sizeof *ec);
 			ec->table = b->table;
-			ec->column = rt_store_column(b->table, col)->name;
+			ec->column = b->eq_column;
 			DL_APPEND(c->eq_cols, ec);
 		}
 		ec->users++;
@@ -416,8 +408,7 @@ static void unlink_binding(struct rt_changes *c, struct rt_binding *b)
 		free(bk->key);
 		free(bk);
 	}
-	char colbuf[256];
-	struct eq_column *ec = find_eq_col(c, b->table, eq_column_of(b, colbuf, sizeof colbuf));
+	struct eq_column *ec = find_eq_col(c, b->table, b->eq_column);
 	if (ec && --ec->users == 0) {
 		DL_DELETE(c->eq_cols, ec);
 		free(ec);
@@ -592,27 +583,30 @@ void rt_changes_resume(struct rt_changes *c, const char *key, uint64_t after,
 static void serve_resume(struct rt_changes *c, struct resume_req *r)
 {
 	uint64_t pos = r->after;
-	bool is_resync = false;
-	while (pos < c->last_pos) {
+	/* A position ahead of the log (the database was replaced) is a gap too. */
+	bool is_resync = r->after > c->last_pos;
+	while (!is_resync && pos < c->last_pos) {
 		struct rt_change *chs;
 		size_t n;
 		uint64_t oldest;
-		if (rt_store_changes_after(c->store, pos, RT_CHANGES_BATCH, &chs, &n, &oldest))
+		struct rt_store_scan scan;
+		if (rt_store_changes_after(c->store, pos, RT_CHANGES_BATCH, &chs, &n, &oldest, &scan))
 			break;
 		/* Behind the window, or the whole log is pruned while the client is
 		 * behind: changes were lost to it, so it must resync. */
-		if (pos == r->after && (!oldest || r->after + 1 < oldest))
+		if (pos == r->after && (!oldest || r->after + 1 < oldest)) {
 			is_resync = true;
-		for (size_t i = 0; i < n && chs[i].pos <= c->last_pos; i++) {
-			pos = chs[i].pos;
-			for (size_t k = 0; !is_resync && k < r->n; k++)
+			rt_store_changes_free(chs, n);
+			break;
+		}
+		for (size_t i = 0; i < n && chs[i].pos <= c->last_pos; i++)
+			for (size_t k = 0; k < r->n; k++)
 				if (matches(r->bindings[k], &chs[i]))
 					publish(c, r->key, r->bindings[k], &chs[i]);
-		}
-		bool is_done = n < RT_CHANGES_BATCH || (n && chs[n - 1].pos >= c->last_pos);
 		rt_store_changes_free(chs, n);
-		if (is_done || is_resync)
+		if (scan.n_rows < RT_CHANGES_BATCH || scan.last_pos <= pos)
 			break;
+		pos = scan.last_pos;
 	}
 	struct rt_msg *m = rt_msg_new(RT_MSG_CATCHUP, r->key);
 	m->pos = c->last_pos;
@@ -647,15 +641,16 @@ static void *feed_main(void *arg)
 			struct rt_change *chs;
 			size_t n;
 			uint64_t oldest;
+			struct rt_store_scan scan;
 			if (rt_store_changes_after(c->store, c->last_pos, RT_CHANGES_BATCH, &chs, &n,
-						   &oldest))
+						   &oldest, &scan))
 				break;
-			for (size_t i = 0; i < n; i++) {
+			for (size_t i = 0; i < n; i++)
 				dispatch(c, &chs[i]);
-				c->last_pos = chs[i].pos;
-			}
 			rt_store_changes_free(chs, n);
-			if (n < RT_CHANGES_BATCH)
+			/* by rows read, not changes returned: skipped rows count too */
+			c->last_pos = scan.last_pos;
+			if (scan.n_rows < RT_CHANGES_BATCH)
 				break;
 		}
 		while (c->requests) {

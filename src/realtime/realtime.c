@@ -132,6 +132,11 @@ void rt_realtime_worker_wake(struct rt_realtime_worker *rw)
 static void send_text(struct rt_session *s, const char *join_ref, const char *ref,
 		      const char *topic, const char *event, const json_t *payload)
 {
+	if (!payload) { /* json_pack refused a string: never send a broken frame */
+		rt_error("conn %s: %s on %s not sent: payload could not be encoded",
+			 rt_conn_peer(s->c), event, topic);
+		return;
+	}
 	struct rt_buf b;
 	rt_buf_init(&b);
 	rt_phx_encode_text_json(s->vsn, &b, join_ref, ref, topic, event, payload);
@@ -184,9 +189,10 @@ static void channel_free(struct rt_channel *ch)
 {
 	struct rt_session *s = ch->s;
 	struct rt_realtime_worker *rw = s->rw;
+	/* Unsubscribe first: the leave diff is for the others, not for this socket. */
+	rt_hub_unsubscribe(rw->hub, &ch->hsub);
 	if (ch->is_tracked)
 		rt_presence_untrack(rw->rt->presence, rw->hub, ch->key, ch->topic, ch->id);
-	rt_hub_unsubscribe(rw->hub, &ch->hsub);
 	for (size_t i = 0; i < ch->n_bindings; i++) {
 		rt_hub_unsubscribe(rw->hub, &ch->bindings[i].sub);
 		rt_changes_detach(rw->rt->changes, ch->bindings[i].b);
@@ -481,6 +487,10 @@ static void handle_join(struct rt_session *s, struct rt_phx_msg *m)
 	json_array_foreach(pg, i, entry) {
 		if (!json_is_object(entry))
 			continue; /* null entries are dropped, as Supabase does */
+		if (json_array_size(reply_bindings) == RT_REALTIME_MAX_BINDINGS && !*pg_err)
+			snprintf(pg_err, sizeof pg_err,
+				 "Too many postgres_changes subscriptions on one channel (at most %d)",
+				 RT_REALTIME_MAX_BINDINGS);
 		json_int_t id = binding_id(entry);
 		if (!rt->changes) {
 			if (!*pg_err)
@@ -491,7 +501,7 @@ static void handle_join(struct rt_session *s, struct rt_phx_msg *m)
 					 "select: nil]",
 					 str_or(entry, "event", "*"), str_or(entry, "schema", "public"),
 					 str_or(entry, "table", "*"));
-		} else {
+		} else if (!*pg_err) { /* after an error the rest are only echoed */
 			char err[1024];
 			struct rt_binding *b = rt_binding_parse(rt->changes, m->topic, entry, err,
 								sizeof err);
@@ -506,6 +516,7 @@ static void handle_join(struct rt_session *s, struct rt_phx_msg *m)
 		json_object_set_new(e, "id", json_integer(id));
 		json_array_append_new(reply_bindings, e);
 	}
+	rt_utf8_truncate(pg_err); /* a cut message must stay valid UTF-8 */
 	if (*pg_err) { /* all or nothing, as Supabase subscribes */
 		for (size_t k = 0; k < n_parsed; k++)
 			rt_binding_free(parsed[k]);

@@ -20,7 +20,8 @@
  * config.rtsync.resume_after (docs/protocol.md).
  *
  * Limits:    max_payload_bytes per broadcast and presence payload,
- *            max_channels per socket, presence_max_calls per
+ *            max_channels per socket, RT_REALTIME_MAX_BINDINGS postgres_changes
+ *            entries per channel, presence_max_calls per
  *            presence_window_ms per channel.
  */
 #ifndef RT_REALTIME_REALTIME_H
@@ -38,6 +39,8 @@
 #include "realtime/presence.h"
 
 #define RT_REALTIME_MAX_ROLES 8
+/* postgres_changes entries per channel: each is matched against every change */
+#define RT_REALTIME_MAX_BINDINGS 100
 
 struct rt_realtime_config {
 	const char *jwt_secret;

@@ -247,6 +247,9 @@ static void set_err(struct rt_store_error *e, int status, const char *code, cons
 	va_start(ap, fmt);
 	vsnprintf(e->message, sizeof e->message, fmt, ap);
 	va_end(ap);
+	/* names from the request may be anything, and cutting may split a character */
+	rt_utf8_truncate(e->message);
+	rt_utf8_truncate(e->details);
 }
 
 /* The "table.column" SQLite names in a constraint message, split. */
@@ -777,7 +780,11 @@ static int select_cols(const struct rt_store_table *t, const struct rt_query *q,
 		       const struct rt_store_column ***cols, const char ***keys, size_t *n,
 		       struct rt_store_error *e)
 {
-	size_t cap = t->n_cols + (q ? q->n_select : 0);
+	size_t cap = 0; /* every "*" expands to all columns */
+	for (size_t i = 0; q && q->select && i < q->n_select; i++)
+		cap += strcmp(q->select[i].column, "*") ? 1 : t->n_cols;
+	if (!q || !q->select)
+		cap = t->n_cols;
 	*cols = rt_xcalloc(cap ? cap : 1, sizeof **cols);
 	*keys = rt_xcalloc(cap ? cap : 1, sizeof **keys);
 	*n = 0;
@@ -1013,9 +1020,11 @@ static void duplicate_details(struct rt_store_error *e, const json_t *row)
 		free(txt);
 		p = dot + 1 + n;
 	}
-	if (names.len)
+	if (names.len) {
 		snprintf(e->details, sizeof e->details, "Key (%s)=(%s) already exists.", names.data,
 			 values.data);
+		rt_utf8_truncate(e->details);
+	}
 	rt_buf_deinit(&names);
 	rt_buf_deinit(&values);
 }
@@ -1253,11 +1262,13 @@ static json_t *typed_row(const struct rt_store_table *t, const char *txt)
 }
 
 int rt_store_changes_after(struct rt_store *s, uint64_t after, size_t max, struct rt_change **out,
-			   size_t *n, uint64_t *oldest)
+			   size_t *n, uint64_t *oldest, struct rt_store_scan *scan)
 {
 	*out = NULL;
 	*n = 0;
 	*oldest = 0;
+	scan->n_rows = 0;
+	scan->last_pos = after;
 	sqlite3 *db = s->change_db;
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db, "SELECT min(pos) FROM _rtsync_changes", -1, &st, NULL) ==
@@ -1279,6 +1290,8 @@ int rt_store_changes_after(struct rt_store *s, uint64_t after, size_t max, struc
 	size_t k = 0;
 	int step;
 	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		scan->n_rows++;
+		scan->last_pos = (uint64_t)sqlite3_column_int64(st, 0);
 		const struct rt_store_table *t =
 			rt_store_table(s, NULL, (const char *)sqlite3_column_text(st, 1));
 		if (!t)

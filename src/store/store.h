@@ -125,14 +125,23 @@ int rt_store_write(struct rt_store *s, const struct rt_write *w, json_t **rows,
 
 /* ---- the change stream (change thread) ---- */
 
+/* How far a read of the change log got: log rows are read even when they are
+ * not returned (a table created after start), so positions must advance by
+ * these, not by the changes returned. */
+struct rt_store_scan {
+	size_t n_rows;     /* log rows read */
+	uint64_t last_pos; /* position of the last row read; `after` when none */
+};
+
 /*
  * Reads up to max changes with position > after, in order. *out is an array
  * of *n changes (free with rt_store_changes_free). *oldest is the smallest position
  * still retained (0 when the log is empty): a caller whose `after` is below
- * oldest - 1 has missed changes. Returns 0 or -1 (error logged).
+ * oldest - 1 has missed changes. *scan says how far the read got (the log has
+ * more when scan->n_rows == max). Returns 0 or -1 (error logged).
  */
 int rt_store_changes_after(struct rt_store *s, uint64_t after, size_t max, struct rt_change **out,
-			   size_t *n, uint64_t *oldest);
+			   size_t *n, uint64_t *oldest, struct rt_store_scan *scan);
 
 /* The newest retained position, 0 when the log is empty. */
 uint64_t rt_store_last_pos(struct rt_store *s);
