@@ -578,8 +578,9 @@ void rt_changes_resume(struct rt_changes *c, const char *key, uint64_t after,
 	pthread_mutex_unlock(&c->mu);
 }
 
-/* Serves one resume request. Lock held: no live change is published while
- * the catch-up is read, so the marker's position splits the two exactly. */
+/* Serves one resume request on the feed thread, between two live batches:
+ * no live change is published while the catch-up is read, so the marker's
+ * position splits the two exactly. The bindings are held by the request. */
 static void serve_resume(struct rt_changes *c, struct resume_req *r)
 {
 	uint64_t pos = r->after;
@@ -653,13 +654,23 @@ static void *feed_main(void *arg)
 			if (scan.n_rows < RT_CHANGES_BATCH)
 				break;
 		}
-		while (c->requests) {
-			struct resume_req *r = c->requests;
-			LL_DELETE(c->requests, r);
-			serve_resume(c, r);
-			free_request(c, r);
-		}
+		struct resume_req *todo = c->requests;
+		c->requests = NULL;
 		pthread_mutex_unlock(&c->mu);
+		/* Catch-ups run without the lock: only this thread publishes live
+		 * changes, so none can slip between a catch-up and its marker, and
+		 * workers joining or leaving meanwhile are not held up. */
+		for (struct resume_req *r = todo; r; r = r->next)
+			serve_resume(c, r);
+		if (todo) {
+			pthread_mutex_lock(&c->mu);
+			while (todo) {
+				struct resume_req *r = todo;
+				LL_DELETE(todo, r);
+				free_request(c, r);
+			}
+			pthread_mutex_unlock(&c->mu);
+		}
 		if (rt_mono_ms() - last_prune >= PRUNE_EVERY_MS) {
 			rt_store_prune(c->store);
 			last_prune = rt_mono_ms();

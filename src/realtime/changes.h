@@ -11,7 +11,7 @@
  *
  * The change thread waits on the store, reads changes in position order,
  * matches and publishes them through the hub. A channel that resumes from a
- * position asks the change thread for a catch-up: under the registry lock
+ * position asks the change thread for a catch-up: between two live batches
  * the thread reads the retained changes after that position up to the last
  * one it published, sends those that match to the channel's own hub key, then
  * a marker with that last position. Live changes reach the channel through
