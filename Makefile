@@ -94,7 +94,7 @@ integration interop: all
 # The whole suite: the unit tests, fuzz corpora and real-process tests all run
 # against the sanitizer build, which is where memory errors and leaks show.
 test: deps
-	$(MAKE) all
+	$(MAKE) all bench
 	$(MAKE) $(ASAN_VARS) all unit-bins fuzz-bins
 	@tests/run-all.sh build-asan
 
@@ -123,3 +123,13 @@ clean:
 	rm -rf build build-asan build-fuzz
 
 -include $(shell find build build-asan -name '*.d' 2>/dev/null)
+
+# ---- Benchmark load generator (bench/README.md) --------------------------------
+# `make bench` builds $(BUILD)/rtbench, a WebSocket client load generator.
+BENCH_SRC := $(wildcard bench/*.c)
+
+.PHONY: bench
+bench: $(BUILD)/rtbench
+
+$(BUILD)/rtbench: $(BENCH_SRC) $(BUILD)/libsrv.a
+	$(CC) $(ALL_CFLAGS) -o $@ $(BENCH_SRC) $(BUILD)/libsrv.a $(LIBS) $(LDFLAGS)
