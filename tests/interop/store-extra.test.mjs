@@ -5,16 +5,13 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer } from './lib/server.mjs';
 import { rawConnect } from './lib/raw.mjs';
-import { Recorder, scope, WebSocket, withTimeout, sleep } from './lib/util.mjs';
+import { Recorder, scope, withTimeout, sleep, supabaseClient } from './lib/util.mjs';
 
-const require = createRequire(import.meta.url);
-const { createClient } = require('@supabase/supabase-js');
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS items (
@@ -50,15 +47,7 @@ after(async () => {
 });
 
 function supabase(sc, vsn = '2.0.0') {
-  const sb = createClient(server.httpUrl, server.token({ role: 'anon' }), {
-    auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
-    realtime: { transport: WebSocket, vsn, timeout: 10_000, logger: () => {}, reconnectAfterMs: () => 1000 },
-  });
-  sc.defer(async () => {
-    await withTimeout(sb.removeAllChannels(), 5000, 'removeAllChannels').catch(() => {});
-    await sb.realtime.disconnect();
-  });
-  return sb;
+  return supabaseClient(sc, server, { vsn });
 }
 
 let nextId = 10_000;
