@@ -39,9 +39,25 @@ struct rt_binding {
 	bool *selected; /* per table column; NULL: all columns */
 	char *eq_key;   /* index key when the filter is one eq; else NULL */
 	const char *eq_column; /* that eq's column (the schema's string) */
-	unsigned refs;  /* channels holding it (registry lock) */
+	unsigned refs;  /* groups holding it (registry lock) */
+	struct rt_bgroup **groups; /* the groups it is in */
+	size_t n_groups, cap_groups;
 	UT_hash_handle hh;                   /* registry by key */
 	struct rt_binding *prev, *next;      /* scan list or eq bucket */
+};
+
+struct rt_bgroup { /* the bindings of channels on one topic with the same set */
+	char *key;     /* "pgg:" topic, then the binding keys in order */
+	char *topic;
+	struct rt_binding **bindings; /* sorted by key, no duplicates */
+	size_t n;
+	unsigned refs; /* channels and resume requests holding it */
+	/* per dispatched change (feed thread, registry lock held) */
+	uint64_t stamp;
+	json_int_t *ids;
+	const struct rt_binding **matched;
+	size_t n_matched;
+	UT_hash_handle hh;
 };
 
 struct eq_bucket { /* bindings whose filter is column = value */
@@ -60,8 +76,7 @@ struct eq_column { /* a column some binding of a table filters by eq */
 struct resume_req {
 	char *key;
 	uint64_t after;
-	struct rt_binding **bindings;
-	size_t n;
+	struct rt_bgroup *g;
 	struct resume_req *next;
 };
 
@@ -74,7 +89,11 @@ struct rt_changes {
 
 	pthread_mutex_t mu; /* registry, requests, last_pos */
 	struct rt_binding *by_key;
+	struct rt_bgroup *groups;      /* by key */
 	struct rt_binding *scan;       /* bindings matched by scanning (per change) */
+	uint64_t stamp;                /* per dispatched change */
+	struct rt_bgroup **touched;    /* groups with a match for the current change */
+	size_t n_touched, cap_touched;
 	struct eq_bucket *eq;
 	struct eq_column *eq_cols;
 	struct resume_req *requests;
@@ -190,6 +209,7 @@ void rt_binding_free(struct rt_binding *b)
 	rt_filter_free(b->filter);
 	free(b->selected);
 	free(b->eq_key);
+	free(b->groups);
 	free(b);
 }
 
@@ -349,10 +369,6 @@ json_int_t rt_binding_id(const struct rt_binding *b)
 	return b->id;
 }
 
-const char *rt_binding_key(const struct rt_binding *b)
-{
-	return b->key;
-}
 
 /* ---- registry ---- */
 
@@ -415,30 +431,122 @@ static void unlink_binding(struct rt_changes *c, struct rt_binding *b)
 	}
 }
 
-void rt_changes_detach(struct rt_changes *c, struct rt_binding *b)
-{
-	pthread_mutex_lock(&c->mu);
-	bool is_last = --b->refs == 0;
-	if (is_last)
-		unlink_binding(c, b);
-	pthread_mutex_unlock(&c->mu);
-	if (is_last)
-		rt_binding_free(b);
-}
 
-struct rt_binding *rt_changes_attach(struct rt_changes *c, struct rt_binding *b)
+/* The registered binding equal to b (b is consumed), with one more ref. Lock held. */
+static struct rt_binding *register_binding(struct rt_changes *c, struct rt_binding *b)
 {
-	pthread_mutex_lock(&c->mu);
 	struct rt_binding *have;
 	HASH_FIND_STR(c->by_key, b->key, have);
-	if (have)
+	if (have) {
 		have->refs++;
-	else
-		link_binding(c, b);
-	pthread_mutex_unlock(&c->mu);
-	if (have)
 		rt_binding_free(b);
-	return have ? have : b;
+		return have;
+	}
+	link_binding(c, b);
+	return b;
+}
+
+static void unref_binding(struct rt_changes *c, struct rt_binding *b)
+{
+	if (--b->refs)
+		return;
+	unlink_binding(c, b);
+	rt_binding_free(b);
+}
+
+static int by_key(const void *a, const void *b)
+{
+	return strcmp((*(struct rt_binding *const *)a)->key, (*(struct rt_binding *const *)b)->key);
+}
+
+struct rt_bgroup *rt_changes_attach(struct rt_changes *c, struct rt_binding **bindings, size_t n)
+{
+	struct rt_binding **regs = rt_xcalloc(n ? n : 1, sizeof *regs);
+	size_t m = 0;
+	pthread_mutex_lock(&c->mu);
+	for (size_t i = 0; i < n; i++) {
+		struct rt_binding *b = register_binding(c, bindings[i]);
+		bool is_dup = false;
+		for (size_t k = 0; k < m && !is_dup; k++)
+			is_dup = regs[k] == b;
+		if (is_dup)
+			unref_binding(c, b); /* identical bindings are one subscription */
+		else
+			regs[m++] = b;
+	}
+	qsort(regs, m, sizeof *regs, by_key);
+	struct rt_buf key;
+	rt_buf_init(&key);
+	rt_buf_printf(&key, "pgg:%s", m ? regs[0]->topic : "");
+	for (size_t i = 0; i < m; i++) {
+		rt_buf_append_byte(&key, 0x1e);
+		rt_buf_append_str(&key, regs[i]->key);
+	}
+	struct rt_bgroup *g;
+	HASH_FIND_STR(c->groups, key.data, g);
+	if (g) { /* the group holds its bindings already */
+		g->refs++;
+		for (size_t i = 0; i < m; i++)
+			unref_binding(c, regs[i]);
+		free(regs);
+		rt_buf_deinit(&key);
+	} else {
+		g = rt_xcalloc(1, sizeof *g);
+		g->key = rt_buf_detach(&key, NULL);
+		g->topic = rt_xstrdup(m ? regs[0]->topic : "");
+		g->bindings = regs;
+		g->n = m;
+		g->refs = 1;
+		g->ids = rt_xcalloc(m ? m : 1, sizeof *g->ids);
+		g->matched = rt_xcalloc(m ? m : 1, sizeof *g->matched);
+		for (size_t i = 0; i < m; i++) {
+			struct rt_binding *b = regs[i];
+			if (b->n_groups == b->cap_groups) {
+				b->cap_groups = b->cap_groups ? b->cap_groups * 2 : 2;
+				b->groups = rt_xrealloc(b->groups, b->cap_groups * sizeof *b->groups);
+			}
+			b->groups[b->n_groups++] = g;
+		}
+		HASH_ADD_KEYPTR(hh, c->groups, g->key, strlen(g->key), g);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return g;
+}
+
+/* Drops one reference to g. Lock held. */
+static void unref_group(struct rt_changes *c, struct rt_bgroup *g)
+{
+	if (--g->refs)
+		return;
+	HASH_DEL(c->groups, g);
+	for (size_t i = 0; i < g->n; i++) {
+		struct rt_binding *b = g->bindings[i];
+		for (size_t k = 0; k < b->n_groups; k++) {
+			if (b->groups[k] == g) {
+				b->groups[k] = b->groups[--b->n_groups];
+				break;
+			}
+		}
+		unref_binding(c, b);
+	}
+	free(g->bindings);
+	free(g->ids);
+	free(g->matched);
+	free(g->key);
+	free(g->topic);
+	free(g);
+}
+
+void rt_changes_detach(struct rt_changes *c, struct rt_bgroup *g)
+{
+	pthread_mutex_lock(&c->mu);
+	unref_group(c, g);
+	pthread_mutex_unlock(&c->mu);
+}
+
+const char *rt_bgroup_key(const struct rt_bgroup *g)
+{
+	return g->key;
 }
 
 /* ---- encoding and matching ---- */
@@ -452,25 +560,35 @@ static void iso_ms(int64_t ms, char out[64])
 		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
 }
 
-static json_t *project(const struct rt_binding *b, const json_t *row)
+/* Whether column i goes out: what any matched binding selects (all columns
+ * when one of them selects none). */
+static bool is_sent(const struct rt_binding *const *matched, size_t n, size_t i)
 {
-	if (!b->selected || !row)
-		return json_incref((json_t *)row);
+	for (size_t k = 0; k < n; k++)
+		if (!matched[k]->selected || matched[k]->selected[i])
+			return true;
+	return false;
+}
+
+static json_t *project(const struct rt_store_table *t, const struct rt_binding *const *matched,
+		       size_t n, const json_t *row)
+{
 	json_t *out = json_object();
-	for (size_t i = 0; i < b->table->n_cols; i++)
-		if (b->selected[i])
-			json_object_set(out, b->table->cols[i].name,
-					json_object_get(row, b->table->cols[i].name));
+	for (size_t i = 0; i < t->n_cols; i++)
+		if (is_sent(matched, n, i))
+			json_object_set(out, t->cols[i].name, json_object_get(row, t->cols[i].name));
 	return out;
 }
 
-/* The postgres_changes payload of change for binding b. */
-static json_t *change_payload(const struct rt_binding *b, const struct rt_change *ch)
+/* The postgres_changes payload of a change for the bindings that matched it:
+ * ids lists them all, as Supabase sends one frame per change and channel. */
+static json_t *change_payload(const struct rt_binding *const *matched, size_t n,
+			      const struct rt_change *ch)
 {
 	const struct rt_store_table *t = ch->table;
 	json_t *cols = json_array();
 	for (size_t i = 0; i < t->n_cols; i++)
-		if (!b->selected || b->selected[i])
+		if (is_sent(matched, n, i))
 			json_array_append_new(cols, json_pack("{s:s,s:s}", "name", t->cols[i].name,
 							      "type", t->cols[i].type));
 	char ts[64], pos[24];
@@ -481,16 +599,20 @@ static json_t *change_payload(const struct rt_binding *b, const struct rt_change
 				 rt_change_type_name(ch->type), "columns", cols, "errors", "position",
 				 pos);
 	if (ch->record)
-		json_object_set_new(data, "record", project(b, ch->record));
+		json_object_set_new(data, "record", project(t, matched, n, ch->record));
 	if (ch->old_record)
-		json_object_set_new(data, "old_record", project(b, ch->old_record));
-	return json_pack("{s:[I],s:o}", "ids", (json_int_t)b->id, "data", data);
+		json_object_set_new(data, "old_record", project(t, matched, n, ch->old_record));
+	json_t *ids = json_array();
+	for (size_t k = 0; k < n; k++)
+		json_array_append_new(ids, json_integer(matched[k]->id));
+	return json_pack("{s:o,s:o}", "ids", ids, "data", data);
 }
 
-static struct rt_msg *change_msg(const char *key, const struct rt_binding *b,
-				 const struct rt_change *ch)
+/* Publishes one frame pair under key for the matched bindings of a group. */
+static void publish(struct rt_changes *c, const char *key, const char *topic,
+		    const struct rt_binding *const *matched, size_t n, const struct rt_change *ch)
 {
-	json_t *payload = change_payload(b, ch);
+	json_t *payload = change_payload(matched, n, ch);
 	struct rt_buf p, f;
 	rt_buf_init(&p);
 	rt_buf_init(&f);
@@ -498,14 +620,15 @@ static struct rt_msg *change_msg(const char *key, const struct rt_binding *b,
 	json_decref(payload);
 	struct rt_msg *m = rt_msg_new(RT_MSG_CHANGE, key);
 	m->pos = ch->pos;
-	rt_phx_encode_text(RT_PHX_V1, &f, NULL, NULL, b->topic, "postgres_changes", p.data, p.len);
+	rt_phx_encode_text(RT_PHX_V1, &f, NULL, NULL, topic, "postgres_changes", p.data, p.len);
 	m->v1 = rt_ws_frame(RT_WS_TEXT, f.data, f.len);
 	rt_buf_reset(&f);
-	rt_phx_encode_text(RT_PHX_V2, &f, NULL, NULL, b->topic, "postgres_changes", p.data, p.len);
+	rt_phx_encode_text(RT_PHX_V2, &f, NULL, NULL, topic, "postgres_changes", p.data, p.len);
 	m->v2 = rt_ws_frame(RT_WS_TEXT, f.data, f.len);
 	rt_buf_deinit(&f);
 	rt_buf_deinit(&p);
-	return m;
+	rt_hub_publish_any(c->hub, m);
+	rt_msg_unref(m);
 }
 
 static bool matches(const struct rt_binding *b, const struct rt_change *ch)
@@ -524,21 +647,33 @@ static bool matches(const struct rt_binding *b, const struct rt_change *ch)
 	return row && rt_filter_match(b->filter, row, column_type, (void *)ch->table);
 }
 
-static void publish(struct rt_changes *c, const char *key, const struct rt_binding *b,
-		    const struct rt_change *ch)
+/* Notes a matching binding in each of its groups. Lock held. */
+static void note_match(struct rt_changes *c, const struct rt_binding *b)
 {
-	struct rt_msg *m = change_msg(key, b, ch);
-	rt_hub_publish_any(c->hub, m);
-	rt_msg_unref(m);
+	for (size_t i = 0; i < b->n_groups; i++) {
+		struct rt_bgroup *g = b->groups[i];
+		if (g->stamp != c->stamp) {
+			g->stamp = c->stamp;
+			g->n_matched = 0;
+			if (c->n_touched == c->cap_touched) {
+				c->cap_touched = c->cap_touched ? c->cap_touched * 2 : 16;
+				c->touched = rt_xrealloc(c->touched, c->cap_touched * sizeof *c->touched);
+			}
+			c->touched[c->n_touched++] = g;
+		}
+		g->matched[g->n_matched++] = b;
+	}
 }
 
-/* Publishes one change to every binding it matches. Lock held. */
+/* Publishes one change to every group with a binding it matches. Lock held. */
 static void dispatch(struct rt_changes *c, const struct rt_change *ch)
 {
+	c->stamp++;
+	c->n_touched = 0;
 	struct rt_binding *b;
 	DL_FOREACH(c->scan, b)
 		if (matches(b, ch))
-			publish(c, b->key, b, ch);
+			note_match(c, b);
 	const json_t *row = ch->type == RT_CHANGE_DELETE ? ch->old_record : ch->record;
 	struct eq_column *ec;
 	DL_FOREACH(c->eq_cols, ec) {
@@ -554,26 +689,26 @@ static void dispatch(struct rt_changes *c, const struct rt_change *ch)
 			if (bk)
 				DL_FOREACH(bk->list, b)
 					if (matches(b, ch))
-						publish(c, b->key, b, ch);
+						note_match(c, b);
 		}
 		rt_buf_deinit(&k);
+	}
+	for (size_t i = 0; i < c->n_touched; i++) {
+		struct rt_bgroup *g = c->touched[i];
+		publish(c, g->key, g->topic, g->matched, g->n_matched, ch);
 	}
 }
 
 /* ---- resume ---- */
 
-void rt_changes_resume(struct rt_changes *c, const char *key, uint64_t after,
-		       struct rt_binding *const *bindings, size_t n)
+void rt_changes_resume(struct rt_changes *c, const char *key, uint64_t after, struct rt_bgroup *g)
 {
 	struct resume_req *r = rt_xcalloc(1, sizeof *r);
 	r->key = rt_xstrdup(key);
 	r->after = after;
-	r->bindings = rt_xcalloc(n ? n : 1, sizeof *r->bindings);
-	memcpy(r->bindings, bindings, n * sizeof *bindings);
-	r->n = n;
+	r->g = g;
 	pthread_mutex_lock(&c->mu);
-	for (size_t i = 0; i < n; i++)
-		r->bindings[i]->refs++; /* held until the request is served */
+	g->refs++; /* held until the request is served */
 	LL_APPEND(c->requests, r);
 	pthread_mutex_unlock(&c->mu);
 }
@@ -600,10 +735,16 @@ static void serve_resume(struct rt_changes *c, struct resume_req *r)
 			rt_store_changes_free(chs, n);
 			break;
 		}
-		for (size_t i = 0; i < n && chs[i].pos <= c->last_pos; i++)
-			for (size_t k = 0; k < r->n; k++)
-				if (matches(r->bindings[k], &chs[i]))
-					publish(c, r->key, r->bindings[k], &chs[i]);
+		const struct rt_binding **matched = rt_xcalloc(r->g->n + 1, sizeof *matched);
+		for (size_t i = 0; i < n && chs[i].pos <= c->last_pos; i++) {
+			size_t n_matched = 0;
+			for (size_t k = 0; k < r->g->n; k++)
+				if (matches(r->g->bindings[k], &chs[i]))
+					matched[n_matched++] = r->g->bindings[k];
+			if (n_matched)
+				publish(c, r->key, r->g->topic, matched, n_matched, &chs[i]);
+		}
+		free(matched);
 		rt_store_changes_free(chs, n);
 		if (scan.n_rows < RT_CHANGES_BATCH || scan.last_pos <= pos)
 			break;
@@ -616,15 +757,10 @@ static void serve_resume(struct rt_changes *c, struct resume_req *r)
 	rt_msg_unref(m);
 }
 
+/* Lock held. */
 static void free_request(struct rt_changes *c, struct resume_req *r)
 {
-	for (size_t i = 0; i < r->n; i++) {
-		if (--r->bindings[i]->refs == 0) {
-			unlink_binding(c, r->bindings[i]);
-			rt_binding_free(r->bindings[i]);
-		}
-	}
-	free(r->bindings);
+	unref_group(c, r->g);
 	free(r->key);
 	free(r);
 }
@@ -716,11 +852,17 @@ void rt_changes_free(struct rt_changes *c)
 		LL_DELETE(c->requests, r);
 		free_request(c, r);
 	}
+	struct rt_bgroup *g, *gtmp;
+	HASH_ITER(hh, c->groups, g, gtmp) {
+		g->refs = 1;
+		unref_group(c, g); /* releases its bindings */
+	}
 	struct rt_binding *b, *tmp;
 	HASH_ITER(hh, c->by_key, b, tmp) {
 		unlink_binding(c, b);
 		rt_binding_free(b);
 	}
+	free(c->touched);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
 }

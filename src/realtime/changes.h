@@ -2,12 +2,13 @@
  * postgres_changes: the change feed from the store to subscribed channels.
  *
  * A binding is one entry of a join's config.postgres_changes, validated
- * against the schema (event, schema, table, filter, select). Channels with the
- * same binding on the same topic share one registry entry and one hub key, so
- * each change is matched once per entry and encoded once per entry, however
- * many sockets receive it. The registry is indexed by table and, for filters
- * that are a single `eq`, by column value; other entries of a table are
- * scanned.
+ * against the schema (event, schema, table, filter, select). The registry is
+ * indexed by table and, for filters that are a single `eq`, by column value;
+ * other bindings of a table are scanned. A channel's bindings form a group:
+ * channels on the same topic with the same set of bindings share one group
+ * and one hub key, so a change is matched once per binding and encoded once
+ * per group, as one frame whose `ids` lists every binding of the group that
+ * matched, however many sockets receive it.
  *
  * The change thread waits on the store, reads changes in position order,
  * matches and publishes them through the hub. A channel that resumes from a
@@ -42,6 +43,7 @@
 
 struct rt_changes;
 struct rt_binding;
+struct rt_bgroup;
 
 /* Creates the feed over store, publishing through hub. Starts at the store's
  * newest position (nothing is replayed at start). */
@@ -59,26 +61,27 @@ struct rt_binding *rt_binding_parse(struct rt_changes *c, const char *topic, con
 				    char *err, size_t err_cap);
 /* The id echoed in the join reply and carried in `ids`. */
 json_int_t rt_binding_id(const struct rt_binding *b);
-/* The hub key live deliveries of this binding are published under. */
-const char *rt_binding_key(const struct rt_binding *b);
 /* Frees a binding that was never attached. */
 void rt_binding_free(struct rt_binding *b);
 
-/* Registers a binding with the feed and takes it: returns the registered
- * binding with the same identity (b itself, or an existing one, b freed).
- * Each attach is released by one detach. */
-struct rt_binding *rt_changes_attach(struct rt_changes *c, struct rt_binding *b);
-void rt_changes_detach(struct rt_changes *c, struct rt_binding *b);
+/*
+ * Registers one channel's bindings with the feed and takes them (identical
+ * ones count once): returns their group, shared by every channel on the same
+ * topic with the same set. Each attach is released by one detach.
+ */
+struct rt_bgroup *rt_changes_attach(struct rt_changes *c, struct rt_binding **bindings, size_t n);
+void rt_changes_detach(struct rt_changes *c, struct rt_bgroup *g);
+/* The hub key the group's live deliveries are published under. */
+const char *rt_bgroup_key(const struct rt_bgroup *g);
 
 /*
- * Asks for the changes after `after` that match bindings[0..n-1], delivered
- * to hub key `key` (the channel's own key) as RT_MSG_CHANGE messages, then a
+ * Asks for the changes after `after` that match group g, delivered to hub
+ * key `key` (the channel's own key) as RT_MSG_CHANGE messages, then a
  * RT_MSG_CATCHUP marker whose pos is the last position covered (with
- * is_resync set when `after` was no longer retained). The bindings must stay
- * attached until the marker arrives.
+ * is_resync set when `after` was no longer retained, or is ahead of the log).
+ * The request holds its own reference to g.
  */
-void rt_changes_resume(struct rt_changes *c, const char *key, uint64_t after,
-		       struct rt_binding *const *bindings, size_t n);
+void rt_changes_resume(struct rt_changes *c, const char *key, uint64_t after, struct rt_bgroup *g);
 
 /* The newest position published so far. */
 uint64_t rt_changes_last_pos(struct rt_changes *c);

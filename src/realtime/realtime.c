@@ -36,8 +36,8 @@ struct rt_channel {
 	unsigned pres_calls;
 	struct rt_sub hsub;
 	/* postgres_changes */
-	struct chan_binding *bindings;
-	size_t n_bindings;
+	struct rt_bgroup *bgroup; /* the channel's bindings, NULL without */
+	struct rt_sub pgsub;      /* live deliveries of the group */
 	struct rt_sub catchup_sub; /* the channel's own key, while resuming */
 	char *catchup_key;
 	bool is_catching_up;
@@ -46,12 +46,6 @@ struct rt_channel {
 	struct rt_msg **held;   /* live changes held during the catch-up */
 	size_t n_held;
 	UT_hash_handle hh;
-};
-
-struct chan_binding {
-	struct rt_sub sub;
-	struct rt_binding *b;
-	struct rt_channel *ch;
 };
 
 #define MAX_HELD 10000
@@ -193,11 +187,10 @@ static void channel_free(struct rt_channel *ch)
 	rt_hub_unsubscribe(rw->hub, &ch->hsub);
 	if (ch->is_tracked)
 		rt_presence_untrack(rw->rt->presence, rw->hub, ch->key, ch->topic, ch->id);
-	for (size_t i = 0; i < ch->n_bindings; i++) {
-		rt_hub_unsubscribe(rw->hub, &ch->bindings[i].sub);
-		rt_changes_detach(rw->rt->changes, ch->bindings[i].b);
+	if (ch->bgroup) {
+		rt_hub_unsubscribe(rw->hub, &ch->pgsub);
+		rt_changes_detach(rw->rt->changes, ch->bgroup);
 	}
-	free(ch->bindings);
 	rt_hub_unsubscribe(rw->hub, &ch->catchup_sub);
 	free(ch->catchup_key);
 	for (size_t i = 0; i < ch->n_held; i++)
@@ -237,10 +230,11 @@ static void channel_deliver(struct rt_sub *sub, struct rt_msg *m)
 		rt_conn_send(ch->s->c, f);
 }
 
-/* A live postgres_changes delivery for one of the channel's bindings. */
+/* A live postgres_changes delivery for the channel's bindings. */
 static void binding_deliver(struct rt_sub *sub, struct rt_msg *m)
 {
-	struct rt_channel *ch = ((struct chan_binding *)sub)->ch;
+	struct rt_channel *ch =
+		(struct rt_channel *)((char *)sub - offsetof(struct rt_channel, pgsub));
 	if (ch->is_catching_up) {
 		if (ch->n_held == MAX_HELD) {
 			ch->is_overflowed = true;
@@ -283,7 +277,7 @@ static void catchup_deliver(struct rt_sub *sub, struct rt_msg *m)
 			       "the data you show, then subscribe without resume_after");
 	for (size_t i = 0; i < ch->n_held; i++) {
 		if (!ch->is_overflowed)
-			binding_deliver(&ch->bindings[0].sub, ch->held[i]);
+			binding_deliver(&ch->pgsub, ch->held[i]);
 		rt_msg_unref(ch->held[i]);
 	}
 	ch->n_held = 0;
@@ -369,26 +363,9 @@ static void subscribe_changes(struct rt_channel *ch, struct rt_binding **parsed,
 			      const json_t *ext)
 {
 	struct rt_realtime_worker *rw = ch->s->rw;
-	ch->bindings = rt_xcalloc(n, sizeof *ch->bindings);
-	struct rt_binding **attached = rt_xcalloc(n, sizeof *attached);
-	size_t n_attached = 0;
-	for (size_t i = 0; i < n; i++) {
-		struct rt_binding *b = rt_changes_attach(rw->rt->changes, parsed[i]);
-		/* The same binding twice on one channel is one subscription: its
-		 * listeners share the id and must see each change once. */
-		bool is_dup = false;
-		for (size_t k = 0; k < n_attached && !is_dup; k++)
-			is_dup = attached[k] == b;
-		if (is_dup) {
-			rt_changes_detach(rw->rt->changes, b);
-			continue;
-		}
-		struct chan_binding *cb = &ch->bindings[ch->n_bindings++];
-		cb->ch = ch;
-		cb->b = attached[n_attached++] = b;
-		cb->sub.deliver = binding_deliver;
-		rt_hub_subscribe(rw->hub, rt_binding_key(cb->b), &cb->sub);
-	}
+	ch->bgroup = rt_changes_attach(rw->rt->changes, parsed, n);
+	ch->pgsub.deliver = binding_deliver;
+	rt_hub_subscribe(rw->hub, rt_bgroup_key(ch->bgroup), &ch->pgsub);
 	system_msg(ch, "postgres_changes", "ok", "Subscribed to PostgreSQL");
 	uint64_t after;
 	if (resume_after(ext, &after)) {
@@ -398,9 +375,8 @@ static void subscribe_changes(struct rt_channel *ch, struct rt_binding **parsed,
 		ch->catchup_sub.deliver = catchup_deliver;
 		ch->is_catching_up = true;
 		rt_hub_subscribe(rw->hub, key, &ch->catchup_sub);
-		rt_changes_resume(rw->rt->changes, key, after, attached, n_attached);
+		rt_changes_resume(rw->rt->changes, key, after, ch->bgroup);
 	}
-	free(attached);
 }
 
 static void handle_join(struct rt_session *s, struct rt_phx_msg *m)

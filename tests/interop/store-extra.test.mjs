@@ -935,12 +935,7 @@ describe('postgres_changes with supabase-js', () => {
     assert.deepEqual(frames[0].payload.ids, [pcs[0].id]);
   });
 
-  it('overlapping (non-identical) bindings on one channel: one frame per change, listing every matching id', {
-    timeout: 30_000,
-    // rtsync sends one frame per matching binding (each listener still fires once); Supabase
-    // sends one frame listing every id. Known difference, see docs/protocol.md.
-    todo: 'one frame per change for overlapping bindings',
-  }, async (t) => {
+  it('overlapping (non-identical) bindings on one channel: one frame per change, listing every matching id', { timeout: 30_000 }, async (t) => {
     const sc = scope(t);
     const grp = newGrp('overlap');
     const sb = supabase(sc);
