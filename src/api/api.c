@@ -164,8 +164,10 @@ static void broadcast_batch(struct rt_conn *c, struct rt_http_req *req)
 				     "reduce the batch size\"}");
 		goto out;
 	}
-	/* Validate everything first: a batch is all or nothing. */
+	/* Validate everything first: a batch is all or nothing. Each payload is
+	 * serialized once, here, and published from that text. */
 	json_t *errors = json_object();
+	char **texts = rt_xcalloc(json_array_size(msgs) + 1, sizeof *texts);
 	size_t i;
 	const json_t *m;
 	json_array_foreach(msgs, i, m) {
@@ -179,10 +181,9 @@ static void broadcast_batch(struct rt_conn *c, struct rt_http_req *req)
 		if (!json_is_object(payload)) {
 			add_error(errors, i, "payload", "can't be blank");
 		} else {
-			char *p = json_dumps(payload, JSON_COMPACT);
-			if (p && strlen(p) > rt->cfg.max_payload_bytes)
+			texts[i] = json_dumps(payload, JSON_COMPACT);
+			if (strlen(texts[i]) > rt->cfg.max_payload_bytes)
 				add_error(errors, i, "payload", "Payload size exceeds tenant limit");
-			free(p);
 		}
 	}
 	if (json_object_size(errors)) {
@@ -200,7 +201,7 @@ static void broadcast_batch(struct rt_conn *c, struct rt_http_req *req)
 		free(txt);
 		json_decref(out);
 		json_decref(errors);
-		goto out;
+		goto out_texts;
 	}
 	json_decref(errors);
 	bool may_private = rt_realtime_role_allowed(rt, claims.role);
@@ -209,13 +210,15 @@ static void broadcast_batch(struct rt_conn *c, struct rt_http_req *req)
 		if (is_private && !may_private)
 			continue; /* dropped without telling, as Supabase does */
 		const char *id = json_string_value(json_object_get(m, "id"));
-		char *p = json_dumps(json_object_get(m, "payload"), JSON_COMPACT);
 		rt_realtime_publish(rw_of(c), json_string_value(json_object_get(m, "topic")),
 				    is_private, json_string_value(json_object_get(m, "event")), false,
-				    RT_PHX_ENC_JSON, p, strlen(p), id);
-		free(p);
+				    RT_PHX_ENC_JSON, texts[i], strlen(texts[i]), id);
 	}
 	rt_conn_respond(c, 202, NULL, NULL, 0, NULL);
+out_texts:
+	for (i = 0; i < json_array_size(msgs); i++)
+		free(texts[i]);
+	free(texts);
 out:
 	json_decref(body);
 	rt_jwt_claims_deinit(&claims);

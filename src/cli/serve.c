@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -336,6 +337,13 @@ static char *read_file(const char *path)
 	return rt_buf_detach(&b, NULL);
 }
 
+/* jansson allocates with the server's policy: out of memory aborts loudly,
+ * so a NULL from jansson can only mean input it refused. */
+static void *json_alloc(size_t n)
+{
+	return rt_xmalloc(n);
+}
+
 static struct rt_server *g_server;
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -368,6 +376,7 @@ int rt_cli_serve(int argc, char **argv)
 		goto out;
 	}
 	rt_log_setup(level, is_json);
+	json_set_alloc_funcs(json_alloc, free);
 	if (split_listen(o.listen, host, sizeof host, &port)) {
 		fprintf(stderr, "rtsync serve: --listen wants HOST:PORT, got '%s'\n", o.listen);
 		rc = RT_CLI_EXIT_USAGE;

@@ -284,6 +284,24 @@ static void queue_frame(struct rt_conn *c, struct rt_frame *f)
 	mark_pending(c);
 }
 
+/* Queues a copy of data_len bytes (HTTP answers, control frames). */
+static void queue_copy(struct rt_conn *c, const void *data, size_t data_len)
+{
+	struct rt_frame *f = rt_frame_copy(data, data_len);
+	queue_frame(c, f);
+	rt_frame_unref(f);
+}
+
+/* Stops handling the peer; the connection ends once what is queued has left
+ * (and, for WebSocket, the close handshake is done) or the grace period ends. */
+static void end_after_flush(struct rt_conn *c)
+{
+	c->is_closing = true;
+	c->close_after_flush = true;
+	c->close_deadline_ms = rt_mono_ms() + CLOSE_GRACE_MS;
+	mark_pending(c);
+}
+
 /* True when n more bytes would pass the queue bound even after writing what
  * the socket takes now: the bound is on what the peer refused, not on what
  * one loop turn produced. */
@@ -307,10 +325,7 @@ static void block_output(struct rt_conn *c)
 	rt_warn("conn %s: outbound queue over %zu bytes, closing slow consumer", c->peer,
 		c->w->s->cfg.max_out_bytes);
 	c->is_output_blocked = true;
-	c->is_closing = true;
-	c->close_after_flush = true;
-	c->close_deadline_ms = rt_mono_ms() + CLOSE_GRACE_MS;
-	mark_pending(c);
+	end_after_flush(c);
 }
 
 void rt_conn_send(struct rt_conn *c, struct rt_frame *f)
@@ -385,10 +400,7 @@ void rt_conn_close(struct rt_conn *c, uint16_t code, const char *reason)
 		/* wslay's close frame goes out through on_output, after what is queued. */
 		rt_ws_close(&c->ws, code, reason);
 	}
-	c->is_closing = true;
-	c->close_after_flush = true;
-	c->close_deadline_ms = rt_mono_ms() + CLOSE_GRACE_MS;
-	mark_pending(c);
+	end_after_flush(c);
 }
 
 /* ---- input ---- */
@@ -413,9 +425,7 @@ static void ws_on_output(void *user, const uint8_t *data, size_t len)
 		block_output(c);
 		return;
 	}
-	struct rt_frame *f = rt_frame_copy(data, len);
-	queue_frame(c, f);
-	rt_frame_unref(f);
+	queue_copy(c, data, len);
 }
 
 static const struct rt_ws_callbacks ws_cbs = {ws_on_message, ws_on_output};
@@ -428,13 +438,9 @@ static void respond_error(struct rt_conn *c, int status)
 	char body[96];
 	int n = snprintf(body, sizeof body, "{\"error\":\"%s\"}", rt_http_status_text(status));
 	rt_http_response(&b, status, "application/json", body, (size_t)n, NULL, false);
-	struct rt_frame *f = rt_frame_copy(b.data, b.len);
+	queue_copy(c, b.data, b.len);
 	rt_buf_deinit(&b);
-	queue_frame(c, f);
-	rt_frame_unref(f);
-	c->is_closing = true;
-	c->close_after_flush = true;
-	c->close_deadline_ms = rt_mono_ms() + CLOSE_GRACE_MS;
+	end_after_flush(c);
 }
 
 static void conn_feed_ws(struct rt_conn *c, const char *data, size_t len)
@@ -442,18 +448,12 @@ static void conn_feed_ws(struct rt_conn *c, const char *data, size_t len)
 	if (rt_ws_feed(&c->ws, (const uint8_t *)data, len) != 0) {
 		RT_METRIC_ERROR(WS_PROTOCOL);
 		rt_debug("conn %s: websocket protocol error, closing", c->peer);
-		c->is_closing = true;
-		c->close_after_flush = true;
-		c->close_deadline_ms = rt_mono_ms() + CLOSE_GRACE_MS;
-		mark_pending(c);
+		end_after_flush(c);
 		return;
 	}
 	/* The peer closed: wslay queued the reply; end after it leaves. */
-	if (c->ws.close_code && !c->is_closing) {
-		c->is_closing = true;
-		c->close_after_flush = true;
-		c->close_deadline_ms = rt_mono_ms() + CLOSE_GRACE_MS;
-	}
+	if (c->ws.close_code && !c->is_closing)
+		end_after_flush(c);
 	if (c->close_after_flush)
 		mark_pending(c);
 }
@@ -534,10 +534,8 @@ void rt_conn_respond(struct rt_conn *c, int status, const char *content_type, co
 	struct rt_buf b;
 	rt_buf_init(&b);
 	rt_http_response(&b, status, content_type, body, body_len, extra_headers, keep);
-	struct rt_frame *f = rt_frame_copy(b.data, b.len);
+	queue_copy(c, b.data, b.len);
 	rt_buf_deinit(&b);
-	queue_frame(c, f);
-	rt_frame_unref(f);
 	c->is_awaiting = false;
 	rt_http_req_reset(c->req);
 	if (is_over_bound(c, 0)) {
@@ -545,9 +543,7 @@ void rt_conn_respond(struct rt_conn *c, int status, const char *content_type, co
 		return;
 	}
 	if (!keep) {
-		c->is_closing = true;
-		c->close_after_flush = true;
-		c->close_deadline_ms = rt_mono_ms() + CLOSE_GRACE_MS;
+		end_after_flush(c);
 		return;
 	}
 	c->last_rx_ms = rt_mono_ms();
@@ -580,10 +576,8 @@ int rt_conn_upgrade(struct rt_conn *c, struct rt_http_req *req)
 		      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
 		      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\nServer: rtsync\r\n\r\n",
 		      accept);
-	struct rt_frame *f = rt_frame_copy(b.data, b.len);
+	queue_copy(c, b.data, b.len);
 	rt_buf_deinit(&b);
-	queue_frame(c, f);
-	rt_frame_unref(f);
 
 	c->state = CONN_WS;
 	c->is_awaiting = false;
@@ -966,17 +960,7 @@ const char *rt_conn_peer(const struct rt_conn *c)
 	return c->peer;
 }
 
-bool rt_conn_is_ws(const struct rt_conn *c)
-{
-	return c->state == CONN_WS;
-}
-
 bool rt_conn_is_closing(const struct rt_conn *c)
 {
 	return c->is_closing;
-}
-
-size_t rt_conn_queued_bytes(const struct rt_conn *c)
-{
-	return c->q_bytes;
 }

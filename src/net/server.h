@@ -97,10 +97,7 @@ struct rt_worker *rt_conn_worker(const struct rt_conn *c);
 void *rt_conn_data(const struct rt_conn *c);
 void rt_conn_set_data(struct rt_conn *c, void *data);
 const char *rt_conn_peer(const struct rt_conn *c);
-bool rt_conn_is_ws(const struct rt_conn *c);
 bool rt_conn_is_closing(const struct rt_conn *c);
-/* Bytes waiting in the outbound queue. */
-size_t rt_conn_queued_bytes(const struct rt_conn *c);
 
 /* Finds a live connection of this worker by id (for answers that arrive
  * later); NULL when it has gone. */

@@ -772,15 +772,14 @@ static void *feed_main(void *arg)
 	struct rt_changes *c = arg;
 	uint64_t version = 0, last_prune = rt_mono_ms();
 	while (atomic_load(&c->is_running)) {
-		rt_store_wait(c->store, &version, 10);
+		bool is_changed = rt_store_wait(c->store, &version, 10);
 		pthread_mutex_lock(&c->mu);
-		for (;;) {
+		while (is_changed) {
 			struct rt_change *chs;
 			size_t n;
-			uint64_t oldest;
 			struct rt_store_scan scan;
 			if (rt_store_changes_after(c->store, c->last_pos, RT_CHANGES_BATCH, &chs, &n,
-						   &oldest, &scan))
+						   NULL, &scan))
 				break;
 			for (size_t i = 0; i < n; i++)
 				dispatch(c, &chs[i]);

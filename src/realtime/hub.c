@@ -45,6 +45,8 @@ struct rt_hub_local {
 	struct rt_worker *w;
 	unsigned idx;
 	struct hub_topic *topics;
+	struct rt_msg **spare; /* swapped with the inbox's array on each drain */
+	size_t spare_cap;
 };
 
 struct rt_msg *rt_msg_new(enum rt_msg_kind kind, const char *key)
@@ -161,6 +163,7 @@ void rt_hub_local_free(struct rt_hub_local *l)
 		free(t->key);
 		free(t);
 	}
+	free(l->spare);
 	free(l);
 }
 
@@ -265,20 +268,22 @@ void rt_hub_drain(struct rt_hub_local *l)
 {
 	struct inbox *in = &l->h->inboxes[l->idx];
 	for (;;) {
+		/* Swap arrays: the inbox keeps an empty one with its capacity, so
+		 * neither side reallocates in the steady state. */
 		pthread_mutex_lock(&in->mu);
 		struct rt_msg **items = in->items;
-		size_t len = in->len;
-		in->items = NULL;
-		in->len = in->cap = 0;
+		size_t len = in->len, cap = in->cap;
+		in->items = l->spare;
+		in->cap = l->spare_cap;
+		in->len = 0;
 		pthread_mutex_unlock(&in->mu);
-		if (!len) {
-			free(items);
+		l->spare = items;
+		l->spare_cap = cap;
+		if (!len)
 			return;
-		}
 		for (size_t i = 0; i < len; i++) {
 			deliver_local(l, items[i]);
 			rt_msg_unref(items[i]);
 		}
-		free(items);
 	}
 }

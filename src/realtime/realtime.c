@@ -39,7 +39,6 @@ struct rt_channel {
 	struct rt_bgroup *bgroup; /* the channel's bindings, NULL without */
 	struct rt_sub pgsub;      /* live deliveries of the group */
 	struct rt_sub catchup_sub; /* the channel's own key, while resuming */
-	char *catchup_key;
 	bool is_catching_up;
 	bool is_overflowed;     /* too many live changes held during the catch-up */
 	uint64_t resume_floor;  /* live changes at or below this came in the catch-up */
@@ -192,7 +191,6 @@ static void channel_free(struct rt_channel *ch)
 		rt_changes_detach(rw->rt->changes, ch->bgroup);
 	}
 	rt_hub_unsubscribe(rw->hub, &ch->catchup_sub);
-	free(ch->catchup_key);
 	for (size_t i = 0; i < ch->n_held; i++)
 		rt_msg_unref(ch->held[i]);
 	free(ch->held);
@@ -371,7 +369,6 @@ static void subscribe_changes(struct rt_channel *ch, struct rt_binding **parsed,
 	if (resume_after(ext, &after)) {
 		char key[48];
 		snprintf(key, sizeof key, "chan:%llu", (unsigned long long)ch->id);
-		ch->catchup_key = rt_xstrdup(key);
 		ch->catchup_sub.deliver = catchup_deliver;
 		ch->is_catching_up = true;
 		rt_hub_subscribe(rw->hub, key, &ch->catchup_sub);

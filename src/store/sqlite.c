@@ -1266,13 +1266,14 @@ int rt_store_changes_after(struct rt_store *s, uint64_t after, size_t max, struc
 {
 	*out = NULL;
 	*n = 0;
-	*oldest = 0;
 	scan->n_rows = 0;
 	scan->last_pos = after;
 	sqlite3 *db = s->change_db;
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db, "SELECT min(pos) FROM _rtsync_changes", -1, &st, NULL) ==
-	    SQLITE_OK) {
+	if (oldest)
+		*oldest = 0;
+	if (oldest && sqlite3_prepare_v2(db, "SELECT min(pos) FROM _rtsync_changes", -1, &st,
+					 NULL) == SQLITE_OK) {
 		if (sqlite3_step(st) == SQLITE_ROW)
 			*oldest = (uint64_t)sqlite3_column_int64(st, 0);
 		sqlite3_finalize(st);
@@ -1340,7 +1341,7 @@ static uint64_t data_version(sqlite3 *db)
 	return v;
 }
 
-void rt_store_wait(struct rt_store *s, uint64_t *version, unsigned timeout_ms)
+bool rt_store_wait(struct rt_store *s, uint64_t *version, unsigned timeout_ms)
 {
 	/* Writes through rtsync signal the condition at once; others (the sqlite3
 	 * shell, another process) show up in data_version within POLL_MS. */
@@ -1352,11 +1353,11 @@ void rt_store_wait(struct rt_store *s, uint64_t *version, unsigned timeout_ms)
 		uint64_t v = data_version(s->change_db) + (seen << 32);
 		if (v != *version) {
 			*version = v;
-			return;
+			return true;
 		}
 		uint64_t now = rt_mono_ms();
 		if (now >= deadline)
-			return;
+			return false;
 		unsigned wait = (unsigned)(deadline - now < POLL_MS ? deadline - now : POLL_MS);
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);

@@ -135,8 +135,8 @@ struct rt_store_scan {
 
 /*
  * Reads up to max changes with position > after, in order. *out is an array
- * of *n changes (free with rt_store_changes_free). *oldest is the smallest position
- * still retained (0 when the log is empty): a caller whose `after` is below
+ * of *n changes (free with rt_store_changes_free). oldest, when not NULL, gets
+ * the smallest position still retained (0 when the log is empty): a caller whose `after` is below
  * oldest - 1 has missed changes. *scan says how far the read got (the log has
  * more when scan->n_rows == max). Returns 0 or -1 (error logged).
  */
@@ -147,8 +147,9 @@ int rt_store_changes_after(struct rt_store *s, uint64_t after, size_t max, struc
 uint64_t rt_store_last_pos(struct rt_store *s);
 
 /* Blocks until a change may have been committed after *version, or timeout_ms
- * passes; updates *version. Cheap: lets the change thread sleep. */
-void rt_store_wait(struct rt_store *s, uint64_t *version, unsigned timeout_ms);
+ * passes; updates *version. Returns true when something may have changed.
+ * Cheap: lets the change thread sleep. */
+bool rt_store_wait(struct rt_store *s, uint64_t *version, unsigned timeout_ms);
 
 /* Prunes changes outside the retained window. */
 void rt_store_prune(struct rt_store *s);

@@ -20,20 +20,8 @@
 #include "common/buf.h"
 #include "net/http.h"
 
-static uint64_t rng_state;
+#include "../testutil.h"
 
-static void rng_seed(uint64_t seed)
-{
-	rng_state = seed ? seed : 1;
-}
-
-static uint32_t rng_next(void)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return (uint32_t)((rng_state * UINT64_C(2685821657736338717)) >> 32);
-}
 
 enum feed_mode { FEED_WHOLE, FEED_BYTES, FEED_RANDOM };
 #define N_MODES 3

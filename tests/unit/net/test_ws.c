@@ -20,23 +20,7 @@
 #include "common/err.h"
 #include "net/ws.h"
 
-/* ---- deterministic random numbers ---- */
-
-static uint64_t rng_state;
-
-static void rng_seed(uint64_t seed)
-{
-	rng_state = seed ? seed : 1;
-}
-
-static uint32_t rng_next(void)
-{
-	/* xorshift64* */
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return (uint32_t)((rng_state * UINT64_C(2685821657736338717)) >> 32);
-}
+#include "../testutil.h"
 
 /* ---- client frames ---- */
 
