@@ -93,7 +93,7 @@ struct rt_server {
 
 static void conn_flush(struct rt_conn *c);
 static void conn_close_now(struct rt_conn *c);
-static void conn_feed(struct rt_conn *c, const char *data, size_t len);
+static void conn_feed(struct rt_conn *c, char *data, size_t len);
 static void finish_stop(struct rt_worker *w);
 
 /* ---- listening sockets ---- */
@@ -316,7 +316,7 @@ static bool is_over_bound(struct rt_conn *c, size_t n)
 
 /* Gives up on a peer that does not read: drops all further output and input
  * and ends the connection once the queue drains or the grace period passes.
- * Safe inside wslay's callbacks (it calls nothing of wslay's). */
+ * Safe inside the WebSocket engine's callbacks. */
 static void block_output(struct rt_conn *c)
 {
 	if (c->is_output_blocked)
@@ -397,7 +397,7 @@ void rt_conn_close(struct rt_conn *c, uint16_t code, const char *reason)
 	if (c->is_closing)
 		return;
 	if (c->state == CONN_WS) {
-		/* wslay's close frame goes out through on_output, after what is queued. */
+		/* The close frame goes out through on_output, after what is queued. */
 		rt_ws_close(&c->ws, code, reason);
 	}
 	end_after_flush(c);
@@ -414,18 +414,19 @@ static void ws_on_message(void *user, enum rt_ws_opcode op, const uint8_t *data,
 	c->w->s->h->on_message(c, op, data, len);
 }
 
-static void ws_on_output(void *user, const uint8_t *data, size_t len)
+static int ws_on_output(void *user, const uint8_t *data, size_t len)
 {
 	struct rt_conn *c = user;
 	/* Control frames bypass the closing check (the close frame must leave),
 	 * not the bound: a peer that pings without reading is cut off. */
 	if (c->is_handle_closing || c->is_output_blocked)
-		return;
+		return 0;
 	if (is_over_bound(c, len)) {
 		block_output(c);
-		return;
+		return 0;
 	}
 	queue_copy(c, data, len);
+	return 0;
 }
 
 static const struct rt_ws_callbacks ws_cbs = {ws_on_message, ws_on_output};
@@ -443,22 +444,22 @@ static void respond_error(struct rt_conn *c, int status)
 	end_after_flush(c);
 }
 
-static void conn_feed_ws(struct rt_conn *c, const char *data, size_t len)
+static void conn_feed_ws(struct rt_conn *c, char *data, size_t len)
 {
-	if (rt_ws_feed(&c->ws, (const uint8_t *)data, len) != 0) {
+	if (rt_ws_feed(&c->ws, (uint8_t *)data, len) != 0) {
 		RT_METRIC_ERROR(WS_PROTOCOL);
 		rt_debug("conn %s: websocket protocol error, closing", c->peer);
 		end_after_flush(c);
 		return;
 	}
-	/* The peer closed: wslay queued the reply; end after it leaves. */
+	/* The peer closed: the engine queued the reply; end after it leaves. */
 	if (c->ws.close_code && !c->is_closing)
 		end_after_flush(c);
 	if (c->close_after_flush)
 		mark_pending(c);
 }
 
-static void conn_feed(struct rt_conn *c, const char *data, size_t len)
+static void conn_feed(struct rt_conn *c, char *data, size_t len)
 {
 	while (len && !c->is_closing) {
 		if (c->state == CONN_WS) {
@@ -568,8 +569,7 @@ int rt_conn_upgrade(struct rt_conn *c, struct rt_http_req *req)
 	}
 	char accept[29];
 	rt_ws_accept_key(key, strlen(key), accept);
-	if (rt_ws_init(&c->ws, &ws_cbs, c, c->w->s->cfg.max_msg_bytes) != 0)
-		return RT_ENOMEM;
+	rt_ws_init(&c->ws, RT_WS_SERVER, &ws_cbs, c, c->w->s->cfg.max_msg_bytes, NULL);
 	struct rt_buf b;
 	rt_buf_init(&b);
 	rt_buf_printf(&b,
