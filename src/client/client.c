@@ -78,6 +78,7 @@ struct rt_client_channel {
 
 struct rt_client {
 	struct rt_allocator alloc;
+	struct rt_ws_allocator ws_alloc; /* the same functions, for the engine */
 	pthread_mutex_t lock; /* recursive: callbacks may call the API */
 	struct rt_client_options opt;
 	struct rt_client_url url;
@@ -759,7 +760,7 @@ static void feed_handshake(struct rt_client *c, uint8_t *data, size_t len, int64
 		return;
 	}
 	int rc = rt_ws_init(&c->ws, RT_WS_CLIENT, &ws_cbs, c, c->opt.max_message_bytes,
-			    (const struct rt_ws_allocator *)&c->alloc);
+			    &c->ws_alloc);
 	if (rc) {
 		fail(c, rc, "WebSocket init: %s", rt_strerror(rc));
 		return;
@@ -1200,6 +1201,7 @@ int rt_client_new(const struct rt_client_options *opt, struct rt_client **out)
 		return RT_ENOMEM;
 	memset(c, 0, sizeof *c);
 	c->alloc = *a;
+	c->ws_alloc = (struct rt_ws_allocator){a->realloc, a->ud};
 	c->opt = *opt;
 	c->opt.url = NULL;
 	c->opt.apikey = NULL;
@@ -1352,7 +1354,7 @@ int rt_client_timeout_ms(struct rt_client *c)
 {
 	pthread_mutex_lock(&c->lock);
 	int64_t now = now_ms(), next = INT64_MAX;
-#define AT(t) if ((t) < next) next = (t)
+#define AT(t) next = (t) < next ? (t) : next
 	if (c->fail_rc || c->n_dropped || c->is_close_pending)
 		next = now;
 	if (c->phase == PH_TCP || c->phase == PH_HANDSHAKE)

@@ -178,29 +178,6 @@ int rt_client_hs_start(struct rt_client_hs *hs, const struct rt_allocator *a,
 
 /* ---- response ---- */
 
-static int on_header_field(http_parser *p, const char *at, size_t len)
-{
-	struct rt_client_hs *hs = p->data;
-	if (hs->in_value) {
-		hs->in_value = false;
-		hs->field = 0;
-		hs->value_len = 0;
-		hs->value[0] = 0;
-	}
-	/* Field names arrive in pieces; match them on the accumulated text. */
-	if (hs->field < 0)
-		return 0;
-	if (hs->value_len + len >= sizeof hs->value) {
-		hs->value_len = sizeof hs->value - 1; /* longer than any name we want */
-		hs->field = -1;
-		return 0;
-	}
-	memcpy(hs->value + hs->value_len, at, len);
-	hs->value_len += len;
-	hs->value[hs->value_len] = 0;
-	return 0;
-}
-
 static void finish_value(struct rt_client_hs *hs)
 {
 	if (!hs->in_value)
@@ -218,6 +195,30 @@ static void finish_value(struct rt_client_hs *hs)
 	} else if (hs->field == 3) {
 		hs->has_accept = !strcmp(v, hs->accept);
 	}
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+	struct rt_client_hs *hs = p->data;
+	if (hs->in_value) {
+		finish_value(hs);
+		hs->in_value = false;
+		hs->field = 0;
+		hs->value_len = 0;
+		hs->value[0] = 0;
+	}
+	/* Field names arrive in pieces; match them on the accumulated text. */
+	if (hs->field < 0)
+		return 0;
+	if (hs->value_len + len >= sizeof hs->value) {
+		hs->value_len = sizeof hs->value - 1; /* longer than any name we want */
+		hs->field = -1;
+		return 0;
+	}
+	memcpy(hs->value + hs->value_len, at, len);
+	hs->value_len += len;
+	hs->value[hs->value_len] = 0;
+	return 0;
 }
 
 static int on_header_value(http_parser *p, const char *at, size_t len)
