@@ -193,7 +193,8 @@ $(BUILD)/tests/client/%: tests/unit/client/%.c $(LIB_PIC_OBJ)
 
 $(BUILD)/client-tests/%: tests/client/%.c tests/client/harness.h $(LIB_PIC_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $< $(LIB_PIC_OBJ) -lcmocka $(LIB_LIBS) $(LDFLAGS)
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -Wl,--wrap=json_loadb,--wrap=json_loads -o $@ $< $(LIB_PIC_OBJ) \
+		-lcmocka $(LIB_LIBS) $(LDFLAGS)
 
 client-bins: $(CLIENT_TEST_BIN)
 

@@ -172,6 +172,13 @@ static char *dump(struct rt_client *c, const json_t *v, size_t *len)
 	return s;
 }
 
+/* jansson reports some allocation failures with no error code at all. */
+static bool is_oom(const json_error_t *err)
+{
+	return json_error_code(err) == json_error_out_of_memory ||
+	       json_error_code(err) == json_error_unknown;
+}
+
 /* Parses a JSON object given by the application: RT_EINVAL, RT_ENOMEM or 0. */
 static int parse_object(const char *text, json_t **out)
 {
@@ -183,7 +190,7 @@ static int parse_object(const char *text, json_t **out)
 	}
 	json_t *v = json_loads(text, 0, &err);
 	if (!v)
-		return json_error_code(&err) == json_error_out_of_memory ? RT_ENOMEM : RT_EINVAL;
+		return is_oom(&err) ? RT_ENOMEM : RT_EINVAL;
 	if (!json_is_object(v)) {
 		json_decref(v);
 		return RT_EINVAL;
@@ -366,13 +373,16 @@ static int send_msg(struct rt_client *c, const char *topic, const char *event,
 	json_t *m = json_pack("{s:s,s:s,s:O,s:s?,s:s?}", "topic", topic, "event", event, "payload",
 			      payload, "ref", ref ? rbuf : NULL, "join_ref",
 			      join_ref ? jbuf : NULL);
-	if (!m)
-		return RT_ENOMEM;
 	size_t len;
-	char *txt = dump(c, m, &len);
+	char *txt = m ? dump(c, m, &len) : NULL;
 	json_decref(m);
-	if (!txt)
+	if (!txt) {
+		/* Inside the loop nobody gets the return code: say it. The
+		 * caller retries (joins, heartbeats) or reports (pushes). */
+		if (c->depth)
+			emit_error(c, NULL, RT_ENOMEM, "out of memory sending %s on %s", event, topic);
 		return RT_ENOMEM;
+	}
 	int rc = rt_ws_send(&c->ws, RT_WS_TEXT, txt, len);
 	mem_free(c, txt);
 	if (rc < 0)
@@ -468,11 +478,28 @@ static struct rt_client_channel *find_channel(struct rt_client *c, const char *t
 	return NULL;
 }
 
+/* A shallow copy that fails as a whole (json_copy ignores failed inserts). */
+static json_t *copy_object(const json_t *src)
+{
+	json_t *dst = json_object();
+	const char *key;
+	json_t *v;
+	if (!dst)
+		return NULL;
+	json_object_foreach((json_t *)src, key, v) {
+		if (json_object_set(dst, key, v)) {
+			json_decref(dst);
+			return NULL;
+		}
+	}
+	return dst;
+}
+
 /* The join payload: config (+ rtsync.resume_after) and the access token. */
 static json_t *join_payload(struct rt_client_channel *ch)
 {
 	struct rt_client *c = ch->c;
-	json_t *cfg = json_copy(ch->config);
+	json_t *cfg = copy_object(ch->config);
 	if (!cfg)
 		return NULL;
 	if (ch->pos[0]) {
@@ -1076,10 +1103,13 @@ static void handle_message(struct rt_client *c, const char *data, size_t len)
 	json_error_t err;
 	json_t *m = json_loadb(data, len, 0, &err);
 	if (!m) {
-		if (json_error_code(&err) == json_error_out_of_memory)
+		/* jansson cannot always tell out of memory from bad syntax, and a
+		 * server sending bad JSON is broken: restart the connection (the
+		 * channels resume, so no change is lost either way). */
+		if (is_oom(&err))
 			fail(c, RT_ENOMEM, "out of memory parsing a message");
 		else
-			emit_error(c, NULL, RT_EPROTO, "unparsable message: %s", err.text);
+			fail(c, RT_EPROTO, "unparsable message: %s", err.text);
 		return;
 	}
 	int64_t now = now_ms();
@@ -1385,7 +1415,7 @@ int rt_client_timeout_ms(struct rt_client *c)
 int rt_client_process(struct rt_client *c)
 {
 	pthread_mutex_lock(&c->lock);
-	if (c->depth) {
+	if (c->depth || (c->has_thread && !pthread_equal(pthread_self(), c->thread))) {
 		pthread_mutex_unlock(&c->lock);
 		return RT_EINVAL;
 	}

@@ -21,11 +21,12 @@ static bool has_ref(const json_t *metas, const json_t *meta)
 	return false;
 }
 
-/* Appends [kind, key, current, changed] (copies current). */
+/* Appends [kind, key, current, changed]. Arrays of metas are never changed
+ * in place (a new state gets new arrays), so sharing them is safe. */
 static int add_event(json_t *events, const char *kind, const char *key, const json_t *current,
 		     json_t *changed)
 {
-	json_t *cur = current ? json_deep_copy(current) : json_array();
+	json_t *cur = current ? json_incref((json_t *)current) : json_array();
 	json_t *ev = json_pack("[s,s,o,O]", kind, key, cur, changed);
 	if (!ev)
 		return -1;
@@ -89,9 +90,26 @@ err_free:
 	return NULL;
 }
 
+/* A shallow copy that fails as a whole (json_copy ignores failed inserts). */
+static json_t *copy_object(const json_t *src)
+{
+	json_t *dst = json_object();
+	const char *key;
+	json_t *v;
+	if (!dst)
+		return NULL;
+	json_object_foreach((json_t *)src, key, v) {
+		if (json_object_set(dst, key, v)) {
+			json_decref(dst);
+			return NULL;
+		}
+	}
+	return dst;
+}
+
 static json_t *apply_diff(const json_t *old, const json_t *msg, json_t *events)
 {
-	json_t *next = json_deep_copy(old);
+	json_t *next = copy_object(old);
 	const char *key;
 	const json_t *v;
 	if (!next)
