@@ -184,7 +184,8 @@ install-lib: lib
 	install -m 755 $(BUILD)/librtsync.so.$(LIB_VERSION) $(DESTDIR)$(PREFIX)/lib/
 	ln -sf librtsync.so.$(LIB_VERSION) $(DESTDIR)$(PREFIX)/lib/librtsync.so.$(LIB_SOVER)
 	ln -sf librtsync.so.$(LIB_VERSION) $(DESTDIR)$(PREFIX)/lib/librtsync.so
-	install -m 644 $(BUILD)/librtsync.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(LIB_VERSION)|g' librtsync.pc.in \
+		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/librtsync.pc
 
 # Unit tests of src/client and the tests against a real server link the client.
 $(BUILD)/tests/client/%: tests/unit/client/%.c $(LIB_PIC_OBJ)
