@@ -129,8 +129,10 @@ RT_API int rt_client_new(const struct rt_client_options *opt, struct rt_client *
 /*
  * Starts connecting (state CONNECTING) and keeps the client connected until
  * rt_client_close(). Resolves the host name here (blocking getaddrinfo).
- * Returns 0, RT_EINVAL when already connecting or open, RT_EIO when the
- * name cannot be resolved, RT_ENOMEM.
+ * Only the first address the name resolves to is used. Returns 0, RT_EINVAL
+ * when already connecting or open, RT_EAGAIN when a close has not been
+ * processed yet (run rt_client_process() first), RT_EIO when the name cannot
+ * be resolved, RT_ENOMEM.
  */
 RT_API int rt_client_connect(struct rt_client *c);
 
