@@ -1,5 +1,8 @@
 #include "realtime/realtime.h"
 
+#include "realtime/realtime_int.h"
+#include "realtime/writes.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +60,7 @@ struct rt_session {
 	struct rt_jwt_claims claims;
 	struct rt_channel *channels; /* by topic */
 	unsigned n_channels;
+	unsigned n_writes; /* socket writes on the store pool (writes.h) */
 	uint64_t n_malformed;
 	struct rt_session *prev, *next;
 };
@@ -151,6 +155,22 @@ static void reply_reason(struct rt_session *s, const char *join_ref, const char 
 			 const char *topic, const char *reason)
 {
 	reply(s, join_ref, ref, topic, "error", json_pack("{s:s}", "reason", reason));
+}
+
+void rt_session_reply(struct rt_session *s, const char *join_ref, const char *ref,
+		      const char *topic, const char *status, json_t *response)
+{
+	reply(s, join_ref, ref, topic, status, response);
+}
+
+unsigned *rt_session_writes(struct rt_session *s)
+{
+	return &s->n_writes;
+}
+
+struct rt_conn *rt_session_conn(struct rt_session *s)
+{
+	return s->c;
 }
 
 static void system_msg(struct rt_channel *ch, const char *extension, const char *status,
@@ -785,6 +805,8 @@ static enum rt_metric_event event_kind(const char *event)
 		return RT_EV_PRESENCE;
 	if (!strcmp(event, "access_token"))
 		return RT_EV_ACCESS_TOKEN;
+	if (!strcmp(event, "write"))
+		return RT_EV_WRITE;
 	return RT_EV_OTHER;
 }
 
@@ -849,6 +871,9 @@ void rt_session_on_message(struct rt_session *s, enum rt_ws_opcode op, const uin
 		break;
 	case RT_EV_ACCESS_TOKEN:
 		handle_access_token(ch, &m);
+		break;
+	case RT_EV_WRITE:
+		rt_writes_handle(s, s->rw->rt->store, ch->join_ref, m.ref, ch->topic, m.payload);
 		break;
 	default:
 		break; /* other channel events are ignored, as Supabase does */
