@@ -86,14 +86,18 @@ static int key_query(const struct rt_store_table *t, const json_t *key, struct r
 		     char *err, size_t err_cap)
 {
 	if (!json_is_object(key) || !json_object_size(key)) {
-		snprintf(err, err_cap, "key must be an object naming the row");
+		snprintf(err, err_cap, "key must be an object naming the row by its primary key");
 		return -1;
 	}
+	size_t n_pk = 0;
+	for (size_t i = 0; i < t->n_cols; i++)
+		n_pk += t->cols[i].is_pk;
 	const char *k;
 	const json_t *v;
 	json_object_foreach((json_t *)key, k, v) {
-		if (!rt_store_column(t, k)) {
-			snprintf(err, err_cap, "key: unknown column");
+		const struct rt_store_column *col = rt_store_column(t, k);
+		if (!col || !col->is_pk) {
+			snprintf(err, err_cap, "key: \"%.64s\" is not a primary key column", k);
 			return -1;
 		}
 		if (q->len)
@@ -114,6 +118,10 @@ static int key_query(const struct rt_store_table *t, const json_t *key, struct r
 			snprintf(err, err_cap, "key values must be strings, numbers or booleans");
 			return -1;
 		}
+	}
+	if (json_object_size(key) != n_pk) {
+		snprintf(err, err_cap, "key must name every primary key column");
+		return -1;
 	}
 	return 0;
 }

@@ -1636,7 +1636,9 @@ int rt_store_write(struct rt_store *s, const struct rt_write *w, json_t **rows,
 			rc = insert_rows(db, w, cols, keys, n_cols, out, err);
 		else
 			rc = update_or_delete(db, w, cols, keys, n_cols, out, err);
-		if (!rc && w->wants_single && json_array_size(out) != 1) {
+		/* A conflict is answered as such, whatever the representation asked. */
+		if (!rc && w->wants_single && res.outcome != RT_WRITE_CONFLICT &&
+		    json_array_size(out) != 1) {
 			char details[64];
 			snprintf(details, sizeof details, "The result contains %zu rows",
 				 json_array_size(out));

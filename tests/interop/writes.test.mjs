@@ -227,11 +227,12 @@ for (const vsn of VSNS) {
           [{ type: 'insert', table: 'nope', record: { id: 1 } }, 'PGRST205', /unknown table/],
           [{ type: 'insert', table: 'docs' }, 'RTS400', /record must be an object/],
           [{ type: 'update', table: 'docs', record: { title: 'x' } }, 'RTS400', /key must be an object/],
-          [{ type: 'update', table: 'docs', key: { nope: 1 }, record: { title: 'x' } }, 'RTS400', /unknown column/],
+          [{ type: 'update', table: 'docs', key: { nope: 1 }, record: { title: 'x' } }, 'RTS400', /"nope" is not a primary key column/],
+          [{ type: 'update', table: 'docs', key: { title: 'x' }, record: { n: 1 } }, 'RTS400', /"title" is not a primary key column/],
+          [{ type: 'delete', table: 'nokey', key: { a: 'x' } }, 'RTS400', /"a" is not a primary key column/],
           [{ type: 'insert', table: 'docs', record: { id: newId(), title: 'x' }, base: { title: 'y' } }, 'RTS400', /not insert/],
           [{ type: 'update', table: 'docs', key: { id: 1 }, record: { title: 'x' }, strategy: 'maybe' }, 'RTS400', /strategy/],
           [{ type: 'update', table: 'docs', key: { id: 1 }, record: { nope: 1 }, base: { title: 'y' } }, 'PGRST204', /nope/],
-          [{ type: 'update', table: 'nokey', key: { a: 'x' }, record: { a: 'y' }, base: { a: 'x' } }, 'RTS400', /primary key/],
           [{ type: 'insert', table: 'docs', record: { id: newId() } }, '23502', /null value in column "title"/],
           [{ type: 'insert', table: 'docs', record: { id: newId(), title: 'k' }, idempotency_key: 'x'.repeat(256) }, 'RTS400', /idempotency key/],
         ];
@@ -284,6 +285,13 @@ describe('REST writes with Rtsync-Base, Rtsync-Strategy and Idempotency-Key', ()
     r = await rest('PATCH', 'docs', { body: { n: 3 }, headers: { 'Rtsync-Base': '{"n":1}' } });
     assert.equal(r.status, 400);
     assert.match((await r.json()).message, /one row/);
+    // a conflict stays a 409 when a single object was asked for
+    r = await rest('PATCH', `docs?id=eq.${id}`, { body: { n: 3 }, headers: { 'Rtsync-Base': '{"n":0}', Accept: 'application/vnd.pgrst.object+json', Prefer: 'return=representation' } });
+    assert.equal(r.status, 409);
+    assert.equal((await r.json()).current.n, 1);
+    r = await rest('PATCH', 'nokey?a=eq.x', { body: { a: 'y' }, headers: { 'Rtsync-Base': '{"a":"x"}' } });
+    assert.equal(r.status, 400);
+    assert.match((await r.json()).message, /primary key/);
     r = await rest('PATCH', `docs?id=eq.${id}`, { body: { n: 3 }, headers: { 'Rtsync-Base': '[1]' } });
     assert.equal(r.status, 400);
     r = await rest('PATCH', `docs?id=eq.${id}`, { body: { n: 3 }, headers: { 'Rtsync-Strategy': 'nope' } });
