@@ -228,6 +228,7 @@ struct run {
 	int n_workers;
 	struct worker **workers;
 	_Atomic int n_ready;
+	_Atomic uint64_t n_joined_all; /* connections that reached CS_OPEN, all workers */
 	_Atomic int go;
 	_Atomic int pub_done;
 	_Atomic int stop;
@@ -748,6 +749,7 @@ static void conn_opened(struct conn *c)
 	w->n_settled++;
 	w->n_open++;
 	w->n_joined++;
+	atomic_fetch_add_explicit(&w->run->n_joined_all, 1, memory_order_relaxed);
 	if (c->role == ROLE_SUB)
 		w->joined_per_topic[c->topic]++;
 	open_more(w);
@@ -2068,9 +2070,19 @@ int main(int argc, char **argv)
 		}
 	/* Workers give up on their own at --setup-timeout; this bound is a backstop. */
 	uint64_t setup_limit = t_setup + (uint64_t)((o->setup_timeout_s + 10) * 1e9);
+	/* idle: the server's RSS once a first part of the sockets is up, so that
+	 * one-time costs (code pages, arenas, caches) drop out of the slope */
+	uint64_t warm_at = n_subs / 5 < 1000 ? n_subs / 5 : 1000, n_warm = 0;
+	long rss_warm = -1;
 	while (atomic_load_explicit(&r->n_ready, memory_order_acquire) < r->n_workers &&
-	       rt_mono_ns() < setup_limit)
-		sleep_ms(5);
+	       rt_mono_ns() < setup_limit) {
+		uint64_t n = atomic_load_explicit(&r->n_joined_all, memory_order_relaxed);
+		if (sc == SC_IDLE && pid && rss_warm < 0 && warm_at && n >= warm_at) {
+			rss_warm = proc_rss_kb(pid);
+			n_warm = (n + atomic_load_explicit(&r->n_joined_all, memory_order_relaxed)) / 2;
+		}
+		sleep_ms(n < warm_at ? 1 : 5);
+	}
 	uint64_t t_ready = rt_mono_ns();
 	bool is_ready = atomic_load_explicit(&r->n_ready, memory_order_acquire) == r->n_workers;
 	bool has_pub = is_ready && r->workers[0]->n_pub_open == n_pub;
@@ -2245,11 +2257,16 @@ int main(int argc, char **argv)
 		double per_conn = t.connected && rss_end >= 0 && rss_before >= 0
 					  ? (double)(rss_end - rss_before) * 1024.0 / (double)t.connected
 					  : -1;
+		double marginal = rss_warm >= 0 && rss_end >= 0 && t.connected > n_warm
+					  ? (double)(rss_end - rss_warm) * 1024.0 /
+						    (double)(t.connected - n_warm)
+					  : -1;
 		printf("\"connect_rate\":%.0f,\"server\":{\"pid\":%ld,\"cpu_pct_hold\":%.2f,"
-		       "\"rss_kb_before\":%ld,\"rss_kb_setup\":%ld,\"rss_kb_end\":%ld,"
-		       "\"rss_bytes_per_conn\":%.0f},",
+		       "\"rss_kb_before\":%ld,\"rss_kb_warm\":%ld,\"conns_warm\":%" PRIu64
+		       ",\"rss_kb_setup\":%ld,\"rss_kb_end\":%ld,\"rss_bytes_per_conn\":%.0f,"
+		       "\"rss_bytes_per_conn_marginal\":%.0f},",
 		       setup_s > 0 ? (double)t.connected / setup_s : 0, pid, cpu_pct, rss_before,
-		       rss_setup, rss_end, per_conn);
+		       rss_warm, n_warm, rss_setup, rss_end, per_conn, marginal);
 	}
 	printf("\"client\":{\"cpu_pct\":%.1f,\"rss_kb\":%ld},\"window_s\":%.3f}\n", ccpu_pct,
 	       client_rss, window_s);
