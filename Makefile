@@ -133,3 +133,11 @@ bench: $(BUILD)/rtbench
 
 $(BUILD)/rtbench: $(BENCH_SRC) $(BUILD)/libsrv.a
 	$(CC) $(ALL_CFLAGS) -o $@ $(BENCH_SRC) $(BUILD)/libsrv.a $(LIBS) $(LDFLAGS)
+
+# ---- PostgreSQL store ----
+# `rtsync serve --postgres URL` (docs/store.md): libpq for reads, writes and
+# logical replication; `make test` also runs tests/postgres/ against a private
+# cluster (Debian's postgresql server binaries).
+DEB_PKGS += libpq-dev postgresql
+ALL_CFLAGS += -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
+LIBS += -lpq

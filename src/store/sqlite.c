@@ -22,6 +22,7 @@
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "store/store_int.h"
 
 #define BUSY_TIMEOUT_MS 5000
 #define POLL_MS 10
@@ -32,11 +33,10 @@ struct conn {
 	struct conn *next;
 };
 
-struct rt_store {
+struct sqlite_store {
+	struct rt_store base; /* first: the ops and the schema */
 	char *path;
-	struct rt_store_schema schema;
 	uint64_t retain_count, retain_ms;
-	uint64_t key_window_ms; /* idempotency keys are kept this long */
 
 	pthread_mutex_t mu; /* guards conns and the write wake-up */
 	pthread_cond_t cond;
@@ -45,6 +45,9 @@ struct rt_store {
 
 	sqlite3 *change_db; /* the change thread's own connection */
 };
+
+static const struct rt_store_ops sqlite_ops;
+static void sq_close(struct rt_store *base);
 
 /* ---- types ---- */
 
@@ -236,23 +239,7 @@ static int bind_text_as(sqlite3_stmt *st, int i, const char *type, const char *s
 
 /* ---- errors ---- */
 
-static void set_err(struct rt_store_error *e, int status, const char *code, const char *details,
-		    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static void set_err(struct rt_store_error *e, int status, const char *code, const char *details,
-		    const char *fmt, ...)
-{
-	e->status = status;
-	snprintf(e->code, sizeof e->code, "%s", code);
-	snprintf(e->details, sizeof e->details, "%s", details ? details : "");
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(e->message, sizeof e->message, fmt, ap);
-	va_end(ap);
-	/* names from the request may be anything, and cutting may split a character */
-	rt_utf8_truncate(e->message);
-	rt_utf8_truncate(e->details);
-}
+#define set_err rt_store_set_err
 
 /* The "table.column" SQLite names in a constraint message, split. */
 static void constraint_target(const char *msg, char *table, char *column, size_t cap)
@@ -363,7 +350,7 @@ static int open_db(const char *path, sqlite3 **out, char *err, size_t err_cap)
 }
 
 /* The calling pool thread's connection, opened on first use. */
-static sqlite3 *thread_db(struct rt_store *s, struct rt_store_error *e)
+static sqlite3 *thread_db(struct sqlite_store *s, struct rt_store_error *e)
 {
 	pthread_t self = pthread_self();
 	pthread_mutex_lock(&s->mu);
@@ -448,7 +435,7 @@ static void append_literal(struct rt_buf *b, const char *s)
 	rt_buf_append_byte(b, '\'');
 }
 
-static int load_schema(struct rt_store *s, sqlite3 *db, char *err, size_t err_cap)
+static int load_schema(struct sqlite_store *s, sqlite3 *db, char *err, size_t err_cap)
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db,
@@ -462,17 +449,17 @@ static int load_schema(struct rt_store *s, sqlite3 *db, char *err, size_t err_ca
 		return -1;
 	}
 	while (sqlite3_step(st) == SQLITE_ROW) {
-		s->schema.tables = rt_xrealloc(s->schema.tables,
-					       (s->schema.n_tables + 1) * sizeof *s->schema.tables);
-		struct rt_store_table *t = &s->schema.tables[s->schema.n_tables++];
+		s->base.schema.tables = rt_xrealloc(s->base.schema.tables,
+					       (s->base.schema.n_tables + 1) * sizeof *s->base.schema.tables);
+		struct rt_store_table *t = &s->base.schema.tables[s->base.schema.n_tables++];
 		memset(t, 0, sizeof *t);
 		t->schema = rt_xstrdup("public");
 		t->name = rt_xstrdup((const char *)sqlite3_column_text(st, 0));
 	}
 	sqlite3_finalize(st);
 
-	for (size_t i = 0; i < s->schema.n_tables; i++) {
-		struct rt_store_table *t = &s->schema.tables[i];
+	for (size_t i = 0; i < s->base.schema.n_tables; i++) {
+		struct rt_store_table *t = &s->base.schema.tables[i];
 		struct rt_buf q;
 		rt_buf_init(&q);
 		rt_buf_append_str(&q, "SELECT name, type, \"notnull\", pk FROM pragma_table_info(");
@@ -522,7 +509,7 @@ static void row_json(struct rt_buf *b, const struct rt_store_table *t, const cha
 
 static const char now_ms_sql[] = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
 
-static int install_triggers(struct rt_store *s, sqlite3 *db, char *err, size_t err_cap)
+static int install_triggers(struct sqlite_store *s, sqlite3 *db, char *err, size_t err_cap)
 {
 	struct rt_buf b;
 	rt_buf_init(&b);
@@ -534,8 +521,8 @@ static int install_triggers(struct rt_store *s, sqlite3 *db, char *err, size_t e
 			      " key TEXT PRIMARY KEY, fingerprint BLOB NOT NULL, result TEXT NOT NULL,"
 			      " ts INTEGER NOT NULL);");
 	static const char *const ops[] = {"INSERT", "UPDATE", "DELETE"};
-	for (size_t i = 0; i < s->schema.n_tables; i++) {
-		const struct rt_store_table *t = &s->schema.tables[i];
+	for (size_t i = 0; i < s->base.schema.n_tables; i++) {
+		const struct rt_store_table *t = &s->base.schema.tables[i];
 		for (int k = 0; k < 3; k++) {
 			struct rt_buf name;
 			rt_buf_init(&name);
@@ -575,30 +562,15 @@ static int install_triggers(struct rt_store *s, sqlite3 *db, char *err, size_t e
 	return 0;
 }
 
-static void schema_free(struct rt_store_schema *sc)
-{
-	for (size_t i = 0; i < sc->n_tables; i++) {
-		struct rt_store_table *t = &sc->tables[i];
-		for (size_t j = 0; j < t->n_cols; j++) {
-			free(t->cols[j].name);
-			free(t->cols[j].type);
-		}
-		free(t->cols);
-		free(t->schema);
-		free(t->name);
-	}
-	free(sc->tables);
-	memset(sc, 0, sizeof *sc);
-}
-
 int rt_store_open_sqlite(const char *db_path, const char *schema_sql, uint64_t retain_count,
 			 uint64_t retain_ms, struct rt_store **out, char *err, size_t err_cap)
 {
-	struct rt_store *s = rt_xcalloc(1, sizeof *s);
+	struct sqlite_store *s = rt_xcalloc(1, sizeof *s);
+	s->base.ops = &sqlite_ops;
 	s->path = rt_xstrdup(db_path);
 	s->retain_count = retain_count;
 	s->retain_ms = retain_ms;
-	s->key_window_ms = RT_STORE_KEY_WINDOW_MS;
+	s->base.key_window_ms = RT_STORE_KEY_WINDOW_MS;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	if (open_db(db_path, &s->change_db, err, err_cap))
@@ -608,15 +580,16 @@ int rt_store_open_sqlite(const char *db_path, const char *schema_sql, uint64_t r
 	if (load_schema(s, s->change_db, err, err_cap) ||
 	    install_triggers(s, s->change_db, err, err_cap))
 		goto err;
-	*out = s;
+	*out = &s->base;
 	return 0;
 err:
-	rt_store_close(s);
+	sq_close(&s->base);
 	return -1;
 }
 
-void rt_store_close(struct rt_store *s)
+static void sq_close(struct rt_store *base)
 {
+	struct sqlite_store *s = (struct sqlite_store *)base;
 	if (!s)
 		return;
 	struct conn *c = s->conns;
@@ -627,35 +600,11 @@ void rt_store_close(struct rt_store *s)
 		c = next;
 	}
 	sqlite3_close(s->change_db);
-	schema_free(&s->schema);
+	rt_store_schema_free(&s->base.schema);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cond);
 	free(s->path);
 	free(s);
-}
-
-const struct rt_store_schema *rt_store_schema(const struct rt_store *s)
-{
-	return &s->schema;
-}
-
-const struct rt_store_table *rt_store_table(const struct rt_store *s, const char *schema,
-					    const char *name)
-{
-	if (schema && strcmp(schema, "public"))
-		return NULL;
-	for (size_t i = 0; i < s->schema.n_tables; i++)
-		if (!strcmp(s->schema.tables[i].name, name))
-			return &s->schema.tables[i];
-	return NULL;
-}
-
-const struct rt_store_column *rt_store_column(const struct rt_store_table *t, const char *name)
-{
-	for (size_t i = 0; i < t->n_cols; i++)
-		if (!strcmp(t->cols[i].name, name))
-			return &t->cols[i];
-	return NULL;
 }
 
 /* ---- SQL from a query ---- */
@@ -781,40 +730,7 @@ static int prepare(sqlite3 *db, const char *sql, const struct binds *bv, size_t 
 	return 0;
 }
 
-/* The output keys and table columns a select names (all columns when absent). */
-static int select_cols(const struct rt_store_table *t, const struct rt_query *q,
-		       const struct rt_store_column ***cols, const char ***keys, size_t *n,
-		       struct rt_store_error *e)
-{
-	size_t cap = 0; /* every "*" expands to all columns */
-	for (size_t i = 0; q && q->select && i < q->n_select; i++)
-		cap += strcmp(q->select[i].column, "*") ? 1 : t->n_cols;
-	if (!q || !q->select)
-		cap = t->n_cols;
-	*cols = rt_xcalloc(cap ? cap : 1, sizeof **cols);
-	*keys = rt_xcalloc(cap ? cap : 1, sizeof **keys);
-	*n = 0;
-	bool all = !q || !q->select;
-	for (size_t i = 0; !all && i < q->n_select; i++) {
-		if (!strcmp(q->select[i].column, "*")) {
-			for (size_t j = 0; j < t->n_cols; j++) {
-				(*cols)[*n] = &t->cols[j];
-				(*keys)[(*n)++] = t->cols[j].name;
-			}
-			continue;
-		}
-		const struct rt_store_column *c;
-		if (col_or_err(t, q->select[i].column, &c, e))
-			return -1;
-		(*cols)[*n] = c;
-		(*keys)[(*n)++] = q->select[i].alias ? q->select[i].alias : c->name;
-	}
-	for (size_t j = 0; all && j < t->n_cols; j++) {
-		(*cols)[*n] = &t->cols[j];
-		(*keys)[(*n)++] = t->cols[j].name;
-	}
-	return 0;
-}
+#define select_cols rt_store_select_cols
 
 static json_t *row_object(sqlite3_stmt *st, const struct rt_store_column **cols,
 			  const char **keys, size_t n)
@@ -856,9 +772,10 @@ static void limit_sql(struct rt_buf *b, const struct rt_query *q)
 	rt_buf_printf(b, " LIMIT %lld OFFSET %lld", limit, q && q->offset > 0 ? q->offset : 0);
 }
 
-int rt_store_read(struct rt_store *s, const struct rt_read *r, json_t **rows, long long *total,
+static int sq_read(struct rt_store *base, const struct rt_read *r, json_t **rows, long long *total,
 		  struct rt_store_error *err)
 {
+	struct sqlite_store *s = (struct sqlite_store *)base;
 	const struct rt_store_table *t = r->table;
 	sqlite3 *db = thread_db(s, err);
 	if (!db)
@@ -932,7 +849,7 @@ out:
 
 /* ---- writes ---- */
 
-static void wake_changes(struct rt_store *s)
+static void wake_changes(struct sqlite_store *s)
 {
 	pthread_mutex_lock(&s->mu);
 	s->writes++;
@@ -1586,21 +1503,10 @@ static int key_record(sqlite3 *db, const char *key, const unsigned char fp[32],
 	return rc;
 }
 
-void rt_write_result_deinit(struct rt_write_result *r)
-{
-	json_decref(r->current);
-	json_decref(r->conflicts);
-	r->current = r->conflicts = NULL;
-}
-
-void rt_store_set_key_window(struct rt_store *s, uint64_t ms)
-{
-	s->key_window_ms = ms;
-}
-
-int rt_store_write(struct rt_store *s, const struct rt_write *w, json_t **rows,
+static int sq_write(struct rt_store *base, const struct rt_write *w, json_t **rows,
 		   struct rt_store_error *err)
 {
+	struct sqlite_store *s = (struct sqlite_store *)base;
 	sqlite3 *db = thread_db(s, err);
 	if (!db)
 		return -1;
@@ -1696,9 +1602,10 @@ static json_t *typed_row(const struct rt_store_table *t, const char *txt)
 	return row;
 }
 
-int rt_store_changes_after(struct rt_store *s, uint64_t after, size_t max, struct rt_change **out,
+static int sq_changes_after(struct rt_store *base, uint64_t after, size_t max, struct rt_change **out,
 			   size_t *n, uint64_t *oldest, struct rt_store_scan *scan)
 {
+	struct sqlite_store *s = (struct sqlite_store *)base;
 	*out = NULL;
 	*n = 0;
 	scan->n_rows = 0;
@@ -1729,7 +1636,7 @@ int rt_store_changes_after(struct rt_store *s, uint64_t after, size_t max, struc
 		scan->n_rows++;
 		scan->last_pos = (uint64_t)sqlite3_column_int64(st, 0);
 		const struct rt_store_table *t =
-			rt_store_table(s, NULL, (const char *)sqlite3_column_text(st, 1));
+			rt_store_table(&s->base, NULL, (const char *)sqlite3_column_text(st, 1));
 		if (!t)
 			continue; /* a table created after start: not published */
 		const char *op = (const char *)sqlite3_column_text(st, 2);
@@ -1751,8 +1658,9 @@ int rt_store_changes_after(struct rt_store *s, uint64_t after, size_t max, struc
 	return step == SQLITE_DONE ? 0 : -1;
 }
 
-uint64_t rt_store_last_pos(struct rt_store *s)
+static uint64_t sq_last_pos(struct rt_store *base)
 {
+	struct sqlite_store *s = (struct sqlite_store *)base;
 	return last_pos_of(s->change_db);
 }
 
@@ -1768,8 +1676,9 @@ static uint64_t data_version(sqlite3 *db)
 	return v;
 }
 
-bool rt_store_wait(struct rt_store *s, uint64_t *version, unsigned timeout_ms)
+static bool sq_wait(struct rt_store *base, uint64_t *version, unsigned timeout_ms)
 {
+	struct sqlite_store *s = (struct sqlite_store *)base;
 	/* Writes through rtsync signal the condition at once; others (the sqlite3
 	 * shell, another process) show up in data_version within POLL_MS. */
 	uint64_t deadline = rt_mono_ms() + timeout_ms;
@@ -1798,8 +1707,9 @@ bool rt_store_wait(struct rt_store *s, uint64_t *version, unsigned timeout_ms)
 	}
 }
 
-void rt_store_prune(struct rt_store *s)
+static void sq_prune(struct rt_store *base)
 {
+	struct sqlite_store *s = (struct sqlite_store *)base;
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(s->change_db,
 			       "DELETE FROM _rtsync_changes WHERE pos <= "
@@ -1814,22 +1724,19 @@ void rt_store_prune(struct rt_store *s)
 	if (sqlite3_prepare_v2(s->change_db, "DELETE FROM _rtsync_idempotency WHERE ts < ?", -1,
 			       &st, NULL) != SQLITE_OK)
 		return;
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)(rt_wall_ms() - (int64_t)s->key_window_ms));
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)(rt_wall_ms() - (int64_t)s->base.key_window_ms));
 	if (sqlite3_step(st) != SQLITE_DONE)
 		rt_warn("store: pruning idempotency keys: %s", sqlite3_errmsg(s->change_db));
 	sqlite3_finalize(st);
 }
 
-void rt_store_changes_free(struct rt_change *c, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		json_decref(c[i].record);
-		json_decref(c[i].old_record);
-	}
-	free(c);
-}
-
-const char *rt_change_type_name(enum rt_change_type t)
-{
-	return t == RT_CHANGE_INSERT ? "INSERT" : t == RT_CHANGE_UPDATE ? "UPDATE" : "DELETE";
-}
+static const struct rt_store_ops sqlite_ops = {
+	.name = "sqlite",
+	.close = sq_close,
+	.read = sq_read,
+	.write = sq_write,
+	.changes_after = sq_changes_after,
+	.last_pos = sq_last_pos,
+	.wait = sq_wait,
+	.prune = sq_prune,
+};

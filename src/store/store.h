@@ -130,7 +130,34 @@ struct rt_read {
  */
 int rt_store_open_sqlite(const char *db_path, const char *schema_sql, uint64_t retain_count,
 			 uint64_t retain_ms, struct rt_store **out, char *err, size_t err_cap);
+
+/* Options of the PostgreSQL store (docs/store.md). */
+struct rt_store_pg_config {
+	const char *conninfo;   /* libpq connection string or postgres:// URI */
+	const char *schema_sql; /* applied at open (may be NULL) */
+	const char *tables;     /* comma-separated tables of "public" to serve and
+				 * publish; NULL or "" for every table of "public" */
+	const char *log_path;   /* the retained change log (a local SQLite file) */
+	const char *name;       /* publication and replication slot name */
+	unsigned pool_size;     /* connections for reads and writes */
+	uint64_t retain_count, retain_ms;
+};
+
+/*
+ * Opens the PostgreSQL store: connects, checks wal_level=logical and the
+ * REPLICATION attribute, applies schema_sql, loads the tables (each needs a
+ * primary key), creates or updates the publication and creates the slot when
+ * missing, opens the retained log and starts the replication thread, which
+ * reconnects with backoff. Returns 0, or -1 with the reason in err.
+ */
+int rt_store_open_postgres(const struct rt_store_pg_config *cfg, struct rt_store **out, char *err,
+			   size_t err_cap);
+
+/* Closes either backend (stops its threads first). NULL does nothing. */
 void rt_store_close(struct rt_store *s);
+
+/* "sqlite" or "postgres". */
+const char *rt_store_backend(const struct rt_store *s);
 
 const struct rt_store_schema *rt_store_schema(const struct rt_store *s);
 /* A table by schema (NULL means "public") and name; NULL when absent. */
