@@ -1428,17 +1428,21 @@ static json_t *result_json(const struct rt_write_result *r, const json_t *rows)
  * fingerprint (res and *out hold the first result), 0 when it is new, -1 on
  * an error (another fingerprint: 422 RTS422).
  */
-static int key_lookup(sqlite3 *db, const char *key, const unsigned char fp[32], json_t **out,
-		      struct rt_write_result *res, struct rt_store_error *err)
+static int key_lookup(sqlite3 *db, const char *key, const unsigned char fp[32],
+		      uint64_t window_ms, json_t **out, struct rt_write_result *res,
+		      struct rt_store_error *err)
 {
 	sqlite3_stmt *st;
+	/* A key older than the window is forgotten even before pruning removes it. */
 	if (sqlite3_prepare_v2(db,
-			       "SELECT fingerprint, result FROM _rtsync_idempotency WHERE key = ?",
+			       "SELECT fingerprint, result FROM _rtsync_idempotency "
+			       "WHERE key = ? AND ts >= ?",
 			       -1, &st, NULL) != SQLITE_OK) {
 		sql_err(err, db);
 		return -1;
 	}
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, rt_wall_ms() - (int64_t)window_ms);
 	int rc = 0;
 	int step = sqlite3_step(st);
 	if (step == SQLITE_ROW) {
@@ -1482,7 +1486,7 @@ static int key_record(sqlite3 *db, const char *key, const unsigned char fp[32],
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db,
-			       "INSERT INTO _rtsync_idempotency (key, fingerprint, result, ts) "
+			       "INSERT OR REPLACE INTO _rtsync_idempotency (key, fingerprint, result, ts) "
 			       "VALUES (?, ?, ?, ?)",
 			       -1, &st, NULL) != SQLITE_OK) {
 		sql_err(err, db);
@@ -1532,7 +1536,7 @@ static int sq_write(struct rt_store *base, const struct rt_write *w, json_t **ro
 	int rc = 0;
 	if (w->idempotency_key) {
 		fingerprint_hash(w->fingerprint, fp);
-		rc = key_lookup(db, w->idempotency_key, fp, &out, &res, err);
+		rc = key_lookup(db, w->idempotency_key, fp, s->base.key_window_ms, &out, &res, err);
 	}
 	sqlite3_int64 before = sqlite3_total_changes64(db);
 	if (rc == 0) {

@@ -311,4 +311,22 @@ describe('REST writes with Rtsync-Base, Rtsync-Strategy and Idempotency-Key', ()
     assert.equal(again.headers.get('idempotency-replayed'), 'true');
     assert.deepEqual(await again.json(), firstBody);
   });
+
+  it('a key is forgotten after --idempotency-window-ms', async () => {
+    await server.stop();
+    server = await startServer({ args: ['--schema', schemaPath, '--db', dbPath, '--idempotency-window-ms', '1000'] });
+    const id = newId();
+    const headers = { 'Idempotency-Key': `window-${id}`, Prefer: 'return=representation' };
+    const first = await rest('PATCH', `docs?id=eq.${id}`, { body: { n: 1 }, headers });
+    assert.equal(first.status, 200);
+    const soon = await rest('PATCH', `docs?id=eq.${id}`, { body: { n: 1 }, headers });
+    assert.equal(soon.headers.get('idempotency-replayed'), 'true');
+    await sleep(1200);
+    const late = await rest('PATCH', `docs?id=eq.${id}`, { body: { n: 1 }, headers });
+    assert.equal(late.status, 200);
+    assert.equal(late.headers.get('idempotency-replayed'), null);
+    // and the key is remembered again from then on
+    const again = await rest('PATCH', `docs?id=eq.${id}`, { body: { n: 1 }, headers });
+    assert.equal(again.headers.get('idempotency-replayed'), 'true');
+  });
 });
