@@ -682,19 +682,342 @@ static int exec_simple(PGconn *c, const char *sql, struct rt_store_error *e)
 	return res ? 0 : -1;
 }
 
+/* ---- conflict control and idempotency keys (docs/writes.md) ---- */
+
+static int control_err(struct rt_store_error *e, const char *msg)
+{
+	rt_store_set_err(e, 400, "RTS400", NULL, "%s", msg);
+	return -1;
+}
+
+static bool has_pk(const struct rt_store_table *t)
+{
+	for (size_t i = 0; i < t->n_cols; i++)
+		if (t->cols[i].is_pk)
+			return true;
+	return false;
+}
+
+/* "_t.pk1 = _k.pk1 AND …": the statement's row is the one _k names. */
+static void pk_match(struct rt_buf *b, const struct rt_store_table *t)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < t->n_cols; i++) {
+		if (!t->cols[i].is_pk)
+			continue;
+		rt_buf_append_str(b, n++ ? " AND " : "");
+		col_ref(b, t->cols[i].name);
+		rt_buf_append_str(b, " = _k.");
+		append_ident(b, t->cols[i].name);
+	}
+}
+
+/* ", json_populate_record(NULL::tbl, $n::json) _k" for a row naming the key. */
+static void key_record_sql(struct rt_buf *b, struct params *p, const struct rt_store_table *t,
+			   const char *json_txt)
+{
+	rt_buf_append_str(b, "json_populate_record(NULL::");
+	append_table(b, t);
+	rt_buf_append_str(b, ", ");
+	param(b, p, json_txt);
+	rt_buf_append_str(b, "::json) _k");
+}
+
+/*
+ * Reads and locks the row of t that where selects (SQL over _t and, with
+ * key_txt, _k: the row that JSON object names). *row is its JSON, NULL when
+ * there is none; more than one row is refused.
+ */
+static int select_locked(PGconn *c, const struct rt_store_table *t, const char *key_txt,
+			 const char *where, struct params *p, json_t **row,
+			 struct rt_store_error *err)
+{
+	struct rt_buf sql;
+	rt_buf_init(&sql);
+	rt_buf_append_str(&sql, "SELECT row_to_json(_t)::text FROM ");
+	append_table(&sql, t);
+	rt_buf_append_str(&sql, " AS _t");
+	if (key_txt) {
+		rt_buf_append_str(&sql, ", ");
+		key_record_sql(&sql, p, t, key_txt);
+		rt_buf_append_str(&sql, " WHERE ");
+		pk_match(&sql, t);
+	} else {
+		rt_buf_printf(&sql, " WHERE %s", where);
+	}
+	rt_buf_append_str(&sql, " LIMIT 2 FOR UPDATE OF _t");
+	rt_buf_append_byte(&sql, 0);
+	*row = NULL;
+	PGresult *res = run(c, (const char *)sql.data, p, err);
+	rt_buf_deinit(&sql);
+	if (!res)
+		return -1;
+	int rc = 0;
+	if (PQntuples(res) > 1)
+		rc = control_err(err, "A write with a base must target one row: the filter matched "
+				      "more (filter on the primary key)");
+	else if (PQntuples(res) == 1 && !(*row = json_loads(PQgetvalue(res, 0, 0), 0, NULL)))
+		rc = control_err(err, "cannot read the row PostgreSQL sent");
+	PQclear(res);
+	return rc;
+}
+
+/* The row the JSON object key names (by primary key), locked. */
+static int select_by_pk(PGconn *c, const struct rt_store_table *t, const json_t *key, json_t **row,
+			struct rt_store_error *err)
+{
+	for (size_t i = 0; i < t->n_cols; i++) {
+		if (t->cols[i].is_pk && !json_object_get(key, t->cols[i].name)) {
+			rt_store_set_err(err, 400, "RTS400", NULL,
+					 "A write with a base needs the primary key column \"%s\"",
+					 t->cols[i].name);
+			return -1;
+		}
+	}
+	char *txt = json_dumps(key, JSON_COMPACT | JSON_REAL_PRECISION(17));
+	struct params p = {0};
+	int rc = select_locked(c, t, txt, NULL, &p, row, err);
+	free(p.vals);
+	free(txt);
+	return rc;
+}
+
+/* UPDATE t SET <apply> (or, with apply NULL, DELETE) the row current names. */
+static int write_by_pk(PGconn *c, const struct rt_store_table *t, const json_t *current,
+		       const json_t *apply, const struct rt_store_column **cols, const char **keys,
+		       size_t n_cols, json_t *out, struct rt_store_error *err)
+{
+	struct rt_buf stmt;
+	struct params p = {0};
+	rt_buf_init(&stmt);
+	char *key_txt = json_dumps(current, JSON_COMPACT | JSON_REAL_PRECISION(17));
+	char *apply_txt = apply ? json_dumps(apply, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+	if (apply) {
+		rt_buf_append_str(&stmt, "UPDATE ");
+		append_table(&stmt, t);
+		rt_buf_append_str(&stmt, " AS _t SET ");
+		const char *k;
+		json_t *v;
+		size_t j = 0;
+		json_object_foreach((json_t *)apply, k, v) {
+			rt_buf_append_str(&stmt, j++ ? "," : "");
+			append_ident(&stmt, k);
+			rt_buf_append_str(&stmt, " = _j.");
+			append_ident(&stmt, k);
+		}
+		rt_buf_append_str(&stmt, " FROM ");
+		record_sql(&stmt, &p, t, apply_txt);
+		rt_buf_append_str(&stmt, ", ");
+	} else {
+		rt_buf_append_str(&stmt, "DELETE FROM ");
+		append_table(&stmt, t);
+		rt_buf_append_str(&stmt, " AS _t USING ");
+	}
+	key_record_sql(&stmt, &p, t, key_txt);
+	rt_buf_append_str(&stmt, " WHERE ");
+	pk_match(&stmt, t);
+	size_t count = 0;
+	int rc = write_stmt(c, &stmt, &p, cols, keys, n_cols, out, &count, err);
+	free(key_txt);
+	free(apply_txt);
+	free(p.vals);
+	rt_buf_deinit(&stmt);
+	return rc;
+}
+
+/* The select's projection of a full row (new reference). */
+static json_t *project(const json_t *full, const struct rt_store_column **cols, const char **keys,
+		       size_t n_cols)
+{
+	json_t *row = json_object();
+	for (size_t i = 0; i < n_cols; i++)
+		json_object_set(row, keys[i], json_object_get(full, cols[i]->name));
+	return row;
+}
+
+/*
+ * A write with a base: reads and locks the target row, decides with
+ * rt_conflict_decide() and applies what it says, in the caller's
+ * transaction. Fills res.
+ */
+static int controlled_write(PGconn *c, const struct rt_write *w,
+			    const struct rt_store_column **cols, const char **keys, size_t n_cols,
+			    json_t *out, size_t *count, struct rt_write_result *res,
+			    struct rt_store_error *err)
+{
+	const struct rt_store_table *t = w->table;
+	if (w->kind == RT_WRITE_INSERT)
+		return control_err(err, "A base applies to update, upsert and delete, not insert");
+	if (!json_is_object(w->base))
+		return control_err(err, "The base must be a JSON object");
+	if (!has_pk(t))
+		return control_err(err, "A write with a base needs a table with a primary key");
+	if (check_row_keys(t, w->base, err))
+		return -1;
+	const json_t *changes = NULL;
+	json_t *current = NULL;
+	int rc;
+	if (w->kind == RT_WRITE_UPSERT) {
+		if (json_array_size(w->rows) != 1)
+			return control_err(err, "A write with a base writes one row");
+		changes = json_array_get(w->rows, 0);
+		if (check_row_keys(t, changes, err))
+			return -1;
+		rc = select_by_pk(c, t, changes, &current, err);
+	} else {
+		if (w->kind == RT_WRITE_UPDATE) {
+			changes = w->rows;
+			if (check_row_keys(t, changes, err))
+				return -1;
+			if (!json_object_size(changes)) {
+				rt_store_set_err(err, 400, "PGRST102", NULL, "Empty or invalid json");
+				return -1;
+			}
+		}
+		struct rt_buf where;
+		struct params p = {0};
+		rt_buf_init(&where);
+		rc = w->where ? where_sql(&where, &p, t, &w->where->where, err) : 0;
+		if (!rc && !where.len)
+			rc = control_err(err, "A write with a base must target one row: add a filter "
+					      "on the primary key");
+		if (!rc) {
+			rt_buf_append_byte(&where, 0);
+			rc = select_locked(c, t, NULL, (const char *)where.data, &p, &current, err);
+		}
+		free(p.vals);
+		rt_buf_deinit(&where);
+	}
+	if (rc)
+		return -1;
+
+	struct rt_conflict_result d;
+	rt_conflict_decide(current, w->base, changes, w->strategy, &d);
+	res->outcome = d.outcome;
+	res->conflicts = json_incref(d.conflicts);
+	switch (d.outcome) {
+	case RT_WRITE_CONFLICT:
+		res->current = json_incref(current);
+		break;
+	case RT_WRITE_MISSING:
+		if (w->kind == RT_WRITE_UPSERT) {
+			rc = insert_rows(c, w, cols, keys, n_cols, out, count, err);
+			if (!rc)
+				rc = select_by_pk(c, t, changes, &res->current, err);
+		}
+		break;
+	case RT_WRITE_APPLIED:
+	case RT_WRITE_MERGED:
+		if (d.is_delete) {
+			rc = write_by_pk(c, t, current, NULL, cols, keys, n_cols, out, err);
+		} else if (!json_object_size(d.apply)) {
+			/* Every change conflicted: nothing written, the row as it is. */
+			if (out)
+				json_array_append_new(out, project(current, cols, keys, n_cols));
+			res->current = json_incref(current);
+		} else {
+			rc = write_by_pk(c, t, current, d.apply, cols, keys, n_cols, out, err);
+			/* Read back by the key as it is after the write (it may change). */
+			json_t *key = json_deep_copy(current);
+			json_object_update(key, d.apply);
+			if (!rc)
+				rc = select_by_pk(c, t, key, &res->current, err);
+			json_decref(key);
+		}
+		break;
+	}
+	*count = json_array_size(out);
+	rt_conflict_result_deinit(&d);
+	json_decref(current);
+	return rc;
+}
+
+/*
+ * Serializes writes with the same key (a transaction-scoped advisory lock)
+ * and looks the key up: 1 when it was used with the same fingerprint (res
+ * and *out hold the first result), 0 when new, -1 on an error.
+ */
+static int key_lookup(PGconn *c, const char *key, const unsigned char fp[32], uint64_t window_ms,
+		      json_t **out, struct rt_write_result *res, struct rt_store_error *err)
+{
+	struct params p = {0};
+	struct rt_buf sql;
+	rt_buf_init(&sql);
+	rt_buf_append_str(&sql, "SELECT pg_advisory_xact_lock(hashtextextended(");
+	param(&sql, &p, key);
+	rt_buf_append_str(&sql, ", 0))");
+	rt_buf_append_byte(&sql, 0);
+	PGresult *r = run(c, (const char *)sql.data, &p, err);
+	rt_buf_deinit(&sql);
+	free(p.vals);
+	if (!r)
+		return -1;
+	PQclear(r);
+	char since[24];
+	snprintf(since, sizeof since, "%lld", (long long)(rt_wall_ms() - (int64_t)window_ms));
+	const char *vals[] = {key, since};
+	struct params q = {.vals = vals, .n = 2};
+	r = run(c,
+		"SELECT encode(fingerprint, 'hex'), result FROM rtsync.idempotency "
+		"WHERE key = $1 AND ts >= $2::bigint",
+		&q, err);
+	if (!r)
+		return -1;
+	int rc = 0;
+	if (PQntuples(r) == 1) {
+		char hex[65];
+		for (int i = 0; i < 32; i++)
+			snprintf(hex + 2 * i, 3, "%02x", fp[i]);
+		json_t *j = json_loads(PQgetvalue(r, 0, 1), 0, NULL);
+		if (strcmp(PQgetvalue(r, 0, 0), hex) || !j) {
+			rt_store_set_err(err, 422, "RTS422", NULL,
+					 "The idempotency key was already used for a different request");
+			rc = -1;
+		} else {
+			rt_write_result_parse(j, res, out);
+			rc = 1;
+		}
+		json_decref(j);
+	}
+	PQclear(r);
+	return rc;
+}
+
+static int key_record(PGconn *c, const char *key, const unsigned char fp[32],
+		      const struct rt_write_result *res, const json_t *rows,
+		      struct rt_store_error *err)
+{
+	char hex[65], now[24];
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", fp[i]);
+	snprintf(now, sizeof now, "%lld", (long long)rt_wall_ms());
+	json_t *j = rt_write_result_json(res, rows);
+	char *txt = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(17));
+	json_decref(j);
+	const char *vals[] = {key, hex, txt, now};
+	struct params p = {.vals = vals, .n = 4};
+	PGresult *r = run(c,
+			  "INSERT INTO rtsync.idempotency (key, fingerprint, result, ts) "
+			  "VALUES ($1, decode($2, 'hex'), $3, $4::bigint) ON CONFLICT (key) DO UPDATE "
+			  "SET fingerprint = excluded.fingerprint, result = excluded.result, "
+			  "ts = excluded.ts",
+			  &p, err);
+	free(txt);
+	if (!r)
+		return -1;
+	PQclear(r);
+	return 0;
+}
+
 static int pg_write(struct rt_store *base, const struct rt_write *w, json_t **rows,
 		    struct rt_store_error *err)
 {
 	struct pg_store *s = (struct pg_store *)base;
 	*rows = NULL;
-	if (w->base || w->idempotency_key) {
-		rt_store_set_err(err, 501, "RTS501", NULL,
-				 "Writes with a base or an idempotency key are not supported by the "
-				 "PostgreSQL store yet");
-		return -1;
-	}
-	if (w->result)
-		*w->result = (struct rt_write_result){.outcome = RT_WRITE_APPLIED};
+	if (w->idempotency_key && (!*w->idempotency_key ||
+				   strlen(w->idempotency_key) > RT_STORE_MAX_KEY))
+		return control_err(err, "The idempotency key must have 1 to 255 bytes");
+	struct rt_write_result res = {.outcome = RT_WRITE_APPLIED};
 	const struct rt_store_column **cols = NULL;
 	const char **keys = NULL;
 	size_t n_cols, count = 0;
@@ -708,24 +1031,44 @@ static int pg_write(struct rt_store *base, const struct rt_write *w, json_t **ro
 	if (exec_simple(c, "BEGIN", err))
 		goto out;
 	out = w->wants_rows || w->wants_single ? json_array() : NULL;
-	rc = w->kind == RT_WRITE_INSERT || w->kind == RT_WRITE_UPSERT
-		     ? insert_rows(c, w, cols, keys, n_cols, out, &count, err)
-		     : update_or_delete(c, w, cols, keys, n_cols, out, &count, err);
-	if (!rc && w->wants_single && count != 1) {
-		char details[64];
-		snprintf(details, sizeof details, "The result contains %zu rows", count);
-		rt_store_set_err(err, 406, "PGRST116", details,
-				 "JSON object requested, multiple (or no) rows returned");
-		rc = -1;
+	unsigned char fp[32];
+	rc = 0;
+	if (w->idempotency_key) {
+		rt_store_fingerprint(w->fingerprint, fp);
+		rc = key_lookup(c, w->idempotency_key, fp, s->base.key_window_ms, &out, &res, err);
 	}
-	if (rc || exec_simple(c, "COMMIT", err)) {
+	if (rc == 0) {
+		if (w->base)
+			rc = controlled_write(c, w, cols, keys, n_cols, out, &count, &res, err);
+		else if (w->kind == RT_WRITE_INSERT || w->kind == RT_WRITE_UPSERT)
+			rc = insert_rows(c, w, cols, keys, n_cols, out, &count, err);
+		else
+			rc = update_or_delete(c, w, cols, keys, n_cols, out, &count, err);
+		/* A conflict is answered as such, whatever the representation asked. */
+		if (!rc && w->wants_single && res.outcome != RT_WRITE_CONFLICT && count != 1) {
+			char details[64];
+			snprintf(details, sizeof details, "The result contains %zu rows", count);
+			rt_store_set_err(err, 406, "PGRST116", details,
+					 "JSON object requested, multiple (or no) rows returned");
+			rc = -1;
+		}
+		if (!rc && w->idempotency_key)
+			rc = key_record(c, w->idempotency_key, fp, &res, out, err);
+	}
+	if (rc < 0 || exec_simple(c, "COMMIT", err)) {
 		struct rt_store_error ignored;
 		if (PQstatus(c) == CONNECTION_OK)
 			exec_simple(c, "ROLLBACK", &ignored);
 		rc = -1;
 		json_decref(out);
+		rt_write_result_deinit(&res);
 		goto out;
 	}
+	/* Positions come with the replication stream, after the commit: none here. */
+	if (w->result)
+		*w->result = res;
+	else
+		rt_write_result_deinit(&res);
 	*rows = out;
 	rc = 0;
 out:
@@ -1463,11 +1806,30 @@ static int setup_replication(struct pg_store *s, PGconn *c, char *err, size_t er
 	return 0;
 }
 
+/* The idempotency keys of writes (docs/writes.md): in schema rtsync, apart
+ * from the served and published tables of public. */
+static int setup_keys(PGconn *c, char *err, size_t err_cap)
+{
+	static const char *const sql[] = {
+		"CREATE SCHEMA IF NOT EXISTS rtsync",
+		"CREATE TABLE IF NOT EXISTS rtsync.idempotency (key text PRIMARY KEY,"
+		" fingerprint bytea NOT NULL, result text NOT NULL, ts bigint NOT NULL)",
+	};
+	for (size_t i = 0; i < sizeof sql / sizeof *sql; i++) {
+		PGresult *res = query(c, sql[i], 0, NULL, err, err_cap);
+		if (!res)
+			return -1;
+		PQclear(res);
+	}
+	return 0;
+}
+
 int rt_store_open_postgres(const struct rt_store_pg_config *cfg, struct rt_store **out, char *err,
 			   size_t err_cap)
 {
 	struct pg_store *s = rt_xcalloc(1, sizeof *s);
 	s->base.ops = &pg_ops;
+	s->base.key_window_ms = RT_STORE_KEY_WINDOW_MS;
 	s->conninfo = rt_xstrdup(cfg->conninfo);
 	s->name = rt_xstrdup(cfg->name && *cfg->name ? cfg->name : "rtsync");
 	s->log_path = rt_xstrdup(cfg->log_path);
@@ -1498,7 +1860,8 @@ int rt_store_open_postgres(const struct rt_store_pg_config *cfg, struct rt_store
 		}
 		PQclear(res);
 	}
-	if (load_schema(s, c, cfg->tables, err, err_cap) || setup_replication(s, c, err, err_cap))
+	if (load_schema(s, c, cfg->tables, err, err_cap) || setup_replication(s, c, err, err_cap) ||
+	    setup_keys(c, err, err_cap))
 		goto err_conn;
 	s->pool[0].conn = c; /* the first pool connection */
 	c = NULL;

@@ -16,7 +16,6 @@
 #include <strings.h>
 #include <time.h>
 #include <unicase.h>
-#include <openssl/evp.h>
 
 #include "common/alloc.h"
 #include "common/buf.h"
@@ -1408,21 +1407,6 @@ static int controlled_write(sqlite3 *db, const struct rt_write *w,
 	return rc;
 }
 
-static void fingerprint_hash(const char *fp, unsigned char out[32])
-{
-	EVP_Digest(fp ? fp : "", fp ? strlen(fp) : 0, out, NULL, EVP_sha256(), NULL);
-}
-
-static json_t *result_json(const struct rt_write_result *r, const json_t *rows)
-{
-	char pos[24];
-	snprintf(pos, sizeof pos, "%llu", (unsigned long long)r->position);
-	return json_pack("{s:s,s:O,s:O,s:O,s:s}", "outcome", rt_conflict_outcome_name(r->outcome),
-			 "rows", rows ? (json_t *)rows : json_null(),
-			 "current", r->current ? r->current : json_null(), "conflicts",
-			 r->conflicts ? r->conflicts : json_null(), "position", pos);
-}
-
 /*
  * Looks the key up. Returns 1 when it was used before with the same
  * fingerprint (res and *out hold the first result), 0 when it is new, -1 on
@@ -1453,22 +1437,7 @@ static int key_lookup(sqlite3 *db, const char *key, const unsigned char fp[32],
 				"The idempotency key was already used for a different request");
 			rc = -1;
 		} else {
-			const char *name = json_string_value(json_object_get(r, "outcome"));
-			for (int o = RT_WRITE_APPLIED; name && o <= RT_WRITE_MISSING; o++)
-				if (!strcmp(name, rt_conflict_outcome_name((enum rt_write_outcome)o)))
-					res->outcome = (enum rt_write_outcome)o;
-			json_t *cur = json_object_get(r, "current");
-			json_t *conf = json_object_get(r, "conflicts");
-			res->current = json_is_object(cur) ? json_incref(cur) : NULL;
-			res->conflicts = json_is_array(conf) ? json_incref(conf) : NULL;
-			res->position = strtoull(
-				json_string_value(json_object_get(r, "position")) ? json_string_value(json_object_get(r, "position")) : "0", NULL, 10);
-			res->is_replayed = true;
-			json_t *rows = json_object_get(r, "rows");
-			if (*out && json_is_array(rows)) {
-				json_decref(*out);
-				*out = json_incref(rows);
-			}
+			rt_write_result_parse(r, res, out);
 			rc = 1;
 		}
 		json_decref(r);
@@ -1492,7 +1461,7 @@ static int key_record(sqlite3 *db, const char *key, const unsigned char fp[32],
 		sql_err(err, db);
 		return -1;
 	}
-	json_t *r = result_json(res, rows);
+	json_t *r = rt_write_result_json(res, rows);
 	char *txt = json_dumps(r, JSON_COMPACT | JSON_REAL_PRECISION(17));
 	json_decref(r);
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
@@ -1535,7 +1504,7 @@ static int sq_write(struct rt_store *base, const struct rt_write *w, json_t **ro
 	unsigned char fp[32];
 	int rc = 0;
 	if (w->idempotency_key) {
-		fingerprint_hash(w->fingerprint, fp);
+		rt_store_fingerprint(w->fingerprint, fp);
 		rc = key_lookup(db, w->idempotency_key, fp, s->base.key_window_ms, &out, &res, err);
 	}
 	sqlite3_int64 before = sqlite3_total_changes64(db);

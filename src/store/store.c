@@ -4,6 +4,7 @@
  */
 #include "store/store.h"
 
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,5 +174,41 @@ void rt_write_result_deinit(struct rt_write_result *r)
 void rt_store_set_key_window(struct rt_store *s, uint64_t ms)
 {
 	s->key_window_ms = ms;
+}
+
+void rt_store_fingerprint(const char *fingerprint, unsigned char out[32])
+{
+	const char *fp = fingerprint ? fingerprint : "";
+	EVP_Digest(fp, strlen(fp), out, NULL, EVP_sha256(), NULL);
+}
+
+json_t *rt_write_result_json(const struct rt_write_result *r, const json_t *rows)
+{
+	char pos[24];
+	snprintf(pos, sizeof pos, "%llu", (unsigned long long)r->position);
+	return json_pack("{s:s,s:O,s:O,s:O,s:s}", "outcome", rt_conflict_outcome_name(r->outcome),
+			 "rows", rows ? (json_t *)rows : json_null(), "current",
+			 r->current ? r->current : json_null(), "conflicts",
+			 r->conflicts ? r->conflicts : json_null(), "position", pos);
+}
+
+void rt_write_result_parse(const json_t *j, struct rt_write_result *res, json_t **rows)
+{
+	const char *name = json_string_value(json_object_get(j, "outcome"));
+	for (int o = RT_WRITE_APPLIED; name && o <= RT_WRITE_MISSING; o++)
+		if (!strcmp(name, rt_conflict_outcome_name((enum rt_write_outcome)o)))
+			res->outcome = (enum rt_write_outcome)o;
+	json_t *cur = json_object_get(j, "current");
+	json_t *conf = json_object_get(j, "conflicts");
+	const char *pos = json_string_value(json_object_get(j, "position"));
+	res->current = json_is_object(cur) ? json_incref(cur) : NULL;
+	res->conflicts = json_is_array(conf) ? json_incref(conf) : NULL;
+	res->position = pos ? strtoull(pos, NULL, 10) : 0;
+	res->is_replayed = true;
+	json_t *recorded = json_object_get(j, "rows");
+	if (*rows && json_is_array(recorded)) {
+		json_decref(*rows);
+		*rows = json_incref(recorded);
+	}
 }
 

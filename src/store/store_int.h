@@ -51,4 +51,17 @@ int rt_store_select_cols(const struct rt_store_table *t, const struct rt_query *
 			 const struct rt_store_column ***cols, const char ***keys, size_t *n,
 			 struct rt_store_error *e);
 
+/* ---- writes with conflict control and idempotency keys (docs/writes.md) ---- */
+
+/* SHA-256 of a write's fingerprint (NULL counts as ""). */
+void rt_store_fingerprint(const char *fingerprint, unsigned char out[32]);
+
+/* What an idempotency key records: the result and the rows (may be NULL) as
+ * one JSON object (new reference). */
+json_t *rt_write_result_json(const struct rt_write_result *r, const json_t *rows);
+
+/* Reads a recorded result back into res (marked replayed); when *rows is an
+ * array, it is replaced by the recorded rows. */
+void rt_write_result_parse(const json_t *j, struct rt_write_result *res, json_t **rows);
+
 #endif

@@ -29,7 +29,7 @@ echo "postgres: cluster on 127.0.0.1:$PGPORT in $PGDIR"
 files=("$@")
 if [ ${#files[@]} -eq 0 ]; then
 	files=("$root/tests/interop/postgres-changes.test.mjs" "$root/tests/interop/store-extra.test.mjs"
-		"$root/tests/interop/supabase-js.test.mjs")
+		"$root/tests/interop/supabase-js.test.mjs" "$root/tests/interop/writes.test.mjs")
 	for f in "$here"/*.test.mjs; do files+=("$f"); done
 fi
 RTSYNC_SUITE=postgres "$root/tests/interop/run.sh" "$bin" "${files[@]}"
