@@ -36,6 +36,7 @@ run fuzz-replay tests/run-fuzz-replay.sh $(find "$build/fuzz" -type f -name 'rep
 for suite in integration interop; do
 	[ -x "tests/$suite/run.sh" ] && run "$suite" "tests/$suite/run.sh" "$build/rtsync"
 done
+run bench-smoke bench/smoke.sh "$build"
 
 passed=0
 failed=0
