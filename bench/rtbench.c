@@ -1056,7 +1056,8 @@ static void on_connect(uv_connect_t *req, int status)
 		conn_fail(c, F_CONNECT);
 		return;
 	}
-	if (is_storm_run(c)) {
+	if (is_storm_run(c) && atomic_load_explicit(&r->is_restarted, memory_order_acquire)) {
+		/* (connects to the dying server's backlog succeed too: not those) */
 		uint64_t zero = 0, now = rt_mono_ns();
 		atomic_compare_exchange_strong(&w->t_first_connect_ns, &zero, now);
 	}
