@@ -4,13 +4,13 @@
 # per run (started by rtbench --spawn). Prints one JSON line per run, prefixed
 # with its name, and the commit and machine first.
 #   bench/figures.sh [BUILD_DIR] [RUN...]      (BUILD_DIR: build; RUN: all)
-# Runs: fanout200 fanout1000 fanout5000 slow1000 slowdrop idle10k idle19900
-#       changes storm vsn1
+# Runs: fanout200 fanout1000 fanout5000 slow1000 slowdrop slowdrop0 idle10k
+#       idle19900 changes storm vsn1
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
 shift || true
-runs=${*:-fanout200 fanout1000 fanout5000 slow1000 slowdrop idle10k idle19900 changes storm vsn1}
+runs=${*:-fanout200 fanout1000 fanout5000 slow1000 slowdrop slowdrop0 idle10k idle19900 changes storm vsn1}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 secret=bench-figures-secret-bench-figures-secret
@@ -30,9 +30,12 @@ for run in $runs; do
 	slow1000) # 10 more subscribers stop reading: compare with fanout200
 		bench fanout --spawn "$serve --data-dir $d" --subscribers 1000 --slow 10 --rate 200 \
 			--payload 100 --duration 10 ;;
-	slowdrop) # large payloads and a 1 MiB queue bound: the slow ones are dropped mid-run
+	slowdrop | slowdrop0) # 8 KB payloads, a 1 MiB queue bound: the 5 slow ones are dropped
+		# mid-run (slowdrop0: the same without them, for comparison)
+		slow=5
+		[ "$run" = slowdrop0 ] && slow=0
 		bench fanout --spawn "$serve --data-dir $d --max-queue-bytes 1048576" --subscribers 100 \
-			--slow 5 --rate 200 --payload 8000 --duration 10 ;;
+			--slow $slow --rate 200 --payload 8000 --duration 10 ;;
 	idle10k)
 		bench idle --spawn "$serve --data-dir $d" --connections 10000 --duration 10 ;;
 	idle19900)
