@@ -1231,7 +1231,8 @@ static void publish_write(struct worker *w, uint32_t topic)
 	int bl = snprintf(body, sizeof body,
 			  "{\"topic\":%u,\"t\":%" PRIu64 ",\"seq\":%" PRIu64 ",\"p\":\"", topic,
 			  rt_mono_ns(), ++w->pub_seq);
-	size_t total = (size_t)bl + w->payload_len + 2 + 600;
+	size_t total = (size_t)bl + w->payload_len + 2 + 2 * strlen(r->o.apikey) +
+		       strlen(r->host_header) + 256;
 	char *req = scratch(w, total);
 	if (!req) {
 		w->pub_skipped++;
