@@ -95,7 +95,7 @@ integration interop: all
 # against the sanitizer build, which is where memory errors and leaks show.
 test: deps
 	$(MAKE) all bench
-	$(MAKE) $(ASAN_VARS) all unit-bins fuzz-bins
+	$(MAKE) $(ASAN_VARS) all unit-bins fuzz-bins bench
 	@tests/run-all.sh build-asan
 
 deps:

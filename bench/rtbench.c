@@ -92,6 +92,7 @@ struct opts {
 	long server_pid, vsn, slow, writers, changes, retry_ms, kill_signal;
 	double duration_s, drain_s, setup_timeout_s;
 	bool is_rate_set;
+	long busy_poll;
 	enum encoding encoding;
 };
 
@@ -410,6 +411,22 @@ static long proc_rss_kb(long pid)
 			break;
 	fclose(f);
 	return kb;
+}
+
+/* CPU seconds spent by the whole machine (all CPUs, not idle or iowait), or -1. */
+static double machine_busy_s(void)
+{
+	FILE *f = fopen("/proc/stat", "r");
+	if (!f)
+		return -1;
+	unsigned long long v[8] = {0};
+	int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+		       &v[4], &v[5], &v[6], &v[7]);
+	fclose(f);
+	if (n < 8)
+		return -1;
+	/* user nice system idle iowait irq softirq steal */
+	return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)sysconf(_SC_CLK_TCK);
 }
 
 static double rusage_cpu_s(void)
@@ -861,6 +878,10 @@ static void on_ws_message(void *user, enum rt_ws_opcode op, const uint8_t *data,
 	struct worker *w = c->w;
 	if (c->state != CS_JOINING && c->state != CS_OPEN)
 		return;
+	if (!data || !len) {
+		w->other_msgs++;
+		return;
+	}
 	if (op == RT_WS_BINARY) {
 		/* kind 4: kind, topic_len, event_len, meta_len, encoding */
 		if (len >= 5 && data[0] == 4) {
@@ -880,9 +901,10 @@ static void on_ws_message(void *user, enum rt_ws_opcode op, const uint8_t *data,
 		if (memmem(data, head, ",\"postgres_changes\",", 20) ||
 		    memmem(data, head, "\"event\":\"postgres_changes\"", 26))
 			record_change(c, data, len);
-		else if (memmem(data, len, "\"resync_required\"", 17))
-			set_error(w, "resync", "the server asked for a resync"), w->bad_msgs++;
-		else
+		else if (memmem(data, len, "\"resync_required\"", 17)) {
+			set_error(w, "resync", "the server asked for a resync");
+			w->bad_msgs++;
+		} else
 			w->other_msgs++;
 	} else if (len > 40 && (memmem(data, head, "\",\"broadcast\",", 14) ||
 				memmem(data, head, "\"event\":\"broadcast\"", 19))) {
@@ -1034,7 +1056,8 @@ static void on_connect(uv_connect_t *req, int status)
 		conn_fail(c, F_CONNECT);
 		return;
 	}
-	if (is_storm_run(c)) {
+	if (is_storm_run(c) && atomic_load_explicit(&r->is_restarted, memory_order_acquire)) {
+		/* (connects to the dying server's backlog succeed too: not those) */
 		uint64_t zero = 0, now = rt_mono_ns();
 		atomic_compare_exchange_strong(&w->t_first_connect_ns, &zero, now);
 	}
@@ -1208,7 +1231,8 @@ static void publish_write(struct worker *w, uint32_t topic)
 	int bl = snprintf(body, sizeof body,
 			  "{\"topic\":%u,\"t\":%" PRIu64 ",\"seq\":%" PRIu64 ",\"p\":\"", topic,
 			  rt_mono_ns(), ++w->pub_seq);
-	size_t total = (size_t)bl + w->payload_len + 2 + 600;
+	size_t total = (size_t)bl + w->payload_len + 2 + 2 * strlen(r->o.apikey) +
+		       strlen(r->host_header) + 256;
 	char *req = scratch(w, total);
 	if (!req) {
 		w->pub_skipped++;
@@ -1350,7 +1374,14 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	w->setup_deadline_ns = rt_mono_ns() + (uint64_t)(w->run->o.setup_timeout_s * 1e9);
 	uv_timer_start(&w->tick, on_tick, 0, TICK_MS);
-	uv_run(&w->loop, UV_RUN_DEFAULT);
+	if (!w->run->o.busy_poll) {
+		uv_run(&w->loop, UV_RUN_DEFAULT);
+		return NULL;
+	}
+	/* Never sleep in epoll: a sleeping reader costs the server a cross-core
+	 * wake-up per write, which would be measured instead of the server. */
+	while (uv_run(&w->loop, UV_RUN_NOWAIT))
+		;
 	return NULL;
 }
 
@@ -1485,6 +1516,9 @@ static const char usage[] =
 	"  --duration S           seconds to publish (fanout, changes) or hold (idle)   (10)\n"
 	"  --server-pid PID       server process to sample in /proc (CPU, RSS)    (none)\n"
 	"  --threads N            client threads, one libuv loop each             (1)\n"
+	"  --busy-poll 0|1        1: the client loops poll without sleeping, so the server's\n"
+	"                         writes never pay for waking the client (one core per thread;\n"
+	"                         on a shared machine it competes with the others)    (0)\n"
 	"  --batch N              connections in setup at once (listen backlog)   (500)\n"
 	"  --setup-timeout S      give up on connections not joined by then       (60)\n"
 	"  --heartbeat S          Phoenix heartbeat per socket every S seconds, 0 = none (25)\n"
@@ -1585,10 +1619,11 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	*o = (struct opts){.subscribers = 1000, .topics = 1, .rate = 1000, .payload = 100,
 			   .connections = 10000, .threads = 1, .batch = 500, .heartbeat_s = 25,
 			   .duration_s = 10, .drain_s = 5, .setup_timeout_s = 60, .vsn = 2,
-			   .writers = 2, .changes = 100, .retry_ms = 100, .kill_signal = SIGKILL};
+			   .writers = 2, .changes = 100, .retry_ms = 100, .kill_signal = SIGKILL,
+			   .busy_poll = 0};
 	enum { O_URL = 256, O_KEY, O_DUR, O_PID, O_THR, O_BATCH, O_SETUP, O_HB, O_TOPICS, O_SUBS,
 	       O_RATE, O_PAY, O_ENC, O_DRAIN, O_CONNS, O_VSN, O_SLOW, O_WRITERS, O_SPAWN, O_DB,
-	       O_CHANGES, O_RETRY, O_SIGNAL };
+	       O_CHANGES, O_RETRY, O_SIGNAL, O_BUSY };
 	static const struct option longopts[] = {
 		{"url", required_argument, NULL, O_URL},
 		{"apikey", required_argument, NULL, O_KEY},
@@ -1613,6 +1648,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{"changes", required_argument, NULL, O_CHANGES},
 		{"retry-ms", required_argument, NULL, O_RETRY},
 		{"signal", required_argument, NULL, O_SIGNAL},
+		{"busy-poll", required_argument, NULL, O_BUSY},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -1644,6 +1680,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case O_CHANGES: rc = parse_long("--changes", optarg, 1, 10000000, &o->changes); break;
 		case O_RETRY: rc = parse_long("--retry-ms", optarg, 1, 60000, &o->retry_ms); break;
 		case O_SPAWN: o->spawn = optarg; break;
+		case O_BUSY: rc = parse_long("--busy-poll", optarg, 0, 1, &o->busy_poll); break;
 		case O_DB: o->db = optarg; break;
 		case O_VSN:
 			if (!strcmp(optarg, "1.0.0"))
@@ -1788,19 +1825,25 @@ static bool wait_listening(const struct sockaddr_storage *addr, pid_t pid, long 
 	return false;
 }
 
-/* Sends sig and waits up to 5 s for the exit (then SIGKILL). */
-static void stop_server(pid_t pid, int sig)
+/* Sends sig and waits up to 10 s for the exit (then SIGKILL). Returns the
+ * exit status, 128 + the signal that ended it, or -1. */
+static int stop_server(pid_t pid, int sig)
 {
 	if (pid <= 0)
-		return;
+		return -1;
 	kill(pid, sig);
-	for (int i = 0; i < 500; i++) {
-		if (waitpid(pid, NULL, WNOHANG) == pid)
-			return;
-		sleep_ms(10);
+	int st = 0;
+	bool is_reaped = false;
+	for (int i = 0; i < 1000 && !is_reaped; i++) {
+		is_reaped = waitpid(pid, &st, WNOHANG) == pid;
+		if (!is_reaped)
+			sleep_ms(10);
 	}
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
+	if (!is_reaped) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &st, 0);
+	}
+	return WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : -1;
 }
 
 /* The last change position in the server's log (0 when empty), or -1. */
@@ -1859,6 +1902,38 @@ out:
 	return rc;
 }
 
+/* The server's count of sockets dropped as slow consumers, from GET /metrics
+ * (blocking, on the main thread), or -1. */
+static long server_slow_consumers(const struct run *r)
+{
+	const struct sockaddr_storage *a = &r->addr;
+	socklen_t len = a->ss_family == AF_INET ? sizeof(struct sockaddr_in)
+					       : sizeof(struct sockaddr_in6);
+	int fd = socket(a->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	struct timeval tv = {5, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	long n = -1;
+	char req[400], buf[65536];
+	int rl = snprintf(req, sizeof req,
+			  "GET /metrics HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+			  r->host_header);
+	size_t got = 0;
+	if (connect(fd, (const struct sockaddr *)a, len) || write(fd, req, (size_t)rl) != rl)
+		goto out;
+	for (ssize_t k; got < sizeof buf - 1 && (k = read(fd, buf + got, sizeof buf - 1 - got)) > 0;)
+		got += (size_t)k;
+	buf[got] = '\0';
+	static const char key[] = "rtsync_errors_total{reason=\"slow_consumer\"} ";
+	const char *m = strstr(buf, key);
+	if (m)
+		n = strtol(m + sizeof key - 1, NULL, 10);
+out:
+	close(fd);
+	return n;
+}
+
 /* ---- main ------------------------------------------------------------------- */
 
 /* Raises the open-files soft limit to the hard one; false if need is above it. */
@@ -1910,10 +1985,11 @@ static void print_latency(const struct hist *h)
 	       h->n ? (double)h->sum / (double)h->n / 1e3 : 0);
 }
 
-static void print_common(const struct run *r, const struct totals *t, double setup_s)
+static void print_common(const struct run *r, const struct totals *t, double setup_s,
+			 int server_exit)
 {
-	printf("\"vsn\":\"%s\",\"threads\":%d,\"topics\":%ld,\"connected\":%" PRIu64 ",\"failed\":{",
-	       r->o.vsn == 1 ? "1.0.0" : "2.0.0", r->n_workers, r->o.topics, t->connected);
+	printf("\"server_exit\":%d,\"vsn\":\"%s\",\"threads\":%d,\"topics\":%ld,\"connected\":%" PRIu64 ",\"failed\":{",
+	       server_exit, r->o.vsn == 1 ? "1.0.0" : "2.0.0", r->n_workers, r->o.topics, t->connected);
 	for (int i = 0; i < F_COUNT; i++)
 		printf("%s\"%s\":%" PRIu64, i ? "," : "", fail_names[i], t->fail[i]);
 	printf("},\"setup_s\":%.3f,", setup_s);
@@ -2094,7 +2170,7 @@ int main(int argc, char **argv)
 			subs_sum += r->workers[i]->joined_per_topic[k];
 
 	long rss_setup = pid ? proc_rss_kb(pid) : -1;
-	double cpu0 = pid ? proc_cpu_s(pid) : -1, ccpu0 = rusage_cpu_s();
+	double cpu0 = pid ? proc_cpu_s(pid) : -1, ccpu0 = rusage_cpu_s(), mcpu0 = machine_busy_s();
 	uint64_t t_go = rt_mono_ns(), t_pub_end = t_go, t_end = t_go;
 	uint64_t expected = 0, sent = 0, skipped = 0;
 	struct storm_result storm = {0};
@@ -2148,12 +2224,16 @@ int main(int argc, char **argv)
 			exit_code = 0;
 	}
 	t_end = rt_mono_ns();
-	double cpu1 = pid > 0 ? proc_cpu_s(pid) : -1, ccpu1 = rusage_cpu_s();
+	long slow_dropped = o->slow && exit_code == 0 ? server_slow_consumers(r) : -1;
+	double cpu1 = pid > 0 ? proc_cpu_s(pid) : -1, ccpu1 = rusage_cpu_s(), mcpu1 = machine_busy_s();
 	long rss_end = pid > 0 ? proc_rss_kb(pid) : -1, client_rss = proc_rss_kb(0);
 	atomic_store(&r->stop, 1);
 
 	for (int i = 0; i < r->n_workers; i++)
 		pthread_join(r->workers[i]->thread, NULL);
+	/* a clean stop of the server we started (0 under ASan also means no leak) */
+	int server_exit = stop_server(spawned, SIGTERM);
+	spawned = -1;
 
 	for (int i = 0; i < r->n_workers; i++) {
 		struct worker *w = r->workers[i];
@@ -2202,17 +2282,18 @@ int main(int argc, char **argv)
 		printf("\"subscribers\":%ld,\"rate\":%ld,\"payload\":%ld,", o->subscribers, o->rate,
 		       o->payload);
 		if (sc == SC_FANOUT)
-			printf("\"encoding\":\"%s\",\"slow\":%ld,\"slow_stopped\":%" PRIu64 ",",
+			printf("\"encoding\":\"%s\",\"slow\":%ld,\"slow_stopped\":%" PRIu64
+			       ",\"server_slow_consumers\":%ld,",
 			       o->vsn == 1 || o->encoding == ENC_TEXT ? "text"
 			       : o->encoding == ENC_JSON	      ? "json"
 								      : "binary",
-			       o->slow, t.slow_stopped);
+			       o->slow, t.slow_stopped, slow_dropped);
 		else
 			printf("\"writers\":%ld,\"writes_acked\":%" PRIu64 ",\"writes_failed\":%" PRIu64
 			       ",",
 			       o->writers, r->workers[0]->acked, r->workers[0]->write_failed);
 		printf("\"duration_s\":%.3f,", o->duration_s);
-		print_common(r, &t, setup_s);
+		print_common(r, &t, setup_s, server_exit);
 		uint64_t lost = expected > t.delivered ? expected - t.delivered : 0;
 		printf("\"sent\":%" PRIu64 ",\"send_skipped\":%" PRIu64 ",\"send_rate\":%.1f,"
 		       "\"expected\":%" PRIu64 ",\"delivered\":%" PRIu64 ",\"lost\":%" PRIu64
@@ -2229,7 +2310,7 @@ int main(int argc, char **argv)
 	} else if (sc == SC_STORM) {
 		printf("\"subscribers\":%ld,\"signal\":\"%s\",\"retry_ms\":%ld,", o->subscribers,
 		       o->kill_signal == SIGKILL ? "KILL" : "TERM", o->retry_ms);
-		print_common(r, &t, setup_s);
+		print_common(r, &t, setup_s, server_exit);
 		uint64_t got = t.delivered;
 		uint64_t lost = storm.expected > got ? storm.expected - got : 0;
 		double rejoin_s = t.rejoined && t.t_last_rejoin ? secs(storm.t_spawn, t.t_last_rejoin) : -1;
@@ -2253,7 +2334,7 @@ int main(int argc, char **argv)
 		printf("\"server\":{\"pid\":%ld,\"rss_kb_end\":%ld},", pid, rss_end);
 	} else {
 		printf("\"connections\":%ld,\"duration_s\":%.3f,", o->connections, o->duration_s);
-		print_common(r, &t, setup_s);
+		print_common(r, &t, setup_s, server_exit);
 		double per_conn = t.connected && rss_end >= 0 && rss_before >= 0
 					  ? (double)(rss_end - rss_before) * 1024.0 / (double)t.connected
 					  : -1;
@@ -2268,8 +2349,13 @@ int main(int argc, char **argv)
 		       setup_s > 0 ? (double)t.connected / setup_s : 0, pid, cpu_pct, rss_before,
 		       rss_warm, n_warm, rss_setup, rss_end, per_conn, marginal);
 	}
-	printf("\"client\":{\"cpu_pct\":%.1f,\"rss_kb\":%ld},\"window_s\":%.3f}\n", ccpu_pct,
-	       client_rss, window_s);
+	/* what else ran on the machine meanwhile (other processes, interrupts) */
+	double mbusy = mcpu0 >= 0 && mcpu1 >= 0 && window_s > 0 ? 100 * (mcpu1 - mcpu0) / window_s : -1;
+	double others = mbusy >= 0 && ccpu_pct >= 0 ? mbusy - ccpu_pct - (cpu_pct > 0 ? cpu_pct : 0) : -1;
+	printf("\"client\":{\"cpu_pct\":%.1f,\"rss_kb\":%ld},\"machine\":{\"cpus\":%ld,"
+	       "\"busy_pct\":%.1f,\"others_pct\":%.1f},\"window_s\":%.3f}\n",
+	       ccpu_pct, client_rss, sysconf(_SC_NPROCESSORS_ONLN), mbusy,
+	       others > 0 ? others : 0, window_s);
 	fflush(stdout);
 	if (!is_ready)
 		fprintf(stderr, "rtbench: setup did not finish\n");

@@ -113,12 +113,75 @@ struct rt_realtime_worker *rt_realtime_worker_new(struct rt_realtime *rt, struct
 	return rw;
 }
 
+#define TOKEN_CACHE 256 /* entries per worker, direct-mapped by hash */
+
+struct rt_token_entry {
+	char *token; /* NULL: empty slot */
+	size_t len;
+	char *role;
+	char *sub;
+	int64_t exp;
+};
+
+static void token_entry_clear(struct rt_token_entry *e)
+{
+	free(e->token);
+	free(e->role);
+	free(e->sub);
+	memset(e, 0, sizeof *e);
+}
+
 void rt_realtime_worker_free(struct rt_realtime_worker *rw)
 {
 	if (!rw)
 		return;
 	rt_hub_local_free(rw->hub);
+	if (rw->tokens) {
+		for (size_t i = 0; i < TOKEN_CACHE; i++)
+			token_entry_clear(&rw->tokens[i]);
+		free(rw->tokens);
+	}
 	free(rw);
+}
+
+static uint64_t token_hash_n(const char *tok, size_t len)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (uint8_t)tok[i]) * 1099511628211ull;
+	return h;
+}
+
+enum rt_jwt_result rt_realtime_verify(struct rt_realtime_worker *rw, const char *token,
+				      size_t token_len, struct rt_jwt_claims *out,
+				      int64_t *expired_ago_s)
+{
+	int64_t now = rt_wall_s();
+	if (!rw->tokens)
+		rw->tokens = rt_xcalloc(TOKEN_CACHE, sizeof *rw->tokens);
+	struct rt_token_entry *e = &rw->tokens[token_hash_n(token, token_len) % TOKEN_CACHE];
+	if (e->token && e->len == token_len && !memcmp(e->token, token, token_len) && e->exp > now) {
+		memset(out, 0, sizeof *out);
+		out->role = rt_xstrdup(e->role);
+		out->sub = e->sub ? rt_xstrdup(e->sub) : NULL;
+		out->exp = e->exp;
+		return RT_JWT_OK;
+	}
+	/* a miss, or expired since: the full check (and its exact error) */
+	enum rt_jwt_result r =
+		rt_jwt_verify(rw->rt->cfg.jwt_secret, token, token_len, now, out, expired_ago_s);
+	if (r != RT_JWT_OK)
+		return r;
+	json_decref(out->claims);
+	out->claims = NULL;
+	token_entry_clear(e);
+	e->token = rt_xmalloc(token_len);
+	memcpy(e->token, token, token_len);
+	e->len = token_len;
+	e->role = rt_xstrdup(out->role);
+	e->sub = out->sub ? rt_xstrdup(out->sub) : NULL;
+	e->exp = out->exp;
+	return RT_JWT_OK;
 }
 
 void rt_realtime_worker_wake(struct rt_realtime_worker *rw)
@@ -463,8 +526,7 @@ static void handle_join(struct rt_session *s, struct rt_phx_msg *m)
 	const char *tok = join_token(payload);
 	if (tok) {
 		int64_t ago = 0;
-		enum rt_jwt_result r = rt_jwt_verify(rt->cfg.jwt_secret, tok, strlen(tok),
-						     rt_wall_s(), &claims, &ago);
+		enum rt_jwt_result r = rt_realtime_verify(s->rw, tok, strlen(tok), &claims, &ago);
 		if (r != RT_JWT_OK) {
 			char msg[256], reason[320];
 			snprintf(reason, sizeof reason, "%s: %s", rt_jwt_code(r),
@@ -785,8 +847,7 @@ static void handle_access_token(struct rt_channel *ch, struct rt_phx_msg *m)
 		return;
 	struct rt_jwt_claims claims;
 	int64_t ago = 0;
-	enum rt_jwt_result r = rt_jwt_verify(rt->cfg.jwt_secret, tok, strlen(tok), rt_wall_s(),
-					     &claims, &ago);
+	enum rt_jwt_result r = rt_realtime_verify(ch->s->rw, tok, strlen(tok), &claims, &ago);
 	if (r != RT_JWT_OK) {
 		char msg[256];
 		RT_METRIC_ERROR(AUTH);
