@@ -110,7 +110,7 @@ export async function startServer({ idleTimeoutMs, workers, logLevel, args = [],
   let pgDb = null;
   const dbAt = args.indexOf('--db');
   if (dbAt >= 0) dbPath = args[dbAt + 1];
-  if (STORE === 'postgres') {
+  if (STORE === 'postgres' && !args.includes('--postgres')) {
     if (dbAt >= 0) args.splice(dbAt, 2);
     const schemaAt = args.indexOf('--schema');
     if (schemaAt >= 0 && !pgSchemaAsIs) args[schemaAt + 1] = pgSchemaOf(args[schemaAt + 1], dataDir);
