@@ -4,7 +4,7 @@
 # no fsync (it is thrown away).
 #
 #   source tests/postgres/cluster.sh
-#   pg_cluster_start        sets PGDIR, PGPORT, PGHOST, PGUSER, RTSYNC_TEST_POSTGRES
+#   pg_cluster_start [WAL_LEVEL]  (default logical) sets PGDIR, PGPORT, PGHOST, PGUSER, RTSYNC_TEST_POSTGRES
 #   pg_cluster_restart      stops and starts the same cluster (fast shutdown)
 #   pg_cluster_stop         stops it and removes the directory (idempotent)
 #
@@ -39,7 +39,7 @@ pg_cluster_start() {
 listen_addresses = '127.0.0.1'
 port = $PGPORT
 unix_socket_directories = '$PGDIR'
-wal_level = logical
+wal_level = ${1:-logical}
 max_replication_slots = 64
 max_wal_senders = 64
 max_connections = 200
