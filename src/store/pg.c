@@ -33,6 +33,8 @@
 #define STATUS_EVERY_MS 10000
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+#define BATCH_MAX_CHANGES 50000
+#define BATCH_MAX_MS 20
 #define SESSION_OPTIONS "-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=1"
 
 struct pool_conn {
@@ -1041,24 +1043,64 @@ static int send_status(PGconn *c, uint64_t lsn)
 	return 0;
 }
 
-/* State of the transaction being decoded. */
+/* State of the stream: the transaction being decoded and the batch of
+ * decoded transactions written to the log but not yet committed there. */
 struct txn {
-	bool is_open;   /* between Begin and Commit */
+	bool is_open;    /* between Begin and Commit */
 	bool is_skipped; /* already in the log (resent after a restart) */
-	bool is_logging; /* a log transaction is open */
 	uint64_t final_lsn;
 	int64_t commit_ms;
+	bool has_batch;  /* a log transaction is open */
+	size_t batch_changes;
+	uint64_t batch_started_ms;
+	uint64_t batch_commit_lsn, batch_end_lsn; /* of its last whole transaction */
 };
 
-static void txn_abort(struct pg_store *s, struct txn *x)
+static void batch_abort(struct pg_store *s, struct txn *x)
 {
-	if (x->is_logging)
+	if (x->has_batch)
 		sqlite3_exec(s->repl_db, "ROLLBACK", NULL, NULL, NULL);
 	memset(x, 0, sizeof *x);
 }
 
-/* Handles one pgoutput message. Returns 0, or -1 to reconnect (the
- * transaction in progress is dropped; the server sends it again). */
+static int batch_begin(struct pg_store *s, struct txn *x)
+{
+	if (x->has_batch)
+		return 0;
+	if (sqlite3_exec(s->repl_db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		rt_error("store: change log: %s", sqlite3_errmsg(s->repl_db));
+		return -1;
+	}
+	x->has_batch = true;
+	x->batch_changes = 0;
+	x->batch_started_ms = rt_mono_ms();
+	return 0;
+}
+
+/* Commits the batch of whole transactions to the log, wakes the change
+ * feed, and only then confirms the last one's end to PostgreSQL. */
+static int batch_commit(struct pg_store *s, PGconn *c, struct txn *x)
+{
+	if (!x->has_batch || x->is_open)
+		return 0;
+	if (meta_set(s->repl_db, "commit_lsn", x->batch_commit_lsn) ||
+	    meta_set(s->repl_db, "end_lsn", x->batch_end_lsn) ||
+	    sqlite3_exec(s->repl_db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		rt_error("store: committing to the change log: %s", sqlite3_errmsg(s->repl_db));
+		return -1;
+	}
+	x->has_batch = false;
+	s->commit_lsn = x->batch_commit_lsn;
+	s->end_lsn = x->batch_end_lsn;
+	pthread_mutex_lock(&s->mu);
+	s->writes++;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->mu);
+	return send_status(c, s->end_lsn);
+}
+
+/* Handles one pgoutput message. Returns 0, or -1 to reconnect (what is not
+ * committed to the log is dropped; the server sends it again). */
 static int handle_msg(struct pg_store *s, PGconn *c, struct txn *x, const uint8_t *data,
 		      size_t len)
 {
@@ -1071,7 +1113,11 @@ static int handle_msg(struct pg_store *s, PGconn *c, struct txn *x, const uint8_
 	int rc = 0;
 	switch (m.kind) {
 	case RT_PGO_BEGIN:
-		txn_abort(s, x);
+		if (x->is_open) {
+			rt_error("store: replication: Begin inside a transaction");
+			rc = -1;
+			break;
+		}
 		x->is_open = true;
 		x->final_lsn = m.lsn;
 		x->commit_ms = (m.commit_time + RT_PGO_EPOCH_US) / 1000;
@@ -1093,15 +1139,9 @@ static int handle_msg(struct pg_store *s, PGconn *c, struct txn *x, const uint8_
 		}
 		if (x->is_skipped || !r->table)
 			break;
-		if (!x->is_logging) {
-			if (sqlite3_exec(s->repl_db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-				rt_error("store: change log: %s", sqlite3_errmsg(s->repl_db));
-				rc = -1;
-				break;
-			}
-			x->is_logging = true;
-		}
-		rc = log_change(s, x->final_lsn, x->commit_ms, r, &m);
+		if (!(rc = batch_begin(s, x)))
+			rc = log_change(s, x->final_lsn, x->commit_ms, r, &m);
+		x->batch_changes++;
 		break;
 	}
 	case RT_PGO_TRUNCATE:
@@ -1113,35 +1153,22 @@ static int handle_msg(struct pg_store *s, PGconn *c, struct txn *x, const uint8_
 					r->table->name);
 		}
 		break;
-	case RT_PGO_COMMIT: {
+	case RT_PGO_COMMIT:
 		if (!x->is_open)
 			break;
-		if (!x->is_skipped) {
-			if (!x->is_logging &&
-			    sqlite3_exec(s->repl_db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK)
-				x->is_logging = true;
-			if (!x->is_logging || meta_set(s->repl_db, "commit_lsn", m.lsn) ||
-			    meta_set(s->repl_db, "end_lsn", m.end_lsn) ||
-			    sqlite3_exec(s->repl_db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-				rt_error("store: committing to the change log: %s",
-					 sqlite3_errmsg(s->repl_db));
-				rc = -1;
-				break;
-			}
-			x->is_logging = false;
-			s->commit_lsn = m.lsn;
-			s->end_lsn = m.end_lsn;
-			pthread_mutex_lock(&s->mu);
-			s->writes++;
-			pthread_cond_broadcast(&s->cond);
-			pthread_mutex_unlock(&s->mu);
-		}
-		memset(x, 0, sizeof *x);
-		/* only now, with the changes in the log, may the slot move on */
-		if (send_status(c, s->end_lsn))
-			rc = -1;
+		x->is_open = false;
+		if (x->is_skipped)
+			break;
+		if ((rc = batch_begin(s, x)))
+			break;
+		x->batch_commit_lsn = m.lsn;
+		x->batch_end_lsn = m.end_lsn;
+		/* a big batch or an old one goes out now; else when the stream
+		 * pauses (group commit: one log commit for many small transactions) */
+		if (x->batch_changes >= BATCH_MAX_CHANGES ||
+		    rt_mono_ms() - x->batch_started_ms >= BATCH_MAX_MS)
+			rc = batch_commit(s, c, x);
 		break;
-	}
 	default: /* Origin, Type, Message: nothing to keep */
 		break;
 	}
@@ -1202,6 +1229,8 @@ static int stream(struct pg_store *s)
 	while (atomic_load(&s->is_running)) {
 		char *data = NULL;
 		int n = PQgetCopyData(c, &data, 1);
+		if (n == 0 && batch_commit(s, c, &x)) /* the stream paused */
+			break;
 		if (n == 0) {
 			struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
 			if (poll(&pfd, 1, 100) < 0 && errno != EINTR)
@@ -1227,8 +1256,9 @@ static int stream(struct pg_store *s)
 				/* Between transactions everything before the server's
 				 * position was sent and kept: confirm it so the slot
 				 * does not hold WAL of other databases' traffic. */
-				uint64_t lsn = !x.is_open && f.wal_end > s->end_lsn ? f.wal_end
-										    : s->end_lsn;
+				bool is_idle = !x.is_open && !x.has_batch;
+				uint64_t lsn = is_idle && f.wal_end > s->end_lsn ? f.wal_end
+										 : s->end_lsn;
 				frc = send_status(c, lsn);
 				last_status = rt_mono_ms();
 			}
@@ -1243,7 +1273,7 @@ static int stream(struct pg_store *s)
 		}
 	}
 out:
-	txn_abort(s, &x);
+	batch_abort(s, &x);
 	PQfinish(c);
 	return rc;
 }
