@@ -64,7 +64,10 @@ describe('restarts with the PostgreSQL store', () => {
     insertEach(1, 50);
     execFileSync('psql', ['-X', '-q', '-d', `${process.env.RTSYNC_TEST_POSTGRES}/${db}`, '-c', 'SET synchronous_commit = on',
       '-c', "INSERT INTO seq SELECT g, 'bulk' FROM generate_series(51, 30050) g"], { stdio: 'ignore' });
-    pgCtl('-m', 'immediate', '-w', 'stop'); // a crash, while rtsync is still streaming
+    // the 50 small transactions are through: the big one, next in commit
+    // order, is streaming now; crash PostgreSQL in the middle of it
+    await waitCount(raw, 50, 20_000, 'the small transactions');
+    pgCtl('-m', 'immediate', '-w', 'stop');
     const seenAtCrash = ids(raw).length;
     // REST answers while PostgreSQL is away, with a PostgREST-style error
     const key = server.token({ role: 'service_role' });
@@ -82,6 +85,7 @@ describe('restarts with the PostgreSQL store', () => {
     await sleep(500);
     assertExactly(ids(raw), 1, 30101);
     t.diagnostic(`${seenAtCrash} of 30050 changes had arrived when PostgreSQL was killed`);
+    assert.ok(seenAtCrash < 30050, 'PostgreSQL was killed before the big transaction was through');
     await server.stop();
   });
 
