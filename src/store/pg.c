@@ -35,6 +35,9 @@
 #define BACKOFF_MAX_MS 5000
 #define BATCH_MAX_CHANGES 50000
 #define BATCH_MAX_MS 20
+#define CONNECT_TIMEOUT_S "10"
+#define SILENCE_MAX_MS 120000 /* the server sends keepalives every wal_sender_timeout/2 */
+#define MAX_PARAMS 65535
 #define SESSION_OPTIONS "-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=1"
 
 struct pool_conn {
@@ -89,11 +92,12 @@ static const struct rt_store_ops pg_ops;
 
 static PGconn *connect_pg(const char *conninfo, bool is_replication)
 {
-	const char *keys[] = {"dbname", "options", "application_name", "replication", NULL};
-	const char *vals[] = {conninfo, SESSION_OPTIONS, "rtsync",
+	const char *keys[] = {"dbname", "options", "application_name", "connect_timeout",
+			      "replication", NULL};
+	const char *vals[] = {conninfo, SESSION_OPTIONS, "rtsync", CONNECT_TIMEOUT_S,
 			      is_replication ? "database" : NULL, NULL};
 	if (!is_replication)
-		keys[3] = NULL;
+		keys[4] = NULL;
 	return PQconnectdbParams(keys, vals, 1);
 }
 
@@ -355,6 +359,12 @@ static void projection_sql(struct rt_buf *b, const struct rt_store_column **cols
  * PGRES_COMMAND_OK) or NULL with e set. */
 static PGresult *run(PGconn *c, const char *sql, const struct params *p, struct rt_store_error *e)
 {
+	if (p && p->n > MAX_PARAMS) {
+		rt_store_set_err(e, 400, "PGRST100", NULL,
+				 "too many filter values (%zu; PostgreSQL takes at most %d)", p->n,
+				 MAX_PARAMS);
+		return NULL;
+	}
 	PGresult *res = PQexecParams(c, sql, (int)(p ? p->n : 0), NULL, p ? p->vals : NULL, NULL,
 				     NULL, 0);
 	ExecStatusType st = PQresultStatus(res);
@@ -1225,10 +1235,17 @@ static int stream(struct pg_store *s)
 	rt_info("store: streaming changes from slot %s at %X/%X", s->name,
 		(unsigned)(s->end_lsn >> 32), (unsigned)s->end_lsn);
 	rc = 0;
-	uint64_t last_status = rt_mono_ms();
+	uint64_t last_status = rt_mono_ms(), last_recv = rt_mono_ms();
 	while (atomic_load(&s->is_running)) {
 		char *data = NULL;
 		int n = PQgetCopyData(c, &data, 1);
+		if (n != 0)
+			last_recv = rt_mono_ms();
+		else if (rt_mono_ms() - last_recv > SILENCE_MAX_MS) {
+			rt_warn("store: nothing from PostgreSQL for %d s: reconnecting",
+				SILENCE_MAX_MS / 1000);
+			break;
+		}
 		if (n == 0 && batch_commit(s, c, &x)) /* the stream paused */
 			break;
 		if (n == 0) {
