@@ -40,6 +40,7 @@ struct serve_opts {
 	long pg_pool;
 	long retain_changes;
 	long retain_ms;
+	long idempotency_ms;
 	long workers;
 	long idle_timeout_ms;
 	long max_payload_bytes;
@@ -76,6 +77,8 @@ static const char serve_usage[] =
 	"                                                           RTSYNC_POSTGRES_NAME (rtsync)\n"
 	"  --retain-changes N        changes kept for resuming      RTSYNC_RETAIN_CHANGES (100000)\n"
 	"  --retain-ms N             and for at most this long      RTSYNC_RETAIN_MS (86400000)\n"
+	"  --idempotency-window-ms N how long write idempotency keys are remembered\n"
+	"                            (docs/writes.md)       RTSYNC_IDEMPOTENCY_WINDOW_MS (86400000)\n"
 	"  --workers N               I/O worker threads             RTSYNC_WORKERS (one per core)\n"
 	"  --log-level LEVEL         debug, info, warn, error       RTSYNC_LOG_LEVEL (info)\n"
 	"  --log-format FORMAT       text or json                   RTSYNC_LOG_FORMAT (text)\n"
@@ -175,12 +178,14 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 	    env_long("RTSYNC_RETAIN_CHANGES", "--retain-changes", 100000, 1, 1000000000,
 		     &o->retain_changes) ||
 	    env_long("RTSYNC_POSTGRES_POOL", "--postgres-pool", 4, 1, 256, &o->pg_pool) ||
-	    env_long("RTSYNC_RETAIN_MS", "--retain-ms", 86400000, 1000, 1L << 40, &o->retain_ms))
+	    env_long("RTSYNC_RETAIN_MS", "--retain-ms", 86400000, 1000, 1L << 40, &o->retain_ms) ||
+	    env_long("RTSYNC_IDEMPOTENCY_WINDOW_MS", "--idempotency-window-ms", 86400000, 1000,
+		     1L << 40, &o->idempotency_ms))
 		return -1;
 
 	enum { O_LISTEN = 256, O_SECRET, O_DATA, O_WORKERS, O_LEVEL, O_FORMAT, O_IDLE, O_PAYLOAD,
 	       O_CHANNELS, O_QUEUE, O_ROLES, O_PCALLS, O_PWINDOW, O_DB, O_SCHEMA, O_RCOUNT,
-	       O_RMS, O_PG, O_PG_TABLES, O_PG_POOL, O_PG_NAME };
+	       O_RMS, O_PG, O_PG_TABLES, O_PG_POOL, O_PG_NAME, O_IDEM };
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, O_LISTEN},
 		{"jwt-secret", required_argument, NULL, O_SECRET},
@@ -199,6 +204,7 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 		{"schema", required_argument, NULL, O_SCHEMA},
 		{"retain-changes", required_argument, NULL, O_RCOUNT},
 		{"retain-ms", required_argument, NULL, O_RMS},
+		{"idempotency-window-ms", required_argument, NULL, O_IDEM},
 		{"postgres", required_argument, NULL, O_PG},
 		{"postgres-tables", required_argument, NULL, O_PG_TABLES},
 		{"postgres-pool", required_argument, NULL, O_PG_POOL},
@@ -226,6 +232,10 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 			break;
 		case O_RCOUNT:
 			rc = parse_long("--retain-changes", optarg, 1, 1000000000, &o->retain_changes);
+			break;
+		case O_IDEM:
+			rc = parse_long("--idempotency-window-ms", optarg, 1000, 1L << 40,
+					&o->idempotency_ms);
 			break;
 		case O_RMS:
 			rc = parse_long("--retain-ms", optarg, 1000, 1L << 40, &o->retain_ms);
@@ -470,6 +480,7 @@ int rt_cli_serve(int argc, char **argv)
 		fprintf(stderr, "rtsync serve: store %s: %s\n", o.postgres ? "postgres" : o.db, serr);
 		goto out;
 	}
+	rt_store_set_key_window(store, (uint64_t)o.idempotency_ms);
 	rt_realtime_set_store(rt, store);
 	rt_info("store %s (%s): %zu tables", rt_store_backend(store), o.db,
 		rt_store_schema(store)->n_tables);

@@ -699,6 +699,14 @@ static int pg_write(struct rt_store *base, const struct rt_write *w, json_t **ro
 {
 	struct pg_store *s = (struct pg_store *)base;
 	*rows = NULL;
+	if (w->base || w->idempotency_key) {
+		rt_store_set_err(err, 501, "RTS501", NULL,
+				 "Writes with a base or an idempotency key are not supported by the "
+				 "PostgreSQL store yet");
+		return -1;
+	}
+	if (w->result)
+		*w->result = (struct rt_write_result){.outcome = RT_WRITE_APPLIED};
 	const struct rt_store_column **cols = NULL;
 	const char **keys = NULL;
 	size_t n_cols, count = 0;

@@ -16,6 +16,7 @@
 #include <strings.h>
 #include <time.h>
 #include <unicase.h>
+#include <openssl/evp.h>
 
 #include "common/alloc.h"
 #include "common/buf.h"
@@ -515,7 +516,10 @@ static int install_triggers(struct sqlite_store *s, sqlite3 *db, char *err, size
 	rt_buf_append_str(&b, "BEGIN IMMEDIATE;"
 			      "CREATE TABLE IF NOT EXISTS _rtsync_changes ("
 			      " pos INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL,"
-			      " op TEXT NOT NULL, new TEXT, old TEXT, ts INTEGER NOT NULL);");
+			      " op TEXT NOT NULL, new TEXT, old TEXT, ts INTEGER NOT NULL);"
+			      "CREATE TABLE IF NOT EXISTS _rtsync_idempotency ("
+			      " key TEXT PRIMARY KEY, fingerprint BLOB NOT NULL, result TEXT NOT NULL,"
+			      " ts INTEGER NOT NULL);");
 	static const char *const ops[] = {"INSERT", "UPDATE", "DELETE"};
 	for (size_t i = 0; i < s->base.schema.n_tables; i++) {
 		const struct rt_store_table *t = &s->base.schema.tables[i];
@@ -566,6 +570,7 @@ int rt_store_open_sqlite(const char *db_path, const char *schema_sql, uint64_t r
 	s->path = rt_xstrdup(db_path);
 	s->retain_count = retain_count;
 	s->retain_ms = retain_ms;
+	s->base.key_window_ms = RT_STORE_KEY_WINDOW_MS;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	if (open_db(db_path, &s->change_db, err, err_cap))
@@ -852,6 +857,26 @@ static void wake_changes(struct sqlite_store *s)
 	pthread_mutex_unlock(&s->mu);
 }
 
+/* A row from SELECT * or RETURNING * (every column, in table order), typed. */
+static json_t *full_row(sqlite3_stmt *st, const struct rt_store_table *t)
+{
+	json_t *full = json_object();
+	for (size_t i = 0; i < t->n_cols; i++)
+		json_object_set_new(full, t->cols[i].name,
+				    typed_from_stmt(t->cols[i].type, st, (int)i));
+	return full;
+}
+
+/* The select's projection of a full row (new reference). */
+static json_t *project(const json_t *full, const struct rt_store_column **cols, const char **keys,
+		       size_t n_cols)
+{
+	json_t *row = json_object();
+	for (size_t i = 0; i < n_cols; i++)
+		json_object_set(row, keys[i], json_object_get(full, cols[i]->name));
+	return row;
+}
+
 /* Runs st, appending RETURNING rows (projected by the select) to out; with
  * is_pk_checked, a row with a NULL primary key fails the write (Postgres
  * refuses one; SQLite allows it outside INTEGER PRIMARY KEY). */
@@ -873,16 +898,9 @@ static int step_rows(sqlite3 *db, sqlite3_stmt *st, const struct rt_store_table 
 		}
 		if (!out)
 			continue;
-		/* RETURNING * gives every column in table order. */
-		json_t *full = json_object();
-		for (size_t i = 0; i < t->n_cols; i++)
-			json_object_set_new(full, t->cols[i].name,
-					    typed_from_stmt(t->cols[i].type, st, (int)i));
-		json_t *row = json_object();
-		for (size_t i = 0; i < n_cols; i++)
-			json_object_set(row, keys[i], json_object_get(full, cols[i]->name));
+		json_t *full = full_row(st, t);
+		json_array_append_new(out, project(full, cols, keys, n_cols));
 		json_decref(full);
-		json_array_append_new(out, row);
 	}
 	if (step != SQLITE_DONE) {
 		sql_err(err, db);
@@ -1110,6 +1128,385 @@ out:
 	return rc;
 }
 
+/* The newest position in the change log, 0 when empty. */
+static uint64_t last_pos_of(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	uint64_t pos = 0;
+	if (sqlite3_prepare_v2(db, "SELECT max(pos) FROM _rtsync_changes", -1, &st, NULL) ==
+	    SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			pos = (uint64_t)sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+	return pos;
+}
+
+/* ---- conflict control and idempotency (docs/writes.md) ---- */
+
+static int control_err(struct rt_store_error *e, const char *msg)
+{
+	set_err(e, 400, "RTS400", NULL, "%s", msg);
+	return -1;
+}
+
+/* Reads the one row st selects as a full typed object (*row NULL when none). */
+static int fetch_one(sqlite3 *db, sqlite3_stmt *st, const struct rt_store_table *t, json_t **row,
+		     struct rt_store_error *err)
+{
+	*row = NULL;
+	int step;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*row) {
+			json_decref(*row);
+			*row = NULL;
+			return control_err(err, "A write with a base must target one row: the "
+						"filter matched more (filter on the primary key)");
+		}
+		*row = full_row(st, t);
+	}
+	if (step != SQLITE_DONE) {
+		sql_err(err, db);
+		json_decref(*row);
+		*row = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/* Appends "pk1 IS ? AND pk2 IS ?" for t's primary key. */
+static void pk_where(struct rt_buf *b, const struct rt_store_table *t)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < t->n_cols; i++) {
+		if (!t->cols[i].is_pk)
+			continue;
+		if (n++)
+			rt_buf_append_str(b, " AND ");
+		append_ident(b, t->cols[i].name);
+		rt_buf_append_str(b, " IS ?");
+	}
+}
+
+/* Binds row's primary key values from index first on. Returns 0, or -1 when
+ * row lacks one. */
+static int bind_pk(sqlite3_stmt *st, int first, const struct rt_store_table *t, const json_t *row,
+		   struct rt_store_error *err)
+{
+	int i = first;
+	for (size_t c = 0; c < t->n_cols; c++) {
+		if (!t->cols[c].is_pk)
+			continue;
+		const json_t *v = json_object_get(row, t->cols[c].name);
+		if (!v) {
+			set_err(err, 400, "RTS400", NULL,
+				"A write with a base needs the primary key column \"%s\"",
+				t->cols[c].name);
+			return -1;
+		}
+		bind_json(st, i++, t->cols[c].type, v);
+	}
+	return 0;
+}
+
+static bool has_pk(const struct rt_store_table *t)
+{
+	for (size_t i = 0; i < t->n_cols; i++)
+		if (t->cols[i].is_pk)
+			return true;
+	return false;
+}
+
+/* The row of t whose primary key row names (*out NULL when none). */
+static int select_by_pk(sqlite3 *db, const struct rt_store_table *t, const json_t *row,
+			json_t **out, struct rt_store_error *err)
+{
+	struct rt_buf sql;
+	rt_buf_init(&sql);
+	rt_buf_append_str(&sql, "SELECT * FROM ");
+	append_ident(&sql, t->name);
+	rt_buf_append_str(&sql, " WHERE ");
+	pk_where(&sql, t);
+	sqlite3_stmt *st = NULL;
+	int rc = -1;
+	*out = NULL;
+	if (sqlite3_prepare_v2(db, sql.data, -1, &st, NULL) != SQLITE_OK) {
+		sql_err(err, db);
+		goto out;
+	}
+	if (bind_pk(st, 1, t, row, err))
+		goto out;
+	rc = fetch_one(db, st, t, out, err);
+out:
+	sqlite3_finalize(st);
+	rt_buf_deinit(&sql);
+	return rc;
+}
+
+/* The row an UPDATE or DELETE's filter selects (*out NULL when none). */
+static int select_by_where(sqlite3 *db, const struct rt_write *w, json_t **out,
+			   struct rt_store_error *err)
+{
+	const struct rt_store_table *t = w->table;
+	struct rt_buf sql, where;
+	struct binds bv = {0};
+	rt_buf_init(&sql);
+	rt_buf_init(&where);
+	sqlite3_stmt *st = NULL;
+	int rc = -1;
+	*out = NULL;
+	if (w->where && where_sql(&where, &bv, t, &w->where->where, err))
+		goto out;
+	if (!where.len) {
+		control_err(err, "A write with a base must target one row: add a filter on the "
+				 "primary key");
+		goto out;
+	}
+	rt_buf_append_str(&sql, "SELECT * FROM ");
+	append_ident(&sql, t->name);
+	rt_buf_printf(&sql, " WHERE %s LIMIT 2", where.data);
+	if (prepare(db, sql.data, &bv, 1, &st, err))
+		goto out;
+	rc = fetch_one(db, st, t, out, err);
+out:
+	sqlite3_finalize(st);
+	binds_free(&bv);
+	rt_buf_deinit(&sql);
+	rt_buf_deinit(&where);
+	return rc;
+}
+
+/* UPDATE t SET <apply> (or DELETE) WHERE <current's primary key> RETURNING *. */
+static int write_by_pk(sqlite3 *db, const struct rt_write *w, const json_t *current,
+		       const json_t *apply, const struct rt_store_column **cols, const char **keys,
+		       size_t n_cols, json_t *out, struct rt_store_error *err)
+{
+	const struct rt_store_table *t = w->table;
+	struct rt_buf sql;
+	rt_buf_init(&sql);
+	size_t n_set = 0;
+	if (apply) {
+		rt_buf_append_str(&sql, "UPDATE ");
+		append_ident(&sql, t->name);
+		rt_buf_append_str(&sql, " SET ");
+		const char *k;
+		json_t *v;
+		json_object_foreach((json_t *)apply, k, v) {
+			if (n_set++)
+				rt_buf_append_byte(&sql, ',');
+			append_ident(&sql, k);
+			rt_buf_append_str(&sql, " = ?");
+		}
+	} else {
+		rt_buf_append_str(&sql, "DELETE FROM ");
+		append_ident(&sql, t->name);
+	}
+	rt_buf_append_str(&sql, " WHERE ");
+	pk_where(&sql, t);
+	rt_buf_append_str(&sql, " RETURNING *");
+	sqlite3_stmt *st = NULL;
+	int rc = -1;
+	if (sqlite3_prepare_v2(db, sql.data, -1, &st, NULL) != SQLITE_OK) {
+		sql_err(err, db);
+		goto out;
+	}
+	int i = 1;
+	const char *k;
+	json_t *v;
+	json_object_foreach((json_t *)apply, k, v)
+		bind_json(st, i++, rt_store_column(t, k)->type, v);
+	if (bind_pk(st, i, t, current, err))
+		goto out;
+	rc = step_rows(db, st, t, cols, keys, n_cols, apply != NULL, out, err);
+out:
+	sqlite3_finalize(st);
+	rt_buf_deinit(&sql);
+	return rc;
+}
+
+/*
+ * A write with a base: reads the target row, decides with
+ * rt_conflict_decide() and applies what it says, inside the caller's
+ * transaction. Fills res (outcome, current, conflicts).
+ */
+static int controlled_write(sqlite3 *db, const struct rt_write *w,
+			    const struct rt_store_column **cols, const char **keys, size_t n_cols,
+			    json_t *out, struct rt_write_result *res, struct rt_store_error *err)
+{
+	const struct rt_store_table *t = w->table;
+	if (w->kind == RT_WRITE_INSERT)
+		return control_err(err, "A base applies to update, upsert and delete, not insert");
+	if (!json_is_object(w->base))
+		return control_err(err, "The base must be a JSON object");
+	if (!has_pk(t))
+		return control_err(err, "A write with a base needs a table with a primary key");
+	if (check_row_keys(t, w->base, err))
+		return -1;
+	const json_t *changes = NULL;
+	json_t *current = NULL;
+	int rc;
+	if (w->kind == RT_WRITE_UPSERT) {
+		if (json_array_size(w->rows) != 1)
+			return control_err(err, "A write with a base writes one row");
+		changes = json_array_get(w->rows, 0);
+		if (check_row_keys(t, changes, err))
+			return -1;
+		rc = select_by_pk(db, t, changes, &current, err);
+	} else {
+		if (w->kind == RT_WRITE_UPDATE) {
+			changes = w->rows;
+			if (check_row_keys(t, changes, err))
+				return -1;
+			if (!json_object_size(changes)) {
+				set_err(err, 400, "PGRST102", NULL, "Empty or invalid json");
+				return -1;
+			}
+		}
+		rc = select_by_where(db, w, &current, err);
+	}
+	if (rc)
+		return -1;
+
+	struct rt_conflict_result d;
+	rt_conflict_decide(current, w->base, changes, w->strategy, &d);
+	res->outcome = d.outcome;
+	res->conflicts = json_incref(d.conflicts);
+	rc = 0;
+	switch (d.outcome) {
+	case RT_WRITE_CONFLICT:
+		res->current = json_incref(current);
+		break;
+	case RT_WRITE_MISSING:
+		if (w->kind == RT_WRITE_UPSERT) {
+			rc = insert_rows(db, w, cols, keys, n_cols, out, err);
+			if (!rc)
+				rc = select_by_pk(db, t, changes, &res->current, err);
+		}
+		break;
+	case RT_WRITE_APPLIED:
+	case RT_WRITE_MERGED:
+		if (d.is_delete) {
+			rc = write_by_pk(db, w, current, NULL, cols, keys, n_cols, out, err);
+		} else if (!json_object_size(d.apply)) {
+			/* Every change conflicted: nothing written, the row as it is. */
+			if (out)
+				json_array_append_new(out, project(current, cols, keys, n_cols));
+			res->current = json_incref(current);
+		} else {
+			rc = write_by_pk(db, w, current, d.apply, cols, keys, n_cols, out, err);
+			/* Read back by the key as it is after the write (it may change). */
+			json_t *key = json_deep_copy(current);
+			json_object_update(key, d.apply);
+			if (!rc)
+				rc = select_by_pk(db, t, key, &res->current, err);
+			json_decref(key);
+		}
+		break;
+	}
+	rt_conflict_result_deinit(&d);
+	json_decref(current);
+	return rc;
+}
+
+static void fingerprint_hash(const char *fp, unsigned char out[32])
+{
+	EVP_Digest(fp ? fp : "", fp ? strlen(fp) : 0, out, NULL, EVP_sha256(), NULL);
+}
+
+static json_t *result_json(const struct rt_write_result *r, const json_t *rows)
+{
+	char pos[24];
+	snprintf(pos, sizeof pos, "%llu", (unsigned long long)r->position);
+	return json_pack("{s:s,s:O,s:O,s:O,s:s}", "outcome", rt_conflict_outcome_name(r->outcome),
+			 "rows", rows ? (json_t *)rows : json_null(),
+			 "current", r->current ? r->current : json_null(), "conflicts",
+			 r->conflicts ? r->conflicts : json_null(), "position", pos);
+}
+
+/*
+ * Looks the key up. Returns 1 when it was used before with the same
+ * fingerprint (res and *out hold the first result), 0 when it is new, -1 on
+ * an error (another fingerprint: 422 RTS422).
+ */
+static int key_lookup(sqlite3 *db, const char *key, const unsigned char fp[32],
+		      uint64_t window_ms, json_t **out, struct rt_write_result *res,
+		      struct rt_store_error *err)
+{
+	sqlite3_stmt *st;
+	/* A key older than the window is forgotten even before pruning removes it. */
+	if (sqlite3_prepare_v2(db,
+			       "SELECT fingerprint, result FROM _rtsync_idempotency "
+			       "WHERE key = ? AND ts >= ?",
+			       -1, &st, NULL) != SQLITE_OK) {
+		sql_err(err, db);
+		return -1;
+	}
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, rt_wall_ms() - (int64_t)window_ms);
+	int rc = 0;
+	int step = sqlite3_step(st);
+	if (step == SQLITE_ROW) {
+		const void *had = sqlite3_column_blob(st, 0);
+		json_t *r = json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL);
+		if (sqlite3_column_bytes(st, 0) != 32 || memcmp(had, fp, 32) || !r) {
+			set_err(err, 422, "RTS422", NULL,
+				"The idempotency key was already used for a different request");
+			rc = -1;
+		} else {
+			const char *name = json_string_value(json_object_get(r, "outcome"));
+			for (int o = RT_WRITE_APPLIED; name && o <= RT_WRITE_MISSING; o++)
+				if (!strcmp(name, rt_conflict_outcome_name((enum rt_write_outcome)o)))
+					res->outcome = (enum rt_write_outcome)o;
+			json_t *cur = json_object_get(r, "current");
+			json_t *conf = json_object_get(r, "conflicts");
+			res->current = json_is_object(cur) ? json_incref(cur) : NULL;
+			res->conflicts = json_is_array(conf) ? json_incref(conf) : NULL;
+			res->position = strtoull(
+				json_string_value(json_object_get(r, "position")) ? json_string_value(json_object_get(r, "position")) : "0", NULL, 10);
+			res->is_replayed = true;
+			json_t *rows = json_object_get(r, "rows");
+			if (*out && json_is_array(rows)) {
+				json_decref(*out);
+				*out = json_incref(rows);
+			}
+			rc = 1;
+		}
+		json_decref(r);
+	} else if (step != SQLITE_DONE) {
+		sql_err(err, db);
+		rc = -1;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int key_record(sqlite3 *db, const char *key, const unsigned char fp[32],
+		      const struct rt_write_result *res, const json_t *rows,
+		      struct rt_store_error *err)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db,
+			       "INSERT OR REPLACE INTO _rtsync_idempotency (key, fingerprint, result, ts) "
+			       "VALUES (?, ?, ?, ?)",
+			       -1, &st, NULL) != SQLITE_OK) {
+		sql_err(err, db);
+		return -1;
+	}
+	json_t *r = result_json(res, rows);
+	char *txt = json_dumps(r, JSON_COMPACT | JSON_REAL_PRECISION(17));
+	json_decref(r);
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, fp, 32, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, txt, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, rt_wall_ms());
+	int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+	if (rc)
+		sql_err(err, db);
+	sqlite3_finalize(st);
+	free(txt);
+	return rc;
+}
+
 static int sq_write(struct rt_store *base, const struct rt_write *w, json_t **rows,
 		   struct rt_store_error *err)
 {
@@ -1118,9 +1515,13 @@ static int sq_write(struct rt_store *base, const struct rt_write *w, json_t **ro
 	if (!db)
 		return -1;
 	*rows = NULL;
+	if (w->idempotency_key && (!*w->idempotency_key ||
+				   strlen(w->idempotency_key) > RT_STORE_MAX_KEY))
+		return control_err(err, "The idempotency key must have 1 to 255 bytes");
 	const struct rt_store_column **cols = NULL;
 	const char **keys = NULL;
 	size_t n_cols;
+	struct rt_write_result res = {.outcome = RT_WRITE_APPLIED};
 	if (select_cols(w->table, w->where, &cols, &keys, &n_cols, err)) {
 		free(cols);
 		free(keys);
@@ -1131,28 +1532,53 @@ static int sq_write(struct rt_store *base, const struct rt_write *w, json_t **ro
 		sql_err(err, db);
 		goto err;
 	}
-	int rc = w->kind == RT_WRITE_INSERT || w->kind == RT_WRITE_UPSERT
-			 ? insert_rows(db, w, cols, keys, n_cols, out, err)
-			 : update_or_delete(db, w, cols, keys, n_cols, out, err);
-	if (!rc && w->wants_single && json_array_size(out) != 1) {
-		char details[64];
-		snprintf(details, sizeof details, "The result contains %zu rows", json_array_size(out));
-		set_err(err, 406, "PGRST116", details,
-			"JSON object requested, multiple (or no) rows returned");
-		rc = -1;
+	unsigned char fp[32];
+	int rc = 0;
+	if (w->idempotency_key) {
+		fingerprint_hash(w->fingerprint, fp);
+		rc = key_lookup(db, w->idempotency_key, fp, s->base.key_window_ms, &out, &res, err);
 	}
-	if (rc || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-		if (!rc)
+	sqlite3_int64 before = sqlite3_total_changes64(db);
+	if (rc == 0) {
+		if (w->base)
+			rc = controlled_write(db, w, cols, keys, n_cols, out, &res, err);
+		else if (w->kind == RT_WRITE_INSERT || w->kind == RT_WRITE_UPSERT)
+			rc = insert_rows(db, w, cols, keys, n_cols, out, err);
+		else
+			rc = update_or_delete(db, w, cols, keys, n_cols, out, err);
+		/* A conflict is answered as such, whatever the representation asked. */
+		if (!rc && w->wants_single && res.outcome != RT_WRITE_CONFLICT &&
+		    json_array_size(out) != 1) {
+			char details[64];
+			snprintf(details, sizeof details, "The result contains %zu rows",
+				 json_array_size(out));
+			set_err(err, 406, "PGRST116", details,
+				"JSON object requested, multiple (or no) rows returned");
+			rc = -1;
+		}
+		if (!rc && sqlite3_total_changes64(db) != before)
+			res.position = last_pos_of(db);
+		if (!rc && w->idempotency_key)
+			rc = key_record(db, w->idempotency_key, fp, &res, out, err);
+	}
+	if (rc < 0 || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		if (rc >= 0)
 			sql_err(err, db);
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 		goto err;
 	}
 	free(cols);
 	free(keys);
-	wake_changes(s);
+	if (!res.is_replayed)
+		wake_changes(s);
+	if (w->result)
+		*w->result = res;
+	else
+		rt_write_result_deinit(&res);
 	*rows = out;
 	return 0;
 err:
+	rt_write_result_deinit(&res);
 	json_decref(out);
 	free(cols);
 	free(keys);
@@ -1239,15 +1665,7 @@ static int sq_changes_after(struct rt_store *base, uint64_t after, size_t max, s
 static uint64_t sq_last_pos(struct rt_store *base)
 {
 	struct sqlite_store *s = (struct sqlite_store *)base;
-	sqlite3_stmt *st;
-	uint64_t pos = 0;
-	if (sqlite3_prepare_v2(s->change_db, "SELECT max(pos) FROM _rtsync_changes", -1, &st,
-			       NULL) == SQLITE_OK) {
-		if (sqlite3_step(st) == SQLITE_ROW)
-			pos = (uint64_t)sqlite3_column_int64(st, 0);
-		sqlite3_finalize(st);
-	}
-	return pos;
+	return last_pos_of(s->change_db);
 }
 
 static uint64_t data_version(sqlite3 *db)
@@ -1306,6 +1724,13 @@ static void sq_prune(struct rt_store *base)
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)(rt_wall_ms() - (int64_t)s->retain_ms));
 	if (sqlite3_step(st) != SQLITE_DONE)
 		rt_warn("store: pruning the change log: %s", sqlite3_errmsg(s->change_db));
+	sqlite3_finalize(st);
+	if (sqlite3_prepare_v2(s->change_db, "DELETE FROM _rtsync_idempotency WHERE ts < ?", -1,
+			       &st, NULL) != SQLITE_OK)
+		return;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)(rt_wall_ms() - (int64_t)s->base.key_window_ms));
+	if (sqlite3_step(st) != SQLITE_DONE)
+		rt_warn("store: pruning idempotency keys: %s", sqlite3_errmsg(s->change_db));
 	sqlite3_finalize(st);
 }
 

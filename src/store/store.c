@@ -162,3 +162,16 @@ const char *rt_change_type_name(enum rt_change_type t)
 {
 	return t == RT_CHANGE_INSERT ? "INSERT" : t == RT_CHANGE_UPDATE ? "UPDATE" : "DELETE";
 }
+
+void rt_write_result_deinit(struct rt_write_result *r)
+{
+	json_decref(r->current);
+	json_decref(r->conflicts);
+	r->current = r->conflicts = NULL;
+}
+
+void rt_store_set_key_window(struct rt_store *s, uint64_t ms)
+{
+	s->key_window_ms = ms;
+}
+

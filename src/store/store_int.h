@@ -32,6 +32,7 @@ struct rt_store_ops {
 struct rt_store {
 	const struct rt_store_ops *ops;
 	struct rt_store_schema schema;
+	uint64_t key_window_ms; /* idempotency keys are kept this long */
 };
 
 /* Fills e (status, code, details may be NULL) and keeps its texts valid UTF-8. */

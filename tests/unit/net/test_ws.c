@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <wslay/wslay.h>
 
 #include "common/buf.h"
 #include "common/err.h"
@@ -125,11 +124,12 @@ static void on_message(void *user, enum rt_ws_opcode op, const uint8_t *data, si
 		memcpy(m->data, data, data_len);
 }
 
-static void on_output(void *user, const uint8_t *data, size_t data_len)
+static int on_output(void *user, const uint8_t *data, size_t data_len)
 {
 	struct cap *c = user;
 	rt_buf_append(&c->out, data, data_len);
 	c->n_outputs++;
+	return 0;
 }
 
 static const struct rt_ws_callbacks cbs = {on_message, on_output};
@@ -144,9 +144,18 @@ static void engine_init(struct engine *e, size_t max_len)
 	memset(e, 0, sizeof *e);
 	rt_buf_init(&e->cap.out);
 	e->cap.max_len = max_len;
-	assert_int_equal(rt_ws_init(&e->ws, &cbs, &e->cap, max_len), 0);
+	assert_int_equal(rt_ws_init(&e->ws, RT_WS_SERVER, &cbs, &e->cap, max_len, NULL), 0);
 	assert_int_equal(e->ws.close_code, 0);
 	assert_false(rt_ws_is_done(&e->ws));
+}
+
+/* A client-side engine: reads unmasked frames, masks what it sends. */
+static void client_init(struct engine *e, size_t max_len)
+{
+	memset(e, 0, sizeof *e);
+	rt_buf_init(&e->cap.out);
+	e->cap.max_len = max_len;
+	assert_int_equal(rt_ws_init(&e->ws, RT_WS_CLIENT, &cbs, &e->cap, max_len, NULL), 0);
 }
 
 static void engine_deinit(struct engine *e)
@@ -175,7 +184,13 @@ static int feed(struct engine *e, const uint8_t *data, size_t len, enum feed_mod
 			size_t r = rng_next() % 8 == 0 ? rng_next() % 70000 : rng_next() % 40;
 			n = r + 1 < n ? r + 1 : n;
 		}
-		int rc = rt_ws_feed(&e->ws, data + pos, n);
+		/* The engine unmasks in place: feed an exact-size copy (ASan sees
+		 * any read past the chunk, and the caller's stream stays intact). */
+		uint8_t *chunk = malloc(n);
+		assert_non_null(chunk);
+		memcpy(chunk, data + pos, n);
+		int rc = rt_ws_feed(&e->ws, chunk, n);
+		free(chunk);
 		if (rc && !first)
 			first = rc;
 		pos += n;
@@ -254,7 +269,7 @@ static void test_text_whole(void **state)
 	put_frame(&in, OP_TEXT, "hello", 5);
 	struct engine e;
 	engine_init(&e, 1024);
-	assert_int_equal(rt_ws_feed(&e.ws, (const uint8_t *)in.data, in.len), 0);
+	assert_int_equal(feed(&e, (const uint8_t *)in.data, in.len, FEED_WHOLE), 0);
 	assert_int_equal(e.cap.n_msgs, 1);
 	assert_int_equal(e.cap.msgs[0].op, RT_WS_TEXT);
 	assert_int_equal(e.cap.msgs[0].len, 5);
@@ -264,7 +279,7 @@ static void test_text_whole(void **state)
 	assert_false(rt_ws_is_done(&e.ws));
 
 	/* Feeding nothing changes nothing. */
-	assert_int_equal(rt_ws_feed(&e.ws, NULL, 0), 0);
+	assert_int_equal(feed(&e, NULL, 0, FEED_WHOLE), 0);
 	assert_int_equal(e.cap.n_msgs, 1);
 	engine_deinit(&e);
 	rt_buf_deinit(&in);
@@ -403,7 +418,7 @@ static void test_ping_pong(void **state)
 	put_frame(&in, OP_PING, "abc", 3);
 	struct engine e;
 	engine_init(&e, 1024);
-	assert_int_equal(rt_ws_feed(&e.ws, (const uint8_t *)in.data, in.len), 0);
+	assert_int_equal(feed(&e, (const uint8_t *)in.data, in.len, FEED_WHOLE), 0);
 	assert_int_equal(e.cap.n_msgs, 0);
 	assert_int_equal(e.cap.out.len, 5);
 	assert_memory_equal(e.cap.out.data, "\x8a\x03" "abc", 5);
@@ -414,7 +429,7 @@ static void test_ping_pong(void **state)
 	char p[125];
 	memset(p, 'p', sizeof p);
 	put_frame(&in, OP_PING, p, sizeof p);
-	assert_int_equal(rt_ws_feed(&e.ws, (const uint8_t *)in.data, in.len), 0);
+	assert_int_equal(feed(&e, (const uint8_t *)in.data, in.len, FEED_WHOLE), 0);
 	struct sframe f[2];
 	assert_int_equal(parse_out(&e.cap.out, f, 2), 1);
 	assert_int_equal(f[0].op, OP_PONG);
@@ -593,7 +608,7 @@ static void test_invalid_utf8(void **state)
 	rt_buf_reset(&in);
 	put_frame(&in, OP_BINARY, "\xff\xc3", 2);
 	engine_init(&e, 1024);
-	assert_int_equal(rt_ws_feed(&e.ws, (const uint8_t *)in.data, in.len), 0);
+	assert_int_equal(feed(&e, (const uint8_t *)in.data, in.len, FEED_WHOLE), 0);
 	assert_int_equal(e.cap.n_msgs, 1);
 	assert_int_equal(e.cap.out.len, 0);
 	engine_deinit(&e);
@@ -628,7 +643,7 @@ static void test_engine_close_is_reported(void **state)
 			put_frame(&in, OP_TEXT, "\xff", 1);
 		struct engine e;
 		engine_init(&e, 100);
-		int rc = rt_ws_feed(&e.ws, (const uint8_t *)in.data, in.len);
+		int rc = feed(&e, (const uint8_t *)in.data, in.len, FEED_WHOLE);
 		uint16_t sent = single_close(&e);
 		if (sent != cases[i].code || rc != RT_EPROTO || e.ws.close_code != cases[i].code) {
 			print_error("%s: close frame %u sent; rt_ws_feed returned %d (want %d), "
@@ -671,7 +686,7 @@ static void test_peer_close(void **state)
 	put_close(&in, 4000, NULL);
 	struct engine e;
 	engine_init(&e, 1024);
-	assert_int_equal(rt_ws_feed(&e.ws, (const uint8_t *)in.data, in.len), 0);
+	assert_int_equal(feed(&e, (const uint8_t *)in.data, in.len, FEED_WHOLE), 0);
 	assert_int_equal(single_close(&e), 4000);
 	assert_int_equal(e.ws.close_code, 4000);
 	assert_true(rt_ws_is_done(&e.ws));
@@ -680,7 +695,7 @@ static void test_peer_close(void **state)
 	rt_buf_reset(&in);
 	put_close(&in, 0, NULL);
 	engine_init(&e, 1024);
-	assert_int_equal(rt_ws_feed(&e.ws, (const uint8_t *)in.data, in.len), 0);
+	assert_int_equal(feed(&e, (const uint8_t *)in.data, in.len, FEED_WHOLE), 0);
 	assert_int_equal(single_close(&e), 0);
 	assert_int_equal(e.ws.close_code, 1000);
 	assert_true(rt_ws_is_done(&e.ws));
@@ -710,7 +725,7 @@ static void test_server_close(void **state)
 	put_frame(&in, OP_TEXT, "late", 4);
 	put_close(&in, 1001, NULL);
 	rt_buf_reset(&e.cap.out);
-	assert_int_equal(rt_ws_feed(&e.ws, (const uint8_t *)in.data, in.len), 0);
+	assert_int_equal(feed(&e, (const uint8_t *)in.data, in.len, FEED_WHOLE), 0);
 	assert_int_equal(e.cap.n_msgs, 0);
 	assert_int_equal(e.cap.out.len, 0);
 	assert_true(rt_ws_is_done(&e.ws));
@@ -744,40 +759,12 @@ static void test_server_close(void **state)
 	rt_buf_deinit(&in);
 }
 
-/* Decodes a frame from rt_ws_frame with wslay's own frame reader. */
-struct wsrc {
-	const uint8_t *p;
-	size_t len;
-};
-
-static ssize_t src_recv(uint8_t *buf, size_t len, int flags, void *user)
-{
-	struct wsrc *s = user;
-	if (!s->len)
-		return WSLAY_ERR_WANT_READ;
-	size_t n = len < s->len ? len : s->len;
-	memcpy(buf, s->p, n);
-	s->p += n;
-	s->len -= n;
-	return (ssize_t)n;
-}
-
-static ssize_t src_send(const uint8_t *data, size_t len, int flags, void *user)
-{
-	return -1;
-}
-
-static int src_genmask(uint8_t *buf, size_t len, void *user)
-{
-	return -1;
-}
-
 static void check_frame(enum rt_ws_opcode op, size_t len, size_t head)
 {
 	uint8_t *data = malloc(len ? len : 1);
 	assert_non_null(data);
 	for (size_t i = 0; i < len; i++)
-		data[i] = (uint8_t)(i * 31 + 7);
+		data[i] = (uint8_t)(32 + (i * 31 + 7) % 95); /* ASCII: valid as text */
 	struct rt_frame *f = rt_ws_frame(op, data, len);
 	assert_non_null(f);
 	assert_int_equal(atomic_load(&f->refs), 1);
@@ -798,30 +785,21 @@ static void check_frame(enum rt_ws_opcode op, size_t len, size_t head)
 	}
 	assert_memory_equal(f->data + head, data, len);
 
-	/* wslay's frame reader decodes it back. */
-	struct wsrc src = {f->data, f->len};
-	static const struct wslay_frame_callbacks fcbs = {src_send, src_recv, src_genmask};
-	wslay_frame_context_ptr fctx;
-	assert_int_equal(wslay_frame_context_init(&fctx, &fcbs, &src), 0);
-	size_t got = 0;
-	uint8_t *back = malloc(len ? len : 1);
-	assert_non_null(back);
-	do {
-		struct wslay_frame_iocb io;
-		memset(&io, 0, sizeof io);
-		ssize_t r = wslay_frame_recv(fctx, &io);
-		assert_true(r >= 0);
-		assert_int_equal(io.fin, 1);
-		assert_int_equal(io.opcode, op);
-		assert_int_equal(io.mask, 0);
-		assert_int_equal(io.payload_length, len);
-		memcpy(back + got, io.data, io.data_length);
-		got += io.data_length;
-	} while (got < len);
-	assert_int_equal(src.len, 0);
-	assert_memory_equal(back, data, len);
-	wslay_frame_context_free(fctx);
-	free(back);
+	/* A client engine reads it back, fed whole and one byte at a time. */
+	if (op != RT_WS_CLOSE) {
+		for (int mode = FEED_WHOLE; mode <= FEED_BYTES; mode++) {
+			struct engine c;
+			client_init(&c, len ? len : 1);
+			assert_int_equal(feed(&c, f->data, f->len, (enum feed_mode)mode), 0);
+			assert_int_equal(c.cap.n_msgs, 1);
+			assert_int_equal(c.cap.msgs[0].op, op);
+			assert_int_equal(c.cap.msgs[0].len, len);
+			assert_memory_equal(c.cap.msgs[0].data, data, len);
+			assert_int_equal(c.cap.out.len, 0);
+			assert_null(c.ws.frame);
+			engine_deinit(&c);
+		}
+	}
 	rt_frame_unref(f);
 	free(data);
 }
@@ -837,6 +815,198 @@ static void test_frame_sizes(void **state)
 	check_frame(RT_WS_TEXT, 65536, 10);
 	check_frame(RT_WS_BINARY, 200000, 10);
 	check_frame(RT_WS_CLOSE, 2, 2);
+}
+
+/* ---- client role ---- */
+
+/* Unmasks the client frames in out in place and checks each was masked. */
+static size_t parse_client_out(struct rt_buf *out, struct sframe *f, size_t max)
+{
+	uint8_t *p = (uint8_t *)out->data;
+	size_t pos = 0, n = 0;
+	while (pos < out->len) {
+		assert_true(n < max);
+		assert_true(out->len - pos >= 6);
+		f[n].fin = p[pos] & 0x80;
+		f[n].op = p[pos] & 0x0f;
+		assert_true(p[pos + 1] & 0x80); /* a client masks every frame */
+		size_t len = p[pos + 1] & 0x7f, head = 2;
+		if (len == 126) {
+			len = (size_t)p[pos + 2] << 8 | p[pos + 3];
+			head = 4;
+		} else if (len == 127) {
+			len = 0;
+			for (int i = 0; i < 8; i++)
+				len = len << 8 | p[pos + 2 + i];
+			head = 10;
+		}
+		uint8_t *key = p + pos + head;
+		uint8_t *data = key + 4;
+		assert_true(pos + head + 4 + len <= out->len);
+		for (size_t i = 0; i < len; i++)
+			data[i] ^= key[i & 3];
+		f[n].data = data;
+		f[n].len = len;
+		pos += head + 4 + len;
+		n++;
+	}
+	return n;
+}
+
+static void test_client_send(void **state)
+{
+	rng_seed(21);
+	static const size_t sizes[] = {0, 1, 125, 126, 4095, 4096, 4097, 65535, 65536, 70001};
+	struct engine c, srv;
+	client_init(&c, 1 << 20);
+	engine_init(&srv, 1 << 20);
+	struct rt_buf want;
+	rt_buf_init(&want);
+	for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+		uint8_t *data = malloc(sizes[i] + 1);
+		assert_non_null(data);
+		for (size_t j = 0; j < sizes[i]; j++)
+			data[j] = (uint8_t)('a' + rng_next() % 26);
+		rt_buf_append(&want, data, sizes[i]);
+		enum rt_ws_opcode op = i % 2 ? RT_WS_BINARY : RT_WS_TEXT;
+		assert_int_equal(rt_ws_send(&c.ws, op, data, sizes[i]), 0);
+		for (size_t j = 0; j < sizes[i]; j++) /* the caller's data is untouched */
+			assert_true(data[j] >= 'a' && data[j] <= 'z');
+		free(data);
+	}
+	assert_int_equal(rt_ws_send(&c.ws, RT_WS_CLOSE, "x", 1), RT_EINVAL);
+	/* The server engine accepts every frame: masked, whole, in order. */
+	assert_int_equal(feed(&srv, (const uint8_t *)c.cap.out.data, c.cap.out.len, FEED_RANDOM), 0);
+	assert_int_equal(srv.cap.n_msgs, sizeof sizes / sizeof *sizes);
+	size_t off = 0;
+	for (size_t i = 0; i < srv.cap.n_msgs; i++) {
+		assert_int_equal(srv.cap.msgs[i].op, i % 2 ? RT_WS_BINARY : RT_WS_TEXT);
+		assert_int_equal(srv.cap.msgs[i].len, sizes[i]);
+		assert_memory_equal(srv.cap.msgs[i].data, want.data + off, sizes[i]);
+		off += sizes[i];
+	}
+	assert_int_equal(srv.cap.out.len, 0);
+	rt_buf_deinit(&want);
+	engine_deinit(&c);
+	engine_deinit(&srv);
+}
+
+static void test_client_protocol(void **state)
+{
+	rng_seed(22);
+	for (int mode = FEED_WHOLE; mode <= FEED_RANDOM; mode++) {
+		/* A masked frame from the server is a protocol error: masked close 1002. */
+		struct engine c;
+		client_init(&c, 1000);
+		struct rt_buf in;
+		rt_buf_init(&in);
+		put_frame(&in, OP_TEXT, "hi", 2);
+		assert_int_equal(feed(&c, (const uint8_t *)in.data, in.len, (enum feed_mode)mode),
+				 RT_EPROTO);
+		struct sframe f[4];
+		assert_int_equal(parse_client_out(&c.cap.out, f, 4), 1);
+		assert_int_equal(f[0].op, OP_CLOSE);
+		assert_int_equal(f[0].len, 2);
+		assert_int_equal(f[0].data[0] << 8 | f[0].data[1], 1002);
+		assert_true(rt_ws_is_done(&c.ws));
+		assert_int_equal(c.cap.n_msgs, 0);
+		engine_deinit(&c);
+		rt_buf_deinit(&in);
+
+		/* Ping: a masked pong with the same payload; then the server closes. */
+		client_init(&c, 1000);
+		rt_buf_init(&in);
+		put_frame_opts(&in, OP_PING, "abc", 3, (struct frame_opts){.unmasked = true});
+		put_frame_opts(&in, OP_TEXT, "hel", 3,
+			       (struct frame_opts){.unmasked = true, .no_fin = true});
+		put_frame_opts(&in, OP_CONT, "lo", 2, (struct frame_opts){.unmasked = true});
+		uint8_t close[5] = {0x03, 0xe9, 'b', 'y', 'e'}; /* 1001 "bye" */
+		put_frame_opts(&in, OP_CLOSE, close, sizeof close, (struct frame_opts){.unmasked = true});
+		assert_int_equal(feed(&c, (const uint8_t *)in.data, in.len, (enum feed_mode)mode), 0);
+		assert_int_equal(c.cap.n_msgs, 1);
+		assert_int_equal(c.cap.msgs[0].len, 5);
+		assert_memory_equal(c.cap.msgs[0].data, "hello", 5);
+		assert_int_equal(rt_ws_peer_close_code(&c.ws), 1001);
+		assert_true(rt_ws_is_done(&c.ws));
+		assert_int_equal(rt_ws_send(&c.ws, RT_WS_TEXT, "late", 4), RT_ECLOSED);
+		assert_int_equal(parse_client_out(&c.cap.out, f, 4), 2);
+		assert_int_equal(f[0].op, OP_PONG);
+		assert_int_equal(f[0].len, 3);
+		assert_memory_equal(f[0].data, "abc", 3);
+		assert_int_equal(f[1].op, OP_CLOSE);
+		assert_int_equal(f[1].data[0] << 8 | f[1].data[1], 1001);
+		assert_null(c.ws.frame);
+		assert_null(c.ws.msg);
+		engine_deinit(&c);
+		rt_buf_deinit(&in);
+	}
+}
+
+/* ---- memory ---- */
+
+struct counting_alloc {
+	long live;      /* blocks held */
+	long fail_at;   /* the allocation (1-based) that fails; 0: none */
+	long n_allocs;
+};
+
+static void *counting_realloc(void *ud, void *ptr, size_t size)
+{
+	struct counting_alloc *a = ud;
+	if (!size) {
+		if (ptr)
+			a->live--;
+		free(ptr);
+		return NULL;
+	}
+	if (++a->n_allocs == a->fail_at)
+		return NULL;
+	void *p = realloc(ptr, size);
+	if (p && !ptr)
+		a->live++;
+	return p;
+}
+
+static void test_memory(void **state)
+{
+	rng_seed(23);
+	/* Partial and fragmented input, fed in every way: with a failing k-th
+	 * allocation the feed says RT_ENOMEM and stops; without, all arrives.
+	 * Either way nothing is held once the engine is idle or deinited. */
+	struct rt_buf in;
+	rt_buf_init(&in);
+	char big[3000];
+	memset(big, 'q', sizeof big);
+	put_frame(&in, OP_TEXT, big, sizeof big);
+	put_frame_opts(&in, OP_BINARY, big, 100, (struct frame_opts){.no_fin = true});
+	put_frame(&in, OP_PING, "p", 1);
+	put_frame_opts(&in, OP_CONT, big, 200, (struct frame_opts){.no_fin = true});
+	put_frame(&in, OP_CONT, big, 300);
+	for (int mode = FEED_WHOLE; mode <= FEED_RANDOM; mode++) {
+		for (long k = 1;; k++) {
+			struct counting_alloc a = {.fail_at = k};
+			struct rt_ws_allocator alloc = {counting_realloc, &a};
+			struct engine e;
+			memset(&e, 0, sizeof e);
+			rt_buf_init(&e.cap.out);
+			e.cap.max_len = 4096;
+			assert_int_equal(rt_ws_init(&e.ws, RT_WS_SERVER, &cbs, &e.cap, 4096, &alloc), 0);
+			int rc = feed(&e, (const uint8_t *)in.data, in.len, (enum feed_mode)mode);
+			if (a.n_allocs >= k) {
+				assert_int_equal(rc, RT_ENOMEM);
+			} else {
+				assert_int_equal(rc, 0);
+				assert_int_equal(e.cap.n_msgs, 2);
+				assert_int_equal(e.cap.msgs[1].len, 600);
+				assert_int_equal(a.live, 0); /* idle: no buffer held */
+			}
+			engine_deinit(&e);
+			assert_int_equal(a.live, 0);
+			if (a.n_allocs < k)
+				break;
+		}
+	}
+	rt_buf_deinit(&in);
 }
 
 static void test_accept_key(void **state)
@@ -877,6 +1047,9 @@ int main(void)
 		cmocka_unit_test(test_server_close),
 		cmocka_unit_test(test_frame_sizes),
 		cmocka_unit_test(test_accept_key),
+		cmocka_unit_test(test_client_send),
+		cmocka_unit_test(test_client_protocol),
+		cmocka_unit_test(test_memory),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
