@@ -51,7 +51,6 @@ struct rel {
 	const struct rt_store_table *table; /* NULL: not served */
 	char replident;
 	size_t n_cols;
-	char **names;
 	bool *is_key;
 	const struct rt_store_column **cols; /* NULL where the schema lacks it */
 	struct rel *next;
@@ -183,8 +182,10 @@ static PGconn *pool_get(struct pg_store *s, struct rt_store_error *e)
 	pthread_mutex_unlock(&s->pool_mu);
 	if (!pc->conn)
 		pc->conn = connect_pg(s->conninfo, false);
-	else if (PQstatus(pc->conn) != CONNECTION_OK)
-		PQreset(pc->conn); /* PostgreSQL restarted, or the network failed */
+	else if (PQstatus(pc->conn) != CONNECTION_OK ||
+		 PQtransactionStatus(pc->conn) != PQTRANS_IDLE)
+		PQreset(pc->conn); /* PostgreSQL restarted, the network failed, or a
+				    * transaction was left behind by a failed ROLLBACK */
 	if (!pc->conn || PQstatus(pc->conn) != CONNECTION_OK) {
 		char buf[256];
 		rt_store_set_err(e, 503, "PGRST000", NULL, "Database connection error: %s",
@@ -381,6 +382,8 @@ static json_t *rows_of(PGresult *res, int col, struct rt_store_error *e)
 	const char *txt = PQgetisnull(res, 0, col) ? "[]" : PQgetvalue(res, 0, col);
 	json_error_t jerr;
 	json_t *rows = json_loads(txt, 0, &jerr);
+	if (!rows) /* an integer beyond 64 bits (numeric, json): read as doubles */
+		rows = json_loads(txt, JSON_DECODE_INT_AS_REAL, &jerr);
 	if (!json_is_array(rows)) {
 		json_decref(rows);
 		rt_store_set_err(e, 500, "XX000", NULL, "cannot read the rows PostgreSQL sent: %s",
@@ -929,10 +932,7 @@ static void pg_prune(struct rt_store *base)
 
 static void rel_free(struct rel *r)
 {
-	for (size_t i = 0; r && i < r->n_cols; i++)
-		free(r->names[i]);
 	if (r) {
-		free(r->names);
 		free(r->is_key);
 		free(r->cols);
 	}
@@ -963,11 +963,9 @@ static void rel_update(struct pg_store *s, const struct rt_pgo_msg *m)
 	if (!strcmp(m->nspname, "public"))
 		r->table = rt_store_table(&s->base, NULL, m->name);
 	r->n_cols = m->n_columns;
-	r->names = rt_xcalloc(m->n_columns + 1, sizeof *r->names);
 	r->is_key = rt_xcalloc(m->n_columns + 1, sizeof *r->is_key);
 	r->cols = rt_xcalloc(m->n_columns + 1, sizeof *r->cols);
 	for (size_t i = 0; i < m->n_columns; i++) {
-		r->names[i] = rt_xstrdup(m->columns[i].name);
 		r->is_key[i] = m->columns[i].is_key;
 		r->cols[i] = r->table ? rt_store_column(r->table, m->columns[i].name) : NULL;
 	}
@@ -975,7 +973,8 @@ static void rel_update(struct pg_store *s, const struct rt_pgo_msg *m)
 	s->rels = r;
 }
 
-/* Sets the JSON of the columns of tuple tp that pass is_wanted in obj. An
+/* Sets in obj the JSON of the served columns of tuple tp (only the replica
+ * identity's key columns with keys_only). An
  * unchanged TOASTed value ('u') is taken from fill (the old row) when that
  * has it, else left out, as Supabase Realtime does. */
 static void tuple_json(json_t *obj, const struct rel *r, const struct rt_pgo_tuple *tp,

@@ -83,11 +83,23 @@ describe('PostgreSQL store', () => {
     server.sql('INSERT INTO typed (id) VALUES (2)');
     const [, ins2] = await waitChanges(raw, 2);
     assert.deepEqual(ins2.record, toJsonb('typed', 2));
+    // integers beyond 64 bits, in numeric and inside jsonb
+    server.sql(`INSERT INTO typed (id, num, jb) VALUES (3, 123456789012345678901234567890, '{"big": 123456789012345678901234567890}')`);
+    const [, , ins3] = await waitChanges(raw, 3);
+    assert.deepEqual(ins3.record, toJsonb('typed', 3));
+    assert.equal(ins3.record.jb.big, 1.2345678901234568e29);
     // the REST API gives the same JSON
     const key = server.token({ role: 'service_role' });
     const res = await fetch(`${server.httpUrl}/rest/v1/typed?id=eq.1`, { headers: { apikey: key, authorization: `Bearer ${key}` } });
     assert.equal(res.status, 200);
     assert.deepEqual(await res.json(), [toJsonb('typed', 1)]);
+    const big = await fetch(`${server.httpUrl}/rest/v1/typed?id=eq.3&select=num,jb`, { headers: { apikey: key, authorization: `Bearer ${key}` } });
+    assert.equal(big.status, 200);
+    assert.deepEqual(await big.json(), [{ num: 1.2345678901234568e29, jb: { big: 1.2345678901234568e29 } }]);
+    // a value PostgreSQL cannot read as the column's type: 400 with its SQLSTATE
+    const bad = await fetch(`${server.httpUrl}/rest/v1/typed?id=eq.abc`, { headers: { apikey: key, authorization: `Bearer ${key}` } });
+    assert.equal(bad.status, 400);
+    assert.equal((await bad.json()).code, '22P02');
   });
 
   it('old records follow the replica identity: primary key (DEFAULT) or the whole row (FULL)', { timeout: 30_000 }, async (t) => {

@@ -347,6 +347,7 @@ static void test_values(void **state)
 	check_value("jsonb", "{\"a\": [1, null]}", "{\"a\":[1,null]}");
 	check_value("jsonb", "\"s\"", "\"s\"");
 	check_value("json", "{broken", "\"{broken\"");
+	check_value("jsonb", "{\"n\": 123456789012345678901234567890}", "{\"n\":1.2345678901234568e29}");
 	check_value("timestamp", "2024-02-29 12:34:56.789", "\"2024-02-29T12:34:56.789\"");
 	check_value("timestamptz", "2024-02-29 12:34:56+00", "\"2024-02-29T12:34:56+00:00\"");
 	check_value("timestamptz", "2024-02-29 12:34:56-03:30", "\"2024-02-29T12:34:56-03:30\"");
