@@ -40,7 +40,10 @@ RTSYNC_SUITE=postgres-restart "$root/tests/interop/run.sh" "$bin" "$here/restart
 # A cluster without wal_level=logical: rtsync refuses to start and says why.
 (
 	set +e
-	pg_cluster_start replica >/dev/null || exit 1
+	if ! pg_cluster_start replica >/dev/null; then
+		echo "postgres-errors: 0 passed, 1 failed (the wal_level=replica cluster did not start)"
+		exit 1
+	fi
 	out=$(timeout 20 "$bin" serve --listen 127.0.0.1:0 --data-dir "$PGDIR/rtsync" \
 		--postgres "$RTSYNC_TEST_POSTGRES/postgres" 2>&1)
 	rc=$?
