@@ -63,6 +63,7 @@ static const char serve_usage[] =
 	"                            (default: generated on first start, kept in the data dir)\n"
 	"  --data-dir DIR            where rtsync keeps its state   RTSYNC_DATA_DIR (.rtsync)\n"
 	"  --db FILE                 the embedded SQLite database   RTSYNC_DB (DIR/rtsync.db)\n"
+	"                            (with --postgres unused: the change log is DIR/pg-changes.db)\n"
 	"  --schema FILE.sql         SQL applied at start (CREATE TABLE …; existing objects are\n"
 	"                            kept)                          RTSYNC_SCHEMA\n"
 	"  --postgres URL            serve a PostgreSQL database instead of SQLite:\n"

@@ -33,6 +33,11 @@
 #define STATUS_EVERY_MS 10000
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+#define BATCH_MAX_CHANGES 50000
+#define BATCH_MAX_MS 20
+#define CONNECT_TIMEOUT_S "10"
+#define SILENCE_MAX_MS 120000 /* the server sends keepalives every wal_sender_timeout/2 */
+#define MAX_PARAMS 65535
 #define SESSION_OPTIONS "-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=1"
 
 struct pool_conn {
@@ -46,7 +51,6 @@ struct rel {
 	const struct rt_store_table *table; /* NULL: not served */
 	char replident;
 	size_t n_cols;
-	char **names;
 	bool *is_key;
 	const struct rt_store_column **cols; /* NULL where the schema lacks it */
 	struct rel *next;
@@ -87,11 +91,12 @@ static const struct rt_store_ops pg_ops;
 
 static PGconn *connect_pg(const char *conninfo, bool is_replication)
 {
-	const char *keys[] = {"dbname", "options", "application_name", "replication", NULL};
-	const char *vals[] = {conninfo, SESSION_OPTIONS, "rtsync",
+	const char *keys[] = {"dbname", "options", "application_name", "connect_timeout",
+			      "replication", NULL};
+	const char *vals[] = {conninfo, SESSION_OPTIONS, "rtsync", CONNECT_TIMEOUT_S,
 			      is_replication ? "database" : NULL, NULL};
 	if (!is_replication)
-		keys[3] = NULL;
+		keys[4] = NULL;
 	return PQconnectdbParams(keys, vals, 1);
 }
 
@@ -177,8 +182,10 @@ static PGconn *pool_get(struct pg_store *s, struct rt_store_error *e)
 	pthread_mutex_unlock(&s->pool_mu);
 	if (!pc->conn)
 		pc->conn = connect_pg(s->conninfo, false);
-	else if (PQstatus(pc->conn) != CONNECTION_OK)
-		PQreset(pc->conn); /* PostgreSQL restarted, or the network failed */
+	else if (PQstatus(pc->conn) != CONNECTION_OK ||
+		 PQtransactionStatus(pc->conn) != PQTRANS_IDLE)
+		PQreset(pc->conn); /* PostgreSQL restarted, the network failed, or a
+				    * transaction was left behind by a failed ROLLBACK */
 	if (!pc->conn || PQstatus(pc->conn) != CONNECTION_OK) {
 		char buf[256];
 		rt_store_set_err(e, 503, "PGRST000", NULL, "Database connection error: %s",
@@ -353,6 +360,12 @@ static void projection_sql(struct rt_buf *b, const struct rt_store_column **cols
  * PGRES_COMMAND_OK) or NULL with e set. */
 static PGresult *run(PGconn *c, const char *sql, const struct params *p, struct rt_store_error *e)
 {
+	if (p && p->n > MAX_PARAMS) {
+		rt_store_set_err(e, 400, "PGRST100", NULL,
+				 "too many filter values (%zu; PostgreSQL takes at most %d)", p->n,
+				 MAX_PARAMS);
+		return NULL;
+	}
 	PGresult *res = PQexecParams(c, sql, (int)(p ? p->n : 0), NULL, p ? p->vals : NULL, NULL,
 				     NULL, 0);
 	ExecStatusType st = PQresultStatus(res);
@@ -369,6 +382,8 @@ static json_t *rows_of(PGresult *res, int col, struct rt_store_error *e)
 	const char *txt = PQgetisnull(res, 0, col) ? "[]" : PQgetvalue(res, 0, col);
 	json_error_t jerr;
 	json_t *rows = json_loads(txt, 0, &jerr);
+	if (!rows) /* an integer beyond 64 bits (numeric, json): read as doubles */
+		rows = json_loads(txt, JSON_DECODE_INT_AS_REAL, &jerr);
 	if (!json_is_array(rows)) {
 		json_decref(rows);
 		rt_store_set_err(e, 500, "XX000", NULL, "cannot read the rows PostgreSQL sent: %s",
@@ -1260,10 +1275,7 @@ static void pg_prune(struct rt_store *base)
 
 static void rel_free(struct rel *r)
 {
-	for (size_t i = 0; r && i < r->n_cols; i++)
-		free(r->names[i]);
 	if (r) {
-		free(r->names);
 		free(r->is_key);
 		free(r->cols);
 	}
@@ -1294,11 +1306,9 @@ static void rel_update(struct pg_store *s, const struct rt_pgo_msg *m)
 	if (!strcmp(m->nspname, "public"))
 		r->table = rt_store_table(&s->base, NULL, m->name);
 	r->n_cols = m->n_columns;
-	r->names = rt_xcalloc(m->n_columns + 1, sizeof *r->names);
 	r->is_key = rt_xcalloc(m->n_columns + 1, sizeof *r->is_key);
 	r->cols = rt_xcalloc(m->n_columns + 1, sizeof *r->cols);
 	for (size_t i = 0; i < m->n_columns; i++) {
-		r->names[i] = rt_xstrdup(m->columns[i].name);
 		r->is_key[i] = m->columns[i].is_key;
 		r->cols[i] = r->table ? rt_store_column(r->table, m->columns[i].name) : NULL;
 	}
@@ -1306,7 +1316,8 @@ static void rel_update(struct pg_store *s, const struct rt_pgo_msg *m)
 	s->rels = r;
 }
 
-/* Sets the JSON of the columns of tuple tp that pass is_wanted in obj. An
+/* Sets in obj the JSON of the served columns of tuple tp (only the replica
+ * identity's key columns with keys_only). An
  * unchanged TOASTed value ('u') is taken from fill (the old row) when that
  * has it, else left out, as Supabase Realtime does. */
 static void tuple_json(json_t *obj, const struct rel *r, const struct rt_pgo_tuple *tp,
@@ -1392,24 +1403,64 @@ static int send_status(PGconn *c, uint64_t lsn)
 	return 0;
 }
 
-/* State of the transaction being decoded. */
+/* State of the stream: the transaction being decoded and the batch of
+ * decoded transactions written to the log but not yet committed there. */
 struct txn {
-	bool is_open;   /* between Begin and Commit */
+	bool is_open;    /* between Begin and Commit */
 	bool is_skipped; /* already in the log (resent after a restart) */
-	bool is_logging; /* a log transaction is open */
 	uint64_t final_lsn;
 	int64_t commit_ms;
+	bool has_batch;  /* a log transaction is open */
+	size_t batch_changes;
+	uint64_t batch_started_ms;
+	uint64_t batch_commit_lsn, batch_end_lsn; /* of its last whole transaction */
 };
 
-static void txn_abort(struct pg_store *s, struct txn *x)
+static void batch_abort(struct pg_store *s, struct txn *x)
 {
-	if (x->is_logging)
+	if (x->has_batch)
 		sqlite3_exec(s->repl_db, "ROLLBACK", NULL, NULL, NULL);
 	memset(x, 0, sizeof *x);
 }
 
-/* Handles one pgoutput message. Returns 0, or -1 to reconnect (the
- * transaction in progress is dropped; the server sends it again). */
+static int batch_begin(struct pg_store *s, struct txn *x)
+{
+	if (x->has_batch)
+		return 0;
+	if (sqlite3_exec(s->repl_db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		rt_error("store: change log: %s", sqlite3_errmsg(s->repl_db));
+		return -1;
+	}
+	x->has_batch = true;
+	x->batch_changes = 0;
+	x->batch_started_ms = rt_mono_ms();
+	return 0;
+}
+
+/* Commits the batch of whole transactions to the log, wakes the change
+ * feed, and only then confirms the last one's end to PostgreSQL. */
+static int batch_commit(struct pg_store *s, PGconn *c, struct txn *x)
+{
+	if (!x->has_batch || x->is_open)
+		return 0;
+	if (meta_set(s->repl_db, "commit_lsn", x->batch_commit_lsn) ||
+	    meta_set(s->repl_db, "end_lsn", x->batch_end_lsn) ||
+	    sqlite3_exec(s->repl_db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		rt_error("store: committing to the change log: %s", sqlite3_errmsg(s->repl_db));
+		return -1;
+	}
+	x->has_batch = false;
+	s->commit_lsn = x->batch_commit_lsn;
+	s->end_lsn = x->batch_end_lsn;
+	pthread_mutex_lock(&s->mu);
+	s->writes++;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->mu);
+	return send_status(c, s->end_lsn);
+}
+
+/* Handles one pgoutput message. Returns 0, or -1 to reconnect (what is not
+ * committed to the log is dropped; the server sends it again). */
 static int handle_msg(struct pg_store *s, PGconn *c, struct txn *x, const uint8_t *data,
 		      size_t len)
 {
@@ -1422,7 +1473,11 @@ static int handle_msg(struct pg_store *s, PGconn *c, struct txn *x, const uint8_
 	int rc = 0;
 	switch (m.kind) {
 	case RT_PGO_BEGIN:
-		txn_abort(s, x);
+		if (x->is_open) {
+			rt_error("store: replication: Begin inside a transaction");
+			rc = -1;
+			break;
+		}
 		x->is_open = true;
 		x->final_lsn = m.lsn;
 		x->commit_ms = (m.commit_time + RT_PGO_EPOCH_US) / 1000;
@@ -1444,15 +1499,9 @@ static int handle_msg(struct pg_store *s, PGconn *c, struct txn *x, const uint8_
 		}
 		if (x->is_skipped || !r->table)
 			break;
-		if (!x->is_logging) {
-			if (sqlite3_exec(s->repl_db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-				rt_error("store: change log: %s", sqlite3_errmsg(s->repl_db));
-				rc = -1;
-				break;
-			}
-			x->is_logging = true;
-		}
-		rc = log_change(s, x->final_lsn, x->commit_ms, r, &m);
+		if (!(rc = batch_begin(s, x)))
+			rc = log_change(s, x->final_lsn, x->commit_ms, r, &m);
+		x->batch_changes++;
 		break;
 	}
 	case RT_PGO_TRUNCATE:
@@ -1464,35 +1513,22 @@ static int handle_msg(struct pg_store *s, PGconn *c, struct txn *x, const uint8_
 					r->table->name);
 		}
 		break;
-	case RT_PGO_COMMIT: {
+	case RT_PGO_COMMIT:
 		if (!x->is_open)
 			break;
-		if (!x->is_skipped) {
-			if (!x->is_logging &&
-			    sqlite3_exec(s->repl_db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK)
-				x->is_logging = true;
-			if (!x->is_logging || meta_set(s->repl_db, "commit_lsn", m.lsn) ||
-			    meta_set(s->repl_db, "end_lsn", m.end_lsn) ||
-			    sqlite3_exec(s->repl_db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-				rt_error("store: committing to the change log: %s",
-					 sqlite3_errmsg(s->repl_db));
-				rc = -1;
-				break;
-			}
-			x->is_logging = false;
-			s->commit_lsn = m.lsn;
-			s->end_lsn = m.end_lsn;
-			pthread_mutex_lock(&s->mu);
-			s->writes++;
-			pthread_cond_broadcast(&s->cond);
-			pthread_mutex_unlock(&s->mu);
-		}
-		memset(x, 0, sizeof *x);
-		/* only now, with the changes in the log, may the slot move on */
-		if (send_status(c, s->end_lsn))
-			rc = -1;
+		x->is_open = false;
+		if (x->is_skipped)
+			break;
+		if ((rc = batch_begin(s, x)))
+			break;
+		x->batch_commit_lsn = m.lsn;
+		x->batch_end_lsn = m.end_lsn;
+		/* a big batch or an old one goes out now; else when the stream
+		 * pauses (group commit: one log commit for many small transactions) */
+		if (x->batch_changes >= BATCH_MAX_CHANGES ||
+		    rt_mono_ms() - x->batch_started_ms >= BATCH_MAX_MS)
+			rc = batch_commit(s, c, x);
 		break;
-	}
 	default: /* Origin, Type, Message: nothing to keep */
 		break;
 	}
@@ -1549,10 +1585,19 @@ static int stream(struct pg_store *s)
 	rt_info("store: streaming changes from slot %s at %X/%X", s->name,
 		(unsigned)(s->end_lsn >> 32), (unsigned)s->end_lsn);
 	rc = 0;
-	uint64_t last_status = rt_mono_ms();
+	uint64_t last_status = rt_mono_ms(), last_recv = rt_mono_ms();
 	while (atomic_load(&s->is_running)) {
 		char *data = NULL;
 		int n = PQgetCopyData(c, &data, 1);
+		if (n != 0)
+			last_recv = rt_mono_ms();
+		else if (rt_mono_ms() - last_recv > SILENCE_MAX_MS) {
+			rt_warn("store: nothing from PostgreSQL for %d s: reconnecting",
+				SILENCE_MAX_MS / 1000);
+			break;
+		}
+		if (n == 0 && batch_commit(s, c, &x)) /* the stream paused */
+			break;
 		if (n == 0) {
 			struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
 			if (poll(&pfd, 1, 100) < 0 && errno != EINTR)
@@ -1578,8 +1623,9 @@ static int stream(struct pg_store *s)
 				/* Between transactions everything before the server's
 				 * position was sent and kept: confirm it so the slot
 				 * does not hold WAL of other databases' traffic. */
-				uint64_t lsn = !x.is_open && f.wal_end > s->end_lsn ? f.wal_end
-										    : s->end_lsn;
+				bool is_idle = !x.is_open && !x.has_batch;
+				uint64_t lsn = is_idle && f.wal_end > s->end_lsn ? f.wal_end
+										 : s->end_lsn;
 				frc = send_status(c, lsn);
 				last_status = rt_mono_ms();
 			}
@@ -1594,7 +1640,7 @@ static int stream(struct pg_store *s)
 		}
 	}
 out:
-	txn_abort(s, &x);
+	batch_abort(s, &x);
 	PQfinish(c);
 	return rc;
 }

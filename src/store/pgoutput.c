@@ -475,6 +475,9 @@ static json_t *value_json(const char *type, const char *s, size_t len, int depth
 	}
 	if (!strcmp(type, "json") || !strcmp(type, "jsonb")) {
 		json_t *v = json_loadb(s, len, JSON_DECODE_ANY, NULL);
+		/* an integer beyond 64 bits: as a double, like a JavaScript client reads it */
+		if (!v)
+			v = json_loadb(s, len, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, NULL);
 		return v ? v : string_json(s, len);
 	}
 	if (!strcmp(type, "timestamp"))

@@ -13,8 +13,10 @@
  *            json_decref() / rt_change_free().
  * Threads:   rt_store_schema() and the table lookups from any thread. Reads
  *            and writes are blocking calls for pool threads (never an I/O
- *            worker): each pool thread gets its own database connection.
- *            rt_store_changes_after() is for the change thread.
+ *            worker): with SQLite each pool thread gets its own connection,
+ *            with PostgreSQL a call waits for a free connection of the pool.
+ *            rt_store_changes_after() is for the change thread. The
+ *            PostgreSQL store runs its own replication thread.
  * Limits:    RT_STORE_MAX_ROWS rows per read.
  */
 #ifndef RT_STORE_STORE_H

@@ -4,8 +4,7 @@
 # no fsync (it is thrown away).
 #
 #   source tests/postgres/cluster.sh
-#   pg_cluster_start        sets PGDIR, PGPORT, PGHOST, PGUSER, RTSYNC_TEST_POSTGRES
-#   pg_cluster_restart      stops and starts the same cluster (fast shutdown)
+#   pg_cluster_start [WAL_LEVEL]  (default logical) sets PGDIR, PGPORT, PGHOST, PGUSER, RTSYNC_TEST_POSTGRES
 #   pg_cluster_stop         stops it and removes the directory (idempotent)
 #
 # Needs the server binaries of Debian's postgresql package; as root the
@@ -39,7 +38,7 @@ pg_cluster_start() {
 listen_addresses = '127.0.0.1'
 port = $PGPORT
 unix_socket_directories = '$PGDIR'
-wal_level = logical
+wal_level = ${1:-logical}
 max_replication_slots = 64
 max_wal_senders = 64
 max_connections = 200
@@ -53,11 +52,6 @@ CONF
 		{ tail -20 "$PGDIR/server.log" >&2; return 1; }
 	export PGDIR PGPORT PGBIN PGHOST=127.0.0.1 PGUSER=postgres
 	export RTSYNC_TEST_POSTGRES="postgres://postgres@127.0.0.1:$PGPORT"
-}
-
-pg_cluster_restart() {
-	pg_as "$PGBIN/pg_ctl" -D "$PGDIR/data" -m fast -w -t 60 stop >/dev/null &&
-		pg_as "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/server.log" -w -t 60 start >/dev/null
 }
 
 pg_cluster_stop() {

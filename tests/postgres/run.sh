@@ -26,10 +26,36 @@ if ! pg_cluster_start; then
 fi
 echo "postgres: cluster on 127.0.0.1:$PGPORT in $PGDIR"
 
-files=("$@")
-if [ ${#files[@]} -eq 0 ]; then
-	files=("$root/tests/interop/postgres-changes.test.mjs" "$root/tests/interop/store-extra.test.mjs"
-		"$root/tests/interop/supabase-js.test.mjs" "$root/tests/interop/writes.test.mjs")
-	for f in "$here"/*.test.mjs; do files+=("$f"); done
+if [ $# -gt 0 ]; then
+	RTSYNC_SUITE=postgres "$root/tests/interop/run.sh" "$bin" "$@"
+	exit
 fi
-RTSYNC_SUITE=postgres "$root/tests/interop/run.sh" "$bin" "${files[@]}"
+status=0
+RTSYNC_SUITE=postgres "$root/tests/interop/run.sh" "$bin" \
+	"$root/tests/interop/postgres-changes.test.mjs" "$root/tests/interop/store-extra.test.mjs" \
+	"$root/tests/interop/supabase-js.test.mjs" "$root/tests/interop/writes.test.mjs" \
+	"$here/pg.test.mjs" || status=1
+# restarts the cluster: alone, after the rest
+RTSYNC_SUITE=postgres-restart "$root/tests/interop/run.sh" "$bin" "$here/restart.test.mjs" || status=1
+
+# A cluster without wal_level=logical: rtsync refuses to start and says why.
+(
+	set +e
+	if ! pg_cluster_start replica >/dev/null; then
+		echo "postgres-errors: 0 passed, 1 failed (the wal_level=replica cluster did not start)"
+		exit 1
+	fi
+	out=$(timeout 20 "$bin" serve --listen 127.0.0.1:0 --data-dir "$PGDIR/rtsync" \
+		--postgres "$RTSYNC_TEST_POSTGRES/postgres" 2>&1)
+	rc=$?
+	pg_cluster_stop
+	if [ "$rc" -ne 0 ] && grep -q "wal_level=replica; rtsync .* needs wal_level=logical" <<<"$out"; then
+		echo "ok - serve without wal_level=logical exits $rc: $out"
+		echo "postgres-errors: 1 passed, 0 failed"
+	else
+		echo "not ok - serve without wal_level=logical (exit $rc): $out"
+		echo "postgres-errors: 0 passed, 1 failed"
+		exit 1
+	fi
+) || status=1
+exit $status

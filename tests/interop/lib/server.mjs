@@ -10,7 +10,7 @@
 
 import { spawn, execFileSync } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, unlinkSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -105,12 +105,13 @@ function pgSchemaOf(path, dir) {
  */
 export async function startServer({ idleTimeoutMs, workers, logLevel, args = [], dataDir: keepDir, pgDatabase, pgSchemaAsIs } = {}) {
   const dataDir = keepDir || mkdtempSync(join(tmpdir(), 'rtsync-interop-'));
+  if (keepDir) mkdirSync(keepDir, { recursive: true });
   args = [...args];
   let dbPath = join(dataDir, 'rtsync.db');
   let pgDb = null;
   const dbAt = args.indexOf('--db');
   if (dbAt >= 0) dbPath = args[dbAt + 1];
-  if (STORE === 'postgres') {
+  if (STORE === 'postgres' && !args.includes('--postgres')) {
     if (dbAt >= 0) args.splice(dbAt, 2);
     const schemaAt = args.indexOf('--schema');
     if (schemaAt >= 0 && !pgSchemaAsIs) args[schemaAt + 1] = pgSchemaOf(args[schemaAt + 1], dataDir);
