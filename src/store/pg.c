@@ -504,26 +504,6 @@ static int write_stmt(PGconn *c, const struct rt_buf *stmt, const struct params 
 	return rc;
 }
 
-static int check_row_keys(const struct rt_store_table *t, const json_t *row,
-			  struct rt_store_error *e)
-{
-	const char *k;
-	json_t *v;
-	if (!json_is_object(row)) {
-		rt_store_set_err(e, 400, "PGRST102", NULL, "All object keys must match");
-		return -1;
-	}
-	json_object_foreach((json_t *)row, k, v) {
-		if (!rt_store_column(t, k)) {
-			rt_store_set_err(e, 400, "PGRST204", NULL,
-					 "Could not find the '%s' column of '%s' in the schema cache",
-					 k, t->name);
-			return -1;
-		}
-	}
-	return 0;
-}
-
 /* "json_populate_record(NULL::tbl, $n::json) _j": PostgreSQL converts the
  * JSON fields to the column types, as PostgREST has it do. */
 static void record_sql(struct rt_buf *b, struct params *p, const struct rt_store_table *t,
@@ -545,7 +525,7 @@ static int insert_rows(PGconn *c, const struct rt_write *w, const struct rt_stor
 	size_t i;
 	const json_t *row;
 	json_array_foreach(w->rows, i, row) {
-		if (check_row_keys(t, row, err))
+		if (rt_store_check_row_keys(t, row, err))
 			return -1;
 		/* With columns=, every named column is written (missing keys as NULL);
 		 * otherwise only the row's keys, so defaults apply to the rest. */
@@ -648,7 +628,7 @@ static int update_or_delete(PGconn *c, const struct rt_write *w,
 	rt_buf_init(&stmt);
 	rt_buf_init(&where);
 	if (w->kind == RT_WRITE_UPDATE) {
-		if (check_row_keys(t, w->rows, err))
+		if (rt_store_check_row_keys(t, w->rows, err))
 			goto out;
 		if (!json_object_size(w->rows)) {
 			rt_store_set_err(err, 400, "PGRST102", NULL, "Empty or invalid json");
@@ -703,14 +683,6 @@ static int control_err(struct rt_store_error *e, const char *msg)
 {
 	rt_store_set_err(e, 400, "RTS400", NULL, "%s", msg);
 	return -1;
-}
-
-static bool has_pk(const struct rt_store_table *t)
-{
-	for (size_t i = 0; i < t->n_cols; i++)
-		if (t->cols[i].is_pk)
-			return true;
-	return false;
 }
 
 /* "_t.pk1 = _k.pk1 AND …": the statement's row is the one _k names. */
@@ -778,9 +750,11 @@ static int select_locked(PGconn *c, const struct rt_store_table *t, const char *
 }
 
 /* The row the JSON object key names (by primary key), locked. */
-static int select_by_pk(PGconn *c, const struct rt_store_table *t, const json_t *key, json_t **row,
-			struct rt_store_error *err)
+static int select_by_pk(const struct rt_store_cas *cas, const struct rt_write *w,
+			const json_t *key, json_t **row, struct rt_store_error *err)
 {
+	PGconn *c = cas->ctx;
+	const struct rt_store_table *t = w->table;
 	for (size_t i = 0; i < t->n_cols; i++) {
 		if (t->cols[i].is_pk && !json_object_get(key, t->cols[i].name)) {
 			rt_store_set_err(err, 400, "RTS400", NULL,
@@ -798,10 +772,11 @@ static int select_by_pk(PGconn *c, const struct rt_store_table *t, const json_t 
 }
 
 /* UPDATE t SET <apply> (or, with apply NULL, DELETE) the row current names. */
-static int write_by_pk(PGconn *c, const struct rt_store_table *t, const json_t *current,
-		       const json_t *apply, const struct rt_store_column **cols, const char **keys,
-		       size_t n_cols, json_t *out, struct rt_store_error *err)
+static int write_by_pk(const struct rt_store_cas *cas, const struct rt_write *w,
+		       const json_t *current, const json_t *apply, struct rt_store_error *err)
 {
+	PGconn *c = cas->ctx;
+	const struct rt_store_table *t = w->table;
 	struct rt_buf stmt;
 	struct params p = {0};
 	rt_buf_init(&stmt);
@@ -832,7 +807,7 @@ static int write_by_pk(PGconn *c, const struct rt_store_table *t, const json_t *
 	rt_buf_append_str(&stmt, " WHERE ");
 	pk_match(&stmt, t);
 	size_t count = 0;
-	int rc = write_stmt(c, &stmt, &p, cols, keys, n_cols, out, &count, err);
+	int rc = write_stmt(c, &stmt, &p, cas->cols, cas->keys, cas->n_cols, cas->out, &count, err);
 	free(key_txt);
 	free(apply_txt);
 	free(p.vals);
@@ -840,111 +815,32 @@ static int write_by_pk(PGconn *c, const struct rt_store_table *t, const json_t *
 	return rc;
 }
 
-/* The select's projection of a full row (new reference). */
-static json_t *project(const json_t *full, const struct rt_store_column **cols, const char **keys,
-		       size_t n_cols)
+/* The one row a filter selects, locked (the backend's part of a write with a base). */
+static int select_by_where(const struct rt_store_cas *cas, const struct rt_write *w,
+			   json_t **row, struct rt_store_error *err)
 {
-	json_t *row = json_object();
-	for (size_t i = 0; i < n_cols; i++)
-		json_object_set(row, keys[i], json_object_get(full, cols[i]->name));
-	return row;
+	struct rt_buf where;
+	struct params p = {0};
+	rt_buf_init(&where);
+	*row = NULL;
+	int rc = w->where ? where_sql(&where, &p, w->table, &w->where->where, err) : 0;
+	if (!rc && !where.len)
+		rc = control_err(err, "A write with a base must target one row: add a filter on "
+				      "the primary key");
+	if (!rc) {
+		rt_buf_append_byte(&where, 0);
+		rc = select_locked(cas->ctx, w->table, NULL, (const char *)where.data, &p, row, err);
+	}
+	free(p.vals);
+	rt_buf_deinit(&where);
+	return rc;
 }
 
-/*
- * A write with a base: reads and locks the target row, decides with
- * rt_conflict_decide() and applies what it says, in the caller's
- * transaction. Fills res.
- */
-static int controlled_write(PGconn *c, const struct rt_write *w,
-			    const struct rt_store_column **cols, const char **keys, size_t n_cols,
-			    json_t *out, size_t *count, struct rt_write_result *res,
-			    struct rt_store_error *err)
+static int insert_missing(const struct rt_store_cas *cas, const struct rt_write *w,
+			  struct rt_store_error *err)
 {
-	const struct rt_store_table *t = w->table;
-	if (w->kind == RT_WRITE_INSERT)
-		return control_err(err, "A base applies to update, upsert and delete, not insert");
-	if (!json_is_object(w->base))
-		return control_err(err, "The base must be a JSON object");
-	if (!has_pk(t))
-		return control_err(err, "A write with a base needs a table with a primary key");
-	if (check_row_keys(t, w->base, err))
-		return -1;
-	const json_t *changes = NULL;
-	json_t *current = NULL;
-	int rc;
-	if (w->kind == RT_WRITE_UPSERT) {
-		if (json_array_size(w->rows) != 1)
-			return control_err(err, "A write with a base writes one row");
-		changes = json_array_get(w->rows, 0);
-		if (check_row_keys(t, changes, err))
-			return -1;
-		rc = select_by_pk(c, t, changes, &current, err);
-	} else {
-		if (w->kind == RT_WRITE_UPDATE) {
-			changes = w->rows;
-			if (check_row_keys(t, changes, err))
-				return -1;
-			if (!json_object_size(changes)) {
-				rt_store_set_err(err, 400, "PGRST102", NULL, "Empty or invalid json");
-				return -1;
-			}
-		}
-		struct rt_buf where;
-		struct params p = {0};
-		rt_buf_init(&where);
-		rc = w->where ? where_sql(&where, &p, t, &w->where->where, err) : 0;
-		if (!rc && !where.len)
-			rc = control_err(err, "A write with a base must target one row: add a filter "
-					      "on the primary key");
-		if (!rc) {
-			rt_buf_append_byte(&where, 0);
-			rc = select_locked(c, t, NULL, (const char *)where.data, &p, &current, err);
-		}
-		free(p.vals);
-		rt_buf_deinit(&where);
-	}
-	if (rc)
-		return -1;
-
-	struct rt_conflict_result d;
-	rt_conflict_decide(current, w->base, changes, w->strategy, &d);
-	res->outcome = d.outcome;
-	res->conflicts = json_incref(d.conflicts);
-	switch (d.outcome) {
-	case RT_WRITE_CONFLICT:
-		res->current = json_incref(current);
-		break;
-	case RT_WRITE_MISSING:
-		if (w->kind == RT_WRITE_UPSERT) {
-			rc = insert_rows(c, w, cols, keys, n_cols, out, count, err);
-			if (!rc)
-				rc = select_by_pk(c, t, changes, &res->current, err);
-		}
-		break;
-	case RT_WRITE_APPLIED:
-	case RT_WRITE_MERGED:
-		if (d.is_delete) {
-			rc = write_by_pk(c, t, current, NULL, cols, keys, n_cols, out, err);
-		} else if (!json_object_size(d.apply)) {
-			/* Every change conflicted: nothing written, the row as it is. */
-			if (out)
-				json_array_append_new(out, project(current, cols, keys, n_cols));
-			res->current = json_incref(current);
-		} else {
-			rc = write_by_pk(c, t, current, d.apply, cols, keys, n_cols, out, err);
-			/* Read back by the key as it is after the write (it may change). */
-			json_t *key = json_deep_copy(current);
-			json_object_update(key, d.apply);
-			if (!rc)
-				rc = select_by_pk(c, t, key, &res->current, err);
-			json_decref(key);
-		}
-		break;
-	}
-	*count = json_array_size(out);
-	rt_conflict_result_deinit(&d);
-	json_decref(current);
-	return rc;
+	size_t count = 0;
+	return insert_rows(cas->ctx, w, cas->cols, cas->keys, cas->n_cols, cas->out, &count, err);
 }
 
 /*
@@ -1053,9 +949,13 @@ static int pg_write(struct rt_store *base, const struct rt_write *w, json_t **ro
 		rc = key_lookup(c, w->idempotency_key, fp, s->base.key_window_ms, &out, &res, err);
 	}
 	if (rc == 0) {
-		if (w->base)
-			rc = controlled_write(c, w, cols, keys, n_cols, out, &count, &res, err);
-		else if (w->kind == RT_WRITE_INSERT || w->kind == RT_WRITE_UPSERT)
+		if (w->base) {
+			rc = rt_store_controlled_write(
+				&(struct rt_store_cas){c, cols, keys, n_cols, out, select_by_where,
+						       select_by_pk, write_by_pk, insert_missing},
+				w, &res, err);
+			count = json_array_size(out);
+		} else if (w->kind == RT_WRITE_INSERT || w->kind == RT_WRITE_UPSERT)
 			rc = insert_rows(c, w, cols, keys, n_cols, out, &count, err);
 		else
 			rc = update_or_delete(c, w, cols, keys, n_cols, out, &count, err);

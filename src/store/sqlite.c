@@ -866,16 +866,6 @@ static json_t *full_row(sqlite3_stmt *st, const struct rt_store_table *t)
 	return full;
 }
 
-/* The select's projection of a full row (new reference). */
-static json_t *project(const json_t *full, const struct rt_store_column **cols, const char **keys,
-		       size_t n_cols)
-{
-	json_t *row = json_object();
-	for (size_t i = 0; i < n_cols; i++)
-		json_object_set(row, keys[i], json_object_get(full, cols[i]->name));
-	return row;
-}
-
 /* Runs st, appending RETURNING rows (projected by the select) to out; with
  * is_pk_checked, a row with a NULL primary key fails the write (Postgres
  * refuses one; SQLite allows it outside INTEGER PRIMARY KEY). */
@@ -898,32 +888,12 @@ static int step_rows(sqlite3 *db, sqlite3_stmt *st, const struct rt_store_table 
 		if (!out)
 			continue;
 		json_t *full = full_row(st, t);
-		json_array_append_new(out, project(full, cols, keys, n_cols));
+		json_array_append_new(out, rt_store_project(full, cols, keys, n_cols));
 		json_decref(full);
 	}
 	if (step != SQLITE_DONE) {
 		sql_err(err, db);
 		return -1;
-	}
-	return 0;
-}
-
-/* Validates that every key of every row is a column. */
-static int check_row_keys(const struct rt_store_table *t, const json_t *row,
-			  struct rt_store_error *e)
-{
-	const char *k;
-	json_t *v;
-	if (!json_is_object(row)) {
-		set_err(e, 400, "PGRST102", NULL, "All object keys must match");
-		return -1;
-	}
-	json_object_foreach((json_t *)row, k, v) {
-		if (!rt_store_column(t, k)) {
-			set_err(e, 400, "PGRST204", NULL,
-				"Could not find the '%s' column of '%s' in the schema cache", k, t->name);
-			return -1;
-		}
 	}
 	return 0;
 }
@@ -972,7 +942,7 @@ static int insert_rows(sqlite3 *db, const struct rt_write *w, const struct rt_st
 	size_t i;
 	const json_t *row;
 	json_array_foreach(w->rows, i, row) {
-		if (check_row_keys(t, row, err))
+		if (rt_store_check_row_keys(t, row, err))
 			return -1;
 		struct rt_buf sql;
 		rt_buf_init(&sql);
@@ -1085,7 +1055,7 @@ static int update_or_delete(sqlite3 *db, const struct rt_write *w,
 		goto out;
 	size_t n_set = 0;
 	if (w->kind == RT_WRITE_UPDATE) {
-		if (check_row_keys(t, w->rows, err))
+		if (rt_store_check_row_keys(t, w->rows, err))
 			goto out;
 		rt_buf_append_str(&sql, "UPDATE ");
 		append_ident(&sql, t->name);
@@ -1208,18 +1178,12 @@ static int bind_pk(sqlite3_stmt *st, int first, const struct rt_store_table *t, 
 	return 0;
 }
 
-static bool has_pk(const struct rt_store_table *t)
-{
-	for (size_t i = 0; i < t->n_cols; i++)
-		if (t->cols[i].is_pk)
-			return true;
-	return false;
-}
-
 /* The row of t whose primary key row names (*out NULL when none). */
-static int select_by_pk(sqlite3 *db, const struct rt_store_table *t, const json_t *row,
-			json_t **out, struct rt_store_error *err)
+static int select_by_pk(const struct rt_store_cas *cas, const struct rt_write *w,
+			const json_t *row, json_t **out, struct rt_store_error *err)
 {
+	sqlite3 *db = cas->ctx;
+	const struct rt_store_table *t = w->table;
 	struct rt_buf sql;
 	rt_buf_init(&sql);
 	rt_buf_append_str(&sql, "SELECT * FROM ");
@@ -1243,9 +1207,10 @@ out:
 }
 
 /* The row an UPDATE or DELETE's filter selects (*out NULL when none). */
-static int select_by_where(sqlite3 *db, const struct rt_write *w, json_t **out,
-			   struct rt_store_error *err)
+static int select_by_where(const struct rt_store_cas *cas, const struct rt_write *w,
+			   json_t **out, struct rt_store_error *err)
 {
+	sqlite3 *db = cas->ctx;
 	const struct rt_store_table *t = w->table;
 	struct rt_buf sql, where;
 	struct binds bv = {0};
@@ -1276,10 +1241,10 @@ out:
 }
 
 /* UPDATE t SET <apply> (or DELETE) WHERE <current's primary key> RETURNING *. */
-static int write_by_pk(sqlite3 *db, const struct rt_write *w, const json_t *current,
-		       const json_t *apply, const struct rt_store_column **cols, const char **keys,
-		       size_t n_cols, json_t *out, struct rt_store_error *err)
+static int write_by_pk(const struct rt_store_cas *cas, const struct rt_write *w,
+		       const json_t *current, const json_t *apply, struct rt_store_error *err)
 {
+	sqlite3 *db = cas->ctx;
 	const struct rt_store_table *t = w->table;
 	struct rt_buf sql;
 	rt_buf_init(&sql);
@@ -1316,95 +1281,17 @@ static int write_by_pk(sqlite3 *db, const struct rt_write *w, const json_t *curr
 		bind_json(st, i++, rt_store_column(t, k)->type, v);
 	if (bind_pk(st, i, t, current, err))
 		goto out;
-	rc = step_rows(db, st, t, cols, keys, n_cols, apply != NULL, out, err);
+	rc = step_rows(db, st, t, cas->cols, cas->keys, cas->n_cols, apply != NULL, cas->out, err);
 out:
 	sqlite3_finalize(st);
 	rt_buf_deinit(&sql);
 	return rc;
 }
 
-/*
- * A write with a base: reads the target row, decides with
- * rt_conflict_decide() and applies what it says, inside the caller's
- * transaction. Fills res (outcome, current, conflicts).
- */
-static int controlled_write(sqlite3 *db, const struct rt_write *w,
-			    const struct rt_store_column **cols, const char **keys, size_t n_cols,
-			    json_t *out, struct rt_write_result *res, struct rt_store_error *err)
+static int insert_missing(const struct rt_store_cas *cas, const struct rt_write *w,
+			  struct rt_store_error *err)
 {
-	const struct rt_store_table *t = w->table;
-	if (w->kind == RT_WRITE_INSERT)
-		return control_err(err, "A base applies to update, upsert and delete, not insert");
-	if (!json_is_object(w->base))
-		return control_err(err, "The base must be a JSON object");
-	if (!has_pk(t))
-		return control_err(err, "A write with a base needs a table with a primary key");
-	if (check_row_keys(t, w->base, err))
-		return -1;
-	const json_t *changes = NULL;
-	json_t *current = NULL;
-	int rc;
-	if (w->kind == RT_WRITE_UPSERT) {
-		if (json_array_size(w->rows) != 1)
-			return control_err(err, "A write with a base writes one row");
-		changes = json_array_get(w->rows, 0);
-		if (check_row_keys(t, changes, err))
-			return -1;
-		rc = select_by_pk(db, t, changes, &current, err);
-	} else {
-		if (w->kind == RT_WRITE_UPDATE) {
-			changes = w->rows;
-			if (check_row_keys(t, changes, err))
-				return -1;
-			if (!json_object_size(changes)) {
-				set_err(err, 400, "PGRST102", NULL, "Empty or invalid json");
-				return -1;
-			}
-		}
-		rc = select_by_where(db, w, &current, err);
-	}
-	if (rc)
-		return -1;
-
-	struct rt_conflict_result d;
-	rt_conflict_decide(current, w->base, changes, w->strategy, &d);
-	res->outcome = d.outcome;
-	res->conflicts = json_incref(d.conflicts);
-	rc = 0;
-	switch (d.outcome) {
-	case RT_WRITE_CONFLICT:
-		res->current = json_incref(current);
-		break;
-	case RT_WRITE_MISSING:
-		if (w->kind == RT_WRITE_UPSERT) {
-			rc = insert_rows(db, w, cols, keys, n_cols, out, err);
-			if (!rc)
-				rc = select_by_pk(db, t, changes, &res->current, err);
-		}
-		break;
-	case RT_WRITE_APPLIED:
-	case RT_WRITE_MERGED:
-		if (d.is_delete) {
-			rc = write_by_pk(db, w, current, NULL, cols, keys, n_cols, out, err);
-		} else if (!json_object_size(d.apply)) {
-			/* Every change conflicted: nothing written, the row as it is. */
-			if (out)
-				json_array_append_new(out, project(current, cols, keys, n_cols));
-			res->current = json_incref(current);
-		} else {
-			rc = write_by_pk(db, w, current, d.apply, cols, keys, n_cols, out, err);
-			/* Read back by the key as it is after the write (it may change). */
-			json_t *key = json_deep_copy(current);
-			json_object_update(key, d.apply);
-			if (!rc)
-				rc = select_by_pk(db, t, key, &res->current, err);
-			json_decref(key);
-		}
-		break;
-	}
-	rt_conflict_result_deinit(&d);
-	json_decref(current);
-	return rc;
+	return insert_rows(cas->ctx, w, cas->cols, cas->keys, cas->n_cols, cas->out, err);
 }
 
 /*
@@ -1510,7 +1397,10 @@ static int sq_write(struct rt_store *base, const struct rt_write *w, json_t **ro
 	sqlite3_int64 before = sqlite3_total_changes64(db);
 	if (rc == 0) {
 		if (w->base)
-			rc = controlled_write(db, w, cols, keys, n_cols, out, &res, err);
+			rc = rt_store_controlled_write(
+				&(struct rt_store_cas){db, cols, keys, n_cols, out, select_by_where,
+						       select_by_pk, write_by_pk, insert_missing},
+				w, &res, err);
 		else if (w->kind == RT_WRITE_INSERT || w->kind == RT_WRITE_UPSERT)
 			rc = insert_rows(db, w, cols, keys, n_cols, out, err);
 		else

@@ -212,3 +212,130 @@ void rt_write_result_parse(const json_t *j, struct rt_write_result *res, json_t 
 	}
 }
 
+int rt_store_check_row_keys(const struct rt_store_table *t, const json_t *row,
+			    struct rt_store_error *e)
+{
+	const char *k;
+	json_t *v;
+	if (!json_is_object(row)) {
+		rt_store_set_err(e, 400, "PGRST102", NULL, "All object keys must match");
+		return -1;
+	}
+	json_object_foreach((json_t *)row, k, v) {
+		if (!rt_store_column(t, k)) {
+			rt_store_set_err(e, 400, "PGRST204", NULL,
+					 "Could not find the '%s' column of '%s' in the schema cache",
+					 k, t->name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+bool rt_store_has_pk(const struct rt_store_table *t)
+{
+	for (size_t i = 0; i < t->n_cols; i++)
+		if (t->cols[i].is_pk)
+			return true;
+	return false;
+}
+
+json_t *rt_store_project(const json_t *full, const struct rt_store_column **cols,
+			 const char **keys, size_t n_cols)
+{
+	json_t *row = json_object();
+	for (size_t i = 0; i < n_cols; i++)
+		json_object_set(row, keys[i], json_object_get(full, cols[i]->name));
+	return row;
+}
+
+static int control_err(struct rt_store_error *e, const char *msg)
+{
+	rt_store_set_err(e, 400, "RTS400", NULL, "%s", msg);
+	return -1;
+}
+
+/* Checks a write with a base and reads its target row into *current. */
+static int cas_target(const struct rt_store_cas *cas, const struct rt_write *w,
+		      const json_t **changes, json_t **current, struct rt_store_error *err)
+{
+	const struct rt_store_table *t = w->table;
+	*changes = NULL;
+	*current = NULL;
+	if (w->kind == RT_WRITE_INSERT)
+		return control_err(err, "A base applies to update, upsert and delete, not insert");
+	if (!json_is_object(w->base))
+		return control_err(err, "The base must be a JSON object");
+	if (!rt_store_has_pk(t))
+		return control_err(err, "A write with a base needs a table with a primary key");
+	if (rt_store_check_row_keys(t, w->base, err))
+		return -1;
+	if (w->kind == RT_WRITE_UPSERT) {
+		if (json_array_size(w->rows) != 1)
+			return control_err(err, "A write with a base writes one row");
+		*changes = json_array_get(w->rows, 0);
+		if (rt_store_check_row_keys(t, *changes, err))
+			return -1;
+		return cas->select_pk(cas, w, *changes, current, err);
+	}
+	if (w->kind == RT_WRITE_UPDATE) {
+		*changes = w->rows;
+		if (rt_store_check_row_keys(t, *changes, err))
+			return -1;
+		if (!json_object_size(*changes)) {
+			rt_store_set_err(err, 400, "PGRST102", NULL, "Empty or invalid json");
+			return -1;
+		}
+	}
+	return cas->select_where(cas, w, current, err);
+}
+
+int rt_store_controlled_write(const struct rt_store_cas *cas, const struct rt_write *w,
+			      struct rt_write_result *res, struct rt_store_error *err)
+{
+	const json_t *changes;
+	json_t *current;
+	if (cas_target(cas, w, &changes, &current, err))
+		return -1;
+	struct rt_conflict_result d;
+	rt_conflict_decide(current, w->base, changes, w->strategy, &d);
+	res->outcome = d.outcome;
+	res->conflicts = json_incref(d.conflicts);
+	int rc = 0;
+	switch (d.outcome) {
+	case RT_WRITE_CONFLICT:
+		res->current = json_incref(current);
+		break;
+	case RT_WRITE_MISSING:
+		if (w->kind == RT_WRITE_UPSERT) {
+			rc = cas->insert(cas, w, err);
+			if (!rc)
+				rc = cas->select_pk(cas, w, changes, &res->current, err);
+		}
+		break;
+	case RT_WRITE_APPLIED:
+	case RT_WRITE_MERGED:
+		if (d.is_delete) {
+			rc = cas->write_pk(cas, w, current, NULL, err);
+		} else if (!json_object_size(d.apply)) {
+			/* Every change conflicted: nothing written, the row as it is. */
+			if (cas->out)
+				json_array_append_new(cas->out, rt_store_project(current, cas->cols,
+										 cas->keys, cas->n_cols));
+			res->current = json_incref(current);
+		} else {
+			rc = cas->write_pk(cas, w, current, d.apply, err);
+			/* Read back by the key as it is after the write (it may change). */
+			json_t *key = json_deep_copy(current);
+			json_object_update(key, d.apply);
+			if (!rc)
+				rc = cas->select_pk(cas, w, key, &res->current, err);
+			json_decref(key);
+		}
+		break;
+	}
+	rt_conflict_result_deinit(&d);
+	json_decref(current);
+	return rc;
+}
+

@@ -53,6 +53,49 @@ int rt_store_select_cols(const struct rt_store_table *t, const struct rt_query *
 
 /* ---- writes with conflict control and idempotency keys (docs/writes.md) ---- */
 
+/* Validates that every key of the object row is a column of t (400 PGRST102
+ * / PGRST204 otherwise). Returns 0 or -1 with e. */
+int rt_store_check_row_keys(const struct rt_store_table *t, const json_t *row,
+			    struct rt_store_error *e);
+/* True when t has a primary key. */
+bool rt_store_has_pk(const struct rt_store_table *t);
+/* The projection of a full row on a select's columns (new reference). */
+json_t *rt_store_project(const json_t *full, const struct rt_store_column **cols,
+			 const char **keys, size_t n_cols);
+
+/* What a backend does for a write with a base; rt_store_controlled_write()
+ * runs the flow. Rows are full rows as JSON objects. */
+struct rt_store_cas {
+	void *ctx;                           /* the backend's connection */
+	const struct rt_store_column **cols; /* the select's projection of written rows */
+	const char **keys;
+	size_t n_cols;
+	json_t *out; /* projected rows written, appended (NULL: not wanted) */
+	/* The one row w's filter selects, locked for the transaction; *row NULL
+	 * when none, an error when more than one. */
+	int (*select_where)(const struct rt_store_cas *cas, const struct rt_write *w, json_t **row,
+			    struct rt_store_error *err);
+	/* The row of w's table whose primary key the object key names. */
+	int (*select_pk)(const struct rt_store_cas *cas, const struct rt_write *w, const json_t *key,
+			 json_t **row, struct rt_store_error *err);
+	/* UPDATE … SET apply (DELETE when apply is NULL) the row current names,
+	 * appending the rows written to out. */
+	int (*write_pk)(const struct rt_store_cas *cas, const struct rt_write *w,
+			const json_t *current, const json_t *apply, struct rt_store_error *err);
+	/* Inserts w's rows (an upsert of a row that is not there). */
+	int (*insert)(const struct rt_store_cas *cas, const struct rt_write *w,
+		      struct rt_store_error *err);
+};
+
+/*
+ * A write with a base (w->base set), inside the caller's transaction: reads
+ * the target row, decides with rt_conflict_decide() and has the backend
+ * apply what it says. Fills res (outcome, current, conflicts). Returns 0 or
+ * -1 with err.
+ */
+int rt_store_controlled_write(const struct rt_store_cas *cas, const struct rt_write *w,
+			      struct rt_write_result *res, struct rt_store_error *err);
+
 /* SHA-256 of a write's fingerprint (NULL counts as ""). */
 void rt_store_fingerprint(const char *fingerprint, unsigned char out[32]);
 
