@@ -504,16 +504,23 @@ static int write_stmt(PGconn *c, const struct rt_buf *stmt, const struct params 
 	return rc;
 }
 
-/* "json_populate_record(NULL::tbl, $n::json) _j": PostgreSQL converts the
- * JSON fields to the column types, as PostgREST has it do. */
-static void record_sql(struct rt_buf *b, struct params *p, const struct rt_store_table *t,
-		       const char *json_txt)
+/* "json_populate_record(NULL::tbl, $n::json) <alias>": PostgreSQL converts
+ * the JSON fields to the column types, as PostgREST has it do. */
+static void record_as(struct rt_buf *b, struct params *p, const struct rt_store_table *t,
+		      const char *json_txt, const char *alias)
 {
 	rt_buf_append_str(b, "json_populate_record(NULL::");
 	append_table(b, t);
 	rt_buf_append_str(b, ", ");
 	param(b, p, json_txt);
-	rt_buf_append_str(b, "::json) _j");
+	rt_buf_printf(b, "::json) %s", alias);
+}
+
+/* The record of the values written, _j. */
+static void record_sql(struct rt_buf *b, struct params *p, const struct rt_store_table *t,
+		       const char *json_txt)
+{
+	record_as(b, p, t, json_txt, "_j");
 }
 
 static int insert_rows(PGconn *c, const struct rt_write *w, const struct rt_store_column **cols,
@@ -699,15 +706,11 @@ static void pk_match(struct rt_buf *b, const struct rt_store_table *t)
 	}
 }
 
-/* ", json_populate_record(NULL::tbl, $n::json) _k" for a row naming the key. */
+/* The record of a row naming the key, _k. */
 static void key_record_sql(struct rt_buf *b, struct params *p, const struct rt_store_table *t,
 			   const char *json_txt)
 {
-	rt_buf_append_str(b, "json_populate_record(NULL::");
-	append_table(b, t);
-	rt_buf_append_str(b, ", ");
-	param(b, p, json_txt);
-	rt_buf_append_str(b, "::json) _k");
+	record_as(b, p, t, json_txt, "_k");
 }
 
 /*
