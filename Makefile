@@ -8,7 +8,7 @@ BUILD   ?= build
 
 # Debian packages the build and the tests need (checked with dpkg by `make deps`).
 DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev \
-	libuv1-dev libwslay-dev libhttp-parser-dev libssl-dev libjansson-dev libjwt-dev \
+	libuv1-dev libhttp-parser-dev libssl-dev libjansson-dev libjwt-dev \
 	libunistring-dev uthash-dev libcmocka-dev libsqlite3-dev sqlite3 curl
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wstrict-prototypes \
@@ -16,7 +16,7 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wstrict-prototy
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -fvisibility=hidden -Isrc -Iinclude \
 	-MMD -MP $(CFLAGS) $(EXTRA_CFLAGS)
-LIBS    := -luv -lwslay -lhttp_parser -ljansson -ljwt -lunistring -lsqlite3 -lcrypto -lpthread -lm
+LIBS    := -luv -lhttp_parser -ljansson -ljwt -lunistring -lsqlite3 -lcrypto -lpthread -lm
 
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=undefined
@@ -98,7 +98,7 @@ integration interop: all
 # against the sanitizer build, which is where memory errors and leaks show.
 test: deps
 	$(MAKE) all bench
-	$(MAKE) $(ASAN_VARS) all unit-bins fuzz-bins
+	$(MAKE) $(ASAN_VARS) all unit-bins fuzz-bins bench
 	@tests/run-all.sh build-asan
 
 deps:
@@ -136,6 +136,14 @@ bench: $(BUILD)/rtbench
 
 $(BUILD)/rtbench: $(BENCH_SRC) $(BUILD)/libsrv.a
 	$(CC) $(ALL_CFLAGS) -o $@ $(BENCH_SRC) $(BUILD)/libsrv.a $(LIBS) $(LDFLAGS)
+
+# ---- PostgreSQL store ----
+# `rtsync serve --postgres URL` (docs/store.md): libpq for reads, writes and
+# logical replication; `make test` also runs tests/postgres/ against a private
+# cluster (Debian's postgresql server binaries).
+DEB_PKGS += libpq-dev postgresql
+ALL_CFLAGS += -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
+LIBS += -lpq
 
 # ---- librtsync and CLI ----------------------------------------------------------
 # librtsync (include/rtsync/, src/client/): a static and a shared library built

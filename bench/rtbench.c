@@ -1,35 +1,50 @@
 /*
  * rtbench: a load generator for rtsync (and any Supabase Realtime-compatible
- * server speaking Phoenix Channels vsn 2.0.0). Thousands of WebSocket client
- * connections from one process, one libuv loop per thread; each scenario runs
- * for a bounded time and prints exactly one JSON line of results on stdout.
+ * server speaking Phoenix Channels vsn 1.0.0 or 2.0.0). Thousands of WebSocket
+ * client connections from one process, one libuv loop per thread; each
+ * scenario runs for a bounded time and prints exactly one JSON line of results
+ * on stdout.
  *
- *   fanout  N subscribers over T topics, one publisher socket per 100 topics
- *           sending timestamped broadcasts at a fixed rate (open loop); the
- *           subscribers measure delivery latency, deliveries and losses.
- *   idle    N sockets, each joined to one topic, held open (heartbeats only);
- *           server RSS before/after and per connection.
+ *   fanout   N subscribers over T topics, one publisher socket per 100 topics
+ *            sending timestamped broadcasts at a fixed rate (open loop); the
+ *            subscribers measure delivery latency, deliveries and losses.
+ *            --slow K adds K subscribers that stop reading when the run starts.
+ *   idle     N sockets, each joined to one topic, held open (heartbeats only);
+ *            server RSS before/after and per connection.
+ *   changes  N subscribers with postgres_changes filters (topic=eq.K) on the
+ *            table of bench/schema.sql; rows written through the REST API at a
+ *            fixed rate carry their send time; write-to-receive latency.
+ *   storm    N postgres_changes subscribers; the server (started by rtbench
+ *            with --spawn) is killed, rows are written into its SQLite file
+ *            while it is down, it is started again, and every client
+ *            reconnects, rejoins with its last position and must receive every
+ *            row: time until all rejoined and resumed, lost, duplicates.
  *
- * Client frames are masked and written with wslay's frame API; server frames
- * are parsed with it too. Connections are set up in a bounded window (the
- * server's listen backlog is finite); failures are counted by reason, never
- * fatal.
+ * WebSocket framing is the project's engine (net/ws.h) in its client role:
+ * frames are masked, server frames parsed and checked. Connections are set up
+ * in a bounded window (the server's listen backlog is finite); failures are
+ * counted by reason, never fatal.
  *
  * Ownership: every connection lives in its worker's array; its handle and
  *            buffers are released from libuv's close callback.
  * Threads:   the main thread starts the workers, watches shared atomics, reads
- *            /proc for the server and prints the result; each worker owns one
- *            loop and its connections and shares nothing else but atomics.
+ *            /proc for the server, starts and kills the server (storm) and
+ *            prints the result; each worker owns one loop and its connections
+ *            and shares nothing else but atomics.
  * Limits:    connections ≤ the open-files limit minus 64; topics ≤ 10000;
  *            payload ≤ 1 MB; a received message ≤ 4 MiB; every loop bounded.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <http_parser.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -37,28 +52,32 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/uio.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
-#include <wslay/wslay.h>
 
 #include "common/clock.h"
+#include "common/err.h"
 #include "net/ws.h"
 
-#define TICK_MS 10
+#define TICK_MS 5
 #define PUB_TICK_MS 1
 #define MAX_TOPICS 10000
-#define TOPICS_PER_PUB 100   /* the server's default --max-channels */
+#define TOPICS_PER_PUB 100     /* the server's default --max-channels */
 #define MAX_PAYLOAD 1000000
-#define MAX_MSG (4u << 20)   /* largest server message reassembled */
+#define MAX_MSG (4u << 20)     /* largest server message accepted */
 #define PUB_MAX_OUT (8u << 20) /* publisher output not yet taken by the kernel */
-#define HS_MAX 4096          /* handshake response headers */
+#define HS_MAX 4096            /* handshake response headers */
 #define RBUF_SIZE (64 * 1024)
 #define FD_SLACK 64
-#define STAMP_LEN 20         /* zero-padded decimal digits of t and s */
+#define STAMP_LEN 20           /* zero-padded decimal digits of t and s */
+#define PIPELINE 256           /* REST requests in flight per writer connection */
+#define TABLE "bench_changes"
 
-enum scenario { SC_FANOUT, SC_IDLE };
+enum scenario { SC_FANOUT, SC_IDLE, SC_CHANGES, SC_STORM };
+static const char *const scenario_names[] = {"fanout", "idle", "changes", "storm"};
 enum encoding { ENC_JSON, ENC_BINARY, ENC_TEXT };
 
 struct opts {
@@ -67,9 +86,13 @@ struct opts {
 	int port;
 	char path[512];
 	const char *apikey;
+	const char *spawn;
+	const char *db;
 	long subscribers, topics, rate, payload, connections, threads, batch, heartbeat_s;
-	long server_pid;
+	long server_pid, vsn, slow, writers, changes, retry_ms, kill_signal;
 	double duration_s, drain_s, setup_timeout_s;
+	bool is_rate_set;
+	long busy_poll;
 	enum encoding encoding;
 };
 
@@ -84,7 +107,23 @@ struct hist {
 	uint64_t n, max, sum;
 };
 
-enum conn_state { CS_NEW, CS_CONNECTING, CS_HANDSHAKE, CS_JOINING, CS_OPEN, CS_CLOSING, CS_CLOSED };
+enum conn_state {
+	CS_NEW,
+	CS_CONNECTING,
+	CS_HANDSHAKE,
+	CS_JOINING,
+	CS_OPEN,
+	CS_CLOSING,
+	CS_CLOSED,
+	CS_WAIT_RETRY, /* storm: dropped, reconnects at retry_at_ns */
+};
+
+enum conn_role {
+	ROLE_SUB,    /* subscriber: counts deliveries */
+	ROLE_PUB,    /* fanout publisher socket */
+	ROLE_SLOW,   /* fanout subscriber that stops reading when the run starts */
+	ROLE_WRITER, /* changes: HTTP/1.1 keep-alive connection for REST writes */
+};
 
 enum fail_reason {
 	F_CONNECT,       /* TCP connect failed */
@@ -105,28 +144,32 @@ struct conn {
 	uv_tcp_t tcp;
 	uv_connect_t connect_req;
 	struct worker *w;
-	wslay_frame_context_ptr fr;
-	uint8_t state;
-	bool is_pub;
-	bool is_writing;
-	uint8_t msg_op;
-	uint8_t ctl_len;
+	struct rt_ws ws;
+	uint8_t state;      /* enum conn_state */
+	uint8_t role;       /* enum conn_role */
+	bool is_writing;    /* a uv_write owns the previous output */
+	bool is_pg_pending; /* joined; waiting for "Subscribed to PostgreSQL" */
+	bool was_dropped;   /* storm: lost its socket in the run, not yet rejoined */
+	bool is_resumed;    /* storm: received every row written while down */
+	bool is_handle_live; /* tcp initialised and its close callback not yet run */
 	uint16_t joins_pending;
 	uint32_t topic;    /* subscriber: its topic; publisher: its first topic */
 	uint32_t n_topics; /* publisher: topics it joins */
+	uint32_t next_ref;
+	uint32_t retries;
 	char accept[29];   /* expected Sec-WebSocket-Accept */
 	char *hs;          /* handshake response being read */
 	size_t hs_len;
-	const uint8_t *in; /* bytes being fed to wslay */
-	size_t in_len;
-	uint8_t *msg;      /* data message being reassembled */
-	size_t msg_len, msg_cap;
-	uint64_t frame_got; /* payload bytes of the current frame seen so far */
-	uint8_t ctl[125];
 	uint8_t *out;      /* bytes not yet handed to the kernel */
 	size_t out_len, out_cap;
-	uint64_t last_seq;
-	uint32_t next_ref;
+	uint64_t last_seq; /* fanout: last sequence seen */
+	uint64_t last_pos; /* changes, storm: last position seen */
+	uint64_t got;      /* storm: rows received since the kill */
+	uint64_t retry_at_ns;
+	/* ROLE_WRITER */
+	http_parser *http;
+	uint32_t *inflight; /* topics of the requests awaiting an answer (ring) */
+	uint32_t if_head, if_len;
 };
 
 struct write_req {
@@ -147,25 +190,33 @@ struct worker {
 	pthread_t thread;
 	enum phase phase;
 	struct conn *conns;
-	size_t n_conns, n_pub; /* conns[0..n_pub) are publishers (worker 0 only) */
+	size_t n_conns, n_pub; /* conns[0..n_pub) are publishers or writers (worker 0) */
 	size_t next_open, n_inflight, n_settled, n_open, batch;
 	size_t n_joined;   /* connections that ever reached CS_OPEN */
 	size_t n_pub_open; /* publishers open when setup ended */
+	size_t n_slow_stopped;
 	bool is_opening;
 	size_t hb_cursor;
 	uint64_t setup_deadline_ns;
 	uint64_t rng;
 	uint64_t *joined_per_topic;
 	struct hist hist;
-	uint64_t delivered, reordered, other_msgs, bad_msgs;
+	uint64_t delivered, reordered, other_msgs, bad_msgs, duplicates;
 	_Atomic uint64_t delivered_shared;
 	uint64_t fail[F_COUNT];
 	char first_error[160];
-	/* publisher (worker 0, fanout) */
+	/* publisher or writers (worker 0, fanout and changes) */
 	uint64_t pub_t0, pub_end, pub_attempted, pub_sent, pub_skipped, pub_seq;
-	uint64_t *sent_per_topic;
+	uint64_t acked, write_failed, next_writer;
+	uint64_t *sent_per_topic; /* fanout: sent; changes: acknowledged */
 	uint8_t *payload;
 	size_t payload_len;
+	char *scratch; /* a message being built (publisher, joins) */
+	size_t scratch_cap;
+	/* storm */
+	uint64_t drops, reconnects, connect_refused;
+	_Atomic uint64_t n_rejoined, n_resumed;
+	_Atomic uint64_t t_first_connect_ns, t_last_rejoin_ns, t_last_resume_ns;
 	uint8_t rbuf[RBUF_SIZE];
 };
 
@@ -174,12 +225,18 @@ struct run {
 	struct sockaddr_storage addr;
 	char host_header[300];
 	char topic_prefix[64];
+	char ws_query[64]; /* "&vsn=2.0.0" */
 	int n_workers;
 	struct worker **workers;
 	_Atomic int n_ready;
+	_Atomic uint64_t n_joined_all; /* connections that reached CS_OPEN, all workers */
 	_Atomic int go;
 	_Atomic int pub_done;
 	_Atomic int stop;
+	/* storm */
+	uint64_t resume_from;          /* position every client starts from */
+	uint64_t *expected_per_topic;  /* rows written while the server was down */
+	_Atomic int is_restarted;      /* set once expected_per_topic is final */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -219,6 +276,25 @@ static bool get_digits(const uint8_t *p, size_t avail, uint64_t *out)
 	return true;
 }
 
+/* Reads the decimal number that follows the first occurrence of key in
+ * p[0..len) (at most 19 digits). */
+static bool find_uint(const uint8_t *p, size_t len, const char *key, uint64_t *out)
+{
+	size_t kl = strlen(key);
+	const uint8_t *k = memmem(p, len, key, kl);
+	if (!k)
+		return false;
+	const uint8_t *d = k + kl, *end = p + len;
+	uint64_t v = 0;
+	int n = 0;
+	for (; d < end && n < 19 && *d >= '0' && *d <= '9'; d++, n++)
+		v = v * 10 + (uint64_t)(*d - '0');
+	if (!n)
+		return false;
+	*out = v;
+	return true;
+}
+
 static void json_str(FILE *f, const char *s)
 {
 	fputc('"', f);
@@ -232,6 +308,13 @@ static void json_str(FILE *f, const char *s)
 			fputc(ch, f);
 	}
 	fputc('"', f);
+}
+
+static void atomic_max(_Atomic uint64_t *a, uint64_t v)
+{
+	uint64_t cur = atomic_load_explicit(a, memory_order_relaxed);
+	while (cur < v && !atomic_compare_exchange_weak(a, &cur, v))
+		;
 }
 
 /* ---- histogram ---------------------------------------------------------- */
@@ -330,6 +413,22 @@ static long proc_rss_kb(long pid)
 	return kb;
 }
 
+/* CPU seconds spent by the whole machine (all CPUs, not idle or iowait), or -1. */
+static double machine_busy_s(void)
+{
+	FILE *f = fopen("/proc/stat", "r");
+	if (!f)
+		return -1;
+	unsigned long long v[8] = {0};
+	int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+		       &v[4], &v[5], &v[6], &v[7]);
+	fclose(f);
+	if (n < 8)
+		return -1;
+	/* user nice system idle iowait irq softirq steal */
+	return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)sysconf(_SC_CLK_TCK);
+}
+
 static double rusage_cpu_s(void)
 {
 	struct rusage ru;
@@ -342,76 +441,46 @@ static double rusage_cpu_s(void)
 
 static void conn_close(struct conn *c);
 static void conn_fail(struct conn *c, enum fail_reason why);
+static void conn_lost(struct conn *c, int status);
 static void open_more(struct worker *w);
 static void flush_conn(struct conn *c);
 
-static ssize_t on_wslay_send(const uint8_t *data, size_t len, int flags, void *user)
+/* Appends bytes to the connection's output. Returns 0 or RT_ENOMEM. */
+static int out_append(struct conn *c, const void *data, size_t len)
 {
-	struct conn *c = user;
 	if (c->out_len + len > c->out_cap) {
 		size_t cap = c->out_cap ? c->out_cap : 512;
 		while (cap < c->out_len + len)
 			cap *= 2;
 		uint8_t *p = realloc(c->out, cap);
 		if (!p)
-			return 0; /* wslay reports WANT_WRITE; the caller counts it */
+			return RT_ENOMEM;
 		c->out = p;
 		c->out_cap = cap;
 	}
 	memcpy(c->out + c->out_len, data, len);
 	c->out_len += len;
-	return (ssize_t)len;
-}
-
-static ssize_t on_wslay_recv(uint8_t *buf, size_t len, int flags, void *user)
-{
-	struct conn *c = user;
-	size_t n = c->in_len < len ? c->in_len : len;
-	memcpy(buf, c->in, n);
-	c->in += n;
-	c->in_len -= n;
-	return (ssize_t)n;
-}
-
-static int on_wslay_genmask(uint8_t *buf, size_t len, void *user)
-{
-	struct conn *c = user;
-	for (size_t i = 0; i < len; i++)
-		buf[i] = (uint8_t)xorshift(&c->w->rng);
 	return 0;
 }
 
-static const struct wslay_frame_callbacks frame_cbs = {on_wslay_send, on_wslay_recv,
-						       on_wslay_genmask};
-
-/* Queues one masked frame whose payload is the concatenation of parts.
- * Returns false when it could not be queued. */
-static bool send_frame(struct conn *c, uint8_t opcode, const struct iovec *parts, size_t n_parts)
+static int on_ws_output(void *user, const uint8_t *data, size_t len)
 {
-	size_t total = 0;
-	for (size_t i = 0; i < n_parts; i++)
-		total += parts[i].iov_len;
-	for (size_t i = 0; i < n_parts; i++) {
-		struct wslay_frame_iocb io = {
-			.fin = 1,
-			.opcode = opcode,
-			.mask = 1,
-			.payload_length = total,
-			.data = parts[i].iov_base,
-			.data_length = parts[i].iov_len,
-		};
-		if (wslay_frame_send(c->fr, &io) != (ssize_t)parts[i].iov_len) {
-			conn_fail(c, F_NOMEM);
-			return false;
-		}
-	}
-	return true;
+	return out_append(user, data, len);
 }
 
-static bool send_text(struct conn *c, const char *text, size_t len)
+static void on_ws_message(void *user, enum rt_ws_opcode op, const uint8_t *data, size_t len);
+
+static const struct rt_ws_callbacks ws_cbs = {on_ws_message, on_ws_output};
+
+/* Queues one masked frame. Returns false when it could not be queued. */
+static bool send_ws(struct conn *c, enum rt_ws_opcode op, const void *data, size_t len)
 {
-	struct iovec part = {(void *)text, len};
-	return send_frame(c, WSLAY_TEXT_FRAME, &part, 1);
+	int rc = rt_ws_send(&c->ws, op, data, len);
+	if (rc == RT_ENOMEM) {
+		conn_fail(c, F_NOMEM);
+		return false;
+	}
+	return rc == 0;
 }
 
 static void on_write(uv_write_t *req, int status)
@@ -424,8 +493,7 @@ static void on_write(uv_write_t *req, int status)
 	if (status == UV_ECANCELED || c->state >= CS_CLOSING)
 		return;
 	if (status < 0) {
-		set_error(c->w, "write", uv_strerror(status));
-		conn_fail(c, c->state == CS_OPEN ? F_CLOSED : F_HANDSHAKE);
+		conn_lost(c, status);
 		return;
 	}
 	flush_conn(c);
@@ -442,8 +510,7 @@ static void flush_conn(struct conn *c)
 	if (n == UV_EAGAIN)
 		n = 0;
 	if (n < 0) {
-		set_error(c->w, "write", uv_strerror(n));
-		conn_fail(c, c->state == CS_OPEN ? F_CLOSED : F_HANDSHAKE);
+		conn_lost(c, n);
 		return;
 	}
 	if ((size_t)n == c->out_len) {
@@ -467,9 +534,103 @@ static void flush_conn(struct conn *c)
 		free(wr->data);
 		free(wr);
 		c->is_writing = false;
-		set_error(c->w, "write", uv_strerror(rc));
-		conn_fail(c, c->state == CS_OPEN ? F_CLOSED : F_HANDSHAKE);
+		conn_lost(c, rc);
 	}
+}
+
+/* ---- Phoenix messages ------------------------------------------------------ */
+
+/* Makes room for n bytes in the worker's scratch buffer. */
+static char *scratch(struct worker *w, size_t n)
+{
+	if (n > w->scratch_cap) {
+		char *p = realloc(w->scratch, n);
+		if (!p)
+			return NULL;
+		w->scratch = p;
+		w->scratch_cap = n;
+	}
+	return w->scratch;
+}
+
+/* Sends one Phoenix message as a text frame in the socket's serializer;
+ * payload is JSON text; join_ref 0 = null. */
+static bool send_phx(struct conn *c, uint32_t join_ref, uint32_t ref, const char *topic,
+		     const char *event, const char *payload, size_t payload_len)
+{
+	struct worker *w = c->w;
+	size_t cap = payload_len + strlen(topic) + strlen(event) + 128;
+	char *buf = scratch(w, cap);
+	if (!buf) {
+		conn_fail(c, F_NOMEM);
+		return false;
+	}
+	char jr[16] = "null", rf[16] = "null";
+	if (join_ref)
+		snprintf(jr, sizeof jr, "\"%u\"", join_ref);
+	if (ref)
+		snprintf(rf, sizeof rf, "\"%u\"", ref);
+	int n;
+	if (w->run->o.vsn == 1)
+		n = snprintf(buf, cap, "{\"topic\":\"%s\",\"event\":\"%s\",\"payload\":%.*s,\"ref\":%s,"
+				       "\"join_ref\":%s}",
+			     topic, event, (int)payload_len, payload, rf, jr);
+	else
+		n = snprintf(buf, cap, "[%s,%s,\"%s\",\"%s\",%.*s]", jr, rf, topic, event,
+			     (int)payload_len, payload);
+	if (n < 0 || (size_t)n >= cap)
+		return false;
+	return send_ws(c, RT_WS_TEXT, buf, (size_t)n);
+}
+
+/* The event and payload of a decoded message (vsn 1.0.0 object or 2.0.0 array). */
+static const char *phx_event(const struct run *r, const json_t *m, json_t **payload)
+{
+	if (r->o.vsn == 1) {
+		*payload = json_object_get(m, "payload");
+		return json_string_value(json_object_get(m, "event"));
+	}
+	*payload = json_array_get(m, 4);
+	return json_string_value(json_array_get(m, 3));
+}
+
+static bool is_pg_scenario(const struct run *r)
+{
+	return r->o.scenario == SC_CHANGES || r->o.scenario == SC_STORM;
+}
+
+static void send_joins(struct conn *c)
+{
+	struct run *r = c->w->run;
+	char payload[512], topic[128];
+	for (uint32_t i = 0; i < c->n_topics; i++) {
+		uint32_t ref = ++c->next_ref;
+		snprintf(topic, sizeof topic, "realtime:%s%u", r->topic_prefix, c->topic + i);
+		int n;
+		if (is_pg_scenario(r))
+			n = snprintf(payload, sizeof payload,
+				     "{\"config\":{\"broadcast\":{\"ack\":false,\"self\":false},"
+				     "\"presence\":{\"key\":\"\",\"enabled\":false},\"postgres_changes\":"
+				     "[{\"event\":\"INSERT\",\"schema\":\"public\",\"table\":\"" TABLE "\","
+				     "\"filter\":\"topic=eq.%u\"}],\"private\":false,"
+				     "\"rtsync\":{\"resume_after\":\"%" PRIu64 "\"}}}",
+				     c->topic + i, c->last_pos);
+		else
+			n = snprintf(payload, sizeof payload,
+				     "{\"config\":{\"broadcast\":{\"ack\":false,\"self\":false},"
+				     "\"presence\":{\"key\":\"\",\"enabled\":false},"
+				     "\"postgres_changes\":[],\"private\":false}}");
+		if (!send_phx(c, ref, ref, topic, "phx_join", payload, (size_t)n))
+			return;
+	}
+	c->joins_pending = (uint16_t)c->n_topics;
+	flush_conn(c);
+}
+
+static void send_heartbeat(struct conn *c)
+{
+	if (send_phx(c, 0, ++c->next_ref, "phoenix", "heartbeat", "{}", 2))
+		flush_conn(c);
 }
 
 /* ---- connection lifecycle ----------------------------------------------- */
@@ -477,16 +638,22 @@ static void flush_conn(struct conn *c)
 static void on_closed(uv_handle_t *h)
 {
 	struct conn *c = h->data;
-	wslay_frame_context_free(c->fr);
-	c->fr = NULL;
+	c->is_handle_live = false;
+	rt_ws_deinit(&c->ws);
 	free(c->hs);
-	free(c->msg);
 	free(c->out);
 	c->hs = NULL;
-	c->msg = NULL;
 	c->out = NULL;
-	c->hs_len = c->msg_len = c->msg_cap = c->out_len = c->out_cap = 0;
+	c->hs_len = c->out_len = c->out_cap = 0;
+	if (c->state == CS_WAIT_RETRY)
+		return;
 	c->state = CS_CLOSED;
+	if (c->role == ROLE_WRITER) {
+		free(c->http);
+		free(c->inflight);
+		c->http = NULL;
+		c->inflight = NULL;
+	}
 }
 
 static bool is_setting_up(const struct conn *c)
@@ -498,6 +665,10 @@ static bool is_setting_up(const struct conn *c)
 static void conn_close(struct conn *c)
 {
 	struct worker *w = c->w;
+	if (c->state == CS_WAIT_RETRY) {
+		c->state = CS_CLOSED;
+		return;
+	}
 	if (c->state >= CS_CLOSING)
 		return;
 	if (c->state == CS_NEW) {
@@ -514,11 +685,44 @@ static void conn_close(struct conn *c)
 	uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 
+/* storm: drops the socket and schedules a reconnect with jitter. */
+static void conn_retry_later(struct conn *c)
+{
+	struct worker *w = c->w;
+	uint64_t base = (uint64_t)w->run->o.retry_ms * 1000000u;
+	uint64_t delay = c->retries == 0 ? xorshift(&w->rng) % (base + 1)
+					 : base / 2 + xorshift(&w->rng) % (base + 1);
+	c->retries++;
+	if (is_setting_up(c))
+		w->n_inflight--;
+	else if (c->state == CS_OPEN)
+		w->n_open--;
+	c->retry_at_ns = rt_mono_ns() + delay;
+	c->state = CS_WAIT_RETRY;
+	uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+static bool is_storm_run(const struct conn *c)
+{
+	return c->w->run->o.scenario == SC_STORM && c->w->phase == PH_RUN && c->role == ROLE_SUB;
+}
+
 static void conn_fail(struct conn *c, enum fail_reason why)
 {
 	struct worker *w = c->w;
 	if (c->state >= CS_CLOSING)
 		return;
+	if (is_storm_run(c) && why != F_NOMEM) {
+		if (c->state == CS_OPEN || c->state == CS_JOINING) {
+			if (!c->was_dropped)
+				w->drops++;
+			c->was_dropped = true;
+		}
+		if (why == F_CONNECT)
+			w->connect_refused++;
+		conn_retry_later(c);
+		return;
+	}
 	bool was_setup = is_setting_up(c) || c->state == CS_NEW;
 	w->fail[why]++;
 	if (c->state == CS_NEW) {
@@ -540,7 +744,8 @@ static void conn_lost(struct conn *c, int status)
 	};
 	if (c->state < CS_CONNECTING || c->state > CS_OPEN)
 		return;
-	set_error(c->w, "socket", uv_strerror(status));
+	if (!is_storm_run(c))
+		set_error(c->w, "socket", uv_strerror(status));
 	conn_fail(c, by_state[c->state]);
 }
 
@@ -549,40 +754,23 @@ static void conn_opened(struct conn *c)
 	struct worker *w = c->w;
 	c->state = CS_OPEN;
 	w->n_inflight--;
+	c->retries = 0;
+	if (c->was_dropped) {
+		/* storm: back after the restart */
+		c->was_dropped = false;
+		w->n_open++;
+		atomic_fetch_add(&w->n_rejoined, 1);
+		atomic_max(&w->t_last_rejoin_ns, rt_mono_ns());
+		return;
+	}
 	w->n_settled++;
 	w->n_open++;
 	w->n_joined++;
-	if (!c->is_pub)
+	atomic_fetch_add_explicit(&w->run->n_joined_all, 1, memory_order_relaxed);
+	if (c->role == ROLE_SUB)
 		w->joined_per_topic[c->topic]++;
 	open_more(w);
 }
-
-static void send_joins(struct conn *c)
-{
-	struct run *r = c->w->run;
-	char buf[512];
-	for (uint32_t i = 0; i < c->n_topics; i++) {
-		uint32_t ref = ++c->next_ref;
-		int n = snprintf(buf, sizeof buf,
-				 "[\"%u\",\"%u\",\"realtime:%s%u\",\"phx_join\",{\"config\":{"
-				 "\"broadcast\":{\"ack\":false,\"self\":false},\"presence\":{\"key\":\"\","
-				 "\"enabled\":false},\"postgres_changes\":[],\"private\":false}}]",
-				 ref, ref, r->topic_prefix, c->topic + i);
-		if (!send_text(c, buf, (size_t)n))
-			return;
-	}
-	c->joins_pending = (uint16_t)c->n_topics;
-	flush_conn(c);
-}
-
-static void send_heartbeat(struct conn *c)
-{
-	char buf[64];
-	int n = snprintf(buf, sizeof buf, "[null,\"%u\",\"phoenix\",\"heartbeat\",{}]", ++c->next_ref);
-	if (send_text(c, buf, (size_t)n))
-		flush_conn(c);
-}
-
 /* ---- receiving ------------------------------------------------------------ */
 
 static void record_delivery(struct conn *c, const uint8_t *p, size_t len)
@@ -610,34 +798,91 @@ static void record_delivery(struct conn *c, const uint8_t *p, size_t len)
 	c->last_seq = seq;
 }
 
-static void handle_join_reply(struct conn *c, const uint8_t *data, size_t len)
+/* A postgres_changes delivery: position, then the row's send time. */
+static void record_change(struct conn *c, const uint8_t *p, size_t len)
 {
-	json_t *m = json_loadb((const char *)data, len, 0, NULL);
-	const char *ev = json_string_value(json_array_get(m, 3));
-	const char *ref = json_string_value(json_array_get(m, 1));
-	json_t *payload = json_array_get(m, 4);
-	if (!ev || !ref || strcmp(ev, "phx_reply") || !json_is_object(payload)) {
+	struct worker *w = c->w;
+	struct run *r = w->run;
+	uint64_t pos, t;
+	const uint8_t *rec = memmem(p, len, "\"record\":", 9);
+	if (!find_uint(p, len, "\"position\":\"", &pos) || !rec ||
+	    !find_uint(rec, len - (size_t)(rec - p), "\"t\":", &t)) {
+		w->bad_msgs++;
+		return;
+	}
+	if (pos <= c->last_pos) {
+		w->duplicates++;
+		return;
+	}
+	c->last_pos = pos;
+	w->delivered++;
+	if (r->o.scenario == SC_CHANGES) {
+		uint64_t now = rt_mono_ns();
+		hist_record(&w->hist, now > t ? now - t : 0);
+		return;
+	}
+	/* storm: rows written while the server was down */
+	c->got++;
+	if (!c->is_resumed && atomic_load_explicit(&r->is_restarted, memory_order_acquire) &&
+	    c->got >= r->expected_per_topic[c->topic]) {
+		c->is_resumed = true;
+		atomic_fetch_add(&w->n_resumed, 1);
+		atomic_max(&w->t_last_resume_ns, rt_mono_ns());
+	}
+}
+
+/* Join replies and system messages while joining (parsed with jansson). */
+static void handle_setup_msg(struct conn *c, const uint8_t *data, size_t len)
+{
+	struct run *r = c->w->run;
+	json_t *m = json_loadb((const char *)data, len, 0, NULL), *payload;
+	const char *ev = phx_event(r, m, &payload);
+	const char *status = json_string_value(json_object_get(payload, "status"));
+	if (!ev || !json_is_object(payload)) {
 		c->w->other_msgs++;
 		goto out;
 	}
-	const char *status = json_string_value(json_object_get(payload, "status"));
-	if (status && !strcmp(status, "ok")) {
-		if (c->joins_pending && --c->joins_pending == 0)
-			conn_opened(c);
-		goto out;
+	if (!strcmp(ev, "phx_reply")) {
+		if (status && !strcmp(status, "ok")) {
+			if (is_pg_scenario(r))
+				c->is_pg_pending = true;
+			else if (c->joins_pending && --c->joins_pending == 0)
+				conn_opened(c);
+			goto out;
+		}
+		char *resp = json_dumps(json_object_get(payload, "response"),
+					JSON_COMPACT | JSON_ENCODE_ANY);
+		set_error(c->w, "join", resp ? resp : "?");
+		free(resp);
+		conn_fail(c, F_JOIN);
+	} else if (!strcmp(ev, "system") && c->is_pg_pending) {
+		const char *msg = json_string_value(json_object_get(payload, "message"));
+		if (status && !strcmp(status, "ok")) {
+			c->is_pg_pending = false;
+			if (c->joins_pending && --c->joins_pending == 0)
+				conn_opened(c);
+		} else {
+			set_error(c->w, "postgres_changes", msg ? msg : "?");
+			conn_fail(c, F_JOIN);
+		}
+	} else {
+		c->w->other_msgs++;
 	}
-	char *resp = json_dumps(json_object_get(payload, "response"), JSON_COMPACT | JSON_ENCODE_ANY);
-	set_error(c->w, "join", resp ? resp : "?");
-	free(resp);
-	conn_fail(c, F_JOIN);
 out:
 	json_decref(m);
 }
 
-static void handle_message(struct conn *c, uint8_t op, const uint8_t *data, size_t len)
+static void on_ws_message(void *user, enum rt_ws_opcode op, const uint8_t *data, size_t len)
 {
+	struct conn *c = user;
 	struct worker *w = c->w;
-	if (op == WSLAY_BINARY_FRAME) {
+	if (c->state != CS_JOINING && c->state != CS_OPEN)
+		return;
+	if (!data || !len) {
+		w->other_msgs++;
+		return;
+	}
+	if (op == RT_WS_BINARY) {
 		/* kind 4: kind, topic_len, event_len, meta_len, encoding */
 		if (len >= 5 && data[0] == 4) {
 			size_t off = 5 + (size_t)data[1] + data[2] + data[3];
@@ -647,102 +892,49 @@ static void handle_message(struct conn *c, uint8_t op, const uint8_t *data, size
 			}
 		}
 		w->other_msgs++;
-	} else if (op == WSLAY_TEXT_FRAME) {
-		if (c->state == CS_JOINING)
-			handle_join_reply(c, data, len);
-		else if (len > 40 && memmem(data, len < 300 ? len : 300, "\",\"broadcast\",", 14))
-			record_delivery(c, data, len);
-		else
+		return;
+	}
+	size_t head = len < 300 ? len : 300;
+	if (c->state == CS_JOINING) {
+		handle_setup_msg(c, data, len);
+	} else if (is_pg_scenario(w->run)) {
+		if (memmem(data, head, ",\"postgres_changes\",", 20) ||
+		    memmem(data, head, "\"event\":\"postgres_changes\"", 26))
+			record_change(c, data, len);
+		else if (memmem(data, len, "\"resync_required\"", 17)) {
+			set_error(w, "resync", "the server asked for a resync");
+			w->bad_msgs++;
+		} else
 			w->other_msgs++;
+	} else if (len > 40 && (memmem(data, head, "\",\"broadcast\",", 14) ||
+				memmem(data, head, "\"event\":\"broadcast\"", 19))) {
+		record_delivery(c, data, len);
+	} else {
+		w->other_msgs++;
 	}
 }
 
-static void handle_control(struct conn *c, uint8_t op, const uint8_t *data, size_t len)
+static void feed_ws(struct conn *c, uint8_t *data, size_t len)
 {
-	if (op == WSLAY_CONNECTION_CLOSE) {
-		char why[140];
-		unsigned code = len >= 2 ? (unsigned)(data[0] << 8 | data[1]) : 0;
-		int n = len > 2 ? (int)(len - 2 < 120 ? len - 2 : 120) : 0;
-		snprintf(why, sizeof why, "%u %.*s", code, n, len > 2 ? (const char *)data + 2 : "");
-		set_error(c->w, "server close", why);
+	int rc = rt_ws_feed(&c->ws, data, len);
+	if (c->state >= CS_CLOSING)
+		return;
+	uint16_t code = rt_ws_peer_close_code(&c->ws);
+	if (rc == 0 && !code) {
+		flush_conn(c);
+		return;
+	}
+	char why[64];
+	if (code) {
+		snprintf(why, sizeof why, "close code %u", code);
+		if (!is_storm_run(c))
+			set_error(c->w, "server close", why);
+		flush_conn(c);
 		conn_lost(c, UV_EOF);
-	} else if (op == WSLAY_PING) {
-		struct iovec part = {(void *)data, len};
-		if (send_frame(c, WSLAY_PONG, &part, 1))
-			flush_conn(c);
+	} else {
+		set_error(c->w, "protocol", rc == RT_ENOMEM ? "out of memory" : "bad frame from server");
+		conn_fail(c, rc == RT_ENOMEM ? F_NOMEM : F_PROTOCOL);
 	}
-}
-
-static void on_chunk(struct conn *c, const struct wslay_frame_iocb *io)
-{
-	if (wslay_is_ctrl_frame(io->opcode)) {
-		/* wslay refuses control frames over 125 bytes or fragmented */
-		memcpy(c->ctl + c->ctl_len, io->data, io->data_length);
-		c->ctl_len = (uint8_t)(c->ctl_len + io->data_length);
-		c->frame_got += io->data_length;
-		if (c->frame_got == io->payload_length) {
-			c->frame_got = 0;
-			uint8_t n = c->ctl_len;
-			c->ctl_len = 0;
-			handle_control(c, io->opcode, c->ctl, n);
-		}
-		return;
-	}
-	if (io->opcode != WSLAY_CONTINUATION_FRAME)
-		c->msg_op = io->opcode;
-	if (c->frame_got == 0 && c->msg_len == 0 && io->fin && io->data_length == io->payload_length) {
-		handle_message(c, c->msg_op, io->data, io->data_length);
-		return;
-	}
-	if (c->msg_len + io->data_length > MAX_MSG) {
-		set_error(c->w, "protocol", "server message over 4 MiB");
-		conn_fail(c, F_PROTOCOL);
-		return;
-	}
-	if (c->msg_len + io->data_length > c->msg_cap) {
-		size_t cap = c->msg_cap ? c->msg_cap : 1024;
-		while (cap < c->msg_len + io->data_length)
-			cap *= 2;
-		uint8_t *p = realloc(c->msg, cap);
-		if (!p) {
-			conn_fail(c, F_NOMEM);
-			return;
-		}
-		c->msg = p;
-		c->msg_cap = cap;
-	}
-	memcpy(c->msg + c->msg_len, io->data, io->data_length);
-	c->msg_len += io->data_length;
-	c->frame_got += io->data_length;
-	if (c->frame_got == io->payload_length) {
-		c->frame_got = 0;
-		if (io->fin) {
-			size_t n = c->msg_len;
-			c->msg_len = 0;
-			handle_message(c, c->msg_op, c->msg, n);
-		}
-	}
-}
-
-static void feed_ws(struct conn *c, const uint8_t *data, size_t len)
-{
-	c->in = data;
-	c->in_len = len;
-	/* Each round consumes at least one byte of input or of wslay's buffer. */
-	for (size_t guard = len + HS_MAX + 4096 + 4; guard > 0 && c->state < CS_CLOSING; guard--) {
-		struct wslay_frame_iocb io;
-		ssize_t r = wslay_frame_recv(c->fr, &io);
-		if (r == WSLAY_ERR_WANT_READ)
-			break;
-		if (r < 0) {
-			set_error(c->w, "protocol", "malformed frame from server");
-			conn_fail(c, F_PROTOCOL);
-			break;
-		}
-		on_chunk(c, &io);
-	}
-	c->in = NULL;
-	c->in_len = 0;
 }
 
 static void feed_handshake(struct conn *c, const uint8_t *data, size_t len)
@@ -782,11 +974,50 @@ static void feed_handshake(struct conn *c, const uint8_t *data, size_t len)
 	c->hs = NULL;
 	c->hs_len = 0;
 	c->state = CS_JOINING;
+	rt_ws_init(&c->ws, RT_WS_CLIENT, &ws_cbs, c, MAX_MSG, NULL);
 	send_joins(c);
 	if (rest_len && c->state == CS_JOINING)
-		feed_ws(c, (const uint8_t *)hs + rest_off, rest_len);
+		feed_ws(c, (uint8_t *)hs + rest_off, rest_len);
 	free(hs);
 }
+
+/* ---- REST writer (changes) ------------------------------------------------- */
+
+static int on_http_done(http_parser *p)
+{
+	struct conn *c = p->data;
+	struct worker *w = c->w;
+	if (!c->if_len) {
+		set_error(w, "rest", "an answer to no request");
+		return 1;
+	}
+	uint32_t topic = c->inflight[c->if_head];
+	c->if_head = (c->if_head + 1) % PIPELINE;
+	c->if_len--;
+	if (p->status_code >= 200 && p->status_code < 300) {
+		w->acked++;
+		w->sent_per_topic[topic]++;
+	} else {
+		char s[16];
+		snprintf(s, sizeof s, "HTTP %u", p->status_code);
+		set_error(w, "rest write", s);
+		w->write_failed++;
+	}
+	return 0;
+}
+
+static const http_parser_settings http_settings = {.on_message_complete = on_http_done};
+
+static void feed_http(struct conn *c, const uint8_t *data, size_t len)
+{
+	size_t n = http_parser_execute(c->http, &http_settings, (const char *)data, len);
+	if (n != len || HTTP_PARSER_ERRNO(c->http) != HPE_OK) {
+		set_error(c->w, "rest", http_errno_description(HTTP_PARSER_ERRNO(c->http)));
+		conn_fail(c, F_PROTOCOL);
+	}
+}
+
+/* ---- reading and connecting ------------------------------------------------- */
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
@@ -803,55 +1034,65 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		conn_lost(c, (int)nread);
 		return;
 	}
-	if (c->state == CS_HANDSHAKE)
+	if (c->role == ROLE_WRITER)
+		feed_http(c, (const uint8_t *)buf->base, (size_t)nread);
+	else if (c->state == CS_HANDSHAKE)
 		feed_handshake(c, (const uint8_t *)buf->base, (size_t)nread);
 	else
-		feed_ws(c, (const uint8_t *)buf->base, (size_t)nread);
+		feed_ws(c, (uint8_t *)buf->base, (size_t)nread);
 	atomic_store_explicit(&c->w->delivered_shared, c->w->delivered, memory_order_relaxed);
 }
 
 static void on_connect(uv_connect_t *req, int status)
 {
 	struct conn *c = req->handle->data;
-	struct run *r = c->w->run;
+	struct worker *w = c->w;
+	struct run *r = w->run;
 	if (status == UV_ECANCELED || c->state != CS_CONNECTING)
 		return;
 	if (status < 0) {
-		set_error(c->w, "connect", uv_strerror(status));
+		if (!is_storm_run(c))
+			set_error(w, "connect", uv_strerror(status));
 		conn_fail(c, F_CONNECT);
 		return;
 	}
+	if (is_storm_run(c) && atomic_load_explicit(&r->is_restarted, memory_order_acquire)) {
+		/* (connects to the dying server's backlog succeed too: not those) */
+		uint64_t zero = 0, now = rt_mono_ns();
+		atomic_compare_exchange_strong(&w->t_first_connect_ns, &zero, now);
+	}
 	uv_tcp_nodelay(&c->tcp, 1);
-	if (wslay_frame_context_init(&c->fr, &frame_cbs, c)) {
-		conn_fail(c, F_NOMEM);
+	int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+	if (rc) {
+		set_error(w, "read", uv_strerror(rc));
+		conn_fail(c, F_HANDSHAKE);
+		return;
+	}
+	if (c->role == ROLE_WRITER) {
+		c->state = CS_HANDSHAKE; /* so the output flushes */
+		conn_opened(c);
 		return;
 	}
 	uint8_t raw[16];
 	char key[32];
 	for (size_t i = 0; i < sizeof raw; i++)
-		raw[i] = (uint8_t)xorshift(&c->w->rng);
+		raw[i] = (uint8_t)xorshift(&w->rng);
 	EVP_EncodeBlock((unsigned char *)key, raw, sizeof raw);
 	rt_ws_accept_key(key, strlen(key), c->accept);
 	char req_buf[2048];
 	int n = snprintf(req_buf, sizeof req_buf,
-			 "GET %s?apikey=%s&vsn=2.0.0 HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
+			 "GET %s?apikey=%s%s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
 			 "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
 			 "User-Agent: rtbench\r\n\r\n",
-			 r->o.path, r->o.apikey, r->host_header, key);
+			 r->o.path, r->o.apikey, r->ws_query, r->host_header, key);
 	if (n < 0 || (size_t)n >= sizeof req_buf) {
-		set_error(c->w, "handshake", "request too long");
+		set_error(w, "handshake", "request too long");
 		conn_fail(c, F_HANDSHAKE);
 		return;
 	}
 	c->state = CS_HANDSHAKE;
-	if (on_wslay_send((const uint8_t *)req_buf, (size_t)n, 0, c) != n) {
+	if (out_append(c, req_buf, (size_t)n)) {
 		conn_fail(c, F_NOMEM);
-		return;
-	}
-	int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-	if (rc) {
-		set_error(c->w, "read", uv_strerror(rc));
-		conn_fail(c, F_HANDSHAKE);
 		return;
 	}
 	flush_conn(c);
@@ -863,12 +1104,24 @@ static void conn_start(struct conn *c)
 	int rc = uv_tcp_init(&w->loop, &c->tcp);
 	if (rc) {
 		set_error(w, "socket", uv_strerror(rc));
+		c->state = CS_NEW;
 		conn_fail(c, F_CONNECT);
 		return;
 	}
 	c->tcp.data = c;
+	c->is_handle_live = true;
 	c->state = CS_CONNECTING;
 	w->n_inflight++;
+	if (c->role == ROLE_WRITER && !c->http) {
+		c->http = malloc(sizeof *c->http);
+		c->inflight = malloc(PIPELINE * sizeof *c->inflight);
+		if (!c->http || !c->inflight) {
+			conn_fail(c, F_NOMEM);
+			return;
+		}
+		http_parser_init(c->http, HTTP_RESPONSE);
+		c->http->data = c;
+	}
 	rc = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&w->run->addr,
 			    on_connect);
 	if (rc) {
@@ -888,7 +1141,19 @@ static void open_more(struct worker *w)
 	w->is_opening = false;
 }
 
-/* ---- publisher ------------------------------------------------------------ */
+/* storm: reconnects dropped sockets whose time has come, within the batch window. */
+static void retry_due(struct worker *w)
+{
+	uint64_t now = rt_mono_ns();
+	for (size_t i = 0; i < w->n_conns && w->n_inflight < w->batch; i++) {
+		struct conn *c = &w->conns[i];
+		if (c->state == CS_WAIT_RETRY && !c->is_handle_live && c->retry_at_ns <= now) {
+			w->reconnects++;
+			conn_start(c);
+		}
+	}
+}
+/* ---- publisher (fanout) and writers (changes) --------------------------------- */
 
 static void finish_publishing(struct worker *w)
 {
@@ -896,7 +1161,7 @@ static void finish_publishing(struct worker *w)
 	atomic_store_explicit(&w->run->pub_done, 1, memory_order_release);
 }
 
-static void publish_one(struct worker *w, uint32_t topic)
+static void publish_broadcast(struct worker *w, uint32_t topic)
 {
 	struct run *r = w->run;
 	struct conn *c = &w->conns[topic / TOPICS_PER_PUB];
@@ -904,49 +1169,88 @@ static void publish_one(struct worker *w, uint32_t topic)
 		w->pub_skipped++;
 		return;
 	}
-	char head[600];
 	uint32_t jr = topic % TOPICS_PER_PUB + 1;
-	size_t hl;
-	struct iovec parts[3];
-	size_t n_parts;
+	char topic_s[128];
+	int tl = snprintf(topic_s, sizeof topic_s, "realtime:%s%u", r->topic_prefix, topic);
 	put_digits(w->payload + 6, rt_mono_ns());
 	put_digits(w->payload + 13 + STAMP_LEN, ++w->pub_seq);
-	if (r->o.encoding == ENC_TEXT) {
-		hl = (size_t)snprintf(head, sizeof head,
-				      "[\"%u\",null,\"realtime:%s%u\",\"broadcast\",{\"type\":\"broadcast\","
-				      "\"event\":\"bench\",\"payload\":",
-				      jr, r->topic_prefix, topic);
-		parts[0] = (struct iovec){head, hl};
-		parts[1] = (struct iovec){w->payload, w->payload_len};
-		parts[2] = (struct iovec){(void *)"}]", 2};
-		n_parts = 3;
+	bool ok;
+	if (r->o.vsn == 1 || r->o.encoding == ENC_TEXT) {
+		/* a JSON text message, as vsn 1.0.0 (and realtime-js without binary) sends */
+		size_t cap = w->payload_len + 64;
+		char *p = malloc(cap);
+		if (!p) {
+			w->pub_skipped++;
+			return;
+		}
+		int n = snprintf(p, cap, "{\"type\":\"broadcast\",\"event\":\"bench\",\"payload\":%.*s}",
+				 (int)w->payload_len, (const char *)w->payload);
+		ok = n > 0 && (size_t)n < cap && send_phx(c, jr, 0, topic_s, "broadcast", p, (size_t)n);
+		free(p);
 	} else {
 		/* kind 3: kind, join_ref_len, ref_len, topic_len, event_len, meta_len, encoding */
-		char jrs[16], topic_s[300];
+		char jrs[16];
 		int jl = snprintf(jrs, sizeof jrs, "%u", jr);
-		int tl = snprintf(topic_s, sizeof topic_s, "realtime:%s%u", r->topic_prefix, topic);
-		head[0] = 3;
-		head[1] = (char)jl;
-		head[2] = 0;
-		head[3] = (char)tl;
-		head[4] = 5;
-		head[5] = 0;
-		head[6] = r->o.encoding == ENC_JSON ? 1 : 0;
-		memcpy(head + 7, jrs, (size_t)jl);
-		memcpy(head + 7 + jl, topic_s, (size_t)tl);
-		memcpy(head + 7 + jl + tl, "bench", 5);
-		hl = 7 + (size_t)jl + (size_t)tl + 5;
-		parts[0] = (struct iovec){head, hl};
-		parts[1] = (struct iovec){w->payload, w->payload_len};
-		n_parts = 2;
+		size_t hl = 7 + (size_t)jl + (size_t)tl + 5, total = hl + w->payload_len;
+		uint8_t *b = (uint8_t *)scratch(w, total);
+		if (!b) {
+			w->pub_skipped++;
+			return;
+		}
+		b[0] = 3;
+		b[1] = (uint8_t)jl;
+		b[2] = 0;
+		b[3] = (uint8_t)tl;
+		b[4] = 5;
+		b[5] = 0;
+		b[6] = r->o.encoding == ENC_JSON ? 1 : 0;
+		memcpy(b + 7, jrs, (size_t)jl);
+		memcpy(b + 7 + jl, topic_s, (size_t)tl);
+		memcpy(b + 7 + jl + tl, "bench", 5);
+		memcpy(b + hl, w->payload, w->payload_len);
+		ok = send_ws(c, RT_WS_BINARY, b, total);
 	}
-	if (send_frame(c, r->o.encoding == ENC_TEXT ? WSLAY_TEXT_FRAME : WSLAY_BINARY_FRAME, parts,
-		       n_parts)) {
+	if (ok) {
 		w->pub_sent++;
 		w->sent_per_topic[topic]++;
 	} else {
 		w->pub_skipped++;
 	}
+}
+
+/* One REST insert, pipelined on the next writer connection. */
+static void publish_write(struct worker *w, uint32_t topic)
+{
+	struct run *r = w->run;
+	struct conn *c = &w->conns[w->next_writer++ % w->n_pub];
+	if (c->state != CS_OPEN || c->if_len == PIPELINE || c->out_len > PUB_MAX_OUT) {
+		w->pub_skipped++;
+		return;
+	}
+	char body[256];
+	int bl = snprintf(body, sizeof body,
+			  "{\"topic\":%u,\"t\":%" PRIu64 ",\"seq\":%" PRIu64 ",\"p\":\"", topic,
+			  rt_mono_ns(), ++w->pub_seq);
+	size_t total = (size_t)bl + w->payload_len + 2 + 2 * strlen(r->o.apikey) +
+		       strlen(r->host_header) + 256;
+	char *req = scratch(w, total);
+	if (!req) {
+		w->pub_skipped++;
+		return;
+	}
+	int n = snprintf(req, total,
+			 "POST /rest/v1/" TABLE " HTTP/1.1\r\nHost: %s\r\napikey: %s\r\n"
+			 "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+			 "Prefer: return=minimal\r\nContent-Length: %zu\r\n\r\n%s%.*s\"}",
+			 r->host_header, r->o.apikey, r->o.apikey, (size_t)bl + w->payload_len + 2, body,
+			 (int)w->payload_len, (const char *)w->payload);
+	if (n < 0 || (size_t)n >= total || out_append(c, req, (size_t)n)) {
+		w->pub_skipped++;
+		return;
+	}
+	c->inflight[(c->if_head + c->if_len) % PIPELINE] = topic;
+	c->if_len++;
+	w->pub_sent++;
 }
 
 /* Open loop: sends what the schedule says is due, whatever the server does. */
@@ -967,8 +1271,13 @@ static void on_pub_timer(uv_timer_t *t)
 		w->pub_attempted += n - (uint64_t)r->o.rate;
 		n = (uint64_t)r->o.rate;
 	}
-	for (uint64_t i = 0; i < n; i++, w->pub_attempted++)
-		publish_one(w, (uint32_t)(w->pub_attempted % (uint64_t)r->o.topics));
+	for (uint64_t i = 0; i < n; i++, w->pub_attempted++) {
+		uint32_t topic = (uint32_t)(w->pub_attempted % (uint64_t)r->o.topics);
+		if (r->o.scenario == SC_CHANGES)
+			publish_write(w, topic);
+		else
+			publish_broadcast(w, topic);
+	}
 	for (size_t i = 0; i < w->n_pub; i++)
 		flush_conn(&w->conns[i]);
 	if (now >= w->pub_end)
@@ -1003,8 +1312,22 @@ static void send_heartbeats(struct worker *w)
 	for (size_t i = 0; i < k && i < w->n_conns; i++) {
 		struct conn *c = &w->conns[w->hb_cursor];
 		w->hb_cursor = (w->hb_cursor + 1) % w->n_conns;
-		if (c->state == CS_OPEN)
+		if (c->state == CS_OPEN && c->role != ROLE_WRITER && c->role != ROLE_SLOW)
 			send_heartbeat(c);
+	}
+}
+
+static void start_run(struct worker *w)
+{
+	w->phase = PH_RUN;
+	if (w->n_pub)
+		start_publishing(w);
+	for (size_t i = 0; i < w->n_conns; i++) {
+		struct conn *c = &w->conns[i];
+		if (c->role == ROLE_SLOW && c->state == CS_OPEN) {
+			uv_read_stop((uv_stream_t *)&c->tcp);
+			w->n_slow_stopped++;
+		}
 	}
 }
 
@@ -1033,13 +1356,13 @@ static void on_tick(uv_timer_t *t)
 		}
 		break;
 	case PH_READY:
-		if (atomic_load_explicit(&r->go, memory_order_acquire)) {
-			w->phase = PH_RUN;
-			if (w->n_pub)
-				start_publishing(w);
-		}
+		if (atomic_load_explicit(&r->go, memory_order_acquire))
+			start_run(w);
 		break;
 	case PH_RUN:
+		if (r->o.scenario == SC_STORM)
+			retry_due(w);
+		break;
 	case PH_DONE:
 		break;
 	}
@@ -1051,12 +1374,41 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	w->setup_deadline_ns = rt_mono_ns() + (uint64_t)(w->run->o.setup_timeout_s * 1e9);
 	uv_timer_start(&w->tick, on_tick, 0, TICK_MS);
-	uv_run(&w->loop, UV_RUN_DEFAULT);
+	if (!w->run->o.busy_poll) {
+		uv_run(&w->loop, UV_RUN_DEFAULT);
+		return NULL;
+	}
+	/* Never sleep in epoll: a sleeping reader costs the server a cross-core
+	 * wake-up per write, which would be measured instead of the server. */
+	while (uv_run(&w->loop, UV_RUN_NOWAIT))
+		;
 	return NULL;
 }
 
+static void worker_free(struct worker *w)
+{
+	if (!w)
+		return;
+	/* Handles were closed by close_everything; run the loop to their callbacks. */
+	for (int i = 0; i < 1000 && uv_loop_close(&w->loop) == UV_EBUSY; i++)
+		uv_run(&w->loop, UV_RUN_NOWAIT);
+	for (size_t i = 0; i < w->n_conns; i++) {
+		free(w->conns[i].http);
+		free(w->conns[i].inflight);
+	}
+	free(w->conns);
+	free(w->joined_per_topic);
+	free(w->sent_per_topic);
+	free(w->payload);
+	free(w->scratch);
+	free(w);
+}
+
+/* n_pub publishers (fanout) or writers (changes), then n_subs subscribers of
+ * which the last n_slow stop reading (fanout). Subscriber k (over all workers)
+ * is first_sub + i * n_workers and listens on topic k mod T. */
 static struct worker *worker_new(struct run *r, int id, size_t n_pub, size_t n_subs,
-				 long first_sub)
+				 size_t n_slow, long first_sub)
 {
 	struct worker *w = calloc(1, sizeof *w);
 	if (!w)
@@ -1064,7 +1416,7 @@ static struct worker *worker_new(struct run *r, int id, size_t n_pub, size_t n_s
 	w->run = r;
 	w->id = id;
 	w->n_pub = n_pub;
-	w->n_conns = n_pub + n_subs;
+	w->n_conns = n_pub + n_subs + n_slow;
 	w->conns = calloc(w->n_conns ? w->n_conns : 1, sizeof *w->conns);
 	w->joined_per_topic = calloc((size_t)r->o.topics, sizeof *w->joined_per_topic);
 	w->sent_per_topic = calloc((size_t)r->o.topics, sizeof *w->sent_per_topic);
@@ -1080,25 +1432,35 @@ static struct worker *worker_new(struct run *r, int id, size_t n_pub, size_t n_s
 	uv_timer_init(&w->loop, &w->tick);
 	uv_timer_init(&w->loop, &w->pub_timer);
 	w->tick.data = w->pub_timer.data = w;
+	bool is_changes = r->o.scenario == SC_CHANGES;
 	for (size_t i = 0; i < w->n_conns; i++) {
 		struct conn *c = &w->conns[i];
 		c->w = w;
-		if (i < n_pub) {
-			c->is_pub = true;
+		c->last_pos = r->resume_from;
+		if (i < n_pub && is_changes) {
+			c->role = ROLE_WRITER;
+		} else if (i < n_pub) {
+			c->role = ROLE_PUB;
 			c->topic = (uint32_t)(i * TOPICS_PER_PUB);
 			long left = r->o.topics - (long)c->topic;
 			c->n_topics = (uint32_t)(left < TOPICS_PER_PUB ? left : TOPICS_PER_PUB);
 		} else {
 			long sub = first_sub + (long)(i - n_pub) * r->n_workers;
+			c->role = i < n_pub + n_subs ? ROLE_SUB : ROLE_SLOW;
 			c->topic = (uint32_t)(sub % r->o.topics);
 			c->n_topics = 1;
 		}
 	}
 	if (n_pub) {
-		/* {"t":"<20 digits>","s":"<20 digits>","p":"xxx…"} of exactly --payload bytes */
 		size_t fixed = 6 + STAMP_LEN + 7 + STAMP_LEN + 7 + 2;
-		w->payload_len = (size_t)r->o.payload > fixed ? (size_t)r->o.payload : fixed;
-		w->payload = malloc(w->payload_len);
+		if (is_changes) {
+			/* the row's "p" column pads the body to about --payload bytes */
+			w->payload_len = (size_t)r->o.payload > 60 ? (size_t)r->o.payload - 60 : 0;
+		} else {
+			/* {"t":"<20 digits>","s":"<20 digits>","p":"xxx…"} of exactly --payload bytes */
+			w->payload_len = (size_t)r->o.payload > fixed ? (size_t)r->o.payload : fixed;
+		}
+		w->payload = malloc(w->payload_len + 1);
 		if (!w->payload) {
 			uv_loop_close(&w->loop);
 			free(w->conns);
@@ -1108,69 +1470,85 @@ static struct worker *worker_new(struct run *r, int id, size_t n_pub, size_t n_s
 			return NULL;
 		}
 		memset(w->payload, 'x', w->payload_len);
-		memcpy(w->payload, "{\"t\":\"", 6);
-		memcpy(w->payload + 6 + STAMP_LEN, "\",\"s\":\"", 7);
-		memcpy(w->payload + 13 + 2 * STAMP_LEN, "\",\"p\":\"", 7);
-		memcpy(w->payload + w->payload_len - 2, "\"}", 2);
+		if (!is_changes) {
+			memcpy(w->payload, "{\"t\":\"", 6);
+			memcpy(w->payload + 6 + STAMP_LEN, "\",\"s\":\"", 7);
+			memcpy(w->payload + 13 + 2 * STAMP_LEN, "\",\"p\":\"", 7);
+			memcpy(w->payload + w->payload_len - 2, "\"}", 2);
+		}
 	}
 	return w;
 }
-
-static void worker_free(struct worker *w)
-{
-	if (!w)
-		return;
-	/* Handles were closed by close_everything; run the loop to their callbacks. */
-	for (int i = 0; i < 1000 && uv_loop_close(&w->loop) == UV_EBUSY; i++)
-		uv_run(&w->loop, UV_RUN_NOWAIT);
-	free(w->conns);
-	free(w->joined_per_topic);
-	free(w->sent_per_topic);
-	free(w->payload);
-	free(w);
-}
-
 /* ---- options ---------------------------------------------------------------- */
 
 static const char usage[] =
 	"Usage: rtbench SCENARIO --url ws://HOST:PORT[/PATH] --apikey KEY [options]\n"
 	"\n"
-	"Load generator for rtsync (Supabase Realtime protocol, vsn 2.0.0). Runs one scenario for\n"
-	"a bounded time and prints one JSON line of results on stdout.\n"
+	"Load generator for rtsync (Supabase Realtime protocol, vsn 1.0.0 or 2.0.0). Runs one\n"
+	"scenario for a bounded time and prints one JSON line of results on stdout.\n"
 	"\n"
 	"Scenarios:\n"
 	"  fanout   N subscribers over T topics (joined with broadcast.self=false); one publisher\n"
 	"           socket per 100 topics sends broadcasts at a fixed rate, each carrying its send\n"
 	"           time (CLOCK_MONOTONIC) and a sequence number; reports delivery latency\n"
 	"           (p50/p90/p99/p999/max, us), sent, expected, delivered, lost, server CPU and RSS.\n"
+	"           --slow K adds K subscribers that stop reading when publishing starts.\n"
 	"  idle     N sockets each joined to one topic, held for --duration with heartbeats;\n"
 	"           reports server RSS before, after setup, at the end, and per connection.\n"
+	"  changes  N subscribers, subscriber i with the postgres_changes binding INSERT on\n"
+	"           public." TABLE " filtered topic=eq.(i mod T) (server started with\n"
+	"           --schema bench/schema.sql); --writers keep-alive connections POST rows at\n"
+	"           --rate through /rest/v1, each row carrying its send time; reports write-to-\n"
+	"           receive latency, expected, delivered, lost.\n"
+	"  storm    N postgres_changes subscribers as in changes, joined with a resume position;\n"
+	"           the server (--spawn) is killed, --changes rows are written into its database\n"
+	"           (--db) while it is down, it is started again; every client reconnects,\n"
+	"           rejoins with its last position and must get every row: reports the time\n"
+	"           until all rejoined and all resumed, lost and duplicates.\n"
 	"\n"
 	"Common options:\n"
-	"  --url URL              ws://HOST:PORT[/PATH]; PATH defaults to /realtime/v1/websocket\n"
+	"  --url URL              ws://HOST:PORT[/PATH]; PATH defaults to /realtime/v1/websocket;\n"
+	"                         port 0 with --spawn: pick a free port, put it in {port} of CMD\n"
 	"  --apikey KEY           token sent as ?apikey= (e.g. from `rtsync token`)\n"
-	"  --duration S           seconds to publish (fanout) or hold (idle)      (10)\n"
+	"  --vsn V                protocol version: 1.0.0 (JSON objects) or 2.0.0     (2.0.0)\n"
+	"  --spawn CMD            start the server with `sh -c 'exec CMD'`, wait until it listens,\n"
+	"                         sample it as --server-pid, stop it (SIGTERM) at the end\n"
+	"  --duration S           seconds to publish (fanout, changes) or hold (idle)   (10)\n"
 	"  --server-pid PID       server process to sample in /proc (CPU, RSS)    (none)\n"
 	"  --threads N            client threads, one libuv loop each             (1)\n"
+	"  --busy-poll 0|1        1: the client loops poll without sleeping, so the server's\n"
+	"                         writes never pay for waking the client (one core per thread;\n"
+	"                         on a shared machine it competes with the others)    (0)\n"
 	"  --batch N              connections in setup at once (listen backlog)   (500)\n"
 	"  --setup-timeout S      give up on connections not joined by then       (60)\n"
 	"  --heartbeat S          Phoenix heartbeat per socket every S seconds, 0 = none (25)\n"
 	"  --topics T             topics                                          (1)\n"
+	"  --drain S              wait at most S seconds for the last deliveries  (5)\n"
 	"  -h, --help             this help\n"
 	"\n"
-	"fanout:\n"
+	"fanout, changes:\n"
 	"  --subscribers N        subscriber sockets                               (1000)\n"
-	"  --rate R               broadcasts per second, over all topics           (1000)\n"
-	"  --payload P            user payload bytes (at least 62)                 (100)\n"
-	"  --encoding E           json: binary kind 3, JSON payload (realtime-js); binary: kind 3,\n"
-	"                         opaque payload; text: JSON array text frame      (json)\n"
-	"  --drain S              wait at most S seconds after the last send       (5)\n"
+	"  --rate R               broadcasts or writes per second, over all topics (1000; changes 200)\n"
+	"  --payload P            fanout: user payload bytes (at least 62); changes: about the\n"
+	"                         request body size                                (100)\n"
+	"  --encoding E           fanout, 2.0.0: json: binary kind 3, JSON payload (realtime-js);\n"
+	"                         binary: kind 3, opaque payload; text: JSON array  (json)\n"
+	"  --slow K               fanout: K more subscribers that stop reading     (0)\n"
+	"  --writers W            changes: REST connections, requests pipelined    (2)\n"
 	"\n"
 	"idle:\n"
 	"  --connections N        sockets to open                                  (10000)\n"
 	"\n"
+	"storm (needs --spawn and --db):\n"
+	"  --subscribers N        clients                                          (1000)\n"
+	"  --db FILE              the server's SQLite database (its --db)\n"
+	"  --changes K            rows written while the server is down, over the topics (100)\n"
+	"  --retry-ms MS          reconnect delay: first try after 0..MS, then MS/2..1.5 MS (100)\n"
+	"  --signal S             KILL (crash) or TERM (clean stop) to take the server down (KILL)\n"
+	"\n"
 	"Exit status: 0 on a completed run, 1 if the run could not happen (no publisher, no\n"
-	"connection), 2 on bad usage. Failed connections are counted in \"failed\", never fatal.\n";
+	"connection, server not started), 2 on bad usage. Failed connections are counted in\n"
+	"\"failed\", never fatal.\n";
 
 static int parse_long(const char *name, const char *s, long lo, long hi, long *out)
 {
@@ -1213,6 +1591,10 @@ static int parse_url(struct opts *o, const char *url)
 	}
 	memcpy(o->host, h, (size_t)(colon - h));
 	o->host[colon - h] = '\0';
+	if (o->host[0] == '[' && o->host[strlen(o->host) - 1] == ']') {
+		memmove(o->host, o->host + 1, strlen(o->host) - 2);
+		o->host[colon - h - 2] = '\0';
+	}
 	char port[16];
 	size_t pl = hp_len - (size_t)(colon + 1 - h);
 	if (pl == 0 || pl >= sizeof port)
@@ -1220,8 +1602,10 @@ static int parse_url(struct opts *o, const char *url)
 	memcpy(port, colon + 1, pl);
 	port[pl] = '\0';
 	long p;
-	if (parse_long("the --url port", port, 1, 65535, &p))
+	if (parse_long("the --url port", port, 0, 65535, &p))
 		return -1;
+	if (p == 0 && !o->spawn)
+		return fprintf(stderr, "rtbench: --url port 0 needs --spawn\n"), -1;
 	o->port = (int)p;
 	const char *path = slash ? slash : "/realtime/v1/websocket";
 	if (strlen(path) >= sizeof o->path || strchr(path, '?') || strpbrk(path, " \r\n"))
@@ -1234,9 +1618,12 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 {
 	*o = (struct opts){.subscribers = 1000, .topics = 1, .rate = 1000, .payload = 100,
 			   .connections = 10000, .threads = 1, .batch = 500, .heartbeat_s = 25,
-			   .duration_s = 10, .drain_s = 5, .setup_timeout_s = 60};
+			   .duration_s = 10, .drain_s = 5, .setup_timeout_s = 60, .vsn = 2,
+			   .writers = 2, .changes = 100, .retry_ms = 100, .kill_signal = SIGKILL,
+			   .busy_poll = 0};
 	enum { O_URL = 256, O_KEY, O_DUR, O_PID, O_THR, O_BATCH, O_SETUP, O_HB, O_TOPICS, O_SUBS,
-	       O_RATE, O_PAY, O_ENC, O_DRAIN, O_CONNS };
+	       O_RATE, O_PAY, O_ENC, O_DRAIN, O_CONNS, O_VSN, O_SLOW, O_WRITERS, O_SPAWN, O_DB,
+	       O_CHANGES, O_RETRY, O_SIGNAL, O_BUSY };
 	static const struct option longopts[] = {
 		{"url", required_argument, NULL, O_URL},
 		{"apikey", required_argument, NULL, O_KEY},
@@ -1253,6 +1640,15 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{"encoding", required_argument, NULL, O_ENC},
 		{"drain", required_argument, NULL, O_DRAIN},
 		{"connections", required_argument, NULL, O_CONNS},
+		{"vsn", required_argument, NULL, O_VSN},
+		{"slow", required_argument, NULL, O_SLOW},
+		{"writers", required_argument, NULL, O_WRITERS},
+		{"spawn", required_argument, NULL, O_SPAWN},
+		{"db", required_argument, NULL, O_DB},
+		{"changes", required_argument, NULL, O_CHANGES},
+		{"retry-ms", required_argument, NULL, O_RETRY},
+		{"signal", required_argument, NULL, O_SIGNAL},
+		{"busy-poll", required_argument, NULL, O_BUSY},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -1272,10 +1668,40 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case O_HB: rc = parse_long("--heartbeat", optarg, 0, 3600, &o->heartbeat_s); break;
 		case O_TOPICS: rc = parse_long("--topics", optarg, 1, MAX_TOPICS, &o->topics); break;
 		case O_SUBS: rc = parse_long("--subscribers", optarg, 0, 1000000, &o->subscribers); break;
-		case O_RATE: rc = parse_long("--rate", optarg, 1, 10000000, &o->rate); break;
+		case O_RATE:
+			rc = parse_long("--rate", optarg, 1, 10000000, &o->rate);
+			o->is_rate_set = true;
+			break;
 		case O_PAY: rc = parse_long("--payload", optarg, 1, MAX_PAYLOAD, &o->payload); break;
 		case O_DRAIN: rc = parse_double("--drain", optarg, 0, 3600, &o->drain_s); break;
 		case O_CONNS: rc = parse_long("--connections", optarg, 1, 1000000, &o->connections); break;
+		case O_SLOW: rc = parse_long("--slow", optarg, 0, 1000000, &o->slow); break;
+		case O_WRITERS: rc = parse_long("--writers", optarg, 1, 64, &o->writers); break;
+		case O_CHANGES: rc = parse_long("--changes", optarg, 1, 10000000, &o->changes); break;
+		case O_RETRY: rc = parse_long("--retry-ms", optarg, 1, 60000, &o->retry_ms); break;
+		case O_SPAWN: o->spawn = optarg; break;
+		case O_BUSY: rc = parse_long("--busy-poll", optarg, 0, 1, &o->busy_poll); break;
+		case O_DB: o->db = optarg; break;
+		case O_VSN:
+			if (!strcmp(optarg, "1.0.0"))
+				o->vsn = 1;
+			else if (!strcmp(optarg, "2.0.0"))
+				o->vsn = 2;
+			else {
+				fprintf(stderr, "rtbench: --vsn is 1.0.0 or 2.0.0\n");
+				rc = -1;
+			}
+			break;
+		case O_SIGNAL:
+			if (!strcmp(optarg, "KILL"))
+				o->kill_signal = SIGKILL;
+			else if (!strcmp(optarg, "TERM"))
+				o->kill_signal = SIGTERM;
+			else {
+				fprintf(stderr, "rtbench: --signal is KILL or TERM\n");
+				rc = -1;
+			}
+			break;
 		case O_ENC:
 			if (!strcmp(optarg, "json"))
 				o->encoding = ENC_JSON;
@@ -1295,15 +1721,24 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	if (rc)
 		return -1;
 	if (optind != argc - 1) {
-		fprintf(stderr, "rtbench: name one scenario: fanout or idle\n");
+		fprintf(stderr, "rtbench: name one scenario: fanout, idle, changes or storm\n");
 		return -1;
 	}
-	if (!strcmp(argv[optind], "fanout"))
-		o->scenario = SC_FANOUT;
-	else if (!strcmp(argv[optind], "idle"))
-		o->scenario = SC_IDLE;
-	else
+	size_t k;
+	for (k = 0; k < sizeof scenario_names / sizeof *scenario_names; k++)
+		if (!strcmp(argv[optind], scenario_names[k]))
+			break;
+	if (k == sizeof scenario_names / sizeof *scenario_names)
 		return fprintf(stderr, "rtbench: unknown scenario '%s'\n", argv[optind]), -1;
+	o->scenario = (enum scenario)k;
+	if (o->scenario == SC_CHANGES && !o->is_rate_set)
+		o->rate = 200;
+	if (o->scenario == SC_STORM && (!o->spawn || !o->db))
+		return fprintf(stderr, "rtbench: storm needs --spawn and --db\n"), -1;
+	if (o->slow && o->scenario != SC_FANOUT)
+		return fprintf(stderr, "rtbench: --slow is for fanout\n"), -1;
+	if (o->vsn == 1 && o->encoding != ENC_JSON && o->scenario == SC_FANOUT)
+		return fprintf(stderr, "rtbench: --encoding is for vsn 2.0.0\n"), -1;
 	if (!url || !o->apikey)
 		return fprintf(stderr, "rtbench: --url and --apikey are required\n"), -1;
 	if (strspn(o->apikey, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~") !=
@@ -1311,6 +1746,192 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	    strlen(o->apikey) > 1200)
 		return fprintf(stderr, "rtbench: --apikey has characters a URL would need escaped\n"), -1;
 	return parse_url(o, url);
+}
+/* ---- the server under test (--spawn) and its database (storm) ---------------- */
+
+static double secs(uint64_t a_ns, uint64_t b_ns)
+{
+	return b_ns > a_ns ? (double)(b_ns - a_ns) / 1e9 : 0;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+/* A port the kernel says is free now (bind to port 0, read it, close). */
+static int pick_free_port(const struct sockaddr_storage *addr)
+{
+	struct sockaddr_storage a = *addr;
+	socklen_t len = a.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+					      : sizeof(struct sockaddr_in6);
+	int fd = socket(a.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	int port = -1;
+	if (!bind(fd, (struct sockaddr *)&a, len) && !getsockname(fd, (struct sockaddr *)&a, &len))
+		port = ntohs(a.ss_family == AF_INET ? ((struct sockaddr_in *)&a)->sin_port
+						    : ((struct sockaddr_in6 *)&a)->sin6_port);
+	close(fd);
+	return port;
+}
+
+/* Starts `sh -c 'exec CMD'` ({port} replaced) with stdout to /dev/null. */
+static pid_t spawn_server(const char *cmd, int port)
+{
+	char buf[8192], ps[16];
+	snprintf(ps, sizeof ps, "%d", port);
+	size_t n = snprintf(buf, sizeof buf, "exec ");
+	for (const char *p = cmd; *p && n < sizeof buf - 16; p++) {
+		if (!strncmp(p, "{port}", 6)) {
+			n += (size_t)snprintf(buf + n, sizeof buf - n, "%s", ps);
+			p += 5;
+		} else {
+			buf[n++] = *p;
+		}
+	}
+	buf[n] = '\0';
+	pid_t pid = fork();
+	if (pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+		if (fd >= 0)
+			dup2(fd, 1);
+		execl("/bin/sh", "sh", "-c", buf, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* Waits until addr accepts a TCP connection (true) or timeout_ms passes or the
+ * child exits (false). */
+static bool wait_listening(const struct sockaddr_storage *addr, pid_t pid, long timeout_ms)
+{
+	socklen_t len = addr->ss_family == AF_INET ? sizeof(struct sockaddr_in)
+						   : sizeof(struct sockaddr_in6);
+	uint64_t end = rt_mono_ns() + (uint64_t)timeout_ms * 1000000u;
+	while (rt_mono_ns() < end) {
+		int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return false;
+		int rc = connect(fd, (const struct sockaddr *)addr, len);
+		close(fd);
+		if (rc == 0)
+			return true;
+		if (pid > 0 && waitpid(pid, NULL, WNOHANG) == pid)
+			return false;
+		sleep_ms(2);
+	}
+	return false;
+}
+
+/* Sends sig and waits up to 10 s for the exit (then SIGKILL). Returns the
+ * exit status, 128 + the signal that ended it, or -1. */
+static int stop_server(pid_t pid, int sig)
+{
+	if (pid <= 0)
+		return -1;
+	kill(pid, sig);
+	int st = 0;
+	bool is_reaped = false;
+	for (int i = 0; i < 1000 && !is_reaped; i++) {
+		is_reaped = waitpid(pid, &st, WNOHANG) == pid;
+		if (!is_reaped)
+			sleep_ms(10);
+	}
+	if (!is_reaped) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &st, 0);
+	}
+	return WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : -1;
+}
+
+/* The last change position in the server's log (0 when empty), or -1. */
+static long long db_last_position(const char *path)
+{
+	sqlite3 *db;
+	long long pos = -1;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_busy_timeout(db, 5000);
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, "SELECT coalesce(max(rowid), 0) FROM _rtsync_changes", -1, &st,
+			       NULL) == SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			pos = sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	} else {
+		fprintf(stderr, "rtbench: %s: %s\n", path, sqlite3_errmsg(db));
+	}
+out:
+	sqlite3_close(db);
+	return pos;
+}
+
+/* Inserts n rows round-robin over the topics in one transaction (the server's
+ * triggers log them as changes); counts them per topic. Returns 0 or -1. */
+static int db_write_rows(const char *path, long n, long topics, uint64_t *per_topic)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st = NULL;
+	int rc = -1;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_busy_timeout(db, 5000);
+	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "INSERT INTO " TABLE " (topic, t, seq, p) VALUES (?, ?, ?, 'x')",
+			       -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	for (long i = 0; i < n; i++) {
+		sqlite3_bind_int64(st, 1, i % topics);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)rt_mono_ns());
+		sqlite3_bind_int64(st, 3, i + 1);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			goto out;
+		sqlite3_reset(st);
+		per_topic[i % topics]++;
+	}
+	if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		goto out;
+	rc = 0;
+out:
+	if (rc)
+		fprintf(stderr, "rtbench: writing into %s: %s\n", path, sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return rc;
+}
+
+/* The server's count of sockets dropped as slow consumers, from GET /metrics
+ * (blocking, on the main thread), or -1. */
+static long server_slow_consumers(const struct run *r)
+{
+	const struct sockaddr_storage *a = &r->addr;
+	socklen_t len = a->ss_family == AF_INET ? sizeof(struct sockaddr_in)
+					       : sizeof(struct sockaddr_in6);
+	int fd = socket(a->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	struct timeval tv = {5, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	long n = -1;
+	char req[400], buf[65536];
+	int rl = snprintf(req, sizeof req,
+			  "GET /metrics HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+			  r->host_header);
+	size_t got = 0;
+	if (connect(fd, (const struct sockaddr *)a, len) || write(fd, req, (size_t)rl) != rl)
+		goto out;
+	for (ssize_t k; got < sizeof buf - 1 && (k = read(fd, buf + got, sizeof buf - 1 - got)) > 0;)
+		got += (size_t)k;
+	buf[got] = '\0';
+	static const char key[] = "rtsync_errors_total{reason=\"slow_consumer\"} ";
+	const char *m = strstr(buf, key);
+	if (m)
+		n = strtol(m + sizeof key - 1, NULL, 10);
+out:
+	close(fd);
+	return n;
 }
 
 /* ---- main ------------------------------------------------------------------- */
@@ -1330,28 +1951,45 @@ static bool raise_fd_limit(size_t need, long *limit)
 	return need + FD_SLACK <= (size_t)*limit;
 }
 
-static double secs(uint64_t a_ns, uint64_t b_ns)
-{
-	return b_ns > a_ns ? (double)(b_ns - a_ns) / 1e9 : 0;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-	nanosleep(&ts, NULL);
-}
-
 struct totals {
 	uint64_t fail[F_COUNT];
-	uint64_t connected, delivered, reordered, other_msgs, bad_msgs;
+	uint64_t connected, delivered, reordered, other_msgs, bad_msgs, duplicates;
+	uint64_t drops, reconnects, refused, rejoined, resumed, slow_stopped;
+	uint64_t t_first_connect, t_last_rejoin, t_last_resume;
 	struct hist hist;
 	const char *first_error;
 };
 
-static void print_common(const struct run *r, const struct totals *t, double setup_s)
+static uint64_t sum_delivered(const struct run *r)
 {
-	printf("\"threads\":%d,\"topics\":%ld,\"connected\":%" PRIu64 ",\"failed\":{", r->n_workers,
-	       r->o.topics, t->connected);
+	uint64_t got = 0;
+	for (int i = 0; i < r->n_workers; i++)
+		got += atomic_load_explicit(&r->workers[i]->delivered_shared, memory_order_relaxed);
+	return got;
+}
+
+static uint64_t sum_resumed(const struct run *r)
+{
+	uint64_t n = 0;
+	for (int i = 0; i < r->n_workers; i++)
+		n += atomic_load(&r->workers[i]->n_resumed);
+	return n;
+}
+
+static void print_latency(const struct hist *h)
+{
+	printf("\"latency_us\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,"
+	       "\"max\":%.1f,\"mean\":%.1f},",
+	       hist_quantile(h, 0.5) / 1e3, hist_quantile(h, 0.9) / 1e3, hist_quantile(h, 0.99) / 1e3,
+	       hist_quantile(h, 0.999) / 1e3, h->max / 1e3,
+	       h->n ? (double)h->sum / (double)h->n / 1e3 : 0);
+}
+
+static void print_common(const struct run *r, const struct totals *t, double setup_s,
+			 int server_exit)
+{
+	printf("\"server_exit\":%d,\"vsn\":\"%s\",\"threads\":%d,\"topics\":%ld,\"connected\":%" PRIu64 ",\"failed\":{",
+	       server_exit, r->o.vsn == 1 ? "1.0.0" : "2.0.0", r->n_workers, r->o.topics, t->connected);
 	for (int i = 0; i < F_COUNT; i++)
 		printf("%s\"%s\":%" PRIu64, i ? "," : "", fail_names[i], t->fail[i]);
 	printf("},\"setup_s\":%.3f,", setup_s);
@@ -1362,12 +2000,54 @@ static void print_common(const struct run *r, const struct totals *t, double set
 	}
 }
 
+/* The storm itself, on the main thread: down, write, up, wait. */
+struct storm_result {
+	bool is_ok;
+	uint64_t t_kill, t_down, t_spawn, t_listen, t_end;
+	long written;
+	uint64_t expected;
+};
+
+static void run_storm(struct run *r, pid_t *pid, int port, struct storm_result *out)
+{
+	struct opts *o = &r->o;
+	/* settle: let the joins' catch-ups finish and heartbeats start */
+	sleep_ms(300);
+	out->t_kill = rt_mono_ns();
+	kill(*pid, (int)o->kill_signal);
+	waitpid(*pid, NULL, 0);
+	*pid = -1;
+	out->t_down = rt_mono_ns();
+	if (db_write_rows(o->db, o->changes, o->topics, r->expected_per_topic))
+		return;
+	out->written = o->changes;
+	for (int i = 0; i < r->n_workers; i++)
+		for (long k = 0; k < o->topics; k++)
+			out->expected += r->expected_per_topic[k] * r->workers[i]->joined_per_topic[k];
+	atomic_store_explicit(&r->is_restarted, 1, memory_order_release);
+	out->t_spawn = rt_mono_ns();
+	*pid = spawn_server(o->spawn, port);
+	if (*pid < 0)
+		return;
+	if (wait_listening(&r->addr, *pid, 10000))
+		out->t_listen = rt_mono_ns();
+	uint64_t clients = 0;
+	for (int i = 0; i < r->n_workers; i++)
+		clients += r->workers[i]->n_joined;
+	uint64_t limit = out->t_spawn + (uint64_t)((o->drain_s + 5) * 1e9);
+	while (sum_resumed(r) < clients && rt_mono_ns() < limit)
+		sleep_ms(1);
+	out->t_end = rt_mono_ns();
+	out->is_ok = true;
+}
+
 int main(int argc, char **argv)
 {
 	struct run *r = calloc(1, sizeof *r);
 	if (!r)
 		return 1;
 	int exit_code = 1;
+	pid_t spawned = -1;
 	if (parse_opts(argc, argv, &r->o)) {
 		fputs("Try 'rtbench --help'.\n", stderr);
 		free(r);
@@ -1375,13 +2055,16 @@ int main(int argc, char **argv)
 	}
 	struct opts *o = &r->o;
 	signal(SIGPIPE, SIG_IGN);
-	bool is_fanout = o->scenario == SC_FANOUT;
-	size_t n_pub = is_fanout ? (size_t)((o->topics + TOPICS_PER_PUB - 1) / TOPICS_PER_PUB) : 0;
-	size_t n_subs = (size_t)(is_fanout ? o->subscribers : o->connections);
+	enum scenario sc = o->scenario;
+	size_t n_pub = sc == SC_FANOUT	  ? (size_t)((o->topics + TOPICS_PER_PUB - 1) / TOPICS_PER_PUB)
+		       : sc == SC_CHANGES ? (size_t)o->writers
+					  : 0;
+	size_t n_subs = (size_t)(sc == SC_IDLE ? o->connections : o->subscribers);
+	size_t n_slow = (size_t)o->slow;
 	long fd_limit = 0;
-	if (!raise_fd_limit(n_pub + n_subs, &fd_limit)) {
+	if (!raise_fd_limit(n_pub + n_subs + n_slow, &fd_limit)) {
 		fprintf(stderr, "rtbench: %zu sockets need %zu open files; the limit is %ld\n",
-			n_pub + n_subs, n_pub + n_subs + FD_SLACK, fd_limit);
+			n_pub + n_subs + n_slow, n_pub + n_subs + n_slow + FD_SLACK, fd_limit);
 		free(r);
 		return 2;
 	}
@@ -1392,21 +2075,56 @@ int main(int argc, char **argv)
 		free(r);
 		return 2;
 	}
+	if (o->spawn) {
+		if (!o->port && (o->port = pick_free_port(&r->addr)) <= 0) {
+			fprintf(stderr, "rtbench: no free port\n");
+			free(r);
+			return 1;
+		}
+		if (r->addr.ss_family == AF_INET)
+			a4->sin_port = htons((uint16_t)o->port);
+		else
+			a6->sin6_port = htons((uint16_t)o->port);
+		spawned = spawn_server(o->spawn, o->port);
+		if (spawned < 0 || !wait_listening(&r->addr, spawned, 10000)) {
+			fprintf(stderr, "rtbench: the server (--spawn) did not start listening\n");
+			stop_server(spawned, SIGKILL);
+			free(r);
+			return 1;
+		}
+		o->server_pid = spawned;
+	}
 	bool is_v6 = strchr(o->host, ':') != NULL;
 	snprintf(r->host_header, sizeof r->host_header, "%s%s%s:%d", is_v6 ? "[" : "", o->host,
 		 is_v6 ? "]" : "", o->port);
 	snprintf(r->topic_prefix, sizeof r->topic_prefix, "bench-%ld-", (long)getpid());
+	snprintf(r->ws_query, sizeof r->ws_query, "&vsn=%s", o->vsn == 1 ? "1.0.0" : "2.0.0");
+	if (sc == SC_STORM) {
+		long long pos = db_last_position(o->db);
+		r->expected_per_topic = calloc((size_t)o->topics, sizeof *r->expected_per_topic);
+		if (pos < 0 || !r->expected_per_topic) {
+			stop_server(spawned, SIGTERM);
+			free(r->expected_per_topic);
+			free(r);
+			return 1;
+		}
+		r->resume_from = (uint64_t)pos;
+	}
 	r->n_workers = (int)(o->threads < (long)n_subs + 1 ? o->threads : (long)n_subs + 1);
 	if (r->n_workers < 1)
 		r->n_workers = 1;
 	r->workers = calloc((size_t)r->n_workers, sizeof *r->workers);
 	if (!r->workers) {
+		stop_server(spawned, SIGTERM);
+		free(r->expected_per_topic);
 		free(r);
 		return 1;
 	}
 	for (int i = 0; i < r->n_workers; i++) {
-		size_t mine = n_subs / (size_t)r->n_workers + ((size_t)i < n_subs % (size_t)r->n_workers);
-		r->workers[i] = worker_new(r, i, i == 0 ? n_pub : 0, mine, i);
+		size_t nw = (size_t)r->n_workers;
+		size_t mine = n_subs / nw + ((size_t)i < n_subs % nw);
+		size_t slow = n_slow / nw + ((size_t)i < n_slow % nw);
+		r->workers[i] = worker_new(r, i, i == 0 ? n_pub : 0, mine, slow, i);
 		if (!r->workers[i]) {
 			fprintf(stderr, "rtbench: out of memory\n");
 			goto out_free;
@@ -1428,66 +2146,94 @@ int main(int argc, char **argv)
 		}
 	/* Workers give up on their own at --setup-timeout; this bound is a backstop. */
 	uint64_t setup_limit = t_setup + (uint64_t)((o->setup_timeout_s + 10) * 1e9);
+	/* idle: the server's RSS once a first part of the sockets is up, so that
+	 * one-time costs (code pages, arenas, caches) drop out of the slope */
+	uint64_t warm_at = n_subs / 5 < 1000 ? n_subs / 5 : 1000, n_warm = 0;
+	long rss_warm = -1;
 	while (atomic_load_explicit(&r->n_ready, memory_order_acquire) < r->n_workers &&
-	       rt_mono_ns() < setup_limit)
-		sleep_ms(5);
+	       rt_mono_ns() < setup_limit) {
+		uint64_t n = atomic_load_explicit(&r->n_joined_all, memory_order_relaxed);
+		if (sc == SC_IDLE && pid && rss_warm < 0 && warm_at && n >= warm_at) {
+			rss_warm = proc_rss_kb(pid);
+			n_warm = (n + atomic_load_explicit(&r->n_joined_all, memory_order_relaxed)) / 2;
+		}
+		sleep_ms(n < warm_at ? 1 : 5);
+	}
 	uint64_t t_ready = rt_mono_ns();
 	bool is_ready = atomic_load_explicit(&r->n_ready, memory_order_acquire) == r->n_workers;
 	bool has_pub = is_ready && r->workers[0]->n_pub_open == n_pub;
 
 	struct totals t = {0};
-	uint64_t subs_per_topic_sum = 0;
+	uint64_t subs_sum = 0;
 	for (int i = 0; is_ready && i < r->n_workers; i++)
 		for (long k = 0; k < o->topics; k++)
-			subs_per_topic_sum += r->workers[i]->joined_per_topic[k];
+			subs_sum += r->workers[i]->joined_per_topic[k];
 
 	long rss_setup = pid ? proc_rss_kb(pid) : -1;
-	double cpu0 = pid ? proc_cpu_s(pid) : -1, ccpu0 = rusage_cpu_s();
+	double cpu0 = pid ? proc_cpu_s(pid) : -1, ccpu0 = rusage_cpu_s(), mcpu0 = machine_busy_s();
 	uint64_t t_go = rt_mono_ns(), t_pub_end = t_go, t_end = t_go;
 	uint64_t expected = 0, sent = 0, skipped = 0;
-	if (is_ready && has_pub && (!is_fanout || subs_per_topic_sum > 0)) {
+	struct storm_result storm = {0};
+	bool needs_subs = sc != SC_IDLE;
+	if (is_ready && has_pub && (!needs_subs || subs_sum > 0)) {
 		atomic_store_explicit(&r->go, 1, memory_order_release);
-		if (is_fanout) {
+		if (sc == SC_FANOUT || sc == SC_CHANGES) {
 			uint64_t limit = t_go + (uint64_t)((o->duration_s + 10) * 1e9);
 			while (!atomic_load_explicit(&r->pub_done, memory_order_acquire) &&
 			       rt_mono_ns() < limit)
 				sleep_ms(2);
 			t_pub_end = rt_mono_ns();
-			if (atomic_load_explicit(&r->pub_done, memory_order_acquire)) {
-				struct worker *w0 = r->workers[0];
-				sent = w0->pub_sent;
-				skipped = w0->pub_skipped;
+			uint64_t drain_end = t_pub_end + (uint64_t)(o->drain_s * 1e9);
+			struct worker *w0 = r->workers[0];
+			/* changes: writes are counted when acknowledged, so wait for the answers */
+			while (sc == SC_CHANGES && rt_mono_ns() < drain_end) {
+				uint64_t answered = 0;
+				for (size_t i = 0; i < n_pub; i++)
+					answered += w0->conns[i].if_len;
+				if (!answered)
+					break;
+				sleep_ms(2);
+			}
+			/* the publisher's counters are final once pub_done is set (changes: the
+			 * acknowledgements keep coming on w0's loop, read them after the drain) */
+			for (;;) {
+				expected = 0;
 				for (long k = 0; k < o->topics; k++) {
 					uint64_t subs = 0;
 					for (int i = 0; i < r->n_workers; i++)
 						subs += r->workers[i]->joined_per_topic[k];
 					expected += w0->sent_per_topic[k] * subs;
 				}
-			}
-			uint64_t drain_end = t_pub_end + (uint64_t)(o->drain_s * 1e9);
-			for (;;) {
-				uint64_t got = 0;
-				for (int i = 0; i < r->n_workers; i++)
-					got += atomic_load_explicit(&r->workers[i]->delivered_shared,
-								    memory_order_relaxed);
-				if (got >= expected || rt_mono_ns() >= drain_end)
+				if (sum_delivered(r) >= expected || rt_mono_ns() >= drain_end)
 					break;
 				sleep_ms(2);
 			}
+			sent = w0->pub_sent;
+			skipped = w0->pub_skipped;
+		} else if (sc == SC_STORM) {
+			run_storm(r, &spawned, o->port, &storm);
+			o->server_pid = pid = spawned;
+			if (storm.is_ok)
+				exit_code = 0;
 		} else {
 			uint64_t hold_end = t_go + (uint64_t)(o->duration_s * 1e9);
 			while (rt_mono_ns() < hold_end)
 				sleep_ms(10);
 		}
-		exit_code = 0;
+		if (sc != SC_STORM)
+			exit_code = 0;
 	}
 	t_end = rt_mono_ns();
-	double cpu1 = pid ? proc_cpu_s(pid) : -1, ccpu1 = rusage_cpu_s();
-	long rss_end = pid ? proc_rss_kb(pid) : -1, client_rss = proc_rss_kb(0);
+	long slow_dropped = o->slow && exit_code == 0 ? server_slow_consumers(r) : -1;
+	double cpu1 = pid > 0 ? proc_cpu_s(pid) : -1, ccpu1 = rusage_cpu_s(), mcpu1 = machine_busy_s();
+	long rss_end = pid > 0 ? proc_rss_kb(pid) : -1, client_rss = proc_rss_kb(0);
 	atomic_store(&r->stop, 1);
 
 	for (int i = 0; i < r->n_workers; i++)
 		pthread_join(r->workers[i]->thread, NULL);
+	/* a clean stop of the server we started (0 under ASan also means no leak) */
+	int server_exit = stop_server(spawned, SIGTERM);
+	spawned = -1;
 
 	for (int i = 0; i < r->n_workers; i++) {
 		struct worker *w = r->workers[i];
@@ -1498,68 +2244,134 @@ int main(int argc, char **argv)
 		t.reordered += w->reordered;
 		t.other_msgs += w->other_msgs;
 		t.bad_msgs += w->bad_msgs;
+		t.duplicates += w->duplicates;
+		t.drops += w->drops;
+		t.reconnects += w->reconnects;
+		t.refused += w->connect_refused;
+		t.rejoined += atomic_load(&w->n_rejoined);
+		t.resumed += atomic_load(&w->n_resumed);
+		t.slow_stopped += w->n_slow_stopped;
+		uint64_t v;
+		if ((v = atomic_load(&w->t_first_connect_ns)) && (!t.t_first_connect || v < t.t_first_connect))
+			t.t_first_connect = v;
+		if ((v = atomic_load(&w->t_last_rejoin_ns)) > t.t_last_rejoin)
+			t.t_last_rejoin = v;
+		if ((v = atomic_load(&w->t_last_resume_ns)) > t.t_last_resume)
+			t.t_last_resume = v;
 		hist_merge(&t.hist, &w->hist);
 		if (!t.first_error && w->first_error[0])
 			t.first_error = w->first_error;
 	}
+	if (sc == SC_CHANGES)
+		expected = 0;
+	for (long k = 0; sc == SC_CHANGES && k < o->topics; k++) {
+		uint64_t subs = 0;
+		for (int i = 0; i < r->n_workers; i++)
+			subs += r->workers[i]->joined_per_topic[k];
+		expected += r->workers[0]->sent_per_topic[k] * subs;
+	}
 	double setup_s = secs(t_setup, t_ready), window_s = secs(t_go, t_end);
 	double cpu_pct = cpu0 >= 0 && cpu1 >= 0 && window_s > 0 ? 100 * (cpu1 - cpu0) / window_s : -1;
 	double ccpu_pct = exit_code == 0 && window_s > 0 ? 100 * (ccpu1 - ccpu0) / window_s : -1;
-	if (exit_code)
-		cpu_pct = -1;
+	if (exit_code || sc == SC_STORM)
+		cpu_pct = -1; /* storm: the process changed in between */
 
-	printf("{\"scenario\":\"%s\",", is_fanout ? "fanout" : "idle");
-	if (is_fanout) {
+	printf("{\"scenario\":\"%s\",", scenario_names[sc]);
+	if (sc == SC_FANOUT || sc == SC_CHANGES) {
 		double pub_s = secs(t_go, t_pub_end);
-		printf("\"subscribers\":%ld,\"rate\":%ld,\"payload\":%ld,\"encoding\":\"%s\","
-		       "\"duration_s\":%.3f,",
-		       o->subscribers, o->rate, o->payload,
-		       o->encoding == ENC_JSON ? "json" : o->encoding == ENC_BINARY ? "binary" : "text",
-		       o->duration_s);
-		print_common(r, &t, setup_s);
+		printf("\"subscribers\":%ld,\"rate\":%ld,\"payload\":%ld,", o->subscribers, o->rate,
+		       o->payload);
+		if (sc == SC_FANOUT)
+			printf("\"encoding\":\"%s\",\"slow\":%ld,\"slow_stopped\":%" PRIu64
+			       ",\"server_slow_consumers\":%ld,",
+			       o->vsn == 1 || o->encoding == ENC_TEXT ? "text"
+			       : o->encoding == ENC_JSON	      ? "json"
+								      : "binary",
+			       o->slow, t.slow_stopped, slow_dropped);
+		else
+			printf("\"writers\":%ld,\"writes_acked\":%" PRIu64 ",\"writes_failed\":%" PRIu64
+			       ",",
+			       o->writers, r->workers[0]->acked, r->workers[0]->write_failed);
+		printf("\"duration_s\":%.3f,", o->duration_s);
+		print_common(r, &t, setup_s, server_exit);
 		uint64_t lost = expected > t.delivered ? expected - t.delivered : 0;
 		printf("\"sent\":%" PRIu64 ",\"send_skipped\":%" PRIu64 ",\"send_rate\":%.1f,"
 		       "\"expected\":%" PRIu64 ",\"delivered\":%" PRIu64 ",\"lost\":%" PRIu64
 		       ",\"loss_pct\":%.4f,\"deliveries_per_s\":%.0f,\"reordered\":%" PRIu64
-		       ",\"undecodable\":%" PRIu64 ",\"drain_s\":%.3f,",
+		       ",\"duplicates\":%" PRIu64 ",\"undecodable\":%" PRIu64 ",\"drain_s\":%.3f,",
 		       sent, skipped, pub_s > 0 ? (double)sent / pub_s : 0, expected, t.delivered, lost,
 		       expected ? 100.0 * (double)lost / (double)expected : 0,
-		       window_s > 0 ? (double)t.delivered / window_s : 0, t.reordered, t.bad_msgs,
-		       secs(t_pub_end, t_end));
-		const struct hist *h = &t.hist;
-		printf("\"latency_us\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,"
-		       "\"max\":%.1f,\"mean\":%.1f},",
-		       hist_quantile(h, 0.5) / 1e3, hist_quantile(h, 0.9) / 1e3,
-		       hist_quantile(h, 0.99) / 1e3, hist_quantile(h, 0.999) / 1e3, h->max / 1e3,
-		       h->n ? (double)h->sum / (double)h->n / 1e3 : 0);
+		       window_s > 0 ? (double)t.delivered / window_s : 0, t.reordered, t.duplicates,
+		       t.bad_msgs, secs(t_pub_end, t_end));
+		print_latency(&t.hist);
 		printf("\"server\":{\"pid\":%ld,\"cpu_pct\":%.1f,\"rss_kb_before\":%ld,"
 		       "\"rss_kb_setup\":%ld,\"rss_kb_end\":%ld},",
 		       pid, cpu_pct, rss_before, rss_setup, rss_end);
+	} else if (sc == SC_STORM) {
+		printf("\"subscribers\":%ld,\"signal\":\"%s\",\"retry_ms\":%ld,", o->subscribers,
+		       o->kill_signal == SIGKILL ? "KILL" : "TERM", o->retry_ms);
+		print_common(r, &t, setup_s, server_exit);
+		uint64_t got = t.delivered;
+		uint64_t lost = storm.expected > got ? storm.expected - got : 0;
+		double rejoin_s = t.rejoined && t.t_last_rejoin ? secs(storm.t_spawn, t.t_last_rejoin) : -1;
+		double resume_s = t.resumed == t.connected && t.t_last_resume
+					  ? secs(storm.t_spawn, t.t_last_resume)
+					  : -1;
+		printf("\"resume_from\":%" PRIu64 ",\"written_while_down\":%ld,\"expected\":%" PRIu64
+		       ",\"delivered\":%" PRIu64 ",\"lost\":%" PRIu64 ",\"duplicates\":%" PRIu64
+		       ",\"undecodable\":%" PRIu64 ",\"dropped\":%" PRIu64 ",\"rejoined\":%" PRIu64
+		       ",\"resumed\":%" PRIu64 ",\"reconnect_attempts\":%" PRIu64
+		       ",\"connects_refused\":%" PRIu64 ",",
+		       r->resume_from, storm.written, storm.expected, got, lost, t.duplicates, t.bad_msgs,
+		       t.drops, t.rejoined, t.resumed, t.reconnects, t.refused);
+		printf("\"kill_to_exit_s\":%.3f,\"down_s\":%.3f,\"spawn_to_listen_s\":%.3f,"
+		       "\"spawn_to_first_connect_s\":%.3f,\"spawn_to_all_rejoined_s\":%.3f,"
+		       "\"spawn_to_all_resumed_s\":%.3f,",
+		       secs(storm.t_kill, storm.t_down), secs(storm.t_kill, storm.t_spawn),
+		       storm.t_listen ? secs(storm.t_spawn, storm.t_listen) : -1,
+		       t.t_first_connect ? secs(storm.t_spawn, t.t_first_connect) : -1, rejoin_s,
+		       resume_s);
+		printf("\"server\":{\"pid\":%ld,\"rss_kb_end\":%ld},", pid, rss_end);
 	} else {
 		printf("\"connections\":%ld,\"duration_s\":%.3f,", o->connections, o->duration_s);
-		print_common(r, &t, setup_s);
+		print_common(r, &t, setup_s, server_exit);
 		double per_conn = t.connected && rss_end >= 0 && rss_before >= 0
 					  ? (double)(rss_end - rss_before) * 1024.0 / (double)t.connected
 					  : -1;
+		double marginal = rss_warm >= 0 && rss_end >= 0 && t.connected > n_warm
+					  ? (double)(rss_end - rss_warm) * 1024.0 /
+						    (double)(t.connected - n_warm)
+					  : -1;
 		printf("\"connect_rate\":%.0f,\"server\":{\"pid\":%ld,\"cpu_pct_hold\":%.2f,"
-		       "\"rss_kb_before\":%ld,\"rss_kb_setup\":%ld,\"rss_kb_end\":%ld,"
-		       "\"rss_bytes_per_conn\":%.0f},",
+		       "\"rss_kb_before\":%ld,\"rss_kb_warm\":%ld,\"conns_warm\":%" PRIu64
+		       ",\"rss_kb_setup\":%ld,\"rss_kb_end\":%ld,\"rss_bytes_per_conn\":%.0f,"
+		       "\"rss_bytes_per_conn_marginal\":%.0f},",
 		       setup_s > 0 ? (double)t.connected / setup_s : 0, pid, cpu_pct, rss_before,
-		       rss_setup, rss_end, per_conn);
+		       rss_warm, n_warm, rss_setup, rss_end, per_conn, marginal);
 	}
-	printf("\"client\":{\"cpu_pct\":%.1f,\"rss_kb\":%ld},\"window_s\":%.3f}\n", ccpu_pct,
-	       client_rss, window_s);
+	/* what else ran on the machine meanwhile (other processes, interrupts) */
+	double mbusy = mcpu0 >= 0 && mcpu1 >= 0 && window_s > 0 ? 100 * (mcpu1 - mcpu0) / window_s : -1;
+	double others = mbusy >= 0 && ccpu_pct >= 0 ? mbusy - ccpu_pct - (cpu_pct > 0 ? cpu_pct : 0) : -1;
+	printf("\"client\":{\"cpu_pct\":%.1f,\"rss_kb\":%ld},\"machine\":{\"cpus\":%ld,"
+	       "\"busy_pct\":%.1f,\"others_pct\":%.1f},\"window_s\":%.3f}\n",
+	       ccpu_pct, client_rss, sysconf(_SC_NPROCESSORS_ONLN), mbusy,
+	       others > 0 ? others : 0, window_s);
 	fflush(stdout);
 	if (!is_ready)
 		fprintf(stderr, "rtbench: setup did not finish\n");
 	else if (!has_pub)
 		fprintf(stderr, "rtbench: the publisher did not join: %s\n",
 			t.first_error ? t.first_error : "?");
+	else if (needs_subs && !subs_sum)
+		fprintf(stderr, "rtbench: no subscriber joined: %s\n",
+			t.first_error ? t.first_error : "?");
 
 out_free:
+	stop_server(spawned, SIGTERM);
 	for (int i = 0; i < r->n_workers; i++)
 		worker_free(r->workers[i]);
 	free(r->workers);
+	free(r->expected_per_topic);
 	free(r);
 	return exit_code;
 }

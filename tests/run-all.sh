@@ -37,6 +37,8 @@ run client tests/client/run.sh "$build/rtsync"
 for suite in integration interop; do
 	[ -x "tests/$suite/run.sh" ] && run "$suite" "tests/$suite/run.sh" "$build/rtsync"
 done
+[ -x tests/postgres/run.sh ] && run postgres tests/postgres/run.sh "$build/rtsync"
+run bench-smoke bench/smoke.sh "$build"
 
 passed=0
 failed=0

@@ -50,7 +50,6 @@ static struct rt_realtime_worker *rw_of(struct rt_conn *c)
 
 static void connect_ws(struct rt_conn *c, struct rt_http_req *req)
 {
-	struct rt_realtime *rt = app_of(c);
 	if (!req->is_upgrade) {
 		respond_msg(c, 426, "error", "Upgrade Required: this endpoint speaks WebSocket");
 		return;
@@ -82,8 +81,7 @@ static void connect_ws(struct rt_conn *c, struct rt_http_req *req)
 	}
 	struct rt_jwt_claims claims;
 	int64_t ago = 0;
-	enum rt_jwt_result r = rt_jwt_verify(rt->cfg.jwt_secret, token, strlen(token), rt_wall_s(),
-					     &claims, &ago);
+	enum rt_jwt_result r = rt_realtime_verify(rw_of(c), token, strlen(token), &claims, &ago);
 	if (r != RT_JWT_OK) {
 		char msg[256];
 		RT_METRIC_ERROR(AUTH);

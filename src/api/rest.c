@@ -27,11 +27,17 @@ struct job {
 	struct rt_query q;
 	json_t *body;
 	bool wants_single, wants_count, wants_rows, is_upsert, is_ignore_dups, is_missing_default;
+	/* conflict control and idempotency (docs/writes.md) */
+	json_t *base;
+	enum rt_write_strategy strategy;
+	char *idempotency_key;
+	struct rt_buf fingerprint;
 	/* results */
 	int rc;
 	json_t *rows;
 	long long total;
 	struct rt_store_error err;
+	struct rt_write_result res;
 };
 
 static void respond_error(struct rt_conn *c, int status, const char *code, const char *message,
@@ -80,6 +86,10 @@ static void job_free(struct job *j)
 	rt_query_deinit(&j->q);
 	json_decref(j->body);
 	json_decref(j->rows);
+	json_decref(j->base);
+	free(j->idempotency_key);
+	rt_buf_deinit(&j->fingerprint);
+	rt_write_result_deinit(&j->res);
 	free(j);
 }
 
@@ -99,6 +109,11 @@ static void work_cb(uv_work_t *w)
 		.wants_single = j->wants_single,
 		.is_ignore_duplicates = j->is_ignore_dups,
 		.is_missing_default = j->is_missing_default,
+		.base = j->base,
+		.strategy = j->strategy,
+		.idempotency_key = j->idempotency_key,
+		.fingerprint = j->fingerprint.data,
+		.result = &j->res,
 	};
 	switch (j->method) {
 	case HTTP_POST:
@@ -111,6 +126,52 @@ static void work_cb(uv_work_t *w)
 		wr.kind = RT_WRITE_DELETE;
 	}
 	j->rc = rt_store_write(j->store, &wr, &j->rows, &j->err);
+}
+
+/* Rtsync-Outcome, Rtsync-Conflicts, Rtsync-Position, Idempotency-Replayed. */
+static void write_headers(struct rt_buf *h, const struct job *j)
+{
+	const struct rt_write_result *r = &j->res;
+	if (j->method == HTTP_GET || j->method == HTTP_HEAD)
+		return;
+	if (j->base)
+		rt_buf_printf(h, "Rtsync-Outcome: %s\r\n", rt_conflict_outcome_name(r->outcome));
+	if (json_array_size(r->conflicts)) {
+		rt_buf_append_str(h, "Rtsync-Conflicts: ");
+		for (size_t i = 0; i < json_array_size(r->conflicts); i++)
+			rt_buf_printf(h, "%s%s", i ? "," : "",
+				      json_string_value(json_array_get(r->conflicts, i)));
+		rt_buf_append_str(h, "\r\n");
+	}
+	if (r->position)
+		rt_buf_printf(h, "Rtsync-Position: %llu\r\n", (unsigned long long)r->position);
+	if (r->is_replayed)
+		rt_buf_append_str(h, "Idempotency-Replayed: true\r\n");
+}
+
+/* 409 with the row as it is and the conflicting columns (docs/writes.md). */
+static void respond_conflict(struct rt_conn *c, const struct job *j)
+{
+	struct rt_buf cols, headers;
+	rt_buf_init(&cols);
+	rt_buf_init(&headers);
+	for (size_t i = 0; i < json_array_size(j->res.conflicts); i++)
+		rt_buf_printf(&cols, "%s%s", i ? ", " : "",
+			      json_string_value(json_array_get(j->res.conflicts, i)));
+	json_t *body = json_pack(
+		"{s:s,s:s?,s:n,s:s,s:O,s:O}", "code", "RTS409", "details",
+		cols.len ? cols.data : NULL, "hint", "message",
+		j->res.current ? "The row changed since the base was read"
+			       : "The row no longer exists",
+		"current", j->res.current ? j->res.current : json_null(), "conflicts",
+		j->res.conflicts ? j->res.conflicts : json_null());
+	char *txt = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(17));
+	write_headers(&headers, j);
+	rt_conn_respond(c, 409, content_json, txt, strlen(txt), headers.data);
+	free(txt);
+	json_decref(body);
+	rt_buf_deinit(&cols);
+	rt_buf_deinit(&headers);
 }
 
 static void after_cb(uv_work_t *w, int status)
@@ -127,6 +188,10 @@ static void after_cb(uv_work_t *w, int status)
 		respond_error(c, j->err.status, j->err.code, j->err.message, j->err.details);
 		goto out;
 	}
+	if (j->res.outcome == RT_WRITE_CONFLICT) {
+		respond_conflict(c, j);
+		goto out;
+	}
 	size_t n = json_array_size(j->rows);
 	json_t *out = j->rows;
 	if (j->wants_single) {
@@ -140,8 +205,10 @@ static void after_cb(uv_work_t *w, int status)
 		out = json_array_get(j->rows, 0);
 	}
 	/* Browsers let scripts read Content-Range only when it is exposed. */
-	static const char expose[] = "Access-Control-Expose-Headers: Content-Range\r\n";
-	char range[160];
+	static const char expose[] = "Access-Control-Expose-Headers: Content-Range, "
+				     "Rtsync-Outcome, Rtsync-Conflicts, Rtsync-Position, "
+				     "Idempotency-Replayed\r\n";
+	char range[320];
 	const char *ctype = j->wants_single ? single_type : content_json;
 	int code;
 	bool has_body = true;
@@ -174,13 +241,18 @@ static void after_cb(uv_work_t *w, int status)
 		if (j->method == HTTP_POST && !j->wants_rows)
 			code = 201;
 	}
+	struct rt_buf headers;
+	rt_buf_init(&headers);
+	rt_buf_append_str(&headers, range);
+	write_headers(&headers, j);
 	if (!has_body) {
-		rt_conn_respond(c, code, NULL, NULL, 0, range);
-		goto out;
+		rt_conn_respond(c, code, NULL, NULL, 0, headers.data);
+	} else {
+		char *txt = json_dumps(out, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+		rt_conn_respond(c, code, ctype, txt, strlen(txt), headers.data);
+		free(txt);
 	}
-	char *txt = json_dumps(out, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
-	rt_conn_respond(c, code, ctype, txt, strlen(txt), range);
-	free(txt);
+	rt_buf_deinit(&headers);
 out:
 	job_free(j);
 }
@@ -206,6 +278,42 @@ static bool authorize(struct rt_conn *c, struct rt_http_req *req, struct rt_real
 	}
 	rt_jwt_claims_deinit(&claims);
 	return true;
+}
+
+/*
+ * Reads Rtsync-Base, Rtsync-Strategy and Idempotency-Key, and the request's
+ * fingerprint for the key. Returns 0, or -1 after answering 400.
+ */
+static int parse_control(struct rt_conn *c, struct rt_http_req *req, struct job *j,
+			 const char *path)
+{
+	const char *base = rt_http_req_header(req, "rtsync-base");
+	const char *strategy = rt_http_req_header(req, "rtsync-strategy");
+	const char *key = rt_http_req_header(req, "idempotency-key");
+	if (base) {
+		j->base = json_loads(base, 0, NULL);
+		if (!json_is_object(j->base)) {
+			respond_error(c, 400, "RTS400", "Rtsync-Base must be a JSON object", NULL);
+			return -1;
+		}
+	}
+	if (strategy && rt_conflict_strategy_parse(strategy, &j->strategy)) {
+		respond_error(c, 400, "RTS400",
+			      "Rtsync-Strategy must be one of reject, merge, lww", strategy);
+		return -1;
+	}
+	if (!key)
+		return 0;
+	j->idempotency_key = rt_xstrdup(key);
+	/* Everything that shapes the write or its answer. */
+	const char *accept = rt_http_req_header(req, "accept");
+	const char *prefer = rt_http_req_header(req, "prefer");
+	rt_buf_init(&j->fingerprint);
+	rt_buf_printf(&j->fingerprint, "%d %s?%s\n%s\n%s\n%s\n%s\n", req->method, path,
+		      req->query ? req->query : "", accept ? accept : "", prefer ? prefer : "",
+		      base ? base : "", strategy ? strategy : "");
+	rt_buf_append(&j->fingerprint, req->body.data ? req->body.data : "", req->body.len);
+	return 0;
 }
 
 void rt_rest_handle(struct rt_conn *c, struct rt_http_req *req, struct rt_realtime *rt,
@@ -279,6 +387,8 @@ void rt_rest_handle(struct rt_conn *c, struct rt_http_req *req, struct rt_realti
 			goto err;
 		}
 	}
+	if (m != HTTP_GET && m != HTTP_HEAD && parse_control(c, req, j, rest))
+		goto err;
 	int rc = uv_queue_work(rt_worker_loop(j->w), &j->work, work_cb, after_cb);
 	if (rc) {
 		respond_error(c, 503, "PGRST000", uv_strerror(rc), NULL);

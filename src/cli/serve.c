@@ -34,8 +34,13 @@ struct serve_opts {
 	char *private_roles;
 	char *db;
 	char *schema;
+	char *postgres;
+	char *pg_tables;
+	char *pg_name;
+	long pg_pool;
 	long retain_changes;
 	long retain_ms;
+	long idempotency_ms;
 	long workers;
 	long idle_timeout_ms;
 	long max_payload_bytes;
@@ -58,10 +63,23 @@ static const char serve_usage[] =
 	"                            (default: generated on first start, kept in the data dir)\n"
 	"  --data-dir DIR            where rtsync keeps its state   RTSYNC_DATA_DIR (.rtsync)\n"
 	"  --db FILE                 the embedded SQLite database   RTSYNC_DB (DIR/rtsync.db)\n"
+	"                            (with --postgres unused: the change log is DIR/pg-changes.db)\n"
 	"  --schema FILE.sql         SQL applied at start (CREATE TABLE …; existing objects are\n"
 	"                            kept)                          RTSYNC_SCHEMA\n"
+	"  --postgres URL            serve a PostgreSQL database instead of SQLite:\n"
+	"                            postgres://USER:PASS@HOST:PORT/DB or a libpq string;\n"
+	"                            needs wal_level=logical and a role with REPLICATION\n"
+	"                                                           RTSYNC_POSTGRES\n"
+	"  --postgres-tables LIST    tables of schema public to serve and publish,\n"
+	"                            comma-separated                RTSYNC_POSTGRES_TABLES (all)\n"
+	"  --postgres-pool N         connections for REST reads and writes\n"
+	"                                                           RTSYNC_POSTGRES_POOL (4)\n"
+	"  --postgres-name NAME      publication and replication slot rtsync manages\n"
+	"                                                           RTSYNC_POSTGRES_NAME (rtsync)\n"
 	"  --retain-changes N        changes kept for resuming      RTSYNC_RETAIN_CHANGES (100000)\n"
 	"  --retain-ms N             and for at most this long      RTSYNC_RETAIN_MS (86400000)\n"
+	"  --idempotency-window-ms N how long write idempotency keys are remembered\n"
+	"                            (docs/writes.md)       RTSYNC_IDEMPOTENCY_WINDOW_MS (86400000)\n"
 	"  --workers N               I/O worker threads             RTSYNC_WORKERS (one per core)\n"
 	"  --log-level LEVEL         debug, info, warn, error       RTSYNC_LOG_LEVEL (info)\n"
 	"  --log-format FORMAT       text or json                   RTSYNC_LOG_FORMAT (text)\n"
@@ -119,6 +137,9 @@ static void opts_free(struct serve_opts *o)
 	free(o->private_roles);
 	free(o->db);
 	free(o->schema);
+	free(o->postgres);
+	free(o->pg_tables);
+	free(o->pg_name);
 }
 
 static void set_str(char **dst, const char *v)
@@ -139,6 +160,9 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 	o->private_roles = env_or("RTSYNC_PRIVATE_ROLES", "authenticated,service_role");
 	o->db = env_or("RTSYNC_DB", NULL);
 	o->schema = env_or("RTSYNC_SCHEMA", NULL);
+	o->postgres = env_or("RTSYNC_POSTGRES", NULL);
+	o->pg_tables = env_or("RTSYNC_POSTGRES_TABLES", NULL);
+	o->pg_name = env_or("RTSYNC_POSTGRES_NAME", "rtsync");
 	if (env_long("RTSYNC_WORKERS", "--workers", ncpu > 0 ? ncpu : 1, 1, RT_SERVER_MAX_WORKERS,
 		     &o->workers) ||
 	    env_long("RTSYNC_IDLE_TIMEOUT_MS", "--idle-timeout-ms", 60000, 100, 86400000,
@@ -154,12 +178,15 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 		     &o->presence_window_ms) ||
 	    env_long("RTSYNC_RETAIN_CHANGES", "--retain-changes", 100000, 1, 1000000000,
 		     &o->retain_changes) ||
-	    env_long("RTSYNC_RETAIN_MS", "--retain-ms", 86400000, 1000, 1L << 40, &o->retain_ms))
+	    env_long("RTSYNC_POSTGRES_POOL", "--postgres-pool", 4, 1, 256, &o->pg_pool) ||
+	    env_long("RTSYNC_RETAIN_MS", "--retain-ms", 86400000, 1000, 1L << 40, &o->retain_ms) ||
+	    env_long("RTSYNC_IDEMPOTENCY_WINDOW_MS", "--idempotency-window-ms", 86400000, 1000,
+		     1L << 40, &o->idempotency_ms))
 		return -1;
 
 	enum { O_LISTEN = 256, O_SECRET, O_DATA, O_WORKERS, O_LEVEL, O_FORMAT, O_IDLE, O_PAYLOAD,
 	       O_CHANNELS, O_QUEUE, O_ROLES, O_PCALLS, O_PWINDOW, O_DB, O_SCHEMA, O_RCOUNT,
-	       O_RMS };
+	       O_RMS, O_PG, O_PG_TABLES, O_PG_POOL, O_PG_NAME, O_IDEM };
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, O_LISTEN},
 		{"jwt-secret", required_argument, NULL, O_SECRET},
@@ -178,6 +205,11 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 		{"schema", required_argument, NULL, O_SCHEMA},
 		{"retain-changes", required_argument, NULL, O_RCOUNT},
 		{"retain-ms", required_argument, NULL, O_RMS},
+		{"idempotency-window-ms", required_argument, NULL, O_IDEM},
+		{"postgres", required_argument, NULL, O_PG},
+		{"postgres-tables", required_argument, NULL, O_PG_TABLES},
+		{"postgres-pool", required_argument, NULL, O_PG_POOL},
+		{"postgres-name", required_argument, NULL, O_PG_NAME},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -193,8 +225,18 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 		case O_ROLES: set_str(&o->private_roles, optarg); break;
 		case O_DB: set_str(&o->db, optarg); break;
 		case O_SCHEMA: set_str(&o->schema, optarg); break;
+		case O_PG: set_str(&o->postgres, optarg); break;
+		case O_PG_TABLES: set_str(&o->pg_tables, optarg); break;
+		case O_PG_NAME: set_str(&o->pg_name, optarg); break;
+		case O_PG_POOL:
+			rc = parse_long("--postgres-pool", optarg, 1, 256, &o->pg_pool);
+			break;
 		case O_RCOUNT:
 			rc = parse_long("--retain-changes", optarg, 1, 1000000000, &o->retain_changes);
+			break;
+		case O_IDEM:
+			rc = parse_long("--idempotency-window-ms", optarg, 1000, 1L << 40,
+					&o->idempotency_ms);
 			break;
 		case O_RMS:
 			rc = parse_long("--retain-ms", optarg, 1000, 1L << 40, &o->retain_ms);
@@ -400,30 +442,49 @@ int rt_cli_serve(int argc, char **argv)
 		rcfg.private_roles[n_roles++] = r;
 	rt = rt_realtime_new(&rcfg);
 
-	/* The embedded store: the data dir exists by now when the secret lives there. */
-	if (!o.db) {
-		if (mkdir(o.data_dir, 0700) && errno != EEXIST) {
-			fprintf(stderr, "rtsync serve: cannot create data dir %s: %s\n", o.data_dir,
-				strerror(errno));
-			goto out;
-		}
-		size_t n = strlen(o.data_dir) + 16;
+	/* The data dir exists by now when the secret lives there. */
+	if ((!o.db || o.postgres) && mkdir(o.data_dir, 0700) && errno != EEXIST) {
+		fprintf(stderr, "rtsync serve: cannot create data dir %s: %s\n", o.data_dir,
+			strerror(errno));
+		goto out;
+	}
+	if (!o.db || o.postgres) {
+		/* SQLite: the database; PostgreSQL: the retained change log */
+		size_t n = strlen(o.data_dir) + 24;
+		free(o.db);
 		o.db = rt_xmalloc(n);
-		snprintf(o.db, n, "%s/rtsync.db", o.data_dir);
+		snprintf(o.db, n, "%s/%s", o.data_dir, o.postgres ? "pg-changes.db" : "rtsync.db");
 	}
 	char *schema_sql = o.schema ? read_file(o.schema) : NULL;
 	if (o.schema && !schema_sql)
 		goto out;
 	char serr[1024];
-	int src = rt_store_open_sqlite(o.db, schema_sql, (uint64_t)o.retain_changes,
-				       (uint64_t)o.retain_ms, &store, serr, sizeof serr);
+	int src;
+	if (o.postgres) {
+		struct rt_store_pg_config pcfg = {
+			.conninfo = o.postgres,
+			.schema_sql = schema_sql,
+			.tables = o.pg_tables,
+			.log_path = o.db,
+			.name = o.pg_name,
+			.pool_size = (unsigned)o.pg_pool,
+			.retain_count = (uint64_t)o.retain_changes,
+			.retain_ms = (uint64_t)o.retain_ms,
+		};
+		src = rt_store_open_postgres(&pcfg, &store, serr, sizeof serr);
+	} else {
+		src = rt_store_open_sqlite(o.db, schema_sql, (uint64_t)o.retain_changes,
+					   (uint64_t)o.retain_ms, &store, serr, sizeof serr);
+	}
 	free(schema_sql);
 	if (src) {
-		fprintf(stderr, "rtsync serve: store %s: %s\n", o.db, serr);
+		fprintf(stderr, "rtsync serve: store %s: %s\n", o.postgres ? "postgres" : o.db, serr);
 		goto out;
 	}
+	rt_store_set_key_window(store, (uint64_t)o.idempotency_ms);
 	rt_realtime_set_store(rt, store);
-	rt_info("store %s: %zu tables", o.db, rt_store_schema(store)->n_tables);
+	rt_info("store %s (%s): %zu tables", rt_store_backend(store), o.db,
+		rt_store_schema(store)->n_tables);
 
 	struct rt_server_config scfg = {
 		.host = host,
@@ -469,7 +530,10 @@ int rt_cli_serve(int argc, char **argv)
 	printf("  health      http://%s/healthz\n", hostport);
 	printf("  metrics     http://%s/metrics\n", hostport);
 	printf("  rest        http://%s/rest/v1/<table>\n", hostport);
-	printf("  database    %s\n", o.db);
+	if (o.postgres) /* the URL may hold a password: not printed */
+		printf("  database    postgres (slot %s), change log %s\n", o.pg_name, o.db);
+	else
+		printf("  database    %s\n", o.db);
 	if (is_generated) {
 		int64_t now = rt_wall_s();
 		char *anon = rt_jwt_mint(o.jwt_secret, "anon", "rtsync", now, now + KEY_LIFETIME_S, NULL);

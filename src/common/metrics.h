@@ -26,6 +26,7 @@
 	X(BROADCAST, "broadcast")                                                        \
 	X(PRESENCE, "presence")                                                          \
 	X(ACCESS_TOKEN, "access_token")                                                  \
+	X(WRITE, "write")                                                                \
 	X(OTHER, "other")
 
 #define RT_METRIC_ERRORS(X)                                                              \

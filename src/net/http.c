@@ -35,11 +35,18 @@ static void end_header(struct rt_http_req *r)
 {
 	if (!r->in_value)
 		return;
-	struct rt_http_header *h = &r->headers[r->n_headers++];
+	uint16_t *off = r->str_off[r->n_headers++];
 	for (size_t i = 0; i < r->field.len; i++)
 		r->field.data[i] = (char)tolower((unsigned char)r->field.data[i]);
-	h->name = rt_buf_detach(&r->field, NULL);
-	h->value = r->value.data ? rt_buf_detach(&r->value, NULL) : rt_xstrdup("");
+	/* the head is at most RT_HTTP_MAX_HEAD bytes, so offsets fit 16 bits */
+	off[0] = (uint16_t)r->strs.len;
+	rt_buf_append(&r->strs, r->field.data, r->field.len);
+	rt_buf_append_byte(&r->strs, 0);
+	off[1] = (uint16_t)r->strs.len;
+	rt_buf_append(&r->strs, r->value.data, r->value.len);
+	rt_buf_append_byte(&r->strs, 0);
+	rt_buf_reset(&r->field);
+	rt_buf_reset(&r->value);
 	r->in_value = false;
 }
 
@@ -78,10 +85,22 @@ static int on_headers_complete(http_parser *p)
 		return fail(p, 400);
 	if (!(u.field_set & (1 << UF_PATH)))
 		return fail(p, 400);
-	r->path = rt_xstrndup(r->url.data + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
-	if (u.field_set & (1 << UF_QUERY))
-		r->query = rt_xstrndup(r->url.data + u.field_data[UF_QUERY].off,
-				       u.field_data[UF_QUERY].len);
+	size_t path_off = r->strs.len, query_off = 0;
+	rt_buf_append(&r->strs, r->url.data + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
+	rt_buf_append_byte(&r->strs, 0);
+	if (u.field_set & (1 << UF_QUERY)) {
+		query_off = r->strs.len;
+		rt_buf_append(&r->strs, r->url.data + u.field_data[UF_QUERY].off,
+			      u.field_data[UF_QUERY].len);
+		rt_buf_append_byte(&r->strs, 0);
+	}
+	/* strs no longer grows: its offsets become pointers */
+	r->path = r->strs.data + path_off;
+	r->query = query_off ? r->strs.data + query_off : NULL;
+	for (unsigned i = 0; i < r->n_headers; i++) {
+		r->headers[i].name = r->strs.data + r->str_off[i][0];
+		r->headers[i].value = r->strs.data + r->str_off[i][1];
+	}
 	r->method = p->method;
 	r->keep_alive = http_should_keep_alive(p);
 	r->is_upgrade = p->upgrade;
@@ -123,20 +142,23 @@ void rt_http_req_init(struct rt_http_req *r, size_t max_body)
 	r->parser.data = r;
 }
 
-static void clear(struct rt_http_req *r)
+/* Forgets the request; the parse buffers keep their memory unless is_final. */
+static void clear(struct rt_http_req *r, bool is_final)
 {
-	for (unsigned i = 0; i < r->n_headers; i++) {
-		free(r->headers[i].name);
-		free(r->headers[i].value);
-	}
 	r->n_headers = 0;
-	free(r->path);
-	free(r->query);
 	r->path = r->query = NULL;
 	rt_buf_deinit(&r->body);
-	rt_buf_deinit(&r->url);
-	rt_buf_deinit(&r->field);
-	rt_buf_deinit(&r->value);
+	if (is_final) {
+		rt_buf_deinit(&r->url);
+		rt_buf_deinit(&r->field);
+		rt_buf_deinit(&r->value);
+		rt_buf_deinit(&r->strs);
+	} else {
+		rt_buf_reset(&r->url);
+		rt_buf_reset(&r->field);
+		rt_buf_reset(&r->value);
+		rt_buf_reset(&r->strs);
+	}
 	r->in_value = false;
 	r->head_bytes = 0;
 	r->is_complete = r->is_upgrade = r->keep_alive = false;
@@ -145,12 +167,12 @@ static void clear(struct rt_http_req *r)
 
 void rt_http_req_deinit(struct rt_http_req *r)
 {
-	clear(r);
+	clear(r, true);
 }
 
 void rt_http_req_reset(struct rt_http_req *r)
 {
-	clear(r);
+	clear(r, false);
 	/* init clears pause and error states alike */
 	http_parser_init(&r->parser, HTTP_REQUEST);
 	r->parser.data = r;

@@ -16,6 +16,7 @@
 #include <http_parser.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "common/buf.h"
@@ -42,15 +43,19 @@ struct rt_http_req {
 	bool keep_alive;
 	int error_status; /* set with a negative return from feed */
 
-	/* parse state */
-	struct rt_buf url, field, value;
+	/* parse state: header names and values, path and query are copied into
+	 * strs ("name\0value\0"…), whose offsets become pointers once the head is
+	 * complete; reset keeps the buffers' memory for the next request */
+	struct rt_buf url, field, value, strs;
+	uint16_t str_off[RT_HTTP_MAX_HEADERS][2];
 	bool in_value;
 	size_t head_bytes;
 };
 
 void rt_http_req_init(struct rt_http_req *r, size_t max_body);
 void rt_http_req_deinit(struct rt_http_req *r);
-/* Forgets the current request and gets ready for the next on the connection. */
+/* Forgets the current request and gets ready for the next (on the same or
+ * another connection); the parse buffers keep their memory. */
 void rt_http_req_reset(struct rt_http_req *r);
 
 /*

@@ -23,40 +23,48 @@
 #define CLOSE_GRACE_MS 3000
 #define STOP_GRACE_MS 3000
 #define MAX_STASH (256 * 1024)
+#define Q_INLINE 2
+#define REQ_CACHE 32 /* parsers kept for new connections: no churn per handshake */
 
 enum conn_state { CONN_HTTP, CONN_WS };
 
+/* Ordered for size (no holes): an idle WebSocket costs this plus its session. */
 struct rt_conn {
 	uv_tcp_t tcp; /* first: handle pointers convert to the connection */
 	struct rt_worker *w;
 	uint64_t id;
-	enum conn_state state;
 	void *data;
-	char peer[64];
 
 	struct rt_http_req *req; /* HTTP state only */
-	struct rt_buf stash;     /* bytes read while a request awaits its answer */
-	bool is_awaiting;        /* a request was handed out and not yet answered */
+	struct rt_buf *stash;    /* bytes read while a request awaits its answer */
 	struct rt_ws ws;         /* WebSocket state only */
 
-	/* Outbound queue: a ring of frames; q_off bytes of the head are sent. */
+	/* Outbound queue: a ring of frames; q_off bytes of the head are sent. It
+	 * starts in q_inline and moves to the heap (for good) when it outgrows it. */
 	struct rt_frame **q;
-	unsigned q_head, q_len, q_cap;
+	struct rt_frame *q_inline[Q_INLINE];
 	size_t q_off, q_bytes;
+	uv_write_t *wreq; /* only while a uv_write is pending */
+	unsigned q_head, q_len, q_cap;
 	unsigned n_inflight; /* head entries owned by the pending uv_write */
-	uv_write_t wreq;
-	bool is_pending; /* on the worker's flush list */
 
-	bool is_closing;         /* no more input handled, no more output queued */
-	bool is_output_blocked;  /* over the queue bound: everything more is dropped */
-	bool close_after_flush;  /* end TCP once the queue is empty */
-	bool is_handle_closing;  /* uv_close called */
 	uint64_t last_rx_ms;
 	uint64_t req_start_ms; /* first byte of the HTTP request being read; 0 between */
 	uint64_t close_deadline_ms;
 
-	struct rt_conn *prev, *next;         /* worker's connection list */
+	struct rt_conn *prev, *next;           /* worker's connection list */
 	struct rt_conn *pend_prev, *pend_next; /* worker's flush list */
+
+	uint8_t peer_addr[16]; /* IPv4 in the first 4 bytes, or IPv6 */
+	uint16_t peer_port;
+	uint8_t state; /* enum conn_state */
+	bool is_peer_v6;
+	bool is_awaiting;       /* a request was handed out and not yet answered */
+	bool is_pending;        /* on the worker's flush list */
+	bool is_closing;        /* no more input handled, no more output queued */
+	bool is_output_blocked; /* over the queue bound: everything more is dropped */
+	bool close_after_flush; /* end TCP once the queue is empty */
+	bool is_handle_closing; /* uv_close called */
 };
 
 struct rt_worker {
@@ -75,6 +83,9 @@ struct rt_worker {
 	uint64_t next_id;
 	atomic_bool stop_requested;
 	bool has_run; /* its thread ran the loop, which closed every handle */
+	char peer_buf[64]; /* rt_conn_peer's answer */
+	struct rt_http_req *req_cache[REQ_CACHE];
+	unsigned n_req_cache;
 	bool is_stopping;
 	bool is_stopped; /* handles closed: the loop is ending */
 	uint64_t stop_deadline_ms;
@@ -147,7 +158,8 @@ static void q_push(struct rt_conn *c, struct rt_frame *f)
 		struct rt_frame **q = rt_xmalloc(cap * sizeof *q);
 		for (unsigned i = 0; i < c->q_len; i++)
 			q[i] = c->q[(c->q_head + i) % c->q_cap];
-		free(c->q);
+		if (c->q != c->q_inline)
+			free(c->q);
 		c->q = q;
 		c->q_head = 0;
 		c->q_cap = cap;
@@ -185,9 +197,11 @@ static void q_clear(struct rt_conn *c)
 		c->q_head = (c->q_head + 1) % c->q_cap;
 		c->q_len--;
 	}
-	free(c->q);
-	c->q = NULL;
-	c->q_cap = c->q_head = 0;
+	if (c->q != c->q_inline)
+		free(c->q);
+	c->q = c->q_inline;
+	c->q_cap = Q_INLINE;
+	c->q_head = 0;
 	c->q_bytes = c->q_off = 0;
 }
 
@@ -223,6 +237,8 @@ static void unmark_pending(struct rt_conn *c)
 static void on_written(uv_write_t *req, int status)
 {
 	struct rt_conn *c = req->data;
+	free(req);
+	c->wreq = NULL;
 	size_t total = 0;
 	for (unsigned i = 0; i < c->n_inflight; i++) {
 		struct rt_frame *f = c->q[(c->q_head + i) % c->q_cap];
@@ -232,7 +248,7 @@ static void on_written(uv_write_t *req, int status)
 	if (c->is_handle_closing)
 		return;
 	if (status < 0) {
-		rt_debug("conn %s: write failed: %s", c->peer, uv_strerror(status));
+		rt_debug("conn %s: write failed: %s", rt_conn_peer(c), uv_strerror(status));
 		conn_close_now(c);
 		return;
 	}
@@ -253,7 +269,7 @@ static void conn_flush(struct rt_conn *c)
 		if (r == UV_EAGAIN)
 			r = 0;
 		if (r < 0) {
-			rt_debug("conn %s: write failed: %s", c->peer, uv_strerror(r));
+			rt_debug("conn %s: write failed: %s", rt_conn_peer(c), uv_strerror(r));
 			conn_close_now(c);
 			return;
 		}
@@ -264,9 +280,12 @@ static void conn_flush(struct rt_conn *c)
 	if (c->q_len) {
 		size_t total;
 		unsigned n = q_iov(c, iov, &total);
-		c->wreq.data = c;
-		int r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, iov, n, on_written);
+		c->wreq = rt_xmalloc(sizeof *c->wreq);
+		c->wreq->data = c;
+		int r = uv_write(c->wreq, (uv_stream_t *)&c->tcp, iov, n, on_written);
 		if (r < 0) {
+			free(c->wreq);
+			c->wreq = NULL;
 			conn_close_now(c);
 			return;
 		}
@@ -322,7 +341,7 @@ static void block_output(struct rt_conn *c)
 	if (c->is_output_blocked)
 		return;
 	RT_METRIC_ERROR(SLOW_CONSUMER);
-	rt_warn("conn %s: outbound queue over %zu bytes, closing slow consumer", c->peer,
+	rt_warn("conn %s: outbound queue over %zu bytes, closing slow consumer", rt_conn_peer(c),
 		c->w->s->cfg.max_out_bytes);
 	c->is_output_blocked = true;
 	end_after_flush(c);
@@ -337,7 +356,7 @@ void rt_conn_send(struct rt_conn *c, struct rt_frame *f)
 			/* the close frame is small: it goes past the bound, once */
 			RT_METRIC_ERROR(SLOW_CONSUMER);
 			rt_warn("conn %s: outbound queue over %zu bytes, closing slow consumer",
-				c->peer, c->w->s->cfg.max_out_bytes);
+				rt_conn_peer(c), c->w->s->cfg.max_out_bytes);
 			rt_conn_close(c, 1008, "slow consumer: send queue limit exceeded");
 		} else {
 			block_output(c);
@@ -358,6 +377,50 @@ void rt_conn_send_ws(struct rt_conn *c, enum rt_ws_opcode op, const void *data, 
 
 /* ---- closing ---- */
 
+/* A request parser from the worker's cache, or a new one. */
+static struct rt_http_req *get_req(struct rt_worker *w)
+{
+	if (w->n_req_cache)
+		return w->req_cache[--w->n_req_cache];
+	struct rt_http_req *r = rt_xmalloc(sizeof *r);
+	rt_http_req_init(r, w->s->cfg.max_body_bytes);
+	return r;
+}
+
+/* Gives a parser back: reset into the cache (keeping its buffers), or freed. */
+static void put_req(struct rt_worker *w, struct rt_http_req *r)
+{
+	if (w->n_req_cache < REQ_CACHE) {
+		rt_http_req_reset(r);
+		w->req_cache[w->n_req_cache++] = r;
+		return;
+	}
+	rt_http_req_deinit(r);
+	free(r);
+}
+
+static void free_stash(struct rt_conn *c)
+{
+	if (!c->stash)
+		return;
+	rt_buf_deinit(c->stash);
+	free(c->stash);
+	c->stash = NULL;
+}
+
+/* Feeds what was read while a request awaited its answer (the stash is
+ * detached first: feeding may stash again). */
+static void feed_stash(struct rt_conn *c)
+{
+	struct rt_buf *stash = c->stash;
+	if (!stash)
+		return;
+	c->stash = NULL;
+	conn_feed(c, stash->data, stash->len);
+	rt_buf_deinit(stash);
+	free(stash);
+}
+
 static void on_handle_closed(uv_handle_t *h)
 {
 	struct rt_conn *c = (struct rt_conn *)h;
@@ -368,11 +431,9 @@ static void on_handle_closed(uv_handle_t *h)
 		rt_ws_deinit(&c->ws);
 		RT_METRIC_INC(ws_closed);
 	}
-	if (c->req) {
-		rt_http_req_deinit(c->req);
-		free(c->req);
-	}
-	rt_buf_deinit(&c->stash);
+	if (c->req)
+		put_req(w, c->req);
+	free_stash(c);
 	q_clear(c);
 	DL_DELETE(w->conns, c);
 	w->n_conns--;
@@ -448,7 +509,7 @@ static void conn_feed_ws(struct rt_conn *c, char *data, size_t len)
 {
 	if (rt_ws_feed(&c->ws, (uint8_t *)data, len) != 0) {
 		RT_METRIC_ERROR(WS_PROTOCOL);
-		rt_debug("conn %s: websocket protocol error, closing", c->peer);
+		rt_debug("conn %s: websocket protocol error, closing", rt_conn_peer(c));
 		end_after_flush(c);
 		return;
 	}
@@ -467,13 +528,17 @@ static void conn_feed(struct rt_conn *c, char *data, size_t len)
 			return;
 		}
 		if (c->is_awaiting) {
-			if (c->stash.len + len > MAX_STASH) {
+			if (!c->stash) {
+				c->stash = rt_xmalloc(sizeof *c->stash);
+				rt_buf_init(c->stash);
+			}
+			if (c->stash->len + len > MAX_STASH) {
 				/* a pipeline this deep while an answer is pending: cut off (an
 				 * error reply now would overtake the pending answer) */
 				block_output(c);
 				return;
 			}
-			rt_buf_append(&c->stash, data, len);
+			rt_buf_append(c->stash, data, len);
 			return;
 		}
 		ssize_t n = rt_http_req_feed(c->req, data, len);
@@ -506,7 +571,7 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 	struct rt_conn *c = (struct rt_conn *)stream;
 	if (nread < 0) {
 		if (nread != UV_EOF)
-			rt_debug("conn %s: read: %s", c->peer, uv_strerror((int)nread));
+			rt_debug("conn %s: read: %s", rt_conn_peer(c), uv_strerror((int)nread));
 		conn_close_now(c);
 		return;
 	}
@@ -548,12 +613,7 @@ void rt_conn_respond(struct rt_conn *c, int status, const char *content_type, co
 		return;
 	}
 	c->last_rx_ms = rt_mono_ms();
-	if (c->stash.len) {
-		struct rt_buf stash = c->stash;
-		rt_buf_init(&c->stash);
-		conn_feed(c, stash.data, stash.len);
-		rt_buf_deinit(&stash);
-	}
+	feed_stash(c);
 }
 
 int rt_conn_upgrade(struct rt_conn *c, struct rt_http_req *req)
@@ -582,18 +642,10 @@ int rt_conn_upgrade(struct rt_conn *c, struct rt_http_req *req)
 	c->state = CONN_WS;
 	c->is_awaiting = false;
 	c->last_rx_ms = rt_mono_ms();
-	rt_http_req_deinit(c->req);
-	free(c->req);
+	put_req(c->w, c->req);
 	c->req = NULL;
 	RT_METRIC_INC(ws_opened);
-	if (c->stash.len) {
-		struct rt_buf stash = c->stash;
-		rt_buf_init(&c->stash);
-		conn_feed(c, stash.data, stash.len);
-		rt_buf_deinit(&stash);
-	} else {
-		rt_buf_deinit(&c->stash);
-	}
+	feed_stash(c);
 	return 0;
 }
 
@@ -608,29 +660,30 @@ static void on_connection(uv_stream_t *server, int status)
 	}
 	struct rt_conn *c = rt_xcalloc(1, sizeof *c);
 	c->w = w;
+	c->q = c->q_inline;
+	c->q_cap = Q_INLINE;
 	uv_tcp_init(&w->loop, &c->tcp);
 	if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
 		uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
 		return;
 	}
 	c->id = (++w->next_id << 8) | w->idx;
-	c->req = rt_xmalloc(sizeof *c->req);
-	rt_http_req_init(c->req, w->s->cfg.max_body_bytes);
+	c->req = get_req(w);
 	c->last_rx_ms = rt_mono_ms();
 	uv_tcp_nodelay(&c->tcp, 1);
 	struct sockaddr_storage ss;
 	int len = sizeof ss;
 	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
-		char ip[INET6_ADDRSTRLEN] = "?";
-		int port;
 		if (ss.ss_family == AF_INET) {
-			uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
-			port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-		} else {
-			uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
-			port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+			const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+			memcpy(c->peer_addr, &a->sin_addr, 4);
+			c->peer_port = ntohs(a->sin_port);
+		} else if (ss.ss_family == AF_INET6) {
+			const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+			memcpy(c->peer_addr, &a->sin6_addr, 16);
+			c->peer_port = ntohs(a->sin6_port);
+			c->is_peer_v6 = true;
 		}
-		snprintf(c->peer, sizeof c->peer, "%s:%d", ip, port);
 	}
 	DL_APPEND(w->conns, c);
 	w->n_conns++;
@@ -699,7 +752,7 @@ static void on_tick(uv_timer_t *h)
 				conn_close_now(c);
 		} else if (now - c->last_rx_ms >= cfg->idle_timeout_ms) {
 			RT_METRIC_ERROR(IDLE_TIMEOUT);
-			rt_debug("conn %s: idle for %u ms, closing", c->peer, cfg->idle_timeout_ms);
+			rt_debug("conn %s: idle for %u ms, closing", rt_conn_peer(c), cfg->idle_timeout_ms);
 			rt_conn_close(c, 1001, "idle timeout");
 		}
 	}
@@ -741,6 +794,11 @@ static void worker_free(struct rt_worker *w)
 	if (!w)
 		return;
 	uv_loop_close(&w->loop);
+	while (w->n_req_cache) {
+		struct rt_http_req *r = w->req_cache[--w->n_req_cache];
+		rt_http_req_deinit(r);
+		free(r);
+	}
 	free(w);
 }
 
@@ -957,7 +1015,11 @@ void rt_conn_set_data(struct rt_conn *c, void *data)
 
 const char *rt_conn_peer(const struct rt_conn *c)
 {
-	return c->peer;
+	char ip[INET6_ADDRSTRLEN] = "?";
+	inet_ntop(c->is_peer_v6 ? AF_INET6 : AF_INET, c->peer_addr, ip, sizeof ip);
+	snprintf(c->w->peer_buf, sizeof c->w->peer_buf, c->is_peer_v6 ? "[%s]:%u" : "%s:%u", ip,
+		 c->peer_port);
+	return c->w->peer_buf;
 }
 
 bool rt_conn_is_closing(const struct rt_conn *c)

@@ -96,6 +96,8 @@ uint64_t rt_conn_id(const struct rt_conn *c);
 struct rt_worker *rt_conn_worker(const struct rt_conn *c);
 void *rt_conn_data(const struct rt_conn *c);
 void rt_conn_set_data(struct rt_conn *c, void *data);
+/* "ADDR:PORT" of the peer ("[ADDR]:PORT" for IPv6), in a buffer of the
+ * worker valid until the next call on that worker. */
 const char *rt_conn_peer(const struct rt_conn *c);
 bool rt_conn_is_closing(const struct rt_conn *c);
 

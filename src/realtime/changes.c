@@ -76,6 +76,7 @@ struct eq_column { /* a column some binding of a table filters by eq */
 struct resume_req {
 	char *key;
 	uint64_t after;
+	bool is_resync; /* the position was not retained (set while serving) */
 	struct rt_bgroup *g;
 	struct resume_req *next;
 };
@@ -608,9 +609,10 @@ static json_t *change_payload(const struct rt_binding *const *matched, size_t n,
 	return json_pack("{s:o,s:o}", "ids", ids, "data", data);
 }
 
-/* Publishes one frame pair under key for the matched bindings of a group. */
-static void publish(struct rt_changes *c, const char *key, const char *topic,
-		    const struct rt_binding *const *matched, size_t n, const struct rt_change *ch)
+/* Encodes a change for the matched bindings of a group on topic: one frame
+ * per serializer, each with one reference. */
+static void encode_change(const char *topic, const struct rt_binding *const *matched, size_t n,
+			  const struct rt_change *ch, struct rt_frame **v1, struct rt_frame **v2)
 {
 	json_t *payload = change_payload(matched, n, ch);
 	struct rt_buf p, f;
@@ -618,17 +620,36 @@ static void publish(struct rt_changes *c, const char *key, const char *topic,
 	rt_buf_init(&f);
 	rt_phx_dump(&p, payload);
 	json_decref(payload);
-	struct rt_msg *m = rt_msg_new(RT_MSG_CHANGE, key);
-	m->pos = ch->pos;
 	rt_phx_encode_text(RT_PHX_V1, &f, NULL, NULL, topic, "postgres_changes", p.data, p.len);
-	m->v1 = rt_ws_frame(RT_WS_TEXT, f.data, f.len);
+	*v1 = rt_ws_frame(RT_WS_TEXT, f.data, f.len);
 	rt_buf_reset(&f);
 	rt_phx_encode_text(RT_PHX_V2, &f, NULL, NULL, topic, "postgres_changes", p.data, p.len);
-	m->v2 = rt_ws_frame(RT_WS_TEXT, f.data, f.len);
+	*v2 = rt_ws_frame(RT_WS_TEXT, f.data, f.len);
 	rt_buf_deinit(&f);
 	rt_buf_deinit(&p);
+}
+
+/* Publishes a change's frames under key (new references are taken). */
+static void publish_frames(struct rt_changes *c, const char *key, uint64_t pos,
+			   struct rt_frame *v1, struct rt_frame *v2)
+{
+	struct rt_msg *m = rt_msg_new(RT_MSG_CHANGE, key);
+	m->pos = pos;
+	m->v1 = rt_frame_ref(v1);
+	m->v2 = rt_frame_ref(v2);
 	rt_hub_publish_any(c->hub, m);
 	rt_msg_unref(m);
+}
+
+/* Publishes one frame pair under key for the matched bindings of a group. */
+static void publish(struct rt_changes *c, const char *key, const char *topic,
+		    const struct rt_binding *const *matched, size_t n, const struct rt_change *ch)
+{
+	struct rt_frame *v1, *v2;
+	encode_change(topic, matched, n, ch, &v1, &v2);
+	publish_frames(c, key, ch->pos, v1, v2);
+	rt_frame_unref(v1);
+	rt_frame_unref(v2);
 }
 
 static bool matches(const struct rt_binding *b, const struct rt_change *ch)
@@ -713,48 +734,99 @@ void rt_changes_resume(struct rt_changes *c, const char *key, uint64_t after, st
 	pthread_mutex_unlock(&c->mu);
 }
 
-/* Serves one resume request on the feed thread, between two live batches:
- * no live change is published while the catch-up is read, so the marker's
- * position splits the two exactly. The bindings are held by the request. */
-static void serve_resume(struct rt_changes *c, struct resume_req *r)
+static int cmp_req_group(const void *a, const void *b)
 {
-	uint64_t pos = r->after;
-	/* A position ahead of the log (the database was replaced) is a gap too. */
-	bool is_resync = r->after > c->last_pos;
-	while (!is_resync && pos < c->last_pos) {
+	const struct resume_req *x = *(struct resume_req *const *)a;
+	const struct resume_req *y = *(struct resume_req *const *)b;
+	return x->g < y->g ? -1 : x->g > y->g;
+}
+
+/*
+ * Serves the pending resume requests on the feed thread, between two live
+ * batches: no live change is published while the catch-ups are read, so each
+ * marker's position splits catch-up and live stream exactly. The requests
+ * share one read of the log (from the oldest position asked for) and, for
+ * requests of the same binding group, one match and one encoding per change:
+ * a reconnect storm of N clients costs one scan, not N. The bindings are held
+ * by the requests.
+ */
+static void serve_resumes(struct rt_changes *c, struct resume_req *todo)
+{
+	uint64_t last = c->last_pos, pos = UINT64_MAX;
+	size_t n_req = 0;
+	for (struct resume_req *r = todo; r; r = r->next)
+		n_req++;
+	struct resume_req **reqs = rt_xmalloc(n_req * sizeof *reqs);
+	size_t n_live = 0;
+	for (struct resume_req *r = todo; r; r = r->next) {
+		/* A position ahead of the log (the database was replaced) is a gap too. */
+		r->is_resync = r->after > last;
+		if (!r->is_resync && r->after < last) {
+			reqs[n_live++] = r;
+			if (r->after < pos)
+				pos = r->after;
+		}
+	}
+	qsort(reqs, n_live, sizeof *reqs, cmp_req_group);
+	size_t max_n = 1;
+	for (size_t i = 0; i < n_live; i++)
+		if (reqs[i]->g->n + 1 > max_n)
+			max_n = reqs[i]->g->n + 1;
+	const struct rt_binding **matched = rt_xcalloc(max_n, sizeof *matched);
+	bool is_first = true;
+	while (n_live && pos < last) {
 		struct rt_change *chs;
 		size_t n;
 		uint64_t oldest;
 		struct rt_store_scan scan;
 		if (rt_store_changes_after(c->store, pos, RT_CHANGES_BATCH, &chs, &n, &oldest, &scan))
 			break;
-		/* Behind the window, or the whole log is pruned while the client is
-		 * behind: changes were lost to it, so it must resync. */
-		if (pos == r->after && (!oldest || r->after + 1 < oldest)) {
-			is_resync = true;
-			rt_store_changes_free(chs, n);
-			break;
+		if (is_first) {
+			/* Behind the window, or the whole log is pruned while the client
+			 * is behind: changes were lost to it, so it must resync. */
+			for (size_t k = 0; k < n_live; k++)
+				if (!oldest || reqs[k]->after + 1 < oldest)
+					reqs[k]->is_resync = true;
+			is_first = false;
 		}
-		const struct rt_binding **matched = rt_xcalloc(r->g->n + 1, sizeof *matched);
-		for (size_t i = 0; i < n && chs[i].pos <= c->last_pos; i++) {
-			size_t n_matched = 0;
-			for (size_t k = 0; k < r->g->n; k++)
-				if (matches(r->g->bindings[k], &chs[i]))
-					matched[n_matched++] = r->g->bindings[k];
-			if (n_matched)
-				publish(c, r->key, r->g->topic, matched, n_matched, &chs[i]);
+		for (size_t i = 0; i < n && chs[i].pos <= last; i++) {
+			/* one run of requests per group: match and encode once */
+			for (size_t k = 0; k < n_live;) {
+				struct rt_bgroup *g = reqs[k]->g;
+				size_t end = k;
+				while (end < n_live && reqs[end]->g == g)
+					end++;
+				size_t n_matched = 0;
+				for (size_t b = 0; b < g->n; b++)
+					if (matches(g->bindings[b], &chs[i]))
+						matched[n_matched++] = g->bindings[b];
+				struct rt_frame *v1 = NULL, *v2 = NULL;
+				for (; k < end; k++) {
+					struct resume_req *r = reqs[k];
+					if (!n_matched || r->is_resync || chs[i].pos <= r->after)
+						continue;
+					if (!v1)
+						encode_change(g->topic, matched, n_matched, &chs[i], &v1, &v2);
+					publish_frames(c, r->key, chs[i].pos, v1, v2);
+				}
+				rt_frame_unref(v1);
+				rt_frame_unref(v2);
+			}
 		}
-		free(matched);
 		rt_store_changes_free(chs, n);
 		if (scan.n_rows < RT_CHANGES_BATCH || scan.last_pos <= pos)
 			break;
 		pos = scan.last_pos;
 	}
-	struct rt_msg *m = rt_msg_new(RT_MSG_CATCHUP, r->key);
-	m->pos = c->last_pos;
-	m->is_resync = is_resync;
-	rt_hub_publish_any(c->hub, m);
-	rt_msg_unref(m);
+	free(matched);
+	free(reqs);
+	for (struct resume_req *r = todo; r; r = r->next) {
+		struct rt_msg *m = rt_msg_new(RT_MSG_CATCHUP, r->key);
+		m->pos = last;
+		m->is_resync = r->is_resync;
+		rt_hub_publish_any(c->hub, m);
+		rt_msg_unref(m);
+	}
 }
 
 /* Lock held. */
@@ -795,8 +867,8 @@ static void *feed_main(void *arg)
 		/* Catch-ups run without the lock: only this thread publishes live
 		 * changes, so none can slip between a catch-up and its marker, and
 		 * workers joining or leaving meanwhile are not held up. */
-		for (struct resume_req *r = todo; r; r = r->next)
-			serve_resume(c, r);
+		if (todo)
+			serve_resumes(c, todo);
 		if (todo) {
 			pthread_mutex_lock(&c->mu);
 			while (todo) {

@@ -1,10 +1,12 @@
 #include "realtime/realtime.h"
 
+#include "realtime/realtime_int.h"
+#include "realtime/writes.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <uthash.h>
 #include <utlist.h>
 
 #include "common/alloc.h"
@@ -14,37 +16,40 @@
 #include "common/metrics.h"
 #include "common/rand.h"
 
-#undef uthash_fatal
-#define uthash_fatal(msg) abort()
-
 #define TOPIC_PREFIX "realtime:"
 #define TOPIC_PREFIX_LEN 9
 
 struct rt_channel {
 	struct rt_session *s;
 	uint64_t id;
-	char *topic;     /* "realtime:<sub>" */
+	char *topic;     /* "realtime:<sub>" (these three strings follow the struct) */
 	const char *sub; /* points into topic */
 	char *key;       /* hub key: "pub:<sub>" or "priv:<sub>" */
 	char *join_ref;  /* NULL when the join had none */
 	bool is_private, self, ack;
 	bool presence_enabled, is_tracked;
-	char *pkey;  /* presence key */
-	char *token; /* the token the channel's claims came from */
-	struct rt_jwt_claims claims;
+	char *pkey;          /* presence key; NULL until needed when the client gave none */
+	uint64_t token_hash; /* of the token the channel's claims came from */
+	struct rt_jwt_claims *own; /* claims of its own token; NULL: the session's */
 	uint64_t pres_window_start_ms;
 	unsigned pres_calls;
 	struct rt_sub hsub;
-	/* postgres_changes */
-	struct rt_bgroup *bgroup; /* the channel's bindings, NULL without */
-	struct rt_sub pgsub;      /* live deliveries of the group */
+	struct chan_pg *pg; /* postgres_changes state, NULL without bindings */
+	struct rt_channel *prev, *next; /* the session's channels */
+};
+
+/* A channel's postgres_changes state, apart so a broadcast-only channel (the
+ * common idle socket) does not carry it. */
+struct chan_pg {
+	struct rt_channel *ch;
+	struct rt_bgroup *bgroup;  /* the channel's bindings */
+	struct rt_sub pgsub;       /* live deliveries of the group */
 	struct rt_sub catchup_sub; /* the channel's own key, while resuming */
 	bool is_catching_up;
-	bool is_overflowed;     /* too many live changes held during the catch-up */
-	uint64_t resume_floor;  /* live changes at or below this came in the catch-up */
-	struct rt_msg **held;   /* live changes held during the catch-up */
+	bool is_overflowed;    /* too many live changes held during the catch-up */
+	uint64_t resume_floor; /* live changes at or below this came in the catch-up */
+	struct rt_msg **held;  /* live changes held during the catch-up */
 	size_t n_held;
-	UT_hash_handle hh;
 };
 
 #define MAX_HELD 10000
@@ -53,10 +58,11 @@ struct rt_session {
 	struct rt_realtime_worker *rw;
 	struct rt_conn *c;
 	enum rt_phx_vsn vsn;
-	char *token;
-	struct rt_jwt_claims claims;
-	struct rt_channel *channels; /* by topic */
+	uint64_t token_hash;
+	struct rt_jwt_claims claims; /* role, sub, exp (the claims object is not kept) */
+	struct rt_channel *channels; /* list: at most max_channels */
 	unsigned n_channels;
+	unsigned n_writes; /* socket writes on the store pool (writes.h) */
 	uint64_t n_malformed;
 	struct rt_session *prev, *next;
 };
@@ -107,12 +113,75 @@ struct rt_realtime_worker *rt_realtime_worker_new(struct rt_realtime *rt, struct
 	return rw;
 }
 
+#define TOKEN_CACHE 256 /* entries per worker, direct-mapped by hash */
+
+struct rt_token_entry {
+	char *token; /* NULL: empty slot */
+	size_t len;
+	char *role;
+	char *sub;
+	int64_t exp;
+};
+
+static void token_entry_clear(struct rt_token_entry *e)
+{
+	free(e->token);
+	free(e->role);
+	free(e->sub);
+	memset(e, 0, sizeof *e);
+}
+
 void rt_realtime_worker_free(struct rt_realtime_worker *rw)
 {
 	if (!rw)
 		return;
 	rt_hub_local_free(rw->hub);
+	if (rw->tokens) {
+		for (size_t i = 0; i < TOKEN_CACHE; i++)
+			token_entry_clear(&rw->tokens[i]);
+		free(rw->tokens);
+	}
 	free(rw);
+}
+
+static uint64_t token_hash_n(const char *tok, size_t len)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (uint8_t)tok[i]) * 1099511628211ull;
+	return h;
+}
+
+enum rt_jwt_result rt_realtime_verify(struct rt_realtime_worker *rw, const char *token,
+				      size_t token_len, struct rt_jwt_claims *out,
+				      int64_t *expired_ago_s)
+{
+	int64_t now = rt_wall_s();
+	if (!rw->tokens)
+		rw->tokens = rt_xcalloc(TOKEN_CACHE, sizeof *rw->tokens);
+	struct rt_token_entry *e = &rw->tokens[token_hash_n(token, token_len) % TOKEN_CACHE];
+	if (e->token && e->len == token_len && !memcmp(e->token, token, token_len) && e->exp > now) {
+		memset(out, 0, sizeof *out);
+		out->role = rt_xstrdup(e->role);
+		out->sub = e->sub ? rt_xstrdup(e->sub) : NULL;
+		out->exp = e->exp;
+		return RT_JWT_OK;
+	}
+	/* a miss, or expired since: the full check (and its exact error) */
+	enum rt_jwt_result r =
+		rt_jwt_verify(rw->rt->cfg.jwt_secret, token, token_len, now, out, expired_ago_s);
+	if (r != RT_JWT_OK)
+		return r;
+	json_decref(out->claims);
+	out->claims = NULL;
+	token_entry_clear(e);
+	e->token = rt_xmalloc(token_len);
+	memcpy(e->token, token, token_len);
+	e->len = token_len;
+	e->role = rt_xstrdup(out->role);
+	e->sub = out->sub ? rt_xstrdup(out->sub) : NULL;
+	e->exp = out->exp;
+	return RT_JWT_OK;
 }
 
 void rt_realtime_worker_wake(struct rt_realtime_worker *rw)
@@ -153,6 +222,22 @@ static void reply_reason(struct rt_session *s, const char *join_ref, const char 
 	reply(s, join_ref, ref, topic, "error", json_pack("{s:s}", "reason", reason));
 }
 
+void rt_session_reply(struct rt_session *s, const char *join_ref, const char *ref,
+		      const char *topic, const char *status, json_t *response)
+{
+	reply(s, join_ref, ref, topic, status, response);
+}
+
+unsigned *rt_session_writes(struct rt_session *s)
+{
+	return &s->n_writes;
+}
+
+struct rt_conn *rt_session_conn(struct rt_session *s)
+{
+	return s->c;
+}
+
 static void system_msg(struct rt_channel *ch, const char *extension, const char *status,
 		       const char *message)
 {
@@ -174,8 +259,34 @@ static void send_close(struct rt_channel *ch)
 static struct rt_channel *find_channel(struct rt_session *s, const char *topic)
 {
 	struct rt_channel *ch;
-	HASH_FIND_STR(s->channels, topic, ch);
-	return ch;
+	DL_FOREACH(s->channels, ch)
+		if (!strcmp(ch->topic, topic))
+			return ch;
+	return NULL;
+}
+
+/* Tokens are remembered by a 64-bit hash (FNV-1a): only to skip refreshing
+ * with the token a channel already has. A collision would only skip one
+ * refresh, the claims in force stay verified ones. */
+static uint64_t token_hash(const char *tok)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (; *tok; tok++)
+		h = (h ^ (uint8_t)*tok) * 1099511628211ull;
+	return h;
+}
+
+/* The claims in force on a channel. */
+static const struct rt_jwt_claims *chan_claims(const struct rt_channel *ch)
+{
+	return ch->own ? ch->own : &ch->s->claims;
+}
+
+/* Only role, sub and exp are used after the check: the claims object goes. */
+static void drop_claims_object(struct rt_jwt_claims *c)
+{
+	json_decref(c->claims);
+	c->claims = NULL;
 }
 
 static void channel_free(struct rt_channel *ch)
@@ -186,23 +297,24 @@ static void channel_free(struct rt_channel *ch)
 	rt_hub_unsubscribe(rw->hub, &ch->hsub);
 	if (ch->is_tracked)
 		rt_presence_untrack(rw->rt->presence, rw->hub, ch->key, ch->topic, ch->id);
-	if (ch->bgroup) {
-		rt_hub_unsubscribe(rw->hub, &ch->pgsub);
-		rt_changes_detach(rw->rt->changes, ch->bgroup);
+	struct chan_pg *pg = ch->pg;
+	if (pg) {
+		rt_hub_unsubscribe(rw->hub, &pg->pgsub);
+		rt_changes_detach(rw->rt->changes, pg->bgroup);
+		rt_hub_unsubscribe(rw->hub, &pg->catchup_sub);
+		for (size_t i = 0; i < pg->n_held; i++)
+			rt_msg_unref(pg->held[i]);
+		free(pg->held);
+		free(pg);
 	}
-	rt_hub_unsubscribe(rw->hub, &ch->catchup_sub);
-	for (size_t i = 0; i < ch->n_held; i++)
-		rt_msg_unref(ch->held[i]);
-	free(ch->held);
-	HASH_DEL(s->channels, ch);
+	DL_DELETE(s->channels, ch);
 	s->n_channels--;
 	RT_METRIC_INC(channels_closed);
-	free(ch->topic);
-	free(ch->key);
-	free(ch->join_ref);
 	free(ch->pkey);
-	free(ch->token);
-	rt_jwt_claims_deinit(&ch->claims);
+	if (ch->own) {
+		rt_jwt_claims_deinit(ch->own);
+		free(ch->own);
+	}
 	free(ch);
 }
 
@@ -231,19 +343,19 @@ static void channel_deliver(struct rt_sub *sub, struct rt_msg *m)
 /* A live postgres_changes delivery for the channel's bindings. */
 static void binding_deliver(struct rt_sub *sub, struct rt_msg *m)
 {
-	struct rt_channel *ch =
-		(struct rt_channel *)((char *)sub - offsetof(struct rt_channel, pgsub));
-	if (ch->is_catching_up) {
-		if (ch->n_held == MAX_HELD) {
-			ch->is_overflowed = true;
+	struct chan_pg *pg = (struct chan_pg *)((char *)sub - offsetof(struct chan_pg, pgsub));
+	struct rt_channel *ch = pg->ch;
+	if (pg->is_catching_up) {
+		if (pg->n_held == MAX_HELD) {
+			pg->is_overflowed = true;
 			return;
 		}
-		if (!ch->held)
-			ch->held = rt_xmalloc(MAX_HELD * sizeof *ch->held);
-		ch->held[ch->n_held++] = rt_msg_ref(m);
+		if (!pg->held)
+			pg->held = rt_xmalloc(MAX_HELD * sizeof *pg->held);
+		pg->held[pg->n_held++] = rt_msg_ref(m);
 		return;
 	}
-	if (m->pos <= ch->resume_floor)
+	if (m->pos <= pg->resume_floor)
 		return; /* already sent by the catch-up */
 	struct rt_frame *f = ch->s->vsn == RT_PHX_V1 ? m->v1 : m->v2;
 	rt_conn_send(ch->s->c, f);
@@ -260,29 +372,30 @@ static void resync_msg(struct rt_channel *ch, const char *why)
 /* Catch-up deliveries on the channel's own key, then the marker. */
 static void catchup_deliver(struct rt_sub *sub, struct rt_msg *m)
 {
-	struct rt_channel *ch = (struct rt_channel *)((char *)sub -
-						      offsetof(struct rt_channel, catchup_sub));
+	struct chan_pg *pg =
+		(struct chan_pg *)((char *)sub - offsetof(struct chan_pg, catchup_sub));
+	struct rt_channel *ch = pg->ch;
 	if (m->kind == RT_MSG_CHANGE) {
 		rt_conn_send(ch->s->c, ch->s->vsn == RT_PHX_V1 ? m->v1 : m->v2);
 		return;
 	}
-	if (m->kind != RT_MSG_CATCHUP || !ch->is_catching_up)
+	if (m->kind != RT_MSG_CATCHUP || !pg->is_catching_up)
 		return;
-	ch->is_catching_up = false;
-	ch->resume_floor = m->pos;
+	pg->is_catching_up = false;
+	pg->resume_floor = m->pos;
 	if (m->is_resync)
 		resync_msg(ch, "The resume position is older than the retained changes; refetch "
 			       "the data you show, then subscribe without resume_after");
-	for (size_t i = 0; i < ch->n_held; i++) {
-		if (!ch->is_overflowed)
-			binding_deliver(&ch->pgsub, ch->held[i]);
-		rt_msg_unref(ch->held[i]);
+	for (size_t i = 0; i < pg->n_held; i++) {
+		if (!pg->is_overflowed)
+			binding_deliver(&pg->pgsub, pg->held[i]);
+		rt_msg_unref(pg->held[i]);
 	}
-	ch->n_held = 0;
-	if (ch->is_overflowed)
+	pg->n_held = 0;
+	if (pg->is_overflowed)
 		resync_msg(ch, "Too many changes arrived while catching up; refetch the data you "
 			       "show, then subscribe again");
-	ch->is_overflowed = false;
+	pg->is_overflowed = false;
 }
 
 /* ---- join ---- */
@@ -361,18 +474,21 @@ static void subscribe_changes(struct rt_channel *ch, struct rt_binding **parsed,
 			      const json_t *ext)
 {
 	struct rt_realtime_worker *rw = ch->s->rw;
-	ch->bgroup = rt_changes_attach(rw->rt->changes, parsed, n);
-	ch->pgsub.deliver = binding_deliver;
-	rt_hub_subscribe(rw->hub, rt_bgroup_key(ch->bgroup), &ch->pgsub);
+	struct chan_pg *pg = rt_xcalloc(1, sizeof *pg);
+	pg->ch = ch;
+	ch->pg = pg;
+	pg->bgroup = rt_changes_attach(rw->rt->changes, parsed, n);
+	pg->pgsub.deliver = binding_deliver;
+	rt_hub_subscribe(rw->hub, rt_bgroup_key(pg->bgroup), &pg->pgsub);
 	system_msg(ch, "postgres_changes", "ok", "Subscribed to PostgreSQL");
 	uint64_t after;
 	if (resume_after(ext, &after)) {
 		char key[48];
 		snprintf(key, sizeof key, "chan:%llu", (unsigned long long)ch->id);
-		ch->catchup_sub.deliver = catchup_deliver;
-		ch->is_catching_up = true;
-		rt_hub_subscribe(rw->hub, key, &ch->catchup_sub);
-		rt_changes_resume(rw->rt->changes, key, after, ch->bgroup);
+		pg->catchup_sub.deliver = catchup_deliver;
+		pg->is_catching_up = true;
+		rt_hub_subscribe(rw->hub, key, &pg->catchup_sub);
+		rt_changes_resume(rw->rt->changes, key, after, pg->bgroup);
 	}
 }
 
@@ -405,13 +521,12 @@ static void handle_join(struct rt_session *s, struct rt_phx_msg *m)
 	const json_t *pres = json_object_get(config, "presence");
 	bool is_private = get_bool(config, "private", false);
 
-	/* The channel's token. */
-	struct rt_jwt_claims claims;
+	/* The channel's token: its own, or the socket's (claims shared, not copied). */
+	struct rt_jwt_claims claims = {0};
 	const char *tok = join_token(payload);
 	if (tok) {
 		int64_t ago = 0;
-		enum rt_jwt_result r = rt_jwt_verify(rt->cfg.jwt_secret, tok, strlen(tok),
-						     rt_wall_s(), &claims, &ago);
+		enum rt_jwt_result r = rt_realtime_verify(s->rw, tok, strlen(tok), &claims, &ago);
 		if (r != RT_JWT_OK) {
 			char msg[256], reason[320];
 			snprintf(reason, sizeof reason, "%s: %s", rt_jwt_code(r),
@@ -420,6 +535,7 @@ static void handle_join(struct rt_session *s, struct rt_phx_msg *m)
 			join_error(s, m, reason);
 			return;
 		}
+		drop_claims_object(&claims);
 	} else {
 		int64_t now = rt_wall_s();
 		if (s->claims.exp <= now) {
@@ -431,10 +547,10 @@ static void handle_join(struct rt_session *s, struct rt_phx_msg *m)
 			join_error(s, m, reason);
 			return;
 		}
-		rt_jwt_claims_copy(&claims, &s->claims);
-		tok = s->token;
 	}
-	if (is_private && !rt_realtime_role_allowed(rt, claims.role)) {
+	uint64_t tok_hash = tok ? token_hash(tok) : s->token_hash;
+	const struct rt_jwt_claims *cl = tok ? &claims : &s->claims;
+	if (is_private && !rt_realtime_role_allowed(rt, cl->role)) {
 		char reason[400];
 		snprintf(reason, sizeof reason,
 			 "Unauthorized: You do not have permissions to read from this Channel topic: %s",
@@ -496,15 +612,21 @@ static void handle_join(struct rt_session *s, struct rt_phx_msg *m)
 		n_parsed = 0;
 	}
 
-	struct rt_channel *ch = rt_xcalloc(1, sizeof *ch);
+	/* topic, hub key and join_ref live in the channel's own block */
+	size_t tlen = strlen(m->topic) + 1, klen = tlen - TOPIC_PREFIX_LEN + 5;
+	size_t jlen = m->join_ref ? strlen(m->join_ref) + 1 : 0;
+	struct rt_channel *ch = rt_xcalloc(1, sizeof *ch + tlen + klen + jlen);
 	ch->s = s;
 	ch->id = (++s->rw->next_chan << 8) | rt_worker_index(s->rw->w);
-	ch->topic = rt_xstrdup(m->topic);
+	ch->topic = (char *)(ch + 1);
+	memcpy(ch->topic, m->topic, tlen);
 	ch->sub = ch->topic + TOPIC_PREFIX_LEN;
-	size_t klen = strlen(ch->sub) + 6;
-	ch->key = rt_xmalloc(klen);
+	ch->key = ch->topic + tlen;
 	snprintf(ch->key, klen, "%s:%s", is_private ? "priv" : "pub", ch->sub);
-	ch->join_ref = m->join_ref ? rt_xstrdup(m->join_ref) : NULL;
+	if (jlen) {
+		ch->join_ref = ch->key + klen;
+		memcpy(ch->join_ref, m->join_ref, jlen);
+	}
 	ch->is_private = is_private;
 	ch->self = get_bool(bcast, "self", false);
 	ch->ack = get_bool(bcast, "ack", false);
@@ -514,14 +636,14 @@ static void handle_join(struct rt_session *s, struct rt_phx_msg *m)
 		ch->pkey = rt_xstrdup(json_string_value(pk));
 	} else if (json_is_number(pk)) {
 		ch->pkey = json_dumps(pk, JSON_ENCODE_ANY);
-	} else {
-		ch->pkey = rt_xmalloc(RT_UUID_STRLEN + 1);
-		rt_rand_uuid(ch->pkey);
 	}
-	ch->token = rt_xstrdup(tok);
-	ch->claims = claims;
+	ch->token_hash = tok_hash;
+	if (tok) {
+		ch->own = rt_xmalloc(sizeof *ch->own);
+		*ch->own = claims;
+	}
 	ch->hsub.deliver = channel_deliver;
-	HASH_ADD_KEYPTR(hh, s->channels, ch->topic, strlen(ch->topic), ch);
+	DL_APPEND(s->channels, ch);
 	s->n_channels++;
 	RT_METRIC_INC(joins_ok);
 
@@ -540,7 +662,7 @@ static void handle_join(struct rt_session *s, struct rt_phx_msg *m)
 		json_decref(state);
 	}
 	rt_debug("conn %s: joined %s (join_ref %s, role %s)", rt_conn_peer(s->c), ch->topic,
-		 ch->join_ref ? ch->join_ref : "null", ch->claims.role);
+		 ch->join_ref ? ch->join_ref : "null", chan_claims(ch)->role);
 }
 
 /* ---- leave, broadcast, presence, access_token ---- */
@@ -554,7 +676,7 @@ static void handle_leave(struct rt_channel *ch, struct rt_phx_msg *m)
 
 static bool can_write(const struct rt_channel *ch)
 {
-	return !ch->is_private || rt_realtime_role_allowed(ch->s->rw->rt, ch->claims.role);
+	return !ch->is_private || rt_realtime_role_allowed(ch->s->rw->rt, chan_claims(ch)->role);
 }
 
 static struct rt_frame *text_frame(enum rt_phx_vsn vsn, const char *topic, const char *event,
@@ -697,6 +819,10 @@ static void handle_presence(struct rt_channel *ch, struct rt_phx_msg *m)
 		}
 		ch->presence_enabled = true;
 		ch->is_tracked = true;
+		if (!ch->pkey) { /* no key from the client: a random one, kept for the channel */
+			ch->pkey = rt_xmalloc(RT_UUID_STRLEN + 1);
+			rt_rand_uuid(ch->pkey);
+		}
 		rt_presence_track(rt->presence, s->rw->hub, ch->key, ch->topic, ch->id, ch->pkey, p);
 		json_decref(empty);
 		reply(s, ch->join_ref, m->ref, ch->topic, "ok", NULL);
@@ -717,23 +843,25 @@ static void handle_access_token(struct rt_channel *ch, struct rt_phx_msg *m)
 	if (!json_is_string(at))
 		return;
 	const char *tok = json_string_value(at);
-	if (!strncmp(tok, "sb_", 3) || (ch->token && !strcmp(tok, ch->token)))
+	if (!strncmp(tok, "sb_", 3) || token_hash(tok) == ch->token_hash)
 		return;
 	struct rt_jwt_claims claims;
 	int64_t ago = 0;
-	enum rt_jwt_result r = rt_jwt_verify(rt->cfg.jwt_secret, tok, strlen(tok), rt_wall_s(),
-					     &claims, &ago);
+	enum rt_jwt_result r = rt_realtime_verify(ch->s->rw, tok, strlen(tok), &claims, &ago);
 	if (r != RT_JWT_OK) {
 		char msg[256];
 		RT_METRIC_ERROR(AUTH);
 		channel_shutdown(ch, rt_jwt_message(r, ago, msg, sizeof msg));
 		return;
 	}
-	rt_jwt_claims_deinit(&ch->claims);
-	ch->claims = claims;
-	free(ch->token);
-	ch->token = rt_xstrdup(tok);
-	if (ch->is_private && !rt_realtime_role_allowed(rt, ch->claims.role)) {
+	drop_claims_object(&claims);
+	if (!ch->own)
+		ch->own = rt_xmalloc(sizeof *ch->own);
+	else
+		rt_jwt_claims_deinit(ch->own);
+	*ch->own = claims;
+	ch->token_hash = token_hash(tok);
+	if (ch->is_private && !rt_realtime_role_allowed(rt, ch->own->role)) {
 		char msg[400];
 		snprintf(msg, sizeof msg,
 			 "You do not have permissions to read from this Channel topic: %s", ch->sub);
@@ -751,9 +879,10 @@ struct rt_session *rt_session_new(struct rt_realtime_worker *rw, struct rt_conn 
 	s->rw = rw;
 	s->c = c;
 	s->vsn = vsn;
-	s->token = rt_xstrdup(token);
+	s->token_hash = token_hash(token);
 	s->claims = *claims;
 	memset(claims, 0, sizeof *claims);
+	drop_claims_object(&s->claims);
 	DL_APPEND(rw->sessions, s);
 	return s;
 }
@@ -763,11 +892,10 @@ void rt_session_free(struct rt_session *s)
 	if (!s)
 		return;
 	struct rt_channel *ch, *tmp;
-	HASH_ITER(hh, s->channels, ch, tmp)
+	DL_FOREACH_SAFE(s->channels, ch, tmp)
 		channel_free(ch);
 	DL_DELETE(s->rw->sessions, s);
 	rt_jwt_claims_deinit(&s->claims);
-	free(s->token);
 	free(s);
 }
 
@@ -785,6 +913,8 @@ static enum rt_metric_event event_kind(const char *event)
 		return RT_EV_PRESENCE;
 	if (!strcmp(event, "access_token"))
 		return RT_EV_ACCESS_TOKEN;
+	if (!strcmp(event, "write"))
+		return RT_EV_WRITE;
 	return RT_EV_OTHER;
 }
 
@@ -850,6 +980,9 @@ void rt_session_on_message(struct rt_session *s, enum rt_ws_opcode op, const uin
 	case RT_EV_ACCESS_TOKEN:
 		handle_access_token(ch, &m);
 		break;
+	case RT_EV_WRITE:
+		rt_writes_handle(s, s->rw->rt->store, ch->join_ref, m.ref, ch->topic, m.payload);
+		break;
 	default:
 		break; /* other channel events are ignored, as Supabase does */
 	}
@@ -865,12 +998,12 @@ void rt_realtime_worker_tick(struct rt_realtime_worker *rw)
 		if (rt_conn_is_closing(s->c))
 			continue;
 		struct rt_channel *ch, *tmp;
-		HASH_ITER(hh, s->channels, ch, tmp) {
-			if (ch->claims.exp > now)
+		DL_FOREACH_SAFE(s->channels, ch, tmp) {
+			if (chan_claims(ch)->exp > now)
 				continue;
 			char msg[96];
 			snprintf(msg, sizeof msg, "Token has expired %lld seconds ago",
-				 (long long)(now - ch->claims.exp));
+				 (long long)(now - chan_claims(ch)->exp));
 			channel_shutdown(ch, msg);
 		}
 	}

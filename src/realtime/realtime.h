@@ -61,12 +61,15 @@ struct rt_realtime {
 
 struct rt_session;
 
+struct rt_token_entry;
+
 struct rt_realtime_worker {
 	struct rt_realtime *rt;
 	struct rt_worker *w;
 	struct rt_hub_local *hub;
 	struct rt_session *sessions;
 	uint64_t next_chan;
+	struct rt_token_entry *tokens; /* tokens verified lately (see rt_realtime_verify) */
 };
 
 /* Copies cfg (strings must outlive the object). */
@@ -84,6 +87,19 @@ void rt_realtime_worker_free(struct rt_realtime_worker *rw);
 void rt_realtime_worker_wake(struct rt_realtime_worker *rw);
 /* Closes channels whose token has expired. */
 void rt_realtime_worker_tick(struct rt_realtime_worker *rw);
+
+/*
+ * Verifies token (token_len bytes) as rt_jwt_verify() does with the
+ * configured secret at the current time, remembering the tokens this worker
+ * verified lately (a few hundred, by exact bytes): a token seen before costs a
+ * lookup and an expiry check instead of a signature check and two JSON
+ * parses, which is what a reconnecting crowd sharing an API key or a user's
+ * token needs. On RT_JWT_OK, out gets role, sub and exp; its claims object is
+ * NULL (rt_jwt_claims_deinit() releases it all). Worker thread only.
+ */
+enum rt_jwt_result rt_realtime_verify(struct rt_realtime_worker *rw, const char *token,
+				      size_t token_len, struct rt_jwt_claims *out,
+				      int64_t *expired_ago_s);
 
 /* A session for an upgraded connection; takes ownership of claims' members. */
 struct rt_session *rt_session_new(struct rt_realtime_worker *rw, struct rt_conn *c,

@@ -21,6 +21,7 @@
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "store/store_int.h"
 
 #define BUSY_TIMEOUT_MS 5000
 #define POLL_MS 10
@@ -31,9 +32,9 @@ struct conn {
 	struct conn *next;
 };
 
-struct rt_store {
+struct sqlite_store {
+	struct rt_store base; /* first: the ops and the schema */
 	char *path;
-	struct rt_store_schema schema;
 	uint64_t retain_count, retain_ms;
 
 	pthread_mutex_t mu; /* guards conns and the write wake-up */
@@ -43,6 +44,9 @@ struct rt_store {
 
 	sqlite3 *change_db; /* the change thread's own connection */
 };
+
+static const struct rt_store_ops sqlite_ops;
+static void sq_close(struct rt_store *base);
 
 /* ---- types ---- */
 
@@ -234,23 +238,7 @@ static int bind_text_as(sqlite3_stmt *st, int i, const char *type, const char *s
 
 /* ---- errors ---- */
 
-static void set_err(struct rt_store_error *e, int status, const char *code, const char *details,
-		    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static void set_err(struct rt_store_error *e, int status, const char *code, const char *details,
-		    const char *fmt, ...)
-{
-	e->status = status;
-	snprintf(e->code, sizeof e->code, "%s", code);
-	snprintf(e->details, sizeof e->details, "%s", details ? details : "");
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(e->message, sizeof e->message, fmt, ap);
-	va_end(ap);
-	/* names from the request may be anything, and cutting may split a character */
-	rt_utf8_truncate(e->message);
-	rt_utf8_truncate(e->details);
-}
+#define set_err rt_store_set_err
 
 /* The "table.column" SQLite names in a constraint message, split. */
 static void constraint_target(const char *msg, char *table, char *column, size_t cap)
@@ -361,7 +349,7 @@ static int open_db(const char *path, sqlite3 **out, char *err, size_t err_cap)
 }
 
 /* The calling pool thread's connection, opened on first use. */
-static sqlite3 *thread_db(struct rt_store *s, struct rt_store_error *e)
+static sqlite3 *thread_db(struct sqlite_store *s, struct rt_store_error *e)
 {
 	pthread_t self = pthread_self();
 	pthread_mutex_lock(&s->mu);
@@ -446,7 +434,7 @@ static void append_literal(struct rt_buf *b, const char *s)
 	rt_buf_append_byte(b, '\'');
 }
 
-static int load_schema(struct rt_store *s, sqlite3 *db, char *err, size_t err_cap)
+static int load_schema(struct sqlite_store *s, sqlite3 *db, char *err, size_t err_cap)
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db,
@@ -460,17 +448,17 @@ static int load_schema(struct rt_store *s, sqlite3 *db, char *err, size_t err_ca
 		return -1;
 	}
 	while (sqlite3_step(st) == SQLITE_ROW) {
-		s->schema.tables = rt_xrealloc(s->schema.tables,
-					       (s->schema.n_tables + 1) * sizeof *s->schema.tables);
-		struct rt_store_table *t = &s->schema.tables[s->schema.n_tables++];
+		s->base.schema.tables = rt_xrealloc(s->base.schema.tables,
+					       (s->base.schema.n_tables + 1) * sizeof *s->base.schema.tables);
+		struct rt_store_table *t = &s->base.schema.tables[s->base.schema.n_tables++];
 		memset(t, 0, sizeof *t);
 		t->schema = rt_xstrdup("public");
 		t->name = rt_xstrdup((const char *)sqlite3_column_text(st, 0));
 	}
 	sqlite3_finalize(st);
 
-	for (size_t i = 0; i < s->schema.n_tables; i++) {
-		struct rt_store_table *t = &s->schema.tables[i];
+	for (size_t i = 0; i < s->base.schema.n_tables; i++) {
+		struct rt_store_table *t = &s->base.schema.tables[i];
 		struct rt_buf q;
 		rt_buf_init(&q);
 		rt_buf_append_str(&q, "SELECT name, type, \"notnull\", pk FROM pragma_table_info(");
@@ -520,17 +508,20 @@ static void row_json(struct rt_buf *b, const struct rt_store_table *t, const cha
 
 static const char now_ms_sql[] = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
 
-static int install_triggers(struct rt_store *s, sqlite3 *db, char *err, size_t err_cap)
+static int install_triggers(struct sqlite_store *s, sqlite3 *db, char *err, size_t err_cap)
 {
 	struct rt_buf b;
 	rt_buf_init(&b);
 	rt_buf_append_str(&b, "BEGIN IMMEDIATE;"
 			      "CREATE TABLE IF NOT EXISTS _rtsync_changes ("
 			      " pos INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL,"
-			      " op TEXT NOT NULL, new TEXT, old TEXT, ts INTEGER NOT NULL);");
+			      " op TEXT NOT NULL, new TEXT, old TEXT, ts INTEGER NOT NULL);"
+			      "CREATE TABLE IF NOT EXISTS _rtsync_idempotency ("
+			      " key TEXT PRIMARY KEY, fingerprint BLOB NOT NULL, result TEXT NOT NULL,"
+			      " ts INTEGER NOT NULL);");
 	static const char *const ops[] = {"INSERT", "UPDATE", "DELETE"};
-	for (size_t i = 0; i < s->schema.n_tables; i++) {
-		const struct rt_store_table *t = &s->schema.tables[i];
+	for (size_t i = 0; i < s->base.schema.n_tables; i++) {
+		const struct rt_store_table *t = &s->base.schema.tables[i];
 		for (int k = 0; k < 3; k++) {
 			struct rt_buf name;
 			rt_buf_init(&name);
@@ -570,29 +561,15 @@ static int install_triggers(struct rt_store *s, sqlite3 *db, char *err, size_t e
 	return 0;
 }
 
-static void schema_free(struct rt_store_schema *sc)
-{
-	for (size_t i = 0; i < sc->n_tables; i++) {
-		struct rt_store_table *t = &sc->tables[i];
-		for (size_t j = 0; j < t->n_cols; j++) {
-			free(t->cols[j].name);
-			free(t->cols[j].type);
-		}
-		free(t->cols);
-		free(t->schema);
-		free(t->name);
-	}
-	free(sc->tables);
-	memset(sc, 0, sizeof *sc);
-}
-
 int rt_store_open_sqlite(const char *db_path, const char *schema_sql, uint64_t retain_count,
 			 uint64_t retain_ms, struct rt_store **out, char *err, size_t err_cap)
 {
-	struct rt_store *s = rt_xcalloc(1, sizeof *s);
+	struct sqlite_store *s = rt_xcalloc(1, sizeof *s);
+	s->base.ops = &sqlite_ops;
 	s->path = rt_xstrdup(db_path);
 	s->retain_count = retain_count;
 	s->retain_ms = retain_ms;
+	s->base.key_window_ms = RT_STORE_KEY_WINDOW_MS;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	if (open_db(db_path, &s->change_db, err, err_cap))
@@ -602,15 +579,16 @@ int rt_store_open_sqlite(const char *db_path, const char *schema_sql, uint64_t r
 	if (load_schema(s, s->change_db, err, err_cap) ||
 	    install_triggers(s, s->change_db, err, err_cap))
 		goto err;
-	*out = s;
+	*out = &s->base;
 	return 0;
 err:
-	rt_store_close(s);
+	sq_close(&s->base);
 	return -1;
 }
 
-void rt_store_close(struct rt_store *s)
+static void sq_close(struct rt_store *base)
 {
+	struct sqlite_store *s = (struct sqlite_store *)base;
 	if (!s)
 		return;
 	struct conn *c = s->conns;
@@ -621,35 +599,11 @@ void rt_store_close(struct rt_store *s)
 		c = next;
 	}
 	sqlite3_close(s->change_db);
-	schema_free(&s->schema);
+	rt_store_schema_free(&s->base.schema);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cond);
 	free(s->path);
 	free(s);
-}
-
-const struct rt_store_schema *rt_store_schema(const struct rt_store *s)
-{
-	return &s->schema;
-}
-
-const struct rt_store_table *rt_store_table(const struct rt_store *s, const char *schema,
-					    const char *name)
-{
-	if (schema && strcmp(schema, "public"))
-		return NULL;
-	for (size_t i = 0; i < s->schema.n_tables; i++)
-		if (!strcmp(s->schema.tables[i].name, name))
-			return &s->schema.tables[i];
-	return NULL;
-}
-
-const struct rt_store_column *rt_store_column(const struct rt_store_table *t, const char *name)
-{
-	for (size_t i = 0; i < t->n_cols; i++)
-		if (!strcmp(t->cols[i].name, name))
-			return &t->cols[i];
-	return NULL;
 }
 
 /* ---- SQL from a query ---- */
@@ -775,40 +729,7 @@ static int prepare(sqlite3 *db, const char *sql, const struct binds *bv, size_t 
 	return 0;
 }
 
-/* The output keys and table columns a select names (all columns when absent). */
-static int select_cols(const struct rt_store_table *t, const struct rt_query *q,
-		       const struct rt_store_column ***cols, const char ***keys, size_t *n,
-		       struct rt_store_error *e)
-{
-	size_t cap = 0; /* every "*" expands to all columns */
-	for (size_t i = 0; q && q->select && i < q->n_select; i++)
-		cap += strcmp(q->select[i].column, "*") ? 1 : t->n_cols;
-	if (!q || !q->select)
-		cap = t->n_cols;
-	*cols = rt_xcalloc(cap ? cap : 1, sizeof **cols);
-	*keys = rt_xcalloc(cap ? cap : 1, sizeof **keys);
-	*n = 0;
-	bool all = !q || !q->select;
-	for (size_t i = 0; !all && i < q->n_select; i++) {
-		if (!strcmp(q->select[i].column, "*")) {
-			for (size_t j = 0; j < t->n_cols; j++) {
-				(*cols)[*n] = &t->cols[j];
-				(*keys)[(*n)++] = t->cols[j].name;
-			}
-			continue;
-		}
-		const struct rt_store_column *c;
-		if (col_or_err(t, q->select[i].column, &c, e))
-			return -1;
-		(*cols)[*n] = c;
-		(*keys)[(*n)++] = q->select[i].alias ? q->select[i].alias : c->name;
-	}
-	for (size_t j = 0; all && j < t->n_cols; j++) {
-		(*cols)[*n] = &t->cols[j];
-		(*keys)[(*n)++] = t->cols[j].name;
-	}
-	return 0;
-}
+#define select_cols rt_store_select_cols
 
 static json_t *row_object(sqlite3_stmt *st, const struct rt_store_column **cols,
 			  const char **keys, size_t n)
@@ -850,9 +771,10 @@ static void limit_sql(struct rt_buf *b, const struct rt_query *q)
 	rt_buf_printf(b, " LIMIT %lld OFFSET %lld", limit, q && q->offset > 0 ? q->offset : 0);
 }
 
-int rt_store_read(struct rt_store *s, const struct rt_read *r, json_t **rows, long long *total,
+static int sq_read(struct rt_store *base, const struct rt_read *r, json_t **rows, long long *total,
 		  struct rt_store_error *err)
 {
+	struct sqlite_store *s = (struct sqlite_store *)base;
 	const struct rt_store_table *t = r->table;
 	sqlite3 *db = thread_db(s, err);
 	if (!db)
@@ -926,12 +848,22 @@ out:
 
 /* ---- writes ---- */
 
-static void wake_changes(struct rt_store *s)
+static void wake_changes(struct sqlite_store *s)
 {
 	pthread_mutex_lock(&s->mu);
 	s->writes++;
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->mu);
+}
+
+/* A row from SELECT * or RETURNING * (every column, in table order), typed. */
+static json_t *full_row(sqlite3_stmt *st, const struct rt_store_table *t)
+{
+	json_t *full = json_object();
+	for (size_t i = 0; i < t->n_cols; i++)
+		json_object_set_new(full, t->cols[i].name,
+				    typed_from_stmt(t->cols[i].type, st, (int)i));
+	return full;
 }
 
 /* Runs st, appending RETURNING rows (projected by the select) to out; with
@@ -955,40 +887,13 @@ static int step_rows(sqlite3 *db, sqlite3_stmt *st, const struct rt_store_table 
 		}
 		if (!out)
 			continue;
-		/* RETURNING * gives every column in table order. */
-		json_t *full = json_object();
-		for (size_t i = 0; i < t->n_cols; i++)
-			json_object_set_new(full, t->cols[i].name,
-					    typed_from_stmt(t->cols[i].type, st, (int)i));
-		json_t *row = json_object();
-		for (size_t i = 0; i < n_cols; i++)
-			json_object_set(row, keys[i], json_object_get(full, cols[i]->name));
+		json_t *full = full_row(st, t);
+		json_array_append_new(out, rt_store_project(full, cols, keys, n_cols));
 		json_decref(full);
-		json_array_append_new(out, row);
 	}
 	if (step != SQLITE_DONE) {
 		sql_err(err, db);
 		return -1;
-	}
-	return 0;
-}
-
-/* Validates that every key of every row is a column. */
-static int check_row_keys(const struct rt_store_table *t, const json_t *row,
-			  struct rt_store_error *e)
-{
-	const char *k;
-	json_t *v;
-	if (!json_is_object(row)) {
-		set_err(e, 400, "PGRST102", NULL, "All object keys must match");
-		return -1;
-	}
-	json_object_foreach((json_t *)row, k, v) {
-		if (!rt_store_column(t, k)) {
-			set_err(e, 400, "PGRST204", NULL,
-				"Could not find the '%s' column of '%s' in the schema cache", k, t->name);
-			return -1;
-		}
 	}
 	return 0;
 }
@@ -1037,7 +942,7 @@ static int insert_rows(sqlite3 *db, const struct rt_write *w, const struct rt_st
 	size_t i;
 	const json_t *row;
 	json_array_foreach(w->rows, i, row) {
-		if (check_row_keys(t, row, err))
+		if (rt_store_check_row_keys(t, row, err))
 			return -1;
 		struct rt_buf sql;
 		rt_buf_init(&sql);
@@ -1150,7 +1055,7 @@ static int update_or_delete(sqlite3 *db, const struct rt_write *w,
 		goto out;
 	size_t n_set = 0;
 	if (w->kind == RT_WRITE_UPDATE) {
-		if (check_row_keys(t, w->rows, err))
+		if (rt_store_check_row_keys(t, w->rows, err))
 			goto out;
 		rt_buf_append_str(&sql, "UPDATE ");
 		append_ident(&sql, t->name);
@@ -1192,16 +1097,287 @@ out:
 	return rc;
 }
 
-int rt_store_write(struct rt_store *s, const struct rt_write *w, json_t **rows,
+/* The newest position in the change log, 0 when empty. */
+static uint64_t last_pos_of(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	uint64_t pos = 0;
+	if (sqlite3_prepare_v2(db, "SELECT max(pos) FROM _rtsync_changes", -1, &st, NULL) ==
+	    SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			pos = (uint64_t)sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+	return pos;
+}
+
+/* ---- conflict control and idempotency (docs/writes.md) ---- */
+
+static int control_err(struct rt_store_error *e, const char *msg)
+{
+	set_err(e, 400, "RTS400", NULL, "%s", msg);
+	return -1;
+}
+
+/* Reads the one row st selects as a full typed object (*row NULL when none). */
+static int fetch_one(sqlite3 *db, sqlite3_stmt *st, const struct rt_store_table *t, json_t **row,
+		     struct rt_store_error *err)
+{
+	*row = NULL;
+	int step;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*row) {
+			json_decref(*row);
+			*row = NULL;
+			return control_err(err, "A write with a base must target one row: the "
+						"filter matched more (filter on the primary key)");
+		}
+		*row = full_row(st, t);
+	}
+	if (step != SQLITE_DONE) {
+		sql_err(err, db);
+		json_decref(*row);
+		*row = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/* Appends "pk1 IS ? AND pk2 IS ?" for t's primary key. */
+static void pk_where(struct rt_buf *b, const struct rt_store_table *t)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < t->n_cols; i++) {
+		if (!t->cols[i].is_pk)
+			continue;
+		if (n++)
+			rt_buf_append_str(b, " AND ");
+		append_ident(b, t->cols[i].name);
+		rt_buf_append_str(b, " IS ?");
+	}
+}
+
+/* Binds row's primary key values from index first on. Returns 0, or -1 when
+ * row lacks one. */
+static int bind_pk(sqlite3_stmt *st, int first, const struct rt_store_table *t, const json_t *row,
 		   struct rt_store_error *err)
 {
+	int i = first;
+	for (size_t c = 0; c < t->n_cols; c++) {
+		if (!t->cols[c].is_pk)
+			continue;
+		const json_t *v = json_object_get(row, t->cols[c].name);
+		if (!v) {
+			set_err(err, 400, "RTS400", NULL,
+				"A write with a base needs the primary key column \"%s\"",
+				t->cols[c].name);
+			return -1;
+		}
+		bind_json(st, i++, t->cols[c].type, v);
+	}
+	return 0;
+}
+
+/* The row of t whose primary key row names (*out NULL when none). */
+static int select_by_pk(const struct rt_store_cas *cas, const struct rt_write *w,
+			const json_t *row, json_t **out, struct rt_store_error *err)
+{
+	sqlite3 *db = cas->ctx;
+	const struct rt_store_table *t = w->table;
+	struct rt_buf sql;
+	rt_buf_init(&sql);
+	rt_buf_append_str(&sql, "SELECT * FROM ");
+	append_ident(&sql, t->name);
+	rt_buf_append_str(&sql, " WHERE ");
+	pk_where(&sql, t);
+	sqlite3_stmt *st = NULL;
+	int rc = -1;
+	*out = NULL;
+	if (sqlite3_prepare_v2(db, sql.data, -1, &st, NULL) != SQLITE_OK) {
+		sql_err(err, db);
+		goto out;
+	}
+	if (bind_pk(st, 1, t, row, err))
+		goto out;
+	rc = fetch_one(db, st, t, out, err);
+out:
+	sqlite3_finalize(st);
+	rt_buf_deinit(&sql);
+	return rc;
+}
+
+/* The row an UPDATE or DELETE's filter selects (*out NULL when none). */
+static int select_by_where(const struct rt_store_cas *cas, const struct rt_write *w,
+			   json_t **out, struct rt_store_error *err)
+{
+	sqlite3 *db = cas->ctx;
+	const struct rt_store_table *t = w->table;
+	struct rt_buf sql, where;
+	struct binds bv = {0};
+	rt_buf_init(&sql);
+	rt_buf_init(&where);
+	sqlite3_stmt *st = NULL;
+	int rc = -1;
+	*out = NULL;
+	if (w->where && where_sql(&where, &bv, t, &w->where->where, err))
+		goto out;
+	if (!where.len) {
+		control_err(err, "A write with a base must target one row: add a filter on the "
+				 "primary key");
+		goto out;
+	}
+	rt_buf_append_str(&sql, "SELECT * FROM ");
+	append_ident(&sql, t->name);
+	rt_buf_printf(&sql, " WHERE %s LIMIT 2", where.data);
+	if (prepare(db, sql.data, &bv, 1, &st, err))
+		goto out;
+	rc = fetch_one(db, st, t, out, err);
+out:
+	sqlite3_finalize(st);
+	binds_free(&bv);
+	rt_buf_deinit(&sql);
+	rt_buf_deinit(&where);
+	return rc;
+}
+
+/* UPDATE t SET <apply> (or DELETE) WHERE <current's primary key> RETURNING *. */
+static int write_by_pk(const struct rt_store_cas *cas, const struct rt_write *w,
+		       const json_t *current, const json_t *apply, struct rt_store_error *err)
+{
+	sqlite3 *db = cas->ctx;
+	const struct rt_store_table *t = w->table;
+	struct rt_buf sql;
+	rt_buf_init(&sql);
+	size_t n_set = 0;
+	if (apply) {
+		rt_buf_append_str(&sql, "UPDATE ");
+		append_ident(&sql, t->name);
+		rt_buf_append_str(&sql, " SET ");
+		const char *k;
+		json_t *v;
+		json_object_foreach((json_t *)apply, k, v) {
+			if (n_set++)
+				rt_buf_append_byte(&sql, ',');
+			append_ident(&sql, k);
+			rt_buf_append_str(&sql, " = ?");
+		}
+	} else {
+		rt_buf_append_str(&sql, "DELETE FROM ");
+		append_ident(&sql, t->name);
+	}
+	rt_buf_append_str(&sql, " WHERE ");
+	pk_where(&sql, t);
+	rt_buf_append_str(&sql, " RETURNING *");
+	sqlite3_stmt *st = NULL;
+	int rc = -1;
+	if (sqlite3_prepare_v2(db, sql.data, -1, &st, NULL) != SQLITE_OK) {
+		sql_err(err, db);
+		goto out;
+	}
+	int i = 1;
+	const char *k;
+	json_t *v;
+	json_object_foreach((json_t *)apply, k, v)
+		bind_json(st, i++, rt_store_column(t, k)->type, v);
+	if (bind_pk(st, i, t, current, err))
+		goto out;
+	rc = step_rows(db, st, t, cas->cols, cas->keys, cas->n_cols, apply != NULL, cas->out, err);
+out:
+	sqlite3_finalize(st);
+	rt_buf_deinit(&sql);
+	return rc;
+}
+
+static int insert_missing(const struct rt_store_cas *cas, const struct rt_write *w,
+			  struct rt_store_error *err)
+{
+	return insert_rows(cas->ctx, w, cas->cols, cas->keys, cas->n_cols, cas->out, err);
+}
+
+/*
+ * Looks the key up. Returns 1 when it was used before with the same
+ * fingerprint (res and *out hold the first result), 0 when it is new, -1 on
+ * an error (another fingerprint: 422 RTS422).
+ */
+static int key_lookup(sqlite3 *db, const char *key, const unsigned char fp[32],
+		      uint64_t window_ms, json_t **out, struct rt_write_result *res,
+		      struct rt_store_error *err)
+{
+	sqlite3_stmt *st;
+	/* A key older than the window is forgotten even before pruning removes it. */
+	if (sqlite3_prepare_v2(db,
+			       "SELECT fingerprint, result FROM _rtsync_idempotency "
+			       "WHERE key = ? AND ts >= ?",
+			       -1, &st, NULL) != SQLITE_OK) {
+		sql_err(err, db);
+		return -1;
+	}
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, rt_wall_ms() - (int64_t)window_ms);
+	int rc = 0;
+	int step = sqlite3_step(st);
+	if (step == SQLITE_ROW) {
+		const void *had = sqlite3_column_blob(st, 0);
+		json_t *r = json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL);
+		if (sqlite3_column_bytes(st, 0) != 32 || memcmp(had, fp, 32) || !r) {
+			set_err(err, 422, "RTS422", NULL,
+				"The idempotency key was already used for a different request");
+			rc = -1;
+		} else {
+			rt_write_result_parse(r, res, out);
+			rc = 1;
+		}
+		json_decref(r);
+	} else if (step != SQLITE_DONE) {
+		sql_err(err, db);
+		rc = -1;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int key_record(sqlite3 *db, const char *key, const unsigned char fp[32],
+		      const struct rt_write_result *res, const json_t *rows,
+		      struct rt_store_error *err)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db,
+			       "INSERT OR REPLACE INTO _rtsync_idempotency (key, fingerprint, result, ts) "
+			       "VALUES (?, ?, ?, ?)",
+			       -1, &st, NULL) != SQLITE_OK) {
+		sql_err(err, db);
+		return -1;
+	}
+	json_t *r = rt_write_result_json(res, rows);
+	char *txt = json_dumps(r, JSON_COMPACT | JSON_REAL_PRECISION(17));
+	json_decref(r);
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, fp, 32, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, txt, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, rt_wall_ms());
+	int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+	if (rc)
+		sql_err(err, db);
+	sqlite3_finalize(st);
+	free(txt);
+	return rc;
+}
+
+static int sq_write(struct rt_store *base, const struct rt_write *w, json_t **rows,
+		   struct rt_store_error *err)
+{
+	struct sqlite_store *s = (struct sqlite_store *)base;
 	sqlite3 *db = thread_db(s, err);
 	if (!db)
 		return -1;
 	*rows = NULL;
+	if (w->idempotency_key && (!*w->idempotency_key ||
+				   strlen(w->idempotency_key) > RT_STORE_MAX_KEY))
+		return control_err(err, "The idempotency key must have 1 to 255 bytes");
 	const struct rt_store_column **cols = NULL;
 	const char **keys = NULL;
 	size_t n_cols;
+	struct rt_write_result res = {.outcome = RT_WRITE_APPLIED};
 	if (select_cols(w->table, w->where, &cols, &keys, &n_cols, err)) {
 		free(cols);
 		free(keys);
@@ -1212,28 +1388,56 @@ int rt_store_write(struct rt_store *s, const struct rt_write *w, json_t **rows,
 		sql_err(err, db);
 		goto err;
 	}
-	int rc = w->kind == RT_WRITE_INSERT || w->kind == RT_WRITE_UPSERT
-			 ? insert_rows(db, w, cols, keys, n_cols, out, err)
-			 : update_or_delete(db, w, cols, keys, n_cols, out, err);
-	if (!rc && w->wants_single && json_array_size(out) != 1) {
-		char details[64];
-		snprintf(details, sizeof details, "The result contains %zu rows", json_array_size(out));
-		set_err(err, 406, "PGRST116", details,
-			"JSON object requested, multiple (or no) rows returned");
-		rc = -1;
+	unsigned char fp[32];
+	int rc = 0;
+	if (w->idempotency_key) {
+		rt_store_fingerprint(w->fingerprint, fp);
+		rc = key_lookup(db, w->idempotency_key, fp, s->base.key_window_ms, &out, &res, err);
 	}
-	if (rc || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-		if (!rc)
+	sqlite3_int64 before = sqlite3_total_changes64(db);
+	if (rc == 0) {
+		if (w->base)
+			rc = rt_store_controlled_write(
+				&(struct rt_store_cas){db, cols, keys, n_cols, out, select_by_where,
+						       select_by_pk, write_by_pk, insert_missing},
+				w, &res, err);
+		else if (w->kind == RT_WRITE_INSERT || w->kind == RT_WRITE_UPSERT)
+			rc = insert_rows(db, w, cols, keys, n_cols, out, err);
+		else
+			rc = update_or_delete(db, w, cols, keys, n_cols, out, err);
+		/* A conflict is answered as such, whatever the representation asked. */
+		if (!rc && w->wants_single && res.outcome != RT_WRITE_CONFLICT &&
+		    json_array_size(out) != 1) {
+			char details[64];
+			snprintf(details, sizeof details, "The result contains %zu rows",
+				 json_array_size(out));
+			set_err(err, 406, "PGRST116", details,
+				"JSON object requested, multiple (or no) rows returned");
+			rc = -1;
+		}
+		if (!rc && sqlite3_total_changes64(db) != before)
+			res.position = last_pos_of(db);
+		if (!rc && w->idempotency_key)
+			rc = key_record(db, w->idempotency_key, fp, &res, out, err);
+	}
+	if (rc < 0 || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		if (rc >= 0)
 			sql_err(err, db);
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 		goto err;
 	}
 	free(cols);
 	free(keys);
-	wake_changes(s);
+	if (!res.is_replayed)
+		wake_changes(s);
+	if (w->result)
+		*w->result = res;
+	else
+		rt_write_result_deinit(&res);
 	*rows = out;
 	return 0;
 err:
+	rt_write_result_deinit(&res);
 	json_decref(out);
 	free(cols);
 	free(keys);
@@ -1261,9 +1465,10 @@ static json_t *typed_row(const struct rt_store_table *t, const char *txt)
 	return row;
 }
 
-int rt_store_changes_after(struct rt_store *s, uint64_t after, size_t max, struct rt_change **out,
+static int sq_changes_after(struct rt_store *base, uint64_t after, size_t max, struct rt_change **out,
 			   size_t *n, uint64_t *oldest, struct rt_store_scan *scan)
 {
+	struct sqlite_store *s = (struct sqlite_store *)base;
 	*out = NULL;
 	*n = 0;
 	scan->n_rows = 0;
@@ -1294,7 +1499,7 @@ int rt_store_changes_after(struct rt_store *s, uint64_t after, size_t max, struc
 		scan->n_rows++;
 		scan->last_pos = (uint64_t)sqlite3_column_int64(st, 0);
 		const struct rt_store_table *t =
-			rt_store_table(s, NULL, (const char *)sqlite3_column_text(st, 1));
+			rt_store_table(&s->base, NULL, (const char *)sqlite3_column_text(st, 1));
 		if (!t)
 			continue; /* a table created after start: not published */
 		const char *op = (const char *)sqlite3_column_text(st, 2);
@@ -1316,17 +1521,10 @@ int rt_store_changes_after(struct rt_store *s, uint64_t after, size_t max, struc
 	return step == SQLITE_DONE ? 0 : -1;
 }
 
-uint64_t rt_store_last_pos(struct rt_store *s)
+static uint64_t sq_last_pos(struct rt_store *base)
 {
-	sqlite3_stmt *st;
-	uint64_t pos = 0;
-	if (sqlite3_prepare_v2(s->change_db, "SELECT max(pos) FROM _rtsync_changes", -1, &st,
-			       NULL) == SQLITE_OK) {
-		if (sqlite3_step(st) == SQLITE_ROW)
-			pos = (uint64_t)sqlite3_column_int64(st, 0);
-		sqlite3_finalize(st);
-	}
-	return pos;
+	struct sqlite_store *s = (struct sqlite_store *)base;
+	return last_pos_of(s->change_db);
 }
 
 static uint64_t data_version(sqlite3 *db)
@@ -1341,8 +1539,9 @@ static uint64_t data_version(sqlite3 *db)
 	return v;
 }
 
-bool rt_store_wait(struct rt_store *s, uint64_t *version, unsigned timeout_ms)
+static bool sq_wait(struct rt_store *base, uint64_t *version, unsigned timeout_ms)
 {
+	struct sqlite_store *s = (struct sqlite_store *)base;
 	/* Writes through rtsync signal the condition at once; others (the sqlite3
 	 * shell, another process) show up in data_version within POLL_MS. */
 	uint64_t deadline = rt_mono_ms() + timeout_ms;
@@ -1371,8 +1570,9 @@ bool rt_store_wait(struct rt_store *s, uint64_t *version, unsigned timeout_ms)
 	}
 }
 
-void rt_store_prune(struct rt_store *s)
+static void sq_prune(struct rt_store *base)
 {
+	struct sqlite_store *s = (struct sqlite_store *)base;
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(s->change_db,
 			       "DELETE FROM _rtsync_changes WHERE pos <= "
@@ -1384,18 +1584,22 @@ void rt_store_prune(struct rt_store *s)
 	if (sqlite3_step(st) != SQLITE_DONE)
 		rt_warn("store: pruning the change log: %s", sqlite3_errmsg(s->change_db));
 	sqlite3_finalize(st);
+	if (sqlite3_prepare_v2(s->change_db, "DELETE FROM _rtsync_idempotency WHERE ts < ?", -1,
+			       &st, NULL) != SQLITE_OK)
+		return;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)(rt_wall_ms() - (int64_t)s->base.key_window_ms));
+	if (sqlite3_step(st) != SQLITE_DONE)
+		rt_warn("store: pruning idempotency keys: %s", sqlite3_errmsg(s->change_db));
+	sqlite3_finalize(st);
 }
 
-void rt_store_changes_free(struct rt_change *c, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		json_decref(c[i].record);
-		json_decref(c[i].old_record);
-	}
-	free(c);
-}
-
-const char *rt_change_type_name(enum rt_change_type t)
-{
-	return t == RT_CHANGE_INSERT ? "INSERT" : t == RT_CHANGE_UPDATE ? "UPDATE" : "DELETE";
-}
+static const struct rt_store_ops sqlite_ops = {
+	.name = "sqlite",
+	.close = sq_close,
+	.read = sq_read,
+	.write = sq_write,
+	.changes_after = sq_changes_after,
+	.last_pos = sq_last_pos,
+	.wait = sq_wait,
+	.prune = sq_prune,
+};

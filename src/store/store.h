@@ -13,8 +13,10 @@
  *            json_decref() / rt_change_free().
  * Threads:   rt_store_schema() and the table lookups from any thread. Reads
  *            and writes are blocking calls for pool threads (never an I/O
- *            worker): each pool thread gets its own database connection.
- *            rt_store_changes_after() is for the change thread.
+ *            worker): with SQLite each pool thread gets its own connection,
+ *            with PostgreSQL a call waits for a free connection of the pool.
+ *            rt_store_changes_after() is for the change thread. The
+ *            PostgreSQL store runs its own replication thread.
  * Limits:    RT_STORE_MAX_ROWS rows per read.
  */
 #ifndef RT_STORE_STORE_H
@@ -25,9 +27,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store/conflict.h"
 #include "store/query.h"
 
 #define RT_STORE_MAX_ROWS 10000
+/* Longest idempotency key, in bytes. */
+#define RT_STORE_MAX_KEY 255
+/* Idempotency keys are kept this long unless configured otherwise (24 h). */
+#define RT_STORE_KEY_WINDOW_MS (24ull * 3600 * 1000)
 
 struct rt_store;
 
@@ -71,6 +78,16 @@ struct rt_store_error {
 
 enum rt_write_kind { RT_WRITE_INSERT, RT_WRITE_UPSERT, RT_WRITE_UPDATE, RT_WRITE_DELETE };
 
+/* What a write did (docs/writes.md). JSON members are new references: free
+ * with rt_write_result_deinit(). */
+struct rt_write_result {
+	enum rt_write_outcome outcome;
+	json_t *current;   /* with a base: the whole row as it now is (NULL when gone) */
+	json_t *conflicts; /* with a base: array of conflicting column names */
+	uint64_t position; /* position of the last change the write made; 0: none */
+	bool is_replayed;  /* an idempotency key seen before: the first result, not reapplied */
+};
+
 struct rt_write {
 	enum rt_write_kind kind;
 	const struct rt_store_table *table;
@@ -83,6 +100,19 @@ struct rt_write {
 	bool wants_rows;             /* return the affected rows */
 	bool wants_single;           /* exactly one row must be affected, else nothing is
 				      * applied (406 PGRST116) */
+	/* Conflict control: with a base (object of the values the writer last
+	 * saw), an UPDATE, UPSERT or DELETE targets one row (UPDATE/DELETE: the
+	 * row `where` selects; UPSERT: the row with rows[0]'s primary key) and
+	 * rt_conflict_decide() settles it under strategy, in the write's
+	 * transaction. */
+	const json_t *base;
+	enum rt_write_strategy strategy;
+	/* With a key, the write and its result are recorded together; a write
+	 * with the same key and fingerprint returns the recorded result without
+	 * applying again (422 RTS422 for another fingerprint). */
+	const char *idempotency_key;
+	const char *fingerprint;        /* what identifies the request; "" when NULL */
+	struct rt_write_result *result; /* out, may be NULL: filled when the write succeeds */
 };
 
 /* Options for a read. */
@@ -102,7 +132,34 @@ struct rt_read {
  */
 int rt_store_open_sqlite(const char *db_path, const char *schema_sql, uint64_t retain_count,
 			 uint64_t retain_ms, struct rt_store **out, char *err, size_t err_cap);
+
+/* Options of the PostgreSQL store (docs/store.md). */
+struct rt_store_pg_config {
+	const char *conninfo;   /* libpq connection string or postgres:// URI */
+	const char *schema_sql; /* applied at open (may be NULL) */
+	const char *tables;     /* comma-separated tables of "public" to serve and
+				 * publish; NULL or "" for every table of "public" */
+	const char *log_path;   /* the retained change log (a local SQLite file) */
+	const char *name;       /* publication and replication slot name */
+	unsigned pool_size;     /* connections for reads and writes */
+	uint64_t retain_count, retain_ms;
+};
+
+/*
+ * Opens the PostgreSQL store: connects, checks wal_level=logical and the
+ * REPLICATION attribute, applies schema_sql, loads the tables (each needs a
+ * primary key), creates or updates the publication and creates the slot when
+ * missing, opens the retained log and starts the replication thread, which
+ * reconnects with backoff. Returns 0, or -1 with the reason in err.
+ */
+int rt_store_open_postgres(const struct rt_store_pg_config *cfg, struct rt_store **out, char *err,
+			   size_t err_cap);
+
+/* Closes either backend (stops its threads first). NULL does nothing. */
 void rt_store_close(struct rt_store *s);
+
+/* "sqlite" or "postgres". */
+const char *rt_store_backend(const struct rt_store *s);
 
 const struct rt_store_schema *rt_store_schema(const struct rt_store *s);
 /* A table by schema (NULL means "public") and name; NULL when absent. */
@@ -119,9 +176,16 @@ int rt_store_read(struct rt_store *s, const struct rt_read *r, json_t **rows, lo
 		  struct rt_store_error *err);
 
 /* Runs a write in one transaction. With wants_rows, *rows gets the affected
- * rows (new reference), else NULL. Returns 0 or -1 with err. */
+ * rows (new reference), else NULL. With w->result, that is filled too (also
+ * for a conflict, which is a success: nothing applied, outcome says why).
+ * Returns 0 or -1 with err. */
 int rt_store_write(struct rt_store *s, const struct rt_write *w, json_t **rows,
 		   struct rt_store_error *err);
+void rt_write_result_deinit(struct rt_write_result *r);
+
+/* How long idempotency keys are kept (default RT_STORE_KEY_WINDOW_MS); call
+ * before the store is used. Pruned by rt_store_prune(). */
+void rt_store_set_key_window(struct rt_store *s, uint64_t ms);
 
 /* ---- the change stream (change thread) ---- */
 

@@ -129,6 +129,9 @@ test('a client that stops reading is dropped as a slow consumer; others get ever
   const n = 600;
   for (let i = 0; i < n; i++) {
     pub.sendRaw(encodeUserBroadcastPush({ joinRef, ref: String(1000 + i), topic, event: 'bulk', payload: JSON.stringify({ i, payload }) }));
+    // The healthy subscriber lives in this process: let it read between sends,
+    // or it stalls behind this loop exactly like the paused one.
+    if (i % 8 === 7) await sleep(1);
   }
   // Count with a plain poll: the frames are large, so no recorder dump on failure.
   const bulk = () => good.frames.events.filter((f) => f.binary && f.event === 'bulk');

@@ -1,10 +1,10 @@
-// postgres_changes and the REST data API with the embedded SQLite store,
-// driven by supabase-js (from() and channel().on('postgres_changes')), the
-// sqlite3 shell as an outside writer, and a raw socket for resume positions.
+// postgres_changes and the REST data API with either store (SQLite, or
+// PostgreSQL under tests/postgres/run.sh), driven by supabase-js (from() and
+// channel().on('postgres_changes')), the database's own shell (sqlite3 or
+// psql) as an outside writer, and a raw socket for resume positions.
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -129,12 +129,12 @@ for (const vsn of VSNS) {
 }
 
 describe('postgres_changes: outside writers, errors, resume', () => {
-  it('a write from the sqlite3 shell is delivered', { timeout: 20_000 }, async (t) => {
+  it('a write from the database shell (sqlite3 or psql) is delivered', { timeout: 20_000 }, async (t) => {
     const sc = scope(t);
     const sb = supabase(sc);
     const { events } = await listen(sb, 'pgc-shell', [{ event: 'INSERT', schema: 'public', table: 'notes' }]);
     const id = newId();
-    execFileSync('sqlite3', [dbPath, `PRAGMA busy_timeout=5000; INSERT INTO notes (id, body) VALUES (${id}, 'from the shell');`]);
+    server.sql(`INSERT INTO notes (id, body) VALUES (${id}, 'from the shell');`);
     const e = await events.waitFor((x) => x.new.id === id, 5000, 'shell insert');
     assert.equal(e.new.body, 'from the shell');
   });

@@ -1,4 +1,5 @@
-// Extra interop tests for the embedded store: the REST data API as
+// Extra interop tests for either store (SQLite, or PostgreSQL under
+// tests/postgres/run.sh): the REST data API as
 // supabase-js' from() uses it (PostgREST semantics) and postgres_changes as
 // realtime-js consumes it. Every test works on its own rows (a unique `grp`
 // or unique ids), so tests do not see each other's data or changes.
@@ -8,7 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startServer } from './lib/server.mjs';
+import { startServer, STORE } from './lib/server.mjs';
 import { rawConnect } from './lib/raw.mjs';
 import { Recorder, scope, withTimeout, sleep, supabaseClient } from './lib/util.mjs';
 
@@ -659,7 +660,9 @@ describe('REST writes through supabase-js', () => {
 
 const ITEM_COLUMNS = [
   { name: 'id', type: 'int8' }, { name: 'grp', type: 'text' }, { name: 'name', type: 'text' },
-  { name: 'email', type: 'text' }, { name: 'done', type: 'bool' }, { name: 'qty', type: 'int8' },
+  { name: 'email', type: 'text' }, { name: 'done', type: 'bool' },
+  // `integer` is int4 in PostgreSQL; SQLite's INTEGER is 64-bit
+  { name: 'qty', type: STORE === 'postgres' ? 'int4' : 'int8' },
   { name: 'price', type: 'float8' }, { name: 'meta', type: 'jsonb' }, { name: 'tags', type: 'json' },
   { name: 'note', type: 'text' },
 ];

@@ -8,9 +8,9 @@
 // every pid is also written to $RTSYNC_INTEROP_PIDDIR so run.sh can reap
 // leftovers if the test process itself was killed.
 
-import { spawn } from 'node:child_process';
-import { createHmac } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync, unlinkSync } from 'node:fs';
+import { spawn, execFileSync } from 'node:child_process';
+import { createHmac, randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -63,15 +63,61 @@ export function mintToken({ role = 'anon', expIn = 3600, exp, secret = JWT_SECRE
   return `${header}.${payload}.${sig}`;
 }
 
+// The store under test: SQLite (the default) or, when $RTSYNC_TEST_POSTGRES
+// holds a server URL (tests/postgres/run.sh sets it), PostgreSQL with a fresh
+// database per server.
+export const STORE = process.env.RTSYNC_TEST_POSTGRES ? 'postgres' : 'sqlite';
+
+/** Runs SQL in a PostgreSQL database of the test cluster (psql, stops on the first error). */
+export function psql(db, sql) {
+  return execFileSync('psql', ['-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-d', `${process.env.RTSYNC_TEST_POSTGRES}/${db}`, '-c', sql],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** Creates a fresh database in the test cluster; returns its name. */
+export function createPgDatabase() {
+  const name = `rt_${process.pid}_${randomBytes(4).toString('hex')}`;
+  psql('postgres', `CREATE DATABASE ${name}`);
+  return name;
+}
+
+// SQLite hands out whole old rows; PostgreSQL only with REPLICA IDENTITY FULL,
+// so the shared suite's tables get it (the default identity has its own tests).
+function pgSchemaOf(path, dir) {
+  const sql = readFileSync(path, 'utf8');
+  const tables = [...sql.matchAll(/CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?("?[A-Za-z_][A-Za-z0-9_]*"?)/gi)].map((m) => m[1]);
+  const out = join(dir, 'schema.pg.sql');
+  writeFileSync(out, sql + tables.map((t) => `\nALTER TABLE ${t} REPLICA IDENTITY FULL;`).join(''));
+  return out;
+}
+
 /**
  * Start a server. Options:
  *   idleTimeoutMs  --idle-timeout-ms
  *   workers        --workers
  *   logLevel       --log-level (default: $RTSYNC_LOG_LEVEL or 'warn')
  *   args           extra CLI arguments
+ *   dataDir        an existing data directory to use (kept after stop)
+ *   pgDatabase     with PostgreSQL: an existing database to serve (default: a new one)
+ *   pgSchemaAsIs   with PostgreSQL: apply --schema unchanged (no REPLICA IDENTITY FULL)
+ * The handle's sql(statement) writes as an outside client (the sqlite3 shell
+ * or psql) and its store says which one the server runs.
  */
-export async function startServer({ idleTimeoutMs, workers, logLevel, args = [] } = {}) {
-  const dataDir = mkdtempSync(join(tmpdir(), 'rtsync-interop-'));
+export async function startServer({ idleTimeoutMs, workers, logLevel, args = [], dataDir: keepDir, pgDatabase, pgSchemaAsIs } = {}) {
+  const dataDir = keepDir || mkdtempSync(join(tmpdir(), 'rtsync-interop-'));
+  if (keepDir) mkdirSync(keepDir, { recursive: true });
+  args = [...args];
+  let dbPath = join(dataDir, 'rtsync.db');
+  let pgDb = null;
+  const dbAt = args.indexOf('--db');
+  if (dbAt >= 0) dbPath = args[dbAt + 1];
+  if (STORE === 'postgres' && !args.includes('--postgres')) {
+    if (dbAt >= 0) args.splice(dbAt, 2);
+    const schemaAt = args.indexOf('--schema');
+    if (schemaAt >= 0 && !pgSchemaAsIs) args[schemaAt + 1] = pgSchemaOf(args[schemaAt + 1], dataDir);
+    pgDb = pgDatabase || createPgDatabase();
+    args.push('--postgres', `${process.env.RTSYNC_TEST_POSTGRES}/${pgDb}`, '--postgres-name', pgDb);
+  }
   const argv = ['serve', '--listen', '127.0.0.1:0', '--jwt-secret', JWT_SECRET, '--data-dir', dataDir,
     '--log-level', logLevel || process.env.RTSYNC_LOG_LEVEL || 'warn'];
   if (idleTimeoutMs !== undefined) argv.push('--idle-timeout-ms', String(idleTimeoutMs));
@@ -86,7 +132,14 @@ export async function startServer({ idleTimeoutMs, workers, logLevel, args = [] 
     stderr: '',
     stdout: '',
     exited: null, // {code, signal} once the process is gone
+    store: STORE,
+    pgDatabase: pgDb,
+    dbPath: STORE === 'sqlite' ? dbPath : null,
   };
+  /** Runs SQL as a writer outside rtsync. */
+  server.sql = (statement) => (STORE === 'postgres'
+    ? psql(pgDb, statement)
+    : execFileSync('sqlite3', [dbPath, `PRAGMA busy_timeout=5000; ${statement}`], { encoding: 'utf8' }));
   const pidDir = process.env.RTSYNC_INTEROP_PIDDIR;
   const pidFile = pidDir && proc.pid ? join(pidDir, String(proc.pid)) : null;
   if (pidFile) {
@@ -201,6 +254,7 @@ export async function startServer({ idleTimeoutMs, workers, logLevel, args = [] 
   };
 
   function cleanupDir() {
+    if (keepDir) return;
     try { rmSync(dataDir, { recursive: true, force: true }); } catch { /* ignore */ }
   }
 

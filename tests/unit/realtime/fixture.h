@@ -2,7 +2,7 @@
  * Shared by the realtime unit tests: a server that is created but never
  * started, one hub local per worker built on the test thread (nothing else
  * runs, so that is safe), and subscribers that record what they are given.
- * Included by test_hub.c and test_presence.c only; everything is static.
+ * Included by the realtime unit tests only; everything is static.
  */
 #ifndef RT_TEST_REALTIME_FIXTURE_H
 #define RT_TEST_REALTIME_FIXTURE_H

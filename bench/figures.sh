@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Takes the figures of bench/README.md: every scenario at full size, the
+# server (one worker) pinned to CPU 0 and rtbench to CPU 1, one fresh server
+# per run (started by rtbench --spawn). Prints one JSON line per run, prefixed
+# with its name, and the commit and machine first.
+#   bench/figures.sh [BUILD_DIR] [RUN...]      (BUILD_DIR: build; RUN: all)
+# Runs: fanout200 fanout1000 fanout5000 slow1000 slowdrop slowdrop0 idle10k
+#       idle19900 changes storm vsn1
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=$(cd "${1:-$root/build}" && pwd)
+shift || true
+runs=${*:-fanout200 fanout1000 fanout5000 slow1000 slowdrop slowdrop0 idle10k idle19900 changes storm vsn1}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+secret=bench-figures-secret-bench-figures-secret
+key=$("$build/rtsync" token --secret "$secret" --role service_role)
+serve="taskset -c 0 $build/rtsync serve --listen 127.0.0.1:{port} --jwt-secret $secret --workers 1 --log-level warn"
+bench() { taskset -c 1 "$build/rtbench" "$@" --url ws://127.0.0.1:0 --apikey "$key"; }
+
+echo "commit $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet || echo -dirty)"
+echo "machine $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p'), Linux $(uname -r)"
+for run in $runs; do
+	d=$tmp/$run && mkdir -p "$d"
+	echo -n "$run "
+	case $run in
+	fanout200 | fanout1000 | fanout5000)
+		bench fanout --spawn "$serve --data-dir $d" --subscribers 1000 --rate "${run#fanout}" \
+			--payload 100 --duration 10 ;;
+	slow1000) # 10 more subscribers stop reading: compare with fanout200
+		bench fanout --spawn "$serve --data-dir $d" --subscribers 1000 --slow 10 --rate 200 \
+			--payload 100 --duration 10 ;;
+	slowdrop | slowdrop0) # 8 KB payloads, a 1 MiB queue bound: the 5 slow ones are dropped
+		# mid-run (slowdrop0: the same without them, for comparison)
+		slow=5
+		[ "$run" = slowdrop0 ] && slow=0
+		bench fanout --spawn "$serve --data-dir $d --max-queue-bytes 1048576" --subscribers 100 \
+			--slow $slow --rate 200 --payload 8000 --duration 10 ;;
+	idle10k)
+		bench idle --spawn "$serve --data-dir $d" --connections 10000 --duration 10 ;;
+	idle19900)
+		bench idle --spawn "$serve --data-dir $d" --connections 19900 --duration 10 ;;
+	changes)
+		bench changes --spawn "$serve --data-dir $d --schema $root/bench/schema.sql" \
+			--subscribers 1000 --topics 100 --rate 200 --duration 10 ;;
+	storm)
+		bench storm --spawn "$serve --data-dir $d --db $d/rt.db --schema $root/bench/schema.sql" \
+			--db "$d/rt.db" --subscribers 10000 --topics 100 --changes 1000 ;;
+	vsn1)
+		bench fanout --vsn 1.0.0 --spawn "$serve --data-dir $d" --subscribers 1000 --rate 200 \
+			--payload 100 --duration 10 ;;
+	*) echo "unknown run $run" >&2 ;;
+	esac
+done

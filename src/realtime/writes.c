@@ -1,0 +1,303 @@
+#include "realtime/writes.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <uv.h>
+
+#include "common/alloc.h"
+#include "common/buf.h"
+#include "common/metrics.h"
+#include "net/server.h"
+#include "realtime/realtime_int.h"
+#include "store/query.h"
+
+struct job {
+	uv_work_t work;
+	struct rt_worker *w;
+	uint64_t conn_id;
+	struct rt_store *store;
+	char *join_ref, *ref, *topic;
+	struct rt_write wr;
+	struct rt_query q;
+	json_t *rows;       /* INSERT/UPSERT: [record]; UPDATE: record */
+	json_t *base;
+	char *key;
+	char *fingerprint;
+	/* results */
+	int rc;
+	json_t *out;
+	struct rt_store_error err;
+	struct rt_write_result res;
+};
+
+static void job_free(struct job *j)
+{
+	free(j->join_ref);
+	free(j->ref);
+	free(j->topic);
+	rt_query_deinit(&j->q);
+	json_decref(j->rows);
+	json_decref(j->base);
+	free(j->key);
+	free(j->fingerprint);
+	json_decref(j->out);
+	rt_write_result_deinit(&j->res);
+	free(j);
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s ? rt_xstrdup(s) : NULL;
+}
+
+static void reply_error(struct rt_session *s, const char *join_ref, const char *ref,
+			const char *topic, const char *code, const char *message)
+{
+	if (!ref)
+		return;
+	rt_session_reply(s, join_ref, ref, topic, "error",
+			 json_pack("{s:s,s:s}", "reason", message, "code", code));
+}
+
+/* Appends s percent-encoded (everything but unreserved characters). */
+static void pct_encode(struct rt_buf *b, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+		    ch == '-' || ch == '_' || ch == '.' || ch == '~') {
+			rt_buf_append_byte(b, ch);
+		} else {
+			rt_buf_append_byte(b, '%');
+			rt_buf_append_byte(b, (uint8_t)hex[ch >> 4]);
+			rt_buf_append_byte(b, (uint8_t)hex[ch & 15]);
+		}
+	}
+}
+
+/*
+ * The filter that names the row of an UPDATE or DELETE: col=eq.value for
+ * each member of key, as a query string. Returns 0 or -1 (message in err).
+ */
+static int key_query(const struct rt_store_table *t, const json_t *key, struct rt_buf *q,
+		     char *err, size_t err_cap)
+{
+	if (!json_is_object(key) || !json_object_size(key)) {
+		snprintf(err, err_cap, "key must be an object naming the row by its primary key");
+		return -1;
+	}
+	size_t n_pk = 0;
+	for (size_t i = 0; i < t->n_cols; i++)
+		n_pk += t->cols[i].is_pk;
+	const char *k;
+	const json_t *v;
+	json_object_foreach((json_t *)key, k, v) {
+		const struct rt_store_column *col = rt_store_column(t, k);
+		if (!col || !col->is_pk) {
+			snprintf(err, err_cap, "key: \"%.64s\" is not a primary key column", k);
+			return -1;
+		}
+		if (q->len)
+			rt_buf_append_byte(q, '&');
+		pct_encode(q, k, strlen(k));
+		if (json_is_null(v)) {
+			rt_buf_append_str(q, "=is.null");
+			continue;
+		}
+		rt_buf_append_str(q, "=eq.");
+		if (json_is_string(v)) {
+			pct_encode(q, json_string_value(v), json_string_length(v));
+		} else if (json_is_number(v) || json_is_boolean(v)) {
+			char *txt = json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+			pct_encode(q, txt, strlen(txt));
+			free(txt);
+		} else {
+			snprintf(err, err_cap, "key values must be strings, numbers or booleans");
+			return -1;
+		}
+	}
+	if (json_object_size(key) != n_pk) {
+		snprintf(err, err_cap, "key must name every primary key column");
+		return -1;
+	}
+	return 0;
+}
+
+static void work_cb(uv_work_t *w)
+{
+	struct job *j = w->data;
+	j->rc = rt_store_write(j->store, &j->wr, &j->out, &j->err);
+}
+
+static void after_cb(uv_work_t *w, int status)
+{
+	struct job *j = w->data;
+	struct rt_conn *c = rt_worker_find_conn(j->w, j->conn_id);
+	struct rt_session *s = c ? rt_conn_data(c) : NULL;
+	if (!s)
+		goto out;
+	(*rt_session_writes(s))--;
+	if (!j->ref)
+		goto out;
+	if (status == UV_ECANCELED) {
+		reply_error(s, j->join_ref, j->ref, j->topic, "RTS503", "the write was cancelled");
+		goto out;
+	}
+	if (j->rc) {
+		char code[32];
+		snprintf(code, sizeof code, "%s", j->err.code);
+		json_t *r = json_pack("{s:s,s:s,s:s?}", "reason", j->err.message, "code", code,
+				      "details", *j->err.details ? j->err.details : NULL);
+		rt_session_reply(s, j->join_ref, j->ref, j->topic, "error", r);
+		goto out;
+	}
+	const struct rt_write_result *res = &j->res;
+	/* The row as it is now: with a base the store read it back; otherwise it
+	 * is what the write returned (none after a delete). */
+	json_t *record = res->current;
+	if (!j->wr.base && j->wr.kind != RT_WRITE_DELETE)
+		record = json_array_get(j->out, 0);
+	char pos[24];
+	snprintf(pos, sizeof pos, "%llu", (unsigned long long)res->position);
+	json_t *r = json_pack("{s:s,s:O,s:o,s:s,s:b}", "outcome",
+			      rt_conflict_outcome_name(res->outcome), "record",
+			      record ? record : json_null(), "conflicts",
+			      res->conflicts ? json_incref(res->conflicts) : json_array(), "position",
+			      pos, "replayed", res->is_replayed);
+	if (res->outcome == RT_WRITE_CONFLICT)
+		json_object_set_new(r, "reason", json_string("conflict"));
+	rt_session_reply(s, j->join_ref, j->ref, j->topic,
+			 res->outcome == RT_WRITE_CONFLICT ? "error" : "ok", r);
+out:
+	job_free(j);
+}
+
+static int parse_kind(const char *type, enum rt_write_kind *kind)
+{
+	static const struct {
+		const char *name;
+		enum rt_write_kind kind;
+	} kinds[] = {{"insert", RT_WRITE_INSERT},
+		     {"update", RT_WRITE_UPDATE},
+		     {"upsert", RT_WRITE_UPSERT},
+		     {"delete", RT_WRITE_DELETE}};
+	for (size_t i = 0; type && i < sizeof kinds / sizeof *kinds; i++) {
+		if (!strcasecmp(type, kinds[i].name)) {
+			*kind = kinds[i].kind;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+void rt_writes_handle(struct rt_session *s, struct rt_store *store, const char *join_ref,
+		      const char *ref, const char *topic, const json_t *payload)
+{
+	if (!store) {
+		reply_error(s, join_ref, ref, topic, "RTS404", "this server runs without a store");
+		return;
+	}
+	if (*rt_session_writes(s) >= RT_WRITES_MAX_IN_FLIGHT) {
+		RT_METRIC_ERROR(RATE_LIMITED);
+		reply_error(s, join_ref, ref, topic, "RTS429", "too many writes in flight");
+		return;
+	}
+	const char *type = json_string_value(json_object_get(payload, "type"));
+	const char *schema = json_string_value(json_object_get(payload, "schema"));
+	const char *table = json_string_value(json_object_get(payload, "table"));
+	const json_t *record = json_object_get(payload, "record");
+	const json_t *key = json_object_get(payload, "key");
+	const json_t *base = json_object_get(payload, "base");
+	const json_t *strategy = json_object_get(payload, "strategy");
+	const json_t *idem = json_object_get(payload, "idempotency_key");
+	enum rt_write_kind kind;
+	if (parse_kind(type, &kind)) {
+		reply_error(s, join_ref, ref, topic, "RTS400",
+			    "type must be insert, update, upsert or delete");
+		return;
+	}
+	const struct rt_store_table *t = table ? rt_store_table(store, schema, table) : NULL;
+	if (!t) {
+		reply_error(s, join_ref, ref, topic, "PGRST205", "unknown table");
+		return;
+	}
+	if (kind != RT_WRITE_DELETE && !json_is_object(record)) {
+		reply_error(s, join_ref, ref, topic, "RTS400", "record must be an object");
+		return;
+	}
+	if (base && !json_is_null(base) && !json_is_object(base)) {
+		reply_error(s, join_ref, ref, topic, "RTS400", "base must be an object");
+		return;
+	}
+	enum rt_write_strategy strat = RT_STRATEGY_REJECT;
+	if (strategy && (!json_is_string(strategy) ||
+			 rt_conflict_strategy_parse(json_string_value(strategy), &strat))) {
+		reply_error(s, join_ref, ref, topic, "RTS400",
+			    "strategy must be reject, merge or lww");
+		return;
+	}
+	if (idem && !json_is_string(idem)) {
+		reply_error(s, join_ref, ref, topic, "RTS400", "idempotency_key must be a string");
+		return;
+	}
+
+	struct job *j = rt_xcalloc(1, sizeof *j);
+	j->work.data = j;
+	j->w = rt_conn_worker(rt_session_conn(s));
+	j->conn_id = rt_conn_id(rt_session_conn(s));
+	j->store = store;
+	j->join_ref = dup_or_null(join_ref);
+	j->ref = dup_or_null(ref);
+	j->topic = rt_xstrdup(topic);
+	char err[160];
+	struct rt_buf q;
+	rt_buf_init(&q);
+	int rc = 0;
+	if (kind == RT_WRITE_UPDATE || kind == RT_WRITE_DELETE)
+		rc = key_query(t, key, &q, err, sizeof err);
+	if (!rc && rt_query_parse(q.data, q.len, &j->q, err, sizeof err))
+		rc = -1;
+	rt_buf_deinit(&q);
+	if (rc) {
+		reply_error(s, join_ref, ref, topic, "RTS400", err);
+		job_free(j);
+		return;
+	}
+	if (kind == RT_WRITE_INSERT || kind == RT_WRITE_UPSERT) {
+		j->rows = json_array();
+		json_array_append(j->rows, (json_t *)record);
+	} else if (kind == RT_WRITE_UPDATE) {
+		j->rows = json_incref((json_t *)record);
+	}
+	j->base = json_is_object(base) ? json_incref((json_t *)base) : NULL;
+	if (idem) {
+		j->key = rt_xstrdup(json_string_value(idem));
+		/* The whole request but the key identifies it. */
+		json_t *copy = json_deep_copy(payload);
+		json_object_del(copy, "idempotency_key");
+		j->fingerprint = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS);
+		json_decref(copy);
+	}
+	j->wr = (struct rt_write){
+		.kind = kind,
+		.table = t,
+		.rows = j->rows,
+		.where = &j->q,
+		.wants_rows = true,
+		.base = j->base,
+		.strategy = strat,
+		.idempotency_key = j->key,
+		.fingerprint = j->fingerprint,
+		.result = &j->res,
+	};
+	rc = uv_queue_work(rt_worker_loop(j->w), &j->work, work_cb, after_cb);
+	if (rc) {
+		reply_error(s, join_ref, ref, topic, "RTS503", uv_strerror(rc));
+		job_free(j);
+		return;
+	}
+	(*rt_session_writes(s))++;
+}

@@ -1,0 +1,1882 @@
+/*
+ * The PostgreSQL store. Reads and writes run as SQL generated from the parsed
+ * PostgREST query on a pool of libpq connections; PostgreSQL builds the JSON
+ * (json_agg over the projected rows), as PostgREST does. Changes come from a
+ * logical replication connection with the built-in pgoutput plugin on a
+ * publication and a slot rtsync manages. The replication thread decodes each
+ * transaction into a retained log, a local SQLite file, commits it there and
+ * only then confirms the transaction's end LSN to PostgreSQL: a restart of
+ * rtsync or PostgreSQL neither loses nor repeats a change (docs/store.md).
+ */
+#include "store/store.h"
+
+#include <errno.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "common/alloc.h"
+#include "common/buf.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "store/pgoutput.h"
+#include "store/store_int.h"
+
+#define LOG_BUSY_MS 5000
+#define STATUS_EVERY_MS 10000
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define BATCH_MAX_CHANGES 50000
+#define BATCH_MAX_MS 20
+#define CONNECT_TIMEOUT_S "10"
+#define SILENCE_MAX_MS 120000 /* the server sends keepalives every wal_sender_timeout/2 */
+#define MAX_PARAMS 65535
+#define SESSION_OPTIONS "-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=1"
+
+struct pool_conn {
+	PGconn *conn;
+	bool is_busy;
+};
+
+/* A relation as the stream describes it, mapped onto the schema. */
+struct rel {
+	uint32_t relid;
+	const struct rt_store_table *table; /* NULL: not served */
+	char replident;
+	size_t n_cols;
+	bool *is_key;
+	const struct rt_store_column **cols; /* NULL where the schema lacks it */
+	struct rel *next;
+};
+
+struct pg_store {
+	struct rt_store base; /* first: the ops and the schema */
+	char *conninfo;
+	char *name;
+	char *log_path;
+	uint64_t retain_count, retain_ms;
+
+	pthread_mutex_t pool_mu;
+	pthread_cond_t pool_cond;
+	struct pool_conn *pool;
+	size_t n_pool;
+
+	pthread_mutex_t mu; /* guards writes and the stop flag's wake-up */
+	pthread_cond_t cond;
+	uint64_t writes;    /* bumped when a transaction reaches the log */
+
+	sqlite3 *log_db;    /* the change thread's connection to the log */
+
+	/* the replication thread */
+	pthread_t thread;
+	bool is_started;
+	atomic_bool is_running;
+	sqlite3 *repl_db;
+	sqlite3_stmt *ins_st;
+	uint64_t commit_lsn; /* last retained transaction: commit LSN */
+	uint64_t end_lsn;    /* and its end, confirmed to the server */
+	struct rel *rels;
+};
+
+static const struct rt_store_ops pg_ops;
+
+/* ---- connections ---- */
+
+static PGconn *connect_pg(const char *conninfo, bool is_replication)
+{
+	const char *keys[] = {"dbname", "options", "application_name", "connect_timeout",
+			      "replication", NULL};
+	const char *vals[] = {conninfo, SESSION_OPTIONS, "rtsync", CONNECT_TIMEOUT_S,
+			      is_replication ? "database" : NULL, NULL};
+	if (!is_replication)
+		keys[4] = NULL;
+	return PQconnectdbParams(keys, vals, 1);
+}
+
+/* The first line of libpq's message, for logs and errors. */
+static const char *pq_msg(const PGconn *c, char *buf, size_t cap)
+{
+	snprintf(buf, cap, "%s", c ? PQerrorMessage(c) : "out of memory");
+	buf[strcspn(buf, "\n")] = '\0';
+	return buf;
+}
+
+static void append_ident(struct rt_buf *b, const char *name)
+{
+	rt_buf_append_byte(b, '"');
+	for (const char *p = name; *p; p++) {
+		if (*p == '"')
+			rt_buf_append_byte(b, '"');
+		rt_buf_append_byte(b, (uint8_t)*p);
+	}
+	rt_buf_append_byte(b, '"');
+}
+
+static void append_table(struct rt_buf *b, const struct rt_store_table *t)
+{
+	append_ident(b, t->schema);
+	rt_buf_append_byte(b, '.');
+	append_ident(b, t->name);
+}
+
+/* ---- errors ---- */
+
+/* The HTTP status PostgREST answers for a SQLSTATE. */
+static int sqlstate_status(const char *st)
+{
+	static const struct {
+		const char *prefix;
+		int status;
+	} map[] = {
+		{"23503", 409}, {"23505", 409}, {"25006", 405}, {"42883", 404}, {"42P01", 404},
+		{"42501", 403}, {"42P17", 500}, {"08", 503},   {"09", 500},   {"0L", 403},
+		{"0P", 403},    {"23", 400},    {"22", 400},   {"25", 500},   {"28", 403},
+		{"2D", 500},    {"38", 500},    {"39", 500},   {"3B", 500},   {"40", 500},
+		{"53", 503},    {"54", 500},    {"55", 500},   {"57", 503},   {"58", 500},
+		{"F0", 500},    {"HV", 500},    {"P0001", 400}, {"P0", 500},  {"XX", 500},
+		{"42", 400},
+	};
+	for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+		if (!strncmp(st, map[i].prefix, strlen(map[i].prefix)))
+			return map[i].status;
+	return 400;
+}
+
+/* A failed result (or connection) as a PostgREST-shaped error. */
+static void result_err(struct rt_store_error *e, PGconn *c, const PGresult *res)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	if (!state || PQstatus(c) == CONNECTION_BAD) {
+		char buf[256];
+		rt_store_set_err(e, 503, "PGRST001", NULL, "Database client error: %s",
+				 pq_msg(c, buf, sizeof buf));
+		return;
+	}
+	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	const char *det = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+	rt_store_set_err(e, sqlstate_status(state), state, det, "%s", msg ? msg : "error");
+}
+
+/* ---- the pool ---- */
+
+static PGconn *pool_get(struct pg_store *s, struct rt_store_error *e)
+{
+	pthread_mutex_lock(&s->pool_mu);
+	struct pool_conn *pc = NULL;
+	for (;;) {
+		for (size_t i = 0; i < s->n_pool && !pc; i++)
+			if (!s->pool[i].is_busy)
+				pc = &s->pool[i];
+		if (pc)
+			break;
+		pthread_cond_wait(&s->pool_cond, &s->pool_mu);
+	}
+	pc->is_busy = true;
+	pthread_mutex_unlock(&s->pool_mu);
+	if (!pc->conn)
+		pc->conn = connect_pg(s->conninfo, false);
+	else if (PQstatus(pc->conn) != CONNECTION_OK ||
+		 PQtransactionStatus(pc->conn) != PQTRANS_IDLE)
+		PQreset(pc->conn); /* PostgreSQL restarted, the network failed, or a
+				    * transaction was left behind by a failed ROLLBACK */
+	if (!pc->conn || PQstatus(pc->conn) != CONNECTION_OK) {
+		char buf[256];
+		rt_store_set_err(e, 503, "PGRST000", NULL, "Database connection error: %s",
+				 pq_msg(pc->conn, buf, sizeof buf));
+		pthread_mutex_lock(&s->pool_mu);
+		pc->is_busy = false;
+		pthread_cond_signal(&s->pool_cond);
+		pthread_mutex_unlock(&s->pool_mu);
+		return NULL;
+	}
+	return pc->conn;
+}
+
+static void pool_put(struct pg_store *s, PGconn *c)
+{
+	pthread_mutex_lock(&s->pool_mu);
+	for (size_t i = 0; i < s->n_pool; i++) {
+		if (s->pool[i].conn == c) {
+			s->pool[i].is_busy = false;
+			break;
+		}
+	}
+	pthread_cond_signal(&s->pool_cond);
+	pthread_mutex_unlock(&s->pool_mu);
+}
+
+/* ---- SQL from a query ---- */
+
+struct params {
+	const char **vals;
+	size_t n, cap;
+};
+
+/* Appends $n for value v (borrowed until the query ran). */
+static void param(struct rt_buf *b, struct params *p, const char *v)
+{
+	if (p->n == p->cap) {
+		p->cap = p->cap ? p->cap * 2 : 16;
+		p->vals = rt_xrealloc(p->vals, p->cap * sizeof *p->vals);
+	}
+	p->vals[p->n++] = v;
+	rt_buf_printf(b, "$%zu", p->n);
+}
+
+static int col_or_err(const struct rt_store_table *t, const char *name,
+		      const struct rt_store_column **out, struct rt_store_error *e)
+{
+	*out = rt_store_column(t, name);
+	if (!*out) {
+		rt_store_set_err(e, 400, "42703", NULL, "column %s.%s does not exist", t->name, name);
+		return -1;
+	}
+	return 0;
+}
+
+/* A column reference of the statement's table, always qualified as _t. */
+static void col_ref(struct rt_buf *b, const char *name)
+{
+	rt_buf_append_str(b, "_t.");
+	append_ident(b, name);
+}
+
+static int where_sql(struct rt_buf *b, struct params *p, const struct rt_store_table *t,
+		     const struct rt_query_node *n, struct rt_store_error *e)
+{
+	if (n->is_negated)
+		rt_buf_append_str(b, "NOT ");
+	if (n->kind != RT_QUERY_COND) {
+		if (!n->n_children) {
+			rt_buf_append_str(b, "TRUE");
+			return 0;
+		}
+		rt_buf_append_byte(b, '(');
+		for (size_t i = 0; i < n->n_children; i++) {
+			if (i)
+				rt_buf_append_str(b, n->kind == RT_QUERY_AND ? " AND " : " OR ");
+			if (where_sql(b, p, t, &n->children[i], e))
+				return -1;
+		}
+		rt_buf_append_byte(b, ')');
+		return 0;
+	}
+	const struct rt_store_column *c;
+	if (col_or_err(t, n->column, &c, e))
+		return -1;
+	rt_buf_append_byte(b, '(');
+	const char *v0 = n->n_values ? n->values[0] : "";
+	switch (n->op) {
+	case RT_QUERY_IS:
+		col_ref(b, c->name);
+		if (!strcasecmp(v0, "null"))
+			rt_buf_append_str(b, " IS NULL");
+		else if (!strcasecmp(v0, "unknown"))
+			rt_buf_append_str(b, " IS UNKNOWN");
+		else if (!strcasecmp(v0, "true"))
+			rt_buf_append_str(b, " IS TRUE");
+		else if (!strcasecmp(v0, "false"))
+			rt_buf_append_str(b, " IS FALSE");
+		else {
+			rt_store_set_err(e, 400, "PGRST100", NULL, "failed to parse filter (is.%s)",
+					 v0);
+			return -1;
+		}
+		break;
+	case RT_QUERY_IN:
+		if (!n->n_values) {
+			rt_buf_append_str(b, "FALSE");
+			break;
+		}
+		col_ref(b, c->name);
+		rt_buf_append_str(b, " IN (");
+		for (size_t i = 0; i < n->n_values; i++) {
+			if (i)
+				rt_buf_append_byte(b, ',');
+			param(b, p, n->values[i]);
+		}
+		rt_buf_append_byte(b, ')');
+		break;
+	case RT_QUERY_LIKE:
+	case RT_QUERY_ILIKE:
+		col_ref(b, c->name);
+		rt_buf_append_str(b, n->op == RT_QUERY_LIKE ? "::text LIKE " : "::text ILIKE ");
+		param(b, p, v0);
+		break;
+	default: {
+		static const char *const sym[] = {
+			[RT_QUERY_EQ] = " = ", [RT_QUERY_NEQ] = " <> ", [RT_QUERY_GT] = " > ",
+			[RT_QUERY_GTE] = " >= ", [RT_QUERY_LT] = " < ", [RT_QUERY_LTE] = " <= ",
+		};
+		col_ref(b, c->name);
+		rt_buf_append_str(b, sym[n->op]);
+		param(b, p, v0);
+	}
+	}
+	rt_buf_append_byte(b, ')');
+	return 0;
+}
+
+static int order_sql(struct rt_buf *b, const struct rt_store_table *t, const struct rt_query *q,
+		     struct rt_store_error *e)
+{
+	for (size_t i = 0; q && i < q->n_order; i++) {
+		const struct rt_store_column *c;
+		if (col_or_err(t, q->order[i].column, &c, e))
+			return -1;
+		rt_buf_append_str(b, i ? ", " : " ORDER BY ");
+		col_ref(b, c->name);
+		rt_buf_append_str(b, q->order[i].is_desc ? " DESC" : " ASC");
+		if (q->order[i].nulls == RT_QUERY_NULLS_FIRST)
+			rt_buf_append_str(b, " NULLS FIRST");
+		else if (q->order[i].nulls == RT_QUERY_NULLS_LAST)
+			rt_buf_append_str(b, " NULLS LAST");
+	}
+	return 0;
+}
+
+/* SELECT <projection> of the rows of rel (a relation aliased _t). */
+static void projection_sql(struct rt_buf *b, const struct rt_store_column **cols,
+			   const char **keys, size_t n)
+{
+	rt_buf_append_str(b, "SELECT ");
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			rt_buf_append_byte(b, ',');
+		col_ref(b, cols[i]->name);
+		rt_buf_append_str(b, " AS ");
+		append_ident(b, keys[i]);
+	}
+}
+
+/* Runs sql with params; returns the result (PGRES_TUPLES_OK or
+ * PGRES_COMMAND_OK) or NULL with e set. */
+static PGresult *run(PGconn *c, const char *sql, const struct params *p, struct rt_store_error *e)
+{
+	if (p && p->n > MAX_PARAMS) {
+		rt_store_set_err(e, 400, "PGRST100", NULL,
+				 "too many filter values (%zu; PostgreSQL takes at most %d)", p->n,
+				 MAX_PARAMS);
+		return NULL;
+	}
+	PGresult *res = PQexecParams(c, sql, (int)(p ? p->n : 0), NULL, p ? p->vals : NULL, NULL,
+				     NULL, 0);
+	ExecStatusType st = PQresultStatus(res);
+	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+		return res;
+	result_err(e, c, res);
+	PQclear(res);
+	return NULL;
+}
+
+/* Parses the json_agg text of row 0, column col. */
+static json_t *rows_of(PGresult *res, int col, struct rt_store_error *e)
+{
+	const char *txt = PQgetisnull(res, 0, col) ? "[]" : PQgetvalue(res, 0, col);
+	json_error_t jerr;
+	json_t *rows = json_loads(txt, 0, &jerr);
+	if (!rows) /* an integer beyond 64 bits (numeric, json): read as doubles */
+		rows = json_loads(txt, JSON_DECODE_INT_AS_REAL, &jerr);
+	if (!json_is_array(rows)) {
+		json_decref(rows);
+		rt_store_set_err(e, 500, "XX000", NULL, "cannot read the rows PostgreSQL sent: %s",
+				 jerr.text);
+		return NULL;
+	}
+	return rows;
+}
+
+static int pg_read(struct rt_store *base, const struct rt_read *r, json_t **rows,
+		   long long *total, struct rt_store_error *err)
+{
+	struct pg_store *s = (struct pg_store *)base;
+	const struct rt_store_table *t = r->table;
+	const struct rt_query *q = r->query;
+	const struct rt_store_column **cols = NULL;
+	const char **keys = NULL;
+	size_t n_cols;
+	struct rt_buf where, sql;
+	struct params p = {0};
+	PGconn *c = NULL;
+	PGresult *res = NULL;
+	int rc = -1;
+	rt_buf_init(&where);
+	rt_buf_init(&sql);
+	if (rt_store_select_cols(t, q, &cols, &keys, &n_cols, err))
+		goto out;
+	if (q && where_sql(&where, &p, t, &q->where, err))
+		goto out;
+	rt_buf_append_str(&sql, "SELECT coalesce((SELECT json_agg(_r) FROM (");
+	projection_sql(&sql, cols, keys, n_cols);
+	rt_buf_append_str(&sql, " FROM ");
+	append_table(&sql, t);
+	rt_buf_append_str(&sql, " _t");
+	if (where.len)
+		rt_buf_printf(&sql, " WHERE %s", (const char *)where.data);
+	if (order_sql(&sql, t, q, err))
+		goto out;
+	long long limit = q && q->limit >= 0 && q->limit < RT_STORE_MAX_ROWS ? q->limit
+									      : RT_STORE_MAX_ROWS;
+	rt_buf_printf(&sql, " LIMIT %lld OFFSET %lld) _r), '[]')::text", limit,
+		      q && q->offset > 0 ? q->offset : 0);
+	if (r->wants_count) { /* the same parameters, referenced again */
+		rt_buf_append_str(&sql, ", (SELECT count(*) FROM ");
+		append_table(&sql, t);
+		rt_buf_append_str(&sql, " _t");
+		if (where.len)
+			rt_buf_printf(&sql, " WHERE %s", (const char *)where.data);
+		rt_buf_append_byte(&sql, ')');
+	}
+	rt_buf_append_byte(&sql, 0);
+	if (!(c = pool_get(s, err)))
+		goto out;
+	if (!(res = run(c, (const char *)sql.data, &p, err)))
+		goto out;
+	if (!(*rows = rows_of(res, 0, err)))
+		goto out;
+	if (r->wants_count)
+		*total = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	rc = 0;
+out:
+	PQclear(res);
+	if (c)
+		pool_put(s, c);
+	free(p.vals);
+	rt_buf_deinit(&where);
+	rt_buf_deinit(&sql);
+	free(cols);
+	free(keys);
+	return rc;
+}
+
+/* ---- writes ---- */
+
+/* Appends "WITH _w AS (<stmt> RETURNING _t.*) SELECT <rows>, count" where
+ * <rows> is the projected json_agg, or NULL without wants_rows. */
+static void returning_sql(struct rt_buf *b, const struct rt_buf *stmt,
+			  const struct rt_store_column **cols, const char **keys, size_t n,
+			  bool wants_rows)
+{
+	rt_buf_append_str(b, "WITH _w AS (");
+	rt_buf_append(b, stmt->data, stmt->len);
+	rt_buf_append_str(b, " RETURNING _t.*) ");
+	if (!wants_rows) {
+		rt_buf_append_str(b, "SELECT NULL, count(*) FROM _w");
+		return;
+	}
+	rt_buf_append_str(b, "SELECT coalesce(json_agg(_r), '[]')::text, count(*) FROM (");
+	projection_sql(b, cols, keys, n);
+	rt_buf_append_str(b, " FROM _w _t) _r");
+}
+
+/* Runs one write statement; appends its rows to out (when not NULL) and
+ * adds the affected count to *count. */
+static int write_stmt(PGconn *c, const struct rt_buf *stmt, const struct params *p,
+		      const struct rt_store_column **cols, const char **keys, size_t n, json_t *out,
+		      size_t *count, struct rt_store_error *e)
+{
+	struct rt_buf sql;
+	rt_buf_init(&sql);
+	returning_sql(&sql, stmt, cols, keys, n, out != NULL);
+	rt_buf_append_byte(&sql, 0);
+	PGresult *res = run(c, (const char *)sql.data, p, e);
+	rt_buf_deinit(&sql);
+	if (!res)
+		return -1;
+	int rc = 0;
+	*count += (size_t)strtoull(PQgetvalue(res, 0, 1), NULL, 10);
+	if (out) {
+		json_t *rows = rows_of(res, 0, e);
+		if (rows)
+			json_array_extend(out, rows);
+		else
+			rc = -1;
+		json_decref(rows);
+	}
+	PQclear(res);
+	return rc;
+}
+
+/* "json_populate_record(NULL::tbl, $n::json) <alias>": PostgreSQL converts
+ * the JSON fields to the column types, as PostgREST has it do. */
+static void record_as(struct rt_buf *b, struct params *p, const struct rt_store_table *t,
+		      const char *json_txt, const char *alias)
+{
+	rt_buf_append_str(b, "json_populate_record(NULL::");
+	append_table(b, t);
+	rt_buf_append_str(b, ", ");
+	param(b, p, json_txt);
+	rt_buf_printf(b, "::json) %s", alias);
+}
+
+/* The record of the values written, _j. */
+static void record_sql(struct rt_buf *b, struct params *p, const struct rt_store_table *t,
+		       const char *json_txt)
+{
+	record_as(b, p, t, json_txt, "_j");
+}
+
+static int insert_rows(PGconn *c, const struct rt_write *w, const struct rt_store_column **cols,
+		       const char **keys, size_t n_cols, json_t *out, size_t *count,
+		       struct rt_store_error *err)
+{
+	const struct rt_store_table *t = w->table;
+	const struct rt_query *q = w->where;
+	size_t i;
+	const json_t *row;
+	json_array_foreach(w->rows, i, row) {
+		if (rt_store_check_row_keys(t, row, err))
+			return -1;
+		/* With columns=, every named column is written (missing keys as NULL);
+		 * otherwise only the row's keys, so defaults apply to the rest. */
+		const char **names = rt_xcalloc(t->n_cols + 1, sizeof *names);
+		size_t n = 0;
+		if (q && q->n_columns) {
+			for (size_t j = 0; j < q->n_columns && n < t->n_cols; j++) {
+				const struct rt_store_column *col;
+				if (col_or_err(t, q->columns[j], &col, err)) {
+					free(names);
+					return -1;
+				}
+				if (!w->is_missing_default || json_object_get(row, col->name))
+					names[n++] = col->name;
+			}
+		} else {
+			const char *k;
+			json_t *v;
+			json_object_foreach((json_t *)row, k, v)
+				names[n++] = k;
+		}
+		struct rt_buf stmt;
+		struct params p = {0};
+		rt_buf_init(&stmt);
+		char *txt = json_dumps(row, JSON_COMPACT | JSON_REAL_PRECISION(17));
+		rt_buf_append_str(&stmt, "INSERT INTO ");
+		append_table(&stmt, t);
+		rt_buf_append_str(&stmt, " AS _t");
+		if (n) {
+			rt_buf_append_str(&stmt, " (");
+			for (size_t j = 0; j < n; j++) {
+				if (j)
+					rt_buf_append_byte(&stmt, ',');
+				append_ident(&stmt, names[j]);
+			}
+			rt_buf_append_str(&stmt, ") SELECT ");
+			for (size_t j = 0; j < n; j++) {
+				if (j)
+					rt_buf_append_byte(&stmt, ',');
+				rt_buf_append_str(&stmt, "_j.");
+				append_ident(&stmt, names[j]);
+			}
+			rt_buf_append_str(&stmt, " FROM ");
+			record_sql(&stmt, &p, t, txt ? txt : "{}");
+		} else {
+			rt_buf_append_str(&stmt, " DEFAULT VALUES");
+		}
+		int rc = 0;
+		if (w->kind == RT_WRITE_UPSERT) {
+			rt_buf_append_str(&stmt, " ON CONFLICT (");
+			size_t n_conf = 0;
+			for (size_t j = 0; q && j < q->n_on_conflict && !rc; j++) {
+				const struct rt_store_column *col;
+				if ((rc = col_or_err(t, q->on_conflict[j], &col, err)))
+					break;
+				rt_buf_append_str(&stmt, n_conf++ ? "," : "");
+				append_ident(&stmt, col->name);
+			}
+			for (size_t j = 0; !n_conf && j < t->n_cols; j++) {
+				if (!t->cols[j].is_pk)
+					continue;
+				rt_buf_append_str(&stmt, n_conf++ ? "," : "");
+				append_ident(&stmt, t->cols[j].name);
+			}
+			rt_buf_append_byte(&stmt, ')');
+			if (w->is_ignore_duplicates || !n) {
+				rt_buf_append_str(&stmt, " DO NOTHING");
+			} else {
+				rt_buf_append_str(&stmt, " DO UPDATE SET ");
+				for (size_t j = 0; j < n; j++) {
+					if (j)
+						rt_buf_append_byte(&stmt, ',');
+					append_ident(&stmt, names[j]);
+					rt_buf_append_str(&stmt, " = excluded.");
+					append_ident(&stmt, names[j]);
+				}
+			}
+		}
+		if (!rc)
+			rc = write_stmt(c, &stmt, &p, cols, keys, n_cols, out, count, err);
+		free(txt);
+		free(p.vals);
+		free(names);
+		rt_buf_deinit(&stmt);
+		if (rc)
+			return -1;
+	}
+	return 0;
+}
+
+static int update_or_delete(PGconn *c, const struct rt_write *w,
+			    const struct rt_store_column **cols, const char **keys, size_t n_cols,
+			    json_t *out, size_t *count, struct rt_store_error *err)
+{
+	const struct rt_store_table *t = w->table;
+	struct rt_buf stmt, where;
+	struct params p = {0};
+	char *txt = NULL;
+	int rc = -1;
+	rt_buf_init(&stmt);
+	rt_buf_init(&where);
+	if (w->kind == RT_WRITE_UPDATE) {
+		if (rt_store_check_row_keys(t, w->rows, err))
+			goto out;
+		if (!json_object_size(w->rows)) {
+			rt_store_set_err(err, 400, "PGRST102", NULL, "Empty or invalid json");
+			goto out;
+		}
+		txt = json_dumps(w->rows, JSON_COMPACT | JSON_REAL_PRECISION(17));
+		rt_buf_append_str(&stmt, "UPDATE ");
+		append_table(&stmt, t);
+		rt_buf_append_str(&stmt, " AS _t SET ");
+		const char *k;
+		json_t *v;
+		size_t j = 0;
+		json_object_foreach((json_t *)w->rows, k, v) {
+			if (j++)
+				rt_buf_append_byte(&stmt, ',');
+			append_ident(&stmt, k);
+			rt_buf_append_str(&stmt, " = _j.");
+			append_ident(&stmt, k);
+		}
+		rt_buf_append_str(&stmt, " FROM ");
+		record_sql(&stmt, &p, t, txt ? txt : "{}");
+	} else {
+		rt_buf_append_str(&stmt, "DELETE FROM ");
+		append_table(&stmt, t);
+		rt_buf_append_str(&stmt, " AS _t");
+	}
+	if (w->where && where_sql(&where, &p, t, &w->where->where, err))
+		goto out;
+	if (where.len) {
+		rt_buf_append_str(&stmt, " WHERE ");
+		rt_buf_append(&stmt, where.data, where.len);
+	}
+	rc = write_stmt(c, &stmt, &p, cols, keys, n_cols, out, count, err);
+out:
+	free(txt);
+	free(p.vals);
+	rt_buf_deinit(&stmt);
+	rt_buf_deinit(&where);
+	return rc;
+}
+
+static int exec_simple(PGconn *c, const char *sql, struct rt_store_error *e)
+{
+	PGresult *res = run(c, sql, NULL, e);
+	PQclear(res);
+	return res ? 0 : -1;
+}
+
+/* ---- conflict control and idempotency keys (docs/writes.md) ---- */
+
+static int control_err(struct rt_store_error *e, const char *msg)
+{
+	rt_store_set_err(e, 400, "RTS400", NULL, "%s", msg);
+	return -1;
+}
+
+/* "_t.pk1 = _k.pk1 AND …": the statement's row is the one _k names. */
+static void pk_match(struct rt_buf *b, const struct rt_store_table *t)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < t->n_cols; i++) {
+		if (!t->cols[i].is_pk)
+			continue;
+		rt_buf_append_str(b, n++ ? " AND " : "");
+		col_ref(b, t->cols[i].name);
+		rt_buf_append_str(b, " = _k.");
+		append_ident(b, t->cols[i].name);
+	}
+}
+
+/* The record of a row naming the key, _k. */
+static void key_record_sql(struct rt_buf *b, struct params *p, const struct rt_store_table *t,
+			   const char *json_txt)
+{
+	record_as(b, p, t, json_txt, "_k");
+}
+
+/*
+ * Reads and locks the row of t that where selects (SQL over _t and, with
+ * key_txt, _k: the row that JSON object names). *row is its JSON, NULL when
+ * there is none; more than one row is refused.
+ */
+static int select_locked(PGconn *c, const struct rt_store_table *t, const char *key_txt,
+			 const char *where, struct params *p, json_t **row,
+			 struct rt_store_error *err)
+{
+	struct rt_buf sql;
+	rt_buf_init(&sql);
+	rt_buf_append_str(&sql, "SELECT row_to_json(_t)::text FROM ");
+	append_table(&sql, t);
+	rt_buf_append_str(&sql, " AS _t");
+	if (key_txt) {
+		rt_buf_append_str(&sql, ", ");
+		key_record_sql(&sql, p, t, key_txt);
+		rt_buf_append_str(&sql, " WHERE ");
+		pk_match(&sql, t);
+	} else {
+		rt_buf_printf(&sql, " WHERE %s", where);
+	}
+	rt_buf_append_str(&sql, " LIMIT 2 FOR UPDATE OF _t");
+	rt_buf_append_byte(&sql, 0);
+	*row = NULL;
+	PGresult *res = run(c, (const char *)sql.data, p, err);
+	rt_buf_deinit(&sql);
+	if (!res)
+		return -1;
+	int rc = 0;
+	if (PQntuples(res) > 1)
+		rc = control_err(err, "A write with a base must target one row: the filter matched "
+				      "more (filter on the primary key)");
+	else if (PQntuples(res) == 1 && !(*row = json_loads(PQgetvalue(res, 0, 0), 0, NULL)))
+		rc = control_err(err, "cannot read the row PostgreSQL sent");
+	PQclear(res);
+	return rc;
+}
+
+/* The row the JSON object key names (by primary key), locked. */
+static int select_by_pk(const struct rt_store_cas *cas, const struct rt_write *w,
+			const json_t *key, json_t **row, struct rt_store_error *err)
+{
+	PGconn *c = cas->ctx;
+	const struct rt_store_table *t = w->table;
+	for (size_t i = 0; i < t->n_cols; i++) {
+		if (t->cols[i].is_pk && !json_object_get(key, t->cols[i].name)) {
+			rt_store_set_err(err, 400, "RTS400", NULL,
+					 "A write with a base needs the primary key column \"%s\"",
+					 t->cols[i].name);
+			return -1;
+		}
+	}
+	char *txt = json_dumps(key, JSON_COMPACT | JSON_REAL_PRECISION(17));
+	struct params p = {0};
+	int rc = select_locked(c, t, txt, NULL, &p, row, err);
+	free(p.vals);
+	free(txt);
+	return rc;
+}
+
+/* UPDATE t SET <apply> (or, with apply NULL, DELETE) the row current names. */
+static int write_by_pk(const struct rt_store_cas *cas, const struct rt_write *w,
+		       const json_t *current, const json_t *apply, struct rt_store_error *err)
+{
+	PGconn *c = cas->ctx;
+	const struct rt_store_table *t = w->table;
+	struct rt_buf stmt;
+	struct params p = {0};
+	rt_buf_init(&stmt);
+	char *key_txt = json_dumps(current, JSON_COMPACT | JSON_REAL_PRECISION(17));
+	char *apply_txt = apply ? json_dumps(apply, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+	if (apply) {
+		rt_buf_append_str(&stmt, "UPDATE ");
+		append_table(&stmt, t);
+		rt_buf_append_str(&stmt, " AS _t SET ");
+		const char *k;
+		json_t *v;
+		size_t j = 0;
+		json_object_foreach((json_t *)apply, k, v) {
+			rt_buf_append_str(&stmt, j++ ? "," : "");
+			append_ident(&stmt, k);
+			rt_buf_append_str(&stmt, " = _j.");
+			append_ident(&stmt, k);
+		}
+		rt_buf_append_str(&stmt, " FROM ");
+		record_sql(&stmt, &p, t, apply_txt);
+		rt_buf_append_str(&stmt, ", ");
+	} else {
+		rt_buf_append_str(&stmt, "DELETE FROM ");
+		append_table(&stmt, t);
+		rt_buf_append_str(&stmt, " AS _t USING ");
+	}
+	key_record_sql(&stmt, &p, t, key_txt);
+	rt_buf_append_str(&stmt, " WHERE ");
+	pk_match(&stmt, t);
+	size_t count = 0;
+	int rc = write_stmt(c, &stmt, &p, cas->cols, cas->keys, cas->n_cols, cas->out, &count, err);
+	free(key_txt);
+	free(apply_txt);
+	free(p.vals);
+	rt_buf_deinit(&stmt);
+	return rc;
+}
+
+/* The one row a filter selects, locked (the backend's part of a write with a base). */
+static int select_by_where(const struct rt_store_cas *cas, const struct rt_write *w,
+			   json_t **row, struct rt_store_error *err)
+{
+	struct rt_buf where;
+	struct params p = {0};
+	rt_buf_init(&where);
+	*row = NULL;
+	int rc = w->where ? where_sql(&where, &p, w->table, &w->where->where, err) : 0;
+	if (!rc && !where.len)
+		rc = control_err(err, "A write with a base must target one row: add a filter on "
+				      "the primary key");
+	if (!rc) {
+		rt_buf_append_byte(&where, 0);
+		rc = select_locked(cas->ctx, w->table, NULL, (const char *)where.data, &p, row, err);
+	}
+	free(p.vals);
+	rt_buf_deinit(&where);
+	return rc;
+}
+
+static int insert_missing(const struct rt_store_cas *cas, const struct rt_write *w,
+			  struct rt_store_error *err)
+{
+	size_t count = 0;
+	return insert_rows(cas->ctx, w, cas->cols, cas->keys, cas->n_cols, cas->out, &count, err);
+}
+
+/*
+ * Serializes writes with the same key (a transaction-scoped advisory lock)
+ * and looks the key up: 1 when it was used with the same fingerprint (res
+ * and *out hold the first result), 0 when new, -1 on an error.
+ */
+static int key_lookup(PGconn *c, const char *key, const unsigned char fp[32], uint64_t window_ms,
+		      json_t **out, struct rt_write_result *res, struct rt_store_error *err)
+{
+	struct params p = {0};
+	struct rt_buf sql;
+	rt_buf_init(&sql);
+	rt_buf_append_str(&sql, "SELECT pg_advisory_xact_lock(hashtextextended(");
+	param(&sql, &p, key);
+	rt_buf_append_str(&sql, ", 0))");
+	rt_buf_append_byte(&sql, 0);
+	PGresult *r = run(c, (const char *)sql.data, &p, err);
+	rt_buf_deinit(&sql);
+	free(p.vals);
+	if (!r)
+		return -1;
+	PQclear(r);
+	char since[24];
+	snprintf(since, sizeof since, "%lld", (long long)(rt_wall_ms() - (int64_t)window_ms));
+	const char *vals[] = {key, since};
+	struct params q = {.vals = vals, .n = 2};
+	r = run(c,
+		"SELECT encode(fingerprint, 'hex'), result FROM rtsync.idempotency "
+		"WHERE key = $1 AND ts >= $2::bigint",
+		&q, err);
+	if (!r)
+		return -1;
+	int rc = 0;
+	if (PQntuples(r) == 1) {
+		char hex[65];
+		for (int i = 0; i < 32; i++)
+			snprintf(hex + 2 * i, 3, "%02x", fp[i]);
+		json_t *j = json_loads(PQgetvalue(r, 0, 1), 0, NULL);
+		if (strcmp(PQgetvalue(r, 0, 0), hex) || !j) {
+			rt_store_set_err(err, 422, "RTS422", NULL,
+					 "The idempotency key was already used for a different request");
+			rc = -1;
+		} else {
+			rt_write_result_parse(j, res, out);
+			rc = 1;
+		}
+		json_decref(j);
+	}
+	PQclear(r);
+	return rc;
+}
+
+static int key_record(PGconn *c, const char *key, const unsigned char fp[32],
+		      const struct rt_write_result *res, const json_t *rows,
+		      struct rt_store_error *err)
+{
+	char hex[65], now[24];
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", fp[i]);
+	snprintf(now, sizeof now, "%lld", (long long)rt_wall_ms());
+	json_t *j = rt_write_result_json(res, rows);
+	char *txt = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(17));
+	json_decref(j);
+	const char *vals[] = {key, hex, txt, now};
+	struct params p = {.vals = vals, .n = 4};
+	PGresult *r = run(c,
+			  "INSERT INTO rtsync.idempotency (key, fingerprint, result, ts) "
+			  "VALUES ($1, decode($2, 'hex'), $3, $4::bigint) ON CONFLICT (key) DO UPDATE "
+			  "SET fingerprint = excluded.fingerprint, result = excluded.result, "
+			  "ts = excluded.ts",
+			  &p, err);
+	free(txt);
+	if (!r)
+		return -1;
+	PQclear(r);
+	return 0;
+}
+
+static int pg_write(struct rt_store *base, const struct rt_write *w, json_t **rows,
+		    struct rt_store_error *err)
+{
+	struct pg_store *s = (struct pg_store *)base;
+	*rows = NULL;
+	if (w->idempotency_key && (!*w->idempotency_key ||
+				   strlen(w->idempotency_key) > RT_STORE_MAX_KEY))
+		return control_err(err, "The idempotency key must have 1 to 255 bytes");
+	struct rt_write_result res = {.outcome = RT_WRITE_APPLIED};
+	const struct rt_store_column **cols = NULL;
+	const char **keys = NULL;
+	size_t n_cols, count = 0;
+	json_t *out = NULL;
+	PGconn *c = NULL;
+	int rc = -1;
+	if (rt_store_select_cols(w->table, w->where, &cols, &keys, &n_cols, err))
+		goto out;
+	if (!(c = pool_get(s, err)))
+		goto out;
+	if (exec_simple(c, "BEGIN", err))
+		goto out;
+	out = w->wants_rows || w->wants_single ? json_array() : NULL;
+	unsigned char fp[32];
+	rc = 0;
+	if (w->idempotency_key) {
+		rt_store_fingerprint(w->fingerprint, fp);
+		rc = key_lookup(c, w->idempotency_key, fp, s->base.key_window_ms, &out, &res, err);
+	}
+	if (rc == 0) {
+		if (w->base) {
+			rc = rt_store_controlled_write(
+				&(struct rt_store_cas){c, cols, keys, n_cols, out, select_by_where,
+						       select_by_pk, write_by_pk, insert_missing},
+				w, &res, err);
+			count = json_array_size(out);
+		} else if (w->kind == RT_WRITE_INSERT || w->kind == RT_WRITE_UPSERT)
+			rc = insert_rows(c, w, cols, keys, n_cols, out, &count, err);
+		else
+			rc = update_or_delete(c, w, cols, keys, n_cols, out, &count, err);
+		/* A conflict is answered as such, whatever the representation asked. */
+		if (!rc && w->wants_single && res.outcome != RT_WRITE_CONFLICT && count != 1) {
+			char details[64];
+			snprintf(details, sizeof details, "The result contains %zu rows", count);
+			rt_store_set_err(err, 406, "PGRST116", details,
+					 "JSON object requested, multiple (or no) rows returned");
+			rc = -1;
+		}
+		if (!rc && w->idempotency_key)
+			rc = key_record(c, w->idempotency_key, fp, &res, out, err);
+	}
+	if (rc < 0 || exec_simple(c, "COMMIT", err)) {
+		struct rt_store_error ignored;
+		if (PQstatus(c) == CONNECTION_OK)
+			exec_simple(c, "ROLLBACK", &ignored);
+		rc = -1;
+		json_decref(out);
+		rt_write_result_deinit(&res);
+		goto out;
+	}
+	/* Positions come with the replication stream, after the commit: none here. */
+	if (w->result)
+		*w->result = res;
+	else
+		rt_write_result_deinit(&res);
+	*rows = out;
+	rc = 0;
+out:
+	if (c)
+		pool_put(s, c);
+	free(cols);
+	free(keys);
+	return rc;
+}
+
+/* ---- the retained log ---- */
+
+static int open_log(const char *path, sqlite3 **out, char *err, size_t err_cap)
+{
+	sqlite3 *db = NULL;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+			    NULL) != SQLITE_OK) {
+		snprintf(err, err_cap, "cannot open the change log %s: %s", path,
+			 db ? sqlite3_errmsg(db) : "out of memory");
+		sqlite3_close(db);
+		return -1;
+	}
+	sqlite3_busy_timeout(db, LOG_BUSY_MS);
+	char *msg = NULL;
+	/* synchronous=FULL: a transaction confirmed to PostgreSQL must survive
+	 * a power loss too, or the slot would have moved past it. */
+	if (sqlite3_exec(db,
+			 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+			 "CREATE TABLE IF NOT EXISTS changes (pos INTEGER PRIMARY KEY AUTOINCREMENT,"
+			 " lsn INTEGER NOT NULL, tbl TEXT NOT NULL, op TEXT NOT NULL, new TEXT,"
+			 " old TEXT, ts INTEGER NOT NULL);"
+			 "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);",
+			 NULL, NULL, &msg) != SQLITE_OK) {
+		snprintf(err, err_cap, "cannot set up the change log %s: %s", path, msg ? msg : "?");
+		sqlite3_free(msg);
+		sqlite3_close(db);
+		return -1;
+	}
+	*out = db;
+	return 0;
+}
+
+static uint64_t meta_get(sqlite3 *db, const char *k)
+{
+	sqlite3_stmt *st;
+	uint64_t v = 0;
+	if (sqlite3_prepare_v2(db, "SELECT v FROM meta WHERE k = ?", -1, &st, NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = (uint64_t)sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static int meta_set(sqlite3 *db, const char *k, uint64_t v)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", -1, &st,
+			       NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)v);
+	int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static json_t *row_of(const char *txt)
+{
+	if (!txt)
+		return NULL;
+	json_t *row = json_loads(txt, 0, NULL);
+	if (!json_is_object(row)) {
+		json_decref(row);
+		return json_object();
+	}
+	return row;
+}
+
+static int pg_changes_after(struct rt_store *base, uint64_t after, size_t max,
+			    struct rt_change **out, size_t *n, uint64_t *oldest,
+			    struct rt_store_scan *scan)
+{
+	struct pg_store *s = (struct pg_store *)base;
+	sqlite3 *db = s->log_db;
+	sqlite3_stmt *st;
+	*out = NULL;
+	*n = 0;
+	scan->n_rows = 0;
+	scan->last_pos = after;
+	if (oldest)
+		*oldest = 0;
+	if (oldest && sqlite3_prepare_v2(db, "SELECT min(pos) FROM changes", -1, &st, NULL) ==
+			      SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			*oldest = (uint64_t)sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+	if (sqlite3_prepare_v2(db,
+			       "SELECT pos, tbl, op, new, old, ts FROM changes WHERE pos > ? "
+			       "ORDER BY pos LIMIT ?",
+			       -1, &st, NULL) != SQLITE_OK) {
+		rt_error("store: reading changes: %s", sqlite3_errmsg(db));
+		return -1;
+	}
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)after);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+	struct rt_change *c = rt_xcalloc(max ? max : 1, sizeof *c);
+	size_t k = 0;
+	int step;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		scan->n_rows++;
+		scan->last_pos = (uint64_t)sqlite3_column_int64(st, 0);
+		const struct rt_store_table *t =
+			rt_store_table(base, NULL, (const char *)sqlite3_column_text(st, 1));
+		if (!t)
+			continue;
+		const char *op = (const char *)sqlite3_column_text(st, 2);
+		struct rt_change *ch = &c[k++];
+		ch->pos = scan->last_pos;
+		ch->table = t;
+		ch->type = !strcmp(op, "INSERT")   ? RT_CHANGE_INSERT
+			   : !strcmp(op, "UPDATE") ? RT_CHANGE_UPDATE
+						   : RT_CHANGE_DELETE;
+		ch->record = row_of((const char *)sqlite3_column_text(st, 3));
+		ch->old_record = row_of((const char *)sqlite3_column_text(st, 4));
+		ch->commit_ms = sqlite3_column_int64(st, 5);
+	}
+	if (step != SQLITE_DONE)
+		rt_error("store: reading changes: %s", sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	*out = c;
+	*n = k;
+	return step == SQLITE_DONE ? 0 : -1;
+}
+
+static uint64_t pg_last_pos(struct rt_store *base)
+{
+	struct pg_store *s = (struct pg_store *)base;
+	sqlite3_stmt *st;
+	uint64_t pos = 0;
+	/* the sequence, not max(pos): positions are never reused, even when the
+	 * whole log was pruned */
+	if (sqlite3_prepare_v2(s->log_db, "SELECT seq FROM sqlite_sequence WHERE name = 'changes'",
+			       -1, &st, NULL) == SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			pos = (uint64_t)sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+	return pos;
+}
+
+static bool pg_wait(struct rt_store *base, uint64_t *version, unsigned timeout_ms)
+{
+	struct pg_store *s = (struct pg_store *)base;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	ts.tv_sec += timeout_ms / 1000 + ts.tv_nsec / 1000000000L;
+	ts.tv_nsec %= 1000000000L;
+	pthread_mutex_lock(&s->mu);
+	while (s->writes == *version)
+		if (pthread_cond_timedwait(&s->cond, &s->mu, &ts) == ETIMEDOUT)
+			break;
+	bool is_changed = s->writes != *version;
+	*version = s->writes;
+	pthread_mutex_unlock(&s->mu);
+	return is_changed;
+}
+
+static void pg_prune(struct rt_store *base)
+{
+	struct pg_store *s = (struct pg_store *)base;
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->log_db,
+			       "DELETE FROM changes WHERE pos <= "
+			       "(SELECT max(pos) FROM changes) - ? OR ts < ?",
+			       -1, &st, NULL) != SQLITE_OK)
+		return;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)s->retain_count);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)(rt_wall_ms() - (int64_t)s->retain_ms));
+	if (sqlite3_step(st) != SQLITE_DONE)
+		rt_warn("store: pruning the change log: %s", sqlite3_errmsg(s->log_db));
+	sqlite3_finalize(st);
+}
+
+/* ---- the replication thread ---- */
+
+static void rel_free(struct rel *r)
+{
+	if (r) {
+		free(r->is_key);
+		free(r->cols);
+	}
+	free(r);
+}
+
+static struct rel *rel_find(struct pg_store *s, uint32_t relid)
+{
+	for (struct rel *r = s->rels; r; r = r->next)
+		if (r->relid == relid)
+			return r;
+	return NULL;
+}
+
+static void rel_update(struct pg_store *s, const struct rt_pgo_msg *m)
+{
+	struct rel **pp = &s->rels;
+	while (*pp && (*pp)->relid != m->relid)
+		pp = &(*pp)->next;
+	if (*pp) {
+		struct rel *old = *pp;
+		*pp = old->next;
+		rel_free(old);
+	}
+	struct rel *r = rt_xcalloc(1, sizeof *r);
+	r->relid = m->relid;
+	r->replident = m->replident;
+	if (!strcmp(m->nspname, "public"))
+		r->table = rt_store_table(&s->base, NULL, m->name);
+	r->n_cols = m->n_columns;
+	r->is_key = rt_xcalloc(m->n_columns + 1, sizeof *r->is_key);
+	r->cols = rt_xcalloc(m->n_columns + 1, sizeof *r->cols);
+	for (size_t i = 0; i < m->n_columns; i++) {
+		r->is_key[i] = m->columns[i].is_key;
+		r->cols[i] = r->table ? rt_store_column(r->table, m->columns[i].name) : NULL;
+	}
+	r->next = s->rels;
+	s->rels = r;
+}
+
+/* Sets in obj the JSON of the served columns of tuple tp (only the replica
+ * identity's key columns with keys_only). An
+ * unchanged TOASTed value ('u') is taken from fill (the old row) when that
+ * has it, else left out, as Supabase Realtime does. */
+static void tuple_json(json_t *obj, const struct rel *r, const struct rt_pgo_tuple *tp,
+		       bool keys_only, const json_t *fill)
+{
+	for (size_t i = 0; i < tp->n_cols && i < r->n_cols; i++) {
+		const struct rt_store_column *c = r->cols[i];
+		if (!c || (keys_only && !r->is_key[i]))
+			continue;
+		const struct rt_pgo_value *v = &tp->cols[i];
+		if (v->kind == 'u') {
+			json_t *old = fill ? json_object_get(fill, c->name) : NULL;
+			if (old)
+				json_object_set(obj, c->name, old);
+			continue;
+		}
+		json_object_set_new(obj, c->name,
+				    v->kind == 'n' ? json_null()
+						   : rt_pgo_value_json(c->type, v->data, v->len));
+	}
+}
+
+static char *dump_row(const json_t *row)
+{
+	return row ? json_dumps(row, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+}
+
+/* Appends one row change to the open log transaction. */
+static int log_change(struct pg_store *s, uint64_t lsn, int64_t commit_ms, const struct rel *r,
+		      const struct rt_pgo_msg *m)
+{
+	const char *op = m->kind == RT_PGO_INSERT ? "INSERT"
+			 : m->kind == RT_PGO_UPDATE ? "UPDATE"
+						    : "DELETE";
+	json_t *old = NULL, *rec = NULL;
+	if (m->old_kind)
+		tuple_json(old = json_object(), r, &m->old_tuple, m->old_kind == 'K', NULL);
+	else if (m->kind == RT_PGO_UPDATE) {
+		/* the key did not change: the old key is the new one's (none with
+		 * REPLICA IDENTITY NOTHING) */
+		old = json_object();
+		if (r->replident != 'n')
+			tuple_json(old, r, &m->new_tuple, true, NULL);
+	}
+	if (m->kind != RT_PGO_DELETE)
+		tuple_json(rec = json_object(), r, &m->new_tuple, false, old);
+	char *new_txt = dump_row(rec), *old_txt = dump_row(old);
+	json_decref(rec);
+	json_decref(old);
+	sqlite3_stmt *st = s->ins_st;
+	sqlite3_reset(st);
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)lsn);
+	sqlite3_bind_text(st, 2, r->table->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, op, -1, SQLITE_STATIC);
+	if (new_txt)
+		sqlite3_bind_text(st, 4, new_txt, -1, free);
+	else
+		sqlite3_bind_null(st, 4);
+	if (old_txt)
+		sqlite3_bind_text(st, 5, old_txt, -1, free);
+	else
+		sqlite3_bind_null(st, 5);
+	sqlite3_bind_int64(st, 6, commit_ms);
+	int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+	if (rc)
+		rt_error("store: writing the change log: %s", sqlite3_errmsg(s->repl_db));
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc;
+}
+
+static int64_t pg_now_us(void)
+{
+	return rt_wall_ms() * 1000 - RT_PGO_EPOCH_US;
+}
+
+static int send_status(PGconn *c, uint64_t lsn)
+{
+	uint8_t msg[34];
+	rt_pgo_status_update(msg, lsn, pg_now_us(), false);
+	if (PQputCopyData(c, (const char *)msg, sizeof msg) != 1 || PQflush(c) < 0)
+		return -1;
+	return 0;
+}
+
+/* State of the stream: the transaction being decoded and the batch of
+ * decoded transactions written to the log but not yet committed there. */
+struct txn {
+	bool is_open;    /* between Begin and Commit */
+	bool is_skipped; /* already in the log (resent after a restart) */
+	uint64_t final_lsn;
+	int64_t commit_ms;
+	bool has_batch;  /* a log transaction is open */
+	size_t batch_changes;
+	uint64_t batch_started_ms;
+	uint64_t batch_commit_lsn, batch_end_lsn; /* of its last whole transaction */
+};
+
+static void batch_abort(struct pg_store *s, struct txn *x)
+{
+	if (x->has_batch)
+		sqlite3_exec(s->repl_db, "ROLLBACK", NULL, NULL, NULL);
+	memset(x, 0, sizeof *x);
+}
+
+static int batch_begin(struct pg_store *s, struct txn *x)
+{
+	if (x->has_batch)
+		return 0;
+	if (sqlite3_exec(s->repl_db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		rt_error("store: change log: %s", sqlite3_errmsg(s->repl_db));
+		return -1;
+	}
+	x->has_batch = true;
+	x->batch_changes = 0;
+	x->batch_started_ms = rt_mono_ms();
+	return 0;
+}
+
+/* Commits the batch of whole transactions to the log, wakes the change
+ * feed, and only then confirms the last one's end to PostgreSQL. */
+static int batch_commit(struct pg_store *s, PGconn *c, struct txn *x)
+{
+	if (!x->has_batch || x->is_open)
+		return 0;
+	if (meta_set(s->repl_db, "commit_lsn", x->batch_commit_lsn) ||
+	    meta_set(s->repl_db, "end_lsn", x->batch_end_lsn) ||
+	    sqlite3_exec(s->repl_db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		rt_error("store: committing to the change log: %s", sqlite3_errmsg(s->repl_db));
+		return -1;
+	}
+	x->has_batch = false;
+	s->commit_lsn = x->batch_commit_lsn;
+	s->end_lsn = x->batch_end_lsn;
+	pthread_mutex_lock(&s->mu);
+	s->writes++;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->mu);
+	return send_status(c, s->end_lsn);
+}
+
+/* Handles one pgoutput message. Returns 0, or -1 to reconnect (what is not
+ * committed to the log is dropped; the server sends it again). */
+static int handle_msg(struct pg_store *s, PGconn *c, struct txn *x, const uint8_t *data,
+		      size_t len)
+{
+	struct rt_pgo_msg m;
+	if (rt_pgo_decode(data, len, &m)) {
+		rt_error("store: replication: undecodable pgoutput message (%zu bytes, kind 0x%02x)",
+			 len, len ? data[0] : 0);
+		return -1;
+	}
+	int rc = 0;
+	switch (m.kind) {
+	case RT_PGO_BEGIN:
+		if (x->is_open) {
+			rt_error("store: replication: Begin inside a transaction");
+			rc = -1;
+			break;
+		}
+		x->is_open = true;
+		x->final_lsn = m.lsn;
+		x->commit_ms = (m.commit_time + RT_PGO_EPOCH_US) / 1000;
+		x->is_skipped = m.lsn <= s->commit_lsn;
+		break;
+	case RT_PGO_RELATION:
+		rel_update(s, &m);
+		break;
+	case RT_PGO_INSERT:
+	case RT_PGO_UPDATE:
+	case RT_PGO_DELETE: {
+		const struct rel *r = rel_find(s, m.relid);
+		if (!x->is_open || !r) {
+			rt_error("store: replication: a change outside a transaction or of an "
+				 "unknown relation %u",
+				 m.relid);
+			rc = -1;
+			break;
+		}
+		if (x->is_skipped || !r->table)
+			break;
+		if (!(rc = batch_begin(s, x)))
+			rc = log_change(s, x->final_lsn, x->commit_ms, r, &m);
+		x->batch_changes++;
+		break;
+	}
+	case RT_PGO_TRUNCATE:
+		for (size_t i = 0; i < m.n_relids; i++) {
+			const struct rel *r = rel_find(s, m.relids[i]);
+			if (r && r->table)
+				rt_info("store: TRUNCATE of %s: no postgres_changes event (as "
+					"Supabase Realtime)",
+					r->table->name);
+		}
+		break;
+	case RT_PGO_COMMIT:
+		if (!x->is_open)
+			break;
+		x->is_open = false;
+		if (x->is_skipped)
+			break;
+		if ((rc = batch_begin(s, x)))
+			break;
+		x->batch_commit_lsn = m.lsn;
+		x->batch_end_lsn = m.end_lsn;
+		/* a big batch or an old one goes out now; else when the stream
+		 * pauses (group commit: one log commit for many small transactions) */
+		if (x->batch_changes >= BATCH_MAX_CHANGES ||
+		    rt_mono_ms() - x->batch_started_ms >= BATCH_MAX_MS)
+			rc = batch_commit(s, c, x);
+		break;
+	default: /* Origin, Type, Message: nothing to keep */
+		break;
+	}
+	rt_pgo_msg_deinit(&m);
+	return rc;
+}
+
+/* Sleeps up to ms unless the store is stopping. */
+static void nap(struct pg_store *s, unsigned ms)
+{
+	uint64_t end = rt_mono_ms() + ms;
+	while (atomic_load(&s->is_running) && rt_mono_ms() < end) {
+		struct timespec ts = {0, 20 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* Streams from the slot until an error or stop. Returns 0 when the stream
+ * ran (the backoff restarts), -1 when it could not start. */
+static int stream(struct pg_store *s)
+{
+	char buf[512];
+	PGconn *c = connect_pg(s->conninfo, true);
+	int rc = -1;
+	struct txn x = {0};
+	if (!c || PQstatus(c) != CONNECTION_OK) {
+		rt_warn("store: replication connection failed: %s", pq_msg(c, buf, sizeof buf));
+		goto out;
+	}
+	struct rt_buf q;
+	rt_buf_init(&q);
+	rt_buf_append_str(&q, "START_REPLICATION SLOT ");
+	append_ident(&q, s->name);
+	rt_buf_printf(&q, " LOGICAL %X/%X (proto_version '1', publication_names ",
+		      (unsigned)(s->end_lsn >> 32), (unsigned)s->end_lsn);
+	/* a quoted literal holding a quoted identifier */
+	struct rt_buf pub;
+	rt_buf_init(&pub);
+	append_ident(&pub, s->name);
+	rt_buf_append_byte(&pub, 0);
+	char *lit = PQescapeLiteral(c, (const char *)pub.data, strlen((const char *)pub.data));
+	rt_buf_printf(&q, "%s)", lit ? lit : "''");
+	PQfreemem(lit);
+	rt_buf_deinit(&pub);
+	rt_buf_append_byte(&q, 0);
+	PGresult *res = PQexec(c, (const char *)q.data);
+	rt_buf_deinit(&q);
+	if (PQresultStatus(res) != PGRES_COPY_BOTH) {
+		rt_error("store: START_REPLICATION: %s", pq_msg(c, buf, sizeof buf));
+		PQclear(res);
+		goto out;
+	}
+	PQclear(res);
+	rt_info("store: streaming changes from slot %s at %X/%X", s->name,
+		(unsigned)(s->end_lsn >> 32), (unsigned)s->end_lsn);
+	rc = 0;
+	uint64_t last_status = rt_mono_ms(), last_recv = rt_mono_ms();
+	while (atomic_load(&s->is_running)) {
+		char *data = NULL;
+		int n = PQgetCopyData(c, &data, 1);
+		if (n != 0)
+			last_recv = rt_mono_ms();
+		else if (rt_mono_ms() - last_recv > SILENCE_MAX_MS) {
+			rt_warn("store: nothing from PostgreSQL for %d s: reconnecting",
+				SILENCE_MAX_MS / 1000);
+			break;
+		}
+		if (n == 0 && batch_commit(s, c, &x)) /* the stream paused */
+			break;
+		if (n == 0) {
+			struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
+			if (poll(&pfd, 1, 100) < 0 && errno != EINTR)
+				break;
+			if (!PQconsumeInput(c)) {
+				rt_warn("store: replication stream: %s", pq_msg(c, buf, sizeof buf));
+				break;
+			}
+		} else if (n < 0) {
+			if (n == -2)
+				rt_warn("store: replication stream: %s", pq_msg(c, buf, sizeof buf));
+			else
+				rt_warn("store: the replication stream ended");
+			break;
+		} else {
+			struct rt_pgo_frame f;
+			int frc = rt_pgo_frame_parse((const uint8_t *)data, (size_t)n, &f);
+			if (frc) {
+				rt_error("store: replication: bad frame (%d bytes)", n);
+			} else if (f.kind == RT_PGO_XLOGDATA) {
+				frc = handle_msg(s, c, &x, f.data, f.data_len);
+			} else if (f.wants_reply) {
+				/* Between transactions everything before the server's
+				 * position was sent and kept: confirm it so the slot
+				 * does not hold WAL of other databases' traffic. */
+				bool is_idle = !x.is_open && !x.has_batch;
+				uint64_t lsn = is_idle && f.wal_end > s->end_lsn ? f.wal_end
+										 : s->end_lsn;
+				frc = send_status(c, lsn);
+				last_status = rt_mono_ms();
+			}
+			PQfreemem(data);
+			if (frc)
+				break;
+		}
+		if (rt_mono_ms() - last_status >= STATUS_EVERY_MS) {
+			if (send_status(c, s->end_lsn))
+				break;
+			last_status = rt_mono_ms();
+		}
+	}
+out:
+	batch_abort(s, &x);
+	PQfinish(c);
+	return rc;
+}
+
+static void *repl_main(void *arg)
+{
+	struct pg_store *s = arg;
+	unsigned backoff = BACKOFF_MIN_MS;
+	while (atomic_load(&s->is_running)) {
+		uint64_t started = rt_mono_ms();
+		int rc = stream(s);
+		if (!atomic_load(&s->is_running))
+			break;
+		/* a stream that ran a while starts the backoff over */
+		if (!rc && rt_mono_ms() - started > 10000)
+			backoff = BACKOFF_MIN_MS;
+		rt_info("store: reconnecting to PostgreSQL in %u ms", backoff);
+		nap(s, backoff);
+		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+	}
+	return NULL;
+}
+
+/* ---- opening ---- */
+
+/* Runs sql on c (no parameters); NULL with err set on failure. */
+static PGresult *query(PGconn *c, const char *sql, int n, const char *const *vals, char *err,
+		       size_t err_cap)
+{
+	PGresult *res = PQexecParams(c, sql, n, NULL, vals, NULL, NULL, 0);
+	ExecStatusType st = PQresultStatus(res);
+	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+		return res;
+	char buf[512];
+	snprintf(err, err_cap, "%s", pq_msg(c, buf, sizeof buf));
+	PQclear(res);
+	return NULL;
+}
+
+static bool is_listed(const char *list, const char *name)
+{
+	if (!list || !*list)
+		return true;
+	size_t n = strlen(name);
+	for (const char *p = list; *p;) {
+		while (*p == ' ' || *p == ',')
+			p++;
+		size_t len = strcspn(p, ",");
+		size_t trimmed = len;
+		while (trimmed && p[trimmed - 1] == ' ')
+			trimmed--;
+		if (trimmed == n && !strncmp(p, name, n))
+			return true;
+		p += len;
+	}
+	return false;
+}
+
+static int check_server(PGconn *c, char *err, size_t err_cap)
+{
+	PGresult *res = query(c, "SELECT current_setting('wal_level'), "
+				 "(SELECT rolreplication OR rolsuper FROM pg_roles "
+				 " WHERE rolname = current_user), current_user",
+			      0, NULL, err, err_cap);
+	if (!res)
+		return -1;
+	int rc = -1;
+	if (strcmp(PQgetvalue(res, 0, 0), "logical"))
+		snprintf(err, err_cap,
+			 "PostgreSQL runs with wal_level=%s; rtsync reads changes through logical "
+			 "replication and needs wal_level=logical (set it in postgresql.conf and "
+			 "restart PostgreSQL)",
+			 PQgetvalue(res, 0, 0));
+	else if (strcmp(PQgetvalue(res, 0, 1), "t"))
+		snprintf(err, err_cap,
+			 "role %s lacks the REPLICATION attribute rtsync needs to stream changes "
+			 "(ALTER ROLE %s REPLICATION)",
+			 PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 2));
+	else
+		rc = 0;
+	PQclear(res);
+	return rc;
+}
+
+static int load_schema(struct pg_store *s, PGconn *c, const char *tables, char *err,
+		       size_t err_cap)
+{
+	PGresult *res = query(
+		c,
+		"SELECT c.relname, a.attname, t.typname, a.attnotnull,"
+		" coalesce(a.attnum = ANY(i.indkey::int2[]), false)"
+		" FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+		" JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+		" JOIN pg_type t ON t.oid = a.atttypid"
+		" LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary"
+		" WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition"
+		" ORDER BY c.relname, a.attnum",
+		0, NULL, err, err_cap);
+	if (!res)
+		return -1;
+	struct rt_store_schema *sc = &s->base.schema;
+	for (int i = 0; i < PQntuples(res); i++) {
+		const char *tname = PQgetvalue(res, i, 0);
+		if (!is_listed(tables, tname))
+			continue;
+		struct rt_store_table *t = sc->n_tables ? &sc->tables[sc->n_tables - 1] : NULL;
+		if (!t || strcmp(t->name, tname)) {
+			sc->tables = rt_xrealloc(sc->tables, (sc->n_tables + 1) * sizeof *sc->tables);
+			t = &sc->tables[sc->n_tables++];
+			memset(t, 0, sizeof *t);
+			t->schema = rt_xstrdup("public");
+			t->name = rt_xstrdup(tname);
+		}
+		t->cols = rt_xrealloc(t->cols, (t->n_cols + 1) * sizeof *t->cols);
+		struct rt_store_column *col = &t->cols[t->n_cols++];
+		col->name = rt_xstrdup(PQgetvalue(res, i, 1));
+		col->type = rt_xstrdup(PQgetvalue(res, i, 2));
+		col->is_pk = !strcmp(PQgetvalue(res, i, 4), "t");
+		col->is_nullable = strcmp(PQgetvalue(res, i, 3), "t") && !col->is_pk;
+	}
+	PQclear(res);
+	for (size_t i = 0; i < sc->n_tables; i++) {
+		bool has_pk = false;
+		for (size_t j = 0; j < sc->tables[i].n_cols; j++)
+			has_pk |= sc->tables[i].cols[j].is_pk;
+		if (!has_pk) {
+			snprintf(err, err_cap,
+				 "table public.%s has no primary key: rtsync identifies rows by it "
+				 "(add one, or leave the table out with --postgres-tables)",
+				 sc->tables[i].name);
+			return -1;
+		}
+	}
+	/* every listed table must exist */
+	for (const char *p = tables; p && *p;) {
+		while (*p == ' ' || *p == ',')
+			p++;
+		size_t len = strcspn(p, ",");
+		size_t trimmed = len;
+		while (trimmed && p[trimmed - 1] == ' ')
+			trimmed--;
+		if (trimmed) {
+			char *name = rt_xstrndup(p, trimmed);
+			bool is_found = rt_store_table(&s->base, NULL, name) != NULL;
+			if (!is_found)
+				snprintf(err, err_cap, "table public.%s (--postgres-tables) does not exist",
+					 name);
+			free(name);
+			if (!is_found)
+				return -1;
+		}
+		p += len;
+	}
+	return 0;
+}
+
+/* Creates the publication when missing, and makes it list exactly the
+ * served tables; creates the slot when missing. */
+static int setup_replication(struct pg_store *s, PGconn *c, char *err, size_t err_cap)
+{
+	const char *vals[] = {s->name};
+	PGresult *res = query(c, "SELECT 1 FROM pg_publication WHERE pubname = $1", 1, vals, err,
+			      err_cap);
+	if (!res)
+		return -1;
+	bool has_pub = PQntuples(res) > 0;
+	PQclear(res);
+	struct rt_buf b;
+	rt_buf_init(&b);
+	const struct rt_store_schema *sc = &s->base.schema;
+	if (!has_pub) {
+		rt_buf_append_str(&b, "CREATE PUBLICATION ");
+		append_ident(&b, s->name);
+		if (sc->n_tables)
+			rt_buf_append_str(&b, " FOR TABLE ");
+	} else if (sc->n_tables) {
+		rt_buf_append_str(&b, "ALTER PUBLICATION ");
+		append_ident(&b, s->name);
+		rt_buf_append_str(&b, " SET TABLE ");
+	}
+	for (size_t i = 0; b.len && i < sc->n_tables; i++) {
+		if (i)
+			rt_buf_append_byte(&b, ',');
+		append_table(&b, &sc->tables[i]);
+	}
+	if (b.len) {
+		rt_buf_append_byte(&b, 0);
+		res = query(c, (const char *)b.data, 0, NULL, err, err_cap);
+		rt_buf_deinit(&b);
+		if (!res)
+			return -1;
+		PQclear(res);
+	}
+	rt_buf_deinit(&b);
+	res = query(c, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", 1, vals, err,
+		    err_cap);
+	if (!res)
+		return -1;
+	bool has_slot = PQntuples(res) > 0;
+	PQclear(res);
+	if (!has_slot) {
+		res = query(c, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", 1, vals,
+			    err, err_cap);
+		if (!res)
+			return -1;
+		PQclear(res);
+		rt_info("store: created replication slot %s", s->name);
+	}
+	return 0;
+}
+
+/* The idempotency keys of writes (docs/writes.md): in schema rtsync, apart
+ * from the served and published tables of public. */
+static int setup_keys(PGconn *c, char *err, size_t err_cap)
+{
+	static const char *const sql[] = {
+		"CREATE SCHEMA IF NOT EXISTS rtsync",
+		"CREATE TABLE IF NOT EXISTS rtsync.idempotency (key text PRIMARY KEY,"
+		" fingerprint bytea NOT NULL, result text NOT NULL, ts bigint NOT NULL)",
+	};
+	for (size_t i = 0; i < sizeof sql / sizeof *sql; i++) {
+		PGresult *res = query(c, sql[i], 0, NULL, err, err_cap);
+		if (!res)
+			return -1;
+		PQclear(res);
+	}
+	return 0;
+}
+
+int rt_store_open_postgres(const struct rt_store_pg_config *cfg, struct rt_store **out, char *err,
+			   size_t err_cap)
+{
+	struct pg_store *s = rt_xcalloc(1, sizeof *s);
+	s->base.ops = &pg_ops;
+	s->base.key_window_ms = RT_STORE_KEY_WINDOW_MS;
+	s->conninfo = rt_xstrdup(cfg->conninfo);
+	s->name = rt_xstrdup(cfg->name && *cfg->name ? cfg->name : "rtsync");
+	s->log_path = rt_xstrdup(cfg->log_path);
+	s->retain_count = cfg->retain_count;
+	s->retain_ms = cfg->retain_ms;
+	s->n_pool = cfg->pool_size ? cfg->pool_size : 4;
+	s->pool = rt_xcalloc(s->n_pool, sizeof *s->pool);
+	pthread_mutex_init(&s->pool_mu, NULL);
+	pthread_cond_init(&s->pool_cond, NULL);
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	char buf[512];
+	PGconn *c = connect_pg(s->conninfo, false);
+	if (!c || PQstatus(c) != CONNECTION_OK) {
+		snprintf(err, err_cap, "cannot connect to PostgreSQL: %s", pq_msg(c, buf, sizeof buf));
+		PQfinish(c);
+		goto err;
+	}
+	if (check_server(c, err, err_cap))
+		goto err_conn;
+	if (cfg->schema_sql) {
+		PGresult *res = PQexec(c, cfg->schema_sql);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK &&
+		    PQresultStatus(res) != PGRES_EMPTY_QUERY) {
+			snprintf(err, err_cap, "schema: %s", pq_msg(c, buf, sizeof buf));
+			PQclear(res);
+			goto err_conn;
+		}
+		PQclear(res);
+	}
+	if (load_schema(s, c, cfg->tables, err, err_cap) || setup_replication(s, c, err, err_cap) ||
+	    setup_keys(c, err, err_cap))
+		goto err_conn;
+	s->pool[0].conn = c; /* the first pool connection */
+	c = NULL;
+	if (open_log(s->log_path, &s->log_db, err, err_cap) ||
+	    open_log(s->log_path, &s->repl_db, err, err_cap))
+		goto err;
+	if (sqlite3_prepare_v2(s->repl_db,
+			       "INSERT INTO changes (lsn, tbl, op, new, old, ts) VALUES (?,?,?,?,?,?)",
+			       -1, &s->ins_st, NULL) != SQLITE_OK) {
+		snprintf(err, err_cap, "change log: %s", sqlite3_errmsg(s->repl_db));
+		goto err;
+	}
+	s->commit_lsn = meta_get(s->log_db, "commit_lsn");
+	s->end_lsn = meta_get(s->log_db, "end_lsn");
+	atomic_store(&s->is_running, true);
+	int prc = pthread_create(&s->thread, NULL, repl_main, s);
+	if (prc) {
+		snprintf(err, err_cap, "cannot start the replication thread: %s", strerror(prc));
+		goto err;
+	}
+	s->is_started = true;
+	*out = &s->base;
+	return 0;
+err_conn:
+	PQfinish(c);
+err:
+	pg_ops.close(&s->base);
+	return -1;
+}
+
+static void pg_close(struct rt_store *base)
+{
+	struct pg_store *s = (struct pg_store *)base;
+	if (s->is_started) {
+		atomic_store(&s->is_running, false);
+		pthread_join(s->thread, NULL);
+	}
+	while (s->rels) {
+		struct rel *r = s->rels;
+		s->rels = r->next;
+		rel_free(r);
+	}
+	for (size_t i = 0; i < s->n_pool; i++)
+		PQfinish(s->pool[i].conn);
+	free(s->pool);
+	sqlite3_finalize(s->ins_st);
+	sqlite3_close(s->repl_db);
+	sqlite3_close(s->log_db);
+	rt_store_schema_free(&s->base.schema);
+	pthread_mutex_destroy(&s->pool_mu);
+	pthread_cond_destroy(&s->pool_cond);
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cond);
+	free(s->conninfo);
+	free(s->name);
+	free(s->log_path);
+	free(s);
+}
+
+static const struct rt_store_ops pg_ops = {
+	.name = "postgres",
+	.close = pg_close,
+	.read = pg_read,
+	.write = pg_write,
+	.changes_after = pg_changes_after,
+	.last_pos = pg_last_pos,
+	.wait = pg_wait,
+	.prune = pg_prune,
+};

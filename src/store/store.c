@@ -1,0 +1,341 @@
+/*
+ * The backend-neutral part of the store: dispatch through the backend's ops,
+ * schema lookups, and helpers both backends use.
+ */
+#include "store/store.h"
+
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/buf.h"
+#include "store/store_int.h"
+
+void rt_store_set_err(struct rt_store_error *e, int status, const char *code,
+		      const char *details, const char *fmt, ...)
+{
+	e->status = status;
+	snprintf(e->code, sizeof e->code, "%s", code);
+	snprintf(e->details, sizeof e->details, "%s", details ? details : "");
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(e->message, sizeof e->message, fmt, ap);
+	va_end(ap);
+	/* names from the request may be anything, and cutting may split a character */
+	rt_utf8_truncate(e->message);
+	rt_utf8_truncate(e->details);
+}
+
+void rt_store_schema_free(struct rt_store_schema *sc)
+{
+	for (size_t i = 0; i < sc->n_tables; i++) {
+		struct rt_store_table *t = &sc->tables[i];
+		for (size_t j = 0; j < t->n_cols; j++) {
+			free(t->cols[j].name);
+			free(t->cols[j].type);
+		}
+		free(t->cols);
+		free(t->schema);
+		free(t->name);
+	}
+	free(sc->tables);
+	memset(sc, 0, sizeof *sc);
+}
+
+int rt_store_select_cols(const struct rt_store_table *t, const struct rt_query *q,
+			 const struct rt_store_column ***cols, const char ***keys, size_t *n,
+			 struct rt_store_error *e)
+{
+	size_t cap = 0; /* every "*" expands to all columns */
+	for (size_t i = 0; q && q->select && i < q->n_select; i++)
+		cap += strcmp(q->select[i].column, "*") ? 1 : t->n_cols;
+	if (!q || !q->select)
+		cap = t->n_cols;
+	*cols = rt_xcalloc(cap ? cap : 1, sizeof **cols);
+	*keys = rt_xcalloc(cap ? cap : 1, sizeof **keys);
+	*n = 0;
+	bool all = !q || !q->select;
+	for (size_t i = 0; !all && i < q->n_select; i++) {
+		if (!strcmp(q->select[i].column, "*")) {
+			for (size_t j = 0; j < t->n_cols; j++) {
+				(*cols)[*n] = &t->cols[j];
+				(*keys)[(*n)++] = t->cols[j].name;
+			}
+			continue;
+		}
+		const struct rt_store_column *c = rt_store_column(t, q->select[i].column);
+		if (!c) {
+			rt_store_set_err(e, 400, "42703", NULL, "column %s.%s does not exist", t->name,
+					 q->select[i].column);
+			return -1;
+		}
+		(*cols)[*n] = c;
+		(*keys)[(*n)++] = q->select[i].alias ? q->select[i].alias : c->name;
+	}
+	for (size_t j = 0; all && j < t->n_cols; j++) {
+		(*cols)[*n] = &t->cols[j];
+		(*keys)[(*n)++] = t->cols[j].name;
+	}
+	return 0;
+}
+
+void rt_store_close(struct rt_store *s)
+{
+	if (s)
+		s->ops->close(s);
+}
+
+const char *rt_store_backend(const struct rt_store *s)
+{
+	return s->ops->name;
+}
+
+const struct rt_store_schema *rt_store_schema(const struct rt_store *s)
+{
+	return &s->schema;
+}
+
+const struct rt_store_table *rt_store_table(const struct rt_store *s, const char *schema,
+					    const char *name)
+{
+	if (schema && strcmp(schema, "public"))
+		return NULL;
+	for (size_t i = 0; i < s->schema.n_tables; i++)
+		if (!strcmp(s->schema.tables[i].name, name))
+			return &s->schema.tables[i];
+	return NULL;
+}
+
+const struct rt_store_column *rt_store_column(const struct rt_store_table *t, const char *name)
+{
+	for (size_t i = 0; i < t->n_cols; i++)
+		if (!strcmp(t->cols[i].name, name))
+			return &t->cols[i];
+	return NULL;
+}
+
+int rt_store_read(struct rt_store *s, const struct rt_read *r, json_t **rows, long long *total,
+		  struct rt_store_error *err)
+{
+	return s->ops->read(s, r, rows, total, err);
+}
+
+int rt_store_write(struct rt_store *s, const struct rt_write *w, json_t **rows,
+		   struct rt_store_error *err)
+{
+	return s->ops->write(s, w, rows, err);
+}
+
+int rt_store_changes_after(struct rt_store *s, uint64_t after, size_t max, struct rt_change **out,
+			   size_t *n, uint64_t *oldest, struct rt_store_scan *scan)
+{
+	return s->ops->changes_after(s, after, max, out, n, oldest, scan);
+}
+
+uint64_t rt_store_last_pos(struct rt_store *s)
+{
+	return s->ops->last_pos(s);
+}
+
+bool rt_store_wait(struct rt_store *s, uint64_t *version, unsigned timeout_ms)
+{
+	return s->ops->wait(s, version, timeout_ms);
+}
+
+void rt_store_prune(struct rt_store *s)
+{
+	s->ops->prune(s);
+}
+
+void rt_store_changes_free(struct rt_change *c, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		json_decref(c[i].record);
+		json_decref(c[i].old_record);
+	}
+	free(c);
+}
+
+const char *rt_change_type_name(enum rt_change_type t)
+{
+	return t == RT_CHANGE_INSERT ? "INSERT" : t == RT_CHANGE_UPDATE ? "UPDATE" : "DELETE";
+}
+
+void rt_write_result_deinit(struct rt_write_result *r)
+{
+	json_decref(r->current);
+	json_decref(r->conflicts);
+	r->current = r->conflicts = NULL;
+}
+
+void rt_store_set_key_window(struct rt_store *s, uint64_t ms)
+{
+	s->key_window_ms = ms;
+}
+
+void rt_store_fingerprint(const char *fingerprint, unsigned char out[32])
+{
+	const char *fp = fingerprint ? fingerprint : "";
+	EVP_Digest(fp, strlen(fp), out, NULL, EVP_sha256(), NULL);
+}
+
+json_t *rt_write_result_json(const struct rt_write_result *r, const json_t *rows)
+{
+	char pos[24];
+	snprintf(pos, sizeof pos, "%llu", (unsigned long long)r->position);
+	return json_pack("{s:s,s:O,s:O,s:O,s:s}", "outcome", rt_conflict_outcome_name(r->outcome),
+			 "rows", rows ? (json_t *)rows : json_null(), "current",
+			 r->current ? r->current : json_null(), "conflicts",
+			 r->conflicts ? r->conflicts : json_null(), "position", pos);
+}
+
+void rt_write_result_parse(const json_t *j, struct rt_write_result *res, json_t **rows)
+{
+	const char *name = json_string_value(json_object_get(j, "outcome"));
+	for (int o = RT_WRITE_APPLIED; name && o <= RT_WRITE_MISSING; o++)
+		if (!strcmp(name, rt_conflict_outcome_name((enum rt_write_outcome)o)))
+			res->outcome = (enum rt_write_outcome)o;
+	json_t *cur = json_object_get(j, "current");
+	json_t *conf = json_object_get(j, "conflicts");
+	const char *pos = json_string_value(json_object_get(j, "position"));
+	res->current = json_is_object(cur) ? json_incref(cur) : NULL;
+	res->conflicts = json_is_array(conf) ? json_incref(conf) : NULL;
+	res->position = pos ? strtoull(pos, NULL, 10) : 0;
+	res->is_replayed = true;
+	json_t *recorded = json_object_get(j, "rows");
+	if (*rows && json_is_array(recorded)) {
+		json_decref(*rows);
+		*rows = json_incref(recorded);
+	}
+}
+
+int rt_store_check_row_keys(const struct rt_store_table *t, const json_t *row,
+			    struct rt_store_error *e)
+{
+	const char *k;
+	json_t *v;
+	if (!json_is_object(row)) {
+		rt_store_set_err(e, 400, "PGRST102", NULL, "All object keys must match");
+		return -1;
+	}
+	json_object_foreach((json_t *)row, k, v) {
+		if (!rt_store_column(t, k)) {
+			rt_store_set_err(e, 400, "PGRST204", NULL,
+					 "Could not find the '%s' column of '%s' in the schema cache",
+					 k, t->name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+bool rt_store_has_pk(const struct rt_store_table *t)
+{
+	for (size_t i = 0; i < t->n_cols; i++)
+		if (t->cols[i].is_pk)
+			return true;
+	return false;
+}
+
+json_t *rt_store_project(const json_t *full, const struct rt_store_column **cols,
+			 const char **keys, size_t n_cols)
+{
+	json_t *row = json_object();
+	for (size_t i = 0; i < n_cols; i++)
+		json_object_set(row, keys[i], json_object_get(full, cols[i]->name));
+	return row;
+}
+
+static int control_err(struct rt_store_error *e, const char *msg)
+{
+	rt_store_set_err(e, 400, "RTS400", NULL, "%s", msg);
+	return -1;
+}
+
+/* Checks a write with a base and reads its target row into *current. */
+static int cas_target(const struct rt_store_cas *cas, const struct rt_write *w,
+		      const json_t **changes, json_t **current, struct rt_store_error *err)
+{
+	const struct rt_store_table *t = w->table;
+	*changes = NULL;
+	*current = NULL;
+	if (w->kind == RT_WRITE_INSERT)
+		return control_err(err, "A base applies to update, upsert and delete, not insert");
+	if (!json_is_object(w->base))
+		return control_err(err, "The base must be a JSON object");
+	if (!rt_store_has_pk(t))
+		return control_err(err, "A write with a base needs a table with a primary key");
+	if (rt_store_check_row_keys(t, w->base, err))
+		return -1;
+	if (w->kind == RT_WRITE_UPSERT) {
+		if (json_array_size(w->rows) != 1)
+			return control_err(err, "A write with a base writes one row");
+		*changes = json_array_get(w->rows, 0);
+		if (rt_store_check_row_keys(t, *changes, err))
+			return -1;
+		return cas->select_pk(cas, w, *changes, current, err);
+	}
+	if (w->kind == RT_WRITE_UPDATE) {
+		*changes = w->rows;
+		if (rt_store_check_row_keys(t, *changes, err))
+			return -1;
+		if (!json_object_size(*changes)) {
+			rt_store_set_err(err, 400, "PGRST102", NULL, "Empty or invalid json");
+			return -1;
+		}
+	}
+	return cas->select_where(cas, w, current, err);
+}
+
+int rt_store_controlled_write(const struct rt_store_cas *cas, const struct rt_write *w,
+			      struct rt_write_result *res, struct rt_store_error *err)
+{
+	const json_t *changes;
+	json_t *current;
+	if (cas_target(cas, w, &changes, &current, err))
+		return -1;
+	struct rt_conflict_result d;
+	rt_conflict_decide(current, w->base, changes, w->strategy, &d);
+	res->outcome = d.outcome;
+	res->conflicts = json_incref(d.conflicts);
+	int rc = 0;
+	switch (d.outcome) {
+	case RT_WRITE_CONFLICT:
+		res->current = json_incref(current);
+		break;
+	case RT_WRITE_MISSING:
+		if (w->kind == RT_WRITE_UPSERT) {
+			rc = cas->insert(cas, w, err);
+			if (!rc)
+				rc = cas->select_pk(cas, w, changes, &res->current, err);
+		}
+		break;
+	case RT_WRITE_APPLIED:
+	case RT_WRITE_MERGED:
+		if (d.is_delete) {
+			rc = cas->write_pk(cas, w, current, NULL, err);
+		} else if (!json_object_size(d.apply)) {
+			/* Every change conflicted: nothing written, the row as it is. */
+			if (cas->out)
+				json_array_append_new(cas->out, rt_store_project(current, cas->cols,
+										 cas->keys, cas->n_cols));
+			res->current = json_incref(current);
+		} else {
+			rc = cas->write_pk(cas, w, current, d.apply, err);
+			/* Read back by the key as it is after the write (it may change). */
+			json_t *key = json_deep_copy(current);
+			json_object_update(key, d.apply);
+			if (!rc)
+				rc = cas->select_pk(cas, w, key, &res->current, err);
+			json_decref(key);
+		}
+		break;
+	}
+	rt_conflict_result_deinit(&d);
+	json_decref(current);
+	return rc;
+}
+

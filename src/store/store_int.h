@@ -1,0 +1,110 @@
+/*
+ * What the store backends share: the ops table each backend fills, the
+ * common head of every store object, and small helpers. store.c dispatches
+ * the public calls of store.h through the ops.
+ *
+ * Ownership: a backend's object starts with struct rt_store (first member)
+ *            and owns the schema in it; store.c frees neither.
+ * Threads:   as store.h says for the matching public call.
+ * Limits:    none of its own.
+ */
+#ifndef RT_STORE_STORE_INT_H
+#define RT_STORE_STORE_INT_H
+
+#include "store/store.h"
+
+struct rt_store_ops {
+	const char *name; /* "sqlite", "postgres" */
+	void (*close)(struct rt_store *s);
+	int (*read)(struct rt_store *s, const struct rt_read *r, json_t **rows, long long *total,
+		    struct rt_store_error *err);
+	int (*write)(struct rt_store *s, const struct rt_write *w, json_t **rows,
+		     struct rt_store_error *err);
+	int (*changes_after)(struct rt_store *s, uint64_t after, size_t max,
+			     struct rt_change **out, size_t *n, uint64_t *oldest,
+			     struct rt_store_scan *scan);
+	uint64_t (*last_pos)(struct rt_store *s);
+	bool (*wait)(struct rt_store *s, uint64_t *version, unsigned timeout_ms);
+	void (*prune)(struct rt_store *s);
+};
+
+/* The head of every backend's store object. */
+struct rt_store {
+	const struct rt_store_ops *ops;
+	struct rt_store_schema schema;
+	uint64_t key_window_ms; /* idempotency keys are kept this long */
+};
+
+/* Fills e (status, code, details may be NULL) and keeps its texts valid UTF-8. */
+void rt_store_set_err(struct rt_store_error *e, int status, const char *code,
+		      const char *details, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+/* Frees every table and column of sc and empties it. */
+void rt_store_schema_free(struct rt_store_schema *sc);
+
+/* The output keys and table columns a select names (every column when q or
+ * its select is absent; "*" expands to all columns). *cols and *keys are
+ * arrays the caller frees (also after a failure). Returns 0, or -1 with
+ * 42703 in e for an unknown column. */
+int rt_store_select_cols(const struct rt_store_table *t, const struct rt_query *q,
+			 const struct rt_store_column ***cols, const char ***keys, size_t *n,
+			 struct rt_store_error *e);
+
+/* ---- writes with conflict control and idempotency keys (docs/writes.md) ---- */
+
+/* Validates that every key of the object row is a column of t (400 PGRST102
+ * / PGRST204 otherwise). Returns 0 or -1 with e. */
+int rt_store_check_row_keys(const struct rt_store_table *t, const json_t *row,
+			    struct rt_store_error *e);
+/* True when t has a primary key. */
+bool rt_store_has_pk(const struct rt_store_table *t);
+/* The projection of a full row on a select's columns (new reference). */
+json_t *rt_store_project(const json_t *full, const struct rt_store_column **cols,
+			 const char **keys, size_t n_cols);
+
+/* What a backend does for a write with a base; rt_store_controlled_write()
+ * runs the flow. Rows are full rows as JSON objects. */
+struct rt_store_cas {
+	void *ctx;                           /* the backend's connection */
+	const struct rt_store_column **cols; /* the select's projection of written rows */
+	const char **keys;
+	size_t n_cols;
+	json_t *out; /* projected rows written, appended (NULL: not wanted) */
+	/* The one row w's filter selects, locked for the transaction; *row NULL
+	 * when none, an error when more than one. */
+	int (*select_where)(const struct rt_store_cas *cas, const struct rt_write *w, json_t **row,
+			    struct rt_store_error *err);
+	/* The row of w's table whose primary key the object key names. */
+	int (*select_pk)(const struct rt_store_cas *cas, const struct rt_write *w, const json_t *key,
+			 json_t **row, struct rt_store_error *err);
+	/* UPDATE … SET apply (DELETE when apply is NULL) the row current names,
+	 * appending the rows written to out. */
+	int (*write_pk)(const struct rt_store_cas *cas, const struct rt_write *w,
+			const json_t *current, const json_t *apply, struct rt_store_error *err);
+	/* Inserts w's rows (an upsert of a row that is not there). */
+	int (*insert)(const struct rt_store_cas *cas, const struct rt_write *w,
+		      struct rt_store_error *err);
+};
+
+/*
+ * A write with a base (w->base set), inside the caller's transaction: reads
+ * the target row, decides with rt_conflict_decide() and has the backend
+ * apply what it says. Fills res (outcome, current, conflicts). Returns 0 or
+ * -1 with err.
+ */
+int rt_store_controlled_write(const struct rt_store_cas *cas, const struct rt_write *w,
+			      struct rt_write_result *res, struct rt_store_error *err);
+
+/* SHA-256 of a write's fingerprint (NULL counts as ""). */
+void rt_store_fingerprint(const char *fingerprint, unsigned char out[32]);
+
+/* What an idempotency key records: the result and the rows (may be NULL) as
+ * one JSON object (new reference). */
+json_t *rt_write_result_json(const struct rt_write_result *r, const json_t *rows);
+
+/* Reads a recorded result back into res (marked replayed); when *rows is an
+ * array, it is replaced by the recorded rows. */
+void rt_write_result_parse(const json_t *j, struct rt_write_result *res, json_t **rows);
+
+#endif
