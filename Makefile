@@ -26,6 +26,9 @@ SRV_DIRS := common proto net auth realtime store api
 SRV_SRC  := $(foreach d,$(SRV_DIRS),$(wildcard src/$(d)/*.c)) $(filter-out src/cli/main.c,$(wildcard src/cli/*.c))
 SRV_OBJ  := $(SRV_SRC:%.c=$(BUILD)/obj/%.o)
 MAIN_OBJ := $(BUILD)/obj/src/cli/main.o
+# librtsync, which the CLI's client commands use (see the block at the end).
+CLIENT_SRC := $(wildcard src/client/*.c)
+CLIENT_OBJ := $(CLIENT_SRC:%.c=$(BUILD)/obj/%.o)
 
 UNIT_SRC := $(wildcard tests/unit/*/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -56,7 +59,7 @@ $(BUILD)/libsrv.a: $(SRV_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/rtsync: $(MAIN_OBJ) $(BUILD)/libsrv.a
+$(BUILD)/rtsync: $(MAIN_OBJ) $(CLIENT_OBJ) $(BUILD)/libsrv.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS) $(LDFLAGS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libsrv.a
@@ -141,3 +144,96 @@ $(BUILD)/rtbench: $(BENCH_SRC) $(BUILD)/libsrv.a
 DEB_PKGS += libpq-dev postgresql
 ALL_CFLAGS += -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
 LIBS += -lpq
+
+# ---- librtsync and CLI ----------------------------------------------------------
+# librtsync (include/rtsync/, src/client/): a static and a shared library built
+# from position-independent objects, with the WebSocket engine and the common
+# helpers it needs; only RT_API symbols are exported from the shared one.
+# `make lib` builds them and librtsync.pc; `make install` also installs them.
+LIB_SRC     := $(CLIENT_SRC) src/net/ws.c src/common/err.c src/common/alloc.c \
+	src/common/buf.c src/common/rand.c
+LIB_PIC_OBJ := $(LIB_SRC:%.c=$(BUILD)/pic/%.o)
+LIB_LIBS    := -ljansson -lhttp_parser -lunistring -lcrypto -lpthread
+LIB_SOVER   := 0
+LIB_VERSION := 0.1.0
+CLIENT_TEST_SRC := $(wildcard tests/client/test_*.c)
+CLIENT_TEST_BIN := $(CLIENT_TEST_SRC:tests/client/%.c=$(BUILD)/client-tests/%)
+EXAMPLE_SRC := $(wildcard examples/c/*.c)
+EXAMPLE_BIN := $(EXAMPLE_SRC:examples/c/%.c=$(BUILD)/examples/%)
+
+.PHONY: lib install-lib client-bins examples lib-check
+
+lib: $(BUILD)/librtsync.a $(BUILD)/librtsync.so $(BUILD)/librtsync.pc
+
+$(BUILD)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -c $< -o $@
+
+$(BUILD)/librtsync.a: $(LIB_PIC_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/librtsync.so.$(LIB_VERSION): $(LIB_PIC_OBJ)
+	$(CC) $(ALL_CFLAGS) -shared -Wl,-soname,librtsync.so.$(LIB_SOVER) -Wl,--no-undefined \
+		-o $@ $^ $(LIB_LIBS) $(LDFLAGS)
+
+$(BUILD)/librtsync.so: $(BUILD)/librtsync.so.$(LIB_VERSION)
+	ln -sf librtsync.so.$(LIB_VERSION) $(BUILD)/librtsync.so.$(LIB_SOVER)
+	ln -sf librtsync.so.$(LIB_VERSION) $@
+
+$(BUILD)/librtsync.pc: librtsync.pc.in Makefile
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(LIB_VERSION)|g' $< > $@
+
+install: install-lib
+install-lib: lib
+	install -d $(DESTDIR)$(PREFIX)/include/rtsync $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 include/rtsync/*.h $(DESTDIR)$(PREFIX)/include/rtsync/
+	install -m 644 $(BUILD)/librtsync.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/librtsync.so.$(LIB_VERSION) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf librtsync.so.$(LIB_VERSION) $(DESTDIR)$(PREFIX)/lib/librtsync.so.$(LIB_SOVER)
+	ln -sf librtsync.so.$(LIB_VERSION) $(DESTDIR)$(PREFIX)/lib/librtsync.so
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(LIB_VERSION)|g' librtsync.pc.in \
+		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/librtsync.pc
+
+# Unit tests of src/client and the tests against a real server link the client.
+$(BUILD)/tests/client/%: tests/unit/client/%.c $(LIB_PIC_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $^ -lcmocka $(LIB_LIBS) $(LDFLAGS)
+
+$(BUILD)/client-tests/%: tests/client/%.c tests/client/harness.h $(LIB_PIC_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -Wl,--wrap=json_loadb,--wrap=json_loads -o $@ $< $(LIB_PIC_OBJ) \
+		-lcmocka $(LIB_LIBS) $(LDFLAGS)
+
+client-bins: $(CLIENT_TEST_BIN)
+
+# The examples compile against an installed copy (make install into a staging
+# DESTDIR, then pkg-config), so the headers, pc file and libraries are checked
+# the way a user builds.
+LIB_STAGE := $(abspath $(BUILD))/stage
+examples: $(EXAMPLE_BIN)
+$(BUILD)/examples/%: examples/c/%.c $(BUILD)/stage.stamp
+	@mkdir -p $(dir $@)
+	PKG_CONFIG_SYSROOT_DIR=$(LIB_STAGE) PKG_CONFIG_PATH=$(LIB_STAGE)/usr/lib/pkgconfig \
+		$(CC) -std=c11 -Wall -Wextra -Werror $(CFLAGS) -o $@ $< \
+		$$(PKG_CONFIG_SYSROOT_DIR=$(LIB_STAGE) PKG_CONFIG_PATH=$(LIB_STAGE)/usr/lib/pkgconfig \
+		pkg-config --cflags --libs librtsync) -Wl,-rpath,$(LIB_STAGE)/usr/lib
+
+$(BUILD)/stage.stamp: $(BUILD)/librtsync.a $(BUILD)/librtsync.so $(BUILD)/librtsync.pc \
+		$(wildcard include/rtsync/*.h)
+	rm -rf $(LIB_STAGE)
+	$(MAKE) --no-print-directory install-lib DESTDIR=$(LIB_STAGE) PREFIX=/usr
+	touch $@
+
+# Exported symbols of the shared library: only rt_client_*, rt_channel_*, rt_strerror, rt_err_name.
+lib-check: $(BUILD)/librtsync.so
+	@bad=$$(nm -D --defined-only $(BUILD)/librtsync.so | awk '{print $$3}' | \
+		grep -v -E '^(rt_client_|rt_channel_|rt_strerror$$|rt_err_name$$)' || true); \
+	if [ -n "$$bad" ]; then echo "librtsync exports more than its API: $$bad"; exit 1; fi; \
+	echo "librtsync exports $$(nm -D --defined-only $(BUILD)/librtsync.so | wc -l) API symbols"
+
+test: client-test-prep
+.PHONY: client-test-prep
+client-test-prep: deps
+	$(MAKE) lib lib-check examples
+	$(MAKE) $(ASAN_VARS) client-bins

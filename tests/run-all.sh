@@ -33,6 +33,7 @@ run() {
 start=$(date +%s)
 run unit tests/run-unit.sh $(find "$build/tests" -type f -name 'test_*' -perm -u+x | sort)
 run fuzz-replay tests/run-fuzz-replay.sh $(find "$build/fuzz" -type f -name 'replay_*' -perm -u+x | sort)
+run client tests/client/run.sh "$build/rtsync"
 for suite in integration interop; do
 	[ -x "tests/$suite/run.sh" ] && run "$suite" "tests/$suite/run.sh" "$build/rtsync"
 done

@@ -1,8 +1,10 @@
 /*
- * The rtsync command line: one binary, several commands (serve, token).
+ * The rtsync command line: one binary, several commands (serve, token, and
+ * the client commands listen, send and presence, built on librtsync).
  * Each command parses its own options and returns the process exit status.
  *
- * Exit codes: 0 success, 1 failure while running, 2 usage error.
+ * Exit codes: 0 success, 1 failure while running, 2 usage error; the client
+ *             commands also use 3: channel join refused or closed by the server.
  * Ownership: commands own everything they allocate and free it before returning.
  * Threads:   main thread only.
  * Limits:    none of its own.
@@ -18,5 +20,10 @@ int rt_cli_serve(int argc, char **argv);
 
 /* rtsync token: prints a signed HS256 token. */
 int rt_cli_token(int argc, char **argv);
+
+/* rtsync listen / send / presence: the client commands (src/cli/listen.c). */
+int rt_cli_listen(int argc, char **argv);
+int rt_cli_send(int argc, char **argv);
+int rt_cli_presence(int argc, char **argv);
 
 #endif

@@ -9,6 +9,9 @@ static const char usage[] =
 	"Commands:\n"
 	"  serve     run the server (Supabase Realtime-compatible WebSocket, broadcast, presence)\n"
 	"  token     print a signed token for a role\n"
+	"  listen    print a channel's database changes, broadcasts and presence\n"
+	"  send      broadcast a message on a channel\n"
+	"  presence  track presence on a channel and watch it\n"
 	"\n"
 	"Run 'rtsync COMMAND --help' for a command's options.\n";
 
@@ -27,6 +30,12 @@ int main(int argc, char **argv)
 		return rt_cli_serve(argc - 1, argv + 1);
 	if (!strcmp(cmd, "token"))
 		return rt_cli_token(argc - 1, argv + 1);
+	if (!strcmp(cmd, "listen"))
+		return rt_cli_listen(argc - 1, argv + 1);
+	if (!strcmp(cmd, "send"))
+		return rt_cli_send(argc - 1, argv + 1);
+	if (!strcmp(cmd, "presence"))
+		return rt_cli_presence(argc - 1, argv + 1);
 	fprintf(stderr, "rtsync: unknown command '%s'\n\n%s", cmd, usage);
 	return RT_CLI_EXIT_USAGE;
 }

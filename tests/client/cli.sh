@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# The client commands (rtsync listen, send, presence) against a real server:
+#   tests/client/cli.sh /abs/path/to/rtsync
+# Prints "ok"/"FAIL" per check and "cli: N passed, M failed".
+set -uo pipefail
+bin=${1:?usage: cli.sh /path/to/rtsync}
+secret=cli-test-secret-0123456789abcdef0123456789abcdef
+dir=$(mktemp -d /tmp/rtsync-cli-XXXXXX)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+	rm -rf "$dir"
+}
+trap cleanup EXIT
+
+passed=0
+failed=0
+check() { # name, then a command that must succeed
+	local name=$1
+	shift
+	if "$@"; then
+		echo "ok   $name"
+		passed=$((passed + 1))
+	else
+		echo "FAIL $name"
+		failed=$((failed + 1))
+	fi
+}
+
+server_pid=
+start_server() { # [port]
+	local port=${1:-0}
+	: >"$dir/server.out"
+	"$bin" serve --listen "127.0.0.1:$port" --jwt-secret "$secret" --data-dir "$dir/data" \
+		--schema "$dir/schema.sql" --log-level error --workers 1 >"$dir/server.out" 2>&1 &
+	server_pid=$!
+	pids+=("$server_pid")
+	for _ in $(seq 200); do
+		PORT=$(sed -n 's/^rtsync listening on http:\/\/127.0.0.1:\([0-9]*\)$/\1/p' "$dir/server.out")
+		[ -n "$PORT" ] && break
+		sleep 0.05
+	done
+	URL=http://127.0.0.1:$PORT
+}
+wait_for() { # file, pattern, seconds
+	for _ in $(seq $(($3 * 20))); do
+		grep -q -- "$2" "$1" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+cat >"$dir/schema.sql" <<'EOF'
+CREATE TABLE IF NOT EXISTS todos (id bigint PRIMARY KEY, title text NOT NULL, done boolean NOT NULL DEFAULT false);
+EOF
+start_server
+export RTSYNC_URL=$URL
+export RTSYNC_APIKEY=$("$bin" token --secret "$secret" --role anon)
+sql() { sqlite3 -cmd '.timeout 5000' "$dir/data/rtsync.db" "$1"; }
+
+# --help and usage errors
+for cmd in listen send presence; do
+	check "$cmd --help" bash -c "'$bin' $cmd --help | grep -q '^Usage: rtsync $cmd' && '$bin' $cmd --help | grep -q 'Exit codes'"
+done
+check "listen without a topic exits 2" bash -c "'$bin' listen 2>/dev/null; [ \$? -eq 2 ]"
+check "send without an event exits 2" bash -c "'$bin' send room 2>/dev/null; [ \$? -eq 2 ]"
+check "a wss URL exits 2" bash -c "'$bin' listen --url wss://x room 2>/dev/null; [ \$? -eq 2 ]"
+check "send with a payload that is not an object exits 2" \
+	bash -c "'$bin' send room ev '[1]' 2>/dev/null; [ \$? -eq 2 ]"
+check "no apikey exits 2" bash -c "RTSYNC_APIKEY= '$bin' listen room 2>/dev/null; [ \$? -eq 2 ]"
+
+# listen --json: a change and a broadcast, one JSON object per line
+"$bin" listen --json --table todos --count 2 room1 >"$dir/l1.out" 2>"$dir/l1.err" &
+lp=$!
+pids+=("$lp")
+wait_for "$dir/l1.out" '"type":"joined"' 10
+sleep 0.2
+sql "INSERT INTO todos(id,title) VALUES (1,'one')"
+"$bin" send room1 greet '{"n":42}' >"$dir/s1.out" 2>&1
+check "send exits 0 once acknowledged" test $? -eq 0
+wait "$lp"
+check "listen --count exits 0" test $? -eq 0
+check "listen --json prints the change" grep -q '"type":"change","event":"INSERT","schema":"public","table":"todos","position":"[0-9]*".*"record":{"id":1,"title":"one","done":false}' "$dir/l1.out"
+check "listen --json prints the broadcast" grep -q '"type":"broadcast","event":"greet","payload":{"n":42}' "$dir/l1.out"
+check "every stdout line is a JSON object" node -e '
+  const lines = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n");
+  for (const l of lines) { const o = JSON.parse(l); if (typeof o.type !== "string") process.exit(1); }' "$dir/l1.out"
+
+# readable output, a filter, replay with --resume-after 0
+sql "INSERT INTO todos(id,title) VALUES (2,'two')"
+sql "UPDATE todos SET done = true WHERE id = 2"
+timeout 10 "$bin" listen --table todos --filter 'id=eq.2' --resume-after 0 --count 2 --quiet room2 >"$dir/l2.out" 2>&1
+check "listen --resume-after replays, filtered, readable" bash -c "
+  sed -n 1p '$dir/l2.out' | grep -q '^INSERT public.todos @[0-9]* {\"id\":2,\"title\":\"two\",\"done\":false}$' &&
+  sed -n 2p '$dir/l2.out' | grep -q '^UPDATE public.todos @[0-9]* {\"id\":2,\"title\":\"two\",\"done\":true} (was {\"id\":2,\"title\":\"two\",\"done\":false})$' &&
+  [ \$(wc -l <'$dir/l2.out') -eq 2 ]"
+
+# presence: two clients see each other
+"$bin" presence --json --key alice --meta '{"mood":"ok"}' room3 >"$dir/p1.out" 2>&1 &
+pp=$!
+pids+=("$pp")
+wait_for "$dir/p1.out" '"event":"join","key":"alice"' 10
+timeout 10 "$bin" presence --json --key bob --count 3 room3 >"$dir/p2.out" 2>&1
+check "presence sees the other key and itself" bash -c "
+  grep -q '\"event\":\"join\",\"key\":\"alice\"' '$dir/p2.out' && grep -q '\"mood\":\"ok\"' '$dir/p2.out' &&
+  grep -q '\"event\":\"join\",\"key\":\"bob\"' '$dir/p2.out'"
+check "presence: the first client saw bob come and go" wait_for "$dir/p1.out" '"event":"leave","key":"bob"' 10
+kill -INT "$pp"
+wait "$pp"
+check "presence exits 0 on SIGINT" test $? -eq 0
+
+# a refused join: expired access token -> exit 3
+expired=$("$bin" token --secret "$secret" --role anon --expires-in -10)
+timeout 10 "$bin" send --token "$expired" room1 ev '{}' >/dev/null 2>"$dir/s2.err"
+check "send with an expired token exits 3" test $? -eq 3
+check "and says why" grep -q 'expired' "$dir/s2.err"
+
+# reconnect: kill -9 the server, write meanwhile, restart on the same port.
+# The listener resumes after the last change it saw (id 3), so id 4 arrives.
+timeout 30 "$bin" listen --table todos --count 2 room4 >"$dir/l4.out" 2>"$dir/l4.err" &
+lp=$!
+pids+=("$lp")
+wait_for "$dir/l4.err" 'joined' 10
+sleep 0.2
+sql "INSERT INTO todos(id,title) VALUES (3,'before')"
+wait_for "$dir/l4.out" '"id":3' 10
+kill -9 "$server_pid"
+wait "$server_pid" 2>/dev/null
+sql "INSERT INTO todos(id,title) VALUES (4,'while down')"
+wait_for "$dir/l4.err" 'reconnecting in' 10
+check "listen shows the reconnect status" grep -q 'connection lost (.*); reconnecting in [0-9]* ms (attempt 1)' "$dir/l4.err"
+start_server "$PORT"
+wait "$lp"
+check "listen resumes after the restart and exits 0 by --count" test $? -eq 0
+check "the change written while down arrives after the one before" bash -c "
+  sed -n 1p '$dir/l4.out' | grep -q '^INSERT public.todos @[0-9]* {\"id\":3,' &&
+  sed -n 2p '$dir/l4.out' | grep -q '^INSERT public.todos @[0-9]* {\"id\":4,\"title\":\"while down\",\"done\":false}$'"
+check "rejoined is reported" grep -q 'rejoined' "$dir/l4.err"
+
+kill -TERM "$server_pid"
+wait "$server_pid"
+check "server exits cleanly" test $? -eq 0
+
+echo "cli: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
