@@ -1086,6 +1086,14 @@ static void handle_system(struct rt_client_channel *ch, const json_t *payload)
 		fail(c, RT_ENOMEM, "out of memory delivering a system message");
 		return;
 	}
+	/* rtsync says where a postgres_changes subscription starts: a channel
+	 * that has seen no change yet resumes from there after a reconnect. */
+	const char *start = str_of(payload, "position");
+	const char *ext = str_of(payload, "extension");
+	const char *status = str_of(payload, "status");
+	if (!ch->pos[0] && start && is_position(start) && ext && !strcmp(ext, "postgres_changes") &&
+	    status && !strcmp(status, "ok"))
+		snprintf(ch->pos, sizeof ch->pos, "%s", start);
 	struct rt_system_event s = {
 		.extension = str_of(payload, "extension"),
 		.status = str_of(payload, "status"),

@@ -460,7 +460,8 @@ static int by_key(const void *a, const void *b)
 	return strcmp((*(struct rt_binding *const *)a)->key, (*(struct rt_binding *const *)b)->key);
 }
 
-struct rt_bgroup *rt_changes_attach(struct rt_changes *c, struct rt_binding **bindings, size_t n)
+struct rt_bgroup *rt_changes_attach(struct rt_changes *c, struct rt_binding **bindings, size_t n,
+				    uint64_t *pos)
 {
 	struct rt_binding **regs = rt_xcalloc(n ? n : 1, sizeof *regs);
 	size_t m = 0;
@@ -510,6 +511,10 @@ struct rt_bgroup *rt_changes_attach(struct rt_changes *c, struct rt_binding **bi
 		}
 		HASH_ADD_KEYPTR(hh, c->groups, g->key, strlen(g->key), g);
 	}
+	/* Under the lock the feed dispatches with: every change after this
+	 * position is matched against the new bindings, none before it. */
+	if (pos)
+		*pos = c->last_pos;
 	pthread_mutex_unlock(&c->mu);
 	return g;
 }

@@ -67,9 +67,12 @@ void rt_binding_free(struct rt_binding *b);
 /*
  * Registers one channel's bindings with the feed and takes them (identical
  * ones count once): returns their group, shared by every channel on the same
- * topic with the same set. Each attach is released by one detach.
+ * topic with the same set. Each attach is released by one detach. *pos (may
+ * be NULL) gets the position the bindings start after: every later change is
+ * matched against them.
  */
-struct rt_bgroup *rt_changes_attach(struct rt_changes *c, struct rt_binding **bindings, size_t n);
+struct rt_bgroup *rt_changes_attach(struct rt_changes *c, struct rt_binding **bindings, size_t n,
+				    uint64_t *pos);
 void rt_changes_detach(struct rt_changes *c, struct rt_bgroup *g);
 /* The hub key the group's live deliveries are published under. */
 const char *rt_bgroup_key(const struct rt_bgroup *g);

@@ -477,10 +477,19 @@ static void subscribe_changes(struct rt_channel *ch, struct rt_binding **parsed,
 	struct chan_pg *pg = rt_xcalloc(1, sizeof *pg);
 	pg->ch = ch;
 	ch->pg = pg;
-	pg->bgroup = rt_changes_attach(rw->rt->changes, parsed, n);
+	uint64_t start;
+	pg->bgroup = rt_changes_attach(rw->rt->changes, parsed, n, &start);
 	pg->pgsub.deliver = binding_deliver;
 	rt_hub_subscribe(rw->hub, rt_bgroup_key(pg->bgroup), &pg->pgsub);
-	system_msg(ch, "postgres_changes", "ok", "Subscribed to PostgreSQL");
+	/* rtsync adds the position the subscription starts after: a client that
+	 * has seen no change yet resumes from it (docs/protocol.md). */
+	char pos[24];
+	snprintf(pos, sizeof pos, "%llu", (unsigned long long)start);
+	json_t *p = json_pack("{s:s,s:s,s:s,s:s,s:s}", "extension", "postgres_changes", "status",
+			      "ok", "message", "Subscribed to PostgreSQL", "channel", ch->sub,
+			      "position", pos);
+	send_text(ch->s, ch->join_ref, NULL, ch->topic, "system", p);
+	json_decref(p);
 	uint64_t after;
 	if (resume_after(ext, &after)) {
 		char key[48];

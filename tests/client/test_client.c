@@ -310,6 +310,46 @@ static void test_resume_after_kill(void **state)
 	h_server_remove(&s);
 }
 
+/* A channel that has seen no change yet still misses nothing across a
+ * restart: it resumes from the position the subscription started after. */
+static void test_resume_before_first_change(void **state)
+{
+	struct h_server s = {0};
+	assert_int_equal(h_server_start(&s), 0);
+	/* earlier rows: before the subscription, never delivered */
+	for (int i = 1; i <= 2; i++)
+		assert_int_equal(h_sql(&s, "INSERT INTO todos(id,title) VALUES (%d,'old')", i), 0);
+	struct t_ctx t = {0};
+	struct rt_client_options o = {.heartbeat_ms = 1000};
+	struct rt_client *c = new_client(&s, &t, &o);
+	struct rt_client_channel *ch = join(c, &t, "first", true);
+	assert_int_equal(rt_client_connect(c), 0);
+	assert_true(h_pump_until(c, &t.joined, 5000));
+	h_pump_for(c, 200); /* the "Subscribed to PostgreSQL" system message */
+	char pos[21];
+	rt_channel_position(ch, pos);
+	assert_string_not_equal(pos, ""); /* where the subscription starts */
+
+	h_server_kill(&s);
+	for (int i = 3; i <= 5; i++) /* written while the server is down */
+		assert_int_equal(h_sql(&s, "INSERT INTO todos(id,title) VALUES (%d,'new')", i), 0);
+	h_pump_for(c, 300);
+	int rejoins = t.n_rejoined;
+	assert_int_equal(h_server_start(&s), 0);
+	for (int64_t end = h_now_ms() + 5000; t.n_rejoined == rejoins && h_now_ms() < end;)
+		rt_client_run(c, 10);
+	assert_int_equal(t.n_rejoined, rejoins + 1);
+	for (int64_t end = h_now_ms() + 5000; t.n_changes < 3 && h_now_ms() < end;)
+		rt_client_run(c, 20);
+	h_pump_for(c, 200); /* and nothing else */
+	assert_int_equal(t.n_changes, 3);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(t.ids[i], 3 + i);
+	rt_client_free(c);
+	assert_int_equal(h_server_stop(&s), 0);
+	h_server_remove(&s);
+}
+
 /* A server that stops answering (SIGSTOP) is detected by the heartbeat. */
 static void test_heartbeat_timeout(void **state)
 {
@@ -611,6 +651,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_resume_after_kill),
+		cmocka_unit_test(test_resume_before_first_change),
 		cmocka_unit_test(test_heartbeat_timeout),
 		cmocka_unit_test(test_token_refresh),
 		cmocka_unit_test(test_buffered_pushes),
