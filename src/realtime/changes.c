@@ -460,6 +460,25 @@ static int by_key(const void *a, const void *b)
 	return strcmp((*(struct rt_binding *const *)a)->key, (*(struct rt_binding *const *)b)->key);
 }
 
+char *rt_changes_group_key(struct rt_binding *const *bindings, size_t n)
+{
+	struct rt_binding **sorted = rt_xcalloc(n ? n : 1, sizeof *sorted);
+	if (n)
+		memcpy(sorted, bindings, n * sizeof *sorted);
+	qsort(sorted, n, sizeof *sorted, by_key);
+	struct rt_buf key;
+	rt_buf_init(&key);
+	rt_buf_printf(&key, "pgg:%s", n ? sorted[0]->topic : "");
+	for (size_t i = 0; i < n; i++) {
+		if (i && !strcmp(sorted[i]->key, sorted[i - 1]->key))
+			continue; /* identical bindings are one subscription */
+		rt_buf_append_byte(&key, 0x1e);
+		rt_buf_append_str(&key, sorted[i]->key);
+	}
+	free(sorted);
+	return rt_buf_detach(&key, NULL);
+}
+
 struct rt_bgroup *rt_changes_attach(struct rt_changes *c, struct rt_binding **bindings, size_t n,
 				    uint64_t *pos)
 {
@@ -477,24 +496,18 @@ struct rt_bgroup *rt_changes_attach(struct rt_changes *c, struct rt_binding **bi
 			regs[m++] = b;
 	}
 	qsort(regs, m, sizeof *regs, by_key);
-	struct rt_buf key;
-	rt_buf_init(&key);
-	rt_buf_printf(&key, "pgg:%s", m ? regs[0]->topic : "");
-	for (size_t i = 0; i < m; i++) {
-		rt_buf_append_byte(&key, 0x1e);
-		rt_buf_append_str(&key, regs[i]->key);
-	}
+	char *key = rt_changes_group_key(regs, m);
 	struct rt_bgroup *g;
-	HASH_FIND_STR(c->groups, key.data, g);
+	HASH_FIND_STR(c->groups, key, g);
 	if (g) { /* the group holds its bindings already */
 		g->refs++;
 		for (size_t i = 0; i < m; i++)
 			unref_binding(c, regs[i]);
 		free(regs);
-		rt_buf_deinit(&key);
+		free(key);
 	} else {
 		g = rt_xcalloc(1, sizeof *g);
-		g->key = rt_buf_detach(&key, NULL);
+		g->key = key;
 		g->topic = rt_xstrdup(m ? regs[0]->topic : "");
 		g->bindings = regs;
 		g->n = m;

@@ -64,6 +64,11 @@ json_int_t rt_binding_id(const struct rt_binding *b);
 /* Frees a binding that was never attached. */
 void rt_binding_free(struct rt_binding *b);
 
+/* The hub key under which the group these bindings form is published (what
+ * rt_bgroup_key() gives after attaching them): subscribe to it before
+ * attaching, so no delivery can precede the subscription. Caller frees. */
+char *rt_changes_group_key(struct rt_binding *const *bindings, size_t n);
+
 /*
  * Registers one channel's bindings with the feed and takes them (identical
  * ones count once): returns their group, shared by every channel on the same

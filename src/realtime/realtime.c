@@ -477,10 +477,14 @@ static void subscribe_changes(struct rt_channel *ch, struct rt_binding **parsed,
 	struct chan_pg *pg = rt_xcalloc(1, sizeof *pg);
 	pg->ch = ch;
 	ch->pg = pg;
+	/* Subscribed first: a change the feed matches right after the attach is
+	 * published to a key this worker already listens to. */
+	char *gkey = rt_changes_group_key(parsed, n);
+	pg->pgsub.deliver = binding_deliver;
+	rt_hub_subscribe(rw->hub, gkey, &pg->pgsub);
 	uint64_t start;
 	pg->bgroup = rt_changes_attach(rw->rt->changes, parsed, n, &start);
-	pg->pgsub.deliver = binding_deliver;
-	rt_hub_subscribe(rw->hub, rt_bgroup_key(pg->bgroup), &pg->pgsub);
+	free(gkey);
 	/* rtsync adds the position the subscription starts after: a client that
 	 * has seen no change yet resumes from it (docs/protocol.md). */
 	char pos[24];
