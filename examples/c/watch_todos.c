@@ -29,7 +29,7 @@ static void on_state(void *user, const struct rt_client_state_event *ev)
 		fprintf(stderr, "connected\n");
 }
 
-static void on_change(void *user, struct rt_client_channel *ch, const struct rt_change *c)
+static void on_change(void *user, struct rt_client_channel *ch, const struct rt_client_change *c)
 {
 	(void)user;
 	(void)ch;

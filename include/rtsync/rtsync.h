@@ -197,7 +197,7 @@ struct rt_change_filter {
 
 /* A postgres_changes delivery. Strings are NUL-terminated; JSON texts are
  * compact; absent members are NULL. */
-struct rt_change {
+struct rt_client_change {
 	const char *type;     /* "INSERT", "UPDATE", "DELETE" */
 	const char *schema;
 	const char *table;
@@ -255,7 +255,7 @@ struct rt_channel_status {
 /* Callbacks of one channel; any may be NULL. user is the channel's. */
 struct rt_channel_callbacks {
 	void (*on_status)(void *user, struct rt_client_channel *ch, const struct rt_channel_status *st);
-	void (*on_change)(void *user, struct rt_client_channel *ch, const struct rt_change *chg);
+	void (*on_change)(void *user, struct rt_client_channel *ch, const struct rt_client_change *chg);
 	void (*on_broadcast)(void *user, struct rt_client_channel *ch, const struct rt_broadcast *b);
 	void (*on_presence)(void *user, struct rt_client_channel *ch, const struct rt_presence_event *p);
 	void (*on_system)(void *user, struct rt_client_channel *ch, const struct rt_system_event *s);

@@ -201,7 +201,7 @@ static void on_status(void *user, struct rt_client_channel *ch, const struct rt_
 	}
 }
 
-static void on_change(void *user, struct rt_client_channel *ch, const struct rt_change *c)
+static void on_change(void *user, struct rt_client_channel *ch, const struct rt_client_change *c)
 {
 	struct cli *x = user;
 	if (x->is_json) {

@@ -995,7 +995,7 @@ static void handle_change(struct rt_client_channel *ch, const json_t *payload)
 	}
 	if (pos)
 		strcpy(ch->pos, pos);
-	struct rt_change chg = {
+	struct rt_client_change chg = {
 		.type = str_of(data, "type"),
 		.schema = str_of(data, "schema"),
 		.table = str_of(data, "table"),

@@ -100,7 +100,7 @@ static void on_status(void *user, struct rt_client_channel *ch, const struct rt_
 	}
 }
 
-static void on_change(void *user, struct rt_client_channel *ch, const struct rt_change *c)
+static void on_change(void *user, struct rt_client_channel *ch, const struct rt_client_change *c)
 {
 	struct t_ctx *t = user;
 	check_thread(t);
