@@ -478,28 +478,11 @@ static struct rt_client_channel *find_channel(struct rt_client *c, const char *t
 	return NULL;
 }
 
-/* A shallow copy that fails as a whole (json_copy ignores failed inserts). */
-static json_t *copy_object(const json_t *src)
-{
-	json_t *dst = json_object();
-	const char *key;
-	json_t *v;
-	if (!dst)
-		return NULL;
-	json_object_foreach((json_t *)src, key, v) {
-		if (json_object_set(dst, key, v)) {
-			json_decref(dst);
-			return NULL;
-		}
-	}
-	return dst;
-}
-
 /* The join payload: config (+ rtsync.resume_after) and the access token. */
 static json_t *join_payload(struct rt_client_channel *ch)
 {
 	struct rt_client *c = ch->c;
-	json_t *cfg = copy_object(ch->config);
+	json_t *cfg = rt_client_copy_object(ch->config);
 	if (!cfg)
 		return NULL;
 	if (ch->pos[0]) {

@@ -90,8 +90,7 @@ err_free:
 	return NULL;
 }
 
-/* A shallow copy that fails as a whole (json_copy ignores failed inserts). */
-static json_t *copy_object(const json_t *src)
+json_t *rt_client_copy_object(const json_t *src)
 {
 	json_t *dst = json_object();
 	const char *key;
@@ -109,7 +108,7 @@ static json_t *copy_object(const json_t *src)
 
 static json_t *apply_diff(const json_t *old, const json_t *msg, json_t *events)
 {
-	json_t *next = copy_object(old);
+	json_t *next = rt_client_copy_object(old);
 	const char *key;
 	const json_t *v;
 	if (!next)

@@ -27,4 +27,8 @@
  */
 json_t *rt_client_presence_apply(json_t **state, const json_t *msg, bool is_full);
 
+/* A shallow copy of the object src that fails as a whole, NULL on out of
+ * memory (json_copy() ignores inserts that fail). Also used by client.c. */
+json_t *rt_client_copy_object(const json_t *src);
+
 #endif
