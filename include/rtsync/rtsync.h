@@ -264,6 +264,14 @@ struct rt_channel_callbacks {
 	 * within push_timeout_ms) or RT_ECLOSED (connection lost or channel left
 	 * before a reply: the push may or may not have been applied). */
 	void (*on_ack)(void *user, struct rt_client_channel *ch, uint64_t id, int rc, const char *reason);
+	/* Result of rt_channel_write(): rc 0 (outcome applied, merged or
+	 * missing), RT_EPROTO (a conflict or a refused write), RT_ETIMEDOUT or
+	 * RT_ECLOSED (the write may or may not have been applied: send it again
+	 * with the same idempotency key), RT_ENOMEM. response is the server's
+	 * answer as JSON text ({"outcome","record","conflicts","position",
+	 * "replayed"} or {"reason","code"}; docs/writes.md), NULL without one. */
+	void (*on_write)(void *user, struct rt_client_channel *ch, uint64_t id, int rc,
+			 const char *response);
 };
 
 struct rt_channel_options {
@@ -310,6 +318,17 @@ RT_API int rt_channel_send(struct rt_client_channel *ch, const char *event, cons
  * reply arrives in on_ack with *id. Returns as rt_channel_send().
  */
 RT_API int rt_channel_track(struct rt_client_channel *ch, const char *meta, uint64_t *id);
+
+/*
+ * Writes one row of the server's store through the channel (the `write`
+ * event, docs/writes.md): write is a JSON object text with "type" (insert,
+ * update, upsert, delete), "table", and as the write needs "record", "key",
+ * "base", "strategy" (reject, merge, lww) and "idempotency_key". Sent now if
+ * the channel is joined, else buffered with the other pushes (in order).
+ * The result arrives in on_write with *id. Returns 0, RT_EINVAL (not a JSON
+ * object, or no type or table), RT_ECLOSED, RT_ELIMIT, RT_ENOMEM.
+ */
+RT_API int rt_channel_write(struct rt_client_channel *ch, const char *write, uint64_t *id);
 
 /* Stops tracking. Returns as rt_channel_send(). */
 RT_API int rt_channel_untrack(struct rt_client_channel *ch, uint64_t *id);

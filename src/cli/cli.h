@@ -1,10 +1,11 @@
 /*
  * The rtsync command line: one binary, several commands (serve, token, and
- * the client commands listen, send and presence, built on librtsync).
+ * the client commands listen, send, presence and write, built on librtsync).
  * Each command parses its own options and returns the process exit status.
  *
  * Exit codes: 0 success, 1 failure while running, 2 usage error; the client
- *             commands also use 3: channel join refused or closed by the server.
+ *             commands also use 3: channel join refused or closed by the server,
+ *             and write 4: a conflict (nothing applied).
  * Ownership: commands own everything they allocate and free it before returning.
  * Threads:   main thread only.
  * Limits:    none of its own.
@@ -25,5 +26,7 @@ int rt_cli_token(int argc, char **argv);
 int rt_cli_listen(int argc, char **argv);
 int rt_cli_send(int argc, char **argv);
 int rt_cli_presence(int argc, char **argv);
+/* rtsync write: one row written with optional conflict control (src/cli/write.c). */
+int rt_cli_write(int argc, char **argv);
 
 #endif

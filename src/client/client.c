@@ -37,7 +37,7 @@
 
 enum phase { PH_NONE, PH_TCP, PH_HANDSHAKE, PH_WS };
 
-enum push_kind { PUSH_BROADCAST, PUSH_TRACK, PUSH_UNTRACK };
+enum push_kind { PUSH_BROADCAST, PUSH_TRACK, PUSH_UNTRACK, PUSH_WRITE };
 
 /* A push waiting for its channel to join. */
 struct held_push {
@@ -55,6 +55,7 @@ struct wait_reply {
 	uint64_t ref;
 	uint64_t id;
 	int64_t deadline;
+	enum push_kind kind;
 };
 
 struct rt_client_channel {
@@ -397,6 +398,21 @@ static uint64_t new_ref(struct rt_client *c)
 
 /* ---- channels ---- */
 
+/* A push's result: writes to on_write (with the reply's response as JSON
+ * text), the others to on_ack. */
+static void report(struct rt_client_channel *ch, enum push_kind kind, uint64_t id, int rc,
+		   const char *reason, const char *response)
+{
+	if (!id)
+		return;
+	if (kind == PUSH_WRITE) {
+		if (ch->cb.on_write)
+			ch->cb.on_write(ch->user, ch, id, rc, response);
+	} else if (ch->cb.on_ack) {
+		ch->cb.on_ack(ch->user, ch, id, rc, reason);
+	}
+}
+
 static void drop_replies(struct rt_client *c, struct rt_client_channel *ch, int rc, bool notify)
 {
 	struct wait_reply **pp = &c->replies;
@@ -409,9 +425,10 @@ static void drop_replies(struct rt_client *c, struct rt_client_channel *ch, int 
 		*pp = w->next;
 		struct rt_client_channel *wch = w->ch;
 		uint64_t id = w->id;
+		enum push_kind kind = w->kind;
 		mem_free(c, w);
-		if (notify && wch->cb.on_ack)
-			wch->cb.on_ack(wch->user, wch, id, rc, NULL);
+		if (notify)
+			report(wch, kind, id, rc, NULL, NULL);
 	}
 }
 
@@ -440,7 +457,7 @@ static void drop_held_presence(struct rt_client *c, struct rt_client_channel *ch
 	c->held_tail = NULL;
 	while (*pp) {
 		struct held_push *h = *pp;
-		if (h->ch != ch || h->kind == PUSH_BROADCAST) {
+		if (h->ch != ch || h->kind == PUSH_BROADCAST || h->kind == PUSH_WRITE) {
 			c->held_tail = h;
 			pp = &h->next;
 			continue;
@@ -530,12 +547,12 @@ static void send_join(struct rt_client_channel *ch, int64_t now)
 }
 
 static int wait_for_reply(struct rt_client *c, struct rt_client_channel *ch, uint64_t ref,
-			  uint64_t id)
+			  uint64_t id, enum push_kind kind)
 {
 	struct wait_reply *w = mem_alloc(c, sizeof *w);
 	if (!w)
 		return RT_ENOMEM;
-	*w = (struct wait_reply){c->replies, ch, ref, id, now_ms() + c->opt.push_timeout_ms};
+	*w = (struct wait_reply){c->replies, ch, ref, id, now_ms() + c->opt.push_timeout_ms, kind};
 	c->replies = w;
 	return 0;
 }
@@ -547,9 +564,11 @@ static int send_push(struct rt_client_channel *ch, enum push_kind kind, uint64_t
 	struct rt_client *c = ch->c;
 	bool wants_reply = kind != PUSH_BROADCAST || ch->want_ack;
 	uint64_t ref = new_ref(c);
-	const char *event = kind == PUSH_BROADCAST ? "broadcast" : "presence";
+	const char *event = kind == PUSH_BROADCAST ? "broadcast"
+			    : kind == PUSH_WRITE   ? "write"
+						   : "presence";
 	if (wants_reply) {
-		int rc = wait_for_reply(c, ch, ref, id);
+		int rc = wait_for_reply(c, ch, ref, id, kind);
 		if (rc)
 			return rc;
 	}
@@ -928,14 +947,24 @@ static void handle_reply(struct rt_client *c, struct rt_client_channel *ch, cons
 		*pp = w->next;
 		struct rt_client_channel *wch = w->ch;
 		uint64_t id = w->id;
+		enum push_kind kind = w->kind;
 		mem_free(c, w);
 		const char *status = str_of(payload, "status");
 		bool ok = status && !strcmp(status, "ok");
 		char reason[512] = "";
 		if (!ok)
 			reason_text(json_object_get(payload, "response"), reason, sizeof reason);
-		if (id && wch->cb.on_ack)
-			wch->cb.on_ack(wch->user, wch, id, ok ? 0 : RT_EPROTO, ok ? NULL : reason);
+		char *response = NULL;
+		if (kind == PUSH_WRITE) {
+			bool oom = false;
+			response = text_of(c, json_object_get(payload, "response"), &oom);
+			if (oom) {
+				report(wch, kind, id, RT_ENOMEM, NULL, NULL);
+				return;
+			}
+		}
+		report(wch, kind, id, ok ? 0 : RT_EPROTO, ok ? NULL : reason, response);
+		mem_free(c, response);
 		return;
 	}
 }
@@ -1175,9 +1204,9 @@ static void run_timers(struct rt_client *c, int64_t now)
 		*pp = w->next;
 		struct rt_client_channel *wch = w->ch;
 		uint64_t id = w->id;
+		enum push_kind kind = w->kind;
 		mem_free(c, w);
-		if (id && wch->cb.on_ack)
-			wch->cb.on_ack(wch->user, wch, id, RT_ETIMEDOUT, "no reply");
+		report(wch, kind, id, RT_ETIMEDOUT, "no reply", NULL);
 		pp = &c->replies; /* the callback may have changed the list */
 	}
 	for (struct rt_client_channel *ch = c->channels; ch && c->phase == PH_WS && !c->fail_rc;
@@ -1692,6 +1721,26 @@ int rt_channel_send(struct rt_client_channel *ch, const char *event, const char 
 	struct rt_client *c = ch->c;
 	pthread_mutex_lock(&c->lock);
 	rc = push(ch, PUSH_BROADCAST, p, id);
+	if (!rc)
+		wake(c);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int rt_channel_write(struct rt_client_channel *ch, const char *write, uint64_t *id)
+{
+	json_t *p;
+	int rc = parse_object(write, &p);
+	if (rc)
+		return rc;
+	if (!json_is_string(json_object_get(p, "type")) ||
+	    !json_is_string(json_object_get(p, "table"))) {
+		json_decref(p);
+		return RT_EINVAL;
+	}
+	struct rt_client *c = ch->c;
+	pthread_mutex_lock(&c->lock);
+	rc = push(ch, PUSH_WRITE, p, id);
 	if (!rc)
 		wake(c);
 	pthread_mutex_unlock(&c->lock);

@@ -137,6 +137,27 @@ check "the change written while down arrives after the one before" bash -c "
   sed -n 2p '$dir/l4.out' | grep -q '^INSERT public.todos @[0-9]* {\"id\":4,\"title\":\"while down\",\"done\":false}$'"
 check "rejoined is reported" grep -q 'rejoined' "$dir/l4.err"
 
+# rtsync write: compare-and-set, conflict, merge, idempotent replay (docs/writes.md)
+"$bin" write todos insert --record '{"id":50,"title":"w0"}' >"$dir/w1.out" 2>&1
+check "write insert exits 0 and prints the row" bash -c "[ $? -eq 0 ] && grep -q '^applied public.todos {\"id\":50,\"title\":\"w0\",\"done\":false}$' '$dir/w1.out'"
+"$bin" write todos update --key '{"id":50}' --record '{"title":"w1"}' --base '{"title":"w0"}' >"$dir/w2.out" 2>&1
+check "write with a base that holds is applied" bash -c "[ $? -eq 0 ] && grep -q '^applied public.todos {\"id\":50,\"title\":\"w1\"' '$dir/w2.out'"
+"$bin" write todos update --key '{"id":50}' --record '{"title":"w2"}' --base '{"title":"w0"}' >"$dir/w3.out" 2>&1
+check "write with a stale base exits 4 and shows the row" bash -c "[ $? -eq 4 ] && grep -q '^conflict public.todos on title: now {\"id\":50,\"title\":\"w1\"' '$dir/w3.out'"
+check "nothing was applied" test "$(sql 'SELECT title FROM todos WHERE id = 50')" = w1
+"$bin" write todos update --key '{"id":50}' --record '{"title":"w2","done":true}' \
+	--base '{"title":"w0","done":false}' --strategy merge --json >"$dir/w4.out" 2>&1
+check "merge applies the other column and names the conflict" bash -c "[ $? -eq 0 ] &&
+  grep -q '\"outcome\":\"merged\",\"record\":{\"id\":50,\"title\":\"w1\",\"done\":true},\"conflicts\":\[\"title\"\]' '$dir/w4.out'"
+"$bin" write todos insert --record '{"id":51,"title":"once"}' --idempotency-key cli-k1 --json >"$dir/w5.out" 2>&1
+"$bin" write todos insert --record '{"id":51,"title":"once"}' --idempotency-key cli-k1 --json >"$dir/w6.out" 2>&1
+check "a replayed key answers the first result" bash -c "[ $? -eq 0 ] && grep -q '\"replayed\":true' '$dir/w6.out' && grep -q '\"replayed\":false' '$dir/w5.out'"
+check "and the row exists once" test "$(sql 'SELECT count(*) FROM todos WHERE id = 51')" = 1
+check "write with a bad TYPE exits 2" bash -c "'$bin' write todos merge 2>/dev/null; [ \$? -eq 2 ]"
+check "write with a record that is not JSON exits 2" bash -c "'$bin' write todos insert --record '{x' 2>/dev/null; [ \$? -eq 2 ]"
+"$bin" write nope insert --record '{"id":1}' 2>"$dir/w7.err"
+check "write to an unknown table exits 1 and says why" bash -c "[ $? -eq 1 ] && grep -q 'unknown table (PGRST205)' '$dir/w7.err'"
+
 kill -TERM "$server_pid"
 wait "$server_pid"
 check "server exits cleanly" test $? -eq 0

@@ -26,6 +26,8 @@ struct t_ctx {
 	int n_limit_errors;
 	/* channel */
 	bool joined;
+	int n_writes, last_write_rc;
+	char last_write[1024];
 	int n_joined, n_rejoined, n_closed_ch, n_errored;
 	int64_t rejoined_at;
 	int n_changes;
@@ -152,8 +154,18 @@ static void on_ack(void *user, struct rt_client_channel *ch, uint64_t id, int rc
 		t->n_ack_errors++;
 }
 
-static const struct rt_channel_callbacks cbs = {on_status, on_change,   on_broadcast,
-						on_presence, on_system, on_ack};
+static void on_write(void *user, struct rt_client_channel *ch, uint64_t id, int rc,
+		     const char *response)
+{
+	struct t_ctx *t = user;
+	check_thread(t);
+	t->n_writes++;
+	t->last_write_rc = rc;
+	snprintf(t->last_write, sizeof t->last_write, "%s", response ? response : "");
+}
+
+static const struct rt_channel_callbacks cbs = {on_status, on_change, on_broadcast, on_presence,
+						on_system, on_ack,    on_write};
 
 static struct rt_client *new_client(struct h_server *s, struct t_ctx *t,
 				    struct rt_client_options *extra)
@@ -345,6 +357,62 @@ static void test_resume_before_first_change(void **state)
 	assert_int_equal(t.n_changes, 3);
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(t.ids[i], 3 + i);
+	rt_client_free(c);
+	assert_int_equal(h_server_stop(&s), 0);
+	h_server_remove(&s);
+}
+
+/* rt_channel_write: applied with the row, a stale base refused with the
+ * current row, a replayed key answered from the first result, bad input. */
+static void test_write(void **state)
+{
+	struct h_server s = {0};
+	assert_int_equal(h_server_start(&s), 0);
+	struct t_ctx t = {0};
+	struct rt_client *c = new_client(&s, &t, NULL);
+	struct rt_client_channel *ch = join(c, &t, "writes", false);
+	/* sent before the connection is up: held, then sent after the join */
+	uint64_t id1 = 0;
+	assert_int_equal(rt_channel_write(ch, "{\"type\":\"insert\",\"table\":\"todos\","
+					      "\"record\":{\"id\":70,\"title\":\"a\"},"
+					      "\"idempotency_key\":\"k70\"}",
+					  &id1),
+			 0);
+	assert_true(id1 != 0);
+	assert_int_equal(rt_client_connect(c), 0);
+	for (int64_t end = h_now_ms() + 5000; t.n_writes < 1 && h_now_ms() < end;)
+		rt_client_run(c, 20);
+	assert_int_equal(t.n_writes, 1);
+	assert_int_equal(t.last_write_rc, 0);
+	assert_non_null(strstr(t.last_write, "\"outcome\":\"applied\""));
+	assert_non_null(strstr(t.last_write, "\"title\":\"a\""));
+
+	assert_int_equal(rt_channel_write(ch, "{\"type\":\"update\",\"table\":\"todos\","
+					      "\"key\":{\"id\":70},\"record\":{\"title\":\"b\"},"
+					      "\"base\":{\"title\":\"stale\"}}",
+					  NULL),
+			 0);
+	for (int64_t end = h_now_ms() + 5000; t.n_writes < 2 && h_now_ms() < end;)
+		rt_client_run(c, 20);
+	assert_int_equal(t.n_writes, 2);
+	assert_int_equal(t.last_write_rc, RT_EPROTO);
+	assert_non_null(strstr(t.last_write, "\"outcome\":\"conflict\""));
+	assert_non_null(strstr(t.last_write, "\"conflicts\":[\"title\"]"));
+
+	assert_int_equal(rt_channel_write(ch, "{\"type\":\"insert\",\"table\":\"todos\","
+					      "\"record\":{\"id\":70,\"title\":\"a\"},"
+					      "\"idempotency_key\":\"k70\"}",
+					  NULL),
+			 0);
+	for (int64_t end = h_now_ms() + 5000; t.n_writes < 3 && h_now_ms() < end;)
+		rt_client_run(c, 20);
+	assert_int_equal(t.n_writes, 3);
+	assert_int_equal(t.last_write_rc, 0);
+	assert_non_null(strstr(t.last_write, "\"replayed\":true"));
+
+	assert_int_equal(rt_channel_write(ch, "{\"table\":\"todos\"}", NULL), RT_EINVAL);
+	assert_int_equal(rt_channel_write(ch, "[1]", NULL), RT_EINVAL);
+	assert_int_equal(rt_channel_write(ch, "{nope", NULL), RT_EINVAL);
 	rt_client_free(c);
 	assert_int_equal(h_server_stop(&s), 0);
 	h_server_remove(&s);
@@ -652,6 +720,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_resume_after_kill),
 		cmocka_unit_test(test_resume_before_first_change),
+		cmocka_unit_test(test_write),
 		cmocka_unit_test(test_heartbeat_timeout),
 		cmocka_unit_test(test_token_refresh),
 		cmocka_unit_test(test_buffered_pushes),
