@@ -1706,6 +1706,19 @@ int rt_channel_leave(struct rt_client_channel *ch)
 	return 0;
 }
 
+/* push() under the client's lock from an API call, waking the loop; takes payload. */
+static int push_now(struct rt_client_channel *ch, enum push_kind kind, json_t *payload,
+		    uint64_t *id)
+{
+	struct rt_client *c = ch->c;
+	pthread_mutex_lock(&c->lock);
+	int rc = push(ch, kind, payload, id);
+	if (!rc)
+		wake(c);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
 int rt_channel_send(struct rt_client_channel *ch, const char *event, const char *payload,
 		    uint64_t *id)
 {
@@ -1718,13 +1731,7 @@ int rt_channel_send(struct rt_client_channel *ch, const char *event, const char 
 	json_t *p = json_pack("{s:s,s:s,s:o}", "type", "broadcast", "event", event, "payload", inner);
 	if (!p)
 		return RT_ENOMEM;
-	struct rt_client *c = ch->c;
-	pthread_mutex_lock(&c->lock);
-	rc = push(ch, PUSH_BROADCAST, p, id);
-	if (!rc)
-		wake(c);
-	pthread_mutex_unlock(&c->lock);
-	return rc;
+	return push_now(ch, PUSH_BROADCAST, p, id);
 }
 
 int rt_channel_write(struct rt_client_channel *ch, const char *write, uint64_t *id)
@@ -1738,13 +1745,7 @@ int rt_channel_write(struct rt_client_channel *ch, const char *write, uint64_t *
 		json_decref(p);
 		return RT_EINVAL;
 	}
-	struct rt_client *c = ch->c;
-	pthread_mutex_lock(&c->lock);
-	rc = push(ch, PUSH_WRITE, p, id);
-	if (!rc)
-		wake(c);
-	pthread_mutex_unlock(&c->lock);
-	return rc;
+	return push_now(ch, PUSH_WRITE, p, id);
 }
 
 int rt_channel_track(struct rt_client_channel *ch, const char *meta, uint64_t *id)

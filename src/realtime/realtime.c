@@ -238,13 +238,22 @@ struct rt_conn *rt_session_conn(struct rt_session *s)
 	return s->c;
 }
 
-static void system_msg(struct rt_channel *ch, const char *extension, const char *status,
-		       const char *message)
+/* A system message to the channel; extra members (may be NULL) are added to it. */
+static void system_msg_with(struct rt_channel *ch, const char *extension, const char *status,
+			    const char *message, json_t *extra)
 {
 	json_t *p = json_pack("{s:s,s:s,s:s,s:s}", "extension", extension, "status", status,
 			      "message", message, "channel", ch->sub);
+	if (extra)
+		json_object_update(p, extra);
 	send_text(ch->s, ch->join_ref, NULL, ch->topic, "system", p);
 	json_decref(p);
+}
+
+static void system_msg(struct rt_channel *ch, const char *extension, const char *status,
+		       const char *message)
+{
+	system_msg_with(ch, extension, status, message, NULL);
 }
 
 static void send_close(struct rt_channel *ch)
@@ -489,11 +498,9 @@ static void subscribe_changes(struct rt_channel *ch, struct rt_binding **parsed,
 	 * has seen no change yet resumes from it (docs/protocol.md). */
 	char pos[24];
 	snprintf(pos, sizeof pos, "%llu", (unsigned long long)start);
-	json_t *p = json_pack("{s:s,s:s,s:s,s:s,s:s}", "extension", "postgres_changes", "status",
-			      "ok", "message", "Subscribed to PostgreSQL", "channel", ch->sub,
-			      "position", pos);
-	send_text(ch->s, ch->join_ref, NULL, ch->topic, "system", p);
-	json_decref(p);
+	json_t *extra = json_pack("{s:s}", "position", pos);
+	system_msg_with(ch, "postgres_changes", "ok", "Subscribed to PostgreSQL", extra);
+	json_decref(extra);
 	uint64_t after;
 	if (resume_after(ext, &after)) {
 		char key[48];

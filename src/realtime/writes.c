@@ -147,9 +147,7 @@ static void after_cb(uv_work_t *w, int status)
 		goto out;
 	}
 	if (j->rc) {
-		char code[32];
-		snprintf(code, sizeof code, "%s", j->err.code);
-		json_t *r = json_pack("{s:s,s:s,s:s?}", "reason", j->err.message, "code", code,
+		json_t *r = json_pack("{s:s,s:s,s:s?}", "reason", j->err.message, "code", j->err.code,
 				      "details", *j->err.details ? j->err.details : NULL);
 		rt_session_reply(s, j->join_ref, j->ref, j->topic, "error", r);
 		goto out;
