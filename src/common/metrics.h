@@ -27,6 +27,7 @@
 	X(PRESENCE, "presence")                                                          \
 	X(ACCESS_TOKEN, "access_token")                                                  \
 	X(WRITE, "write")                                                                \
+	X(SNAPSHOT, "snapshot")                                                          \
 	X(OTHER, "other")
 
 #define RT_METRIC_ERRORS(X)                                                              \

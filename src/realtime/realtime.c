@@ -62,7 +62,7 @@ struct rt_session {
 	struct rt_jwt_claims claims; /* role, sub, exp (the claims object is not kept) */
 	struct rt_channel *channels; /* list: at most max_channels */
 	unsigned n_channels;
-	unsigned n_writes; /* socket writes on the store pool (writes.h) */
+	struct rt_writes_queue writes; /* store requests of the socket (writes.h) */
 	uint64_t n_malformed;
 	struct rt_session *prev, *next;
 };
@@ -228,9 +228,9 @@ void rt_session_reply(struct rt_session *s, const char *join_ref, const char *re
 	reply(s, join_ref, ref, topic, status, response);
 }
 
-unsigned *rt_session_writes(struct rt_session *s)
+struct rt_writes_queue *rt_session_writes(struct rt_session *s)
 {
-	return &s->n_writes;
+	return &s->writes;
 }
 
 struct rt_conn *rt_session_conn(struct rt_session *s)
@@ -914,6 +914,7 @@ void rt_session_free(struct rt_session *s)
 	struct rt_channel *ch, *tmp;
 	DL_FOREACH_SAFE(s->channels, ch, tmp)
 		channel_free(ch);
+	rt_writes_queue_deinit(&s->writes);
 	DL_DELETE(s->rw->sessions, s);
 	rt_jwt_claims_deinit(&s->claims);
 	free(s);
@@ -935,6 +936,8 @@ static enum rt_metric_event event_kind(const char *event)
 		return RT_EV_ACCESS_TOKEN;
 	if (!strcmp(event, "write"))
 		return RT_EV_WRITE;
+	if (!strcmp(event, "snapshot"))
+		return RT_EV_SNAPSHOT;
 	return RT_EV_OTHER;
 }
 
@@ -1002,6 +1005,9 @@ void rt_session_on_message(struct rt_session *s, enum rt_ws_opcode op, const uin
 		break;
 	case RT_EV_WRITE:
 		rt_writes_handle(s, s->rw->rt->store, ch->join_ref, m.ref, ch->topic, m.payload);
+		break;
+	case RT_EV_SNAPSHOT:
+		rt_writes_snapshot(s, s->rw->rt->store, ch->join_ref, m.ref, ch->topic, m.payload);
 		break;
 	default:
 		break; /* other channel events are ignored, as Supabase does */

@@ -18,8 +18,8 @@ struct rt_session;
 /* Sends a phx_reply {status, response} on topic; takes response (NULL: {}). */
 void rt_session_reply(struct rt_session *s, const char *join_ref, const char *ref,
 		      const char *topic, const char *status, json_t *response);
-/* The session's count of writes in flight (writes.c bounds it). */
-unsigned *rt_session_writes(struct rt_session *s);
+/* The session's queue of store requests (writes.c). */
+struct rt_writes_queue *rt_session_writes(struct rt_session *s);
 struct rt_conn *rt_session_conn(struct rt_session *s);
 
 #endif

@@ -13,26 +13,34 @@
 #include "realtime/realtime_int.h"
 #include "store/query.h"
 
-struct job {
+struct rt_writes_job {
 	uv_work_t work;
+	struct rt_writes_job *next; /* the session's queue */
+	bool is_snapshot;
+	bool is_detached;           /* the session is gone: free when the pool is done */
 	struct rt_worker *w;
 	uint64_t conn_id;
 	struct rt_store *store;
 	char *join_ref, *ref, *topic;
-	struct rt_write wr;
 	struct rt_query q;
+	/* a write */
+	struct rt_write wr;
 	json_t *rows;       /* INSERT/UPSERT: [record]; UPDATE: record */
 	json_t *base;
 	char *key;
 	char *fingerprint;
+	struct rt_write_result res;
+	/* a snapshot */
+	struct rt_read rd;
+	uint64_t position;
+	long long total;
 	/* results */
 	int rc;
 	json_t *out;
 	struct rt_store_error err;
-	struct rt_write_result res;
 };
 
-static void job_free(struct job *j)
+static void job_free(struct rt_writes_job *j)
 {
 	free(j->join_ref);
 	free(j->ref);
@@ -45,6 +53,21 @@ static void job_free(struct job *j)
 	json_decref(j->out);
 	rt_write_result_deinit(&j->res);
 	free(j);
+}
+
+void rt_writes_queue_deinit(struct rt_writes_queue *q)
+{
+	struct rt_writes_job *j = q->head;
+	if (j) { /* on the pool now: freed when it returns */
+		j->is_detached = true;
+		j = j->next;
+	}
+	while (j) {
+		struct rt_writes_job *next = j->next;
+		job_free(j);
+		j = next;
+	}
+	*q = (struct rt_writes_queue){0};
 }
 
 static char *dup_or_null(const char *s)
@@ -128,30 +151,34 @@ static int key_query(const struct rt_store_table *t, const json_t *key, struct r
 
 static void work_cb(uv_work_t *w)
 {
-	struct job *j = w->data;
-	j->rc = rt_store_write(j->store, &j->wr, &j->out, &j->err);
+	struct rt_writes_job *j = w->data;
+	if (!j->is_snapshot) {
+		j->rc = rt_store_write(j->store, &j->wr, &j->out, &j->err);
+		return;
+	}
+	j->rc = rt_store_read(j->store, &j->rd, &j->out, &j->total, &j->err);
+	if (j->rc)
+		return;
+	size_t n_bytes = json_dumpb(j->out, NULL, 0, JSON_COMPACT);
+	if (j->total > (long long)json_array_size(j->out) || n_bytes > RT_SNAPSHOT_MAX_BYTES) {
+		j->rc = -1;
+		snprintf(j->err.code, sizeof j->err.code, "RTS413");
+		snprintf(j->err.message, sizeof j->err.message,
+			 "the table has %lld rows (%zu bytes); a snapshot holds at most %d rows "
+			 "and %u bytes",
+			 j->total, n_bytes, RT_STORE_MAX_ROWS, RT_SNAPSHOT_MAX_BYTES);
+	}
 }
 
-static void after_cb(uv_work_t *w, int status)
+static void reply_store_error(struct rt_session *s, const struct rt_writes_job *j)
 {
-	struct job *j = w->data;
-	struct rt_conn *c = rt_worker_find_conn(j->w, j->conn_id);
-	struct rt_session *s = c ? rt_conn_data(c) : NULL;
-	if (!s)
-		goto out;
-	(*rt_session_writes(s))--;
-	if (!j->ref)
-		goto out;
-	if (status == UV_ECANCELED) {
-		reply_error(s, j->join_ref, j->ref, j->topic, "RTS503", "the write was cancelled");
-		goto out;
-	}
-	if (j->rc) {
-		json_t *r = json_pack("{s:s,s:s,s:s?}", "reason", j->err.message, "code", j->err.code,
-				      "details", *j->err.details ? j->err.details : NULL);
-		rt_session_reply(s, j->join_ref, j->ref, j->topic, "error", r);
-		goto out;
-	}
+	json_t *r = json_pack("{s:s,s:s,s:s?}", "reason", j->err.message, "code", j->err.code,
+			      "details", *j->err.details ? j->err.details : NULL);
+	rt_session_reply(s, j->join_ref, j->ref, j->topic, "error", r);
+}
+
+static void reply_write(struct rt_session *s, const struct rt_writes_job *j)
+{
 	const struct rt_write_result *res = &j->res;
 	/* The row as it is now: with a base the store read it back; otherwise it
 	 * is what the write returned (none after a delete). */
@@ -169,8 +196,102 @@ static void after_cb(uv_work_t *w, int status)
 		json_object_set_new(r, "reason", json_string("conflict"));
 	rt_session_reply(s, j->join_ref, j->ref, j->topic,
 			 res->outcome == RT_WRITE_CONFLICT ? "error" : "ok", r);
+}
+
+static void reply_snapshot(struct rt_session *s, struct rt_writes_job *j)
+{
+	char pos[24];
+	snprintf(pos, sizeof pos, "%llu", (unsigned long long)j->position);
+	json_t *r = json_pack("{s:O,s:s}", "rows", j->out, "position", pos);
+	rt_session_reply(s, j->join_ref, j->ref, j->topic, "ok", r);
+}
+
+static void after_cb(uv_work_t *w, int status);
+
+/* Starts the head of the session's queue on the store pool; a head that
+ * cannot start is answered and dropped. */
+static void start_next(struct rt_session *s)
+{
+	struct rt_writes_queue *q = rt_session_writes(s);
+	while (q->head) {
+		struct rt_writes_job *j = q->head;
+		int rc = uv_queue_work(rt_worker_loop(j->w), &j->work, work_cb, after_cb);
+		if (!rc)
+			return;
+		reply_error(s, j->join_ref, j->ref, j->topic, "RTS503", uv_strerror(rc));
+		q->head = j->next;
+		q->n--;
+		job_free(j);
+	}
+	q->tail = NULL;
+}
+
+static void after_cb(uv_work_t *w, int status)
+{
+	struct rt_writes_job *j = w->data;
+	if (j->is_detached)
+		goto out;
+	struct rt_conn *c = rt_worker_find_conn(j->w, j->conn_id);
+	struct rt_session *s = c ? rt_conn_data(c) : NULL;
+	if (!s)
+		goto out;
+	struct rt_writes_queue *q = rt_session_writes(s);
+	q->head = j->next; /* j was the head: one request of a session runs at a time */
+	q->n--;
+	if (j->ref) { /* reply_error() is silent without a ref; the others need one */
+		if (status == UV_ECANCELED)
+			reply_error(s, j->join_ref, j->ref, j->topic, "RTS503",
+				    "the request was cancelled");
+		else if (j->rc)
+			reply_store_error(s, j);
+		else if (j->is_snapshot)
+			reply_snapshot(s, j);
+		else
+			reply_write(s, j);
+	}
+	start_next(s);
 out:
 	job_free(j);
+}
+
+/* Queues j behind the session's earlier requests (it runs when they are
+ * done). */
+static void enqueue(struct rt_session *s, struct rt_writes_job *j)
+{
+	struct rt_writes_queue *q = rt_session_writes(s);
+	if (q->tail)
+		q->tail->next = j;
+	else
+		q->head = j;
+	q->tail = j;
+	q->n++;
+	if (q->head == j)
+		start_next(s);
+}
+
+/* A job for a request of s, or NULL (answered) when the session has too
+ * many waiting or the server has no store. */
+static struct rt_writes_job *job_new(struct rt_session *s, struct rt_store *store,
+				     const char *join_ref, const char *ref, const char *topic)
+{
+	if (!store) {
+		reply_error(s, join_ref, ref, topic, "RTS404", "this server runs without a store");
+		return NULL;
+	}
+	if (rt_session_writes(s)->n >= RT_WRITES_MAX_IN_FLIGHT) {
+		RT_METRIC_ERROR(RATE_LIMITED);
+		reply_error(s, join_ref, ref, topic, "RTS429", "too many store requests in flight");
+		return NULL;
+	}
+	struct rt_writes_job *j = rt_xcalloc(1, sizeof *j);
+	j->work.data = j;
+	j->w = rt_conn_worker(rt_session_conn(s));
+	j->conn_id = rt_conn_id(rt_session_conn(s));
+	j->store = store;
+	j->join_ref = dup_or_null(join_ref);
+	j->ref = dup_or_null(ref);
+	j->topic = rt_xstrdup(topic);
+	return j;
 }
 
 static int parse_kind(const char *type, enum rt_write_kind *kind)
@@ -196,11 +317,6 @@ void rt_writes_handle(struct rt_session *s, struct rt_store *store, const char *
 {
 	if (!store) {
 		reply_error(s, join_ref, ref, topic, "RTS404", "this server runs without a store");
-		return;
-	}
-	if (*rt_session_writes(s) >= RT_WRITES_MAX_IN_FLIGHT) {
-		RT_METRIC_ERROR(RATE_LIMITED);
-		reply_error(s, join_ref, ref, topic, "RTS429", "too many writes in flight");
 		return;
 	}
 	const char *type = json_string_value(json_object_get(payload, "type"));
@@ -242,14 +358,9 @@ void rt_writes_handle(struct rt_session *s, struct rt_store *store, const char *
 		return;
 	}
 
-	struct job *j = rt_xcalloc(1, sizeof *j);
-	j->work.data = j;
-	j->w = rt_conn_worker(rt_session_conn(s));
-	j->conn_id = rt_conn_id(rt_session_conn(s));
-	j->store = store;
-	j->join_ref = dup_or_null(join_ref);
-	j->ref = dup_or_null(ref);
-	j->topic = rt_xstrdup(topic);
+	struct rt_writes_job *j = job_new(s, store, join_ref, ref, topic);
+	if (!j)
+		return;
 	char err[160];
 	struct rt_buf q;
 	rt_buf_init(&q);
@@ -291,11 +402,50 @@ void rt_writes_handle(struct rt_session *s, struct rt_store *store, const char *
 		.fingerprint = j->fingerprint,
 		.result = &j->res,
 	};
-	rc = uv_queue_work(rt_worker_loop(j->w), &j->work, work_cb, after_cb);
+	enqueue(s, j);
+}
+
+void rt_writes_snapshot(struct rt_session *s, struct rt_store *store, const char *join_ref,
+			const char *ref, const char *topic, const json_t *payload)
+{
+	if (!store) {
+		reply_error(s, join_ref, ref, topic, "RTS404", "this server runs without a store");
+		return;
+	}
+	const char *schema = json_string_value(json_object_get(payload, "schema"));
+	const char *table = json_string_value(json_object_get(payload, "table"));
+	const struct rt_store_table *t = table ? rt_store_table(store, schema, table) : NULL;
+	if (!t) {
+		reply_error(s, join_ref, ref, topic, "PGRST205", "unknown table");
+		return;
+	}
+	struct rt_writes_job *j = job_new(s, store, join_ref, ref, topic);
+	if (!j)
+		return;
+	/* every row, by primary key (a table without one: in the store's order) */
+	struct rt_buf q;
+	rt_buf_init(&q);
+	for (size_t i = 0; i < t->n_cols; i++) {
+		if (!t->cols[i].is_pk)
+			continue;
+		rt_buf_append_str(&q, q.len ? "," : "order=");
+		pct_encode(&q, t->cols[i].name, strlen(t->cols[i].name));
+		rt_buf_append_str(&q, ".asc");
+	}
+	char err[160];
+	int rc = rt_query_parse(q.data, q.len, &j->q, err, sizeof err);
+	rt_buf_deinit(&q);
 	if (rc) {
-		reply_error(s, join_ref, ref, topic, "RTS503", uv_strerror(rc));
+		reply_error(s, join_ref, ref, topic, "RTS400", err);
 		job_free(j);
 		return;
 	}
-	(*rt_session_writes(s))++;
+	j->is_snapshot = true;
+	j->rd = (struct rt_read){
+		.table = t,
+		.query = &j->q,
+		.wants_count = true,
+		.position = &j->position,
+	};
+	enqueue(s, j);
 }

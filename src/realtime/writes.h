@@ -1,13 +1,20 @@
 /*
- * Writes over the socket: the `write` event on a joined channel inserts,
- * updates, upserts or deletes one row of the store, with optional conflict
- * control (base, strategy) and an idempotency key, and is answered with a
- * phx_reply (docs/writes.md). The store call runs on the store pool; the
- * reply goes out on the worker when it is done, if the socket is still there.
+ * The store over the socket: the `write` event on a joined channel inserts,
+ * updates, upserts or deletes one row, with optional conflict control (base,
+ * strategy) and an idempotency key; the `snapshot` event reads a whole table
+ * with the change-log position its rows reflect (docs/writes.md). Both are
+ * answered with a phx_reply. A session's requests run on the store pool one
+ * at a time, in the order they arrived, so writes apply in the order sent and
+ * a snapshot sees the session's earlier writes; the reply goes out on the
+ * worker when the request is done, if the socket is still there.
  *
- * Ownership: the payload is borrowed; everything a write needs is copied.
+ * Ownership: the payload is borrowed; everything a request needs is copied.
+ *            The session owns its queue (rt_writes_queue_deinit() frees what
+ *            has not started; a request on the pool is freed when it returns).
  * Threads:   the worker thread that owns the session.
- * Limits:    RT_WRITES_MAX_IN_FLIGHT per socket (more are refused at once).
+ * Limits:    RT_WRITES_MAX_IN_FLIGHT requests per socket waiting or running
+ *            (more are refused at once, RTS429); a snapshot holds at most
+ *            RT_STORE_MAX_ROWS rows and RT_SNAPSHOT_MAX_BYTES of JSON (RTS413).
  */
 #ifndef RT_REALTIME_WRITES_H
 #define RT_REALTIME_WRITES_H
@@ -17,11 +24,26 @@
 #include "store/store.h"
 
 #define RT_WRITES_MAX_IN_FLIGHT 32
+#define RT_SNAPSHOT_MAX_BYTES (4u << 20)
 
 struct rt_session;
+struct rt_writes_job;
+
+/* A session's store requests: the head runs on the pool, the rest wait. */
+struct rt_writes_queue {
+	struct rt_writes_job *head, *tail;
+	unsigned n;
+};
 
 /* Handles one `write` push (ref may be NULL: then no reply is sent). */
 void rt_writes_handle(struct rt_session *s, struct rt_store *store, const char *join_ref,
 		      const char *ref, const char *topic, const json_t *payload);
+
+/* Handles one `snapshot` push: {"schema", "table"} → {"rows", "position"}. */
+void rt_writes_snapshot(struct rt_session *s, struct rt_store *store, const char *join_ref,
+			const char *ref, const char *topic, const json_t *payload);
+
+/* Drops the requests of a session that ends. */
+void rt_writes_queue_deinit(struct rt_writes_queue *q);
 
 #endif

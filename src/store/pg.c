@@ -71,6 +71,7 @@ struct pg_store {
 	pthread_mutex_t mu; /* guards writes and the stop flag's wake-up */
 	pthread_cond_t cond;
 	uint64_t writes;    /* bumped when a transaction reaches the log */
+	uint64_t committed_pos; /* the log's last committed position */
 
 	sqlite3 *log_db;    /* the change thread's connection to the log */
 
@@ -82,6 +83,7 @@ struct pg_store {
 	sqlite3_stmt *ins_st;
 	uint64_t commit_lsn; /* last retained transaction: commit LSN */
 	uint64_t end_lsn;    /* and its end, confirmed to the server */
+	uint64_t batch_pos;  /* last position written in the open batch */
 	struct rel *rels;
 };
 
@@ -409,6 +411,11 @@ static int pg_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 	int rc = -1;
 	rt_buf_init(&where);
 	rt_buf_init(&sql);
+	if (r->position) { /* before the read: changes up to it show in the rows */
+		pthread_mutex_lock(&s->mu);
+		*r->position = s->committed_pos;
+		pthread_mutex_unlock(&s->mu);
+	}
 	if (rt_store_select_cols(t, q, &cols, &keys, &n_cols, err))
 		goto out;
 	if (q && where_sql(&where, &p, t, &q->where, err))
@@ -1287,6 +1294,8 @@ static int log_change(struct pg_store *s, uint64_t lsn, int64_t commit_ms, const
 	int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
 	if (rc)
 		rt_error("store: writing the change log: %s", sqlite3_errmsg(s->repl_db));
+	else
+		s->batch_pos = (uint64_t)sqlite3_last_insert_rowid(s->repl_db);
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	return rc;
@@ -1357,6 +1366,8 @@ static int batch_commit(struct pg_store *s, PGconn *c, struct txn *x)
 	s->end_lsn = x->batch_end_lsn;
 	pthread_mutex_lock(&s->mu);
 	s->writes++;
+	if (s->batch_pos > s->committed_pos)
+		s->committed_pos = s->batch_pos;
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->mu);
 	return send_status(c, s->end_lsn);
@@ -1825,6 +1836,7 @@ int rt_store_open_postgres(const struct rt_store_pg_config *cfg, struct rt_store
 	}
 	s->commit_lsn = meta_get(s->log_db, "commit_lsn");
 	s->end_lsn = meta_get(s->log_db, "end_lsn");
+	s->committed_pos = pg_last_pos(&s->base);
 	atomic_store(&s->is_running, true);
 	int prc = pthread_create(&s->thread, NULL, repl_main, s);
 	if (prc) {

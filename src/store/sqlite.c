@@ -771,6 +771,20 @@ static void limit_sql(struct rt_buf *b, const struct rt_query *q)
 	rt_buf_printf(b, " LIMIT %lld OFFSET %lld", limit, q && q->offset > 0 ? q->offset : 0);
 }
 
+/* The log's newest position (0 when empty), as db's transaction sees it. */
+static uint64_t last_pos_of(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	uint64_t pos = 0;
+	if (sqlite3_prepare_v2(db, "SELECT max(pos) FROM _rtsync_changes", -1, &st, NULL) ==
+	    SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			pos = (uint64_t)sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+	return pos;
+}
+
 static int sq_read(struct rt_store *base, const struct rt_read *r, json_t **rows, long long *total,
 		  struct rt_store_error *err)
 {
@@ -786,6 +800,7 @@ static int sq_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 	struct rt_buf where, sql;
 	struct binds bv = {0};
 	sqlite3_stmt *st = NULL;
+	bool is_txn = false;
 	rt_buf_init(&where);
 	rt_buf_init(&sql);
 	if (select_cols(t, r->query, &cols, &keys, &n_cols, err) || check_order(t, r->query, err))
@@ -807,6 +822,16 @@ static int sq_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 		rt_buf_printf(&sql, " WHERE %s", where.data);
 	order_sql(&sql, r->query);
 	limit_sql(&sql, r->query);
+	/* With a position, the rows and the log's last position come from one
+	 * read transaction (the log is a table of the same database). */
+	if (r->position) {
+		if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+			sql_err(err, db);
+			goto out;
+		}
+		is_txn = true;
+		*r->position = last_pos_of(db);
+	}
 	if (prepare(db, sql.data, &bv, 1, &st, err))
 		goto out;
 	json_t *arr = json_array();
@@ -838,6 +863,8 @@ static int sq_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 	rc = 0;
 out:
 	sqlite3_finalize(st);
+	if (is_txn)
+		sqlite3_exec(db, "COMMIT", NULL, NULL, NULL); /* read only: nothing to lose */
 	binds_free(&bv);
 	rt_buf_deinit(&where);
 	rt_buf_deinit(&sql);
@@ -1098,18 +1125,6 @@ out:
 }
 
 /* The newest position in the change log, 0 when empty. */
-static uint64_t last_pos_of(sqlite3 *db)
-{
-	sqlite3_stmt *st;
-	uint64_t pos = 0;
-	if (sqlite3_prepare_v2(db, "SELECT max(pos) FROM _rtsync_changes", -1, &st, NULL) ==
-	    SQLITE_OK) {
-		if (sqlite3_step(st) == SQLITE_ROW)
-			pos = (uint64_t)sqlite3_column_int64(st, 0);
-		sqlite3_finalize(st);
-	}
-	return pos;
-}
 
 /* ---- conflict control and idempotency (docs/writes.md) ---- */
 

@@ -120,6 +120,12 @@ struct rt_read {
 	const struct rt_store_table *table;
 	const struct rt_query *query;
 	bool wants_count; /* count=exact: also return the total matching rows */
+	/* Out, may be NULL: the change-log position the rows reflect. Every
+	 * change at or below it shows in the rows. SQLite reads it in the
+	 * read's own transaction (exact); PostgreSQL takes the retained log's
+	 * last committed position before the read, so changes after it may
+	 * already show too (applying them again in order converges). */
+	uint64_t *position;
 };
 
 /* ---- lifecycle and schema ---- */

@@ -19,6 +19,7 @@ CREATE TABLE IF NOT EXISTS docs (
   body text,
   n integer NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS big (id bigint PRIMARY KEY, v text);
 ` + (STORE === 'sqlite' ? 'CREATE TABLE IF NOT EXISTS nokey (a text);\n' : ''); // PostgreSQL refuses to serve one
 
 let server, dir, dbPath, schemaPath;
@@ -77,6 +78,15 @@ function write(ch, payload, ms = 5000) {
       .receive('ok', (resp) => resolve({ status: 'ok', resp }))
       .receive('error', (resp) => resolve({ status: 'error', resp }))
       .receive('timeout', () => reject(new Error('write timed out')));
+  });
+}
+
+function push(ch, event, payload, ms = 5000) {
+  return new Promise((resolve, reject) => {
+    ch.push(event, payload, ms)
+      .receive('ok', (resp) => resolve({ status: 'ok', resp }))
+      .receive('error', (resp) => resolve({ status: 'error', resp }))
+      .receive('timeout', () => reject(new Error(`${event} timed out`)));
   });
 }
 
@@ -223,6 +233,61 @@ for (const vsn of VSNS) {
       } finally { await sc.close(); }
     });
 
+    it('writes of one socket apply in the order sent, also pipelined', async (t) => {
+      const sc = scope(t);
+      try {
+        const ch = await joined(sc, vsn);
+        const id = newId();
+        const ins = await write(ch, { type: 'insert', table: 'docs', record: { id, title: 't' } });
+        assert.equal(ins.status, 'ok', JSON.stringify(ins));
+        // 40 pushes without waiting: at most 32 wait at a time, the rest are refused
+        const sent = [];
+        for (let i = 1; i <= 40; i++) sent.push(write(ch, { type: 'update', table: 'docs', key: { id }, record: { n: i } }));
+        const got = await Promise.all(sent);
+        const accepted = [];
+        got.forEach((r, i) => {
+          if (r.status === 'ok') accepted.push({ n: i + 1, r });
+          else assert.equal(r.resp.code, 'RTS429', JSON.stringify(r));
+        });
+        assert.ok(accepted.length >= 32, `only ${accepted.length} accepted`);
+        // each reply shows the row as that write left it: applied one after the other
+        for (const { n, r } of accepted) assert.equal(r.resp.record.n, n, JSON.stringify(r));
+        if (hasPositions()) {
+          for (let i = 1; i < accepted.length; i++)
+            assert.ok(BigInt(accepted[i].r.resp.position) > BigInt(accepted[i - 1].r.resp.position));
+        }
+        assert.equal((await row(id)).n, accepted[accepted.length - 1].n);
+      } finally { await sc.close(); }
+    });
+
+    it('snapshot: every row by primary key with the position it reflects, after the socket\'s own writes', async (t) => {
+      const sc = scope(t);
+      try {
+        const ch = await joined(sc, vsn);
+        const id = newId();
+        // pipelined: the snapshot runs after the write it follows
+        const [w, snap] = await Promise.all([
+          write(ch, { type: 'insert', table: 'docs', record: { id, title: 'snap' } }),
+          push(ch, 'snapshot', { table: 'docs' }),
+        ]);
+        assert.equal(w.status, 'ok', JSON.stringify(w));
+        assert.equal(snap.status, 'ok', JSON.stringify(snap).slice(0, 300));
+        assert.match(snap.resp.position, /^[0-9]+$/);
+        const ids = snap.resp.rows.map((r) => r.id);
+        assert.deepEqual(ids, [...ids].sort((a, b) => a - b));
+        assert.deepEqual(snap.resp.rows.find((r) => r.id === id), { id, title: 'snap', body: null, n: 0 });
+        const all = await (await rest('GET', 'docs?order=id.asc')).json();
+        assert.deepEqual(snap.resp.rows, all);
+        if (hasPositions()) assert.ok(BigInt(snap.resp.position) >= BigInt(w.resp.position));
+
+        const bad = await push(ch, 'snapshot', { table: 'nope' });
+        assert.equal(bad.status, 'error');
+        assert.equal(bad.resp.code, 'PGRST205');
+        const none = await push(ch, 'snapshot', {});
+        assert.equal(none.resp.code, 'PGRST205');
+      } finally { await sc.close(); }
+    });
+
     it('refuses bad writes with clear errors', async (t) => {
       const sc = scope(t);
       try {
@@ -251,6 +316,55 @@ for (const vsn of VSNS) {
     });
   });
 }
+
+describe('snapshot limits and consistency', () => {
+  it('one channel: changes after the snapshot position arrive, the snapshot holds those at or below it', async (t) => {
+    const sc = scope(t);
+    try {
+      const socket = phxSocket(sc, '1.0.0');
+      const ch = socket.channel(`realtime:snap-${Math.random().toString(36).slice(2)}`, {
+        config: { postgres_changes: [{ event: '*', schema: 'public', table: 'docs' }] } });
+      const events = new Recorder('postgres_changes');
+      const system = new Recorder('system');
+      ch.on('postgres_changes', (p) => events.push(p.data));
+      ch.on('system', (p) => system.push(p));
+      await new Promise((resolve, reject) => {
+        ch.join(10_000).receive('ok', resolve).receive('error', (r) => reject(new Error(JSON.stringify(r))));
+      });
+      await system.waitFor((p) => p.extension === 'postgres_changes', 5000, 'subscribed');
+      const a = newId(), b = newId();
+      assert.equal((await rest('POST', 'docs', { body: { id: a, title: 'before' } })).status, 201);
+      const ea = await events.waitFor((d) => d.record?.id === a, 5000, 'insert of a');
+      const snap = await push(ch, 'snapshot', { table: 'docs' });
+      assert.equal(snap.status, 'ok');
+      assert.ok(snap.resp.rows.some((r) => r.id === a));
+      assert.ok(!snap.resp.rows.some((r) => r.id === b));
+      assert.ok(BigInt(snap.resp.position) >= BigInt(ea.position), `${snap.resp.position} < ${ea.position}`);
+      assert.equal((await rest('POST', 'docs', { body: { id: b, title: 'after' } })).status, 201);
+      const eb = await events.waitFor((d) => d.record?.id === b, 5000, 'insert of b');
+      assert.ok(BigInt(eb.position) > BigInt(snap.resp.position), `${eb.position} <= ${snap.resp.position}`);
+    } finally { await sc.close(); }
+  });
+
+  it('a table over 10,000 rows is refused with RTS413', async (t) => {
+    const sc = scope(t);
+    try {
+      const rows = Array.from({ length: 10001 }, (_, i) => ({ id: i + 1, v: 'x' }));
+      const r = await rest('POST', 'big', { body: rows });
+      assert.equal(r.status, 201, await r.text());
+      const ch = await joined(sc, '1.0.0');
+      const snap = await push(ch, 'snapshot', { table: 'big' }, 20000);
+      assert.equal(snap.status, 'error');
+      assert.equal(snap.resp.code, 'RTS413');
+      assert.match(snap.resp.reason, /at most 10000 rows/);
+      assert.equal((await rest('DELETE', 'big?id=eq.1')).status, 204);
+      const ok = await push(ch, 'snapshot', { table: 'big' }, 20000);
+      assert.equal(ok.status, 'ok');
+      assert.equal(ok.resp.rows.length, 10000);
+      assert.equal(ok.resp.rows[0].id, 2);
+    } finally { await sc.close(); }
+  });
+});
 
 describe('REST writes with Rtsync-Base, Rtsync-Strategy and Idempotency-Key', () => {
   it('409 with the current row on a conflict, merge headers, and replays', async () => {
