@@ -37,6 +37,7 @@ struct serve_opts {
 	char *postgres;
 	char *pg_tables;
 	char *pg_name;
+	char *io_uring;
 	long pg_pool;
 	long retain_changes;
 	long retain_ms;
@@ -95,6 +96,8 @@ static const char serve_usage[] =
 	"  --presence-max-calls N    presence messages per channel per window\n"
 	"                                                           RTSYNC_PRESENCE_MAX_CALLS (5)\n"
 	"  --presence-window-ms N    that window                    RTSYNC_PRESENCE_WINDOW_MS (30000)\n"
+	"  --io-uring on|off         send to many sockets with one system call (io_uring)\n"
+	"                            when the kernel allows it      RTSYNC_IO_URING (on)\n"
 	"  -h, --help                show this help\n"
 	"\n"
 	"When the server accepts connections it prints 'rtsync listening on http://HOST:PORT'\n"
@@ -140,6 +143,7 @@ static void opts_free(struct serve_opts *o)
 	free(o->postgres);
 	free(o->pg_tables);
 	free(o->pg_name);
+	free(o->io_uring);
 }
 
 static void set_str(char **dst, const char *v)
@@ -163,6 +167,7 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 	o->postgres = env_or("RTSYNC_POSTGRES", NULL);
 	o->pg_tables = env_or("RTSYNC_POSTGRES_TABLES", NULL);
 	o->pg_name = env_or("RTSYNC_POSTGRES_NAME", "rtsync");
+	o->io_uring = env_or("RTSYNC_IO_URING", "on");
 	if (env_long("RTSYNC_WORKERS", "--workers", ncpu > 0 ? ncpu : 1, 1, RT_SERVER_MAX_WORKERS,
 		     &o->workers) ||
 	    env_long("RTSYNC_IDLE_TIMEOUT_MS", "--idle-timeout-ms", 60000, 100, 86400000,
@@ -186,7 +191,7 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 
 	enum { O_LISTEN = 256, O_SECRET, O_DATA, O_WORKERS, O_LEVEL, O_FORMAT, O_IDLE, O_PAYLOAD,
 	       O_CHANNELS, O_QUEUE, O_ROLES, O_PCALLS, O_PWINDOW, O_DB, O_SCHEMA, O_RCOUNT,
-	       O_RMS, O_PG, O_PG_TABLES, O_PG_POOL, O_PG_NAME, O_IDEM };
+	       O_RMS, O_PG, O_PG_TABLES, O_PG_POOL, O_PG_NAME, O_IDEM, O_URING };
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, O_LISTEN},
 		{"jwt-secret", required_argument, NULL, O_SECRET},
@@ -210,6 +215,7 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 		{"postgres-tables", required_argument, NULL, O_PG_TABLES},
 		{"postgres-pool", required_argument, NULL, O_PG_POOL},
 		{"postgres-name", required_argument, NULL, O_PG_NAME},
+		{"io-uring", required_argument, NULL, O_URING},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -228,6 +234,7 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 		case O_PG: set_str(&o->postgres, optarg); break;
 		case O_PG_TABLES: set_str(&o->pg_tables, optarg); break;
 		case O_PG_NAME: set_str(&o->pg_name, optarg); break;
+		case O_URING: set_str(&o->io_uring, optarg); break;
 		case O_PG_POOL:
 			rc = parse_long("--postgres-pool", optarg, 1, 256, &o->pg_pool);
 			break;
@@ -275,6 +282,11 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 	}
 	if (rc)
 		return -1;
+	if (strcmp(o->io_uring, "on") && strcmp(o->io_uring, "off")) {
+		fprintf(stderr, "rtsync serve: --io-uring must be on or off (got '%s')\n",
+			o->io_uring);
+		return -1;
+	}
 	if (optind < argc) {
 		fprintf(stderr, "rtsync serve: unexpected argument '%s'\nTry 'rtsync serve --help'.\n",
 			argv[optind]);
@@ -496,6 +508,7 @@ int rt_cli_serve(int argc, char **argv)
 		.max_body_bytes = (size_t)o.max_payload_bytes + 64 * 1024,
 		.request_timeout_ms = 10000,
 		.idle_timeout_ms = (unsigned)o.idle_timeout_ms,
+		.use_io_uring = !strcmp(o.io_uring, "on"),
 	};
 	signal(SIGPIPE, SIG_IGN);
 	int err = rt_server_new(&scfg, &rt_api_handler, rt, &g_server);

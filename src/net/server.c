@@ -17,6 +17,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "net/uring.h"
 
 #define READ_BUF_SIZE (64 * 1024)
 #define MAX_IOV 64
@@ -65,6 +66,7 @@ struct rt_conn {
 	bool is_output_blocked; /* over the queue bound: everything more is dropped */
 	bool close_after_flush; /* end TCP once the queue is empty */
 	bool is_handle_closing; /* uv_close called */
+	bool is_batched;        /* in the worker's io_uring batch being filled */
 };
 
 struct rt_worker {
@@ -79,6 +81,7 @@ struct rt_worker {
 	void *data;
 	struct rt_conn *conns;
 	struct rt_conn *pending;
+	struct rt_uring *uring; /* batched sends; NULL: one socket at a time */
 	unsigned n_conns;
 	uint64_t next_id;
 	atomic_bool stop_requested;
@@ -205,9 +208,11 @@ static void q_clear(struct rt_conn *c)
 	c->q_bytes = c->q_off = 0;
 }
 
-static unsigned q_iov(struct rt_conn *c, uv_buf_t *iov, size_t *total)
+/* The head of the queue as up to max buffers (uv_buf_t is struct iovec's
+ * layout on Unix, so either can be filled). */
+static unsigned q_iov(struct rt_conn *c, uv_buf_t *iov, unsigned max, size_t *total)
 {
-	unsigned n = c->q_len < MAX_IOV ? c->q_len : MAX_IOV;
+	unsigned n = c->q_len < max ? c->q_len : max;
 	*total = 0;
 	for (unsigned i = 0; i < n; i++) {
 		struct rt_frame *f = c->q[(c->q_head + i) % c->q_cap];
@@ -259,12 +264,14 @@ static void on_written(uv_write_t *req, int status)
 /* Writes what the socket takes now; leaves the rest to one uv_write. */
 static void conn_flush(struct rt_conn *c)
 {
-	if (c->is_handle_closing || c->n_inflight)
+	/* is_batched: its queue's head is in an io_uring batch (sent when the
+	 * batch runs, in this same loop turn) */
+	if (c->is_handle_closing || c->n_inflight || c->is_batched)
 		return;
 	uv_buf_t iov[MAX_IOV];
 	while (c->q_len) {
 		size_t total;
-		unsigned n = q_iov(c, iov, &total);
+		unsigned n = q_iov(c, iov, MAX_IOV, &total);
 		int r = uv_try_write((uv_stream_t *)&c->tcp, iov, n);
 		if (r == UV_EAGAIN)
 			r = 0;
@@ -279,7 +286,7 @@ static void conn_flush(struct rt_conn *c)
 	}
 	if (c->q_len) {
 		size_t total;
-		unsigned n = q_iov(c, iov, &total);
+		unsigned n = q_iov(c, iov, MAX_IOV, &total);
 		c->wreq = rt_xmalloc(sizeof *c->wreq);
 		c->wreq->data = c;
 		int r = uv_write(c->wreq, (uv_stream_t *)&c->tcp, iov, n, on_written);
@@ -693,9 +700,66 @@ static void on_connection(uv_stream_t *server, int status)
 
 /* ---- worker loop ---- */
 
+_Static_assert(sizeof(uv_buf_t) == sizeof(struct iovec), "uv_buf_t is an iovec");
+
+/* One connection's send of a batch came back: as a uv_try_write() would. */
+static void batch_done(void *user, int res)
+{
+	struct rt_conn *c = user;
+	c->is_batched = false;
+	if (c->is_handle_closing)
+		return;
+	if (res == -EAGAIN)
+		res = 0;
+	if (res < 0) {
+		rt_debug("conn %s: write failed: %s", rt_conn_peer(c), uv_strerror(res));
+		conn_close_now(c);
+		return;
+	}
+	q_consume(c, (size_t)res);
+	if (c->q_len || c->close_after_flush)
+		conn_flush(c); /* the rest waits for the socket; or the close */
+}
+
+/* Flushes the pending connections with one io_uring submission per batch.
+ * Returns false when the ring failed (the caller goes on without it). */
+static bool flush_batched(struct rt_worker *w)
+{
+	while (w->pending) {
+		struct iovec *iov;
+		while (w->pending && (iov = rt_uring_slot(w->uring))) {
+			struct rt_conn *c = w->pending;
+			if (c->is_batched)
+				break; /* queued more while in this batch: next one */
+			unmark_pending(c);
+			int fd;
+			if (c->is_handle_closing || c->n_inflight || !c->q_len ||
+			    uv_fileno((uv_handle_t *)&c->tcp, &fd)) {
+				conn_flush(c);
+				continue;
+			}
+			size_t total;
+			unsigned n = q_iov(c, (uv_buf_t *)iov, RT_URING_MAX_IOV, &total);
+			c->is_batched = true;
+			rt_uring_add(w->uring, fd, n, c);
+		}
+		int rc = rt_uring_run(w->uring, batch_done);
+		if (rc < 0) {
+			rt_warn("io_uring failed (%s): sending one socket at a time from now on",
+				uv_strerror(rc));
+			return false;
+		}
+	}
+	return true;
+}
+
 static void on_prepare(uv_prepare_t *h)
 {
 	struct rt_worker *w = h->data;
+	if (w->uring && !flush_batched(w)) {
+		rt_uring_free(w->uring);
+		w->uring = NULL;
+	}
 	while (w->pending) {
 		struct rt_conn *c = w->pending;
 		unmark_pending(c);
@@ -794,6 +858,7 @@ static void worker_free(struct rt_worker *w)
 	if (!w)
 		return;
 	uv_loop_close(&w->loop);
+	rt_uring_free(w->uring);
 	while (w->n_req_cache) {
 		struct rt_http_req *r = w->req_cache[--w->n_req_cache];
 		rt_http_req_deinit(r);
@@ -832,6 +897,12 @@ static int worker_new(struct rt_server *s, unsigned idx, int fd, struct rt_worke
 	uv_timer_init(&w->loop, &w->tick);
 	w->tick.data = w;
 	uv_timer_start(&w->tick, on_tick, 1000, 1000);
+	if (s->cfg.use_io_uring) {
+		int urc = rt_uring_new(&w->uring);
+		if (urc < 0 && idx == 0)
+			rt_info("io_uring not available (%s): sending one socket at a time",
+				uv_strerror(urc));
+	}
 	*out = w;
 	return 0;
 err_loop:

@@ -45,6 +45,8 @@ struct rt_server_config {
 	size_t max_body_bytes;       /* largest HTTP request body accepted */
 	unsigned request_timeout_ms; /* an HTTP request must arrive within this */
 	unsigned idle_timeout_ms;    /* a WebSocket silent this long is closed */
+	bool use_io_uring;           /* send to many sockets with one system call
+				      * (net/uring.h) when the kernel allows it */
 };
 
 struct rt_server_handler {
