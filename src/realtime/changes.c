@@ -81,6 +81,42 @@ struct resume_req {
 	struct resume_req *next;
 };
 
+/* A group's matches in the catch-up cache: change i of the cache and its
+ * frames. */
+struct cu_match {
+	size_t i;
+	struct rt_frame *v1, *v2;
+};
+
+struct cu_group {
+	struct rt_bgroup *g; /* held (refs) while cached */
+	size_t n_done;       /* the cache's changes matched so far */
+	struct cu_match *m;
+	size_t n_m, cap_m;
+	UT_hash_handle hh;   /* by g */
+};
+
+/*
+ * The catch-up cache (feed thread only). A reconnect storm asks for the same
+ * stretch of the log round after round, a few hundred clients at a time: the
+ * changes read for one round, and each group's matches and frames, serve the
+ * next rounds too. It holds the changes in (from, last], grows as the log
+ * does, and is dropped after CU_IDLE_MS without requests or when a request
+ * reaches further back than `from`.
+ */
+struct cu_cache {
+	bool is_valid;
+	uint64_t from, last;
+	uint64_t oldest; /* the log's oldest retained position when first read */
+	struct rt_change *chs;
+	size_t n, cap;
+	struct cu_group *groups;
+	uint64_t used_ms;
+};
+
+#define CU_MAX_CHANGES 20000 /* a longer stretch is read in batches, uncached */
+#define CU_IDLE_MS 1000
+
 struct rt_changes {
 	struct rt_store *store;
 	struct rt_hub *hub;
@@ -99,6 +135,7 @@ struct rt_changes {
 	struct eq_column *eq_cols;
 	struct resume_req *requests;
 	uint64_t last_pos;
+	struct cu_cache cu; /* feed thread */
 };
 
 /* ---- values ---- */
@@ -748,7 +785,7 @@ void rt_changes_resume(struct rt_changes *c, const char *key, uint64_t after, st
 	r->g = g;
 	pthread_mutex_lock(&c->mu);
 	g->refs++; /* held until the request is served */
-	LL_APPEND(c->requests, r);
+	LL_PREPEND(c->requests, r); /* served together, in no particular order */
 	pthread_mutex_unlock(&c->mu);
 }
 
@@ -759,40 +796,153 @@ static int cmp_req_group(const void *a, const void *b)
 	return x->g < y->g ? -1 : x->g > y->g;
 }
 
-/*
- * Serves the pending resume requests on the feed thread, between two live
- * batches: no live change is published while the catch-ups are read, so each
- * marker's position splits catch-up and live stream exactly. The requests
- * share one read of the log (from the oldest position asked for) and, for
- * requests of the same binding group, one match and one encoding per change:
- * a reconnect storm of N clients costs one scan, not N. The bindings are held
- * by the requests.
- */
-static void serve_resumes(struct rt_changes *c, struct resume_req *todo)
+/* ---- the catch-up cache ---- */
+
+static void cu_drop(struct rt_changes *c)
 {
-	uint64_t last = c->last_pos, pos = UINT64_MAX;
-	size_t n_req = 0;
-	for (struct resume_req *r = todo; r; r = r->next)
-		n_req++;
-	struct resume_req **reqs = rt_xmalloc(n_req * sizeof *reqs);
-	size_t n_live = 0;
-	for (struct resume_req *r = todo; r; r = r->next) {
-		/* A position ahead of the log (the database was replaced) is a gap too. */
-		r->is_resync = r->after > last;
-		if (!r->is_resync && r->after < last) {
-			reqs[n_live++] = r;
-			if (r->after < pos)
-				pos = r->after;
+	struct cu_cache *cu = &c->cu;
+	struct cu_group *cg, *tmp;
+	pthread_mutex_lock(&c->mu);
+	HASH_ITER(hh, cu->groups, cg, tmp) {
+		HASH_DEL(cu->groups, cg);
+		for (size_t k = 0; k < cg->n_m; k++) {
+			rt_frame_unref(cg->m[k].v1);
+			rt_frame_unref(cg->m[k].v2);
+		}
+		free(cg->m);
+		unref_group(c, cg->g);
+		free(cg);
+	}
+	pthread_mutex_unlock(&c->mu);
+	rt_store_changes_free(cu->chs, cu->n);
+	*cu = (struct cu_cache){0};
+}
+
+/*
+ * Makes the cache hold every change in (from, last]. Returns 0, or -1 when
+ * it cannot (a read failed, the stretch is too long, or nothing is retained:
+ * the caller reads the log itself and sorts out the gaps).
+ */
+static int cu_prepare(struct rt_changes *c, uint64_t from, uint64_t last)
+{
+	struct cu_cache *cu = &c->cu;
+	if (cu->is_valid && (from < cu->from || last < cu->last))
+		cu_drop(c);
+	if (!cu->is_valid)
+		cu->from = cu->last = from;
+	while (cu->last < last) {
+		struct rt_change *chs;
+		size_t n;
+		uint64_t oldest;
+		struct rt_store_scan scan;
+		if (rt_store_changes_after(c->store, cu->last, RT_CHANGES_BATCH, &chs, &n, &oldest,
+					   &scan))
+			goto fail;
+		if (!cu->is_valid) {
+			cu->oldest = oldest;
+			cu->is_valid = true;
+		}
+		size_t keep = 0;
+		while (keep < n && chs[keep].pos <= last)
+			keep++;
+		if (cu->n + keep > CU_MAX_CHANGES) {
+			rt_store_changes_free(chs, n);
+			goto fail;
+		}
+		if (cu->n + keep > cu->cap) {
+			cu->cap = (cu->n + keep) * 2;
+			cu->chs = rt_xrealloc(cu->chs, cu->cap * sizeof *cu->chs);
+		}
+		memcpy(cu->chs + cu->n, chs, keep * sizeof *chs); /* the cache owns them now */
+		cu->n += keep;
+		for (size_t i = keep; i < n; i++) { /* past last: they come live */
+			json_decref(chs[i].record);
+			json_decref(chs[i].old_record);
+		}
+		free(chs);
+		if (scan.n_rows < RT_CHANGES_BATCH || scan.last_pos >= last || scan.last_pos <= cu->last)
+			break;
+		cu->last = scan.last_pos;
+	}
+	cu->last = last;
+	if (!cu->oldest)
+		goto fail; /* nothing retained: every request is a gap */
+	cu->used_ms = rt_mono_ms();
+	return 0;
+fail:
+	cu_drop(c);
+	return -1;
+}
+
+/* g's entry in the cache, matched up to the cache's last change. */
+static struct cu_group *cu_group(struct rt_changes *c, struct rt_bgroup *g,
+				 const struct rt_binding **matched)
+{
+	struct cu_cache *cu = &c->cu;
+	struct cu_group *cg;
+	HASH_FIND_PTR(cu->groups, &g, cg);
+	if (!cg) {
+		cg = rt_xcalloc(1, sizeof *cg);
+		cg->g = g;
+		pthread_mutex_lock(&c->mu);
+		g->refs++;
+		pthread_mutex_unlock(&c->mu);
+		HASH_ADD_PTR(cu->groups, g, cg);
+	}
+	for (; cg->n_done < cu->n; cg->n_done++) {
+		const struct rt_change *ch = &cu->chs[cg->n_done];
+		size_t n_matched = 0;
+		for (size_t b = 0; b < g->n; b++)
+			if (matches(g->bindings[b], ch))
+				matched[n_matched++] = g->bindings[b];
+		if (!n_matched)
+			continue;
+		if (cg->n_m == cg->cap_m) {
+			cg->cap_m = cg->cap_m ? cg->cap_m * 2 : 16;
+			cg->m = rt_xrealloc(cg->m, cg->cap_m * sizeof *cg->m);
+		}
+		struct cu_match *m = &cg->m[cg->n_m++];
+		m->i = cg->n_done;
+		encode_change(g->topic, matched, n_matched, ch, &m->v1, &m->v2);
+	}
+	return cg;
+}
+
+/* Serves requests sorted by group from the cache. */
+static void serve_cached(struct rt_changes *c, struct resume_req **reqs, size_t n_live,
+			 const struct rt_binding **matched)
+{
+	struct cu_cache *cu = &c->cu;
+	for (size_t k = 0; k < n_live;) {
+		struct cu_group *cg = cu_group(c, reqs[k]->g, matched);
+		for (; k < n_live && reqs[k]->g == cg->g; k++) {
+			struct resume_req *r = reqs[k];
+			if (r->after + 1 < cu->oldest)
+				r->is_resync = true; /* changes it missed were pruned */
+			if (r->is_resync)
+				continue;
+			size_t lo = 0, hi = cg->n_m; /* the first match after r->after */
+			while (lo < hi) {
+				size_t mid = lo + (hi - lo) / 2;
+				if (cu->chs[cg->m[mid].i].pos <= r->after)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			for (size_t j = lo; j < cg->n_m; j++)
+				publish_frames(c, r->key, cu->chs[cg->m[j].i].pos, cg->m[j].v1,
+					       cg->m[j].v2);
 		}
 	}
-	qsort(reqs, n_live, sizeof *reqs, cmp_req_group);
-	size_t max_n = 1;
-	for (size_t i = 0; i < n_live; i++)
-		if (reqs[i]->g->n + 1 > max_n)
-			max_n = reqs[i]->g->n + 1;
-	const struct rt_binding **matched = rt_xcalloc(max_n, sizeof *matched);
+}
+
+/* Serves requests sorted by group reading the log in batches from pos
+ * (a stretch too long for the cache). */
+static void serve_streamed(struct rt_changes *c, struct resume_req **reqs, size_t n_live,
+			   uint64_t pos, uint64_t last, const struct rt_binding **matched)
+{
 	bool is_first = true;
-	while (n_live && pos < last) {
+	while (pos < last) {
 		struct rt_change *chs;
 		size_t n;
 		uint64_t oldest;
@@ -836,6 +986,44 @@ static void serve_resumes(struct rt_changes *c, struct resume_req *todo)
 			break;
 		pos = scan.last_pos;
 	}
+}
+
+/*
+ * Serves the pending resume requests on the feed thread, between two live
+ * batches: no live change is published while the catch-ups are read, so each
+ * marker's position splits catch-up and live stream exactly. The requests
+ * share one read of the log (from the oldest position asked for) and, for
+ * requests of the same binding group, one match and one encoding per change,
+ * kept in the catch-up cache for the next rounds: a reconnect storm of N
+ * clients costs one scan, not N. The bindings are held by the requests.
+ */
+static void serve_resumes(struct rt_changes *c, struct resume_req *todo)
+{
+	uint64_t last = c->last_pos, pos = UINT64_MAX;
+	size_t n_req = 0;
+	for (struct resume_req *r = todo; r; r = r->next)
+		n_req++;
+	struct resume_req **reqs = rt_xmalloc(n_req * sizeof *reqs);
+	size_t n_live = 0;
+	for (struct resume_req *r = todo; r; r = r->next) {
+		/* A position ahead of the log (the database was replaced) is a gap too. */
+		r->is_resync = r->after > last;
+		if (!r->is_resync && r->after < last) {
+			reqs[n_live++] = r;
+			if (r->after < pos)
+				pos = r->after;
+		}
+	}
+	qsort(reqs, n_live, sizeof *reqs, cmp_req_group);
+	size_t max_n = 1;
+	for (size_t i = 0; i < n_live; i++)
+		if (reqs[i]->g->n + 1 > max_n)
+			max_n = reqs[i]->g->n + 1;
+	const struct rt_binding **matched = rt_xcalloc(max_n, sizeof *matched);
+	if (n_live && !cu_prepare(c, pos, last))
+		serve_cached(c, reqs, n_live, matched);
+	else if (n_live)
+		serve_streamed(c, reqs, n_live, pos, last, matched);
 	free(matched);
 	free(reqs);
 	for (struct resume_req *r = todo; r; r = r->next) {
@@ -895,6 +1083,8 @@ static void *feed_main(void *arg)
 				free_request(c, r);
 			}
 			pthread_mutex_unlock(&c->mu);
+		} else if (c->cu.is_valid && rt_mono_ms() - c->cu.used_ms >= CU_IDLE_MS) {
+			cu_drop(c);
 		}
 		if (rt_mono_ms() - last_prune >= PRUNE_EVERY_MS) {
 			rt_store_prune(c->store);
@@ -936,6 +1126,7 @@ void rt_changes_free(struct rt_changes *c)
 	if (!c)
 		return;
 	rt_changes_stop(c);
+	cu_drop(c);
 	while (c->requests) {
 		struct resume_req *r = c->requests;
 		LL_DELETE(c->requests, r);
