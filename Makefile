@@ -132,7 +132,11 @@ clean:
 BENCH_SRC := $(wildcard bench/*.c)
 
 .PHONY: bench
-bench: $(BUILD)/rtbench
+bench: $(BUILD)/rtbench $(BUILD)/rtfloor
+
+# rtfloor: the kernel's own cost of a fan-out, the floor of rtsync's latency
+$(BUILD)/rtfloor: bench/floor/floor.c
+	$(CC) $(ALL_CFLAGS) -o $@ $< -luring -lpthread $(LDFLAGS)
 
 $(BUILD)/rtbench: $(BENCH_SRC) $(BUILD)/libsrv.a
 	$(CC) $(ALL_CFLAGS) -o $@ $(BENCH_SRC) $(BUILD)/libsrv.a $(LIBS) $(LDFLAGS)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A few seconds of every rtbench scenario at small sizes, against the rtsync of
+# A few seconds of every rtbench scenario (and of rtfloor) at small sizes, against the rtsync of
 # BUILD_DIR (make test: the sanitizer build), asserting sane results: every
 # socket joined, nothing lost, nothing duplicated, the slow consumers dropped
 # without touching the others, every storm client resumed.
@@ -31,7 +31,7 @@ check() {
 	local name=$1 expr=$2
 	shift 2
 	local out rc
-	out=$(timeout 120 "$rtbench" "$@" 2>"$tmp/err")
+	out=$(timeout 120 "${tool:-$rtbench}" "$@" 2>"$tmp/err")
 	rc=$?
 	if [ "$rc" -eq 0 ] && node -e '
 		const r = JSON.parse(process.argv[1]);
@@ -51,6 +51,17 @@ check "fanout vsn 2.0.0: 100 subscribers, 200 msg/s, nothing lost" \
 	'r.server_exit === 0 && r.connected === 101 && r.sent > 0 && r.lost === 0 && r.delivered === r.expected && r.reordered === 0 && r.latency_us.p50 > 0' \
 	fanout --url ws://127.0.0.1:0 --apikey "$key" --spawn "$serve --data-dir $d" \
 	--subscribers 100 --rate 200 --duration 1
+check "fanout without io_uring (one socket at a time): nothing lost" \
+	'r.server_exit === 0 && r.connected === 101 && r.sent > 0 && r.lost === 0 && r.delivered === r.expected && r.reordered === 0' \
+	fanout --url ws://127.0.0.1:0 --apikey "$key" --spawn "$serve --data-dir $d --io-uring off" \
+	--subscribers 100 --rate 200 --duration 1
+rtfloor=$build/rtfloor
+[ -x "$rtfloor" ] || rtfloor=$root/build/rtfloor
+for mode in write uring; do
+	tool=$rtfloor check "rtfloor $mode: 50 sockets, every message read" \
+		"r.mode === '$mode' && r.short_rounds === 0 && r.deliveries === 50 * 40 && r.latency_ms.p50 > 0" \
+		--sockets 50 --rounds 40 --interval-ms 2 --mode $mode
+done
 check "fanout vsn 1.0.0: 50 subscribers, text frames, nothing lost" \
 	'r.server_exit === 0 && r.vsn === "1.0.0" && r.connected === 51 && r.lost === 0 && r.delivered === r.expected && r.delivered > 0' \
 	fanout --vsn 1.0.0 --url ws://127.0.0.1:0 --apikey "$key" --spawn "$serve --data-dir $d" \
