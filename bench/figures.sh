@@ -5,12 +5,12 @@
 # with its name, and the commit and machine first.
 #   bench/figures.sh [BUILD_DIR] [RUN...]      (BUILD_DIR: build; RUN: all)
 # Runs: fanout200 fanout1000 fanout5000 slow1000 slowdrop slowdrop0 idle10k
-#       idle19900 changes storm vsn1
+#       idle19900 changes storm vsn1 fanout200-nouring floor-write floor-uring
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
 shift || true
-runs=${*:-fanout200 fanout1000 fanout5000 slow1000 slowdrop slowdrop0 idle10k idle19900 changes storm vsn1}
+runs=${*:-fanout200 fanout1000 fanout5000 slow1000 slowdrop slowdrop0 idle10k idle19900 changes storm vsn1 fanout200-nouring floor-write floor-uring}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 secret=bench-figures-secret-bench-figures-secret
@@ -49,6 +49,11 @@ for run in $runs; do
 	vsn1)
 		bench fanout --vsn 1.0.0 --spawn "$serve --data-dir $d" --subscribers 1000 --rate 200 \
 			--payload 100 --duration 10 ;;
+	fanout200-nouring) # the same as fanout200, one socket at a time (no io_uring)
+		bench fanout --spawn "$serve --data-dir $d --io-uring off" --subscribers 1000 --rate 200 \
+			--payload 100 --duration 10 ;;
+	floor-write | floor-uring) # the kernel alone: 100 bytes to 1000 sockets, 200 times a second
+		"$build/rtfloor" --sockets 1000 --rounds 2000 --interval-ms 5 --mode "${run#floor-}" ;;
 	*) echo "unknown run $run" >&2 ;;
 	esac
 done
