@@ -269,15 +269,29 @@ static void enqueue(struct rt_session *s, struct rt_writes_job *j)
 		start_next(s);
 }
 
-/* A job for a request of s, or NULL (answered) when the session has too
- * many waiting or the server has no store. */
-static struct rt_writes_job *job_new(struct rt_session *s, struct rt_store *store,
-				     const char *join_ref, const char *ref, const char *topic)
+/* The table a request names ("schema", "table"), or NULL once the error is
+ * answered (no store, no such table). */
+static const struct rt_store_table *request_table(struct rt_session *s, struct rt_store *store,
+						  const char *join_ref, const char *ref,
+						  const char *topic, const json_t *payload)
 {
 	if (!store) {
 		reply_error(s, join_ref, ref, topic, "RTS404", "this server runs without a store");
 		return NULL;
 	}
+	const char *schema = json_string_value(json_object_get(payload, "schema"));
+	const char *table = json_string_value(json_object_get(payload, "table"));
+	const struct rt_store_table *t = table ? rt_store_table(store, schema, table) : NULL;
+	if (!t)
+		reply_error(s, join_ref, ref, topic, "PGRST205", "unknown table");
+	return t;
+}
+
+/* A job for a request of s, or NULL (answered) when the session has too
+ * many waiting. */
+static struct rt_writes_job *job_new(struct rt_session *s, struct rt_store *store,
+				     const char *join_ref, const char *ref, const char *topic)
+{
 	if (rt_session_writes(s)->n >= RT_WRITES_MAX_IN_FLIGHT) {
 		RT_METRIC_ERROR(RATE_LIMITED);
 		reply_error(s, join_ref, ref, topic, "RTS429", "too many store requests in flight");
@@ -315,13 +329,10 @@ static int parse_kind(const char *type, enum rt_write_kind *kind)
 void rt_writes_handle(struct rt_session *s, struct rt_store *store, const char *join_ref,
 		      const char *ref, const char *topic, const json_t *payload)
 {
-	if (!store) {
-		reply_error(s, join_ref, ref, topic, "RTS404", "this server runs without a store");
+	const struct rt_store_table *t = request_table(s, store, join_ref, ref, topic, payload);
+	if (!t)
 		return;
-	}
 	const char *type = json_string_value(json_object_get(payload, "type"));
-	const char *schema = json_string_value(json_object_get(payload, "schema"));
-	const char *table = json_string_value(json_object_get(payload, "table"));
 	const json_t *record = json_object_get(payload, "record");
 	const json_t *key = json_object_get(payload, "key");
 	const json_t *base = json_object_get(payload, "base");
@@ -331,11 +342,6 @@ void rt_writes_handle(struct rt_session *s, struct rt_store *store, const char *
 	if (parse_kind(type, &kind)) {
 		reply_error(s, join_ref, ref, topic, "RTS400",
 			    "type must be insert, update, upsert or delete");
-		return;
-	}
-	const struct rt_store_table *t = table ? rt_store_table(store, schema, table) : NULL;
-	if (!t) {
-		reply_error(s, join_ref, ref, topic, "PGRST205", "unknown table");
 		return;
 	}
 	if (kind != RT_WRITE_DELETE && !json_is_object(record)) {
@@ -408,17 +414,9 @@ void rt_writes_handle(struct rt_session *s, struct rt_store *store, const char *
 void rt_writes_snapshot(struct rt_session *s, struct rt_store *store, const char *join_ref,
 			const char *ref, const char *topic, const json_t *payload)
 {
-	if (!store) {
-		reply_error(s, join_ref, ref, topic, "RTS404", "this server runs without a store");
+	const struct rt_store_table *t = request_table(s, store, join_ref, ref, topic, payload);
+	if (!t)
 		return;
-	}
-	const char *schema = json_string_value(json_object_get(payload, "schema"));
-	const char *table = json_string_value(json_object_get(payload, "table"));
-	const struct rt_store_table *t = table ? rt_store_table(store, schema, table) : NULL;
-	if (!t) {
-		reply_error(s, join_ref, ref, topic, "PGRST205", "unknown table");
-		return;
-	}
 	struct rt_writes_job *j = job_new(s, store, join_ref, ref, topic);
 	if (!j)
 		return;
