@@ -13,7 +13,7 @@
 struct rt_outbox {
 	struct rt_outbox_alloc alloc;
 	sqlite3 *db;
-	sqlite3_stmt *push, *front, *remove, *defer, *count;
+	sqlite3_stmt *push, *front, *remove, *defer, *count, *next, *replace;
 };
 
 static void *ob_realloc(struct rt_outbox_alloc *a, void *p, size_t size)
@@ -72,8 +72,13 @@ int rt_outbox_open(const char *path, const struct rt_outbox_alloc *alloc, struct
 		"DELETE FROM rtsync_outbox WHERE seq = ?",
 		"UPDATE rtsync_outbox SET attempts = attempts + 1, not_before_ms = ? WHERE seq = ?",
 		"SELECT count(*) FROM rtsync_outbox",
+		"SELECT seq, key, payload, attempts, not_before_ms FROM rtsync_outbox "
+		"WHERE seq > ? ORDER BY seq LIMIT 1",
+		"UPDATE rtsync_outbox SET key = ?, payload = ?, attempts = 0, not_before_ms = 0 "
+		"WHERE seq = ?",
 	};
-	sqlite3_stmt **st[] = {&o->push, &o->front, &o->remove, &o->defer, &o->count};
+	sqlite3_stmt **st[] = {&o->push,  &o->front, &o->remove, &o->defer,
+			       &o->count, &o->next,  &o->replace};
 	for (size_t i = 0; i < sizeof sql / sizeof *sql; i++) {
 		rc = sqlite3_prepare_v3(o->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, st[i], NULL);
 		if (rc != SQLITE_OK)
@@ -99,6 +104,8 @@ void rt_outbox_close(struct rt_outbox *o)
 	sqlite3_finalize(o->remove);
 	sqlite3_finalize(o->defer);
 	sqlite3_finalize(o->count);
+	sqlite3_finalize(o->next);
+	sqlite3_finalize(o->replace);
 	sqlite3_close(o->db);
 	struct rt_outbox_alloc a = o->alloc;
 	ob_realloc(&a, o, 0);
@@ -131,20 +138,21 @@ int rt_outbox_push(struct rt_outbox *o, const char *key, const char *payload, in
 	return rc;
 }
 
-int rt_outbox_front(struct rt_outbox *o, struct rt_outbox_entry *e)
+/* Reads the row st is on (or finds none) into e and resets st. */
+static int read_entry(struct rt_outbox *o, sqlite3_stmt *st, struct rt_outbox_entry *e)
 {
 	memset(e, 0, sizeof *e);
-	int rc = sqlite3_step(o->front);
+	int rc = sqlite3_step(st);
 	if (rc == SQLITE_DONE) {
 		rc = RT_ENOTFOUND;
 	} else if (rc == SQLITE_ROW) {
-		e->seq = sqlite3_column_int64(o->front, 0);
-		e->key = ob_strdup(&o->alloc, (const char *)sqlite3_column_text(o->front, 1),
-				   (size_t)sqlite3_column_bytes(o->front, 1));
-		e->payload = ob_strdup(&o->alloc, (const char *)sqlite3_column_text(o->front, 2),
-				       (size_t)sqlite3_column_bytes(o->front, 2));
-		e->attempts = (unsigned)sqlite3_column_int(o->front, 3);
-		e->not_before_ms = sqlite3_column_int64(o->front, 4);
+		e->seq = sqlite3_column_int64(st, 0);
+		e->key = ob_strdup(&o->alloc, (const char *)sqlite3_column_text(st, 1),
+				   (size_t)sqlite3_column_bytes(st, 1));
+		e->payload = ob_strdup(&o->alloc, (const char *)sqlite3_column_text(st, 2),
+				       (size_t)sqlite3_column_bytes(st, 2));
+		e->attempts = (unsigned)sqlite3_column_int(st, 3);
+		e->not_before_ms = sqlite3_column_int64(st, 4);
 		rc = 0;
 		if (!e->key || !e->payload) {
 			rt_outbox_entry_deinit(o, e);
@@ -153,8 +161,32 @@ int rt_outbox_front(struct rt_outbox *o, struct rt_outbox_entry *e)
 	} else {
 		rc = io_rc(rc);
 	}
-	sqlite3_reset(o->front);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
 	return rc;
+}
+
+int rt_outbox_front(struct rt_outbox *o, struct rt_outbox_entry *e)
+{
+	return read_entry(o, o->front, e);
+}
+
+int rt_outbox_next(struct rt_outbox *o, int64_t after_seq, struct rt_outbox_entry *e)
+{
+	sqlite3_bind_int64(o->next, 1, after_seq);
+	return read_entry(o, o->next, e);
+}
+
+int rt_outbox_replace(struct rt_outbox *o, int64_t seq, const char *key, const char *payload)
+{
+	size_t key_len = key ? strlen(key) : 0;
+	size_t len = payload ? strlen(payload) : 0;
+	if (!key_len || key_len > MAX_KEY || !payload || len > RT_OUTBOX_MAX_PAYLOAD)
+		return RT_EINVAL;
+	sqlite3_bind_text(o->replace, 1, key, (int)key_len, SQLITE_STATIC);
+	sqlite3_bind_text(o->replace, 2, payload, (int)len, SQLITE_STATIC);
+	sqlite3_bind_int64(o->replace, 3, seq);
+	return step_done(o->db, o->replace);
 }
 
 void rt_outbox_entry_deinit(struct rt_outbox *o, struct rt_outbox_entry *e)

@@ -61,6 +61,19 @@ int rt_outbox_push(struct rt_outbox *o, const char *key, const char *payload, in
 int rt_outbox_front(struct rt_outbox *o, struct rt_outbox_entry *e);
 void rt_outbox_entry_deinit(struct rt_outbox *o, struct rt_outbox_entry *e);
 
+/* The first entry with a seq above after_seq (0: the oldest), to walk the
+ * outbox in order. Returns as rt_outbox_front(). */
+int rt_outbox_next(struct rt_outbox *o, int64_t after_seq, struct rt_outbox_entry *e);
+
+/*
+ * Replaces entry seq in place (same place in the order) with a new key and
+ * payload, and clears its attempts and deferral: a write resent in another
+ * form (a manually resolved conflict) with a new idempotency key. Durable
+ * when it returns. Returns 0, RT_EINVAL (as rt_outbox_push()), RT_ENOTFOUND,
+ * RT_EEXISTS (another entry has that key), RT_EIO.
+ */
+int rt_outbox_replace(struct rt_outbox *o, int64_t seq, const char *key, const char *payload);
+
 /* Removes the entry seq (answered by the server). Returns 0, RT_ENOTFOUND,
  * RT_EIO. */
 int rt_outbox_remove(struct rt_outbox *o, int64_t seq);

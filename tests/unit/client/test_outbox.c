@@ -110,6 +110,38 @@ static void test_order_and_keys(void **state)
 	rt_outbox_close(o);
 }
 
+/* Walking in order, and a replace that keeps the entry's place. */
+static void test_next_and_replace(void **state)
+{
+	struct rt_outbox *o = open_ok(NULL);
+	int64_t s1, s2, s3;
+	assert_int_equal(rt_outbox_push(o, "a", "{\"n\":1}", &s1), 0);
+	assert_int_equal(rt_outbox_push(o, "b", "{\"n\":2}", &s2), 0);
+	assert_int_equal(rt_outbox_push(o, "c", "{\"n\":3}", &s3), 0);
+	assert_int_equal(rt_outbox_defer(o, s2, 12345), 0);
+	assert_int_equal(rt_outbox_replace(o, s2, "b2", "{\"n\":22}"), 0);
+	assert_int_equal(rt_outbox_replace(o, s2, "c", "{}"), RT_EEXISTS);
+	assert_int_equal(rt_outbox_replace(o, 999, "z", "{}"), RT_ENOTFOUND);
+	assert_int_equal(rt_outbox_replace(o, s2, "", "{}"), RT_EINVAL);
+	const char *keys[] = {"a", "b2", "c"}, *payloads[] = {"{\"n\":1}", "{\"n\":22}", "{\"n\":3}"};
+	int64_t after = 0;
+	for (int i = 0; i < 3; i++) {
+		struct rt_outbox_entry e;
+		assert_int_equal(rt_outbox_next(o, after, &e), 0);
+		assert_string_equal(e.key, keys[i]);
+		assert_string_equal(e.payload, payloads[i]);
+		assert_int_equal(e.attempts, 0); /* the replace cleared the deferral */
+		assert_int_equal(e.not_before_ms, 0);
+		after = e.seq;
+		rt_outbox_entry_deinit(o, &e);
+	}
+	assert_int_equal(after, s3);
+	struct rt_outbox_entry e;
+	assert_int_equal(rt_outbox_next(o, after, &e), RT_ENOTFOUND);
+	assert_int_equal(rt_outbox_count(o), 3);
+	rt_outbox_close(o);
+}
+
 static void test_survives_sigkill(void **state)
 {
 	enum { N = 200 };
@@ -223,6 +255,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_order_and_keys, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_next_and_replace, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_survives_sigkill, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_an_outbox, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_out_of_memory, setup, teardown),
