@@ -158,8 +158,14 @@ struct rt_table_options {
 
 /*
  * Opens a synced table on client c: loads the outbox (its writes show as
- * pending at once) and joins the table's channel (now if connected, else
- * when the connection opens). Returns 0 and sets *out, RT_EINVAL (no table,
+ * pending at once; on_row reports each, cause LOCAL, before this returns)
+ * and joins the table's channel (now if connected, else when the
+ * connection opens). Writes are sent once the channel is joined and the
+ * snapshot loaded, in outbox order. A write that gets no answer (timeout,
+ * connection lost) or a transient error (RTS429, RTS503, PGRST000-003,
+ * PostgreSQL classes 08, 53, 57, 40001, 40P01) stays in the outbox and is
+ * sent again after a backoff with its idempotency key; any other answer
+ * ends it (docs/client.md). Returns 0 and sets *out, RT_EINVAL (no table,
  * bad names, over 8 key columns), RT_EEXISTS (c already has that table
  * open), RT_EIO (the outbox cannot be opened, or holds a write that is not
  * one of this table's), RT_ENOMEM. Not from a callback.
