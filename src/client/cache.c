@@ -125,11 +125,11 @@ err_put:
 
 /* The visible row of key given the rows map (the cache's or another). */
 static json_t *visible_in(const struct rt_cache *k, const json_t *rows, const char *key,
-			  bool *is_pending)
+			  bool *is_pending, bool *oom)
 {
-	json_t *row = ENTRY_ROW(json_object_get(rows, key));
-	row = json_is_object(row) ? json_deep_copy(row) : NULL;
-	bool pending = false;
+	const json_t *confirmed = ENTRY_ROW(json_object_get(rows, key));
+	json_t *row = json_is_object(confirmed) ? json_deep_copy(confirmed) : NULL;
+	bool pending = false, failed = json_is_object(confirmed) && !row;
 	for (const struct rt_cache_write *w = k->head; w; w = w->next) {
 		if (strcmp(w->key, key))
 			continue;
@@ -140,34 +140,51 @@ static json_t *visible_in(const struct rt_cache *k, const json_t *rows, const ch
 			row = NULL;
 			break;
 		case RT_CACHE_UPDATE:
-			if (row)
-				json_object_update(row, w->record);
+			if (row && json_object_update(row, w->record))
+				failed = true;
 			break;
 		case RT_CACHE_INSERT:
 		case RT_CACHE_UPSERT:
-			if (!row)
-				row = json_object();
-			if (row)
-				json_object_update(row, w->record);
+			if (!row && !failed && !(row = json_object()))
+				failed = true;
+			if (row && json_object_update(row, w->record))
+				failed = true;
 			break;
 		}
 	}
 	if (is_pending)
 		*is_pending = pending;
+	if (failed) {
+		json_decref(row);
+		row = NULL;
+	}
+	if (oom)
+		*oom = failed;
 	return row;
 }
 
-json_t *rt_cache_visible(const struct rt_cache *k, const char *key, bool *is_pending)
+json_t *rt_cache_visible(const struct rt_cache *k, const char *key, bool *is_pending, bool *oom)
 {
-	return visible_in(k, k->rows, key, is_pending);
+	return visible_in(k, k->rows, key, is_pending, oom);
+}
+
+/* Whether key shows a row, without building it. */
+static bool is_visible(const struct rt_cache *k, const char *key)
+{
+	bool shows = json_is_object(ENTRY_ROW(json_object_get(k->rows, key)));
+	for (const struct rt_cache_write *w = k->head; w; w = w->next)
+		if (!strcmp(w->key, key) && w->op != RT_CACHE_UPDATE)
+			shows = w->op != RT_CACHE_DELETE;
+	return shows;
 }
 
 int rt_cache_base(const struct rt_cache *k, const char *key, const json_t *record, json_t **base)
 {
 	*base = NULL;
-	json_t *row = rt_cache_visible(k, key, NULL);
+	bool oom;
+	json_t *row = rt_cache_visible(k, key, NULL, &oom);
 	if (!row)
-		return 0;
+		return oom ? RT_ENOMEM : 0;
 	if (!record) {
 		*base = row;
 		return 0;
@@ -203,8 +220,13 @@ err_put:
 static void report(struct rt_cache *k, const char *key, const json_t *before, bool was_pending,
 		   enum rt_table_cause cause, bool always)
 {
-	bool pending;
-	json_t *after = rt_cache_visible(k, key, &pending);
+	bool pending, oom;
+	json_t *after = rt_cache_visible(k, key, &pending, &oom);
+	if (oom) {
+		if (k->on_oom)
+			k->on_oom(k->user);
+		return;
+	}
 	bool same = (!before && !after) || (before && after && json_equal(before, after));
 	if ((always || !same || pending != was_pending) && k->on_row)
 		k->on_row(k->user, key, after, pending, cause);
@@ -229,7 +251,7 @@ static int set_row(struct rt_cache *k, const char *key, const json_t *row, const
 void rt_cache_add(struct rt_cache *k, struct rt_cache_write *w)
 {
 	bool was_pending;
-	json_t *before = rt_cache_visible(k, w->key, &was_pending);
+	json_t *before = rt_cache_visible(k, w->key, &was_pending, NULL);
 	w->next = NULL;
 	w->prev = k->tail;
 	if (k->tail)
@@ -246,7 +268,7 @@ int rt_cache_unlink(struct rt_cache *k, struct rt_cache_write *w, bool has_row, 
 		    const char *pos, enum rt_table_cause cause)
 {
 	bool was_pending;
-	json_t *before = rt_cache_visible(k, w->key, &was_pending);
+	json_t *before = rt_cache_visible(k, w->key, &was_pending, NULL);
 	if (w->prev)
 		w->prev->next = w->next;
 	else
@@ -268,7 +290,7 @@ int rt_cache_unlink(struct rt_cache *k, struct rt_cache_write *w, bool has_row, 
 void rt_cache_rewrite(struct rt_cache *k, struct rt_cache_write *w, json_t *record, json_t *base)
 {
 	bool was_pending;
-	json_t *before = rt_cache_visible(k, w->key, &was_pending);
+	json_t *before = rt_cache_visible(k, w->key, &was_pending, NULL);
 	json_decref(w->record);
 	json_decref(w->base);
 	w->record = record;
@@ -295,7 +317,7 @@ static int apply_change(struct rt_cache *k, const char *type, const json_t *reco
 		json_decref(kobj);
 		if (strcmp(old_key, key)) {
 			bool was_pending;
-			json_t *before = rt_cache_visible(k, old_key, &was_pending);
+			json_t *before = rt_cache_visible(k, old_key, &was_pending, NULL);
 			rc = set_row(k, old_key, NULL, pos);
 			report(k, old_key, before, was_pending, RT_TABLE_REMOTE, false);
 			json_decref(before);
@@ -304,7 +326,7 @@ static int apply_change(struct rt_cache *k, const char *type, const json_t *reco
 		}
 	}
 	bool was_pending;
-	json_t *before = rt_cache_visible(k, key, &was_pending);
+	json_t *before = rt_cache_visible(k, key, &was_pending, NULL);
 	rc = set_row(k, key, is_delete ? NULL : record, pos);
 	report(k, key, before, was_pending, RT_TABLE_REMOTE, false);
 	json_decref(before);
@@ -368,7 +390,7 @@ int rt_cache_load(struct rt_cache *k, const json_t *rows, const char *pos)
 	json_t *e;
 	json_object_foreach(old, key, e) {
 		bool was_pending;
-		json_t *before = visible_in(k, old, key, &was_pending);
+		json_t *before = visible_in(k, old, key, &was_pending, NULL);
 		report(k, key, before, was_pending, RT_TABLE_REMOTE, false);
 		json_decref(before);
 	}
@@ -376,7 +398,7 @@ int rt_cache_load(struct rt_cache *k, const json_t *rows, const char *pos)
 		if (json_object_get(old, key))
 			continue;
 		bool was_pending;
-		json_t *before = visible_in(k, old, key, &was_pending);
+		json_t *before = visible_in(k, old, key, &was_pending, NULL);
 		report(k, key, before, was_pending, RT_TABLE_REMOTE, false);
 		json_decref(before);
 	}
@@ -408,17 +430,13 @@ out_put:
 
 /* Calls fn for the key of every visible row: the rows in map order, then
  * keys only pending writes make visible. */
-static int each_visible(const struct rt_cache *k, int (*fn)(void *arg, json_t *row), void *arg)
+static int each_visible(const struct rt_cache *k, int (*fn)(void *arg, const char *key), void *arg)
 {
 	const char *key;
 	json_t *e;
 	int rc = 0;
 	json_object_foreach(k->rows, key, e) {
-		json_t *row = rt_cache_visible(k, key, NULL);
-		if (row)
-			rc = fn(arg, row);
-		json_decref(row);
-		if (rc)
+		if (is_visible(k, key) && (rc = fn(arg, key)))
 			return rc;
 	}
 	for (const struct rt_cache_write *w = k->head; w; w = w->next) {
@@ -429,38 +447,38 @@ static int each_visible(const struct rt_cache *k, int (*fn)(void *arg, json_t *r
 			p = p->next;
 		if (p != w)
 			continue; /* this key was seen at an earlier write */
-		json_t *row = rt_cache_visible(k, w->key, NULL);
-		if (row)
-			rc = fn(arg, row);
-		json_decref(row);
-		if (rc)
+		if (is_visible(k, w->key) && (rc = fn(arg, w->key)))
 			return rc;
 	}
 	return 0;
 }
 
-static int count_row(void *arg, json_t *row)
+static int count_row(void *arg, const char *key)
 {
-	(*(size_t *)arg)++;
+	(*(size_t *)((void **)arg)[1])++;
 	return 0;
 }
 
-static int append_row(void *arg, json_t *row)
+static int append_row(void *arg, const char *key)
 {
-	return json_array_append(arg, row) ? RT_ENOMEM : 0;
+	const struct rt_cache *k = ((void **)arg)[0];
+	json_t *row = rt_cache_visible(k, key, NULL, NULL);
+	return !row || json_array_append_new(((void **)arg)[1], row) ? RT_ENOMEM : 0;
 }
 
 size_t rt_cache_count(const struct rt_cache *k)
 {
 	size_t n = 0;
-	each_visible(k, count_row, &n);
+	void *arg[2] = {(void *)k, &n};
+	each_visible(k, count_row, arg);
 	return n;
 }
 
 json_t *rt_cache_rows(const struct rt_cache *k)
 {
 	json_t *a = json_array();
-	if (a && each_visible(k, append_row, a)) {
+	void *arg[2] = {(void *)k, a};
+	if (a && each_visible(k, append_row, arg)) {
 		json_decref(a);
 		a = NULL;
 	}

@@ -76,6 +76,7 @@ struct rt_cache {
 	size_t n_writes;
 	struct rt_cache_alloc alloc;
 	rt_cache_row_cb on_row;
+	void (*on_oom)(void *user); /* a report could not be built (may be NULL) */
 	void *user;
 };
 
@@ -97,8 +98,9 @@ int rt_cache_key_of(const struct rt_cache *k, const json_t *obj, json_t **key_ob
 		    char key_text[RT_CACHE_MAX_KEY]);
 
 /* The visible row of key (a new reference; NULL when none) and whether
- * pending writes touch it (is_pending may be NULL). NULL also on ENOMEM. */
-json_t *rt_cache_visible(const struct rt_cache *k, const char *key, bool *is_pending);
+ * pending writes touch it (is_pending may be NULL). NULL also when out of
+ * memory, which sets *oom (may be NULL). */
+json_t *rt_cache_visible(const struct rt_cache *k, const char *key, bool *is_pending, bool *oom);
 
 /*
  * The base of a write on key: for a delete (record NULL) the whole visible

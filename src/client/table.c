@@ -158,6 +158,11 @@ static void cache_row(void *user, const char *key, const json_t *row, bool is_pe
 	tb_free(t->c, text);
 }
 
+static void cache_oom(void *user)
+{
+	emit_error(user, RT_ENOMEM, "out of memory reporting a row");
+}
+
 static void emit_write(struct rt_table *t, struct rt_table_write_event *ev)
 {
 	if (t->cb.on_write)
@@ -645,6 +650,7 @@ int rt_table_open(struct rt_client *c, const struct rt_table_options *o, struct 
 	rc = rt_cache_init(&t->cache, t->pk, t->n_pk, &ca, cache_row, t);
 	if (rc)
 		goto err_free;
+	t->cache.on_oom = cache_oom;
 	struct rt_outbox_alloc oa = {outbox_realloc, c};
 	char err[300];
 	rc = rt_outbox_open(o->outbox_path ? o->outbox_path : ":memory:", &oa, &t->ob, err,
@@ -814,8 +820,9 @@ int rt_table_get(struct rt_table *t, const char *key, char **row, bool *is_pendi
 	if (rc)
 		return rc == RT_ETOOBIG ? RT_EINVAL : rc;
 	rt_client_lock(t->c);
-	json_t *v = rt_cache_visible(&t->cache, text, is_pending);
-	rc = v ? 0 : RT_ENOTFOUND;
+	bool oom;
+	json_t *v = rt_cache_visible(&t->cache, text, is_pending, &oom);
+	rc = v ? 0 : oom ? RT_ENOMEM : RT_ENOTFOUND;
 	if (v && row && !(*row = dump(t, v)))
 		rc = RT_ENOMEM;
 	rt_client_unlock(t->c);

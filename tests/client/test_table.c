@@ -670,9 +670,79 @@ static void test_api_edges(void **state)
 	rt_client_free(c);
 }
 
+/* ---- out of memory ---- */
+
+/* One offline scenario (open, writes, reads, close) with the k-th
+ * allocation failing (the library's and jansson's). Returns whether it ran
+ * to the end; *enomem whether a call reported RT_ENOMEM. */
+static bool oom_scenario(bool *enomem)
+{
+	struct h_server s = {.port = 1};
+	snprintf(s.url, sizeof s.url, "http://127.0.0.1:1");
+	struct rt_client_options o = {.url = s.url, .apikey = "k", .allocator = &h_allocator};
+	struct rt_client *c = NULL;
+	struct tb b = {0};
+	bool done = false;
+	int rc = rt_client_new(&o, &c);
+	if (rc)
+		goto out;
+	struct rt_table_options to = {.table = "todos", .cb = {tb_ready, tb_row, tb_write, tb_conflict,
+							  tb_error}, .user = &b};
+	struct rt_table *t;
+	if ((rc = rt_table_open(c, &to, &t)))
+		goto out_free;
+	const char *const writes[] = {"{\"id\":1,\"title\":\"a\"}", "{\"id\":1,\"done\":true}",
+				      "{\"id\":2,\"title\":\"b\"}"};
+	if ((rc = rt_table_insert(t, writes[0], 0, NULL)) ||
+	    (rc = rt_table_update(t, writes[1], RT_STRATEGY_MERGE, NULL)) ||
+	    (rc = rt_table_upsert(t, writes[2], 0, NULL)) ||
+	    (rc = rt_table_delete(t, "{\"id\":2}", 0, NULL)))
+		goto out_close;
+	char *row = NULL, *rows = NULL;
+	if ((rc = rt_table_get(t, "{\"id\":1}", &row, NULL)))
+		goto out_close;
+	h_allocator.realloc(h_allocator.ud, row, 0);
+	if ((rc = rt_table_rows(t, &rows)))
+		goto out_close;
+	h_allocator.realloc(h_allocator.ud, rows, 0);
+	done = rt_table_pending(t) == 4 && rt_table_count(t) == 1;
+out_close:
+	rt_table_close(t);
+out_free:
+	rt_client_free(c);
+out:
+	*enomem = rc == RT_ENOMEM;
+	return done;
+}
+
+static void test_oom_every_allocation(void **state)
+{
+	h_count_jansson();
+	long k, runs_enomem = 0;
+	for (k = 1;; k++) {
+		atomic_store(&h_mem.count, 0);
+		atomic_store(&h_mem.failed, 0);
+		atomic_store(&h_mem.fail_at, k);
+		bool enomem = false;
+		bool done = oom_scenario(&enomem);
+		bool failed = atomic_load(&h_mem.failed) > 0;
+		atomic_store(&h_mem.fail_at, 0);
+		assert_int_equal(atomic_load(&h_mem.live), 0); /* nothing leaked */
+		if (!failed) {
+			assert_true(done); /* the allocation k never came: the whole run */
+			break;
+		}
+		if (!done)
+			assert_true(enomem); /* a failure is reported, never silent */
+		runs_enomem += enomem;
+	}
+	print_message("%ld allocations in the scenario: %ld runs reported RT_ENOMEM\n", k - 1,
+		      runs_enomem);
+	assert_true(k > 50);
+}
+
 int main(void)
 {
-	(void)h_count_jansson; /* harness helpers this file does not need */
 	(void)h_server_signal;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_api_edges),
@@ -684,6 +754,7 @@ int main(void)
 		cmocka_unit_test(test_race_manual_drop),
 		cmocka_unit_test(test_offline_sigkill),
 		cmocka_unit_test(test_server_sigkill_stream),
+		cmocka_unit_test(test_oom_every_allocation), /* last: it counts jansson from then on */
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	h_kill_all();

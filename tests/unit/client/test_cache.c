@@ -86,7 +86,7 @@ static const char *visible(struct rt_cache *k, int id, bool *pending)
 	static char out[256];
 	char key[32];
 	snprintf(key, sizeof key, "{\"id\":%d}", id);
-	json_t *v = rt_cache_visible(k, key, pending);
+	json_t *v = rt_cache_visible(k, key, pending, NULL);
 	out[0] = 0;
 	if (v) {
 		size_t n = json_dumpb(v, out, sizeof out - 1, JSON_COMPACT);
