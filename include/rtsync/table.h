@@ -30,7 +30,7 @@
  * Limits:    primary keys of up to 8 columns whose values are strings,
  *            numbers or booleans, at most 512 bytes as JSON; the snapshot is
  *            limited by the server (10,000 rows, 4 MiB); a write's JSON up to
- *            16 MiB; at most max_in_flight writes sent and unanswered (16).
+ *            8 MiB; at most max_in_flight writes sent and unanswered (16).
  */
 #ifndef RTSYNC_TABLE_H
 #define RTSYNC_TABLE_H

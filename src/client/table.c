@@ -652,22 +652,16 @@ int rt_table_open(struct rt_client *c, const struct rt_table_options *o, struct 
 		goto err_free;
 	t->cache.on_oom = cache_oom;
 	struct rt_outbox_alloc oa = {outbox_realloc, c};
-	char err[300];
-	rc = rt_outbox_open(o->outbox_path ? o->outbox_path : ":memory:", &oa, &t->ob, err,
-			    sizeof err);
-	if (rc) {
-		emit_error(t, rc, "%s", err);
+	/* No on_error before the table exists for the application: the code says it. */
+	rc = rt_outbox_open(o->outbox_path ? o->outbox_path : ":memory:", &oa, &t->ob, NULL, 0);
+	if (rc)
 		goto err_cache;
-	}
 	/* Writes left from an earlier run are pending from the start. */
 	struct rt_outbox_entry e;
 	for (int64_t after = 0; !(rc = rt_outbox_next(t->ob, after, &e));) {
 		struct rt_cache_write *w;
 		after = e.seq;
 		rc = write_from_entry(t, &e, &w);
-		if (rc)
-			emit_error(t, rc, "outbox entry %lld is not a write of %s.%s",
-				   (long long)e.seq, t->schema, t->name);
 		rt_outbox_entry_deinit(t->ob, &e);
 		if (rc)
 			goto err_outbox;

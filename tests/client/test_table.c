@@ -667,6 +667,22 @@ static void test_api_edges(void **state)
 	assert_true(json_is(rows, "[{\"id\":5,\"title\":\"x\",\"done\":true}]"));
 	free(rows);
 	rt_table_close(t);
+
+	/* an outbox keeps its writes for the next open, of the same table only */
+	char dir[] = "/tmp/rtsync-table-XXXXXX", path[64];
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/outbox.db", dir);
+	t = open_table(c, &b, RT_STRATEGY_MANUAL, path);
+	assert_int_equal(rt_table_update(t, "{\"id\":3,\"title\":\"z\"}", 0, NULL), 0);
+	rt_table_close(t);
+	t = open_table(c, &b, RT_STRATEGY_REJECT, path);
+	assert_int_equal(rt_table_pending(t), 1);
+	rt_table_close(t);
+	struct rt_table_options other = {.table = "other", .outbox_path = path};
+	assert_int_equal(rt_table_open(c, &other, &t2), RT_EIO);
+	char cmd[96];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
 	rt_client_free(c);
 }
 
