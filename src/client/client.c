@@ -118,6 +118,7 @@ struct rt_client {
 	size_t n_dropped; /* overflows not yet reported */
 	struct wait_reply *replies;
 	struct rt_client_timer *timers; /* of the client's own modules (client_int.h) */
+	uint64_t timer_turn;
 
 	int depth; /* > 0 while rt_client_process runs on this client */
 	pthread_t thread;
@@ -1232,15 +1233,19 @@ static void run_timers(struct rt_client *c, int64_t now)
 		start_connect(c, now);
 }
 
-/* Timers of the client's modules; each run may add, arm or remove timers. */
+/* Timers of the client's modules, each at most once per turn (one armed
+ * again for now runs in the next turn); a run may add, arm or remove
+ * timers. */
 static void run_module_timers(struct rt_client *c, int64_t now)
 {
+	uint64_t turn = ++c->timer_turn;
 	for (bool again = true; again;) {
 		again = false;
 		for (struct rt_client_timer *t = c->timers; t; t = t->next) {
-			if (!t->due_ms || t->due_ms > now)
+			if (!t->due_ms || t->due_ms > now || t->ran_turn == turn)
 				continue;
 			t->due_ms = 0;
+			t->ran_turn = turn;
 			t->run(t->user, now);
 			again = true; /* the list may have changed: scan it again */
 			break;

@@ -18,10 +18,11 @@
 
 /* A timer run by the client's loop: run(user, now) once now >= due_ms (a
  * CLOCK_MONOTONIC time in ms; 0: not armed). The timer is disarmed before
- * run is called. */
+ * run is called; it runs at most once per rt_client_process() turn. */
 struct rt_client_timer {
 	struct rt_client_timer *next;
 	int64_t due_ms;
+	uint64_t ran_turn; /* the client's */
 	void (*run)(void *user, int64_t now_ms);
 	void *user;
 };

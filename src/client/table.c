@@ -266,6 +266,19 @@ out_put:
 
 /* ---- sending ---- */
 
+/* Arms the table's one timer at the earlier of its deadlines still ahead
+ * (a past retry_at only means sending may start: pump() does it when joined). */
+static void arm(struct rt_table *t)
+{
+	int64_t now = rt_client_now_ms(), due = 0;
+	if (t->snap_retry_at > now)
+		due = t->snap_retry_at;
+	if (t->retry_at > now && (!due || t->retry_at < due))
+		due = t->retry_at;
+	if (due)
+		rt_client_timer_arm(t->c, &t->timer, due);
+}
+
 static void request_snapshot(struct rt_table *t)
 {
 	if (!t->is_joined || t->snap_req || t->cache.is_loaded)
@@ -274,7 +287,7 @@ static void request_snapshot(struct rt_table *t)
 	if (rc) {
 		t->snap_req = 0;
 		t->snap_retry_at = rt_client_now_ms() + SNAPSHOT_RETRY_MS;
-		rt_client_timer_arm(t->c, &t->timer, t->snap_retry_at);
+		arm(t);
 	}
 }
 
@@ -286,7 +299,7 @@ static void pump(struct rt_table *t)
 		return;
 	int64_t now = rt_client_now_ms();
 	if (t->retry_at > now) {
-		rt_client_timer_arm(t->c, &t->timer, t->retry_at);
+		arm(t);
 		return;
 	}
 	t->retry_at = 0;
@@ -303,7 +316,7 @@ static void pump(struct rt_table *t)
 			/* buffer full or out of memory: try again a little later */
 			w->req = 0;
 			t->retry_at = now + t->retry_base_ms;
-			rt_client_timer_arm(t->c, &t->timer, t->retry_at);
+			arm(t);
 			if (rc != RT_ELIMIT)
 				emit_error(t, rc, "sending a write: %s", rt_strerror(rc));
 			return;
@@ -318,10 +331,9 @@ static void on_timer(void *user, int64_t now)
 	if (t->snap_retry_at && now >= t->snap_retry_at) {
 		t->snap_retry_at = 0;
 		request_snapshot(t);
-	} else if (t->snap_retry_at) {
-		rt_client_timer_arm(t->c, &t->timer, t->snap_retry_at);
 	}
 	pump(t);
+	arm(t);
 }
 
 /* ---- answers ---- */
@@ -353,7 +365,7 @@ static void defer(struct rt_table *t, struct rt_cache_write *w)
 	int64_t at = rt_client_now_ms() + delay;
 	if (at > t->retry_at)
 		t->retry_at = at;
-	rt_client_timer_arm(t->c, &t->timer, t->retry_at);
+	arm(t);
 }
 
 /* A final answer: out of the outbox and of the overlay. */
@@ -548,7 +560,7 @@ static void snapshot_answered(struct rt_table *t, int rc, const char *response)
 		   reason ? reason : rc ? rt_strerror(rc) : "malformed");
 	json_decref(r);
 	t->snap_retry_at = rt_client_now_ms() + SNAPSHOT_RETRY_MS;
-	rt_client_timer_arm(t->c, &t->timer, t->snap_retry_at);
+	arm(t);
 }
 
 /* ---- channel callbacks ---- */
