@@ -26,6 +26,7 @@
 #include <unistd.h>
 #include <unistr.h>
 
+#include "client/client_int.h"
 #include "client/handshake.h"
 #include "client/presence.h"
 #include "net/ws.h"
@@ -37,7 +38,10 @@
 
 enum phase { PH_NONE, PH_TCP, PH_HANDSHAKE, PH_WS };
 
-enum push_kind { PUSH_BROADCAST, PUSH_TRACK, PUSH_UNTRACK, PUSH_WRITE };
+enum push_kind { PUSH_BROADCAST, PUSH_TRACK, PUSH_UNTRACK, PUSH_WRITE, PUSH_SNAPSHOT };
+
+/* Pushes answered through on_write, with the reply's response. */
+#define IS_WRITE_LIKE(kind) ((kind) == PUSH_WRITE || (kind) == PUSH_SNAPSHOT)
 
 /* A push waiting for its channel to join. */
 struct held_push {
@@ -113,6 +117,8 @@ struct rt_client {
 	size_t n_held;
 	size_t n_dropped; /* overflows not yet reported */
 	struct wait_reply *replies;
+	struct rt_client_timer *timers; /* of the client's own modules (client_int.h) */
+	uint64_t timer_turn;
 
 	int depth; /* > 0 while rt_client_process runs on this client */
 	pthread_t thread;
@@ -405,7 +411,7 @@ static void report(struct rt_client_channel *ch, enum push_kind kind, uint64_t i
 {
 	if (!id)
 		return;
-	if (kind == PUSH_WRITE) {
+	if (IS_WRITE_LIKE(kind)) {
 		if (ch->cb.on_write)
 			ch->cb.on_write(ch->user, ch, id, rc, response);
 	} else if (ch->cb.on_ack) {
@@ -457,7 +463,7 @@ static void drop_held_presence(struct rt_client *c, struct rt_client_channel *ch
 	c->held_tail = NULL;
 	while (*pp) {
 		struct held_push *h = *pp;
-		if (h->ch != ch || h->kind == PUSH_BROADCAST || h->kind == PUSH_WRITE) {
+		if (h->ch != ch || h->kind == PUSH_BROADCAST || IS_WRITE_LIKE(h->kind)) {
 			c->held_tail = h;
 			pp = &h->next;
 			continue;
@@ -472,7 +478,7 @@ static void drop_held_presence(struct rt_client *c, struct rt_client_channel *ch
 static bool has_held_presence(struct rt_client *c, struct rt_client_channel *ch)
 {
 	for (struct held_push *h = c->held; h; h = h->next)
-		if (h->ch == ch && h->kind != PUSH_BROADCAST)
+		if (h->ch == ch && (h->kind == PUSH_TRACK || h->kind == PUSH_UNTRACK))
 			return true;
 	return false;
 }
@@ -564,9 +570,10 @@ static int send_push(struct rt_client_channel *ch, enum push_kind kind, uint64_t
 	struct rt_client *c = ch->c;
 	bool wants_reply = kind != PUSH_BROADCAST || ch->want_ack;
 	uint64_t ref = new_ref(c);
-	const char *event = kind == PUSH_BROADCAST ? "broadcast"
-			    : kind == PUSH_WRITE   ? "write"
-						   : "presence";
+	const char *event = kind == PUSH_BROADCAST  ? "broadcast"
+			    : kind == PUSH_WRITE    ? "write"
+			    : kind == PUSH_SNAPSHOT ? "snapshot"
+						    : "presence";
 	if (wants_reply) {
 		int rc = wait_for_reply(c, ch, ref, id, kind);
 		if (rc)
@@ -955,7 +962,7 @@ static void handle_reply(struct rt_client *c, struct rt_client_channel *ch, cons
 		if (!ok)
 			reason_text(json_object_get(payload, "response"), reason, sizeof reason);
 		char *response = NULL;
-		if (kind == PUSH_WRITE) {
+		if (IS_WRITE_LIKE(kind)) {
 			bool oom = false;
 			response = text_of(c, json_object_get(payload, "response"), &oom);
 			if (oom) {
@@ -1226,6 +1233,26 @@ static void run_timers(struct rt_client *c, int64_t now)
 		start_connect(c, now);
 }
 
+/* Timers of the client's modules, each at most once per turn (one armed
+ * again for now runs in the next turn); a run may add, arm or remove
+ * timers. */
+static void run_module_timers(struct rt_client *c, int64_t now)
+{
+	uint64_t turn = ++c->timer_turn;
+	for (bool again = true; again;) {
+		again = false;
+		for (struct rt_client_timer *t = c->timers; t; t = t->next) {
+			if (!t->due_ms || t->due_ms > now || t->ran_turn == turn)
+				continue;
+			t->due_ms = 0;
+			t->ran_turn = turn;
+			t->run(t->user, now);
+			again = true; /* the list may have changed: scan it again */
+			break;
+		}
+	}
+}
+
 /* ---- zombies ---- */
 
 static void free_zombies(struct rt_client *c)
@@ -1423,6 +1450,9 @@ int rt_client_timeout_ms(struct rt_client *c)
 	}
 	if (c->state == RT_CLIENT_RECONNECTING && c->phase == PH_NONE)
 		AT(c->reconnect_at);
+	for (struct rt_client_timer *t = c->timers; t; t = t->next)
+		if (t->due_ms)
+			AT(t->due_ms);
 #undef AT
 	pthread_mutex_unlock(&c->lock);
 	if (next == INT64_MAX)
@@ -1463,6 +1493,7 @@ int rt_client_process(struct rt_client *c)
 	}
 	now = now_ms();
 	run_timers(c, now);
+	run_module_timers(c, now);
 	if (c->is_close_pending) {
 		c->is_close_pending = false;
 		emit_state(c, RT_CLIENT_CLOSED, 0, 0, 0, NULL);
@@ -1808,4 +1839,56 @@ int rt_channel_presence_state(struct rt_client_channel *ch, char **json)
 	*json = dump(c, ch->presence, NULL);
 	pthread_mutex_unlock(&c->lock);
 	return *json ? 0 : RT_ENOMEM;
+}
+
+/* ---- for the client's own modules (client_int.h) ---- */
+
+void rt_client_lock(struct rt_client *c)
+{
+	pthread_mutex_lock(&c->lock);
+}
+
+void rt_client_unlock(struct rt_client *c)
+{
+	pthread_mutex_unlock(&c->lock);
+}
+
+void *rt_client_realloc(struct rt_client *c, void *p, size_t n)
+{
+	return c->alloc.realloc(c->alloc.ud, p, n);
+}
+
+int64_t rt_client_now_ms(void)
+{
+	return now_ms();
+}
+
+void rt_client_timer_add(struct rt_client *c, struct rt_client_timer *t)
+{
+	t->next = c->timers;
+	c->timers = t;
+}
+
+void rt_client_timer_remove(struct rt_client *c, struct rt_client_timer *t)
+{
+	for (struct rt_client_timer **pp = &c->timers; *pp; pp = &(*pp)->next)
+		if (*pp == t) {
+			*pp = t->next;
+			return;
+		}
+}
+
+void rt_client_timer_arm(struct rt_client *c, struct rt_client_timer *t, int64_t due_ms)
+{
+	t->due_ms = due_ms;
+	wake(c);
+}
+
+int rt_channel_snapshot(struct rt_client_channel *ch, const char *schema, const char *table,
+			uint64_t *id)
+{
+	json_t *p = json_pack("{s:s,s:s}", "schema", schema, "table", table);
+	if (!p)
+		return RT_ENOMEM;
+	return push_now(ch, PUSH_SNAPSHOT, p, id);
 }
