@@ -277,5 +277,19 @@ int main(int argc, char **argv)
 	       r->o.bytes, short_rounds, med / 1e6, (double)pass[r->o.rounds * 9 / 10] / 1e6,
 	       med / 1e3 / (double)r->o.sockets, n, n ? (double)r->lat[n / 2] / 1e6 : -1.0,
 	       n ? (double)r->lat[n * 99 / 100] / 1e6 : -1.0, n ? (double)r->lat[n - 1] / 1e6 : -1.0);
+	if (r->o.is_uring)
+		io_uring_queue_exit(&ring);
+	for (long i = 0; i < r->o.sockets; i++) {
+		close(r->srv[i]);
+		close(r->cli[i]);
+	}
+	free(msg);
+	free(pass);
+	free(r->lat);
+	free(r->stamp);
+	free(r->off);
+	free(r->cli);
+	free(r->srv);
+	free(r);
 	return 0;
 }
