@@ -10,7 +10,8 @@
  * After every step the cache's invariants must hold (rt_cache_validate) and
  * its rows must be readable. Anything else in the input is skipped. The
  * client source is included because fuzz targets link only the server
- * library.
+ * library. Run with its dictionary:
+ *   build-fuzz/fuzz_client_cache -dict=fuzz/client_cache.dict fuzz/corpus/client_cache
  */
 #include <stdint.h>
 #include <stdlib.h>
