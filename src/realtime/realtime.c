@@ -238,6 +238,11 @@ struct rt_conn *rt_session_conn(struct rt_session *s)
 	return s->c;
 }
 
+enum rt_phx_vsn rt_session_vsn(struct rt_session *s)
+{
+	return s->vsn;
+}
+
 /* A system message to the channel; extra members (may be NULL) are added to it. */
 static void system_msg_with(struct rt_channel *ch, const char *extension, const char *status,
 			    const char *message, json_t *extra)

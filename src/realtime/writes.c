@@ -10,6 +10,7 @@
 #include "common/buf.h"
 #include "common/metrics.h"
 #include "net/server.h"
+#include "proto/phx.h"
 #include "realtime/realtime_int.h"
 #include "store/query.h"
 
@@ -30,10 +31,12 @@ struct rt_writes_job {
 	char *key;
 	char *fingerprint;
 	struct rt_write_result res;
-	/* a snapshot */
+	/* a snapshot: its whole phx_reply is encoded on the pool thread */
 	struct rt_read rd;
 	uint64_t position;
 	long long total;
+	enum rt_phx_vsn vsn;
+	struct rt_buf reply;
 	/* results */
 	int rc;
 	json_t *out;
@@ -52,6 +55,7 @@ static void job_free(struct rt_writes_job *j)
 	free(j->fingerprint);
 	json_decref(j->out);
 	rt_write_result_deinit(&j->res);
+	rt_buf_deinit(&j->reply);
 	free(j);
 }
 
@@ -159,14 +163,24 @@ static void work_cb(uv_work_t *w)
 	j->rc = rt_store_read(j->store, &j->rd, &j->out, &j->total, &j->err);
 	if (j->rc)
 		return;
-	size_t n_bytes = json_dumpb(j->out, NULL, 0, JSON_COMPACT);
-	if (j->total > (long long)json_array_size(j->out) || n_bytes > RT_SNAPSHOT_MAX_BYTES) {
+	bool is_too_big = j->total > (long long)json_array_size(j->out);
+	if (!is_too_big) { /* the reply as it will leave, so the worker only queues it */
+		char pos[24];
+		snprintf(pos, sizeof pos, "%llu", (unsigned long long)j->position);
+		json_t *p = json_pack("{s:s,s:{s:O,s:s}}", "status", "ok", "response", "rows",
+				      j->out, "position", pos);
+		rt_phx_encode_text_json(j->vsn, &j->reply, j->join_ref, j->ref, j->topic,
+					"phx_reply", p);
+		json_decref(p);
+		is_too_big = j->reply.len > RT_SNAPSHOT_MAX_BYTES;
+	}
+	if (is_too_big) {
 		j->rc = -1;
 		snprintf(j->err.code, sizeof j->err.code, "RTS413");
 		snprintf(j->err.message, sizeof j->err.message,
-			 "the table has %lld rows (%zu bytes); a snapshot holds at most %d rows "
-			 "and %u bytes",
-			 j->total, n_bytes, RT_STORE_MAX_ROWS, RT_SNAPSHOT_MAX_BYTES);
+			 "the table has %lld rows (a reply of %zu bytes); a snapshot holds at most "
+			 "%d rows and %u bytes",
+			 j->total, j->reply.len, RT_STORE_MAX_ROWS, RT_SNAPSHOT_MAX_BYTES);
 	}
 }
 
@@ -196,14 +210,6 @@ static void reply_write(struct rt_session *s, const struct rt_writes_job *j)
 		json_object_set_new(r, "reason", json_string("conflict"));
 	rt_session_reply(s, j->join_ref, j->ref, j->topic,
 			 res->outcome == RT_WRITE_CONFLICT ? "error" : "ok", r);
-}
-
-static void reply_snapshot(struct rt_session *s, struct rt_writes_job *j)
-{
-	char pos[24];
-	snprintf(pos, sizeof pos, "%llu", (unsigned long long)j->position);
-	json_t *r = json_pack("{s:O,s:s}", "rows", j->out, "position", pos);
-	rt_session_reply(s, j->join_ref, j->ref, j->topic, "ok", r);
 }
 
 static void after_cb(uv_work_t *w, int status);
@@ -245,7 +251,7 @@ static void after_cb(uv_work_t *w, int status)
 		else if (j->rc)
 			reply_store_error(s, j);
 		else if (j->is_snapshot)
-			reply_snapshot(s, j);
+			rt_conn_send_ws(rt_session_conn(s), RT_WS_TEXT, j->reply.data, j->reply.len);
 		else
 			reply_write(s, j);
 	}
@@ -305,6 +311,8 @@ static struct rt_writes_job *job_new(struct rt_session *s, struct rt_store *stor
 	j->join_ref = dup_or_null(join_ref);
 	j->ref = dup_or_null(ref);
 	j->topic = rt_xstrdup(topic);
+	j->vsn = rt_session_vsn(s);
+	rt_buf_init(&j->reply);
 	return j;
 }
 

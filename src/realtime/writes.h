@@ -14,7 +14,8 @@
  * Threads:   the worker thread that owns the session.
  * Limits:    RT_WRITES_MAX_IN_FLIGHT requests per socket waiting or running
  *            (more are refused at once, RTS429); a snapshot holds at most
- *            RT_STORE_MAX_ROWS rows and RT_SNAPSHOT_MAX_BYTES of JSON (RTS413).
+ *            RT_STORE_MAX_ROWS rows and an encoded reply of RT_SNAPSHOT_MAX_BYTES
+ *            (RTS413); the reply is encoded on the pool thread.
  */
 #ifndef RT_REALTIME_WRITES_H
 #define RT_REALTIME_WRITES_H
