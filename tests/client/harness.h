@@ -1,9 +1,13 @@
 /*
  * Helpers for the librtsync tests against a real server: start, kill, stop
  * and restart `rtsync serve` (binary from $RTSYNC_BIN) on one port and data
- * directory, mint tokens with `rtsync token`, write rows with the sqlite3
- * shell, drive a client until a condition holds, and a counting allocator
+ * directory, mint tokens with `rtsync token`, write rows as an outside
+ * client, drive a client until a condition holds, and a counting allocator
  * that can fail the k-th allocation (also used for jansson).
+ * The store is SQLite (rows written with the sqlite3 shell) unless
+ * $RTSYNC_TEST_POSTGRES holds a PostgreSQL server URL (tests/client/run.sh
+ * sets it for its PostgreSQL run): then each server gets a fresh database
+ * of that cluster, kept across its restarts, and rows are written with psql.
  * Every server started is SIGKILLed at exit if still running.
  */
 #ifndef RT_TESTS_CLIENT_HARNESS_H
@@ -54,8 +58,27 @@ struct h_server {
 	int port;
 	char dir[128];
 	char url[64];
-	char db[160];
+	char db[160];        /* SQLite: the database; PostgreSQL: the retained change log */
+	char pgdb[48];       /* PostgreSQL: the database (also the slot's name), "" with SQLite */
+	const char *args[8]; /* more `serve` arguments, NULL-terminated */
 };
+
+/* The PostgreSQL server URL ($RTSYNC_TEST_POSTGRES), NULL for SQLite. */
+static const char *h_pg(void)
+{
+	const char *u = getenv("RTSYNC_TEST_POSTGRES");
+	return u && *u ? u : NULL;
+}
+
+/* Runs sql (no double quotes) with psql in database db. Returns its status. */
+static int h_psql(const char *db, const char *sql)
+{
+	char cmd[1600];
+	snprintf(cmd, sizeof cmd,
+		 "psql -X -q -At -v ON_ERROR_STOP=1 -d '%s/%s' -c \"%s\" >/dev/null", h_pg(), db,
+		 sql);
+	return system(cmd);
+}
 
 #define H_MAX_PIDS 64
 static pid_t h_pids[H_MAX_PIDS];
@@ -103,9 +126,18 @@ static int h_server_start(struct h_server *s)
 			return -1;
 		fputs(h_schema, f);
 		fclose(f);
-		snprintf(s->db, sizeof s->db, "%s/rtsync.db", s->dir);
+		snprintf(s->db, sizeof s->db, "%s/%s", s->dir,
+			 h_pg() ? "pg-changes.db" : "rtsync.db");
+		if (h_pg()) {
+			static int n_dbs;
+			char sql[96];
+			snprintf(s->pgdb, sizeof s->pgdb, "rtc_%d_%d", (int)getpid(), ++n_dbs);
+			snprintf(sql, sizeof sql, "CREATE DATABASE %s", s->pgdb);
+			if (h_psql("postgres", sql))
+				return -1;
+		}
 	}
-	char listen[64], schema[200], log[200];
+	char listen[64], schema[200], log[200], pgurl[300];
 	snprintf(listen, sizeof listen, "127.0.0.1:%d", s->port);
 	snprintf(schema, sizeof schema, "%s/schema.sql", s->dir);
 	snprintf(log, sizeof log, "%s/server.out", s->dir);
@@ -119,9 +151,20 @@ static int h_server_start(struct h_server *s)
 		if (!out)
 			_exit(126);
 		dup2(fileno(out), 1);
-		execl(h_bin(), h_bin(), "serve", "--listen", listen, "--jwt-secret", H_SECRET,
-		      "--data-dir", s->dir, "--schema", schema, "--log-level", "error",
-		      "--workers", "1", (char *)NULL);
+		const char *argv[40] = {h_bin(), "serve", "--listen", listen, "--jwt-secret",
+					H_SECRET, "--data-dir", s->dir, "--schema", schema,
+					"--log-level", "error", "--workers", "1"};
+		int n = 14;
+		if (s->pgdb[0]) {
+			snprintf(pgurl, sizeof pgurl, "%s/%s", h_pg(), s->pgdb);
+			argv[n++] = "--postgres";
+			argv[n++] = pgurl;
+			argv[n++] = "--postgres-name";
+			argv[n++] = s->pgdb;
+		}
+		for (int i = 0; i < 7 && s->args[i]; i++)
+			argv[n++] = s->args[i];
+		execv(h_bin(), (char *const *)argv);
 		_exit(127);
 	}
 	h_track_pid(pid, true);
@@ -177,9 +220,22 @@ static int h_server_stop(struct h_server *s)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+/* Removes the data directory and, with PostgreSQL, the database and its
+ * replication slot (the server must be stopped). */
 static void h_server_remove(struct h_server *s)
 {
 	char cmd[200];
+	if (s->pgdb[0]) {
+		snprintf(cmd, sizeof cmd,
+			 "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+			 "WHERE slot_name = '%s'", s->pgdb);
+		if (h_psql("postgres", cmd)) {
+		}
+		snprintf(cmd, sizeof cmd, "DROP DATABASE IF EXISTS %s WITH (FORCE)", s->pgdb);
+		if (h_psql("postgres", cmd)) {
+		}
+		s->pgdb[0] = 0;
+	}
 	if (!s->dir[0])
 		return;
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", s->dir);
@@ -208,7 +264,8 @@ static const char *h_token(long expires_in)
 	return t;
 }
 
-/* Runs SQL on the server's database with the sqlite3 shell. Returns its status. */
+/* Runs SQL on the server's database as an outside client: the sqlite3 shell,
+ * or psql with PostgreSQL. Returns its status. */
 static int h_sql(const struct h_server *s, const char *fmt, ...)
 {
 	char sql[1024], cmd[1400];
@@ -216,8 +273,33 @@ static int h_sql(const struct h_server *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(sql, sizeof sql, fmt, ap);
 	va_end(ap);
+	if (s->pgdb[0])
+		return h_psql(s->pgdb, sql);
 	snprintf(cmd, sizeof cmd, "sqlite3 -cmd '.timeout 5000' '%s' \"%s\"", s->db, sql);
 	return system(cmd);
+}
+
+/* The oldest and newest positions in the server's retained change log
+ * (read with the sqlite3 shell; 0 when empty). Returns 0 or -1. */
+__attribute__((unused)) static int h_log_range(const struct h_server *s, uint64_t *oldest,
+					       uint64_t *newest)
+{
+	char cmd[400], out[64] = "";
+	snprintf(cmd, sizeof cmd,
+		 "sqlite3 -cmd '.timeout 5000' '%s' "
+		 "'SELECT coalesce(min(pos), 0), coalesce(max(pos), 0) FROM %s'",
+		 s->db, s->pgdb[0] ? "changes" : "_rtsync_changes");
+	FILE *p = popen(cmd, "r");
+	if (!p)
+		return -1;
+	bool ok = fgets(out, sizeof out, p) != NULL;
+	unsigned long long a, b;
+	ok = (pclose(p) == 0) && ok && sscanf(out, "%llu|%llu", &a, &b) == 2;
+	if (!ok)
+		return -1;
+	*oldest = a;
+	*newest = b;
+	return 0;
 }
 
 /* Runs the client's loop until *flag or timeout; returns the flag. */

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # librtsync and the client CLI against real servers:
 #   tests/client/run.sh /abs/path/to/BUILD/rtsync
-# Runs the C test programs in BUILD/client-tests/ (cmocka) and the CLI script
-# tests/client/cli.sh, then prints "client: N passed, M failed".
+# Runs the C test programs in BUILD/client-tests/ (cmocka), the synced
+# table's program once more against `rtsync serve --postgres` on a private
+# cluster (tests/postgres/cluster.sh; a cluster that cannot start is a
+# failure), and the CLI script tests/client/cli.sh, then prints
+# "client: N passed, M failed".
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bin=${1:?usage: tests/client/run.sh /path/to/rtsync}
@@ -33,6 +36,23 @@ else
 	printf '%s\n' "$out" | sed 's/^unit: /  C tests: /'
 	tally "$(grep '^unit: ' <<<"$out")"
 fi
+
+# The synced table against the PostgreSQL store (test_table.c picks the
+# scenarios that involve the store when RTSYNC_TEST_POSTGRES is set).
+table_bin="$build/client-tests/test_table"
+out=$( (
+	# shellcheck source=../postgres/cluster.sh
+	source "$here/../postgres/cluster.sh"
+	trap 'pg_cluster_stop' EXIT
+	trap 'exit 130' INT TERM
+	if ! pg_cluster_start; then
+		echo "unit: 0 passed, 1 failed (the PostgreSQL cluster did not start)"
+		exit 1
+	fi
+	"$here/../run-unit.sh" "$table_bin"
+) 2>&1)
+printf '%s\n' "$out" | sed 's/^unit: /  C tests, PostgreSQL store: /'
+tally "$(grep '^unit: ' <<<"$out")"
 
 out=$(timeout --kill-after=10 300 "$here/cli.sh" "$RTSYNC_BIN" 2>&1)
 rc=$?

@@ -3,7 +3,10 @@
  * (tests/client/run.sh sets RTSYNC_BIN): two clients editing one row under
  * each conflict strategy; 1,000 writes made while the server is down by a
  * process killed with SIGKILL halfway and run again; the server killed with
- * SIGKILL during a stream of acknowledged writes.
+ * SIGKILL during a stream of acknowledged writes; a table away while the
+ * server pruned its resume position, which must reload (resync).
+ * With $RTSYNC_TEST_POSTGRES set (harness.h) the scenarios that involve the
+ * store run against `rtsync serve --postgres`.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -33,17 +36,38 @@ struct tb {
 	char c_local[256], c_base[256], c_remote[256], c_conflicts[64];
 	/* confirmed inserts: ids from the write's record */
 	bool confirmed_id[MAX_IDS];
+	/* on_row events that showed no row, by id */
+	int n_gone[MAX_IDS];
+	/* with keep_rows: rt_table_rows() and rt_table_pending() at the last on_ready */
+	bool keep_rows;
+	char *ready_rows;
+	size_t ready_pending;
 };
 
 static void tb_ready(void *user, struct rt_table *t)
 {
-	((struct tb *)user)->n_ready++;
+	struct tb *b = user;
+	b->n_ready++;
+	if (b->keep_rows) {
+		free(b->ready_rows);
+		b->ready_rows = NULL;
+		if (rt_table_rows(t, &b->ready_rows))
+			b->ready_rows = NULL;
+		b->ready_pending = rt_table_pending(t);
+	}
 }
 
 static void tb_row(void *user, struct rt_table *t, const struct rt_table_row_event *ev)
 {
 	struct tb *b = user;
 	b->n_rows++;
+	if (!ev->row) {
+		json_t *k = json_loads(ev->key, 0, NULL);
+		json_int_t id = json_integer_value(json_object_get(k, "id"));
+		if (id > 0 && id < MAX_IDS)
+			b->n_gone[id]++;
+		json_decref(k);
+	}
 	snprintf(b->row, sizeof b->row, "%s", ev->row ? ev->row : "");
 	b->row_pending = ev->is_pending;
 	b->cause = ev->cause;
@@ -242,7 +266,8 @@ static void race(const struct race_case *rc)
 {
 	struct h_server s = {0};
 	assert_int_equal(h_server_start(&s), 0);
-	assert_int_equal(h_sql(&s, "INSERT INTO todos (id, title, done) VALUES (1, 't0', 0)"), 0);
+	assert_int_equal(h_sql(&s, "INSERT INTO todos (id, title, done) VALUES (1, 't0', false)"),
+			 0);
 	struct tb ta = {0}, tb2 = {.decide = rc->decide, .resolved = rc->resolved};
 	struct rt_client *ca = new_client(&s), *cb = new_client(&s);
 	struct rt_table *a = open_table(ca, &ta, rc->strategy, NULL);
@@ -615,6 +640,207 @@ static void test_server_sigkill_stream(void **state)
 	h_server_remove(&s);
 }
 
+/* ---- resync: the resume position was pruned while away ---- */
+
+#define N_AWAY 20
+
+/* A JSON array of rows as an object keyed by id (NULL for a non-array). */
+static json_t *by_id(const json_t *rows)
+{
+	if (!json_is_array(rows))
+		return NULL;
+	json_t *o = json_object();
+	size_t i;
+	json_t *row;
+	json_array_foreach(rows, i, row) {
+		char key[32];
+		snprintf(key, sizeof key, "%lld",
+			 (long long)json_integer_value(json_object_get(row, "id")));
+		json_object_set(o, key, row);
+	}
+	return o;
+}
+
+/* Whether the rows text holds exactly the rows of expected (any order). */
+static bool same_rows(const char *text, const json_t *expected)
+{
+	json_t *got = text ? json_loads(text, 0, NULL) : NULL;
+	json_t *a = by_id(got), *b = by_id(expected);
+	bool same = a && b && json_array_size(got) == json_array_size(expected) && json_equal(a, b);
+	if (!same) {
+		char *e = json_dumps(expected, JSON_COMPACT);
+		print_message("rows %s\nexpected %s\n", text ? text : "(none)", e ? e : "?");
+		free(e);
+	}
+	json_decref(got);
+	json_decref(a);
+	json_decref(b);
+	return same;
+}
+
+static bool reloaded_and_drained(void *arg)
+{
+	struct stream *x = arg;
+	return x->b->n_ready >= 2 && rt_table_pending(x->t) == 0 &&
+	       x->sub->n >= 1 + 2 + 15 + N_AWAY;
+}
+
+/*
+ * A server keeping 2 changes. The table loads rows 1-5 and its client
+ * closes; while it is away, the table takes N_AWAY writes (an update of row
+ * 4, inserts from id 100) and the server gets an update, two deletes and 15
+ * inserts from an outside client; the table's resume position is pruned.
+ * On reconnect the server says resync_required: the table must reload, learn
+ * the deletes it cannot have seen as changes, keep its writes across the
+ * reload (one in flight at a time, so most are still pending when the
+ * snapshot lands) and have each applied once.
+ */
+static void test_resync(void **state)
+{
+	struct h_server s = {.args = {"--retain-changes", "2"}};
+	assert_int_equal(h_server_start(&s), 0);
+	assert_int_equal(h_sql(&s, "INSERT INTO todos (id, title) VALUES (1, 'r1'), (2, 'r2'), "
+				   "(3, 'r3'), (4, 'r4'), (5, 'r5')"),
+			 0);
+	/* in the log (PostgreSQL: once replicated) before anyone subscribes */
+	uint64_t oldest = 0, seen = 0;
+	for (int64_t end = h_now_ms() + 5000; seen < 5 && h_now_ms() < end;) {
+		assert_int_equal(h_log_range(&s, &oldest, &seen), 0);
+		if (seen < 5)
+			usleep(20000);
+	}
+	assert_int_equal(seen, 5);
+	/* a subscriber that stays: counts every change by id */
+	static struct sub sub;
+	memset(&sub, 0, sizeof sub);
+	struct rt_client *cs = new_client(&s);
+	static const struct rt_change_filter f = {"*", "public", "todos", NULL};
+	struct rt_channel_options co = {.topic = "watch", .changes = &f, .n_changes = 1,
+					.cb = {.on_status = sub_status, .on_change = sub_change},
+					.user = &sub};
+	struct rt_client_channel *ch;
+	assert_int_equal(rt_channel_join(cs, &co, &ch), 0);
+	assert_int_equal(rt_client_connect(cs), 0);
+	assert_true(h_pump_until(cs, &sub.joined, 5000));
+
+	static struct tb b;
+	memset(&b, 0, sizeof b);
+	b.keep_rows = true;
+	struct rt_client *c = new_client(&s);
+	struct rt_table_options to = {
+		.table = "todos",
+		.max_in_flight = 1,
+		.retry_base_ms = 50,
+		.retry_max_ms = 400,
+		.cb = {tb_ready, tb_row, tb_write, tb_conflict, tb_error},
+		.user = &b,
+	};
+	struct rt_table *t = NULL;
+	assert_int_equal(rt_table_open(c, &to, &t), 0);
+	assert_int_equal(rt_client_connect(c), 0);
+	assert_true(pump2(c, NULL, is_ready, t, 5000));
+	assert_int_equal(b.n_ready, 1);
+	assert_int_equal(rt_table_count(t), 5);
+	h_pump_for(c, 100);
+
+	/* away */
+	assert_int_equal(rt_client_close(c), 0);
+	h_pump_for(c, 50);
+	assert_int_equal(rt_client_state(c), RT_CLIENT_CLOSED);
+	assert_int_equal(h_log_range(&s, &oldest, &seen), 0); /* the table has seen at most this */
+	assert_int_equal(rt_table_update(t, "{\"id\":4,\"done\":true}", RT_STRATEGY_DEFAULT, NULL),
+			 0);
+	for (int id = 100; id < 100 + N_AWAY - 1; id++) {
+		char rec[80]; /* whole rows: a pending insert shows only what it carries */
+		snprintf(rec, sizeof rec, "{\"id\":%d,\"title\":\"local %d\",\"done\":false}", id,
+			 id);
+		assert_int_equal(rt_table_insert(t, rec, RT_STRATEGY_DEFAULT, NULL), 0);
+	}
+	assert_int_equal(rt_table_pending(t), N_AWAY);
+	assert_int_equal(b.n_pending, N_AWAY);
+	assert_int_equal(h_sql(&s, "UPDATE todos SET title = 'changed' WHERE id = 2"), 0);
+	assert_int_equal(h_sql(&s, "DELETE FROM todos WHERE id IN (3, 5)"), 0);
+	for (int id = 6; id <= 20; id++) {
+		int rc = h_sql(&s, "INSERT INTO todos (id, title) VALUES (%d, 'new %d')", id, id);
+		assert_int_equal(rc, 0);
+	}
+	json_t *r = cached(t, 3);
+	assert_non_null(r); /* not learned yet */
+	json_decref(r);
+
+	/* the server prunes the log (every 10 s) past the table's position */
+	int64_t t0 = h_now_ms();
+	uint64_t newest = 0;
+	while (h_now_ms() - t0 < 15000) {
+		assert_int_equal(h_log_range(&s, &oldest, &newest), 0);
+		if (oldest > seen + 1)
+			break;
+		rt_client_run(cs, 100);
+	}
+	print_message("log %llu-%llu after %lld ms; the table had seen at most %llu\n",
+		      (unsigned long long)oldest, (unsigned long long)newest,
+		      (long long)(h_now_ms() - t0), (unsigned long long)seen);
+	assert_true(oldest > seen + 1);
+
+	/* back: the rejoin asks for a resync, the table reloads */
+	assert_int_equal(rt_client_connect(c), 0);
+	struct stream x = {t, &b, &sub};
+	assert_true(pump2(c, cs, reloaded_and_drained, &x, 10000)); /* and the subscriber has all */
+	h_pump_for(cs, 300); /* a duplicate change would arrive now */
+	print_message("on_ready %d times; %zu of %d writes pending at the reload\n", b.n_ready,
+		      b.ready_pending, N_AWAY);
+	assert_int_equal(b.n_ready, 2);
+	assert_true(b.ready_pending > 0);
+	assert_int_equal(b.n_confirmed, N_AWAY);
+	assert_int_equal(b.n_rolled_back, 0);
+	assert_int_equal(b.n_errors, 0);
+	assert_true(rt_table_is_ready(t));
+
+	json_t *rows = rest_get(&s, "todos?select=id,title,done&order=id");
+	assert_int_equal(json_array_size(rows), 18 + N_AWAY - 1); /* 1, 2, 4, 6-20, 100… */
+	/* what the table showed when reloaded (its pending writes on top of the
+	 * snapshot), and what it shows now, is the server's table */
+	assert_true(same_rows(b.ready_rows, rows));
+	char *now = NULL;
+	assert_int_equal(rt_table_rows(t, &now), 0);
+	assert_true(same_rows(now, rows));
+	free(now);
+	json_decref(rows);
+	r = cached(t, 2);
+	assert_string_equal(json_string_value(json_object_get(r, "title")), "changed");
+	json_decref(r);
+	assert_null(cached(t, 3));
+	assert_null(cached(t, 5));
+	r = cached(t, 4);
+	assert_true(json_is_true(json_object_get(r, "done")));
+	json_decref(r);
+	/* the local writes never vanished from view; the deleted rows went once */
+	for (int id = 100; id < 100 + N_AWAY - 1; id++)
+		assert_int_equal(b.n_gone[id], 0);
+	assert_int_equal(b.n_gone[4], 0);
+	assert_int_equal(b.n_gone[3], 1);
+	assert_int_equal(b.n_gone[5], 1);
+	/* each local write reached the server once */
+	int per_id[MAX_IDS] = {0};
+	for (int i = 0; i < sub.n; i++)
+		if (sub.ids[i] > 0 && sub.ids[i] < MAX_IDS)
+			per_id[sub.ids[i]]++;
+	if (getenv("H_VERBOSE"))
+		for (int i = 0; i < sub.n; i++)
+			print_message("change %d: id %ld at %s\n", i, sub.ids[i], sub.pos[i]);
+	for (int id = 100; id < 100 + N_AWAY - 1; id++)
+		assert_int_equal(per_id[id], 1);
+	assert_int_equal(per_id[4], 1);
+	assert_int_equal(sub.n, 1 + 2 + 15 + N_AWAY);
+
+	free(b.ready_rows);
+	rt_table_close(t);
+	rt_client_free(c);
+	rt_client_free(cs);
+	assert_int_equal(h_server_stop(&s), 0);
+	h_server_remove(&s);
+}
+
 /* ---- API edges ---- */
 
 static void test_api_edges(void **state)
@@ -760,6 +986,26 @@ static void test_oom_every_allocation(void **state)
 int main(void)
 {
 	(void)h_server_signal;
+	if (getenv("H_ONLY"))
+		cmocka_set_test_filter(getenv("H_ONLY")); /* a name or pattern, to run one test */
+	/* PostgreSQL: the scenarios that involve the store */
+	const struct CMUnitTest pg_tests[] = {
+		cmocka_unit_test(test_race_reject),
+		cmocka_unit_test(test_race_merge),
+		cmocka_unit_test(test_race_lww),
+		cmocka_unit_test(test_race_manual_record),
+		cmocka_unit_test(test_race_manual_keep_mine),
+		cmocka_unit_test(test_race_manual_drop),
+		cmocka_unit_test(test_offline_sigkill),
+		cmocka_unit_test(test_server_sigkill_stream),
+		cmocka_unit_test(test_resync),
+	};
+	if (h_pg()) {
+		int rc = cmocka_run_group_tests_name("synced table, PostgreSQL store", pg_tests, NULL,
+						     NULL);
+		h_kill_all();
+		return rc;
+	}
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_api_edges),
 		cmocka_unit_test(test_race_reject),
@@ -770,6 +1016,7 @@ int main(void)
 		cmocka_unit_test(test_race_manual_drop),
 		cmocka_unit_test(test_offline_sigkill),
 		cmocka_unit_test(test_server_sigkill_stream),
+		cmocka_unit_test(test_resync),
 		cmocka_unit_test(test_oom_every_allocation), /* last: it counts jansson from then on */
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
