@@ -136,7 +136,8 @@ struct rt_table_callbacks {
 						const char **resolved);
 	/* Something went wrong outside any call: the outbox could not be written
 	 * (RT_EIO), out of memory (RT_ENOMEM), a snapshot refused or malformed
-	 * (RT_EPROTO). May be NULL. */
+	 * (RT_EPROTO; asked again 2 s later, doubling up to a minute while it is
+	 * refused). May be NULL. */
 	void (*on_error)(void *user, struct rt_table *t, int rc, const char *message);
 };
 

@@ -23,7 +23,8 @@
 #define DEFAULT_RETRY_BASE_MS 200
 #define DEFAULT_RETRY_MAX_MS 10000
 #define DEFAULT_IN_FLIGHT 16
-#define SNAPSHOT_RETRY_MS 2000
+#define SNAPSHOT_RETRY_MS 2000      /* a refused snapshot is asked again after this, */
+#define SNAPSHOT_RETRY_MAX_MS 60000 /* doubling with each refusal in a row up to this */
 
 struct rt_table {
 	struct rt_client *c;
@@ -42,6 +43,7 @@ struct rt_table {
 	bool is_joined;
 	uint64_t snap_req;   /* the snapshot request in flight, 0 none */
 	int64_t snap_retry_at;
+	unsigned snap_failures; /* refusals in a row */
 	int64_t retry_at;    /* no write is sent before (monotonic ms); 0 none */
 	unsigned n_in_flight;
 };
@@ -279,6 +281,20 @@ static void arm(struct rt_table *t)
 		rt_client_timer_arm(t->c, &t->timer, due);
 }
 
+/* Asks for the snapshot again later: 2 s after a first refusal, doubling
+ * up to a minute while the server keeps refusing (a table over the
+ * snapshot's limits, an unknown table) so a refusal costs it little. */
+static void snapshot_later(struct rt_table *t)
+{
+	unsigned n = t->snap_failures < 5 ? t->snap_failures : 5;
+	int64_t delay = (int64_t)SNAPSHOT_RETRY_MS << n;
+	if (delay > SNAPSHOT_RETRY_MAX_MS)
+		delay = SNAPSHOT_RETRY_MAX_MS;
+	t->snap_failures++;
+	t->snap_retry_at = rt_client_now_ms() + delay;
+	arm(t);
+}
+
 static void request_snapshot(struct rt_table *t)
 {
 	if (!t->is_joined || t->snap_req || t->cache.is_loaded)
@@ -286,8 +302,7 @@ static void request_snapshot(struct rt_table *t)
 	int rc = rt_channel_snapshot(t->ch, t->schema, t->name, &t->snap_req);
 	if (rc) {
 		t->snap_req = 0;
-		t->snap_retry_at = rt_client_now_ms() + SNAPSHOT_RETRY_MS;
-		arm(t);
+		snapshot_later(t);
 	}
 }
 
@@ -549,6 +564,7 @@ static void snapshot_answered(struct rt_table *t, int rc, const char *response)
 				   json_string_value(json_object_get(r, "position")));
 		if (!rc) {
 			json_decref(r);
+			t->snap_failures = 0;
 			if (t->cb.on_ready)
 				t->cb.on_ready(t->user, t);
 			pump(t);
@@ -559,8 +575,7 @@ static void snapshot_answered(struct rt_table *t, int rc, const char *response)
 	emit_error(t, rc == RT_ENOMEM ? rc : RT_EPROTO, "snapshot of %s.%s: %s", t->schema, t->name,
 		   reason ? reason : rc ? rt_strerror(rc) : "malformed");
 	json_decref(r);
-	t->snap_retry_at = rt_client_now_ms() + SNAPSHOT_RETRY_MS;
-	arm(t);
+	snapshot_later(t);
 }
 
 /* ---- channel callbacks ---- */
