@@ -983,6 +983,43 @@ static void test_oom_every_allocation(void **state)
 	assert_true(k > 50);
 }
 
+/* ---- a snapshot the server refuses ---- */
+
+static bool has_error(void *arg)
+{
+	return ((struct tb *)arg)->n_errors > 0;
+}
+
+/*
+ * A table the server does not have: its snapshot is refused (PGRST205),
+ * on_error says so, the table never becomes ready, and it is asked for again
+ * after 2 s, then after 4 s more: two refusals in the first 4.5 s after the
+ * first one, not three.
+ */
+static void test_snapshot_refused(void **state)
+{
+	struct h_server s = {0};
+	assert_int_equal(h_server_start(&s), 0);
+	struct rt_client *c = new_client(&s);
+	struct tb b = {0};
+	struct rt_table_options o = {.table = "ghost",
+				     .cb = {tb_ready, tb_row, tb_write, tb_conflict, tb_error},
+				     .user = &b};
+	struct rt_table *t = NULL;
+	assert_int_equal(rt_table_open(c, &o, &t), 0);
+	assert_int_equal(rt_client_connect(c), 0);
+	assert_true(pump2(c, NULL, has_error, &b, 5000));
+	assert_int_equal(b.n_errors, 1);
+	h_pump_for(c, 4500);
+	assert_int_equal(b.n_errors, 2);
+	assert_false(rt_table_is_ready(t));
+	assert_int_equal(b.n_ready, 0);
+	rt_table_close(t);
+	rt_client_free(c);
+	assert_int_equal(h_server_stop(&s), 0);
+	h_server_remove(&s);
+}
+
 int main(void)
 {
 	(void)h_server_signal;
@@ -1017,6 +1054,7 @@ int main(void)
 		cmocka_unit_test(test_offline_sigkill),
 		cmocka_unit_test(test_server_sigkill_stream),
 		cmocka_unit_test(test_resync),
+		cmocka_unit_test(test_snapshot_refused),
 		cmocka_unit_test(test_oom_every_allocation), /* last: it counts jansson from then on */
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
