@@ -1022,8 +1022,11 @@ static void serve_resumes(struct rt_changes *c, struct resume_req *todo)
 	const struct rt_binding **matched = rt_xcalloc(max_n, sizeof *matched);
 	if (n_live && !cu_prepare(c, pos, last))
 		serve_cached(c, reqs, n_live, matched);
-	else if (n_live)
+	else if (n_live) {
+		rt_debug("changes: %zu catch-ups from position %llu read in batches (not cached)",
+			 n_live, (unsigned long long)pos);
 		serve_streamed(c, reqs, n_live, pos, last, matched);
+	}
 	free(matched);
 	free(reqs);
 	for (struct resume_req *r = todo; r; r = r->next) {
