@@ -547,21 +547,29 @@ static bool stream_done(void *arg)
 	return rt_table_pending(x->t) == 0 && x->sub->n >= N_STREAM;
 }
 
+/* A client subscribed to every change of todos on topic, joined; sub is
+ * cleared first. */
+static struct rt_client *subscribe(const struct h_server *s, struct sub *sub, const char *topic)
+{
+	memset(sub, 0, sizeof *sub);
+	struct rt_client *cs = new_client(s);
+	static const struct rt_change_filter f = {"*", "public", "todos", NULL};
+	struct rt_channel_options co = {.topic = topic, .changes = &f, .n_changes = 1,
+					.cb = {.on_status = sub_status, .on_change = sub_change},
+					.user = sub};
+	struct rt_client_channel *ch;
+	assert_int_equal(rt_channel_join(cs, &co, &ch), 0);
+	assert_int_equal(rt_client_connect(cs), 0);
+	assert_true(h_pump_until(cs, &sub->joined, 5000));
+	return cs;
+}
+
 static void test_server_sigkill_stream(void **state)
 {
 	struct h_server s = {0};
 	assert_int_equal(h_server_start(&s), 0);
 	static struct sub sub;
-	memset(&sub, 0, sizeof sub);
-	struct rt_client *cs = new_client(&s);
-	static const struct rt_change_filter f = {"*", "public", "todos", NULL};
-	struct rt_channel_options co = {.topic = "stream", .changes = &f, .n_changes = 1,
-					.cb = {.on_status = sub_status, .on_change = sub_change},
-					.user = &sub};
-	struct rt_client_channel *ch;
-	assert_int_equal(rt_channel_join(cs, &co, &ch), 0);
-	assert_int_equal(rt_client_connect(cs), 0);
-	assert_true(h_pump_until(cs, &sub.joined, 5000));
+	struct rt_client *cs = subscribe(&s, &sub, "stream");
 
 	static struct tb b;
 	memset(&b, 0, sizeof b);
@@ -712,16 +720,7 @@ static void test_resync(void **state)
 	assert_int_equal(seen, 5);
 	/* a subscriber that stays: counts every change by id */
 	static struct sub sub;
-	memset(&sub, 0, sizeof sub);
-	struct rt_client *cs = new_client(&s);
-	static const struct rt_change_filter f = {"*", "public", "todos", NULL};
-	struct rt_channel_options co = {.topic = "watch", .changes = &f, .n_changes = 1,
-					.cb = {.on_status = sub_status, .on_change = sub_change},
-					.user = &sub};
-	struct rt_client_channel *ch;
-	assert_int_equal(rt_channel_join(cs, &co, &ch), 0);
-	assert_int_equal(rt_client_connect(cs), 0);
-	assert_true(h_pump_until(cs, &sub.joined, 5000));
+	struct rt_client *cs = subscribe(&s, &sub, "watch");
 
 	static struct tb b;
 	memset(&b, 0, sizeof b);
