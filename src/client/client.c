@@ -438,32 +438,20 @@ static void drop_replies(struct rt_client *c, struct rt_client_channel *ch, int 
 	}
 }
 
-static void drop_held(struct rt_client *c, struct rt_client_channel *ch)
+static bool is_presence(enum push_kind kind)
 {
-	struct held_push **pp = &c->held;
-	c->held_tail = NULL;
-	while (*pp) {
-		struct held_push *h = *pp;
-		if (ch && h->ch != ch) {
-			c->held_tail = h;
-			pp = &h->next;
-			continue;
-		}
-		*pp = h->next;
-		json_decref(h->payload);
-		mem_free(c, h);
-		c->n_held--;
-	}
+	return kind == PUSH_TRACK || kind == PUSH_UNTRACK;
 }
 
-/* Held track/untrack pushes of ch are superseded by a newer one. */
-static void drop_held_presence(struct rt_client *c, struct rt_client_channel *ch)
+/* Drops the held pushes of ch (NULL: of every channel); with
+ * presence_only, only its track/untrack pushes (superseded by a newer one). */
+static void drop_held(struct rt_client *c, struct rt_client_channel *ch, bool presence_only)
 {
 	struct held_push **pp = &c->held;
 	c->held_tail = NULL;
 	while (*pp) {
 		struct held_push *h = *pp;
-		if (h->ch != ch || h->kind == PUSH_BROADCAST || IS_WRITE_LIKE(h->kind)) {
+		if ((ch && h->ch != ch) || (presence_only && !is_presence(h->kind))) {
 			c->held_tail = h;
 			pp = &h->next;
 			continue;
@@ -478,7 +466,7 @@ static void drop_held_presence(struct rt_client *c, struct rt_client_channel *ch
 static bool has_held_presence(struct rt_client *c, struct rt_client_channel *ch)
 {
 	for (struct held_push *h = c->held; h; h = h->next)
-		if (h->ch == ch && (h->kind == PUSH_TRACK || h->kind == PUSH_UNTRACK))
+		if (h->ch == ch && is_presence(h->kind))
 			return true;
 	return false;
 }
@@ -1402,7 +1390,7 @@ void rt_client_free(struct rt_client *c)
 	rt_client_stop_thread(c);
 	close_socket(c);
 	drop_replies(c, NULL, 0, false);
-	drop_held(c, NULL);
+	drop_held(c, NULL, false);
 	while (c->channels) {
 		struct rt_client_channel *ch = c->channels;
 		c->channels = ch->next;
@@ -1717,7 +1705,7 @@ int rt_channel_leave(struct rt_client_channel *ch)
 		json_decref(p);
 	}
 	drop_replies(c, ch, 0, false);
-	drop_held(c, ch);
+	drop_held(c, ch, false);
 	if (ch->prev)
 		ch->prev->next = ch->next;
 	else
@@ -1794,7 +1782,7 @@ int rt_channel_track(struct rt_client_channel *ch, const char *meta, uint64_t *i
 	pthread_mutex_lock(&c->lock);
 	json_decref(ch->track_meta);
 	ch->track_meta = m; /* tracked again after each rejoin */
-	drop_held_presence(c, ch); /* only the last track or untrack matters */
+	drop_held(c, ch, true); /* only the last track or untrack matters */
 	rc = push(ch, PUSH_TRACK, p, id);
 	wake(c);
 	pthread_mutex_unlock(&c->lock);
@@ -1810,7 +1798,7 @@ int rt_channel_untrack(struct rt_client_channel *ch, uint64_t *id)
 	pthread_mutex_lock(&c->lock);
 	json_decref(ch->track_meta);
 	ch->track_meta = NULL;
-	drop_held_presence(c, ch);
+	drop_held(c, ch, true);
 	int rc = push(ch, PUSH_UNTRACK, p, id);
 	wake(c);
 	pthread_mutex_unlock(&c->lock);

@@ -121,6 +121,18 @@ static void append_ident(struct rt_buf *b, const char *name)
 	rt_buf_append_byte(b, '"');
 }
 
+/* "prefix""a","prefix""b",… */
+static void append_idents(struct rt_buf *b, const char *prefix, const char *const *names,
+			  size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			rt_buf_append_byte(b, ',');
+		rt_buf_append_str(b, prefix);
+		append_ident(b, names[i]);
+	}
+}
+
 static void append_table(struct rt_buf *b, const struct rt_store_table *t)
 {
 	append_ident(b, t->schema);
@@ -570,18 +582,9 @@ static int insert_rows(PGconn *c, const struct rt_write *w, const struct rt_stor
 		rt_buf_append_str(&stmt, " AS _t");
 		if (n) {
 			rt_buf_append_str(&stmt, " (");
-			for (size_t j = 0; j < n; j++) {
-				if (j)
-					rt_buf_append_byte(&stmt, ',');
-				append_ident(&stmt, names[j]);
-			}
+			append_idents(&stmt, "", names, n);
 			rt_buf_append_str(&stmt, ") SELECT ");
-			for (size_t j = 0; j < n; j++) {
-				if (j)
-					rt_buf_append_byte(&stmt, ',');
-				rt_buf_append_str(&stmt, "_j.");
-				append_ident(&stmt, names[j]);
-			}
+			append_idents(&stmt, "_j.", names, n);
 			rt_buf_append_str(&stmt, " FROM ");
 			record_sql(&stmt, &p, t, txt ? txt : "{}");
 		} else {
