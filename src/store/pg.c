@@ -1793,6 +1793,7 @@ int rt_store_open_postgres(const struct rt_store_pg_config *cfg, struct rt_store
 	struct pg_store *s = rt_xcalloc(1, sizeof *s);
 	s->base.ops = &pg_ops;
 	s->base.key_window_ms = RT_STORE_KEY_WINDOW_MS;
+	rt_store_policies_init(&s->base);
 	s->conninfo = rt_xstrdup(cfg->conninfo);
 	s->name = rt_xstrdup(cfg->name && *cfg->name ? cfg->name : "rtsync");
 	s->log_path = rt_xstrdup(cfg->log_path);
@@ -1875,6 +1876,7 @@ static void pg_close(struct rt_store *base)
 	sqlite3_close(s->repl_db);
 	sqlite3_close(s->log_db);
 	rt_store_schema_free(&s->base.schema);
+	rt_store_policies_deinit(&s->base);
 	pthread_mutex_destroy(&s->pool_mu);
 	pthread_cond_destroy(&s->pool_cond);
 	pthread_mutex_destroy(&s->mu);

@@ -90,6 +90,14 @@ static void node_clear(struct rt_query_node *n)
 	memset(n, 0, sizeof *n);
 }
 
+void rt_query_node_deinit(struct rt_query_node *n)
+{
+	if (!n)
+		return;
+	node_clear(n);
+	n->kind = RT_QUERY_AND;
+}
+
 /* Appends a zeroed child to n and returns it; it is n's to free from then on. */
 static struct rt_query_node *push_child(struct rt_query_node *n)
 {

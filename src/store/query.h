@@ -116,6 +116,10 @@ struct rt_query {
 int rt_query_parse(const char *query, size_t len, struct rt_query *out, char *err,
 			size_t err_cap);
 
+/* Frees what a node tree holds (children, values) and resets n to an empty
+ * AND. NULL does nothing. */
+void rt_query_node_deinit(struct rt_query_node *n);
+
 /* Frees what q holds and resets it to the empty query (so deinit twice is
  * harmless). NULL does nothing. */
 void rt_query_deinit(struct rt_query *q);

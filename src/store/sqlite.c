@@ -570,6 +570,7 @@ int rt_store_open_sqlite(const char *db_path, const char *schema_sql, uint64_t r
 	s->retain_count = retain_count;
 	s->retain_ms = retain_ms;
 	s->base.key_window_ms = RT_STORE_KEY_WINDOW_MS;
+	rt_store_policies_init(&s->base);
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	if (open_db(db_path, &s->change_db, err, err_cap))
@@ -600,6 +601,7 @@ static void sq_close(struct rt_store *base)
 	}
 	sqlite3_close(s->change_db);
 	rt_store_schema_free(&s->base.schema);
+	rt_store_policies_deinit(&s->base);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cond);
 	free(s->path);

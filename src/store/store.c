@@ -5,6 +5,7 @@
 #include "store/store.h"
 
 #include <openssl/evp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,6 +116,72 @@ const struct rt_store_column *rt_store_column(const struct rt_store_table *t, co
 		if (!strcmp(t->cols[i].name, name))
 			return &t->cols[i];
 	return NULL;
+}
+
+/* ---- row-level security ---- */
+
+void rt_store_policies_init(struct rt_store *s)
+{
+	pthread_mutex_init(&s->policies_mu, NULL);
+	s->policies = rt_policies_new();
+	atomic_store(&s->policies_version, 1);
+}
+
+void rt_store_policies_deinit(struct rt_store *s)
+{
+	if (!s->policies)
+		return; /* never initialized (a failed open) */
+	rt_policies_unref(s->policies);
+	s->policies = NULL;
+	pthread_mutex_destroy(&s->policies_mu);
+}
+
+void rt_store_set_policies(struct rt_store *s, struct rt_policies *p)
+{
+	pthread_mutex_lock(&s->policies_mu);
+	struct rt_policies *old = s->policies;
+	s->policies = p;
+	atomic_fetch_add(&s->policies_version, 1);
+	pthread_mutex_unlock(&s->policies_mu);
+	rt_policies_unref(old);
+}
+
+void rt_store_policies_touch(struct rt_store *s)
+{
+	atomic_fetch_add(&s->policies_version, 1);
+}
+
+struct rt_policies *rt_store_policies(struct rt_store *s)
+{
+	pthread_mutex_lock(&s->policies_mu);
+	struct rt_policies *p = rt_policies_ref(s->policies);
+	pthread_mutex_unlock(&s->policies_mu);
+	return p;
+}
+
+uint64_t rt_store_policies_version(struct rt_store *s)
+{
+	return atomic_load(&s->policies_version);
+}
+
+int rt_store_selectable(struct rt_store *s, const char *role, const struct rt_store_table *t,
+			bool *selectable)
+{
+	if (s->ops->selectable)
+		return s->ops->selectable(s, role, t, selectable);
+	for (size_t i = 0; i < t->n_cols; i++)
+		selectable[i] = true;
+	return 0;
+}
+
+int rt_store_visible(struct rt_store *s, const struct rt_store_table *t, const json_t *row,
+		     const struct rt_auth *const *who, size_t n, bool *visible)
+{
+	if (s->ops->visible)
+		return s->ops->visible(s, t, row, who, n, visible);
+	for (size_t i = 0; i < n; i++)
+		visible[i] = false;
+	return -1;
 }
 
 int rt_store_read(struct rt_store *s, const struct rt_read *r, json_t **rows, long long *total,

@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth/policy.h"
 #include "store/conflict.h"
 #include "store/query.h"
 
@@ -113,6 +114,11 @@ struct rt_write {
 	const char *idempotency_key;
 	const char *fingerprint;        /* what identifies the request; "" when NULL */
 	struct rt_write_result *result; /* out, may be NULL: filled when the write succeeds */
+	/* The requester whose row-level security applies (docs/security.md):
+	 * rows its USING hides are not updated or deleted, rows its WITH CHECK
+	 * refuses fail the whole write with 42501 (HTTP 401 for anon, 403
+	 * otherwise). NULL: the server itself, no RLS. */
+	const struct rt_auth *who;
 };
 
 /* Options for a read. */
@@ -126,6 +132,9 @@ struct rt_read {
 	 * last committed position before the read, so changes after it may
 	 * already show too (applying them again in order converges). */
 	uint64_t *position;
+	/* The requester: only the rows its policies let it select are read and
+	 * counted. NULL: the server itself, no RLS. */
+	const struct rt_auth *who;
 };
 
 /* ---- lifecycle and schema ---- */
@@ -173,6 +182,40 @@ const struct rt_store_table *rt_store_table(const struct rt_store *s, const char
 					    const char *name);
 /* A column of t by name; NULL when absent. */
 const struct rt_store_column *rt_store_column(const struct rt_store_table *t, const char *name);
+
+/* ---- row-level security (docs/security.md) ---- */
+
+/*
+ * The store's policy set, a new reference (rt_policies_unref). SQLite: the
+ * policies of the schema file, fixed for the store's lifetime. PostgreSQL:
+ * the catalog's, read at open and again when they change, so two calls may
+ * return different sets; rt_store_policies_version() tells them apart.
+ * Any thread.
+ */
+struct rt_policies *rt_store_policies(struct rt_store *s);
+/* Grows each time the policy set or the column privileges change. Any thread. */
+uint64_t rt_store_policies_version(struct rt_store *s);
+
+/*
+ * The columns of t that role may select: selectable[i] for t->cols[i]
+ * (caller's array of t->n_cols). SQLite: every column. PostgreSQL: the
+ * role's column privileges (cached per role; an unknown role may select
+ * none). Returns 0, or -1 when they cannot be read (every column false).
+ * Pool or change thread.
+ */
+int rt_store_selectable(struct rt_store *s, const char *role, const struct rt_store_table *t,
+			bool *selectable);
+
+/*
+ * For policies outside the compiled subset (RT_POLICY_OPAQUE, PostgreSQL
+ * only): whether each requester who[i] may select row (a row of t, as the
+ * change feed has it), asked of the database in one round trip for all of
+ * them. visible[i] is set for i < n. Returns 0, or -1 (every visible[i]
+ * false). Change thread. Counted in /metrics
+ * (rtsync_rls_database_checks_total).
+ */
+int rt_store_visible(struct rt_store *s, const struct rt_store_table *t, const json_t *row,
+		     const struct rt_auth *const *who, size_t n, bool *visible);
 
 /* ---- reads and writes (pool threads) ---- */
 

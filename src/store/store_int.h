@@ -11,6 +11,8 @@
 #ifndef RT_STORE_STORE_INT_H
 #define RT_STORE_STORE_INT_H
 
+#include <pthread.h>
+
 #include "store/store.h"
 
 struct rt_store_ops {
@@ -26,6 +28,12 @@ struct rt_store_ops {
 	uint64_t (*last_pos)(struct rt_store *s);
 	bool (*wait)(struct rt_store *s, uint64_t *version, unsigned timeout_ms);
 	void (*prune)(struct rt_store *s);
+	/* Row-level security (store.h); NULL: every column selectable, and no
+	 * opaque policies to ask about (rt_store_visible fails). */
+	int (*selectable)(struct rt_store *s, const char *role, const struct rt_store_table *t,
+			  bool *selectable);
+	int (*visible)(struct rt_store *s, const struct rt_store_table *t, const json_t *row,
+		       const struct rt_auth *const *who, size_t n, bool *visible);
 };
 
 /* The head of every backend's store object. */
@@ -33,7 +41,19 @@ struct rt_store {
 	const struct rt_store_ops *ops;
 	struct rt_store_schema schema;
 	uint64_t key_window_ms; /* idempotency keys are kept this long */
+	pthread_mutex_t policies_mu; /* policies (the pointer) */
+	struct rt_policies *policies; /* never NULL once open (an empty set) */
+	_Atomic uint64_t policies_version;
 };
+
+/* Sets up the head's policy state with an empty set (backends call it
+ * first in open), and releases it (in close). */
+void rt_store_policies_init(struct rt_store *s);
+void rt_store_policies_deinit(struct rt_store *s);
+/* Publishes a new policy set (takes the reference) and bumps the version. */
+void rt_store_set_policies(struct rt_store *s, struct rt_policies *p);
+/* Bumps the version alone (column privileges changed). */
+void rt_store_policies_touch(struct rt_store *s);
 
 /* Fills e (status, code, details may be NULL) and keeps its texts valid UTF-8. */
 void rt_store_set_err(struct rt_store_error *e, int status, const char *code,
