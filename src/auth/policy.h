@@ -114,6 +114,18 @@ int rt_policies_add_def(struct rt_policies *p, const struct rt_policy_def *def, 
 void rt_policies_set_enabled(struct rt_policies *p, const char *schema, const char *table,
 			     bool is_enabled);
 
+/*
+ * Checks that every column a policy of the set names exists:
+ * has_column(schema, table, column, ctx) answers for the store's tables
+ * (policies on tables it does not know, such as realtime.messages, are the
+ * caller's to skip by answering true). Returns 0, or -1 with e.g. `policy
+ * "own rows" on public.t: column "owner" does not exist` in err.
+ */
+int rt_policies_validate(const struct rt_policies *p,
+			 bool (*has_column)(const char *schema, const char *table, const char *column,
+					    void *ctx),
+			 void *ctx, char *err, size_t err_cap);
+
 /* True when schema.table has RLS enabled. */
 bool rt_policies_is_enabled(const struct rt_policies *p, const char *schema, const char *table);
 /* True when any policy exists on schema.table (channel authorization falls

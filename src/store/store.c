@@ -184,6 +184,15 @@ int rt_store_visible(struct rt_store *s, const struct rt_store_table *t, const j
 	return -1;
 }
 
+int rt_store_topic_allowed(struct rt_store *s, const struct rt_auth *who, const char *extension,
+			   bool is_write, bool *allowed)
+{
+	*allowed = false;
+	if (s->ops->topic_allowed)
+		return s->ops->topic_allowed(s, who, extension, is_write, allowed);
+	return -1;
+}
+
 int rt_store_read(struct rt_store *s, const struct rt_read *r, json_t **rows, long long *total,
 		  struct rt_store_error *err)
 {

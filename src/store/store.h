@@ -217,6 +217,17 @@ int rt_store_selectable(struct rt_store *s, const char *role, const struct rt_st
 int rt_store_visible(struct rt_store *s, const struct rt_store_table *t, const json_t *row,
 		     const struct rt_auth *const *who, size_t n, bool *visible);
 
+/*
+ * Channel authorization by the database, for policies on realtime.messages
+ * outside the compiled subset (PostgreSQL): whether who may read (SELECT;
+ * is_write false) or write (INSERT; is_write true) messages of extension
+ * ("broadcast", "presence") on who->topic, checked with one query under
+ * who's role and claims. Returns 0 with *allowed set, or -1 (not allowed).
+ * Pool threads.
+ */
+int rt_store_topic_allowed(struct rt_store *s, const struct rt_auth *who, const char *extension,
+			   bool is_write, bool *allowed);
+
 /* ---- reads and writes (pool threads) ---- */
 
 /* Runs a read. On success *rows is a JSON array (new reference) and, with

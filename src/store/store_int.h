@@ -34,6 +34,8 @@ struct rt_store_ops {
 			  bool *selectable);
 	int (*visible)(struct rt_store *s, const struct rt_store_table *t, const json_t *row,
 		       const struct rt_auth *const *who, size_t n, bool *visible);
+	int (*topic_allowed)(struct rt_store *s, const struct rt_auth *who,
+			     const char *extension, bool is_write, bool *allowed);
 };
 
 /* The head of every backend's store object. */
