@@ -492,6 +492,19 @@ static void expr_free(struct expr *e)
 	free(e);
 }
 
+static struct expr *expr_clone(const struct expr *e)
+{
+	struct expr *c = rt_xmalloc(sizeof *c);
+	*c = *e;
+	c->text = e->text ? rt_xstrdup(e->text) : NULL;
+	if (e->json)
+		c->json = json_deep_copy(e->json);
+	c->kids = e->n_kids ? rt_xmalloc(e->n_kids * sizeof *c->kids) : NULL;
+	for (size_t i = 0; i < e->n_kids; i++)
+		c->kids[i] = expr_clone(e->kids[i]);
+	return c;
+}
+
 static struct expr *expr_new(enum ek kind, enum st st, size_t off, size_t end)
 {
 	struct expr *e = rt_xcalloc(1, sizeof *e);
@@ -899,6 +912,7 @@ static struct expr *parse_primary(struct ps *p)
 	}
 	case TK_OP:
 		if (tok_is_op(p, k, "(")) {
+			size_t open_tok = p->i;
 			advance(p);
 			if (is_kw(p, "select")) { /* a scalar subquery wrapping a value */
 				advance(p);
@@ -906,7 +920,8 @@ static struct expr *parse_primary(struct ps *p)
 				if (!e)
 					return NULL;
 				if (e->has_col) {
-					fail_span(p, true, off, construct_end(p, p->i), "unsupported expression (subquery)");
+					fail_span(p, true, off, construct_end(p, open_tok),
+						  "unsupported expression (subquery)");
 					expr_free(e);
 					return NULL;
 				}
@@ -923,10 +938,8 @@ static struct expr *parse_primary(struct ps *p)
 				}
 				if (!is_op(p, ")")) {
 					expr_free(e);
-					p->i = 0;
-					while (p->t.v[p->i].off < off)
-						p->i++;
-					fail_span(p, true, off, construct_end(p, p->i), "unsupported expression (subquery)");
+					fail_span(p, true, off, construct_end(p, open_tok),
+						  "unsupported expression (subquery)");
 					return NULL;
 				}
 				e->off = off;
@@ -1292,6 +1305,46 @@ static struct expr *parse_inlike(struct ps *p)
 			return NULL;
 		}
 		return l;
+	}
+	if (is_kw(p, "between") && !tok_is_kw(p, peek(p, 1), "symmetric") &&
+	    !tok_is_kw(p, peek(p, 1), "asymmetric")) {
+		/* x BETWEEN a AND b: x >= a AND x <= b (NOT: x < a OR x > b) */
+		advance(p);
+		struct expr *lo = parse_other(p), *hi = NULL;
+		if (lo && !accept_kw(p, "and")) {
+			syntax_here(p);
+		} else if (lo) {
+			hi = parse_other(p);
+		}
+		if (!hi) {
+			expr_free(e);
+			expr_free(lo);
+			return NULL;
+		}
+		struct expr *e2 = expr_clone(e);
+		struct expr *a = node2(p, E_CMP, ST_BOOL, e, lo);
+		struct expr *b = a ? node2(p, E_CMP, ST_BOOL, e2, hi) : NULL;
+		if (!a)
+			expr_free(e2), expr_free(hi);
+		struct expr *g = b ? node2(p, E_AND, ST_BOOL, a, b) : NULL;
+		if (!b)
+			expr_free(a);
+		if (!g)
+			return NULL;
+		a->op = RT_QUERY_GTE;
+		b->op = RT_QUERY_LTE;
+		if (!check_pair(p, a, e, lo) || !check_pair(p, b, e2, hi)) {
+			expr_free(g);
+			return NULL;
+		}
+		if (!neg)
+			return g;
+		struct expr *n = expr_new(E_NOT, ST_BOOL, g->off, g->end);
+		if (!add_kid(p, n, g)) {
+			expr_free(n);
+			return NULL;
+		}
+		return n;
 	}
 	if (is_kw(p, "between") || is_kw(p, "similar")) {
 		p->i = save;
@@ -2809,6 +2862,8 @@ static int policy_err(const struct ps *p, const char *name, const char *schema, 
 	format_err(p, m, sizeof m);
 	if (name && table)
 		errf(err, err_cap, "policy \"%s\" on %s.%s: %s", name, schema, table, m);
+	else if (name)
+		errf(err, err_cap, "policy \"%s\": %s", name, m);
 	else
 		errf(err, err_cap, "CREATE POLICY: %s", m);
 	return -1;
@@ -2926,8 +2981,7 @@ static int create_policy(struct rt_policies *set, struct ps *p, const char *defa
 	rc = 1;
 	goto out;
 err_syntax:
-	policy_err(p, q.name, schema ? schema : default_schema ? default_schema : "public",
-		   table ? table : "?", err, err_cap);
+	policy_err(p, q.name, schema, table, err, err_cap);
 out:
 	pol_deinit(&q);
 	free(schema);
