@@ -1554,7 +1554,7 @@ static struct expr *parse_chain(struct ps *p, bool is_or)
 	if (!e || !(is_or ? is_kw(p, "or") : is_kw(p, "and")))
 		return e;
 	struct expr *n = expr_new(is_or ? E_OR : E_AND, ST_BOOL, e->off, e->end);
-	if (!check_cond(p, e) || !add_kid(p, n, e))
+	if (!add_kid(p, n, e) || !check_cond(p, e))
 		goto err;
 	while (accept_kw(p, is_or ? "or" : "and")) {
 		struct expr *k = is_or ? parse_chain(p, false) : parse_not(p);
