@@ -510,6 +510,32 @@ static void test_claims(void **state)
 	}
 }
 
+/* The example of docs/security-policy.md. */
+static void test_doc_example(void **state)
+{
+	(void)state;
+	struct rt_policies *p = rt_policies_new();
+	add(p, "alter table todos enable row level security");
+	add(p, "create policy \"own rows\" on todos for all to authenticated\n"
+	       "    using (owner = (select auth.uid())) with check (owner = (select auth.uid()))");
+	add(p, "create policy \"team read\" on todos for select\n"
+	       "    using (team_id = any (auth.jwt() -> 'app_metadata' -> 'teams'))");
+	add(p, "create policy \"not archived\" on todos as restrictive using (not archived)");
+	const char *c = "{\"sub\":\"u1\",\"app_metadata\":{\"teams\":[\"a\",\"b\"]}}";
+	expect(p, "todos", RT_POLICY_SELECT, false, "authenticated", c, RT_POLICY_ROWS,
+	       "and(or(c(\"owner\",eq,[\"u1\"]),c(\"team_id\",in,[\"a\",\"b\"])),c(\"archived\","
+	       "neq,[\"true\"]))");
+	expect(p, "todos", RT_POLICY_INSERT, true, "authenticated", c, RT_POLICY_ROWS,
+	       "and(c(\"owner\",eq,[\"u1\"]),c(\"archived\",neq,[\"true\"]))");
+	expect(p, "todos", RT_POLICY_SELECT, false, "anon", c, RT_POLICY_ROWS,
+	       "and(c(\"team_id\",in,[\"a\",\"b\"]),c(\"archived\",neq,[\"true\"]))");
+	rt_policies_unref(p);
+	expect_expr("n < 1e3 and (auth.uid() = 'x') is unknown", "{}", RT_POLICY_ROWS,
+		    "c(\"n\",lt,[\"1e3\"])");
+	expect_expr_err("(done = true) is unknown",
+			"unsupported expression at offset 28: (done = true) is unknown");
+}
+
 /* ---- catalog definitions ---- */
 
 static void test_defs(void **state)
@@ -906,7 +932,7 @@ int main(void)
 		cmocka_unit_test(test_defs),		cmocka_unit_test(test_eval),
 		cmocka_unit_test(test_canon),		cmocka_unit_test(test_eq_key),
 		cmocka_unit_test(test_validate),	cmocka_unit_test(test_limits),
-		cmocka_unit_test(test_refs),
+		cmocka_unit_test(test_refs),		cmocka_unit_test(test_doc_example),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
