@@ -95,16 +95,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static json_t *claims[2], *rows[3];
 	if (!claims[0]) {
-		claims[0] = json_loads("{\"sub\":\"u1\",\"role\":\"authenticated\",\"email\":\"a@x.io\","
-				       "\"org\":\"o1\",\"n\":5,\"teams\":[\"t1\",\"t2\",3,null],"
-				       "\"app_metadata\":{\"org\":\"o1\",\"tags\":[\"x\"],\"admin\":true}}",
-				       0, NULL);
+		claims[0] = json_loads(
+			"{\"sub\":\"u1\",\"role\":\"authenticated\",\"email\":\"a@x.io\","
+			"\"org\":\"o1\",\"n\":5,\"teams\":[\"t1\",\"t2\",3,null],"
+			"\"app_metadata\":{\"org\":\"o1\",\"tags\":[\"x\"],\"admin\":true}}",
+			0, NULL);
 		claims[1] = json_object();
-		rows[0] = json_loads("{\"id\":1,\"owner\":\"u1\",\"org\":\"o1\",\"n\":5,\"done\":true,"
-				     "\"team\":\"t1\",\"name\":\"abc\",\"score\":\"2.5\","
-				     "\"extension\":\"broadcast\"}",
-				     0, NULL);
-		rows[1] = json_loads("{\"id\":null,\"owner\":null,\"n\":null,\"done\":null}", 0, NULL);
+		rows[0] = json_loads(
+			"{\"id\":1,\"owner\":\"u1\",\"org\":\"o1\",\"n\":5,\"done\":true,"
+			"\"team\":\"t1\",\"name\":\"abc\",\"score\":\"2.5\","
+			"\"extension\":\"broadcast\"}",
+			0, NULL);
+		rows[1] = json_loads("{\"id\":null,\"owner\":null,\"n\":null,\"done\":null}", 0,
+				     NULL);
 		rows[2] = json_object();
 		CHECK(claims[0] && claims[1] && rows[0] && rows[1] && rows[2]);
 	}
@@ -137,7 +140,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!memchr(last, '\0', last_len)) {
 		char *sql = strndup(last, last_len);
 		CHECK(sql);
-		struct rt_policy_def d = {"public", "d", "fuzz", true, RT_POLICY_ALL, NULL, sql, NULL};
+		struct rt_policy_def d = {"public",	 "d",  "fuzz", true,
+					  RT_POLICY_ALL, NULL, sql,    NULL};
 		int rc = rt_policies_add_def(p, &d, err, sizeof err);
 		CHECK(rc >= -1 && rc <= 1);
 		if (rc != 0)
@@ -162,11 +166,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				for (size_t wi = 0; wi < 4; wi++) {
 					struct rt_query_node a, b;
 					enum rt_policy_verdict v = rt_policies_predicate(
-						p, tables[ti][0], tables[ti][1], cmds[ci], chk, &who[wi], &a);
+						p, tables[ti][0], tables[ti][1], cmds[ci], chk,
+						&who[wi], &a);
 					CHECK(v >= RT_POLICY_ALLOW_ALL && v <= RT_POLICY_OPAQUE);
 					if (wi == 3)
 						CHECK(v == RT_POLICY_ALLOW_ALL);
-					if (!rt_policies_is_enabled(p, tables[ti][0], tables[ti][1]))
+					if (!rt_policies_is_enabled(p, tables[ti][0],
+								    tables[ti][1]))
 						CHECK(v == RT_POLICY_ALLOW_ALL);
 					if (v != RT_POLICY_ROWS) {
 						CHECK(a.kind == RT_QUERY_AND && !a.n_children);
@@ -174,20 +180,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 						continue;
 					}
 					check_tree(&a, 0);
-					CHECK(rt_policies_predicate(p, tables[ti][0], tables[ti][1], cmds[ci],
-								    chk, &who[wi], &b) == v);
+					CHECK(rt_policies_predicate(p, tables[ti][0], tables[ti][1],
+								    cmds[ci], chk, &who[wi],
+								    &b) == v);
 					struct rt_buf ca, cb;
 					rt_buf_init(&ca);
 					rt_buf_init(&cb);
 					rt_policy_canon(&a, &ca);
 					rt_policy_canon(&b, &cb);
-					CHECK(ca.len == cb.len && !memcmp(ca.data, cb.data, ca.len));
+					CHECK(ca.len == cb.len &&
+					      !memcmp(ca.data, cb.data, ca.len));
 					rt_buf_deinit(&ca);
 					rt_buf_deinit(&cb);
 					for (size_t ri = 0; ri < 3; ri++) {
 						int r = rt_policy_eval(&a, rows[ri], type_of, NULL);
 						CHECK(r >= -1 && r <= 1);
-						CHECK(rt_policy_eval(&a, rows[ri], NULL, NULL) >= -1);
+						CHECK(rt_policy_eval(&a, rows[ri], NULL, NULL) >=
+						      -1);
 					}
 					CHECK(rt_policy_eval(&a, rows[2], type_of, NULL) != 1 ||
 					      a.kind != RT_QUERY_COND || a.is_negated ||
@@ -204,9 +213,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 						k.op = RT_QUERY_EQ;
 						k.values = (char **)&val;
 						k.n_values = 1;
-						/* text compares by bytes: the key's own value matches */
+						/* text compares by bytes: the key's own value
+						 * matches */
 						if (json_string_value(json_object_get(row, col)))
-							CHECK(rt_policy_eval(&k, row, NULL, NULL) == 1);
+							CHECK(rt_policy_eval(&k, row, NULL, NULL) ==
+							      1);
 						json_decref(row);
 					}
 					rt_query_node_deinit(&a);

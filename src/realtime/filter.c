@@ -711,11 +711,13 @@ static int check_cast(const char *s, const char *t, char *err, size_t err_cap)
 	if (!rt_pgval_is_int_type(t)) {
 		if (rt_pgval_parse_num(s, &n))
 			return 0;
-		errf(err, err_cap, "invalid input syntax for type %s: \"%s\"", rt_pgval_type_display(t), s);
+		errf(err, err_cap, "invalid input syntax for type %s: \"%s\"",
+		     rt_pgval_type_display(t), s);
 		return -1;
 	}
 	if (!is_int_text(s)) {
-		errf(err, err_cap, "invalid input syntax for type %s: \"%s\"", rt_pgval_type_display(t), s);
+		errf(err, err_cap, "invalid input syntax for type %s: \"%s\"",
+		     rt_pgval_type_display(t), s);
 		return -1;
 	}
 	long long lo = LLONG_MIN, hi = LLONG_MAX;

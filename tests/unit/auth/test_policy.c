@@ -45,7 +45,8 @@ static enum rt_policy_verdict pred(const struct rt_policies *p, const char *tabl
 		assert_non_null(c);
 	struct rt_auth who = {role, c, topic};
 	struct rt_query_node n;
-	enum rt_policy_verdict v = rt_policies_predicate(p, "public", table, cmd, is_check, &who, &n);
+	enum rt_policy_verdict v =
+		rt_policies_predicate(p, "public", table, cmd, is_check, &who, &n);
 	struct rt_buf b;
 	rt_buf_init(&b);
 	if (v == RT_POLICY_ROWS)
@@ -64,8 +65,8 @@ static void expect(const struct rt_policies *p, const char *table, unsigned cmd,
 		   const char *want_canon)
 {
 	char canon[2048];
-	enum rt_policy_verdict v = pred(p, table, cmd, is_check, role, claims, NULL, canon,
-					sizeof canon);
+	enum rt_policy_verdict v =
+		pred(p, table, cmd, is_check, role, claims, NULL, canon, sizeof canon);
 	if (v != want_v || (want_canon && strcmp(canon, want_canon)))
 		fail_msg("%s cmd %u check %d role %s claims %s:\n  got  %d %s\n  want %d %s", table,
 			 cmd, is_check, role, claims ? claims : "-", v, canon, want_v,
@@ -129,8 +130,8 @@ static int eval_expr(const char *expr, const char *claims, const char *row)
 	json_t *c = json_loads(claims, 0, NULL);
 	struct rt_auth who = {"authenticated", c, NULL};
 	struct rt_query_node n;
-	enum rt_policy_verdict v = rt_policies_predicate(p, "public", "t", RT_POLICY_SELECT, false,
-							 &who, &n);
+	enum rt_policy_verdict v =
+		rt_policies_predicate(p, "public", "t", RT_POLICY_SELECT, false, &who, &n);
 	int r = v == RT_POLICY_ALLOW_ALL ? 1 : v == RT_POLICY_DENY_ALL ? 0 : eval_on(&n, row);
 	rt_query_node_deinit(&n);
 	json_decref(c);
@@ -150,7 +151,8 @@ static void test_statement_forms(void **state)
 	assert_true(rt_policies_is_enabled(p, "public", "todos"));
 	add(p, "alter table if exists only public.todos disable row level security");
 	assert_false(rt_policies_is_enabled(p, "public", "todos"));
-	add(p, "  /* c */ Alter /* nested /* c */ */ TABLE \"Todos\" -- x\n enable ROW level security;");
+	add(p, "  /* c */ Alter /* nested /* c */ */ TABLE \"Todos\" -- x\n enable ROW level "
+	       "security;");
 	assert_true(rt_policies_is_enabled(p, "public", "Todos"));
 	assert_false(rt_policies_is_enabled(p, "public", "todos"));
 	add(p, "alter table app.items force row level security, enable row level security");
@@ -167,14 +169,17 @@ static void test_statement_forms(void **state)
 	assert_int_equal(add_rc(p, "", err, sizeof err), 0);
 	assert_int_equal(add_rc(p, "-- only a comment", err, sizeof err), 0);
 	assert_int_equal(add_rc(p, "create index policy on t (x)", err, sizeof err), 0);
-	add_fails(p, "alter table t enable row level security, add column x int",
-		  "ALTER TABLE public.t: row level security actions mixed with other actions are not "
-		  "supported");
+	add_fails(
+		p, "alter table t enable row level security, add column x int",
+		"ALTER TABLE public.t: row level security actions mixed with other actions are not "
+		"supported");
 
-	add(p, "CREATE POLICY \"Own \"\"rows\"\"\" ON todos AS PERMISSIVE FOR SELECT TO authenticated, "
+	add(p, "CREATE POLICY \"Own \"\"rows\"\"\" ON todos AS PERMISSIVE FOR SELECT TO "
+	       "authenticated, "
 	       "anon USING (owner = auth.uid())");
-	add(p, "create policy p2 on public.todos as restrictive for all to public using (true) with "
-	       "check (true)");
+	add(p,
+	    "create policy p2 on public.todos as restrictive for all to public using (true) with "
+	    "check (true)");
 	add(p, "create policy p3 on todos for insert with check (owner = auth.uid())");
 	add(p, "create policy p4 on todos for update using (true) with check (false)");
 	add(p, "create policy p5 on todos for delete using (true)");
@@ -186,7 +191,8 @@ static void test_statement_forms(void **state)
 	assert_true(rt_policies_has_any(p, "public", "todos"));
 	assert_false(rt_policies_has_any(p, "public", "other"));
 
-	add_fails(p, "create policy p6 on todos", "policy \"p6\" for table \"todos\" already exists");
+	add_fails(p, "create policy p6 on todos",
+		  "policy \"p6\" for table \"todos\" already exists");
 	add_fails(p, "create policy \"Own \"\"rows\"\"\" on todos",
 		  "policy \"Own \"rows\"\" for table \"todos\" already exists");
 	add(p, "create policy p6 on other");
@@ -204,15 +210,17 @@ static void test_statement_errors(void **state)
 	struct rt_policies *p = rt_policies_new();
 	add_fails(p, "create policy \"own rows\" on public.t using (created_at < now())",
 		  "policy \"own rows\" on public.t: unsupported expression at offset 57: now()");
-	add_fails(p, "create policy x on t using (a = b)",
-		  "policy \"x\" on public.t: unsupported expression (column compared with column) at "
-		  "offset 28: a = b");
+	add_fails(
+		p, "create policy x on t using (a = b)",
+		"policy \"x\" on public.t: unsupported expression (column compared with column) at "
+		"offset 28: a = b");
 	add_fails(p, "create policy x on t using (exists (select 1 from u where u.id = t.id))",
 		  "policy \"x\" on public.t: unsupported expression at offset 28: exists (select 1 "
 		  "from u where u.id = t.i...");
-	add_fails(p, "create policy x on t using (id in (select id from u))",
-		  "policy \"x\" on public.t: unsupported expression (subquery) at offset 34: (select "
-		  "id from u)");
+	add_fails(
+		p, "create policy x on t using (id in (select id from u))",
+		"policy \"x\" on public.t: unsupported expression (subquery) at offset 34: (select "
+		"id from u)");
 	add_fails(p, "create policy x on t using (n + 1 > 2)",
 		  "policy \"x\" on public.t: unsupported expression at offset 28: n + 1");
 	add_fails(p, "create policy x on t using (name like 'a%' escape '!')",
@@ -229,9 +237,10 @@ static void test_statement_errors(void **state)
 		  "policy \"x\" on public.t: syntax error at offset 34: for");
 	add_fails(p, "create policy x on t to current_user",
 		  "policy \"x\" on public.t: unsupported role at offset 24: current_user");
-	add_fails(p, "create policy x on t using (auth.jwt() = 'x')",
-		  "policy \"x\" on public.t: invalid expression (a json value compared; use ->> for "
-		  "text) at offset 28: auth.jwt()");
+	add_fails(
+		p, "create policy x on t using (auth.jwt() = 'x')",
+		"policy \"x\" on public.t: invalid expression (a json value compared; use ->> for "
+		"text) at offset 28: auth.jwt()");
 	add_fails(p, "create policy x on t using (data ->> 'k' = 'v')",
 		  "policy \"x\" on public.t: unsupported expression (json path on a column) at "
 		  "offset 28: data ->> 'k'");
@@ -239,7 +248,8 @@ static void test_statement_errors(void **state)
 		  "policy \"x\" on public.t: unsupported expression (column of another table) at "
 		  "offset 28: other.a");
 	add_fails(p, "create policy x on t using (tag = ((auth.jwt() -> 'a') ->> 'x'::int))",
-		  "policy \"x\" on public.t: invalid input syntax for type integer at offset 59: 'x'::int");
+		  "policy \"x\" on public.t: invalid input syntax for type integer at offset 59: "
+		  "'x'::int");
 	add_fails(p, "create policy x on t using (tags = any (array['a']) and 'a' = any(tags))",
 		  "policy \"x\" on public.t: unsupported expression (array column) at offset 65: "
 		  "(tags)");
@@ -252,13 +262,16 @@ static void test_statement_errors(void **state)
 	add_fails(p, "create policy on t", "policy \"on\": syntax error at offset 17: t");
 	add_fails(p, "create policy x on t using (a = E'x')",
 		  "policy \"x\" on public.t: unsupported string constant at offset 32: E");
-	add_fails(p, "create policy x on t using (a = $1)",
-		  "policy \"x\" on public.t: unsupported dollar-quoted string or parameter at offset "
-		  "32: $");
+	add_fails(
+		p, "create policy x on t using (a = $1)",
+		"policy \"x\" on public.t: unsupported dollar-quoted string or parameter at offset "
+		"32: $");
 	add_fails(p, "create policy x on t using (a = 1) /* open",
 		  "policy \"x\" on public.t: unterminated comment at offset 35: /");
 	/* a long excerpt is cut */
-	add_fails(p, "create policy x on t using (coalesce(a, 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa') = 'x')",
+	add_fails(p,
+		  "create policy x on t using (coalesce(a, "
+		  "'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa') = 'x')",
 		  "policy \"x\" on public.t: unsupported expression at offset 28: coalesce(a, "
 		  "'aaaaaaaaaaaaaaaaaaaaaaaaaaa...");
 	assert_int_equal(rt_policies_count(p, NULL), 0);
@@ -279,7 +292,8 @@ static void test_statement_errors(void **state)
 			"invalid expression (not a condition) at offset 38: auth.jwt()");
 	expect_expr_err("n::text[] = 'x'", "unsupported expression at offset 28: n::text[]");
 	expect_expr_err("auth.jwt() ->> 'a' || n = 'x'",
-			"unsupported expression (concatenation with a column) at offset 28: auth.jwt() ->> 'a' || n");
+			"unsupported expression (concatenation with a column) at offset 28: "
+			"auth.jwt() ->> 'a' || n");
 }
 
 /* ---- PostgreSQL's semantics ---- */
@@ -297,16 +311,17 @@ static void test_semantics(void **state)
 	expect(p, "t", RT_POLICY_SELECT, false, "authenticated", u1, RT_POLICY_ROWS,
 	       "c(\"owner\",eq,[\"u1\"])");
 	/* other roles and commands: no permissive policy */
-	expect(p, "t", RT_POLICY_SELECT, false, "anon", "{\"role\":\"anon\"}", RT_POLICY_DENY_ALL, "");
+	expect(p, "t", RT_POLICY_SELECT, false, "anon", "{\"role\":\"anon\"}", RT_POLICY_DENY_ALL,
+	       "");
 	expect(p, "t", RT_POLICY_UPDATE, false, "authenticated", u1, RT_POLICY_DENY_ALL, "");
 	expect(p, "t", RT_POLICY_INSERT, true, "authenticated", u1, RT_POLICY_DENY_ALL, "");
 	/* bypass */
 	expect(p, "t", RT_POLICY_SELECT, false, "service_role", NULL, RT_POLICY_ALLOW_ALL, "");
 	{
 		struct rt_query_node n;
-		assert_int_equal(rt_policies_predicate(p, "public", "t", RT_POLICY_DELETE, false,
-						       NULL, &n),
-				 RT_POLICY_ALLOW_ALL);
+		assert_int_equal(
+			rt_policies_predicate(p, "public", "t", RT_POLICY_DELETE, false, NULL, &n),
+			RT_POLICY_ALLOW_ALL);
 		rt_query_node_deinit(&n);
 	}
 	/* missing sub: owner = NULL folds to NULL: nothing */
@@ -319,8 +334,9 @@ static void test_semantics(void **state)
 	       "or(c(\"owner\",eq,[\"u1\"]),c(\"is_public\",eq,[\"true\"]))");
 	expect(p, "t", RT_POLICY_SELECT, false, "anon", NULL, RT_POLICY_ROWS,
 	       "c(\"is_public\",eq,[\"true\"])");
-	add(p, "create policy live on t as restrictive for all using (not deleted) with check (org = "
-	       "auth.jwt() ->> 'org')");
+	add(p,
+	    "create policy live on t as restrictive for all using (not deleted) with check (org = "
+	    "auth.jwt() ->> 'org')");
 	expect(p, "t", RT_POLICY_SELECT, false, "authenticated", u1, RT_POLICY_ROWS,
 	       "and(or(c(\"owner\",eq,[\"u1\"]),c(\"is_public\",eq,[\"true\"])),c(\"deleted\",neq,["
 	       "\"true\"]))");
@@ -329,9 +345,8 @@ static void test_semantics(void **state)
 	/* FOR ALL permissive with only WITH CHECK: nothing for USING, its check for writes */
 	add(p, "create policy w on t for all to authenticated with check (owner = auth.uid())");
 	expect(p, "t", RT_POLICY_DELETE, false, "authenticated", u1, RT_POLICY_DENY_ALL, "");
-	expect(p, "t", RT_POLICY_INSERT, true, "authenticated",
-	       "{\"sub\":\"u1\",\"org\":\"o\"}", RT_POLICY_ROWS,
-	       "and(c(\"owner\",eq,[\"u1\"]),c(\"org\",eq,[\"o\"]))");
+	expect(p, "t", RT_POLICY_INSERT, true, "authenticated", "{\"sub\":\"u1\",\"org\":\"o\"}",
+	       RT_POLICY_ROWS, "and(c(\"owner\",eq,[\"u1\"]),c(\"org\",eq,[\"o\"]))");
 	/* restrictive check with a missing claim: org = NULL → nothing */
 	expect(p, "t", RT_POLICY_INSERT, true, "authenticated", u1, RT_POLICY_DENY_ALL, "");
 	/* WITH CHECK falls back to USING */
@@ -370,7 +385,8 @@ static void test_claims(void **state)
 	expect_expr("owner = (select auth.uid())", c, RT_POLICY_ROWS, "c(\"owner\",eq,[\"u1\"])");
 	expect_expr("(( SELECT auth.uid() AS uid) = owner)", c, RT_POLICY_ROWS,
 		    "c(\"owner\",eq,[\"u1\"])");
-	expect_expr("owner = (SELECT auth.uid() uid)", c, RT_POLICY_ROWS, "c(\"owner\",eq,[\"u1\"])");
+	expect_expr("owner = (SELECT auth.uid() uid)", c, RT_POLICY_ROWS,
+		    "c(\"owner\",eq,[\"u1\"])");
 	expect_expr("t.owner = auth.uid()::text", c, RT_POLICY_ROWS, "c(\"owner\",eq,[\"u1\"])");
 	expect_expr("public.t.owner = CAST(auth.uid() AS uuid)", c, RT_POLICY_ROWS,
 		    "c(\"owner\",eq,[\"u1\"])");
@@ -390,10 +406,12 @@ static void test_claims(void **state)
 	expect_expr("tag = auth.jwt() -> 'app_metadata' -> 'tags' ->> -1", c, RT_POLICY_ROWS,
 		    "c(\"tag\",eq,[\"y\"])");
 	/* PostgreSQL deparses a negative index as a cast string */
-	expect_expr("tag = ((auth.jwt() -> 'app_metadata'::text) -> 'tags'::text) ->> '-1'::integer", c,
-		    RT_POLICY_ROWS, "c(\"tag\",eq,[\"y\"])");
+	expect_expr(
+		"tag = ((auth.jwt() -> 'app_metadata'::text) -> 'tags'::text) ->> '-1'::integer", c,
+		RT_POLICY_ROWS, "c(\"tag\",eq,[\"y\"])");
 	expect_expr("tag = auth.jwt() -> 'app_metadata' ->> 0::text", c, RT_POLICY_DENY_ALL, "");
-	expect_expr("tag = auth.jwt() -> 'app_metadata' -> 'tags' ->> 5", c, RT_POLICY_DENY_ALL, "");
+	expect_expr("tag = auth.jwt() -> 'app_metadata' -> 'tags' ->> 5", c, RT_POLICY_DENY_ALL,
+		    "");
 	expect_expr("tag = auth.jwt() -> 'app_metadata' ->> 'nope'", c, RT_POLICY_DENY_ALL, "");
 	expect_expr("tag = auth.jwt() -> 0 ->> 'x'", c, RT_POLICY_DENY_ALL, "");
 	/* constants fold */
@@ -403,8 +421,10 @@ static void test_claims(void **state)
 	expect_expr("auth.uid() is null", "{}", RT_POLICY_ALLOW_ALL, "");
 	expect_expr("(auth.jwt() ->> 'admin')::boolean", c, RT_POLICY_ALLOW_ALL, "");
 	expect_expr("(auth.jwt() ->> 'admin')::boolean is true", c, RT_POLICY_ALLOW_ALL, "");
-	expect_expr("(auth.jwt() -> 'app_metadata' ->> 'level')::int > 10", c, RT_POLICY_DENY_ALL, "");
-	expect_expr("(auth.jwt() -> 'app_metadata' ->> 'level')::int > 5", c, RT_POLICY_ALLOW_ALL, "");
+	expect_expr("(auth.jwt() -> 'app_metadata' ->> 'level')::int > 10", c, RT_POLICY_DENY_ALL,
+		    "");
+	expect_expr("(auth.jwt() -> 'app_metadata' ->> 'level')::int > 5", c, RT_POLICY_ALLOW_ALL,
+		    "");
 	expect_expr("auth.jwt() -> 'app_metadata' ->> 'level' > '10'", c, RT_POLICY_ALLOW_ALL, "");
 	expect_expr("(auth.jwt() -> 'sub')::text = '\"u1\"'", c, RT_POLICY_ALLOW_ALL, "");
 	expect_expr("auth.jwt() -> 'nope' is null", c, RT_POLICY_ALLOW_ALL, "");
@@ -412,7 +432,8 @@ static void test_claims(void **state)
 	/* three-valued folding */
 	expect_expr("auth.role() = 'admin' or owner = auth.uid()", c, RT_POLICY_ROWS,
 		    "c(\"owner\",eq,[\"u1\"])");
-	expect_expr("auth.role() = 'authenticated' or owner = auth.uid()", c, RT_POLICY_ALLOW_ALL, "");
+	expect_expr("auth.role() = 'authenticated' or owner = auth.uid()", c, RT_POLICY_ALLOW_ALL,
+		    "");
 	expect_expr("auth.jwt() ->> 'nope' = 'x' or owner = auth.uid()", c, RT_POLICY_ROWS,
 		    "c(\"owner\",eq,[\"u1\"])");
 	expect_expr("not (auth.jwt() ->> 'nope' = 'x') or owner = 'a'", c, RT_POLICY_ROWS,
@@ -545,20 +566,38 @@ static void test_defs(void **state)
 	rt_policies_set_enabled(p, "public", "t", true);
 	char err[512];
 	const char *roles[] = {"authenticated", NULL};
-	struct rt_policy_def d = {"public", "t", "own", true, RT_POLICY_SELECT, roles,
-				  "(( SELECT auth.uid() AS uid) = user_id)", NULL};
+	struct rt_policy_def d = {"public",
+				  "t",
+				  "own",
+				  true,
+				  RT_POLICY_SELECT,
+				  roles,
+				  "(( SELECT auth.uid() AS uid) = user_id)",
+				  NULL};
 	assert_int_equal(rt_policies_add_def(p, &d, err, sizeof err), 0);
-	struct rt_policy_def d2 = {"public", "t", "team", true, RT_POLICY_ALL, NULL,
-				   "((team_id)::text = ANY ((ARRAY['a'::character varying, 'b'::character varying])::text[]))",
+	struct rt_policy_def d2 = {"public",
+				   "t",
+				   "team",
+				   true,
+				   RT_POLICY_ALL,
+				   NULL,
+				   "((team_id)::text = ANY ((ARRAY['a'::character varying, "
+				   "'b'::character varying])::text[]))",
 				   "((auth.jwt() ->> 'role'::text) = 'admin'::text)"};
 	assert_int_equal(rt_policies_add_def(p, &d2, err, sizeof err), 0);
 	expect(p, "t", RT_POLICY_SELECT, false, "authenticated", "{\"sub\":\"u\"}", RT_POLICY_ROWS,
 	       "or(c(\"user_id\",eq,[\"u\"]),c(\"team_id\",in,[\"a\",\"b\"]))");
 	expect(p, "t", RT_POLICY_INSERT, true, "anon", "{\"role\":\"admin\"}", RT_POLICY_ALLOW_ALL,
 	       "");
-	expect(p, "t", RT_POLICY_INSERT, true, "anon", "{\"role\":\"anon\"}", RT_POLICY_DENY_ALL, "");
+	expect(p, "t", RT_POLICY_INSERT, true, "anon", "{\"role\":\"anon\"}", RT_POLICY_DENY_ALL,
+	       "");
 	/* outside the subset: opaque */
-	struct rt_policy_def d3 = {"public", "t", "member", false, RT_POLICY_UPDATE, roles,
+	struct rt_policy_def d3 = {"public",
+				   "t",
+				   "member",
+				   false,
+				   RT_POLICY_UPDATE,
+				   roles,
 				   "(EXISTS ( SELECT 1 FROM members m WHERE (m.uid = auth.uid())))",
 				   NULL};
 	assert_int_equal(rt_policies_add_def(p, &d3, err, sizeof err), 1);
@@ -575,8 +614,8 @@ static void test_defs(void **state)
 	expect(p, "t", RT_POLICY_SELECT, false, "authenticated", "{\"sub\":\"u\"}", RT_POLICY_ROWS,
 	       NULL);
 	expect(p, "t", RT_POLICY_UPDATE, false, "service_role", "{}", RT_POLICY_ALLOW_ALL, "");
-	struct rt_policy_def d4 = {NULL, "t", "later", true, RT_POLICY_SELECT, NULL, "now() > t0",
-				   NULL};
+	struct rt_policy_def d4 = {NULL, "t",	       "later", true, RT_POLICY_SELECT,
+				   NULL, "now() > t0", NULL};
 	assert_int_equal(rt_policies_add_def(p, &d4, err, sizeof err), 1);
 	assert_string_equal(err, "policy \"later\" on public.t: USING: unsupported expression at "
 				 "offset 0: now()");
@@ -588,7 +627,8 @@ static void test_defs(void **state)
 	assert_int_equal(rt_policies_add_def(p, &bad, err, sizeof err), -1);
 	struct rt_policy_def bad2 = {"public", "t", "x", true, 0, NULL, NULL, NULL};
 	assert_int_equal(rt_policies_add_def(p, &bad2, err, sizeof err), -1);
-	struct rt_policy_def bad3 = {"public", "t", "x", true, RT_POLICY_INSERT, NULL, "true", NULL};
+	struct rt_policy_def bad3 = {"public",	       "t",  "x",    true,
+				     RT_POLICY_INSERT, NULL, "true", NULL};
 	assert_int_equal(rt_policies_add_def(p, &bad3, err, sizeof err), -1);
 	assert_int_equal(rt_policies_count(p, &n_opaque), 4);
 	assert_int_equal(n_opaque, 2);
@@ -927,12 +967,18 @@ static void test_refs(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_statement_forms), cmocka_unit_test(test_statement_errors),
-		cmocka_unit_test(test_semantics),	cmocka_unit_test(test_claims),
-		cmocka_unit_test(test_defs),		cmocka_unit_test(test_eval),
-		cmocka_unit_test(test_canon),		cmocka_unit_test(test_eq_key),
-		cmocka_unit_test(test_validate),	cmocka_unit_test(test_limits),
-		cmocka_unit_test(test_refs),		cmocka_unit_test(test_doc_example),
+		cmocka_unit_test(test_statement_forms),
+		cmocka_unit_test(test_statement_errors),
+		cmocka_unit_test(test_semantics),
+		cmocka_unit_test(test_claims),
+		cmocka_unit_test(test_defs),
+		cmocka_unit_test(test_eval),
+		cmocka_unit_test(test_canon),
+		cmocka_unit_test(test_eq_key),
+		cmocka_unit_test(test_validate),
+		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_refs),
+		cmocka_unit_test(test_doc_example),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
