@@ -459,6 +459,8 @@ enum ek {
 	E_AND,
 	E_OR,
 	E_NOT,
+	E_COALESCE, /* coalesce(kids…) of constants */
+	E_NULLIF,   /* nullif(kids[0], kids[1]) of constants */
 };
 
 enum cast_to { CT_TEXT, CT_NUM, CT_BOOL, CT_JSON, CT_ARRAY };
@@ -852,6 +854,54 @@ static struct expr *parse_call(struct ps *p, char **parts, size_t n_parts, size_
 			struct expr *e = expr_new(zero[i].kind, zero[i].st, off, cur(p)->off + 1);
 			advance(p);
 			return e;
+		}
+		if ((!strcmp(fn, "coalesce") || !strcmp(fn, "nullif")) &&
+		    (!sch || !strcmp(sch, "pg_catalog"))) {
+			bool is_nullif = !strcmp(fn, "nullif");
+			advance(p); /* ( */
+			struct expr *e =
+				expr_new(is_nullif ? E_NULLIF : E_COALESCE, ST_UNKNOWN, off, off);
+			for (;;) {
+				struct expr *a = parse_or(p);
+				if (!a || !add_kid(p, e, a))
+					goto err_fn;
+				if (a->has_col) {
+					fail_expr(
+						p, true, a,
+						"unsupported expression (a column in a function)");
+					goto err_fn;
+				}
+				if (a->st == ST_ARRAY || (is_nullif && a->st == ST_JSON)) {
+					fail_expr(p, true, a, "unsupported expression");
+					goto err_fn;
+				}
+				if (e->st == ST_UNKNOWN)
+					e->st = a->st;
+				else if (a->st != ST_UNKNOWN &&
+					 (a->st == ST_JSON) != (e->st == ST_JSON)) {
+					fail_expr(p, false, a,
+						  "invalid expression (mixed json and text)");
+					goto err_fn;
+				}
+				if (accept_op(p, ")"))
+					break;
+				if (!accept_op(p, ",") || (is_nullif && e->n_kids == 2)) {
+					syntax_here(p);
+					goto err_fn;
+				}
+			}
+			if (is_nullif && e->n_kids != 2) {
+				fail_span(p, false, off, p->t.v[p->i - 1].off + 1, "syntax error");
+				goto err_fn;
+			}
+			if (is_nullif)
+				e->st = e->kids[0]->st;
+			e->off = off;
+			e->end = p->t.v[p->i - 1].off + 1;
+			return e;
+		err_fn:
+			expr_free(e);
+			return NULL;
 		}
 		if (!strcmp(fn, "current_setting") && (!sch || !strcmp(sch, "pg_catalog"))) {
 			advance(p); /* ( */
@@ -1715,6 +1765,9 @@ static char *claim_text(const struct fold_ctx *x, const char *name)
 }
 
 static enum tri eval_tri(const struct fold_ctx *x, const struct expr *e);
+static enum rt_pgval_class pair_class(enum rt_pgval_class a, enum rt_pgval_class b);
+static enum tri cmp_texts(enum rt_query_op op, enum rt_pgval_class cls, const char *a,
+			  const char *b);
 
 static void eval_val(const struct fold_ctx *x, const struct expr *e, struct cval *v)
 {
@@ -1858,6 +1911,23 @@ static void eval_val(const struct fold_ctx *x, const struct expr *e, struct cval
 			v->k = CV_NULL;
 		}
 		cval_clear(&a);
+		cval_clear(&b);
+		return;
+	}
+	case E_COALESCE:
+		for (size_t i = 0; i < e->n_kids; i++) {
+			eval_val(x, e->kids[i], v);
+			if (v->k != CV_NULL)
+				return;
+		}
+		return;
+	case E_NULLIF: {
+		struct cval b;
+		eval_val(x, e->kids[0], v);
+		eval_val(x, e->kids[1], &b);
+		if (v->k == CV_TEXT && b.k == CV_TEXT &&
+		    cmp_texts(RT_QUERY_EQ, pair_class(v->cls, b.cls), v->text, b.text) == T_TRUE)
+			cval_clear(v);
 		cval_clear(&b);
 		return;
 	}

@@ -270,10 +270,15 @@ static void test_statement_errors(void **state)
 		  "policy \"x\" on public.t: unterminated comment at offset 35: /");
 	/* a long excerpt is cut */
 	add_fails(p,
-		  "create policy x on t using (coalesce(a, "
-		  "'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa') = 'x')",
-		  "policy \"x\" on public.t: unsupported expression at offset 28: coalesce(a, "
-		  "'aaaaaaaaaaaaaaaaaaaaaaaaaaa...");
+		  "create policy x on t using (lower('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa') = "
+		  "n)",
+		  "policy \"x\" on public.t: unsupported expression at offset 28: "
+		  "lower('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...");
+	add_fails(p, "create policy x on t using (coalesce(a, 'x') = 'x')",
+		  "policy \"x\" on public.t: unsupported expression (a column in a function) at "
+		  "offset 37: a");
+	add_fails(p, "create policy x on t using (nullif('a', 'b', 'c') = n)",
+		  "policy \"x\" on public.t: syntax error at offset 45: 'c'");
 	assert_int_equal(rt_policies_count(p, NULL), 0);
 	rt_policies_unref(p);
 	/* offsets count from the statement's start: "create policy p on t using (" is 28 bytes */
@@ -429,6 +434,19 @@ static void test_claims(void **state)
 	expect_expr("(auth.jwt() -> 'sub')::text = '\"u1\"'", c, RT_POLICY_ALLOW_ALL, "");
 	expect_expr("auth.jwt() -> 'nope' is null", c, RT_POLICY_ALLOW_ALL, "");
 	expect_expr("'room:' || auth.uid() = 'room:u1'", c, RT_POLICY_ALLOW_ALL, "");
+	/* coalesce, nullif over constants */
+	expect_expr("owner = coalesce(auth.jwt() ->> 'nope', auth.uid(), 'x')", c, RT_POLICY_ROWS,
+		    "c(\"owner\",eq,[\"u1\"])");
+	expect_expr("owner = coalesce(nullif(auth.jwt() ->> 'sub', 'u1'), 'anon')", c,
+		    RT_POLICY_ROWS, "c(\"owner\",eq,[\"anon\"])");
+	expect_expr("coalesce((auth.jwt() ->> 'admin')::boolean, false)", c, RT_POLICY_ALLOW_ALL,
+		    "");
+	expect_expr("coalesce((auth.jwt() ->> 'nope')::boolean, false) or n = 1", c, RT_POLICY_ROWS,
+		    "c(\"n\",eq,[\"1\"])");
+	expect_expr("coalesce(auth.jwt() -> 'nope', auth.jwt() -> 'teams') ->> 0 = team", c,
+		    RT_POLICY_ROWS, "c(\"team\",eq,[\"t1\"])");
+	expect_expr("nullif((auth.jwt() -> 'app_metadata' ->> 'level')::int, 7) is null", c,
+		    RT_POLICY_ALLOW_ALL, "");
 	/* three-valued folding */
 	expect_expr("auth.role() = 'admin' or owner = auth.uid()", c, RT_POLICY_ROWS,
 		    "c(\"owner\",eq,[\"u1\"])");
