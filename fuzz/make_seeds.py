@@ -174,6 +174,12 @@ POLICY = {
                "create policy bad2 on t using (a = b);"
                "EXISTS (SELECT 1 FROM m WHERE m.uid = auth.uid())",
     "nested": "alter table d enable row level security;" + "(" * 40 + "n = 1" + ")" * 40,
+    "alter_policy": "alter table t enable row level security;"
+                    "create policy a on t for select to anon using (owner = auth.uid());"
+                    "alter policy a on t to authenticated, anon using (n > 1 and team = any (auth.jwt() -> 'teams'));"
+                    "alter policy a on t rename to b;"
+                    "alter policy b on t with check (true);"
+                    "coalesce(nullif(auth.jwt() ->> 'org', ''), 'none') = org",
     "other": "create table t (id int8 primary key, owner text);"
              "alter table t add column n int;"
              "alter table t enable row level security, add column x int;"

@@ -2993,6 +2993,47 @@ static int policy_err(const struct ps *p, const char *name, const char *schema, 
 	return -1;
 }
 
+/* [TO role, …] [USING (…)] [WITH CHECK (…)] into q (what is given). */
+static bool parse_clauses(struct ps *p, struct pol *q)
+{
+	if (accept_kw(p, "to")) {
+		for (;;) {
+			if (is_kw(p, "current_user") || is_kw(p, "session_user") ||
+			    is_kw(p, "current_role")) {
+				fail_here(p, true, "unsupported role");
+				return false;
+			}
+			if (!is_name_tok(cur(p))) {
+				syntax_here(p);
+				return false;
+			}
+			if (q->n_roles >= RT_QUERY_MAX_LIST) {
+				fail_here(p, false, "too many roles");
+				return false;
+			}
+			q->roles = rt_xrealloc(q->roles, (q->n_roles + 2) * sizeof *q->roles);
+			q->roles[q->n_roles++] = ident_text(p, cur(p));
+			q->roles[q->n_roles] = NULL;
+			advance(p);
+			if (!accept_op(p, ","))
+				break;
+		}
+	}
+	if (accept_kw(p, "using")) {
+		q->using_.is_present = true;
+		if (!parse_paren_expr(p, &q->using_.e))
+			return false;
+	}
+	if (is_kw(p, "with") && tok_is_kw(p, peek(p, 1), "check")) {
+		advance(p);
+		advance(p);
+		q->check.is_present = true;
+		if (!parse_paren_expr(p, &q->check.e))
+			return false;
+	}
+	return true;
+}
+
 static int create_policy(struct rt_policies *set, struct ps *p, const char *default_schema,
 			 char *err, size_t err_cap)
 {
@@ -3043,41 +3084,8 @@ static int create_policy(struct rt_policies *set, struct ps *p, const char *defa
 		}
 		q.cmds = cmds[i].cmds;
 	}
-	if (accept_kw(p, "to")) {
-		for (;;) {
-			if (is_kw(p, "current_user") || is_kw(p, "session_user") ||
-			    is_kw(p, "current_role")) {
-				fail_here(p, true, "unsupported role");
-				goto err_syntax;
-			}
-			if (!is_name_tok(cur(p))) {
-				syntax_here(p);
-				goto err_syntax;
-			}
-			if (q.n_roles >= RT_QUERY_MAX_LIST) {
-				fail_here(p, false, "too many roles");
-				goto err_syntax;
-			}
-			q.roles = rt_xrealloc(q.roles, (q.n_roles + 2) * sizeof *q.roles);
-			q.roles[q.n_roles++] = ident_text(p, cur(p));
-			q.roles[q.n_roles] = NULL;
-			advance(p);
-			if (!accept_op(p, ","))
-				break;
-		}
-	}
-	if (accept_kw(p, "using")) {
-		q.using_.is_present = true;
-		if (!parse_paren_expr(p, &q.using_.e))
-			goto err_syntax;
-	}
-	if (is_kw(p, "with") && tok_is_kw(p, peek(p, 1), "check")) {
-		advance(p);
-		advance(p);
-		q.check.is_present = true;
-		if (!parse_paren_expr(p, &q.check.e))
-			goto err_syntax;
-	}
+	if (!parse_clauses(p, &q))
+		goto err_syntax;
 	if (!at_end(p)) {
 		syntax_here(p);
 		goto err_syntax;
@@ -3113,6 +3121,107 @@ out:
 	pol_deinit(&q);
 	free(schema);
 	free(table);
+	return rc;
+}
+
+/* ALTER POLICY name ON table { RENAME TO new | [TO …] [USING (…)] [WITH CHECK (…)] }. */
+static int alter_policy(struct rt_policies *set, struct ps *p, const char *default_schema,
+			char *err, size_t err_cap)
+{
+	int rc = -1;
+	struct pol q;
+	memset(&q, 0, sizeof q);
+	char *schema = NULL, *table = NULL, *rename = NULL;
+	if (!is_name_tok(cur(p))) {
+		syntax_here(p);
+		return policy_err(p, NULL, NULL, NULL, err, err_cap);
+	}
+	q.name = ident_text(p, cur(p));
+	advance(p);
+	if (!accept_kw(p, "on")) {
+		syntax_here(p);
+		goto err_syntax;
+	}
+	if (!parse_qualified(p, default_schema, &schema, &table))
+		goto err_syntax;
+	p->tbl_schema = schema;
+	p->tbl_name = table;
+	if (accept_kw(p, "rename")) {
+		if (!accept_kw(p, "to") || !is_name_tok(cur(p))) {
+			syntax_here(p);
+			goto err_syntax;
+		}
+		rename = ident_text(p, cur(p));
+		advance(p);
+	} else if (!parse_clauses(p, &q)) {
+		goto err_syntax;
+	}
+	if (!at_end(p)) {
+		syntax_here(p);
+		goto err_syntax;
+	}
+	struct tbl *t = find_tbl(set, schema, table);
+	struct pol *old = find_pol(t, q.name);
+	if (!old) {
+		errf(err, err_cap, "policy \"%s\" for table \"%s\" does not exist", q.name, table);
+		goto out;
+	}
+	if (rename) {
+		if (find_pol(t, rename)) {
+			errf(err, err_cap, "policy \"%s\" for table \"%s\" already exists", rename,
+			     table);
+			goto out;
+		}
+		free(old->name);
+		old->name = rename;
+		rename = NULL;
+		rc = 1;
+		goto out;
+	}
+	if (old->cmds == RT_POLICY_INSERT && q.using_.is_present) {
+		errf(err, err_cap,
+		     "policy \"%s\" on %s.%s: only WITH CHECK expression allowed for INSERT",
+		     q.name, schema, table);
+		goto out;
+	}
+	if ((old->cmds == RT_POLICY_SELECT || old->cmds == RT_POLICY_DELETE) &&
+	    q.check.is_present) {
+		errf(err, err_cap,
+		     "policy \"%s\" on %s.%s: WITH CHECK cannot be applied to SELECT or DELETE",
+		     q.name, schema, table);
+		goto out;
+	}
+	bool was_opaque = pol_is_opaque(old);
+	if (q.roles) {
+		struct pol tmp = {0};
+		tmp.roles = old->roles;
+		tmp.n_roles = old->n_roles;
+		old->roles = q.roles;
+		old->n_roles = q.n_roles;
+		q.roles = tmp.roles;
+		q.n_roles = tmp.n_roles;
+	}
+	if (q.using_.is_present) {
+		struct side sw = old->using_;
+		old->using_ = q.using_;
+		q.using_ = sw;
+	}
+	if (q.check.is_present) {
+		struct side sw = old->check;
+		old->check = q.check;
+		q.check = sw;
+	}
+	if (was_opaque && !pol_is_opaque(old))
+		set->n_opaque--;
+	rc = 1;
+	goto out;
+err_syntax:
+	policy_err(p, q.name, schema, table, err, err_cap);
+out:
+	pol_deinit(&q);
+	free(schema);
+	free(table);
+	free(rename);
 	return rc;
 }
 
@@ -3259,6 +3368,10 @@ int rt_policies_add_statement(struct rt_policies *set, const char *stmt, size_t 
 		advance(&p);
 		advance(&p);
 		rc = create_policy(set, &p, default_schema, err, err_cap);
+	} else if (is_kw(&p, "alter") && tok_is_kw(&p, peek(&p, 1), "policy")) {
+		advance(&p);
+		advance(&p);
+		rc = alter_policy(set, &p, default_schema, err, err_cap);
 	} else if (is_kw(&p, "drop") && tok_is_kw(&p, peek(&p, 1), "policy")) {
 		advance(&p);
 		advance(&p);

@@ -95,8 +95,9 @@ void rt_policies_unref(struct rt_policies *p);
 
 /*
  * Reads one SQL statement (len bytes, without its ';'). Returns 1 when it is
- * a policy statement and was taken (CREATE POLICY, ALTER TABLE … ENABLE |
- * DISABLE | FORCE | NO FORCE ROW LEVEL SECURITY, DROP POLICY), 0 when it is
+ * a policy statement and was taken (CREATE POLICY, ALTER POLICY, DROP
+ * POLICY, ALTER TABLE … ENABLE | DISABLE | FORCE | NO FORCE ROW LEVEL
+ * SECURITY), 0 when it is
  * some other statement (the caller hands it to the database), or -1 with
  * the reason in err: e.g. `policy "own rows" on public.t: unsupported
  * expression at offset 14: now()`. default_schema names unqualified tables.

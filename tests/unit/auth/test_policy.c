@@ -202,6 +202,34 @@ static void test_statement_forms(void **state)
 	assert_int_equal(rt_policies_count(p, NULL), 7);
 	add(p, "create policy p6 on todos using (true)");
 	rt_policies_unref(p);
+
+	/* ALTER POLICY */
+	p = rt_policies_new();
+	add(p, "alter table t enable row level security");
+	add(p, "create policy own on t for select to authenticated using (owner = auth.uid())");
+	add(p, "create policy ins on t for insert with check (true)");
+	expect(p, "t", RT_POLICY_SELECT, false, "anon", "{\"sub\":\"u\"}", RT_POLICY_DENY_ALL, "");
+	add(p, "ALTER POLICY own ON public.t TO anon, authenticated");
+	expect(p, "t", RT_POLICY_SELECT, false, "anon", "{\"sub\":\"u\"}", RT_POLICY_ROWS,
+	       "c(\"owner\",eq,[\"u\"])");
+	add(p, "alter policy own on t using (editor = auth.uid())");
+	expect(p, "t", RT_POLICY_SELECT, false, "anon", "{\"sub\":\"u\"}", RT_POLICY_ROWS,
+	       "c(\"editor\",eq,[\"u\"])");
+	add(p, "alter policy own on t rename to \"Own\"");
+	add_fails(p, "alter policy own on t using (true)",
+		  "policy \"own\" for table \"t\" does not exist");
+	add_fails(p, "alter policy ins on t rename to \"Own\"",
+		  "policy \"Own\" for table \"t\" already exists");
+	add_fails(p, "alter policy ins on t using (true)",
+		  "policy \"ins\" on public.t: only WITH CHECK expression allowed for INSERT");
+	add_fails(p, "alter policy \"Own\" on t with check (true)",
+		  "policy \"Own\" on public.t: WITH CHECK cannot be applied to SELECT or DELETE");
+	add_fails(p, "alter policy \"Own\" on t using (now())",
+		  "policy \"Own\" on public.t: unsupported expression at offset 31: now()");
+	expect(p, "t", RT_POLICY_SELECT, false, "anon", "{\"sub\":\"u\"}", RT_POLICY_ROWS,
+	       "c(\"editor\",eq,[\"u\"])");
+	assert_int_equal(rt_policies_count(p, NULL), 2);
+	rt_policies_unref(p);
 }
 
 static void test_statement_errors(void **state)
