@@ -581,7 +581,6 @@ static bool check_pair(struct ps *p, const struct expr *e, const struct expr *a,
 		return false;
 	}
 	const struct expr *c = a->has_col ? a : b->has_col ? b : NULL;
-	const struct expr *k = c == a ? b : a;
 	if (c && !bare_col(c)) {
 		fail_expr(p, true, c, "unsupported expression");
 		return false;
@@ -594,17 +593,14 @@ static bool check_pair(struct ps *p, const struct expr *e, const struct expr *a,
 				  : "invalid expression (an array compared)");
 		return false;
 	}
-	(void)k;
 	return true;
 }
 
 /* A condition operand (AND, OR, NOT, the whole expression). */
 static bool check_cond(struct ps *p, const struct expr *e)
 {
-	if (e->st == ST_BOOL || e->st == ST_UNKNOWN)
-		return !e->has_col || e->kind == E_COL || bare_col(e) || e->st == ST_BOOL
-			       ? true
-			       : (fail_expr(p, true, e, "unsupported expression"), false);
+	if (e->st == ST_BOOL || (e->st == ST_UNKNOWN && (!e->has_col || bare_col(e))))
+		return true; /* a condition, a (boolean) column, NULL */
 	if (e->st == ST_TEXT && !e->has_col)
 		return true; /* a text constant reads as a boolean ('t', 'true', …) */
 	fail_expr(p, false, e, "invalid expression (not a condition)");
@@ -1130,14 +1126,8 @@ static struct expr *parse_primary(struct ps *p)
 		}
 		struct expr *e = NULL;
 		if (is_op(p, "(")) {
-			p->i = first; /* parse_call works from the name for its excerpt */
-			while (!tok_is_op(p, cur(p), "("))
-				advance(p);
-			size_t open = p->i;
-			p->i = first;
 			if (n_parts <= 2) {
-				p->i = open;
-				e = parse_call(p, parts, n_parts, off);
+				e = parse_call(p, parts, n_parts, off); /* at the '(' */
 			} else {
 				fail_span(p, true, off, construct_end(p, first),
 					  "unsupported expression");
@@ -1472,7 +1462,6 @@ static struct expr *parse_cmp(struct ps *p)
 	enum rt_query_op op;
 	if (!e || !cmp_op(p, &op))
 		return e;
-	size_t op_tok = p->i;
 	advance(p);
 	if ((is_kw(p, "any") || is_kw(p, "some") || is_kw(p, "all")) &&
 	    tok_is_op(p, peek(p, 1), "(")) {
@@ -1535,7 +1524,6 @@ static struct expr *parse_cmp(struct ps *p)
 		expr_free(a);
 		return NULL;
 	}
-	(void)op_tok;
 	struct expr *r = parse_inlike(p);
 	if (!r) {
 		expr_free(e);
