@@ -649,6 +649,12 @@ static int install_triggers(struct sqlite_store *s, sqlite3 *db, char *err, size
 	return 0;
 }
 
+/* What policy validation asks of the store. */
+struct validation {
+	const struct sqlite_store *s;
+	char missing[128]; /* a table a policy names that the store does not have */
+};
+
 /*
  * Policy validation: whether public.table has column (column NULL: whether
  * the table exists). Tables of other schemas (realtime.messages) are not
@@ -656,10 +662,12 @@ static int install_triggers(struct sqlite_store *s, sqlite3 *db, char *err, size
  */
 static bool has_column(const char *schema, const char *table, const char *column, void *ctx)
 {
-	const struct sqlite_store *s = ctx;
+	struct validation *v = ctx;
 	if (schema && strcmp(schema, "public"))
 		return true;
-	const struct rt_store_table *t = rt_store_table(&s->base, NULL, table);
+	const struct rt_store_table *t = rt_store_table(&v->s->base, NULL, table);
+	if (!t)
+		snprintf(v->missing, sizeof v->missing, "%s", table);
 	return t && (!column || rt_store_column(t, column));
 }
 
@@ -684,8 +692,13 @@ int rt_store_open_sqlite(const char *db_path, const char *schema_sql, uint64_t r
 	    install_triggers(s, s->change_db, err, err_cap))
 		goto err;
 	char msg[768];
-	if (rt_policies_validate(pol, has_column, s, msg, sizeof msg)) {
-		snprintf(err, err_cap, "schema: %s", msg);
+	struct validation v = {.s = s};
+	if (rt_policies_validate(pol, has_column, &v, msg, sizeof msg)) {
+		if (*v.missing)
+			snprintf(err, err_cap, "schema: %.600s (relation \"%s\" does not exist)", msg,
+				 v.missing);
+		else
+			snprintf(err, err_cap, "schema: %s", msg);
 		goto err;
 	}
 	rt_store_set_policies(&s->base, pol);
@@ -720,10 +733,11 @@ static void sq_close(struct rt_store *base)
 
 /* ---- SQL from a query ---- */
 
-/* Values to bind, in order: (type, text) pairs. */
+/* Values to bind, in order: (type, text) pairs; the texts are copies (a
+ * policy predicate is freed once rendered). */
 struct binds {
 	const char **types;
-	const char **texts;
+	char **texts;
 	size_t n, cap;
 };
 
@@ -735,12 +749,14 @@ static void bind_push(struct binds *b, const char *type, const char *text)
 		b->texts = rt_xrealloc(b->texts, b->cap * sizeof *b->texts);
 	}
 	b->types[b->n] = type;
-	b->texts[b->n] = text;
+	b->texts[b->n] = rt_xstrdup(text);
 	b->n++;
 }
 
 static void binds_free(struct binds *b)
 {
+	for (size_t i = 0; i < b->n; i++)
+		free(b->texts[i]);
 	free(b->types);
 	free(b->texts);
 }
