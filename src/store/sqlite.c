@@ -1791,9 +1791,17 @@ static int sq_write(struct rt_store *base, const struct rt_write *w, json_t **ro
 	}
 	sqlite3_int64 before = sqlite3_total_changes64(db);
 	if (rc == 0) {
-		const struct rt_store_cas cas = {&o,	      cols,	      keys,	   n_cols,
-						 out,	      select_by_where, select_by_pk, write_by_pk,
-						 insert_rows};
+		const struct rt_store_cas cas = {
+			.ctx = &o,
+			.cols = cols,
+			.keys = keys,
+			.n_cols = n_cols,
+			.out = out,
+			.select_where = select_by_where,
+			.select_pk = select_by_pk,
+			.write_pk = write_by_pk,
+			.insert = insert_rows,
+		};
 		if (w->base)
 			rc = rt_store_controlled_write(&cas, w, &res, err);
 		else if (w->kind == RT_WRITE_INSERT || w->kind == RT_WRITE_UPSERT)

@@ -73,7 +73,8 @@ static void open_fails(const char *sql, const char *want)
 {
 	struct rt_store *s = NULL;
 	char err[1024] = "";
-	assert_int_equal(rt_store_open_sqlite(db_path, sql, 1000, 3600000, &s, err, sizeof err), -1);
+	assert_int_equal(rt_store_open_sqlite(db_path, sql, 1000, 3600000, &s, err, sizeof err),
+			 -1);
 	assert_null(s);
 	if (!strstr(err, want))
 		fail_msg("open error \"%s\" lacks \"%s\"", err, want);
@@ -126,7 +127,7 @@ static void read_ids(struct rt_store *s, const char *table, const char *filter,
 	json_t *ids = json_array();
 	size_t i;
 	json_t *row;
-	json_array_foreach(rows, i, row)
+	json_array_foreach (rows, i, row)
 		json_array_append(ids, json_object_get(row, "id"));
 	char *txt = json_dumps(ids, JSON_COMPACT);
 	snprintf(out, cap, "%s", txt);
@@ -190,8 +191,13 @@ static void assert_refused(int rc, const struct rt_store_error *e, int status)
 	assert_int_equal(rc, -1);
 	assert_string_equal(e->code, "42501");
 	assert_int_equal(e->status, status);
-	assert_string_equal(e->message, "new row violates row-level security policy for table \"notes\"");
+	assert_string_equal(e->message,
+			    "new row violates row-level security policy for table \"notes\"");
 }
+
+/* Opens the store with the schema and inserts rows (JSON) into notes as
+ * the server. */
+static struct rt_store *open_seeded(const char *rows);
 
 static void test_schema_split(void **state)
 {
@@ -207,9 +213,11 @@ static void test_schema_split(void **state)
 	/* The trigger body ran whole: two log rows per note. */
 	char out[512];
 	struct rt_store_error e;
-	struct wr ins = {.kind = RT_WRITE_INSERT, .table = "notes", .rows = "[{\"id\":1,\"owner\":\"u1\"}]"};
+	struct wr ins = {
+		.kind = RT_WRITE_INSERT, .table = "notes", .rows = "[{\"id\":1,\"owner\":\"u1\"}]"};
 	assert_int_equal(write_as(s, &ins, out, sizeof out, &e, NULL), 0);
-	assert_string_equal(out, "[{\"body\":\"a;b\",\"id\":1,\"is_public\":false,\"owner\":\"u1\"}]");
+	assert_string_equal(out,
+			    "[{\"body\":\"a;b\",\"id\":1,\"is_public\":false,\"owner\":\"u1\"}]");
 	read_ids(s, "log", "", NULL, out, sizeof out, NULL);
 	assert_string_equal(out, "[1,2]");
 	rt_store_close(s);
@@ -218,6 +226,17 @@ static void test_schema_split(void **state)
 	read_ids(s, "notes", "", NULL, out, sizeof out, NULL);
 	assert_string_equal(out, "[1]");
 	rt_store_close(s);
+}
+
+static struct rt_store *open_seeded(const char *rows)
+{
+	struct rt_store *s = open_store(schema);
+	char out[512];
+	struct rt_store_error e;
+	struct wr seed = {.kind = RT_WRITE_INSERT, .table = "notes", .rows = rows};
+	if (write_as(s, &seed, out, sizeof out, &e, NULL))
+		fail_msg("seed: %s", e.message);
+	return s;
 }
 
 static void test_schema_errors(void **state)
@@ -240,17 +259,16 @@ static void test_schema_errors(void **state)
 
 static void test_reads(void **state)
 {
-	struct rt_store *s = open_store(schema);
+	struct rt_store *s =
+		open_seeded("[{\"id\":1,\"owner\":\"alice\"},"
+			    "{\"id\":2,\"owner\":\"alice\",\"is_public\":true},"
+			    "{\"id\":3,\"owner\":\"bob\"},{\"id\":4,\"owner\":\"bob\"}]");
 	struct who alice, bob, anon, service;
 	who_init(&alice, "authenticated", "alice");
 	who_init(&bob, "authenticated", "bob");
 	who_init(&anon, "anon", NULL);
 	who_init(&service, "service_role", NULL);
 	char out[512];
-	struct rt_store_error e;
-	struct wr seed = {.kind = RT_WRITE_INSERT, .table = "notes", .rows = "[{\"id\":1,\"owner\":\"alice\"},{\"id\":2,\"owner\":\"alice\",\"is_public\":true},"
-			  "{\"id\":3,\"owner\":\"bob\"},{\"id\":4,\"owner\":\"bob\"}]"};
-	assert_int_equal(write_as(s, &seed, out, sizeof out, &e, NULL), 0);
 	long long n;
 	read_ids(s, "notes", "", &alice.auth, out, sizeof out, &n);
 	assert_string_equal(out, "[1,2]");
@@ -279,49 +297,79 @@ static void test_reads(void **state)
 
 static void test_writes(void **state)
 {
-	struct rt_store *s = open_store(schema);
+	struct rt_store *s =
+		open_seeded("[{\"id\":1,\"owner\":\"alice\"},{\"id\":3,\"owner\":\"bob\"},"
+			    "{\"id\":4,\"owner\":\"bob\",\"is_public\":true}]");
 	struct who alice, anon;
 	who_init(&alice, "authenticated", "alice");
 	who_init(&anon, "anon", NULL);
 	char out[512];
 	struct rt_store_error e;
-	struct wr seed = {.kind = RT_WRITE_INSERT, .table = "notes", .rows = "[{\"id\":1,\"owner\":\"alice\"},{\"id\":3,\"owner\":\"bob\"},"
-			  "{\"id\":4,\"owner\":\"bob\",\"is_public\":true}]"};
-	assert_int_equal(write_as(s, &seed, out, sizeof out, &e, NULL), 0);
 
 	/* inserts: WITH CHECK, 403 / 401, all or nothing */
-	struct wr x = {.kind = RT_WRITE_INSERT, .table = "notes", .rows = "[{\"id\":5,\"owner\":\"alice\"},{\"id\":6,\"owner\":\"bob\"}]", .who = &alice.auth};
+	struct wr x = {.kind = RT_WRITE_INSERT,
+		       .table = "notes",
+		       .rows = "[{\"id\":5,\"owner\":\"alice\"},{\"id\":6,\"owner\":\"bob\"}]",
+		       .who = &alice.auth};
 	assert_refused(write_as(s, &x, out, sizeof out, &e, NULL), &e, 403);
-	x = (struct wr){.kind = RT_WRITE_INSERT, .table = "notes", .rows = "[{\"id\":5,\"owner\":\"alice\"}]", .who = &anon.auth};
+	x = (struct wr){.kind = RT_WRITE_INSERT,
+			.table = "notes",
+			.rows = "[{\"id\":5,\"owner\":\"alice\"}]",
+			.who = &anon.auth};
 	assert_refused(write_as(s, &x, out, sizeof out, &e, NULL), &e, 401);
 	read_ids(s, "notes", "", NULL, out, sizeof out, NULL);
 	assert_string_equal(out, "[1,3,4]");
 
 	/* updates and deletes of hidden rows: nothing */
-	x = (struct wr){.kind = RT_WRITE_UPDATE, .table = "notes", .rows = "{\"body\":\"x\"}", .filter = "id=in.(3,4)", .who = &alice.auth};
+	x = (struct wr){.kind = RT_WRITE_UPDATE,
+			.table = "notes",
+			.rows = "{\"body\":\"x\"}",
+			.filter = "id=in.(3,4)",
+			.who = &alice.auth};
 	assert_int_equal(write_as(s, &x, out, sizeof out, &e, NULL), 0);
 	assert_string_equal(out, "[]");
-	x = (struct wr){.kind = RT_WRITE_DELETE, .table = "notes", .rows = NULL, .filter = "id=in.(3,4)", .who = &alice.auth};
+	x = (struct wr){.kind = RT_WRITE_DELETE,
+			.table = "notes",
+			.rows = NULL,
+			.filter = "id=in.(3,4)",
+			.who = &alice.auth};
 	assert_int_equal(write_as(s, &x, out, sizeof out, &e, NULL), 0);
 	assert_string_equal(out, "[]");
 	/* out of WITH CHECK */
-	x = (struct wr){.kind = RT_WRITE_UPDATE, .table = "notes", .rows = "{\"owner\":\"bob\"}", .filter = "id=eq.1", .who = &alice.auth};
+	x = (struct wr){.kind = RT_WRITE_UPDATE,
+			.table = "notes",
+			.rows = "{\"owner\":\"bob\"}",
+			.filter = "id=eq.1",
+			.who = &alice.auth};
 	assert_refused(write_as(s, &x, out, sizeof out, &e, NULL), &e, 403);
 	/* upserts onto hidden rows, and onto the own one */
-	x = (struct wr){.kind = RT_WRITE_UPSERT, .table = "notes", .rows = "[{\"id\":3,\"owner\":\"alice\"}]", .who = &alice.auth};
+	x = (struct wr){.kind = RT_WRITE_UPSERT,
+			.table = "notes",
+			.rows = "[{\"id\":3,\"owner\":\"alice\"}]",
+			.who = &alice.auth};
 	assert_refused(write_as(s, &x, out, sizeof out, &e, NULL), &e, 403);
-	x = (struct wr){.kind = RT_WRITE_UPSERT, .table = "notes", .rows = "[{\"id\":4,\"owner\":\"alice\"}]", .who = &alice.auth};
+	x = (struct wr){.kind = RT_WRITE_UPSERT,
+			.table = "notes",
+			.rows = "[{\"id\":4,\"owner\":\"alice\"}]",
+			.who = &alice.auth};
 	assert_refused(write_as(s, &x, out, sizeof out, &e, NULL), &e, 403);
-	x = (struct wr){.kind = RT_WRITE_UPSERT, .table = "notes", .rows = "[{\"id\":1,\"owner\":\"alice\",\"body\":\"up\"}]",
+	x = (struct wr){.kind = RT_WRITE_UPSERT,
+			.table = "notes",
+			.rows = "[{\"id\":1,\"owner\":\"alice\",\"body\":\"up\"}]",
 			.who = &alice.auth};
 	assert_int_equal(write_as(s, &x, out, sizeof out, &e, NULL), 0);
-	assert_string_equal(out, "[{\"body\":\"up\",\"id\":1,\"is_public\":false,\"owner\":\"alice\"}]");
+	assert_string_equal(out,
+			    "[{\"body\":\"up\",\"id\":1,\"is_public\":false,\"owner\":\"alice\"}]");
 
 	/* with a base: a hidden row is as a row that is gone (nothing of it
 	 * shown); a visible one is checked */
 	struct rt_write_result res = {0};
-	x = (struct wr){.kind = RT_WRITE_UPDATE, .table = "notes", .rows = "{\"body\":\"b\"}",
-			.filter = "id=eq.3", .base = "{\"body\":\"a;b\"}", .who = &alice.auth};
+	x = (struct wr){.kind = RT_WRITE_UPDATE,
+			.table = "notes",
+			.rows = "{\"body\":\"b\"}",
+			.filter = "id=eq.3",
+			.base = "{\"body\":\"a;b\"}",
+			.who = &alice.auth};
 	assert_int_equal(write_as(s, &x, out, sizeof out, &e, &res), 0);
 	assert_int_equal(res.outcome, RT_WRITE_CONFLICT);
 	assert_null(res.current);
@@ -331,12 +379,18 @@ static void test_writes(void **state)
 	assert_int_equal(res.outcome, RT_WRITE_MISSING);
 	assert_string_equal(out, "[]");
 	rt_write_result_deinit(&res);
-	x = (struct wr){.kind = RT_WRITE_UPDATE, .table = "notes", .rows = "{\"owner\":\"bob\"}",
-			.filter = "id=eq.1", .base = "{\"owner\":\"alice\"}", .who = &alice.auth};
+	x = (struct wr){.kind = RT_WRITE_UPDATE,
+			.table = "notes",
+			.rows = "{\"owner\":\"bob\"}",
+			.filter = "id=eq.1",
+			.base = "{\"owner\":\"alice\"}",
+			.who = &alice.auth};
 	assert_refused(write_as(s, &x, out, sizeof out, &e, &res), &e, 403);
 	rt_write_result_deinit(&res);
-	x = (struct wr){.kind = RT_WRITE_UPSERT, .table = "notes",
-			.rows = "[{\"id\":3,\"owner\":\"alice\"}]", .base = "{\"owner\":\"bob\"}",
+	x = (struct wr){.kind = RT_WRITE_UPSERT,
+			.table = "notes",
+			.rows = "[{\"id\":3,\"owner\":\"alice\"}]",
+			.base = "{\"owner\":\"bob\"}",
 			.who = &alice.auth};
 	assert_int_equal(write_as(s, &x, out, sizeof out, &e, &res), 0);
 	assert_int_equal(res.outcome, RT_WRITE_CONFLICT);
@@ -345,25 +399,38 @@ static void test_writes(void **state)
 	x.strategy = RT_STRATEGY_LWW; /* the insert path meets the hidden row */
 	assert_refused(write_as(s, &x, out, sizeof out, &e, &res), &e, 403);
 	rt_write_result_deinit(&res);
-	x = (struct wr){.kind = RT_WRITE_DELETE, .table = "notes", .filter = "id=eq.4",
-			.base = "{\"owner\":\"bob\"}", .who = &alice.auth, .strategy = RT_STRATEGY_LWW};
+	x = (struct wr){.kind = RT_WRITE_DELETE,
+			.table = "notes",
+			.filter = "id=eq.4",
+			.base = "{\"owner\":\"bob\"}",
+			.who = &alice.auth,
+			.strategy = RT_STRATEGY_LWW};
 	assert_int_equal(write_as(s, &x, out, sizeof out, &e, &res), 0);
 	assert_int_equal(res.outcome, RT_WRITE_MISSING);
 	rt_write_result_deinit(&res);
 	/* the own row with a base */
-	x = (struct wr){.kind = RT_WRITE_UPDATE, .table = "notes", .rows = "{\"body\":\"c\"}",
-			.filter = "id=eq.1", .base = "{\"body\":\"up\"}", .who = &alice.auth};
+	x = (struct wr){.kind = RT_WRITE_UPDATE,
+			.table = "notes",
+			.rows = "{\"body\":\"c\"}",
+			.filter = "id=eq.1",
+			.base = "{\"body\":\"up\"}",
+			.who = &alice.auth};
 	assert_int_equal(write_as(s, &x, out, sizeof out, &e, &res), 0);
 	assert_int_equal(res.outcome, RT_WRITE_APPLIED);
-	assert_string_equal(out, "[{\"body\":\"c\",\"id\":1,\"is_public\":false,\"owner\":\"alice\"}]");
+	assert_string_equal(out,
+			    "[{\"body\":\"c\",\"id\":1,\"is_public\":false,\"owner\":\"alice\"}]");
 	rt_write_result_deinit(&res);
 
 	char all[512];
 	read_ids(s, "notes", "", NULL, all, sizeof all, NULL);
 	assert_string_equal(all, "[1,3,4]");
-	x = (struct wr){.kind = RT_WRITE_UPDATE, .table = "notes", .rows = "{\"body\":\"q\"}", .filter = "id=eq.3"};
+	x = (struct wr){.kind = RT_WRITE_UPDATE,
+			.table = "notes",
+			.rows = "{\"body\":\"q\"}",
+			.filter = "id=eq.3"};
 	assert_int_equal(write_as(s, &x, out, sizeof out, &e, NULL), 0);
-	assert_string_equal(out, "[{\"body\":\"q\",\"id\":3,\"is_public\":false,\"owner\":\"bob\"}]");
+	assert_string_equal(out,
+			    "[{\"body\":\"q\",\"id\":3,\"is_public\":false,\"owner\":\"bob\"}]");
 	who_deinit(&alice);
 	who_deinit(&anon);
 	rt_store_close(s);
@@ -373,16 +440,20 @@ static void test_writes(void **state)
  * only counted (return=minimal), refused when they are shown. */
 static void test_count_only(void **state)
 {
-	static const char drop_box[] =
-		"CREATE TABLE IF NOT EXISTS box (id bigint PRIMARY KEY, author text, st text DEFAULT 'new');\n"
-		"ALTER TABLE box ENABLE ROW LEVEL SECURITY;\n"
-		"CREATE POLICY \"drop\" ON box FOR INSERT WITH CHECK (author = auth.uid() AND st = 'new');\n";
+	static const char drop_box[] = "CREATE TABLE IF NOT EXISTS box (id bigint PRIMARY KEY, "
+				       "author text, st text DEFAULT 'new');\n"
+				       "ALTER TABLE box ENABLE ROW LEVEL SECURITY;\n"
+				       "CREATE POLICY \"drop\" ON box FOR INSERT WITH CHECK "
+				       "(author = auth.uid() AND st = 'new');\n";
 	struct rt_store *s = open_store(drop_box);
 	struct who alice;
 	who_init(&alice, "authenticated", "alice");
 	char out[512];
 	struct rt_store_error e;
-	struct wr x = {.kind = RT_WRITE_INSERT, .table = "box", .rows = "[{\"id\":1,\"author\":\"alice\"}]", .is_count_only = true,
+	struct wr x = {.kind = RT_WRITE_INSERT,
+		       .table = "box",
+		       .rows = "[{\"id\":1,\"author\":\"alice\"}]",
+		       .is_count_only = true,
 		       .who = &alice.auth};
 	assert_int_equal(write_as(s, &x, out, sizeof out, &e, NULL), 0);
 	x.rows = "[{\"id\":2,\"author\":\"alice\"}]";
