@@ -372,6 +372,35 @@ describe('RLS updates, deletes and upserts', () => {
     assert.deepEqual(await truth('notes', [bPriv, bPub]), before);
   });
 
+  it('a write with Rtsync-Base on a hidden row is as on a row that is gone', { timeout: 20_000 }, async () => {
+    const alice = user(), bob = user();
+    const [b1, a1] = [newId(), newId()];
+    await seed('notes', [
+      { id: b1, owner: bob.id, body: 'bob secret', is_public: false },
+      { id: a1, owner: alice.id, body: 'mine', is_public: false },
+    ]);
+    let raw = await rest('PATCH', `notes?id=eq.${b1}`, {
+      bearer: alice.token, body: { body: 'x' }, headers: { 'Rtsync-Base': JSON.stringify({ body: 'bob secret' }) },
+    });
+    assert.equal(raw.status, 409, raw.text);
+    assert.equal(raw.json.current, null, 'nothing of the hidden row is shown');
+    assert.ok(!raw.text.includes('bob secret'));
+    raw = await rest('DELETE', `notes?id=eq.${b1}`, {
+      bearer: alice.token, headers: { 'Rtsync-Base': JSON.stringify({ body: 'bob secret' }), 'Rtsync-Strategy': 'lww' },
+    });
+    assert.ok(raw.status < 300, raw.text);
+    assert.equal((await truth('notes', [b1])).length, 1, 'still there');
+    raw = await rest('PATCH', `notes?id=eq.${a1}`, {
+      bearer: alice.token, body: { owner: bob.id }, headers: { 'Rtsync-Base': JSON.stringify({ body: 'mine' }) },
+    });
+    assert.deepEqual([raw.status, raw.json?.code], [403, '42501'], raw.text);
+    raw = await rest('PATCH', `notes?id=eq.${a1}`, {
+      bearer: alice.token, body: { body: 'edited' }, headers: { 'Rtsync-Base': JSON.stringify({ body: 'mine' }), Prefer: 'return=representation' },
+    });
+    assert.equal(raw.status, 200, raw.text);
+    assert.deepEqual(raw.json, [{ id: a1, owner: alice.id, body: 'edited', is_public: false }]);
+  });
+
   it('the service role bypasses RLS on every path', { timeout: 20_000 }, async () => {
     const bob = user();
     const [n1, n2] = [newId(), newId()];
