@@ -795,6 +795,27 @@ static bool parse_key_literal(struct ps *p, char **text, bool *is_int, long long
 			*text = NULL;
 			return false;
 		}
+		if (tmp.cast == CT_NUM && !*is_int) {
+			/* '-1'::integer, as PostgreSQL deparses a negative index */
+			char *end;
+			errno = 0;
+			long long v = strtoll(*text, &end, 10);
+			if (errno || end == *text || *end) {
+				fail_span(p, false, k->off, cur(p)->off, "invalid input syntax for type integer");
+				free(*text);
+				*text = NULL;
+				return false;
+			}
+			free(*text);
+			*text = NULL;
+			*ival = v;
+			*is_int = true;
+		} else if (tmp.cast != CT_NUM && *is_int) {
+			char buf[32];
+			snprintf(buf, sizeof buf, "%lld", *ival);
+			*text = rt_xstrdup(buf);
+			*is_int = false;
+		}
 	}
 	return true;
 }
@@ -1218,13 +1239,16 @@ static struct expr *parse_other(struct ps *p)
 /* Parses ( list ) of IN into e's kids after the first. */
 static bool parse_list(struct ps *p, struct expr *e)
 {
+	if (is_op(p, "(") && tok_is_kw(p, peek(p, 1), "select")) {
+		/* IN (SELECT value): the one row of a subquery without FROM */
+		struct expr *el = parse_primary(p);
+		if (!el || !add_kid(p, e, el) || !check_pair(p, el, e->kids[0], el))
+			return false;
+		e->end = el->end;
+		return true;
+	}
 	if (!accept_op(p, "(")) {
 		syntax_here(p);
-		return false;
-	}
-	if (is_kw(p, "select")) {
-		p->i--;
-		unsupported_here(p);
 		return false;
 	}
 	for (;;) {
@@ -1554,7 +1578,7 @@ static struct expr *parse_chain(struct ps *p, bool is_or)
 	if (!e || !(is_or ? is_kw(p, "or") : is_kw(p, "and")))
 		return e;
 	struct expr *n = expr_new(is_or ? E_OR : E_AND, ST_BOOL, e->off, e->end);
-	if (!check_cond(p, e) || !add_kid(p, n, e))
+	if (!add_kid(p, n, e) || !check_cond(p, e))
 		goto err;
 	while (accept_kw(p, is_or ? "or" : "and")) {
 		struct expr *k = is_or ? parse_chain(p, false) : parse_not(p);
@@ -1660,12 +1684,10 @@ static void set_text(struct cval *v, char *text, enum rt_pgval_class cls)
 	v->cls = cls;
 }
 
+/* claims ->> name */
 static char *claim_text(const struct fold_ctx *x, const char *name)
 {
-	const json_t *j = json_object_get(x->claims, name);
-	if (j && (json_is_object(j) || json_is_array(j)))
-		return json_text(j);
-	return json_text(j);
+	return json_text(json_object_get(x->claims, name));
 }
 
 static enum tri eval_tri(const struct fold_ctx *x, const struct expr *e);
@@ -1695,10 +1717,7 @@ static void eval_val(const struct fold_ctx *x, const struct expr *e, struct cval
 	case E_ROLE:
 	case E_CLAIM_SETTING: {
 		const char *name = e->kind == E_ROLE ? "role" : e->text;
-		char *t = claim_text(x, name);
-		if (!t && !strcmp(name, "role") && x->who->role)
-			t = rt_xstrdup(x->who->role);
-		set_text(v, t, RT_PGVAL_TEXT);
+		set_text(v, claim_text(x, name), RT_PGVAL_TEXT);
 		return;
 	}
 	case E_EMAIL: set_text(v, claim_text(x, "email"), RT_PGVAL_TEXT); return;
