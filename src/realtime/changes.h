@@ -10,6 +10,15 @@
  * per group, as one frame whose `ids` lists every binding of the group that
  * matched, however many sockets receive it.
  *
+ * Row-level security: each binding carries its requester's visibility of
+ * its table (the SELECT predicate of the store's policies, built with the
+ * requester's claims). Bindings with the same visibility share one entry, so
+ * a predicate `owner = auth.uid()` indexes bindings by `owner` like an eq
+ * filter does; predicates are evaluated where filters are, live and in
+ * catch-ups; opaque policies are asked of the database once per change for
+ * all distinct requesters. A policy change (rt_store_policies_version) has
+ * every binding re-evaluated before the next change is matched.
+ *
  * The change thread waits on the store, reads changes in position order,
  * matches and publishes them through the hub. A channel that resumes from a
  * position asks the change thread for a catch-up: between two live batches
@@ -55,10 +64,14 @@ void rt_changes_free(struct rt_changes *c);
 
 /*
  * Validates one postgres_changes entry for topic (the full "realtime:…"
- * topic). Returns a binding, or NULL with Supabase's system message in err.
+ * topic) for requester who (copied; NULL: anon with no claims). Returns a
+ * binding, or NULL with Supabase's system message in err. The binding
+ * takes only the rows who may select (its SELECT predicate under the
+ * store's policies, docs/security-matcher.md) and the columns who's role
+ * may select; its id is the entry's, whoever the requester is.
  */
 struct rt_binding *rt_binding_parse(struct rt_changes *c, const char *topic, const json_t *entry,
-				    char *err, size_t err_cap);
+				    const struct rt_auth *who, char *err, size_t err_cap);
 /* The id echoed in the join reply and carried in `ids`. */
 json_int_t rt_binding_id(const struct rt_binding *b);
 /* Frees a binding that was never attached. */
