@@ -7,6 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth/jwt.h"
+#include "auth/policy.h"
 #include "store/query.h"
 #include "common/alloc.h"
 #include "common/buf.h"
@@ -22,6 +24,9 @@ struct job {
 	struct rt_worker *w;
 	uint64_t conn_id;
 	struct rt_store *store;
+	/* the requester: the verified token's claims (row-level security) */
+	struct rt_jwt_claims claims;
+	struct rt_auth who;
 	int method;
 	const struct rt_store_table *table;
 	struct rt_query q;
@@ -83,6 +88,7 @@ static bool prefers(const struct rt_http_req *req, const char *pref)
 
 static void job_free(struct job *j)
 {
+	rt_jwt_claims_deinit(&j->claims);
 	rt_query_deinit(&j->q);
 	json_decref(j->body);
 	json_decref(j->rows);
@@ -97,7 +103,10 @@ static void work_cb(uv_work_t *w)
 {
 	struct job *j = w->data;
 	if (j->method == HTTP_GET || j->method == HTTP_HEAD) {
-		struct rt_read r = {.table = j->table, .query = &j->q, .wants_count = j->wants_count};
+		struct rt_read r = {.table = j->table,
+				    .query = &j->q,
+				    .wants_count = j->wants_count,
+				    .who = &j->who};
 		j->rc = rt_store_read(j->store, &r, &j->rows, &j->total, &j->err);
 		return;
 	}
@@ -106,6 +115,7 @@ static void work_cb(uv_work_t *w)
 		.where = &j->q,
 		.rows = j->body,
 		.wants_rows = true, /* the count of affected rows needs them too */
+		.is_count_only = !j->wants_rows, /* return=minimal: the rows are not shown */
 		.wants_single = j->wants_single,
 		.is_ignore_duplicates = j->is_ignore_dups,
 		.is_missing_default = j->is_missing_default,
@@ -114,6 +124,7 @@ static void work_cb(uv_work_t *w)
 		.idempotency_key = j->idempotency_key,
 		.fingerprint = j->fingerprint.data,
 		.result = &j->res,
+		.who = &j->who,
 	};
 	switch (j->method) {
 	case HTTP_POST:
@@ -185,6 +196,9 @@ static void after_cb(uv_work_t *w, int status)
 		goto out;
 	}
 	if (j->rc) {
+		/* PostgREST: insufficient privilege is 401 for anon, 403 otherwise. */
+		if (!strcmp(j->err.code, "42501"))
+			j->err.status = !strcmp(j->who.role, "anon") ? 401 : 403;
 		respond_error(c, j->err.status, j->err.code, j->err.message, j->err.details);
 		goto out;
 	}
@@ -257,17 +271,19 @@ out:
 	job_free(j);
 }
 
-static bool authorize(struct rt_conn *c, struct rt_http_req *req, struct rt_realtime *rt)
+/* Verifies the request's token (Authorization: Bearer, else apikey) into
+ * *claims; false after answering 401. */
+static bool authorize(struct rt_conn *c, struct rt_http_req *req, struct rt_realtime *rt,
+		      struct rt_jwt_claims *claims)
 {
 	char *token = rt_api_request_token(req);
 	if (!token) {
 		respond_error(c, 401, "PGRST301", "No API key found in request", NULL);
 		return false;
 	}
-	struct rt_jwt_claims claims;
 	int64_t ago = 0;
 	enum rt_jwt_result r = rt_jwt_verify(rt->cfg.jwt_secret, token, strlen(token), rt_wall_s(),
-					     &claims, &ago);
+					     claims, &ago);
 	free(token);
 	if (r != RT_JWT_OK) {
 		char msg[256];
@@ -276,7 +292,6 @@ static bool authorize(struct rt_conn *c, struct rt_http_req *req, struct rt_real
 			      NULL);
 		return false;
 	}
-	rt_jwt_claims_deinit(&claims);
 	return true;
 }
 
@@ -313,6 +328,10 @@ static int parse_control(struct rt_conn *c, struct rt_http_req *req, struct job 
 		      req->query ? req->query : "", accept ? accept : "", prefer ? prefer : "",
 		      base ? base : "", strategy ? strategy : "");
 	rt_buf_append(&j->fingerprint, req->body.data ? req->body.data : "", req->body.len);
+	/* A key replays only for the requester that used it: the recorded rows
+	 * passed that requester's policies, not another's. */
+	rt_buf_printf(&j->fingerprint, "\n%s\n%s", j->who.role,
+		      j->claims.sub ? j->claims.sub : "");
 	return 0;
 }
 
@@ -329,7 +348,8 @@ void rt_rest_handle(struct rt_conn *c, struct rt_http_req *req, struct rt_realti
 		respond_error(c, 405, "PGRST117", "Unsupported HTTP method", NULL);
 		return;
 	}
-	if (!authorize(c, req, rt))
+	struct rt_jwt_claims claims;
+	if (!authorize(c, req, rt, &claims))
 		return;
 	char *name = rt_http_pct_decode(rest, strlen(rest), false);
 	const struct rt_store_table *t = name ? rt_store_table(rt->store, NULL, name) : NULL;
@@ -339,6 +359,7 @@ void rt_rest_handle(struct rt_conn *c, struct rt_http_req *req, struct rt_realti
 			 name ? name : rest);
 		respond_error(c, 404, "PGRST205", msg, NULL);
 		free(name);
+		rt_jwt_claims_deinit(&claims);
 		return;
 	}
 	free(name);
@@ -348,6 +369,8 @@ void rt_rest_handle(struct rt_conn *c, struct rt_http_req *req, struct rt_realti
 	j->w = rt_conn_worker(c);
 	j->conn_id = rt_conn_id(c);
 	j->store = rt->store;
+	j->claims = claims; /* the job owns them now */
+	j->who = (struct rt_auth){.role = j->claims.role, .claims = j->claims.claims};
 	j->method = m;
 	j->table = t;
 	char err[512];

@@ -1,7 +1,11 @@
 /*
  * The REST data API: what supabase-js' from() sends to /rest/v1/{table}, in
  * PostgREST's dialect (query string in store/query.h; Prefer, Accept, Range,
- * Content-Range headers; PostgREST's JSON errors). Store calls run on libuv's
+ * Content-Range headers; PostgREST's JSON errors). The request's token
+ * (Authorization: Bearer, else apikey) is verified and its role and claims
+ * are the requester of the store call, whose row-level security applies
+ * (docs/security.md); a row a policy refuses is 42501, answered 401 to anon
+ * and 403 otherwise, as PostgREST does. Store calls run on libuv's
  * thread pool, never on the I/O worker; the answer is written by the worker
  * that owns the connection, or dropped if the connection has gone.
  *

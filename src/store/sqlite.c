@@ -378,38 +378,126 @@ static sqlite3 *thread_db(struct sqlite_store *s, struct rt_store_error *e)
 
 /* ---- schema ---- */
 
-static int exec_schema(sqlite3 *db, const char *sql, char *err, size_t err_cap)
+/* Line and column (1-based, in bytes) of sql + off. */
+static void line_col(const char *sql, size_t off, unsigned *line, unsigned *col)
 {
-	const char *tail = sql;
-	while (tail && *tail) {
-		sqlite3_stmt *st = NULL;
-		const char *next = NULL;
-		if (sqlite3_prepare_v2(db, tail, -1, &st, &next) != SQLITE_OK) {
-			const char *msg = sqlite3_errmsg(db);
-			/* Applying the schema again must not fail on what exists. */
-			if (strstr(msg, "already exists")) {
-				tail = next && next != tail ? next : strchr(tail, ';');
-				if (tail && *tail == ';')
-					tail++;
-				continue;
-			}
-			snprintf(err, err_cap, "schema: %s", msg);
-			return -1;
+	*line = 1;
+	*col = 1;
+	for (size_t i = 0; i < off && sql[i]; i++) {
+		if (sql[i] == '\n') {
+			(*line)++;
+			*col = 1;
+		} else {
+			(*col)++;
 		}
-		tail = next;
-		if (!st)
-			continue; /* whitespace or a comment */
-		int rc;
-		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-			;
-		if (rc != SQLITE_DONE && !strstr(sqlite3_errmsg(db), "already exists")) {
-			snprintf(err, err_cap, "schema: %s", sqlite3_errmsg(db));
-			sqlite3_finalize(st);
-			return -1;
-		}
-		sqlite3_finalize(st);
 	}
-	return 0;
+}
+
+/* Skips whitespace and SQL comments from p up to end. */
+static const char *skip_blank(const char *p, const char *end)
+{
+	while (p < end) {
+		if (isspace((unsigned char)*p)) {
+			p++;
+		} else if (end - p >= 2 && p[0] == '-' && p[1] == '-') {
+			while (p < end && *p != '\n')
+				p++;
+		} else if (end - p >= 2 && p[0] == '/' && p[1] == '*') {
+			const char *close = NULL;
+			for (const char *q = p + 2; q + 1 < end && !close; q++)
+				if (q[0] == '*' && q[1] == '/')
+					close = q;
+			p = close ? close + 2 : end;
+		} else {
+			break;
+		}
+	}
+	return p;
+}
+
+/* Runs one statement (not a policy statement); a table or index that
+ * exists is kept. Returns 0, or -1 with SQLite's message in msg. */
+static int exec_statement(sqlite3 *db, const char *stmt, size_t len, char *msg, size_t msg_cap)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(db, stmt, (int)len, &st, NULL) != SQLITE_OK) {
+		/* Applying the schema again must not fail on what exists. */
+		if (strstr(sqlite3_errmsg(db), "already exists"))
+			return 0;
+		snprintf(msg, msg_cap, "%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	int rc = 0;
+	int step;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW)
+		;
+	if (step != SQLITE_DONE && !strstr(sqlite3_errmsg(db), "already exists")) {
+		snprintf(msg, msg_cap, "%s", sqlite3_errmsg(db));
+		rc = -1;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/*
+ * Hands one statement of the schema (stmt, len bytes without its ';', a
+ * part of sql) to the policy set or, when it is no policy statement, to
+ * SQLite. Returns 0, or -1 with the reason and its line:column in err: the
+ * unsupported part's when the policy module names its offset, else the
+ * statement's.
+ */
+static int apply_statement(sqlite3 *db, struct rt_policies *pol, const char *sql,
+			   const char *stmt, size_t len, char *err, size_t err_cap)
+{
+	char msg[768];
+	size_t at = (size_t)(stmt - sql);
+	int rc = rt_policies_add_statement(pol, stmt, len, "public", msg, sizeof msg);
+	if (rc == 1)
+		return 0;
+	if (rc == 0 && !exec_statement(db, stmt, len, msg, sizeof msg))
+		return 0;
+	const char *off = rc < 0 ? strstr(msg, "at offset ") : NULL;
+	unsigned long long part;
+	if (off && sscanf(off, "at offset %llu", &part) == 1 && part < len)
+		at += (size_t)part;
+	unsigned line, col;
+	line_col(sql, at, &line, &col);
+	snprintf(err, err_cap, "schema line %u:%u: %s", line, col, msg);
+	return -1;
+}
+
+/*
+ * Applies the schema statement by statement. SQLite's own tokenizer
+ * (sqlite3_complete) finds where each ends, so quotes, comments and
+ * CREATE TRIGGER … BEGIN … END bodies are read as SQLite reads them. Policy
+ * statements go to pol, the rest to the database.
+ */
+static int exec_schema(sqlite3 *db, const char *sql, struct rt_policies *pol, char *err,
+		       size_t err_cap)
+{
+	size_t n = strlen(sql);
+	char *buf = rt_xmalloc(n + 1); /* cut at each ';' to ask sqlite3_complete */
+	memcpy(buf, sql, n + 1);
+	int rc = 0;
+	size_t start = 0;
+	for (size_t i = 0; i <= n && !rc; i++) {
+		if (i < n) {
+			if (buf[i] != ';')
+				continue;
+			char keep = buf[i + 1];
+			buf[i + 1] = '\0';
+			int is_complete = sqlite3_complete(buf + start);
+			buf[i + 1] = keep;
+			if (!is_complete)
+				continue;
+		}
+		const char *stmt = skip_blank(buf + start, buf + i);
+		if (stmt < buf + i)
+			rc = apply_statement(db, pol, buf, stmt, (size_t)(buf + i - stmt), err, err_cap);
+		start = i + 1;
+	}
+	free(buf);
+	return rc;
 }
 
 static void append_ident(struct rt_buf *b, const char *name)
@@ -561,6 +649,20 @@ static int install_triggers(struct sqlite_store *s, sqlite3 *db, char *err, size
 	return 0;
 }
 
+/*
+ * Policy validation: whether public.table has column (column NULL: whether
+ * the table exists). Tables of other schemas (realtime.messages) are not
+ * the store's and pass.
+ */
+static bool has_column(const char *schema, const char *table, const char *column, void *ctx)
+{
+	const struct sqlite_store *s = ctx;
+	if (schema && strcmp(schema, "public"))
+		return true;
+	const struct rt_store_table *t = rt_store_table(&s->base, NULL, table);
+	return t && (!column || rt_store_column(t, column));
+}
+
 int rt_store_open_sqlite(const char *db_path, const char *schema_sql, uint64_t retain_count,
 			 uint64_t retain_ms, struct rt_store **out, char *err, size_t err_cap)
 {
@@ -573,16 +675,24 @@ int rt_store_open_sqlite(const char *db_path, const char *schema_sql, uint64_t r
 	rt_store_policies_init(&s->base);
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cond, NULL);
+	struct rt_policies *pol = rt_policies_new();
 	if (open_db(db_path, &s->change_db, err, err_cap))
 		goto err;
-	if (schema_sql && exec_schema(s->change_db, schema_sql, err, err_cap))
+	if (schema_sql && exec_schema(s->change_db, schema_sql, pol, err, err_cap))
 		goto err;
 	if (load_schema(s, s->change_db, err, err_cap) ||
 	    install_triggers(s, s->change_db, err, err_cap))
 		goto err;
+	char msg[768];
+	if (rt_policies_validate(pol, has_column, s, msg, sizeof msg)) {
+		snprintf(err, err_cap, "schema: %s", msg);
+		goto err;
+	}
+	rt_store_set_policies(&s->base, pol);
 	*out = &s->base;
 	return 0;
 err:
+	rt_policies_unref(pol);
 	sq_close(&s->base);
 	return -1;
 }
@@ -646,8 +756,18 @@ static int col_or_err(const struct rt_store_table *t, const char *name,
 	return 0;
 }
 
+/* Appends a column reference: "c", or qual."c" (an upsert's excluded row). */
+static void append_col(struct rt_buf *b, const char *qual, const char *name)
+{
+	if (qual)
+		rt_buf_printf(b, "%s.", qual);
+	append_ident(b, name);
+}
+
+/* Renders a filter or policy predicate tree as SQL with typed binds; qual
+ * NULL or the table the columns belong to. */
 static int where_sql(struct rt_buf *b, struct binds *bv, const struct rt_store_table *t,
-		     const struct rt_query_node *n, struct rt_store_error *e)
+		     const struct rt_query_node *n, const char *qual, struct rt_store_error *e)
 {
 	if (n->is_negated)
 		rt_buf_append_str(b, "NOT ");
@@ -660,7 +780,7 @@ static int where_sql(struct rt_buf *b, struct binds *bv, const struct rt_store_t
 		for (size_t i = 0; i < n->n_children; i++) {
 			if (i)
 				rt_buf_append_str(b, n->kind == RT_QUERY_AND ? " AND " : " OR ");
-			if (where_sql(b, bv, t, &n->children[i], e))
+			if (where_sql(b, bv, t, &n->children[i], qual, e))
 				return -1;
 		}
 		rt_buf_append_byte(b, ')');
@@ -673,7 +793,7 @@ static int where_sql(struct rt_buf *b, struct binds *bv, const struct rt_store_t
 	const char *v0 = n->n_values ? n->values[0] : "";
 	switch (n->op) {
 	case RT_QUERY_IS:
-		append_ident(b, c->name);
+		append_col(b, qual, c->name);
 		if (!strcasecmp(v0, "null") || !strcasecmp(v0, "unknown"))
 			rt_buf_append_str(b, " IS NULL");
 		else if (!strcasecmp(v0, "true"))
@@ -686,7 +806,7 @@ static int where_sql(struct rt_buf *b, struct binds *bv, const struct rt_store_t
 		}
 		break;
 	case RT_QUERY_IN:
-		append_ident(b, c->name);
+		append_col(b, qual, c->name);
 		rt_buf_append_str(b, " IN (");
 		for (size_t i = 0; i < n->n_values; i++) {
 			rt_buf_append_str(b, i ? ",?" : "?");
@@ -696,12 +816,12 @@ static int where_sql(struct rt_buf *b, struct binds *bv, const struct rt_store_t
 		break;
 	case RT_QUERY_ILIKE:
 		rt_buf_append_str(b, "rt_lower(");
-		append_ident(b, c->name);
+		append_col(b, qual, c->name);
 		rt_buf_append_str(b, ") LIKE rt_lower(?) ESCAPE '\\'");
 		bind_push(bv, "text", v0);
 		break;
 	case RT_QUERY_LIKE:
-		append_ident(b, c->name);
+		append_col(b, qual, c->name);
 		rt_buf_append_str(b, " LIKE ? ESCAPE '\\'");
 		bind_push(bv, "text", v0);
 		break;
@@ -710,7 +830,7 @@ static int where_sql(struct rt_buf *b, struct binds *bv, const struct rt_store_t
 			[RT_QUERY_EQ] = " = ?", [RT_QUERY_NEQ] = " <> ?", [RT_QUERY_GT] = " > ?",
 			[RT_QUERY_GTE] = " >= ?", [RT_QUERY_LT] = " < ?", [RT_QUERY_LTE] = " <= ?",
 		};
-		append_ident(b, c->name);
+		append_col(b, qual, c->name);
 		rt_buf_append_str(b, sym[n->op]);
 		bind_push(bv, c->type, v0);
 	}
@@ -787,6 +907,140 @@ static uint64_t last_pos_of(sqlite3 *db)
 	return pos;
 }
 
+/* ---- row-level security (docs/security.md) ---- */
+
+/* What one read or write runs with: the connection, and the policy set and
+ * requester whose row-level security applies. */
+struct op {
+	sqlite3 *db;
+	struct rt_policies *pol; /* a reference (op_deinit) */
+	const struct rt_auth *who;
+	bool sees; /* a write's requester sees the rows written: SELECT policies check them */
+};
+
+static void op_init(struct op *o, struct sqlite_store *s, sqlite3 *db, const struct rt_auth *who,
+		    bool sees)
+{
+	o->db = db;
+	o->pol = rt_store_policies(&s->base);
+	o->who = who;
+	o->sees = sees;
+}
+
+static void op_deinit(struct op *o)
+{
+	rt_policies_unref(o->pol);
+	o->pol = NULL;
+}
+
+/* A row the policies refuse: 42501, 401 for anon and 403 otherwise
+ * (PostgREST's rule). Returns -1. */
+static int rls_err(struct rt_store_error *e, const struct op *o, const struct rt_store_table *t)
+{
+	bool is_anon = o->who && !strcmp(o->who->role, "anon");
+	set_err(e, is_anon ? 401 : 403, "42501", NULL,
+		"new row violates row-level security policy for table \"%s\"", t->name);
+	return -1;
+}
+
+/*
+ * Appends the condition of cmd's policies for o's requester (USING, or WITH
+ * CHECK with is_check), after " AND " when b holds something: nothing when
+ * RLS does not apply, "0" when no row passes (also for an opaque verdict,
+ * which a schema file cannot produce). qual as where_sql takes it.
+ */
+static int policy_sql(const struct op *o, const struct rt_store_table *t, unsigned cmd,
+		      bool is_check, const char *qual, struct rt_buf *b, struct binds *bv,
+		      struct rt_store_error *e)
+{
+	struct rt_query_node pred;
+	enum rt_policy_verdict v =
+		rt_policies_predicate(o->pol, t->schema, t->name, cmd, is_check, o->who, &pred);
+	if (v == RT_POLICY_ALLOW_ALL)
+		return 0;
+	if (b->len)
+		rt_buf_append_str(b, " AND ");
+	if (v != RT_POLICY_ROWS) {
+		rt_buf_append_str(b, "0");
+		return 0;
+	}
+	int rc = where_sql(b, bv, t, &pred, qual, e);
+	rt_query_node_deinit(&pred);
+	return rc;
+}
+
+/*
+ * The condition of the rows cmd may reach: filters (may be NULL) AND cmd's
+ * USING AND, for UPDATE and DELETE, SELECT's USING (PostgREST's writes
+ * filter and return rows, so PostgreSQL applies SELECT policies to them as
+ * well). Empty when nothing restricts.
+ */
+static int target_where(const struct op *o, const struct rt_store_table *t,
+			const struct rt_query_node *filters, unsigned cmd, struct rt_buf *b,
+			struct binds *bv, struct rt_store_error *e)
+{
+	if (filters && where_sql(b, bv, t, filters, NULL, e))
+		return -1;
+	if (policy_sql(o, t, cmd, false, NULL, b, bv, e))
+		return -1;
+	if (cmd != RT_POLICY_SELECT && policy_sql(o, t, RT_POLICY_SELECT, false, NULL, b, bv, e))
+		return -1;
+	return 0;
+}
+
+/* The checks a row written must pass, evaluated in C by rt_policy_eval (the
+ * change feed's evaluator) on the row as stored. */
+struct row_check {
+	const struct op *o;
+	const struct rt_store_table *t;
+	size_t n;
+	enum rt_policy_verdict v[2];
+	struct rt_query_node pred[2];
+};
+
+static const char *col_type(const char *column, void *ctx)
+{
+	const struct rt_store_column *c = rt_store_column(ctx, column);
+	return c ? c->type : "text";
+}
+
+/* cmd's WITH CHECK and, when the requester sees the row, SELECT's USING
+ * (PostgreSQL checks RETURNING rows against SELECT policies and errors). */
+static void row_check_init(struct row_check *c, const struct op *o, const struct rt_store_table *t,
+			   unsigned cmd)
+{
+	memset(c, 0, sizeof *c);
+	c->o = o;
+	c->t = t;
+	for (int i = 0; i < (o->sees ? 2 : 1); i++) {
+		enum rt_policy_verdict v =
+			rt_policies_predicate(o->pol, t->schema, t->name, i ? RT_POLICY_SELECT : cmd,
+					      i == 0, o->who, &c->pred[c->n]);
+		if (v != RT_POLICY_ALLOW_ALL)
+			c->v[c->n++] = v;
+	}
+}
+
+static void row_check_deinit(struct row_check *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		if (c->v[i] == RT_POLICY_ROWS)
+			rt_query_node_deinit(&c->pred[i]);
+	c->n = 0;
+}
+
+/* Returns 0 when row passes every check, else -1 with 42501 in e. */
+static int row_check_run(const struct row_check *c, const json_t *row, struct rt_store_error *e)
+{
+	for (size_t i = 0; i < c->n; i++)
+		if (c->v[i] != RT_POLICY_ROWS ||
+		    rt_policy_eval(&c->pred[i], row, col_type, (void *)c->t) != 1)
+			return rls_err(e, c->o, c->t);
+	return 0;
+}
+
+/* ---- reads ---- */
+
 static int sq_read(struct rt_store *base, const struct rt_read *r, json_t **rows, long long *total,
 		  struct rt_store_error *err)
 {
@@ -803,11 +1057,15 @@ static int sq_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 	struct binds bv = {0};
 	sqlite3_stmt *st = NULL;
 	bool is_txn = false;
+	struct op o;
+	op_init(&o, s, db, r->who, true);
 	rt_buf_init(&where);
 	rt_buf_init(&sql);
 	if (select_cols(t, r->query, &cols, &keys, &n_cols, err) || check_order(t, r->query, err))
 		goto out;
-	if (r->query && where_sql(&where, &bv, t, &r->query->where, err))
+	/* The rows the requester may select; limit, offset and the count apply to them. */
+	if (target_where(&o, t, r->query ? &r->query->where : NULL, RT_POLICY_SELECT, &where, &bv,
+			 err))
 		goto out;
 
 	rt_buf_append_str(&sql, "SELECT ");
@@ -867,6 +1125,7 @@ out:
 	sqlite3_finalize(st);
 	if (is_txn)
 		sqlite3_exec(db, "COMMIT", NULL, NULL, NULL); /* read only: nothing to lose */
+	op_deinit(&o);
 	binds_free(&bv);
 	rt_buf_deinit(&where);
 	rt_buf_deinit(&sql);
@@ -876,6 +1135,12 @@ out:
 }
 
 /* ---- writes ---- */
+
+/*
+ * Every write runs with a struct rt_store_cas whose ctx is its struct op:
+ * the projection and the output array of the rows written are the same for
+ * the plain and the conflict-controlled paths.
+ */
 
 static void wake_changes(struct sqlite_store *s)
 {
@@ -895,15 +1160,23 @@ static json_t *full_row(sqlite3_stmt *st, const struct rt_store_table *t)
 	return full;
 }
 
-/* Runs st, appending RETURNING rows (projected by the select) to out; with
+/*
+ * Runs st (… RETURNING *), checking each row written with chk (may be NULL)
+ * and appending it, projected by the select, to cas->out. With
  * is_pk_checked, a row with a NULL primary key fails the write (Postgres
- * refuses one; SQLite allows it outside INTEGER PRIMARY KEY). */
-static int step_rows(sqlite3 *db, sqlite3_stmt *st, const struct rt_store_table *t,
-		     const struct rt_store_column **cols, const char **keys, size_t n_cols,
-		     bool is_pk_checked, json_t *out, struct rt_store_error *err)
+ * refuses one; SQLite allows it outside INTEGER PRIMARY KEY). *n_rows (may
+ * be NULL) gets the number of rows.
+ */
+static int step_rows(const struct rt_store_cas *cas, sqlite3_stmt *st,
+		     const struct rt_store_table *t, bool is_pk_checked,
+		     const struct row_check *chk, size_t *n_rows, struct rt_store_error *err)
 {
+	const struct op *o = cas->ctx;
+	bool is_checked = chk && chk->n;
+	size_t n = 0;
 	int step;
 	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		n++;
 		for (size_t i = 0; is_pk_checked && i < t->n_cols; i++) {
 			if (t->cols[i].is_pk && sqlite3_column_type(st, (int)i) == SQLITE_NULL) {
 				sqlite3_reset(st);
@@ -914,16 +1187,25 @@ static int step_rows(sqlite3 *db, sqlite3_stmt *st, const struct rt_store_table 
 				return -1;
 			}
 		}
-		if (!out)
+		if (!cas->out && !is_checked)
 			continue;
 		json_t *full = full_row(st, t);
-		json_array_append_new(out, rt_store_project(full, cols, keys, n_cols));
+		int rc = is_checked ? row_check_run(chk, full, err) : 0;
+		if (!rc && cas->out)
+			json_array_append_new(cas->out,
+					      rt_store_project(full, cas->cols, cas->keys, cas->n_cols));
 		json_decref(full);
+		if (rc) {
+			sqlite3_reset(st);
+			return -1;
+		}
 	}
 	if (step != SQLITE_DONE) {
-		sql_err(err, db);
+		sql_err(err, o->db);
 		return -1;
 	}
+	if (n_rows)
+		*n_rows = n;
 	return 0;
 }
 
@@ -963,170 +1245,260 @@ static void duplicate_details(struct rt_store_error *e, const json_t *row)
 	rt_buf_deinit(&values);
 }
 
-static int insert_rows(sqlite3 *db, const struct rt_write *w, const struct rt_store_column **cols,
-		       const char **keys, size_t n_cols, json_t *out, struct rt_store_error *err)
+/* Appends the columns of an upsert's conflict target: on_conflict, else
+ * the primary key. */
+static int conflict_target_sql(struct rt_buf *b, const struct rt_write *w,
+			       struct rt_store_error *err)
 {
 	const struct rt_store_table *t = w->table;
 	const struct rt_query *q = w->where;
-	size_t i;
-	const json_t *row;
-	json_array_foreach(w->rows, i, row) {
-		if (rt_store_check_row_keys(t, row, err))
+	size_t n_conf = 0;
+	rt_buf_append_str(b, " ON CONFLICT (");
+	for (size_t j = 0; q && j < q->n_on_conflict; j++) {
+		const struct rt_store_column *c;
+		if (col_or_err(t, q->on_conflict[j], &c, err))
 			return -1;
-		struct rt_buf sql;
-		rt_buf_init(&sql);
-		rt_buf_append_str(&sql, "INSERT INTO ");
-		append_ident(&sql, t->name);
-		/* With columns=, every named column is written (missing keys as NULL);
-		 * otherwise only the row's keys, so defaults apply to the rest. */
-		const char **names = rt_xcalloc(t->n_cols + 1, sizeof *names);
-		size_t n = 0;
-		if (q && q->n_columns) {
-			for (size_t j = 0; j < q->n_columns && n < t->n_cols; j++) {
-				const struct rt_store_column *c;
-				if (col_or_err(t, q->columns[j], &c, err)) {
-					free(names);
-					rt_buf_deinit(&sql);
-					return -1;
-				}
-				if (!w->is_missing_default || json_object_get(row, c->name))
-					names[n++] = c->name;
-			}
-		} else {
-			const char *k;
-			json_t *v;
-			json_object_foreach((json_t *)row, k, v)
-				names[n++] = k;
-		}
-		if (n) {
-			rt_buf_append_str(&sql, " (");
-			for (size_t j = 0; j < n; j++) {
-				if (j)
-					rt_buf_append_byte(&sql, ',');
-				append_ident(&sql, names[j]);
-			}
-			rt_buf_append_str(&sql, ") VALUES (");
-			for (size_t j = 0; j < n; j++)
-				rt_buf_append_str(&sql, j ? ",?" : "?");
-			rt_buf_append_byte(&sql, ')');
-		} else {
-			rt_buf_append_str(&sql, " DEFAULT VALUES");
-		}
-		if (w->kind == RT_WRITE_UPSERT) {
-			rt_buf_append_str(&sql, " ON CONFLICT (");
-			size_t n_conf = 0;
-			for (size_t j = 0; q && j < q->n_on_conflict; j++) {
-				const struct rt_store_column *c;
-				if (col_or_err(t, q->on_conflict[j], &c, err)) {
-					free(names);
-					rt_buf_deinit(&sql);
-					return -1;
-				}
-				rt_buf_append_str(&sql, n_conf++ ? "," : "");
-				append_ident(&sql, c->name);
-			}
-			for (size_t j = 0; !n_conf && j < t->n_cols; j++) {
-				if (!t->cols[j].is_pk)
-					continue;
-				rt_buf_append_str(&sql, n_conf++ ? "," : "");
-				append_ident(&sql, t->cols[j].name);
-			}
-			rt_buf_append_byte(&sql, ')');
-			if (w->is_ignore_duplicates || !n) {
-				rt_buf_append_str(&sql, " DO NOTHING");
-			} else {
-				rt_buf_append_str(&sql, " DO UPDATE SET ");
-				for (size_t j = 0; j < n; j++) {
-					if (j)
-						rt_buf_append_byte(&sql, ',');
-					append_ident(&sql, names[j]);
-					rt_buf_append_str(&sql, " = excluded.");
-					append_ident(&sql, names[j]);
-				}
-			}
-		}
-		rt_buf_append_str(&sql, " RETURNING *");
-		sqlite3_stmt *st;
-		int rc = sqlite3_prepare_v2(db, sql.data, -1, &st, NULL);
-		rt_buf_deinit(&sql);
-		if (rc != SQLITE_OK) {
-			sql_err(err, db);
-			free(names);
-			return -1;
-		}
-		for (size_t j = 0; j < n; j++) {
-			const struct rt_store_column *c = rt_store_column(t, names[j]);
-			bind_json(st, (int)j + 1, c->type, json_object_get(row, names[j]));
-		}
-		free(names);
-		rc = step_rows(db, st, t, cols, keys, n_cols, true, out, err);
-		sqlite3_finalize(st);
-		if (rc && !strcmp(err->code, "23505"))
-			duplicate_details(err, row);
-		if (rc)
-			return -1;
+		rt_buf_append_str(b, n_conf++ ? "," : "");
+		append_ident(b, c->name);
 	}
+	for (size_t j = 0; !n_conf && j < t->n_cols; j++) {
+		if (!t->cols[j].is_pk)
+			continue;
+		rt_buf_append_str(b, n_conf++ ? "," : "");
+		append_ident(b, t->cols[j].name);
+	}
+	rt_buf_append_byte(b, ')');
 	return 0;
 }
 
-static int update_or_delete(sqlite3 *db, const struct rt_write *w,
-			    const struct rt_store_column **cols, const char **keys, size_t n_cols,
-			    json_t *out, struct rt_store_error *err)
+/* Runs one INSERT statement: names[i] bound from row, then bv. */
+static int run_insert(const struct rt_store_cas *cas, const struct rt_write *w, const json_t *row,
+		      const char **names, size_t n, const char *sql, const struct binds *bv,
+		      const struct row_check *chk, size_t *n_rows, struct rt_store_error *err)
 {
+	const struct op *o = cas->ctx;
 	const struct rt_store_table *t = w->table;
+	sqlite3_stmt *st;
+	if (prepare(o->db, sql, bv, n + 1, &st, err))
+		return -1;
+	for (size_t j = 0; j < n; j++) {
+		const struct rt_store_column *c = rt_store_column(t, names[j]);
+		bind_json(st, (int)j + 1, c->type, json_object_get(row, names[j]));
+	}
+	int rc = step_rows(cas, st, t, true, chk, n_rows, err);
+	sqlite3_finalize(st);
+	if (rc && !strcmp(err->code, "23505"))
+		duplicate_details(err, row);
+	return rc;
+}
+
+/* The rows the checks of an insert and of an upsert's update see. */
+struct insert_checks {
+	struct row_check insert, update;
+};
+
+/*
+ * Inserts one row. An upsert that merges is two statements: the insert
+ * (DO NOTHING on a conflict) and, when the row exists, the update, whose
+ * WHERE holds what PostgreSQL checks on that path: the proposed row against
+ * INSERT's WITH CHECK, the existing row against UPDATE's and SELECT's USING.
+ * An existing row that fails them refuses the write (42501), as PostgreSQL
+ * does for ON CONFLICT DO UPDATE.
+ */
+static int insert_row(const struct rt_store_cas *cas, const struct rt_write *w, const json_t *row,
+		      const struct insert_checks *chk, struct rt_store_error *err)
+{
+	const struct op *o = cas->ctx;
+	const struct rt_store_table *t = w->table;
+	const struct rt_query *q = w->where;
+	int rc = -1;
+	struct rt_buf head, sql;
+	struct binds none = {0}, bv = {0};
+	rt_buf_init(&head);
+	rt_buf_init(&sql);
+	/* With columns=, every named column is written (missing keys as NULL);
+	 * otherwise only the row's keys, so defaults apply to the rest. */
+	const char **names = rt_xcalloc(t->n_cols + 1, sizeof *names);
+	size_t n = 0;
+	if (q && q->n_columns) {
+		for (size_t j = 0; j < q->n_columns && n < t->n_cols; j++) {
+			const struct rt_store_column *c;
+			if (col_or_err(t, q->columns[j], &c, err))
+				goto out;
+			if (!w->is_missing_default || json_object_get(row, c->name))
+				names[n++] = c->name;
+		}
+	} else {
+		const char *k;
+		json_t *v;
+		json_object_foreach((json_t *)row, k, v)
+			names[n++] = k;
+	}
+	rt_buf_append_str(&head, "INSERT INTO ");
+	append_ident(&head, t->name);
+	if (n) {
+		rt_buf_append_str(&head, " (");
+		for (size_t j = 0; j < n; j++) {
+			if (j)
+				rt_buf_append_byte(&head, ',');
+			append_ident(&head, names[j]);
+		}
+		rt_buf_append_str(&head, ") VALUES (");
+		for (size_t j = 0; j < n; j++)
+			rt_buf_append_str(&head, j ? ",?" : "?");
+		rt_buf_append_byte(&head, ')');
+	} else {
+		rt_buf_append_str(&head, " DEFAULT VALUES");
+	}
+	rt_buf_append(&sql, head.data, head.len);
+	if (w->kind == RT_WRITE_UPSERT) {
+		if (conflict_target_sql(&sql, w, err))
+			goto out;
+		rt_buf_append_str(&sql, " DO NOTHING");
+	}
+	rt_buf_append_str(&sql, " RETURNING *");
+	size_t n_rows;
+	if (run_insert(cas, w, row, names, n, sql.data, &none, &chk->insert, &n_rows, err))
+		goto out;
+	if (n_rows || w->kind != RT_WRITE_UPSERT || w->is_ignore_duplicates || !n) {
+		rc = 0;
+		goto out;
+	}
+	/* The row exists: the update path. */
+	rt_buf_reset(&sql);
+	rt_buf_append(&sql, head.data, head.len);
+	if (conflict_target_sql(&sql, w, err))
+		goto out;
+	rt_buf_append_str(&sql, " DO UPDATE SET ");
+	for (size_t j = 0; j < n; j++) {
+		if (j)
+			rt_buf_append_byte(&sql, ',');
+		append_ident(&sql, names[j]);
+		rt_buf_append_str(&sql, " = excluded.");
+		append_ident(&sql, names[j]);
+	}
+	struct rt_buf where;
+	rt_buf_init(&where);
+	int wrc = policy_sql(o, t, RT_POLICY_INSERT, true, "excluded", &where, &bv, err);
+	if (!wrc)
+		wrc = target_where(o, t, NULL, RT_POLICY_UPDATE, &where, &bv, err);
+	if (!wrc && where.len)
+		rt_buf_printf(&sql, " WHERE %s", where.data);
+	rt_buf_deinit(&where);
+	if (wrc)
+		goto out;
+	rt_buf_append_str(&sql, " RETURNING *");
+	if (run_insert(cas, w, row, names, n, sql.data, &bv, &chk->update, &n_rows, err))
+		goto out;
+	rc = n_rows ? 0 : rls_err(err, o, t);
+out:
+	free(names);
+	binds_free(&bv);
+	rt_buf_deinit(&head);
+	rt_buf_deinit(&sql);
+	return rc;
+}
+
+static int insert_rows(const struct rt_store_cas *cas, const struct rt_write *w,
+		       struct rt_store_error *err)
+{
+	const struct op *o = cas->ctx;
+	struct insert_checks chk;
+	row_check_init(&chk.insert, o, w->table, RT_POLICY_INSERT);
+	row_check_init(&chk.update, o, w->table, RT_POLICY_UPDATE);
+	int rc = 0;
+	size_t i;
+	const json_t *row;
+	json_array_foreach(w->rows, i, row) {
+		rc = rt_store_check_row_keys(w->table, row, err);
+		if (!rc)
+			rc = insert_row(cas, w, row, &chk, err);
+		if (rc)
+			break;
+	}
+	row_check_deinit(&chk.insert);
+	row_check_deinit(&chk.update);
+	return rc;
+}
+
+/* Appends "SET a = ?, b = ?" for the keys of apply (UPDATE) or nothing
+ * (DELETE) to "UPDATE t " / "DELETE FROM t"; returns the number of SETs. */
+static size_t update_head(struct rt_buf *b, const struct rt_store_table *t, const json_t *apply)
+{
+	size_t n_set = 0;
+	if (!apply) {
+		rt_buf_append_str(b, "DELETE FROM ");
+		append_ident(b, t->name);
+		return 0;
+	}
+	rt_buf_append_str(b, "UPDATE ");
+	append_ident(b, t->name);
+	rt_buf_append_str(b, " SET ");
+	const char *k;
+	json_t *v;
+	json_object_foreach((json_t *)apply, k, v) {
+		if (n_set++)
+			rt_buf_append_byte(b, ',');
+		append_ident(b, k);
+		rt_buf_append_str(b, " = ?");
+	}
+	return n_set;
+}
+
+/* Binds apply's values from index 1 on (the SETs of update_head). */
+static int bind_apply(sqlite3_stmt *st, const struct rt_store_table *t, const json_t *apply)
+{
+	int i = 1;
+	const char *k;
+	json_t *v;
+	json_object_foreach((json_t *)apply, k, v)
+		bind_json(st, i++, rt_store_column(t, k)->type, v);
+	return i;
+}
+
+/* UPDATE or DELETE of the rows the filter selects among those the
+ * requester may reach; rows its policies hide are left alone. */
+static int update_or_delete(const struct rt_store_cas *cas, const struct rt_write *w,
+			    struct rt_store_error *err)
+{
+	const struct op *o = cas->ctx;
+	const struct rt_store_table *t = w->table;
+	bool is_update = w->kind == RT_WRITE_UPDATE;
 	struct rt_buf sql, where;
 	struct binds bv = {0};
+	struct row_check chk = {0};
 	rt_buf_init(&sql);
 	rt_buf_init(&where);
 	int rc = -1;
 	sqlite3_stmt *st = NULL;
-	if (w->where && where_sql(&where, &bv, t, &w->where->where, err))
+	if (is_update && rt_store_check_row_keys(t, w->rows, err))
 		goto out;
-	size_t n_set = 0;
-	if (w->kind == RT_WRITE_UPDATE) {
-		if (rt_store_check_row_keys(t, w->rows, err))
-			goto out;
-		rt_buf_append_str(&sql, "UPDATE ");
-		append_ident(&sql, t->name);
-		rt_buf_append_str(&sql, " SET ");
-		const char *k;
-		json_t *v;
-		json_object_foreach((json_t *)w->rows, k, v) {
-			if (n_set++)
-				rt_buf_append_byte(&sql, ',');
-			append_ident(&sql, k);
-			rt_buf_append_str(&sql, " = ?");
-		}
-		if (!n_set) {
-			set_err(err, 400, "PGRST102", NULL, "Empty or invalid json");
-			goto out;
-		}
-	} else {
-		rt_buf_append_str(&sql, "DELETE FROM ");
-		append_ident(&sql, t->name);
+	if (is_update && !json_object_size(w->rows)) {
+		set_err(err, 400, "PGRST102", NULL, "Empty or invalid json");
+		goto out;
 	}
+	if (target_where(o, t, w->where ? &w->where->where : NULL,
+			 is_update ? RT_POLICY_UPDATE : RT_POLICY_DELETE, &where, &bv, err))
+		goto out;
+	size_t n_set = update_head(&sql, t, is_update ? w->rows : NULL);
 	if (where.len)
 		rt_buf_printf(&sql, " WHERE %s", where.data);
 	rt_buf_append_str(&sql, " RETURNING *");
-	if (prepare(db, sql.data, &bv, n_set + 1, &st, err))
+	if (prepare(o->db, sql.data, &bv, n_set + 1, &st, err))
 		goto out;
-	if (w->kind == RT_WRITE_UPDATE) {
-		int i = 1;
-		const char *k;
-		json_t *v;
-		json_object_foreach((json_t *)w->rows, k, v)
-			bind_json(st, i++, rt_store_column(t, k)->type, v);
+	if (is_update) {
+		bind_apply(st, t, w->rows);
+		row_check_init(&chk, o, t, RT_POLICY_UPDATE);
 	}
-	rc = step_rows(db, st, t, cols, keys, n_cols, w->kind == RT_WRITE_UPDATE, out, err);
+	rc = step_rows(cas, st, t, is_update, &chk, NULL, err);
 out:
+	row_check_deinit(&chk);
 	sqlite3_finalize(st);
 	binds_free(&bv);
 	rt_buf_deinit(&sql);
 	rt_buf_deinit(&where);
 	return rc;
 }
-
-/* The newest position in the change log, 0 when empty. */
 
 /* ---- conflict control and idempotency (docs/writes.md) ---- */
 
@@ -1160,8 +1532,9 @@ static int fetch_one(sqlite3 *db, sqlite3_stmt *st, const struct rt_store_table 
 	return 0;
 }
 
-/* Appends "pk1 IS ? AND pk2 IS ?" for t's primary key. */
-static void pk_where(struct rt_buf *b, const struct rt_store_table *t)
+/* Appends "pk1 IS ? AND pk2 IS ?" for t's primary key; returns the number
+ * of its columns. */
+static size_t pk_where(struct rt_buf *b, const struct rt_store_table *t)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < t->n_cols; i++) {
@@ -1172,6 +1545,7 @@ static void pk_where(struct rt_buf *b, const struct rt_store_table *t)
 		append_ident(b, t->cols[i].name);
 		rt_buf_append_str(b, " IS ?");
 	}
+	return n;
 }
 
 /* Binds row's primary key values from index first on. Returns 0, or -1 when
@@ -1195,39 +1569,40 @@ static int bind_pk(sqlite3_stmt *st, int first, const struct rt_store_table *t, 
 	return 0;
 }
 
-/* The row of t whose primary key row names (*out NULL when none). */
+/* The row of t whose primary key row names, if the requester may select it
+ * (*out NULL when none). */
 static int select_by_pk(const struct rt_store_cas *cas, const struct rt_write *w,
 			const json_t *row, json_t **out, struct rt_store_error *err)
 {
-	sqlite3 *db = cas->ctx;
+	const struct op *o = cas->ctx;
 	const struct rt_store_table *t = w->table;
 	struct rt_buf sql;
+	struct binds bv = {0};
 	rt_buf_init(&sql);
 	rt_buf_append_str(&sql, "SELECT * FROM ");
 	append_ident(&sql, t->name);
 	rt_buf_append_str(&sql, " WHERE ");
-	pk_where(&sql, t);
+	size_t n_pk = pk_where(&sql, t);
 	sqlite3_stmt *st = NULL;
 	int rc = -1;
 	*out = NULL;
-	if (sqlite3_prepare_v2(db, sql.data, -1, &st, NULL) != SQLITE_OK) {
-		sql_err(err, db);
+	if (policy_sql(o, t, RT_POLICY_SELECT, false, NULL, &sql, &bv, err) ||
+	    prepare(o->db, sql.data, &bv, n_pk + 1, &st, err) || bind_pk(st, 1, t, row, err))
 		goto out;
-	}
-	if (bind_pk(st, 1, t, row, err))
-		goto out;
-	rc = fetch_one(db, st, t, out, err);
+	rc = fetch_one(o->db, st, t, out, err);
 out:
 	sqlite3_finalize(st);
+	binds_free(&bv);
 	rt_buf_deinit(&sql);
 	return rc;
 }
 
-/* The row an UPDATE or DELETE's filter selects (*out NULL when none). */
+/* The row an UPDATE or DELETE's filter selects among those the requester
+ * may reach (*out NULL when none). */
 static int select_by_where(const struct rt_store_cas *cas, const struct rt_write *w,
 			   json_t **out, struct rt_store_error *err)
 {
-	sqlite3 *db = cas->ctx;
+	const struct op *o = cas->ctx;
 	const struct rt_store_table *t = w->table;
 	struct rt_buf sql, where;
 	struct binds bv = {0};
@@ -1236,19 +1611,21 @@ static int select_by_where(const struct rt_store_cas *cas, const struct rt_write
 	sqlite3_stmt *st = NULL;
 	int rc = -1;
 	*out = NULL;
-	if (w->where && where_sql(&where, &bv, t, &w->where->where, err))
-		goto out;
-	if (!where.len) {
+	if (!w->where) {
 		control_err(err, "A write with a base must target one row: add a filter on the "
 				 "primary key");
 		goto out;
 	}
+	if (target_where(o, t, &w->where->where,
+			 w->kind == RT_WRITE_DELETE ? RT_POLICY_DELETE : RT_POLICY_UPDATE, &where,
+			 &bv, err))
+		goto out;
 	rt_buf_append_str(&sql, "SELECT * FROM ");
 	append_ident(&sql, t->name);
 	rt_buf_printf(&sql, " WHERE %s LIMIT 2", where.data);
-	if (prepare(db, sql.data, &bv, 1, &st, err))
+	if (prepare(o->db, sql.data, &bv, 1, &st, err))
 		goto out;
-	rc = fetch_one(db, st, t, out, err);
+	rc = fetch_one(o->db, st, t, out, err);
 out:
 	sqlite3_finalize(st);
 	binds_free(&bv);
@@ -1257,58 +1634,43 @@ out:
 	return rc;
 }
 
-/* UPDATE t SET <apply> (or DELETE) WHERE <current's primary key> RETURNING *. */
+/* UPDATE t SET <apply> (or DELETE) WHERE <current's primary key> RETURNING *,
+ * under the command's USING: a row it hides refuses the update (42501, an
+ * upsert's existing row). */
 static int write_by_pk(const struct rt_store_cas *cas, const struct rt_write *w,
 		       const json_t *current, const json_t *apply, struct rt_store_error *err)
 {
-	sqlite3 *db = cas->ctx;
+	const struct op *o = cas->ctx;
 	const struct rt_store_table *t = w->table;
 	struct rt_buf sql;
+	struct binds bv = {0};
+	struct row_check chk = {0};
 	rt_buf_init(&sql);
-	size_t n_set = 0;
-	if (apply) {
-		rt_buf_append_str(&sql, "UPDATE ");
-		append_ident(&sql, t->name);
-		rt_buf_append_str(&sql, " SET ");
-		const char *k;
-		json_t *v;
-		json_object_foreach((json_t *)apply, k, v) {
-			if (n_set++)
-				rt_buf_append_byte(&sql, ',');
-			append_ident(&sql, k);
-			rt_buf_append_str(&sql, " = ?");
-		}
-	} else {
-		rt_buf_append_str(&sql, "DELETE FROM ");
-		append_ident(&sql, t->name);
-	}
+	size_t n_set = update_head(&sql, t, apply);
 	rt_buf_append_str(&sql, " WHERE ");
-	pk_where(&sql, t);
-	rt_buf_append_str(&sql, " RETURNING *");
+	size_t n_pk = pk_where(&sql, t);
 	sqlite3_stmt *st = NULL;
 	int rc = -1;
-	if (sqlite3_prepare_v2(db, sql.data, -1, &st, NULL) != SQLITE_OK) {
-		sql_err(err, db);
+	if (policy_sql(o, t, apply ? RT_POLICY_UPDATE : RT_POLICY_DELETE, false, NULL, &sql, &bv,
+		       err))
 		goto out;
-	}
-	int i = 1;
-	const char *k;
-	json_t *v;
-	json_object_foreach((json_t *)apply, k, v)
-		bind_json(st, i++, rt_store_column(t, k)->type, v);
-	if (bind_pk(st, i, t, current, err))
+	rt_buf_append_str(&sql, " RETURNING *");
+	if (prepare(o->db, sql.data, &bv, n_set + n_pk + 1, &st, err))
 		goto out;
-	rc = step_rows(db, st, t, cas->cols, cas->keys, cas->n_cols, apply != NULL, cas->out, err);
+	if (bind_pk(st, bind_apply(st, t, apply), t, current, err))
+		goto out;
+	if (apply)
+		row_check_init(&chk, o, t, RT_POLICY_UPDATE);
+	size_t n_rows;
+	rc = step_rows(cas, st, t, apply != NULL, &chk, &n_rows, err);
+	if (!rc && apply && !n_rows)
+		rc = rls_err(err, o, t);
 out:
+	row_check_deinit(&chk);
 	sqlite3_finalize(st);
+	binds_free(&bv);
 	rt_buf_deinit(&sql);
 	return rc;
-}
-
-static int insert_missing(const struct rt_store_cas *cas, const struct rt_write *w,
-			  struct rt_store_error *err)
-{
-	return insert_rows(cas->ctx, w, cas->cols, cas->keys, cas->n_cols, cas->out, err);
 }
 
 /*
@@ -1395,12 +1757,12 @@ static int sq_write(struct rt_store *base, const struct rt_write *w, json_t **ro
 	const char **keys = NULL;
 	size_t n_cols;
 	struct rt_write_result res = {.outcome = RT_WRITE_APPLIED};
-	if (select_cols(w->table, w->where, &cols, &keys, &n_cols, err)) {
-		free(cols);
-		free(keys);
-		return -1;
-	}
-	json_t *out = w->wants_rows || w->wants_single ? json_array() : NULL;
+	struct op o;
+	op_init(&o, s, db, w->who, (w->wants_rows || w->wants_single) && !w->is_count_only);
+	json_t *out = NULL;
+	if (select_cols(w->table, w->where, &cols, &keys, &n_cols, err))
+		goto err;
+	out = w->wants_rows || w->wants_single ? json_array() : NULL;
 	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
 		sql_err(err, db);
 		goto err;
@@ -1413,15 +1775,15 @@ static int sq_write(struct rt_store *base, const struct rt_write *w, json_t **ro
 	}
 	sqlite3_int64 before = sqlite3_total_changes64(db);
 	if (rc == 0) {
+		const struct rt_store_cas cas = {&o,	      cols,	      keys,	   n_cols,
+						 out,	      select_by_where, select_by_pk, write_by_pk,
+						 insert_rows};
 		if (w->base)
-			rc = rt_store_controlled_write(
-				&(struct rt_store_cas){db, cols, keys, n_cols, out, select_by_where,
-						       select_by_pk, write_by_pk, insert_missing},
-				w, &res, err);
+			rc = rt_store_controlled_write(&cas, w, &res, err);
 		else if (w->kind == RT_WRITE_INSERT || w->kind == RT_WRITE_UPSERT)
-			rc = insert_rows(db, w, cols, keys, n_cols, out, err);
+			rc = insert_rows(&cas, w, err);
 		else
-			rc = update_or_delete(db, w, cols, keys, n_cols, out, err);
+			rc = update_or_delete(&cas, w, err);
 		/* A conflict is answered as such, whatever the representation asked. */
 		if (!rc && w->wants_single && res.outcome != RT_WRITE_CONFLICT &&
 		    json_array_size(out) != 1) {
@@ -1445,6 +1807,7 @@ static int sq_write(struct rt_store *base, const struct rt_write *w, json_t **ro
 	}
 	free(cols);
 	free(keys);
+	op_deinit(&o);
 	if (!res.is_replayed)
 		wake_changes(s);
 	if (w->result)
@@ -1458,6 +1821,7 @@ err:
 	json_decref(out);
 	free(cols);
 	free(keys);
+	op_deinit(&o);
 	return -1;
 }
 

@@ -99,6 +99,9 @@ struct rt_write {
 	bool is_missing_default;     /* with columns=: a row's missing keys take their
 				      * defaults instead of NULL (missing=default) */
 	bool wants_rows;             /* return the affected rows */
+	bool is_count_only;          /* the rows are wanted for their count alone (Prefer
+				      * return=minimal): the requester does not see them,
+				      * so SELECT policies do not check them */
 	bool wants_single;           /* exactly one row must be affected, else nothing is
 				      * applied (406 PGRST116) */
 	/* Conflict control: with a base (object of the values the writer last
