@@ -144,6 +144,7 @@ struct rt_changes {
 	struct rt_bgroup *groups;      /* by key */
 	struct rt_binding *scan;       /* bindings matched by scanning (per change) */
 	uint64_t stamp;                /* per dispatched change */
+	size_t n_considered;           /* bindings evaluated (rt_changes_match) */
 	struct rt_bgroup **touched;    /* groups with a match for the current change */
 	size_t n_touched, cap_touched;
 	struct eq_bucket *eq;
@@ -1023,6 +1024,7 @@ static void note_match(struct rt_changes *c, const struct rt_binding *b)
 /* Notes b as matching, or to be asked about. Lock held. */
 static void consider(struct rt_changes *c, struct rt_binding *b, const struct rt_change *ch)
 {
+	c->n_considered++;
 	int m = match_of(c, b, ch);
 	if (m == MATCH_YES) {
 		note_match(c, b);
@@ -1072,7 +1074,7 @@ static void ask_database(struct rt_changes *c, const struct rt_change *ch)
 }
 
 /* Publishes one change to every group with a binding it matches. Lock held. */
-static void dispatch(struct rt_changes *c, const struct rt_change *ch)
+static void match_change(struct rt_changes *c, const struct rt_change *ch)
 {
 	c->stamp++;
 	c->n_touched = 0;
@@ -1099,10 +1101,35 @@ static void dispatch(struct rt_changes *c, const struct rt_change *ch)
 		rt_buf_deinit(&k);
 	}
 	ask_database(c, ch);
+}
+
+static void dispatch(struct rt_changes *c, const struct rt_change *ch)
+{
+	match_change(c, ch);
 	for (size_t i = 0; i < c->n_touched; i++) {
 		struct rt_bgroup *g = c->touched[i];
 		publish(c, g->key, g->topic, g->matched, g->n_matched, ch);
 	}
+}
+
+size_t rt_changes_match(struct rt_changes *c, const struct rt_change *ch, const char **keys,
+			json_t **payloads, size_t cap, size_t *n_considered)
+{
+	pthread_mutex_lock(&c->mu);
+	refresh_policies(c);
+	c->n_considered = 0;
+	match_change(c, ch);
+	size_t n = c->n_touched;
+	for (size_t i = 0; i < n && i < cap; i++) {
+		struct rt_bgroup *g = c->touched[i];
+		keys[i] = g->key;
+		if (payloads)
+			payloads[i] = change_payload(c, g->matched, g->n_matched, ch);
+	}
+	if (n_considered)
+		*n_considered = c->n_considered;
+	pthread_mutex_unlock(&c->mu);
+	return n;
 }
 
 /* ---- resume ---- */

@@ -104,6 +104,18 @@ const char *rt_bgroup_key(const struct rt_bgroup *g);
  */
 void rt_changes_resume(struct rt_changes *c, const char *key, uint64_t after, struct rt_bgroup *g);
 
+/*
+ * Matches change ch against the registry as the feed would, without
+ * publishing (tests and benchmarks; the feed must not be running): up to
+ * cap hub keys of the groups it would reach go to keys (borrowed: valid
+ * while those groups are attached), and with payloads their
+ * postgres_changes payloads (new references). *n_considered (may be NULL)
+ * gets how many bindings were evaluated: indexed ones are not looped over.
+ * Returns the number of groups reached.
+ */
+size_t rt_changes_match(struct rt_changes *c, const struct rt_change *ch, const char **keys,
+			json_t **payloads, size_t cap, size_t *n_considered);
+
 /* The newest position published so far. */
 uint64_t rt_changes_last_pos(struct rt_changes *c);
 
