@@ -370,7 +370,15 @@ int rt_realtime_authorize(struct rt_realtime *rt, const struct rt_auth *who, boo
 	if (!is_private)
 		return 0;
 	struct rt_policies *pol = rt->store ? rt_store_policies(rt->store) : NULL;
-	if (pol && rt_policies_has_any(pol, "realtime", "messages")) {
+	if (pol && rt_policies_has_any(pol, "realtime", "messages") &&
+	    !rt_policies_is_enabled(pol, "realtime", "messages")) {
+		/* Supabase's realtime.messages always has RLS on: policies written
+		 * for it but not enforced would open every private channel. */
+		rt_warn("channel %s: realtime.messages has policies but row level security is not "
+			"enabled on it (ALTER TABLE realtime.messages ENABLE ROW LEVEL SECURITY); "
+			"private channel access denied", who->topic ? who->topic : "");
+		*out = (struct rt_channel_access){false, false, false};
+	} else if (pol && rt_policies_has_any(pol, "realtime", "messages")) {
 		/* Supabase: a join needs read for broadcast or for presence */
 		out->may_read = messages_allowed(rt, pol, who, RT_POLICY_SELECT, "broadcast") ||
 				messages_allowed(rt, pol, who, RT_POLICY_SELECT, "presence");
