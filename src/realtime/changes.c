@@ -50,8 +50,7 @@ struct rt_binding {
 	char *who_key;  /* role and claims as text: distinct requesters (opaque checks) */
 	struct vis *vis; /* one per schema table for a wildcard, else one */
 	size_t n_vis;
-	uint64_t pol_version; /* of the policy set vis was built from */
-	bool is_keyed;  /* in by_key: false once re-evaluated to another visibility */
+	uint64_t pol_version; /* of the policy set vis was built from (in the key) */
 	char *eq_key;   /* index key: the filter's eq, else the predicate's; else NULL */
 	const char *eq_column; /* that eq's column (the schema's string) */
 	unsigned refs;  /* groups holding it (registry lock) */
@@ -149,8 +148,7 @@ struct rt_changes {
 	size_t n_touched, cap_touched;
 	struct eq_bucket *eq;
 	struct eq_column *eq_cols;
-	struct rt_policies *pol; /* the set the bindings' visibility is built from */
-	uint64_t pol_version;
+	uint64_t pol_version; /* the store's policy version the feed matches under */
 	struct rt_binding **ask; /* opaque bindings to ask the database about (per change) */
 	const struct rt_auth **ask_who;
 	bool *ask_vis;
@@ -294,8 +292,8 @@ static void vis_build(const struct rt_store *st, struct rt_policies *pol, uint64
 	b->vis = rt_xcalloc(b->n_vis ? b->n_vis : 1, sizeof *b->vis);
 	b->pol_version = version;
 	struct rt_auth who = {.role = b->role, .claims = b->claims, .topic = NULL};
-	if (key) {
-		rt_buf_append_byte(key, 0x1e);
+	if (key) { /* bindings of two policy sets never share */
+		rt_buf_printf(key, "%cv%llu%c", 0x1e, (unsigned long long)version, 0x1f);
 		rt_buf_append_str(key, b->role);
 	}
 	for (size_t i = 0; i < b->n_vis; i++) {
@@ -597,7 +595,6 @@ static void index_binding(struct rt_changes *c, struct rt_binding *b)
 static void link_binding(struct rt_changes *c, struct rt_binding *b)
 {
 	b->refs = 1;
-	b->is_keyed = true;
 	HASH_ADD_KEYPTR(hh, c->by_key, b->key, strlen(b->key), b);
 	index_binding(c, b);
 }
@@ -625,80 +622,29 @@ static void unindex_binding(struct rt_changes *c, struct rt_binding *b)
 
 static void unlink_binding(struct rt_changes *c, struct rt_binding *b)
 {
-	if (b->is_keyed)
-		HASH_DELETE(hh, c->by_key, b);
-	b->is_keyed = false;
+	HASH_DELETE(hh, c->by_key, b);
 	unindex_binding(c, b);
 }
 
-/*
- * Rebuilds b's visibility from the registry's policy set (a policy change
- * at runtime, or a binding parsed under an older set). Its key stays what
- * its groups were made with; when the visibility it names is no longer
- * b's, b leaves by_key so no later join shares it. Lock held.
- */
-static void reevaluate(struct rt_changes *c, struct rt_binding *b)
-{
-	unindex_binding(c, b);
-	struct rt_buf key;
-	rt_buf_init(&key);
-	const char *tail = strchr(b->key, 0x1e); /* the visibility part of the key */
-	vis_build(c->store, c->pol, c->pol_version, b, &key);
-	if (b->is_keyed && (!tail || strcmp(tail, key.data))) {
-		HASH_DELETE(hh, c->by_key, b);
-		b->is_keyed = false;
-	}
-	rt_buf_deinit(&key);
-	eq_build(b);
-	index_binding(c, b);
-}
-
-/* Takes a newer policy set of the store, if any, and re-evaluates every
- * binding with it before the next change is matched. Lock held. */
+/* Takes the store's policy version: bindings built from an older policy set
+ * match nothing from now on, until their channels attach them again under
+ * their own requesters (rt_changes_policy_version; a shared binding keeps
+ * only one requester's claims, so it cannot be re-evaluated in place).
+ * Returns true when it changed. Lock held. */
 static bool refresh_policies(struct rt_changes *c)
 {
 	uint64_t v = rt_store_policies_version(c->store);
 	if (v == c->pol_version)
 		return false;
-	struct rt_policies *pol = rt_store_policies(c->store);
-	rt_policies_unref(c->pol);
-	c->pol = pol;
 	c->pol_version = v;
-	size_t n = 0;
-	struct rt_binding *b, *tmp;
-	HASH_ITER(hh, c->by_key, b, tmp) {
-		reevaluate(c, b);
-		n++;
-	}
-	/* bindings that already left by_key are in groups: reach them there */
-	struct rt_bgroup *g, *gtmp;
-	HASH_ITER(hh, c->groups, g, gtmp)
-		for (size_t i = 0; i < g->n; i++)
-			if (g->bindings[i]->pol_version != v) {
-				reevaluate(c, g->bindings[i]);
-				n++;
-			}
-	rt_info("changes: policies changed (version %llu): %zu subscriptions re-evaluated",
-		(unsigned long long)v, n);
+	rt_info("changes: policies changed (version %llu): subscriptions are attached again "
+		"under the new policies", (unsigned long long)v);
 	return true;
 }
-
 
 /* The registered binding equal to b (b is consumed), with one more ref. Lock held. */
 static struct rt_binding *register_binding(struct rt_changes *c, struct rt_binding *b)
 {
-	if (b->pol_version != c->pol_version) { /* parsed under another set */
-		struct rt_buf key;
-		rt_buf_init(&key);
-		char *head = strchr(b->key, 0x1e);
-		if (head)
-			*head = 0;
-		rt_buf_append_str(&key, b->key);
-		vis_build(c->store, c->pol, c->pol_version, b, &key);
-		free(b->key);
-		b->key = rt_buf_detach(&key, NULL);
-		eq_build(b);
-	}
 	struct rt_binding *have;
 	HASH_FIND_STR(c->by_key, b->key, have);
 	if (have) {
@@ -956,8 +902,8 @@ static int match_of(const struct rt_changes *c, const struct rt_binding *b,
 	unsigned ev = ch->type == RT_CHANGE_INSERT   ? EV_INSERT
 		      : ch->type == RT_CHANGE_UPDATE ? EV_UPDATE
 						     : EV_DELETE;
-	if (!(b->events & ev))
-		return MATCH_NO;
+	if (!(b->events & ev) || b->pol_version < c->pol_version)
+		return MATCH_NO; /* built from an older policy set: its channel attaches again */
 	size_t vi = vis_index(c, b, ch->table);
 	if (vi == SIZE_MAX)
 		return MATCH_NO;
@@ -1465,7 +1411,6 @@ struct rt_changes *rt_changes_new(struct rt_store *store, struct rt_hub *hub)
 	pthread_mutex_init(&c->mu, NULL);
 	c->last_pos = rt_store_last_pos(store);
 	c->pol_version = rt_store_policies_version(store);
-	c->pol = rt_store_policies(store);
 	return c;
 }
 
@@ -1511,9 +1456,16 @@ void rt_changes_free(struct rt_changes *c)
 	free(c->ask);
 	free(c->ask_who);
 	free(c->ask_vis);
-	rt_policies_unref(c->pol);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
+}
+
+uint64_t rt_changes_policy_version(struct rt_changes *c)
+{
+	pthread_mutex_lock(&c->mu);
+	uint64_t v = c->pol_version;
+	pthread_mutex_unlock(&c->mu);
+	return v;
 }
 
 uint64_t rt_changes_last_pos(struct rt_changes *c)

@@ -16,8 +16,11 @@
  * a predicate `owner = auth.uid()` indexes bindings by `owner` like an eq
  * filter does; predicates are evaluated where filters are, live and in
  * catch-ups; opaque policies are asked of the database once per change for
- * all distinct requesters. A policy change (rt_store_policies_version) has
- * every binding re-evaluated before the next change is matched.
+ * all distinct requesters. When the store's policies change
+ * (rt_store_policies_version), bindings built from the older set match
+ * nothing from the next change on: their channels parse and attach them
+ * again under the new set and catch up from the last position they were
+ * given (realtime.c), so nothing is lost or shown under the old policies.
  *
  * The change thread waits on the store, reads changes in position order,
  * matches and publishes them through the hub. A channel that resumes from a
@@ -115,6 +118,10 @@ void rt_changes_resume(struct rt_changes *c, const char *key, uint64_t after, st
  */
 size_t rt_changes_match(struct rt_changes *c, const struct rt_change *ch, const char **keys,
 			json_t **payloads, size_t cap, size_t *n_considered);
+
+/* The store's policy version the feed matches under: bindings parsed under
+ * an older one receive nothing. */
+uint64_t rt_changes_policy_version(struct rt_changes *c);
 
 /* The newest position published so far. */
 uint64_t rt_changes_last_pos(struct rt_changes *c);

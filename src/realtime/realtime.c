@@ -1012,6 +1012,36 @@ static int rebind_changes(struct rt_channel *ch, char *err, size_t err_cap)
 	return 0;
 }
 
+/* New claims or new policies: the channel's access is decided again and its
+ * postgres_changes attached again (Supabase's access_token handling). Returns
+ * false when the channel was closed. */
+static bool reauthorize(struct rt_channel *ch)
+{
+	struct rt_realtime *rt = ch->s->rw->rt;
+	struct rt_auth who = chan_auth(ch);
+	struct rt_channel_access access;
+	if (rt_realtime_authorize(rt, &who, ch->is_private, &access)) {
+		char msg[400];
+		snprintf(msg, sizeof msg,
+			 "You do not have permissions to read from this Channel topic: %s", ch->sub);
+		channel_shutdown(ch, msg);
+		return false;
+	}
+	ch->may_send = access.may_send;
+	ch->may_track = access.may_track;
+	if (ch->is_tracked && !ch->may_track) { /* may no longer be present */
+		rt_presence_untrack(rt->presence, ch->s->rw->hub, ch->key, ch->topic, ch->id);
+		ch->is_tracked = false;
+	}
+	char err[1024];
+	if (ch->pg && rebind_changes(ch, err, sizeof err)) {
+		rt_utf8_truncate(err);
+		channel_shutdown(ch, err);
+		return false;
+	}
+	return true;
+}
+
 static bool same_claims(const struct rt_jwt_claims *a, const struct rt_jwt_claims *b)
 {
 	if (strcmp(a->role, b->role))
@@ -1023,7 +1053,6 @@ static bool same_claims(const struct rt_jwt_claims *a, const struct rt_jwt_claim
 
 static void handle_access_token(struct rt_channel *ch, struct rt_phx_msg *m)
 {
-	struct rt_realtime *rt = ch->s->rw->rt;
 	const json_t *at = json_object_get(m->payload, "access_token");
 	if (!json_is_string(at))
 		return;
@@ -1049,26 +1078,7 @@ static void handle_access_token(struct rt_channel *ch, struct rt_phx_msg *m)
 	if (is_same)
 		return; /* a later expiry only */
 	/* New claims: the channel's access is decided again, as at the join. */
-	struct rt_auth who = chan_auth(ch);
-	struct rt_channel_access access;
-	if (rt_realtime_authorize(rt, &who, ch->is_private, &access)) {
-		char msg[400];
-		snprintf(msg, sizeof msg,
-			 "You do not have permissions to read from this Channel topic: %s", ch->sub);
-		channel_shutdown(ch, msg);
-		return;
-	}
-	ch->may_send = access.may_send;
-	ch->may_track = access.may_track;
-	if (ch->is_tracked && !ch->may_track) { /* may no longer be present */
-		rt_presence_untrack(rt->presence, ch->s->rw->hub, ch->key, ch->topic, ch->id);
-		ch->is_tracked = false;
-	}
-	char err[1024];
-	if (ch->pg && rebind_changes(ch, err, sizeof err)) {
-		rt_utf8_truncate(err);
-		channel_shutdown(ch, err);
-	}
+	reauthorize(ch);
 }
 
 /* ---- sessions ---- */
@@ -1203,9 +1213,33 @@ out:
 	rt_phx_msg_deinit(&m);
 }
 
+/* The store's policies changed: every channel is decided again under them. */
+static void check_policies(struct rt_realtime_worker *rw)
+{
+	if (!rw->rt->store)
+		return;
+	uint64_t v = rt_store_policies_version(rw->rt->store);
+	if (!rw->is_pol_seen || v == rw->pol_version) {
+		rw->pol_version = v;
+		rw->is_pol_seen = true;
+		return;
+	}
+	rw->pol_version = v;
+	struct rt_session *s;
+	DL_FOREACH(rw->sessions, s) {
+		if (rt_conn_is_closing(s->c))
+			continue;
+		struct rt_channel *ch, *tmp;
+		DL_FOREACH_SAFE(s->channels, ch, tmp)
+			if (ch->pg || ch->is_private)
+				reauthorize(ch);
+	}
+}
+
 void rt_realtime_worker_tick(struct rt_realtime_worker *rw)
 {
 	int64_t now = rt_wall_s();
+	check_policies(rw);
 	struct rt_session *s;
 	DL_FOREACH(rw->sessions, s) {
 		if (rt_conn_is_closing(s->c))

@@ -70,6 +70,8 @@ struct rt_realtime_worker {
 	struct rt_session *sessions;
 	uint64_t next_chan;
 	struct rt_token_entry *tokens; /* tokens verified lately (see rt_realtime_verify) */
+	uint64_t pol_version; /* the store's policy version the channels were decided under */
+	bool is_pol_seen;
 };
 
 /* Copies cfg (strings must outlive the object). */
