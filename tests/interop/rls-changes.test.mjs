@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startServer } from './lib/server.mjs';
+import { startServer, STORE } from './lib/server.mjs';
 import { rawConnect } from './lib/raw.mjs';
 import { Recorder, scope, sleep, supabaseClient } from './lib/util.mjs';
 
@@ -22,7 +22,8 @@ CREATE TABLE IF NOT EXISTS notes (id bigint PRIMARY KEY, owner text NOT NULL, bo
 ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
 CREATE POLICY "own notes" ON notes FOR SELECT TO authenticated USING (owner = (auth.jwt() ->> 'sub'));
 CREATE POLICY "own inserts" ON notes FOR INSERT TO authenticated WITH CHECK (owner = (auth.jwt() ->> 'sub'));
-`;
+` + (STORE === 'postgres' // the API roles' table privileges, as Supabase grants them
+  ? 'GRANT SELECT, INSERT, UPDATE, DELETE ON notes TO anon, authenticated, service_role;\n' : '');
 
 const A = 'user-a', B = 'user-b';
 let server, dir;

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startServer } from './lib/server.mjs';
+import { startServer, STORE } from './lib/server.mjs';
 import { rawConnect } from './lib/raw.mjs';
 import { scope, sleep } from './lib/util.mjs';
 
@@ -128,5 +128,32 @@ describe('private channels under realtime.messages policies', () => {
     const sys = await w.raw.next((f) => f.event === 'system' && f.payload.status === 'error', 5000, 'system error');
     assert.equal(sys.payload.message, `You do not have permissions to read from this Channel topic: ${ROOM}`);
     await w.raw.next((f) => f.event === 'phx_close', 5000, 'phx_close');
+  });
+});
+
+describe('realtime.messages policies without row level security enabled', { skip: STORE === 'postgres' && 'the embedded store\'s schema file only' }, () => {
+  let srv, d;
+  before(async () => {
+    d = mkdtempSync(join(tmpdir(), 'rtsync-rlsch-off-'));
+    const schemaPath = join(d, 'schema.sql');
+    writeFileSync(schemaPath, `CREATE TABLE IF NOT EXISTS items (id bigint PRIMARY KEY);
+CREATE POLICY "members read" ON realtime.messages FOR SELECT TO authenticated USING ((auth.jwt() ->> 'sub') = 'reader');
+`);
+    srv = await startServer({ args: ['--schema', schemaPath, '--private-roles', 'authenticated'] });
+  });
+  after(async () => {
+    if (srv) await srv.stop();
+    rmSync(d, { recursive: true, force: true });
+  });
+
+  it('deny private channels (an unenforced policy must not open them)', { timeout: 30_000 }, async (t) => {
+    const sc = scope(t);
+    const raw = await rawConnect(sc, srv, { vsn: '1.0.0' });
+    const token = srv.token({ role: 'authenticated', claims: { sub: 'reader' } });
+    const priv = await raw.join(`realtime:${ROOM}`, { ...cfg(), access_token: token });
+    assert.equal(priv.reply.payload.status, 'error');
+    assert.match(priv.reply.payload.response.reason, /^Unauthorized: You do not have permissions to read from this Channel topic/);
+    const pub = await raw.join('realtime:public-room', { ...cfg({ private: false }), access_token: token });
+    assert.equal(pub.reply.payload.status, 'ok');
   });
 });
