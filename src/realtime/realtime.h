@@ -5,9 +5,18 @@
  * token expiry, server-initiated shutdown). Exact reply shapes and error
  * strings are those of PROTOCOL.md.
  *
- * Private channels (config.private) are open to the roles listed in
- * private_roles (default: authenticated, service_role); the same rule grants
- * broadcast and presence writes on them.
+ * Every channel acts as a requester (struct rt_auth): the whole claims of
+ * its own token or the socket's, and its sub-topic for realtime.topic().
+ * Its postgres_changes carry only rows the requester may select, socket
+ * writes and snapshots run under it (docs/security-matcher.md).
+ *
+ * Private channels (config.private) are authorized by the store's policies
+ * on realtime.messages (Supabase Realtime Authorization: SELECT to join,
+ * INSERT to send broadcast or track presence); without such policies they
+ * are open to the roles listed in private_roles (default: authenticated,
+ * service_role), and the same rule grants broadcast and presence writes.
+ * An access_token with other claims, or a change of the store's policies,
+ * has the channel decided again and its postgres_changes attached again.
  *
  * Ownership: struct rt_realtime (shared) owns the hub and the presence
  *            registry; a worker's struct rt_realtime_worker owns its sessions;
@@ -105,7 +114,8 @@ struct rt_realtime_worker *rt_realtime_worker_new(struct rt_realtime *rt, struct
 void rt_realtime_worker_free(struct rt_realtime_worker *rw);
 /* Delivers messages other workers published. */
 void rt_realtime_worker_wake(struct rt_realtime_worker *rw);
-/* Closes channels whose token has expired. */
+/* Closes channels whose token has expired; after a change of the store's
+ * policies, decides every channel again under them. */
 void rt_realtime_worker_tick(struct rt_realtime_worker *rw);
 
 /*
@@ -114,8 +124,9 @@ void rt_realtime_worker_tick(struct rt_realtime_worker *rw);
  * verified lately (a few hundred, by exact bytes): a token seen before costs a
  * lookup and an expiry check instead of a signature check and two JSON
  * parses, which is what a reconnecting crowd sharing an API key or a user's
- * token needs. On RT_JWT_OK, out gets role, sub and exp; its claims object is
- * NULL (rt_jwt_claims_deinit() releases it all). Worker thread only.
+ * token needs. On RT_JWT_OK, out gets role, sub, exp and the whole claims
+ * object (a copy: the same claims for a token seen before);
+ * rt_jwt_claims_deinit() releases it all. Worker thread only.
  */
 enum rt_jwt_result rt_realtime_verify(struct rt_realtime_worker *rw, const char *token,
 				      size_t token_len, struct rt_jwt_claims *out,
