@@ -2048,8 +2048,8 @@ static int setup_rls_objects(PGconn *c, char *err, size_t err_cap)
 		{"SELECT to_regprocedure('realtime.topic()') IS NULL",
 		 "CREATE FUNCTION realtime.topic() RETURNS text LANGUAGE sql STABLE AS $$ SELECT "
 		 "nullif(current_setting('realtime.topic', true), '')::text $$"},
-		{"SELECT true",
-		 "CREATE OR REPLACE FUNCTION rtsync.visible(tbl regclass, rec jsonb, auths jsonb)"
+		{"SELECT to_regprocedure('rtsync.visible(regclass, jsonb, jsonb)') IS NULL",
+		 "CREATE FUNCTION rtsync.visible(tbl regclass, rec jsonb, auths jsonb)"
 		 " RETURNS boolean[] LANGUAGE plpgsql AS $f$\n"
 		 "DECLARE a jsonb; res boolean[] := '{}'; ok boolean; perm text; restr text;"
 		 " rid oid; bypass boolean; rls boolean; rel text;\n"
@@ -2115,24 +2115,25 @@ static int setup_rls_objects(PGconn *c, char *err, size_t err_cap)
 /* "{oid,…}" of the served tables and realtime.messages. */
 static int rls_oids(struct pg_store *s, PGconn *c, char *err, size_t err_cap)
 {
-	struct rt_buf b;
-	rt_buf_init(&b);
+	json_t *names = json_array();
 	const struct rt_store_schema *sc = &s->base.schema;
-	rt_buf_append_str(&b, "{");
 	for (size_t i = 0; i < sc->n_tables; i++) {
-		if (i)
-			rt_buf_append_byte(&b, ',');
+		struct rt_buf b;
+		rt_buf_init(&b);
 		append_table(&b, &sc->tables[i]);
+		rt_buf_append_byte(&b, 0);
+		json_array_append_new(names, json_string((const char *)b.data));
+		rt_buf_deinit(&b);
 	}
-	rt_buf_append_str(&b, "}");
-	rt_buf_append_byte(&b, 0);
-	const char *vals[] = {(const char *)b.data};
+	char *txt = json_dumps(names, JSON_COMPACT);
+	json_decref(names);
+	const char *vals[] = {txt ? txt : "[]"};
 	PGresult *res = query(c,
 			      "SELECT '{' || concat_ws(',', (SELECT string_agg(t::regclass::oid::text, ',')"
-			      " FROM unnest($1::text[]) t), to_regclass('realtime.messages')::oid::text)"
-			      " || '}'",
+			      " FROM json_array_elements_text($1::json) t),"
+			      " to_regclass('realtime.messages')::oid::text) || '}'",
 			      1, vals, err, err_cap);
-	rt_buf_deinit(&b);
+	free(txt);
 	if (!res)
 		return -1;
 	free(s->rls_oids);
@@ -2201,6 +2202,7 @@ static int load_policies(struct pg_store *s, PGconn *c, char *err, size_t err_ca
 		rt_policies_set_enabled(p, PQgetvalue(rels, i, 0), PQgetvalue(rels, i, 1),
 					!strcmp(PQgetvalue(rels, i, 2), "t"));
 	int rc = 0;
+	size_t n = (size_t)PQntuples(pols), n_opaque = 0;
 	for (int i = 0; i < PQntuples(pols) && !rc; i++) {
 		json_t *roles = json_loads(PQgetvalue(pols, i, 4), 0, NULL);
 		size_t n_roles = json_array_size(roles);
@@ -2219,6 +2221,7 @@ static int load_policies(struct pg_store *s, PGconn *c, char *err, size_t err_ca
 		};
 		char perr[512] = "";
 		int arc = rt_policies_add_def(p, &def, perr, sizeof perr);
+		n_opaque += arc == 1;
 		if (arc == 1)
 			rt_debug("store: policy \"%s\" on %s.%s is evaluated by the database: %s",
 				 def.name, def.schema, def.table, perr);
@@ -2236,7 +2239,7 @@ static int load_policies(struct pg_store *s, PGconn *c, char *err, size_t err_ca
 		rt_policies_unref(p);
 		return -1;
 	}
-	size_t n_opaque = 0, n = rt_policies_count(p, &n_opaque);
+	atomic_fetch_add(&rt_metrics_rls_reloads, 1);
 	atomic_store(&rt_metrics_rls_policies, (uint64_t)n);
 	atomic_store(&rt_metrics_rls_opaque, (uint64_t)n_opaque);
 	rt_info("store: row-level security loaded: %zu policies (%zu opaque, evaluated by the "
@@ -2666,6 +2669,9 @@ int rt_store_open_postgres(const struct rt_store_pg_config *cfg, struct rt_store
 	}
 	if (check_server(c, err, err_cap))
 		goto err_conn;
+	/* before the schema: its policies may call auth.uid() and the like */
+	if (setup_keys(c, err, err_cap) || setup_rls_objects(c, err, err_cap))
+		goto err_conn;
 	if (cfg->schema_sql) {
 		PGresult *res = PQexec(c, cfg->schema_sql);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK &&
@@ -2678,8 +2684,7 @@ int rt_store_open_postgres(const struct rt_store_pg_config *cfg, struct rt_store
 	}
 	bool is_slot_new = false;
 	if (load_schema(s, c, cfg->tables, err, err_cap) ||
-	    setup_replication(s, c, &is_slot_new, err, err_cap) || setup_keys(c, err, err_cap) ||
-	    setup_rls_objects(c, err, err_cap) || rls_oids(s, c, err, err_cap) ||
+	    setup_replication(s, c, &is_slot_new, err, err_cap) || rls_oids(s, c, err, err_cap) ||
 	    check_roles(s, c, err, err_cap) ||
 	    rls_fingerprint(s, c, s->fingerprint, err, err_cap) ||
 	    load_policies(s, c, err, err_cap))
