@@ -110,6 +110,13 @@ static const struct rt_store_ops pg_ops;
 
 /* ---- connections ---- */
 
+/* PostgreSQL's notices (`… already exists, skipping`) go to the debug log. */
+static void on_notice(void *arg, const char *msg)
+{
+	(void)arg;
+	rt_debug("store: postgres: %.*s", (int)strcspn(msg, "\n"), msg);
+}
+
 static PGconn *connect_pg(const char *conninfo, bool is_replication)
 {
 	const char *keys[] = {"dbname", "options", "application_name", "connect_timeout",
@@ -118,7 +125,10 @@ static PGconn *connect_pg(const char *conninfo, bool is_replication)
 			      is_replication ? "database" : NULL, NULL};
 	if (!is_replication)
 		keys[4] = NULL;
-	return PQconnectdbParams(keys, vals, 1);
+	PGconn *c = PQconnectdbParams(keys, vals, 1);
+	if (c)
+		PQsetNoticeProcessor(c, on_notice, NULL);
+	return c;
 }
 
 /* The first line of libpq's message, for logs and errors. */
@@ -2682,26 +2692,33 @@ int rt_store_open_postgres(const struct rt_store_pg_config *cfg, struct rt_store
 		}
 		PQclear(res);
 	}
-	bool is_slot_new = false;
-	if (load_schema(s, c, cfg->tables, err, err_cap) ||
-	    setup_replication(s, c, &is_slot_new, err, err_cap) || rls_oids(s, c, err, err_cap) ||
+	if (load_schema(s, c, cfg->tables, err, err_cap))
+		goto err_conn;
+	/* the log's identity first: a refused start creates nothing */
+	const char *slot_vals[] = {s->name};
+	PGresult *slot_res = query(c, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", 1,
+				   slot_vals, err, err_cap);
+	if (!slot_res)
+		goto err_conn;
+	bool is_slot_new = PQntuples(slot_res) == 0;
+	PQclear(slot_res);
+	if (open_log(s->log_path, &s->log_db, err, err_cap) ||
+	    open_log(s->log_path, &s->repl_db, err, err_cap) ||
+	    check_identity(s, s->log_db, is_slot_new, cfg->is_new_log, err, err_cap))
+		goto err_conn;
+	if (setup_replication(s, c, &is_slot_new, err, err_cap) || rls_oids(s, c, err, err_cap) ||
 	    check_roles(s, c, err, err_cap) ||
 	    rls_fingerprint(s, c, s->fingerprint, err, err_cap) ||
 	    load_policies(s, c, err, err_cap))
 		goto err_conn;
 	s->pool[0].conn = c; /* the first pool connection */
 	c = NULL;
-	if (open_log(s->log_path, &s->log_db, err, err_cap) ||
-	    open_log(s->log_path, &s->repl_db, err, err_cap))
-		goto err;
 	if (sqlite3_prepare_v2(s->repl_db,
 			       "INSERT INTO changes (lsn, tbl, op, new, old, ts) VALUES (?,?,?,?,?,?)",
 			       -1, &s->ins_st, NULL) != SQLITE_OK) {
 		snprintf(err, err_cap, "change log: %s", sqlite3_errmsg(s->repl_db));
 		goto err;
 	}
-	if (check_identity(s, s->log_db, is_slot_new, cfg->is_new_log, err, err_cap))
-		goto err;
 	s->commit_lsn = meta_get(s->log_db, "commit_lsn");
 	s->end_lsn = meta_get(s->log_db, "end_lsn");
 	s->committed_pos = pg_last_pos(&s->base);

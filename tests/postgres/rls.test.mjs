@@ -8,6 +8,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
+import { spawnSync, execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -69,6 +70,16 @@ async function metric(name) {
   const text = await (await fetch(`${server.httpUrl}/metrics`)).text();
   const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
   return m ? Number(m[1]) : NaN;
+}
+
+/** Runs `rtsync serve` that must refuse to start (startServer would remove
+ * the data directory after a failed start); returns its stderr. */
+function refusedStart(dataDir, database, extra = []) {
+  const r = spawnSync(process.env.RTSYNC_BIN, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir,
+    '--postgres', `${process.env.RTSYNC_TEST_POSTGRES}/${database}`, '--postgres-name', database, ...extra],
+  { encoding: 'utf8', timeout: 20_000 });
+  assert.notEqual(r.status, 0, `refused (${r.status}): ${r.stderr}`);
+  return r.stderr;
 }
 
 describe('row-level security with the PostgreSQL store', () => {
@@ -210,16 +221,21 @@ describe('row-level security with the PostgreSQL store', () => {
     const schema = join(dir, 'seq.sql');
     writeFileSync(schema, 'CREATE TABLE IF NOT EXISTS seq (id bigint PRIMARY KEY, v text); ALTER TABLE seq REPLICA IDENTITY FULL;');
     const db1 = createPgDatabase();
+    const logDb = join(dataDir, 'pg-changes.db');
+    const logSql = (q) => execFileSync('sqlite3', [logDb, q], { encoding: 'utf8' }).trim();
     const first = await startServer({ dataDir, pgDatabase: db1, args: ['--schema', schema] });
+    first.sql("INSERT INTO seq VALUES (1, 'a'), (2, 'b'), (3, 'c')");
+    for (const until = Date.now() + 10_000; logSql('SELECT count(*) FROM changes') !== '3' && Date.now() < until;) await sleep(100);
+    const oldMax = Number(logSql('SELECT max(pos) FROM changes'));
+    assert.ok(oldMax >= 3, `the first database's changes are logged (${oldMax})`);
     await first.stop();
     const db2 = createPgDatabase();
-    await assert.rejects(startServer({ dataDir, pgDatabase: db2, args: ['--schema', schema] }),
-      (e) => {
-        assert.match(e.message, /the change log .* belongs to another database/);
-        assert.match(e.message, new RegExp(`written for database "${db1}", this is "${db2}"`));
-        assert.match(e.message, /--postgres-new-log/);
-        return true;
-      });
+    const msg = refusedStart(dataDir, db2);
+    assert.match(msg, /the change log .* belongs to another database/);
+    assert.match(msg, new RegExp(`written for database "${db1}", this is "${db2}"`));
+    assert.match(msg, /--postgres-new-log/);
+    assert.equal(psql(db2, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = '${db2}'`).trim(), '0',
+      'a refused start creates no slot');
     const second = await startServer({ dataDir, pgDatabase: db2, args: ['--schema', schema, '--postgres-new-log'] });
     sc.defer(() => second.stop());
     const raw = await rawConnect(sc, second, { vsn: '2.0.0' });
@@ -228,9 +244,19 @@ describe('row-level security with the PostgreSQL store', () => {
     second.sql("INSERT INTO seq VALUES (1, 'new log')");
     const f = await raw.next((x) => x.event === 'postgres_changes', 10_000, 'the change on the new log');
     assert.equal(f.payload.data.record.v, 'new log');
+    // the old changes are gone; positions go on above them, past a gap
+    assert.equal(logSql("SELECT count(*) FROM changes WHERE tbl = 'seq'"), '1');
+    assert.ok(Number(logSql("SELECT min(pos) FROM changes WHERE tbl = 'seq'")) > oldMax + 1);
     // and the new identity sticks: a plain restart is fine
     await second.stop();
     const third = await startServer({ dataDir, pgDatabase: db2, args: ['--schema', schema] });
     await third.stop();
+    // the slot dropped under a log that had streamed: refused, and again on
+    // the next try (a refused start creates no slot that would hide the gap)
+    psql(db2, `SELECT pg_drop_replication_slot('${db2}')`);
+    for (let i = 0; i < 2; i++) {
+      assert.match(refusedStart(dataDir, db2), /streamed from a replication slot ".*" that no longer exists/);
+    }
+    assert.equal(psql(db2, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = '${db2}'`).trim(), '0');
   });
 });
