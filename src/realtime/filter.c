@@ -1,9 +1,7 @@
 #include "realtime/filter.h"
 
 #include <ctype.h>
-#include <errno.h>
 #include <limits.h>
-#include <math.h>
 #include <regex.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -14,6 +12,7 @@
 
 #include "common/alloc.h"
 #include "common/buf.h"
+#include "common/pgval.h"
 
 #define PARSE_PREFIX "Error parsing `filter` params: "
 /* Elixir's inspect shows at most this many bytes of a non-printable binary. */
@@ -255,104 +254,6 @@ static char *unquote_value(const char *v, size_t n)
 	return rt_xstrndup(v, n);
 }
 
-/*
- * Parses the one-dimensional Postgres array literal lit[0..n) ("{…}") into
- * c->values; unquoted NULL elements are flagged in *is_null (allocated only
- * when one occurs). Returns 0, or -1 when malformed or over RT_FILTER_MAX_IN
- * (*too_many set); c keeps what was parsed so far for rt_filter_free.
- */
-static int parse_array(const char *lit, size_t n, struct rt_filter_cond *c, bool **is_null,
-		       bool *too_many)
-{
-	size_t p = 1, cap = 0;
-	*too_many = false;
-	while (p < n && is_ws(lit[p]))
-		p++;
-	if (p < n && lit[p] == '}') {
-		p++;
-		goto out_trailing;
-	}
-	for (;;) {
-		while (p < n && is_ws(lit[p]))
-			p++;
-		if (p >= n)
-			return -1;
-		char *el = rt_xmalloc(n);
-		size_t len = 0;
-		bool is_null_el = false;
-		if (lit[p] == '"') {
-			for (p++; p < n && lit[p] != '"'; p++) {
-				if (lit[p] == '\\' && ++p >= n)
-					break;
-				el[len++] = lit[p];
-			}
-			if (p >= n) {
-				free(el);
-				return -1;
-			}
-			p++;
-			while (p < n && is_ws(lit[p]))
-				p++;
-		} else {
-			size_t keep = 0; /* length without trailing unescaped blanks */
-			bool has_escape = false;
-			for (; p < n && lit[p] != ',' && lit[p] != '}'; p++) {
-				char ch = lit[p];
-				if (ch == '"' || ch == '{') {
-					free(el);
-					return -1;
-				}
-				if (ch == '\\') {
-					if (++p >= n)
-						break;
-					el[len++] = lit[p];
-					keep = len;
-					has_escape = true;
-					continue;
-				}
-				el[len++] = ch;
-				if (!is_ws(ch))
-					keep = len;
-			}
-			len = keep;
-			if (!len || p >= n) {
-				free(el);
-				return -1;
-			}
-			is_null_el = !has_escape && len == 4 && !strncasecmp(el, "NULL", 4);
-		}
-		el[len] = '\0';
-		if (c->n_values == RT_FILTER_MAX_IN) {
-			free(el);
-			*too_many = true;
-			return -1;
-		}
-		if (c->n_values == cap) {
-			cap = cap ? cap * 2 : 4;
-			c->values = rt_xrealloc(c->values, cap * sizeof *c->values);
-		}
-		if (is_null_el && !*is_null)
-			*is_null = rt_xcalloc(RT_FILTER_MAX_IN, sizeof **is_null);
-		if (*is_null)
-			(*is_null)[c->n_values] = is_null_el;
-		c->values[c->n_values++] = el;
-		if (p >= n)
-			return -1;
-		if (lit[p] == ',') {
-			p++;
-			continue;
-		}
-		if (lit[p] != '}')
-			return -1;
-		p++;
-		break;
-	}
-out_trailing:
-	while (p < n && is_ws(lit[p]))
-		p++;
-	return p == n ? 0 : -1;
-}
-
 /* Where a bracket expression starting at p ('[') ends. */
 static const char *skip_bracket(const char *p)
 {
@@ -564,11 +465,12 @@ static int parse_segment(const char *s, size_t n, struct rt_filter_cond *c, char
 	memcpy(lit + 1, val + 1, val_len - 2);
 	lit[val_len - 1] = '}';
 	lit[val_len] = '\0';
-	bool *is_null = NULL, too_many;
-	int rc = parse_array(lit, val_len, c, &is_null, &too_many);
+	bool *is_null = NULL;
+	int rc = rt_pgval_parse_array(lit, val_len, RT_FILTER_MAX_IN, &c->values, &is_null,
+				      &c->n_values);
 	if (is_null)
 		priv_get(c)->is_null = is_null;
-	if (rc && too_many)
+	if (rc == -2)
 		errf(err, err_cap, PARSE_PREFIX "too many values for `in` filter. Maximum %d",
 		     RT_FILTER_MAX_IN);
 	else if (rc)
@@ -654,285 +556,6 @@ err_free_filter:
 	return -1;
 }
 
-/* ---- types ---- */
-
-enum tclass { TC_TEXT, TC_NUM, TC_BOOL };
-
-static bool is_int_type(const char *t)
-{
-	return !strcmp(t, "int2") || !strcmp(t, "int4") || !strcmp(t, "int8") || !strcmp(t, "oid");
-}
-
-static enum tclass type_class(const char *t)
-{
-	if (is_int_type(t) || !strcmp(t, "float4") || !strcmp(t, "float8") || !strcmp(t, "numeric"))
-		return TC_NUM;
-	if (!strcmp(t, "bool"))
-		return TC_BOOL;
-	return TC_TEXT;
-}
-
-/* Types with a text pattern (LIKE) and regex operator. */
-static bool is_text_like(const char *t)
-{
-	return !strcmp(t, "text") || !strcmp(t, "varchar") || !strcmp(t, "bpchar") ||
-	       !strcmp(t, "name") || !strcmp(t, "citext");
-}
-
-/* The name Postgres prints for a type (regtype output) in its messages. */
-static const char *type_display(const char *t)
-{
-	static const char *const map[][2] = {
-		{"int2", "smallint"},
-		{"int4", "integer"},
-		{"int8", "bigint"},
-		{"float4", "real"},
-		{"float8", "double precision"},
-		{"bool", "boolean"},
-		{"varchar", "character varying"},
-		{"bpchar", "character"},
-		{"timestamptz", "timestamp with time zone"},
-		{"timestamp", "timestamp without time zone"},
-		{"timetz", "time with time zone"},
-		{"time", "time without time zone"},
-	};
-	for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
-		if (!strcmp(t, map[i][0]))
-			return map[i][1];
-	return t;
-}
-
-/* Postgres' boolin: t/f, true/false, yes/no, on/off, 1/0 and unique
- * prefixes, any case, surrounding blanks allowed. */
-static bool parse_bool(const char *s, bool *out)
-{
-	while (is_ws(*s))
-		s++;
-	size_t n = strlen(s);
-	while (n && is_ws(s[n - 1]))
-		n--;
-	if (!n)
-		return false;
-	static const struct {
-		const char *word;
-		size_t min;
-		bool val;
-	} words[] = {
-		{"true", 1, true}, {"false", 1, false}, {"yes", 1, true},
-		{"no", 1, false},  {"on", 2, true},	{"off", 2, false},
-	};
-	for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
-		if (n >= words[i].min && n <= strlen(words[i].word) &&
-		    !strncasecmp(s, words[i].word, n)) {
-			*out = words[i].val;
-			return true;
-		}
-	}
-	if (n == 1 && (s[0] == '1' || s[0] == '0')) {
-		*out = s[0] == '1';
-		return true;
-	}
-	return false;
-}
-
-struct num {
-	bool is_int;
-	long long i;
-	double d;
-};
-
-/* Parses a decimal number (surrounding blanks allowed; no hex). */
-static bool parse_num(const char *s, struct num *out)
-{
-	while (is_ws(*s))
-		s++;
-	if (!*s || strpbrk(s, "xX"))
-		return false;
-	char *end;
-	errno = 0;
-	long long i = strtoll(s, &end, 10);
-	if (end != s && errno == 0) {
-		const char *e = end;
-		while (is_ws(*e))
-			e++;
-		if (!*e) {
-			out->is_int = true;
-			out->i = i;
-			out->d = (double)i;
-			return true;
-		}
-	}
-	errno = 0;
-	double d = strtod(s, &end);
-	if (end == s)
-		return false;
-	while (is_ws(*end))
-		end++;
-	if (*end)
-		return false;
-	out->is_int = false;
-	out->d = d;
-	return true;
-}
-
-static bool num_of_json(const json_t *v, struct num *out)
-{
-	if (json_is_integer(v)) {
-		out->is_int = true;
-		out->i = (long long)json_integer_value(v);
-		out->d = (double)out->i;
-		return true;
-	}
-	if (json_is_real(v)) {
-		out->is_int = false;
-		out->d = json_real_value(v);
-		return true;
-	}
-	if (json_is_string(v))
-		return parse_num(json_string_value(v), out);
-	return false;
-}
-
-/* Orders like Postgres numerics: NaN equals NaN and sorts above everything. */
-static int num_cmp(const struct num *a, const struct num *b)
-{
-	if (a->is_int && b->is_int)
-		return (a->i > b->i) - (a->i < b->i);
-	bool an = isnan(a->d), bn = isnan(b->d);
-	if (an || bn)
-		return an - bn;
-	return (a->d > b->d) - (a->d < b->d);
-}
-
-static bool bool_of_json(const json_t *v, bool *out)
-{
-	if (json_is_boolean(v)) {
-		*out = json_is_true(v);
-		return true;
-	}
-	if (json_is_string(v))
-		return parse_bool(json_string_value(v), out);
-	return false;
-}
-
-/* The text of a non-null row value, as `value #>> '{}'` gives it: a string's
- * contents, otherwise its JSON text (*owned must then be freed). */
-static const char *text_of_json(const json_t *v, char **owned)
-{
-	*owned = NULL;
-	if (json_is_string(v))
-		return json_string_value(v);
-	*owned = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-	return *owned;
-}
-
-/* Compares row value v (not null) with the filter text s as type class tc.
- * Returns 0 and sets *cmp, or -1 when a side does not convert. */
-static int compare(enum tclass tc, const json_t *v, const char *s, int *cmp)
-{
-	switch (tc) {
-	case TC_NUM: {
-		struct num a, b;
-		if (!num_of_json(v, &a) || !parse_num(s, &b))
-			return -1;
-		*cmp = num_cmp(&a, &b);
-		return 0;
-	}
-	case TC_BOOL: {
-		bool a, b;
-		if (!bool_of_json(v, &a) || !parse_bool(s, &b))
-			return -1;
-		*cmp = (int)a - (int)b;
-		return 0;
-	}
-	case TC_TEXT:
-	default: {
-		char *owned;
-		const char *t = text_of_json(v, &owned);
-		if (!t)
-			return -1;
-		int r = strcmp(t, s);
-		*cmp = (r > 0) - (r < 0);
-		free(owned);
-		return 0;
-	}
-	}
-}
-
-/* ---- LIKE ---- */
-
-/* Length of the UTF-8 character at s (1 for a stray byte), never past the NUL. */
-static size_t char_len(const char *s)
-{
-	size_t n = 1;
-	if ((unsigned char)s[0] >= 0xC0)
-		while (n < 4 && ((unsigned char)s[n] & 0xC0) == 0x80)
-			n++;
-	return n;
-}
-
-static char ascii_lower(char c)
-{
-	return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
-}
-
-static bool bytes_eq(char a, char b, bool icase)
-{
-	return icase ? ascii_lower(a) == ascii_lower(b) : a == b;
-}
-
-/* Postgres rejects a LIKE pattern that ends in a lone backslash. */
-static bool like_pattern_ok(const char *p)
-{
-	for (; *p; p++)
-		if (*p == '\\' && !*++p)
-			return false;
-	return true;
-}
-
-/* LIKE: % any run, _ one character, backslash takes the next character
- * literally (the pattern is like_pattern_ok). */
-static bool like_match(const char *s, const char *p, bool icase)
-{
-	const char *star_p = NULL, *star_s = NULL;
-	for (;;) {
-		if (*p == '%') {
-			while (*p == '%')
-				p++;
-			star_p = p;
-			star_s = s;
-			continue;
-		}
-		if (!*p) {
-			if (!*s)
-				return true;
-		} else if (*s) {
-			if (*p == '_') {
-				p++;
-				s += char_len(s);
-				continue;
-			}
-			const char *lit = p;
-			if (*p == '\\') {
-				if (!p[1])
-					return false;
-				lit = p + 1;
-			}
-			if (bytes_eq(*lit, *s, icase)) {
-				p = lit + 1;
-				s++;
-				continue;
-			}
-		}
-		/* Mismatch: let the last % absorb one more character. */
-		if (!star_p || !*star_s)
-			return false;
-		star_s += char_len(star_s);
-		p = star_p;
-		s = star_s;
-	}
-}
-
 /* ---- evaluation ---- */
 
 enum tri { T_FALSE, T_TRUE, T_NULL };
@@ -944,7 +567,7 @@ static enum tri of_bool(bool b)
 
 static enum tri eval_cond(const struct rt_filter_cond *c, const json_t *v, const char *type)
 {
-	enum tclass tc = type_class(type);
+	enum rt_pgval_class tc = rt_pgval_class_of(type);
 	bool is_null = json_is_null(v);
 	const char *val = c->n_values ? c->values[0] : "";
 	int cmp;
@@ -958,14 +581,14 @@ static enum tri eval_cond(const struct rt_filter_cond *c, const json_t *v, const
 			return T_NULL;
 		if (is_null)
 			return T_FALSE;
-		if (!bool_of_json(v, &b))
+		if (!rt_pgval_bool_of_json(v, &b))
 			return T_NULL;
 		return of_bool(b == !strcmp(val, "true"));
 	}
 	case RT_FOP_ISDISTINCT:
 		if (is_null)
 			return T_TRUE;
-		if (compare(tc, v, val, &cmp))
+		if (rt_pgval_compare(tc, v, val, &cmp))
 			return T_NULL;
 		return of_bool(cmp != 0);
 	default: break;
@@ -980,7 +603,7 @@ static enum tri eval_cond(const struct rt_filter_cond *c, const json_t *v, const
 	case RT_FOP_LTE:
 	case RT_FOP_GT:
 	case RT_FOP_GTE:
-		if (compare(tc, v, val, &cmp))
+		if (rt_pgval_compare(tc, v, val, &cmp))
 			return T_NULL;
 		switch (c->op) {
 		case RT_FOP_EQ: return of_bool(cmp == 0);
@@ -998,7 +621,7 @@ static enum tri eval_cond(const struct rt_filter_cond *c, const json_t *v, const
 				saw_null = true;
 				continue;
 			}
-			if (compare(tc, v, c->values[i], &cmp))
+			if (rt_pgval_compare(tc, v, c->values[i], &cmp))
 				saw_null = true;
 			else if (cmp == 0)
 				return T_TRUE;
@@ -1010,13 +633,13 @@ static enum tri eval_cond(const struct rt_filter_cond *c, const json_t *v, const
 	case RT_FOP_MATCH:
 	case RT_FOP_IMATCH: {
 		char *owned;
-		const char *t = text_of_json(v, &owned);
+		const char *t = rt_pgval_text_of_json(v, &owned);
 		if (!t)
 			return T_NULL;
 		enum tri r;
 		if (c->op == RT_FOP_LIKE || c->op == RT_FOP_ILIKE) {
-			r = like_pattern_ok(val)
-				    ? of_bool(like_match(t, val, c->op == RT_FOP_ILIKE))
+			r = rt_pgval_like_pattern_ok(val)
+				    ? of_bool(rt_pgval_like_match(t, val, c->op == RT_FOP_ILIKE))
 				    : T_NULL;
 		} else {
 			const struct cond_priv *pv = priv_of(c);
@@ -1074,25 +697,27 @@ static bool is_int_text(const char *s)
 /* Checks that s casts to type t, like realtime.cast(s, t). */
 static int check_cast(const char *s, const char *t, char *err, size_t err_cap)
 {
-	enum tclass tc = type_class(t);
-	if (tc == TC_BOOL) {
+	enum rt_pgval_class tc = rt_pgval_class_of(t);
+	if (tc == RT_PGVAL_BOOL) {
 		bool b;
-		if (parse_bool(s, &b))
+		if (rt_pgval_parse_bool(s, &b))
 			return 0;
 		errf(err, err_cap, "invalid input syntax for type boolean: \"%s\"", s);
 		return -1;
 	}
-	if (tc != TC_NUM)
+	if (tc != RT_PGVAL_NUM)
 		return 0;
-	struct num n;
-	if (!is_int_type(t)) {
-		if (parse_num(s, &n))
+	struct rt_pgval_num n;
+	if (!rt_pgval_is_int_type(t)) {
+		if (rt_pgval_parse_num(s, &n))
 			return 0;
-		errf(err, err_cap, "invalid input syntax for type %s: \"%s\"", type_display(t), s);
+		errf(err, err_cap, "invalid input syntax for type %s: \"%s\"",
+		     rt_pgval_type_display(t), s);
 		return -1;
 	}
 	if (!is_int_text(s)) {
-		errf(err, err_cap, "invalid input syntax for type %s: \"%s\"", type_display(t), s);
+		errf(err, err_cap, "invalid input syntax for type %s: \"%s\"",
+		     rt_pgval_type_display(t), s);
 		return -1;
 	}
 	long long lo = LLONG_MIN, hi = LLONG_MAX;
@@ -1103,9 +728,9 @@ static int check_cast(const char *s, const char *t, char *err, size_t err_cap)
 	else if (!strcmp(t, "oid"))
 		lo = INT32_MIN, hi = UINT32_MAX;
 	/* All digits but not a long long: beyond even int8. */
-	if (parse_num(s, &n) && n.is_int && n.i >= lo && n.i <= hi)
+	if (rt_pgval_parse_num(s, &n) && n.is_int && n.i >= lo && n.i <= hi)
 		return 0;
-	errf(err, err_cap, "value \"%s\" is out of range for type %s", s, type_display(t));
+	errf(err, err_cap, "value \"%s\" is out of range for type %s", s, rt_pgval_type_display(t));
 	return -1;
 }
 
@@ -1143,9 +768,9 @@ int rt_filter_check(const struct rt_filter *f, const char *const *names, const c
 				     "false, or unknown");
 				return -1;
 			}
-			if (strcmp(val, "null") && type_class(t) != TC_BOOL) {
+			if (strcmp(val, "null") && rt_pgval_class_of(t) != RT_PGVAL_BOOL) {
 				errf(err, err_cap, "is %s filter requires a boolean column, got %s",
-				     val, type_display(t));
+				     val, rt_pgval_type_display(t));
 				return -1;
 			}
 			break;
@@ -1153,10 +778,10 @@ int rt_filter_check(const struct rt_filter *f, const char *const *names, const c
 		case RT_FOP_ILIKE:
 		case RT_FOP_MATCH:
 		case RT_FOP_IMATCH:
-			if (!is_text_like(t)) {
+			if (!rt_pgval_is_text_like(t)) {
 				errf(err, err_cap,
 				     "operator %s requires a text-compatible column type, got %s",
-				     op_names[c->op], type_display(t));
+				     op_names[c->op], rt_pgval_type_display(t));
 				return -1;
 			}
 			if ((c->op == RT_FOP_MATCH || c->op == RT_FOP_IMATCH) &&
