@@ -70,6 +70,8 @@ struct rt_realtime_worker {
 	struct rt_session *sessions;
 	uint64_t next_chan;
 	struct rt_token_entry *tokens; /* tokens verified lately (see rt_realtime_verify) */
+	uint64_t pol_version; /* the store's policy version the channels were decided under */
+	bool is_pol_seen;
 };
 
 /* Copies cfg (strings must outlive the object). */
@@ -79,6 +81,24 @@ void rt_realtime_set_store(struct rt_realtime *rt, struct rt_store *store);
 void rt_realtime_free(struct rt_realtime *rt);
 /* True when role may join, broadcast and track on private channels. */
 bool rt_realtime_role_allowed(const struct rt_realtime *rt, const char *role);
+
+/* What a requester may do on a channel (Supabase Realtime Authorization). */
+struct rt_channel_access {
+	bool may_read;  /* join: SELECT on realtime.messages for broadcast or presence */
+	bool may_send;  /* broadcast: INSERT for extension 'broadcast' */
+	bool may_track; /* presence track: INSERT for extension 'presence' */
+};
+
+/*
+ * Decides who's access to a channel (who->topic: the sub-topic, for
+ * realtime.topic()). Public channels allow everything. Private ones: by the
+ * store's policies on realtime.messages, evaluated on the row {topic,
+ * extension}; without such policies, by the configured private roles.
+ * Policies outside the compiled subset deny (logged). Returns 0, or -1 when
+ * who may not read (join refused). Any thread.
+ */
+int rt_realtime_authorize(struct rt_realtime *rt, const struct rt_auth *who, bool is_private,
+			  struct rt_channel_access *out);
 
 struct rt_realtime_worker *rt_realtime_worker_new(struct rt_realtime *rt, struct rt_worker *w);
 /* Frees the worker state; its sessions must be gone (connections closed). */

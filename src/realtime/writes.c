@@ -23,6 +23,11 @@ struct rt_writes_job {
 	uint64_t conn_id;
 	struct rt_store *store;
 	char *join_ref, *ref, *topic;
+	/* the requester (the channel's role and claims, copied: the job outlives
+	 * neither, but a token refresh may replace the channel's meanwhile) */
+	struct rt_auth who;
+	char *who_role;
+	json_t *who_claims;
 	struct rt_query q;
 	/* a write */
 	struct rt_write wr;
@@ -48,6 +53,8 @@ static void job_free(struct rt_writes_job *j)
 	free(j->join_ref);
 	free(j->ref);
 	free(j->topic);
+	free(j->who_role);
+	json_decref(j->who_claims);
 	rt_query_deinit(&j->q);
 	json_decref(j->rows);
 	json_decref(j->base);
@@ -296,7 +303,8 @@ static const struct rt_store_table *request_table(struct rt_session *s, struct r
 /* A job for a request of s, or NULL (answered) when the session has too
  * many waiting. */
 static struct rt_writes_job *job_new(struct rt_session *s, struct rt_store *store,
-				     const char *join_ref, const char *ref, const char *topic)
+				     const struct rt_auth *who, const char *join_ref,
+				     const char *ref, const char *topic)
 {
 	if (rt_session_writes(s)->n >= RT_WRITES_MAX_IN_FLIGHT) {
 		RT_METRIC_ERROR(RATE_LIMITED);
@@ -312,6 +320,9 @@ static struct rt_writes_job *job_new(struct rt_session *s, struct rt_store *stor
 	j->ref = dup_or_null(ref);
 	j->topic = rt_xstrdup(topic);
 	j->vsn = rt_session_vsn(s);
+	j->who_role = rt_xstrdup(who->role);
+	j->who_claims = who->claims ? json_deep_copy(who->claims) : NULL;
+	j->who = (struct rt_auth){.role = j->who_role, .claims = j->who_claims};
 	rt_buf_init(&j->reply);
 	return j;
 }
@@ -334,7 +345,8 @@ static int parse_kind(const char *type, enum rt_write_kind *kind)
 	return -1;
 }
 
-void rt_writes_handle(struct rt_session *s, struct rt_store *store, const char *join_ref,
+void rt_writes_handle(struct rt_session *s, struct rt_store *store, const struct rt_auth *who,
+		      const char *join_ref,
 		      const char *ref, const char *topic, const json_t *payload)
 {
 	const struct rt_store_table *t = request_table(s, store, join_ref, ref, topic, payload);
@@ -372,7 +384,7 @@ void rt_writes_handle(struct rt_session *s, struct rt_store *store, const char *
 		return;
 	}
 
-	struct rt_writes_job *j = job_new(s, store, join_ref, ref, topic);
+	struct rt_writes_job *j = job_new(s, store, who, join_ref, ref, topic);
 	if (!j)
 		return;
 	char err[160];
@@ -415,17 +427,19 @@ void rt_writes_handle(struct rt_session *s, struct rt_store *store, const char *
 		.idempotency_key = j->key,
 		.fingerprint = j->fingerprint,
 		.result = &j->res,
+		.who = &j->who,
 	};
 	enqueue(s, j);
 }
 
-void rt_writes_snapshot(struct rt_session *s, struct rt_store *store, const char *join_ref,
+void rt_writes_snapshot(struct rt_session *s, struct rt_store *store, const struct rt_auth *who,
+			const char *join_ref,
 			const char *ref, const char *topic, const json_t *payload)
 {
 	const struct rt_store_table *t = request_table(s, store, join_ref, ref, topic, payload);
 	if (!t)
 		return;
-	struct rt_writes_job *j = job_new(s, store, join_ref, ref, topic);
+	struct rt_writes_job *j = job_new(s, store, who, join_ref, ref, topic);
 	if (!j)
 		return;
 	/* every row, by primary key (a table without one: in the store's order) */
@@ -452,6 +466,7 @@ void rt_writes_snapshot(struct rt_session *s, struct rt_store *store, const char
 		.query = &j->q,
 		.wants_count = true,
 		.position = &j->position,
+		.who = &j->who,
 	};
 	enqueue(s, j);
 }

@@ -36,12 +36,16 @@ struct rt_writes_queue {
 	unsigned n;
 };
 
-/* Handles one `write` push (ref may be NULL: then no reply is sent). */
-void rt_writes_handle(struct rt_session *s, struct rt_store *store, const char *join_ref,
+/* Handles one `write` push (ref may be NULL: then no reply is sent) under who's
+ * row-level security (copied into the request). */
+void rt_writes_handle(struct rt_session *s, struct rt_store *store, const struct rt_auth *who,
+		      const char *join_ref,
 		      const char *ref, const char *topic, const json_t *payload);
 
-/* Handles one `snapshot` push: {"schema", "table"} → {"rows", "position"}. */
-void rt_writes_snapshot(struct rt_session *s, struct rt_store *store, const char *join_ref,
+/* Handles one `snapshot` push: {"schema", "table"} → {"rows", "position"}: the rows
+ * who may select. */
+void rt_writes_snapshot(struct rt_session *s, struct rt_store *store, const struct rt_auth *who,
+			const char *join_ref,
 			const char *ref, const char *topic, const json_t *payload);
 
 /* Drops the requests of a session that ends. */
