@@ -34,6 +34,7 @@ status=0
 RTSYNC_SUITE=postgres "$root/tests/interop/run.sh" "$bin" \
 	"$root/tests/interop/postgres-changes.test.mjs" "$root/tests/interop/store-extra.test.mjs" \
 	"$root/tests/interop/supabase-js.test.mjs" "$root/tests/interop/writes.test.mjs" \
+	"$root/tests/interop/rls-changes.test.mjs" "$root/tests/interop/rls-channels.test.mjs" \
 	"$here/pg.test.mjs" "$here/rls.test.mjs" "$here/rls-changes.test.mjs" || status=1
 # restarts the cluster: alone, after the rest
 RTSYNC_SUITE=postgres-restart "$root/tests/interop/run.sh" "$bin" "$here/restart.test.mjs" || status=1
