@@ -140,3 +140,44 @@ write("http_req", "empty_header_value", http(0, [], "GET / HTTP/1.1\r\nX-Empty:\
 # aborts replay_phx_binary while src/proto/phx.c checks the header strings
 # only as one run of bytes.
 write("phx_binary", "utf8_split_fields", bytes([3, 1, 1, 1, 1, 0, 0]) + b"1\xce\x95:")
+
+# ---- policy: statements separated by ';' (the last also a catalog USING) ----
+POLICY = {
+    "own_rows": "alter table t enable row level security;"
+                "create policy \"own rows\" on t for select to authenticated using (owner = auth.uid());"
+                "owner = auth.uid()",
+    "combos": "alter table public.t enable row level security;"
+              "create policy a on t using (is_public or owner = (select auth.uid()));"
+              "create policy b on t as restrictive for all to authenticated using (not deleted) "
+              "with check (org = auth.jwt() ->> 'org');"
+              "create policy c on t for insert with check (n between 1 and (auth.jwt() ->> 'n')::int);"
+              "drop policy if exists a on t;"
+              "create policy a on t for update using (team = any (auth.jwt() -> 'teams'))",
+    "deparsed": "alter table u enable row level security;"
+                "(( SELECT auth.uid() AS uid) = owner) AND ((team)::text = ANY "
+                "((ARRAY['t1'::character varying, 't2'::character varying])::text[]))",
+    "legacy": "alter table d force row level security;"
+              "((owner)::text = current_setting('request.jwt.claim.sub'::text, true)) OR "
+              "(org = ((current_setting('request.jwt.claims'::text, true))::json ->> 'org'::text))",
+    "topic": "alter table realtime.messages enable row level security;"
+             "create policy r on realtime.messages for select to authenticated using "
+             "(realtime.topic() = 'room:' || auth.uid() and realtime.messages.extension in ('broadcast', 'presence'));"
+             "create policy w on realtime.messages for insert with check (realtime.topic() like 'room:%')",
+    "nulls": "alter table t enable row level security;"
+             "create policy x on t using (owner is distinct from auth.jwt() ->> 'none' and "
+             "team not in ('a', null) or n is not null and done is not false);"
+             "name ilike 'A%' OR NOT (id <> ALL (ARRAY[1, 2, 3]))",
+    "quoting": "/* c */ CREATE POLICY \"we\"\"ird\" ON \"T\" -- x\n AS PERMISSIVE FOR DELETE TO \"Role\", public "
+               "USING ( \"Col\" = 'it''s' ) ;"
+               "ALTER TABLE IF EXISTS ONLY \"T\" ENABLE ROW LEVEL SECURITY",
+    "refused": "create policy bad on t using (created_at < now());"
+               "create policy bad2 on t using (a = b);"
+               "EXISTS (SELECT 1 FROM m WHERE m.uid = auth.uid())",
+    "nested": "alter table d enable row level security;" + "(" * 40 + "n = 1" + ")" * 40,
+    "other": "create table t (id int8 primary key, owner text);"
+             "alter table t add column n int;"
+             "alter table t enable row level security, add column x int;"
+             "true",
+}
+for name, text in POLICY.items():
+    write("policy", name, text)

@@ -63,8 +63,8 @@ static bool is_ident_char(unsigned char c)
 }
 
 /* Operators the expression grammar knows, longest first. */
-static const char *const multi_ops[] = {"!~~*", "->>", "#>>", "~~*", "!~~", "::", "->", "#>",
-					"<=",   ">=",  "<>",  "!=",  "||",  "~~"};
+static const char *const multi_ops[] = {"!~~*", "->>", "#>>", "~~*", "!~~", "::", "->",
+					"#>",	"<=",  ">=",  "<>",  "!=",  "||", "~~"};
 
 /* Skips blanks and comments from *p; returns false on an unterminated block comment. */
 static bool skip_blank(const char *s, size_t n, size_t *p)
@@ -167,7 +167,8 @@ static void lex(struct toks *t, const char *s, size_t n)
 				k.kind = TK_BAD;
 				t->bad_why = "zero-length delimited identifier";
 			}
-		} else if (isdigit(c) || (c == '.' && i + 1 < n && isdigit((unsigned char)s[i + 1]))) {
+		} else if (isdigit(c) ||
+			   (c == '.' && i + 1 < n && isdigit((unsigned char)s[i + 1]))) {
 			while (i < n && isdigit((unsigned char)s[i]))
 				i++;
 			if (i < n && s[i] == '.')
@@ -225,9 +226,9 @@ static void toks_free(struct toks *t)
 /* Parser state over the tokens of one statement or expression. */
 struct ps {
 	struct toks t;
-	size_t i;        /* current token */
-	size_t base;     /* offset added to offsets in messages */
-	int depth;       /* recursion depth of the expression parser */
+	size_t i;			   /* current token */
+	size_t base;			   /* offset added to offsets in messages */
+	int depth;			   /* recursion depth of the expression parser */
 	const char *tbl_schema, *tbl_name; /* the policy's table (qualified columns) */
 	/* the first error */
 	bool has_err;
@@ -255,7 +256,8 @@ static void advance(struct ps *p)
 
 static bool tok_is_kw(const struct ps *p, const struct tok *k, const char *kw)
 {
-	return k->kind == TK_IDENT && strlen(kw) == k->len && !strncasecmp(p->t.s + k->off, kw, k->len);
+	return k->kind == TK_IDENT && strlen(kw) == k->len &&
+	       !strncasecmp(p->t.s + k->off, kw, k->len);
 }
 
 static bool tok_is_op(const struct ps *p, const struct tok *k, const char *op)
@@ -365,7 +367,8 @@ static void format_err(const struct ps *p, char *out, size_t cap)
 		o += (size_t)snprintf(ex + o, sizeof ex - o, "...");
 	ex[o] = '\0';
 	if (p->err_off >= p->t.n || !len)
-		snprintf(out, cap, "%s at offset %zu (end of input)", p->err_msg, p->base + p->err_off);
+		snprintf(out, cap, "%s at offset %zu (end of input)", p->err_msg,
+			 p->base + p->err_off);
 	else
 		snprintf(out, cap, "%s at offset %zu: %s", p->err_msg, p->base + p->err_off, ex);
 }
@@ -429,11 +432,11 @@ enum st {
 };
 
 enum ek {
-	E_COL,     /* text: column name */
+	E_COL, /* text: column name */
 	E_NULL,
-	E_TEXT,    /* text: literal */
-	E_NUM,     /* text: literal as written */
-	E_BOOL,    /* flag: value */
+	E_TEXT,	   /* text: literal */
+	E_NUM,	   /* text: literal as written */
+	E_BOOL,	   /* flag: value */
 	E_JSONLIT, /* json: parsed literal (owned) */
 	E_UID,
 	E_ROLE,
@@ -442,20 +445,22 @@ enum ek {
 	E_TOPIC,
 	E_CLAIMS_SETTING, /* current_setting('request.jwt.claims') */
 	E_CLAIM_SETTING,  /* current_setting('request.jwt.claim.<text>') */
-	E_GET,     /* kids[0] -> key (flag: ->>); text: key, or is_index with index */
-	E_CAST,    /* kids[0]::cast */
-	E_CONCAT,  /* kids[0] || kids[1] */
-	E_ARRAY,   /* ARRAY[kids…] */
-	E_CMP,     /* kids[0] op kids[1] */
-	E_LIKE,    /* kids[0] [NOT] LIKE kids[1] (flag: ILIKE) */
-	E_IN,      /* kids[0] [NOT] IN (kids[1…]) */
-	E_ANY,     /* kids[0] = ANY (kids[1]); neg: <> ALL */
-	E_ISNULL,  /* kids[0] IS [NOT] NULL */
-	E_ISBOOL,  /* kids[0] IS [NOT] TRUE|FALSE (flag: TRUE) */
-	E_DISTINCT, /* kids[0] IS [NOT] DISTINCT FROM kids[1]; neg: NOT DISTINCT */
+	E_GET,		  /* kids[0] -> key (flag: ->>); text: key, or is_index with index */
+	E_CAST,		  /* kids[0]::cast */
+	E_CONCAT,	  /* kids[0] || kids[1] */
+	E_ARRAY,	  /* ARRAY[kids…] */
+	E_CMP,		  /* kids[0] op kids[1] */
+	E_LIKE,		  /* kids[0] [NOT] LIKE kids[1] (flag: ILIKE) */
+	E_IN,		  /* kids[0] [NOT] IN (kids[1…]) */
+	E_ANY,		  /* kids[0] = ANY (kids[1]); neg: <> ALL */
+	E_ISNULL,	  /* kids[0] IS [NOT] NULL */
+	E_ISBOOL,	  /* kids[0] IS [NOT] TRUE|FALSE (flag: TRUE) */
+	E_DISTINCT,	  /* kids[0] IS [NOT] DISTINCT FROM kids[1]; neg: NOT DISTINCT */
 	E_AND,
 	E_OR,
 	E_NOT,
+	E_COALESCE, /* coalesce(kids…) of constants */
+	E_NULLIF,   /* nullif(kids[0], kids[1]) of constants */
 };
 
 enum cast_to { CT_TEXT, CT_NUM, CT_BOOL, CT_JSON, CT_ARRAY };
@@ -490,6 +495,19 @@ static void expr_free(struct expr *e)
 	if (e->json)
 		json_decref(e->json);
 	free(e);
+}
+
+static struct expr *expr_clone(const struct expr *e)
+{
+	struct expr *c = rt_xmalloc(sizeof *c);
+	*c = *e;
+	c->text = e->text ? rt_xstrdup(e->text) : NULL;
+	if (e->json)
+		c->json = json_deep_copy(e->json);
+	c->kids = e->n_kids ? rt_xmalloc(e->n_kids * sizeof *c->kids) : NULL;
+	for (size_t i = 0; i < e->n_kids; i++)
+		c->kids[i] = expr_clone(e->kids[i]);
+	return c;
 }
 
 static struct expr *expr_new(enum ek kind, enum st st, size_t off, size_t end)
@@ -571,8 +589,9 @@ static bool check_pair(struct ps *p, const struct expr *e, const struct expr *a,
 	if (!is_scalar_st(a->st) || !is_scalar_st(b->st)) {
 		const struct expr *bad = !is_scalar_st(a->st) ? a : b;
 		fail_expr(p, false, bad,
-			  bad->st == ST_JSON ? "invalid expression (a json value compared; use ->> for text)"
-					     : "invalid expression (an array compared)");
+			  bad->st == ST_JSON
+				  ? "invalid expression (a json value compared; use ->> for text)"
+				  : "invalid expression (an array compared)");
 		return false;
 	}
 	(void)k;
@@ -611,9 +630,9 @@ static bool parse_type(struct ps *p, struct expr *e)
 	}
 	enum cast_to ct = CT_TEXT;
 	enum rt_pgval_class cls = RT_PGVAL_TEXT;
-	static const char *const nums[] = {"int",    "integer", "int2",   "int4",  "int8",
-					   "smallint", "bigint", "numeric", "decimal", "real",
-					   "float",  "float4",  "float8", "oid"};
+	static const char *const nums[] = {"int",      "integer", "int2",    "int4",	"int8",
+					   "smallint", "bigint",  "numeric", "decimal", "real",
+					   "float",    "float4",  "float8",  "oid"};
 	for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
 		if (!strcmp(name, nums[i]))
 			ct = CT_NUM;
@@ -669,7 +688,8 @@ static bool parse_type(struct ps *p, struct expr *e)
 	}
 	if (is_array) {
 		if (ct == CT_JSON) {
-			fail_span(p, true, e->off, cur(p)->off, "unsupported expression (json array)");
+			fail_span(p, true, e->off, cur(p)->off,
+				  "unsupported expression (json array)");
 			return false;
 		}
 		e->elem_class = cls;
@@ -782,6 +802,28 @@ static bool parse_key_literal(struct ps *p, char **text, bool *is_int, long long
 			*text = NULL;
 			return false;
 		}
+		if (tmp.cast == CT_NUM && !*is_int) {
+			/* '-1'::integer, as PostgreSQL deparses a negative index */
+			char *end;
+			errno = 0;
+			long long v = strtoll(*text, &end, 10);
+			if (errno || end == *text || *end) {
+				fail_span(p, false, k->off, cur(p)->off,
+					  "invalid input syntax for type integer");
+				free(*text);
+				*text = NULL;
+				return false;
+			}
+			free(*text);
+			*text = NULL;
+			*ival = v;
+			*is_int = true;
+		} else if (tmp.cast != CT_NUM && *is_int) {
+			char buf[32];
+			snprintf(buf, sizeof buf, "%lld", *ival);
+			*text = rt_xstrdup(buf);
+			*is_int = false;
+		}
 	}
 	return true;
 }
@@ -795,8 +837,8 @@ static struct expr *parse_call(struct ps *p, char **parts, size_t n_parts, size_
 		enum ek kind;
 		enum st st;
 	} zero[] = {
-		{"auth", "uid", E_UID, ST_TEXT},     {"auth", "role", E_ROLE, ST_TEXT},
-		{"auth", "email", E_EMAIL, ST_TEXT}, {"auth", "jwt", E_JWT, ST_JSON},
+		{"auth", "uid", E_UID, ST_TEXT},	 {"auth", "role", E_ROLE, ST_TEXT},
+		{"auth", "email", E_EMAIL, ST_TEXT},	 {"auth", "jwt", E_JWT, ST_JSON},
 		{"realtime", "topic", E_TOPIC, ST_TEXT},
 	};
 	size_t fn_tok = p->i;
@@ -813,6 +855,54 @@ static struct expr *parse_call(struct ps *p, char **parts, size_t n_parts, size_
 			advance(p);
 			return e;
 		}
+		if ((!strcmp(fn, "coalesce") || !strcmp(fn, "nullif")) &&
+		    (!sch || !strcmp(sch, "pg_catalog"))) {
+			bool is_nullif = !strcmp(fn, "nullif");
+			advance(p); /* ( */
+			struct expr *e =
+				expr_new(is_nullif ? E_NULLIF : E_COALESCE, ST_UNKNOWN, off, off);
+			for (;;) {
+				struct expr *a = parse_or(p);
+				if (!a || !add_kid(p, e, a))
+					goto err_fn;
+				if (a->has_col) {
+					fail_expr(
+						p, true, a,
+						"unsupported expression (a column in a function)");
+					goto err_fn;
+				}
+				if (a->st == ST_ARRAY || (is_nullif && a->st == ST_JSON)) {
+					fail_expr(p, true, a, "unsupported expression");
+					goto err_fn;
+				}
+				if (e->st == ST_UNKNOWN)
+					e->st = a->st;
+				else if (a->st != ST_UNKNOWN &&
+					 (a->st == ST_JSON) != (e->st == ST_JSON)) {
+					fail_expr(p, false, a,
+						  "invalid expression (mixed json and text)");
+					goto err_fn;
+				}
+				if (accept_op(p, ")"))
+					break;
+				if (!accept_op(p, ",") || (is_nullif && e->n_kids == 2)) {
+					syntax_here(p);
+					goto err_fn;
+				}
+			}
+			if (is_nullif && e->n_kids != 2) {
+				fail_span(p, false, off, p->t.v[p->i - 1].off + 1, "syntax error");
+				goto err_fn;
+			}
+			if (is_nullif)
+				e->st = e->kids[0]->st;
+			e->off = off;
+			e->end = p->t.v[p->i - 1].off + 1;
+			return e;
+		err_fn:
+			expr_free(e);
+			return NULL;
+		}
 		if (!strcmp(fn, "current_setting") && (!sch || !strcmp(sch, "pg_catalog"))) {
 			advance(p); /* ( */
 			char *name = NULL;
@@ -821,7 +911,8 @@ static struct expr *parse_call(struct ps *p, char **parts, size_t n_parts, size_
 			if (!parse_key_literal(p, &name, &is_int, &iv))
 				return NULL;
 			if (is_int) {
-				fail_span(p, true, off, construct_end(p, fn_tok), "unsupported expression");
+				fail_span(p, true, off, construct_end(p, fn_tok),
+					  "unsupported expression");
 				return NULL;
 			}
 			if (accept_op(p, ",")) {
@@ -871,9 +962,11 @@ static struct expr *parse_call(struct ps *p, char **parts, size_t n_parts, size_
 static bool is_unsupported_word(const struct ps *p)
 {
 	static const char *const words[] = {
-		"exists", "case", "select", "current_user", "session_user", "current_role", "user",
-		"current_timestamp", "current_date", "current_time", "localtime", "localtimestamp",
-		"interval", "row", "default", "current_schema", "current_catalog", "values"};
+		"exists",	   "case",	   "select",	"current_user",
+		"session_user",	   "current_role", "user",	"current_timestamp",
+		"current_date",	   "current_time", "localtime", "localtimestamp",
+		"interval",	   "row",	   "default",	"current_schema",
+		"current_catalog", "values"};
 	for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
 		if (is_kw(p, words[i]))
 			return true;
@@ -899,6 +992,7 @@ static struct expr *parse_primary(struct ps *p)
 	}
 	case TK_OP:
 		if (tok_is_op(p, k, "(")) {
+			size_t open_tok = p->i;
 			advance(p);
 			if (is_kw(p, "select")) { /* a scalar subquery wrapping a value */
 				advance(p);
@@ -906,7 +1000,8 @@ static struct expr *parse_primary(struct ps *p)
 				if (!e)
 					return NULL;
 				if (e->has_col) {
-					fail_span(p, true, off, construct_end(p, p->i), "unsupported expression (subquery)");
+					fail_span(p, true, off, construct_end(p, open_tok),
+						  "unsupported expression (subquery)");
 					expr_free(e);
 					return NULL;
 				}
@@ -923,10 +1018,8 @@ static struct expr *parse_primary(struct ps *p)
 				}
 				if (!is_op(p, ")")) {
 					expr_free(e);
-					p->i = 0;
-					while (p->t.v[p->i].off < off)
-						p->i++;
-					fail_span(p, true, off, construct_end(p, p->i), "unsupported expression (subquery)");
+					fail_span(p, true, off, construct_end(p, open_tok),
+						  "unsupported expression (subquery)");
 					return NULL;
 				}
 				e->off = off;
@@ -993,7 +1086,8 @@ static struct expr *parse_primary(struct ps *p)
 					bool ok = add_kid(p, e, el);
 					if (!ok)
 						goto err_array;
-					if (!is_scalar_st(el->st) || (el->has_col && !bare_col(el))) {
+					if (!is_scalar_st(el->st) ||
+					    (el->has_col && !bare_col(el))) {
 						fail_expr(p, true, el, "unsupported expression");
 						goto err_array;
 					}
@@ -1045,9 +1139,11 @@ static struct expr *parse_primary(struct ps *p)
 				p->i = open;
 				e = parse_call(p, parts, n_parts, off);
 			} else {
-				fail_span(p, true, off, construct_end(p, first), "unsupported expression");
+				fail_span(p, true, off, construct_end(p, first),
+					  "unsupported expression");
 			}
-		} else if (is_op(p, ".") || n_parts == 4 || (k->kind == TK_IDENT && cur(p)->kind == TK_STRING)) {
+		} else if (is_op(p, ".") || n_parts == 4 ||
+			   (k->kind == TK_IDENT && cur(p)->kind == TK_STRING)) {
 			p->i = first;
 			unsupported_here(p);
 		} else {
@@ -1057,7 +1153,8 @@ static struct expr *parse_primary(struct ps *p)
 				  (n_parts == 3 && p->tbl_name && !strcmp(parts[1], p->tbl_name) &&
 				   p->tbl_schema && !strcmp(parts[0], p->tbl_schema));
 			if (!ok) {
-				fail_span(p, true, off, end, "unsupported expression (column of another table)");
+				fail_span(p, true, off, end,
+					  "unsupported expression (column of another table)");
 			} else {
 				e = expr_new(E_COL, ST_UNKNOWN, off, end);
 				e->text = parts[n_parts - 1];
@@ -1069,9 +1166,7 @@ static struct expr *parse_primary(struct ps *p)
 			free(parts[i]);
 		return e;
 	}
-	default:
-		syntax_here(p);
-		return NULL;
+	default: syntax_here(p); return NULL;
 	}
 }
 
@@ -1082,7 +1177,8 @@ static struct expr *parse_postfix(struct ps *p)
 		if (accept_op(p, "::")) {
 			e = make_cast(p, e);
 		} else if (is_op(p, "[") || is_kw(p, "collate") || is_kw(p, "at")) {
-			fail_span(p, true, e->off, construct_end(p, p->i), "unsupported expression");
+			fail_span(p, true, e->off, construct_end(p, p->i),
+				  "unsupported expression");
 			expr_free(e);
 			return NULL;
 		} else {
@@ -1134,8 +1230,9 @@ static struct expr *parse_unary(struct ps *p)
 
 static bool is_arith_op(const struct ps *p)
 {
-	static const char *const ops[] = {"+", "-", "*", "/", "%", "^", "&", "|", "#", "<<", ">>",
-					  "@>", "<@", "?", "?|", "?&", "@@", "~", "!~", "~*", "!~*"};
+	static const char *const ops[] = {"+",	"-",  "*",  "/",  "%",	"^",  "&",
+					  "|",	"#",  "<<", ">>", "@>", "<@", "?",
+					  "?|", "?&", "@@", "~",  "!~", "~*", "!~*"};
 	const struct tok *k = cur(p);
 	if (k->kind != TK_OP)
 		return false;
@@ -1156,12 +1253,14 @@ static struct expr *parse_other(struct ps *p)
 			advance(p);
 			if (e->has_col || e->st != ST_JSON) {
 				fail_span(p, e->has_col, e->off, cur(p)->off + cur(p)->len,
-					  e->has_col ? "unsupported expression (json path on a column)"
-						     : "invalid expression (-> needs a json value)");
+					  e->has_col
+						  ? "unsupported expression (json path on a column)"
+						  : "invalid expression (-> needs a json value)");
 				expr_free(e);
 				return NULL;
 			}
-			struct expr *g = expr_new(E_GET, is_text ? ST_TEXT : ST_JSON, e->off, e->end);
+			struct expr *g =
+				expr_new(E_GET, is_text ? ST_TEXT : ST_JSON, e->off, e->end);
 			g->flag = is_text;
 			if (!add_kid(p, g, e) ||
 			    !parse_key_literal(p, &g->text, &g->is_index, &g->index)) {
@@ -1181,18 +1280,21 @@ static struct expr *parse_other(struct ps *p)
 			if (!c)
 				return NULL;
 			if (c->has_col) {
-				fail_expr(p, true, c, "unsupported expression (concatenation with a column)");
+				fail_expr(p, true, c,
+					  "unsupported expression (concatenation with a column)");
 				expr_free(c);
 				return NULL;
 			}
 			if (!is_scalar_st(e->st) || !is_scalar_st(r->st)) {
-				fail_expr(p, true, c, "unsupported expression (concatenation of json)");
+				fail_expr(p, true, c,
+					  "unsupported expression (concatenation of json)");
 				expr_free(c);
 				return NULL;
 			}
 			e = c;
 		} else if (is_arith_op(p) || is_op(p, "#>") || is_op(p, "#>>")) {
-			fail_span(p, true, e->off, construct_end(p, op_tok + 1), "unsupported expression");
+			fail_span(p, true, e->off, construct_end(p, op_tok + 1),
+				  "unsupported expression");
 			expr_free(e);
 			return NULL;
 		} else {
@@ -1205,13 +1307,16 @@ static struct expr *parse_other(struct ps *p)
 /* Parses ( list ) of IN into e's kids after the first. */
 static bool parse_list(struct ps *p, struct expr *e)
 {
+	if (is_op(p, "(") && tok_is_kw(p, peek(p, 1), "select")) {
+		/* IN (SELECT value): the one row of a subquery without FROM */
+		struct expr *el = parse_primary(p);
+		if (!el || !add_kid(p, e, el) || !check_pair(p, el, e->kids[0], el))
+			return false;
+		e->end = el->end;
+		return true;
+	}
 	if (!accept_op(p, "(")) {
 		syntax_here(p);
-		return false;
-	}
-	if (is_kw(p, "select")) {
-		p->i--;
-		unsupported_here(p);
 		return false;
 	}
 	for (;;) {
@@ -1241,9 +1346,10 @@ static struct expr *parse_inlike(struct ps *p)
 		return NULL;
 	bool neg = false;
 	size_t save = p->i;
-	if (is_kw(p, "not") && (tok_is_kw(p, peek(p, 1), "in") || tok_is_kw(p, peek(p, 1), "like") ||
-				tok_is_kw(p, peek(p, 1), "ilike") || tok_is_kw(p, peek(p, 1), "between") ||
-				tok_is_kw(p, peek(p, 1), "similar"))) {
+	if (is_kw(p, "not") &&
+	    (tok_is_kw(p, peek(p, 1), "in") || tok_is_kw(p, peek(p, 1), "like") ||
+	     tok_is_kw(p, peek(p, 1), "ilike") || tok_is_kw(p, peek(p, 1), "between") ||
+	     tok_is_kw(p, peek(p, 1), "similar"))) {
 		advance(p);
 		neg = true;
 	}
@@ -1260,7 +1366,8 @@ static struct expr *parse_inlike(struct ps *p)
 	if (is_kw(p, "like") || is_kw(p, "ilike")) {
 		is_like = true;
 		icase = is_kw(p, "ilike");
-	} else if (!neg && (is_op(p, "~~") || is_op(p, "~~*") || is_op(p, "!~~") || is_op(p, "!~~*"))) {
+	} else if (!neg &&
+		   (is_op(p, "~~") || is_op(p, "~~*") || is_op(p, "!~~") || is_op(p, "!~~*"))) {
 		is_like = true;
 		icase = is_op(p, "~~*") || is_op(p, "!~~*");
 		neg = is_op(p, "!~~") || is_op(p, "!~~*");
@@ -1293,9 +1400,50 @@ static struct expr *parse_inlike(struct ps *p)
 		}
 		return l;
 	}
+	if (is_kw(p, "between") && !tok_is_kw(p, peek(p, 1), "symmetric") &&
+	    !tok_is_kw(p, peek(p, 1), "asymmetric")) {
+		/* x BETWEEN a AND b: x >= a AND x <= b (NOT: x < a OR x > b) */
+		advance(p);
+		struct expr *lo = parse_other(p), *hi = NULL;
+		if (lo && !accept_kw(p, "and")) {
+			syntax_here(p);
+		} else if (lo) {
+			hi = parse_other(p);
+		}
+		if (!hi) {
+			expr_free(e);
+			expr_free(lo);
+			return NULL;
+		}
+		struct expr *e2 = expr_clone(e);
+		struct expr *a = node2(p, E_CMP, ST_BOOL, e, lo);
+		struct expr *b = a ? node2(p, E_CMP, ST_BOOL, e2, hi) : NULL;
+		if (!a)
+			expr_free(e2), expr_free(hi);
+		struct expr *g = b ? node2(p, E_AND, ST_BOOL, a, b) : NULL;
+		if (!b)
+			expr_free(a);
+		if (!g)
+			return NULL;
+		a->op = RT_QUERY_GTE;
+		b->op = RT_QUERY_LTE;
+		if (!check_pair(p, a, e, lo) || !check_pair(p, b, e2, hi)) {
+			expr_free(g);
+			return NULL;
+		}
+		if (!neg)
+			return g;
+		struct expr *n = expr_new(E_NOT, ST_BOOL, g->off, g->end);
+		if (!add_kid(p, n, g)) {
+			expr_free(n);
+			return NULL;
+		}
+		return n;
+	}
 	if (is_kw(p, "between") || is_kw(p, "similar")) {
 		p->i = save;
-		fail_span(p, true, e->off, construct_end(p, p->i + 1 + (neg ? 1 : 0)), "unsupported expression");
+		fail_span(p, true, e->off, construct_end(p, p->i + 1 + (neg ? 1 : 0)),
+			  "unsupported expression");
 		expr_free(e);
 		return NULL;
 	}
@@ -1307,8 +1455,8 @@ static bool cmp_op(const struct ps *p, enum rt_query_op *op)
 	static const struct {
 		const char *s;
 		enum rt_query_op op;
-	} ops[] = {{"=", RT_QUERY_EQ},  {"<>", RT_QUERY_NEQ}, {"!=", RT_QUERY_NEQ},
-		   {"<", RT_QUERY_LT},  {"<=", RT_QUERY_LTE}, {">", RT_QUERY_GT},
+	} ops[] = {{"=", RT_QUERY_EQ},	{"<>", RT_QUERY_NEQ}, {"!=", RT_QUERY_NEQ},
+		   {"<", RT_QUERY_LT},	{"<=", RT_QUERY_LTE}, {">", RT_QUERY_GT},
 		   {">=", RT_QUERY_GTE}};
 	for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
 		if (is_op(p, ops[i].s)) {
@@ -1326,10 +1474,12 @@ static struct expr *parse_cmp(struct ps *p)
 		return e;
 	size_t op_tok = p->i;
 	advance(p);
-	if ((is_kw(p, "any") || is_kw(p, "some") || is_kw(p, "all")) && tok_is_op(p, peek(p, 1), "(")) {
+	if ((is_kw(p, "any") || is_kw(p, "some") || is_kw(p, "all")) &&
+	    tok_is_op(p, peek(p, 1), "(")) {
 		bool is_all = is_kw(p, "all");
 		if ((op != RT_QUERY_EQ || is_all) && (op != RT_QUERY_NEQ || !is_all)) {
-			fail_span(p, true, e->off, construct_end(p, p->i), "unsupported expression (only = ANY and <> ALL)");
+			fail_span(p, true, e->off, construct_end(p, p->i),
+				  "unsupported expression (only = ANY and <> ALL)");
 			expr_free(e);
 			return NULL;
 		}
@@ -1365,7 +1515,8 @@ static struct expr *parse_cmp(struct ps *p)
 			goto err_any;
 		}
 		if (!is_scalar_st(e->st)) {
-			fail_expr(p, false, e, "invalid expression (a json value compared; use ->> for text)");
+			fail_expr(p, false, e,
+				  "invalid expression (a json value compared; use ->> for text)");
 			goto err_any;
 		}
 		if (arr->kind == E_ARRAY) {
@@ -1458,8 +1609,8 @@ static struct expr *parse_is(struct ps *p)
 			fail_expr(p, true, n, "unsupported expression");
 			expr_free(n);
 			return NULL;
-		} else if (kind == E_ISBOOL && !e->has_col && e->st != ST_BOOL && e->st != ST_UNKNOWN &&
-			   e->st != ST_TEXT) {
+		} else if (kind == E_ISBOOL && !e->has_col && e->st != ST_BOOL &&
+			   e->st != ST_UNKNOWN && e->st != ST_TEXT) {
 			fail_expr(p, false, n, "invalid expression (IS TRUE needs a boolean)");
 			expr_free(n);
 			return NULL;
@@ -1501,7 +1652,7 @@ static struct expr *parse_chain(struct ps *p, bool is_or)
 	if (!e || !(is_or ? is_kw(p, "or") : is_kw(p, "and")))
 		return e;
 	struct expr *n = expr_new(is_or ? E_OR : E_AND, ST_BOOL, e->off, e->end);
-	if (!check_cond(p, e) || !add_kid(p, n, e))
+	if (!add_kid(p, n, e) || !check_cond(p, e))
 		goto err;
 	while (accept_kw(p, is_or ? "or" : "and")) {
 		struct expr *k = is_or ? parse_chain(p, false) : parse_not(p);
@@ -1556,9 +1707,9 @@ enum cv_kind { CV_NULL, CV_TEXT, CV_JSON, CV_LIST };
 struct cval {
 	enum cv_kind k;
 	enum rt_pgval_class cls;
-	char *text;          /* CV_TEXT (owned) */
-	const json_t *json;  /* CV_JSON (borrowed from the claims or the policy) */
-	char **items;        /* CV_LIST; NULL items are SQL NULLs */
+	char *text;	    /* CV_TEXT (owned) */
+	const json_t *json; /* CV_JSON (borrowed from the claims or the policy) */
+	char **items;	    /* CV_LIST; NULL items are SQL NULLs */
 	size_t n_items;
 };
 
@@ -1607,15 +1758,16 @@ static void set_text(struct cval *v, char *text, enum rt_pgval_class cls)
 	v->cls = cls;
 }
 
+/* claims ->> name */
 static char *claim_text(const struct fold_ctx *x, const char *name)
 {
-	const json_t *j = json_object_get(x->claims, name);
-	if (j && (json_is_object(j) || json_is_array(j)))
-		return json_text(j);
-	return json_text(j);
+	return json_text(json_object_get(x->claims, name));
 }
 
 static enum tri eval_tri(const struct fold_ctx *x, const struct expr *e);
+static enum rt_pgval_class pair_class(enum rt_pgval_class a, enum rt_pgval_class b);
+static enum tri cmp_texts(enum rt_query_op op, enum rt_pgval_class cls, const char *a,
+			  const char *b);
 
 static void eval_val(const struct fold_ctx *x, const struct expr *e, struct cval *v)
 {
@@ -1642,10 +1794,7 @@ static void eval_val(const struct fold_ctx *x, const struct expr *e, struct cval
 	case E_ROLE:
 	case E_CLAIM_SETTING: {
 		const char *name = e->kind == E_ROLE ? "role" : e->text;
-		char *t = claim_text(x, name);
-		if (!t && !strcmp(name, "role") && x->who->role)
-			t = rt_xstrdup(x->who->role);
-		set_text(v, t, RT_PGVAL_TEXT);
+		set_text(v, claim_text(x, name), RT_PGVAL_TEXT);
 		return;
 	}
 	case E_EMAIL: set_text(v, claim_text(x, "email"), RT_PGVAL_TEXT); return;
@@ -1691,7 +1840,7 @@ static void eval_val(const struct fold_ctx *x, const struct expr *e, struct cval
 		case CT_TEXT:
 		case CT_NUM:
 		case CT_BOOL: {
-			enum rt_pgval_class cls = e->cast == CT_NUM	 ? RT_PGVAL_NUM
+			enum rt_pgval_class cls = e->cast == CT_NUM    ? RT_PGVAL_NUM
 						  : e->cast == CT_BOOL ? RT_PGVAL_BOOL
 								       : RT_PGVAL_TEXT;
 			if (v->k == CV_JSON) {
@@ -1721,8 +1870,9 @@ static void eval_val(const struct fold_ctx *x, const struct expr *e, struct cval
 				char **items = NULL;
 				bool *nulls = NULL;
 				size_t n = 0;
-				int rc = rt_pgval_parse_array(v->text, strlen(v->text), RT_POLICY_MAX_EXPR,
-							      &items, &nulls, &n);
+				int rc = rt_pgval_parse_array(v->text, strlen(v->text),
+							      RT_POLICY_MAX_EXPR, &items, &nulls,
+							      &n);
 				cval_clear(v);
 				if (rc) {
 					for (size_t i = 0; i < n; i++)
@@ -1761,6 +1911,23 @@ static void eval_val(const struct fold_ctx *x, const struct expr *e, struct cval
 			v->k = CV_NULL;
 		}
 		cval_clear(&a);
+		cval_clear(&b);
+		return;
+	}
+	case E_COALESCE:
+		for (size_t i = 0; i < e->n_kids; i++) {
+			eval_val(x, e->kids[i], v);
+			if (v->k != CV_NULL)
+				return;
+		}
+		return;
+	case E_NULLIF: {
+		struct cval b;
+		eval_val(x, e->kids[0], v);
+		eval_val(x, e->kids[1], &b);
+		if (v->k == CV_TEXT && b.k == CV_TEXT &&
+		    cmp_texts(RT_QUERY_EQ, pair_class(v->cls, b.cls), v->text, b.text) == T_TRUE)
+			cval_clear(v);
 		cval_clear(&b);
 		return;
 	}
@@ -1891,9 +2058,11 @@ static enum tri eval_tri(const struct fold_ctx *x, const struct expr *e)
 		eval_val(x, e->kids[0], &a);
 		eval_val(x, e->kids[1], &b);
 		enum tri r = T_NULL;
-		const char *ta = a.k == CV_TEXT ? a.text : NULL, *tb = b.k == CV_TEXT ? b.text : NULL;
-		enum rt_pgval_class cls = pair_class(a.k == CV_TEXT ? a.cls : class_of_st(e->kids[0]->st),
-						     b.k == CV_TEXT ? b.cls : class_of_st(e->kids[1]->st));
+		const char *ta = a.k == CV_TEXT ? a.text : NULL,
+			   *tb = b.k == CV_TEXT ? b.text : NULL;
+		enum rt_pgval_class cls =
+			pair_class(a.k == CV_TEXT ? a.cls : class_of_st(e->kids[0]->st),
+				   b.k == CV_TEXT ? b.cls : class_of_st(e->kids[1]->st));
 		if (e->kind == E_CMP) {
 			r = cmp_texts(e->op, cls, ta, tb);
 		} else if (e->kind == E_LIKE) {
@@ -1941,7 +2110,8 @@ static enum tri eval_tri(const struct fold_ctx *x, const struct expr *e)
 			if (l.k == CV_LIST)
 				cls = pair_class(cls, l.cls);
 		}
-		enum tri r = l.k == CV_LIST ? in_list(cls, a.k == CV_TEXT ? a.text : NULL, l.items, l.n_items)
+		enum tri r = l.k == CV_LIST ? in_list(cls, a.k == CV_TEXT ? a.text : NULL, l.items,
+						      l.n_items)
 					    : T_NULL;
 		if (e->neg)
 			r = tri_not(r);
@@ -2000,7 +2170,8 @@ static void node_add_child(struct rt_query_node *g, struct rt_query_node *kid)
 {
 	if (kid->kind == g->kind && !kid->is_negated) { /* flatten */
 		for (size_t i = 0; i < kid->n_children; i++) {
-			g->children = rt_xrealloc(g->children, (g->n_children + 1) * sizeof *g->children);
+			g->children =
+				rt_xrealloc(g->children, (g->n_children + 1) * sizeof *g->children);
 			g->children[g->n_children++] = kid->children[i];
 		}
 		free(kid->children);
@@ -2159,8 +2330,8 @@ static enum fr fold(const struct fold_ctx *x, const struct expr *e, bool neg,
 			cval_clear(&v);
 			return FR_FALSE;
 		}
-		node_set_cond(out, bare_col(e->kids[0])->text, e->flag ? RT_QUERY_ILIKE : RT_QUERY_LIKE,
-			      neg != e->neg);
+		node_set_cond(out, bare_col(e->kids[0])->text,
+			      e->flag ? RT_QUERY_ILIKE : RT_QUERY_LIKE, neg != e->neg);
 		node_add_value(out, v.text);
 		cval_clear(&v);
 		return FR_TREE;
@@ -2191,7 +2362,8 @@ static enum fr fold(const struct fold_ctx *x, const struct expr *e, bool neg,
 		node_set_cond(&c, bare_col(col)->text, RT_QUERY_IS, !distinct);
 		node_add_value(&c, "null");
 		node_add_child(&g, &c);
-		node_set_cond(&c, bare_col(col)->text, distinct ? RT_QUERY_NEQ : RT_QUERY_EQ, false);
+		node_set_cond(&c, bare_col(col)->text, distinct ? RT_QUERY_NEQ : RT_QUERY_EQ,
+			      false);
 		node_add_value(&c, v.text);
 		node_add_child(&g, &c);
 		cval_clear(&v);
@@ -2223,8 +2395,8 @@ static enum fr fold(const struct fold_ctx *x, const struct expr *e, bool neg,
 				eval_val(x, e->kids[1], &l);
 				list_of(&l);
 			}
-			enum fr r = l.k == CV_LIST ? fold_in(bare_col(lhs)->text, l.items, l.n_items,
-							     is_not, out)
+			enum fr r = l.k == CV_LIST ? fold_in(bare_col(lhs)->text, l.items,
+							     l.n_items, is_not, out)
 						   : FR_FALSE;
 			cval_clear(&l);
 			return r;
@@ -2245,9 +2417,11 @@ static enum fr fold(const struct fold_ctx *x, const struct expr *e, bool neg,
 				struct cval a, b;
 				eval_val(x, lhs, &a);
 				eval_val(x, el, &b);
-				enum tri t = cmp_texts(RT_QUERY_EQ, pair_class(class_of_st(lhs->st), class_of_st(el->st)),
-						       a.k == CV_TEXT ? a.text : NULL,
-						       b.k == CV_TEXT ? b.text : NULL);
+				enum tri t = cmp_texts(
+					RT_QUERY_EQ,
+					pair_class(class_of_st(lhs->st), class_of_st(el->st)),
+					a.k == CV_TEXT ? a.text : NULL,
+					b.k == CV_TEXT ? b.text : NULL);
 				cval_clear(&a);
 				cval_clear(&b);
 				r = fold_tri(t, is_not);
@@ -2268,7 +2442,8 @@ static enum fr fold(const struct fold_ctx *x, const struct expr *e, bool neg,
 /* ---- evaluation against a row ---- */
 
 static enum tri eval_node(const struct rt_query_node *n, const json_t *row,
-			  const char *(*type_of)(const char *column, void *ctx), void *ctx, int depth)
+			  const char *(*type_of)(const char *column, void *ctx), void *ctx,
+			  int depth)
 {
 	enum tri r = T_NULL;
 	if (depth > 4 * RT_POLICY_MAX_DEPTH)
@@ -2356,8 +2531,8 @@ int rt_policy_eval(const struct rt_query_node *n, const json_t *row,
 /* ---- canonical text ---- */
 
 static const char *const op_names[] = {
-	[RT_QUERY_EQ] = "eq",	  [RT_QUERY_NEQ] = "neq", [RT_QUERY_GT] = "gt",
-	[RT_QUERY_GTE] = "gte",	  [RT_QUERY_LT] = "lt",	  [RT_QUERY_LTE] = "lte",
+	[RT_QUERY_EQ] = "eq",	  [RT_QUERY_NEQ] = "neq",     [RT_QUERY_GT] = "gt",
+	[RT_QUERY_GTE] = "gte",	  [RT_QUERY_LT] = "lt",	      [RT_QUERY_LTE] = "lte",
 	[RT_QUERY_LIKE] = "like", [RT_QUERY_ILIKE] = "ilike", [RT_QUERY_IS] = "is",
 	[RT_QUERY_IN] = "in",
 };
@@ -2383,8 +2558,10 @@ static void canon(const struct rt_query_node *n, struct rt_buf *out, int depth)
 	rt_buf_append_str(out, "c(");
 	const char *col = n->column ? n->column : "";
 	rt_buf_append_json_str(out, col, strlen(col));
-	rt_buf_printf(out, ",%s,[", (size_t)n->op < sizeof op_names / sizeof op_names[0] &&
-					    op_names[n->op] ? op_names[n->op] : "?");
+	rt_buf_printf(out, ",%s,[",
+		      (size_t)n->op < sizeof op_names / sizeof op_names[0] && op_names[n->op]
+			      ? op_names[n->op]
+			      : "?");
 	for (size_t i = 0; i < n->n_values; i++) {
 		if (i)
 			rt_buf_append_byte(out, ',');
@@ -2688,8 +2865,8 @@ enum rt_policy_verdict rt_policies_predicate(const struct rt_policies *p, const 
 /* ---- validation ---- */
 
 static int check_cols(const struct expr *e, const struct tbl *t, const struct pol *q,
-		      bool (*has_column)(const char *, const char *, const char *, void *), void *ctx,
-		      char *err, size_t err_cap)
+		      bool (*has_column)(const char *, const char *, const char *, void *),
+		      void *ctx, char *err, size_t err_cap)
 {
 	if (!e)
 		return 0;
@@ -2705,8 +2882,8 @@ static int check_cols(const struct expr *e, const struct tbl *t, const struct po
 }
 
 int rt_policies_validate(const struct rt_policies *p,
-			 bool (*has_column)(const char *schema, const char *table, const char *column,
-					    void *ctx),
+			 bool (*has_column)(const char *schema, const char *table,
+					    const char *column, void *ctx),
 			 void *ctx, char *err, size_t err_cap)
 {
 	for (size_t i = 0; p && i < p->n_tbls; i++) {
@@ -2809,6 +2986,8 @@ static int policy_err(const struct ps *p, const char *name, const char *schema, 
 	format_err(p, m, sizeof m);
 	if (name && table)
 		errf(err, err_cap, "policy \"%s\" on %s.%s: %s", name, schema, table, m);
+	else if (name)
+		errf(err, err_cap, "policy \"%s\": %s", name, m);
 	else
 		errf(err, err_cap, "CREATE POLICY: %s", m);
 	return -1;
@@ -2849,8 +3028,10 @@ static int create_policy(struct rt_policies *set, struct ps *p, const char *defa
 		static const struct {
 			const char *kw;
 			unsigned cmds;
-		} cmds[] = {{"all", RT_POLICY_ALL},	  {"select", RT_POLICY_SELECT},
-			    {"insert", RT_POLICY_INSERT}, {"update", RT_POLICY_UPDATE},
+		} cmds[] = {{"all", RT_POLICY_ALL},
+			    {"select", RT_POLICY_SELECT},
+			    {"insert", RT_POLICY_INSERT},
+			    {"update", RT_POLICY_UPDATE},
 			    {"delete", RT_POLICY_DELETE}};
 		size_t i;
 		for (i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
@@ -2902,14 +3083,15 @@ static int create_policy(struct rt_policies *set, struct ps *p, const char *defa
 		goto err_syntax;
 	}
 	if (q.cmds == RT_POLICY_INSERT && q.using_.is_present) {
-		errf(err, err_cap, "policy \"%s\" on %s.%s: only WITH CHECK expression allowed for INSERT",
+		errf(err, err_cap,
+		     "policy \"%s\" on %s.%s: only WITH CHECK expression allowed for INSERT",
 		     q.name, schema, table);
 		goto out;
 	}
 	if ((q.cmds == RT_POLICY_SELECT || q.cmds == RT_POLICY_DELETE) && q.check.is_present) {
 		errf(err, err_cap,
-		     "policy \"%s\" on %s.%s: WITH CHECK cannot be applied to SELECT or DELETE", q.name,
-		     schema, table);
+		     "policy \"%s\" on %s.%s: WITH CHECK cannot be applied to SELECT or DELETE",
+		     q.name, schema, table);
 		goto out;
 	}
 	struct tbl *t = find_tbl(set, schema, table);
@@ -2926,8 +3108,7 @@ static int create_policy(struct rt_policies *set, struct ps *p, const char *defa
 	rc = 1;
 	goto out;
 err_syntax:
-	policy_err(p, q.name, schema ? schema : default_schema ? default_schema : "public",
-		   table ? table : "?", err, err_cap);
+	policy_err(p, q.name, schema, table, err, err_cap);
 out:
 	pol_deinit(&q);
 	free(schema);
@@ -2935,8 +3116,8 @@ out:
 	return rc;
 }
 
-static int drop_policy(struct rt_policies *set, struct ps *p, const char *default_schema,
-		       char *err, size_t err_cap)
+static int drop_policy(struct rt_policies *set, struct ps *p, const char *default_schema, char *err,
+		       size_t err_cap)
 {
 	char m[256];
 	bool if_exists = false;
@@ -2986,8 +3167,8 @@ out:
 }
 
 /* ALTER TABLE … { ENABLE | DISABLE | FORCE | NO FORCE } ROW LEVEL SECURITY [, …]. */
-static int alter_table(struct rt_policies *set, struct ps *p, const char *default_schema,
-		       char *err, size_t err_cap)
+static int alter_table(struct rt_policies *set, struct ps *p, const char *default_schema, char *err,
+		       size_t err_cap)
 {
 	if (is_kw(p, "if") && tok_is_kw(p, peek(p, 1), "exists")) {
 		advance(p);
@@ -3043,7 +3224,8 @@ static int alter_table(struct rt_policies *set, struct ps *p, const char *defaul
 		goto out;
 	if (n_other || n_rls > 64 || !at_end(p)) {
 		errf(err, err_cap,
-		     "ALTER TABLE %s.%s: row level security actions mixed with other actions are not "
+		     "ALTER TABLE %s.%s: row level security actions mixed with other actions are "
+		     "not "
 		     "supported",
 		     schema, table);
 		rc = -1;
@@ -3132,8 +3314,9 @@ int rt_policies_add_def(struct rt_policies *set, const struct rt_policy_def *def
 	const char *schema = def->schema ? def->schema : "public";
 	if ((def->cmds == RT_POLICY_INSERT && def->using_sql) ||
 	    ((def->cmds == RT_POLICY_SELECT || def->cmds == RT_POLICY_DELETE) && def->check_sql)) {
-		errf(err, err_cap, "policy \"%s\" on %s.%s: malformed definition (expression for "
-				   "the wrong command)",
+		errf(err, err_cap,
+		     "policy \"%s\" on %s.%s: malformed definition (expression for "
+		     "the wrong command)",
 		     def->name, schema, def->table);
 		return -1;
 	}
@@ -3162,7 +3345,8 @@ int rt_policies_add_def(struct rt_policies *set, const struct rt_policy_def *def
 	char msg[256];
 	if (def->using_sql) {
 		q.using_.is_present = true;
-		if (!compile_def_expr(def->using_sql, schema, def->table, &q.using_.e, msg, sizeof msg)) {
+		if (!compile_def_expr(def->using_sql, schema, def->table, &q.using_.e, msg,
+				      sizeof msg)) {
 			errf(err, err_cap, "policy \"%s\" on %s.%s: USING: %s", def->name, schema,
 			     def->table, msg);
 			rc = 1;
@@ -3170,10 +3354,11 @@ int rt_policies_add_def(struct rt_policies *set, const struct rt_policy_def *def
 	}
 	if (def->check_sql) {
 		q.check.is_present = true;
-		if (!compile_def_expr(def->check_sql, schema, def->table, &q.check.e, msg, sizeof msg) &&
+		if (!compile_def_expr(def->check_sql, schema, def->table, &q.check.e, msg,
+				      sizeof msg) &&
 		    rc == 0) {
-			errf(err, err_cap, "policy \"%s\" on %s.%s: WITH CHECK: %s", def->name, schema,
-			     def->table, msg);
+			errf(err, err_cap, "policy \"%s\" on %s.%s: WITH CHECK: %s", def->name,
+			     schema, def->table, msg);
 			rc = 1;
 		}
 	}

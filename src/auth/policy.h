@@ -23,10 +23,13 @@
  * when a policy has none) the rows inserted or left by an update. The role
  * service_role, and a NULL requester (the server itself), bypass RLS.
  *
- * The supported expressions are in docs/security.md. A policy outside them
- * is refused with its name and the byte offset of the unsupported part
- * (schema-file statements), or kept as opaque (catalog definitions: the
- * PostgreSQL store has the database evaluate it; RT_POLICY_OPAQUE).
+ * The supported expressions are in docs/security.md (the policy section:
+ * docs/security-policy.md). A policy outside them is refused with its name
+ * and the byte offset of the unsupported part (schema-file statements), or
+ * kept as opaque (catalog definitions: the PostgreSQL store has the database
+ * evaluate it; RT_POLICY_OPAQUE). Roles match by name (no role membership);
+ * FORCE ROW LEVEL SECURITY is recorded and changes nothing (API roles never
+ * own tables).
  *
  * Ownership: a policy set is reference-counted and immutable once built
  *            (the builder calls before it is shared); predicate trees are
@@ -110,7 +113,8 @@ int rt_policies_add_statement(struct rt_policies *p, const char *stmt, size_t le
 int rt_policies_add_def(struct rt_policies *p, const struct rt_policy_def *def, char *err,
 			size_t err_cap);
 
-/* Turns RLS on or off for schema.table (off when never said). */
+/* Turns RLS on or off for schema.table (off when never said; schema NULL:
+ * public). */
 void rt_policies_set_enabled(struct rt_policies *p, const char *schema, const char *table,
 			     bool is_enabled);
 
@@ -137,11 +141,22 @@ size_t rt_policies_count(const struct rt_policies *p, size_t *n_opaque);
 /*
  * The condition a row of schema.table must meet for `who` to run cmd (one
  * RT_POLICY_* bit). With is_check the WITH CHECK side (INSERT, and UPDATE's
- * new row), else USING. who NULL, or role service_role, is ALLOW_ALL. On
- * RT_POLICY_ROWS, *out (need not be initialized) gets the predicate with
- * the requester's values substituted and constant parts folded away; the
- * caller releases it with rt_query_node_deinit(). Column names in it are as
- * the policy wrote them (unquoted identifiers folded to lower case).
+ * new row), else USING. ALLOW_ALL: who NULL, role service_role, RLS off, or
+ * the policies fold to true; DENY_ALL: no applicable permissive policy with
+ * an expression for that side, or they fold to false or NULL; OPAQUE: an
+ * applicable side is opaque (checked after DENY_ALL's first case). *out
+ * (need not be initialized) is always set: on RT_POLICY_ROWS the predicate
+ * with the requester's values substituted and constant parts folded away
+ * (three-valued: NULL counts as false), else an empty AND; the caller
+ * releases it with rt_query_node_deinit(). The tree is in negation normal
+ * form: AND/OR groups (flattened, two or more children, never negated) over
+ * conditions (possibly negated) with ops eq neq lt lte gt gte in (1 to
+ * RT_QUERY_MAX_LIST values; longer lists are split over an OR, or an AND of
+ * negated ins) like ilike and is (values "null", "true", "false"). Column
+ * names are as the policy wrote them (unquoted identifiers folded to lower
+ * case). PostgreSQL also applies the SELECT policies to an UPDATE or DELETE
+ * that reads rows (WHERE, RETURNING) and to INSERT … RETURNING: that
+ * combination is the caller's.
  */
 enum rt_policy_verdict rt_policies_predicate(const struct rt_policies *p, const char *schema,
 					     const char *table, unsigned cmd, bool is_check,
@@ -150,15 +165,19 @@ enum rt_policy_verdict rt_policies_predicate(const struct rt_policies *p, const 
 /*
  * Evaluates a predicate against row (column → JSON value) with SQL's
  * three-valued logic. type_of(column, ctx) gives a column's PostgreSQL type
- * name (values compare as filter.h's do: numbers, booleans, text). Returns
- * 1 (true), 0 (false) or -1 (NULL: a row is not visible). A column absent
- * from row is NULL.
+ * name (values compare as filter.h's do, through common/pgval.h: numbers,
+ * booleans, text by bytes); a NULL type_of makes every column text, a NULL
+ * answer makes that comparison NULL. Returns 1 (true), 0 (false) or -1
+ * (NULL: a row is not visible). A column absent from row, or JSON null, is
+ * NULL. An empty AND is true, an empty OR false; n NULL is true.
  */
 int rt_policy_eval(const struct rt_query_node *n, const json_t *row,
 		   const char *(*type_of)(const char *column, void *ctx), void *ctx);
 
 /* Appends a canonical text of a predicate to out: equal texts, equal
- * predicates (for sharing matcher entries between requesters). */
+ * predicates (for sharing matcher entries between requesters). Columns and
+ * values are JSON-escaped strings, so no two trees share a text; n NULL
+ * reads "and()". Deterministic for one policy set and requester values. */
 void rt_policy_canon(const struct rt_query_node *n, struct rt_buf *out);
 
 /* When a predicate is, or is an AND with, a non-negated `column = value`

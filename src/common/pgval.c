@@ -11,7 +11,6 @@ static bool is_ws(char c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
 }
 
-
 bool rt_pgval_is_int_type(const char *t)
 {
 	return !strcmp(t, "int2") || !strcmp(t, "int4") || !strcmp(t, "int8") || !strcmp(t, "oid");
@@ -19,7 +18,8 @@ bool rt_pgval_is_int_type(const char *t)
 
 enum rt_pgval_class rt_pgval_class_of(const char *t)
 {
-	if (rt_pgval_is_int_type(t) || !strcmp(t, "float4") || !strcmp(t, "float8") || !strcmp(t, "numeric"))
+	if (rt_pgval_is_int_type(t) || !strcmp(t, "float4") || !strcmp(t, "float8") ||
+	    !strcmp(t, "numeric"))
 		return RT_PGVAL_NUM;
 	if (!strcmp(t, "bool"))
 		return RT_PGVAL_BOOL;

@@ -1,9 +1,7 @@
 #include "realtime/filter.h"
 
 #include <ctype.h>
-#include <errno.h>
 #include <limits.h>
-#include <math.h>
 #include <regex.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -256,104 +254,6 @@ static char *unquote_value(const char *v, size_t n)
 	return rt_xstrndup(v, n);
 }
 
-/*
- * Parses the one-dimensional Postgres array literal lit[0..n) ("{…}") into
- * c->values; unquoted NULL elements are flagged in *is_null (allocated only
- * when one occurs). Returns 0, or -1 when malformed or over RT_FILTER_MAX_IN
- * (*too_many set); c keeps what was parsed so far for rt_filter_free.
- */
-static int parse_array(const char *lit, size_t n, struct rt_filter_cond *c, bool **is_null,
-		       bool *too_many)
-{
-	size_t p = 1, cap = 0;
-	*too_many = false;
-	while (p < n && is_ws(lit[p]))
-		p++;
-	if (p < n && lit[p] == '}') {
-		p++;
-		goto out_trailing;
-	}
-	for (;;) {
-		while (p < n && is_ws(lit[p]))
-			p++;
-		if (p >= n)
-			return -1;
-		char *el = rt_xmalloc(n);
-		size_t len = 0;
-		bool is_null_el = false;
-		if (lit[p] == '"') {
-			for (p++; p < n && lit[p] != '"'; p++) {
-				if (lit[p] == '\\' && ++p >= n)
-					break;
-				el[len++] = lit[p];
-			}
-			if (p >= n) {
-				free(el);
-				return -1;
-			}
-			p++;
-			while (p < n && is_ws(lit[p]))
-				p++;
-		} else {
-			size_t keep = 0; /* length without trailing unescaped blanks */
-			bool has_escape = false;
-			for (; p < n && lit[p] != ',' && lit[p] != '}'; p++) {
-				char ch = lit[p];
-				if (ch == '"' || ch == '{') {
-					free(el);
-					return -1;
-				}
-				if (ch == '\\') {
-					if (++p >= n)
-						break;
-					el[len++] = lit[p];
-					keep = len;
-					has_escape = true;
-					continue;
-				}
-				el[len++] = ch;
-				if (!is_ws(ch))
-					keep = len;
-			}
-			len = keep;
-			if (!len || p >= n) {
-				free(el);
-				return -1;
-			}
-			is_null_el = !has_escape && len == 4 && !strncasecmp(el, "NULL", 4);
-		}
-		el[len] = '\0';
-		if (c->n_values == RT_FILTER_MAX_IN) {
-			free(el);
-			*too_many = true;
-			return -1;
-		}
-		if (c->n_values == cap) {
-			cap = cap ? cap * 2 : 4;
-			c->values = rt_xrealloc(c->values, cap * sizeof *c->values);
-		}
-		if (is_null_el && !*is_null)
-			*is_null = rt_xcalloc(RT_FILTER_MAX_IN, sizeof **is_null);
-		if (*is_null)
-			(*is_null)[c->n_values] = is_null_el;
-		c->values[c->n_values++] = el;
-		if (p >= n)
-			return -1;
-		if (lit[p] == ',') {
-			p++;
-			continue;
-		}
-		if (lit[p] != '}')
-			return -1;
-		p++;
-		break;
-	}
-out_trailing:
-	while (p < n && is_ws(lit[p]))
-		p++;
-	return p == n ? 0 : -1;
-}
-
 /* Where a bracket expression starting at p ('[') ends. */
 static const char *skip_bracket(const char *p)
 {
@@ -565,11 +465,12 @@ static int parse_segment(const char *s, size_t n, struct rt_filter_cond *c, char
 	memcpy(lit + 1, val + 1, val_len - 2);
 	lit[val_len - 1] = '}';
 	lit[val_len] = '\0';
-	bool *is_null = NULL, too_many;
-	int rc = parse_array(lit, val_len, c, &is_null, &too_many);
+	bool *is_null = NULL;
+	int rc = rt_pgval_parse_array(lit, val_len, RT_FILTER_MAX_IN, &c->values, &is_null,
+				      &c->n_values);
 	if (is_null)
 		priv_get(c)->is_null = is_null;
-	if (rc && too_many)
+	if (rc == -2)
 		errf(err, err_cap, PARSE_PREFIX "too many values for `in` filter. Maximum %d",
 		     RT_FILTER_MAX_IN);
 	else if (rc)
@@ -810,11 +711,13 @@ static int check_cast(const char *s, const char *t, char *err, size_t err_cap)
 	if (!rt_pgval_is_int_type(t)) {
 		if (rt_pgval_parse_num(s, &n))
 			return 0;
-		errf(err, err_cap, "invalid input syntax for type %s: \"%s\"", rt_pgval_type_display(t), s);
+		errf(err, err_cap, "invalid input syntax for type %s: \"%s\"",
+		     rt_pgval_type_display(t), s);
 		return -1;
 	}
 	if (!is_int_text(s)) {
-		errf(err, err_cap, "invalid input syntax for type %s: \"%s\"", rt_pgval_type_display(t), s);
+		errf(err, err_cap, "invalid input syntax for type %s: \"%s\"",
+		     rt_pgval_type_display(t), s);
 		return -1;
 	}
 	long long lo = LLONG_MIN, hi = LLONG_MAX;
