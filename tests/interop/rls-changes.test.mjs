@@ -175,4 +175,24 @@ describe('postgres_changes under row-level security', () => {
     await sleep(300);
     assert.deepEqual(got(), [ids[0], ids[2]]);
   });
+
+  it('a policy change at runtime changes what arrives, without repeats (PostgreSQL)', { skip: STORE !== 'postgres' && 'policies of the schema file are fixed', timeout: 40_000 }, async (t) => {
+    const sc = scope(t);
+    const l = await listen(await userClient(sc, A), 'rls-runtime', [ALL]);
+    sql(`CREATE POLICY "b shared" ON notes FOR SELECT TO authenticated USING (owner = '${B}')`);
+    t.after(() => sql('DROP POLICY IF EXISTS "b shared" ON notes'));
+    let got = null;
+    for (let i = 0; i < 60 && !got; i++) { // the store notices within seconds
+      sql(`INSERT INTO notes (id, owner, body) VALUES (${newId()}, '${B}', 'shared')`);
+      await sleep(250);
+      got = l.events.events.find((e) => e.new?.owner === B);
+    }
+    assert.ok(got, "B's rows reach A once the new policy is in force");
+    const a = newId();
+    sql(`INSERT INTO notes (id, owner, body) VALUES (${a}, '${A}', 'a')`);
+    await l.events.waitFor((e) => e.new?.id === a, 5000, "A's own row still");
+    await sleep(300);
+    const ids = l.events.events.map((e) => e.new.id);
+    assert.equal(new Set(ids).size, ids.length, `no change twice: ${ids}`);
+  });
 });
