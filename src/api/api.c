@@ -141,7 +141,12 @@ static bool may_send_private(struct rt_realtime *rt, const struct rt_jwt_claims 
 {
 	struct rt_auth who = {.role = claims->role, .claims = claims->claims, .topic = topic};
 	struct rt_channel_access access;
-	rt_realtime_authorize(rt, &who, true, &access);
+	if (rt_realtime_authorize(rt, &who, true, &access) == 1) {
+		/* rt_store_topic_allowed blocks on the database: not on a worker */
+		rt_warn("broadcast to private topic %s: a policy on realtime.messages is outside the "
+			"compiled subset; HTTP broadcast denied", topic ? topic : "");
+		return false;
+	}
 	return access.may_send;
 }
 

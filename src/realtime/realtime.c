@@ -327,18 +327,19 @@ static const char *messages_type(const char *column, void *ctx)
 }
 
 /* Whether the policies on realtime.messages let who run cmd (SELECT: read,
- * INSERT: write) for extension on who->topic. */
-static bool messages_allowed(struct rt_realtime *rt, struct rt_policies *pol,
-			     const struct rt_auth *who, unsigned cmd, const char *extension)
+ * INSERT: write) for extension on who->topic: 1 yes, 0 no, -1 the database
+ * must say (a policy outside the compiled subset). */
+static int messages_allowed(struct rt_policies *pol, const struct rt_auth *who, unsigned cmd,
+			    const char *extension)
 {
 	struct rt_query_node pred;
 	bool is_check = cmd == RT_POLICY_INSERT;
 	enum rt_policy_verdict v =
 		rt_policies_predicate(pol, "realtime", "messages", cmd, is_check, who, &pred);
-	bool ok = false;
+	int ok = 0;
 	switch (v) {
 	case RT_POLICY_ALLOW_ALL:
-		ok = true;
+		ok = 1;
 		break;
 	case RT_POLICY_DENY_ALL:
 		break;
@@ -351,13 +352,7 @@ static bool messages_allowed(struct rt_realtime *rt, struct rt_policies *pol,
 		break;
 	}
 	case RT_POLICY_OPAQUE:
-		/* rt_store_topic_allowed blocks on the database: not on a worker */
-		(void)rt;
-		rt_warn("channel %s: a policy on realtime.messages is outside the compiled subset; "
-			"%s for role %s denied (database-evaluated channel policies are not "
-			"supported on the socket)",
-			who->topic ? who->topic : "", cmd == RT_POLICY_SELECT ? "read" : "write",
-			who->role);
+		ok = -1;
 		break;
 	}
 	return ok;
@@ -380,10 +375,16 @@ int rt_realtime_authorize(struct rt_realtime *rt, const struct rt_auth *who, boo
 		*out = (struct rt_channel_access){false, false, false};
 	} else if (pol && rt_policies_has_any(pol, "realtime", "messages")) {
 		/* Supabase: a join needs read for broadcast or for presence */
-		out->may_read = messages_allowed(rt, pol, who, RT_POLICY_SELECT, "broadcast") ||
-				messages_allowed(rt, pol, who, RT_POLICY_SELECT, "presence");
-		out->may_send = messages_allowed(rt, pol, who, RT_POLICY_INSERT, "broadcast");
-		out->may_track = messages_allowed(rt, pol, who, RT_POLICY_INSERT, "presence");
+		int rb = messages_allowed(pol, who, RT_POLICY_SELECT, "broadcast");
+		int rp = messages_allowed(pol, who, RT_POLICY_SELECT, "presence");
+		int wb = messages_allowed(pol, who, RT_POLICY_INSERT, "broadcast");
+		int wp = messages_allowed(pol, who, RT_POLICY_INSERT, "presence");
+		if (rb < 0 || rp < 0 || wb < 0 || wp < 0) { /* the database decides it all */
+			rt_policies_unref(pol);
+			*out = (struct rt_channel_access){false, false, false};
+			return 1;
+		}
+		*out = (struct rt_channel_access){rb || rp, wb, wp};
 	} else { /* no channel policies: the configured roles */
 		bool ok = rt_realtime_role_allowed(rt, who->role);
 		*out = (struct rt_channel_access){ok, ok, ok};
@@ -625,7 +626,48 @@ static void subscribe_changes(struct rt_channel *ch, struct rt_binding **parsed,
 		start_catchup(ch, after);
 }
 
+static void handle_join_decided(struct rt_session *s, struct rt_phx_msg *m,
+				const struct rt_channel_access *decided);
+
+/* A join waiting for the database's channel authorization. */
+struct pending_join {
+	char *join_ref, *ref, *topic;
+	json_t *payload;
+};
+
+static void pending_join_free(void *ctx)
+{
+	struct pending_join *pj = ctx;
+	free(pj->join_ref);
+	free(pj->ref);
+	free(pj->topic);
+	json_decref(pj->payload);
+	free(pj);
+}
+
+static void join_decided(struct rt_session *s, void *ctx, const struct rt_channel_access *access)
+{
+	struct pending_join *pj = ctx;
+	struct rt_phx_msg m = {.join_ref = pj->join_ref, .ref = pj->ref, .topic = pj->topic,
+			       .event = (char *)"phx_join", .payload = pj->payload};
+	handle_join_decided(s, &m, access);
+	pending_join_free(pj);
+}
+
+static char *dup_or_null(const char *v)
+{
+	return v ? rt_xstrdup(v) : NULL;
+}
+
 static void handle_join(struct rt_session *s, struct rt_phx_msg *m)
+{
+	handle_join_decided(s, m, NULL);
+}
+
+/* A join; decided (may be NULL) is the database's channel authorization when
+ * it was asked for it. */
+static void handle_join_decided(struct rt_session *s, struct rt_phx_msg *m,
+				const struct rt_channel_access *decided)
 {
 	struct rt_realtime *rt = s->rw->rt;
 	if (strncmp(m->topic, TOPIC_PREFIX, TOPIC_PREFIX_LEN)) {
@@ -684,7 +726,25 @@ static void handle_join(struct rt_session *s, struct rt_phx_msg *m)
 	const struct rt_jwt_claims *cl = tok ? &claims : &s->claims;
 	struct rt_auth who = {.role = cl->role, .claims = cl->claims, .topic = sub};
 	struct rt_channel_access access;
-	if (rt_realtime_authorize(rt, &who, is_private, &access)) {
+	int arc;
+	if (decided) {
+		access = *decided;
+		arc = access.may_read ? 0 : -1;
+	} else {
+		arc = rt_realtime_authorize(rt, &who, is_private, &access);
+	}
+	if (arc == 1) { /* the database decides: asked on the pool, joined when it answers */
+		struct pending_join *pj = rt_xcalloc(1, sizeof *pj);
+		pj->join_ref = dup_or_null(m->join_ref);
+		pj->ref = dup_or_null(m->ref);
+		pj->topic = rt_xstrdup(m->topic);
+		pj->payload = m->payload ? json_incref(m->payload) : NULL;
+		rt_writes_authorize(s, rt->store, &who, m->join_ref, m->ref, m->topic, join_decided,
+				    pending_join_free, pj);
+		rt_jwt_claims_deinit(&claims);
+		return;
+	}
+	if (arc) {
 		char reason[400];
 		snprintf(reason, sizeof reason,
 			 "Unauthorized: You do not have permissions to read from this Channel topic: %s",
@@ -1015,23 +1075,64 @@ static int rebind_changes(struct rt_channel *ch, char *err, size_t err_cap)
 /* New claims or new policies: the channel's access is decided again and its
  * postgres_changes attached again (Supabase's access_token handling). Returns
  * false when the channel was closed. */
-static bool reauthorize(struct rt_channel *ch)
+/* Applies a channel authorization decided again. Returns false when the
+ * channel was closed. */
+static bool apply_access(struct rt_channel *ch, const struct rt_channel_access *access)
 {
 	struct rt_realtime *rt = ch->s->rw->rt;
-	struct rt_auth who = chan_auth(ch);
-	struct rt_channel_access access;
-	if (rt_realtime_authorize(rt, &who, ch->is_private, &access)) {
+	if (!access->may_read) {
 		char msg[400];
 		snprintf(msg, sizeof msg,
 			 "You do not have permissions to read from this Channel topic: %s", ch->sub);
 		channel_shutdown(ch, msg);
 		return false;
 	}
-	ch->may_send = access.may_send;
-	ch->may_track = access.may_track;
+	ch->may_send = access->may_send;
+	ch->may_track = access->may_track;
 	if (ch->is_tracked && !ch->may_track) { /* may no longer be present */
 		rt_presence_untrack(rt->presence, ch->s->rw->hub, ch->key, ch->topic, ch->id);
 		ch->is_tracked = false;
+	}
+	return true;
+}
+
+/* A channel whose authorization the database decides again. */
+struct pending_auth {
+	uint64_t chan_id;
+	char *topic;
+};
+
+static void pending_auth_free(void *ctx)
+{
+	struct pending_auth *pa = ctx;
+	free(pa->topic);
+	free(pa);
+}
+
+static void reauth_decided(struct rt_session *s, void *ctx, const struct rt_channel_access *access)
+{
+	struct pending_auth *pa = ctx;
+	struct rt_channel *ch = find_channel(s, pa->topic);
+	if (ch && ch->id == pa->chan_id) /* still the same channel */
+		apply_access(ch, access);
+	pending_auth_free(pa);
+}
+
+static bool reauthorize(struct rt_channel *ch)
+{
+	struct rt_realtime *rt = ch->s->rw->rt;
+	struct rt_auth who = chan_auth(ch);
+	struct rt_channel_access access;
+	int arc = rt_realtime_authorize(rt, &who, ch->is_private, &access);
+	if (arc == 1) { /* the database decides; sending waits for it */
+		ch->may_send = ch->may_track = false;
+		struct pending_auth *pa = rt_xcalloc(1, sizeof *pa);
+		pa->chan_id = ch->id;
+		pa->topic = rt_xstrdup(ch->topic);
+		rt_writes_authorize(ch->s, rt->store, &who, ch->join_ref, NULL, ch->topic,
+				    reauth_decided, pending_auth_free, pa);
+	} else if (!apply_access(ch, &access)) {
+		return false;
 	}
 	char err[1024];
 	if (ch->pg && rebind_changes(ch, err, sizeof err)) {

@@ -11,6 +11,7 @@
 #include "common/metrics.h"
 #include "net/server.h"
 #include "proto/phx.h"
+#include "realtime/realtime.h"
 #include "realtime/realtime_int.h"
 #include "store/query.h"
 
@@ -18,6 +19,12 @@ struct rt_writes_job {
 	uv_work_t work;
 	struct rt_writes_job *next; /* the session's queue */
 	bool is_snapshot;
+	bool is_auth; /* a channel authorization (rt_writes_authorize) */
+	char *who_topic;
+	rt_writes_auth_done auth_done;
+	void (*auth_free)(void *);
+	void *auth_ctx;
+	struct rt_channel_access access;
 	bool is_detached;           /* the session is gone: free when the pool is done */
 	struct rt_worker *w;
 	uint64_t conn_id;
@@ -54,6 +61,9 @@ static void job_free(struct rt_writes_job *j)
 	free(j->ref);
 	free(j->topic);
 	free(j->who_role);
+	free(j->who_topic);
+	if (j->auth_ctx && j->auth_free)
+		j->auth_free(j->auth_ctx);
 	json_decref(j->who_claims);
 	rt_query_deinit(&j->q);
 	json_decref(j->rows);
@@ -163,6 +173,19 @@ static int key_query(const struct rt_store_table *t, const json_t *key, struct r
 static void work_cb(uv_work_t *w)
 {
 	struct rt_writes_job *j = w->data;
+	if (j->is_auth) { /* one question each; an error is a denial */
+		bool rb = false, rp = false, wb = false, wp = false;
+		if (rt_store_topic_allowed(j->store, &j->who, "broadcast", false, &rb))
+			rb = false;
+		if (rt_store_topic_allowed(j->store, &j->who, "presence", false, &rp))
+			rp = false;
+		if ((rb || rp) && rt_store_topic_allowed(j->store, &j->who, "broadcast", true, &wb))
+			wb = false;
+		if ((rb || rp) && rt_store_topic_allowed(j->store, &j->who, "presence", true, &wp))
+			wp = false;
+		j->access = (struct rt_channel_access){rb || rp, wb, wp};
+		return;
+	}
 	if (!j->is_snapshot) {
 		j->rc = rt_store_write(j->store, &j->wr, &j->out, &j->err);
 		return;
@@ -251,6 +274,15 @@ static void after_cb(uv_work_t *w, int status)
 	struct rt_writes_queue *q = rt_session_writes(s);
 	q->head = j->next; /* j was the head: one request of a session runs at a time */
 	q->n--;
+	if (j->is_auth) {
+		if (status == UV_ECANCELED)
+			j->access = (struct rt_channel_access){false, false, false};
+		start_next(s); /* first: the decision may queue more requests */
+		void *ctx = j->auth_ctx;
+		j->auth_ctx = NULL;
+		j->auth_done(s, ctx, &j->access);
+		goto out;
+	}
 	if (j->ref) { /* reply_error() is silent without a ref; the others need one */
 		if (status == UV_ECANCELED)
 			reply_error(s, j->join_ref, j->ref, j->topic, "RTS503",
@@ -429,6 +461,24 @@ void rt_writes_handle(struct rt_session *s, struct rt_store *store, const struct
 		.result = &j->res,
 		.who = &j->who,
 	};
+	enqueue(s, j);
+}
+
+void rt_writes_authorize(struct rt_session *s, struct rt_store *store, const struct rt_auth *who,
+			 const char *join_ref, const char *ref, const char *topic,
+			 rt_writes_auth_done done, void (*ctx_free)(void *), void *ctx)
+{
+	struct rt_writes_job *j = job_new(s, store, who, join_ref, ref, topic);
+	if (!j) {
+		ctx_free(ctx);
+		return;
+	}
+	j->is_auth = true;
+	j->who_topic = rt_xstrdup(who->topic ? who->topic : "");
+	j->who.topic = j->who_topic;
+	j->auth_done = done;
+	j->auth_free = ctx_free;
+	j->auth_ctx = ctx;
 	enqueue(s, j);
 }
 

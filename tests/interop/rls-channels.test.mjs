@@ -157,3 +157,55 @@ CREATE POLICY "members read" ON realtime.messages FOR SELECT TO authenticated US
     assert.equal(pub.reply.payload.status, 'ok');
   });
 });
+
+describe('realtime.messages policies the database evaluates (PostgreSQL)', { skip: STORE !== 'postgres' && 'subquery policies are PostgreSQL\'s' }, () => {
+  let srv, d;
+  const TOPIC = 'members-room';
+  before(async () => {
+    d = mkdtempSync(join(tmpdir(), 'rtsync-rlsch-db-'));
+    const schemaPath = join(d, 'schema.sql');
+    writeFileSync(schemaPath, `CREATE TABLE IF NOT EXISTS room_members (user_id text NOT NULL, topic text NOT NULL, PRIMARY KEY (user_id, topic));
+INSERT INTO room_members VALUES ('reader', '${TOPIC}'), ('writer', '${TOPIC}') ON CONFLICT DO NOTHING;
+GRANT SELECT ON room_members TO authenticated;
+ALTER TABLE realtime.messages ENABLE ROW LEVEL SECURITY;
+CREATE POLICY "members read" ON realtime.messages FOR SELECT TO authenticated
+  USING (EXISTS (SELECT 1 FROM room_members m WHERE m.user_id = (auth.jwt() ->> 'sub') AND m.topic = realtime.topic()));
+CREATE POLICY "writer sends" ON realtime.messages FOR INSERT TO authenticated
+  WITH CHECK ((auth.jwt() ->> 'sub') = 'writer');
+`);
+    srv = await startServer({ args: ['--schema', schemaPath] });
+  });
+  after(async () => {
+    if (srv) await srv.stop();
+    rmSync(d, { recursive: true, force: true });
+  });
+
+  it('a join is decided by the database without holding up the socket; sends by its INSERT policy', { timeout: 30_000 }, async (t) => {
+    const sc = scope(t);
+    const join1 = async (sub) => {
+      const raw = await rawConnect(sc, srv, { vsn: '1.0.0' });
+      const token = srv.token({ role: 'authenticated', claims: { sub } });
+      const { joinRef, reply } = await raw.join(`realtime:${TOPIC}`, { ...cfg(), access_token: token });
+      return { raw, joinRef, reply, topic: `realtime:${TOPIC}` };
+    };
+    const r = await join1('reader');
+    assert.equal(r.reply.payload.status, 'ok', JSON.stringify(r.reply.payload));
+    const w = await join1('writer');
+    assert.equal(w.reply.payload.status, 'ok');
+    const out = await join1('nobody');
+    assert.equal(out.reply.payload.status, 'error');
+    assert.equal(out.reply.payload.response.reason,
+      `Unauthorized: You do not have permissions to read from this Channel topic: ${TOPIC}`);
+    const ref = w.raw.send({ join_ref: w.joinRef, topic: w.topic, event: 'broadcast', payload: { type: 'broadcast', event: 'm', payload: { n: 1 } } });
+    assert.equal((await w.raw.reply(ref)).payload.status, 'ok');
+    await r.raw.next((f) => f.event === 'broadcast' && f.payload.payload?.n === 1, 5000, "writer's broadcast");
+    r.raw.send({ join_ref: r.joinRef, topic: r.topic, event: 'broadcast', payload: { type: 'broadcast', event: 'm', payload: { n: 2 } } });
+    await sleep(400);
+    assert.ok(!w.raw.frames.events.some((f) => f.event === 'broadcast' && f.payload.payload?.n === 2), "reader's broadcast dropped");
+    // losing membership, then refreshing the token: the database closes the channel
+    srv.sql(`DELETE FROM room_members WHERE user_id = 'reader'`);
+    r.raw.send({ join_ref: r.joinRef, topic: r.topic, event: 'access_token', payload: { access_token: srv.token({ role: 'authenticated', claims: { sub: 'reader', v: 2 } }) } });
+    const sys = await r.raw.next((f) => f.event === 'system' && f.payload.status === 'error', 5000, 'system error');
+    assert.equal(sys.payload.message, `You do not have permissions to read from this Channel topic: ${TOPIC}`);
+  });
+});
