@@ -60,6 +60,7 @@
 
 #include "common/clock.h"
 #include "common/err.h"
+#include "auth/jwt.h"
 #include "net/ws.h"
 
 #define TICK_MS 5
@@ -92,6 +93,8 @@ struct opts {
 	long server_pid, vsn, slow, writers, changes, retry_ms, kill_signal;
 	double duration_s, drain_s, setup_timeout_s;
 	bool is_rate_set;
+	const char *jwt_secret; /* changes: each subscriber joins as user "<K>" */
+	bool is_rls;            /* changes: no filter, the table's policy selects */
 	long busy_poll;
 	enum encoding encoding;
 };
@@ -599,22 +602,45 @@ static bool is_pg_scenario(const struct run *r)
 	return r->o.scenario == SC_CHANGES || r->o.scenario == SC_STORM;
 }
 
+/* The access_token member of subscriber K's join (--jwt-secret): a token of
+ * role authenticated whose sub is "<K>"; "" without a secret. */
+static void user_token(const struct run *r, uint32_t k, char *out, size_t cap)
+{
+	*out = 0;
+	if (!r->o.jwt_secret)
+		return;
+	char sub[16];
+	snprintf(sub, sizeof sub, "%u", k);
+	json_t *extra = json_pack("{s:s}", "sub", sub);
+	int64_t now = (int64_t)time(NULL);
+	char *tok = rt_jwt_mint(r->o.jwt_secret, "authenticated", NULL, now, now + 86400, extra);
+	json_decref(extra);
+	if (tok && strlen(tok) + 20 < cap)
+		snprintf(out, cap, ",\"access_token\":\"%s\"", tok);
+	free(tok);
+}
+
 static void send_joins(struct conn *c)
 {
 	struct run *r = c->w->run;
-	char payload[512], topic[128];
+	char payload[1536], topic[128], tok[1024], filter[64];
 	for (uint32_t i = 0; i < c->n_topics; i++) {
 		uint32_t ref = ++c->next_ref;
 		snprintf(topic, sizeof topic, "realtime:%s%u", r->topic_prefix, c->topic + i);
 		int n;
+		user_token(r, c->topic + i, tok, sizeof tok);
+		if (r->o.is_rls)
+			*filter = 0; /* the policy (topic = auth.uid()) does the selecting */
+		else
+			snprintf(filter, sizeof filter, ",\"filter\":\"topic=eq.%u\"", c->topic + i);
 		if (is_pg_scenario(r))
 			n = snprintf(payload, sizeof payload,
 				     "{\"config\":{\"broadcast\":{\"ack\":false,\"self\":false},"
 				     "\"presence\":{\"key\":\"\",\"enabled\":false},\"postgres_changes\":"
-				     "[{\"event\":\"INSERT\",\"schema\":\"public\",\"table\":\"" TABLE "\","
-				     "\"filter\":\"topic=eq.%u\"}],\"private\":false,"
-				     "\"rtsync\":{\"resume_after\":\"%" PRIu64 "\"}}}",
-				     c->topic + i, c->last_pos);
+				     "[{\"event\":\"INSERT\",\"schema\":\"public\",\"table\":\"" TABLE "\""
+				     "%s}],\"private\":false,"
+				     "\"rtsync\":{\"resume_after\":\"%" PRIu64 "\"}}%s}",
+				     filter, c->last_pos, tok);
 		else
 			n = snprintf(payload, sizeof payload,
 				     "{\"config\":{\"broadcast\":{\"ack\":false,\"self\":false},"
@@ -1535,6 +1561,10 @@ static const char usage[] =
 	"                         binary: kind 3, opaque payload; text: JSON array  (json)\n"
 	"  --slow K               fanout: K more subscribers that stop reading     (0)\n"
 	"  --writers W            changes: REST connections, requests pipelined    (2)\n"
+	"  --jwt-secret S         changes: subscriber K joins with its own token (role\n"
+	"                         authenticated, sub \"K\"), signed with the server's secret\n"
+	"  --rls                  changes: no filter; the table's policy (topic = auth.uid(),\n"
+	"                         bench/schema-rls.sql) picks each subscriber's rows\n"
 	"\n"
 	"idle:\n"
 	"  --connections N        sockets to open                                  (10000)\n"
@@ -1623,7 +1653,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			   .busy_poll = 0};
 	enum { O_URL = 256, O_KEY, O_DUR, O_PID, O_THR, O_BATCH, O_SETUP, O_HB, O_TOPICS, O_SUBS,
 	       O_RATE, O_PAY, O_ENC, O_DRAIN, O_CONNS, O_VSN, O_SLOW, O_WRITERS, O_SPAWN, O_DB,
-	       O_CHANGES, O_RETRY, O_SIGNAL, O_BUSY };
+	       O_CHANGES, O_RETRY, O_SIGNAL, O_BUSY, O_JWT, O_RLS };
 	static const struct option longopts[] = {
 		{"url", required_argument, NULL, O_URL},
 		{"apikey", required_argument, NULL, O_KEY},
@@ -1649,6 +1679,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{"retry-ms", required_argument, NULL, O_RETRY},
 		{"signal", required_argument, NULL, O_SIGNAL},
 		{"busy-poll", required_argument, NULL, O_BUSY},
+		{"jwt-secret", required_argument, NULL, O_JWT},
+		{"rls", no_argument, NULL, O_RLS},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -1682,6 +1714,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case O_SPAWN: o->spawn = optarg; break;
 		case O_BUSY: rc = parse_long("--busy-poll", optarg, 0, 1, &o->busy_poll); break;
 		case O_DB: o->db = optarg; break;
+		case O_JWT: o->jwt_secret = optarg; break;
+		case O_RLS: o->is_rls = true; break;
 		case O_VSN:
 			if (!strcmp(optarg, "1.0.0"))
 				o->vsn = 1;

@@ -83,6 +83,13 @@ check "changes: 60 filtered subscribers over 6 topics, REST writes, nothing lost
 	--spawn "$serve --data-dir $d --schema $root/bench/schema.sql" \
 	--subscribers 60 --topics 6 --rate 60 --duration 1
 
+d=$tmp/rls && mkdir -p "$d"
+check "changes --rls: 100 users, each its own token, the policy picks each one's rows" \
+	'r.server_exit === 0 && r.connected === 102 && r.writes_failed === 0 && r.sent > 0 && r.lost === 0 && r.delivered === r.expected && r.duplicates === 0' \
+	changes --url ws://127.0.0.1:0 --apikey "$key" \
+	--spawn "$serve --data-dir $d --schema $root/bench/schema-rls.sql" --jwt-secret "$secret" --rls \
+	--subscribers 100 --topics 100 --rate 100 --duration 1
+
 d=$tmp/storm && mkdir -p "$d"
 check "storm: 100 clients, server killed, 30 rows written while down, all resumed" \
 	'r.server_exit === 0 && r.connected === 100 && r.dropped === 100 && r.rejoined === 100 && r.resumed === 100 && r.expected === 30 * 100 / 5 && r.lost === 0 && r.duplicates === 0 && r.spawn_to_all_resumed_s > 0' \

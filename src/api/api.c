@@ -133,6 +133,23 @@ static bool http_auth(struct rt_conn *c, struct rt_http_req *req, struct rt_jwt_
 	return true;
 }
 
+/* Whether the request's claims may send broadcast on a private topic: the
+ * policies on realtime.messages (INSERT, extension 'broadcast'), else the
+ * configured private roles, as on the socket. */
+static bool may_send_private(struct rt_realtime *rt, const struct rt_jwt_claims *claims,
+			     const char *topic)
+{
+	struct rt_auth who = {.role = claims->role, .claims = claims->claims, .topic = topic};
+	struct rt_channel_access access;
+	if (rt_realtime_authorize(rt, &who, true, &access) == 1) {
+		/* rt_store_topic_allowed blocks on the database: not on a worker */
+		rt_warn("broadcast to private topic %s: a policy on realtime.messages is outside the "
+			"compiled subset; HTTP broadcast denied", topic ? topic : "");
+		return false;
+	}
+	return access.may_send;
+}
+
 static void add_error(json_t *errors, size_t idx, const char *field, const char *msg)
 {
 	char k[32];
@@ -202,10 +219,10 @@ static void broadcast_batch(struct rt_conn *c, struct rt_http_req *req)
 		goto out_texts;
 	}
 	json_decref(errors);
-	bool may_private = rt_realtime_role_allowed(rt, claims.role);
 	json_array_foreach(msgs, i, m) {
 		bool is_private = json_is_true(json_object_get(m, "private"));
-		if (is_private && !may_private)
+		if (is_private &&
+		    !may_send_private(rt, &claims, json_string_value(json_object_get(m, "topic"))))
 			continue; /* dropped without telling, as Supabase does */
 		const char *id = json_string_value(json_object_get(m, "id"));
 		rt_realtime_publish(rw_of(c), json_string_value(json_object_get(m, "topic")),
@@ -266,7 +283,7 @@ static void broadcast_single(struct rt_conn *c, struct rt_http_req *req, const c
 	char *priv = rt_http_query_get(req->query, "private");
 	bool is_private = priv && !strcasecmp(priv, "true");
 	free(priv);
-	if (is_private && !rt_realtime_role_allowed(rt, claims.role)) {
+	if (is_private && !may_send_private(rt, &claims, topic)) {
 		respond_json(c, 403, "{\"message\":\"Unauthorized\"}");
 		goto out;
 	}

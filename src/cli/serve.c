@@ -39,6 +39,7 @@ struct serve_opts {
 	char *pg_name;
 	char *io_uring;
 	long pg_pool;
+	bool is_pg_new_log;
 	long retain_changes;
 	long retain_ms;
 	long idempotency_ms;
@@ -77,6 +78,9 @@ static const char serve_usage[] =
 	"                                                           RTSYNC_POSTGRES_POOL (4)\n"
 	"  --postgres-name NAME      publication and replication slot rtsync manages\n"
 	"                                                           RTSYNC_POSTGRES_NAME (rtsync)\n"
+	"  --postgres-new-log        start a new change log when the kept one belongs to\n"
+	"                            another database or slot (resuming clients resync)\n"
+	"                                                           RTSYNC_POSTGRES_NEW_LOG=1\n"
 	"  --retain-changes N        changes kept for resuming      RTSYNC_RETAIN_CHANGES (100000)\n"
 	"  --retain-ms N             and for at most this long      RTSYNC_RETAIN_MS (86400000)\n"
 	"  --idempotency-window-ms N how long write idempotency keys are remembered\n"
@@ -167,6 +171,10 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 	o->postgres = env_or("RTSYNC_POSTGRES", NULL);
 	o->pg_tables = env_or("RTSYNC_POSTGRES_TABLES", NULL);
 	o->pg_name = env_or("RTSYNC_POSTGRES_NAME", "rtsync");
+	{
+		const char *nl = getenv("RTSYNC_POSTGRES_NEW_LOG");
+		o->is_pg_new_log = nl && !strcmp(nl, "1");
+	}
 	o->io_uring = env_or("RTSYNC_IO_URING", "on");
 	if (env_long("RTSYNC_WORKERS", "--workers", ncpu > 0 ? ncpu : 1, 1, RT_SERVER_MAX_WORKERS,
 		     &o->workers) ||
@@ -191,7 +199,7 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 
 	enum { O_LISTEN = 256, O_SECRET, O_DATA, O_WORKERS, O_LEVEL, O_FORMAT, O_IDLE, O_PAYLOAD,
 	       O_CHANNELS, O_QUEUE, O_ROLES, O_PCALLS, O_PWINDOW, O_DB, O_SCHEMA, O_RCOUNT,
-	       O_RMS, O_PG, O_PG_TABLES, O_PG_POOL, O_PG_NAME, O_IDEM, O_URING };
+	       O_RMS, O_PG, O_PG_TABLES, O_PG_POOL, O_PG_NAME, O_PG_NEW_LOG, O_IDEM, O_URING };
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, O_LISTEN},
 		{"jwt-secret", required_argument, NULL, O_SECRET},
@@ -215,6 +223,7 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 		{"postgres-tables", required_argument, NULL, O_PG_TABLES},
 		{"postgres-pool", required_argument, NULL, O_PG_POOL},
 		{"postgres-name", required_argument, NULL, O_PG_NAME},
+		{"postgres-new-log", no_argument, NULL, O_PG_NEW_LOG},
 		{"io-uring", required_argument, NULL, O_URING},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -234,6 +243,7 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 		case O_PG: set_str(&o->postgres, optarg); break;
 		case O_PG_TABLES: set_str(&o->pg_tables, optarg); break;
 		case O_PG_NAME: set_str(&o->pg_name, optarg); break;
+		case O_PG_NEW_LOG: o->is_pg_new_log = true; break;
 		case O_URING: set_str(&o->io_uring, optarg); break;
 		case O_PG_POOL:
 			rc = parse_long("--postgres-pool", optarg, 1, 256, &o->pg_pool);
@@ -479,6 +489,7 @@ int rt_cli_serve(int argc, char **argv)
 			.tables = o.pg_tables,
 			.log_path = o.db,
 			.name = o.pg_name,
+			.is_new_log = o.is_pg_new_log,
 			.pool_size = (unsigned)o.pg_pool,
 			.retain_count = (uint64_t)o.retain_changes,
 			.retain_ms = (uint64_t)o.retain_ms,

@@ -4,6 +4,10 @@ static struct rt_metrics blocks[RT_METRICS_BLOCKS];
 
 _Thread_local struct rt_metrics *rt_metrics_cur = &blocks[RT_METRICS_BLOCKS - 1];
 
+_Atomic uint64_t rt_metrics_rls_db_checks;
+_Atomic uint64_t rt_metrics_rls_policies, rt_metrics_rls_opaque;
+_Atomic uint64_t rt_metrics_rls_reloads;
+
 static const uint64_t lat_bounds_us[RT_METRICS_LAT_BUCKETS] = {
 	50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 1000000,
 };
@@ -98,4 +102,15 @@ void rt_metrics_render(struct rt_buf *out, double uptime_s)
 		      (double)SUM(lat_sum_ns) / 1e9);
 	rt_buf_printf(out, "rtsync_fanout_latency_seconds_count %llu\n",
 		      (unsigned long long)SUM(lat_count));
+	counter(out, "rtsync_rls_database_checks_total",
+		"Row-level security checks the database evaluated (opaque policies).",
+		atomic_load(&rt_metrics_rls_db_checks));
+	counter(out, "rtsync_rls_reloads_total",
+		"Times the store loaded its row-level security policies.",
+		atomic_load(&rt_metrics_rls_reloads));
+	gauge(out, "rtsync_rls_policies", "Row-level security policies in force.",
+	      (double)atomic_load(&rt_metrics_rls_policies));
+	gauge(out, "rtsync_rls_opaque_policies",
+	      "Policies outside the compiled subset (evaluated by the database).",
+	      (double)atomic_load(&rt_metrics_rls_opaque));
 }

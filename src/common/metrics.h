@@ -75,6 +75,13 @@ struct rt_metrics {
 
 extern _Thread_local struct rt_metrics *rt_metrics_cur;
 
+/* Row-level security, process-wide (any thread, atomic adds): checks the
+ * database evaluated for opaque policies, and the size of the store's
+ * current policy set. */
+extern _Atomic uint64_t rt_metrics_rls_db_checks;
+extern _Atomic uint64_t rt_metrics_rls_policies, rt_metrics_rls_opaque;
+extern _Atomic uint64_t rt_metrics_rls_reloads; /* policy sets loaded (PostgreSQL) */
+
 /* Binds the calling thread to block idx (< RT_METRICS_BLOCKS - 1). */
 void rt_metrics_bind(unsigned idx);
 

@@ -28,16 +28,30 @@
 #define EV_ALL 7u
 #define PRUNE_EVERY_MS 10000
 
+/* What a binding's requester may see of one table. */
+struct vis {
+	enum rt_policy_verdict v;
+	struct rt_query_node pred; /* RT_POLICY_ROWS */
+	bool *sel;                 /* per column: selected and selectable; NULL until known */
+};
+
 struct rt_binding {
-	char *key;   /* "pgc:" topic NUL-separated canonical entry */
+	char *key;   /* "pgc:" topic, canonical entry, then role and visibility */
 	char *topic;
 	json_int_t id;
 	unsigned events;
 	bool is_any_table; /* table "*" (schema "public" or "*") */
 	const struct rt_store_table *table;
 	struct rt_filter *filter;
-	bool *selected; /* per table column; NULL: all columns */
-	char *eq_key;   /* index key when the filter is one eq; else NULL */
+	bool *selected; /* per table column; NULL: all columns (the entry's select) */
+	/* the requester (copied: re-evaluated when the policies change) */
+	char *role;
+	json_t *claims; /* NULL: {} */
+	char *who_key;  /* role and claims as text: distinct requesters (opaque checks) */
+	struct vis *vis; /* one per schema table for a wildcard, else one */
+	size_t n_vis;
+	uint64_t pol_version; /* of the policy set vis was built from (in the key) */
+	char *eq_key;   /* index key: the filter's eq, else the predicate's; else NULL */
 	const char *eq_column; /* that eq's column (the schema's string) */
 	unsigned refs;  /* groups holding it (registry lock) */
 	struct rt_bgroup **groups; /* the groups it is in */
@@ -129,10 +143,16 @@ struct rt_changes {
 	struct rt_bgroup *groups;      /* by key */
 	struct rt_binding *scan;       /* bindings matched by scanning (per change) */
 	uint64_t stamp;                /* per dispatched change */
+	size_t n_considered;           /* bindings evaluated (rt_changes_match) */
 	struct rt_bgroup **touched;    /* groups with a match for the current change */
 	size_t n_touched, cap_touched;
 	struct eq_bucket *eq;
 	struct eq_column *eq_cols;
+	uint64_t pol_version; /* the store's policy version the feed matches under */
+	struct rt_binding **ask; /* opaque bindings to ask the database about (per change) */
+	const struct rt_auth **ask_who;
+	bool *ask_vis;
+	size_t n_ask, cap_ask;
 	struct resume_req *requests;
 	uint64_t last_pos;
 	struct cu_cache cu; /* feed thread */
@@ -238,6 +258,123 @@ static void describe(struct rt_buf *b, const char *event, const char *schema, co
 	rt_buf_append_byte(b, ']');
 }
 
+/* ---- visibility ---- */
+
+static void vis_clear(struct rt_binding *b)
+{
+	for (size_t i = 0; i < b->n_vis; i++) {
+		if (b->vis[i].v == RT_POLICY_ROWS)
+			rt_query_node_deinit(&b->vis[i].pred);
+		free(b->vis[i].sel);
+	}
+	free(b->vis);
+	b->vis = NULL;
+	b->n_vis = 0;
+}
+
+/* The tables a binding covers: its own, or every table of the schema. */
+static const struct rt_store_table *vis_table(const struct rt_store *st, const struct rt_binding *b,
+					      size_t i)
+{
+	return b->table ? b->table : &rt_store_schema(st)->tables[i];
+}
+
+/*
+ * Builds b's visibility from policy set pol: per table, the SELECT predicate
+ * for b's requester. Appends its canonical text (role, then per table the
+ * verdict and predicate) to key when key is not NULL.
+ */
+static void vis_build(const struct rt_store *st, struct rt_policies *pol, uint64_t version,
+		      struct rt_binding *b, struct rt_buf *key)
+{
+	vis_clear(b);
+	b->n_vis = b->table ? 1 : rt_store_schema(st)->n_tables;
+	b->vis = rt_xcalloc(b->n_vis ? b->n_vis : 1, sizeof *b->vis);
+	b->pol_version = version;
+	struct rt_auth who = {.role = b->role, .claims = b->claims, .topic = NULL};
+	if (key) { /* bindings of two policy sets never share */
+		rt_buf_printf(key, "%cv%llu%c", 0x1e, (unsigned long long)version, 0x1f);
+		rt_buf_append_str(key, b->role);
+	}
+	for (size_t i = 0; i < b->n_vis; i++) {
+		const struct rt_store_table *t = vis_table(st, b, i);
+		struct vis *v = &b->vis[i];
+		v->v = rt_policies_predicate(pol, t->schema, t->name, RT_POLICY_SELECT, false, &who,
+					     &v->pred);
+		if (!key)
+			continue;
+		rt_buf_append_byte(key, 0x1f);
+		switch (v->v) {
+		case RT_POLICY_ALLOW_ALL:
+			rt_buf_append_byte(key, 'A');
+			break;
+		case RT_POLICY_DENY_ALL:
+			rt_buf_append_byte(key, 'D');
+			break;
+		case RT_POLICY_ROWS:
+			rt_buf_append_byte(key, 'R');
+			rt_policy_canon(&v->pred, key);
+			break;
+		case RT_POLICY_OPAQUE: /* the database decides: one entry per requester */
+			rt_buf_append_byte(key, 'O');
+			rt_buf_append_str(key, b->who_key);
+			break;
+		}
+	}
+}
+
+/* The index key of b: its filter's eq, else its predicate's (table bindings). */
+static void eq_build(struct rt_binding *b)
+{
+	free(b->eq_key);
+	b->eq_key = NULL;
+	b->eq_column = NULL;
+	if (!b->table)
+		return;
+	const char *col = NULL, *val = NULL;
+	bool has = b->filter && rt_filter_eq_key(b->filter, &col, &val);
+	if (!has && b->vis[0].v == RT_POLICY_ROWS)
+		has = rt_policy_eq_key(&b->vis[0].pred, &col, &val);
+	const struct rt_store_column *ec = has ? rt_store_column(b->table, col) : NULL;
+	if (!ec)
+		return; /* a predicate on a column the table lacks is scanned (and NULL) */
+	struct rt_buf ek;
+	rt_buf_init(&ek);
+	eq_key_of(&ek, b->table->name, ec->name);
+	norm_text(ec->type, val, &ek);
+	b->eq_key = rt_buf_detach(&ek, NULL);
+	b->eq_column = ec->name;
+}
+
+/* The columns b sends of table i: selected by the entry and selectable by the
+ * role (asked of the store once, on the feed thread). */
+static const bool *vis_sel(struct rt_changes *c, struct rt_binding *b, size_t i)
+{
+	struct vis *v = &b->vis[i];
+	if (v->sel)
+		return v->sel;
+	const struct rt_store_table *t = vis_table(c->store, b, i);
+	v->sel = rt_xcalloc(t->n_cols ? t->n_cols : 1, sizeof *v->sel);
+	if (rt_store_selectable(c->store, b->role, t, v->sel))
+		rt_warn("changes: the columns role %s may select of %s.%s could not be read; "
+			"none are sent", b->role, t->schema, t->name);
+	for (size_t k = 0; b->selected && k < t->n_cols; k++)
+		v->sel[k] = v->sel[k] && b->selected[k];
+	return v->sel;
+}
+
+/* The index of the visibility entry of b for table t; SIZE_MAX when none. */
+static size_t vis_index(const struct rt_changes *c, const struct rt_binding *b,
+			const struct rt_store_table *t)
+{
+	if (b->table)
+		return b->table == t ? 0 : SIZE_MAX;
+	const struct rt_store_schema *sc = rt_store_schema(c->store);
+	if (t < sc->tables || t >= sc->tables + sc->n_tables || (size_t)(t - sc->tables) >= b->n_vis)
+		return SIZE_MAX;
+	return (size_t)(t - sc->tables);
+}
+
 void rt_binding_free(struct rt_binding *b)
 {
 	if (!b)
@@ -248,11 +385,15 @@ void rt_binding_free(struct rt_binding *b)
 	free(b->selected);
 	free(b->eq_key);
 	free(b->groups);
+	vis_clear(b);
+	free(b->role);
+	json_decref(b->claims);
+	free(b->who_key);
 	free(b);
 }
 
 struct rt_binding *rt_binding_parse(struct rt_changes *c, const char *topic, const json_t *entry,
-				    char *err, size_t err_cap)
+				    const struct rt_auth *who, char *err, size_t err_cap)
 {
 	const char *event = str_of(entry, "event");
 	const char *schema = str_of(entry, "schema");
@@ -369,20 +510,25 @@ struct rt_binding *rt_binding_parse(struct rt_changes *c, const char *topic, con
 	uint32_t h = 2166136261u;
 	for (size_t i = 0; i < key.len; i++)
 		h = (h ^ (uint8_t)key.data[i]) * 16777619u;
-	b->id = (json_int_t)(h & ((1u << 27) - 1));
-	b->key = rt_buf_detach(&key, NULL);
+	b->id = (json_int_t)(h & ((1u << 27) - 1)); /* the entry's: the same for every user */
 	b->topic = rt_xstrdup(topic);
 
-	const char *col, *val;
-	if (b->table && b->filter && rt_filter_eq_key(b->filter, &col, &val)) {
-		struct rt_buf ek;
-		rt_buf_init(&ek);
-		eq_key_of(&ek, b->table->name, col);
-		const struct rt_store_column *ec = rt_store_column(b->table, col);
-		norm_text(ec->type, val, &ek);
-		b->eq_key = rt_buf_detach(&ek, NULL);
-		b->eq_column = ec->name;
-	}
+	/* The requester's visibility joins the identity: bindings of users who
+	 * see the same rows share one entry (and group), whoever they are. */
+	b->role = rt_xstrdup(who && who->role ? who->role : "anon");
+	b->claims = who && who->claims ? json_deep_copy(who->claims) : NULL;
+	char *cl = b->claims ? json_dumps(b->claims, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	struct rt_buf wk;
+	rt_buf_init(&wk);
+	rt_buf_printf(&wk, "%s%c%s", b->role, 0x1f, cl ? cl : "{}");
+	free(cl);
+	b->who_key = rt_buf_detach(&wk, NULL);
+	uint64_t version = rt_store_policies_version(c->store);
+	struct rt_policies *pol = rt_store_policies(c->store);
+	vis_build(c->store, pol, version, b, &key);
+	rt_policies_unref(pol);
+	b->key = rt_buf_detach(&key, NULL);
+	eq_build(b);
 	rt_buf_deinit(&msg);
 	return b;
 exception:
@@ -420,11 +566,9 @@ static struct eq_column *find_eq_col(struct rt_changes *c, const struct rt_store
 	return NULL;
 }
 
-/* Links a new binding into the registry. Lock held. */
-static void link_binding(struct rt_changes *c, struct rt_binding *b)
+/* Puts a binding in the eq index or the scan list. Lock held. */
+static void index_binding(struct rt_changes *c, struct rt_binding *b)
 {
-	b->refs = 1;
-	HASH_ADD_KEYPTR(hh, c->by_key, b->key, strlen(b->key), b);
 	if (b->eq_key) {
 		struct eq_bucket *bk;
 		HASH_FIND_STR(c->eq, b->eq_key, bk);
@@ -447,9 +591,16 @@ static void link_binding(struct rt_changes *c, struct rt_binding *b)
 	}
 }
 
-static void unlink_binding(struct rt_changes *c, struct rt_binding *b)
+/* Links a new binding into the registry. Lock held. */
+static void link_binding(struct rt_changes *c, struct rt_binding *b)
 {
-	HASH_DELETE(hh, c->by_key, b);
+	b->refs = 1;
+	HASH_ADD_KEYPTR(hh, c->by_key, b->key, strlen(b->key), b);
+	index_binding(c, b);
+}
+
+static void unindex_binding(struct rt_changes *c, struct rt_binding *b)
+{
 	if (!b->eq_key) {
 		DL_DELETE(c->scan, b);
 		return;
@@ -469,6 +620,27 @@ static void unlink_binding(struct rt_changes *c, struct rt_binding *b)
 	}
 }
 
+static void unlink_binding(struct rt_changes *c, struct rt_binding *b)
+{
+	HASH_DELETE(hh, c->by_key, b);
+	unindex_binding(c, b);
+}
+
+/* Takes the store's policy version: bindings built from an older policy set
+ * match nothing from now on, until their channels attach them again under
+ * their own requesters (rt_changes_policy_version; a shared binding keeps
+ * only one requester's claims, so it cannot be re-evaluated in place).
+ * Returns true when it changed. Lock held. */
+static bool refresh_policies(struct rt_changes *c)
+{
+	uint64_t v = rt_store_policies_version(c->store);
+	if (v == c->pol_version)
+		return false;
+	c->pol_version = v;
+	rt_info("changes: policies changed (version %llu): subscriptions are attached again "
+		"under the new policies", (unsigned long long)v);
+	return true;
+}
 
 /* The registered binding equal to b (b is consumed), with one more ref. Lock held. */
 static struct rt_binding *register_binding(struct rt_changes *c, struct rt_binding *b)
@@ -616,35 +788,43 @@ static void iso_ms(int64_t ms, char out[64])
 		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
 }
 
-/* Whether column i goes out: what any matched binding selects (all columns
- * when one of them selects none). */
-static bool is_sent(const struct rt_binding *const *matched, size_t n, size_t i)
+/* Which columns go out: what any matched binding both selects and may
+ * select (its role's column privileges). */
+static bool *sent_columns(struct rt_changes *c, const struct rt_binding *const *matched, size_t n,
+			  const struct rt_store_table *t)
 {
-	for (size_t k = 0; k < n; k++)
-		if (!matched[k]->selected || matched[k]->selected[i])
-			return true;
-	return false;
+	bool *sent = rt_xcalloc(t->n_cols ? t->n_cols : 1, sizeof *sent);
+	for (size_t k = 0; k < n; k++) {
+		struct rt_binding *b = (struct rt_binding *)matched[k];
+		size_t vi = vis_index(c, b, t);
+		if (vi == SIZE_MAX)
+			continue;
+		const bool *sel = vis_sel(c, b, vi);
+		for (size_t i = 0; i < t->n_cols; i++)
+			sent[i] = sent[i] || sel[i];
+	}
+	return sent;
 }
 
-static json_t *project(const struct rt_store_table *t, const struct rt_binding *const *matched,
-		       size_t n, const json_t *row)
+static json_t *project(const struct rt_store_table *t, const bool *sent, const json_t *row)
 {
 	json_t *out = json_object();
 	for (size_t i = 0; i < t->n_cols; i++)
-		if (is_sent(matched, n, i))
+		if (sent[i])
 			json_object_set(out, t->cols[i].name, json_object_get(row, t->cols[i].name));
 	return out;
 }
 
 /* The postgres_changes payload of a change for the bindings that matched it:
  * ids lists them all, as Supabase sends one frame per change and channel. */
-static json_t *change_payload(const struct rt_binding *const *matched, size_t n,
-			      const struct rt_change *ch)
+static json_t *change_payload(struct rt_changes *c, const struct rt_binding *const *matched,
+			      size_t n, const struct rt_change *ch)
 {
 	const struct rt_store_table *t = ch->table;
+	bool *sent = sent_columns(c, matched, n, t);
 	json_t *cols = json_array();
 	for (size_t i = 0; i < t->n_cols; i++)
-		if (is_sent(matched, n, i))
+		if (sent[i])
 			json_array_append_new(cols, json_pack("{s:s,s:s}", "name", t->cols[i].name,
 							      "type", t->cols[i].type));
 	char ts[64], pos[24];
@@ -655,9 +835,10 @@ static json_t *change_payload(const struct rt_binding *const *matched, size_t n,
 				 rt_change_type_name(ch->type), "columns", cols, "errors", "position",
 				 pos);
 	if (ch->record)
-		json_object_set_new(data, "record", project(t, matched, n, ch->record));
+		json_object_set_new(data, "record", project(t, sent, ch->record));
 	if (ch->old_record)
-		json_object_set_new(data, "old_record", project(t, matched, n, ch->old_record));
+		json_object_set_new(data, "old_record", project(t, sent, ch->old_record));
+	free(sent);
 	json_t *ids = json_array();
 	for (size_t k = 0; k < n; k++)
 		json_array_append_new(ids, json_integer(matched[k]->id));
@@ -666,10 +847,11 @@ static json_t *change_payload(const struct rt_binding *const *matched, size_t n,
 
 /* Encodes a change for the matched bindings of a group on topic: one frame
  * per serializer, each with one reference. */
-static void encode_change(const char *topic, const struct rt_binding *const *matched, size_t n,
+static void encode_change(struct rt_changes *c, const char *topic,
+			  const struct rt_binding *const *matched, size_t n,
 			  const struct rt_change *ch, struct rt_frame **v1, struct rt_frame **v2)
 {
-	json_t *payload = change_payload(matched, n, ch);
+	json_t *payload = change_payload(c, matched, n, ch);
 	struct rt_buf p, f;
 	rt_buf_init(&p);
 	rt_buf_init(&f);
@@ -701,26 +883,70 @@ static void publish(struct rt_changes *c, const char *key, const char *topic,
 		    const struct rt_binding *const *matched, size_t n, const struct rt_change *ch)
 {
 	struct rt_frame *v1, *v2;
-	encode_change(topic, matched, n, ch, &v1, &v2);
+	encode_change(c, topic, matched, n, ch, &v1, &v2);
 	publish_frames(c, key, ch->pos, v1, v2);
 	rt_frame_unref(v1);
 	rt_frame_unref(v2);
 }
 
-static bool matches(const struct rt_binding *b, const struct rt_change *ch)
+#define MATCH_NO 0
+#define MATCH_YES 1
+#define MATCH_ASK 2 /* matches if the database says the requester may see the row */
+
+/* Whether b takes change ch: event, table, filter, then its requester's
+ * visibility of the row (the new row for INSERT and UPDATE, the old row for
+ * DELETE, as filters are checked). */
+static int match_of(const struct rt_changes *c, const struct rt_binding *b,
+		    const struct rt_change *ch)
 {
 	unsigned ev = ch->type == RT_CHANGE_INSERT   ? EV_INSERT
 		      : ch->type == RT_CHANGE_UPDATE ? EV_UPDATE
 						     : EV_DELETE;
-	if (!(b->events & ev))
-		return false;
-	if (b->table && b->table != ch->table)
-		return false;
-	if (!b->filter)
-		return true;
-	/* DELETE is filtered on the old row, the others on the new one. */
+	if (!(b->events & ev) || b->pol_version < c->pol_version)
+		return MATCH_NO; /* built from an older policy set: its channel attaches again */
+	size_t vi = vis_index(c, b, ch->table);
+	if (vi == SIZE_MAX)
+		return MATCH_NO;
 	const json_t *row = ch->type == RT_CHANGE_DELETE ? ch->old_record : ch->record;
-	return row && rt_filter_match(b->filter, row, column_type, (void *)ch->table);
+	if (b->filter && !(row && rt_filter_match(b->filter, row, column_type, (void *)ch->table)))
+		return MATCH_NO;
+	switch (b->vis[vi].v) {
+	case RT_POLICY_ALLOW_ALL:
+		return MATCH_YES;
+	case RT_POLICY_ROWS:
+		return row && rt_policy_eval(&b->vis[vi].pred, row, column_type,
+					     (void *)ch->table) == 1
+			       ? MATCH_YES
+			       : MATCH_NO;
+	case RT_POLICY_OPAQUE:
+		return row ? MATCH_ASK : MATCH_NO;
+	case RT_POLICY_DENY_ALL:
+		break;
+	}
+	return MATCH_NO;
+}
+
+/* The requester of b as the store's checks take it. */
+static struct rt_auth who_of(const struct rt_binding *b)
+{
+	return (struct rt_auth){.role = b->role, .claims = b->claims, .topic = NULL};
+}
+
+/* For a catch-up (one group at a time): match_of, asking the database
+ * about an opaque policy for this one requester. */
+static bool matches_now(struct rt_changes *c, const struct rt_binding *b,
+			const struct rt_change *ch)
+{
+	int m = match_of(c, b, ch);
+	if (m != MATCH_ASK)
+		return m == MATCH_YES;
+	struct rt_auth who = who_of(b);
+	const struct rt_auth *w = &who;
+	bool visible = false;
+	const json_t *row = ch->type == RT_CHANGE_DELETE ? ch->old_record : ch->record;
+	if (rt_store_visible(c->store, ch->table, row, &w, 1, &visible))
+		return false;
+	return visible;
 }
 
 /* Notes a matching binding in each of its groups. Lock held. */
@@ -741,15 +967,67 @@ static void note_match(struct rt_changes *c, const struct rt_binding *b)
 	}
 }
 
+/* Notes b as matching, or to be asked about. Lock held. */
+static void consider(struct rt_changes *c, struct rt_binding *b, const struct rt_change *ch)
+{
+	c->n_considered++;
+	int m = match_of(c, b, ch);
+	if (m == MATCH_YES) {
+		note_match(c, b);
+	} else if (m == MATCH_ASK) {
+		if (c->n_ask == c->cap_ask) {
+			c->cap_ask = c->cap_ask ? c->cap_ask * 2 : 16;
+			c->ask = rt_xrealloc(c->ask, c->cap_ask * sizeof *c->ask);
+			c->ask_who = rt_xrealloc(c->ask_who, c->cap_ask * sizeof *c->ask_who);
+			c->ask_vis = rt_xrealloc(c->ask_vis, c->cap_ask * sizeof *c->ask_vis);
+		}
+		c->ask[c->n_ask++] = b;
+	}
+}
+
+static int by_who(const void *a, const void *b)
+{
+	return strcmp((*(struct rt_binding *const *)a)->who_key,
+		      (*(struct rt_binding *const *)b)->who_key);
+}
+
+/* Asks the database, in one call for the change, which distinct requesters
+ * of the opaque bindings that otherwise match may see its row. Lock held. */
+static void ask_database(struct rt_changes *c, const struct rt_change *ch)
+{
+	if (!c->n_ask)
+		return;
+	qsort(c->ask, c->n_ask, sizeof *c->ask, by_who);
+	struct rt_auth *whos = rt_xcalloc(c->n_ask, sizeof *whos);
+	size_t n_who = 0;
+	for (size_t i = 0; i < c->n_ask; i++) {
+		if (!i || strcmp(c->ask[i]->who_key, c->ask[i - 1]->who_key))
+			whos[n_who++] = who_of(c->ask[i]);
+	}
+	for (size_t i = 0; i < n_who; i++)
+		c->ask_who[i] = &whos[i];
+	const json_t *row = ch->type == RT_CHANGE_DELETE ? ch->old_record : ch->record;
+	if (rt_store_visible(c->store, ch->table, row, c->ask_who, n_who, c->ask_vis))
+		memset(c->ask_vis, 0, n_who * sizeof *c->ask_vis);
+	for (size_t i = 0, w = 0; i < c->n_ask; i++) {
+		if (i && strcmp(c->ask[i]->who_key, c->ask[i - 1]->who_key))
+			w++;
+		if (c->ask_vis[w])
+			note_match(c, c->ask[i]);
+	}
+	free(whos);
+	c->n_ask = 0;
+}
+
 /* Publishes one change to every group with a binding it matches. Lock held. */
-static void dispatch(struct rt_changes *c, const struct rt_change *ch)
+static void match_change(struct rt_changes *c, const struct rt_change *ch)
 {
 	c->stamp++;
 	c->n_touched = 0;
+	c->n_ask = 0;
 	struct rt_binding *b;
 	DL_FOREACH(c->scan, b)
-		if (matches(b, ch))
-			note_match(c, b);
+		consider(c, b, ch);
 	const json_t *row = ch->type == RT_CHANGE_DELETE ? ch->old_record : ch->record;
 	struct eq_column *ec;
 	DL_FOREACH(c->eq_cols, ec) {
@@ -764,15 +1042,40 @@ static void dispatch(struct rt_changes *c, const struct rt_change *ch)
 			HASH_FIND_STR(c->eq, k.data, bk);
 			if (bk)
 				DL_FOREACH(bk->list, b)
-					if (matches(b, ch))
-						note_match(c, b);
+					consider(c, b, ch);
 		}
 		rt_buf_deinit(&k);
 	}
+	ask_database(c, ch);
+}
+
+static void dispatch(struct rt_changes *c, const struct rt_change *ch)
+{
+	match_change(c, ch);
 	for (size_t i = 0; i < c->n_touched; i++) {
 		struct rt_bgroup *g = c->touched[i];
 		publish(c, g->key, g->topic, g->matched, g->n_matched, ch);
 	}
+}
+
+size_t rt_changes_match(struct rt_changes *c, const struct rt_change *ch, const char **keys,
+			json_t **payloads, size_t cap, size_t *n_considered)
+{
+	pthread_mutex_lock(&c->mu);
+	refresh_policies(c);
+	c->n_considered = 0;
+	match_change(c, ch);
+	size_t n = c->n_touched;
+	for (size_t i = 0; i < n && i < cap; i++) {
+		struct rt_bgroup *g = c->touched[i];
+		keys[i] = g->key;
+		if (payloads)
+			payloads[i] = change_payload(c, g->matched, g->n_matched, ch);
+	}
+	if (n_considered)
+		*n_considered = c->n_considered;
+	pthread_mutex_unlock(&c->mu);
+	return n;
 }
 
 /* ---- resume ---- */
@@ -893,7 +1196,7 @@ static struct cu_group *cu_group(struct rt_changes *c, struct rt_bgroup *g,
 		const struct rt_change *ch = &cu->chs[cg->n_done];
 		size_t n_matched = 0;
 		for (size_t b = 0; b < g->n; b++)
-			if (matches(g->bindings[b], ch))
+			if (matches_now(c, g->bindings[b], ch))
 				matched[n_matched++] = g->bindings[b];
 		if (!n_matched)
 			continue;
@@ -903,7 +1206,7 @@ static struct cu_group *cu_group(struct rt_changes *c, struct rt_bgroup *g,
 		}
 		struct cu_match *m = &cg->m[cg->n_m++];
 		m->i = cg->n_done;
-		encode_change(g->topic, matched, n_matched, ch, &m->v1, &m->v2);
+		encode_change(c, g->topic, matched, n_matched, ch, &m->v1, &m->v2);
 	}
 	return cg;
 }
@@ -966,7 +1269,7 @@ static void serve_streamed(struct rt_changes *c, struct resume_req **reqs, size_
 					end++;
 				size_t n_matched = 0;
 				for (size_t b = 0; b < g->n; b++)
-					if (matches(g->bindings[b], &chs[i]))
+					if (matches_now(c, g->bindings[b], &chs[i]))
 						matched[n_matched++] = g->bindings[b];
 				struct rt_frame *v1 = NULL, *v2 = NULL;
 				for (; k < end; k++) {
@@ -974,7 +1277,7 @@ static void serve_streamed(struct rt_changes *c, struct resume_req **reqs, size_
 					if (!n_matched || r->is_resync || chs[i].pos <= r->after)
 						continue;
 					if (!v1)
-						encode_change(g->topic, matched, n_matched, &chs[i], &v1, &v2);
+						encode_change(c, g->topic, matched, n_matched, &chs[i], &v1, &v2);
 					publish_frames(c, r->key, chs[i].pos, v1, v2);
 				}
 				rt_frame_unref(v1);
@@ -1055,6 +1358,7 @@ static void *feed_main(void *arg)
 	while (atomic_load(&c->is_running)) {
 		bool is_changed = rt_store_wait(c->store, &version, 10);
 		pthread_mutex_lock(&c->mu);
+		bool is_repoliced = refresh_policies(c);
 		while (is_changed) {
 			struct rt_change *chs;
 			size_t n;
@@ -1073,6 +1377,8 @@ static void *feed_main(void *arg)
 		struct resume_req *todo = c->requests;
 		c->requests = NULL;
 		pthread_mutex_unlock(&c->mu);
+		if (is_repoliced && c->cu.is_valid)
+			cu_drop(c); /* its frames were matched under the old policies */
 		/* Catch-ups run without the lock: only this thread publishes live
 		 * changes, so none can slip between a catch-up and its marker, and
 		 * workers joining or leaving meanwhile are not held up. */
@@ -1104,6 +1410,7 @@ struct rt_changes *rt_changes_new(struct rt_store *store, struct rt_hub *hub)
 	c->hub = hub;
 	pthread_mutex_init(&c->mu, NULL);
 	c->last_pos = rt_store_last_pos(store);
+	c->pol_version = rt_store_policies_version(store);
 	return c;
 }
 
@@ -1146,8 +1453,19 @@ void rt_changes_free(struct rt_changes *c)
 		rt_binding_free(b);
 	}
 	free(c->touched);
+	free(c->ask);
+	free(c->ask_who);
+	free(c->ask_vis);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
+}
+
+uint64_t rt_changes_policy_version(struct rt_changes *c)
+{
+	pthread_mutex_lock(&c->mu);
+	uint64_t v = c->pol_version;
+	pthread_mutex_unlock(&c->mu);
+	return v;
 }
 
 uint64_t rt_changes_last_pos(struct rt_changes *c)

@@ -10,6 +10,18 @@
  * per group, as one frame whose `ids` lists every binding of the group that
  * matched, however many sockets receive it.
  *
+ * Row-level security: each binding carries its requester's visibility of
+ * its table (the SELECT predicate of the store's policies, built with the
+ * requester's claims). Bindings with the same visibility share one entry, so
+ * a predicate `owner = auth.uid()` indexes bindings by `owner` like an eq
+ * filter does; predicates are evaluated where filters are, live and in
+ * catch-ups; opaque policies are asked of the database once per change for
+ * all distinct requesters. When the store's policies change
+ * (rt_store_policies_version), bindings built from the older set match
+ * nothing from the next change on: their channels parse and attach them
+ * again under the new set and catch up from the last position they were
+ * given (realtime.c), so nothing is lost or shown under the old policies.
+ *
  * The change thread waits on the store, reads changes in position order,
  * matches and publishes them through the hub. A channel that resumes from a
  * position asks the change thread for a catch-up: between two live batches
@@ -55,10 +67,14 @@ void rt_changes_free(struct rt_changes *c);
 
 /*
  * Validates one postgres_changes entry for topic (the full "realtime:…"
- * topic). Returns a binding, or NULL with Supabase's system message in err.
+ * topic) for requester who (copied; NULL: anon with no claims). Returns a
+ * binding, or NULL with Supabase's system message in err. The binding
+ * takes only the rows who may select (its SELECT predicate under the
+ * store's policies, docs/security-matcher.md) and the columns who's role
+ * may select; its id is the entry's, whoever the requester is.
  */
 struct rt_binding *rt_binding_parse(struct rt_changes *c, const char *topic, const json_t *entry,
-				    char *err, size_t err_cap);
+				    const struct rt_auth *who, char *err, size_t err_cap);
 /* The id echoed in the join reply and carried in `ids`. */
 json_int_t rt_binding_id(const struct rt_binding *b);
 /* Frees a binding that was never attached. */
@@ -90,6 +106,22 @@ const char *rt_bgroup_key(const struct rt_bgroup *g);
  * The request holds its own reference to g.
  */
 void rt_changes_resume(struct rt_changes *c, const char *key, uint64_t after, struct rt_bgroup *g);
+
+/*
+ * Matches change ch against the registry as the feed would, without
+ * publishing (tests and benchmarks; the feed must not be running): up to
+ * cap hub keys of the groups it would reach go to keys (borrowed: valid
+ * while those groups are attached), and with payloads their
+ * postgres_changes payloads (new references). *n_considered (may be NULL)
+ * gets how many bindings were evaluated: indexed ones are not looped over.
+ * Returns the number of groups reached.
+ */
+size_t rt_changes_match(struct rt_changes *c, const struct rt_change *ch, const char **keys,
+			json_t **payloads, size_t cap, size_t *n_considered);
+
+/* The store's policy version the feed matches under: bindings parsed under
+ * an older one receive nothing. */
+uint64_t rt_changes_policy_version(struct rt_changes *c);
 
 /* The newest position published so far. */
 uint64_t rt_changes_last_pos(struct rt_changes *c);

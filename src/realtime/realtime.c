@@ -27,6 +27,8 @@ struct rt_channel {
 	char *key;       /* hub key: "pub:<sub>" or "priv:<sub>" */
 	char *join_ref;  /* NULL when the join had none */
 	bool is_private, self, ack;
+	/* channel authorization, decided at the join and on each token refresh */
+	bool may_send, may_track;
 	bool presence_enabled, is_tracked;
 	char *pkey;          /* presence key; NULL until needed when the client gave none */
 	uint64_t token_hash; /* of the token the channel's claims came from */
@@ -45,6 +47,9 @@ struct chan_pg {
 	struct rt_bgroup *bgroup;  /* the channel's bindings */
 	struct rt_sub pgsub;       /* live deliveries of the group */
 	struct rt_sub catchup_sub; /* the channel's own key, while resuming */
+	json_t *entries;           /* the postgres_changes entries (re-parsed on refresh) */
+	uint64_t sent_pos;         /* the last position the channel has been given */
+	unsigned gen;              /* catch-up requests made (their hub keys differ) */
 	bool is_catching_up;
 	bool is_overflowed;    /* too many live changes held during the catch-up */
 	uint64_t resume_floor; /* live changes at or below this came in the catch-up */
@@ -59,7 +64,7 @@ struct rt_session {
 	struct rt_conn *c;
 	enum rt_phx_vsn vsn;
 	uint64_t token_hash;
-	struct rt_jwt_claims claims; /* role, sub, exp (the claims object is not kept) */
+	struct rt_jwt_claims claims; /* role, sub, exp and the whole claims object */
 	struct rt_channel *channels; /* list: at most max_channels */
 	unsigned n_channels;
 	struct rt_writes_queue writes; /* store requests of the socket (writes.h) */
@@ -121,6 +126,7 @@ struct rt_token_entry {
 	char *role;
 	char *sub;
 	int64_t exp;
+	json_t *claims; /* the whole object: a token seen before yields the same claims */
 };
 
 static void token_entry_clear(struct rt_token_entry *e)
@@ -128,6 +134,7 @@ static void token_entry_clear(struct rt_token_entry *e)
 	free(e->token);
 	free(e->role);
 	free(e->sub);
+	json_decref(e->claims);
 	memset(e, 0, sizeof *e);
 }
 
@@ -165,6 +172,7 @@ enum rt_jwt_result rt_realtime_verify(struct rt_realtime_worker *rw, const char 
 		out->role = rt_xstrdup(e->role);
 		out->sub = e->sub ? rt_xstrdup(e->sub) : NULL;
 		out->exp = e->exp;
+		out->claims = e->claims ? json_deep_copy(e->claims) : NULL;
 		return RT_JWT_OK;
 	}
 	/* a miss, or expired since: the full check (and its exact error) */
@@ -172,8 +180,6 @@ enum rt_jwt_result rt_realtime_verify(struct rt_realtime_worker *rw, const char 
 		rt_jwt_verify(rw->rt->cfg.jwt_secret, token, token_len, now, out, expired_ago_s);
 	if (r != RT_JWT_OK)
 		return r;
-	json_decref(out->claims);
-	out->claims = NULL;
 	token_entry_clear(e);
 	e->token = rt_xmalloc(token_len);
 	memcpy(e->token, token, token_len);
@@ -181,6 +187,7 @@ enum rt_jwt_result rt_realtime_verify(struct rt_realtime_worker *rw, const char 
 	e->role = rt_xstrdup(out->role);
 	e->sub = out->sub ? rt_xstrdup(out->sub) : NULL;
 	e->exp = out->exp;
+	e->claims = out->claims ? json_deep_copy(out->claims) : NULL;
 	return RT_JWT_OK;
 }
 
@@ -296,11 +303,94 @@ static const struct rt_jwt_claims *chan_claims(const struct rt_channel *ch)
 	return ch->own ? ch->own : &ch->s->claims;
 }
 
-/* Only role, sub and exp are used after the check: the claims object goes. */
-static void drop_claims_object(struct rt_jwt_claims *c)
+/* The requester a channel acts as (its claims, its sub-topic for
+ * realtime.topic()); borrowed from the channel. */
+static struct rt_auth chan_auth(const struct rt_channel *ch)
 {
-	json_decref(c->claims);
-	c->claims = NULL;
+	const struct rt_jwt_claims *cl = chan_claims(ch);
+	return (struct rt_auth){.role = cl->role, .claims = cl->claims, .topic = ch->sub};
+}
+
+/* Column types of realtime.messages, for policies on it. */
+static const char *messages_type(const char *column, void *ctx)
+{
+	(void)ctx;
+	if (!strcmp(column, "private"))
+		return "bool";
+	if (!strcmp(column, "payload"))
+		return "jsonb";
+	if (!strcmp(column, "inserted_at") || !strcmp(column, "updated_at"))
+		return "timestamp";
+	if (!strcmp(column, "id"))
+		return "uuid";
+	return "text"; /* topic, extension, event */
+}
+
+/* Whether the policies on realtime.messages let who run cmd (SELECT: read,
+ * INSERT: write) for extension on who->topic: 1 yes, 0 no, -1 the database
+ * must say (a policy outside the compiled subset). */
+static int messages_allowed(struct rt_policies *pol, const struct rt_auth *who, unsigned cmd,
+			    const char *extension)
+{
+	struct rt_query_node pred;
+	bool is_check = cmd == RT_POLICY_INSERT;
+	enum rt_policy_verdict v =
+		rt_policies_predicate(pol, "realtime", "messages", cmd, is_check, who, &pred);
+	int ok = 0;
+	switch (v) {
+	case RT_POLICY_ALLOW_ALL:
+		ok = 1;
+		break;
+	case RT_POLICY_DENY_ALL:
+		break;
+	case RT_POLICY_ROWS: {
+		json_t *row = json_pack("{s:s,s:s,s:b}", "topic", who->topic ? who->topic : "",
+					"extension", extension, "private", 1);
+		ok = row && rt_policy_eval(&pred, row, messages_type, NULL) == 1;
+		json_decref(row);
+		rt_query_node_deinit(&pred);
+		break;
+	}
+	case RT_POLICY_OPAQUE:
+		ok = -1;
+		break;
+	}
+	return ok;
+}
+
+int rt_realtime_authorize(struct rt_realtime *rt, const struct rt_auth *who, bool is_private,
+			  struct rt_channel_access *out)
+{
+	*out = (struct rt_channel_access){true, true, true};
+	if (!is_private)
+		return 0;
+	struct rt_policies *pol = rt->store ? rt_store_policies(rt->store) : NULL;
+	if (pol && rt_policies_has_any(pol, "realtime", "messages") &&
+	    !rt_policies_is_enabled(pol, "realtime", "messages")) {
+		/* Supabase's realtime.messages always has RLS on: policies written
+		 * for it but not enforced would open every private channel. */
+		rt_warn("channel %s: realtime.messages has policies but row level security is not "
+			"enabled on it (ALTER TABLE realtime.messages ENABLE ROW LEVEL SECURITY); "
+			"private channel access denied", who->topic ? who->topic : "");
+		*out = (struct rt_channel_access){false, false, false};
+	} else if (pol && rt_policies_has_any(pol, "realtime", "messages")) {
+		/* Supabase: a join needs read for broadcast or for presence */
+		int rb = messages_allowed(pol, who, RT_POLICY_SELECT, "broadcast");
+		int rp = messages_allowed(pol, who, RT_POLICY_SELECT, "presence");
+		int wb = messages_allowed(pol, who, RT_POLICY_INSERT, "broadcast");
+		int wp = messages_allowed(pol, who, RT_POLICY_INSERT, "presence");
+		if (rb < 0 || rp < 0 || wb < 0 || wp < 0) { /* the database decides it all */
+			rt_policies_unref(pol);
+			*out = (struct rt_channel_access){false, false, false};
+			return 1;
+		}
+		*out = (struct rt_channel_access){rb || rp, wb, wp};
+	} else { /* no channel policies: the configured roles */
+		bool ok = rt_realtime_role_allowed(rt, who->role);
+		*out = (struct rt_channel_access){ok, ok, ok};
+	}
+	rt_policies_unref(pol);
+	return out->may_read ? 0 : -1;
 }
 
 static void channel_free(struct rt_channel *ch)
@@ -319,6 +409,7 @@ static void channel_free(struct rt_channel *ch)
 		for (size_t i = 0; i < pg->n_held; i++)
 			rt_msg_unref(pg->held[i]);
 		free(pg->held);
+		json_decref(pg->entries);
 		free(pg);
 	}
 	DL_DELETE(s->channels, ch);
@@ -373,6 +464,8 @@ static void binding_deliver(struct rt_sub *sub, struct rt_msg *m)
 		return; /* already sent by the catch-up */
 	struct rt_frame *f = ch->s->vsn == RT_PHX_V1 ? m->v1 : m->v2;
 	rt_conn_send(ch->s->c, f);
+	if (m->pos > pg->sent_pos)
+		pg->sent_pos = m->pos;
 }
 
 static void resync_msg(struct rt_channel *ch, const char *why)
@@ -391,12 +484,16 @@ static void catchup_deliver(struct rt_sub *sub, struct rt_msg *m)
 	struct rt_channel *ch = pg->ch;
 	if (m->kind == RT_MSG_CHANGE) {
 		rt_conn_send(ch->s->c, ch->s->vsn == RT_PHX_V1 ? m->v1 : m->v2);
+		if (m->pos > pg->sent_pos)
+			pg->sent_pos = m->pos;
 		return;
 	}
 	if (m->kind != RT_MSG_CATCHUP || !pg->is_catching_up)
 		return;
 	pg->is_catching_up = false;
 	pg->resume_floor = m->pos;
+	if (m->pos > pg->sent_pos)
+		pg->sent_pos = m->pos;
 	if (m->is_resync)
 		resync_msg(ch, "The resume position is older than the retained changes; refetch "
 			       "the data you show, then subscribe without resume_after");
@@ -482,14 +579,31 @@ static bool resume_after(const json_t *ext, uint64_t *out)
 	return true;
 }
 
+/* Asks the feed for the changes after `after` that match the channel's group,
+ * on a hub key of this request alone (an older request's deliveries, still
+ * on their way, go to a key nobody listens to any more). */
+static void start_catchup(struct rt_channel *ch, uint64_t after)
+{
+	struct rt_realtime_worker *rw = ch->s->rw;
+	struct chan_pg *pg = ch->pg;
+	char key[64];
+	snprintf(key, sizeof key, "chan:%llu:%u", (unsigned long long)ch->id, ++pg->gen);
+	pg->catchup_sub.deliver = catchup_deliver;
+	pg->is_catching_up = true;
+	pg->is_overflowed = false;
+	rt_hub_subscribe(rw->hub, key, &pg->catchup_sub);
+	rt_changes_resume(rw->rt->changes, key, after, pg->bgroup);
+}
+
 /* Attaches the channel's bindings (taking them) and, with a resume position,
  * asks the feed for the changes the client missed. */
 static void subscribe_changes(struct rt_channel *ch, struct rt_binding **parsed, size_t n,
-			      const json_t *ext)
+			      const json_t *ext, json_t *entries)
 {
 	struct rt_realtime_worker *rw = ch->s->rw;
 	struct chan_pg *pg = rt_xcalloc(1, sizeof *pg);
 	pg->ch = ch;
+	pg->entries = json_incref(entries);
 	ch->pg = pg;
 	/* Subscribed first: a change the feed matches right after the attach is
 	 * published to a key this worker already listens to. */
@@ -498,6 +612,7 @@ static void subscribe_changes(struct rt_channel *ch, struct rt_binding **parsed,
 	rt_hub_subscribe(rw->hub, gkey, &pg->pgsub);
 	uint64_t start;
 	pg->bgroup = rt_changes_attach(rw->rt->changes, parsed, n, &start);
+	pg->sent_pos = start;
 	free(gkey);
 	/* rtsync adds the position the subscription starts after: a client that
 	 * has seen no change yet resumes from it (docs/protocol.md). */
@@ -507,17 +622,52 @@ static void subscribe_changes(struct rt_channel *ch, struct rt_binding **parsed,
 	system_msg_with(ch, "postgres_changes", "ok", "Subscribed to PostgreSQL", extra);
 	json_decref(extra);
 	uint64_t after;
-	if (resume_after(ext, &after)) {
-		char key[48];
-		snprintf(key, sizeof key, "chan:%llu", (unsigned long long)ch->id);
-		pg->catchup_sub.deliver = catchup_deliver;
-		pg->is_catching_up = true;
-		rt_hub_subscribe(rw->hub, key, &pg->catchup_sub);
-		rt_changes_resume(rw->rt->changes, key, after, pg->bgroup);
-	}
+	if (resume_after(ext, &after))
+		start_catchup(ch, after);
+}
+
+static void handle_join_decided(struct rt_session *s, struct rt_phx_msg *m,
+				const struct rt_channel_access *decided);
+
+/* A join waiting for the database's channel authorization. */
+struct pending_join {
+	char *join_ref, *ref, *topic;
+	json_t *payload;
+};
+
+static void pending_join_free(void *ctx)
+{
+	struct pending_join *pj = ctx;
+	free(pj->join_ref);
+	free(pj->ref);
+	free(pj->topic);
+	json_decref(pj->payload);
+	free(pj);
+}
+
+static void join_decided(struct rt_session *s, void *ctx, const struct rt_channel_access *access)
+{
+	struct pending_join *pj = ctx;
+	struct rt_phx_msg m = {.join_ref = pj->join_ref, .ref = pj->ref, .topic = pj->topic,
+			       .event = (char *)"phx_join", .payload = pj->payload};
+	handle_join_decided(s, &m, access);
+	pending_join_free(pj);
+}
+
+static char *dup_or_null(const char *v)
+{
+	return v ? rt_xstrdup(v) : NULL;
 }
 
 static void handle_join(struct rt_session *s, struct rt_phx_msg *m)
+{
+	handle_join_decided(s, m, NULL);
+}
+
+/* A join; decided (may be NULL) is the database's channel authorization when
+ * it was asked for it. */
+static void handle_join_decided(struct rt_session *s, struct rt_phx_msg *m,
+				const struct rt_channel_access *decided)
 {
 	struct rt_realtime *rt = s->rw->rt;
 	if (strncmp(m->topic, TOPIC_PREFIX, TOPIC_PREFIX_LEN)) {
@@ -560,7 +710,6 @@ static void handle_join(struct rt_session *s, struct rt_phx_msg *m)
 			join_error(s, m, reason);
 			return;
 		}
-		drop_claims_object(&claims);
 	} else {
 		int64_t now = rt_wall_s();
 		if (s->claims.exp <= now) {
@@ -575,7 +724,27 @@ static void handle_join(struct rt_session *s, struct rt_phx_msg *m)
 	}
 	uint64_t tok_hash = tok ? token_hash(tok) : s->token_hash;
 	const struct rt_jwt_claims *cl = tok ? &claims : &s->claims;
-	if (is_private && !rt_realtime_role_allowed(rt, cl->role)) {
+	struct rt_auth who = {.role = cl->role, .claims = cl->claims, .topic = sub};
+	struct rt_channel_access access;
+	int arc;
+	if (decided) {
+		access = *decided;
+		arc = access.may_read ? 0 : -1;
+	} else {
+		arc = rt_realtime_authorize(rt, &who, is_private, &access);
+	}
+	if (arc == 1) { /* the database decides: asked on the pool, joined when it answers */
+		struct pending_join *pj = rt_xcalloc(1, sizeof *pj);
+		pj->join_ref = dup_or_null(m->join_ref);
+		pj->ref = dup_or_null(m->ref);
+		pj->topic = rt_xstrdup(m->topic);
+		pj->payload = m->payload ? json_incref(m->payload) : NULL;
+		rt_writes_authorize(s, rt->store, &who, m->join_ref, m->ref, m->topic, join_decided,
+				    pending_join_free, pj);
+		rt_jwt_claims_deinit(&claims);
+		return;
+	}
+	if (arc) {
 		char reason[400];
 		snprintf(reason, sizeof reason,
 			 "Unauthorized: You do not have permissions to read from this Channel topic: %s",
@@ -595,6 +764,7 @@ static void handle_join(struct rt_session *s, struct rt_phx_msg *m)
 	json_t *reply_bindings = json_array();
 	const json_t *pg = json_object_get(config, "postgres_changes");
 	struct rt_binding **parsed = rt_xcalloc(json_array_size(pg) + 1, sizeof *parsed);
+	json_t *entries = json_array();
 	size_t n_parsed = 0, i;
 	char pg_err[1024] = "";
 	const json_t *entry;
@@ -617,11 +787,12 @@ static void handle_join(struct rt_session *s, struct rt_phx_msg *m)
 					 str_or(entry, "table", "*"));
 		} else if (!*pg_err) { /* after an error the rest are only echoed */
 			char err[1024];
-			struct rt_binding *b = rt_binding_parse(rt->changes, m->topic, entry, err,
-								sizeof err);
+			struct rt_binding *b = rt_binding_parse(rt->changes, m->topic, entry, &who,
+								err, sizeof err);
 			if (b) {
 				id = rt_binding_id(b);
 				parsed[n_parsed++] = b;
+				json_array_append(entries, (json_t *)entry);
 			} else if (!*pg_err) {
 				snprintf(pg_err, sizeof pg_err, "%s", err);
 			}
@@ -653,6 +824,8 @@ static void handle_join(struct rt_session *s, struct rt_phx_msg *m)
 		memcpy(ch->join_ref, m->join_ref, jlen);
 	}
 	ch->is_private = is_private;
+	ch->may_send = access.may_send;
+	ch->may_track = access.may_track;
 	ch->self = get_bool(bcast, "self", false);
 	ch->ack = get_bool(bcast, "ack", false);
 	ch->presence_enabled = get_bool(pres, "enabled", false);
@@ -680,7 +853,8 @@ static void handle_join(struct rt_session *s, struct rt_phx_msg *m)
 	if (*pg_err)
 		system_msg(ch, "postgres_changes", "error", pg_err);
 	else if (n_parsed)
-		subscribe_changes(ch, parsed, n_parsed, json_object_get(config, "rtsync"));
+		subscribe_changes(ch, parsed, n_parsed, json_object_get(config, "rtsync"), entries);
+	json_decref(entries);
 	free(parsed);
 	if (state) {
 		send_text(s, ch->join_ref, NULL, ch->topic, "presence_state", state);
@@ -699,10 +873,6 @@ static void handle_leave(struct rt_channel *ch, struct rt_phx_msg *m)
 	channel_free(ch);
 }
 
-static bool can_write(const struct rt_channel *ch)
-{
-	return !ch->is_private || rt_realtime_role_allowed(ch->s->rw->rt, chan_claims(ch)->role);
-}
 
 static struct rt_frame *text_frame(enum rt_phx_vsn vsn, const char *topic, const char *event,
 				   const char *payload, size_t payload_len)
@@ -757,7 +927,7 @@ static void handle_broadcast(struct rt_channel *ch, struct rt_phx_msg *m)
 	if (m->is_user_broadcast) {
 		if (m->data_len > max)
 			goto too_big;
-		if (!can_write(ch))
+		if (!ch->may_send)
 			goto out; /* silently dropped, even with ack (as Supabase) */
 		msg = user_broadcast_msg(ch->key, ch->topic, m->user_event, m->encoding, m->data,
 					 m->data_len, m->meta, m->meta_len);
@@ -778,7 +948,7 @@ static void handle_broadcast(struct rt_channel *ch, struct rt_phx_msg *m)
 		rt_phx_dump(&payload, m->payload);
 		if (payload.len > max)
 			goto too_big;
-		if (!can_write(ch))
+		if (!ch->may_send)
 			goto out;
 		msg = json_broadcast_msg(ch->key, ch->topic, payload.data, payload.len);
 	}
@@ -817,7 +987,7 @@ static void handle_presence(struct rt_channel *ch, struct rt_phx_msg *m)
 		reply(s, ch->join_ref, m->ref, ch->topic, "ok", NULL);
 		return;
 	}
-	if (!can_write(ch)) {
+	if (!ch->may_track && strcasecmp(event, "untrack")) {
 		reply(s, ch->join_ref, m->ref, ch->topic, "error", NULL);
 		return;
 	}
@@ -861,9 +1031,129 @@ static void handle_presence(struct rt_channel *ch, struct rt_phx_msg *m)
 	}
 }
 
-static void handle_access_token(struct rt_channel *ch, struct rt_phx_msg *m)
+/*
+ * Re-attaches the channel's postgres_changes under its new claims: the
+ * entries are parsed again for the new requester, the old group's live and
+ * catch-up deliveries stop (those still on their way are dropped with the
+ * subscriptions), and a catch-up from the last position the channel was
+ * given brings what came since, matched under the new claims: nothing is
+ * lost or sent twice. Returns 0, or -1 with the reason in err.
+ */
+static int rebind_changes(struct rt_channel *ch, char *err, size_t err_cap)
+{
+	struct rt_realtime_worker *rw = ch->s->rw;
+	struct chan_pg *pg = ch->pg;
+	struct rt_auth who = chan_auth(ch);
+	size_t n = json_array_size(pg->entries), i;
+	struct rt_binding **parsed = rt_xcalloc(n ? n : 1, sizeof *parsed);
+	const json_t *entry;
+	json_array_foreach(pg->entries, i, entry) {
+		parsed[i] = rt_binding_parse(rw->rt->changes, ch->topic, entry, &who, err, err_cap);
+		if (!parsed[i]) {
+			for (size_t k = 0; k < i; k++)
+				rt_binding_free(parsed[k]);
+			free(parsed);
+			return -1;
+		}
+	}
+	rt_hub_unsubscribe(rw->hub, &pg->pgsub);
+	rt_hub_unsubscribe(rw->hub, &pg->catchup_sub);
+	for (size_t k = 0; k < pg->n_held; k++)
+		rt_msg_unref(pg->held[k]);
+	pg->n_held = 0;
+	rt_changes_detach(rw->rt->changes, pg->bgroup);
+	char *gkey = rt_changes_group_key(parsed, n);
+	pg->pgsub.deliver = binding_deliver;
+	rt_hub_subscribe(rw->hub, gkey, &pg->pgsub);
+	pg->bgroup = rt_changes_attach(rw->rt->changes, parsed, n, NULL);
+	free(gkey);
+	free(parsed);
+	start_catchup(ch, pg->sent_pos);
+	return 0;
+}
+
+/* New claims or new policies: the channel's access is decided again and its
+ * postgres_changes attached again (Supabase's access_token handling). Returns
+ * false when the channel was closed. */
+/* Applies a channel authorization decided again. Returns false when the
+ * channel was closed. */
+static bool apply_access(struct rt_channel *ch, const struct rt_channel_access *access)
 {
 	struct rt_realtime *rt = ch->s->rw->rt;
+	if (!access->may_read) {
+		char msg[400];
+		snprintf(msg, sizeof msg,
+			 "You do not have permissions to read from this Channel topic: %s", ch->sub);
+		channel_shutdown(ch, msg);
+		return false;
+	}
+	ch->may_send = access->may_send;
+	ch->may_track = access->may_track;
+	if (ch->is_tracked && !ch->may_track) { /* may no longer be present */
+		rt_presence_untrack(rt->presence, ch->s->rw->hub, ch->key, ch->topic, ch->id);
+		ch->is_tracked = false;
+	}
+	return true;
+}
+
+/* A channel whose authorization the database decides again. */
+struct pending_auth {
+	uint64_t chan_id;
+	char *topic;
+};
+
+static void pending_auth_free(void *ctx)
+{
+	struct pending_auth *pa = ctx;
+	free(pa->topic);
+	free(pa);
+}
+
+static void reauth_decided(struct rt_session *s, void *ctx, const struct rt_channel_access *access)
+{
+	struct pending_auth *pa = ctx;
+	struct rt_channel *ch = find_channel(s, pa->topic);
+	if (ch && ch->id == pa->chan_id) /* still the same channel */
+		apply_access(ch, access);
+	pending_auth_free(pa);
+}
+
+static bool reauthorize(struct rt_channel *ch)
+{
+	struct rt_realtime *rt = ch->s->rw->rt;
+	struct rt_auth who = chan_auth(ch);
+	struct rt_channel_access access;
+	int arc = rt_realtime_authorize(rt, &who, ch->is_private, &access);
+	if (arc == 1) { /* the database decides; sending waits for it */
+		ch->may_send = ch->may_track = false;
+		struct pending_auth *pa = rt_xcalloc(1, sizeof *pa);
+		pa->chan_id = ch->id;
+		pa->topic = rt_xstrdup(ch->topic);
+		rt_writes_authorize(ch->s, rt->store, &who, ch->join_ref, NULL, ch->topic,
+				    reauth_decided, pending_auth_free, pa);
+	} else if (!apply_access(ch, &access)) {
+		return false;
+	}
+	char err[1024];
+	if (ch->pg && rebind_changes(ch, err, sizeof err)) {
+		rt_utf8_truncate(err);
+		channel_shutdown(ch, err);
+		return false;
+	}
+	return true;
+}
+
+static bool same_claims(const struct rt_jwt_claims *a, const struct rt_jwt_claims *b)
+{
+	if (strcmp(a->role, b->role))
+		return false;
+	if (!a->claims || !b->claims)
+		return !a->claims && !b->claims;
+	return json_equal(a->claims, b->claims);
+}
+
+static void handle_access_token(struct rt_channel *ch, struct rt_phx_msg *m)
+{
 	const json_t *at = json_object_get(m->payload, "access_token");
 	if (!json_is_string(at))
 		return;
@@ -879,19 +1169,17 @@ static void handle_access_token(struct rt_channel *ch, struct rt_phx_msg *m)
 		channel_shutdown(ch, rt_jwt_message(r, ago, msg, sizeof msg));
 		return;
 	}
-	drop_claims_object(&claims);
+	bool is_same = same_claims(chan_claims(ch), &claims);
 	if (!ch->own)
 		ch->own = rt_xmalloc(sizeof *ch->own);
 	else
 		rt_jwt_claims_deinit(ch->own);
 	*ch->own = claims;
 	ch->token_hash = token_hash(tok);
-	if (ch->is_private && !rt_realtime_role_allowed(rt, ch->own->role)) {
-		char msg[400];
-		snprintf(msg, sizeof msg,
-			 "You do not have permissions to read from this Channel topic: %s", ch->sub);
-		channel_shutdown(ch, msg);
-	}
+	if (is_same)
+		return; /* a later expiry only */
+	/* New claims: the channel's access is decided again, as at the join. */
+	reauthorize(ch);
 }
 
 /* ---- sessions ---- */
@@ -907,7 +1195,6 @@ struct rt_session *rt_session_new(struct rt_realtime_worker *rw, struct rt_conn 
 	s->token_hash = token_hash(token);
 	s->claims = *claims;
 	memset(claims, 0, sizeof *claims);
-	drop_claims_object(&s->claims);
 	DL_APPEND(rw->sessions, s);
 	return s;
 }
@@ -1008,12 +1295,18 @@ void rt_session_on_message(struct rt_session *s, enum rt_ws_opcode op, const uin
 	case RT_EV_ACCESS_TOKEN:
 		handle_access_token(ch, &m);
 		break;
-	case RT_EV_WRITE:
-		rt_writes_handle(s, s->rw->rt->store, ch->join_ref, m.ref, ch->topic, m.payload);
+	case RT_EV_WRITE: {
+		struct rt_auth who = chan_auth(ch);
+		rt_writes_handle(s, s->rw->rt->store, &who, ch->join_ref, m.ref, ch->topic,
+				 m.payload);
 		break;
-	case RT_EV_SNAPSHOT:
-		rt_writes_snapshot(s, s->rw->rt->store, ch->join_ref, m.ref, ch->topic, m.payload);
+	}
+	case RT_EV_SNAPSHOT: {
+		struct rt_auth who = chan_auth(ch);
+		rt_writes_snapshot(s, s->rw->rt->store, &who, ch->join_ref, m.ref, ch->topic,
+				   m.payload);
 		break;
+	}
 	default:
 		break; /* other channel events are ignored, as Supabase does */
 	}
@@ -1021,9 +1314,33 @@ out:
 	rt_phx_msg_deinit(&m);
 }
 
+/* The store's policies changed: every channel is decided again under them. */
+static void check_policies(struct rt_realtime_worker *rw)
+{
+	if (!rw->rt->store)
+		return;
+	uint64_t v = rt_store_policies_version(rw->rt->store);
+	if (!rw->is_pol_seen || v == rw->pol_version) {
+		rw->pol_version = v;
+		rw->is_pol_seen = true;
+		return;
+	}
+	rw->pol_version = v;
+	struct rt_session *s;
+	DL_FOREACH(rw->sessions, s) {
+		if (rt_conn_is_closing(s->c))
+			continue;
+		struct rt_channel *ch, *tmp;
+		DL_FOREACH_SAFE(s->channels, ch, tmp)
+			if (ch->pg || ch->is_private)
+				reauthorize(ch);
+	}
+}
+
 void rt_realtime_worker_tick(struct rt_realtime_worker *rw)
 {
 	int64_t now = rt_wall_s();
+	check_policies(rw);
 	struct rt_session *s;
 	DL_FOREACH(rw->sessions, s) {
 		if (rt_conn_is_closing(s->c))

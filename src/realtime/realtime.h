@@ -5,9 +5,18 @@
  * token expiry, server-initiated shutdown). Exact reply shapes and error
  * strings are those of PROTOCOL.md.
  *
- * Private channels (config.private) are open to the roles listed in
- * private_roles (default: authenticated, service_role); the same rule grants
- * broadcast and presence writes on them.
+ * Every channel acts as a requester (struct rt_auth): the whole claims of
+ * its own token or the socket's, and its sub-topic for realtime.topic().
+ * Its postgres_changes carry only rows the requester may select, socket
+ * writes and snapshots run under it (docs/security-matcher.md).
+ *
+ * Private channels (config.private) are authorized by the store's policies
+ * on realtime.messages (Supabase Realtime Authorization: SELECT to join,
+ * INSERT to send broadcast or track presence); without such policies they
+ * are open to the roles listed in private_roles (default: authenticated,
+ * service_role), and the same rule grants broadcast and presence writes.
+ * An access_token with other claims, or a change of the store's policies,
+ * has the channel decided again and its postgres_changes attached again.
  *
  * Ownership: struct rt_realtime (shared) owns the hub and the presence
  *            registry; a worker's struct rt_realtime_worker owns its sessions;
@@ -70,6 +79,8 @@ struct rt_realtime_worker {
 	struct rt_session *sessions;
 	uint64_t next_chan;
 	struct rt_token_entry *tokens; /* tokens verified lately (see rt_realtime_verify) */
+	uint64_t pol_version; /* the store's policy version the channels were decided under */
+	bool is_pol_seen;
 };
 
 /* Copies cfg (strings must outlive the object). */
@@ -80,12 +91,31 @@ void rt_realtime_free(struct rt_realtime *rt);
 /* True when role may join, broadcast and track on private channels. */
 bool rt_realtime_role_allowed(const struct rt_realtime *rt, const char *role);
 
+/* What a requester may do on a channel (Supabase Realtime Authorization). */
+struct rt_channel_access {
+	bool may_read;  /* join: SELECT on realtime.messages for broadcast or presence */
+	bool may_send;  /* broadcast: INSERT for extension 'broadcast' */
+	bool may_track; /* presence track: INSERT for extension 'presence' */
+};
+
+/*
+ * Decides who's access to a channel (who->topic: the sub-topic, for
+ * realtime.topic()). Public channels allow everything. Private ones: by the
+ * store's policies on realtime.messages, evaluated on the row {topic,
+ * extension}; without such policies, by the configured private roles.
+ * Policies outside the compiled subset deny (logged). Returns 0, or -1 when
+ * who may not read (join refused). Any thread.
+ */
+int rt_realtime_authorize(struct rt_realtime *rt, const struct rt_auth *who, bool is_private,
+			  struct rt_channel_access *out);
+
 struct rt_realtime_worker *rt_realtime_worker_new(struct rt_realtime *rt, struct rt_worker *w);
 /* Frees the worker state; its sessions must be gone (connections closed). */
 void rt_realtime_worker_free(struct rt_realtime_worker *rw);
 /* Delivers messages other workers published. */
 void rt_realtime_worker_wake(struct rt_realtime_worker *rw);
-/* Closes channels whose token has expired. */
+/* Closes channels whose token has expired; after a change of the store's
+ * policies, decides every channel again under them. */
 void rt_realtime_worker_tick(struct rt_realtime_worker *rw);
 
 /*
@@ -94,8 +124,9 @@ void rt_realtime_worker_tick(struct rt_realtime_worker *rw);
  * verified lately (a few hundred, by exact bytes): a token seen before costs a
  * lookup and an expiry check instead of a signature check and two JSON
  * parses, which is what a reconnecting crowd sharing an API key or a user's
- * token needs. On RT_JWT_OK, out gets role, sub and exp; its claims object is
- * NULL (rt_jwt_claims_deinit() releases it all). Worker thread only.
+ * token needs. On RT_JWT_OK, out gets role, sub, exp and the whole claims
+ * object (a copy: the same claims for a token seen before);
+ * rt_jwt_claims_deinit() releases it all. Worker thread only.
  */
 enum rt_jwt_result rt_realtime_verify(struct rt_realtime_worker *rw, const char *token,
 				      size_t token_len, struct rt_jwt_claims *out,

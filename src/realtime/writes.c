@@ -11,6 +11,7 @@
 #include "common/metrics.h"
 #include "net/server.h"
 #include "proto/phx.h"
+#include "realtime/realtime.h"
 #include "realtime/realtime_int.h"
 #include "store/query.h"
 
@@ -18,11 +19,22 @@ struct rt_writes_job {
 	uv_work_t work;
 	struct rt_writes_job *next; /* the session's queue */
 	bool is_snapshot;
+	bool is_auth; /* a channel authorization (rt_writes_authorize) */
+	char *who_topic;
+	rt_writes_auth_done auth_done;
+	void (*auth_free)(void *);
+	void *auth_ctx;
+	struct rt_channel_access access;
 	bool is_detached;           /* the session is gone: free when the pool is done */
 	struct rt_worker *w;
 	uint64_t conn_id;
 	struct rt_store *store;
 	char *join_ref, *ref, *topic;
+	/* the requester (the channel's role and claims, copied: the job outlives
+	 * neither, but a token refresh may replace the channel's meanwhile) */
+	struct rt_auth who;
+	char *who_role;
+	json_t *who_claims;
 	struct rt_query q;
 	/* a write */
 	struct rt_write wr;
@@ -48,6 +60,11 @@ static void job_free(struct rt_writes_job *j)
 	free(j->join_ref);
 	free(j->ref);
 	free(j->topic);
+	free(j->who_role);
+	free(j->who_topic);
+	if (j->auth_ctx && j->auth_free)
+		j->auth_free(j->auth_ctx);
+	json_decref(j->who_claims);
 	rt_query_deinit(&j->q);
 	json_decref(j->rows);
 	json_decref(j->base);
@@ -156,6 +173,19 @@ static int key_query(const struct rt_store_table *t, const json_t *key, struct r
 static void work_cb(uv_work_t *w)
 {
 	struct rt_writes_job *j = w->data;
+	if (j->is_auth) { /* one question each; an error is a denial */
+		bool rb = false, rp = false, wb = false, wp = false;
+		if (rt_store_topic_allowed(j->store, &j->who, "broadcast", false, &rb))
+			rb = false;
+		if (rt_store_topic_allowed(j->store, &j->who, "presence", false, &rp))
+			rp = false;
+		if ((rb || rp) && rt_store_topic_allowed(j->store, &j->who, "broadcast", true, &wb))
+			wb = false;
+		if ((rb || rp) && rt_store_topic_allowed(j->store, &j->who, "presence", true, &wp))
+			wp = false;
+		j->access = (struct rt_channel_access){rb || rp, wb, wp};
+		return;
+	}
 	if (!j->is_snapshot) {
 		j->rc = rt_store_write(j->store, &j->wr, &j->out, &j->err);
 		return;
@@ -244,6 +274,15 @@ static void after_cb(uv_work_t *w, int status)
 	struct rt_writes_queue *q = rt_session_writes(s);
 	q->head = j->next; /* j was the head: one request of a session runs at a time */
 	q->n--;
+	if (j->is_auth) {
+		if (status == UV_ECANCELED)
+			j->access = (struct rt_channel_access){false, false, false};
+		start_next(s); /* first: the decision may queue more requests */
+		void *ctx = j->auth_ctx;
+		j->auth_ctx = NULL;
+		j->auth_done(s, ctx, &j->access);
+		goto out;
+	}
 	if (j->ref) { /* reply_error() is silent without a ref; the others need one */
 		if (status == UV_ECANCELED)
 			reply_error(s, j->join_ref, j->ref, j->topic, "RTS503",
@@ -296,7 +335,8 @@ static const struct rt_store_table *request_table(struct rt_session *s, struct r
 /* A job for a request of s, or NULL (answered) when the session has too
  * many waiting. */
 static struct rt_writes_job *job_new(struct rt_session *s, struct rt_store *store,
-				     const char *join_ref, const char *ref, const char *topic)
+				     const struct rt_auth *who, const char *join_ref,
+				     const char *ref, const char *topic)
 {
 	if (rt_session_writes(s)->n >= RT_WRITES_MAX_IN_FLIGHT) {
 		RT_METRIC_ERROR(RATE_LIMITED);
@@ -312,6 +352,9 @@ static struct rt_writes_job *job_new(struct rt_session *s, struct rt_store *stor
 	j->ref = dup_or_null(ref);
 	j->topic = rt_xstrdup(topic);
 	j->vsn = rt_session_vsn(s);
+	j->who_role = rt_xstrdup(who->role);
+	j->who_claims = who->claims ? json_deep_copy(who->claims) : NULL;
+	j->who = (struct rt_auth){.role = j->who_role, .claims = j->who_claims};
 	rt_buf_init(&j->reply);
 	return j;
 }
@@ -334,7 +377,8 @@ static int parse_kind(const char *type, enum rt_write_kind *kind)
 	return -1;
 }
 
-void rt_writes_handle(struct rt_session *s, struct rt_store *store, const char *join_ref,
+void rt_writes_handle(struct rt_session *s, struct rt_store *store, const struct rt_auth *who,
+		      const char *join_ref,
 		      const char *ref, const char *topic, const json_t *payload)
 {
 	const struct rt_store_table *t = request_table(s, store, join_ref, ref, topic, payload);
@@ -372,7 +416,7 @@ void rt_writes_handle(struct rt_session *s, struct rt_store *store, const char *
 		return;
 	}
 
-	struct rt_writes_job *j = job_new(s, store, join_ref, ref, topic);
+	struct rt_writes_job *j = job_new(s, store, who, join_ref, ref, topic);
 	if (!j)
 		return;
 	char err[160];
@@ -415,17 +459,37 @@ void rt_writes_handle(struct rt_session *s, struct rt_store *store, const char *
 		.idempotency_key = j->key,
 		.fingerprint = j->fingerprint,
 		.result = &j->res,
+		.who = &j->who,
 	};
 	enqueue(s, j);
 }
 
-void rt_writes_snapshot(struct rt_session *s, struct rt_store *store, const char *join_ref,
+void rt_writes_authorize(struct rt_session *s, struct rt_store *store, const struct rt_auth *who,
+			 const char *join_ref, const char *ref, const char *topic,
+			 rt_writes_auth_done done, void (*ctx_free)(void *), void *ctx)
+{
+	struct rt_writes_job *j = job_new(s, store, who, join_ref, ref, topic);
+	if (!j) {
+		ctx_free(ctx);
+		return;
+	}
+	j->is_auth = true;
+	j->who_topic = rt_xstrdup(who->topic ? who->topic : "");
+	j->who.topic = j->who_topic;
+	j->auth_done = done;
+	j->auth_free = ctx_free;
+	j->auth_ctx = ctx;
+	enqueue(s, j);
+}
+
+void rt_writes_snapshot(struct rt_session *s, struct rt_store *store, const struct rt_auth *who,
+			const char *join_ref,
 			const char *ref, const char *topic, const json_t *payload)
 {
 	const struct rt_store_table *t = request_table(s, store, join_ref, ref, topic, payload);
 	if (!t)
 		return;
-	struct rt_writes_job *j = job_new(s, store, join_ref, ref, topic);
+	struct rt_writes_job *j = job_new(s, store, who, join_ref, ref, topic);
 	if (!j)
 		return;
 	/* every row, by primary key (a table without one: in the store's order) */
@@ -452,6 +516,7 @@ void rt_writes_snapshot(struct rt_session *s, struct rt_store *store, const char
 		.query = &j->q,
 		.wants_count = true,
 		.position = &j->position,
+		.who = &j->who,
 	};
 	enqueue(s, j);
 }

@@ -36,13 +36,35 @@ struct rt_writes_queue {
 	unsigned n;
 };
 
-/* Handles one `write` push (ref may be NULL: then no reply is sent). */
-void rt_writes_handle(struct rt_session *s, struct rt_store *store, const char *join_ref,
+/* Handles one `write` push (ref may be NULL: then no reply is sent) under who's
+ * row-level security (copied into the request). */
+void rt_writes_handle(struct rt_session *s, struct rt_store *store, const struct rt_auth *who,
+		      const char *join_ref,
 		      const char *ref, const char *topic, const json_t *payload);
 
-/* Handles one `snapshot` push: {"schema", "table"} → {"rows", "position"}. */
-void rt_writes_snapshot(struct rt_session *s, struct rt_store *store, const char *join_ref,
+/* Handles one `snapshot` push: {"schema", "table"} → {"rows", "position"}: the rows
+ * who may select. */
+void rt_writes_snapshot(struct rt_session *s, struct rt_store *store, const struct rt_auth *who,
+			const char *join_ref,
 			const char *ref, const char *topic, const json_t *payload);
+
+struct rt_channel_access;
+/* Called on the worker with the database's decision; takes ctx. */
+typedef void (*rt_writes_auth_done)(struct rt_session *s, void *ctx,
+				    const struct rt_channel_access *access);
+
+/*
+ * Channel authorization by the database (policies on realtime.messages
+ * outside the compiled subset): rt_store_topic_allowed for read and write of
+ * broadcast and presence under who (copied; who->topic the sub-topic), on
+ * the pool behind the session's other requests, then done(s, ctx, access)
+ * on the worker. When the session is gone first, or the request cannot be
+ * queued (then the error is answered on join_ref/ref/topic), ctx_free(ctx)
+ * instead.
+ */
+void rt_writes_authorize(struct rt_session *s, struct rt_store *store, const struct rt_auth *who,
+			 const char *join_ref, const char *ref, const char *topic,
+			 rt_writes_auth_done done, void (*ctx_free)(void *), void *ctx);
 
 /* Drops the requests of a session that ends. */
 void rt_writes_queue_deinit(struct rt_writes_queue *q);

@@ -26,6 +26,7 @@
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "store/pgoutput.h"
 #include "store/store_int.h"
 
@@ -85,11 +86,36 @@ struct pg_store {
 	uint64_t end_lsn;    /* and its end, confirmed to the server */
 	uint64_t batch_pos;  /* last position written in the open batch */
 	struct rel *rels;
+
+	/* row-level security (docs/security-pg.md) */
+	bool uses_roles;       /* REST runs under the requester's role */
+	char *rls_oids;        /* "{oid,…}": the served tables and realtime.messages */
+	pthread_t watch_thread;
+	bool is_watching;
+	char fingerprint[40];  /* of the policies and privileges last loaded */
+	pthread_mutex_t sel_mu; /* the selectable cache */
+	struct sel_entry *sel;
+	uint64_t sel_version;  /* policies version the cache was filled at */
+};
+
+/* A role's selectable columns of one table (rt_store_selectable). */
+struct sel_entry {
+	char *role;
+	const struct rt_store_table *table;
+	bool *selectable;
+	struct sel_entry *next;
 };
 
 static const struct rt_store_ops pg_ops;
 
 /* ---- connections ---- */
+
+/* PostgreSQL's notices (`… already exists, skipping`) go to the debug log. */
+static void on_notice(void *arg, const char *msg)
+{
+	(void)arg;
+	rt_debug("store: postgres: %.*s", (int)strcspn(msg, "\n"), msg);
+}
 
 static PGconn *connect_pg(const char *conninfo, bool is_replication)
 {
@@ -99,7 +125,10 @@ static PGconn *connect_pg(const char *conninfo, bool is_replication)
 			      is_replication ? "database" : NULL, NULL};
 	if (!is_replication)
 		keys[4] = NULL;
-	return PQconnectdbParams(keys, vals, 1);
+	PGconn *c = PQconnectdbParams(keys, vals, 1);
+	if (c)
+		PQsetNoticeProcessor(c, on_notice, NULL);
+	return c;
 }
 
 /* The first line of libpq's message, for logs and errors. */
@@ -407,6 +436,84 @@ static json_t *rows_of(PGresult *res, int col, struct rt_store_error *e)
 	return rows;
 }
 
+static int exec_simple(PGconn *c, const char *sql, struct rt_store_error *e)
+{
+	PGresult *res = run(c, sql, NULL, e);
+	PQclear(res);
+	return res ? 0 : -1;
+}
+
+/* ---- the request context (PostgREST's, docs/security-pg.md) ---- */
+
+/* PostgREST's status for errors of a requester's statement: insufficient
+ * privilege is 401 for anon and 403 otherwise; a role that does not exist
+ * is a JWT error (401). */
+static void who_status(struct rt_store_error *e, const struct rt_auth *who)
+{
+	if (!who)
+		return;
+	if (!strcmp(e->code, "42501"))
+		e->status = !strcmp(who->role, "anon") ? 401 : 403;
+	else if (!strcmp(e->code, "22023") && !strncmp(e->message, "role ", 5) &&
+		 strstr(e->message, "does not exist"))
+		e->status = 401;
+}
+
+/*
+ * Inside the open transaction: switches to who's role and sets the claims
+ * as PostgREST does (request.jwt.claims, the legacy request.jwt.claim.<name>
+ * for each top-level claim, request.method, request.path). One round trip.
+ */
+static int apply_context(PGconn *c, const struct rt_auth *who, const char *method,
+			 const struct rt_store_table *t, struct rt_store_error *e)
+{
+	char *claims = who->claims ? json_dumps(who->claims, JSON_COMPACT) : NULL;
+	struct rt_buf path;
+	rt_buf_init(&path);
+	rt_buf_printf(&path, "/%s", t ? t->name : "");
+	rt_buf_append_byte(&path, 0);
+	const char *vals[] = {who->role, claims ? claims : "{}", method, (const char *)path.data};
+	struct params p = {.vals = vals, .n = 4};
+	/* the claims first: the role's own rights do not matter to them */
+	PGresult *res = run(c,
+			    "SELECT set_config('request.jwt.claims', $2, true),"
+			    " (SELECT count(set_config('request.jwt.claim.' || key, value, true))"
+			    "  FROM json_each_text($2::json)"
+			    "  WHERE key ~ '^[A-Za-z0-9_]{1,63}$' AND value IS NOT NULL),"
+			    " set_config('request.method', $3, true),"
+			    " set_config('request.path', $4, true),"
+			    " set_config('role', $1, true)",
+			    &p, e);
+	free(claims);
+	rt_buf_deinit(&path);
+	if (!res) {
+		who_status(e, who);
+		return -1;
+	}
+	PQclear(res);
+	return 0;
+}
+
+static int set_context(struct pg_store *s, PGconn *c, const struct rt_auth *who,
+		       const char *method, const struct rt_store_table *t,
+		       struct rt_store_error *e)
+{
+	if (!who || !s->uses_roles)
+		return 0;
+	return apply_context(c, who, method, t, e);
+}
+
+/* Back to the connection role, for rtsync's own bookkeeping. */
+static int reset_role(struct pg_store *s, PGconn *c, const struct rt_auth *who,
+		      struct rt_store_error *e)
+{
+	if (!who || !s->uses_roles)
+		return 0;
+	PGresult *res = run(c, "SET LOCAL ROLE NONE", NULL, e);
+	PQclear(res);
+	return res ? 0 : -1;
+}
+
 static int pg_read(struct rt_store *base, const struct rt_read *r, json_t **rows,
 		   long long *total, struct rt_store_error *err)
 {
@@ -420,6 +527,7 @@ static int pg_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 	struct params p = {0};
 	PGconn *c = NULL;
 	PGresult *res = NULL;
+	bool in_txn = false;
 	int rc = -1;
 	rt_buf_init(&where);
 	rt_buf_init(&sql);
@@ -456,15 +564,36 @@ static int pg_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 	rt_buf_append_byte(&sql, 0);
 	if (!(c = pool_get(s, err)))
 		goto out;
-	if (!(res = run(c, (const char *)sql.data, &p, err)))
+	in_txn = r->who && s->uses_roles; /* the role and claims hold for one transaction */
+	if (in_txn && exec_simple(c, "BEGIN READ ONLY", err)) {
+		in_txn = false;
 		goto out;
+	}
+	if (set_context(s, c, r->who, "GET", t, err))
+		goto out;
+	if (!(res = run(c, (const char *)sql.data, &p, err))) {
+		who_status(err, r->who);
+		goto out;
+	}
 	if (!(*rows = rows_of(res, 0, err)))
 		goto out;
 	if (r->wants_count)
 		*total = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	if (in_txn) {
+		in_txn = false;
+		if (exec_simple(c, "COMMIT", err)) {
+			json_decref(*rows);
+			*rows = NULL;
+			goto out;
+		}
+	}
 	rc = 0;
 out:
 	PQclear(res);
+	if (c && in_txn && PQstatus(c) == CONNECTION_OK) {
+		struct rt_store_error ignored;
+		exec_simple(c, "ROLLBACK", &ignored);
+	}
 	if (c)
 		pool_put(s, c);
 	free(p.vals);
@@ -503,13 +632,22 @@ static int write_stmt(PGconn *c, const struct rt_buf *stmt, const struct params 
 {
 	struct rt_buf sql;
 	rt_buf_init(&sql);
-	returning_sql(&sql, stmt, cols, keys, n, out != NULL);
+	if (out)
+		returning_sql(&sql, stmt, cols, keys, n, true);
+	else /* no RETURNING: the rows are not read back, so SELECT policies
+	      * do not check them (PostgreSQL's rule for RETURNING) */
+		rt_buf_append(&sql, stmt->data, stmt->len);
 	rt_buf_append_byte(&sql, 0);
 	PGresult *res = run(c, (const char *)sql.data, p, e);
 	rt_buf_deinit(&sql);
 	if (!res)
 		return -1;
 	int rc = 0;
+	if (!out) {
+		*count += (size_t)strtoull(PQcmdTuples(res), NULL, 10);
+		PQclear(res);
+		return 0;
+	}
 	*count += (size_t)strtoull(PQgetvalue(res, 0, 1), NULL, 10);
 	if (out) {
 		json_t *rows = rows_of(res, 0, e);
@@ -685,13 +823,6 @@ out:
 	rt_buf_deinit(&stmt);
 	rt_buf_deinit(&where);
 	return rc;
-}
-
-static int exec_simple(PGconn *c, const char *sql, struct rt_store_error *e)
-{
-	PGresult *res = run(c, sql, NULL, e);
-	PQclear(res);
-	return res ? 0 : -1;
 }
 
 /* ---- conflict control and idempotency keys (docs/writes.md) ---- */
@@ -955,23 +1086,38 @@ static int pg_write(struct rt_store *base, const struct rt_write *w, json_t **ro
 	if (exec_simple(c, "BEGIN", err))
 		goto out;
 	out = w->wants_rows || w->wants_single ? json_array() : NULL;
+	/* rows wanted for their count alone are not read back (no RETURNING) */
+	bool is_counted = out && w->is_count_only && !w->base;
 	unsigned char fp[32];
 	rc = 0;
-	if (w->idempotency_key) {
+	if (w->idempotency_key) { /* rtsync's own table: as the connection role */
 		rt_store_fingerprint(w->fingerprint, fp);
 		rc = key_lookup(c, w->idempotency_key, fp, s->base.key_window_ms, &out, &res, err);
 	}
 	if (rc == 0) {
-		if (w->base) {
+		static const char *const method[] = {[RT_WRITE_INSERT] = "POST",
+						     [RT_WRITE_UPSERT] = "POST",
+						     [RT_WRITE_UPDATE] = "PATCH",
+						     [RT_WRITE_DELETE] = "DELETE"};
+		json_t *dest = is_counted ? NULL : out;
+		rc = set_context(s, c, w->who, method[w->kind], w->table, err);
+		if (rc) {
+		} else if (w->base) {
 			rc = rt_store_controlled_write(
 				&(struct rt_store_cas){c, cols, keys, n_cols, out, select_by_where,
 						       select_by_pk, write_by_pk, insert_missing},
 				w, &res, err);
 			count = json_array_size(out);
 		} else if (w->kind == RT_WRITE_INSERT || w->kind == RT_WRITE_UPSERT)
-			rc = insert_rows(c, w, cols, keys, n_cols, out, &count, err);
+			rc = insert_rows(c, w, cols, keys, n_cols, dest, &count, err);
 		else
-			rc = update_or_delete(c, w, cols, keys, n_cols, out, &count, err);
+			rc = update_or_delete(c, w, cols, keys, n_cols, dest, &count, err);
+		if (rc)
+			who_status(err, w->who);
+		for (size_t i = 0; !rc && is_counted && i < count; i++)
+			json_array_append_new(out, json_object()); /* what the count reads */
+		if (!rc && w->idempotency_key)
+			rc = reset_role(s, c, w->who, err);
 		/* A conflict is answered as such, whatever the representation asked. */
 		if (!rc && w->wants_single && res.outcome != RT_WRITE_CONFLICT && count != 1) {
 			char details[64];
@@ -1716,8 +1862,10 @@ static int load_schema(struct pg_store *s, PGconn *c, const char *tables, char *
 
 /* Creates the publication when missing, and makes it list exactly the
  * served tables; creates the slot when missing. */
-static int setup_replication(struct pg_store *s, PGconn *c, char *err, size_t err_cap)
+static int setup_replication(struct pg_store *s, PGconn *c, bool *is_slot_new, char *err,
+			     size_t err_cap)
 {
+	*is_slot_new = false;
 	const char *vals[] = {s->name};
 	PGresult *res = query(c, "SELECT 1 FROM pg_publication WHERE pubname = $1", 1, vals, err,
 			      err_cap);
@@ -1765,6 +1913,7 @@ static int setup_replication(struct pg_store *s, PGconn *c, char *err, size_t er
 			return -1;
 		PQclear(res);
 		rt_info("store: created replication slot %s", s->name);
+		*is_slot_new = true;
 	}
 	return 0;
 }
@@ -1787,6 +1936,720 @@ static int setup_keys(PGconn *c, char *err, size_t err_cap)
 	return 0;
 }
 
+/* ---- row-level security: roles, helper objects, policies (docs/security-pg.md) ---- */
+
+#define WATCH_EVERY_MS 1000
+
+
+/* What a database needs for rtsync to run REST as the requester's role. */
+static void roles_advice(struct rt_buf *b, const char *user)
+{
+	rt_buf_printf(b,
+		      "CREATE ROLE anon NOLOGIN; CREATE ROLE authenticated NOLOGIN; "
+		      "CREATE ROLE service_role NOLOGIN BYPASSRLS; "
+		      "GRANT anon, authenticated, service_role TO \"%s\"; "
+		      "GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role; "
+		      "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO anon, "
+		      "authenticated, service_role (then narrow with policies and REVOKE)",
+		      user);
+}
+
+/*
+ * The authenticator pattern: the connection role must be able to switch to
+ * anon, authenticated and service_role. With RLS on a served table a missing
+ * or ungranted role refuses the start; without RLS and none of the roles,
+ * REST runs as the connection role (as before) and a warning says so.
+ */
+static int check_roles(struct pg_store *s, PGconn *c, char *err, size_t err_cap)
+{
+	const char *vals[] = {s->rls_oids};
+	PGresult *res = query(c,
+			      "SELECT current_user, coalesce((SELECT bool_or(relrowsecurity) FROM pg_class"
+			      " WHERE oid = ANY($1::oid[]) AND relnamespace = 'public'::regnamespace), false),"
+			      " (SELECT string_agg(n, ', ' ORDER BY o) FROM unnest(ARRAY['anon',"
+			      "  'authenticated','service_role']) WITH ORDINALITY u(n, o)"
+			      "  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = n)),"
+			      " (SELECT string_agg(rolname, ', ' ORDER BY rolname) FROM pg_roles WHERE"
+			      "  rolname IN ('anon','authenticated','service_role')"
+			      "  AND NOT pg_has_role(current_user, oid, 'MEMBER')),"
+			      " (SELECT count(*) FROM pg_roles WHERE rolname IN"
+			      "  ('anon','authenticated','service_role'))",
+			      1, vals, err, err_cap);
+	if (!res)
+		return -1;
+	const char *user = PQgetvalue(res, 0, 0);
+	bool has_rls = !strcmp(PQgetvalue(res, 0, 1), "t");
+	const char *missing = PQgetisnull(res, 0, 2) ? NULL : PQgetvalue(res, 0, 2);
+	const char *ungranted = PQgetisnull(res, 0, 3) ? NULL : PQgetvalue(res, 0, 3);
+	long n_roles = strtol(PQgetvalue(res, 0, 4), NULL, 10);
+	int rc = 0;
+	struct rt_buf b;
+	rt_buf_init(&b);
+	if (has_rls && (missing || ungranted)) {
+		if (missing)
+			rt_buf_printf(&b, "a served table has row-level security enabled, but the "
+					  "role(s) %s do not exist", missing);
+		else
+			rt_buf_printf(&b, "a served table has row-level security enabled, but role "
+					  "%s cannot switch to %s", user, ungranted);
+		rt_buf_append_str(&b, ": rtsync runs each REST request as the token's role (as "
+				      "PostgREST). Run, as a superuser: ");
+		roles_advice(&b, user);
+		rt_buf_append_byte(&b, 0);
+		snprintf(err, err_cap, "%s", (const char *)b.data);
+		rc = -1;
+	} else if (!n_roles) {
+		s->uses_roles = false;
+		roles_advice(&b, user);
+		rt_buf_append_byte(&b, 0);
+		rt_warn("store: the roles anon, authenticated and service_role do not exist: REST "
+			"runs as %s without the token's role; to have the database's privileges "
+			"and policies apply, run: %s",
+			user, (const char *)b.data);
+	} else {
+		s->uses_roles = true;
+		if (missing || ungranted)
+			rt_warn("store: role(s) %s%s%s: requests with those roles fail (401)",
+				missing ? missing : "", missing ? " do not exist" : "",
+				ungranted ? " are not granted to the connection role" : "");
+	}
+	rt_buf_deinit(&b);
+	PQclear(res);
+	return rc;
+}
+
+/* The objects Supabase databases have, created when missing: auth.uid(),
+ * auth.role(), auth.email(), auth.jwt(), realtime.messages, realtime.topic(),
+ * and rtsync.visible() for opaque policies. */
+static int setup_rls_objects(PGconn *c, char *err, size_t err_cap)
+{
+	static const struct {
+		const char *missing; /* a query that is true when the object is missing */
+		const char *create;
+	} objs[] = {
+		{"SELECT to_regnamespace('auth') IS NULL",
+		 "CREATE SCHEMA auth; GRANT USAGE ON SCHEMA auth TO PUBLIC"},
+		{"SELECT to_regprocedure('auth.uid()') IS NULL",
+		 "CREATE FUNCTION auth.uid() RETURNS uuid LANGUAGE sql STABLE AS $$ SELECT coalesce("
+		 "nullif(current_setting('request.jwt.claim.sub', true), ''), "
+		 "nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub')::uuid $$"},
+		{"SELECT to_regprocedure('auth.role()') IS NULL",
+		 "CREATE FUNCTION auth.role() RETURNS text LANGUAGE sql STABLE AS $$ SELECT coalesce("
+		 "nullif(current_setting('request.jwt.claim.role', true), ''), "
+		 "nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'role')::text $$"},
+		{"SELECT to_regprocedure('auth.email()') IS NULL",
+		 "CREATE FUNCTION auth.email() RETURNS text LANGUAGE sql STABLE AS $$ SELECT coalesce("
+		 "nullif(current_setting('request.jwt.claim.email', true), ''), "
+		 "nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'email')::text $$"},
+		{"SELECT to_regprocedure('auth.jwt()') IS NULL",
+		 "CREATE FUNCTION auth.jwt() RETURNS jsonb LANGUAGE sql STABLE AS $$ SELECT coalesce("
+		 "nullif(current_setting('request.jwt.claim', true), ''), "
+		 "nullif(current_setting('request.jwt.claims', true), ''))::jsonb $$"},
+		{"SELECT to_regnamespace('realtime') IS NULL",
+		 "CREATE SCHEMA realtime; GRANT USAGE ON SCHEMA realtime TO PUBLIC"},
+		{"SELECT to_regclass('realtime.messages') IS NULL",
+		 "CREATE TABLE realtime.messages (topic text NOT NULL, extension text NOT NULL,"
+		 " payload jsonb, event text, private boolean DEFAULT false,"
+		 " updated_at timestamp without time zone NOT NULL DEFAULT now(),"
+		 " inserted_at timestamp without time zone NOT NULL DEFAULT now(),"
+		 " id uuid NOT NULL DEFAULT gen_random_uuid(), PRIMARY KEY (id, inserted_at));"
+		 " ALTER TABLE realtime.messages ENABLE ROW LEVEL SECURITY;"
+		 " GRANT SELECT, INSERT ON realtime.messages TO PUBLIC"},
+		{"SELECT to_regprocedure('realtime.topic()') IS NULL",
+		 "CREATE FUNCTION realtime.topic() RETURNS text LANGUAGE sql STABLE AS $$ SELECT "
+		 "nullif(current_setting('realtime.topic', true), '')::text $$"},
+		{"SELECT to_regprocedure('rtsync.visible(regclass, jsonb, jsonb)') IS NULL",
+		 "CREATE FUNCTION rtsync.visible(tbl regclass, rec jsonb, auths jsonb)"
+		 " RETURNS boolean[] LANGUAGE plpgsql AS $f$\n"
+		 "DECLARE a jsonb; res boolean[] := '{}'; ok boolean; perm text; restr text;"
+		 " rid oid; bypass boolean; rls boolean; rel text;\n"
+		 "BEGIN\n"
+		 "  SELECT relrowsecurity, relname INTO rls, rel FROM pg_class WHERE oid = tbl;\n"
+		 "  FOR a IN SELECT value FROM jsonb_array_elements(auths) LOOP\n"
+		 "    ok := false; rid := NULL;\n"
+		 "    SELECT oid, rolbypassrls INTO rid, bypass FROM pg_roles WHERE rolname = a->>'role';\n"
+		 "    IF rid IS NOT NULL AND has_table_privilege(rid, tbl, 'SELECT') THEN\n"
+		 "      IF NOT rls OR bypass THEN ok := true;\n"
+		 "      ELSE\n"
+		 "        SELECT string_agg('(' || pg_get_expr(p.polqual, p.polrelid) || ')', ' OR ')"
+		 "          FILTER (WHERE p.polpermissive),"
+		 "          string_agg('(' || pg_get_expr(p.polqual, p.polrelid) || ')', ' AND ')"
+		 "          FILTER (WHERE NOT p.polpermissive) INTO perm, restr\n"
+		 "        FROM pg_policy p WHERE p.polrelid = tbl AND p.polcmd IN ('r', '*')"
+		 "          AND p.polqual IS NOT NULL AND (0 = ANY (p.polroles) OR EXISTS (SELECT 1"
+		 "          FROM unnest(p.polroles) pr WHERE pg_has_role(rid, pr, 'MEMBER')));\n"
+		 "        IF perm IS NOT NULL THEN\n"
+		 "          BEGIN\n"
+		 "            PERFORM set_config('request.jwt.claim.' || k, '', true)"
+		 "              FROM unnest(ARRAY['sub','role','email']) k;\n"
+		 "            PERFORM set_config('request.jwt.claims', coalesce(a->'claims', '{}')::text, true);\n"
+		 "            PERFORM set_config('request.jwt.claim.' || key, value, true)"
+		 "              FROM jsonb_each_text(coalesce(a->'claims', '{}'))"
+		 "              WHERE key ~ '^[A-Za-z0-9_]{1,63}$' AND value IS NOT NULL;\n"
+		 "            PERFORM set_config('role', a->>'role', true);\n"
+		 "            EXECUTE format('SELECT (%s)%s FROM jsonb_populate_record(NULL::%s, $1) AS %I',"
+		 "              perm, coalesce(' AND (' || restr || ')', ''), tbl, rel) INTO ok USING rec;\n"
+		 "            ok := coalesce(ok, false);\n"
+		 "            PERFORM set_config('role', 'none', true);\n"
+		 "          EXCEPTION WHEN OTHERS THEN ok := false;\n"
+		 "          END;\n"
+		 "        END IF;\n"
+		 "      END IF;\n"
+		 "    END IF;\n"
+		 "    res := res || ok;\n"
+		 "  END LOOP;\n"
+		 "  RETURN res;\n"
+		 "END $f$"},
+	};
+	for (size_t i = 0; i < sizeof objs / sizeof *objs; i++) {
+		PGresult *res = query(c, objs[i].missing, 0, NULL, err, err_cap);
+		if (!res)
+			return -1;
+		bool is_missing = !strcmp(PQgetvalue(res, 0, 0), "t");
+		PQclear(res);
+		if (!is_missing)
+			continue;
+		res = PQexec(c, objs[i].create);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			char buf[256];
+			snprintf(err, err_cap, "creating %.60s…: %s", objs[i].create,
+				 pq_msg(c, buf, sizeof buf));
+			PQclear(res);
+			return -1;
+		}
+		PQclear(res);
+	}
+	return 0;
+}
+
+/* "{oid,…}" of the served tables and realtime.messages. */
+static int rls_oids(struct pg_store *s, PGconn *c, char *err, size_t err_cap)
+{
+	json_t *names = json_array();
+	const struct rt_store_schema *sc = &s->base.schema;
+	for (size_t i = 0; i < sc->n_tables; i++) {
+		struct rt_buf b;
+		rt_buf_init(&b);
+		append_table(&b, &sc->tables[i]);
+		rt_buf_append_byte(&b, 0);
+		json_array_append_new(names, json_string((const char *)b.data));
+		rt_buf_deinit(&b);
+	}
+	char *txt = json_dumps(names, JSON_COMPACT);
+	json_decref(names);
+	const char *vals[] = {txt ? txt : "[]"};
+	PGresult *res = query(c,
+			      "SELECT '{' || concat_ws(',', (SELECT string_agg(t::regclass::oid::text, ',')"
+			      " FROM json_array_elements_text($1::json) t),"
+			      " to_regclass('realtime.messages')::oid::text) || '}'",
+			      1, vals, err, err_cap);
+	free(txt);
+	if (!res)
+		return -1;
+	free(s->rls_oids);
+	s->rls_oids = rt_xstrdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return 0;
+}
+
+/* md5 over the policies, RLS flags and privileges of the tables rtsync
+ * serves: a change means a reload. */
+static int rls_fingerprint(struct pg_store *s, PGconn *c, char out[40], char *err, size_t err_cap)
+{
+	const char *vals[] = {s->rls_oids};
+	PGresult *res = query(
+		c,
+		"SELECT md5(coalesce((SELECT string_agg(concat_ws('|', p.oid, p.polname, p.polcmd,"
+		" p.polpermissive, p.polroles, pg_get_expr(p.polqual, p.polrelid),"
+		" pg_get_expr(p.polwithcheck, p.polrelid)), ',' ORDER BY p.oid) FROM pg_policy p"
+		" WHERE p.polrelid = ANY($1::oid[])), '') || '#' || coalesce((SELECT"
+		" string_agg(concat_ws('|', c.oid, c.relrowsecurity, c.relacl), ',' ORDER BY c.oid)"
+		" FROM pg_class c WHERE c.oid = ANY($1::oid[])), '') || '#' || coalesce((SELECT"
+		" string_agg(concat_ws('|', a.attrelid, a.attnum, a.attacl), ',' ORDER BY a.attrelid,"
+		" a.attnum) FROM pg_attribute a WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0"
+		" AND a.attacl IS NOT NULL), ''))",
+		1, vals, err, err_cap);
+	if (!res)
+		return -1;
+	snprintf(out, 40, "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return 0;
+}
+
+static unsigned policy_cmd(const char *cmd)
+{
+	return !strcmp(cmd, "SELECT")   ? RT_POLICY_SELECT
+	       : !strcmp(cmd, "INSERT") ? RT_POLICY_INSERT
+	       : !strcmp(cmd, "UPDATE") ? RT_POLICY_UPDATE
+	       : !strcmp(cmd, "DELETE") ? RT_POLICY_DELETE
+					: RT_POLICY_ALL;
+}
+
+/* Reads the policies of the served tables and realtime.messages from the
+ * catalog and publishes them. */
+static int load_policies(struct pg_store *s, PGconn *c, char *err, size_t err_cap)
+{
+	const char *vals[] = {s->rls_oids};
+	PGresult *rels = query(c,
+			       "SELECT n.nspname, c.relname, c.relrowsecurity FROM pg_class c"
+			       " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY($1::oid[])",
+			       1, vals, err, err_cap);
+	if (!rels)
+		return -1;
+	PGresult *pols = query(c,
+			       "SELECT p.schemaname, p.tablename, p.policyname, p.permissive = 'PERMISSIVE',"
+			       " array_to_json(p.roles)::text, p.cmd, p.qual, p.with_check FROM pg_policies p"
+			       " JOIN pg_namespace n ON n.nspname = p.schemaname JOIN pg_class c ON"
+			       " c.relnamespace = n.oid AND c.relname = p.tablename"
+			       " WHERE c.oid = ANY($1::oid[]) ORDER BY 1, 2, 3",
+			       1, vals, err, err_cap);
+	if (!pols) {
+		PQclear(rels);
+		return -1;
+	}
+	struct rt_policies *p = rt_policies_new();
+	for (int i = 0; i < PQntuples(rels); i++)
+		rt_policies_set_enabled(p, PQgetvalue(rels, i, 0), PQgetvalue(rels, i, 1),
+					!strcmp(PQgetvalue(rels, i, 2), "t"));
+	int rc = 0;
+	size_t n = (size_t)PQntuples(pols), n_opaque = 0;
+	for (int i = 0; i < PQntuples(pols) && !rc; i++) {
+		json_t *roles = json_loads(PQgetvalue(pols, i, 4), 0, NULL);
+		size_t n_roles = json_array_size(roles);
+		const char **rv = rt_xcalloc(n_roles + 1, sizeof *rv);
+		for (size_t j = 0; j < n_roles; j++)
+			rv[j] = json_string_value(json_array_get(roles, j));
+		struct rt_policy_def def = {
+			.schema = PQgetvalue(pols, i, 0),
+			.table = PQgetvalue(pols, i, 1),
+			.name = PQgetvalue(pols, i, 2),
+			.is_permissive = !strcmp(PQgetvalue(pols, i, 3), "t"),
+			.cmds = policy_cmd(PQgetvalue(pols, i, 5)),
+			.roles = rv,
+			.using_sql = PQgetisnull(pols, i, 6) ? NULL : PQgetvalue(pols, i, 6),
+			.check_sql = PQgetisnull(pols, i, 7) ? NULL : PQgetvalue(pols, i, 7),
+		};
+		char perr[512] = "";
+		int arc = rt_policies_add_def(p, &def, perr, sizeof perr);
+		n_opaque += arc == 1;
+		if (arc == 1)
+			rt_debug("store: policy \"%s\" on %s.%s is evaluated by the database: %s",
+				 def.name, def.schema, def.table, perr);
+		else if (arc < 0) {
+			snprintf(err, err_cap, "policy \"%s\" on %s.%s: %s", def.name, def.schema,
+				 def.table, perr);
+			rc = -1;
+		}
+		free(rv);
+		json_decref(roles);
+	}
+	PQclear(rels);
+	PQclear(pols);
+	if (rc) {
+		rt_policies_unref(p);
+		return -1;
+	}
+	atomic_fetch_add(&rt_metrics_rls_reloads, 1);
+	atomic_store(&rt_metrics_rls_policies, (uint64_t)n);
+	atomic_store(&rt_metrics_rls_opaque, (uint64_t)n_opaque);
+	rt_info("store: row-level security loaded: %zu policies (%zu opaque, evaluated by the "
+		"database)",
+		n, n_opaque);
+	pthread_mutex_lock(&s->sel_mu);
+	s->sel_version = 0; /* column privileges may have changed too */
+	pthread_mutex_unlock(&s->sel_mu);
+	rt_store_set_policies(&s->base, p);
+	return 0;
+}
+
+/* Polls the fingerprint every second on a connection of its own and
+ * reloads the policies when it changes. */
+static void *watch_main(void *arg)
+{
+	struct pg_store *s = arg;
+	PGconn *c = NULL;
+	char err[512];
+	while (atomic_load(&s->is_running)) {
+		nap(s, WATCH_EVERY_MS);
+		if (!atomic_load(&s->is_running))
+			break;
+		if (!c || PQstatus(c) != CONNECTION_OK) {
+			PQfinish(c);
+			c = connect_pg(s->conninfo, false);
+			if (!c || PQstatus(c) != CONNECTION_OK)
+				continue;
+		}
+		char fp[40];
+		if (rls_fingerprint(s, c, fp, err, sizeof err))
+			continue;
+		if (!strcmp(fp, s->fingerprint))
+			continue;
+		if (load_policies(s, c, err, sizeof err))
+			rt_warn("store: reloading row-level security: %s", err);
+		else
+			memcpy(s->fingerprint, fp, sizeof fp);
+	}
+	PQfinish(c);
+	return NULL;
+}
+
+/* ---- row-level security: the ops ---- */
+
+static int pg_selectable(struct rt_store *base, const char *role, const struct rt_store_table *t,
+			 bool *selectable)
+{
+	struct pg_store *s = (struct pg_store *)base;
+	uint64_t version = rt_store_policies_version(base);
+	for (size_t i = 0; i < t->n_cols; i++)
+		selectable[i] = false;
+	pthread_mutex_lock(&s->sel_mu);
+	if (s->sel_version != version) {
+		while (s->sel) {
+			struct sel_entry *e = s->sel;
+			s->sel = e->next;
+			free(e->role);
+			free(e->selectable);
+			free(e);
+		}
+		s->sel_version = version;
+	}
+	for (struct sel_entry *e = s->sel; e; e = e->next) {
+		if (e->table == t && !strcmp(e->role, role)) {
+			memcpy(selectable, e->selectable, t->n_cols * sizeof *selectable);
+			pthread_mutex_unlock(&s->sel_mu);
+			return 0;
+		}
+	}
+	pthread_mutex_unlock(&s->sel_mu);
+	struct rt_store_error err;
+	PGconn *c = pool_get(s, &err);
+	if (!c)
+		return -1;
+	struct rt_buf tb;
+	rt_buf_init(&tb);
+	append_table(&tb, t);
+	rt_buf_append_byte(&tb, 0);
+	const char *vals[] = {role, (const char *)tb.data};
+	struct params p = {.vals = vals, .n = 2};
+	PGresult *res = run(c,
+			    "SELECT a.attname, r.oid IS NOT NULL AND has_column_privilege(r.oid,"
+			    " a.attrelid, a.attnum, 'SELECT') FROM pg_attribute a LEFT JOIN pg_roles r"
+			    " ON r.rolname = $1 WHERE a.attrelid = $2::regclass AND a.attnum > 0"
+			    " AND NOT a.attisdropped",
+			    &p, &err);
+	pool_put(s, c);
+	rt_buf_deinit(&tb);
+	if (!res) {
+		rt_warn("store: column privileges of %s on %s: %s", role, t->name, err.message);
+		return -1;
+	}
+	for (int i = 0; i < PQntuples(res); i++)
+		for (size_t j = 0; j < t->n_cols; j++)
+			if (!strcmp(t->cols[j].name, PQgetvalue(res, i, 0)))
+				selectable[j] = !strcmp(PQgetvalue(res, i, 1), "t");
+	PQclear(res);
+	struct sel_entry *e = rt_xcalloc(1, sizeof *e);
+	e->role = rt_xstrdup(role);
+	e->table = t;
+	e->selectable = rt_xcalloc(t->n_cols + 1, sizeof *e->selectable);
+	memcpy(e->selectable, selectable, t->n_cols * sizeof *selectable);
+	pthread_mutex_lock(&s->sel_mu);
+	if (s->sel_version == version) {
+		e->next = s->sel;
+		s->sel = e;
+		e = NULL;
+	}
+	pthread_mutex_unlock(&s->sel_mu);
+	if (e) {
+		free(e->role);
+		free(e->selectable);
+		free(e);
+	}
+	return 0;
+}
+
+/* {"role":…, "claims":…} of a requester, as canonical text. */
+static char *auth_text(const struct rt_auth *a)
+{
+	json_t *j = json_object();
+	json_object_set_new(j, "role", json_string(a->role));
+	json_object_set_new(j, "claims", a->claims ? json_deep_copy(a->claims) : json_object());
+	char *txt = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(j);
+	return txt;
+}
+
+static int pg_visible(struct rt_store *base, const struct rt_store_table *t, const json_t *row,
+		      const struct rt_auth *const *who, size_t n, bool *visible)
+{
+	struct pg_store *s = (struct pg_store *)base;
+	for (size_t i = 0; i < n; i++)
+		visible[i] = false;
+	if (!n)
+		return 0;
+	/* one entry per distinct requester */
+	char **texts = rt_xcalloc(n, sizeof *texts);
+	size_t *slot = rt_xcalloc(n, sizeof *slot), n_distinct = 0;
+	size_t *first = rt_xcalloc(n, sizeof *first);
+	struct rt_buf arr;
+	rt_buf_init(&arr);
+	rt_buf_append_byte(&arr, '[');
+	int rc = -1;
+	for (size_t i = 0; i < n; i++) {
+		texts[i] = auth_text(who[i]);
+		size_t k = 0;
+		while (k < n_distinct && strcmp(texts[first[k]], texts[i] ? texts[i] : ""))
+			k++;
+		if (k == n_distinct) {
+			first[n_distinct++] = i;
+			if (k)
+				rt_buf_append_byte(&arr, ',');
+			rt_buf_append_str(&arr, texts[i] ? texts[i] : "{}");
+		}
+		slot[i] = k;
+	}
+	rt_buf_append_byte(&arr, ']');
+	rt_buf_append_byte(&arr, 0);
+	char *row_txt = json_dumps(row, JSON_COMPACT | JSON_REAL_PRECISION(17));
+	struct rt_buf tb;
+	rt_buf_init(&tb);
+	append_table(&tb, t);
+	rt_buf_append_byte(&tb, 0);
+	const char *vals[] = {(const char *)tb.data, row_txt ? row_txt : "{}",
+			      (const char *)arr.data};
+	struct params p = {.vals = vals, .n = 3};
+	struct rt_store_error err;
+	PGconn *c = pool_get(s, &err);
+	PGresult *res = NULL;
+	if (!c)
+		goto out;
+	atomic_fetch_add(&rt_metrics_rls_db_checks, 1);
+	res = run(c, "SELECT array_to_json(rtsync.visible($1::regclass, $2::jsonb, $3::jsonb))::text",
+		  &p, &err);
+	pool_put(s, c);
+	if (!res) {
+		rt_warn("store: row-level security check of %s: %s", t->name, err.message);
+		goto out;
+	}
+	json_t *got = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+	if (json_array_size(got) == n_distinct) {
+		for (size_t i = 0; i < n; i++)
+			visible[i] = json_is_true(json_array_get(got, slot[i]));
+		rc = 0;
+	}
+	json_decref(got);
+out:
+	PQclear(res);
+	for (size_t i = 0; i < n; i++)
+		free(texts[i]);
+	free(texts);
+	free(slot);
+	free(first);
+	free(row_txt);
+	rt_buf_deinit(&arr);
+	rt_buf_deinit(&tb);
+	return rc;
+}
+
+/*
+ * Supabase's channel authorization (lib/realtime/tenants/authorization.ex):
+ * in a transaction that is rolled back, a message of the topic and extension
+ * is inserted as the connection role and read back under the requester's
+ * role and claims (read), or inserted under them (write: the WITH CHECK).
+ */
+static int pg_topic_allowed(struct rt_store *base, const struct rt_auth *who,
+			    const char *extension, bool is_write, bool *allowed)
+{
+	struct pg_store *s = (struct pg_store *)base;
+	*allowed = false;
+	struct rt_store_error err;
+	PGconn *c = pool_get(s, &err);
+	if (!c)
+		return -1;
+	int rc = -1;
+	PGresult *res = NULL;
+	const char *topic = who->topic ? who->topic : "";
+	atomic_fetch_add(&rt_metrics_rls_db_checks, 1);
+	if (exec_simple(c, "BEGIN", &err))
+		goto out;
+	const char *v1[] = {topic, extension};
+	struct params p1 = {.vals = v1, .n = 2};
+	if (!is_write &&
+	    !(res = run(c,
+			"INSERT INTO realtime.messages (topic, extension, private) VALUES ($1, $2,"
+			" true) RETURNING id::text",
+			&p1, &err)))
+		goto out;
+	char id[64] = "";
+	if (res)
+		snprintf(id, sizeof id, "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	res = NULL;
+	const char *v2[] = {topic};
+	struct params p2 = {.vals = v2, .n = 1};
+	if (!(res = run(c, "SELECT set_config('realtime.topic', $1, true)", &p2, &err)))
+		goto out;
+	PQclear(res);
+	res = NULL;
+	/* a check is always under the requester's role */
+	if (apply_context(c, who, is_write ? "POST" : "GET", NULL, &err))
+		goto out;
+	if (is_write) {
+		const char *v4[] = {extension};
+		struct params p4 = {.vals = v4, .n = 1};
+		res = run(c,
+			  "INSERT INTO realtime.messages (topic, extension, private) VALUES"
+			  " (realtime.topic(), $1, true)",
+			  &p4, &err);
+		if (res)
+			*allowed = true;
+		rc = res || !strcmp(err.code, "42501") ? 0 : -1;
+	} else {
+		const char *v3[] = {id};
+		struct params p3 = {.vals = v3, .n = 1};
+		res = run(c, "SELECT 1 FROM realtime.messages WHERE id = $1::uuid", &p3, &err);
+		if (res) {
+			*allowed = PQntuples(res) > 0;
+			rc = 0;
+		} else if (!strcmp(err.code, "42501")) {
+			rc = 0;
+		}
+	}
+out:
+	if (rc)
+		rt_warn("store: channel authorization of %s: %s", topic, err.message);
+	PQclear(res);
+	if (PQstatus(c) == CONNECTION_OK) {
+		struct rt_store_error ignored;
+		exec_simple(c, "ROLLBACK", &ignored);
+	}
+	pool_put(s, c);
+	return rc;
+}
+
+/* ---- the change log's identity ---- */
+
+static char *ident_get(sqlite3 *db, const char *k)
+{
+	sqlite3_stmt *st;
+	char *v = NULL;
+	if (sqlite3_prepare_v2(db, "SELECT v FROM identity WHERE k = ?", -1, &st, NULL) != SQLITE_OK)
+		return NULL;
+	sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+		v = rt_xstrdup((const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	return v;
+}
+
+static int ident_set(sqlite3 *db, const char *k, const char *v)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO identity (k, v) VALUES (?, ?)", -1, &st,
+			       NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, v, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Empties the log for another database: positions continue above the old
+ * ones, past a gap, so a client resuming from any old position resyncs. */
+static int new_log(sqlite3 *db)
+{
+	return sqlite3_exec(db,
+			    "BEGIN IMMEDIATE; DELETE FROM changes; DELETE FROM meta;"
+			    " INSERT INTO changes (lsn, tbl, op, ts) VALUES (0, '', 'RESET', 0);"
+			    " UPDATE changes SET pos = pos + 1;"
+			    " UPDATE sqlite_sequence SET seq = (SELECT max(pos) FROM changes)"
+			    "  WHERE name = 'changes';"
+			    " COMMIT;",
+			    NULL, NULL, NULL) == SQLITE_OK
+		       ? 0
+		       : -1;
+}
+
+/*
+ * The retained log belongs to one database and slot: the system identifier
+ * and database name (IDENTIFY_SYSTEM) and the slot are recorded with it. A
+ * mismatch, or a slot created anew under a log that had streamed, refuses
+ * the start unless is_new_log, which starts a new log instead.
+ */
+static int check_identity(struct pg_store *s, sqlite3 *db, bool is_slot_new, bool is_new_log,
+			  char *err, size_t err_cap)
+{
+	char buf[256];
+	PGconn *rc_conn = connect_pg(s->conninfo, true);
+	PGresult *res = rc_conn && PQstatus(rc_conn) == CONNECTION_OK
+				? PQexec(rc_conn, "IDENTIFY_SYSTEM")
+				: NULL;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) < 4) {
+		snprintf(err, err_cap, "IDENTIFY_SYSTEM: %s", pq_msg(rc_conn, buf, sizeof buf));
+		PQclear(res);
+		PQfinish(rc_conn);
+		return -1;
+	}
+	char *sysid = rt_xstrdup(PQgetvalue(res, 0, 0));
+	char *dbname = rt_xstrdup(PQgetvalue(res, 0, 3));
+	PQclear(res);
+	PQfinish(rc_conn);
+	int rc = -1;
+	if (sqlite3_exec(db, "CREATE TABLE IF NOT EXISTS identity (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
+			 NULL, NULL, NULL) != SQLITE_OK) {
+		snprintf(err, err_cap, "change log: %s", sqlite3_errmsg(db));
+		goto out;
+	}
+	char *o_sys = ident_get(db, "system_identifier"), *o_db = ident_get(db, "database"),
+	     *o_slot = ident_get(db, "slot");
+	bool has_streamed = meta_get(db, "end_lsn") != 0;
+	struct rt_buf why;
+	rt_buf_init(&why);
+	if (o_sys && strcmp(o_sys, sysid))
+		rt_buf_printf(&why, "it was written for the PostgreSQL system %s, this is %s; ",
+			      o_sys, sysid);
+	if (o_db && strcmp(o_db, dbname))
+		rt_buf_printf(&why, "it was written for database \"%s\", this is \"%s\"; ", o_db,
+			      dbname);
+	if (o_slot && strcmp(o_slot, s->name))
+		rt_buf_printf(&why, "it was written for slot \"%s\", this is \"%s\"; ", o_slot,
+			      s->name);
+	if (!why.len && is_slot_new && has_streamed)
+		rt_buf_printf(&why, "it was streamed from a replication slot \"%s\" that no longer "
+				    "exists (the slot was created anew); ",
+			      s->name);
+	bool is_mismatch = why.len > 0;
+	if (is_mismatch && !is_new_log) {
+		rt_buf_append_byte(&why, 0);
+		snprintf(err, err_cap,
+			 "the change log %s belongs to another database: %sits positions and slot "
+			 "state do not apply here. Start with --postgres-new-log "
+			 "(RTSYNC_POSTGRES_NEW_LOG=1) to begin a new log (resuming clients resync), or "
+			 "use another --data-dir for this database",
+			 s->log_path, (const char *)why.data);
+	} else if (is_mismatch && new_log(db)) {
+		snprintf(err, err_cap, "change log: %s", sqlite3_errmsg(db));
+	} else {
+		if (is_mismatch)
+			rt_warn("store: starting a new change log (--postgres-new-log): %.*s",
+				(int)(why.len > 2 ? why.len - 2 : 0), (const char *)why.data);
+		if (ident_set(db, "system_identifier", sysid) || ident_set(db, "database", dbname) ||
+		    ident_set(db, "slot", s->name))
+			snprintf(err, err_cap, "change log: %s", sqlite3_errmsg(db));
+		else
+			rc = 0;
+	}
+	rt_buf_deinit(&why);
+	free(o_sys);
+	free(o_db);
+	free(o_slot);
+out:
+	free(sysid);
+	free(dbname);
+	return rc;
+}
+
 int rt_store_open_postgres(const struct rt_store_pg_config *cfg, struct rt_store **out, char *err,
 			   size_t err_cap)
 {
@@ -1805,6 +2668,8 @@ int rt_store_open_postgres(const struct rt_store_pg_config *cfg, struct rt_store
 	pthread_cond_init(&s->pool_cond, NULL);
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cond, NULL);
+	pthread_mutex_init(&s->sel_mu, NULL);
+	s->uses_roles = true;
 	char buf[512];
 	PGconn *c = connect_pg(s->conninfo, false);
 	if (!c || PQstatus(c) != CONNECTION_OK) {
@@ -1813,6 +2678,9 @@ int rt_store_open_postgres(const struct rt_store_pg_config *cfg, struct rt_store
 		goto err;
 	}
 	if (check_server(c, err, err_cap))
+		goto err_conn;
+	/* before the schema: its policies may call auth.uid() and the like */
+	if (setup_keys(c, err, err_cap) || setup_rls_objects(c, err, err_cap))
 		goto err_conn;
 	if (cfg->schema_sql) {
 		PGresult *res = PQexec(c, cfg->schema_sql);
@@ -1824,14 +2692,27 @@ int rt_store_open_postgres(const struct rt_store_pg_config *cfg, struct rt_store
 		}
 		PQclear(res);
 	}
-	if (load_schema(s, c, cfg->tables, err, err_cap) || setup_replication(s, c, err, err_cap) ||
-	    setup_keys(c, err, err_cap))
+	if (load_schema(s, c, cfg->tables, err, err_cap))
+		goto err_conn;
+	/* the log's identity first: a refused start creates nothing */
+	const char *slot_vals[] = {s->name};
+	PGresult *slot_res = query(c, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", 1,
+				   slot_vals, err, err_cap);
+	if (!slot_res)
+		goto err_conn;
+	bool is_slot_new = PQntuples(slot_res) == 0;
+	PQclear(slot_res);
+	if (open_log(s->log_path, &s->log_db, err, err_cap) ||
+	    open_log(s->log_path, &s->repl_db, err, err_cap) ||
+	    check_identity(s, s->log_db, is_slot_new, cfg->is_new_log, err, err_cap))
+		goto err_conn;
+	if (setup_replication(s, c, &is_slot_new, err, err_cap) || rls_oids(s, c, err, err_cap) ||
+	    check_roles(s, c, err, err_cap) ||
+	    rls_fingerprint(s, c, s->fingerprint, err, err_cap) ||
+	    load_policies(s, c, err, err_cap))
 		goto err_conn;
 	s->pool[0].conn = c; /* the first pool connection */
 	c = NULL;
-	if (open_log(s->log_path, &s->log_db, err, err_cap) ||
-	    open_log(s->log_path, &s->repl_db, err, err_cap))
-		goto err;
 	if (sqlite3_prepare_v2(s->repl_db,
 			       "INSERT INTO changes (lsn, tbl, op, new, old, ts) VALUES (?,?,?,?,?,?)",
 			       -1, &s->ins_st, NULL) != SQLITE_OK) {
@@ -1848,6 +2729,11 @@ int rt_store_open_postgres(const struct rt_store_pg_config *cfg, struct rt_store
 		goto err;
 	}
 	s->is_started = true;
+	if ((prc = pthread_create(&s->watch_thread, NULL, watch_main, s))) {
+		snprintf(err, err_cap, "cannot start the policy watch thread: %s", strerror(prc));
+		goto err;
+	}
+	s->is_watching = true;
 	*out = &s->base;
 	return 0;
 err_conn:
@@ -1864,6 +2750,17 @@ static void pg_close(struct rt_store *base)
 		atomic_store(&s->is_running, false);
 		pthread_join(s->thread, NULL);
 	}
+	if (s->is_watching)
+		pthread_join(s->watch_thread, NULL);
+	while (s->sel) {
+		struct sel_entry *e = s->sel;
+		s->sel = e->next;
+		free(e->role);
+		free(e->selectable);
+		free(e);
+	}
+	free(s->rls_oids);
+	pthread_mutex_destroy(&s->sel_mu);
 	while (s->rels) {
 		struct rel *r = s->rels;
 		s->rels = r->next;
@@ -1896,4 +2793,7 @@ static const struct rt_store_ops pg_ops = {
 	.last_pos = pg_last_pos,
 	.wait = pg_wait,
 	.prune = pg_prune,
+	.selectable = pg_selectable,
+	.visible = pg_visible,
+	.topic_allowed = pg_topic_allowed,
 };

@@ -160,6 +160,8 @@ struct rt_store_pg_config {
 	const char *log_path;   /* the retained change log (a local SQLite file) */
 	const char *name;       /* publication and replication slot name */
 	unsigned pool_size;     /* connections for reads and writes */
+	bool is_new_log;        /* a kept log of another database or slot: start a new
+				 * one (positions continue above it) instead of refusing */
 	uint64_t retain_count, retain_ms;
 };
 

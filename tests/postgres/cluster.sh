@@ -52,6 +52,26 @@ CONF
 		{ tail -20 "$PGDIR/server.log" >&2; return 1; }
 	export PGDIR PGPORT PGBIN PGHOST=127.0.0.1 PGUSER=postgres
 	export RTSYNC_TEST_POSTGRES="postgres://postgres@127.0.0.1:$PGPORT"
+	[ "${RTSYNC_TEST_NO_ROLES:-}" = 1 ] || pg_cluster_roles
+}
+
+# Supabase's API roles, granted to the test's connection role (the
+# authenticator pattern, docs/security-pg.md), and in template1 the grants a
+# Supabase database has, so every database a test creates gets them.
+pg_cluster_roles() {
+	psql -X -q -v ON_ERROR_STOP=1 -d "$RTSYNC_TEST_POSTGRES/postgres" >/dev/null <<'SQL' || return 1
+CREATE ROLE anon NOLOGIN;
+CREATE ROLE authenticated NOLOGIN;
+CREATE ROLE service_role NOLOGIN BYPASSRLS;
+GRANT anon, authenticated, service_role TO postgres;
+SQL
+	psql -X -q -v ON_ERROR_STOP=1 -d "$RTSYNC_TEST_POSTGRES/template1" >/dev/null <<'SQL'
+GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role;
+ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public
+	GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO anon, authenticated, service_role;
+ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public
+	GRANT USAGE, SELECT ON SEQUENCES TO anon, authenticated, service_role;
+SQL
 }
 
 pg_cluster_stop() {

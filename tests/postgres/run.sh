@@ -34,7 +34,8 @@ status=0
 RTSYNC_SUITE=postgres "$root/tests/interop/run.sh" "$bin" \
 	"$root/tests/interop/postgres-changes.test.mjs" "$root/tests/interop/store-extra.test.mjs" \
 	"$root/tests/interop/supabase-js.test.mjs" "$root/tests/interop/writes.test.mjs" \
-	"$here/pg.test.mjs" || status=1
+	"$root/tests/interop/rls-changes.test.mjs" "$root/tests/interop/rls-channels.test.mjs" \
+	"$here/pg.test.mjs" "$here/rls.test.mjs" "$here/rls-changes.test.mjs" || status=1
 # restarts the cluster: alone, after the rest
 RTSYNC_SUITE=postgres-restart "$root/tests/interop/run.sh" "$bin" "$here/restart.test.mjs" || status=1
 
@@ -57,5 +58,41 @@ RTSYNC_SUITE=postgres-restart "$root/tests/interop/run.sh" "$bin" "$here/restart
 		echo "postgres-errors: 0 passed, 1 failed"
 		exit 1
 	fi
+) || status=1
+
+# A cluster without the API roles: a database without row-level security
+# starts (REST as the connection role, with a warning); one with it refuses
+# and names the SQL to run.
+(
+	set +e
+	if ! RTSYNC_TEST_NO_ROLES=1 pg_cluster_start >/dev/null; then
+		echo "postgres-roles: 0 passed, 1 failed (the cluster did not start)"
+		exit 1
+	fi
+	psql -X -q -d "$RTSYNC_TEST_POSTGRES/postgres" -c 'CREATE DATABASE plain' -c 'CREATE DATABASE guarded' >/dev/null
+	psql -X -q -d "$RTSYNC_TEST_POSTGRES/plain" -c 'CREATE TABLE t (id int PRIMARY KEY)' >/dev/null
+	psql -X -q -d "$RTSYNC_TEST_POSTGRES/guarded" -c 'CREATE TABLE t (id int PRIMARY KEY)' \
+		-c 'ALTER TABLE t ENABLE ROW LEVEL SECURITY' >/dev/null
+	pass=0 fail=0
+	out=$(timeout 10 "$bin" serve --listen 127.0.0.1:0 --data-dir "$PGDIR/rt-plain" \
+		--postgres "$RTSYNC_TEST_POSTGRES/plain" 2>&1)
+	if grep -q "roles anon, authenticated and service_role do not exist: REST runs as postgres" <<<"$out" &&
+		grep -q "listening" <<<"$out"; then
+		echo "ok - without the roles and RLS, serve starts and warns"; pass=$((pass + 1))
+	else
+		echo "not ok - without the roles and RLS: $out"; fail=$((fail + 1))
+	fi
+	out=$(timeout 20 "$bin" serve --listen 127.0.0.1:0 --data-dir "$PGDIR/rt-guarded" \
+		--postgres "$RTSYNC_TEST_POSTGRES/guarded" 2>&1)
+	rc=$?
+	if [ "$rc" -ne 0 ] && grep -q "row-level security enabled, but the role(s) anon, authenticated, service_role do not exist" <<<"$out" &&
+		grep -q "CREATE ROLE anon NOLOGIN; CREATE ROLE authenticated NOLOGIN; CREATE ROLE service_role NOLOGIN BYPASSRLS; GRANT anon, authenticated, service_role TO \"postgres\"" <<<"$out"; then
+		echo "ok - with RLS and no roles, serve refuses (exit $rc) and names the SQL"; pass=$((pass + 1))
+	else
+		echo "not ok - with RLS and no roles (exit $rc): $out"; fail=$((fail + 1))
+	fi
+	pg_cluster_stop
+	echo "postgres-roles: $pass passed, $fail failed"
+	[ "$fail" -eq 0 ]
 ) || status=1
 exit $status

@@ -61,15 +61,23 @@ static void test_remembered_token(void **state)
 	char *tok = rt_jwt_mint(SECRET, "authenticated", "unit", rt_wall_s(), rt_wall_s() + 60,
 				extra);
 	json_decref(extra);
+	json_t *first = NULL;
 	for (int i = 0; i < 3; i++) { /* a miss, then two hits: the same claims */
 		struct rt_jwt_claims c;
 		assert_int_equal(verify(e, tok, &c, NULL), RT_JWT_OK);
 		assert_string_equal(c.role, "authenticated");
 		assert_string_equal(c.sub, "user-1");
 		assert_true(c.exp > rt_wall_s());
-		assert_null(c.claims);
+		/* the whole claims object, kept by the cache too */
+		assert_non_null(c.claims);
+		assert_string_equal(json_string_value(json_object_get(c.claims, "sub")), "user-1");
+		if (!first)
+			first = json_incref(c.claims);
+		else
+			assert_true(json_equal(first, c.claims));
 		rt_jwt_claims_deinit(&c);
 	}
+	json_decref(first);
 	/* one byte of the signature changed: checked afresh, and refused */
 	size_t n = strlen(tok);
 	tok[n - 2] = tok[n - 2] == 'A' ? 'B' : 'A';
