@@ -61,6 +61,7 @@ struct h_server {
 	char db[160];        /* SQLite: the database; PostgreSQL: the retained change log */
 	char pgdb[48];       /* PostgreSQL: the database (also the slot's name), "" with SQLite */
 	const char *args[8]; /* more `serve` arguments, NULL-terminated */
+	const char *schema;  /* the schema file's text; NULL: h_schema */
 };
 
 /* The PostgreSQL server URL ($RTSYNC_TEST_POSTGRES), NULL for SQLite. */
@@ -124,7 +125,7 @@ static int h_server_start(struct h_server *s)
 		FILE *f = fopen(path, "w");
 		if (!f)
 			return -1;
-		fputs(h_schema, f);
+		fputs(s->schema ? s->schema : h_schema, f);
 		fclose(f);
 		snprintf(s->db, sizeof s->db, "%s/%s", s->dir,
 			 h_pg() ? "pg-changes.db" : "rtsync.db");
@@ -244,14 +245,16 @@ static void h_server_remove(struct h_server *s)
 	s->dir[0] = 0;
 }
 
-/* A token for role anon expiring in expires_in seconds (static buffer). */
-static const char *h_token(long expires_in)
+/* A token for role with claim sub (NULL: none) expiring in expires_in
+ * seconds (one of 4 static buffers, reused in turn). */
+static const char *h_token_as(const char *role, const char *sub, long expires_in)
 {
 	static char tok[4][1024];
 	static int slot;
-	char cmd[512];
-	snprintf(cmd, sizeof cmd, "'%s' token --secret '%s' --role anon --expires-in %ld", h_bin(),
-		 H_SECRET, expires_in);
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "'%s' token --secret '%s' --role '%s' --expires-in %ld%s%s%s",
+		 h_bin(), H_SECRET, role, expires_in, sub ? " --sub '" : "", sub ? sub : "",
+		 sub ? "'" : "");
 	FILE *p = popen(cmd, "r");
 	char *t = tok[slot++ % 4];
 	t[0] = 0;
@@ -262,6 +265,12 @@ static const char *h_token(long expires_in)
 	}
 	t[strcspn(t, "\r\n")] = 0;
 	return t;
+}
+
+/* A token for role anon expiring in expires_in seconds (static buffer). */
+static const char *h_token(long expires_in)
+{
+	return h_token_as("anon", NULL, expires_in);
 }
 
 /* Runs SQL on the server's database as an outside client: the sqlite3 shell,

@@ -37,9 +37,10 @@ else
 	tally "$(grep '^unit: ' <<<"$out")"
 fi
 
-# The synced table against the PostgreSQL store (test_table.c picks the
-# scenarios that involve the store when RTSYNC_TEST_POSTGRES is set).
-table_bin="$build/client-tests/test_table"
+# The synced table and row-level security against the PostgreSQL store
+# (test_table.c picks the scenarios that involve the store when
+# RTSYNC_TEST_POSTGRES is set).
+table_bin="$build/client-tests/test_table $build/client-tests/test_rls"
 out=$( (
 	# shellcheck source=../postgres/cluster.sh
 	source "$here/../postgres/cluster.sh"
@@ -49,7 +50,8 @@ out=$( (
 		echo "unit: 0 passed, 1 failed (the PostgreSQL cluster did not start)"
 		exit 1
 	fi
-	"$here/../run-unit.sh" "$table_bin"
+	# shellcheck disable=SC2086 # two paths
+	"$here/../run-unit.sh" $table_bin
 ) 2>&1)
 printf '%s\n' "$out" | sed 's/^unit: /  C tests, PostgreSQL store: /'
 tally "$(grep '^unit: ' <<<"$out")"
