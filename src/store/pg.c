@@ -467,6 +467,11 @@ static void who_status(struct rt_store_error *e, const struct rt_auth *who)
 static int apply_context(PGconn *c, const struct rt_auth *who, const char *method,
 			 const struct rt_store_table *t, struct rt_store_error *e)
 {
+	/* "none" would mean RESET ROLE: the connection role's rights */
+	if (!*who->role || !strcasecmp(who->role, "none")) {
+		rt_store_set_err(e, 401, "22023", NULL, "role \"%s\" does not exist", who->role);
+		return -1;
+	}
 	char *claims = who->claims ? json_dumps(who->claims, JSON_COMPACT) : NULL;
 	struct rt_buf path;
 	rt_buf_init(&path);
@@ -1101,16 +1106,15 @@ static int pg_write(struct rt_store *base, const struct rt_write *w, json_t **ro
 						     [RT_WRITE_DELETE] = "DELETE"};
 		json_t *dest = is_counted ? NULL : out;
 		rc = set_context(s, c, w->who, method[w->kind], w->table, err);
-		if (rc) {
-		} else if (w->base) {
+		if (!rc && w->base) {
 			rc = rt_store_controlled_write(
 				&(struct rt_store_cas){c, cols, keys, n_cols, out, select_by_where,
 						       select_by_pk, write_by_pk, insert_missing},
 				w, &res, err);
 			count = json_array_size(out);
-		} else if (w->kind == RT_WRITE_INSERT || w->kind == RT_WRITE_UPSERT)
+		} else if (!rc && (w->kind == RT_WRITE_INSERT || w->kind == RT_WRITE_UPSERT))
 			rc = insert_rows(c, w, cols, keys, n_cols, dest, &count, err);
-		else
+		else if (!rc)
 			rc = update_or_delete(c, w, cols, keys, n_cols, dest, &count, err);
 		if (rc)
 			who_status(err, w->who);

@@ -152,6 +152,10 @@ describe('row-level security with the PostgreSQL store', () => {
     const body = await r.json();
     assert.equal(body.code, '22023');
     assert.equal(body.message, 'role "nosuchrole" does not exist');
+    // "none" would reset to the connection role: refused the same way
+    const none = await fetch(`${server.httpUrl}/rest/v1/notes`, { headers: { apikey: server.token({ role: 'none' }) } });
+    assert.equal(none.status, 401);
+    assert.equal((await none.json()).code, '22023');
   });
 
   it('column privileges: a column the role may not select fails as PostgreSQL says', async () => {

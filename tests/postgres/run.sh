@@ -36,6 +36,19 @@ RTSYNC_SUITE=postgres "$root/tests/interop/run.sh" "$bin" \
 	"$root/tests/interop/supabase-js.test.mjs" "$root/tests/interop/writes.test.mjs" \
 	"$root/tests/interop/rls-changes.test.mjs" "$root/tests/interop/rls-channels.test.mjs" \
 	"$here/pg.test.mjs" "$here/rls.test.mjs" "$here/rls-changes.test.mjs" || status=1
+# the store's RLS calls against the cluster (the unit binary beside the server's, when built)
+unit="$(dirname "$bin")/tests/store/test_pg_rls"
+if [ -x "$unit" ]; then
+	out=$(CMOCKA_MESSAGE_OUTPUT=stdout "$unit" 2>&1)
+	urc=$?
+	grep -v 'NOTICE\| info ' <<<"$out"
+	if [ "$urc" -eq 0 ] && grep -q '^\[  PASSED  \] 1 test' <<<"$out"; then
+		echo "postgres-unit: 1 passed, 0 failed"
+	else
+		echo "postgres-unit: 0 passed, 1 failed"
+		status=1
+	fi
+fi
 # restarts the cluster: alone, after the rest
 RTSYNC_SUITE=postgres-restart "$root/tests/interop/run.sh" "$bin" "$here/restart.test.mjs" || status=1
 
