@@ -173,6 +173,12 @@ POLICY = {
     "refused": "create policy bad on t using (created_at < now());"
                "create policy bad2 on t using (a = b);"
                "EXISTS (SELECT 1 FROM m WHERE m.uid = auth.uid())",
+    "claim_arrays": "alter table t enable row level security;"
+                    "create policy a on t using (team_id = ANY (ARRAY(SELECT jsonb_array_elements_text(auth.jwt() -> 'teams'))));"
+                    "create policy b on t using (team_id NOT IN (SELECT json_array_elements_text((auth.jwt() -> 'teams')::json) AS e));"
+                    "create policy c on t using (not ((auth.jwt() -> 'teams') ? team_id::text));"
+                    "((team_id)::text = ANY (ARRAY( SELECT jsonb_array_elements_text((auth.jwt() -> 'teams'::text)) "
+                    "AS jsonb_array_elements_text))) OR ((auth.jwt() -> 'teams'::text) ? team_id)",
     "nested": "alter table d enable row level security;" + "(" * 40 + "n = 1" + ")" * 40,
     "alter_policy": "alter table t enable row level security;"
                     "create policy a on t for select to anon using (owner = auth.uid());"

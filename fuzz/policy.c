@@ -50,7 +50,7 @@ static bool has_column(const char *schema, const char *table, const char *column
 	(void)schema;
 	(void)table;
 	(void)ctx;
-	return strcmp(column, "missing") != 0;
+	return !column || strcmp(column, "missing") != 0; /* column NULL: the table exists */
 }
 
 static void check_tree(const struct rt_query_node *n, int depth)

@@ -459,6 +459,8 @@ enum ek {
 	E_AND,
 	E_OR,
 	E_NOT,
+	E_ELEMS,    /* json[b]_array_elements_text(kids[0]) in ARRAY(SELECT …) / IN (SELECT …);
+		       flag: the elements jsonb ? matches (under E_ANY with flag) */
 	E_COALESCE, /* coalesce(kids…) of constants */
 	E_NULLIF,   /* nullif(kids[0], kids[1]) of constants */
 };
@@ -969,6 +971,74 @@ static bool is_unsupported_word(const struct ps *p)
 	return false;
 }
 
+/* Whether the tokens from ahead read `( SELECT [pg_catalog.]json[b]_array_elements_text (`. */
+static bool at_elems(const struct ps *p, size_t ahead)
+{
+	if (!tok_is_op(p, peek(p, ahead), "(") || !tok_is_kw(p, peek(p, ahead + 1), "select"))
+		return false;
+	size_t j = ahead + 2;
+	if (tok_is_kw(p, peek(p, j), "pg_catalog") && tok_is_op(p, peek(p, j + 1), "."))
+		j += 2;
+	return (tok_is_kw(p, peek(p, j), "jsonb_array_elements_text") ||
+		tok_is_kw(p, peek(p, j), "json_array_elements_text")) &&
+	       tok_is_op(p, peek(p, j + 1), "(");
+}
+
+/*
+ * `( SELECT json[b]_array_elements_text(json) [[AS] alias] )` at the '('
+ * (at_elems true): the elements of a JSON array claim as text, as
+ * ARRAY(SELECT …) and IN (SELECT …) read them.
+ */
+static struct expr *parse_elems(struct ps *p, size_t off)
+{
+	size_t open_tok = p->i;
+	advance(p); /* ( */
+	advance(p); /* SELECT */
+	if (is_kw(p, "pg_catalog")) {
+		advance(p);
+		advance(p);
+	}
+	advance(p); /* the function's name */
+	advance(p); /* ( */
+	struct expr *arg = parse_or(p);
+	if (!arg)
+		return NULL;
+	struct expr *e = expr_new(E_ELEMS, ST_ARRAY, off, off);
+	if (!add_kid(p, e, arg))
+		goto err;
+	if (arg->has_col || arg->st != ST_JSON) {
+		fail_expr(p, arg->has_col, arg,
+			  arg->has_col ? "unsupported expression (array column)"
+				       : "invalid expression (the elements of a json value)");
+		goto err;
+	}
+	if (!accept_op(p, ")")) {
+		syntax_here(p);
+		goto err;
+	}
+	if (accept_kw(p, "as")) {
+		if (!is_name_tok(cur(p))) {
+			syntax_here(p);
+			goto err;
+		}
+		advance(p);
+	} else if (cur(p)->kind == TK_IDENT && !is_kw(p, "from") && !is_kw(p, "where")) {
+		advance(p); /* alias without AS */
+	}
+	if (!is_op(p, ")")) {
+		fail_span(p, true, off, construct_end(p, open_tok),
+			  "unsupported expression (subquery)");
+		goto err;
+	}
+	e->off = off;
+	e->end = cur(p)->off + 1;
+	advance(p);
+	return e;
+err:
+	expr_free(e);
+	return NULL;
+}
+
 static struct expr *parse_primary(struct ps *p)
 {
 	const struct tok *k = cur(p);
@@ -1069,6 +1139,10 @@ static struct expr *parse_primary(struct ps *p)
 			c->end = cur(p)->off + 1;
 			advance(p);
 			return c;
+		}
+		if (is_kw(p, "array") && at_elems(p, 1)) {
+			advance(p);
+			return parse_elems(p, off);
 		}
 		if (is_kw(p, "array") && tok_is_op(p, peek(p, 1), "[")) {
 			advance(p);
@@ -1282,6 +1356,36 @@ static struct expr *parse_other(struct ps *p)
 				return NULL;
 			}
 			e = c;
+		} else if (is_op(p, "?") && !e->has_col && e->st == ST_JSON) {
+			/* json ? text: a string element, key or string scalar equal to text */
+			advance(p);
+			struct expr *r = parse_unary(p);
+			if (!r) {
+				expr_free(e);
+				return NULL;
+			}
+			struct expr *k = expr_new(E_ELEMS, ST_ARRAY, e->off, e->end);
+			k->flag = true;
+			if (!add_kid(p, k, e)) {
+				expr_free(k);
+				expr_free(r);
+				return NULL;
+			}
+			struct expr *a = node2(p, E_ANY, ST_BOOL, r, k);
+			if (!a)
+				return NULL;
+			a->flag = true;
+			if (r->has_col && !bare_col(r)) {
+				fail_expr(p, true, r, "unsupported expression");
+				expr_free(a);
+				return NULL;
+			}
+			if (r->st != ST_TEXT && r->st != ST_UNKNOWN) {
+				fail_expr(p, false, r, "invalid expression (? needs text)");
+				expr_free(a);
+				return NULL;
+			}
+			e = a;
 		} else if (is_arith_op(p) || is_op(p, "#>") || is_op(p, "#>>")) {
 			fail_span(p, true, e->off, construct_end(p, op_tok + 1),
 				  "unsupported expression");
@@ -1328,6 +1432,33 @@ static bool parse_list(struct ps *p, struct expr *e)
 	return true;
 }
 
+/* e [NOT] IN (SELECT json[b]_array_elements_text(…)) at the '(': e = ANY of
+ * the elements (NOT: <> ALL). */
+static struct expr *parse_in_elems(struct ps *p, struct expr *e, bool neg)
+{
+	struct expr *arr = parse_elems(p, cur(p)->off);
+	if (!arr) {
+		expr_free(e);
+		return NULL;
+	}
+	struct expr *a = node2(p, E_ANY, ST_BOOL, e, arr);
+	if (!a)
+		return NULL;
+	a->neg = neg;
+	if (e->has_col && !bare_col(e)) {
+		fail_expr(p, true, e, "unsupported expression");
+		expr_free(a);
+		return NULL;
+	}
+	if (!is_scalar_st(e->st)) {
+		fail_expr(p, false, e,
+			  "invalid expression (a json value compared; use ->> for text)");
+		expr_free(a);
+		return NULL;
+	}
+	return a;
+}
+
 /* [NOT] IN, [NOT] LIKE / ILIKE and their operator spellings. */
 static struct expr *parse_inlike(struct ps *p)
 {
@@ -1344,6 +1475,8 @@ static struct expr *parse_inlike(struct ps *p)
 		neg = true;
 	}
 	if (accept_kw(p, "in")) {
+		if (at_elems(p, 0))
+			return parse_in_elems(p, e, neg);
 		struct expr *in = expr_new(E_IN, ST_BOOL, e->off, e->end);
 		in->neg = neg;
 		if (!add_kid(p, in, e) || !parse_list(p, in)) {
@@ -1474,27 +1607,36 @@ static struct expr *parse_cmp(struct ps *p)
 		}
 		advance(p);
 		size_t open = cur(p)->off;
-		advance(p);
-		if (is_kw(p, "select")) {
-			p->i--;
-			unsupported_here(p);
-			expr_free(e);
-			return NULL;
+		struct expr *arr = NULL;
+		if (at_elems(p, 0)) { /* = ANY (SELECT json[b]_array_elements_text(…)) */
+			arr = parse_elems(p, open);
+			if (!arr) {
+				expr_free(e);
+				return NULL;
+			}
+		} else {
+			advance(p);
+			if (is_kw(p, "select")) {
+				p->i--;
+				unsupported_here(p);
+				expr_free(e);
+				return NULL;
+			}
+			arr = parse_or(p);
+			if (!arr) {
+				expr_free(e);
+				return NULL;
+			}
+			if (!is_op(p, ")")) {
+				expr_free(e);
+				expr_free(arr);
+				syntax_here(p);
+				return NULL;
+			}
+			arr->off = open;
+			arr->end = cur(p)->off + 1;
+			advance(p);
 		}
-		struct expr *arr = parse_or(p);
-		if (!arr) {
-			expr_free(e);
-			return NULL;
-		}
-		if (!is_op(p, ")")) {
-			expr_free(e);
-			expr_free(arr);
-			syntax_here(p);
-			return NULL;
-		}
-		arr->off = open;
-		arr->end = cur(p)->off + 1;
-		advance(p);
 		struct expr *a = node2(p, E_ANY, ST_BOOL, e, arr);
 		if (!a)
 			return NULL;
@@ -1757,6 +1899,9 @@ static enum rt_pgval_class pair_class(enum rt_pgval_class a, enum rt_pgval_class
 static enum tri cmp_texts(enum rt_query_op op, enum rt_pgval_class cls, const char *a,
 			  const char *b);
 
+static void elems_text(const json_t *j, struct cval *v);
+static void elems_matched(const json_t *j, struct cval *v);
+
 static void eval_val(const struct fold_ctx *x, const struct expr *e, struct cval *v)
 {
 	memset(v, 0, sizeof *v);
@@ -1919,6 +2064,23 @@ static void eval_val(const struct fold_ctx *x, const struct expr *e, struct cval
 		cval_clear(&b);
 		return;
 	}
+	case E_ELEMS: {
+		struct cval j;
+		eval_val(x, e->kids[0], &j);
+		if (j.k == CV_NULL && !e->flag) { /* no rows: an empty array */
+			v->k = CV_LIST;
+			v->items = rt_xcalloc(1, sizeof *v->items);
+			v->cls = RT_PGVAL_TEXT;
+		} else if (j.k == CV_JSON && !e->flag) {
+			elems_text(j.json, v);
+		} else if (j.k == CV_JSON) {
+			elems_matched(j.json, v);
+		} else {
+			v->k = CV_NULL;
+		}
+		cval_clear(&j);
+		return;
+	}
 	case E_ARRAY:
 		v->k = CV_LIST;
 		v->items = rt_xcalloc(e->n_kids ? e->n_kids : 1, sizeof *v->items);
@@ -1965,6 +2127,62 @@ static void list_of(struct cval *v)
 	v->cls = RT_PGVAL_TEXT;
 	for (size_t i = 0; i < n; i++)
 		v->items[i] = json_text(json_array_get(a, i));
+}
+
+/* json[b]_array_elements_text: an array's elements as text (nested values
+ * as jsonb prints them), NULL for JSON null; a scalar or an object is
+ * PostgreSQL's error, here NULL. */
+static void elems_text(const json_t *j, struct cval *v)
+{
+	if (!json_is_array(j)) {
+		v->k = CV_NULL;
+		return;
+	}
+	size_t n = json_array_size(j);
+	v->k = CV_LIST;
+	v->cls = RT_PGVAL_TEXT;
+	v->items = rt_xcalloc(n ? n : 1, sizeof *v->items);
+	v->n_items = n;
+	for (size_t i = 0; i < n; i++) {
+		const json_t *el = json_array_get(j, i);
+		if (json_is_array(el) || json_is_object(el)) {
+			char *t = json_dumps(el, JSON_ENCODE_ANY);
+			v->items[i] = t ? rt_xstrdup(t) : NULL;
+			free(t);
+		} else {
+			v->items[i] = json_text(el);
+		}
+	}
+}
+
+/* The texts jsonb ? text matches: an array's string elements, an object's
+ * keys, a string scalar itself (nothing for other scalars). */
+static void elems_matched(const json_t *j, struct cval *v)
+{
+	size_t n = json_is_array(j)    ? json_array_size(j)
+		   : json_is_object(j) ? json_object_size(j)
+		   : json_is_string(j) ? 1
+				       : 0;
+	v->k = CV_LIST;
+	v->cls = RT_PGVAL_TEXT;
+	v->items = rt_xcalloc(n ? n : 1, sizeof *v->items);
+	if (json_is_array(j)) {
+		for (size_t i = 0; i < n; i++) {
+			const json_t *el = json_array_get(j, i);
+			if (json_is_string(el))
+				v->items[v->n_items++] = json_text(el);
+		}
+	} else if (json_is_object(j)) {
+		const char *key;
+		const json_t *val;
+		json_object_foreach((json_t *)j, key, val)
+		{
+			(void)val;
+			v->items[v->n_items++] = rt_xstrdup(key);
+		}
+	} else if (n) {
+		v->items[v->n_items++] = json_text(j);
+	}
 }
 
 static enum rt_pgval_class pair_class(enum rt_pgval_class a, enum rt_pgval_class b)
@@ -2101,6 +2319,8 @@ static enum tri eval_tri(const struct fold_ctx *x, const struct expr *e)
 		enum tri r = l.k == CV_LIST ? in_list(cls, a.k == CV_TEXT ? a.text : NULL, l.items,
 						      l.n_items)
 					    : T_NULL;
+		if (e->kind == E_ANY && e->flag && a.k != CV_TEXT)
+			r = T_NULL; /* ? is strict */
 		if (e->neg)
 			r = tri_not(r);
 		cval_clear(&a);
@@ -2387,6 +2607,12 @@ static enum fr fold(const struct fold_ctx *x, const struct expr *e, bool neg,
 							     l.n_items, is_not, out)
 						   : FR_FALSE;
 			cval_clear(&l);
+			if (r == FR_TRUE && e->kind == E_ANY && e->flag) {
+				/* NOT (json ? column) with nothing to match: NULL for a NULL column */
+				node_set_cond(out, bare_col(lhs)->text, RT_QUERY_IS, true);
+				node_add_value(out, "null");
+				r = FR_TREE;
+			}
 			return r;
 		}
 		/* constant IN (…, column, …): an OR of comparisons (AND when negated) */
@@ -2878,6 +3104,11 @@ int rt_policies_validate(const struct rt_policies *p,
 		const struct tbl *t = &p->tbls[i];
 		for (size_t j = 0; j < t->n_pols; j++) {
 			const struct pol *q = &t->pols[j];
+			if (!has_column(t->schema, t->name, NULL, ctx)) {
+				errf(err, err_cap, "policy \"%s\" on %s.%s: table does not exist",
+				     q->name, t->schema, t->name);
+				return -1;
+			}
 			if (check_cols(q->using_.e, t, q, has_column, ctx, err, err_cap) ||
 			    check_cols(q->check.e, t, q, has_column, ctx, err, err_cap))
 				return -1;

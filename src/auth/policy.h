@@ -120,11 +120,14 @@ void rt_policies_set_enabled(struct rt_policies *p, const char *schema, const ch
 			     bool is_enabled);
 
 /*
- * Checks that every column a policy of the set names exists:
- * has_column(schema, table, column, ctx) answers for the store's tables
- * (policies on tables it does not know, such as realtime.messages, are the
- * caller's to skip by answering true). Returns 0, or -1 with e.g. `policy
- * "own rows" on public.t: column "owner" does not exist` in err.
+ * Checks that the table of every policy of the set, and every column a
+ * policy names, exists: has_column(schema, table, column, ctx) answers for
+ * the store's tables, once per policy with column NULL (does the table
+ * exist?) and then once per column reference (policies on tables it does
+ * not know, such as realtime.messages, are the caller's to skip by
+ * answering true). Returns 0, or -1 with e.g. `policy "own rows" on
+ * public.t: column "owner" does not exist` or `policy "p" on public.gone:
+ * table does not exist` in err.
  */
 int rt_policies_validate(const struct rt_policies *p,
 			 bool (*has_column)(const char *schema, const char *table, const char *column,

@@ -862,6 +862,218 @@ static void test_eq_key(void **state)
 	rt_policies_unref(p);
 }
 
+/* ---- claim arrays in the forms PostgreSQL accepts ---- */
+
+static const char *const elems_forms[] = {
+	"team_id = ANY (ARRAY(SELECT jsonb_array_elements_text(auth.jwt() -> 'teams')))",
+	"team_id = any (array(select json_array_elements_text((auth.jwt() -> 'teams')::json)))",
+	"team_id::text = ANY (ARRAY(SELECT jsonb_array_elements_text((auth.jwt() -> 'teams')::jsonb)))",
+	"team_id = ANY (ARRAY(SELECT pg_catalog.jsonb_array_elements_text(auth.jwt() -> 'teams') AS x))",
+	"team_id = ANY (SELECT jsonb_array_elements_text(auth.jwt() -> 'teams'))",
+	"team_id IN (SELECT jsonb_array_elements_text(auth.jwt() -> 'teams'))",
+	"team_id in (select jsonb_array_elements_text(auth.jwt() -> 'teams') e)",
+	"team_id IN (SELECT jsonb_array_elements_text(current_setting('request.jwt.claims', "
+	"true)::jsonb -> 'teams'))",
+	"team_id = ANY (ARRAY(SELECT jsonb_array_elements_text((select auth.jwt()) -> 'teams')))",
+	/* as pg_policies deparses them (PostgreSQL 15) */
+	"(team_id = ANY (ARRAY( SELECT jsonb_array_elements_text((auth.jwt() -> 'teams'::text)) AS "
+	"jsonb_array_elements_text)))",
+	"(team_id = ANY (ARRAY( SELECT json_array_elements_text(((auth.jwt() -> 'teams'::text))::json) "
+	"AS json_array_elements_text)))",
+	"((team_id)::text = ANY (ARRAY( SELECT jsonb_array_elements_text((auth.jwt() -> "
+	"'teams'::text)) AS jsonb_array_elements_text)))",
+	"(team_id IN ( SELECT jsonb_array_elements_text((auth.jwt() -> 'teams'::text)) AS "
+	"jsonb_array_elements_text))",
+	"(team_id IN ( SELECT jsonb_array_elements_text(((current_setting('request.jwt.claims'::text, "
+	"true))::jsonb -> 'teams'::text)) AS jsonb_array_elements_text))",
+	"(team_id = ANY (ARRAY( SELECT jsonb_array_elements_text((( SELECT auth.jwt() AS jwt) -> "
+	"'teams'::text)) AS jsonb_array_elements_text)))",
+};
+
+static const char *const elems_negated[] = {
+	"team_id <> ALL (ARRAY(SELECT jsonb_array_elements_text(auth.jwt() -> 'teams')))",
+	"team_id NOT IN (SELECT jsonb_array_elements_text(auth.jwt() -> 'teams'))",
+	"NOT (team_id = ANY (ARRAY(SELECT jsonb_array_elements_text(auth.jwt() -> 'teams'))))",
+	"(team_id <> ALL (ARRAY( SELECT jsonb_array_elements_text((auth.jwt() -> 'teams'::text)) AS "
+	"jsonb_array_elements_text)))",
+	"(NOT (team_id IN ( SELECT jsonb_array_elements_text((auth.jwt() -> 'teams'::text)) AS "
+	"jsonb_array_elements_text)))",
+};
+
+static const char *const qmark_forms[] = {
+	"(auth.jwt() -> 'teams') ? team_id",
+	"auth.jwt() -> 'teams' ? team_id::text",
+	"((auth.jwt() -> 'teams'::text) ? team_id)",
+	"((auth.jwt() -> 'teams'::text) ? (team_id)::text)",
+	"(current_setting('request.jwt.claims', true)::jsonb -> 'teams')?team_id",
+};
+
+/* A catalog definition of the SELECT policy "d" on t. */
+static struct rt_policies *def_set(const char *using_sql, int want_rc)
+{
+	struct rt_policies *p = rt_policies_new();
+	rt_policies_set_enabled(p, "public", "t", true);
+	char err[512] = "";
+	struct rt_policy_def d = {"public", "t", "d", true, RT_POLICY_SELECT, NULL, using_sql, NULL};
+	int rc = rt_policies_add_def(p, &d, err, sizeof err);
+	if (rc != want_rc)
+		fail_msg("%s: rc %d (%s)", using_sql, rc, err);
+	return p;
+}
+
+/* The expression both as a statement and as a catalog definition. */
+static void expect_both(const char *expr, const char *claims, enum rt_policy_verdict want_v,
+			const char *want_canon)
+{
+	expect_expr(expr, claims, want_v, want_canon);
+	struct rt_policies *p = def_set(expr, 0);
+	expect(p, "t", RT_POLICY_SELECT, false, "authenticated", claims, want_v, want_canon);
+	rt_policies_unref(p);
+}
+
+/* The statement is refused as unsupported or invalid, as want begins. */
+static void expect_refused(const char *expr, const char *want)
+{
+	struct rt_policies *p = rt_policies_new();
+	char sql[4096], err[512] = "";
+	snprintf(sql, sizeof sql, "create policy p on t using (%s)", expr);
+	int rc = add_rc(p, sql, err, sizeof err);
+	const char *kind = !strncmp(want, "invalid", 7)  ? "invalid"
+			   : !strncmp(want, "syntax", 6) ? "syntax"
+							 : "unsupported";
+	if (rc != -1 || strncmp(err, "policy \"p\" on public.t: ", 24) ||
+	    strncmp(err + 24, kind, strlen(kind)))
+		fail_msg("%s:\n  rc %d\n  got  %s\n  want %s", sql, rc, err, want);
+	rt_policies_unref(p);
+}
+
+static void test_claim_arrays(void **state)
+{
+	(void)state;
+	const char *c = "{\"sub\":\"u1\",\"teams\":[\"t1\",\"t2\"],\"str\":\"t1\",\"none\":null}";
+	const char *mixed = "{\"teams\":[\"t1\",2,true,null,{\"k\":1},[\"t2\"]]}";
+	const char *empty = "{\"teams\":[]}";
+	const char *scalar = "{\"teams\":\"t1\"}";
+	const char *object = "{\"teams\":{\"t1\":1,\"t2\":null}}";
+	const char *jnull = "{\"teams\":null}";
+	const char *missing = "{\"sub\":\"u1\"}";
+	for (size_t i = 0; i < sizeof elems_forms / sizeof elems_forms[0]; i++) {
+		const char *f = elems_forms[i];
+		expect_both(f, c, RT_POLICY_ROWS, "c(\"team_id\",in,[\"t1\",\"t2\"])");
+		/* elements as text; a JSON null element is NULL; nested values as jsonb prints them */
+		expect_both(f, mixed, RT_POLICY_ROWS,
+			    "c(\"team_id\",in,[\"t1\",\"2\",\"true\",\"{\\\"k\\\": 1}\","
+			    "\"[\\\"t2\\\"]\"])");
+		/* no elements (missing claim: no rows, an empty array): no match */
+		expect_both(f, empty, RT_POLICY_DENY_ALL, "");
+		expect_both(f, missing, RT_POLICY_DENY_ALL, "");
+		expect_both(f, NULL, RT_POLICY_DENY_ALL, "");
+		/* not an array (PostgreSQL: cannot extract elements): no row */
+		expect_both(f, scalar, RT_POLICY_DENY_ALL, "");
+		expect_both(f, object, RT_POLICY_DENY_ALL, "");
+		expect_both(f, jnull, RT_POLICY_DENY_ALL, "");
+		assert_int_equal(eval_expr(f, c, "{\"team_id\":\"t2\"}"), 1);
+		assert_int_equal(eval_expr(f, c, "{\"team_id\":\"t3\"}"), 0);
+		assert_int_equal(eval_expr(f, c, "{\"team_id\":null}"), -1);
+		assert_int_equal(eval_expr(f, c, "{}"), -1);
+		/* t3 = NULL element: NULL, folded to false like every NULL */
+		assert_int_equal(eval_expr(f, mixed, "{\"team_id\":\"t3\"}"), 0);
+		assert_int_equal(eval_expr(f, mixed, "{\"team_id\":\"2\"}"), 1);
+		assert_int_equal(eval_expr(f, missing, "{\"team_id\":\"t1\"}"), 0);
+		assert_int_equal(eval_expr(f, scalar, "{\"team_id\":\"t1\"}"), 0);
+	}
+	for (size_t i = 0; i < sizeof elems_negated / sizeof elems_negated[0]; i++) {
+		const char *f = elems_negated[i];
+		expect_both(f, c, RT_POLICY_ROWS, "!c(\"team_id\",in,[\"t1\",\"t2\"])");
+		expect_both(f, mixed, RT_POLICY_DENY_ALL, ""); /* NOT IN with a NULL */
+		/* <> ALL of no elements is true, even for a NULL column */
+		expect_both(f, empty, RT_POLICY_ALLOW_ALL, "");
+		expect_both(f, missing, RT_POLICY_ALLOW_ALL, "");
+		/* PostgreSQL's error stays no row under NOT */
+		expect_both(f, scalar, RT_POLICY_DENY_ALL, "");
+		expect_both(f, jnull, RT_POLICY_DENY_ALL, "");
+		assert_int_equal(eval_expr(f, c, "{\"team_id\":\"t3\"}"), 1);
+		assert_int_equal(eval_expr(f, c, "{\"team_id\":\"t1\"}"), 0);
+		assert_int_equal(eval_expr(f, c, "{\"team_id\":null}"), -1);
+		assert_int_equal(eval_expr(f, missing, "{\"team_id\":null}"), 1);
+	}
+	for (size_t i = 0; i < sizeof qmark_forms / sizeof qmark_forms[0]; i++) {
+		const char *f = qmark_forms[i];
+		char neg[512];
+		snprintf(neg, sizeof neg, "not (%s)", f);
+		expect_both(f, c, RT_POLICY_ROWS, "c(\"team_id\",in,[\"t1\",\"t2\"])");
+		/* string elements only: no null, numbers or nested values */
+		expect_both(f, mixed, RT_POLICY_ROWS, "c(\"team_id\",in,[\"t1\"])");
+		expect_both(neg, mixed, RT_POLICY_ROWS, "!c(\"team_id\",in,[\"t1\"])");
+		/* an object's keys, a string scalar itself */
+		expect_both(f, object, RT_POLICY_ROWS, "c(\"team_id\",in,[\"t1\",\"t2\"])");
+		expect_both(f, scalar, RT_POLICY_ROWS, "c(\"team_id\",in,[\"t1\"])");
+		/* nothing to match: false for a value, NULL for a NULL column */
+		expect_both(f, empty, RT_POLICY_DENY_ALL, "");
+		expect_both(f, jnull, RT_POLICY_DENY_ALL, "");
+		expect_both(neg, empty, RT_POLICY_ROWS, "!c(\"team_id\",is,[\"null\"])");
+		expect_both(neg, jnull, RT_POLICY_ROWS, "!c(\"team_id\",is,[\"null\"])");
+		/* a missing claim is NULL, also negated */
+		expect_both(f, missing, RT_POLICY_DENY_ALL, "");
+		expect_both(neg, missing, RT_POLICY_DENY_ALL, "");
+		assert_int_equal(eval_expr(f, c, "{\"team_id\":\"t1\"}"), 1);
+		assert_int_equal(eval_expr(f, c, "{\"team_id\":\"t3\"}"), 0);
+		assert_int_equal(eval_expr(f, c, "{\"team_id\":null}"), -1);
+		assert_int_equal(eval_expr(neg, c, "{\"team_id\":\"t3\"}"), 1);
+		assert_int_equal(eval_expr(neg, c, "{\"team_id\":null}"), -1);
+		assert_int_equal(eval_expr(neg, empty, "{\"team_id\":\"t3\"}"), 1);
+		/* PostgreSQL: NULL; here IS NOT NULL: false (hidden alike) */
+		assert_int_equal(eval_expr(neg, empty, "{\"team_id\":null}"), 0);
+		assert_int_equal(eval_expr(f, mixed, "{\"team_id\":\"2\"}"), 0);
+	}
+	/* constants on both sides fold */
+	expect_expr("'t2' IN (SELECT jsonb_array_elements_text(auth.jwt() -> 'teams'))", c,
+		    RT_POLICY_ALLOW_ALL, "");
+	expect_expr("auth.uid() = ANY (ARRAY(SELECT jsonb_array_elements_text(auth.jwt() -> "
+		    "'teams')))",
+		    c, RT_POLICY_DENY_ALL, "");
+	expect_expr("(auth.jwt() -> 'teams') ? 't1'", c, RT_POLICY_ALLOW_ALL, "");
+	expect_expr("not ((auth.jwt() -> 'teams') ? 't3') and team_id = 'x'", c, RT_POLICY_ROWS,
+		    "c(\"team_id\",eq,[\"x\"])");
+	expect_expr("(auth.jwt() -> 'nope') ? 't1' is null", c, RT_POLICY_ALLOW_ALL, "");
+	/* an IN list and a ? next to the subquery forms */
+	expect_expr("team_id in ('a') or (auth.jwt() -> 'teams') ? team_id", c, RT_POLICY_ROWS,
+		    "or(c(\"team_id\",in,[\"a\"]),c(\"team_id\",in,[\"t1\",\"t2\"]))");
+	/* refused */
+	expect_refused("team_id = ANY (ARRAY(SELECT jsonb_array_elements_text(tags)))",
+			"unsupported expression at offset 58: tags");
+	expect_refused("team_id IN (SELECT jsonb_array_elements_text(auth.jwt() ->> 'teams'))",
+			"invalid expression at offset 45: auth.jwt() ->> 'teams'");
+	expect_refused("team_id = ANY (ARRAY(SELECT jsonb_array_elements_text(auth.jwt() -> "
+			"'teams') FROM x))",
+			"unsupported expression at offset 15: ARRAY(SELECT "
+			"jsonb_array_elements_text(auth.jwt() -> 'teams') FROM x)");
+	expect_refused("team_id IN (SELECT jsonb_array_elements_text(auth.jwt() -> 'teams') AS e "
+			"WHERE e <> '')",
+			"unsupported expression at offset 11: (SELECT "
+			"jsonb_array_elements_text(auth.jwt() -> 'teams') AS e WHERE e <> '')");
+	expect_refused("(auth.jwt() -> 'teams') ? 1", "invalid expression at offset 26: 1");
+	expect_refused("(auth.jwt() -> 'teams') ? lower(team_id)",
+			"unsupported expression at offset 26: lower(team_id)");
+	expect_refused("team_id ? 'x'", "unsupported expression at offset 0: team_id ? 'x'");
+	expect_refused("(auth.jwt() -> 'teams') ?| array['a']",
+			"syntax error at offset 0: |");
+	expect_refused("(auth.jwt() -> 'teams') @> to_jsonb(team_id)",
+			"invalid expression (not a condition)");
+	expect_refused("jsonb_array_elements_text(auth.jwt() -> 'teams') = team_id",
+			"unsupported expression at offset 0: jsonb_array_elements_text(auth.jwt() -> "
+			"'teams')");
+	/* outside the subset in the catalog: opaque */
+	struct rt_policies *p = def_set("(team_id = ANY (ARRAY( SELECT e.value AS e\n"
+					"   FROM jsonb_array_elements_text((auth.jwt() -> "
+					"'teams'::text)) e(value))))",
+					1);
+	expect(p, "t", RT_POLICY_SELECT, false, "authenticated", c, RT_POLICY_OPAQUE, "");
+	rt_policies_unref(p);
+	p = def_set("((auth.jwt() -> 'teams'::text) @> to_jsonb(team_id))", 1);
+	rt_policies_unref(p);
+}
+
 /* ---- validation ---- */
 
 static bool has_col(const char *schema, const char *table, const char *column, void *ctx)
@@ -869,6 +1081,8 @@ static bool has_col(const char *schema, const char *table, const char *column, v
 	(void)ctx;
 	if (!strcmp(schema, "realtime"))
 		return true;
+	if (!column)
+		return !strcmp(table, "t");
 	return !strcmp(table, "t") && (!strcmp(column, "owner") || !strcmp(column, "n"));
 }
 
@@ -883,6 +1097,11 @@ static void test_validate(void **state)
 	add(p, "create policy \"own rows\" on t for insert with check (ownr = auth.uid())");
 	assert_int_equal(rt_policies_validate(p, has_col, NULL, err, sizeof err), -1);
 	assert_string_equal(err, "policy \"own rows\" on public.t: column \"ownr\" does not exist");
+	rt_policies_unref(p);
+	p = rt_policies_new();
+	add(p, "create policy p on missing using (true)");
+	assert_int_equal(rt_policies_validate(p, has_col, NULL, err, sizeof err), -1);
+	assert_string_equal(err, "policy \"p\" on public.missing: table does not exist");
 	rt_policies_unref(p);
 }
 
@@ -1017,6 +1236,7 @@ int main(void)
 		cmocka_unit_test(test_statement_errors),
 		cmocka_unit_test(test_semantics),
 		cmocka_unit_test(test_claims),
+		cmocka_unit_test(test_claim_arrays),
 		cmocka_unit_test(test_defs),
 		cmocka_unit_test(test_eval),
 		cmocka_unit_test(test_canon),
