@@ -502,91 +502,119 @@ static void set_list(struct rt_buf *b, struct rt_sql_binds *bv, const struct rt_
 	}
 }
 
+int rt_sql_insert_columns(const struct rt_write *w, const json_t *row,
+			  const struct rt_store_column **names, size_t *n, struct rt_store_error *e)
+{
+	const struct rt_store_table *t = w->table;
+	const struct rt_query *q = w->where;
+	*n = 0;
+	/* With columns=, every named column is written (missing keys as NULL);
+	 * otherwise only the row's keys, so defaults apply to the rest. */
+	if (q && q->n_columns) {
+		for (size_t j = 0; j < q->n_columns && *n < t->n_cols; j++) {
+			const struct rt_store_column *c;
+			if (rt_sql_column(t, q->columns[j], &c, e))
+				return -1;
+			if (!w->is_missing_default || json_object_get(row, c->name))
+				names[(*n)++] = c;
+		}
+		return 0;
+	}
+	const char *k;
+	json_t *v;
+	json_object_foreach((json_t *)row, k, v) {
+		const struct rt_store_column *c = rt_store_column(t, k);
+		if (!c) /* the caller checks; say what it would */
+			return rt_store_check_row_keys(t, row, e);
+		if (*n < t->n_cols)
+			names[(*n)++] = c;
+	}
+	return 0;
+}
+
+void rt_sql_insert_head(struct rt_buf *b, struct rt_sql_binds *bv, const struct rt_sql_dialect *d,
+			const struct rt_store_table *t, const struct rt_store_column *const *names,
+			size_t n, const json_t *row)
+{
+	rt_buf_append_str(b, "INSERT INTO ");
+	rt_sql_table(b, d, t);
+	rt_buf_append_str(b, d->write_alias);
+	if (!n) {
+		rt_buf_append_str(b, " DEFAULT VALUES");
+		return;
+	}
+	rt_buf_append_str(b, " (");
+	for (size_t j = 0; j < n; j++) {
+		if (j)
+			rt_buf_append_byte(b, ',');
+		rt_sql_ident(b, names[j]->name);
+	}
+	rt_buf_append_str(b, d->is_record_rows ? ") SELECT " : ") VALUES (");
+	for (size_t j = 0; j < n; j++) {
+		if (j)
+			rt_buf_append_byte(b, ',');
+		row_value(b, bv, d, "_j", names[j], row);
+	}
+	if (d->is_record_rows) {
+		rt_buf_append_str(b, " FROM ");
+		record_as(b, bv, d, t, row, "_j");
+	} else {
+		rt_buf_append_byte(b, ')');
+	}
+}
+
+int rt_sql_conflict_target(struct rt_buf *b, const struct rt_write *w, struct rt_store_error *e)
+{
+	const struct rt_store_table *t = w->table;
+	const struct rt_query *q = w->where;
+	rt_buf_append_str(b, " ON CONFLICT (");
+	size_t n_conf = 0;
+	for (size_t j = 0; q && j < q->n_on_conflict; j++) {
+		const struct rt_store_column *c;
+		if (rt_sql_column(t, q->on_conflict[j], &c, e))
+			return -1;
+		rt_buf_append_str(b, n_conf++ ? "," : "");
+		rt_sql_ident(b, c->name);
+	}
+	for (size_t j = 0; !n_conf && j < t->n_cols; j++) {
+		if (!t->cols[j].is_pk)
+			continue;
+		rt_buf_append_str(b, n_conf++ ? "," : "");
+		rt_sql_ident(b, t->cols[j].name);
+	}
+	rt_buf_append_byte(b, ')');
+	return 0;
+}
+
+void rt_sql_do_update(struct rt_buf *b, const struct rt_store_column *const *names, size_t n)
+{
+	rt_buf_append_str(b, " DO UPDATE SET ");
+	for (size_t j = 0; j < n; j++) {
+		if (j)
+			rt_buf_append_byte(b, ',');
+		rt_sql_ident(b, names[j]->name);
+		rt_buf_append_str(b, " = excluded.");
+		rt_sql_ident(b, names[j]->name);
+	}
+}
+
 int rt_sql_insert(struct rt_buf *b, struct rt_sql_binds *bv, const struct rt_sql_dialect *d,
 		  const struct rt_write *w, const json_t *row, struct rt_store_error *e)
 {
 	const struct rt_store_table *t = w->table;
-	const struct rt_query *q = w->where;
 	int rc = -1;
-	/* With columns=, every named column is written (missing keys as NULL);
-	 * otherwise only the row's keys, so defaults apply to the rest. */
 	const struct rt_store_column **names = rt_xcalloc(t->n_cols + 1, sizeof *names);
-	size_t n = 0;
-	if (q && q->n_columns) {
-		for (size_t j = 0; j < q->n_columns && n < t->n_cols; j++) {
-			const struct rt_store_column *c;
-			if (rt_sql_column(t, q->columns[j], &c, e))
-				goto out;
-			if (!w->is_missing_default || json_object_get(row, c->name))
-				names[n++] = c;
-		}
-	} else {
-		const char *k;
-		json_t *v;
-		json_object_foreach((json_t *)row, k, v) {
-			const struct rt_store_column *c = rt_store_column(t, k);
-			if (!c) { /* the caller checks; say what it would */
-				rt_store_check_row_keys(t, row, e);
-				goto out;
-			}
-			if (n < t->n_cols)
-				names[n++] = c;
-		}
-	}
-	rt_buf_append_str(b, "INSERT INTO ");
-	rt_sql_table(b, d, t);
-	rt_buf_append_str(b, d->write_alias);
-	if (n) {
-		rt_buf_append_str(b, " (");
-		for (size_t j = 0; j < n; j++) {
-			if (j)
-				rt_buf_append_byte(b, ',');
-			rt_sql_ident(b, names[j]->name);
-		}
-		rt_buf_append_str(b, d->is_record_rows ? ") SELECT " : ") VALUES (");
-		for (size_t j = 0; j < n; j++) {
-			if (j)
-				rt_buf_append_byte(b, ',');
-			row_value(b, bv, d, "_j", names[j], row);
-		}
-		if (d->is_record_rows) {
-			rt_buf_append_str(b, " FROM ");
-			record_as(b, bv, d, t, row, "_j");
-		} else {
-			rt_buf_append_byte(b, ')');
-		}
-	} else {
-		rt_buf_append_str(b, " DEFAULT VALUES");
-	}
+	size_t n;
+	if (rt_sql_insert_columns(w, row, names, &n, e))
+		goto out;
+	rt_sql_insert_head(b, bv, d, t, names, n, row);
 	if (w->kind == RT_WRITE_UPSERT) {
-		rt_buf_append_str(b, " ON CONFLICT (");
-		size_t n_conf = 0;
-		for (size_t j = 0; q && j < q->n_on_conflict; j++) {
-			const struct rt_store_column *c;
-			if (rt_sql_column(t, q->on_conflict[j], &c, e))
-				goto out;
-			rt_buf_append_str(b, n_conf++ ? "," : "");
-			rt_sql_ident(b, c->name);
-		}
-		for (size_t j = 0; !n_conf && j < t->n_cols; j++) {
-			if (!t->cols[j].is_pk)
-				continue;
-			rt_buf_append_str(b, n_conf++ ? "," : "");
-			rt_sql_ident(b, t->cols[j].name);
-		}
-		rt_buf_append_byte(b, ')');
-		if (w->is_ignore_duplicates || !n) {
+		if (rt_sql_conflict_target(b, w, e))
+			goto out;
+		if (w->is_ignore_duplicates || !n)
 			rt_buf_append_str(b, " DO NOTHING");
-		} else {
-			rt_buf_append_str(b, " DO UPDATE SET ");
-			for (size_t j = 0; j < n; j++) {
-				if (j)
-					rt_buf_append_byte(b, ',');
-				rt_sql_ident(b, names[j]->name);
-				rt_buf_append_str(b, " = excluded.");
-				rt_sql_ident(b, names[j]->name);
-			}
-		}
+		else
+			rt_sql_do_update(b, names, n);
 	}
 	rc = 0;
 out:

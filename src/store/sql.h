@@ -173,6 +173,24 @@ void rt_sql_count(struct rt_buf *b, const struct rt_sql_dialect *d, const struct
  */
 int rt_sql_insert(struct rt_buf *b, struct rt_sql_binds *bv, const struct rt_sql_dialect *d,
 		  const struct rt_write *w, const json_t *row, struct rt_store_error *e);
+/*
+ * The pieces of rt_sql_insert(), for a store that runs an upsert in steps
+ * (SQLite under row-level security: DO NOTHING first, then DO UPDATE … WHERE
+ * the policies' predicates). rt_sql_insert_columns() fills names (room for
+ * t->n_cols) with the columns written and *n with their count (errors as
+ * rt_sql_insert()); rt_sql_insert_head() appends "INSERT INTO t (…) VALUES
+ * (…)" (or the record's SELECT, or DEFAULT VALUES when n is 0);
+ * rt_sql_conflict_target() appends " ON CONFLICT (…)" (-1 with 42703 for an
+ * unknown on_conflict column); rt_sql_do_update() appends " DO UPDATE SET
+ * c = excluded.c,…".
+ */
+int rt_sql_insert_columns(const struct rt_write *w, const json_t *row,
+			  const struct rt_store_column **names, size_t *n, struct rt_store_error *e);
+void rt_sql_insert_head(struct rt_buf *b, struct rt_sql_binds *bv, const struct rt_sql_dialect *d,
+			const struct rt_store_table *t, const struct rt_store_column *const *names,
+			size_t n, const json_t *row);
+int rt_sql_conflict_target(struct rt_buf *b, const struct rt_write *w, struct rt_store_error *e);
+void rt_sql_do_update(struct rt_buf *b, const struct rt_store_column *const *names, size_t n);
 /* "UPDATE t SET <set's keys> …" up to where a WHERE may follow. Returns 0, or
  * -1 with 400 PGRST102 "Empty or invalid json" for an empty set. */
 int rt_sql_update(struct rt_buf *b, struct rt_sql_binds *bv, const struct rt_sql_dialect *d,

@@ -509,6 +509,87 @@ static void test_insert(void **state)
 	}
 }
 
+/* An upsert in steps, as SQLite runs it under row-level security: the
+ * INSERT … DO NOTHING, then DO UPDATE … WHERE a predicate over excluded. */
+static void test_upsert_steps(void **state)
+{
+	struct rt_query q, pol;
+	parse("on_conflict=name", &q);
+	parse("score=gt.0", &pol);
+	json_t *row = j("{\"id\":7,\"name\":\"n\"}");
+	struct rt_write w = {.kind = RT_WRITE_UPSERT, .table = &t_tbl, .where = &q};
+	const struct rt_sql_dialect *ds[] = {SQ, PG};
+	const char *want_nothing[] = {
+		"INSERT INTO \"t\" (\"id\",\"name\") VALUES (?,?) ON CONFLICT (\"name\") DO NOTHING",
+		"INSERT INTO \"public\".\"t\" AS _t (\"id\",\"name\") SELECT _j.\"id\",_j.\"name\" FROM "
+		"json_populate_record(NULL::\"public\".\"t\", $1::json) _j ON CONFLICT (\"name\") DO "
+		"NOTHING",
+	};
+	const char *want_update[] = {
+		"INSERT INTO \"t\" (\"id\",\"name\") VALUES (?,?) ON CONFLICT (\"name\") DO UPDATE SET "
+		"\"id\" = excluded.\"id\",\"name\" = excluded.\"name\" WHERE ((excluded.\"score\" > ?))",
+		"INSERT INTO \"public\".\"t\" AS _t (\"id\",\"name\") SELECT _j.\"id\",_j.\"name\" FROM "
+		"json_populate_record(NULL::\"public\".\"t\", $1::json) _j ON CONFLICT (\"name\") DO "
+		"UPDATE SET \"id\" = excluded.\"id\",\"name\" = excluded.\"name\" WHERE "
+		"((excluded.\"score\" > $2))",
+	};
+	const char *want_binds[][2] = {{"int8:7 | text:\"n\"", "int8:7 | text:\"n\" | float8=0"},
+				       {"json={\"id\":7,\"name\":\"n\"}",
+					"json={\"id\":7,\"name\":\"n\"} | float8=0"}};
+	for (size_t i = 0; i < 2; i++) {
+		const struct rt_store_column *names[6];
+		size_t n;
+		struct rt_buf b, where;
+		struct rt_sql_binds bv;
+		struct rt_store_error e;
+		rt_buf_init(&b);
+		rt_buf_init(&where);
+		rt_sql_binds_init(&bv);
+		assert_int_equal(rt_sql_insert_columns(&w, row, names, &n, &e), 0);
+		assert_int_equal(n, 2);
+		rt_sql_insert_head(&b, &bv, ds[i], &t_tbl, names, n, row);
+		assert_int_equal(rt_sql_conflict_target(&b, &w, &e), 0);
+		rt_buf_append_str(&b, " DO NOTHING");
+		expect("upsert step 1", &b, &bv, want_nothing[i], want_binds[i][0]);
+		rt_buf_reset(&b);
+		rt_sql_binds_deinit(&bv);
+		rt_sql_insert_head(&b, &bv, ds[i], &t_tbl, names, n, row);
+		assert_int_equal(rt_sql_conflict_target(&b, &w, &e), 0);
+		rt_sql_do_update(&b, names, n);
+		assert_int_equal(rt_sql_where(&where, &bv, ds[i], &t_tbl, &pol.where, "excluded", &e),
+				 0);
+		rt_sql_where_clause(&b, where.data);
+		expect("upsert step 2", &b, &bv, want_update[i], want_binds[i][1]);
+		/* the same text as rt_sql_insert's, but for the WHERE */
+		struct rt_buf whole;
+		struct rt_sql_binds wb;
+		rt_buf_init(&whole);
+		rt_sql_binds_init(&wb);
+		assert_int_equal(rt_sql_insert(&whole, &wb, ds[i], &w, row, &e), 0);
+		assert_int_equal(strncmp(b.data, whole.data, whole.len), 0);
+		assert_string_equal(b.data + whole.len, i ? " WHERE ((excluded.\"score\" > $2))"
+							  : " WHERE ((excluded.\"score\" > ?))");
+		rt_sql_binds_deinit(&wb);
+		rt_buf_deinit(&whole);
+		rt_sql_binds_deinit(&bv);
+		rt_buf_deinit(&b);
+		rt_buf_deinit(&where);
+	}
+	/* the columns' errors */
+	struct rt_query bad;
+	parse("columns=id,zz", &bad);
+	struct rt_write wb = {.kind = RT_WRITE_INSERT, .table = &t_tbl, .where = &bad};
+	const struct rt_store_column *names[6];
+	size_t n = 9;
+	struct rt_store_error e = {0};
+	assert_int_equal(rt_sql_insert_columns(&wb, row, names, &n, &e), -1);
+	assert_string_equal(e.code, "42703");
+	rt_query_deinit(&bad);
+	json_decref(row);
+	rt_query_deinit(&q);
+	rt_query_deinit(&pol);
+}
+
 /* UPDATE or DELETE (set NULL) with qs's filters, as the stores compose them. */
 static void update_case(const struct rt_sql_dialect *d, const char *qs, const char *set_txt,
 			const char *want, const char *want_binds)
@@ -714,7 +795,8 @@ int main(void)
 		cmocka_unit_test(test_where_in_like), cmocka_unit_test(test_where_trees),
 		cmocka_unit_test(test_where_policy),  cmocka_unit_test(test_where_errors),
 		cmocka_unit_test(test_order_limit),   cmocka_unit_test(test_read),
-		cmocka_unit_test(test_insert),        cmocka_unit_test(test_update_delete),
+		cmocka_unit_test(test_insert),        cmocka_unit_test(test_upsert_steps),
+		cmocka_unit_test(test_update_delete),
 		cmocka_unit_test(test_returning),     cmocka_unit_test(test_base_writes),
 		cmocka_unit_test(test_names_and_keys),
 	};
