@@ -5,12 +5,13 @@
 # with its name, and the commit and machine first.
 #   bench/figures.sh [BUILD_DIR] [RUN...]      (BUILD_DIR: build; RUN: all)
 # Runs: fanout200 fanout1000 fanout5000 slow1000 slowdrop slowdrop0 idle10k
-#       idle19900 changes storm vsn1 fanout200-nouring floor-write floor-uring
+#       idle19900 changes rls-filter rls-policy storm vsn1 fanout200-nouring
+#       floor-write floor-uring
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
 shift || true
-runs=${*:-fanout200 fanout1000 fanout5000 slow1000 slowdrop slowdrop0 idle10k idle19900 changes storm vsn1 fanout200-nouring floor-write floor-uring}
+runs=${*:-fanout200 fanout1000 fanout5000 slow1000 slowdrop slowdrop0 idle10k idle19900 changes rls-filter rls-policy storm vsn1 fanout200-nouring floor-write floor-uring}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 secret=bench-figures-secret-bench-figures-secret
@@ -43,6 +44,12 @@ for run in $runs; do
 	changes)
 		bench changes --spawn "$serve --data-dir $d --schema $root/bench/schema.sql" \
 			--subscribers 1000 --topics 100 --rate 200 --duration 10 ;;
+	rls-filter | rls-policy) # 1,000 users, each its own token: eq filters against the policy
+		schema=schema.sql rls=
+		[ "$run" = rls-policy ] && schema=schema-rls.sql rls=--rls
+		bench changes --spawn "$serve --data-dir $d --schema $root/bench/$schema" \
+			--jwt-secret "$secret" $rls --subscribers 1000 --topics 1000 --rate 4000 \
+			--write-rows 50 --duration 10 ;;
 	storm)
 		bench storm --spawn "$serve --data-dir $d --db $d/rt.db --schema $root/bench/schema.sql" \
 			--db "$d/rt.db" --subscribers 10000 --topics 100 --changes 1000 ;;

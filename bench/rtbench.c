@@ -91,6 +91,7 @@ struct opts {
 	const char *db;
 	long subscribers, topics, rate, payload, connections, threads, batch, heartbeat_s;
 	long server_pid, vsn, slow, writers, changes, retry_ms, kill_signal;
+	long write_rows;        /* changes: rows per REST insert (a JSON array) */
 	double duration_s, drain_s, setup_timeout_s;
 	bool is_rate_set;
 	const char *jwt_secret; /* changes: each subscriber joins as user "<K>" */
@@ -1021,8 +1022,12 @@ static int on_http_done(http_parser *p)
 	c->if_head = (c->if_head + 1) % PIPELINE;
 	c->if_len--;
 	if (p->status_code >= 200 && p->status_code < 300) {
-		w->acked++;
-		w->sent_per_topic[topic]++;
+		/* a request holds write_rows rows, of consecutive topics from `topic` */
+		struct run *r = w->run;
+		for (long i = 0; i < r->o.write_rows; i++) {
+			w->acked++;
+			w->sent_per_topic[(topic + (uint32_t)i) % (uint32_t)r->o.topics]++;
+		}
 	} else {
 		char s[16];
 		snprintf(s, sizeof s, "HTTP %u", p->status_code);
@@ -1244,39 +1249,60 @@ static void publish_broadcast(struct worker *w, uint32_t topic)
 	}
 }
 
-/* One REST insert, pipelined on the next writer connection. */
+/* One REST insert of write_rows rows (topics from `topic` on, consecutive),
+ * pipelined on the next writer connection. */
 static void publish_write(struct worker *w, uint32_t topic)
 {
 	struct run *r = w->run;
+	size_t rows = (size_t)r->o.write_rows;
 	struct conn *c = &w->conns[w->next_writer++ % w->n_pub];
 	if (c->state != CS_OPEN || c->if_len == PIPELINE || c->out_len > PUB_MAX_OUT) {
-		w->pub_skipped++;
+		w->pub_skipped += rows;
 		return;
 	}
-	char body[256];
-	int bl = snprintf(body, sizeof body,
-			  "{\"topic\":%u,\"t\":%" PRIu64 ",\"seq\":%" PRIu64 ",\"p\":\"", topic,
-			  rt_mono_ns(), ++w->pub_seq);
-	size_t total = (size_t)bl + w->payload_len + 2 + 2 * strlen(r->o.apikey) +
-		       strlen(r->host_header) + 256;
-	char *req = scratch(w, total);
+	size_t row_cap = 128 + w->payload_len;
+	size_t head_cap = 2 * strlen(r->o.apikey) + strlen(r->host_header) + 256;
+	char *req = scratch(w, head_cap + rows * row_cap + 4);
 	if (!req) {
-		w->pub_skipped++;
+		w->pub_skipped += rows;
 		return;
 	}
-	int n = snprintf(req, total,
-			 "POST /rest/v1/" TABLE " HTTP/1.1\r\nHost: %s\r\napikey: %s\r\n"
-			 "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
-			 "Prefer: return=minimal\r\nContent-Length: %zu\r\n\r\n%s%.*s\"}",
-			 r->host_header, r->o.apikey, r->o.apikey, (size_t)bl + w->payload_len + 2, body,
-			 (int)w->payload_len, (const char *)w->payload);
-	if (n < 0 || (size_t)n >= total || out_append(c, req, (size_t)n)) {
-		w->pub_skipped++;
+	/* the body first, after room for the head; then the head right before it */
+	char *body = req + head_cap;
+	size_t bl = 0;
+	uint64_t t = rt_mono_ns();
+	body[bl++] = '[';
+	for (size_t i = 0; i < rows; i++) {
+		uint32_t k = (topic + (uint32_t)i) % (uint32_t)r->o.topics;
+		int n = snprintf(body + bl, row_cap,
+				 "%s{\"topic\":%u,\"t\":%" PRIu64 ",\"seq\":%" PRIu64 ",\"p\":\"%.*s\"}",
+				 i ? "," : "", k, t, ++w->pub_seq, (int)w->payload_len,
+				 (const char *)w->payload);
+		if (n < 0 || (size_t)n >= row_cap) {
+			w->pub_skipped += rows;
+			return;
+		}
+		bl += (size_t)n;
+	}
+	body[bl++] = ']';
+	char head[1024];
+	int hl = snprintf(head, sizeof head,
+			  "POST /rest/v1/" TABLE " HTTP/1.1\r\nHost: %s\r\napikey: %s\r\n"
+			  "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+			  "Prefer: return=minimal\r\nContent-Length: %zu\r\n\r\n",
+			  r->host_header, r->o.apikey, r->o.apikey, bl);
+	if (hl < 0 || (size_t)hl >= sizeof head || (size_t)hl > head_cap) {
+		w->pub_skipped += rows;
+		return;
+	}
+	memcpy(body - hl, head, (size_t)hl);
+	if (out_append(c, body - hl, (size_t)hl + bl)) {
+		w->pub_skipped += rows;
 		return;
 	}
 	c->inflight[(c->if_head + c->if_len) % PIPELINE] = topic;
 	c->if_len++;
-	w->pub_sent++;
+	w->pub_sent += rows;
 }
 
 /* Open loop: sends what the schedule says is due, whatever the server does. */
@@ -1297,7 +1323,8 @@ static void on_pub_timer(uv_timer_t *t)
 		w->pub_attempted += n - (uint64_t)r->o.rate;
 		n = (uint64_t)r->o.rate;
 	}
-	for (uint64_t i = 0; i < n; i++, w->pub_attempted++) {
+	uint64_t step = r->o.scenario == SC_CHANGES ? (uint64_t)r->o.write_rows : 1;
+	for (uint64_t i = 0; i + step <= n; i += step, w->pub_attempted += step) {
 		uint32_t topic = (uint32_t)(w->pub_attempted % (uint64_t)r->o.topics);
 		if (r->o.scenario == SC_CHANGES)
 			publish_write(w, topic);
@@ -1565,6 +1592,8 @@ static const char usage[] =
 	"                         authenticated, sub \"K\"), signed with the server's secret\n"
 	"  --rls                  changes: no filter; the table's policy (topic = auth.uid(),\n"
 	"                         bench/schema-rls.sql) picks each subscriber's rows\n"
+	"  --write-rows B         changes: rows per REST insert, one JSON array; --rate\n"
+	"                         counts rows                                      (1)\n"
 	"\n"
 	"idle:\n"
 	"  --connections N        sockets to open                                  (10000)\n"
@@ -1650,10 +1679,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			   .connections = 10000, .threads = 1, .batch = 500, .heartbeat_s = 25,
 			   .duration_s = 10, .drain_s = 5, .setup_timeout_s = 60, .vsn = 2,
 			   .writers = 2, .changes = 100, .retry_ms = 100, .kill_signal = SIGKILL,
-			   .busy_poll = 0};
+			   .busy_poll = 0, .write_rows = 1};
 	enum { O_URL = 256, O_KEY, O_DUR, O_PID, O_THR, O_BATCH, O_SETUP, O_HB, O_TOPICS, O_SUBS,
 	       O_RATE, O_PAY, O_ENC, O_DRAIN, O_CONNS, O_VSN, O_SLOW, O_WRITERS, O_SPAWN, O_DB,
-	       O_CHANGES, O_RETRY, O_SIGNAL, O_BUSY, O_JWT, O_RLS };
+	       O_CHANGES, O_RETRY, O_SIGNAL, O_BUSY, O_JWT, O_RLS, O_WROWS };
 	static const struct option longopts[] = {
 		{"url", required_argument, NULL, O_URL},
 		{"apikey", required_argument, NULL, O_KEY},
@@ -1681,6 +1710,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{"busy-poll", required_argument, NULL, O_BUSY},
 		{"jwt-secret", required_argument, NULL, O_JWT},
 		{"rls", no_argument, NULL, O_RLS},
+		{"write-rows", required_argument, NULL, O_WROWS},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -1716,6 +1746,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case O_DB: o->db = optarg; break;
 		case O_JWT: o->jwt_secret = optarg; break;
 		case O_RLS: o->is_rls = true; break;
+		case O_WROWS: rc = parse_long("--write-rows", optarg, 1, 1000, &o->write_rows); break;
 		case O_VSN:
 			if (!strcmp(optarg, "1.0.0"))
 				o->vsn = 1;

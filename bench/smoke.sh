@@ -90,6 +90,13 @@ check "changes --rls: 100 users, each its own token, the policy picks each one's
 	--spawn "$serve --data-dir $d --schema $root/bench/schema-rls.sql" --jwt-secret "$secret" --rls \
 	--subscribers 100 --topics 100 --rate 100 --duration 1
 
+d=$tmp/rlsbatch && mkdir -p "$d"
+check "changes --rls --write-rows 10: 100 users, rows inserted ten to a request" \
+	'r.server_exit === 0 && r.connected === 102 && r.writes_failed === 0 && r.sent >= 100 && r.lost === 0 && r.delivered >= r.expected && r.expected >= r.sent - 10 * 2 * 8 && r.duplicates === 0' \
+	changes --url ws://127.0.0.1:0 --apikey "$key" \
+	--spawn "$serve --data-dir $d --schema $root/bench/schema-rls.sql" --jwt-secret "$secret" --rls \
+	--subscribers 100 --topics 100 --rate 200 --write-rows 10 --duration 1
+
 d=$tmp/storm && mkdir -p "$d"
 check "storm: 100 clients, server killed, 30 rows written while down, all resumed" \
 	'r.server_exit === 0 && r.connected === 100 && r.dropped === 100 && r.rejoined === 100 && r.resumed === 100 && r.expected === 30 * 100 / 5 && r.lost === 0 && r.duplicates === 0 && r.spawn_to_all_resumed_s > 0' \

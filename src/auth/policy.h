@@ -24,7 +24,7 @@
  * service_role, and a NULL requester (the server itself), bypass RLS.
  *
  * The supported expressions are in docs/security.md (the policy section:
- * docs/security-policy.md). A policy outside them is refused with its name
+ * docs/security.md). A policy outside them is refused with its name
  * and the byte offset of the unsupported part (schema-file statements), or
  * kept as opaque (catalog definitions: the PostgreSQL store has the database
  * evaluate it; RT_POLICY_OPAQUE). Roles match by name (no role membership);

@@ -70,7 +70,7 @@ void rt_changes_free(struct rt_changes *c);
  * topic) for requester who (copied; NULL: anon with no claims). Returns a
  * binding, or NULL with Supabase's system message in err. The binding
  * takes only the rows who may select (its SELECT predicate under the
- * store's policies, docs/security-matcher.md) and the columns who's role
+ * store's policies, docs/security.md) and the columns who's role
  * may select; its id is the entry's, whoever the requester is.
  */
 struct rt_binding *rt_binding_parse(struct rt_changes *c, const char *topic, const json_t *entry,

@@ -8,7 +8,7 @@
  * Every channel acts as a requester (struct rt_auth): the whole claims of
  * its own token or the socket's, and its sub-topic for realtime.topic().
  * Its postgres_changes carry only rows the requester may select, socket
- * writes and snapshots run under it (docs/security-matcher.md).
+ * writes and snapshots run under it (docs/security.md).
  *
  * Private channels (config.private) are authorized by the store's policies
  * on realtime.messages (Supabase Realtime Authorization: SELECT to join,

@@ -87,7 +87,7 @@ struct pg_store {
 	uint64_t batch_pos;  /* last position written in the open batch */
 	struct rel *rels;
 
-	/* row-level security (docs/security-pg.md) */
+	/* row-level security (docs/security.md) */
 	bool uses_roles;       /* REST runs under the requester's role */
 	char *rls_oids;        /* "{oid,…}": the served tables and realtime.messages */
 	pthread_t watch_thread;
@@ -443,7 +443,7 @@ static int exec_simple(PGconn *c, const char *sql, struct rt_store_error *e)
 	return res ? 0 : -1;
 }
 
-/* ---- the request context (PostgREST's, docs/security-pg.md) ---- */
+/* ---- the request context (PostgREST's, docs/security.md) ---- */
 
 /* PostgREST's status for errors of a requester's statement: insufficient
  * privilege is 401 for anon and 403 otherwise; a role that does not exist
@@ -1940,7 +1940,7 @@ static int setup_keys(PGconn *c, char *err, size_t err_cap)
 	return 0;
 }
 
-/* ---- row-level security: roles, helper objects, policies (docs/security-pg.md) ---- */
+/* ---- row-level security: roles, helper objects, policies (docs/security.md) ---- */
 
 #define WATCH_EVERY_MS 1000
 

@@ -56,7 +56,7 @@ CONF
 }
 
 # Supabase's API roles, granted to the test's connection role (the
-# authenticator pattern, docs/security-pg.md), and in template1 the grants a
+# authenticator pattern, docs/security.md), and in template1 the grants a
 # Supabase database has, so every database a test creates gets them.
 pg_cluster_roles() {
 	psql -X -q -v ON_ERROR_STOP=1 -d "$RTSYNC_TEST_POSTGRES/postgres" >/dev/null <<'SQL' || return 1

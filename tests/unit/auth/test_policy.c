@@ -577,7 +577,7 @@ static void test_claims(void **state)
 	}
 }
 
-/* The example of docs/security-policy.md. */
+/* The example of docs/security.md. */
 static void test_doc_example(void **state)
 {
 	(void)state;
