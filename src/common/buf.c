@@ -75,23 +75,42 @@ void rt_buf_printf(struct rt_buf *b, const char *fmt, ...)
 	b->len += (size_t)n;
 }
 
+void rt_buf_append_int(struct rt_buf *b, long long v)
+{
+	char d[24];
+	size_t i = sizeof d;
+	/* The magnitude as unsigned: -LLONG_MIN does not fit a long long. */
+	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+	do {
+		d[--i] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		d[--i] = '-';
+	rt_buf_append(b, d + i, sizeof d - i);
+}
+
 void rt_buf_append_json_str(struct rt_buf *b, const char *s, size_t s_len)
 {
 	static const char hex[] = "0123456789abcdef";
 	rt_buf_reserve(b, s_len + 2);
 	rt_buf_append_byte(b, '"');
+	size_t run = 0; /* s[run..i) needs no escape */
 	for (size_t i = 0; i < s_len; i++) {
 		unsigned char c = (unsigned char)s[i];
+		if (c != '"' && c != '\\' && c >= 0x20)
+			continue;
+		rt_buf_append(b, s + run, i - run);
+		run = i + 1;
 		if (c == '"' || c == '\\') {
 			char esc[2] = {'\\', (char)c};
 			rt_buf_append(b, esc, 2);
-		} else if (c < 0x20) {
+		} else {
 			char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
 			rt_buf_append(b, esc, 6);
-		} else {
-			rt_buf_append_byte(b, c);
 		}
 	}
+	rt_buf_append(b, s + run, s_len - run);
 	rt_buf_append_byte(b, '"');
 }
 

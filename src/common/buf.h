@@ -32,6 +32,8 @@ void rt_buf_append(struct rt_buf *b, const void *data, size_t data_len);
 void rt_buf_append_str(struct rt_buf *b, const char *s);
 void rt_buf_append_byte(struct rt_buf *b, uint8_t c);
 void rt_buf_printf(struct rt_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends v in decimal (what "%lld" prints, without printf's cost). */
+void rt_buf_append_int(struct rt_buf *b, long long v);
 /* Appends s as a JSON string literal, quotes included. */
 void rt_buf_append_json_str(struct rt_buf *b, const char *s, size_t s_len);
 /* Cuts s at its first byte that is not valid UTF-8 (a truncated multi-byte

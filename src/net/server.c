@@ -64,6 +64,7 @@ struct rt_conn {
 	bool is_pending;        /* on the worker's flush list */
 	bool is_closing;        /* no more input handled, no more output queued */
 	bool is_output_blocked; /* over the queue bound: everything more is dropped */
+	bool is_read_paused;    /* the stash is full: TCP holds the rest of the pipeline */
 	bool close_after_flush; /* end TCP once the queue is empty */
 	bool is_handle_closing; /* uv_close called */
 	bool is_batched;        /* in the worker's io_uring batch being filled */
@@ -417,15 +418,25 @@ static void free_stash(struct rt_conn *c)
 
 /* Feeds what was read while a request awaited its answer (the stash is
  * detached first: feeding may stash again). */
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+
+/* Feeds what arrived while an answer was pending, and reads again when
+ * that was paused and the stash has room. */
 static void feed_stash(struct rt_conn *c)
 {
 	struct rt_buf *stash = c->stash;
-	if (!stash)
-		return;
-	c->stash = NULL;
-	conn_feed(c, stash->data, stash->len);
-	rt_buf_deinit(stash);
-	free(stash);
+	if (stash) {
+		c->stash = NULL;
+		c->req_start_ms = rt_mono_ms(); /* its clock starts now, not while it waited */
+		conn_feed(c, stash->data, stash->len);
+		rt_buf_deinit(stash);
+		free(stash);
+	}
+	if (c->is_read_paused && !c->is_handle_closing && (!c->stash || c->stash->len < MAX_STASH)) {
+		c->is_read_paused = false;
+		uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+	}
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -539,13 +550,14 @@ static void conn_feed(struct rt_conn *c, char *data, size_t len)
 				c->stash = rt_xmalloc(sizeof *c->stash);
 				rt_buf_init(c->stash);
 			}
-			if (c->stash->len + len > MAX_STASH) {
-				/* a pipeline this deep while an answer is pending: cut off (an
-				 * error reply now would overtake the pending answer) */
-				block_output(c);
-				return;
-			}
+			/* A pipeline this deep while an answer is pending: stop reading
+			 * until the answer is out, so the peer waits instead of the
+			 * stash growing (at most MAX_STASH and one read). */
 			rt_buf_append(c->stash, data, len);
+			if (c->stash->len >= MAX_STASH && !c->is_read_paused) {
+				uv_read_stop((uv_stream_t *)&c->tcp);
+				c->is_read_paused = true;
+			}
 			return;
 		}
 		ssize_t n = rt_http_req_feed(c->req, data, len);

@@ -779,13 +779,29 @@ const char *rt_bgroup_key(const struct rt_bgroup *g)
 
 /* ---- encoding and matching ---- */
 
+/* ms since the epoch (not negative) as 2026-01-02T03:04:05.678Z. The
+ * seconds part is formatted once per second and thread. */
 static void iso_ms(int64_t ms, char out[64])
 {
+	static _Thread_local time_t last_secs = -1;
+	static _Thread_local char last[64];
 	time_t secs = (time_t)(ms / 1000);
-	struct tm tm;
-	gmtime_r(&secs, &tm);
-	snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+	if (secs != last_secs) {
+		struct tm tm;
+		gmtime_r(&secs, &tm);
+		snprintf(last, sizeof last, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+			 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+		last_secs = secs;
+	}
+	int frac = (int)(ms % 1000);
+	size_t n = strlen(last);
+	memcpy(out, last, n);
+	out[n] = '.';
+	out[n + 1] = (char)('0' + frac / 100);
+	out[n + 2] = (char)('0' + frac / 10 % 10);
+	out[n + 3] = (char)('0' + frac % 10);
+	out[n + 4] = 'Z';
+	out[n + 5] = '\0';
 }
 
 /* Which columns go out: what any matched binding both selects and may
@@ -806,43 +822,112 @@ static bool *sent_columns(struct rt_changes *c, const struct rt_binding *const *
 	return sent;
 }
 
-static json_t *project(const struct rt_store_table *t, const bool *sent, const json_t *row)
+/* Appends a value of a row: scalars written here, anything else (numbers
+ * with a fraction, json columns) by jansson. */
+static void append_value(struct rt_buf *b, const json_t *v)
 {
-	json_t *out = json_object();
-	for (size_t i = 0; i < t->n_cols; i++)
-		if (sent[i])
-			json_object_set(out, t->cols[i].name, json_object_get(row, t->cols[i].name));
-	return out;
+	switch (json_typeof(v)) {
+	case JSON_STRING:
+		rt_buf_append_json_str(b, json_string_value(v), json_string_length(v));
+		break;
+	case JSON_INTEGER:
+		rt_buf_append_int(b, json_integer_value(v));
+		break;
+	case JSON_TRUE:
+		rt_buf_append_str(b, "true");
+		break;
+	case JSON_FALSE:
+		rt_buf_append_str(b, "false");
+		break;
+	case JSON_NULL:
+		rt_buf_append_str(b, "null");
+		break;
+	default:
+		rt_phx_dump(b, v);
+	}
 }
 
-/* The postgres_changes payload of a change for the bindings that matched it:
- * ids lists them all, as Supabase sends one frame per change and channel. */
-static json_t *change_payload(struct rt_changes *c, const struct rt_binding *const *matched,
-			      size_t n, const struct rt_change *ch)
+/* Appends head (,"name":{), then the sent columns of row, then }. */
+static void append_record(struct rt_buf *b, const char *head, const struct rt_store_table *t,
+			  const bool *sent, const json_t *row)
+{
+	rt_buf_append_str(b, head);
+	bool is_first = true;
+	for (size_t i = 0; i < t->n_cols; i++) {
+		const json_t *v = sent[i] ? json_object_get(row, t->cols[i].name) : NULL;
+		if (!v)
+			continue;
+		if (!is_first)
+			rt_buf_append_byte(b, ',');
+		is_first = false;
+		rt_buf_append_json_str(b, t->cols[i].name, strlen(t->cols[i].name));
+		rt_buf_append_byte(b, ':');
+		append_value(b, v);
+	}
+	rt_buf_append_byte(b, '}');
+}
+
+/*
+ * Appends the postgres_changes payload of a change for the bindings that
+ * matched it: ids lists them all, as Supabase sends one frame per change
+ * and channel. Written directly, not through a JSON tree: it is the work
+ * the feed does for every change and subscriber group.
+ */
+static void write_payload(struct rt_buf *b, struct rt_changes *c,
+			  const struct rt_binding *const *matched, size_t n,
+			  const struct rt_change *ch)
 {
 	const struct rt_store_table *t = ch->table;
 	bool *sent = sent_columns(c, matched, n, t);
-	json_t *cols = json_array();
-	for (size_t i = 0; i < t->n_cols; i++)
-		if (sent[i])
-			json_array_append_new(cols, json_pack("{s:s,s:s}", "name", t->cols[i].name,
-							      "type", t->cols[i].type));
-	char ts[64], pos[24];
+	rt_buf_append_str(b, "{\"ids\":[");
+	for (size_t k = 0; k < n; k++) {
+		if (k)
+			rt_buf_append_byte(b, ',');
+		rt_buf_append_int(b, matched[k]->id);
+	}
+	rt_buf_append_str(b, "],\"data\":{\"schema\":");
+	rt_buf_append_json_str(b, t->schema, strlen(t->schema));
+	rt_buf_append_str(b, ",\"table\":");
+	rt_buf_append_json_str(b, t->name, strlen(t->name));
+	char ts[64];
 	iso_ms(ch->commit_ms, ts);
-	snprintf(pos, sizeof pos, "%llu", (unsigned long long)ch->pos);
-	json_t *data = json_pack("{s:s,s:s,s:s,s:s,s:o,s:n,s:s}", "schema", t->schema, "table",
-				 t->name, "commit_timestamp", ts, "type",
-				 rt_change_type_name(ch->type), "columns", cols, "errors", "position",
-				 pos);
+	rt_buf_append_str(b, ",\"commit_timestamp\":\"");
+	rt_buf_append_str(b, ts);
+	rt_buf_append_str(b, "\",\"type\":\"");
+	rt_buf_append_str(b, rt_change_type_name(ch->type));
+	rt_buf_append_str(b, "\",\"columns\":[");
+	bool is_first = true;
+	for (size_t i = 0; i < t->n_cols; i++) {
+		if (!sent[i])
+			continue;
+		rt_buf_append_str(b, is_first ? "{\"name\":" : ",{\"name\":");
+		is_first = false;
+		rt_buf_append_json_str(b, t->cols[i].name, strlen(t->cols[i].name));
+		rt_buf_append_str(b, ",\"type\":");
+		rt_buf_append_json_str(b, t->cols[i].type, strlen(t->cols[i].type));
+		rt_buf_append_byte(b, '}');
+	}
+	rt_buf_append_str(b, "],\"errors\":null,\"position\":\"");
+	rt_buf_append_int(b, (long long)ch->pos);
+	rt_buf_append_byte(b, '"');
 	if (ch->record)
-		json_object_set_new(data, "record", project(t, sent, ch->record));
+		append_record(b, ",\"record\":{", t, sent, ch->record);
 	if (ch->old_record)
-		json_object_set_new(data, "old_record", project(t, sent, ch->old_record));
+		append_record(b, ",\"old_record\":{", t, sent, ch->old_record);
+	rt_buf_append_str(b, "}}");
 	free(sent);
-	json_t *ids = json_array();
-	for (size_t k = 0; k < n; k++)
-		json_array_append_new(ids, json_integer(matched[k]->id));
-	return json_pack("{s:o,s:o}", "ids", ids, "data", data);
+}
+
+/* The same payload as a JSON value (rt_changes_match). */
+static json_t *change_payload(struct rt_changes *c, const struct rt_binding *const *matched,
+			      size_t n, const struct rt_change *ch)
+{
+	struct rt_buf b;
+	rt_buf_init(&b);
+	write_payload(&b, c, matched, n, ch);
+	json_t *v = json_loadb(b.data, b.len, 0, NULL);
+	rt_buf_deinit(&b);
+	return v;
 }
 
 /* Encodes a change for the matched bindings of a group on topic: one frame
@@ -851,12 +936,10 @@ static void encode_change(struct rt_changes *c, const char *topic,
 			  const struct rt_binding *const *matched, size_t n,
 			  const struct rt_change *ch, struct rt_frame **v1, struct rt_frame **v2)
 {
-	json_t *payload = change_payload(c, matched, n, ch);
 	struct rt_buf p, f;
 	rt_buf_init(&p);
 	rt_buf_init(&f);
-	rt_phx_dump(&p, payload);
-	json_decref(payload);
+	write_payload(&p, c, matched, n, ch);
 	rt_phx_encode_text(RT_PHX_V1, &f, NULL, NULL, topic, "postgres_changes", p.data, p.len);
 	*v1 = rt_ws_frame(RT_WS_TEXT, f.data, f.len);
 	rt_buf_reset(&f);

@@ -25,10 +25,19 @@
 
 #define BUSY_TIMEOUT_MS 5000
 #define POLL_MS 10
+#define STMT_CACHE 32 /* idle prepared statements kept per connection */
 
+/*
+ * A pool thread's connection. Compiling a statement costs more than running
+ * it (an INSERT compiles the change-log trigger with it), so statements are
+ * kept after use, reset, and found again by their SQL text: a 1,000-row
+ * insert compiles its statement once, not 1,000 times.
+ */
 struct conn {
 	pthread_t thread;
 	sqlite3 *db;
+	sqlite3_stmt *idle[STMT_CACHE]; /* most recently released first */
+	size_t n_idle;
 	struct conn *next;
 };
 
@@ -349,14 +358,14 @@ static int open_db(const char *path, sqlite3 **out, char *err, size_t err_cap)
 }
 
 /* The calling pool thread's connection, opened on first use. */
-static sqlite3 *thread_db(struct sqlite_store *s, struct rt_store_error *e)
+static struct conn *thread_conn(struct sqlite_store *s, struct rt_store_error *e)
 {
 	pthread_t self = pthread_self();
 	pthread_mutex_lock(&s->mu);
 	for (struct conn *c = s->conns; c; c = c->next) {
 		if (pthread_equal(c->thread, self)) {
 			pthread_mutex_unlock(&s->mu);
-			return c->db;
+			return c;
 		}
 	}
 	pthread_mutex_unlock(&s->mu);
@@ -373,7 +382,7 @@ static sqlite3 *thread_db(struct sqlite_store *s, struct rt_store_error *e)
 	c->next = s->conns;
 	s->conns = c;
 	pthread_mutex_unlock(&s->mu);
-	return db;
+	return c;
 }
 
 /* ---- schema ---- */
@@ -718,6 +727,8 @@ static void sq_close(struct rt_store *base)
 	struct conn *c = s->conns;
 	while (c) {
 		struct conn *next = c->next;
+		for (size_t i = 0; i < c->n_idle; i++)
+			sqlite3_finalize(c->idle[i]);
 		sqlite3_close(c->db);
 		free(c);
 		c = next;
@@ -855,16 +866,43 @@ static int where_sql(struct rt_buf *b, struct binds *bv, const struct rt_store_t
 	return 0;
 }
 
-static int prepare(sqlite3 *db, const char *sql, const struct binds *bv, size_t first,
+/* A statement for sql: an idle one of the connection's, else compiled.
+ * Give it back with release(). */
+static int prepare(struct conn *c, const char *sql, const struct binds *bv, size_t first,
 		   sqlite3_stmt **out, struct rt_store_error *e)
 {
-	if (sqlite3_prepare_v2(db, sql, -1, out, NULL) != SQLITE_OK) {
-		sql_err(e, db);
+	*out = NULL;
+	for (size_t i = 0; i < c->n_idle; i++) {
+		if (!strcmp(sqlite3_sql(c->idle[i]), sql)) {
+			*out = c->idle[i];
+			memmove(&c->idle[i], &c->idle[i + 1], (c->n_idle - i - 1) * sizeof *c->idle);
+			c->n_idle--;
+			break;
+		}
+	}
+	if (!*out && sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL) !=
+			     SQLITE_OK) {
+		sql_err(e, c->db);
 		return -1;
 	}
-	for (size_t i = 0; i < bv->n; i++)
+	for (size_t i = 0; bv && i < bv->n; i++)
 		bind_text_as(*out, (int)(first + i), bv->types[i], bv->texts[i]);
 	return 0;
+}
+
+/* Gives a statement from prepare() back: reset, unbound and kept for the
+ * next use of the same SQL (the least recently used one is dropped). */
+static void release(struct conn *c, sqlite3_stmt *st)
+{
+	if (!st)
+		return;
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (c->n_idle == STMT_CACHE)
+		sqlite3_finalize(c->idle[--c->n_idle]);
+	memmove(&c->idle[1], &c->idle[0], c->n_idle * sizeof *c->idle);
+	c->idle[0] = st;
+	c->n_idle++;
 }
 
 #define select_cols rt_store_select_cols
@@ -928,16 +966,18 @@ static uint64_t last_pos_of(sqlite3 *db)
 /* What one read or write runs with: the connection, and the policy set and
  * requester whose row-level security applies. */
 struct op {
-	sqlite3 *db;
+	struct conn *conn;
+	sqlite3 *db; /* conn->db */
 	struct rt_policies *pol; /* a reference (op_deinit) */
 	const struct rt_auth *who;
 	bool sees; /* a write's requester sees the rows written: SELECT policies check them */
 };
 
-static void op_init(struct op *o, struct sqlite_store *s, sqlite3 *db, const struct rt_auth *who,
-		    bool sees)
+static void op_init(struct op *o, struct sqlite_store *s, struct conn *conn,
+		    const struct rt_auth *who, bool sees)
 {
-	o->db = db;
+	o->conn = conn;
+	o->db = conn->db;
 	o->pol = rt_store_policies(&s->base);
 	o->who = who;
 	o->sees = sees;
@@ -1062,9 +1102,10 @@ static int sq_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 {
 	struct sqlite_store *s = (struct sqlite_store *)base;
 	const struct rt_store_table *t = r->table;
-	sqlite3 *db = thread_db(s, err);
-	if (!db)
+	struct conn *conn = thread_conn(s, err);
+	if (!conn)
 		return -1;
+	sqlite3 *db = conn->db;
 	int rc = -1;
 	const struct rt_store_column **cols = NULL;
 	const char **keys = NULL;
@@ -1074,7 +1115,7 @@ static int sq_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 	sqlite3_stmt *st = NULL;
 	bool is_txn = false;
 	struct op o;
-	op_init(&o, s, db, r->who, true);
+	op_init(&o, s, conn, r->who, true);
 	rt_buf_init(&where);
 	rt_buf_init(&sql);
 	if (select_cols(t, r->query, &cols, &keys, &n_cols, err) || check_order(t, r->query, err))
@@ -1108,7 +1149,7 @@ static int sq_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 		is_txn = true;
 		*r->position = last_pos_of(db);
 	}
-	if (prepare(db, sql.data, &bv, 1, &st, err))
+	if (prepare(conn, sql.data, &bv, 1, &st, err))
 		goto out;
 	json_t *arr = json_array();
 	int step;
@@ -1119,7 +1160,7 @@ static int sq_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 		json_decref(arr);
 		goto out;
 	}
-	sqlite3_finalize(st);
+	release(conn, st);
 	st = NULL;
 	if (r->wants_count) {
 		rt_buf_reset(&sql);
@@ -1127,7 +1168,7 @@ static int sq_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 		append_ident(&sql, t->name);
 		if (where.len)
 			rt_buf_printf(&sql, " WHERE %s", where.data);
-		if (prepare(db, sql.data, &bv, 1, &st, err) || sqlite3_step(st) != SQLITE_ROW) {
+		if (prepare(conn, sql.data, &bv, 1, &st, err) || sqlite3_step(st) != SQLITE_ROW) {
 			if (st)
 				sql_err(err, db);
 			json_decref(arr);
@@ -1138,7 +1179,7 @@ static int sq_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 	*rows = arr;
 	rc = 0;
 out:
-	sqlite3_finalize(st);
+	release(conn, st);
 	if (is_txn)
 		sqlite3_exec(db, "COMMIT", NULL, NULL, NULL); /* read only: nothing to lose */
 	op_deinit(&o);
@@ -1295,14 +1336,14 @@ static int run_insert(const struct rt_store_cas *cas, const struct rt_write *w, 
 	const struct op *o = cas->ctx;
 	const struct rt_store_table *t = w->table;
 	sqlite3_stmt *st;
-	if (prepare(o->db, sql, bv, n + 1, &st, err))
+	if (prepare(o->conn, sql, bv, n + 1, &st, err))
 		return -1;
 	for (size_t j = 0; j < n; j++) {
 		const struct rt_store_column *c = rt_store_column(t, names[j]);
 		bind_json(st, (int)j + 1, c->type, json_object_get(row, names[j]));
 	}
 	int rc = step_rows(cas, st, t, true, chk, n_rows, err);
-	sqlite3_finalize(st);
+	release(o->conn, st);
 	if (rc && !strcmp(err->code, "23505"))
 		duplicate_details(err, row);
 	return rc;
@@ -1500,7 +1541,7 @@ static int update_or_delete(const struct rt_store_cas *cas, const struct rt_writ
 	if (where.len)
 		rt_buf_printf(&sql, " WHERE %s", where.data);
 	rt_buf_append_str(&sql, " RETURNING *");
-	if (prepare(o->db, sql.data, &bv, n_set + 1, &st, err))
+	if (prepare(o->conn, sql.data, &bv, n_set + 1, &st, err))
 		goto out;
 	if (is_update) {
 		bind_apply(st, t, w->rows);
@@ -1509,7 +1550,7 @@ static int update_or_delete(const struct rt_store_cas *cas, const struct rt_writ
 	rc = step_rows(cas, st, t, is_update, &chk, NULL, err);
 out:
 	row_check_deinit(&chk);
-	sqlite3_finalize(st);
+	release(o->conn, st);
 	binds_free(&bv);
 	rt_buf_deinit(&sql);
 	rt_buf_deinit(&where);
@@ -1603,11 +1644,11 @@ static int select_by_pk(const struct rt_store_cas *cas, const struct rt_write *w
 	int rc = -1;
 	*out = NULL;
 	if (policy_sql(o, t, RT_POLICY_SELECT, false, NULL, &sql, &bv, err) ||
-	    prepare(o->db, sql.data, &bv, n_pk + 1, &st, err) || bind_pk(st, 1, t, row, err))
+	    prepare(o->conn, sql.data, &bv, n_pk + 1, &st, err) || bind_pk(st, 1, t, row, err))
 		goto out;
 	rc = fetch_one(o->db, st, t, out, err);
 out:
-	sqlite3_finalize(st);
+	release(o->conn, st);
 	binds_free(&bv);
 	rt_buf_deinit(&sql);
 	return rc;
@@ -1639,11 +1680,11 @@ static int select_by_where(const struct rt_store_cas *cas, const struct rt_write
 	rt_buf_append_str(&sql, "SELECT * FROM ");
 	append_ident(&sql, t->name);
 	rt_buf_printf(&sql, " WHERE %s LIMIT 2", where.data);
-	if (prepare(o->db, sql.data, &bv, 1, &st, err))
+	if (prepare(o->conn, sql.data, &bv, 1, &st, err))
 		goto out;
 	rc = fetch_one(o->db, st, t, out, err);
 out:
-	sqlite3_finalize(st);
+	release(o->conn, st);
 	binds_free(&bv);
 	rt_buf_deinit(&sql);
 	rt_buf_deinit(&where);
@@ -1671,7 +1712,7 @@ static int write_by_pk(const struct rt_store_cas *cas, const struct rt_write *w,
 		       err))
 		goto out;
 	rt_buf_append_str(&sql, " RETURNING *");
-	if (prepare(o->db, sql.data, &bv, n_set + n_pk + 1, &st, err))
+	if (prepare(o->conn, sql.data, &bv, n_set + n_pk + 1, &st, err))
 		goto out;
 	if (bind_pk(st, bind_apply(st, t, apply), t, current, err))
 		goto out;
@@ -1683,7 +1724,7 @@ static int write_by_pk(const struct rt_store_cas *cas, const struct rt_write *w,
 		rc = rls_err(err, o, t);
 out:
 	row_check_deinit(&chk);
-	sqlite3_finalize(st);
+	release(o->conn, st);
 	binds_free(&bv);
 	rt_buf_deinit(&sql);
 	return rc;
@@ -1694,19 +1735,16 @@ out:
  * fingerprint (res and *out hold the first result), 0 when it is new, -1 on
  * an error (another fingerprint: 422 RTS422).
  */
-static int key_lookup(sqlite3 *db, const char *key, const unsigned char fp[32],
+static int key_lookup(struct conn *c, const char *key, const unsigned char fp[32],
 		      uint64_t window_ms, json_t **out, struct rt_write_result *res,
 		      struct rt_store_error *err)
 {
 	sqlite3_stmt *st;
 	/* A key older than the window is forgotten even before pruning removes it. */
-	if (sqlite3_prepare_v2(db,
-			       "SELECT fingerprint, result FROM _rtsync_idempotency "
-			       "WHERE key = ? AND ts >= ?",
-			       -1, &st, NULL) != SQLITE_OK) {
-		sql_err(err, db);
+	if (prepare(c,
+		    "SELECT fingerprint, result FROM _rtsync_idempotency WHERE key = ? AND ts >= ?",
+		    NULL, 1, &st, err))
 		return -1;
-	}
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, rt_wall_ms() - (int64_t)window_ms);
 	int rc = 0;
@@ -1724,25 +1762,23 @@ static int key_lookup(sqlite3 *db, const char *key, const unsigned char fp[32],
 		}
 		json_decref(r);
 	} else if (step != SQLITE_DONE) {
-		sql_err(err, db);
+		sql_err(err, c->db);
 		rc = -1;
 	}
-	sqlite3_finalize(st);
+	release(c, st);
 	return rc;
 }
 
-static int key_record(sqlite3 *db, const char *key, const unsigned char fp[32],
+static int key_record(struct conn *c, const char *key, const unsigned char fp[32],
 		      const struct rt_write_result *res, const json_t *rows,
 		      struct rt_store_error *err)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db,
-			       "INSERT OR REPLACE INTO _rtsync_idempotency (key, fingerprint, result, ts) "
-			       "VALUES (?, ?, ?, ?)",
-			       -1, &st, NULL) != SQLITE_OK) {
-		sql_err(err, db);
+	if (prepare(c,
+		    "INSERT OR REPLACE INTO _rtsync_idempotency (key, fingerprint, result, ts) "
+		    "VALUES (?, ?, ?, ?)",
+		    NULL, 1, &st, err))
 		return -1;
-	}
 	json_t *r = rt_write_result_json(res, rows);
 	char *txt = json_dumps(r, JSON_COMPACT | JSON_REAL_PRECISION(17));
 	json_decref(r);
@@ -1752,8 +1788,8 @@ static int key_record(sqlite3 *db, const char *key, const unsigned char fp[32],
 	sqlite3_bind_int64(st, 4, rt_wall_ms());
 	int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
 	if (rc)
-		sql_err(err, db);
-	sqlite3_finalize(st);
+		sql_err(err, c->db);
+	release(c, st);
 	free(txt);
 	return rc;
 }
@@ -1762,9 +1798,10 @@ static int sq_write(struct rt_store *base, const struct rt_write *w, json_t **ro
 		   struct rt_store_error *err)
 {
 	struct sqlite_store *s = (struct sqlite_store *)base;
-	sqlite3 *db = thread_db(s, err);
-	if (!db)
+	struct conn *conn = thread_conn(s, err);
+	if (!conn)
 		return -1;
+	sqlite3 *db = conn->db;
 	*rows = NULL;
 	if (w->idempotency_key && (!*w->idempotency_key ||
 				   strlen(w->idempotency_key) > RT_STORE_MAX_KEY))
@@ -1774,7 +1811,7 @@ static int sq_write(struct rt_store *base, const struct rt_write *w, json_t **ro
 	size_t n_cols;
 	struct rt_write_result res = {.outcome = RT_WRITE_APPLIED};
 	struct op o;
-	op_init(&o, s, db, w->who, (w->wants_rows || w->wants_single) && !w->is_count_only);
+	op_init(&o, s, conn, w->who, (w->wants_rows || w->wants_single) && !w->is_count_only);
 	json_t *out = NULL;
 	if (select_cols(w->table, w->where, &cols, &keys, &n_cols, err))
 		goto err;
@@ -1787,7 +1824,7 @@ static int sq_write(struct rt_store *base, const struct rt_write *w, json_t **ro
 	int rc = 0;
 	if (w->idempotency_key) {
 		rt_store_fingerprint(w->fingerprint, fp);
-		rc = key_lookup(db, w->idempotency_key, fp, s->base.key_window_ms, &out, &res, err);
+		rc = key_lookup(conn, w->idempotency_key, fp, s->base.key_window_ms, &out, &res, err);
 	}
 	sqlite3_int64 before = sqlite3_total_changes64(db);
 	if (rc == 0) {
@@ -1821,7 +1858,7 @@ static int sq_write(struct rt_store *base, const struct rt_write *w, json_t **ro
 		if (!rc && sqlite3_total_changes64(db) != before)
 			res.position = last_pos_of(db);
 		if (!rc && w->idempotency_key)
-			rc = key_record(db, w->idempotency_key, fp, &res, out, err);
+			rc = key_record(conn, w->idempotency_key, fp, &res, out, err);
 	}
 	if (rc < 0 || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		if (rc >= 0)
@@ -1855,18 +1892,29 @@ static json_t *typed_row(const struct rt_store_table *t, const char *txt)
 {
 	if (!txt)
 		return NULL;
-	json_t *raw = json_loads(txt, 0, NULL);
-	if (!json_is_object(raw)) {
-		json_decref(raw);
+	json_t *row = json_loads(txt, 0, NULL);
+	if (!json_is_object(row)) {
+		json_decref(row);
 		return json_object();
 	}
-	json_t *row = json_object();
+	/* Converted in place; a key of a column no longer in the table makes
+	 * the row rebuilt with the table's columns only. */
+	json_t *only = json_object_size(row) > t->n_cols ? json_object() : NULL;
 	for (size_t i = 0; i < t->n_cols; i++) {
-		json_t *v = json_object_get(raw, t->cols[i].name);
-		json_object_set_new(row, t->cols[i].name,
-				    v ? typed_from_json(t->cols[i].type, v) : json_null());
+		const char *name = t->cols[i].name;
+		json_t *v = json_object_get(row, name);
+		json_t *typed = v ? typed_from_json(t->cols[i].type, v) : json_null();
+		if (only)
+			json_object_set_new(only, name, typed);
+		else if (typed != v)
+			json_object_set_new(row, name, typed);
+		else
+			json_decref(typed);
 	}
-	json_decref(raw);
+	if (only) {
+		json_decref(row);
+		return only;
+	}
 	return row;
 }
 

@@ -87,6 +87,38 @@ test('a client that pipelines requests without reading the answers is cut off', 
   await srv.stop();
 });
 
+test('a deep pipeline of large requests is held back by TCP, not cut off, and every one is answered', { timeout: 30_000 }, async (t) => {
+  const sc = scope(t);
+  const srv = await serverWithTable(sc);
+  // 12 inserts of ~100 KB each in one write: far more than the server keeps
+  // while an answer is pending, so it stops reading until each is answered.
+  const n = 12, rows = 2000;
+  let reqs = '';
+  for (let k = 0; k < n; k++) {
+    const body = JSON.stringify(Array.from({ length: rows }, (_, i) => ({ id: k * rows + i, title: 'x'.repeat(30) })));
+    reqs += `POST /rest/v1/todos HTTP/1.1\r\nHost: x\r\napikey: ${srv.token()}\r\nContent-Type: application/json\r\n` +
+      `Prefer: return=minimal\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+  }
+  const answers = await new Promise((resolve, reject) => {
+    const sock = net.connect(srv.port, '127.0.0.1');
+    let got = '';
+    const timer = setTimeout(() => { sock.destroy(); reject(new Error(`timeout; got ${got.slice(0, 200)}`)); }, 20_000);
+    sock.on('connect', () => sock.write(reqs));
+    sock.on('data', (d) => {
+      got += d.toString('latin1');
+      if ((got.match(/^HTTP\/1\.1 /gm) || []).length === n) { clearTimeout(timer); sock.destroy(); resolve(got); }
+    });
+    sock.on('close', () => { clearTimeout(timer); resolve(got); });
+    sock.on('error', () => {});
+  });
+  const statuses = answers.match(/^HTTP\/1\.1 \d+/gm) || [];
+  assert.deepEqual(statuses, Array(n).fill('HTTP/1.1 201'));
+  const r = await fetch(`${srv.httpUrl}/rest/v1/todos?select=id`, { headers: { apikey: srv.token(), Prefer: 'count=exact', Range: '0-0' } });
+  assert.equal(r.headers.get('content-range'), `0-0/${n * rows}`);
+  assert.equal(await metric(srv, /rtsync_errors_total\{reason="slow_consumer"\} (\d+)/) ?? 0, 0);
+  await srv.stop();
+});
+
 test('a client that floods pings without reading the pongs is cut off', { timeout: 30_000 }, async (t) => {
   const sc = scope(t);
   const srv = await serverWithTable(sc, ['--max-queue-bytes', '262144']);

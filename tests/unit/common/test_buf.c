@@ -9,7 +9,9 @@
 #include <cmocka.h>
 
 #include <jansson.h>
+#include <limits.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -231,6 +233,23 @@ static void test_json_str(void **state)
 	rt_buf_deinit(&b);
 }
 
+static void test_append_int(void **state)
+{
+	static const long long vals[] = {0, 7, -7, 10, -10, 1234567890123LL, LLONG_MAX, LLONG_MIN};
+	struct rt_buf b;
+	rt_buf_init(&b);
+	for (size_t i = 0; i < sizeof vals / sizeof *vals; i++) {
+		char want[32];
+		snprintf(want, sizeof want, "%lld", vals[i]);
+		rt_buf_reset(&b);
+		rt_buf_append_str(&b, "x=");
+		rt_buf_append_int(&b, vals[i]);
+		assert_string_equal(b.data + 2, want);
+		assert_int_equal(b.len, 2 + strlen(want));
+	}
+	rt_buf_deinit(&b);
+}
+
 static void test_json_str_long(void **state)
 {
 	/* Growth in the middle of escaping. */
@@ -319,6 +338,7 @@ int main(void)
 		cmocka_unit_test(test_reserve_reset),
 		cmocka_unit_test(test_detach),
 		cmocka_unit_test(test_json_str),
+		cmocka_unit_test(test_append_int),
 		cmocka_unit_test(test_json_str_long),
 		cmocka_unit_test(test_frame_refs),
 		cmocka_unit_test(test_frame_refs_threads),
