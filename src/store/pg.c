@@ -2700,11 +2700,25 @@ int rt_store_open_postgres(const struct rt_store_pg_config *cfg, struct rt_store
 		goto err_conn;
 	/* the log's identity first: a refused start creates nothing */
 	const char *slot_vals[] = {s->name};
-	PGresult *slot_res = query(c, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", 1,
-				   slot_vals, err, err_cap);
+	PGresult *slot_res = query(c,
+				   "SELECT coalesce(database, ''), coalesce(plugin, ''), current_database() "
+				   "FROM pg_replication_slots WHERE slot_name = $1",
+				   1, slot_vals, err, err_cap);
 	if (!slot_res)
 		goto err_conn;
 	bool is_slot_new = PQntuples(slot_res) == 0;
+	/* Slots are the cluster's: one of this name may serve another database. */
+	if (!is_slot_new && (strcmp(PQgetvalue(slot_res, 0, 0), PQgetvalue(slot_res, 0, 2)) ||
+			     strcmp(PQgetvalue(slot_res, 0, 1), "pgoutput"))) {
+		snprintf(err, err_cap,
+			 "replication slot \"%s\" belongs to database \"%s\" (plugin \"%s\"), not to "
+			 "\"%s\" with pgoutput: give this server its own --postgres-name, or drop "
+			 "that slot (SELECT pg_drop_replication_slot('%s'))",
+			 s->name, PQgetvalue(slot_res, 0, 0), PQgetvalue(slot_res, 0, 1),
+			 PQgetvalue(slot_res, 0, 2), s->name);
+		PQclear(slot_res);
+		goto err_conn;
+	}
 	PQclear(slot_res);
 	if (open_log(s->log_path, &s->log_db, err, err_cap) ||
 	    open_log(s->log_path, &s->repl_db, err, err_cap) ||

@@ -971,6 +971,7 @@ struct op {
 	struct rt_policies *pol; /* a reference (op_deinit) */
 	const struct rt_auth *who;
 	bool sees; /* a write's requester sees the rows written: SELECT policies check them */
+	bool is_counted; /* the rows written are wanted for their count alone */
 };
 
 static void op_init(struct op *o, struct sqlite_store *s, struct conn *conn,
@@ -981,6 +982,7 @@ static void op_init(struct op *o, struct sqlite_store *s, struct conn *conn,
 	o->pol = rt_store_policies(&s->base);
 	o->who = who;
 	o->sees = sees;
+	o->is_counted = false;
 }
 
 static void op_deinit(struct op *o)
@@ -1246,6 +1248,10 @@ static int step_rows(const struct rt_store_cas *cas, sqlite3_stmt *st,
 		}
 		if (!cas->out && !is_checked)
 			continue;
+		if (o->is_counted && !is_checked) {
+			json_array_append_new(cas->out, json_object()); /* what the count reads */
+			continue;
+		}
 		json_t *full = full_row(st, t);
 		int rc = is_checked ? row_check_run(chk, full, err) : 0;
 		if (!rc && cas->out)
@@ -1328,10 +1334,12 @@ static int conflict_target_sql(struct rt_buf *b, const struct rt_write *w,
 	return 0;
 }
 
-/* Runs one INSERT statement: names[i] bound from row, then bv. */
+/* Runs one INSERT statement: names[i] bound from row, then bv. Without
+ * RETURNING (is_returning false) the rows are counted, not read back. */
 static int run_insert(const struct rt_store_cas *cas, const struct rt_write *w, const json_t *row,
 		      const char **names, size_t n, const char *sql, const struct binds *bv,
-		      const struct row_check *chk, size_t *n_rows, struct rt_store_error *err)
+		      const struct row_check *chk, bool is_returning, size_t *n_rows,
+		      struct rt_store_error *err)
 {
 	const struct op *o = cas->ctx;
 	const struct rt_store_table *t = w->table;
@@ -1343,6 +1351,11 @@ static int run_insert(const struct rt_store_cas *cas, const struct rt_write *w, 
 		bind_json(st, (int)j + 1, c->type, json_object_get(row, names[j]));
 	}
 	int rc = step_rows(cas, st, t, true, chk, n_rows, err);
+	if (!rc && !is_returning) {
+		*n_rows = (size_t)sqlite3_changes(o->db);
+		for (size_t i = 0; cas->out && i < *n_rows; i++)
+			json_array_append_new(cas->out, json_object()); /* what the count reads */
+	}
 	release(o->conn, st);
 	if (rc && !strcmp(err->code, "23505"))
 		duplicate_details(err, row);
@@ -1352,7 +1365,45 @@ static int run_insert(const struct rt_store_cas *cas, const struct rt_write *w, 
 /* The rows the checks of an insert and of an upsert's update see. */
 struct insert_checks {
 	struct row_check insert, update;
+	bool rowid_key; /* the key is the rowid: numbered when NULL */
 };
+
+/* Whether t's primary key is SQLite's rowid (one column declared INTEGER). */
+static bool is_rowid_key(sqlite3 *db, const struct rt_store_table *t)
+{
+	const struct rt_store_column *key = NULL;
+	for (size_t i = 0; i < t->n_cols; i++) {
+		if (!t->cols[i].is_pk)
+			continue;
+		if (key)
+			return false;
+		key = &t->cols[i];
+	}
+	const char *decl = NULL;
+	return key &&
+	       sqlite3_table_column_metadata(db, "main", t->name, key->name, &decl, NULL, NULL, NULL,
+					     NULL) == SQLITE_OK &&
+	       decl && !strcasecmp(decl, "integer");
+}
+
+/* Whether the row written (names[0..n) of row) leaves no key column NULL. */
+static bool is_key_given(const struct rt_store_table *t, bool rowid_key, const json_t *row,
+			 const char **names, size_t n)
+{
+	if (rowid_key)
+		return true;
+	for (size_t i = 0; i < t->n_cols; i++) {
+		if (!t->cols[i].is_pk)
+			continue;
+		bool is_written = false;
+		for (size_t j = 0; j < n && !is_written; j++)
+			is_written = !strcmp(names[j], t->cols[i].name);
+		const json_t *v = json_object_get(row, t->cols[i].name);
+		if (!is_written || !v || json_is_null(v))
+			return false;
+	}
+	return true;
+}
 
 /*
  * Inserts one row. An upsert that merges is two statements: the insert
@@ -1413,9 +1464,15 @@ static int insert_row(const struct rt_store_cas *cas, const struct rt_write *w, 
 			goto out;
 		rt_buf_append_str(&sql, " DO NOTHING");
 	}
-	rt_buf_append_str(&sql, " RETURNING *");
+	/* Read back unless only counted, unchecked, and the key cannot be NULL
+	 * (SQLite lets a NULL into a key that is not the rowid: 23502 below). */
+	bool is_returning = !o->is_counted || chk->insert.n || !is_key_given(t, chk->rowid_key, row,
+									      names, n);
+	if (is_returning)
+		rt_buf_append_str(&sql, " RETURNING *");
 	size_t n_rows;
-	if (run_insert(cas, w, row, names, n, sql.data, &none, &chk->insert, &n_rows, err))
+	if (run_insert(cas, w, row, names, n, sql.data, &none, &chk->insert, is_returning, &n_rows,
+		       err))
 		goto out;
 	if (n_rows || w->kind != RT_WRITE_UPSERT || w->is_ignore_duplicates || !n) {
 		rc = 0;
@@ -1445,7 +1502,7 @@ static int insert_row(const struct rt_store_cas *cas, const struct rt_write *w, 
 	if (wrc)
 		goto out;
 	rt_buf_append_str(&sql, " RETURNING *");
-	if (run_insert(cas, w, row, names, n, sql.data, &bv, &chk->update, &n_rows, err))
+	if (run_insert(cas, w, row, names, n, sql.data, &bv, &chk->update, true, &n_rows, err))
 		goto out;
 	rc = n_rows ? 0 : rls_err(err, o, t);
 out:
@@ -1463,6 +1520,7 @@ static int insert_rows(const struct rt_store_cas *cas, const struct rt_write *w,
 	struct insert_checks chk;
 	row_check_init(&chk.insert, o, w->table, RT_POLICY_INSERT);
 	row_check_init(&chk.update, o, w->table, RT_POLICY_UPDATE);
+	chk.rowid_key = o->is_counted && is_rowid_key(o->db, w->table);
 	int rc = 0;
 	size_t i;
 	const json_t *row;
@@ -1812,6 +1870,7 @@ static int sq_write(struct rt_store *base, const struct rt_write *w, json_t **ro
 	struct rt_write_result res = {.outcome = RT_WRITE_APPLIED};
 	struct op o;
 	op_init(&o, s, conn, w->who, (w->wants_rows || w->wants_single) && !w->is_count_only);
+	o.is_counted = w->is_count_only && !w->base;
 	json_t *out = NULL;
 	if (select_cols(w->table, w->where, &cols, &keys, &n_cols, err))
 		goto err;

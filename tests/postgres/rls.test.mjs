@@ -263,4 +263,17 @@ describe('row-level security with the PostgreSQL store', () => {
     }
     assert.equal(psql(db2, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = '${db2}'`).trim(), '0');
   });
+
+  it('a slot name taken by another database of the cluster: start refuses and says which', () => {
+    // slots belong to the cluster: db's server holds the slot named db
+    const other = createPgDatabase();
+    const r = spawnSync(process.env.RTSYNC_BIN, ['serve', '--listen', '127.0.0.1:0',
+      '--data-dir', join(dir, 'taken'), '--postgres', `${process.env.RTSYNC_TEST_POSTGRES}/${other}`,
+      '--postgres-name', db], { encoding: 'utf8', timeout: 20_000 });
+    assert.notEqual(r.status, 0, `refused: ${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`replication slot "${db}" belongs to database "${db}".*not to "${other}"`));
+    assert.match(r.stderr, /--postgres-name/);
+    assert.equal(psql(other, `SELECT count(*) FROM pg_publication WHERE pubname = '${db}'`).trim(), '0',
+      'a refused start creates no publication');
+  });
 });

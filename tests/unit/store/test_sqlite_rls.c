@@ -472,6 +472,60 @@ static void test_count_only(void **state)
 	rt_store_close(s);
 }
 
+/* Rows wanted for their count alone (return=minimal) are counted, not read
+ * back, and the checks that reading back made still hold. */
+static void test_counted_writes(void **state)
+{
+	struct rt_store *s = open_store("CREATE TABLE IF NOT EXISTS auto (id integer PRIMARY KEY, v text);\n"
+					"CREATE TABLE IF NOT EXISTS named (k text PRIMARY KEY, v text);\n");
+	char out[512];
+	struct rt_store_error e;
+	struct rt_write_result res = {0};
+	/* the rowid numbers rows written without a key */
+	struct wr x = {.kind = RT_WRITE_INSERT,
+		       .table = "auto",
+		       .rows = "[{\"v\":\"a\"},{\"v\":\"b\"},{\"id\":10,\"v\":\"c\"}]",
+		       .is_count_only = true};
+	assert_int_equal(write_as(s, &x, out, sizeof out, &e, &res), 0);
+	assert_string_equal(out, "[{},{},{}]");
+	assert_int_equal(res.position, 3);
+	read_ids(s, "auto", "", NULL, out, sizeof out, NULL);
+	assert_string_equal(out, "[1,2,10]");
+	/* a duplicate key still fails, with PostgreSQL's details */
+	x.rows = "[{\"id\":10,\"v\":\"again\"}]";
+	assert_int_equal(write_as(s, &x, out, sizeof out, &e, NULL), -1);
+	assert_string_equal(e.code, "23505");
+	assert_string_equal(e.details, "Key (id)=(10) already exists.");
+	/* a key that is not the rowid: NULL refused (SQLite would store it) */
+	x.table = "named";
+	x.rows = "[{\"v\":\"no key\"}]";
+	assert_int_equal(write_as(s, &x, out, sizeof out, &e, NULL), -1);
+	assert_string_equal(e.code, "23502");
+	x.rows = "[{\"k\":null,\"v\":\"null key\"}]";
+	assert_int_equal(write_as(s, &x, out, sizeof out, &e, NULL), -1);
+	assert_string_equal(e.code, "23502");
+	x.rows = "[{\"k\":\"a\",\"v\":\"1\"},{\"k\":\"b\",\"v\":\"2\"}]";
+	assert_int_equal(write_as(s, &x, out, sizeof out, &e, NULL), 0);
+	assert_string_equal(out, "[{},{}]");
+	/* an upsert counts the rows inserted and the rows merged; ignoring
+	 * duplicates counts only the new ones */
+	x.kind = RT_WRITE_UPSERT;
+	x.rows = "[{\"k\":\"a\",\"v\":\"3\"},{\"k\":\"c\",\"v\":\"4\"}]";
+	assert_int_equal(write_as(s, &x, out, sizeof out, &e, NULL), 0);
+	assert_string_equal(out, "[{},{}]");
+	x.kind = RT_WRITE_UPDATE;
+	x.rows = "{\"v\":\"all\"}";
+	x.filter = "k=in.(a,b)";
+	assert_int_equal(write_as(s, &x, out, sizeof out, &e, NULL), 0);
+	assert_string_equal(out, "[{},{}]");
+	/* without return=minimal the rows come back whole */
+	x.is_count_only = false;
+	x.filter = "k=eq.c";
+	assert_int_equal(write_as(s, &x, out, sizeof out, &e, NULL), 0);
+	assert_string_equal(out, "[{\"k\":\"c\",\"v\":\"all\"}]");
+	rt_store_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -480,6 +534,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_count_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_counted_writes, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
