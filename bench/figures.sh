@@ -7,13 +7,17 @@
 # Runs: fanout200 fanout1000 fanout5000 slow1000 slowdrop slowdrop0 idle10k
 #       idle19900 changes rls-filter rls-policy storm vsn1 fanout200-nouring
 #       floor-write floor-uring
+# and, not in the default list: rls-filter-R, rls-policy-R (the row-level
+# security runs at R rows/s, the server unpinned with its default workers and
+# rtbench beside it), rls-filter-pg-R, rls-policy-pg-R (the same against a
+# private PostgreSQL cluster, tests/postgres/cluster.sh).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
 shift || true
 runs=${*:-fanout200 fanout1000 fanout5000 slow1000 slowdrop slowdrop0 idle10k idle19900 changes rls-filter rls-policy storm vsn1 fanout200-nouring floor-write floor-uring}
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+trap 'declare -F pg_cluster_stop >/dev/null && pg_cluster_stop; rm -rf "$tmp"' EXIT
 secret=bench-figures-secret-bench-figures-secret
 key=$("$build/rtsync" token --secret "$secret" --role service_role)
 serve="taskset -c 0 $build/rtsync serve --listen 127.0.0.1:{port} --jwt-secret $secret --workers 1 --log-level warn"
@@ -50,6 +54,22 @@ for run in $runs; do
 		bench changes --spawn "$serve --data-dir $d --schema $root/bench/$schema" \
 			--jwt-secret "$secret" $rls --subscribers 1000 --topics 1000 --rate 4000 \
 			--write-rows 50 --duration 10 ;;
+	rls-filter-* | rls-policy-*) # the same at a rate, both cores shared with rtbench
+		rate=${run##*-} store=sqlite schema=schema rls= pg=
+		case $run in *-pg-*) store=pg ;; esac
+		case $run in rls-policy-*) schema=schema-rls rls=--rls ;; esac
+		if [ $store = pg ]; then
+			source "$root/tests/postgres/cluster.sh"
+			pg_cluster_start >"$d/pg.log" 2>&1 &&
+				psql -X -q -d "$RTSYNC_TEST_POSTGRES/postgres" -c 'CREATE DATABASE bench' ||
+				{ echo '{"error":"postgres did not start"}'; continue; }
+			pg="--postgres $RTSYNC_TEST_POSTGRES/bench" schema=$schema-pg
+		fi
+		taskset -c 0,1 "$build/rtbench" changes --url ws://127.0.0.1:0 --apikey "$key" \
+			--spawn "$build/rtsync serve --listen 127.0.0.1:{port} --jwt-secret $secret --log-level warn --data-dir $d $pg --schema $root/bench/$schema.sql" \
+			--jwt-secret "$secret" $rls --subscribers 1000 --topics 1000 --rate "$rate" \
+			--write-rows 500 --duration 10
+		[ $store = pg ] && pg_cluster_stop ;;
 	storm)
 		bench storm --spawn "$serve --data-dir $d --db $d/rt.db --schema $root/bench/schema.sql" \
 			--db "$d/rt.db" --subscribers 10000 --topics 100 --changes 1000 ;;

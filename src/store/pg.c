@@ -9,6 +9,7 @@
  * rtsync or PostgreSQL neither loses nor repeats a change (docs/store.md).
  */
 #include "store/store.h"
+#include "store/sql.h"
 
 #include <errno.h>
 #include <libpq-fe.h>
@@ -139,36 +140,6 @@ static const char *pq_msg(const PGconn *c, char *buf, size_t cap)
 	return buf;
 }
 
-static void append_ident(struct rt_buf *b, const char *name)
-{
-	rt_buf_append_byte(b, '"');
-	for (const char *p = name; *p; p++) {
-		if (*p == '"')
-			rt_buf_append_byte(b, '"');
-		rt_buf_append_byte(b, (uint8_t)*p);
-	}
-	rt_buf_append_byte(b, '"');
-}
-
-/* "prefix""a","prefix""b",… */
-static void append_idents(struct rt_buf *b, const char *prefix, const char *const *names,
-			  size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (i)
-			rt_buf_append_byte(b, ',');
-		rt_buf_append_str(b, prefix);
-		append_ident(b, names[i]);
-	}
-}
-
-static void append_table(struct rt_buf *b, const struct rt_store_table *t)
-{
-	append_ident(b, t->schema);
-	rt_buf_append_byte(b, '.');
-	append_ident(b, t->name);
-}
-
 /* ---- errors ---- */
 
 /* The HTTP status PostgREST answers for a SQLSTATE. */
@@ -255,168 +226,35 @@ static void pool_put(struct pg_store *s, PGconn *c)
 	pthread_mutex_unlock(&s->pool_mu);
 }
 
-/* ---- SQL from a query ---- */
+/* ---- SQL (built by store/sql.h) ---- */
 
-struct params {
-	const char **vals;
-	size_t n, cap;
-};
+#define D (&rt_sql_postgres)
 
-/* Appends $n for value v (borrowed until the query ran). */
-static void param(struct rt_buf *b, struct params *p, const char *v)
-{
-	if (p->n == p->cap) {
-		p->cap = p->cap ? p->cap * 2 : 16;
-		p->vals = rt_xrealloc(p->vals, p->cap * sizeof *p->vals);
-	}
-	p->vals[p->n++] = v;
-	rt_buf_printf(b, "$%zu", p->n);
-}
-
-static int col_or_err(const struct rt_store_table *t, const char *name,
-		      const struct rt_store_column **out, struct rt_store_error *e)
-{
-	*out = rt_store_column(t, name);
-	if (!*out) {
-		rt_store_set_err(e, 400, "42703", NULL, "column %s.%s does not exist", t->name, name);
-		return -1;
-	}
-	return 0;
-}
-
-/* A column reference of the statement's table, always qualified as _t. */
-static void col_ref(struct rt_buf *b, const char *name)
-{
-	rt_buf_append_str(b, "_t.");
-	append_ident(b, name);
-}
-
-static int where_sql(struct rt_buf *b, struct params *p, const struct rt_store_table *t,
-		     const struct rt_query_node *n, struct rt_store_error *e)
-{
-	if (n->is_negated)
-		rt_buf_append_str(b, "NOT ");
-	if (n->kind != RT_QUERY_COND) {
-		if (!n->n_children) {
-			rt_buf_append_str(b, "TRUE");
-			return 0;
-		}
-		rt_buf_append_byte(b, '(');
-		for (size_t i = 0; i < n->n_children; i++) {
-			if (i)
-				rt_buf_append_str(b, n->kind == RT_QUERY_AND ? " AND " : " OR ");
-			if (where_sql(b, p, t, &n->children[i], e))
-				return -1;
-		}
-		rt_buf_append_byte(b, ')');
-		return 0;
-	}
-	const struct rt_store_column *c;
-	if (col_or_err(t, n->column, &c, e))
-		return -1;
-	rt_buf_append_byte(b, '(');
-	const char *v0 = n->n_values ? n->values[0] : "";
-	switch (n->op) {
-	case RT_QUERY_IS:
-		col_ref(b, c->name);
-		if (!strcasecmp(v0, "null"))
-			rt_buf_append_str(b, " IS NULL");
-		else if (!strcasecmp(v0, "unknown"))
-			rt_buf_append_str(b, " IS UNKNOWN");
-		else if (!strcasecmp(v0, "true"))
-			rt_buf_append_str(b, " IS TRUE");
-		else if (!strcasecmp(v0, "false"))
-			rt_buf_append_str(b, " IS FALSE");
-		else {
-			rt_store_set_err(e, 400, "PGRST100", NULL, "failed to parse filter (is.%s)",
-					 v0);
-			return -1;
-		}
-		break;
-	case RT_QUERY_IN:
-		if (!n->n_values) {
-			rt_buf_append_str(b, "FALSE");
-			break;
-		}
-		col_ref(b, c->name);
-		rt_buf_append_str(b, " IN (");
-		for (size_t i = 0; i < n->n_values; i++) {
-			if (i)
-				rt_buf_append_byte(b, ',');
-			param(b, p, n->values[i]);
-		}
-		rt_buf_append_byte(b, ')');
-		break;
-	case RT_QUERY_LIKE:
-	case RT_QUERY_ILIKE:
-		col_ref(b, c->name);
-		rt_buf_append_str(b, n->op == RT_QUERY_LIKE ? "::text LIKE " : "::text ILIKE ");
-		param(b, p, v0);
-		break;
-	default: {
-		static const char *const sym[] = {
-			[RT_QUERY_EQ] = " = ", [RT_QUERY_NEQ] = " <> ", [RT_QUERY_GT] = " > ",
-			[RT_QUERY_GTE] = " >= ", [RT_QUERY_LT] = " < ", [RT_QUERY_LTE] = " <= ",
-		};
-		col_ref(b, c->name);
-		rt_buf_append_str(b, sym[n->op]);
-		param(b, p, v0);
-	}
-	}
-	rt_buf_append_byte(b, ')');
-	return 0;
-}
-
-static int order_sql(struct rt_buf *b, const struct rt_store_table *t, const struct rt_query *q,
+/* Runs sql with the n texts vals; returns the result (PGRES_TUPLES_OK or
+ * PGRES_COMMAND_OK) or NULL with e set. */
+static PGresult *run(PGconn *c, const char *sql, const char *const *vals, size_t n,
 		     struct rt_store_error *e)
 {
-	for (size_t i = 0; q && i < q->n_order; i++) {
-		const struct rt_store_column *c;
-		if (col_or_err(t, q->order[i].column, &c, e))
-			return -1;
-		rt_buf_append_str(b, i ? ", " : " ORDER BY ");
-		col_ref(b, c->name);
-		rt_buf_append_str(b, q->order[i].is_desc ? " DESC" : " ASC");
-		if (q->order[i].nulls == RT_QUERY_NULLS_FIRST)
-			rt_buf_append_str(b, " NULLS FIRST");
-		else if (q->order[i].nulls == RT_QUERY_NULLS_LAST)
-			rt_buf_append_str(b, " NULLS LAST");
-	}
-	return 0;
-}
-
-/* SELECT <projection> of the rows of rel (a relation aliased _t). */
-static void projection_sql(struct rt_buf *b, const struct rt_store_column **cols,
-			   const char **keys, size_t n)
-{
-	rt_buf_append_str(b, "SELECT ");
-	for (size_t i = 0; i < n; i++) {
-		if (i)
-			rt_buf_append_byte(b, ',');
-		col_ref(b, cols[i]->name);
-		rt_buf_append_str(b, " AS ");
-		append_ident(b, keys[i]);
-	}
-}
-
-/* Runs sql with params; returns the result (PGRES_TUPLES_OK or
- * PGRES_COMMAND_OK) or NULL with e set. */
-static PGresult *run(PGconn *c, const char *sql, const struct params *p, struct rt_store_error *e)
-{
-	if (p && p->n > MAX_PARAMS) {
+	if (n > MAX_PARAMS) {
 		rt_store_set_err(e, 400, "PGRST100", NULL,
-				 "too many filter values (%zu; PostgreSQL takes at most %d)", p->n,
+				 "too many filter values (%zu; PostgreSQL takes at most %d)", n,
 				 MAX_PARAMS);
 		return NULL;
 	}
-	PGresult *res = PQexecParams(c, sql, (int)(p ? p->n : 0), NULL, p ? p->vals : NULL, NULL,
-				     NULL, 0);
+	PGresult *res = PQexecParams(c, sql, (int)n, NULL, vals, NULL, NULL, 0);
 	ExecStatusType st = PQresultStatus(res);
 	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
 		return res;
 	result_err(e, c, res);
 	PQclear(res);
 	return NULL;
+}
+
+/* run() with a statement's binds. */
+static PGresult *run_binds(PGconn *c, const char *sql, const struct rt_sql_binds *bv,
+			   struct rt_store_error *e)
+{
+	return run(c, sql, bv->texts, bv->n, e);
 }
 
 /* Parses the json_agg text of row 0, column col. */
@@ -438,7 +276,7 @@ static json_t *rows_of(PGresult *res, int col, struct rt_store_error *e)
 
 static int exec_simple(PGconn *c, const char *sql, struct rt_store_error *e)
 {
-	PGresult *res = run(c, sql, NULL, e);
+	PGresult *res = run(c, sql, NULL, 0, e);
 	PQclear(res);
 	return res ? 0 : -1;
 }
@@ -478,7 +316,6 @@ static int apply_context(PGconn *c, const struct rt_auth *who, const char *metho
 	rt_buf_printf(&path, "/%s", t ? t->name : "");
 	rt_buf_append_byte(&path, 0);
 	const char *vals[] = {who->role, claims ? claims : "{}", method, (const char *)path.data};
-	struct params p = {.vals = vals, .n = 4};
 	/* the claims first: the role's own rights do not matter to them */
 	PGresult *res = run(c,
 			    "SELECT set_config('request.jwt.claims', $2, true),"
@@ -488,7 +325,7 @@ static int apply_context(PGconn *c, const struct rt_auth *who, const char *metho
 			    " set_config('request.method', $3, true),"
 			    " set_config('request.path', $4, true),"
 			    " set_config('role', $1, true)",
-			    &p, e);
+			    vals, 4, e);
 	free(claims);
 	rt_buf_deinit(&path);
 	if (!res) {
@@ -514,7 +351,7 @@ static int reset_role(struct pg_store *s, PGconn *c, const struct rt_auth *who,
 {
 	if (!who || !s->uses_roles)
 		return 0;
-	PGresult *res = run(c, "SET LOCAL ROLE NONE", NULL, e);
+	PGresult *res = run(c, "SET LOCAL ROLE NONE", NULL, 0, e);
 	PQclear(res);
 	return res ? 0 : -1;
 }
@@ -529,7 +366,8 @@ static int pg_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 	const char **keys = NULL;
 	size_t n_cols;
 	struct rt_buf where, sql;
-	struct params p = {0};
+	struct rt_sql_binds p;
+	rt_sql_binds_init(&p);
 	PGconn *c = NULL;
 	PGresult *res = NULL;
 	bool in_txn = false;
@@ -543,29 +381,10 @@ static int pg_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 	}
 	if (rt_store_select_cols(t, q, &cols, &keys, &n_cols, err))
 		goto out;
-	if (q && where_sql(&where, &p, t, &q->where, err))
+	if (q && rt_sql_where(&where, &p, D, t, &q->where, NULL, err))
 		goto out;
-	rt_buf_append_str(&sql, "SELECT coalesce((SELECT json_agg(_r) FROM (");
-	projection_sql(&sql, cols, keys, n_cols);
-	rt_buf_append_str(&sql, " FROM ");
-	append_table(&sql, t);
-	rt_buf_append_str(&sql, " _t");
-	if (where.len)
-		rt_buf_printf(&sql, " WHERE %s", (const char *)where.data);
-	if (order_sql(&sql, t, q, err))
+	if (rt_sql_read(&sql, D, t, cols, keys, n_cols, where.data, q, r->wants_count, err))
 		goto out;
-	long long limit = q && q->limit >= 0 && q->limit < RT_STORE_MAX_ROWS ? q->limit
-									      : RT_STORE_MAX_ROWS;
-	rt_buf_printf(&sql, " LIMIT %lld OFFSET %lld) _r), '[]')::text", limit,
-		      q && q->offset > 0 ? q->offset : 0);
-	if (r->wants_count) { /* the same parameters, referenced again */
-		rt_buf_append_str(&sql, ", (SELECT count(*) FROM ");
-		append_table(&sql, t);
-		rt_buf_append_str(&sql, " _t");
-		if (where.len)
-			rt_buf_printf(&sql, " WHERE %s", (const char *)where.data);
-		rt_buf_append_byte(&sql, ')');
-	}
 	rt_buf_append_byte(&sql, 0);
 	if (!(c = pool_get(s, err)))
 		goto out;
@@ -576,7 +395,7 @@ static int pg_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 	}
 	if (set_context(s, c, r->who, "GET", t, err))
 		goto out;
-	if (!(res = run(c, (const char *)sql.data, &p, err))) {
+	if (!(res = run_binds(c, (const char *)sql.data, &p, err))) {
 		who_status(err, r->who);
 		goto out;
 	}
@@ -601,7 +420,7 @@ out:
 	}
 	if (c)
 		pool_put(s, c);
-	free(p.vals);
+	rt_sql_binds_deinit(&p);
 	rt_buf_deinit(&where);
 	rt_buf_deinit(&sql);
 	free(cols);
@@ -611,39 +430,20 @@ out:
 
 /* ---- writes ---- */
 
-/* Appends "WITH _w AS (<stmt> RETURNING _t.*) SELECT <rows>, count" where
- * <rows> is the projected json_agg, or NULL without wants_rows. */
-static void returning_sql(struct rt_buf *b, const struct rt_buf *stmt,
-			  const struct rt_store_column **cols, const char **keys, size_t n,
-			  bool wants_rows)
-{
-	rt_buf_append_str(b, "WITH _w AS (");
-	rt_buf_append(b, stmt->data, stmt->len);
-	rt_buf_append_str(b, " RETURNING _t.*) ");
-	if (!wants_rows) {
-		rt_buf_append_str(b, "SELECT NULL, count(*) FROM _w");
-		return;
-	}
-	rt_buf_append_str(b, "SELECT coalesce(json_agg(_r), '[]')::text, count(*) FROM (");
-	projection_sql(b, cols, keys, n);
-	rt_buf_append_str(b, " FROM _w _t) _r");
-}
-
-/* Runs one write statement; appends its rows to out (when not NULL) and
- * adds the affected count to *count. */
-static int write_stmt(PGconn *c, const struct rt_buf *stmt, const struct params *p,
+/* Runs one write statement (stmt without RETURNING, binds bv); appends its
+ * rows to out (when not NULL) and adds the affected count to *count. */
+static int write_stmt(PGconn *c, const struct rt_buf *stmt, const struct rt_sql_binds *bv,
 		      const struct rt_store_column **cols, const char **keys, size_t n, json_t *out,
 		      size_t *count, struct rt_store_error *e)
 {
 	struct rt_buf sql;
 	rt_buf_init(&sql);
 	if (out)
-		returning_sql(&sql, stmt, cols, keys, n, true);
+		rt_sql_returning(&sql, D, stmt, cols, keys, n, true);
 	else /* no RETURNING: the rows are not read back, so SELECT policies
 	      * do not check them (PostgreSQL's rule for RETURNING) */
 		rt_buf_append(&sql, stmt->data, stmt->len);
-	rt_buf_append_byte(&sql, 0);
-	PGresult *res = run(c, (const char *)sql.data, p, e);
+	PGresult *res = run_binds(c, sql.data ? sql.data : "", bv, e);
 	rt_buf_deinit(&sql);
 	if (!res)
 		return -1;
@@ -654,126 +454,80 @@ static int write_stmt(PGconn *c, const struct rt_buf *stmt, const struct params 
 		return 0;
 	}
 	*count += (size_t)strtoull(PQgetvalue(res, 0, 1), NULL, 10);
-	if (out) {
-		json_t *rows = rows_of(res, 0, e);
-		if (rows)
-			json_array_extend(out, rows);
-		else
-			rc = -1;
-		json_decref(rows);
-	}
+	json_t *rows = rows_of(res, 0, e);
+	if (rows)
+		json_array_extend(out, rows);
+	else
+		rc = -1;
+	json_decref(rows);
 	PQclear(res);
 	return rc;
 }
 
-/* "json_populate_record(NULL::tbl, $n::json) <alias>": PostgreSQL converts
- * the JSON fields to the column types, as PostgREST has it do. */
-static void record_as(struct rt_buf *b, struct params *p, const struct rt_store_table *t,
-		      const char *json_txt, const char *alias)
+static bool same_names(const struct rt_store_column *const *a, size_t na,
+		       const struct rt_store_column *const *b, size_t nb)
 {
-	rt_buf_append_str(b, "json_populate_record(NULL::");
-	append_table(b, t);
-	rt_buf_append_str(b, ", ");
-	param(b, p, json_txt);
-	rt_buf_printf(b, "::json) %s", alias);
+	if (na != nb)
+		return false;
+	for (size_t i = 0; i < na; i++)
+		if (a[i] != b[i])
+			return false;
+	return true;
 }
 
-/* The record of the values written, _j. */
-static void record_sql(struct rt_buf *b, struct params *p, const struct rt_store_table *t,
-		       const char *json_txt)
-{
-	record_as(b, p, t, json_txt, "_j");
-}
-
+/*
+ * Inserts the rows. A run of rows writing the same columns is one
+ * statement over json_populate_recordset, as PostgREST inserts: parsed and
+ * planned once, not once per row. An upsert writes row by row, so two rows
+ * of one key merge in order.
+ */
 static int insert_rows(PGconn *c, const struct rt_write *w, const struct rt_store_column **cols,
 		       const char **keys, size_t n_cols, json_t *out, size_t *count,
 		       struct rt_store_error *err)
 {
 	const struct rt_store_table *t = w->table;
-	const struct rt_query *q = w->where;
-	size_t i;
-	const json_t *row;
-	json_array_foreach(w->rows, i, row) {
-		if (rt_store_check_row_keys(t, row, err))
-			return -1;
-		/* With columns=, every named column is written (missing keys as NULL);
-		 * otherwise only the row's keys, so defaults apply to the rest. */
-		const char **names = rt_xcalloc(t->n_cols + 1, sizeof *names);
-		size_t n = 0;
-		if (q && q->n_columns) {
-			for (size_t j = 0; j < q->n_columns && n < t->n_cols; j++) {
-				const struct rt_store_column *col;
-				if (col_or_err(t, q->columns[j], &col, err)) {
-					free(names);
-					return -1;
-				}
-				if (!w->is_missing_default || json_object_get(row, col->name))
-					names[n++] = col->name;
-			}
-		} else {
-			const char *k;
-			json_t *v;
-			json_object_foreach((json_t *)row, k, v)
-				names[n++] = k;
+	size_t n_rows = json_array_size(w->rows);
+	const struct rt_store_column **names = rt_xcalloc(t->n_cols + 1, sizeof *names);
+	const struct rt_store_column **next = rt_xcalloc(t->n_cols + 1, sizeof *next);
+	int rc = 0;
+	for (size_t i = 0; i < n_rows && !rc;) {
+		const json_t *row = json_array_get(w->rows, i);
+		size_t n, end = i + 1;
+		rc = rt_store_check_row_keys(t, row, err) || rt_sql_insert_columns(w, row, names, &n, err);
+		/* the run of rows from i on with the same columns */
+		while (!rc && w->kind == RT_WRITE_INSERT && n && end < n_rows) {
+			const json_t *r = json_array_get(w->rows, end);
+			size_t m;
+			rc = rt_store_check_row_keys(t, r, err) ||
+			     rt_sql_insert_columns(w, r, next, &m, err);
+			if (rc || !same_names(names, n, next, m))
+				break;
+			end++;
 		}
+		if (rc)
+			break;
 		struct rt_buf stmt;
-		struct params p = {0};
+		struct rt_sql_binds bv;
 		rt_buf_init(&stmt);
-		char *txt = json_dumps(row, JSON_COMPACT | JSON_REAL_PRECISION(17));
-		rt_buf_append_str(&stmt, "INSERT INTO ");
-		append_table(&stmt, t);
-		rt_buf_append_str(&stmt, " AS _t");
-		if (n) {
-			rt_buf_append_str(&stmt, " (");
-			append_idents(&stmt, "", names, n);
-			rt_buf_append_str(&stmt, ") SELECT ");
-			append_idents(&stmt, "_j.", names, n);
-			rt_buf_append_str(&stmt, " FROM ");
-			record_sql(&stmt, &p, t, txt ? txt : "{}");
+		rt_sql_binds_init(&bv);
+		if (end - i == 1) {
+			rc = rt_sql_insert(&stmt, &bv, D, w, row, err);
 		} else {
-			rt_buf_append_str(&stmt, " DEFAULT VALUES");
-		}
-		int rc = 0;
-		if (w->kind == RT_WRITE_UPSERT) {
-			rt_buf_append_str(&stmt, " ON CONFLICT (");
-			size_t n_conf = 0;
-			for (size_t j = 0; q && j < q->n_on_conflict && !rc; j++) {
-				const struct rt_store_column *col;
-				if ((rc = col_or_err(t, q->on_conflict[j], &col, err)))
-					break;
-				rt_buf_append_str(&stmt, n_conf++ ? "," : "");
-				append_ident(&stmt, col->name);
-			}
-			for (size_t j = 0; !n_conf && j < t->n_cols; j++) {
-				if (!t->cols[j].is_pk)
-					continue;
-				rt_buf_append_str(&stmt, n_conf++ ? "," : "");
-				append_ident(&stmt, t->cols[j].name);
-			}
-			rt_buf_append_byte(&stmt, ')');
-			if (w->is_ignore_duplicates || !n) {
-				rt_buf_append_str(&stmt, " DO NOTHING");
-			} else {
-				rt_buf_append_str(&stmt, " DO UPDATE SET ");
-				for (size_t j = 0; j < n; j++) {
-					if (j)
-						rt_buf_append_byte(&stmt, ',');
-					append_ident(&stmt, names[j]);
-					rt_buf_append_str(&stmt, " = excluded.");
-					append_ident(&stmt, names[j]);
-				}
-			}
+			json_t *run_rows = json_array();
+			for (size_t k = i; k < end; k++)
+				json_array_append(run_rows, json_array_get(w->rows, k));
+			rt_sql_insert_head_rows(&stmt, &bv, D, t, names, n, run_rows);
+			json_decref(run_rows);
 		}
 		if (!rc)
-			rc = write_stmt(c, &stmt, &p, cols, keys, n_cols, out, count, err);
-		free(txt);
-		free(p.vals);
-		free(names);
+			rc = write_stmt(c, &stmt, &bv, cols, keys, n_cols, out, count, err);
+		rt_sql_binds_deinit(&bv);
 		rt_buf_deinit(&stmt);
-		if (rc)
-			return -1;
+		i = end;
 	}
-	return 0;
+	free(names);
+	free(next);
+	return rc ? -1 : 0;
 }
 
 static int update_or_delete(PGconn *c, const struct rt_write *w,
@@ -782,49 +536,24 @@ static int update_or_delete(PGconn *c, const struct rt_write *w,
 {
 	const struct rt_store_table *t = w->table;
 	struct rt_buf stmt, where;
-	struct params p = {0};
-	char *txt = NULL;
+	struct rt_sql_binds bv;
 	int rc = -1;
 	rt_buf_init(&stmt);
 	rt_buf_init(&where);
+	rt_sql_binds_init(&bv);
 	if (w->kind == RT_WRITE_UPDATE) {
-		if (rt_store_check_row_keys(t, w->rows, err))
+		if (rt_store_check_row_keys(t, w->rows, err) ||
+		    rt_sql_update(&stmt, &bv, D, t, w->rows, err))
 			goto out;
-		if (!json_object_size(w->rows)) {
-			rt_store_set_err(err, 400, "PGRST102", NULL, "Empty or invalid json");
-			goto out;
-		}
-		txt = json_dumps(w->rows, JSON_COMPACT | JSON_REAL_PRECISION(17));
-		rt_buf_append_str(&stmt, "UPDATE ");
-		append_table(&stmt, t);
-		rt_buf_append_str(&stmt, " AS _t SET ");
-		const char *k;
-		json_t *v;
-		size_t j = 0;
-		json_object_foreach((json_t *)w->rows, k, v) {
-			if (j++)
-				rt_buf_append_byte(&stmt, ',');
-			append_ident(&stmt, k);
-			rt_buf_append_str(&stmt, " = _j.");
-			append_ident(&stmt, k);
-		}
-		rt_buf_append_str(&stmt, " FROM ");
-		record_sql(&stmt, &p, t, txt ? txt : "{}");
 	} else {
-		rt_buf_append_str(&stmt, "DELETE FROM ");
-		append_table(&stmt, t);
-		rt_buf_append_str(&stmt, " AS _t");
+		rt_sql_delete(&stmt, D, t);
 	}
-	if (w->where && where_sql(&where, &p, t, &w->where->where, err))
+	if (w->where && rt_sql_where(&where, &bv, D, t, &w->where->where, NULL, err))
 		goto out;
-	if (where.len) {
-		rt_buf_append_str(&stmt, " WHERE ");
-		rt_buf_append(&stmt, where.data, where.len);
-	}
-	rc = write_stmt(c, &stmt, &p, cols, keys, n_cols, out, count, err);
+	rt_sql_where_clause(&stmt, where.data);
+	rc = write_stmt(c, &stmt, &bv, cols, keys, n_cols, out, count, err);
 out:
-	free(txt);
-	free(p.vals);
+	rt_sql_binds_deinit(&bv);
 	rt_buf_deinit(&stmt);
 	rt_buf_deinit(&where);
 	return rc;
@@ -838,54 +567,13 @@ static int control_err(struct rt_store_error *e, const char *msg)
 	return -1;
 }
 
-/* "_t.pk1 = _k.pk1 AND …": the statement's row is the one _k names. */
-static void pk_match(struct rt_buf *b, const struct rt_store_table *t)
+/* Runs a locked select (rt_sql_select_pk / _where). *row is the row's
+ * JSON, NULL when there is none; more than one row is refused. */
+static int fetch_locked(PGconn *c, const struct rt_buf *sql, const struct rt_sql_binds *bv,
+			json_t **row, struct rt_store_error *err)
 {
-	size_t n = 0;
-	for (size_t i = 0; i < t->n_cols; i++) {
-		if (!t->cols[i].is_pk)
-			continue;
-		rt_buf_append_str(b, n++ ? " AND " : "");
-		col_ref(b, t->cols[i].name);
-		rt_buf_append_str(b, " = _k.");
-		append_ident(b, t->cols[i].name);
-	}
-}
-
-/* The record of a row naming the key, _k. */
-static void key_record_sql(struct rt_buf *b, struct params *p, const struct rt_store_table *t,
-			   const char *json_txt)
-{
-	record_as(b, p, t, json_txt, "_k");
-}
-
-/*
- * Reads and locks the row of t that where selects (SQL over _t and, with
- * key_txt, _k: the row that JSON object names). *row is its JSON, NULL when
- * there is none; more than one row is refused.
- */
-static int select_locked(PGconn *c, const struct rt_store_table *t, const char *key_txt,
-			 const char *where, struct params *p, json_t **row,
-			 struct rt_store_error *err)
-{
-	struct rt_buf sql;
-	rt_buf_init(&sql);
-	rt_buf_append_str(&sql, "SELECT row_to_json(_t)::text FROM ");
-	append_table(&sql, t);
-	rt_buf_append_str(&sql, " AS _t");
-	if (key_txt) {
-		rt_buf_append_str(&sql, ", ");
-		key_record_sql(&sql, p, t, key_txt);
-		rt_buf_append_str(&sql, " WHERE ");
-		pk_match(&sql, t);
-	} else {
-		rt_buf_printf(&sql, " WHERE %s", where);
-	}
-	rt_buf_append_str(&sql, " LIMIT 2 FOR UPDATE OF _t");
-	rt_buf_append_byte(&sql, 0);
 	*row = NULL;
-	PGresult *res = run(c, (const char *)sql.data, p, err);
-	rt_buf_deinit(&sql);
+	PGresult *res = run_binds(c, sql->data, bv, err);
 	if (!res)
 		return -1;
 	int rc = 0;
@@ -902,21 +590,16 @@ static int select_locked(PGconn *c, const struct rt_store_table *t, const char *
 static int select_by_pk(const struct rt_store_cas *cas, const struct rt_write *w,
 			const json_t *key, json_t **row, struct rt_store_error *err)
 {
-	PGconn *c = cas->ctx;
-	const struct rt_store_table *t = w->table;
-	for (size_t i = 0; i < t->n_cols; i++) {
-		if (t->cols[i].is_pk && !json_object_get(key, t->cols[i].name)) {
-			rt_store_set_err(err, 400, "RTS400", NULL,
-					 "A write with a base needs the primary key column \"%s\"",
-					 t->cols[i].name);
-			return -1;
-		}
-	}
-	char *txt = json_dumps(key, JSON_COMPACT | JSON_REAL_PRECISION(17));
-	struct params p = {0};
-	int rc = select_locked(c, t, txt, NULL, &p, row, err);
-	free(p.vals);
-	free(txt);
+	struct rt_buf sql;
+	struct rt_sql_binds bv;
+	rt_buf_init(&sql);
+	rt_sql_binds_init(&bv);
+	*row = NULL;
+	int rc = rt_sql_select_pk(&sql, &bv, D, w->table, key, err);
+	if (!rc)
+		rc = fetch_locked(cas->ctx, &sql, &bv, row, err);
+	rt_sql_binds_deinit(&bv);
+	rt_buf_deinit(&sql);
 	return rc;
 }
 
@@ -924,42 +607,16 @@ static int select_by_pk(const struct rt_store_cas *cas, const struct rt_write *w
 static int write_by_pk(const struct rt_store_cas *cas, const struct rt_write *w,
 		       const json_t *current, const json_t *apply, struct rt_store_error *err)
 {
-	PGconn *c = cas->ctx;
-	const struct rt_store_table *t = w->table;
 	struct rt_buf stmt;
-	struct params p = {0};
+	struct rt_sql_binds bv;
 	rt_buf_init(&stmt);
-	char *key_txt = json_dumps(current, JSON_COMPACT | JSON_REAL_PRECISION(17));
-	char *apply_txt = apply ? json_dumps(apply, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
-	if (apply) {
-		rt_buf_append_str(&stmt, "UPDATE ");
-		append_table(&stmt, t);
-		rt_buf_append_str(&stmt, " AS _t SET ");
-		const char *k;
-		json_t *v;
-		size_t j = 0;
-		json_object_foreach((json_t *)apply, k, v) {
-			rt_buf_append_str(&stmt, j++ ? "," : "");
-			append_ident(&stmt, k);
-			rt_buf_append_str(&stmt, " = _j.");
-			append_ident(&stmt, k);
-		}
-		rt_buf_append_str(&stmt, " FROM ");
-		record_sql(&stmt, &p, t, apply_txt);
-		rt_buf_append_str(&stmt, ", ");
-	} else {
-		rt_buf_append_str(&stmt, "DELETE FROM ");
-		append_table(&stmt, t);
-		rt_buf_append_str(&stmt, " AS _t USING ");
-	}
-	key_record_sql(&stmt, &p, t, key_txt);
-	rt_buf_append_str(&stmt, " WHERE ");
-	pk_match(&stmt, t);
+	rt_sql_binds_init(&bv);
 	size_t count = 0;
-	int rc = write_stmt(c, &stmt, &p, cas->cols, cas->keys, cas->n_cols, cas->out, &count, err);
-	free(key_txt);
-	free(apply_txt);
-	free(p.vals);
+	int rc = rt_sql_write_pk(&stmt, &bv, D, w->table, current, apply, err);
+	if (!rc)
+		rc = write_stmt(cas->ctx, &stmt, &bv, cas->cols, cas->keys, cas->n_cols, cas->out,
+				&count, err);
+	rt_sql_binds_deinit(&bv);
 	rt_buf_deinit(&stmt);
 	return rc;
 }
@@ -968,20 +625,23 @@ static int write_by_pk(const struct rt_store_cas *cas, const struct rt_write *w,
 static int select_by_where(const struct rt_store_cas *cas, const struct rt_write *w,
 			   json_t **row, struct rt_store_error *err)
 {
-	struct rt_buf where;
-	struct params p = {0};
+	struct rt_buf where, sql;
+	struct rt_sql_binds bv;
 	rt_buf_init(&where);
+	rt_buf_init(&sql);
+	rt_sql_binds_init(&bv);
 	*row = NULL;
-	int rc = w->where ? where_sql(&where, &p, w->table, &w->where->where, err) : 0;
+	int rc = w->where ? rt_sql_where(&where, &bv, D, w->table, &w->where->where, NULL, err) : 0;
 	if (!rc && !where.len)
 		rc = control_err(err, "A write with a base must target one row: add a filter on "
 				      "the primary key");
 	if (!rc) {
-		rt_buf_append_byte(&where, 0);
-		rc = select_locked(cas->ctx, w->table, NULL, (const char *)where.data, &p, row, err);
+		rt_sql_select_where(&sql, D, w->table, where.data);
+		rc = fetch_locked(cas->ctx, &sql, &bv, row, err);
 	}
-	free(p.vals);
+	rt_sql_binds_deinit(&bv);
 	rt_buf_deinit(&where);
+	rt_buf_deinit(&sql);
 	return rc;
 }
 
@@ -1000,27 +660,13 @@ static int insert_missing(const struct rt_store_cas *cas, const struct rt_write 
 static int key_lookup(PGconn *c, const char *key, const unsigned char fp[32], uint64_t window_ms,
 		      json_t **out, struct rt_write_result *res, struct rt_store_error *err)
 {
-	struct params p = {0};
-	struct rt_buf sql;
-	rt_buf_init(&sql);
-	rt_buf_append_str(&sql, "SELECT pg_advisory_xact_lock(hashtextextended(");
-	param(&sql, &p, key);
-	rt_buf_append_str(&sql, ", 0))");
-	rt_buf_append_byte(&sql, 0);
-	PGresult *r = run(c, (const char *)sql.data, &p, err);
-	rt_buf_deinit(&sql);
-	free(p.vals);
+	PGresult *r = run(c, D->key_lock_sql, (const char *const[]){key}, 1, err);
 	if (!r)
 		return -1;
 	PQclear(r);
 	char since[24];
 	snprintf(since, sizeof since, "%lld", (long long)(rt_wall_ms() - (int64_t)window_ms));
-	const char *vals[] = {key, since};
-	struct params q = {.vals = vals, .n = 2};
-	r = run(c,
-		"SELECT encode(fingerprint, 'hex'), result FROM rtsync.idempotency "
-		"WHERE key = $1 AND ts >= $2::bigint",
-		&q, err);
+	r = run(c, D->key_lookup_sql, (const char *const[]){key, since}, 2, err);
 	if (!r)
 		return -1;
 	int rc = 0;
@@ -1054,14 +700,7 @@ static int key_record(PGconn *c, const char *key, const unsigned char fp[32],
 	json_t *j = rt_write_result_json(res, rows);
 	char *txt = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(17));
 	json_decref(j);
-	const char *vals[] = {key, hex, txt, now};
-	struct params p = {.vals = vals, .n = 4};
-	PGresult *r = run(c,
-			  "INSERT INTO rtsync.idempotency (key, fingerprint, result, ts) "
-			  "VALUES ($1, decode($2, 'hex'), $3, $4::bigint) ON CONFLICT (key) DO UPDATE "
-			  "SET fingerprint = excluded.fingerprint, result = excluded.result, "
-			  "ts = excluded.ts",
-			  &p, err);
+	PGresult *r = run(c, D->key_record_sql, (const char *const[]){key, hex, txt, now}, 4, err);
 	free(txt);
 	if (!r)
 		return -1;
@@ -1628,13 +1267,13 @@ static int stream(struct pg_store *s)
 	struct rt_buf q;
 	rt_buf_init(&q);
 	rt_buf_append_str(&q, "START_REPLICATION SLOT ");
-	append_ident(&q, s->name);
+	rt_sql_ident(&q, s->name);
 	rt_buf_printf(&q, " LOGICAL %X/%X (proto_version '1', publication_names ",
 		      (unsigned)(s->end_lsn >> 32), (unsigned)s->end_lsn);
 	/* a quoted literal holding a quoted identifier */
 	struct rt_buf pub;
 	rt_buf_init(&pub);
-	append_ident(&pub, s->name);
+	rt_sql_ident(&pub, s->name);
 	rt_buf_append_byte(&pub, 0);
 	char *lit = PQescapeLiteral(c, (const char *)pub.data, strlen((const char *)pub.data));
 	rt_buf_printf(&q, "%s)", lit ? lit : "''");
@@ -1882,18 +1521,18 @@ static int setup_replication(struct pg_store *s, PGconn *c, bool *is_slot_new, c
 	const struct rt_store_schema *sc = &s->base.schema;
 	if (!has_pub) {
 		rt_buf_append_str(&b, "CREATE PUBLICATION ");
-		append_ident(&b, s->name);
+		rt_sql_ident(&b, s->name);
 		if (sc->n_tables)
 			rt_buf_append_str(&b, " FOR TABLE ");
 	} else if (sc->n_tables) {
 		rt_buf_append_str(&b, "ALTER PUBLICATION ");
-		append_ident(&b, s->name);
+		rt_sql_ident(&b, s->name);
 		rt_buf_append_str(&b, " SET TABLE ");
 	}
 	for (size_t i = 0; b.len && i < sc->n_tables; i++) {
 		if (i)
 			rt_buf_append_byte(&b, ',');
-		append_table(&b, &sc->tables[i]);
+		rt_sql_table(&b, D, &sc->tables[i]);
 	}
 	if (b.len) {
 		rt_buf_append_byte(&b, 0);
@@ -2134,7 +1773,7 @@ static int rls_oids(struct pg_store *s, PGconn *c, char *err, size_t err_cap)
 	for (size_t i = 0; i < sc->n_tables; i++) {
 		struct rt_buf b;
 		rt_buf_init(&b);
-		append_table(&b, &sc->tables[i]);
+		rt_sql_table(&b, D, &sc->tables[i]);
 		rt_buf_append_byte(&b, 0);
 		json_array_append_new(names, json_string((const char *)b.data));
 		rt_buf_deinit(&b);
@@ -2331,16 +1970,15 @@ static int pg_selectable(struct rt_store *base, const char *role, const struct r
 		return -1;
 	struct rt_buf tb;
 	rt_buf_init(&tb);
-	append_table(&tb, t);
+	rt_sql_table(&tb, D, t);
 	rt_buf_append_byte(&tb, 0);
 	const char *vals[] = {role, (const char *)tb.data};
-	struct params p = {.vals = vals, .n = 2};
 	PGresult *res = run(c,
 			    "SELECT a.attname, r.oid IS NOT NULL AND has_column_privilege(r.oid,"
 			    " a.attrelid, a.attnum, 'SELECT') FROM pg_attribute a LEFT JOIN pg_roles r"
 			    " ON r.rolname = $1 WHERE a.attrelid = $2::regclass AND a.attnum > 0"
 			    " AND NOT a.attisdropped",
-			    &p, &err);
+			    vals, 2, &err);
 	pool_put(s, c);
 	rt_buf_deinit(&tb);
 	if (!res) {
@@ -2417,11 +2055,10 @@ static int pg_visible(struct rt_store *base, const struct rt_store_table *t, con
 	char *row_txt = json_dumps(row, JSON_COMPACT | JSON_REAL_PRECISION(17));
 	struct rt_buf tb;
 	rt_buf_init(&tb);
-	append_table(&tb, t);
+	rt_sql_table(&tb, D, t);
 	rt_buf_append_byte(&tb, 0);
 	const char *vals[] = {(const char *)tb.data, row_txt ? row_txt : "{}",
 			      (const char *)arr.data};
-	struct params p = {.vals = vals, .n = 3};
 	struct rt_store_error err;
 	PGconn *c = pool_get(s, &err);
 	PGresult *res = NULL;
@@ -2429,7 +2066,7 @@ static int pg_visible(struct rt_store *base, const struct rt_store_table *t, con
 		goto out;
 	atomic_fetch_add(&rt_metrics_rls_db_checks, 1);
 	res = run(c, "SELECT array_to_json(rtsync.visible($1::regclass, $2::jsonb, $3::jsonb))::text",
-		  &p, &err);
+		  vals, 3, &err);
 	pool_put(s, c);
 	if (!res) {
 		rt_warn("store: row-level security check of %s: %s", t->name, err.message);
@@ -2477,12 +2114,11 @@ static int pg_topic_allowed(struct rt_store *base, const struct rt_auth *who,
 	if (exec_simple(c, "BEGIN", &err))
 		goto out;
 	const char *v1[] = {topic, extension};
-	struct params p1 = {.vals = v1, .n = 2};
 	if (!is_write &&
 	    !(res = run(c,
 			"INSERT INTO realtime.messages (topic, extension, private) VALUES ($1, $2,"
 			" true) RETURNING id::text",
-			&p1, &err)))
+			v1, 2, &err)))
 		goto out;
 	char id[64] = "";
 	if (res)
@@ -2490,8 +2126,7 @@ static int pg_topic_allowed(struct rt_store *base, const struct rt_auth *who,
 	PQclear(res);
 	res = NULL;
 	const char *v2[] = {topic};
-	struct params p2 = {.vals = v2, .n = 1};
-	if (!(res = run(c, "SELECT set_config('realtime.topic', $1, true)", &p2, &err)))
+	if (!(res = run(c, "SELECT set_config('realtime.topic', $1, true)", v2, 1, &err)))
 		goto out;
 	PQclear(res);
 	res = NULL;
@@ -2500,18 +2135,16 @@ static int pg_topic_allowed(struct rt_store *base, const struct rt_auth *who,
 		goto out;
 	if (is_write) {
 		const char *v4[] = {extension};
-		struct params p4 = {.vals = v4, .n = 1};
 		res = run(c,
 			  "INSERT INTO realtime.messages (topic, extension, private) VALUES"
 			  " (realtime.topic(), $1, true)",
-			  &p4, &err);
+			  v4, 1, &err);
 		if (res)
 			*allowed = true;
 		rc = res || !strcmp(err.code, "42501") ? 0 : -1;
 	} else {
 		const char *v3[] = {id};
-		struct params p3 = {.vals = v3, .n = 1};
-		res = run(c, "SELECT 1 FROM realtime.messages WHERE id = $1::uuid", &p3, &err);
+		res = run(c, "SELECT 1 FROM realtime.messages WHERE id = $1::uuid", v3, 1, &err);
 		if (res) {
 			*allowed = PQntuples(res) > 0;
 			rc = 0;

@@ -179,6 +179,13 @@ static const char *bind_own(struct rt_sql_binds *b, char *s)
 	return s;
 }
 
+void rt_sql_binds_keep(struct rt_sql_binds *b, size_t from)
+{
+	for (size_t i = from; i < b->n; i++)
+		if (b->v[i].kind == RT_SQL_BIND_TEXT && b->v[i].text)
+			b->v[i].text = b->texts[i] = bind_own(b, rt_xstrdup(b->v[i].text));
+}
+
 /* ---- names and values ---- */
 
 void rt_sql_ident(struct rt_buf *b, const char *name)
@@ -559,6 +566,48 @@ void rt_sql_insert_head(struct rt_buf *b, struct rt_sql_binds *bv, const struct 
 		rt_buf_append_str(b, " FROM ");
 		record_as(b, bv, d, t, row, "_j");
 	} else {
+		rt_buf_append_byte(b, ')');
+	}
+}
+
+void rt_sql_insert_head_rows(struct rt_buf *b, struct rt_sql_binds *bv,
+			     const struct rt_sql_dialect *d, const struct rt_store_table *t,
+			     const struct rt_store_column *const *names, size_t n, const json_t *rows)
+{
+	rt_buf_append_str(b, "INSERT INTO ");
+	rt_sql_table(b, d, t);
+	rt_buf_append_str(b, d->write_alias);
+	rt_buf_append_str(b, " (");
+	for (size_t j = 0; j < n; j++) {
+		if (j)
+			rt_buf_append_byte(b, ',');
+		rt_sql_ident(b, names[j]->name);
+	}
+	if (d->is_record_rows) {
+		rt_buf_append_str(b, ") SELECT ");
+		for (size_t j = 0; j < n; j++) {
+			if (j)
+				rt_buf_append_byte(b, ',');
+			rt_sql_col(b, d, "_j", names[j]->name);
+		}
+		rt_buf_append_str(b, " FROM json_populate_recordset(NULL::");
+		rt_sql_table(b, d, t);
+		rt_buf_append_str(b, ", ");
+		char *txt = json_dumps(rows, JSON_COMPACT | JSON_REAL_PRECISION(17));
+		rt_sql_param(b, bv, d, "json", bind_own(bv, txt ? txt : rt_xstrdup("[]")));
+		rt_buf_append_str(b, "::json) _j");
+		return;
+	}
+	rt_buf_append_str(b, ") VALUES ");
+	size_t i;
+	const json_t *row;
+	json_array_foreach(rows, i, row) {
+		rt_buf_append_str(b, i ? ",(" : "(");
+		for (size_t j = 0; j < n; j++) {
+			if (j)
+				rt_buf_append_byte(b, ',');
+			row_value(b, bv, d, "_j", names[j], row);
+		}
 		rt_buf_append_byte(b, ')');
 	}
 }

@@ -103,6 +103,9 @@ extern const struct rt_sql_dialect rt_sql_postgres;
 void rt_sql_binds_init(struct rt_sql_binds *b);
 /* Frees the arrays and the texts the builder made; b is empty after it. */
 void rt_sql_binds_deinit(struct rt_sql_binds *b);
+/* Makes the texts of binds from..n owned copies: their source (a policy
+ * predicate rendered and freed at once) need not outlive the statement. */
+void rt_sql_binds_keep(struct rt_sql_binds *b, size_t from);
 
 /* "name" with '"' doubled. */
 void rt_sql_ident(struct rt_buf *b, const char *name);
@@ -189,6 +192,13 @@ int rt_sql_insert_columns(const struct rt_write *w, const json_t *row,
 void rt_sql_insert_head(struct rt_buf *b, struct rt_sql_binds *bv, const struct rt_sql_dialect *d,
 			const struct rt_store_table *t, const struct rt_store_column *const *names,
 			size_t n, const json_t *row);
+/* The same head for several rows (an array of objects writing the columns
+ * names, n > 0): PostgreSQL reads them as one json_populate_recordset, a
+ * dialect without record rows gets one VALUES list per row. One statement
+ * is parsed and planned once, not once per row. */
+void rt_sql_insert_head_rows(struct rt_buf *b, struct rt_sql_binds *bv,
+			     const struct rt_sql_dialect *d, const struct rt_store_table *t,
+			     const struct rt_store_column *const *names, size_t n, const json_t *rows);
 int rt_sql_conflict_target(struct rt_buf *b, const struct rt_write *w, struct rt_store_error *e);
 void rt_sql_do_update(struct rt_buf *b, const struct rt_store_column *const *names, size_t n);
 /* "UPDATE t SET <set's keys> …" up to where a WHERE may follow. Returns 0, or

@@ -21,6 +21,7 @@
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "store/sql.h"
 #include "store/store_int.h"
 
 #define BUSY_TIMEOUT_MS 5000
@@ -509,28 +510,6 @@ static int exec_schema(sqlite3 *db, const char *sql, struct rt_policies *pol, ch
 	return rc;
 }
 
-static void append_ident(struct rt_buf *b, const char *name)
-{
-	rt_buf_append_byte(b, '"');
-	for (const char *p = name; *p; p++) {
-		if (*p == '"')
-			rt_buf_append_byte(b, '"');
-		rt_buf_append_byte(b, (uint8_t)*p);
-	}
-	rt_buf_append_byte(b, '"');
-}
-
-static void append_literal(struct rt_buf *b, const char *s)
-{
-	rt_buf_append_byte(b, '\'');
-	for (const char *p = s; *p; p++) {
-		if (*p == '\'')
-			rt_buf_append_byte(b, '\'');
-		rt_buf_append_byte(b, (uint8_t)*p);
-	}
-	rt_buf_append_byte(b, '\'');
-}
-
 static int load_schema(struct sqlite_store *s, sqlite3 *db, char *err, size_t err_cap)
 {
 	sqlite3_stmt *st;
@@ -559,7 +538,7 @@ static int load_schema(struct sqlite_store *s, sqlite3 *db, char *err, size_t er
 		struct rt_buf q;
 		rt_buf_init(&q);
 		rt_buf_append_str(&q, "SELECT name, type, \"notnull\", pk FROM pragma_table_info(");
-		append_literal(&q, t->name);
+		rt_sql_literal(&q, t->name);
 		rt_buf_append_str(&q, ") ORDER BY cid");
 		int rc = sqlite3_prepare_v2(db, q.data, -1, &st, NULL);
 		rt_buf_deinit(&q);
@@ -588,16 +567,16 @@ static void row_json(struct rt_buf *b, const struct rt_store_table *t, const cha
 	for (size_t i = 0; i < t->n_cols; i++) {
 		if (i)
 			rt_buf_append_byte(b, ',');
-		append_literal(b, t->cols[i].name);
+		rt_sql_literal(b, t->cols[i].name);
 		rt_buf_printf(b, ",CASE typeof(%s.", ver);
-		append_ident(b, t->cols[i].name);
+		rt_sql_ident(b, t->cols[i].name);
 		rt_buf_printf(b, ") WHEN 'blob' THEN hex(%s.", ver);
-		append_ident(b, t->cols[i].name);
+		rt_sql_ident(b, t->cols[i].name);
 		/* json_object keeps 15 digits of a real: 17 round-trip exactly */
 		rt_buf_printf(b, ") WHEN 'real' THEN printf('%%!.17g', %s.", ver);
-		append_ident(b, t->cols[i].name);
+		rt_sql_ident(b, t->cols[i].name);
 		rt_buf_printf(b, ") ELSE %s.", ver);
-		append_ident(b, t->cols[i].name);
+		rt_sql_ident(b, t->cols[i].name);
 		rt_buf_append_str(b, " END");
 	}
 	rt_buf_append_byte(b, ')');
@@ -624,13 +603,13 @@ static int install_triggers(struct sqlite_store *s, sqlite3 *db, char *err, size
 			rt_buf_init(&name);
 			rt_buf_printf(&name, "_rtsync_%s_%s", t->name, ops[k]);
 			rt_buf_append_str(&b, "DROP TRIGGER IF EXISTS ");
-			append_ident(&b, name.data);
+			rt_sql_ident(&b, name.data);
 			rt_buf_append_str(&b, "; CREATE TRIGGER ");
-			append_ident(&b, name.data);
+			rt_sql_ident(&b, name.data);
 			rt_buf_printf(&b, " AFTER %s ON ", ops[k]);
-			append_ident(&b, t->name);
+			rt_sql_ident(&b, t->name);
 			rt_buf_append_str(&b, " BEGIN INSERT INTO _rtsync_changes (tbl, op, new, old, ts) VALUES (");
-			append_literal(&b, t->name);
+			rt_sql_literal(&b, t->name);
 			rt_buf_printf(&b, ",'%s',", ops[k]);
 			if (k == 2)
 				rt_buf_append_str(&b, "NULL");
@@ -744,131 +723,24 @@ static void sq_close(struct rt_store *base)
 
 /* ---- SQL from a query ---- */
 
-/* Values to bind, in order: (type, text) pairs; the texts are copies (a
- * policy predicate is freed once rendered). */
-struct binds {
-	const char **types;
-	char **texts;
-	size_t n, cap;
-};
+#define D (&rt_sql_sqlite)
 
-static void bind_push(struct binds *b, const char *type, const char *text)
+/* Binds bv's values from index first on: texts converted to their column's
+ * type, JSON values of rows as they are. */
+static void bind_all(sqlite3_stmt *st, const struct rt_sql_binds *bv, size_t first)
 {
-	if (b->n == b->cap) {
-		b->cap = b->cap ? b->cap * 2 : 16;
-		b->types = rt_xrealloc(b->types, b->cap * sizeof *b->types);
-		b->texts = rt_xrealloc(b->texts, b->cap * sizeof *b->texts);
+	for (size_t i = 0; bv && i < bv->n; i++) {
+		const struct rt_sql_bind *v = &bv->v[i];
+		if (v->kind == RT_SQL_BIND_JSON)
+			bind_json(st, (int)(first + i), v->type, v->json);
+		else
+			bind_text_as(st, (int)(first + i), v->type, v->text);
 	}
-	b->types[b->n] = type;
-	b->texts[b->n] = rt_xstrdup(text);
-	b->n++;
 }
 
-static void binds_free(struct binds *b)
-{
-	for (size_t i = 0; i < b->n; i++)
-		free(b->texts[i]);
-	free(b->types);
-	free(b->texts);
-}
-
-static int col_or_err(const struct rt_store_table *t, const char *name,
-		      const struct rt_store_column **out, struct rt_store_error *e)
-{
-	*out = rt_store_column(t, name);
-	if (!*out) {
-		set_err(e, 400, "42703", NULL, "column %s.%s does not exist", t->name, name);
-		return -1;
-	}
-	return 0;
-}
-
-/* Appends a column reference: "c", or qual."c" (an upsert's excluded row). */
-static void append_col(struct rt_buf *b, const char *qual, const char *name)
-{
-	if (qual)
-		rt_buf_printf(b, "%s.", qual);
-	append_ident(b, name);
-}
-
-/* Renders a filter or policy predicate tree as SQL with typed binds; qual
- * NULL or the table the columns belong to. */
-static int where_sql(struct rt_buf *b, struct binds *bv, const struct rt_store_table *t,
-		     const struct rt_query_node *n, const char *qual, struct rt_store_error *e)
-{
-	if (n->is_negated)
-		rt_buf_append_str(b, "NOT ");
-	if (n->kind != RT_QUERY_COND) {
-		if (!n->n_children) {
-			rt_buf_append_str(b, "1");
-			return 0;
-		}
-		rt_buf_append_byte(b, '(');
-		for (size_t i = 0; i < n->n_children; i++) {
-			if (i)
-				rt_buf_append_str(b, n->kind == RT_QUERY_AND ? " AND " : " OR ");
-			if (where_sql(b, bv, t, &n->children[i], qual, e))
-				return -1;
-		}
-		rt_buf_append_byte(b, ')');
-		return 0;
-	}
-	const struct rt_store_column *c;
-	if (col_or_err(t, n->column, &c, e))
-		return -1;
-	rt_buf_append_byte(b, '(');
-	const char *v0 = n->n_values ? n->values[0] : "";
-	switch (n->op) {
-	case RT_QUERY_IS:
-		append_col(b, qual, c->name);
-		if (!strcasecmp(v0, "null") || !strcasecmp(v0, "unknown"))
-			rt_buf_append_str(b, " IS NULL");
-		else if (!strcasecmp(v0, "true"))
-			rt_buf_append_str(b, " IS 1");
-		else if (!strcasecmp(v0, "false"))
-			rt_buf_append_str(b, " IS 0");
-		else {
-			set_err(e, 400, "PGRST100", NULL, "failed to parse filter (is.%s)", v0);
-			return -1;
-		}
-		break;
-	case RT_QUERY_IN:
-		append_col(b, qual, c->name);
-		rt_buf_append_str(b, " IN (");
-		for (size_t i = 0; i < n->n_values; i++) {
-			rt_buf_append_str(b, i ? ",?" : "?");
-			bind_push(bv, c->type, n->values[i]);
-		}
-		rt_buf_append_byte(b, ')');
-		break;
-	case RT_QUERY_ILIKE:
-		rt_buf_append_str(b, "rt_lower(");
-		append_col(b, qual, c->name);
-		rt_buf_append_str(b, ") LIKE rt_lower(?) ESCAPE '\\'");
-		bind_push(bv, "text", v0);
-		break;
-	case RT_QUERY_LIKE:
-		append_col(b, qual, c->name);
-		rt_buf_append_str(b, " LIKE ? ESCAPE '\\'");
-		bind_push(bv, "text", v0);
-		break;
-	default: {
-		static const char *const sym[] = {
-			[RT_QUERY_EQ] = " = ?", [RT_QUERY_NEQ] = " <> ?", [RT_QUERY_GT] = " > ?",
-			[RT_QUERY_GTE] = " >= ?", [RT_QUERY_LT] = " < ?", [RT_QUERY_LTE] = " <= ?",
-		};
-		append_col(b, qual, c->name);
-		rt_buf_append_str(b, sym[n->op]);
-		bind_push(bv, c->type, v0);
-	}
-	}
-	rt_buf_append_byte(b, ')');
-	return 0;
-}
-
-/* A statement for sql: an idle one of the connection's, else compiled.
- * Give it back with release(). */
-static int prepare(struct conn *c, const char *sql, const struct binds *bv, size_t first,
+/* A statement for sql: an idle one of the connection's, else compiled, with
+ * bv bound from index first on. Give it back with release(). */
+static int prepare(struct conn *c, const char *sql, const struct rt_sql_binds *bv, size_t first,
 		   sqlite3_stmt **out, struct rt_store_error *e)
 {
 	*out = NULL;
@@ -885,8 +757,7 @@ static int prepare(struct conn *c, const char *sql, const struct binds *bv, size
 		sql_err(e, c->db);
 		return -1;
 	}
-	for (size_t i = 0; bv && i < bv->n; i++)
-		bind_text_as(*out, (int)(first + i), bv->types[i], bv->texts[i]);
+	bind_all(*out, bv, first);
 	return 0;
 }
 
@@ -914,37 +785,6 @@ static json_t *row_object(sqlite3_stmt *st, const struct rt_store_column **cols,
 	for (size_t i = 0; i < n; i++)
 		json_object_set_new(row, keys[i], typed_from_stmt(cols[i]->type, st, (int)i));
 	return row;
-}
-
-static void order_sql(struct rt_buf *b, const struct rt_query *q)
-{
-	for (size_t i = 0; q && i < q->n_order; i++) {
-		rt_buf_append_str(b, i ? ", " : " ORDER BY ");
-		append_ident(b, q->order[i].column);
-		bool desc = q->order[i].is_desc;
-		enum rt_query_nulls nulls = q->order[i].nulls;
-		if (nulls == RT_QUERY_NULLS_DEFAULT) /* Postgres: nulls sort as largest */
-			nulls = desc ? RT_QUERY_NULLS_FIRST : RT_QUERY_NULLS_LAST;
-		rt_buf_append_str(b, desc ? " DESC" : " ASC");
-		rt_buf_append_str(b, nulls == RT_QUERY_NULLS_FIRST ? " NULLS FIRST" : " NULLS LAST");
-	}
-}
-
-static int check_order(const struct rt_store_table *t, const struct rt_query *q,
-		       struct rt_store_error *e)
-{
-	const struct rt_store_column *c;
-	for (size_t i = 0; q && i < q->n_order; i++)
-		if (col_or_err(t, q->order[i].column, &c, e))
-			return -1;
-	return 0;
-}
-
-static void limit_sql(struct rt_buf *b, const struct rt_query *q)
-{
-	long long limit = q && q->limit >= 0 && q->limit < RT_STORE_MAX_ROWS ? q->limit
-									      : RT_STORE_MAX_ROWS;
-	rt_buf_printf(b, " LIMIT %lld OFFSET %lld", limit, q && q->offset > 0 ? q->offset : 0);
 }
 
 /* The log's newest position (0 when empty), as db's transaction sees it. */
@@ -1005,10 +845,10 @@ static int rls_err(struct rt_store_error *e, const struct op *o, const struct rt
  * Appends the condition of cmd's policies for o's requester (USING, or WITH
  * CHECK with is_check), after " AND " when b holds something: nothing when
  * RLS does not apply, "0" when no row passes (also for an opaque verdict,
- * which a schema file cannot produce). qual as where_sql takes it.
+ * which a schema file cannot produce). qual as rt_sql_where() takes it.
  */
 static int policy_sql(const struct op *o, const struct rt_store_table *t, unsigned cmd,
-		      bool is_check, const char *qual, struct rt_buf *b, struct binds *bv,
+		      bool is_check, const char *qual, struct rt_buf *b, struct rt_sql_binds *bv,
 		      struct rt_store_error *e)
 {
 	struct rt_query_node pred;
@@ -1019,10 +859,12 @@ static int policy_sql(const struct op *o, const struct rt_store_table *t, unsign
 	if (b->len)
 		rt_buf_append_str(b, " AND ");
 	if (v != RT_POLICY_ROWS) {
-		rt_buf_append_str(b, "0");
+		rt_buf_append_str(b, D->sql_false);
 		return 0;
 	}
-	int rc = where_sql(b, bv, t, &pred, qual, e);
+	size_t first = bv->n;
+	int rc = rt_sql_where(b, bv, D, t, &pred, qual, e);
+	rt_sql_binds_keep(bv, first); /* the predicate goes now */
 	rt_query_node_deinit(&pred);
 	return rc;
 }
@@ -1035,9 +877,9 @@ static int policy_sql(const struct op *o, const struct rt_store_table *t, unsign
  */
 static int target_where(const struct op *o, const struct rt_store_table *t,
 			const struct rt_query_node *filters, unsigned cmd, struct rt_buf *b,
-			struct binds *bv, struct rt_store_error *e)
+			struct rt_sql_binds *bv, struct rt_store_error *e)
 {
-	if (filters && where_sql(b, bv, t, filters, NULL, e))
+	if (filters && rt_sql_where(b, bv, D, t, filters, NULL, e))
 		return -1;
 	if (policy_sql(o, t, cmd, false, NULL, b, bv, e))
 		return -1;
@@ -1113,34 +955,24 @@ static int sq_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 	const char **keys = NULL;
 	size_t n_cols;
 	struct rt_buf where, sql;
-	struct binds bv = {0};
+	struct rt_sql_binds bv;
+	rt_sql_binds_init(&bv);
 	sqlite3_stmt *st = NULL;
 	bool is_txn = false;
 	struct op o;
 	op_init(&o, s, conn, r->who, true);
 	rt_buf_init(&where);
 	rt_buf_init(&sql);
-	if (select_cols(t, r->query, &cols, &keys, &n_cols, err) || check_order(t, r->query, err))
+	if (select_cols(t, r->query, &cols, &keys, &n_cols, err) ||
+	    rt_sql_check_order(t, r->query, err))
 		goto out;
 	/* The rows the requester may select; limit, offset and the count apply to them. */
 	if (target_where(&o, t, r->query ? &r->query->where : NULL, RT_POLICY_SELECT, &where, &bv,
 			 err))
 		goto out;
 
-	rt_buf_append_str(&sql, "SELECT ");
-	for (size_t i = 0; i < n_cols; i++) {
-		if (i)
-			rt_buf_append_byte(&sql, ',');
-		append_ident(&sql, cols[i]->name);
-	}
-	if (!n_cols)
-		rt_buf_append_str(&sql, "NULL");
-	rt_buf_append_str(&sql, " FROM ");
-	append_ident(&sql, t->name);
-	if (where.len)
-		rt_buf_printf(&sql, " WHERE %s", where.data);
-	order_sql(&sql, r->query);
-	limit_sql(&sql, r->query);
+	if (rt_sql_read(&sql, D, t, cols, keys, n_cols, where.data, r->query, false, err))
+		goto out;
 	/* With a position, the rows and the log's last position come from one
 	 * read transaction (the log is a table of the same database). */
 	if (r->position) {
@@ -1166,10 +998,7 @@ static int sq_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 	st = NULL;
 	if (r->wants_count) {
 		rt_buf_reset(&sql);
-		rt_buf_append_str(&sql, "SELECT count(*) FROM ");
-		append_ident(&sql, t->name);
-		if (where.len)
-			rt_buf_printf(&sql, " WHERE %s", where.data);
+		rt_sql_count(&sql, D, t, where.data);
 		if (prepare(conn, sql.data, &bv, 1, &st, err) || sqlite3_step(st) != SQLITE_ROW) {
 			if (st)
 				sql_err(err, db);
@@ -1185,7 +1014,7 @@ out:
 	if (is_txn)
 		sqlite3_exec(db, "COMMIT", NULL, NULL, NULL); /* read only: nothing to lose */
 	op_deinit(&o);
-	binds_free(&bv);
+	rt_sql_binds_deinit(&bv);
 	rt_buf_deinit(&where);
 	rt_buf_deinit(&sql);
 	free(cols);
@@ -1308,48 +1137,17 @@ static void duplicate_details(struct rt_store_error *e, const json_t *row)
 	rt_buf_deinit(&values);
 }
 
-/* Appends the columns of an upsert's conflict target: on_conflict, else
- * the primary key. */
-static int conflict_target_sql(struct rt_buf *b, const struct rt_write *w,
-			       struct rt_store_error *err)
-{
-	const struct rt_store_table *t = w->table;
-	const struct rt_query *q = w->where;
-	size_t n_conf = 0;
-	rt_buf_append_str(b, " ON CONFLICT (");
-	for (size_t j = 0; q && j < q->n_on_conflict; j++) {
-		const struct rt_store_column *c;
-		if (col_or_err(t, q->on_conflict[j], &c, err))
-			return -1;
-		rt_buf_append_str(b, n_conf++ ? "," : "");
-		append_ident(b, c->name);
-	}
-	for (size_t j = 0; !n_conf && j < t->n_cols; j++) {
-		if (!t->cols[j].is_pk)
-			continue;
-		rt_buf_append_str(b, n_conf++ ? "," : "");
-		append_ident(b, t->cols[j].name);
-	}
-	rt_buf_append_byte(b, ')');
-	return 0;
-}
-
-/* Runs one INSERT statement: names[i] bound from row, then bv. Without
- * RETURNING (is_returning false) the rows are counted, not read back. */
+/* Runs one INSERT statement with bv bound. Without RETURNING (is_returning
+ * false) the rows are counted, not read back. */
 static int run_insert(const struct rt_store_cas *cas, const struct rt_write *w, const json_t *row,
-		      const char **names, size_t n, const char *sql, const struct binds *bv,
-		      const struct row_check *chk, bool is_returning, size_t *n_rows,
-		      struct rt_store_error *err)
+		      const char *sql, const struct rt_sql_binds *bv, const struct row_check *chk,
+		      bool is_returning, size_t *n_rows, struct rt_store_error *err)
 {
 	const struct op *o = cas->ctx;
 	const struct rt_store_table *t = w->table;
 	sqlite3_stmt *st;
-	if (prepare(o->conn, sql, bv, n + 1, &st, err))
+	if (prepare(o->conn, sql, bv, 1, &st, err))
 		return -1;
-	for (size_t j = 0; j < n; j++) {
-		const struct rt_store_column *c = rt_store_column(t, names[j]);
-		bind_json(st, (int)j + 1, c->type, json_object_get(row, names[j]));
-	}
 	int rc = step_rows(cas, st, t, true, chk, n_rows, err);
 	if (!rc && !is_returning) {
 		*n_rows = (size_t)sqlite3_changes(o->db);
@@ -1386,9 +1184,10 @@ static bool is_rowid_key(sqlite3 *db, const struct rt_store_table *t)
 	       decl && !strcasecmp(decl, "integer");
 }
 
-/* Whether the row written (names[0..n) of row) leaves no key column NULL. */
+/* Whether the row written (the columns names[0..n) of row) leaves no key
+ * column NULL. */
 static bool is_key_given(const struct rt_store_table *t, bool rowid_key, const json_t *row,
-			 const char **names, size_t n)
+			 const struct rt_store_column *const *names, size_t n)
 {
 	if (rowid_key)
 		return true;
@@ -1397,7 +1196,7 @@ static bool is_key_given(const struct rt_store_table *t, bool rowid_key, const j
 			continue;
 		bool is_written = false;
 		for (size_t j = 0; j < n && !is_written; j++)
-			is_written = !strcmp(names[j], t->cols[i].name);
+			is_written = names[j] == &t->cols[i];
 		const json_t *v = json_object_get(row, t->cols[i].name);
 		if (!is_written || !v || json_is_null(v))
 			return false;
@@ -1418,61 +1217,30 @@ static int insert_row(const struct rt_store_cas *cas, const struct rt_write *w, 
 {
 	const struct op *o = cas->ctx;
 	const struct rt_store_table *t = w->table;
-	const struct rt_query *q = w->where;
 	int rc = -1;
-	struct rt_buf head, sql;
-	struct binds none = {0}, bv = {0};
-	rt_buf_init(&head);
+	struct rt_buf sql, where;
+	struct rt_sql_binds bv;
 	rt_buf_init(&sql);
-	/* With columns=, every named column is written (missing keys as NULL);
-	 * otherwise only the row's keys, so defaults apply to the rest. */
-	const char **names = rt_xcalloc(t->n_cols + 1, sizeof *names);
-	size_t n = 0;
-	if (q && q->n_columns) {
-		for (size_t j = 0; j < q->n_columns && n < t->n_cols; j++) {
-			const struct rt_store_column *c;
-			if (col_or_err(t, q->columns[j], &c, err))
-				goto out;
-			if (!w->is_missing_default || json_object_get(row, c->name))
-				names[n++] = c->name;
-		}
-	} else {
-		const char *k;
-		json_t *v;
-		json_object_foreach((json_t *)row, k, v)
-			names[n++] = k;
-	}
-	rt_buf_append_str(&head, "INSERT INTO ");
-	append_ident(&head, t->name);
-	if (n) {
-		rt_buf_append_str(&head, " (");
-		for (size_t j = 0; j < n; j++) {
-			if (j)
-				rt_buf_append_byte(&head, ',');
-			append_ident(&head, names[j]);
-		}
-		rt_buf_append_str(&head, ") VALUES (");
-		for (size_t j = 0; j < n; j++)
-			rt_buf_append_str(&head, j ? ",?" : "?");
-		rt_buf_append_byte(&head, ')');
-	} else {
-		rt_buf_append_str(&head, " DEFAULT VALUES");
-	}
-	rt_buf_append(&sql, head.data, head.len);
+	rt_buf_init(&where);
+	rt_sql_binds_init(&bv);
+	const struct rt_store_column **names = rt_xcalloc(t->n_cols + 1, sizeof *names);
+	size_t n;
+	if (rt_sql_insert_columns(w, row, names, &n, err))
+		goto out;
+	rt_sql_insert_head(&sql, &bv, D, t, names, n, row);
 	if (w->kind == RT_WRITE_UPSERT) {
-		if (conflict_target_sql(&sql, w, err))
+		if (rt_sql_conflict_target(&sql, w, err))
 			goto out;
 		rt_buf_append_str(&sql, " DO NOTHING");
 	}
 	/* Read back unless only counted, unchecked, and the key cannot be NULL
 	 * (SQLite lets a NULL into a key that is not the rowid: 23502 below). */
-	bool is_returning = !o->is_counted || chk->insert.n || !is_key_given(t, chk->rowid_key, row,
-									      names, n);
+	bool is_returning =
+		!o->is_counted || chk->insert.n || !is_key_given(t, chk->rowid_key, row, names, n);
 	if (is_returning)
 		rt_buf_append_str(&sql, " RETURNING *");
 	size_t n_rows;
-	if (run_insert(cas, w, row, names, n, sql.data, &none, &chk->insert, is_returning, &n_rows,
-		       err))
+	if (run_insert(cas, w, row, sql.data, &bv, &chk->insert, is_returning, &n_rows, err))
 		goto out;
 	if (n_rows || w->kind != RT_WRITE_UPSERT || w->is_ignore_duplicates || !n) {
 		rc = 0;
@@ -1480,36 +1248,24 @@ static int insert_row(const struct rt_store_cas *cas, const struct rt_write *w, 
 	}
 	/* The row exists: the update path. */
 	rt_buf_reset(&sql);
-	rt_buf_append(&sql, head.data, head.len);
-	if (conflict_target_sql(&sql, w, err))
+	rt_sql_binds_deinit(&bv);
+	rt_sql_insert_head(&sql, &bv, D, t, names, n, row);
+	if (rt_sql_conflict_target(&sql, w, err))
 		goto out;
-	rt_buf_append_str(&sql, " DO UPDATE SET ");
-	for (size_t j = 0; j < n; j++) {
-		if (j)
-			rt_buf_append_byte(&sql, ',');
-		append_ident(&sql, names[j]);
-		rt_buf_append_str(&sql, " = excluded.");
-		append_ident(&sql, names[j]);
-	}
-	struct rt_buf where;
-	rt_buf_init(&where);
-	int wrc = policy_sql(o, t, RT_POLICY_INSERT, true, "excluded", &where, &bv, err);
-	if (!wrc)
-		wrc = target_where(o, t, NULL, RT_POLICY_UPDATE, &where, &bv, err);
-	if (!wrc && where.len)
-		rt_buf_printf(&sql, " WHERE %s", where.data);
-	rt_buf_deinit(&where);
-	if (wrc)
+	rt_sql_do_update(&sql, names, n);
+	if (policy_sql(o, t, RT_POLICY_INSERT, true, "excluded", &where, &bv, err) ||
+	    target_where(o, t, NULL, RT_POLICY_UPDATE, &where, &bv, err))
 		goto out;
+	rt_sql_where_clause(&sql, where.data);
 	rt_buf_append_str(&sql, " RETURNING *");
-	if (run_insert(cas, w, row, names, n, sql.data, &bv, &chk->update, true, &n_rows, err))
+	if (run_insert(cas, w, row, sql.data, &bv, &chk->update, true, &n_rows, err))
 		goto out;
 	rc = n_rows ? 0 : rls_err(err, o, t);
 out:
 	free(names);
-	binds_free(&bv);
-	rt_buf_deinit(&head);
+	rt_sql_binds_deinit(&bv);
 	rt_buf_deinit(&sql);
+	rt_buf_deinit(&where);
 	return rc;
 }
 
@@ -1536,41 +1292,6 @@ static int insert_rows(const struct rt_store_cas *cas, const struct rt_write *w,
 	return rc;
 }
 
-/* Appends "SET a = ?, b = ?" for the keys of apply (UPDATE) or nothing
- * (DELETE) to "UPDATE t " / "DELETE FROM t"; returns the number of SETs. */
-static size_t update_head(struct rt_buf *b, const struct rt_store_table *t, const json_t *apply)
-{
-	size_t n_set = 0;
-	if (!apply) {
-		rt_buf_append_str(b, "DELETE FROM ");
-		append_ident(b, t->name);
-		return 0;
-	}
-	rt_buf_append_str(b, "UPDATE ");
-	append_ident(b, t->name);
-	rt_buf_append_str(b, " SET ");
-	const char *k;
-	json_t *v;
-	json_object_foreach((json_t *)apply, k, v) {
-		if (n_set++)
-			rt_buf_append_byte(b, ',');
-		append_ident(b, k);
-		rt_buf_append_str(b, " = ?");
-	}
-	return n_set;
-}
-
-/* Binds apply's values from index 1 on (the SETs of update_head). */
-static int bind_apply(sqlite3_stmt *st, const struct rt_store_table *t, const json_t *apply)
-{
-	int i = 1;
-	const char *k;
-	json_t *v;
-	json_object_foreach((json_t *)apply, k, v)
-		bind_json(st, i++, rt_store_column(t, k)->type, v);
-	return i;
-}
-
 /* UPDATE or DELETE of the rows the filter selects among those the
  * requester may reach; rows its policies hide are left alone. */
 static int update_or_delete(const struct rt_store_cas *cas, const struct rt_write *w,
@@ -1580,36 +1301,35 @@ static int update_or_delete(const struct rt_store_cas *cas, const struct rt_writ
 	const struct rt_store_table *t = w->table;
 	bool is_update = w->kind == RT_WRITE_UPDATE;
 	struct rt_buf sql, where;
-	struct binds bv = {0};
+	struct rt_sql_binds set, bv; /* the SET values, then the WHERE's */
 	struct row_check chk = {0};
 	rt_buf_init(&sql);
 	rt_buf_init(&where);
+	rt_sql_binds_init(&set);
+	rt_sql_binds_init(&bv);
 	int rc = -1;
 	sqlite3_stmt *st = NULL;
 	if (is_update && rt_store_check_row_keys(t, w->rows, err))
 		goto out;
-	if (is_update && !json_object_size(w->rows)) {
-		set_err(err, 400, "PGRST102", NULL, "Empty or invalid json");
+	if (is_update ? rt_sql_update(&sql, &set, D, t, w->rows, err)
+		      : (rt_sql_delete(&sql, D, t), 0))
 		goto out;
-	}
 	if (target_where(o, t, w->where ? &w->where->where : NULL,
 			 is_update ? RT_POLICY_UPDATE : RT_POLICY_DELETE, &where, &bv, err))
 		goto out;
-	size_t n_set = update_head(&sql, t, is_update ? w->rows : NULL);
-	if (where.len)
-		rt_buf_printf(&sql, " WHERE %s", where.data);
+	rt_sql_where_clause(&sql, where.data);
 	rt_buf_append_str(&sql, " RETURNING *");
-	if (prepare(o->conn, sql.data, &bv, n_set + 1, &st, err))
+	if (prepare(o->conn, sql.data, &set, 1, &st, err))
 		goto out;
-	if (is_update) {
-		bind_apply(st, t, w->rows);
+	bind_all(st, &bv, set.n + 1);
+	if (is_update)
 		row_check_init(&chk, o, t, RT_POLICY_UPDATE);
-	}
 	rc = step_rows(cas, st, t, is_update, &chk, NULL, err);
 out:
 	row_check_deinit(&chk);
 	release(o->conn, st);
-	binds_free(&bv);
+	rt_sql_binds_deinit(&set);
+	rt_sql_binds_deinit(&bv);
 	rt_buf_deinit(&sql);
 	rt_buf_deinit(&where);
 	return rc;
@@ -1647,43 +1367,6 @@ static int fetch_one(sqlite3 *db, sqlite3_stmt *st, const struct rt_store_table 
 	return 0;
 }
 
-/* Appends "pk1 IS ? AND pk2 IS ?" for t's primary key; returns the number
- * of its columns. */
-static size_t pk_where(struct rt_buf *b, const struct rt_store_table *t)
-{
-	size_t n = 0;
-	for (size_t i = 0; i < t->n_cols; i++) {
-		if (!t->cols[i].is_pk)
-			continue;
-		if (n++)
-			rt_buf_append_str(b, " AND ");
-		append_ident(b, t->cols[i].name);
-		rt_buf_append_str(b, " IS ?");
-	}
-	return n;
-}
-
-/* Binds row's primary key values from index first on. Returns 0, or -1 when
- * row lacks one. */
-static int bind_pk(sqlite3_stmt *st, int first, const struct rt_store_table *t, const json_t *row,
-		   struct rt_store_error *err)
-{
-	int i = first;
-	for (size_t c = 0; c < t->n_cols; c++) {
-		if (!t->cols[c].is_pk)
-			continue;
-		const json_t *v = json_object_get(row, t->cols[c].name);
-		if (!v) {
-			set_err(err, 400, "RTS400", NULL,
-				"A write with a base needs the primary key column \"%s\"",
-				t->cols[c].name);
-			return -1;
-		}
-		bind_json(st, i++, t->cols[c].type, v);
-	}
-	return 0;
-}
-
 /* The row of t whose primary key row names, if the requester may select it
  * (*out NULL when none). */
 static int select_by_pk(const struct rt_store_cas *cas, const struct rt_write *w,
@@ -1692,22 +1375,20 @@ static int select_by_pk(const struct rt_store_cas *cas, const struct rt_write *w
 	const struct op *o = cas->ctx;
 	const struct rt_store_table *t = w->table;
 	struct rt_buf sql;
-	struct binds bv = {0};
+	struct rt_sql_binds bv;
 	rt_buf_init(&sql);
-	rt_buf_append_str(&sql, "SELECT * FROM ");
-	append_ident(&sql, t->name);
-	rt_buf_append_str(&sql, " WHERE ");
-	size_t n_pk = pk_where(&sql, t);
+	rt_sql_binds_init(&bv);
 	sqlite3_stmt *st = NULL;
 	int rc = -1;
 	*out = NULL;
-	if (policy_sql(o, t, RT_POLICY_SELECT, false, NULL, &sql, &bv, err) ||
-	    prepare(o->conn, sql.data, &bv, n_pk + 1, &st, err) || bind_pk(st, 1, t, row, err))
+	if (rt_sql_select_pk(&sql, &bv, D, t, row, err) ||
+	    policy_sql(o, t, RT_POLICY_SELECT, false, NULL, &sql, &bv, err) ||
+	    prepare(o->conn, sql.data, &bv, 1, &st, err))
 		goto out;
 	rc = fetch_one(o->db, st, t, out, err);
 out:
 	release(o->conn, st);
-	binds_free(&bv);
+	rt_sql_binds_deinit(&bv);
 	rt_buf_deinit(&sql);
 	return rc;
 }
@@ -1720,9 +1401,10 @@ static int select_by_where(const struct rt_store_cas *cas, const struct rt_write
 	const struct op *o = cas->ctx;
 	const struct rt_store_table *t = w->table;
 	struct rt_buf sql, where;
-	struct binds bv = {0};
+	struct rt_sql_binds bv;
 	rt_buf_init(&sql);
 	rt_buf_init(&where);
+	rt_sql_binds_init(&bv);
 	sqlite3_stmt *st = NULL;
 	int rc = -1;
 	*out = NULL;
@@ -1735,15 +1417,13 @@ static int select_by_where(const struct rt_store_cas *cas, const struct rt_write
 			 w->kind == RT_WRITE_DELETE ? RT_POLICY_DELETE : RT_POLICY_UPDATE, &where,
 			 &bv, err))
 		goto out;
-	rt_buf_append_str(&sql, "SELECT * FROM ");
-	append_ident(&sql, t->name);
-	rt_buf_printf(&sql, " WHERE %s LIMIT 2", where.data);
+	rt_sql_select_where(&sql, D, t, where.len ? where.data : D->sql_true);
 	if (prepare(o->conn, sql.data, &bv, 1, &st, err))
 		goto out;
 	rc = fetch_one(o->db, st, t, out, err);
 out:
 	release(o->conn, st);
-	binds_free(&bv);
+	rt_sql_binds_deinit(&bv);
 	rt_buf_deinit(&sql);
 	rt_buf_deinit(&where);
 	return rc;
@@ -1758,21 +1438,18 @@ static int write_by_pk(const struct rt_store_cas *cas, const struct rt_write *w,
 	const struct op *o = cas->ctx;
 	const struct rt_store_table *t = w->table;
 	struct rt_buf sql;
-	struct binds bv = {0};
+	struct rt_sql_binds bv;
 	struct row_check chk = {0};
 	rt_buf_init(&sql);
-	size_t n_set = update_head(&sql, t, apply);
-	rt_buf_append_str(&sql, " WHERE ");
-	size_t n_pk = pk_where(&sql, t);
+	rt_sql_binds_init(&bv);
 	sqlite3_stmt *st = NULL;
 	int rc = -1;
-	if (policy_sql(o, t, apply ? RT_POLICY_UPDATE : RT_POLICY_DELETE, false, NULL, &sql, &bv,
+	if (rt_sql_write_pk(&sql, &bv, D, t, current, apply, err) ||
+	    policy_sql(o, t, apply ? RT_POLICY_UPDATE : RT_POLICY_DELETE, false, NULL, &sql, &bv,
 		       err))
 		goto out;
 	rt_buf_append_str(&sql, " RETURNING *");
-	if (prepare(o->conn, sql.data, &bv, n_set + n_pk + 1, &st, err))
-		goto out;
-	if (bind_pk(st, bind_apply(st, t, apply), t, current, err))
+	if (prepare(o->conn, sql.data, &bv, 1, &st, err))
 		goto out;
 	if (apply)
 		row_check_init(&chk, o, t, RT_POLICY_UPDATE);
@@ -1783,7 +1460,7 @@ static int write_by_pk(const struct rt_store_cas *cas, const struct rt_write *w,
 out:
 	row_check_deinit(&chk);
 	release(o->conn, st);
-	binds_free(&bv);
+	rt_sql_binds_deinit(&bv);
 	rt_buf_deinit(&sql);
 	return rc;
 }
@@ -1799,9 +1476,7 @@ static int key_lookup(struct conn *c, const char *key, const unsigned char fp[32
 {
 	sqlite3_stmt *st;
 	/* A key older than the window is forgotten even before pruning removes it. */
-	if (prepare(c,
-		    "SELECT fingerprint, result FROM _rtsync_idempotency WHERE key = ? AND ts >= ?",
-		    NULL, 1, &st, err))
+	if (prepare(c, D->key_lookup_sql, NULL, 1, &st, err))
 		return -1;
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, rt_wall_ms() - (int64_t)window_ms);
@@ -1832,10 +1507,7 @@ static int key_record(struct conn *c, const char *key, const unsigned char fp[32
 		      struct rt_store_error *err)
 {
 	sqlite3_stmt *st;
-	if (prepare(c,
-		    "INSERT OR REPLACE INTO _rtsync_idempotency (key, fingerprint, result, ts) "
-		    "VALUES (?, ?, ?, ?)",
-		    NULL, 1, &st, err))
+	if (prepare(c, D->key_record_sql, NULL, 1, &st, err))
 		return -1;
 	json_t *r = rt_write_result_json(res, rows);
 	char *txt = json_dumps(r, JSON_COMPACT | JSON_REAL_PRECISION(17));

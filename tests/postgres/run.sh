@@ -97,7 +97,7 @@ RTSYNC_SUITE=postgres-restart "$root/tests/interop/run.sh" "$bin" "$here/restart
 		echo "not ok - without the roles and RLS: $out"; fail=$((fail + 1))
 	fi
 	out=$(timeout 20 "$bin" serve --listen 127.0.0.1:0 --data-dir "$PGDIR/rt-guarded" \
-		--postgres "$RTSYNC_TEST_POSTGRES/guarded" 2>&1)
+		--postgres "$RTSYNC_TEST_POSTGRES/guarded" --postgres-name guarded 2>&1)
 	rc=$?
 	if [ "$rc" -ne 0 ] && grep -q "row-level security enabled, but the role(s) anon, authenticated, service_role do not exist" <<<"$out" &&
 		grep -q "CREATE ROLE anon NOLOGIN; CREATE ROLE authenticated NOLOGIN; CREATE ROLE service_role NOLOGIN BYPASSRLS; GRANT anon, authenticated, service_role TO \"postgres\"" <<<"$out"; then

@@ -264,6 +264,25 @@ static void test_where_policy(void **state)
 	}
 	rt_query_deinit(&req);
 	rt_query_deinit(&pol);
+
+	/* kept: the texts of a predicate freed after rendering stay valid */
+	struct rt_query tmp;
+	parse("id=eq.7&name=in.(a,b)", &tmp);
+	struct rt_buf b;
+	struct rt_sql_binds bv;
+	struct rt_store_error e;
+	rt_buf_init(&b);
+	rt_sql_binds_init(&bv);
+	rt_sql_param(&b, &bv, SQ, "text", "first");
+	assert_int_equal(rt_sql_where(&b, &bv, SQ, &t_tbl, &tmp.where, NULL, &e), 0);
+	rt_sql_binds_keep(&bv, 1);
+	assert_ptr_not_equal(bv.v[1].text, tmp.where.children[0].values[0]);
+	rt_query_deinit(&tmp);
+	expect("kept", &b, &bv, "?((\"id\" = ?) AND (\"name\" IN (?,?)))",
+	       "text=first | int8=7 | text=a | text=b");
+	assert_ptr_equal(bv.texts[2], bv.v[2].text);
+	rt_sql_binds_deinit(&bv);
+	rt_buf_deinit(&b);
 }
 
 static void test_where_errors(void **state)
@@ -484,6 +503,29 @@ static void test_insert(void **state)
 	insert_case(PG, RT_WRITE_UPSERT, "", "{}", false, false,
 		    "INSERT INTO \"public\".\"t\" AS _t DEFAULT VALUES ON CONFLICT (\"id\") DO NOTHING",
 		    "");
+
+	/* several rows writing the same columns: one statement */
+	json_t *rows = j("[{\"id\":1,\"name\":\"a\"},{\"id\":2,\"name\":null}]");
+	const struct rt_store_column *names[] = {&t_cols[0], &t_cols[1]};
+	const struct rt_sql_dialect *ds[] = {SQ, PG};
+	const char *want[][2] = {
+		{"INSERT INTO \"t\" (\"id\",\"name\") VALUES (?,?),(?,?)",
+		 "int8:1 | text:\"a\" | int8:2 | text:null"},
+		{"INSERT INTO \"public\".\"t\" AS _t (\"id\",\"name\") SELECT _j.\"id\",_j.\"name\" "
+		 "FROM json_populate_recordset(NULL::\"public\".\"t\", $1::json) _j",
+		 "json=[{\"id\":1,\"name\":\"a\"},{\"id\":2,\"name\":null}]"},
+	};
+	for (size_t i = 0; i < 2; i++) {
+		struct rt_buf b;
+		struct rt_sql_binds bv;
+		rt_buf_init(&b);
+		rt_sql_binds_init(&bv);
+		rt_sql_insert_head_rows(&b, &bv, ds[i], &t_tbl, names, 2, rows);
+		expect("insert rows", &b, &bv, want[i][0], want[i][1]);
+		rt_sql_binds_deinit(&bv);
+		rt_buf_deinit(&b);
+	}
+	json_decref(rows);
 
 	/* unknown columns in columns= and on_conflict, and an unknown row key */
 	const char *bad[][2] = {{"columns=id,zz", "{\"id\":1}"},
