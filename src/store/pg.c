@@ -854,7 +854,8 @@ static int meta_set(sqlite3 *db, const char *k, uint64_t v)
 	return rc;
 }
 
-static json_t *row_of(const char *txt)
+/* A row version of the log (PostgreSQL gave it typed already). */
+static json_t *row_of(const struct rt_store_table *t, const char *txt)
 {
 	if (!txt)
 		return NULL;
@@ -871,56 +872,8 @@ static int pg_changes_after(struct rt_store *base, uint64_t after, size_t max,
 			    struct rt_store_scan *scan)
 {
 	struct pg_store *s = (struct pg_store *)base;
-	sqlite3 *db = s->log_db;
-	sqlite3_stmt *st;
-	*out = NULL;
-	*n = 0;
-	scan->n_rows = 0;
-	scan->last_pos = after;
-	if (oldest)
-		*oldest = 0;
-	if (oldest && sqlite3_prepare_v2(db, "SELECT min(pos) FROM changes", -1, &st, NULL) ==
-			      SQLITE_OK) {
-		if (sqlite3_step(st) == SQLITE_ROW)
-			*oldest = (uint64_t)sqlite3_column_int64(st, 0);
-		sqlite3_finalize(st);
-	}
-	if (sqlite3_prepare_v2(db,
-			       "SELECT pos, tbl, op, new, old, ts FROM changes WHERE pos > ? "
-			       "ORDER BY pos LIMIT ?",
-			       -1, &st, NULL) != SQLITE_OK) {
-		rt_error("store: reading changes: %s", sqlite3_errmsg(db));
-		return -1;
-	}
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)after);
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
-	struct rt_change *c = rt_xcalloc(max ? max : 1, sizeof *c);
-	size_t k = 0;
-	int step;
-	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-		scan->n_rows++;
-		scan->last_pos = (uint64_t)sqlite3_column_int64(st, 0);
-		const struct rt_store_table *t =
-			rt_store_table(base, NULL, (const char *)sqlite3_column_text(st, 1));
-		if (!t)
-			continue;
-		const char *op = (const char *)sqlite3_column_text(st, 2);
-		struct rt_change *ch = &c[k++];
-		ch->pos = scan->last_pos;
-		ch->table = t;
-		ch->type = !strcmp(op, "INSERT")   ? RT_CHANGE_INSERT
-			   : !strcmp(op, "UPDATE") ? RT_CHANGE_UPDATE
-						   : RT_CHANGE_DELETE;
-		ch->record = row_of((const char *)sqlite3_column_text(st, 3));
-		ch->old_record = row_of((const char *)sqlite3_column_text(st, 4));
-		ch->commit_ms = sqlite3_column_int64(st, 5);
-	}
-	if (step != SQLITE_DONE)
-		rt_error("store: reading changes: %s", sqlite3_errmsg(db));
-	sqlite3_finalize(st);
-	*out = c;
-	*n = k;
-	return step == SQLITE_DONE ? 0 : -1;
+	return rt_store_log_read(base, s->log_db, "changes", after, max, out, n, oldest, scan,
+				 row_of);
 }
 
 static uint64_t pg_last_pos(struct rt_store *base)
@@ -960,17 +913,7 @@ static bool pg_wait(struct rt_store *base, uint64_t *version, unsigned timeout_m
 static void pg_prune(struct rt_store *base)
 {
 	struct pg_store *s = (struct pg_store *)base;
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(s->log_db,
-			       "DELETE FROM changes WHERE pos <= "
-			       "(SELECT max(pos) FROM changes) - ? OR ts < ?",
-			       -1, &st, NULL) != SQLITE_OK)
-		return;
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)s->retain_count);
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)(rt_wall_ms() - (int64_t)s->retain_ms));
-	if (sqlite3_step(st) != SQLITE_DONE)
-		rt_warn("store: pruning the change log: %s", sqlite3_errmsg(s->log_db));
-	sqlite3_finalize(st);
+	rt_store_log_prune(s->log_db, "changes", s->retain_count, s->retain_ms);
 }
 
 /* ---- the replication thread ---- */

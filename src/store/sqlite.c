@@ -1653,56 +1653,8 @@ static int sq_changes_after(struct rt_store *base, uint64_t after, size_t max, s
 			   size_t *n, uint64_t *oldest, struct rt_store_scan *scan)
 {
 	struct sqlite_store *s = (struct sqlite_store *)base;
-	*out = NULL;
-	*n = 0;
-	scan->n_rows = 0;
-	scan->last_pos = after;
-	sqlite3 *db = s->change_db;
-	sqlite3_stmt *st;
-	if (oldest)
-		*oldest = 0;
-	if (oldest && sqlite3_prepare_v2(db, "SELECT min(pos) FROM _rtsync_changes", -1, &st,
-					 NULL) == SQLITE_OK) {
-		if (sqlite3_step(st) == SQLITE_ROW)
-			*oldest = (uint64_t)sqlite3_column_int64(st, 0);
-		sqlite3_finalize(st);
-	}
-	if (sqlite3_prepare_v2(db,
-			       "SELECT pos, tbl, op, new, old, ts FROM _rtsync_changes "
-			       "WHERE pos > ? ORDER BY pos LIMIT ?",
-			       -1, &st, NULL) != SQLITE_OK) {
-		rt_error("store: reading changes: %s", sqlite3_errmsg(db));
-		return -1;
-	}
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)after);
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
-	struct rt_change *c = rt_xcalloc(max ? max : 1, sizeof *c);
-	size_t k = 0;
-	int step;
-	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-		scan->n_rows++;
-		scan->last_pos = (uint64_t)sqlite3_column_int64(st, 0);
-		const struct rt_store_table *t =
-			rt_store_table(&s->base, NULL, (const char *)sqlite3_column_text(st, 1));
-		if (!t)
-			continue; /* a table created after start: not published */
-		const char *op = (const char *)sqlite3_column_text(st, 2);
-		struct rt_change *ch = &c[k++];
-		ch->pos = (uint64_t)sqlite3_column_int64(st, 0);
-		ch->table = t;
-		ch->type = !strcmp(op, "INSERT")   ? RT_CHANGE_INSERT
-			   : !strcmp(op, "UPDATE") ? RT_CHANGE_UPDATE
-						   : RT_CHANGE_DELETE;
-		ch->record = typed_row(t, (const char *)sqlite3_column_text(st, 3));
-		ch->old_record = typed_row(t, (const char *)sqlite3_column_text(st, 4));
-		ch->commit_ms = sqlite3_column_int64(st, 5);
-	}
-	if (step != SQLITE_DONE)
-		rt_error("store: reading changes: %s", sqlite3_errmsg(db));
-	sqlite3_finalize(st);
-	*out = c;
-	*n = k;
-	return step == SQLITE_DONE ? 0 : -1;
+	return rt_store_log_read(base, s->change_db, "_rtsync_changes", after, max, out, n, oldest,
+				 scan, typed_row);
 }
 
 static uint64_t sq_last_pos(struct rt_store *base)
@@ -1757,17 +1709,8 @@ static bool sq_wait(struct rt_store *base, uint64_t *version, unsigned timeout_m
 static void sq_prune(struct rt_store *base)
 {
 	struct sqlite_store *s = (struct sqlite_store *)base;
+	rt_store_log_prune(s->change_db, "_rtsync_changes", s->retain_count, s->retain_ms);
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(s->change_db,
-			       "DELETE FROM _rtsync_changes WHERE pos <= "
-			       "(SELECT max(pos) FROM _rtsync_changes) - ? OR ts < ?",
-			       -1, &st, NULL) != SQLITE_OK)
-		return;
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)s->retain_count);
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)(rt_wall_ms() - (int64_t)s->retain_ms));
-	if (sqlite3_step(st) != SQLITE_DONE)
-		rt_warn("store: pruning the change log: %s", sqlite3_errmsg(s->change_db));
-	sqlite3_finalize(st);
 	if (sqlite3_prepare_v2(s->change_db, "DELETE FROM _rtsync_idempotency WHERE ts < ?", -1,
 			       &st, NULL) != SQLITE_OK)
 		return;
