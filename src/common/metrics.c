@@ -7,6 +7,7 @@ _Thread_local struct rt_metrics *rt_metrics_cur = &blocks[RT_METRICS_BLOCKS - 1]
 _Atomic uint64_t rt_metrics_rls_db_checks;
 _Atomic uint64_t rt_metrics_rls_policies, rt_metrics_rls_opaque;
 _Atomic uint64_t rt_metrics_rls_reloads;
+_Atomic uint64_t rt_metrics_changes_feed_waits;
 
 static const uint64_t lat_bounds_us[RT_METRICS_LAT_BUCKETS] = {
 	50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 1000000,
@@ -108,6 +109,9 @@ void rt_metrics_render(struct rt_buf *out, double uptime_s)
 	counter(out, "rtsync_rls_reloads_total",
 		"Times the store loaded its row-level security policies.",
 		atomic_load(&rt_metrics_rls_reloads));
+	counter(out, "rtsync_changes_feed_waits_total",
+		"Times the change feed waited (1 ms) for workers behind on deliveries.",
+		atomic_load(&rt_metrics_changes_feed_waits));
 	gauge(out, "rtsync_rls_policies", "Row-level security policies in force.",
 	      (double)atomic_load(&rt_metrics_rls_policies));
 	gauge(out, "rtsync_rls_opaque_policies",

@@ -81,6 +81,8 @@ extern _Thread_local struct rt_metrics *rt_metrics_cur;
 extern _Atomic uint64_t rt_metrics_rls_db_checks;
 extern _Atomic uint64_t rt_metrics_rls_policies, rt_metrics_rls_opaque;
 extern _Atomic uint64_t rt_metrics_rls_reloads; /* policy sets loaded (PostgreSQL) */
+/* Times the change feed waited for workers behind on deliveries. */
+extern _Atomic uint64_t rt_metrics_changes_feed_waits;
 
 /* Binds the calling thread to block idx (< RT_METRICS_BLOCKS - 1). */
 void rt_metrics_bind(unsigned idx);

@@ -27,6 +27,8 @@
 #define EV_DELETE 4u
 #define EV_ALL 7u
 #define PRUNE_EVERY_MS 10000
+/* Messages a worker may have waiting before the feed waits for it. */
+#define FEED_MAX_BACKLOG 200000
 
 /* What a binding's requester may see of one table. */
 struct vis {
@@ -1438,8 +1440,19 @@ static void *feed_main(void *arg)
 {
 	struct rt_changes *c = arg;
 	uint64_t version = 0, last_prune = rt_mono_ms();
+	bool is_behind = false; /* the log holds more than the last pass read */
 	while (atomic_load(&c->is_running)) {
-		bool is_changed = rt_store_wait(c->store, &version, 10);
+		bool is_changed = rt_store_wait(c->store, &version, is_behind ? 0 : 10) || is_behind;
+		is_behind = false;
+		if (is_changed && rt_hub_backlog(c->hub) > FEED_MAX_BACKLOG) {
+			/* The workers are behind: the log keeps the changes, so wait
+			 * for them rather than queue without bound. */
+			is_behind = true;
+			atomic_fetch_add(&rt_metrics_changes_feed_waits, 1);
+			struct timespec nap = {0, 1000000};
+			nanosleep(&nap, NULL);
+			continue;
+		}
 		pthread_mutex_lock(&c->mu);
 		bool is_repoliced = refresh_policies(c);
 		while (is_changed) {
@@ -1456,6 +1469,12 @@ static void *feed_main(void *arg)
 			c->last_pos = scan.last_pos;
 			if (scan.n_rows < RT_CHANGES_BATCH)
 				break;
+			/* More to read: catch-ups waiting and the workers' backlog come
+			 * first, so a steady stream of writes starves neither. */
+			if (c->requests || rt_hub_backlog(c->hub) > FEED_MAX_BACKLOG) {
+				is_behind = true;
+				break;
+			}
 		}
 		struct resume_req *todo = c->requests;
 		c->requests = NULL;

@@ -264,6 +264,19 @@ void rt_hub_publish_any(struct rt_hub *h, struct rt_msg *m)
 			post(h, i, m);
 }
 
+size_t rt_hub_backlog(struct rt_hub *h)
+{
+	size_t most = 0;
+	for (unsigned i = 0; i < RT_SERVER_MAX_WORKERS; i++) {
+		struct inbox *in = &h->inboxes[i];
+		pthread_mutex_lock(&in->mu);
+		if (in->is_open && in->len > most)
+			most = in->len;
+		pthread_mutex_unlock(&in->mu);
+	}
+	return most;
+}
+
 void rt_hub_drain(struct rt_hub_local *l)
 {
 	struct inbox *in = &l->h->inboxes[l->idx];

@@ -81,6 +81,9 @@ void rt_hub_publish(struct rt_hub_local *l, struct rt_msg *m);
 /* The same from a thread that is not a worker (nothing is delivered inline). */
 void rt_hub_publish_any(struct rt_hub *h, struct rt_msg *m);
 
+/* The most messages any worker has waiting (not yet taken by its drain). */
+size_t rt_hub_backlog(struct rt_hub *h);
+
 /* Delivers everything in this worker's inbox (call on wake). */
 void rt_hub_drain(struct rt_hub_local *l);
 

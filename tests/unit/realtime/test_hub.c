@@ -280,6 +280,42 @@ static void test_topic_removed_with_last_subscriber(void **state)
 	fx_teardown(&fx);
 }
 
+static void test_backlog(void **state)
+{
+	/* What waits in the fullest inbox: the change feed waits on it. */
+	struct fixture fx;
+	fx_setup(&fx, 2);
+	struct rec r0, r1, r2;
+	rec_init(&r0, "r0");
+	rec_init(&r1, "r1");
+	rec_init(&r2, "r2");
+	rt_hub_subscribe(fx.l[0], "k", &r0.sub);
+	rt_hub_subscribe(fx.l[1], "k", &r1.sub);
+	rt_hub_subscribe(fx.l[1], "only1", &r2.sub);
+	assert_int_equal(rt_hub_backlog(fx.hub), 0);
+	struct rt_msg *m = msg_with_frames("k", 1), *o = msg_with_frames("only1", 2);
+	for (int i = 0; i < 3; i++)
+		rt_hub_publish_any(fx.hub, m);
+	rt_hub_publish_any(fx.hub, o);
+	assert_int_equal(rt_hub_backlog(fx.hub), 4); /* worker 1: 3 + 1 */
+	rt_hub_drain(fx.l[1]);
+	assert_int_equal(rt_hub_backlog(fx.hub), 3); /* worker 0's three */
+	rt_hub_drain(fx.l[0]);
+	assert_int_equal(rt_hub_backlog(fx.hub), 0);
+	assert_int_equal(r0.n, 3);
+	assert_int_equal(r1.n, 3);
+	assert_int_equal(r2.n, 1);
+	rec_clear(&r0);
+	rec_clear(&r1);
+	rec_clear(&r2);
+	rt_hub_unsubscribe(fx.l[0], &r0.sub);
+	rt_hub_unsubscribe(fx.l[1], &r1.sub);
+	rt_hub_unsubscribe(fx.l[1], &r2.sub);
+	rt_msg_unref(m);
+	rt_msg_unref(o);
+	fx_teardown(&fx);
+}
+
 static void test_publish_any(void **state)
 {
 	/* From a thread that is no worker: nothing inline, every worker drains. */
@@ -413,6 +449,7 @@ int main(void)
 		cmocka_unit_test(test_publish_any),
 		cmocka_unit_test(test_local_free_drops_inbox),
 		cmocka_unit_test(test_hub_free_with_queued),
+		cmocka_unit_test(test_backlog),
 		cmocka_unit_test(test_server_free_never_started),
 		cmocka_unit_test(test_server_accessors),
 	};
