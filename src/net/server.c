@@ -416,13 +416,12 @@ static void free_stash(struct rt_conn *c)
 	c->stash = NULL;
 }
 
-/* Feeds what was read while a request awaited its answer (the stash is
- * detached first: feeding may stash again). */
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 
-/* Feeds what arrived while an answer was pending, and reads again when
- * that was paused and the stash has room. */
+/* Feeds what was read while a request awaited its answer (the stash is
+ * detached first: feeding may stash again), and reads again when that was
+ * paused and the stash has room. */
 static void feed_stash(struct rt_conn *c)
 {
 	struct rt_buf *stash = c->stash;

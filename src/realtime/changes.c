@@ -781,15 +781,17 @@ const char *rt_bgroup_key(const struct rt_bgroup *g)
 
 /* ---- encoding and matching ---- */
 
-/* ms since the epoch (not negative) as 2026-01-02T03:04:05.678Z. The
- * seconds part is formatted once per second and thread. */
+/* ms since the epoch as 2026-01-02T03:04:05.678Z (before the epoch: the
+ * epoch). The seconds part is formatted once per second and thread. */
 static void iso_ms(int64_t ms, char out[64])
 {
 	static _Thread_local time_t last_secs = -1;
 	static _Thread_local char last[64];
+	if (ms < 0)
+		ms = 0;
 	time_t secs = (time_t)(ms / 1000);
 	if (secs != last_secs) {
-		struct tm tm;
+		struct tm tm = {.tm_year = 70, .tm_mday = 1}; /* the epoch, if secs is out of range */
 		gmtime_r(&secs, &tm);
 		snprintf(last, sizeof last, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
 			 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);

@@ -53,6 +53,7 @@ struct sqlite_store {
 	uint64_t writes; /* bumped by every write through rtsync */
 
 	sqlite3 *change_db; /* the change thread's own connection */
+	sqlite3_stmt *version_st; /* PRAGMA data_version on change_db, kept */
 };
 
 static const struct rt_store_ops sqlite_ops;
@@ -712,6 +713,7 @@ static void sq_close(struct rt_store *base)
 		free(c);
 		c = next;
 	}
+	sqlite3_finalize(s->version_st);
 	sqlite3_close(s->change_db);
 	rt_store_schema_free(&s->base.schema);
 	rt_store_policies_deinit(&s->base);
@@ -1663,15 +1665,16 @@ static uint64_t sq_last_pos(struct rt_store *base)
 	return last_pos_of(s->change_db);
 }
 
-static uint64_t data_version(sqlite3 *db)
+static uint64_t data_version(struct sqlite_store *s)
 {
-	sqlite3_stmt *st;
 	uint64_t v = 0;
-	if (sqlite3_prepare_v2(db, "PRAGMA data_version", -1, &st, NULL) == SQLITE_OK) {
-		if (sqlite3_step(st) == SQLITE_ROW)
-			v = (uint64_t)sqlite3_column_int64(st, 0);
-		sqlite3_finalize(st);
-	}
+	if (!s->version_st && sqlite3_prepare_v3(s->change_db, "PRAGMA data_version", -1,
+						 SQLITE_PREPARE_PERSISTENT, &s->version_st,
+						 NULL) != SQLITE_OK)
+		return 0;
+	if (sqlite3_step(s->version_st) == SQLITE_ROW)
+		v = (uint64_t)sqlite3_column_int64(s->version_st, 0);
+	sqlite3_reset(s->version_st);
 	return v;
 }
 
@@ -1685,7 +1688,7 @@ static bool sq_wait(struct rt_store *base, uint64_t *version, unsigned timeout_m
 		pthread_mutex_lock(&s->mu);
 		uint64_t seen = s->writes;
 		pthread_mutex_unlock(&s->mu);
-		uint64_t v = data_version(s->change_db) + (seen << 32);
+		uint64_t v = data_version(s) + (seen << 32);
 		if (v != *version) {
 			*version = v;
 			return true;

@@ -1,13 +1,14 @@
 // Server-level behaviour with real processes on loopback: shutdown, slow
-// consumers, WebSocket protocol errors, HTTP edges, fan-out across workers,
+// consumers, changes written by another process, WebSocket protocol errors, HTTP edges, fan-out across workers,
 // and the README's supabase-js example. Process handling and clients come from
 // the interop harness (tests/interop/lib), so 'ws' and the official clients
 // resolve from tests/interop/node_modules.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { spawn } from 'node:child_process';
-import { copyFileSync, rmSync } from 'node:fs';
+import { spawn, execFileSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
@@ -296,5 +297,25 @@ test('the README example (examples/supabase-js/room.mjs) works with two clients'
   await bob.waitFor((e) => e.event === 'cursor' && e.from === 'alice', 8000, 'bob sees alice');
   await alice.waitFor((e) => e.event === 'presence' && e.online.join() === 'alice,bob', 8000, 'presence of both');
   assert.ok(!alice.events.some((e) => e.event === 'cursor' && e.from === 'alice'), 'no self broadcasts by default');
+  await srv.stop();
+});
+
+test('writes by another process (the sqlite3 shell) reach subscribers while the server runs', { timeout: 30_000 }, async (t) => {
+  const sc = scope(t);
+  const dir = mkdtempSync(join(tmpdir(), 'rtsync-shell-'));
+  sc.defer(() => rmSync(dir, { recursive: true, force: true }));
+  const schema = join(dir, 'schema.sql');
+  writeFileSync(schema, 'CREATE TABLE IF NOT EXISTS todos (id bigint PRIMARY KEY, title text);');
+  const db = join(dir, 'db');
+  const srv = await startServer({ args: ['--schema', schema, '--db', db] });
+  sc.defer(() => srv.kill());
+  const raw = await rawConnect(sc, srv, { vsn: '2.0.0' });
+  await raw.join('realtime:shell', { config: { postgres_changes: [{ event: '*', schema: 'public', table: 'todos' }] } });
+  await raw.next((f) => f.event === 'system' && f.payload.status === 'ok', 5000, 'subscribed');
+  for (let i = 1; i <= 3; i++) {
+    execFileSync('sqlite3', [db, `INSERT INTO todos VALUES (${i}, 'shell ${i}')`]);
+    const f = await raw.next((x) => x.event === 'postgres_changes' && x.payload.data.record?.id === i, 5000, `change ${i}`);
+    assert.equal(f.payload.data.record.title, `shell ${i}`);
+  }
   await srv.stop();
 });
