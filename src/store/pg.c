@@ -385,7 +385,6 @@ static int pg_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 		goto out;
 	if (rt_sql_read(&sql, D, t, cols, keys, n_cols, where.data, q, r->wants_count, err))
 		goto out;
-	rt_buf_append_byte(&sql, 0);
 	if (!(c = pool_get(s, err)))
 		goto out;
 	in_txn = r->who && s->uses_roles; /* the role and claims hold for one transaction */
@@ -492,10 +491,13 @@ static int insert_rows(PGconn *c, const struct rt_write *w, const struct rt_stor
 	int rc = 0;
 	for (size_t i = 0; i < n_rows && !rc;) {
 		const json_t *row = json_array_get(w->rows, i);
-		size_t n, end = i + 1;
-		rc = rt_store_check_row_keys(t, row, err) || rt_sql_insert_columns(w, row, names, &n, err);
+		size_t n = 0, end = i + 1;
+		bool is_run = w->kind == RT_WRITE_INSERT;
+		rc = rt_store_check_row_keys(t, row, err) ||
+		     (is_run && rt_sql_insert_columns(w, row, names, &n, err));
+		is_run = is_run && n; /* a row of no column is DEFAULT VALUES */
 		/* the run of rows from i on with the same columns */
-		while (!rc && w->kind == RT_WRITE_INSERT && n && end < n_rows) {
+		while (!rc && is_run && end < n_rows) {
 			const json_t *r = json_array_get(w->rows, end);
 			size_t m;
 			rc = rt_store_check_row_keys(t, r, err) ||
@@ -510,14 +512,14 @@ static int insert_rows(PGconn *c, const struct rt_write *w, const struct rt_stor
 		struct rt_sql_binds bv;
 		rt_buf_init(&stmt);
 		rt_sql_binds_init(&bv);
-		if (end - i == 1) {
-			rc = rt_sql_insert(&stmt, &bv, D, w, row, err);
-		} else {
+		if (is_run) {
 			json_t *run_rows = json_array();
 			for (size_t k = i; k < end; k++)
 				json_array_append(run_rows, json_array_get(w->rows, k));
 			rt_sql_insert_head_rows(&stmt, &bv, D, t, names, n, run_rows);
 			json_decref(run_rows);
+		} else {
+			rc = rt_sql_insert(&stmt, &bv, D, w, row, err);
 		}
 		if (!rc)
 			rc = write_stmt(c, &stmt, &bv, cols, keys, n_cols, out, count, err);

@@ -727,22 +727,10 @@ static void sq_close(struct rt_store *base)
 
 #define D (&rt_sql_sqlite)
 
-/* Binds bv's values from index first on: texts converted to their column's
- * type, JSON values of rows as they are. */
-static void bind_all(sqlite3_stmt *st, const struct rt_sql_binds *bv, size_t first)
-{
-	for (size_t i = 0; bv && i < bv->n; i++) {
-		const struct rt_sql_bind *v = &bv->v[i];
-		if (v->kind == RT_SQL_BIND_JSON)
-			bind_json(st, (int)(first + i), v->type, v->json);
-		else
-			bind_text_as(st, (int)(first + i), v->type, v->text);
-	}
-}
-
 /* A statement for sql: an idle one of the connection's, else compiled, with
- * bv bound from index first on. Give it back with release(). */
-static int prepare(struct conn *c, const char *sql, const struct rt_sql_binds *bv, size_t first,
+ * bv's values bound in order (texts converted to their column's type, JSON
+ * values of rows as they are; bv may be NULL). Give it back with release(). */
+static int prepare(struct conn *c, const char *sql, const struct rt_sql_binds *bv,
 		   sqlite3_stmt **out, struct rt_store_error *e)
 {
 	*out = NULL;
@@ -759,7 +747,13 @@ static int prepare(struct conn *c, const char *sql, const struct rt_sql_binds *b
 		sql_err(e, c->db);
 		return -1;
 	}
-	bind_all(*out, bv, first);
+	for (size_t i = 0; bv && i < bv->n; i++) {
+		const struct rt_sql_bind *v = &bv->v[i];
+		if (v->kind == RT_SQL_BIND_JSON)
+			bind_json(*out, (int)i + 1, v->type, v->json);
+		else
+			bind_text_as(*out, (int)i + 1, v->type, v->text);
+	}
 	return 0;
 }
 
@@ -809,7 +803,6 @@ static uint64_t last_pos_of(sqlite3 *db)
  * requester whose row-level security applies. */
 struct op {
 	struct conn *conn;
-	sqlite3 *db; /* conn->db */
 	struct rt_policies *pol; /* a reference (op_deinit) */
 	const struct rt_auth *who;
 	bool sees; /* a write's requester sees the rows written: SELECT policies check them */
@@ -820,7 +813,6 @@ static void op_init(struct op *o, struct sqlite_store *s, struct conn *conn,
 		    const struct rt_auth *who, bool sees)
 {
 	o->conn = conn;
-	o->db = conn->db;
 	o->pol = rt_store_policies(&s->base);
 	o->who = who;
 	o->sees = sees;
@@ -985,7 +977,7 @@ static int sq_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 		is_txn = true;
 		*r->position = last_pos_of(db);
 	}
-	if (prepare(conn, sql.data, &bv, 1, &st, err))
+	if (prepare(conn, sql.data, &bv, &st, err))
 		goto out;
 	json_t *arr = json_array();
 	int step;
@@ -1001,7 +993,7 @@ static int sq_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 	if (r->wants_count) {
 		rt_buf_reset(&sql);
 		rt_sql_count(&sql, D, t, where.data);
-		if (prepare(conn, sql.data, &bv, 1, &st, err) || sqlite3_step(st) != SQLITE_ROW) {
+		if (prepare(conn, sql.data, &bv, &st, err) || sqlite3_step(st) != SQLITE_ROW) {
 			if (st)
 				sql_err(err, db);
 			json_decref(arr);
@@ -1057,6 +1049,14 @@ static json_t *full_row(sqlite3_stmt *st, const struct rt_store_table *t)
  * refuses one; SQLite allows it outside INTEGER PRIMARY KEY). *n_rows (may
  * be NULL) gets the number of rows.
  */
+/* Appends n empty objects to out (when not NULL): rows written that are
+ * wanted for their count alone. */
+static void append_counted(json_t *out, size_t n)
+{
+	for (size_t i = 0; out && i < n; i++)
+		json_array_append_new(out, json_object());
+}
+
 static int step_rows(const struct rt_store_cas *cas, sqlite3_stmt *st,
 		     const struct rt_store_table *t, bool is_pk_checked,
 		     const struct row_check *chk, size_t *n_rows, struct rt_store_error *err)
@@ -1080,7 +1080,7 @@ static int step_rows(const struct rt_store_cas *cas, sqlite3_stmt *st,
 		if (!cas->out && !is_checked)
 			continue;
 		if (o->is_counted && !is_checked) {
-			json_array_append_new(cas->out, json_object()); /* what the count reads */
+			append_counted(cas->out, 1);
 			continue;
 		}
 		json_t *full = full_row(st, t);
@@ -1095,7 +1095,7 @@ static int step_rows(const struct rt_store_cas *cas, sqlite3_stmt *st,
 		}
 	}
 	if (step != SQLITE_DONE) {
-		sql_err(err, o->db);
+		sql_err(err, o->conn->db);
 		return -1;
 	}
 	if (n_rows)
@@ -1148,13 +1148,12 @@ static int run_insert(const struct rt_store_cas *cas, const struct rt_write *w, 
 	const struct op *o = cas->ctx;
 	const struct rt_store_table *t = w->table;
 	sqlite3_stmt *st;
-	if (prepare(o->conn, sql, bv, 1, &st, err))
+	if (prepare(o->conn, sql, bv, &st, err))
 		return -1;
 	int rc = step_rows(cas, st, t, true, chk, n_rows, err);
 	if (!rc && !is_returning) {
-		*n_rows = (size_t)sqlite3_changes(o->db);
-		for (size_t i = 0; cas->out && i < *n_rows; i++)
-			json_array_append_new(cas->out, json_object()); /* what the count reads */
+		*n_rows = (size_t)sqlite3_changes(o->conn->db);
+		append_counted(cas->out, *n_rows);
 	}
 	release(o->conn, st);
 	if (rc && !strcmp(err->code, "23505"))
@@ -1278,7 +1277,7 @@ static int insert_rows(const struct rt_store_cas *cas, const struct rt_write *w,
 	struct insert_checks chk;
 	row_check_init(&chk.insert, o, w->table, RT_POLICY_INSERT);
 	row_check_init(&chk.update, o, w->table, RT_POLICY_UPDATE);
-	chk.rowid_key = o->is_counted && is_rowid_key(o->db, w->table);
+	chk.rowid_key = o->is_counted && is_rowid_key(o->conn->db, w->table);
 	int rc = 0;
 	size_t i;
 	const json_t *row;
@@ -1303,17 +1302,16 @@ static int update_or_delete(const struct rt_store_cas *cas, const struct rt_writ
 	const struct rt_store_table *t = w->table;
 	bool is_update = w->kind == RT_WRITE_UPDATE;
 	struct rt_buf sql, where;
-	struct rt_sql_binds set, bv; /* the SET values, then the WHERE's */
+	struct rt_sql_binds bv; /* the SET values, then the WHERE's: their order in the text */
 	struct row_check chk = {0};
 	rt_buf_init(&sql);
 	rt_buf_init(&where);
-	rt_sql_binds_init(&set);
 	rt_sql_binds_init(&bv);
 	int rc = -1;
 	sqlite3_stmt *st = NULL;
 	if (is_update && rt_store_check_row_keys(t, w->rows, err))
 		goto out;
-	if (is_update ? rt_sql_update(&sql, &set, D, t, w->rows, err)
+	if (is_update ? rt_sql_update(&sql, &bv, D, t, w->rows, err)
 		      : (rt_sql_delete(&sql, D, t), 0))
 		goto out;
 	if (target_where(o, t, w->where ? &w->where->where : NULL,
@@ -1321,16 +1319,14 @@ static int update_or_delete(const struct rt_store_cas *cas, const struct rt_writ
 		goto out;
 	rt_sql_where_clause(&sql, where.data);
 	rt_buf_append_str(&sql, " RETURNING *");
-	if (prepare(o->conn, sql.data, &set, 1, &st, err))
+	if (prepare(o->conn, sql.data, &bv, &st, err))
 		goto out;
-	bind_all(st, &bv, set.n + 1);
 	if (is_update)
 		row_check_init(&chk, o, t, RT_POLICY_UPDATE);
 	rc = step_rows(cas, st, t, is_update, &chk, NULL, err);
 out:
 	row_check_deinit(&chk);
 	release(o->conn, st);
-	rt_sql_binds_deinit(&set);
 	rt_sql_binds_deinit(&bv);
 	rt_buf_deinit(&sql);
 	rt_buf_deinit(&where);
@@ -1385,9 +1381,9 @@ static int select_by_pk(const struct rt_store_cas *cas, const struct rt_write *w
 	*out = NULL;
 	if (rt_sql_select_pk(&sql, &bv, D, t, row, err) ||
 	    policy_sql(o, t, RT_POLICY_SELECT, false, NULL, &sql, &bv, err) ||
-	    prepare(o->conn, sql.data, &bv, 1, &st, err))
+	    prepare(o->conn, sql.data, &bv, &st, err))
 		goto out;
-	rc = fetch_one(o->db, st, t, out, err);
+	rc = fetch_one(o->conn->db, st, t, out, err);
 out:
 	release(o->conn, st);
 	rt_sql_binds_deinit(&bv);
@@ -1420,9 +1416,9 @@ static int select_by_where(const struct rt_store_cas *cas, const struct rt_write
 			 &bv, err))
 		goto out;
 	rt_sql_select_where(&sql, D, t, where.len ? where.data : D->sql_true);
-	if (prepare(o->conn, sql.data, &bv, 1, &st, err))
+	if (prepare(o->conn, sql.data, &bv, &st, err))
 		goto out;
-	rc = fetch_one(o->db, st, t, out, err);
+	rc = fetch_one(o->conn->db, st, t, out, err);
 out:
 	release(o->conn, st);
 	rt_sql_binds_deinit(&bv);
@@ -1451,7 +1447,7 @@ static int write_by_pk(const struct rt_store_cas *cas, const struct rt_write *w,
 		       err))
 		goto out;
 	rt_buf_append_str(&sql, " RETURNING *");
-	if (prepare(o->conn, sql.data, &bv, 1, &st, err))
+	if (prepare(o->conn, sql.data, &bv, &st, err))
 		goto out;
 	if (apply)
 		row_check_init(&chk, o, t, RT_POLICY_UPDATE);
@@ -1478,7 +1474,7 @@ static int key_lookup(struct conn *c, const char *key, const unsigned char fp[32
 {
 	sqlite3_stmt *st;
 	/* A key older than the window is forgotten even before pruning removes it. */
-	if (prepare(c, D->key_lookup_sql, NULL, 1, &st, err))
+	if (prepare(c, D->key_lookup_sql, NULL, &st, err))
 		return -1;
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, rt_wall_ms() - (int64_t)window_ms);
@@ -1509,7 +1505,7 @@ static int key_record(struct conn *c, const char *key, const unsigned char fp[32
 		      struct rt_store_error *err)
 {
 	sqlite3_stmt *st;
-	if (prepare(c, D->key_record_sql, NULL, 1, &st, err))
+	if (prepare(c, D->key_record_sql, NULL, &st, err))
 		return -1;
 	json_t *r = rt_write_result_json(res, rows);
 	char *txt = json_dumps(r, JSON_COMPACT | JSON_REAL_PRECISION(17));

@@ -12,6 +12,7 @@
 #define RT_STORE_STORE_INT_H
 
 #include <pthread.h>
+#include <sqlite3.h>
 
 #include "store/store.h"
 
@@ -135,7 +136,6 @@ void rt_write_result_parse(const json_t *j, struct rt_write_result *res, json_t 
  * ts), in position order, as the changes_after op returns them; row makes
  * a row version of table t from its JSON text (NULL for NULL).
  */
-typedef struct sqlite3 sqlite3;
 typedef json_t *rt_store_log_row_fn(const struct rt_store_table *t, const char *txt);
 int rt_store_log_read(struct rt_store *base, sqlite3 *db, const char *table, uint64_t after,
 		      size_t max, struct rt_change **out, size_t *n, uint64_t *oldest,
