@@ -1,6 +1,8 @@
 /*
  * The PostgREST query-string subset that supabase-js' from() sends:
- *   select=a,b,alias:c | *          columns to return
+ *   select=a,b,alias:c | *          columns to return; aggregates count(),
+ *                                   c.count() c.sum() c.avg() c.min() c.max()
+ *                                   (alias:c.sum()), the other columns grouped
  *   <col>=[not.]<op>.<value>        filters, ANDed (ops below)
  *   or=(f,f,…) and=(f,f,…)          nested groups, also not.or=(…), not.and=(…);
  *                                   inside a group a filter is col.[not.]op.value
@@ -73,9 +75,16 @@ struct rt_query_node {
 	size_t n_children;
 };
 
+/* PostgREST's aggregate functions in select (`count()`, `col.sum()`, …). */
+enum rt_query_agg {
+	RT_QUERY_AGG_NONE, RT_QUERY_AGG_COUNT, RT_QUERY_AGG_SUM, RT_QUERY_AGG_AVG,
+	RT_QUERY_AGG_MIN, RT_QUERY_AGG_MAX,
+};
+
 struct rt_query_select {
-	char *column; /* "*" for all */
-	char *alias;  /* NULL when none */
+	char *column; /* "*" for all; NULL for count() (rows, not a column's values) */
+	char *alias;  /* NULL when none (the output key is then the function's name) */
+	enum rt_query_agg agg;
 };
 
 enum rt_query_nulls { RT_QUERY_NULLS_DEFAULT, RT_QUERY_NULLS_FIRST, RT_QUERY_NULLS_LAST };
