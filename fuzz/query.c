@@ -76,8 +76,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(!q.where.is_negated && q.where.kind == RT_QUERY_AND);
 	CHECK(check_node(&q.where, 0) - 1 <= RT_QUERY_MAX_NODES);
 	CHECK(q.n_select <= RT_QUERY_MAX_LIST && (q.select || !q.n_select));
-	for (size_t i = 0; i < q.n_select; i++)
-		CHECK(q.select[i].column);
+	for (size_t i = 0; i < q.n_select; i++) {
+		const struct rt_query_select *it = &q.select[i];
+		CHECK(it->agg <= RT_QUERY_AGG_MAX);
+		/* only count() has no column; "*" is never aggregated or aliased */
+		CHECK(it->column || it->agg == RT_QUERY_AGG_COUNT);
+		CHECK(!it->column || strcmp(it->column, "*") || (!it->agg && !it->alias));
+	}
 	CHECK(q.n_order <= RT_QUERY_MAX_LIST);
 	for (size_t i = 0; i < q.n_order; i++)
 		CHECK(q.order[i].column && q.order[i].nulls <= RT_QUERY_NULLS_LAST);

@@ -459,9 +459,33 @@ static int parse_filter_param(struct ctx *x, const char *key, const char *val)
 
 /* ---- other parameters ---- */
 
-static int parse_select(struct ctx *x, const char *val)
+static const struct {
+	const char *name; /* followed by "()" */
+	enum rt_query_agg agg;
+} agg_names[] = {
+	{"count", RT_QUERY_AGG_COUNT}, {"sum", RT_QUERY_AGG_SUM}, {"avg", RT_QUERY_AGG_AVG},
+	{"min", RT_QUERY_AGG_MIN},     {"max", RT_QUERY_AGG_MAX},
+};
+
+/* ".fn()" after a column: the aggregate, or NONE (cursor unmoved). */
+static enum rt_query_agg parse_agg(struct cur *c)
 {
-	struct rt_query *q = x->q;
+	size_t save = c->pos;
+	if (!eat(c, '.'))
+		return RT_QUERY_AGG_NONE;
+	for (size_t i = 0; i < sizeof agg_names / sizeof agg_names[0]; i++) {
+		if (eat_str(c, agg_names[i].name)) {
+			if (eat_str(c, "()"))
+				return agg_names[i].agg;
+			break;
+		}
+	}
+	c->pos = save;
+	return RT_QUERY_AGG_NONE;
+}
+
+static void select_clear(struct rt_query *q)
+{
 	for (size_t i = 0; i < q->n_select; i++) {
 		free(q->select[i].column);
 		free(q->select[i].alias);
@@ -469,6 +493,53 @@ static int parse_select(struct ctx *x, const char *val)
 	free(q->select);
 	q->select = NULL;
 	q->n_select = 0;
+}
+
+/*
+ * One item: "*", or [alias:]count(), or [alias:]name[.fn()] where fn is
+ * count, sum, avg, min or max (PostgREST's pFieldSelect, without embedding,
+ * casts and JSON paths). Returns 0, or -1 with *why set for an unsupported
+ * form (NULL for a plain syntax error).
+ */
+static int parse_select_item(struct cur *c, struct rt_query_select *out, const char **why)
+{
+	*out = (struct rt_query_select){0};
+	skip_ws(c);
+	if (eat(c, '*')) {
+		out->column = rt_xstrdup("*");
+		return 0;
+	}
+	size_t save = c->pos;
+	char *alias = parse_name(c);
+	if (alias && peek(c) == ':' && peek_at(c, 1) != ':') {
+		c->pos++;
+	} else {
+		free(alias);
+		alias = NULL;
+		c->pos = save;
+	}
+	out->alias = alias;
+	if (eat_str(c, "count()")) {
+		out->agg = RT_QUERY_AGG_COUNT;
+	} else {
+		out->column = parse_name(c);
+		if (!out->column)
+			return -1;
+		out->agg = parse_agg(c);
+	}
+	if (peek(c) == '(' || peek(c) == '!')
+		*why = "embedded resources are not supported";
+	else if (is_json_arrow(c))
+		*why = "JSON paths are not supported";
+	else if (peek(c) == ':')
+		*why = "casts are not supported";
+	return *why ? -1 : 0;
+}
+
+static int parse_select(struct ctx *x, const char *val)
+{
+	struct rt_query *q = x->q;
+	select_clear(q);
 	if (!*val)
 		return 0; /* "select=" is the same as no select */
 	struct cur c = {val, strlen(val), 0};
@@ -478,35 +549,14 @@ static int parse_select(struct ctx *x, const char *val)
 			fail_limit(x, "too many items in select (maximum %d)", RT_QUERY_MAX_LIST);
 			return -1;
 		}
-		char *alias = NULL, *col;
-		skip_ws(&c);
-		if (eat(&c, '*')) {
-			col = rt_xstrdup("*");
-		} else {
-			col = parse_name(&c);
-			if (col && peek(&c) == ':' && peek_at(&c, 1) != ':') {
-				c.pos++;
-				alias = col;
-				col = parse_name(&c);
-			}
-			if (!col) {
-				free(alias);
-				goto err_syntax;
-			}
-			if (peek(&c) == '(' || peek(&c) == '!')
-				why = "embedded resources are not supported";
-			else if (is_json_arrow(&c))
-				why = "JSON paths are not supported";
-			else if (peek(&c) == ':')
-				why = "casts are not supported";
-			if (why) {
-				free(alias);
-				free(col);
-				goto err_syntax;
-			}
+		struct rt_query_select item;
+		if (parse_select_item(&c, &item, &why)) {
+			free(item.column);
+			free(item.alias);
+			goto err_syntax;
 		}
 		q->select = rt_xrealloc(q->select, (q->n_select + 1) * sizeof *q->select);
-		q->select[q->n_select++] = (struct rt_query_select){.column = col, .alias = alias};
+		q->select[q->n_select++] = item;
 		skip_ws(&c);
 		if (!eat(&c, ','))
 			break;
@@ -692,11 +742,7 @@ void rt_query_deinit(struct rt_query *q)
 {
 	if (!q)
 		return;
-	for (size_t i = 0; i < q->n_select; i++) {
-		free(q->select[i].column);
-		free(q->select[i].alias);
-	}
-	free(q->select);
+	select_clear(q);
 	node_clear(&q->where);
 	for (size_t i = 0; i < q->n_order; i++)
 		free(q->order[i].column);

@@ -47,8 +47,11 @@ static void check_query(const struct rt_query *q)
 	assert_false(q->where.is_negated);
 	assert_true(check_node(&q->where, 0) - 1 <= RT_QUERY_MAX_NODES);
 	assert_true(q->select || !q->n_select);
-	for (size_t i = 0; i < q->n_select; i++)
-		assert_non_null(q->select[i].column);
+	for (size_t i = 0; i < q->n_select; i++) {
+		const struct rt_query_select *it = &q->select[i];
+		assert_true(it->column || it->agg == RT_QUERY_AGG_COUNT);
+		assert_true(it->agg <= RT_QUERY_AGG_MAX);
+	}
 	for (size_t i = 0; i < q->n_order; i++)
 		assert_non_null(q->order[i].column);
 	assert_true(q->limit >= -1);
@@ -713,8 +716,6 @@ static void test_select(void **state)
 	parse_err("select=*,a:author!inner(id)", "failed to parse select parameter "
 						 "(*,a:author!inner(id)): embedded resources "
 						 "are not supported");
-	parse_err("select=count()", "failed to parse select parameter (count()): "
-				    "embedded resources are not supported");
 	parse_err("select=id::text",
 		  "failed to parse select parameter (id::text): casts are not supported");
 	parse_err("select=data-%3Ea",
@@ -727,6 +728,72 @@ static void test_select(void **state)
 	parse_err("select=id,", "failed to parse select parameter (id,)");
 	parse_err("select=*x", "failed to parse select parameter (*x)");
 	parse_err("select=a.b", "failed to parse select parameter (a.b)");
+}
+
+static void assert_item(const struct rt_query_select *it, const char *column, const char *alias,
+			enum rt_query_agg agg)
+{
+	if (column)
+		assert_string_equal(it->column, column);
+	else
+		assert_null(it->column);
+	if (alias)
+		assert_string_equal(it->alias, alias);
+	else
+		assert_null(it->alias);
+	assert_int_equal(it->agg, agg);
+}
+
+static void test_select_aggregates(void **state)
+{
+	struct rt_query q;
+	/* .select('category, amount.sum(), count()') */
+	parse_ok("select=category%2C+amount.sum%28%29%2C+count%28%29", &q);
+	assert_int_equal(q.n_select, 3);
+	assert_item(&q.select[0], "category", NULL, RT_QUERY_AGG_NONE);
+	assert_item(&q.select[1], "amount", NULL, RT_QUERY_AGG_SUM);
+	assert_item(&q.select[2], NULL, NULL, RT_QUERY_AGG_COUNT);
+	rt_query_deinit(&q);
+	parse_ok("select=n:count(),a.count(),a.avg(),lo:a.min(),hi:a.max(),%22x.y%22.sum(),k:c", &q);
+	assert_int_equal(q.n_select, 7);
+	assert_item(&q.select[0], NULL, "n", RT_QUERY_AGG_COUNT);
+	assert_item(&q.select[1], "a", NULL, RT_QUERY_AGG_COUNT);
+	assert_item(&q.select[2], "a", NULL, RT_QUERY_AGG_AVG);
+	assert_item(&q.select[3], "a", "lo", RT_QUERY_AGG_MIN);
+	assert_item(&q.select[4], "a", "hi", RT_QUERY_AGG_MAX);
+	assert_item(&q.select[5], "x.y", NULL, RT_QUERY_AGG_SUM);
+	assert_item(&q.select[6], "c", "k", RT_QUERY_AGG_NONE);
+	rt_query_deinit(&q);
+	/* A column named count is a column; count.sum() its sum. */
+	parse_ok("select=count,count.sum(),*", &q);
+	assert_item(&q.select[0], "count", NULL, RT_QUERY_AGG_NONE);
+	assert_item(&q.select[1], "count", NULL, RT_QUERY_AGG_SUM);
+	assert_item(&q.select[2], "*", NULL, RT_QUERY_AGG_NONE);
+	rt_query_deinit(&q);
+	/* A failed select after a good one leaves nothing. */
+	parse_err("select=a.sum()&select=a.total()", "failed to parse select parameter (a.total())");
+
+	parse_err("select=*.sum()", "failed to parse select parameter (*.sum())");
+	parse_err("select=a.SUM()", "failed to parse select parameter (a.SUM())");
+	parse_err("select=a.sum", "failed to parse select parameter (a.sum)");
+	parse_err("select=a.sum(b)", "failed to parse select parameter (a.sum(b))");
+	parse_err("select=a.median()", "failed to parse select parameter (a.median())");
+	parse_err("select=count(*)", "failed to parse select parameter (count(*)): "
+				     "embedded resources are not supported");
+	parse_err("select=count+()", "failed to parse select parameter (count ()): "
+				     "embedded resources are not supported");
+	parse_err("select=count()::text",
+		  "failed to parse select parameter (count()::text): casts are not supported");
+	parse_err("select=a.sum()::text",
+		  "failed to parse select parameter (a.sum()::text): casts are not supported");
+	parse_err("select=a::int.sum()",
+		  "failed to parse select parameter (a::int.sum()): casts are not supported");
+	parse_err("select=a.sum().max()", "failed to parse select parameter (a.sum().max())");
+	parse_err("select=a.sum()x", "failed to parse select parameter (a.sum()x)");
+	parse_err("select=a.sum()(b)", "failed to parse select parameter (a.sum()(b)): "
+				       "embedded resources are not supported");
+	parse_err("select=x:*.count()", "failed to parse select parameter (x:*.count())");
+	rt_query_deinit(&q);
 }
 
 static void test_order_limit_offset(void **state)
@@ -866,6 +933,7 @@ int main(void)
 		cmocka_unit_test(test_depth_and_node_limits),
 		cmocka_unit_test(test_list_limits),
 		cmocka_unit_test(test_select),
+		cmocka_unit_test(test_select_aggregates),
 		cmocka_unit_test(test_order_limit_offset),
 		cmocka_unit_test(test_percent_encoding),
 		cmocka_unit_test(test_lifecycle),
