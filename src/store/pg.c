@@ -362,9 +362,9 @@ static int pg_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 	struct pg_store *s = (struct pg_store *)base;
 	const struct rt_store_table *t = r->table;
 	const struct rt_query *q = r->query;
-	const struct rt_store_column **cols = NULL;
-	const char **keys = NULL;
-	size_t n_cols;
+	struct rt_store_output *outs = NULL;
+	size_t n_outs;
+	bool is_grouped;
 	struct rt_buf where, sql;
 	struct rt_sql_binds p;
 	rt_sql_binds_init(&p);
@@ -379,11 +379,11 @@ static int pg_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 		*r->position = s->committed_pos;
 		pthread_mutex_unlock(&s->mu);
 	}
-	if (rt_store_select_cols(t, q, &cols, &keys, &n_cols, err))
+	if (rt_store_outputs(t, q, &outs, &n_outs, &is_grouped, err))
 		goto out;
 	if (q && rt_sql_where(&where, &p, D, t, &q->where, NULL, err))
 		goto out;
-	if (rt_sql_read(&sql, D, t, cols, keys, n_cols, where.data, q, r->wants_count, err))
+	if (rt_sql_read(&sql, D, t, outs, n_outs, is_grouped, where.data, q, r->wants_count, err))
 		goto out;
 	if (!(c = pool_get(s, err)))
 		goto out;
@@ -422,8 +422,7 @@ out:
 	rt_sql_binds_deinit(&p);
 	rt_buf_deinit(&where);
 	rt_buf_deinit(&sql);
-	free(cols);
-	free(keys);
+	free(outs);
 	return rc;
 }
 
@@ -432,13 +431,13 @@ out:
 /* Runs one write statement (stmt without RETURNING, binds bv); appends its
  * rows to out (when not NULL) and adds the affected count to *count. */
 static int write_stmt(PGconn *c, const struct rt_buf *stmt, const struct rt_sql_binds *bv,
-		      const struct rt_store_column **cols, const char **keys, size_t n, json_t *out,
-		      size_t *count, struct rt_store_error *e)
+		      const struct rt_store_output *outs, size_t n, json_t *out, size_t *count,
+		      struct rt_store_error *e)
 {
 	struct rt_buf sql;
 	rt_buf_init(&sql);
 	if (out)
-		rt_sql_returning(&sql, D, stmt, cols, keys, n, true);
+		rt_sql_returning(&sql, D, stmt, outs, n, true);
 	else /* no RETURNING: the rows are not read back, so SELECT policies
 	      * do not check them (PostgreSQL's rule for RETURNING) */
 		rt_buf_append(&sql, stmt->data, stmt->len);
@@ -480,9 +479,8 @@ static bool same_names(const struct rt_store_column *const *a, size_t na,
  * planned once, not once per row. An upsert writes row by row, so two rows
  * of one key merge in order.
  */
-static int insert_rows(PGconn *c, const struct rt_write *w, const struct rt_store_column **cols,
-		       const char **keys, size_t n_cols, json_t *out, size_t *count,
-		       struct rt_store_error *err)
+static int insert_rows(PGconn *c, const struct rt_write *w, const struct rt_store_output *outs,
+		       size_t n_outs, json_t *out, size_t *count, struct rt_store_error *err)
 {
 	const struct rt_store_table *t = w->table;
 	size_t n_rows = json_array_size(w->rows);
@@ -522,7 +520,7 @@ static int insert_rows(PGconn *c, const struct rt_write *w, const struct rt_stor
 			rc = rt_sql_insert(&stmt, &bv, D, w, row, err);
 		}
 		if (!rc)
-			rc = write_stmt(c, &stmt, &bv, cols, keys, n_cols, out, count, err);
+			rc = write_stmt(c, &stmt, &bv, outs, n_outs, out, count, err);
 		rt_sql_binds_deinit(&bv);
 		rt_buf_deinit(&stmt);
 		i = end;
@@ -533,8 +531,8 @@ static int insert_rows(PGconn *c, const struct rt_write *w, const struct rt_stor
 }
 
 static int update_or_delete(PGconn *c, const struct rt_write *w,
-			    const struct rt_store_column **cols, const char **keys, size_t n_cols,
-			    json_t *out, size_t *count, struct rt_store_error *err)
+			    const struct rt_store_output *outs, size_t n_outs, json_t *out,
+			    size_t *count, struct rt_store_error *err)
 {
 	const struct rt_store_table *t = w->table;
 	struct rt_buf stmt, where;
@@ -553,7 +551,7 @@ static int update_or_delete(PGconn *c, const struct rt_write *w,
 	if (w->where && rt_sql_where(&where, &bv, D, t, &w->where->where, NULL, err))
 		goto out;
 	rt_sql_where_clause(&stmt, where.data);
-	rc = write_stmt(c, &stmt, &bv, cols, keys, n_cols, out, count, err);
+	rc = write_stmt(c, &stmt, &bv, outs, n_outs, out, count, err);
 out:
 	rt_sql_binds_deinit(&bv);
 	rt_buf_deinit(&stmt);
@@ -616,7 +614,7 @@ static int write_by_pk(const struct rt_store_cas *cas, const struct rt_write *w,
 	size_t count = 0;
 	int rc = rt_sql_write_pk(&stmt, &bv, D, w->table, current, apply, err);
 	if (!rc)
-		rc = write_stmt(cas->ctx, &stmt, &bv, cas->cols, cas->keys, cas->n_cols, cas->out,
+		rc = write_stmt(cas->ctx, &stmt, &bv, cas->outs, cas->n_outs, cas->out,
 				&count, err);
 	rt_sql_binds_deinit(&bv);
 	rt_buf_deinit(&stmt);
@@ -651,7 +649,7 @@ static int insert_missing(const struct rt_store_cas *cas, const struct rt_write 
 			  struct rt_store_error *err)
 {
 	size_t count = 0;
-	return insert_rows(cas->ctx, w, cas->cols, cas->keys, cas->n_cols, cas->out, &count, err);
+	return insert_rows(cas->ctx, w, cas->outs, cas->n_outs, cas->out, &count, err);
 }
 
 /*
@@ -719,13 +717,13 @@ static int pg_write(struct rt_store *base, const struct rt_write *w, json_t **ro
 				   strlen(w->idempotency_key) > RT_STORE_MAX_KEY))
 		return control_err(err, "The idempotency key must have 1 to 255 bytes");
 	struct rt_write_result res = {.outcome = RT_WRITE_APPLIED};
-	const struct rt_store_column **cols = NULL;
-	const char **keys = NULL;
-	size_t n_cols, count = 0;
+	struct rt_store_output *outs = NULL;
+	size_t n_outs, count = 0;
+	bool is_grouped; /* never: rt_store_write() refuses aggregates */
 	json_t *out = NULL;
 	PGconn *c = NULL;
 	int rc = -1;
-	if (rt_store_select_cols(w->table, w->where, &cols, &keys, &n_cols, err))
+	if (rt_store_outputs(w->table, w->where, &outs, &n_outs, &is_grouped, err))
 		goto out;
 	if (!(c = pool_get(s, err)))
 		goto out;
@@ -749,14 +747,14 @@ static int pg_write(struct rt_store *base, const struct rt_write *w, json_t **ro
 		rc = set_context(s, c, w->who, method[w->kind], w->table, err);
 		if (!rc && w->base) {
 			rc = rt_store_controlled_write(
-				&(struct rt_store_cas){c, cols, keys, n_cols, out, select_by_where,
+				&(struct rt_store_cas){c, outs, n_outs, out, select_by_where,
 						       select_by_pk, write_by_pk, insert_missing},
 				w, &res, err);
 			count = json_array_size(out);
 		} else if (!rc && (w->kind == RT_WRITE_INSERT || w->kind == RT_WRITE_UPSERT))
-			rc = insert_rows(c, w, cols, keys, n_cols, dest, &count, err);
+			rc = insert_rows(c, w, outs, n_outs, dest, &count, err);
 		else if (!rc)
-			rc = update_or_delete(c, w, cols, keys, n_cols, dest, &count, err);
+			rc = update_or_delete(c, w, outs, n_outs, dest, &count, err);
 		if (rc)
 			who_status(err, w->who);
 		for (size_t i = 0; !rc && is_counted && i < count; i++)
@@ -793,8 +791,7 @@ static int pg_write(struct rt_store *base, const struct rt_write *w, json_t **ro
 out:
 	if (c)
 		pool_put(s, c);
-	free(cols);
-	free(keys);
+	free(outs);
 	return rc;
 }
 

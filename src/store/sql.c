@@ -25,23 +25,44 @@ static void placeholder_numbered(struct rt_buf *b, size_t n)
 
 /* SQLite's RETURNING gives full rows in table order; the store projects them. */
 static void returning_all(struct rt_buf *out, const struct rt_sql_dialect *d,
-			  const struct rt_buf *stmt, const struct rt_store_column **cols,
-			  const char **keys, size_t n, bool wants_rows)
+			  const struct rt_buf *stmt, const struct rt_store_output *outs, size_t n,
+			  bool wants_rows)
 {
 	rt_buf_append(out, stmt->data, stmt->len);
 	rt_buf_append_str(out, " RETURNING *");
 }
 
+static const char *const agg_sql[] = {
+	[RT_QUERY_AGG_COUNT] = "count(", [RT_QUERY_AGG_SUM] = "sum(", [RT_QUERY_AGG_AVG] = "avg(",
+	[RT_QUERY_AGG_MIN] = "min(",     [RT_QUERY_AGG_MAX] = "max(",
+};
+
+/* One output: the column, or the aggregate over it (count(*) for count()). */
+static void output_expr(struct rt_buf *b, const struct rt_sql_dialect *d,
+			const struct rt_store_output *o)
+{
+	if (o->agg == RT_QUERY_AGG_NONE) {
+		rt_sql_col(b, d, NULL, o->col->name);
+		return;
+	}
+	rt_buf_append_str(b, agg_sql[o->agg]);
+	if (o->col)
+		rt_sql_col(b, d, NULL, o->col->name);
+	else
+		rt_buf_append_byte(b, '*');
+	rt_buf_append_byte(b, ')');
+}
+
 static void projection(struct rt_buf *b, const struct rt_sql_dialect *d,
-		       const struct rt_store_column **cols, const char **keys, size_t n)
+		       const struct rt_store_output *outs, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (i)
 			rt_buf_append_byte(b, ',');
-		rt_sql_col(b, d, NULL, cols[i]->name);
+		output_expr(b, d, &outs[i]);
 		if (d->is_projection_aliased) {
 			rt_buf_append_str(b, " AS ");
-			rt_sql_ident(b, keys[i]);
+			rt_sql_ident(b, outs[i].key);
 		}
 	}
 	if (!n)
@@ -50,8 +71,8 @@ static void projection(struct rt_buf *b, const struct rt_sql_dialect *d,
 
 /* PostgreSQL: "WITH _w AS (<stmt> RETURNING _t.*) SELECT <rows>, count". */
 static void returning_cte(struct rt_buf *out, const struct rt_sql_dialect *d,
-			  const struct rt_buf *stmt, const struct rt_store_column **cols,
-			  const char **keys, size_t n, bool wants_rows)
+			  const struct rt_buf *stmt, const struct rt_store_output *outs, size_t n,
+			  bool wants_rows)
 {
 	rt_buf_append_str(out, "WITH _w AS (");
 	rt_buf_append(out, stmt->data, stmt->len);
@@ -61,7 +82,7 @@ static void returning_cte(struct rt_buf *out, const struct rt_sql_dialect *d,
 		return;
 	}
 	rt_buf_append_str(out, "SELECT coalesce(json_agg(_r), '[]')::text, count(*) FROM (SELECT ");
-	projection(out, d, cols, keys, n);
+	projection(out, d, outs, n);
 	rt_buf_append_str(out, " FROM _w _t) _r");
 }
 
@@ -408,17 +429,62 @@ void rt_sql_count(struct rt_buf *b, const struct rt_sql_dialect *d, const struct
 	rt_sql_where_clause(b, where);
 }
 
-int rt_sql_read(struct rt_buf *b, const struct rt_sql_dialect *d, const struct rt_store_table *t,
-		const struct rt_store_column **cols, const char **keys, size_t n,
-		const char *where, const struct rt_query *q, bool wants_count,
-		struct rt_store_error *e)
+/* Whether column c is one of the group's (an output without an aggregate). */
+static bool is_group_col(const struct rt_store_output *outs, size_t n,
+			 const struct rt_store_column *c)
 {
+	for (size_t i = 0; i < n; i++)
+		if (outs[i].agg == RT_QUERY_AGG_NONE && outs[i].col == c)
+			return true;
+	return false;
+}
+
+/* " GROUP BY" the outputs without an aggregate (nothing when there are none:
+ * one row over all the rows). */
+static void group_by(struct rt_buf *b, const struct rt_sql_dialect *d,
+		     const struct rt_store_output *outs, size_t n)
+{
+	size_t n_group = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (outs[i].agg != RT_QUERY_AGG_NONE)
+			continue;
+		rt_buf_append_str(b, n_group++ ? ", " : " GROUP BY ");
+		rt_sql_col(b, d, NULL, outs[i].col->name);
+	}
+}
+
+int rt_sql_check_group_order(const struct rt_store_table *t, const struct rt_store_output *outs,
+			     size_t n, const struct rt_query *q, struct rt_store_error *e)
+{
+	for (size_t i = 0; q && i < q->n_order; i++) {
+		const struct rt_store_column *c;
+		if (rt_sql_column(t, q->order[i].column, &c, e))
+			return -1;
+		if (!is_group_col(outs, n, c)) {
+			rt_store_set_err(e, 400, "42803", NULL,
+					 "column \"%s.%s\" must appear in the GROUP BY clause or be "
+					 "used in an aggregate function",
+					 t->name, c->name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int rt_sql_read(struct rt_buf *b, const struct rt_sql_dialect *d, const struct rt_store_table *t,
+		const struct rt_store_output *outs, size_t n, bool is_grouped, const char *where,
+		const struct rt_query *q, bool wants_count, struct rt_store_error *e)
+{
+	if (is_grouped && rt_sql_check_group_order(t, outs, n, q, e))
+		return -1;
 	rt_buf_append_str(b, d->read_open);
-	projection(b, d, cols, keys, n);
+	projection(b, d, outs, n);
 	rt_buf_append_str(b, " FROM ");
 	rt_sql_table(b, d, t);
 	rt_buf_append_str(b, d->read_alias);
 	rt_sql_where_clause(b, where);
+	if (is_grouped)
+		group_by(b, d, outs, n);
 	if (rt_sql_order(b, d, t, q, e))
 		return -1;
 	rt_sql_limit(b, q);
@@ -698,10 +764,9 @@ void rt_sql_delete(struct rt_buf *b, const struct rt_sql_dialect *d, const struc
 }
 
 void rt_sql_returning(struct rt_buf *out, const struct rt_sql_dialect *d, const struct rt_buf *stmt,
-		      const struct rt_store_column **cols, const char **keys, size_t n,
-		      bool wants_rows)
+		      const struct rt_store_output *outs, size_t n, bool wants_rows)
 {
-	d->returning(out, d, stmt, cols, keys, n, wants_rows);
+	d->returning(out, d, stmt, outs, n, wants_rows);
 }
 
 /* ---- writes with a base ---- */

@@ -31,6 +31,7 @@
 #include "common/buf.h"
 #include "store/query.h"
 #include "store/store.h"
+#include "store/store_int.h"
 
 enum rt_sql_bind_kind {
 	RT_SQL_BIND_TEXT, /* text, in the column type's text form */
@@ -90,8 +91,8 @@ struct rt_sql_dialect {
 	/* Appends to out the statement that runs stmt (INSERT, UPDATE, DELETE
 	 * without RETURNING) and returns its rows: see rt_sql_returning(). */
 	void (*returning)(struct rt_buf *out, const struct rt_sql_dialect *d,
-			  const struct rt_buf *stmt, const struct rt_store_column **cols,
-			  const char **keys, size_t n, bool wants_rows);
+			  const struct rt_buf *stmt, const struct rt_store_output *outs, size_t n,
+			  bool wants_rows);
 	/* Idempotency keys (docs/writes.md): the statements, constant.
 	 * key_lock_sql may be NULL (SQLite's write transaction serializes). */
 	const char *key_lock_sql, *key_lookup_sql, *key_record_sql;
@@ -151,15 +152,24 @@ int rt_sql_order(struct rt_buf *b, const struct rt_sql_dialect *d, const struct 
 void rt_sql_limit(struct rt_buf *b, const struct rt_query *q);
 
 /*
- * The read statement: the projection (cols as keys, n of them) of t's rows
- * where where (the text rt_sql_where() made; NULL or "" for all), q's order
- * and limit; with wants_count and is_count_inline, the count as a second
- * column. Returns 0, or -1 with 42703 for an unknown order column.
+ * The read statement: the projection of outs (n of them, from
+ * rt_store_outputs()) over t's rows where where (the text rt_sql_where()
+ * made; NULL or "" for all); with is_grouped, grouped by the outputs without
+ * an aggregate (none: one row over all the rows, also when none match);
+ * then q's order and limit (of the groups, when grouped); with wants_count
+ * and is_count_inline, the count of the matching rows (never of the groups:
+ * PostgREST's count) as a second column. Returns 0, or -1 with e as
+ * rt_sql_check_group_order() says (42703 for an unknown order column).
  */
 int rt_sql_read(struct rt_buf *b, const struct rt_sql_dialect *d, const struct rt_store_table *t,
-		const struct rt_store_column **cols, const char **keys, size_t n,
-		const char *where, const struct rt_query *q, bool wants_count,
-		struct rt_store_error *e);
+		const struct rt_store_output *outs, size_t n, bool is_grouped, const char *where,
+		const struct rt_query *q, bool wants_count, struct rt_store_error *e);
+/* Checks that q's order names only group columns of outs (q may be NULL):
+ * 0, or -1 with 400 42703 for an unknown column, 400 42803 "column \"t.c\"
+ * must appear in the GROUP BY clause or be used in an aggregate function"
+ * for a column outside the group, as PostgreSQL refuses it. */
+int rt_sql_check_group_order(const struct rt_store_table *t, const struct rt_store_output *outs,
+			     size_t n, const struct rt_query *q, struct rt_store_error *e);
 /* "SELECT count(*) FROM t[ WHERE where]" (rt_sql_read() embeds it when inline). */
 void rt_sql_count(struct rt_buf *b, const struct rt_sql_dialect *d, const struct rt_store_table *t,
 		  const char *where);
@@ -216,8 +226,7 @@ void rt_sql_where_clause(struct rt_buf *b, const char *where);
  * count.
  */
 void rt_sql_returning(struct rt_buf *out, const struct rt_sql_dialect *d, const struct rt_buf *stmt,
-		      const struct rt_store_column **cols, const char **keys, size_t n,
-		      bool wants_rows);
+		      const struct rt_store_output *outs, size_t n, bool wants_rows);
 
 /*
  * A write with a base (docs/writes.md). The locked select of t's row whose

@@ -772,14 +772,13 @@ static void release(struct conn *c, sqlite3_stmt *st)
 	c->n_idle++;
 }
 
-#define select_cols rt_store_select_cols
-
-static json_t *row_object(sqlite3_stmt *st, const struct rt_store_column **cols,
-			  const char **keys, size_t n)
+/* A read's row: each output typed as what it is (a column's value, or an
+ * aggregate's result). */
+static json_t *row_object(sqlite3_stmt *st, const struct rt_store_output *outs, size_t n)
 {
 	json_t *row = json_object();
 	for (size_t i = 0; i < n; i++)
-		json_object_set_new(row, keys[i], typed_from_stmt(cols[i]->type, st, (int)i));
+		json_object_set_new(row, outs[i].key, typed_from_stmt(outs[i].type, st, (int)i));
 	return row;
 }
 
@@ -945,9 +944,9 @@ static int sq_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 		return -1;
 	sqlite3 *db = conn->db;
 	int rc = -1;
-	const struct rt_store_column **cols = NULL;
-	const char **keys = NULL;
-	size_t n_cols;
+	struct rt_store_output *outs = NULL;
+	size_t n_outs;
+	bool is_grouped;
 	struct rt_buf where, sql;
 	struct rt_sql_binds bv;
 	rt_sql_binds_init(&bv);
@@ -957,7 +956,7 @@ static int sq_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 	op_init(&o, s, conn, r->who, true);
 	rt_buf_init(&where);
 	rt_buf_init(&sql);
-	if (select_cols(t, r->query, &cols, &keys, &n_cols, err) ||
+	if (rt_store_outputs(t, r->query, &outs, &n_outs, &is_grouped, err) ||
 	    rt_sql_check_order(t, r->query, err))
 		goto out;
 	/* The rows the requester may select; limit, offset and the count apply to them. */
@@ -965,7 +964,7 @@ static int sq_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 			 err))
 		goto out;
 
-	if (rt_sql_read(&sql, D, t, cols, keys, n_cols, where.data, r->query, false, err))
+	if (rt_sql_read(&sql, D, t, outs, n_outs, is_grouped, where.data, r->query, false, err))
 		goto out;
 	/* With a position, the rows and the log's last position come from one
 	 * read transaction (the log is a table of the same database). */
@@ -982,7 +981,7 @@ static int sq_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 	json_t *arr = json_array();
 	int step;
 	while ((step = sqlite3_step(st)) == SQLITE_ROW)
-		json_array_append_new(arr, row_object(st, cols, keys, n_cols));
+		json_array_append_new(arr, row_object(st, outs, n_outs));
 	if (step != SQLITE_DONE) {
 		sql_err(err, db);
 		json_decref(arr);
@@ -1011,8 +1010,7 @@ out:
 	rt_sql_binds_deinit(&bv);
 	rt_buf_deinit(&where);
 	rt_buf_deinit(&sql);
-	free(cols);
-	free(keys);
+	free(outs);
 	return rc;
 }
 
@@ -1087,7 +1085,7 @@ static int step_rows(const struct rt_store_cas *cas, sqlite3_stmt *st,
 		int rc = is_checked ? row_check_run(chk, full, err) : 0;
 		if (!rc && cas->out)
 			json_array_append_new(cas->out,
-					      rt_store_project(full, cas->cols, cas->keys, cas->n_cols));
+					      rt_store_project(full, cas->outs, cas->n_outs));
 		json_decref(full);
 		if (rc) {
 			sqlite3_reset(st);
@@ -1534,15 +1532,15 @@ static int sq_write(struct rt_store *base, const struct rt_write *w, json_t **ro
 	if (w->idempotency_key && (!*w->idempotency_key ||
 				   strlen(w->idempotency_key) > RT_STORE_MAX_KEY))
 		return control_err(err, "The idempotency key must have 1 to 255 bytes");
-	const struct rt_store_column **cols = NULL;
-	const char **keys = NULL;
-	size_t n_cols;
+	struct rt_store_output *outs = NULL;
+	size_t n_outs;
+	bool is_grouped; /* never: rt_store_write() refuses aggregates */
 	struct rt_write_result res = {.outcome = RT_WRITE_APPLIED};
 	struct op o;
 	op_init(&o, s, conn, w->who, (w->wants_rows || w->wants_single) && !w->is_count_only);
 	o.is_counted = w->is_count_only && !w->base;
 	json_t *out = NULL;
-	if (select_cols(w->table, w->where, &cols, &keys, &n_cols, err))
+	if (rt_store_outputs(w->table, w->where, &outs, &n_outs, &is_grouped, err))
 		goto err;
 	out = w->wants_rows || w->wants_single ? json_array() : NULL;
 	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
@@ -1559,9 +1557,8 @@ static int sq_write(struct rt_store *base, const struct rt_write *w, json_t **ro
 	if (rc == 0) {
 		const struct rt_store_cas cas = {
 			.ctx = &o,
-			.cols = cols,
-			.keys = keys,
-			.n_cols = n_cols,
+			.outs = outs,
+			.n_outs = n_outs,
 			.out = out,
 			.select_where = select_by_where,
 			.select_pk = select_by_pk,
@@ -1595,8 +1592,7 @@ static int sq_write(struct rt_store *base, const struct rt_write *w, json_t **ro
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 		goto err;
 	}
-	free(cols);
-	free(keys);
+	free(outs);
 	op_deinit(&o);
 	if (!res.is_replayed)
 		wake_changes(s);
@@ -1609,8 +1605,7 @@ static int sq_write(struct rt_store *base, const struct rt_write *w, json_t **ro
 err:
 	rt_write_result_deinit(&res);
 	json_decref(out);
-	free(cols);
-	free(keys);
+	free(outs);
 	op_deinit(&o);
 	return -1;
 }

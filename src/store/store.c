@@ -46,39 +46,133 @@ void rt_store_schema_free(struct rt_store_schema *sc)
 	memset(sc, 0, sizeof *sc);
 }
 
-int rt_store_select_cols(const struct rt_store_table *t, const struct rt_query *q,
-			 const struct rt_store_column ***cols, const char ***keys, size_t *n,
-			 struct rt_store_error *e)
+static const char *const agg_fn[] = {
+	[RT_QUERY_AGG_COUNT] = "count", [RT_QUERY_AGG_SUM] = "sum", [RT_QUERY_AGG_AVG] = "avg",
+	[RT_QUERY_AGG_MIN] = "min",     [RT_QUERY_AGG_MAX] = "max",
+};
+
+static bool is_int_type(const char *t)
 {
-	size_t cap = 0; /* every "*" expands to all columns */
-	for (size_t i = 0; q && q->select && i < q->n_select; i++)
-		cap += strcmp(q->select[i].column, "*") ? 1 : t->n_cols;
-	if (!q || !q->select)
-		cap = t->n_cols;
-	*cols = rt_xcalloc(cap ? cap : 1, sizeof **cols);
-	*keys = rt_xcalloc(cap ? cap : 1, sizeof **keys);
-	*n = 0;
+	return !strcmp(t, "int2") || !strcmp(t, "int4") || !strcmp(t, "int8");
+}
+
+static bool is_float_type(const char *t)
+{
+	return !strcmp(t, "float4") || !strcmp(t, "float8");
+}
+
+/* What agg of column c gives, as PostgreSQL types it; NULL when PostgreSQL
+ * has no such function for c's type. */
+static const char *agg_type(enum rt_query_agg agg, const struct rt_store_column *c)
+{
+	switch (agg) {
+	case RT_QUERY_AGG_NONE:
+		return c->type;
+	case RT_QUERY_AGG_COUNT:
+		return "int8";
+	case RT_QUERY_AGG_SUM:
+		if (!strcmp(c->type, "int2") || !strcmp(c->type, "int4"))
+			return "int8";
+		if (!strcmp(c->type, "int8") || !strcmp(c->type, "numeric"))
+			return "numeric";
+		return is_float_type(c->type) ? c->type : NULL;
+	case RT_QUERY_AGG_AVG:
+		if (is_int_type(c->type) || !strcmp(c->type, "numeric"))
+			return "numeric";
+		return is_float_type(c->type) ? "float8" : NULL;
+	case RT_QUERY_AGG_MIN:
+	case RT_QUERY_AGG_MAX:
+		if (!strcmp(c->type, "json") || !strcmp(c->type, "jsonb") ||
+		    !strcmp(c->type, "bool") || !strcmp(c->type, "bytea"))
+			return NULL;
+		return c->type;
+	}
+	return NULL;
+}
+
+/* PostgreSQL's names of the types it spells out in its messages. */
+static const char *type_name(const char *t)
+{
+	static const char *const long_names[][2] = {
+		{"bool", "boolean"},
+		{"int2", "smallint"},
+		{"int4", "integer"},
+		{"int8", "bigint"},
+		{"float4", "real"},
+		{"float8", "double precision"},
+		{"varchar", "character varying"},
+		{"bpchar", "character"},
+		{"timestamptz", "timestamp with time zone"},
+		{"timestamp", "timestamp without time zone"},
+		{"timetz", "time with time zone"},
+		{"time", "time without time zone"},
+	};
+	for (size_t i = 0; i < sizeof long_names / sizeof long_names[0]; i++)
+		if (!strcmp(t, long_names[i][0]))
+			return long_names[i][1];
+	return t;
+}
+
+int rt_store_outputs(const struct rt_store_table *t, const struct rt_query *q,
+		     struct rt_store_output **out, size_t *n, bool *is_grouped,
+		     struct rt_store_error *e)
+{
 	bool all = !q || !q->select;
+	size_t cap = all ? t->n_cols : 0; /* every "*" expands to all columns */
+	for (size_t i = 0; !all && i < q->n_select; i++)
+		cap += q->select[i].column && !strcmp(q->select[i].column, "*") ? t->n_cols : 1;
+	*out = rt_xcalloc(cap ? cap : 1, sizeof **out);
+	*n = 0;
+	*is_grouped = false;
+	for (size_t j = 0; all && j < t->n_cols; j++)
+		(*out)[(*n)++] = (struct rt_store_output){t->cols[j].name, &t->cols[j],
+							  RT_QUERY_AGG_NONE, t->cols[j].type};
 	for (size_t i = 0; !all && i < q->n_select; i++) {
-		if (!strcmp(q->select[i].column, "*")) {
-			for (size_t j = 0; j < t->n_cols; j++) {
-				(*cols)[*n] = &t->cols[j];
-				(*keys)[(*n)++] = t->cols[j].name;
-			}
+		const struct rt_query_select *it = &q->select[i];
+		if (!it->column) { /* count() */
+			(*out)[(*n)++] = (struct rt_store_output){
+				it->alias ? it->alias : agg_fn[RT_QUERY_AGG_COUNT], NULL,
+				RT_QUERY_AGG_COUNT, "int8"};
+			*is_grouped = true;
 			continue;
 		}
-		const struct rt_store_column *c = rt_store_column(t, q->select[i].column);
+		if (!strcmp(it->column, "*")) {
+			for (size_t j = 0; j < t->n_cols; j++)
+				(*out)[(*n)++] = (struct rt_store_output){
+					t->cols[j].name, &t->cols[j], RT_QUERY_AGG_NONE,
+					t->cols[j].type};
+			continue;
+		}
+		const struct rt_store_column *c = rt_store_column(t, it->column);
 		if (!c) {
 			rt_store_set_err(e, 400, "42703", NULL, "column %s.%s does not exist", t->name,
-					 q->select[i].column);
+					 it->column);
 			return -1;
 		}
-		(*cols)[*n] = c;
-		(*keys)[(*n)++] = q->select[i].alias ? q->select[i].alias : c->name;
+		const char *type = agg_type(it->agg, c);
+		if (!type) {
+			rt_store_set_err(e, 404, "42883", NULL, "function %s(%s) does not exist",
+					 agg_fn[it->agg], type_name(c->type));
+			return -1;
+		}
+		const char *key = it->alias ? it->alias : it->agg ? agg_fn[it->agg] : c->name;
+		(*out)[(*n)++] = (struct rt_store_output){key, c, it->agg, type};
+		*is_grouped |= it->agg != RT_QUERY_AGG_NONE;
 	}
-	for (size_t j = 0; all && j < t->n_cols; j++) {
-		(*cols)[*n] = &t->cols[j];
-		(*keys)[(*n)++] = t->cols[j].name;
+	return 0;
+}
+
+/* 400 PGRST100 when q's select has an aggregate: the rows a write returns
+ * are the rows it wrote, never groups. q may be NULL. */
+static int check_no_aggs(const struct rt_query *q, struct rt_store_error *e)
+{
+	for (size_t i = 0; q && i < q->n_select; i++) {
+		if (q->select[i].agg != RT_QUERY_AGG_NONE) {
+			rt_store_set_err(e, 400, "PGRST100", NULL,
+					 "aggregate functions are only supported in reads, not "
+					 "in the representation of a write");
+			return -1;
+		}
 	}
 	return 0;
 }
@@ -202,6 +296,8 @@ int rt_store_read(struct rt_store *s, const struct rt_read *r, json_t **rows, lo
 int rt_store_write(struct rt_store *s, const struct rt_write *w, json_t **rows,
 		   struct rt_store_error *err)
 {
+	if (check_no_aggs(w->where, err))
+		return -1;
 	return s->ops->write(s, w, rows, err);
 }
 
@@ -316,12 +412,11 @@ bool rt_store_has_pk(const struct rt_store_table *t)
 	return false;
 }
 
-json_t *rt_store_project(const json_t *full, const struct rt_store_column **cols,
-			 const char **keys, size_t n_cols)
+json_t *rt_store_project(const json_t *full, const struct rt_store_output *outs, size_t n)
 {
 	json_t *row = json_object();
-	for (size_t i = 0; i < n_cols; i++)
-		json_object_set(row, keys[i], json_object_get(full, cols[i]->name));
+	for (size_t i = 0; i < n; i++)
+		json_object_set(row, outs[i].key, json_object_get(full, outs[i].col->name));
 	return row;
 }
 
@@ -396,8 +491,8 @@ int rt_store_controlled_write(const struct rt_store_cas *cas, const struct rt_wr
 		} else if (!json_object_size(d.apply)) {
 			/* Every change conflicted: nothing written, the row as it is. */
 			if (cas->out)
-				json_array_append_new(cas->out, rt_store_project(current, cas->cols,
-										 cas->keys, cas->n_cols));
+				json_array_append_new(cas->out, rt_store_project(current, cas->outs,
+										 cas->n_outs));
 			res->current = json_incref(current);
 		} else {
 			rc = cas->write_pk(cas, w, current, d.apply, err);

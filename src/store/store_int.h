@@ -66,13 +66,31 @@ void rt_store_set_err(struct rt_store_error *e, int status, const char *code,
 /* Frees every table and column of sc and empties it. */
 void rt_store_schema_free(struct rt_store_schema *sc);
 
-/* The output keys and table columns a select names (every column when q or
- * its select is absent; "*" expands to all columns). *cols and *keys are
- * arrays the caller frees (also after a failure). Returns 0, or -1 with
- * 42703 in e for an unknown column. */
-int rt_store_select_cols(const struct rt_store_table *t, const struct rt_query *q,
-			 const struct rt_store_column ***cols, const char ***keys, size_t *n,
-			 struct rt_store_error *e);
+/*
+ * One output column of a read or of the rows a write returns: a table
+ * column's value, or an aggregate over the rows of a group (docs/store.md).
+ */
+struct rt_store_output {
+	const char *key;                   /* the JSON key: alias, column or function name */
+	const struct rt_store_column *col; /* NULL for count() */
+	enum rt_query_agg agg;             /* RT_QUERY_AGG_NONE: the column's value */
+	const char *type;                  /* the value's Postgres type (the column's, or
+					    * what the aggregate gives) */
+};
+
+/*
+ * The outputs a select names (every column when q or its select is absent;
+ * "*" expands to all columns), and *is_grouped when one is an aggregate:
+ * the others are then the group. *out is an array the caller frees (also
+ * after a failure); keys and columns borrow from q and t. Returns 0, or -1
+ * with e: 400 42703 for an unknown column, 404 42883 "function sum(text)
+ * does not exist" for sum or avg of a non-numeric column, min or max of one
+ * without an order (json, jsonb, bool, bytea): PostgreSQL's refusals,
+ * before any SQL runs.
+ */
+int rt_store_outputs(const struct rt_store_table *t, const struct rt_query *q,
+		     struct rt_store_output **out, size_t *n, bool *is_grouped,
+		     struct rt_store_error *e);
 
 /* ---- writes with conflict control and idempotency keys (docs/writes.md) ---- */
 
@@ -82,17 +100,15 @@ int rt_store_check_row_keys(const struct rt_store_table *t, const json_t *row,
 			    struct rt_store_error *e);
 /* True when t has a primary key. */
 bool rt_store_has_pk(const struct rt_store_table *t);
-/* The projection of a full row on a select's columns (new reference). */
-json_t *rt_store_project(const json_t *full, const struct rt_store_column **cols,
-			 const char **keys, size_t n_cols);
+/* The projection of a full row on outputs without aggregates (new reference). */
+json_t *rt_store_project(const json_t *full, const struct rt_store_output *outs, size_t n);
 
 /* What a backend does for a write with a base; rt_store_controlled_write()
  * runs the flow. Rows are full rows as JSON objects. */
 struct rt_store_cas {
 	void *ctx;                           /* the backend's connection */
-	const struct rt_store_column **cols; /* the select's projection of written rows */
-	const char **keys;
-	size_t n_cols;
+	const struct rt_store_output *outs; /* the select's projection of written rows */
+	size_t n_outs;
 	json_t *out; /* projected rows written, appended (NULL: not wanted) */
 	/* The one row w's filter selects, locked for the transaction; *row NULL
 	 * when none, an error when more than one. */

@@ -365,19 +365,19 @@ static void read_case(const struct rt_sql_dialect *d, const char *qs, bool wants
 {
 	struct rt_query q;
 	parse(qs, &q);
-	const struct rt_store_column **cols = NULL;
-	const char **keys = NULL;
+	struct rt_store_output *outs = NULL;
 	size_t n;
+	bool is_grouped;
 	struct rt_store_error e;
-	assert_int_equal(rt_store_select_cols(&t_tbl, &q, &cols, &keys, &n, &e), 0);
+	assert_int_equal(rt_store_outputs(&t_tbl, &q, &outs, &n, &is_grouped, &e), 0);
 	struct rt_buf where, b;
 	struct rt_sql_binds bv;
 	rt_buf_init(&where);
 	rt_buf_init(&b);
 	rt_sql_binds_init(&bv);
 	assert_int_equal(rt_sql_where(&where, &bv, d, &t_tbl, &q.where, NULL, &e), 0);
-	assert_int_equal(rt_sql_read(&b, d, &t_tbl, cols, keys, n, where.data, &q, wants_count, &e),
-			 0);
+	assert_int_equal(
+		rt_sql_read(&b, d, &t_tbl, outs, n, is_grouped, where.data, &q, wants_count, &e), 0);
 	expect(qs, &b, &bv, want, want_binds);
 	rt_buf_reset(&b);
 	rt_sql_count(&b, d, &t_tbl, where.data);
@@ -385,8 +385,7 @@ static void read_case(const struct rt_sql_dialect *d, const char *qs, bool wants
 	rt_sql_binds_deinit(&bv);
 	rt_buf_deinit(&where);
 	rt_buf_deinit(&b);
-	free(cols);
-	free(keys);
+	free(outs);
 	rt_query_deinit(&q);
 }
 
@@ -416,20 +415,108 @@ static void test_read(void **state)
 	struct rt_buf b;
 	struct rt_store_error e;
 	rt_buf_init(&b);
-	assert_int_equal(rt_sql_read(&b, SQ, &t_tbl, NULL, NULL, 0, NULL, NULL, true, &e), 0);
+	assert_int_equal(rt_sql_read(&b, SQ, &t_tbl, NULL, 0, false, NULL, NULL, true, &e), 0);
 	assert_string_equal(b.data, "SELECT NULL FROM \"t\" LIMIT 10000 OFFSET 0");
 	rt_buf_reset(&b);
-	assert_int_equal(rt_sql_read(&b, PG, &pair_tbl, NULL, NULL, 0, "", NULL, false, &e), 0);
+	assert_int_equal(rt_sql_read(&b, PG, &pair_tbl, NULL, 0, false, "", NULL, false, &e), 0);
 	assert_string_equal(b.data, "SELECT coalesce((SELECT json_agg(_r) FROM (SELECT  FROM "
 				    "\"app\".\"pair\" _t LIMIT 10000 OFFSET 0) _r), '[]')::text");
 	/* an unknown order column fails the read */
 	struct rt_query q;
 	parse("order=zz", &q);
 	rt_buf_reset(&b);
-	assert_int_equal(rt_sql_read(&b, SQ, &t_tbl, NULL, NULL, 0, NULL, &q, false, &e), -1);
+	assert_int_equal(rt_sql_read(&b, SQ, &t_tbl, NULL, 0, false, NULL, &q, false, &e), -1);
 	assert_string_equal(e.code, "42703");
 	rt_query_deinit(&q);
 	rt_buf_deinit(&b);
+}
+
+/* Reads with aggregates: the outputs' keys and types, GROUP BY the other
+ * columns, order and limit over the groups, the count over the rows. */
+static void test_read_aggregates(void **state)
+{
+	read_case(SQ, "select=name,total:score.sum(),count(),id.avg(),id.min(),score.max()"
+		      "&done=is.true&order=name.desc&limit=5",
+		  true,
+		  "SELECT \"name\",sum(\"score\"),count(*),avg(\"id\"),min(\"id\"),max(\"score\") "
+		  "FROM \"t\" WHERE ((\"done\" IS 1)) GROUP BY \"name\" ORDER BY \"name\" DESC "
+		  "NULLS FIRST LIMIT 5 OFFSET 0",
+		  "", "SELECT count(*) FROM \"t\" WHERE ((\"done\" IS 1))");
+	read_case(PG, "select=n:name,total:score.sum(),c:count(),id.count(),id&order=id", true,
+		  "SELECT coalesce((SELECT json_agg(_r) FROM (SELECT _t.\"name\" AS \"n\","
+		  "sum(_t.\"score\") AS \"total\",count(*) AS \"c\",count(_t.\"id\") AS "
+		  "\"count\",_t.\"id\" AS \"id\" FROM \"public\".\"t\" _t WHERE TRUE GROUP BY "
+		  "_t.\"name\", _t.\"id\" ORDER BY _t.\"id\" ASC LIMIT 10000 OFFSET 0) _r), "
+		  "'[]')::text, (SELECT count(*) FROM \"public\".\"t\" _t WHERE TRUE)",
+		  "", "SELECT count(*) FROM \"public\".\"t\" _t WHERE TRUE");
+	/* Aggregates alone: no GROUP BY, one row over all the rows. */
+	read_case(SQ, "select=count()", false,
+		  "SELECT count(*) FROM \"t\" WHERE 1 LIMIT 10000 OFFSET 0", "",
+		  "SELECT count(*) FROM \"t\" WHERE 1");
+
+	/* Keys and types of the outputs. */
+	struct rt_query q;
+	struct rt_store_output *outs;
+	size_t n;
+	bool is_grouped;
+	struct rt_store_error e;
+	parse("select=id.sum(),score.sum(),id.avg(),score.avg(),name.min(),s:done.count(),count(),"
+	      "%22we%5C%22ird%22.max(),id",
+	      &q);
+	assert_int_equal(rt_store_outputs(&t_tbl, &q, &outs, &n, &is_grouped, &e), 0);
+	assert_true(is_grouped);
+	assert_int_equal(n, 9);
+	static const char *const want[][2] = {
+		{"sum", "numeric"}, {"sum", "float8"}, {"avg", "numeric"}, {"avg", "float8"},
+		{"min", "text"},    {"s", "int8"},     {"count", "int8"},  {"max", "text"},
+		{"id", "int8"},
+	};
+	for (size_t i = 0; i < n; i++) {
+		assert_string_equal(outs[i].key, want[i][0]);
+		assert_string_equal(outs[i].type, want[i][1]);
+	}
+	assert_null(outs[6].col);
+	free(outs);
+	rt_query_deinit(&q);
+	parse("select=*", &q);
+	assert_int_equal(rt_store_outputs(&t_tbl, &q, &outs, &n, &is_grouped, &e), 0);
+	assert_false(is_grouped);
+	assert_int_equal(n, 5);
+	free(outs);
+	rt_query_deinit(&q);
+
+	/* PostgreSQL's refusals, before any SQL. */
+	static const struct {
+		const char *qs, *code, *message;
+		int status;
+	} bad[] = {
+		{"select=name.sum()", "42883", "function sum(text) does not exist", 404},
+		{"select=done.avg()", "42883", "function avg(boolean) does not exist", 404},
+		{"select=done.max()", "42883", "function max(boolean) does not exist", 404},
+		{"select=zz.count()", "42703", "column t.zz does not exist", 400},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		parse(bad[i].qs, &q);
+		assert_int_equal(rt_store_outputs(&t_tbl, &q, &outs, &n, &is_grouped, &e), -1);
+		assert_string_equal(e.code, bad[i].code);
+		assert_string_equal(e.message, bad[i].message);
+		assert_int_equal(e.status, bad[i].status);
+		free(outs);
+		rt_query_deinit(&q);
+	}
+	/* An order outside the group. */
+	parse("select=name,count()&order=score", &q);
+	assert_int_equal(rt_store_outputs(&t_tbl, &q, &outs, &n, &is_grouped, &e), 0);
+	struct rt_buf b;
+	rt_buf_init(&b);
+	assert_int_equal(rt_sql_read(&b, PG, &t_tbl, outs, n, is_grouped, NULL, &q, false, &e), -1);
+	assert_string_equal(e.code, "42803");
+	assert_int_equal(e.status, 400);
+	assert_string_equal(e.message, "column \"t.score\" must appear in the GROUP BY clause or be "
+				       "used in an aggregate function");
+	rt_buf_deinit(&b);
+	free(outs);
+	rt_query_deinit(&q);
 }
 
 /* An INSERT of row (JSON) for w with query string qs, then its RETURNING form. */
@@ -696,24 +783,24 @@ static void test_update_delete(void **state)
 
 static void test_returning(void **state)
 {
-	const struct rt_store_column *cols[] = {&t_cols[0], &t_cols[1]};
-	const char *keys[] = {"id", "label"};
+	const struct rt_store_output outs[] = {{"id", &t_cols[0], RT_QUERY_AGG_NONE, "int8"},
+					       {"label", &t_cols[1], RT_QUERY_AGG_NONE, "text"}};
 	struct rt_buf stmt, b;
 	rt_buf_init(&stmt);
 	rt_buf_init(&b);
 	rt_sql_delete(&stmt, SQ, &t_tbl);
-	rt_sql_returning(&b, SQ, &stmt, cols, keys, 2, true);
+	rt_sql_returning(&b, SQ, &stmt, outs, 2, true);
 	assert_string_equal(b.data, "DELETE FROM \"t\" RETURNING *");
 	rt_buf_reset(&stmt);
 	rt_buf_reset(&b);
 	rt_sql_delete(&stmt, PG, &t_tbl);
-	rt_sql_returning(&b, PG, &stmt, cols, keys, 2, true);
+	rt_sql_returning(&b, PG, &stmt, outs, 2, true);
 	assert_string_equal(b.data,
 			    "WITH _w AS (DELETE FROM \"public\".\"t\" AS _t RETURNING _t.*) SELECT "
 			    "coalesce(json_agg(_r), '[]')::text, count(*) FROM (SELECT _t.\"id\" AS "
 			    "\"id\",_t.\"name\" AS \"label\" FROM _w _t) _r");
 	rt_buf_reset(&b);
-	rt_sql_returning(&b, PG, &stmt, cols, keys, 2, false);
+	rt_sql_returning(&b, PG, &stmt, outs, 2, false);
 	assert_string_equal(b.data, "WITH _w AS (DELETE FROM \"public\".\"t\" AS _t RETURNING "
 				    "_t.*) SELECT NULL, count(*) FROM _w");
 	rt_buf_deinit(&stmt);
@@ -837,6 +924,7 @@ int main(void)
 		cmocka_unit_test(test_where_in_like), cmocka_unit_test(test_where_trees),
 		cmocka_unit_test(test_where_policy),  cmocka_unit_test(test_where_errors),
 		cmocka_unit_test(test_order_limit),   cmocka_unit_test(test_read),
+		cmocka_unit_test(test_read_aggregates),
 		cmocka_unit_test(test_insert),        cmocka_unit_test(test_upsert_steps),
 		cmocka_unit_test(test_update_delete),
 		cmocka_unit_test(test_returning),     cmocka_unit_test(test_base_writes),
