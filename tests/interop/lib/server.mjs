@@ -100,10 +100,11 @@ function pgSchemaOf(path, dir) {
  *   dataDir        an existing data directory to use (kept after stop)
  *   pgDatabase     with PostgreSQL: an existing database to serve (default: a new one)
  *   pgSchemaAsIs   with PostgreSQL: apply --schema unchanged (no REPLICA IDENTITY FULL)
+ *   store          'sqlite' or 'postgres' (default: STORE), e.g. to compare both in one test
  * The handle's sql(statement) writes as an outside client (the sqlite3 shell
  * or psql) and its store says which one the server runs.
  */
-export async function startServer({ idleTimeoutMs, workers, logLevel, args = [], dataDir: keepDir, pgDatabase, pgSchemaAsIs } = {}) {
+export async function startServer({ idleTimeoutMs, workers, logLevel, args = [], dataDir: keepDir, pgDatabase, pgSchemaAsIs, store = STORE } = {}) {
   const dataDir = keepDir || mkdtempSync(join(tmpdir(), 'rtsync-interop-'));
   if (keepDir) mkdirSync(keepDir, { recursive: true });
   args = [...args];
@@ -111,7 +112,7 @@ export async function startServer({ idleTimeoutMs, workers, logLevel, args = [],
   let pgDb = null;
   const dbAt = args.indexOf('--db');
   if (dbAt >= 0) dbPath = args[dbAt + 1];
-  if (STORE === 'postgres' && !args.includes('--postgres')) {
+  if (store === 'postgres' && !args.includes('--postgres')) {
     if (dbAt >= 0) args.splice(dbAt, 2);
     const schemaAt = args.indexOf('--schema');
     if (schemaAt >= 0 && !pgSchemaAsIs) args[schemaAt + 1] = pgSchemaOf(args[schemaAt + 1], dataDir);
@@ -132,12 +133,12 @@ export async function startServer({ idleTimeoutMs, workers, logLevel, args = [],
     stderr: '',
     stdout: '',
     exited: null, // {code, signal} once the process is gone
-    store: STORE,
+    store,
     pgDatabase: pgDb,
-    dbPath: STORE === 'sqlite' ? dbPath : null,
+    dbPath: store === 'sqlite' ? dbPath : null,
   };
   /** Runs SQL as a writer outside rtsync. */
-  server.sql = (statement) => (STORE === 'postgres'
+  server.sql = (statement) => (store === 'postgres'
     ? psql(pgDb, statement)
     : execFileSync('sqlite3', [dbPath, `PRAGMA busy_timeout=5000; ${statement}`], { encoding: 'utf8' }));
   const pidDir = process.env.RTSYNC_INTEROP_PIDDIR;
