@@ -2,7 +2,8 @@
 // tests/postgres/run.sh against its private cluster): values converted to
 // JSON as to_jsonb() does (what Supabase Realtime sends), old records per
 // replica identity, unchanged TOASTed values, TRUNCATE, a 100k-row
-// transaction, and the clear errors at start.
+// transaction, the clear errors at start, and aggregate reads giving the
+// same JSON as the embedded store.
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -32,11 +33,16 @@ ALTER TABLE toasty_full REPLICA IDENTITY FULL;
 CREATE TABLE trunc (id bigint PRIMARY KEY, v text);
 CREATE TABLE bulk (id bigint PRIMARY KEY, v text);
 `;
+// Both stores read this one schema.
+const AGG_SCHEMA = `
+CREATE TABLE agg_sales (id bigint PRIMARY KEY, category text, qty integer, amount bigint,
+  price double precision, note text);
+`;
 
 let server, dir, db;
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'rtsync-pg-'));
-  writeFileSync(join(dir, 'schema.sql'), SCHEMA);
+  writeFileSync(join(dir, 'schema.sql'), SCHEMA + AGG_SCHEMA);
   db = createPgDatabase();
   server = await startServer({ pgDatabase: db, pgSchemaAsIs: true, args: ['--schema', join(dir, 'schema.sql'), '--retain-changes', '200000'] });
 });
@@ -181,5 +187,54 @@ describe('PostgreSQL store', () => {
     psql(db2, 'CREATE TABLE nopk (a int)');
     await assert.rejects(startServer({ pgDatabase: db2 }), /table public\.nopk has no primary key/);
     await assert.rejects(startServer({ pgDatabase: db2, args: ['--postgres-tables', 'nosuch'] }), /table public\.nosuch \(--postgres-tables\) does not exist/);
+  });
+
+  it('aggregate reads give the same JSON as the embedded store', { timeout: 60_000 }, async () => {
+    writeFileSync(join(dir, 'agg.sql'), AGG_SCHEMA);
+    const lite = await startServer({ store: 'sqlite', args: ['--schema', join(dir, 'agg.sql'), '--db', join(dir, 'agg.db')] });
+    try {
+      const key = server.token({ role: 'service_role' });
+      const call = async (srv, method, path, body) => {
+        const res = await fetch(`${srv.httpUrl}/rest/v1/${path}`, {
+          method,
+          headers: { apikey: key, authorization: `Bearer ${key}`, 'content-type': 'application/json', prefer: 'count=exact' },
+          body: body && JSON.stringify(body),
+        });
+        const text = await res.text();
+        return { status: res.status, range: res.headers.get('content-range'), json: text ? JSON.parse(text) : null };
+      };
+      const rows = [
+        { id: 1, category: 'books', qty: 2, amount: 10, price: 1.5, note: 'm' },
+        { id: 2, category: 'books', qty: 3, amount: 20, price: 2.25, note: 'x' },
+        { id: 3, category: 'food', qty: 1, amount: 5, price: null, note: null },
+        { id: 4, category: null, qty: null, amount: 7, price: 0.5, note: 'c' },
+        { id: 5, category: 'toys', qty: 4, amount: 9007199254740000, price: 4, note: 'k' },
+      ];
+      for (const srv of [server, lite]) assert.equal((await call(srv, 'POST', 'agg_sales', rows)).status, 201);
+      const queries = [
+        'select=category,amount.sum(),count()&order=category',
+        'select=count()',
+        'select=count()&id=gt.100',
+        'select=amount.sum(),qty.sum(),qty.avg(),price.sum(),price.avg(),lo:note.min(),hi:note.max(),price.count()',
+        'select=amount.sum(),qty.avg(),note.max(),count()&category=eq.none',
+        'select=c:category,n:count(),q:qty.max(),p:price.min()&order=category.desc.nullsfirst&limit=2&offset=1',
+        'select=category,qty.avg()&qty=gte.2&order=category',
+        'select=note.sum()',
+        'select=category,count()&order=amount',
+        'select=*.sum()',
+      ];
+      for (const q of queries) {
+        const [pg, sq] = [await call(server, 'GET', `agg_sales?${q}`), await call(lite, 'GET', `agg_sales?${q}`)];
+        assert.deepEqual(pg, sq, q);
+      }
+      const sums = await call(server, 'GET', 'agg_sales?select=category,amount.sum(),count()&order=category');
+      assert.deepEqual(sums.json, [
+        { category: 'books', sum: 30, count: 2 }, { category: 'food', sum: 5, count: 1 },
+        { category: 'toys', sum: 9007199254740000, count: 1 }, { category: null, sum: 7, count: 1 },
+      ]);
+      assert.equal(sums.range, '0-3/5');
+    } finally {
+      await lite.stop();
+    }
   });
 });
