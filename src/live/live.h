@@ -52,7 +52,7 @@
 #include "store/store.h"
 
 #define RT_LIVE_MAX_QUERIES 64
-#define RT_LIVE_MAX_ROWS RT_STORE_MAX_ROWS
+#define RT_LIVE_MAX_ROWS (RT_STORE_MAX_ROWS - 1) /* rows or groups of one result */
 #define RT_LIVE_HISTORY 8192
 #define RT_LIVE_MAX_ID 64
 #define RT_LIVE_MAX_WINDOW_MS 60000
@@ -122,6 +122,8 @@ json_t *rt_live_result(struct rt_live_query *q);
 /* The diff since position `since` as {"ops": [...]} (new reference), or
  * NULL when the history no longer reaches back that far. */
 json_t *rt_live_diff(struct rt_live_query *q, uint64_t since);
+/* The error that stopped the query's maintenance, or NULL. */
+const char *rt_live_error(const struct rt_live_query *q);
 /* The position the query's state reflects. */
 uint64_t rt_live_position(const struct rt_live_query *q);
 void rt_live_close(struct rt_live *l, struct rt_live_query *q);

@@ -32,6 +32,7 @@ enum rt_msg_kind {
 	RT_MSG_PRESENCE,
 	RT_MSG_CHANGE,  /* a postgres_changes delivery; pos set */
 	RT_MSG_CATCHUP, /* end of a resume catch-up: pos = last position covered */
+	RT_MSG_LIVE,    /* a live_query message for one subscriber; pos set */
 };
 
 struct rt_msg {

@@ -1,0 +1,625 @@
+/*
+ * Live queries (src/live/live.c) against the embedded store: thousands of
+ * random writes — inserts, updates that move rows in and out of filters,
+ * windows and groups, deletes — applied in batches of random size; after
+ * every batch each of 50 definitions, under three requesters with
+ * different row-level security, equals the same query run from scratch by
+ * the store at that position, and a copy kept by applying the diffs (from
+ * the previous batch and from older positions) equals the result. Also: one
+ * maintained query per definition and visibility however many open it, the
+ * definitions' errors, and the window reserve being read again.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "live/live.h"
+#include "store/store.h"
+
+#include "../testutil.h"
+
+static char dir[64];
+static char db_path[128];
+
+static const char schema[] =
+	"CREATE TABLE IF NOT EXISTS bookings (id bigint PRIMARY KEY, property text, "
+	"status text NOT NULL, owner text NOT NULL, amount bigint, price double precision, "
+	"nights integer, starts bigint);\n"
+	"ALTER TABLE bookings ENABLE ROW LEVEL SECURITY;\n"
+	"CREATE POLICY own ON bookings FOR SELECT TO authenticated USING (owner = auth.uid());\n"
+	"CREATE POLICY open ON bookings FOR SELECT TO authenticated USING (status = 'open');\n"
+	"CREATE POLICY anon_none ON bookings FOR SELECT TO anon USING (false);\n";
+
+/* Fifty definitions: windows (filters, order, limit, offset, select) and
+ * aggregates (groups, count, sum, avg, min, max). */
+static const char *const defs[] = {
+	"order=starts.desc&limit=5",
+	"order=starts.asc&limit=3&offset=2",
+	"status=eq.open&order=amount.desc&limit=4",
+	"status=in.(open,held)&order=price.asc.nullsfirst&limit=6",
+	"select=id,amount&amount=gt.50&order=amount.asc,id.desc&limit=7",
+	"property=eq.p1",
+	"property=is.null&order=starts.desc.nullslast",
+	"or=(amount.lt.20,nights.gt.5)&order=nights.desc&limit=5&offset=1",
+	"select=id,status,price&price=gte.10.5&order=price.desc&limit=2",
+	"order=owner.asc,starts.asc&limit=10",
+	"nights=not.is.null&order=nights.asc,amount.desc&limit=8",
+	"status=neq.closed&amount=lte.60&order=id.desc&limit=1",
+	"order=property.desc.nullsfirst,id&limit=9&offset=4",
+	"starts=gt.500&order=starts&limit=12",
+	"select=id&limit=3",
+	"owner=eq.u1",
+	"status=like.o*&order=price.desc.nullslast&limit=5",
+	"and=(amount.gte.30,amount.lte.70)&order=amount&limit=3",
+	"order=price.desc&limit=1&offset=0",
+	"property=in.(p2,p3)&order=starts.desc&limit=4&offset=3",
+	"not.and=(status.eq.open,nights.gt.3)&order=nights.asc.nullsfirst&limit=6",
+	"order=amount.desc.nullslast&limit=15",
+	"select=id,owner,starts&status=eq.held&order=starts.asc&limit=5",
+	"amount=is.null",
+	"order=nights.desc.nullsfirst,price.asc.nullslast&limit=5&offset=5",
+	"select=count()",
+	"select=property,count()",
+	"select=status,amount.sum(),count()",
+	"select=property,status,n:count(),total:amount.sum()",
+	"select=owner,lo:amount.min(),hi:amount.max()",
+	"select=property,a:price.avg(),s:price.sum()",
+	"select=status,nights.avg()&property=not.is.null",
+	"select=property,first:starts.min(),last:starts.max(),count()&status=eq.open",
+	"select=a:amount.sum(),nights.sum(),price.max()",
+	"select=nights,count()&order=nights.desc.nullsfirst",
+	"select=property,k:amount.count(),count()&order=property.desc",
+	"select=status,lo:price.min(),hi:price.max(),m:nights.min()",
+	"select=owner,status,amount.avg()&amount=gt.10",
+	"select=property,amount.max()&or=(status.eq.held,nights.lt.3)",
+	"select=count(),amount.min()&property=eq.p1",
+	"select=starts.max(),starts.min(),count()&nights=is.null",
+	"select=property,owner,count()&order=owner,property.desc",
+	"select=status,total:price.sum()&price=lt.40",
+	"select=owner,nights.max(),nights.min(),nights.sum()",
+	"select=property,status,amount.min(),amount.max(),amount.sum(),amount.avg(),count()",
+	"select=id,status&or=(property.eq.p1,and(amount.gt.40,nights.gte.2))&order=id&limit=6",
+	"select=id,amount,price&order=amount.asc.nullsfirst,price.desc&limit=10&offset=7",
+	"status=eq.closed&order=starts.desc&limit=30",
+	"select=property,hi:price.max()&status=neq.open",
+	"select=id,nights&nights=in.(1,2,3)&order=nights.desc,id&limit=4",
+};
+#define N_DEFS (sizeof defs / sizeof defs[0])
+#define N_WHO 3
+
+static int setup(void **state)
+{
+	snprintf(dir, sizeof dir, "/tmp/rtsync-test-live-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(db_path, sizeof db_path, "%s/t.db", dir);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char p[192];
+	static const char *const files[] = {"t.db", "t.db-wal", "t.db-shm"};
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+		unlink(p);
+	}
+	rmdir(dir);
+	return 0;
+}
+
+static struct rt_store *open_store(void)
+{
+	struct rt_store *s = NULL;
+	char err[1024];
+	unlink(db_path);
+	if (rt_store_open_sqlite(db_path, schema, 1000000, 3600000, &s, err, sizeof err))
+		fail_msg("open: %s", err);
+	return s;
+}
+
+static const struct rt_store_table *bookings(struct rt_store *s)
+{
+	const struct rt_store_table *t = rt_store_table(s, NULL, "bookings");
+	assert_non_null(t);
+	return t;
+}
+
+/* ---- writes ---- */
+
+static json_t *random_row(long long id)
+{
+	static const char *const props[] = {"p1", "p2", "p3", "p4"};
+	static const char *const stats[] = {"open", "held", "closed"};
+	static const char *const owners[] = {"u1", "u2", "u3"};
+	json_t *r = json_object();
+	json_object_set_new(r, "id", json_integer(id));
+	unsigned p = rng_next() % 5;
+	json_object_set_new(r, "property", p == 4 ? json_null() : json_string(props[p]));
+	json_object_set_new(r, "status", json_string(stats[rng_next() % 3]));
+	json_object_set_new(r, "owner", json_string(owners[rng_next() % 3]));
+	json_object_set_new(r, "amount",
+			    rng_next() % 8 ? json_integer(rng_next() % 100) : json_null());
+	json_object_set_new(r, "price", rng_next() % 6
+						? json_real((double)(rng_next() % 2000) / 20.0)
+						: json_null());
+	json_object_set_new(r, "nights", rng_next() % 5 ? json_integer(rng_next() % 8) : json_null());
+	json_object_set_new(r, "starts",
+			    rng_next() % 7 ? json_integer(rng_next() % 1000) : json_null());
+	return r;
+}
+
+static void write_one(struct rt_store *s, long long *next_id, long long *live, size_t *n_live)
+{
+	const struct rt_store_table *t = bookings(s);
+	unsigned what = rng_next() % 10;
+	struct rt_store_error e = {0};
+	json_t *rows = NULL;
+	if (what < 4 || *n_live < 5) {
+		json_t *arr = json_array();
+		json_array_append_new(arr, random_row(*next_id));
+		struct rt_write w = {.kind = RT_WRITE_INSERT, .table = t, .rows = arr};
+		if (rt_store_write(s, &w, &rows, &e))
+			fail_msg("insert: %s", e.message);
+		json_decref(arr);
+		live[(*n_live)++] = (*next_id)++;
+		return;
+	}
+	size_t k = rng_next() % *n_live;
+	char f[64];
+	snprintf(f, sizeof f, "id=eq.%lld", live[k]);
+	struct rt_query q;
+	assert_int_equal(rt_query_parse(f, strlen(f), &q, NULL, 0), 0);
+	if (what < 8) {
+		json_t *row = random_row(live[k]);
+		json_object_del(row, "id");
+		if (rng_next() % 2) { /* some columns only */
+			json_object_del(row, "owner");
+			json_object_del(row, "price");
+		}
+		struct rt_write w = {.kind = RT_WRITE_UPDATE, .table = t, .rows = row, .where = &q};
+		if (rt_store_write(s, &w, &rows, &e))
+			fail_msg("update: %s", e.message);
+		json_decref(row);
+	} else {
+		struct rt_write w = {.kind = RT_WRITE_DELETE, .table = t, .where = &q};
+		if (rt_store_write(s, &w, &rows, &e))
+			fail_msg("delete: %s", e.message);
+		live[k] = live[--(*n_live)];
+	}
+	rt_query_deinit(&q);
+	json_decref(rows);
+}
+
+/* Hands the changes after *pos to l, as the change thread would. */
+static void feed(struct rt_store *s, struct rt_live *l, uint64_t *pos)
+{
+	for (;;) {
+		struct rt_change *chs;
+		size_t n;
+		struct rt_store_scan scan;
+		assert_int_equal(rt_store_changes_after(s, *pos, 512, &chs, &n, NULL, &scan), 0);
+		rt_live_apply(l, chs, n, scan.last_pos);
+		rt_store_changes_free(chs, n);
+		*pos = scan.last_pos;
+		if (scan.n_rows < 512)
+			break;
+	}
+	rt_live_tick(l, *pos);
+}
+
+/* ---- references ---- */
+
+/* Numbers compared with a tolerance (float sums differ in their last bits). */
+static bool same_json(const json_t *a, const json_t *b)
+{
+	if (json_is_number(a) && json_is_number(b)) {
+		double x = json_number_value(a), y = json_number_value(b);
+		return fabs(x - y) <= 1e-9 * (fabs(x) + fabs(y) + 1);
+	}
+	if (json_is_object(a) && json_is_object(b)) {
+		if (json_object_size(a) != json_object_size(b))
+			return false;
+		const char *k;
+		json_t *v;
+		json_object_foreach((json_t *)a, k, v) {
+			if (!same_json(v, json_object_get(b, k)))
+				return false;
+		}
+		return true;
+	}
+	return json_equal(a, b);
+}
+
+/* The query run from scratch by the store: windows ordered with the primary
+ * key as the last key, as a live query orders them. */
+static json_t *reference(struct rt_store *s, const char *def, const struct rt_auth *who)
+{
+	char qs[512];
+	bool is_agg = strstr(def, "()") != NULL;
+	const char *ord = strstr(def, "order=");
+	if (is_agg || (ord && strstr(ord, ",id")) || (ord && !strncmp(ord, "order=id", 8)))
+		snprintf(qs, sizeof qs, "%s", def);
+	else if (ord) { /* append ,id to the order parameter */
+		const char *end = strchr(ord, '&');
+		size_t n = end ? (size_t)(end - def) : strlen(def);
+		snprintf(qs, sizeof qs, "%.*s,id%s", (int)n, def, end ? end : "");
+	} else {
+		snprintf(qs, sizeof qs, "%s&order=id", def);
+	}
+	struct rt_query q;
+	char err[256];
+	if (rt_query_parse(qs, strlen(qs), &q, err, sizeof err))
+		fail_msg("reference %s: %s", qs, err);
+	struct rt_read r = {.table = bookings(s), .query = &q, .who = who};
+	json_t *rows = NULL;
+	struct rt_store_error e = {0};
+	if (rt_store_read(s, &r, &rows, NULL, &e))
+		fail_msg("reference %s: %s %s", qs, e.code, e.message);
+	rt_query_deinit(&q);
+	return rows;
+}
+
+/* Rows of a result in the reference's order: aggregates sorted by their
+ * keys' order as the live result gives them is compared as a set. */
+static void check_rows(const char *def, const json_t *got, const json_t *want, bool is_agg,
+		       const char *who)
+{
+	if (json_array_size(got) != json_array_size(want)) {
+		char *g = json_dumps(got, JSON_COMPACT), *w = json_dumps(want, JSON_COMPACT);
+		fail_msg("%s as %s: %zu rows, want %zu\n got  %s\n want %s", def, who,
+			 json_array_size(got), json_array_size(want), g, w);
+	}
+	for (size_t i = 0; i < json_array_size(got); i++) {
+		const json_t *g = json_array_get(got, i);
+		bool ok = false;
+		if (!is_agg || strstr(def, "order="))
+			ok = same_json(g, json_array_get(want, i));
+		else
+			for (size_t k = 0; k < json_array_size(want) && !ok; k++)
+				ok = same_json(g, json_array_get(want, k));
+		if (!ok) {
+			char *a = json_dumps(got, JSON_COMPACT), *b = json_dumps(want, JSON_COMPACT);
+			fail_msg("%s as %s: row %zu differs\n got  %s\n want %s", def, who, i, a, b);
+		}
+	}
+}
+
+/* ---- a client's copy ---- */
+
+struct copy {
+	json_t *keys, *rows;
+	uint64_t pos;
+};
+
+static long find_key(const json_t *keys, const char *k)
+{
+	for (size_t i = 0; i < json_array_size(keys); i++)
+		if (!strcmp(json_string_value(json_array_get(keys, i)), k))
+			return (long)i;
+	return -1;
+}
+
+/* Applies ops as docs/live.md says a client does. */
+static void apply_ops(struct copy *c, const json_t *ops)
+{
+	size_t i;
+	json_t *op;
+	json_array_foreach(ops, i, op) {
+		const char *o = json_string_value(json_object_get(op, "op"));
+		if (strcmp(o, "leave") && strcmp(o, "move"))
+			continue;
+		long at = find_key(c->keys, json_string_value(json_object_get(op, "key")));
+		if (at < 0)
+			fail_msg("%s of a key the copy lacks", o);
+		json_array_remove(c->keys, (size_t)at);
+		json_array_remove(c->rows, (size_t)at);
+	}
+	long last = -1;
+	json_array_foreach(ops, i, op) {
+		const char *o = json_string_value(json_object_get(op, "op"));
+		if (strcmp(o, "enter") && strcmp(o, "move"))
+			continue;
+		long at = (long)json_integer_value(json_object_get(op, "index"));
+		assert_true(at > last); /* ascending */
+		last = at;
+		assert_true((size_t)at <= json_array_size(c->keys));
+		json_array_insert(c->keys, (size_t)at, json_object_get(op, "key"));
+		json_array_insert(c->rows, (size_t)at, json_object_get(op, "row"));
+	}
+	json_array_foreach(ops, i, op) {
+		if (strcmp(json_string_value(json_object_get(op, "op")), "change"))
+			continue;
+		long at = find_key(c->keys, json_string_value(json_object_get(op, "key")));
+		if (at < 0)
+			fail_msg("change of a key the copy lacks");
+		json_array_set(c->rows, (size_t)at, json_object_get(op, "row"));
+	}
+}
+
+static void copy_set(struct copy *c, const json_t *result, uint64_t pos)
+{
+	json_decref(c->keys);
+	json_decref(c->rows);
+	c->keys = json_deep_copy(json_object_get(result, "keys"));
+	c->rows = json_deep_copy(json_object_get(result, "rows"));
+	c->pos = pos;
+}
+
+static void copy_check(struct copy *c, struct rt_live_query *q, const json_t *result,
+		       const char *def)
+{
+	json_t *d = rt_live_diff(q, c->pos);
+	if (!d)
+		fail_msg("%s: no diff from %llu (at %llu)", def, (unsigned long long)c->pos,
+			 (unsigned long long)rt_live_position(q));
+	apply_ops(c, json_object_get(d, "ops"));
+	json_decref(d);
+	if (!json_equal(c->keys, json_object_get(result, "keys")) ||
+	    !json_equal(c->rows, json_object_get(result, "rows"))) {
+		char *a = json_dumps(c->rows, JSON_COMPACT);
+		char *b = json_dumps(json_object_get(result, "rows"), JSON_COMPACT);
+		fail_msg("%s: the copy from %llu differs\n copy   %s\n result %s", def,
+			 (unsigned long long)c->pos, a, b);
+	}
+	c->pos = rt_live_position(q);
+}
+
+static struct rt_live_def *def_of(struct rt_store *s, const char *id, const char *query,
+				  char *err, size_t cap)
+{
+	json_t *e = json_pack("{s:s,s:s,s:s}", "id", id, "table", "bookings", "query", query);
+	struct rt_live_def *d = rt_live_def_parse(s, e, err, cap);
+	json_decref(e);
+	return d;
+}
+
+/* ---- tests ---- */
+
+static void test_random_writes(void **state)
+{
+	struct rt_store *s = open_store();
+	struct rt_live *l = rt_live_new(s, NULL);
+	rng_seed(20261207);
+	long long next_id = 1, live_ids[4096];
+	size_t n_live = 0;
+	uint64_t pos = rt_store_last_pos(s);
+	for (int i = 0; i < 60; i++)
+		write_one(s, &next_id, live_ids, &n_live);
+	feed(s, l, &pos);
+
+	json_t *c1 = json_pack("{s:s,s:s}", "sub", "u1", "role", "authenticated");
+	json_t *c2 = json_pack("{s:s,s:s}", "sub", "u2", "role", "authenticated");
+	const struct rt_auth who[N_WHO] = {{.role = "authenticated", .claims = c1},
+					   {.role = "authenticated", .claims = c2},
+					   {.role = "service_role"}};
+	const char *who_name[N_WHO] = {"u1", "u2", "service_role"};
+	struct rt_live_query *q[N_DEFS][N_WHO];
+	struct copy near[N_DEFS][N_WHO], far[N_DEFS][N_WHO];
+	memset(near, 0, sizeof near);
+	memset(far, 0, sizeof far);
+	for (size_t d = 0; d < N_DEFS; d++)
+		for (size_t w = 0; w < N_WHO; w++) {
+			char err[512];
+			struct rt_live_def *def = def_of(s, "q", defs[d], err, sizeof err);
+			if (!def)
+				fail_msg("%s: %s", defs[d], err);
+			q[d][w] = rt_live_open(l, def, &who[w], err, sizeof err);
+			if (!q[d][w])
+				fail_msg("%s: %s", defs[d], err);
+			json_t *r = rt_live_result(q[d][w]);
+			copy_set(&near[d][w], r, rt_live_position(q[d][w]));
+			copy_set(&far[d][w], r, rt_live_position(q[d][w]));
+			json_decref(r);
+		}
+	size_t n_queries;
+	rt_live_stats(l, &n_queries, NULL, NULL);
+	assert_int_equal(n_queries, N_DEFS * N_WHO);
+
+	for (int step = 0; step < 400; step++) {
+		int n = rng_next() % 4 ? 1 + rng_next() % 3 : 1 + rng_next() % 25;
+		for (int i = 0; i < n; i++)
+			write_one(s, &next_id, live_ids, &n_live);
+		feed(s, l, &pos);
+		for (size_t d = 0; d < N_DEFS; d++)
+			for (size_t w = 0; w < N_WHO; w++) {
+				struct rt_live_query *lq = q[d][w];
+				if (rt_live_error(lq))
+					fail_msg("%s: %s", defs[d], rt_live_error(lq));
+				assert_int_equal(rt_live_position(lq), pos);
+				json_t *r = rt_live_result(lq);
+				json_t *want = reference(s, defs[d], &who[w]);
+				check_rows(defs[d], json_object_get(r, "rows"), want,
+					   strstr(defs[d], "()") != NULL, who_name[w]);
+				copy_check(&near[d][w], lq, r, defs[d]);
+				if (step % 17 == 16)
+					copy_check(&far[d][w], lq, r, defs[d]);
+				json_decref(want);
+				json_decref(r);
+			}
+	}
+	uint64_t applied;
+	rt_live_stats(l, &n_queries, NULL, &applied);
+	assert_int_equal(n_queries, N_DEFS * N_WHO);
+	assert_true(applied > 0);
+	for (size_t d = 0; d < N_DEFS; d++)
+		for (size_t w = 0; w < N_WHO; w++) {
+			rt_live_close(l, q[d][w]);
+			json_decref(near[d][w].keys);
+			json_decref(near[d][w].rows);
+			json_decref(far[d][w].keys);
+			json_decref(far[d][w].rows);
+		}
+	rt_live_stats(l, &n_queries, NULL, NULL);
+	assert_int_equal(n_queries, 0);
+	json_decref(c1);
+	json_decref(c2);
+	rt_live_free(l);
+	rt_store_close(s);
+}
+
+/* Many opens of one definition under one visibility share one maintained
+ * query: a change is applied once. Another visibility is another query. */
+static void test_sharing(void **state)
+{
+	struct rt_store *s = open_store();
+	struct rt_live *l = rt_live_new(s, NULL);
+	json_t *c1 = json_pack("{s:s}", "sub", "u1");
+	json_t *c2 = json_pack("{s:s}", "sub", "u2");
+	struct rt_auth a1 = {.role = "authenticated", .claims = c1};
+	struct rt_auth a2 = {.role = "authenticated", .claims = c2};
+	struct rt_live_query *q[1000];
+	char err[256];
+	for (int i = 0; i < 1000; i++) {
+		q[i] = rt_live_open(l, def_of(s, "q", "order=starts.desc&limit=5", err, sizeof err),
+				    &a1, err, sizeof err);
+		assert_non_null(q[i]);
+		assert_ptr_equal(q[i], q[0]);
+	}
+	struct rt_live_query *other =
+		rt_live_open(l, def_of(s, "q", "order=starts.desc&limit=5", err, sizeof err), &a2,
+			     err, sizeof err);
+	assert_ptr_not_equal(other, q[0]);
+	size_t n_queries;
+	uint64_t applied;
+	rt_live_stats(l, &n_queries, NULL, NULL);
+	assert_int_equal(n_queries, 2);
+	uint64_t pos = rt_store_last_pos(s);
+	long long next_id = 1, ids[64];
+	size_t n = 0;
+	rng_seed(7);
+	for (int i = 0; i < 10; i++)
+		write_one(s, &next_id, ids, &n);
+	feed(s, l, &pos);
+	rt_live_stats(l, NULL, NULL, &applied);
+	assert_int_equal(applied, 20); /* 10 changes, 2 queries */
+	for (int i = 0; i < 1000; i++)
+		rt_live_close(l, q[i]);
+	rt_live_close(l, other);
+	json_decref(c1);
+	json_decref(c2);
+	rt_live_free(l);
+	rt_store_close(s);
+}
+
+static void test_definition_errors(void **state)
+{
+	struct rt_store *s = open_store();
+	static const struct {
+		const char *query, *want;
+	} cases[] = {
+		{"select=nope", "42703: column bookings.nope does not exist"},
+		{"order=nope", "42703"},
+		{"nope=eq.1", "42703"},
+		{"select=status.sum()", "42883: function sum(text) does not exist"},
+		{"select=status,count()&order=amount", "only group columns"},
+		{"select=status,count()&limit=3", "limit and offset"},
+		{"select=*,count()", "cannot be grouped"},
+		{"select=sum(),sum()", "PGRST100"},
+		{"select=amount.sum(),nights.sum()", "two outputs are named sum"},
+		{"limit=20000", "RTS413"},
+		{"order=amount.sideways", "PGRST100"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char err[256] = "";
+		struct rt_live_def *d = def_of(s, "q", cases[i].query, err, sizeof err);
+		if (d)
+			fail_msg("%s: accepted", cases[i].query);
+		if (!strstr(err, cases[i].want))
+			fail_msg("%s: \"%s\" lacks \"%s\"", cases[i].query, err, cases[i].want);
+	}
+	char err[256];
+	json_t *e = json_pack("{s:s,s:s}", "id", "q", "table", "nope");
+	assert_null(rt_live_def_parse(s, e, err, sizeof err));
+	assert_non_null(strstr(err, "PGRST205"));
+	json_decref(e);
+	e = json_pack("{s:s,s:i}", "id", "q", "table", 5);
+	assert_null(rt_live_def_parse(s, e, err, sizeof err));
+	json_decref(e);
+	e = json_pack("{s:s,s:s}", "id", "", "table", "bookings");
+	assert_null(rt_live_def_parse(s, e, err, sizeof err));
+	json_decref(e);
+	struct rt_live_opts o;
+	json_t *opts = json_pack("{s:i}", "throttle_ms", 70000);
+	assert_int_equal(rt_live_opts_parse(opts, &o, err, sizeof err), -1);
+	json_decref(opts);
+	opts = json_pack("{s:i,s:i}", "throttle_ms", 10, "debounce_ms", 10);
+	assert_int_equal(rt_live_opts_parse(opts, &o, err, sizeof err), -1);
+	json_decref(opts);
+	opts = json_pack("{s:i}", "debounce_ms", 100);
+	assert_int_equal(rt_live_opts_parse(opts, &o, err, sizeof err), 0);
+	assert_int_equal(o.max_wait_ms, 400);
+	json_decref(opts);
+	rt_store_close(s);
+}
+
+/* A window whose reserve runs dry reads the store again, and a history
+ * too short for an old position says so (NULL diff). */
+static void test_reserve_and_history(void **state)
+{
+	struct rt_store *s = open_store();
+	struct rt_live *l = rt_live_new(s, NULL);
+	struct rt_auth svc = {.role = "service_role"};
+	long long next_id = 1, ids[4096];
+	size_t n = 0;
+	rng_seed(99);
+	for (int i = 0; i < 200; i++)
+		write_one(s, &next_id, ids, &n);
+	uint64_t pos = rt_store_last_pos(s);
+	char err[256];
+	struct rt_live_query *q =
+		rt_live_open(l, def_of(s, "q", "order=id.asc&limit=3", err, sizeof err), &svc, err,
+			     sizeof err);
+	assert_non_null(q);
+	uint64_t start = rt_live_position(q);
+	/* delete the smallest ids one by one: the window empties its reserve */
+	const struct rt_store_table *t = bookings(s);
+	for (int k = 0; k < 40; k++) {
+		json_t *r = rt_live_result(q);
+		const json_t *first = json_array_get(json_object_get(r, "rows"), 0);
+		char f[64];
+		snprintf(f, sizeof f, "id=eq.%lld",
+			 (long long)json_integer_value(json_object_get(first, "id")));
+		json_decref(r);
+		struct rt_query wq;
+		assert_int_equal(rt_query_parse(f, strlen(f), &wq, NULL, 0), 0);
+		struct rt_write w = {.kind = RT_WRITE_DELETE, .table = t, .where = &wq};
+		struct rt_store_error e;
+		json_t *rows = NULL;
+		assert_int_equal(rt_store_write(s, &w, &rows, &e), 0);
+		json_decref(rows);
+		rt_query_deinit(&wq);
+		feed(s, l, &pos);
+		r = rt_live_result(q);
+		json_t *want = reference(s, "order=id.asc&limit=3", &svc);
+		check_rows("reserve", json_object_get(r, "rows"), want, false, "service_role");
+		json_decref(want);
+		json_decref(r);
+	}
+	json_t *d = rt_live_diff(q, start);
+	assert_non_null(d);
+	json_decref(d);
+	assert_null(rt_live_diff(q, start - 1)); /* before the query's first read */
+	rt_live_close(l, q);
+	rt_live_free(l);
+	rt_store_close(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_definition_errors),
+		cmocka_unit_test(test_sharing),
+		cmocka_unit_test(test_reserve_and_history),
+		cmocka_unit_test(test_random_writes),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
