@@ -8,6 +8,8 @@ _Atomic uint64_t rt_metrics_rls_db_checks;
 _Atomic uint64_t rt_metrics_rls_policies, rt_metrics_rls_opaque;
 _Atomic uint64_t rt_metrics_rls_reloads;
 _Atomic uint64_t rt_metrics_changes_feed_waits;
+_Atomic uint64_t rt_metrics_live_queries, rt_metrics_live_subscriptions;
+_Atomic uint64_t rt_metrics_live_applied, rt_metrics_live_reads;
 
 static const uint64_t lat_bounds_us[RT_METRICS_LAT_BUCKETS] = {
 	50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 1000000,
@@ -112,6 +114,16 @@ void rt_metrics_render(struct rt_buf *out, double uptime_s)
 	counter(out, "rtsync_changes_feed_waits_total",
 		"Times the change feed waited (1 ms) for workers behind on deliveries.",
 		atomic_load(&rt_metrics_changes_feed_waits));
+	counter(out, "rtsync_live_changes_applied_total",
+		"Changes applied to maintained live queries (once per query, whatever its subscribers).",
+		atomic_load(&rt_metrics_live_applied));
+	counter(out, "rtsync_live_reads_total",
+		"Store reads made by live queries (first results, window reserves, group extremes).",
+		atomic_load(&rt_metrics_live_reads));
+	gauge(out, "rtsync_live_queries", "Maintained live queries.",
+	      (double)atomic_load(&rt_metrics_live_queries));
+	gauge(out, "rtsync_live_subscriptions", "Live query subscriptions (query x channel).",
+	      (double)atomic_load(&rt_metrics_live_subscriptions));
 	gauge(out, "rtsync_rls_policies", "Row-level security policies in force.",
 	      (double)atomic_load(&rt_metrics_rls_policies));
 	gauge(out, "rtsync_rls_opaque_policies",

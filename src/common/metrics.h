@@ -28,6 +28,8 @@
 	X(ACCESS_TOKEN, "access_token")                                                  \
 	X(WRITE, "write")                                                                \
 	X(SNAPSHOT, "snapshot")                                                          \
+	X(LIVE_SUBSCRIBE, "live_subscribe")                                              \
+	X(LIVE_UNSUBSCRIBE, "live_unsubscribe")                                          \
 	X(OTHER, "other")
 
 #define RT_METRIC_ERRORS(X)                                                              \
@@ -83,6 +85,10 @@ extern _Atomic uint64_t rt_metrics_rls_policies, rt_metrics_rls_opaque;
 extern _Atomic uint64_t rt_metrics_rls_reloads; /* policy sets loaded (PostgreSQL) */
 /* Times the change feed waited for workers behind on deliveries. */
 extern _Atomic uint64_t rt_metrics_changes_feed_waits;
+/* Live queries (src/live): maintained queries and subscriptions now, changes
+ * applied to maintained queries, and store reads they made. */
+extern _Atomic uint64_t rt_metrics_live_queries, rt_metrics_live_subscriptions;
+extern _Atomic uint64_t rt_metrics_live_applied, rt_metrics_live_reads;
 
 /* Binds the calling thread to block idx (< RT_METRICS_BLOCKS - 1). */
 void rt_metrics_bind(unsigned idx);

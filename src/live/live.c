@@ -9,6 +9,7 @@
 #include "live/live.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/pgval.h"
 #include "net/ws.h"
 #include "proto/phx.h"
@@ -462,6 +464,7 @@ struct rt_live_query {
 	struct rt_query_node pred; /* RT_POLICY_ROWS */
 	uint64_t pol_version;
 	unsigned users; /* subscriber entries and in-process opens */
+	bool is_listed; /* in rt_live's table (counted in the metrics) */
 	uint64_t idle_since_ms;
 	bool is_broken; /* an error after opening: no longer maintained */
 	char *error;    /* its text */
@@ -532,8 +535,7 @@ enum req_kind { REQ_NEW, REQ_ADD, REQ_REMOVE, REQ_FREE };
 struct req {
 	enum req_kind kind;
 	struct rt_live_sub *s;
-	struct rt_live_def **defs;
-	size_t n;
+	json_t *queries; /* REQ_ADD: the definitions, to parse on the change thread */
 	char *id;
 	struct req *next;
 };
@@ -609,6 +611,7 @@ static int read_rows(struct rt_live *l, struct rt_live_query *q, struct rt_query
 	struct rt_auth who = who_of(q);
 	struct rt_read r = {.table = d->t, .query = &rq, .position = pos, .who = &who};
 	struct rt_store_error e = {0};
+	atomic_fetch_add(&rt_metrics_live_reads, 1);
 	int rc = rt_store_read(l->store, &r, rows, NULL, &e);
 	if (rc) {
 		char msg[700];
@@ -1396,6 +1399,7 @@ static void query_apply(struct rt_live *l, struct rt_live_query *q, const struct
 			is_touched = true;
 		}
 		l->n_applied++;
+		atomic_fetch_add(&rt_metrics_live_applied, 1);
 		if (q->d->is_agg)
 			group_change(q, ch);
 		else
@@ -1411,6 +1415,8 @@ static void query_apply(struct rt_live *l, struct rt_live_query *q, const struct
 
 static void query_free(struct rt_live_query *q)
 {
+	if (q->is_listed)
+		atomic_fetch_sub(&rt_metrics_live_queries, 1);
 	if (!q->d->is_agg)
 		window_clear(q);
 	else
@@ -1487,6 +1493,8 @@ static struct rt_live_query *query_get(struct rt_live *l, struct rt_live_def *d,
 	q->valid_from = q->skip_to = q->settle_pos = q->pos = q->floor = pos;
 	q->users = 1;
 	HASH_ADD_KEYPTR(hh, l->queries, q->key, strlen(q->key), q);
+	q->is_listed = true;
+	atomic_fetch_add(&rt_metrics_live_queries, 1);
 	return q;
 }
 
@@ -1684,6 +1692,7 @@ static void entry_drop(struct rt_live *l, struct rt_live_sub *s, size_t i)
 	if (e->q) {
 		query_put(l, e->q);
 		l->n_subscriptions--;
+		atomic_fetch_sub(&rt_metrics_live_subscriptions, 1);
 	}
 	free(e->id);
 	free(e->error);
@@ -1817,36 +1826,37 @@ static void sub_free_now(struct rt_live *l, struct rt_live_sub *s)
 	free(s);
 }
 
-static void sub_add_now(struct rt_live *l, struct rt_live_sub *s, struct rt_live_def **defs,
-			size_t n)
+static void sub_add_now(struct rt_live *l, struct rt_live_sub *s, const json_t *queries)
 {
 	struct rt_auth who = {.role = s->role, .claims = s->claims, .topic = NULL};
-	for (size_t i = 0; i < n; i++) {
-		struct rt_live_def *d = defs[i];
+	size_t i;
+	const json_t *entry;
+	json_array_foreach(queries, i, entry) {
+		const char *jid = json_string_value(json_object_get(entry, "id"));
+		if (!jid || !*jid || strlen(jid) > RT_LIVE_MAX_ID)
+			continue; /* the worker answered for it */
 		for (size_t k = 0; k < s->n_e; k++)
-			if (!strcmp(s->e[k].id, d->id)) {
+			if (!strcmp(s->e[k].id, jid)) {
 				entry_drop(l, s, k); /* the same id again: the new definition */
 				break;
 			}
-		if (s->n_e == RT_LIVE_MAX_QUERIES) {
-			s->e = rt_xrealloc(s->e, (s->n_e + 1) * sizeof *s->e);
-			s->e[s->n_e++] = (struct entry){
-				.id = rt_xstrdup(d->id), .error = rt_xstrdup(
-					"RTS429: a channel holds at most 64 live queries")};
-			rt_live_def_free(d);
-			continue;
-		}
 		char err[700];
-		char *id = rt_xstrdup(d->id);
-		struct rt_live_query *q = query_get(l, d, &who, err, sizeof err);
+		struct rt_live_def *d = NULL;
+		struct rt_live_query *q = NULL;
+		if (s->n_e >= RT_LIVE_MAX_QUERIES)
+			snprintf(err, sizeof err, "RTS429: a channel holds at most %d live queries",
+				 RT_LIVE_MAX_QUERIES);
+		else if ((d = rt_live_def_parse(l->store, entry, err, sizeof err)))
+			q = query_get(l, d, &who, err, sizeof err);
 		s->e = rt_xrealloc(s->e, (s->n_e + 1) * sizeof *s->e);
 		struct entry *e = &s->e[s->n_e++];
-		*e = (struct entry){.id = id, .q = q, .needs_result = true};
+		*e = (struct entry){.id = rt_xstrdup(jid), .q = q, .needs_result = true};
 		if (!q) {
 			e->error = rt_xstrdup(err);
 			continue;
 		}
 		l->n_subscriptions++;
+		atomic_fetch_add(&rt_metrics_live_subscriptions, 1);
 		if (s->resume_pos && history_reaches(q, s->resume_pos)) {
 			e->needs_result = false;
 			e->since = s->resume_pos;
@@ -1854,7 +1864,7 @@ static void sub_add_now(struct rt_live *l, struct rt_live_sub *s, struct rt_live
 			e->is_resync = s->resume_pos != 0;
 		}
 	}
-	free(defs);
+	s->resume_pos = 0; /* the position is that of the queries first added */
 }
 
 static void sub_remove_now(struct rt_live *l, struct rt_live_sub *s, const char *id)
@@ -1892,14 +1902,12 @@ struct rt_live_sub *rt_live_sub_new(struct rt_live *l, const char *key, const ch
 	return s;
 }
 
-void rt_live_sub_add(struct rt_live *l, struct rt_live_sub *s, struct rt_live_def **defs, size_t n)
+void rt_live_sub_add(struct rt_live *l, struct rt_live_sub *s, const json_t *queries)
 {
 	struct req *r = rt_xcalloc(1, sizeof *r);
 	r->kind = REQ_ADD;
 	r->s = s;
-	r->defs = rt_xcalloc(n ? n : 1, sizeof *r->defs);
-	memcpy(r->defs, defs, n * sizeof *defs);
-	r->n = n;
+	r->queries = json_deep_copy(queries);
 	queue(l, r);
 }
 
@@ -1934,8 +1942,7 @@ static void serve_requests(struct rt_live *l)
 			DL_APPEND(l->subs, r->s);
 			break;
 		case REQ_ADD:
-			sub_add_now(l, r->s, r->defs, r->n);
-			r->defs = NULL;
+			sub_add_now(l, r->s, r->queries);
 			break;
 		case REQ_REMOVE:
 			sub_remove_now(l, r->s, r->id);
@@ -1946,7 +1953,7 @@ static void serve_requests(struct rt_live *l)
 			break;
 		}
 		free(r->id);
-		free(r->defs);
+		json_decref(r->queries);
 		free(r);
 	}
 }
@@ -1968,11 +1975,13 @@ static void repolice(struct rt_live *l)
 			json_decref(entry);
 			query_put(l, e->q);
 			l->n_subscriptions--;
+			atomic_fetch_sub(&rt_metrics_live_subscriptions, 1);
 			struct rt_auth who = {.role = s->role, .claims = s->claims, .topic = NULL};
 			e->q = d ? query_get(l, d, &who, err, sizeof err) : NULL;
-			if (e->q)
+			if (e->q) {
 				l->n_subscriptions++;
-			else
+				atomic_fetch_add(&rt_metrics_live_subscriptions, 1);
+			} else
 				e->error = rt_xstrdup(err);
 			e->needs_result = e->is_resync = true;
 		}

@@ -29,7 +29,7 @@
  * message carries every query's diff at one position.
  *
  * Ownership: rt_live owns its maintained queries and subscribers; a
- *            definition is the caller's until handed to rt_live_sub_add.
+ *            definition is the caller's until handed to rt_live_open.
  *            A subscriber handle stays valid until rt_live_sub_free.
  * Threads:   rt_live_sub_* from any thread (they queue requests);
  *            rt_live_apply/rt_live_tick on the change thread only;
@@ -90,16 +90,20 @@ int rt_live_opts_parse(const json_t *obj, struct rt_live_opts *o, char *err, siz
 /*
  * A subscriber: its messages are published under hub key `key` as
  * RT_MSG_LIVE messages on topic (event "live_query"). who is copied.
- * resume_pos > 0: the first message of each query added is the diff since
- * that position when the query's history still holds it.
+ * resume_pos > 0: the first message of each query of the first
+ * rt_live_sub_add is the diff since that position when the query's history
+ * still holds it (else its result with "resync": true); queries added later
+ * start with their result.
  */
 struct rt_live_sub *rt_live_sub_new(struct rt_live *l, const char *key, const char *topic,
 				    const struct rt_auth *who, const struct rt_live_opts *o,
 				    uint64_t resume_pos);
-/* Adds definitions (takes them). Each query's first message holds its
- * result, or its error ({"id", "error"}). */
-void rt_live_sub_add(struct rt_live *l, struct rt_live_sub *s, struct rt_live_def **defs,
-		     size_t n);
+/* Adds definitions: an array of {"id", "table", "schema"?, "query"?} (copied;
+ * parsed on the change thread; entries without a string id of 1 to
+ * RT_LIVE_MAX_ID bytes are skipped). A definition with the id of one the
+ * subscriber holds replaces it. Each query's first message holds its result,
+ * or its error ({"id", "kind": "error", "code", "message"}). */
+void rt_live_sub_add(struct rt_live *l, struct rt_live_sub *s, const json_t *queries);
 /* Stops the query with this id. */
 void rt_live_sub_remove(struct rt_live *l, struct rt_live_sub *s, const char *id);
 /* Ends the subscriber; the handle must not be used again. */

@@ -15,6 +15,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "live/live.h"
 #include "net/ws.h"
 #include "proto/phx.h"
 #include "realtime/filter.h"
@@ -158,6 +159,7 @@ struct rt_changes {
 	struct resume_req *requests;
 	uint64_t last_pos;
 	struct cu_cache cu; /* feed thread */
+	struct rt_live *live; /* the live queries fed after each batch; NULL: none */
 };
 
 /* ---- values ---- */
@@ -1466,6 +1468,8 @@ static void *feed_main(void *arg)
 				break;
 			for (size_t i = 0; i < n; i++)
 				dispatch(c, &chs[i]);
+			if (c->live)
+				rt_live_apply(c->live, chs, n, scan.last_pos);
 			rt_store_changes_free(chs, n);
 			/* by rows read, not changes returned: skipped rows count too */
 			c->last_pos = scan.last_pos;
@@ -1480,7 +1484,10 @@ static void *feed_main(void *arg)
 		}
 		struct resume_req *todo = c->requests;
 		c->requests = NULL;
+		uint64_t live_pos = c->last_pos;
 		pthread_mutex_unlock(&c->mu);
+		if (c->live)
+			rt_live_tick(c->live, live_pos);
 		if (is_repoliced && c->cu.is_valid)
 			cu_drop(c); /* its frames were matched under the old policies */
 		/* Catch-ups run without the lock: only this thread publishes live
@@ -1516,6 +1523,11 @@ struct rt_changes *rt_changes_new(struct rt_store *store, struct rt_hub *hub)
 	c->last_pos = rt_store_last_pos(store);
 	c->pol_version = rt_store_policies_version(store);
 	return c;
+}
+
+void rt_changes_set_live(struct rt_changes *c, struct rt_live *live)
+{
+	c->live = live;
 }
 
 int rt_changes_start(struct rt_changes *c)

@@ -60,6 +60,10 @@ struct rt_bgroup;
 /* Creates the feed over store, publishing through hub. Starts at the store's
  * newest position (nothing is replayed at start). */
 struct rt_changes *rt_changes_new(struct rt_store *store, struct rt_hub *hub);
+/* Live queries to feed on the change thread after each batch
+ * (rt_live_apply) and on each turn of its loop (rt_live_tick); before start. */
+struct rt_live;
+void rt_changes_set_live(struct rt_changes *c, struct rt_live *live);
 int rt_changes_start(struct rt_changes *c);
 /* Stops and joins the thread. */
 void rt_changes_stop(struct rt_changes *c);

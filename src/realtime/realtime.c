@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/rand.h"
+#include "live/live.h"
 
 #define TOPIC_PREFIX "realtime:"
 #define TOPIC_PREFIX_LEN 9
@@ -37,6 +38,7 @@ struct rt_channel {
 	unsigned pres_calls;
 	struct rt_sub hsub;
 	struct chan_pg *pg; /* postgres_changes state, NULL without bindings */
+	struct chan_live *live; /* live queries, NULL without any */
 	struct rt_channel *prev, *next; /* the session's channels */
 };
 
@@ -58,6 +60,18 @@ struct chan_pg {
 };
 
 #define MAX_HELD 10000
+
+/* A channel's live queries (docs/live.md): one subscriber of the live
+ * module, publishing to a hub key of the channel's own. */
+struct chan_live {
+	struct rt_channel *ch;
+	struct rt_live_sub *sub;
+	struct rt_sub hsub;
+	json_t *defs; /* id → definition: subscribed again under new claims */
+	struct rt_live_opts o;
+	uint64_t pos; /* of the last message delivered */
+	unsigned gen;
+};
 
 struct rt_session {
 	struct rt_realtime_worker *rw;
@@ -87,7 +101,8 @@ void rt_realtime_free(struct rt_realtime *rt)
 {
 	if (!rt)
 		return;
-	rt_changes_free(rt->changes);
+	rt_changes_free(rt->changes); /* stops the change thread first */
+	rt_live_free(rt->live);
 	rt_presence_free(rt->presence);
 	rt_hub_free(rt->hub);
 	free(rt);
@@ -97,6 +112,8 @@ void rt_realtime_set_store(struct rt_realtime *rt, struct rt_store *store)
 {
 	rt->store = store;
 	rt->changes = rt_changes_new(store, rt->hub);
+	rt->live = rt_live_new(store, rt->hub);
+	rt_changes_set_live(rt->changes, rt->live);
 }
 
 bool rt_realtime_role_allowed(const struct rt_realtime *rt, const char *role)
@@ -412,6 +429,12 @@ static void channel_free(struct rt_channel *ch)
 		json_decref(pg->entries);
 		free(pg);
 	}
+	if (ch->live) {
+		rt_hub_unsubscribe(rw->hub, &ch->live->hsub);
+		rt_live_sub_free(rw->rt->live, ch->live->sub);
+		json_decref(ch->live->defs);
+		free(ch->live);
+	}
 	DL_DELETE(s->channels, ch);
 	s->n_channels--;
 	RT_METRIC_INC(channels_closed);
@@ -624,6 +647,188 @@ static void subscribe_changes(struct rt_channel *ch, struct rt_binding **parsed,
 	uint64_t after;
 	if (resume_after(ext, &after))
 		start_catchup(ch, after);
+}
+
+/* ---- live queries ---- */
+
+static void live_deliver(struct rt_sub *sub, struct rt_msg *m)
+{
+	struct chan_live *lv = (struct chan_live *)((char *)sub - offsetof(struct chan_live, hsub));
+	struct rt_channel *ch = lv->ch;
+	struct rt_frame *f = ch->s->vsn == RT_PHX_V1 ? m->v1 : m->v2;
+	if (f)
+		rt_conn_send(ch->s->c, f);
+	if (m->pos > lv->pos)
+		lv->pos = m->pos;
+}
+
+/* Checks a list of definitions: an array of at most RT_LIVE_MAX_QUERIES
+ * objects, each with a string id of 1 to RT_LIVE_MAX_ID bytes (the rest is
+ * checked by the live module, which answers in its messages). */
+static int live_check(const json_t *queries, char *err, size_t err_cap)
+{
+	if (!json_is_array(queries) || json_array_size(queries) > RT_LIVE_MAX_QUERIES) {
+		snprintf(err, err_cap, "queries must be an array of at most %d definitions",
+			 RT_LIVE_MAX_QUERIES);
+		return -1;
+	}
+	size_t i;
+	const json_t *q;
+	json_array_foreach(queries, i, q) {
+		const json_t *id = json_object_get(q, "id");
+		if (!json_is_object(q) || !json_is_string(id) || !json_string_length(id) ||
+		    json_string_length(id) > RT_LIVE_MAX_ID ||
+		    strlen(json_string_value(id)) != json_string_length(id)) {
+			snprintf(err, err_cap,
+				 "queries[%zu]: a definition is an object with an id of 1 to %d bytes",
+				 i, RT_LIVE_MAX_ID);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Starts (or starts again) the channel's live subscriber with its
+ * definitions, resuming after `resume` (0: none). */
+static void live_start(struct rt_channel *ch, uint64_t resume)
+{
+	struct rt_realtime_worker *rw = ch->s->rw;
+	struct chan_live *lv = ch->live;
+	if (lv->sub) {
+		rt_hub_unsubscribe(rw->hub, &lv->hsub);
+		rt_live_sub_free(rw->rt->live, lv->sub);
+	}
+	char key[64];
+	snprintf(key, sizeof key, "live:%llu:%u", (unsigned long long)ch->id, ++lv->gen);
+	lv->hsub.deliver = live_deliver;
+	rt_hub_subscribe(rw->hub, key, &lv->hsub);
+	struct rt_auth who = chan_auth(ch);
+	lv->sub = rt_live_sub_new(rw->rt->live, key, ch->topic, &who, &lv->o, resume);
+	json_t *all = json_array();
+	const char *id;
+	json_t *d;
+	json_object_foreach(lv->defs, id, d)
+		json_array_append(all, d);
+	if (json_array_size(all))
+		rt_live_sub_add(rw->rt->live, lv->sub, all);
+	json_decref(all);
+}
+
+/* Keeps the definitions (at most RT_LIVE_MAX_QUERIES ids; the live module
+ * refuses the ones past it). */
+static void live_keep(struct chan_live *lv, const json_t *queries)
+{
+	size_t i;
+	const json_t *q;
+	json_array_foreach(queries, i, q) {
+		const char *id = json_string_value(json_object_get(q, "id"));
+		if (json_object_get(lv->defs, id) || json_object_size(lv->defs) < RT_LIVE_MAX_QUERIES)
+			json_object_set(lv->defs, id, (json_t *)q);
+	}
+}
+
+static struct chan_live *live_new(struct rt_channel *ch, const struct rt_live_opts *o)
+{
+	struct chan_live *lv = rt_xcalloc(1, sizeof *lv);
+	lv->ch = ch;
+	lv->defs = json_object();
+	if (o)
+		lv->o = *o;
+	ch->live = lv;
+	return lv;
+}
+
+/* config.rtsync.live of a join: {queries, throttle_ms, debounce_ms,
+ * max_wait_ms, resume_after}. Returns 0, or -1 with the reason. */
+static int live_join(struct rt_channel *ch, const json_t *cfg, char *err, size_t err_cap)
+{
+	if (!ch->s->rw->rt->live) {
+		snprintf(err, err_cap, "live queries need a store");
+		return -1;
+	}
+	if (!json_is_object(cfg)) {
+		snprintf(err, err_cap, "config.rtsync.live must be an object");
+		return -1;
+	}
+	struct rt_live_opts o;
+	const json_t *queries = json_object_get(cfg, "queries");
+	if (rt_live_opts_parse(cfg, &o, err, err_cap) ||
+	    (queries && live_check(queries, err, err_cap)))
+		return -1;
+	uint64_t resume = 0;
+	if (json_object_get(cfg, "resume_after") && !resume_after(cfg, &resume)) {
+		snprintf(err, err_cap, "resume_after must be a position (a decimal string)");
+		return -1;
+	}
+	struct chan_live *lv = live_new(ch, &o);
+	if (queries)
+		live_keep(lv, queries);
+	live_start(ch, resume);
+	return 0;
+}
+
+/* live_subscribe {queries, throttle_ms?, debounce_ms?, max_wait_ms?,
+ * resume_after?}: options (and a resume) start the channel's subscriber
+ * again with them, from where it was when it had one. */
+static void handle_live_subscribe(struct rt_channel *ch, struct rt_phx_msg *m)
+{
+	struct rt_session *s = ch->s;
+	char err[256];
+	const json_t *queries = json_object_get(m->payload, "queries");
+	struct rt_live_opts o;
+	uint64_t resume = ch->live ? ch->live->pos : 0;
+	bool has_opts = json_object_get(m->payload, "throttle_ms") ||
+			json_object_get(m->payload, "debounce_ms") ||
+			json_object_get(m->payload, "max_wait_ms");
+	bool has_resume = json_object_get(m->payload, "resume_after") != NULL;
+	if (!s->rw->rt->live) {
+		snprintf(err, sizeof err, "live queries need a store");
+	} else if (live_check(queries, err, sizeof err) ||
+		   rt_live_opts_parse(has_opts ? m->payload : NULL, &o, err, sizeof err)) {
+		/* err says why */
+	} else if (has_resume && !resume_after(m->payload, &resume)) {
+		snprintf(err, sizeof err, "resume_after must be a position (a decimal string)");
+	} else {
+		struct chan_live *lv = ch->live ? ch->live : live_new(ch, &o);
+		if (has_opts)
+			lv->o = o;
+		if (!lv->sub || has_opts || has_resume)
+			live_start(ch, resume); /* the definitions it had resume */
+		live_keep(lv, queries);
+		rt_live_sub_add(s->rw->rt->live, lv->sub, queries);
+		json_t *ids = json_array();
+		size_t i;
+		const json_t *q;
+		json_array_foreach(queries, i, q)
+			json_array_append(ids, json_object_get(q, "id"));
+		reply(s, ch->join_ref, m->ref, ch->topic, "ok", json_pack("{s:o}", "ids", ids));
+		return;
+	}
+	reply(s, ch->join_ref, m->ref, ch->topic, "error", json_pack("{s:s}", "reason", err));
+}
+
+static void handle_live_unsubscribe(struct rt_channel *ch, struct rt_phx_msg *m)
+{
+	struct rt_session *s = ch->s;
+	const json_t *ids = json_object_get(m->payload, "ids");
+	bool ok = json_is_array(ids) && json_array_size(ids) <= RT_LIVE_MAX_QUERIES;
+	size_t i;
+	const json_t *id;
+	json_array_foreach(ids, i, id)
+		ok = ok && json_is_string(id);
+	if (!ok) {
+		reply(s, ch->join_ref, m->ref, ch->topic, "error",
+		      json_pack("{s:s}", "reason", "ids must be an array of at most 64 query ids"));
+		return;
+	}
+	json_array_foreach(ids, i, id) {
+		if (!ch->live || !json_object_get(ch->live->defs, json_string_value(id)))
+			continue;
+		json_object_del(ch->live->defs, json_string_value(id));
+		rt_live_sub_remove(s->rw->rt->live, ch->live->sub, json_string_value(id));
+	}
+	reply(s, ch->join_ref, m->ref, ch->topic, "ok",
+	      json_pack("{s:O}", "ids", (json_t *)ids));
 }
 
 static void handle_join_decided(struct rt_session *s, struct rt_phx_msg *m,
@@ -854,6 +1059,10 @@ static void handle_join_decided(struct rt_session *s, struct rt_phx_msg *m,
 		system_msg(ch, "postgres_changes", "error", pg_err);
 	else if (n_parsed)
 		subscribe_changes(ch, parsed, n_parsed, json_object_get(config, "rtsync"), entries);
+	const json_t *live_cfg = json_object_get(json_object_get(config, "rtsync"), "live");
+	char live_err[300];
+	if (live_cfg && live_join(ch, live_cfg, live_err, sizeof live_err))
+		system_msg(ch, "live", "error", live_err);
 	json_decref(entries);
 	free(parsed);
 	if (state) {
@@ -1140,6 +1349,8 @@ static bool reauthorize(struct rt_channel *ch)
 		channel_shutdown(ch, err);
 		return false;
 	}
+	if (ch->live && ch->live->sub) /* the results under the new claims, from where it was */
+		live_start(ch, ch->live->pos);
 	return true;
 }
 
@@ -1230,6 +1441,10 @@ static enum rt_metric_event event_kind(const char *event)
 		return RT_EV_WRITE;
 	if (!strcmp(event, "snapshot"))
 		return RT_EV_SNAPSHOT;
+	if (!strcmp(event, "live_subscribe"))
+		return RT_EV_LIVE_SUBSCRIBE;
+	if (!strcmp(event, "live_unsubscribe"))
+		return RT_EV_LIVE_UNSUBSCRIBE;
 	return RT_EV_OTHER;
 }
 
@@ -1307,6 +1522,12 @@ void rt_session_on_message(struct rt_session *s, enum rt_ws_opcode op, const uin
 				   m.payload);
 		break;
 	}
+	case RT_EV_LIVE_SUBSCRIBE:
+		handle_live_subscribe(ch, &m);
+		break;
+	case RT_EV_LIVE_UNSUBSCRIBE:
+		handle_live_unsubscribe(ch, &m);
+		break;
 	default:
 		break; /* other channel events are ignored, as Supabase does */
 	}
