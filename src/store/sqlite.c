@@ -304,6 +304,8 @@ static void sql_err(struct rt_store_error *e, sqlite3 *db)
 			set_err(e, 400, "42P10", msg,
 				"there is no unique or exclusion constraint matching the ON CONFLICT "
 				"specification");
+		else if (!strcmp(msg, "integer overflow")) /* sum(): PostgreSQL's numeric holds it */
+			set_err(e, 400, "22003", msg, "bigint out of range");
 		else
 			set_err(e, 500, "XX000", NULL, "%s", msg);
 	}
