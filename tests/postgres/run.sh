@@ -36,6 +36,7 @@ RTSYNC_SUITE=postgres "$root/tests/interop/run.sh" "$bin" \
 	"$root/tests/interop/supabase-js.test.mjs" "$root/tests/interop/writes.test.mjs" \
 	"$root/tests/interop/rls-rest.test.mjs" "$root/tests/interop/rls-changes.test.mjs" \
 	"$root/tests/interop/rls-channels.test.mjs" "$root/tests/interop/aggregates.test.mjs" \
+	"$root/tests/interop/live.test.mjs" \
 	"$here/pg.test.mjs" "$here/rls.test.mjs" "$here/rls-changes.test.mjs" || status=1
 # the store's RLS calls against the cluster (the unit binary beside the server's, when built)
 unit="$(dirname "$bin")/tests/store/test_pg_rls"

@@ -35,7 +35,7 @@ static const char schema[] =
 	"status text NOT NULL, owner text NOT NULL, amount bigint, price double precision, "
 	"nights integer, starts bigint);\n"
 	"ALTER TABLE bookings ENABLE ROW LEVEL SECURITY;\n"
-	"CREATE POLICY own ON bookings FOR SELECT TO authenticated USING (owner = auth.uid());\n"
+	"CREATE POLICY own ON bookings FOR SELECT TO authenticated USING (owner = (auth.jwt() ->> 'sub'));\n"
 	"CREATE POLICY open ON bookings FOR SELECT TO authenticated USING (status = 'open');\n"
 	"CREATE POLICY anon_none ON bookings FOR SELECT TO anon USING (false);\n";
 
