@@ -199,11 +199,6 @@ static int def_shape(struct rt_live_def *d, char *err, size_t err_cap)
 			return -1;
 		}
 		const char *key = s->alias ? s->alias : s->agg ? agg_name(s->agg) : s->column;
-		for (size_t k = 0; k < d->n_outs; k++)
-			if (!strcmp(d->outs[k].key, key)) {
-				snprintf(err, err_cap, "RTS400: two outputs are named %s; alias one", key);
-				return -1;
-			}
 		if ((s->agg == RT_QUERY_AGG_SUM || s->agg == RT_QUERY_AGG_AVG) &&
 		    rt_pgval_class_of(t->cols[c].type) != RT_PGVAL_NUM) {
 			snprintf(err, err_cap, "42883: function %s(%s) does not exist", agg_name(s->agg),
@@ -1328,6 +1323,15 @@ static void window_apply(struct rt_live_query *q, const struct rt_change *ch)
 
 static void group_change(struct rt_live_query *q, const struct rt_change *ch)
 {
+	if (ch->old_record && json_object_size(ch->old_record) < q->d->t->n_cols) {
+		/* PostgreSQL without REPLICA IDENTITY FULL: only the old key */
+		char msg[300];
+		snprintf(msg, sizeof msg,
+			 "RTS501: aggregates need the whole old row of a change; run ALTER TABLE %s "
+			 "REPLICA IDENTITY FULL", q->d->t->name);
+		set_error(q, msg);
+		return;
+	}
 	if (ch->old_record && ch->type != RT_CHANGE_INSERT && row_matches(q, ch->old_record))
 		group_apply(q, ch->old_record, -1);
 	if (ch->record && ch->type != RT_CHANGE_DELETE && row_matches(q, ch->record))

@@ -1468,11 +1468,14 @@ static void *feed_main(void *arg)
 				break;
 			for (size_t i = 0; i < n; i++)
 				dispatch(c, &chs[i]);
-			if (c->live)
-				rt_live_apply(c->live, chs, n, scan.last_pos);
-			rt_store_changes_free(chs, n);
 			/* by rows read, not changes returned: skipped rows count too */
 			c->last_pos = scan.last_pos;
+			if (c->live) { /* its store reads must not hold up joins */
+				pthread_mutex_unlock(&c->mu);
+				rt_live_apply(c->live, chs, n, scan.last_pos);
+				pthread_mutex_lock(&c->mu);
+			}
+			rt_store_changes_free(chs, n);
 			if (scan.n_rows < RT_CHANGES_BATCH)
 				break;
 			/* More to read: catch-ups waiting and the workers' backlog come
