@@ -18,6 +18,7 @@
 #include "live/live.h"
 #include "net/ws.h"
 #include "proto/phx.h"
+#include "realtime/delivery.h"
 #include "realtime/filter.h"
 
 #undef uthash_fatal
@@ -54,6 +55,7 @@ struct rt_binding {
 	struct vis *vis; /* one per schema table for a wildcard, else one */
 	size_t n_vis;
 	uint64_t pol_version; /* of the policy set vis was built from (in the key) */
+	struct rt_delivery_opts dopts; /* throttle, debounce, batch (in the key: the entry) */
 	char *eq_key;   /* index key: the filter's eq, else the predicate's; else NULL */
 	const char *eq_column; /* that eq's column (the schema's string) */
 	unsigned refs;  /* groups holding it (registry lock) */
@@ -74,6 +76,11 @@ struct rt_bgroup { /* the bindings of channels on one topic with the same set */
 	json_int_t *ids;
 	const struct rt_binding **matched;
 	size_t n_matched;
+	/* delivery controls (feed thread, registry lock held) */
+	bool has_window;       /* its bindings' options are on: changes wait in win */
+	struct rt_window win;
+	bool is_listed;        /* in the feed's windows while win is open */
+	struct rt_bgroup *wprev, *wnext;
 	UT_hash_handle hh;
 };
 
@@ -93,6 +100,7 @@ struct eq_column { /* a column some binding of a table filters by eq */
 struct resume_req {
 	char *key;
 	uint64_t after;
+	uint64_t upto; /* the group's flushed position (set while serving) */
 	bool is_resync; /* the position was not retained (set while serving) */
 	struct rt_bgroup *g;
 	struct resume_req *next;
@@ -158,6 +166,7 @@ struct rt_changes {
 	size_t n_ask, cap_ask;
 	struct resume_req *requests;
 	uint64_t last_pos;
+	struct rt_bgroup *windows; /* groups with an open window (wprev, wnext) */
 	struct cu_cache cu; /* feed thread */
 	struct rt_live *live; /* the live queries fed after each batch; NULL: none */
 };
@@ -502,7 +511,11 @@ struct rt_binding *rt_binding_parse(struct rt_changes *c, const char *topic, con
 		}
 	}
 
-	/* Identity: the topic and the entry as sent, keys sorted. */
+	if (rt_delivery_parse(entry, &b->dopts, err, err_cap))
+		goto err;
+
+	/* Identity: the topic and the entry as sent, keys sorted (the delivery
+	 * controls with it: groups of other options never share frames). */
 	char *canon = json_dumps(entry, JSON_COMPACT | JSON_SORT_KEYS);
 	struct rt_buf key;
 	rt_buf_init(&key);
@@ -555,6 +568,11 @@ err:
 json_int_t rt_binding_id(const struct rt_binding *b)
 {
 	return b->id;
+}
+
+bool rt_binding_same_delivery(const struct rt_binding *a, const struct rt_binding *b)
+{
+	return rt_delivery_equal(&a->dopts, &b->dopts);
 }
 
 
@@ -668,6 +686,14 @@ static void unref_binding(struct rt_changes *c, struct rt_binding *b)
 	rt_binding_free(b);
 }
 
+/* The position up to which everything g matched has been published: the
+ * catch-ups of its channels end there, and its window's next flush goes on
+ * right after it. Lock held, or on the feed thread. */
+static uint64_t flushed_pos(const struct rt_changes *c, const struct rt_bgroup *g)
+{
+	return g->has_window && g->win.is_open ? g->win.open_after : c->last_pos;
+}
+
 static int by_key(const void *a, const void *b)
 {
 	return strcmp((*(struct rt_binding *const *)a)->key, (*(struct rt_binding *const *)b)->key);
@@ -727,6 +753,10 @@ struct rt_bgroup *rt_changes_attach(struct rt_changes *c, struct rt_binding **bi
 		g->refs = 1;
 		g->ids = rt_xcalloc(m ? m : 1, sizeof *g->ids);
 		g->matched = rt_xcalloc(m ? m : 1, sizeof *g->matched);
+		/* one channel's bindings share their options (realtime.c refuses others) */
+		g->has_window = m && rt_delivery_is_on(&regs[0]->dopts);
+		if (g->has_window)
+			rt_window_init(&g->win, &regs[0]->dopts);
 		for (size_t i = 0; i < m; i++) {
 			struct rt_binding *b = regs[i];
 			if (b->n_groups == b->cap_groups) {
@@ -738,9 +768,10 @@ struct rt_bgroup *rt_changes_attach(struct rt_changes *c, struct rt_binding **bi
 		HASH_ADD_KEYPTR(hh, c->groups, g->key, strlen(g->key), g);
 	}
 	/* Under the lock the feed dispatches with: every change after this
-	 * position is matched against the new bindings, none before it. */
+	 * position is matched against the new bindings, none before it; those
+	 * still waiting in the group's window reach the new channel too. */
 	if (pos)
-		*pos = c->last_pos;
+		*pos = flushed_pos(c, g);
 	pthread_mutex_unlock(&c->mu);
 	return g;
 }
@@ -751,6 +782,10 @@ static void unref_group(struct rt_changes *c, struct rt_bgroup *g)
 	if (--g->refs)
 		return;
 	HASH_DEL(c->groups, g);
+	if (g->is_listed)
+		DL_DELETE2(c->windows, g, wprev, wnext);
+	if (g->has_window)
+		rt_window_deinit(&g->win); /* nobody listens any more */
 	for (size_t i = 0; i < g->n; i++) {
 		struct rt_binding *b = g->bindings[i];
 		for (size_t k = 0; k < b->n_groups; k++) {
@@ -874,24 +909,18 @@ static void append_record(struct rt_buf *b, const char *head, const struct rt_st
 }
 
 /*
- * Appends the postgres_changes payload of a change for the bindings that
- * matched it: ids lists them all, as Supabase sends one frame per change
- * and channel. Written directly, not through a JSON tree: it is the work
- * the feed does for every change and subscriber group.
+ * Appends the data object of a change's postgres_changes payload, with the
+ * columns the bindings that matched it send. Written directly, not through
+ * a JSON tree: it is the work the feed does for every change and subscriber
+ * group.
  */
-static void write_payload(struct rt_buf *b, struct rt_changes *c,
-			  const struct rt_binding *const *matched, size_t n,
-			  const struct rt_change *ch)
+static void write_data(struct rt_buf *b, struct rt_changes *c,
+		       const struct rt_binding *const *matched, size_t n,
+		       const struct rt_change *ch)
 {
 	const struct rt_store_table *t = ch->table;
 	bool *sent = sent_columns(c, matched, n, t);
-	rt_buf_append_str(b, "{\"ids\":[");
-	for (size_t k = 0; k < n; k++) {
-		if (k)
-			rt_buf_append_byte(b, ',');
-		rt_buf_append_int(b, matched[k]->id);
-	}
-	rt_buf_append_str(b, "],\"data\":{\"schema\":");
+	rt_buf_append_str(b, "{\"schema\":");
 	rt_buf_append_json_str(b, t->schema, strlen(t->schema));
 	rt_buf_append_str(b, ",\"table\":");
 	rt_buf_append_json_str(b, t->name, strlen(t->name));
@@ -920,8 +949,26 @@ static void write_payload(struct rt_buf *b, struct rt_changes *c,
 		append_record(b, ",\"record\":{", t, sent, ch->record);
 	if (ch->old_record)
 		append_record(b, ",\"old_record\":{", t, sent, ch->old_record);
-	rt_buf_append_str(b, "}}");
+	rt_buf_append_byte(b, '}');
 	free(sent);
+}
+
+/* Appends the postgres_changes payload of a change for the bindings that
+ * matched it: ids lists them all, as Supabase sends one frame per change
+ * and channel. */
+static void write_payload(struct rt_buf *b, struct rt_changes *c,
+			  const struct rt_binding *const *matched, size_t n,
+			  const struct rt_change *ch)
+{
+	rt_buf_append_str(b, "{\"ids\":[");
+	for (size_t k = 0; k < n; k++) {
+		if (k)
+			rt_buf_append_byte(b, ',');
+		rt_buf_append_int(b, matched[k]->id);
+	}
+	rt_buf_append_str(b, "],\"data\":");
+	write_data(b, c, matched, n, ch);
+	rt_buf_append_byte(b, '}');
 }
 
 /* The same payload as a JSON value (rt_changes_match). */
@@ -1138,12 +1185,120 @@ static void match_change(struct rt_changes *c, const struct rt_change *ch)
 	ask_database(c, ch);
 }
 
+/* ---- delivery controls: windows ---- */
+
+static int cmp_id(const void *a, const void *b)
+{
+	json_int_t x = *(const json_int_t *)a, y = *(const json_int_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Publishes a flush as one postgres_changes_batch message: the ids of every
+ * binding any change matched, the last position, and each change's data. */
+static void publish_batch(struct rt_changes *c, struct rt_bgroup *g,
+			  const struct rt_pending *items, size_t n)
+{
+	size_t n_ids = 0;
+	for (size_t i = 0; i < n; i++)
+		n_ids += items[i].n_matched;
+	json_int_t *ids = rt_xmalloc((n_ids ? n_ids : 1) * sizeof *ids);
+	n_ids = 0;
+	for (size_t i = 0; i < n; i++)
+		for (size_t k = 0; k < items[i].n_matched; k++)
+			ids[n_ids++] = ((const struct rt_binding *)items[i].matched[k])->id;
+	qsort(ids, n_ids, sizeof *ids, cmp_id);
+	struct rt_buf p, f;
+	rt_buf_init(&p);
+	rt_buf_init(&f);
+	rt_buf_append_str(&p, "{\"ids\":[");
+	for (size_t k = 0, w = 0; k < n_ids; k++) {
+		if (k && ids[k] == ids[k - 1])
+			continue;
+		if (w++)
+			rt_buf_append_byte(&p, ',');
+		rt_buf_append_int(&p, ids[k]);
+	}
+	uint64_t last = items[n - 1].ch.pos;
+	rt_buf_printf(&p, "],\"position\":\"%llu\",\"changes\":[", (unsigned long long)last);
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			rt_buf_append_byte(&p, ',');
+		write_data(&p, c, (const struct rt_binding *const *)items[i].matched,
+			   items[i].n_matched, &items[i].ch);
+	}
+	rt_buf_append_str(&p, "]}");
+	rt_phx_encode_text(RT_PHX_V1, &f, NULL, NULL, g->topic, "postgres_changes_batch", p.data,
+			   p.len);
+	struct rt_frame *v1 = rt_ws_frame(RT_WS_TEXT, f.data, f.len);
+	rt_buf_reset(&f);
+	rt_phx_encode_text(RT_PHX_V2, &f, NULL, NULL, g->topic, "postgres_changes_batch", p.data,
+			   p.len);
+	struct rt_frame *v2 = rt_ws_frame(RT_WS_TEXT, f.data, f.len);
+	publish_frames(c, g->key, last, v1, v2);
+	rt_frame_unref(v1);
+	rt_frame_unref(v2);
+	rt_buf_deinit(&f);
+	rt_buf_deinit(&p);
+	free(ids);
+}
+
+/* Publishes g's window, encoded once for the group: one batch message, or
+ * its changes one by one in position order. Lock held. */
+static void flush_window(struct rt_changes *c, struct rt_bgroup *g, uint64_t now_ms)
+{
+	struct rt_pending *items;
+	size_t n = rt_window_take(&g->win, now_ms, &items);
+	if (g->is_listed) {
+		DL_DELETE2(c->windows, g, wprev, wnext);
+		g->is_listed = false;
+	}
+	if (n && g->win.opts.is_batch) {
+		publish_batch(c, g, items, n);
+	} else {
+		for (size_t i = 0; i < n; i++)
+			publish(c, g->key, g->topic, (const struct rt_binding *const *)items[i].matched,
+				items[i].n_matched, &items[i].ch);
+	}
+	rt_window_items_free(items, n);
+}
+
+/* Puts a matched change in g's window; a full window goes out at once. Lock held. */
+static void window_add(struct rt_changes *c, struct rt_bgroup *g, const struct rt_change *ch)
+{
+	uint64_t now = rt_mono_ms();
+	bool is_full = rt_window_add(&g->win, ch, (const void *const *)g->matched, g->n_matched, now);
+	if (!g->is_listed && g->win.is_open) {
+		DL_APPEND2(c->windows, g, wprev, wnext);
+		g->is_listed = true;
+	}
+	if (is_full)
+		flush_window(c, g, now);
+}
+
+/* Flushes the windows that are due. Returns how long the feed may wait for
+ * the next one (at most 10 ms). Lock held. */
+static unsigned flush_windows(struct rt_changes *c)
+{
+	uint64_t now = rt_mono_ms(), wait = 10;
+	struct rt_bgroup *g, *tmp;
+	DL_FOREACH_SAFE2(c->windows, g, tmp, wnext) {
+		if (rt_window_is_due(&g->win, now))
+			flush_window(c, g, now);
+		else if (g->win.due_ms - now < wait)
+			wait = g->win.due_ms - now;
+	}
+	return (unsigned)(wait ? wait : 1);
+}
+
 static void dispatch(struct rt_changes *c, const struct rt_change *ch)
 {
 	match_change(c, ch);
 	for (size_t i = 0; i < c->n_touched; i++) {
 		struct rt_bgroup *g = c->touched[i];
-		publish(c, g->key, g->topic, g->matched, g->n_matched, ch);
+		if (g->has_window)
+			window_add(c, g, ch);
+		else
+			publish(c, g->key, g->topic, g->matched, g->n_matched, ch);
 	}
 }
 
@@ -1321,7 +1476,7 @@ static void serve_cached(struct rt_changes *c, struct resume_req **reqs, size_t 
 				else
 					hi = mid;
 			}
-			for (size_t j = lo; j < cg->n_m; j++)
+			for (size_t j = lo; j < cg->n_m && cu->chs[cg->m[j].i].pos <= r->upto; j++)
 				publish_frames(c, r->key, cu->chs[cg->m[j].i].pos, cg->m[j].v1,
 					       cg->m[j].v2);
 		}
@@ -1363,7 +1518,8 @@ static void serve_streamed(struct rt_changes *c, struct resume_req **reqs, size_
 				struct rt_frame *v1 = NULL, *v2 = NULL;
 				for (; k < end; k++) {
 					struct resume_req *r = reqs[k];
-					if (!n_matched || r->is_resync || chs[i].pos <= r->after)
+					if (!n_matched || r->is_resync || chs[i].pos <= r->after ||
+					    chs[i].pos > r->upto)
 						continue;
 					if (!v1)
 						encode_change(c, g->topic, matched, n_matched, &chs[i], &v1, &v2);
@@ -1383,7 +1539,10 @@ static void serve_streamed(struct rt_changes *c, struct resume_req **reqs, size_
 /*
  * Serves the pending resume requests on the feed thread, between two live
  * batches: no live change is published while the catch-ups are read, so each
- * marker's position splits catch-up and live stream exactly. The requests
+ * marker's position splits catch-up and live stream exactly. A group whose
+ * window holds changes is caught up to its last flushed position only (the
+ * next flush goes on from there), or not at all when the request is already
+ * past it. The requests
  * share one read of the log (from the oldest position asked for) and, for
  * requests of the same binding group, one match and one encoding per change,
  * kept in the catch-up cache for the next rounds: a reconnect storm of N
@@ -1400,7 +1559,8 @@ static void serve_resumes(struct rt_changes *c, struct resume_req *todo)
 	for (struct resume_req *r = todo; r; r = r->next) {
 		/* A position ahead of the log (the database was replaced) is a gap too. */
 		r->is_resync = r->after > last;
-		if (!r->is_resync && r->after < last) {
+		r->upto = flushed_pos(c, r->g);
+		if (!r->is_resync && r->after < r->upto) {
 			reqs[n_live++] = r;
 			if (r->after < pos)
 				pos = r->after;
@@ -1423,7 +1583,7 @@ static void serve_resumes(struct rt_changes *c, struct resume_req *todo)
 	free(reqs);
 	for (struct resume_req *r = todo; r; r = r->next) {
 		struct rt_msg *m = rt_msg_new(RT_MSG_CATCHUP, r->key);
-		m->pos = last;
+		m->pos = !r->is_resync && r->after > r->upto ? r->after : r->upto;
 		m->is_resync = r->is_resync;
 		rt_hub_publish_any(c->hub, m);
 		rt_msg_unref(m);
@@ -1445,8 +1605,9 @@ static void *feed_main(void *arg)
 	struct rt_changes *c = arg;
 	uint64_t version = 0, last_prune = rt_mono_ms();
 	bool is_behind = false; /* the log holds more than the last pass read */
+	unsigned wait_ms = 10;  /* until the next window is due */
 	while (atomic_load(&c->is_running)) {
-		bool is_changed = rt_store_wait(c->store, &version, is_behind ? 0 : 10) || is_behind;
+		bool is_changed = rt_store_wait(c->store, &version, is_behind ? 0 : wait_ms) || is_behind;
 		is_behind = false;
 		if (is_changed && rt_hub_backlog(c->hub) > FEED_MAX_BACKLOG) {
 			/* The workers are behind: the log keeps the changes, so wait
@@ -1485,6 +1646,7 @@ static void *feed_main(void *arg)
 				break;
 			}
 		}
+		wait_ms = flush_windows(c); /* delivery controls: the windows due */
 		struct resume_req *todo = c->requests;
 		c->requests = NULL;
 		uint64_t live_pos = c->last_pos;

@@ -33,13 +33,24 @@
  * When the position has left the retained window the marker says so and the
  * channel is told to resync.
  *
+ * Delivery controls (delivery.h, docs/protocol.md): a group whose bindings
+ * set throttle_ms, debounce_ms or batch holds its matched changes in a
+ * window (coalesced per row with throttle or debounce) that the feed thread
+ * flushes when due, checked after every pass; the thread waits at most until
+ * the next window is due (never more than 10 ms). A flush is encoded once
+ * for the group: its changes one by one, or one postgres_changes_batch
+ * message. The group's flushed position is where everything it matched has
+ * been published: its catch-ups end there and attach reports it, so the
+ * next flush continues right after it.
+ *
  * Ownership: rt_changes owns the registry and the thread; a struct
  *            rt_binding is owned by the channel that parsed it until attached,
  *            then shared through the registry (refcounted).
  * Threads:   parse/attach/detach/resume from worker threads; the feed thread
  *            publishes with rt_hub_publish_any.
  * Limits:    RT_CHANGES_BATCH changes per read; a catch-up reads at most the
- *            retained window.
+ *            retained window; a group's window holds at most
+ *            RT_WINDOW_MAX_ROWS changes (then it is flushed at once).
  */
 #ifndef RT_REALTIME_CHANGES_H
 #define RT_REALTIME_CHANGES_H
@@ -81,6 +92,10 @@ struct rt_binding *rt_binding_parse(struct rt_changes *c, const char *topic, con
 				    const struct rt_auth *who, char *err, size_t err_cap);
 /* The id echoed in the join reply and carried in `ids`. */
 json_int_t rt_binding_id(const struct rt_binding *b);
+/* Whether a and b have the same delivery controls (throttle_ms,
+ * debounce_ms, max_wait_ms, batch): one channel's bindings must, as its
+ * group has one window and its client one position. */
+bool rt_binding_same_delivery(const struct rt_binding *a, const struct rt_binding *b);
 /* Frees a binding that was never attached. */
 void rt_binding_free(struct rt_binding *b);
 
@@ -94,7 +109,7 @@ char *rt_changes_group_key(struct rt_binding *const *bindings, size_t n);
  * ones count once): returns their group, shared by every channel on the same
  * topic with the same set. Each attach is released by one detach. *pos (may
  * be NULL) gets the position the bindings start after: every later change is
- * matched against them.
+ * matched against them, or waits in the group's window.
  */
 struct rt_bgroup *rt_changes_attach(struct rt_changes *c, struct rt_binding **bindings, size_t n,
 				    uint64_t *pos);
@@ -104,9 +119,11 @@ const char *rt_bgroup_key(const struct rt_bgroup *g);
 
 /*
  * Asks for the changes after `after` that match group g, delivered to hub
- * key `key` (the channel's own key) as RT_MSG_CHANGE messages, then a
- * RT_MSG_CATCHUP marker whose pos is the last position covered (with
- * is_resync set when `after` was no longer retained, or is ahead of the log).
+ * key `key` (the channel's own key) as RT_MSG_CHANGE messages (one per
+ * change, whatever g's delivery controls), then a RT_MSG_CATCHUP marker
+ * whose pos is the last position covered: g's flushed position, or `after`
+ * when that is further (with is_resync set when `after` was no longer
+ * retained, or is ahead of the log; pos is then the flushed position).
  * The request holds its own reference to g.
  */
 void rt_changes_resume(struct rt_changes *c, const char *key, uint64_t after, struct rt_bgroup *g);

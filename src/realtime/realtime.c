@@ -994,7 +994,14 @@ static void handle_join_decided(struct rt_session *s, struct rt_phx_msg *m,
 			char err[1024];
 			struct rt_binding *b = rt_binding_parse(rt->changes, m->topic, entry, &who,
 								err, sizeof err);
-			if (b) {
+			if (b && n_parsed && !rt_binding_same_delivery(parsed[0], b)) {
+				/* one window and one position per channel (docs/protocol.md) */
+				snprintf(pg_err, sizeof pg_err,
+					 "Error parsing delivery params: every postgres_changes entry "
+					 "of a channel must set the same throttle_ms, debounce_ms, "
+					 "max_wait_ms and batch; use one channel per setting");
+				rt_binding_free(b);
+			} else if (b) {
 				id = rt_binding_id(b);
 				parsed[n_parsed++] = b;
 				json_array_append(entries, (json_t *)entry);
