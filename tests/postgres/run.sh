@@ -38,9 +38,11 @@ RTSYNC_SUITE=postgres "$root/tests/interop/run.sh" "$bin" \
 	"$root/tests/interop/rls-channels.test.mjs" "$root/tests/interop/aggregates.test.mjs" \
 	"$root/tests/interop/live.test.mjs" \
 	"$here/pg.test.mjs" "$here/rls.test.mjs" "$here/rls-changes.test.mjs" || status=1
-# the store's RLS calls against the cluster (the unit binary beside the server's, when built)
-unit="$(dirname "$bin")/tests/store/test_pg_rls"
-if [ -x "$unit" ]; then
+# unit binaries beside the server's (when built) against the cluster: the
+# store's RLS calls, and live queries kept against the database's own reads
+for name in store/test_pg_rls live/test_live; do
+	unit="$(dirname "$bin")/tests/$name"
+	[ -x "$unit" ] || continue
 	out=$(CMOCKA_MESSAGE_OUTPUT=stdout "$unit" 2>&1)
 	urc=$?
 	grep -v 'NOTICE\| info ' <<<"$out"
@@ -50,7 +52,7 @@ if [ -x "$unit" ]; then
 		echo "postgres-unit: 0 passed, 1 failed"
 		status=1
 	fi
-fi
+done
 # restarts the cluster: alone, after the rest
 RTSYNC_SUITE=postgres-restart "$root/tests/interop/run.sh" "$bin" "$here/restart.test.mjs" || status=1
 

@@ -22,6 +22,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include "live/live.h"
 #include "store/store.h"
 
@@ -29,6 +31,10 @@
 
 static char dir[64];
 static char db_path[128];
+/* With $RTSYNC_TEST_POSTGRES (tests/postgres/run.sh): a database of its own. */
+static char pg_url[512], pg_log[256], pg_db[64];
+static bool is_pg;      /* the store under test is PostgreSQL */
+static long long marks; /* sentinel rows written (PostgreSQL) */
 
 static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS bookings (id bigint PRIMARY KEY, property text, "
@@ -38,6 +44,20 @@ static const char schema[] =
 	"CREATE POLICY own ON bookings FOR SELECT TO authenticated USING (owner = (auth.jwt() ->> 'sub'));\n"
 	"CREATE POLICY open ON bookings FOR SELECT TO authenticated USING (status = 'open');\n"
 	"CREATE POLICY anon_none ON bookings FOR SELECT TO anon USING (false);\n";
+
+static const char pg_schema[] =
+	"CREATE TABLE IF NOT EXISTS bookings (id bigint PRIMARY KEY, property text, "
+	"status text NOT NULL, owner text NOT NULL, amount bigint, price double precision, "
+	"nights integer, starts bigint);"
+	"ALTER TABLE bookings REPLICA IDENTITY FULL;"
+	"ALTER TABLE bookings ENABLE ROW LEVEL SECURITY;"
+	"DROP POLICY IF EXISTS own ON bookings;"
+	"CREATE POLICY own ON bookings FOR SELECT TO authenticated USING (owner = (auth.jwt() ->> 'sub'));"
+	"DROP POLICY IF EXISTS open ON bookings;"
+	"CREATE POLICY open ON bookings FOR SELECT TO authenticated USING (status = 'open');"
+	"DROP POLICY IF EXISTS anon_none ON bookings;"
+	"CREATE POLICY anon_none ON bookings FOR SELECT TO anon USING (false);"
+	"CREATE TABLE IF NOT EXISTS marks (id bigint PRIMARY KEY);";
 
 /* Fifty definitions: windows (filters, order, limit, offset, select) and
  * aggregates (groups, count, sum, avg, min, max). */
@@ -120,6 +140,14 @@ static struct rt_store *open_store(void)
 {
 	struct rt_store *s = NULL;
 	char err[1024];
+	if (is_pg) {
+		struct rt_store_pg_config cfg = {.conninfo = pg_url, .schema_sql = pg_schema,
+						 .log_path = pg_log, .name = pg_db, .pool_size = 2,
+						 .retain_count = 1000000, .retain_ms = 3600000};
+		if (rt_store_open_postgres(&cfg, &s, err, sizeof err))
+			fail_msg("open: %s", err);
+		return s;
+	}
 	unlink(db_path);
 	if (rt_store_open_sqlite(db_path, schema, 1000000, 3600000, &s, err, sizeof err))
 		fail_msg("open: %s", err);
@@ -131,6 +159,51 @@ static const struct rt_store_table *bookings(struct rt_store *s)
 	const struct rt_store_table *t = rt_store_table(s, NULL, "bookings");
 	assert_non_null(t);
 	return t;
+}
+
+static void pg_sql(const char *db, const char *q)
+{
+	char conn[600];
+	snprintf(conn, sizeof conn, "%s/%s", getenv("RTSYNC_TEST_POSTGRES"), db);
+	PGconn *c = PQconnectdb(conn);
+	assert_int_equal(PQstatus(c), CONNECTION_OK);
+	PGresult *r = PQexec(c, q);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+		fail_msg("%s: %s", q, PQerrorMessage(c));
+	PQclear(r);
+	PQfinish(c);
+}
+
+static int pg_setup(void **state)
+{
+	const char *base = getenv("RTSYNC_TEST_POSTGRES");
+	if (!base || !*base)
+		return 0;
+	snprintf(pg_db, sizeof pg_db, "rt_live_%d", (int)getpid());
+	char q[128];
+	snprintf(q, sizeof q, "CREATE DATABASE %s", pg_db);
+	pg_sql("postgres", q);
+	snprintf(pg_url, sizeof pg_url, "%s/%s", base, pg_db);
+	snprintf(pg_log, sizeof pg_log, "/tmp/%s.db", pg_db);
+	return 0;
+}
+
+static int pg_teardown(void **state)
+{
+	if (!*pg_url)
+		return 0;
+	char q[160];
+	snprintf(q, sizeof q, "SELECT pg_drop_replication_slot('%s')", pg_db);
+	pg_sql(pg_db, q);
+	snprintf(q, sizeof q, "DROP DATABASE %s", pg_db);
+	pg_sql("postgres", q);
+	static const char *const sfx[] = {"", "-wal", "-shm"};
+	for (size_t i = 0; i < 3; i++) {
+		char p[300];
+		snprintf(p, sizeof p, "%s%s", pg_log, sfx[i]);
+		unlink(p);
+	}
+	return 0;
 }
 
 /* ---- writes ---- */
@@ -199,9 +272,43 @@ static void write_one(struct rt_store *s, long long *next_id, long long *live, s
 	json_decref(rows);
 }
 
-/* Hands the changes after *pos to l, as the change thread would. */
+/* Hands the changes after *pos to l, as the change thread would. With
+ * PostgreSQL the changes arrive by replication: a sentinel row written after
+ * the others says when every earlier one is in the log. */
 static void feed(struct rt_store *s, struct rt_live *l, uint64_t *pos)
 {
+	if (is_pg) {
+		json_t *arr = json_pack("[{s:I}]", "id", (json_int_t)++marks);
+		struct rt_write w = {.kind = RT_WRITE_INSERT, .table = rt_store_table(s, NULL, "marks"),
+				     .rows = arr};
+		struct rt_store_error e;
+		json_t *rows = NULL;
+		if (rt_store_write(s, &w, &rows, &e))
+			fail_msg("mark: %s", e.message);
+		json_decref(rows);
+		json_decref(arr);
+		for (int waited = 0;; waited++) {
+			struct rt_change *chs;
+			size_t n;
+			struct rt_store_scan scan;
+			assert_int_equal(rt_store_changes_after(s, *pos, 512, &chs, &n, NULL, &scan), 0);
+			bool is_seen = false;
+			for (size_t i = 0; i < n; i++)
+				is_seen |= !strcmp(chs[i].table->name, "marks") &&
+					   json_integer_value(json_object_get(chs[i].record, "id")) == marks;
+			rt_live_apply(l, chs, n, scan.last_pos);
+			rt_store_changes_free(chs, n);
+			*pos = scan.last_pos;
+			if (is_seen)
+				break;
+			if (waited > 10000)
+				fail_msg("the sentinel change never arrived");
+			if (!n)
+				usleep(1000);
+		}
+		rt_live_tick(l, *pos);
+		return;
+	}
 	for (;;) {
 		struct rt_change *chs;
 		size_t n;
@@ -384,7 +491,7 @@ static struct rt_live_def *def_of(struct rt_store *s, const char *id, const char
 
 /* ---- tests ---- */
 
-static void test_random_writes(void **state)
+static void random_writes(int steps)
 {
 	struct rt_store *s = open_store();
 	struct rt_live *l = rt_live_new(s, NULL);
@@ -424,7 +531,7 @@ static void test_random_writes(void **state)
 	rt_live_stats(l, &n_queries, NULL, NULL);
 	assert_int_equal(n_queries, N_DEFS * N_WHO);
 
-	for (int step = 0; step < 400; step++) {
+	for (int step = 0; step < steps; step++) {
 		int n = rng_next() % 4 ? 1 + rng_next() % 3 : 1 + rng_next() % 25;
 		for (int i = 0; i < n; i++)
 			write_one(s, &next_id, live_ids, &n_live);
@@ -464,6 +571,22 @@ static void test_random_writes(void **state)
 	json_decref(c2);
 	rt_live_free(l);
 	rt_store_close(s);
+}
+
+static void test_random_writes(void **state)
+{
+	random_writes(400);
+}
+
+/* The same on PostgreSQL (types, ordering, sums and policies as the
+ * database has them; changes by logical replication). */
+static void test_random_writes_postgres(void **state)
+{
+	if (!*pg_url)
+		skip();
+	is_pg = true;
+	random_writes(120);
+	is_pg = false;
 }
 
 /* Many opens of one definition under one visibility share one maintained
@@ -620,5 +743,10 @@ int main(void)
 		cmocka_unit_test(test_reserve_and_history),
 		cmocka_unit_test(test_random_writes),
 	};
+	const struct CMUnitTest pg_tests[] = {
+		cmocka_unit_test(test_random_writes_postgres),
+	};
+	if (getenv("RTSYNC_TEST_POSTGRES") && *getenv("RTSYNC_TEST_POSTGRES"))
+		return cmocka_run_group_tests(pg_tests, pg_setup, pg_teardown);
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
