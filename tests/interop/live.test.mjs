@@ -229,6 +229,42 @@ describe('live queries', () => {
     for (const p of flushes) for (const q of p.queries) assert.ok(q.ops.length <= 10);
   });
 
+  it('debounce_ms: one message once the stream is quiet, and max_wait_ms bounds the wait', { timeout: 30_000 }, async (t) => {
+    const sc = scope(t);
+    const id = 900_000 + Math.floor(Math.random() * 100_000);
+    await rest('POST', 'counters', [{ id, v: 0 }]);
+    const raw = await rawConnect(sc, server, { apikey: service() });
+    const queries = [{ id: 'd', table: 'counters', query: `id=eq.${id}` }];
+    await raw.join(`realtime:${uniqueTopic('debounce')}`, { config: { rtsync: { live: { queries, debounce_ms: 300, max_wait_ms: 1000 } } } });
+    const copy = new Copy();
+    copy.apply((await raw.next((f) => f.event === 'live_query')).payload);
+    // five updates 50 ms apart: quiet only after the last, one message
+    for (let v = 1; v <= 5; v++) { await rest('PATCH', `counters?id=eq.${id}`, { v }); await sleep(50); }
+    await sleep(150);
+    assert.equal(liveFrames(raw).length, 1, 'nothing before the stream has been quiet 300 ms');
+    await sleep(400);
+    let msgs = liveFrames(raw).slice(1);
+    assert.equal(msgs.length, 1);
+    copy.apply(msgs[0].payload);
+    assert.deepEqual(copy.rows('d'), [{ id, v: 5 }]);
+    // never quiet: updates every 100 ms for 2.5 s flush at least every max_wait_ms
+    const t0 = Date.now();
+    let v = 5;
+    while (Date.now() - t0 < 2500) { await rest('PATCH', `counters?id=eq.${id}`, { v: ++v }); await sleep(100); }
+    await sleep(600);
+    msgs = liveFrames(raw).slice(2);
+    for (const m of msgs) copy.apply(m.payload);
+    assert.ok(msgs.length >= 2 && msgs.length <= 4, `${msgs.length} messages in 2.5 s with max_wait_ms 1000`);
+    assert.deepEqual(copy.rows('d'), [{ id, v }]);
+    // options given by live_subscribe restart the channel's queries where they were
+    const ref = raw.send({ join_ref: null, topic: liveFrames(raw)[0].topic, event: 'live_subscribe', payload: { queries: [], debounce_ms: 0 } });
+    assert.equal((await raw.reply(ref)).payload.status, 'ok');
+    await rest('PATCH', `counters?id=eq.${id}`, { v: ++v });
+    const last = await raw.next((f) => f.event === 'live_query' && f.payload.queries.some((q) => q.kind === 'diff' && q.ops[0].row.v === v), 3000, 'undebounced diff');
+    copy.apply(last.payload);
+    assert.deepEqual(copy.rows('d'), [{ id, v }]);
+  });
+
   it('resume: diffs since the last position, or a fresh result with resync when it is gone', { timeout: 30_000 }, async (t) => {
     const sc = scope(t);
     const tag = uniqueTopic('resume');
