@@ -1625,7 +1625,8 @@ static json_t *diff_ops(const struct rt_live_query *q, uint64_t since)
 		HASH_DEL(nets, n);
 		free(n);
 	}
-	qsort(pl, n_pl, sizeof *pl, by_index);
+	if (n_pl)
+		qsort(pl, n_pl, sizeof *pl, by_index);
 	for (size_t i = 0; i < n_pl; i++)
 		json_array_append_new(leaves, pl[i].op);
 	free(pl);
