@@ -31,6 +31,7 @@
 #define PRUNE_EVERY_MS 10000
 /* Messages a worker may have waiting before the feed waits for it. */
 #define FEED_MAX_BACKLOG 200000
+#define DEFER_MAX_MS 5000 /* a resume from a position the feed has not read */
 
 /* What a binding's requester may see of one table. */
 struct vis {
@@ -102,6 +103,7 @@ struct resume_req {
 	uint64_t after;
 	uint64_t upto; /* the group's flushed position (set while serving) */
 	bool is_resync; /* the position was not retained (set while serving) */
+	uint64_t deferred_ms; /* first deferred (see take_requests); 0: never */
 	struct rt_bgroup *g;
 	struct resume_req *next;
 };
@@ -1600,6 +1602,39 @@ static void free_request(struct rt_changes *c, struct resume_req *r)
 
 /* ---- the feed thread ---- */
 
+/*
+ * Lock held. Takes the resume requests the feed can serve now. A request from
+ * a position the feed has not read yet, but the log already holds (a client
+ * that learnt it from a write's answer, or resumes right after a burst of
+ * writes), waits until the feed has read that far; *is_behind makes the feed
+ * read on without waiting. Only a position past the log's end is a gap (the
+ * database was replaced), and so is one still unread after DEFER_MAX_MS.
+ */
+static struct resume_req *take_requests(struct rt_changes *c, bool *is_behind)
+{
+	struct resume_req *todo = NULL, *r, *tmp;
+	uint64_t log_last = 0, now = 0;
+	bool has_log_last = false;
+	LL_FOREACH_SAFE(c->requests, r, tmp) {
+		if (r->after > c->last_pos) {
+			if (!has_log_last) {
+				log_last = rt_store_last_pos(c->store);
+				now = rt_mono_ms();
+				has_log_last = true;
+			}
+			if (!r->deferred_ms)
+				r->deferred_ms = now;
+			if (r->after <= log_last && now - r->deferred_ms < DEFER_MAX_MS) {
+				*is_behind = true;
+				continue;
+			}
+		}
+		LL_DELETE(c->requests, r);
+		LL_PREPEND(todo, r);
+	}
+	return todo;
+}
+
 static void *feed_main(void *arg)
 {
 	struct rt_changes *c = arg;
@@ -1647,8 +1682,7 @@ static void *feed_main(void *arg)
 			}
 		}
 		wait_ms = flush_windows(c); /* delivery controls: the windows due */
-		struct resume_req *todo = c->requests;
-		c->requests = NULL;
+		struct resume_req *todo = take_requests(c, &is_behind);
 		uint64_t live_pos = c->last_pos;
 		pthread_mutex_unlock(&c->mu);
 		if (c->live)

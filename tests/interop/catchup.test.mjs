@@ -25,6 +25,7 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+// Returns the position of the write's last change (Rtsync-Position).
 async function insert(rows) {
   const key = server.token({ role: 'service_role' });
   const r = await fetch(`${server.httpUrl}/rest/v1/items`, {
@@ -33,6 +34,7 @@ async function insert(rows) {
     body: JSON.stringify(rows),
   });
   assert.equal(r.status, 201, await r.text());
+  return r.headers.get('rtsync-position');
 }
 
 const inserts = (raw) => raw.frames.events.filter((f) => f.event === 'postgres_changes').map((f) => f.payload.data);
@@ -73,5 +75,27 @@ describe('catch-ups past the cache', () => {
     const idsB = inserts(b).map((d) => d.record.id);
     const wantB = Array.from({ length: MISSED - 20_000 }, (_, i) => 20_002 + i).concat([last + 1]);
     assert.deepEqual(idsB, wantB);
+  });
+
+  // A client may learn a position before the feed has read it (a write's
+  // Rtsync-Position, a snapshot's position, taken right after a burst): a
+  // resume from there is no gap, it waits for the feed to read that far.
+  it('a resume from a position the feed has not read yet is not a resync', { timeout: 120_000 }, async (t) => {
+    const sc = scope(t);
+    const binding = { event: 'INSERT', schema: 'public', table: 'items' };
+    let id = 1_000_000;
+    for (let round = 0; round < 10; round++) {
+      const pos = await insert(Array.from({ length: 3000 }, () => ({ id: id++, v: 'burst' })));
+      assert.match(pos, /^[0-9]+$/);
+      const c = await rawConnect(sc, server, { vsn: '2.0.0' });
+      await c.join(`realtime:catchup-ahead-${round}`, { config: { postgres_changes: [binding], rtsync: { resume_after: pos } } });
+      const liveId = id++;
+      await insert([{ id: liveId, v: 'live' }]);
+      await c.frames.waitFor((f) => f.event === 'postgres_changes' && f.payload.data.record.id === liveId, 10_000, `live change, round ${round}`);
+      const resync = c.frames.events.filter((f) => f.event === 'system' && f.payload.resync_required);
+      assert.deepEqual(resync, [], `round ${round}: no resync`);
+      assert.deepEqual(inserts(c).map((d) => d.record.id), [liveId], `round ${round}: only the change after the position`);
+      await c.close();
+    }
   });
 });
