@@ -465,6 +465,9 @@ struct rt_live_query {
 	char *error;    /* its text */
 
 	uint64_t valid_from; /* the first read's position: changes at or below are in it */
+	/* an aggregate's first read, exactly (PostgreSQL: which changes after
+	 * valid_from its snapshot already counts); dropped once past it */
+	struct rt_read_mark mark;
 	uint64_t skip_to;    /* changes at or below are in the state already (re-reads) */
 	uint64_t settle_pos; /* the state may reflect changes up to here */
 	uint64_t pos;        /* the position the state reflects */
@@ -581,7 +584,7 @@ static void set_error(struct rt_live_query *q, const char *message)
  * extra conditions), the given select and order, limit rows. */
 static int read_rows(struct rt_live *l, struct rt_live_query *q, struct rt_query_select *sel,
 		     size_t n_sel, const struct rt_query_node *extra, size_t n_extra, bool is_ordered,
-		     long long limit, json_t **rows, uint64_t *pos)
+		     long long limit, json_t **rows, uint64_t *pos, struct rt_read_mark *mark)
 {
 	const struct rt_live_def *d = q->d;
 	struct rt_query_node *kids = rt_xcalloc(1 + n_extra, sizeof *kids);
@@ -604,7 +607,8 @@ static int read_rows(struct rt_live *l, struct rt_live_query *q, struct rt_query
 	rq.where = (struct rt_query_node){.kind = RT_QUERY_AND, .children = kids,
 					  .n_children = 1 + n_extra};
 	struct rt_auth who = who_of(q);
-	struct rt_read r = {.table = d->t, .query = &rq, .position = pos, .who = &who};
+	struct rt_read r = {
+		.table = d->t, .query = &rq, .position = pos, .mark = mark, .who = &who};
 	struct rt_store_error e = {0};
 	atomic_fetch_add(&rt_metrics_live_reads, 1);
 	int rc = rt_store_read(l->store, &r, rows, NULL, &e);
@@ -699,7 +703,7 @@ static int window_read(struct rt_live *l, struct rt_live_query *q, uint64_t *pos
 		ask = target < RT_STORE_MAX_ROWS ? (long long)target : RT_STORE_MAX_ROWS;
 	}
 	json_t *rows = NULL;
-	if (read_rows(l, q, NULL, 0, NULL, 0, true, ask, &rows, pos))
+	if (read_rows(l, q, NULL, 0, NULL, 0, true, ask, &rows, pos, NULL))
 		return -1;
 	if (need == SIZE_MAX && json_array_size(rows) > RT_LIVE_MAX_ROWS) {
 		json_decref(rows);
@@ -996,7 +1000,9 @@ static int groups_read(struct rt_live *l, struct rt_live_query *q, uint64_t *pos
 	size_t n_sel;
 	struct rt_query_select *sel = agg_select(d, true, true, &n_sel);
 	json_t *rows = NULL;
-	int rc = read_rows(l, q, sel, n_sel, NULL, 0, false, RT_STORE_MAX_ROWS, &rows, pos);
+	rt_read_mark_deinit(&q->mark);
+	int rc = read_rows(l, q, sel, n_sel, NULL, 0, false, RT_STORE_MAX_ROWS, &rows, pos,
+			   &q->mark);
 	select_free(sel, n_sel);
 	if (rc)
 		return -1;
@@ -1069,7 +1075,7 @@ static int group_reread(struct rt_live *l, struct rt_live_query *q, struct group
 	size_t n_sel;
 	struct rt_query_select *sel = agg_select(d, false, false, &n_sel);
 	json_t *rows = NULL;
-	int rc = read_rows(l, q, sel, n_sel, conds, d->n_groups, false, 1, &rows, pos);
+	int rc = read_rows(l, q, sel, n_sel, conds, d->n_groups, false, 1, &rows, pos, NULL);
 	select_free(sel, n_sel);
 	for (size_t i = 0; i < d->n_groups; i++)
 		free(vals[i]);
@@ -1398,6 +1404,12 @@ static void query_apply(struct rt_live *l, struct rt_live_query *q, const struct
 		const struct rt_change *ch = &chs[i];
 		if (ch->table != q->d->t || ch->pos <= q->skip_to || ch->pos <= q->pos)
 			continue;
+		if (q->mark.xmax) { /* the first read's snapshot still tells */
+			if (rt_read_mark_is_past(&q->mark, ch))
+				rt_read_mark_deinit(&q->mark);
+			else if (rt_read_mark_has(&q->mark, ch))
+				continue;
+		}
 		if (!is_touched) {
 			begin_batch(q, l->stamp);
 			is_touched = true;
@@ -1427,6 +1439,7 @@ static void query_free(struct rt_live_query *q)
 		groups_clear(q);
 	snap_clear(q);
 	history_clear(q, 0);
+	rt_read_mark_deinit(&q->mark);
 	free(q->hops);
 	free(q->rows);
 	free(q->touched);

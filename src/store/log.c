@@ -13,9 +13,9 @@
 #include "common/log.h"
 #include "store/store_int.h"
 
-int rt_store_log_read(struct rt_store *base, sqlite3 *db, const char *table, uint64_t after,
-		      size_t max, struct rt_change **out, size_t *n, uint64_t *oldest,
-		      struct rt_store_scan *scan, rt_store_log_row_fn *row)
+int rt_store_log_read(struct rt_store *base, sqlite3 *db, const char *table, bool has_txn,
+		      uint64_t after, size_t max, struct rt_change **out, size_t *n,
+		      uint64_t *oldest, struct rt_store_scan *scan, rt_store_log_row_fn *row)
 {
 	char sql[160];
 	sqlite3_stmt *st;
@@ -33,8 +33,8 @@ int rt_store_log_read(struct rt_store *base, sqlite3 *db, const char *table, uin
 		}
 	}
 	snprintf(sql, sizeof sql,
-		 "SELECT pos, tbl, op, new, old, ts FROM %s WHERE pos > ? ORDER BY pos LIMIT ?",
-		 table);
+		 "SELECT pos, tbl, op, new, old, ts, %s FROM %s WHERE pos > ? ORDER BY pos LIMIT ?",
+		 has_txn ? "lsn, xid" : "0, 0", table);
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
 		rt_error("store: reading changes: %s", sqlite3_errmsg(db));
 		return -1;
@@ -61,6 +61,8 @@ int rt_store_log_read(struct rt_store *base, sqlite3 *db, const char *table, uin
 		ch->record = row(t, (const char *)sqlite3_column_text(st, 3));
 		ch->old_record = row(t, (const char *)sqlite3_column_text(st, 4));
 		ch->commit_ms = sqlite3_column_int64(st, 5);
+		ch->lsn = (uint64_t)sqlite3_column_int64(st, 6);
+		ch->xid = (uint32_t)sqlite3_column_int64(st, 7);
 	}
 	if (step != SQLITE_DONE)
 		rt_error("store: reading changes: %s", sqlite3_errmsg(db));

@@ -356,6 +356,57 @@ static int reset_role(struct pg_store *s, PGconn *c, const struct rt_auth *who,
 	return res ? 0 : -1;
 }
 
+/* Parses a pg_snapshot's text, "xmin:xmax:xip,xip,…", into m. */
+static int parse_snapshot(const char *text, struct rt_read_mark *m)
+{
+	char *end;
+	errno = 0;
+	m->xmin = strtoull(text, &end, 10);
+	if (*end != ':')
+		return -1;
+	m->xmax = strtoull(end + 1, &end, 10);
+	if (*end != ':' || errno || !m->xmax || m->xmin > m->xmax)
+		return -1;
+	size_t cap = 0;
+	for (const char *p = end + 1; *p;) {
+		uint64_t x = strtoull(p, &end, 10);
+		if (end == p || errno || (*end && *end != ','))
+			return -1;
+		if (m->n_xip == cap) {
+			cap = cap ? 2 * cap : 16;
+			m->xip = rt_xrealloc(m->xip, cap * sizeof *m->xip);
+		}
+		m->xip[m->n_xip++] = x; /* ascending, as PostgreSQL prints them */
+		p = *end ? end + 1 : end;
+	}
+	return 0;
+}
+
+/* In the read's REPEATABLE READ transaction, before its query: the
+ * snapshot every statement of it sees, and the WAL insert position after
+ * it (a transaction the snapshot sees has its commit record below). */
+static int read_snapshot(PGconn *c, struct rt_read_mark *m, struct rt_store_error *err)
+{
+	PGresult *res = run(c,
+			    PQserverVersion(c) >= 130000
+				    ? "SELECT pg_current_snapshot()::text, pg_current_wal_insert_lsn()::text"
+				    : "SELECT txid_current_snapshot()::text, pg_current_wal_insert_lsn()::text",
+			    NULL, 0, err);
+	if (!res)
+		return -1;
+	unsigned hi = 0, lo = 0;
+	int rc = 0;
+	if (PQntuples(res) != 1 || parse_snapshot(PQgetvalue(res, 0, 0), m) ||
+	    sscanf(PQgetvalue(res, 0, 1), "%X/%X", &hi, &lo) != 2) {
+		rt_store_set_err(err, 500, "RTS500", NULL, "unreadable snapshot \"%s\"",
+				 PQntuples(res) ? PQgetvalue(res, 0, 0) : "");
+		rc = -1;
+	}
+	m->lsn = (uint64_t)hi << 32 | lo;
+	PQclear(res);
+	return rc;
+}
+
 static int pg_read(struct rt_store *base, const struct rt_read *r, json_t **rows,
 		   long long *total, struct rt_store_error *err)
 {
@@ -374,10 +425,14 @@ static int pg_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 	int rc = -1;
 	rt_buf_init(&where);
 	rt_buf_init(&sql);
-	if (r->position) { /* before the read: changes up to it show in the rows */
+	if (r->position || r->mark) { /* before the read: changes up to it show in the rows */
 		pthread_mutex_lock(&s->mu);
-		*r->position = s->committed_pos;
+		uint64_t pos = s->committed_pos;
 		pthread_mutex_unlock(&s->mu);
+		if (r->position)
+			*r->position = pos;
+		if (r->mark)
+			r->mark->pos = pos;
 	}
 	if (rt_store_outputs(t, q, &outs, &n_outs, &is_grouped, err))
 		goto out;
@@ -387,11 +442,18 @@ static int pg_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 		goto out;
 	if (!(c = pool_get(s, err)))
 		goto out;
-	in_txn = r->who && s->uses_roles; /* the role and claims hold for one transaction */
-	if (in_txn && exec_simple(c, "BEGIN READ ONLY", err)) {
+	/* the role and claims hold for one transaction, and so does a mark's
+	 * snapshot */
+	in_txn = (r->who && s->uses_roles) || r->mark;
+	if (in_txn && exec_simple(c,
+				  r->mark ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+					  : "BEGIN READ ONLY",
+				  err)) {
 		in_txn = false;
 		goto out;
 	}
+	if (r->mark && read_snapshot(c, r->mark, err))
+		goto out;
 	if (set_context(s, c, r->who, "GET", t, err))
 		goto out;
 	if (!(res = run_binds(c, (const char *)sql.data, &p, err))) {
@@ -795,6 +857,25 @@ out:
 	return rc;
 }
 
+/* A log written before changes carried their transaction id gets the
+ * column (0: unknown, so only positions tell for those rows). */
+static int add_xid(sqlite3 *db, char **msg)
+{
+	sqlite3_stmt *st;
+	bool has = false;
+	if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('changes') WHERE name = 'xid'",
+			       -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	has = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	if (has)
+		return 0;
+	return sqlite3_exec(db, "ALTER TABLE changes ADD COLUMN xid INTEGER NOT NULL DEFAULT 0",
+			    NULL, NULL, msg) == SQLITE_OK
+		       ? 0
+		       : -1;
+}
+
 /* ---- the retained log ---- */
 
 static int open_log(const char *path, sqlite3 **out, char *err, size_t err_cap)
@@ -815,9 +896,10 @@ static int open_log(const char *path, sqlite3 **out, char *err, size_t err_cap)
 			 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
 			 "CREATE TABLE IF NOT EXISTS changes (pos INTEGER PRIMARY KEY AUTOINCREMENT,"
 			 " lsn INTEGER NOT NULL, tbl TEXT NOT NULL, op TEXT NOT NULL, new TEXT,"
-			 " old TEXT, ts INTEGER NOT NULL);"
+			 " old TEXT, ts INTEGER NOT NULL, xid INTEGER NOT NULL DEFAULT 0);"
 			 "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);",
-			 NULL, NULL, &msg) != SQLITE_OK) {
+			 NULL, NULL, &msg) != SQLITE_OK ||
+	    add_xid(db, &msg)) {
 		snprintf(err, err_cap, "cannot set up the change log %s: %s", path, msg ? msg : "?");
 		sqlite3_free(msg);
 		sqlite3_close(db);
@@ -871,7 +953,7 @@ static int pg_changes_after(struct rt_store *base, uint64_t after, size_t max,
 			    struct rt_store_scan *scan)
 {
 	struct pg_store *s = (struct pg_store *)base;
-	return rt_store_log_read(base, s->log_db, "changes", after, max, out, n, oldest, scan,
+	return rt_store_log_read(base, s->log_db, "changes", true, after, max, out, n, oldest, scan,
 				 row_of);
 }
 
@@ -990,8 +1072,8 @@ static char *dump_row(const json_t *row)
 }
 
 /* Appends one row change to the open log transaction. */
-static int log_change(struct pg_store *s, uint64_t lsn, int64_t commit_ms, const struct rel *r,
-		      const struct rt_pgo_msg *m)
+static int log_change(struct pg_store *s, uint64_t lsn, uint32_t xid, int64_t commit_ms,
+		      const struct rel *r, const struct rt_pgo_msg *m)
 {
 	const char *op = m->kind == RT_PGO_INSERT ? "INSERT"
 			 : m->kind == RT_PGO_UPDATE ? "UPDATE"
@@ -1025,6 +1107,7 @@ static int log_change(struct pg_store *s, uint64_t lsn, int64_t commit_ms, const
 	else
 		sqlite3_bind_null(st, 5);
 	sqlite3_bind_int64(st, 6, commit_ms);
+	sqlite3_bind_int64(st, 7, xid);
 	int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
 	if (rc)
 		rt_error("store: writing the change log: %s", sqlite3_errmsg(s->repl_db));
@@ -1055,6 +1138,7 @@ struct txn {
 	bool is_open;    /* between Begin and Commit */
 	bool is_skipped; /* already in the log (resent after a restart) */
 	uint64_t final_lsn;
+	uint32_t xid;
 	int64_t commit_ms;
 	bool has_batch;  /* a log transaction is open */
 	size_t batch_changes;
@@ -1128,6 +1212,7 @@ static int handle_msg(struct pg_store *s, PGconn *c, struct txn *x, const uint8_
 		}
 		x->is_open = true;
 		x->final_lsn = m.lsn;
+		x->xid = m.xid;
 		x->commit_ms = (m.commit_time + RT_PGO_EPOCH_US) / 1000;
 		x->is_skipped = m.lsn <= s->commit_lsn;
 		break;
@@ -1148,7 +1233,7 @@ static int handle_msg(struct pg_store *s, PGconn *c, struct txn *x, const uint8_
 		if (x->is_skipped || !r->table)
 			break;
 		if (!(rc = batch_begin(s, x)))
-			rc = log_change(s, x->final_lsn, x->commit_ms, r, &m);
+			rc = log_change(s, x->final_lsn, x->xid, x->commit_ms, r, &m);
 		x->batch_changes++;
 		break;
 	}
@@ -2307,7 +2392,7 @@ int rt_store_open_postgres(const struct rt_store_pg_config *cfg, struct rt_store
 	s->pool[0].conn = c; /* the first pool connection */
 	c = NULL;
 	if (sqlite3_prepare_v2(s->repl_db,
-			       "INSERT INTO changes (lsn, tbl, op, new, old, ts) VALUES (?,?,?,?,?,?)",
+			       "INSERT INTO changes (lsn, tbl, op, new, old, ts, xid) VALUES (?,?,?,?,?,?,?)",
 			       -1, &s->ins_st, NULL) != SQLITE_OK) {
 		snprintf(err, err_cap, "change log: %s", sqlite3_errmsg(s->repl_db));
 		goto err;

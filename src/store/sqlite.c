@@ -970,13 +970,17 @@ static int sq_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 		goto out;
 	/* With a position, the rows and the log's last position come from one
 	 * read transaction (the log is a table of the same database). */
-	if (r->position) {
+	if (r->position || r->mark) {
 		if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
 			sql_err(err, db);
 			goto out;
 		}
 		is_txn = true;
-		*r->position = last_pos_of(db);
+		uint64_t pos = last_pos_of(db);
+		if (r->position)
+			*r->position = pos;
+		if (r->mark)
+			r->mark->pos = pos; /* exact: positions alone tell */
 	}
 	if (prepare(conn, sql.data, &bv, &st, err))
 		goto out;
@@ -1648,7 +1652,7 @@ static int sq_changes_after(struct rt_store *base, uint64_t after, size_t max, s
 			   size_t *n, uint64_t *oldest, struct rt_store_scan *scan)
 {
 	struct sqlite_store *s = (struct sqlite_store *)base;
-	return rt_store_log_read(base, s->change_db, "_rtsync_changes", after, max, out, n, oldest,
+	return rt_store_log_read(base, s->change_db, "_rtsync_changes", false, after, max, out, n, oldest,
 				 scan, typed_row);
 }
 

@@ -290,7 +290,59 @@ int rt_store_topic_allowed(struct rt_store *s, const struct rt_auth *who, const 
 int rt_store_read(struct rt_store *s, const struct rt_read *r, json_t **rows, long long *total,
 		  struct rt_store_error *err)
 {
-	return s->ops->read(s, r, rows, total, err);
+	if (r->mark)
+		*r->mark = (struct rt_read_mark){0};
+	int rc = s->ops->read(s, r, rows, total, err);
+	if (rc && r->mark)
+		rt_read_mark_deinit(r->mark);
+	return rc;
+}
+
+/* ---- read marks ---- */
+
+/* The full id of a 32-bit transaction id near the snapshot's xmax. */
+static uint64_t full_xid(const struct rt_read_mark *m, uint32_t xid)
+{
+	uint64_t x = (m->xmax & ~(uint64_t)UINT32_MAX) | xid;
+	if (x > m->xmax + ((uint64_t)1 << 31) && x >= ((uint64_t)1 << 32))
+		x -= (uint64_t)1 << 32;
+	else if (x + ((uint64_t)1 << 31) < m->xmax)
+		x += (uint64_t)1 << 32;
+	return x;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+bool rt_read_mark_has(const struct rt_read_mark *m, const struct rt_change *ch)
+{
+	if (ch->pos <= m->pos)
+		return true;
+	if (!m->xmax || !ch->xid || !ch->lsn || ch->lsn >= m->lsn)
+		return false;
+	/* committed before the read's end: the snapshot decides (PostgreSQL's
+	 * XidInMVCCSnapshot) */
+	uint64_t x = full_xid(m, ch->xid);
+	if (x < m->xmin)
+		return true;
+	if (x >= m->xmax)
+		return false;
+	return !bsearch(&x, m->xip, m->n_xip, sizeof *m->xip, cmp_u64);
+}
+
+bool rt_read_mark_is_past(const struct rt_read_mark *m, const struct rt_change *ch)
+{
+	/* the log holds transactions in commit order */
+	return !m->xmax || (ch->lsn && ch->lsn >= m->lsn);
+}
+
+void rt_read_mark_deinit(struct rt_read_mark *m)
+{
+	free(m->xip);
+	*m = (struct rt_read_mark){.pos = m->pos};
 }
 
 int rt_store_write(struct rt_store *s, const struct rt_write *w, json_t **rows,

@@ -67,6 +67,11 @@ struct rt_change {
 	json_t *record;     /* new row, typed (INSERT, UPDATE); NULL for DELETE */
 	json_t *old_record; /* old row (UPDATE, DELETE); NULL for INSERT */
 	int64_t commit_ms;  /* commit time, ms since the epoch */
+	/* PostgreSQL: the transaction's commit LSN and id (32 bits), which tell
+	 * whether a read already shows it (rt_read_mark_has); 0 when unknown and
+	 * on the embedded store. */
+	uint64_t lsn;
+	uint32_t xid;
 };
 
 /* An error in PostgREST's shape: HTTP status, code, message, details. */
@@ -124,6 +129,27 @@ struct rt_write {
 	const struct rt_auth *who;
 };
 
+/*
+ * What a read shows, precisely (rt_read.mark): every change at or below pos,
+ * and on PostgreSQL also the transactions its snapshot sees — a change
+ * committed while the read ran may be in it or not, and only the snapshot
+ * tells. Free with rt_read_mark_deinit().
+ */
+struct rt_read_mark {
+	uint64_t pos;
+	uint64_t xmin, xmax; /* the snapshot's, full transaction ids; xmax 0: none */
+	uint64_t *xip;       /* in progress at the snapshot, ascending; owned */
+	size_t n_xip;
+	uint64_t lsn;        /* changes committed at or after it are not in the read */
+};
+
+/* Whether the read m describes already shows change ch. */
+bool rt_read_mark_has(const struct rt_read_mark *m, const struct rt_change *ch);
+/* Whether neither ch nor any later change can be in the read (then only
+ * positions tell, and m's snapshot can be dropped). */
+bool rt_read_mark_is_past(const struct rt_read_mark *m, const struct rt_change *ch);
+void rt_read_mark_deinit(struct rt_read_mark *m);
+
 /* Options for a read. */
 struct rt_read {
 	const struct rt_store_table *table;
@@ -135,6 +161,9 @@ struct rt_read {
 	 * last committed position before the read, so changes after it may
 	 * already show too (applying them again in order converges). */
 	uint64_t *position;
+	/* Out, may be NULL: what the read shows exactly, for telling which of
+	 * the changes that follow are already in it. */
+	struct rt_read_mark *mark;
 	/* The requester: only the rows its policies let it select are read and
 	 * counted. NULL: the server itself, no RLS. */
 	const struct rt_auth *who;

@@ -149,13 +149,14 @@ void rt_write_result_parse(const json_t *j, struct rt_write_result *res, json_t 
 /*
  * The change log both stores keep in SQLite (store/log.c): reads up to max
  * changes after `after` from db's table (columns pos, tbl, op, new, old,
- * ts), in position order, as the changes_after op returns them; row makes
- * a row version of table t from its JSON text (NULL for NULL).
+ * ts, and with has_txn also lsn and xid), in position order, as the
+ * changes_after op returns them; row makes a row version of table t from
+ * its JSON text (NULL for NULL).
  */
 typedef json_t *rt_store_log_row_fn(const struct rt_store_table *t, const char *txt);
-int rt_store_log_read(struct rt_store *base, sqlite3 *db, const char *table, uint64_t after,
-		      size_t max, struct rt_change **out, size_t *n, uint64_t *oldest,
-		      struct rt_store_scan *scan, rt_store_log_row_fn *row);
+int rt_store_log_read(struct rt_store *base, sqlite3 *db, const char *table, bool has_txn,
+		      uint64_t after, size_t max, struct rt_change **out, size_t *n,
+		      uint64_t *oldest, struct rt_store_scan *scan, rt_store_log_row_fn *row);
 /* Deletes what the log keeps no more: all but the last retain_count
  * changes, and those older than retain_ms. */
 void rt_store_log_prune(sqlite3 *db, const char *table, uint64_t retain_count, uint64_t retain_ms);

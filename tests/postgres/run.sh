@@ -46,10 +46,12 @@ for name in store/test_pg_rls live/test_live; do
 	out=$(CMOCKA_MESSAGE_OUTPUT=stdout "$unit" 2>&1)
 	urc=$?
 	grep -v 'NOTICE\| info ' <<<"$out"
-	if [ "$urc" -eq 0 ] && grep -q '^\[  PASSED  \] 1 test' <<<"$out"; then
-		echo "postgres-unit: 1 passed, 0 failed"
+	npass=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' <<<"$out")
+	nfail=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' <<<"$out")
+	if [ "$urc" -eq 0 ] && [ "${npass:-0}" -gt 0 ]; then
+		echo "postgres-unit: $npass passed, 0 failed"
 	else
-		echo "postgres-unit: 0 passed, 1 failed"
+		echo "postgres-unit: ${npass:-0} passed, ${nfail:-1} failed"
 		status=1
 	fi
 done
