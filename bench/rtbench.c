@@ -2777,7 +2777,7 @@ static uint64_t live_max_pos(const struct run *r)
 
 struct live_result {
 	uint64_t p0, final_pos, max_pos, pos_at_pub_end, acked;
-	uint64_t t_pub_end, t_acked, t_caught;
+	uint64_t t_go, t_pub_end, t_acked, t_caught, t_quiet, t_cpu;
 	uint64_t lag_max, lag_n;
 	double lag_sum, cpu_s;
 	long long applied, reads, n_queries, n_subscriptions;
@@ -2788,6 +2788,8 @@ struct live_result {
 	uint64_t v_subs, v_results, v_mismatches;
 };
 
+static uint64_t sum_delivered(const struct run *r);
+
 /* The live run once the subscribers hold their results: writes for
  * --duration (the lag sampled meanwhile), the drain until the delivered
  * position reaches the last change, then the naive way. */
@@ -2795,7 +2797,8 @@ static void run_live(struct run *r, long pid, double cpu0, struct live_result *l
 {
 	struct opts *o = &r->o;
 	struct worker *w0 = r->workers[0];
-	uint64_t t_go = rt_mono_ns(), limit = t_go + (uint64_t)((o->duration_s + 10) * 1e9);
+	uint64_t t_go = lr->t_go = rt_mono_ns();
+	uint64_t limit = t_go + (uint64_t)((o->duration_s + 10) * 1e9);
 	long long applied0 = server_metric(r, "rtsync_live_changes_applied_total");
 	long long reads0 = server_metric(r, "rtsync_live_reads_total");
 	lr->p0 = atomic_load(&r->p0);
@@ -2826,7 +2829,19 @@ static void run_live(struct run *r, long pid, double cpu0, struct live_result *l
 	lr->max_pos = live_max_pos(r);
 	if (lr->max_pos >= lr->final_pos)
 		lr->t_caught = rt_mono_ns();
+	/* the other subscribers' last messages: until none has come for 300 ms */
+	uint64_t seen = sum_delivered(r), quiet_since = rt_mono_ns();
+	while (rt_mono_ns() < drain_end && rt_mono_ns() - quiet_since < 300000000u) {
+		sleep_ms(5);
+		uint64_t now_seen = sum_delivered(r);
+		if (now_seen != seen) {
+			seen = now_seen;
+			quiet_since = rt_mono_ns();
+		}
+	}
+	lr->t_quiet = rt_mono_ns();
 	double cpu1 = pid > 0 ? proc_cpu_s(pid) : -1;
+	lr->t_cpu = rt_mono_ns();
 	lr->cpu_s = cpu0 >= 0 && cpu1 >= 0 ? cpu1 - cpu0 : -1;
 	long long applied1 = server_metric(r, "rtsync_live_changes_applied_total");
 	long long reads1 = server_metric(r, "rtsync_live_reads_total");
@@ -2996,12 +3011,13 @@ static void print_live(const struct run *r, const struct totals *t, const struct
 	printf("\"start_position\":%" PRIu64 ",\"final_position\":%" PRIu64
 	       ",\"delivered_position\":%" PRIu64 ",\"position_ok\":%s,"
 	       "\"delivered_per_s\":%.0f,\"lag_changes\":{\"mean\":%.0f,\"max\":%" PRIu64 "},"
-	       "\"catchup_s\":%.3f,",
+	       "\"catchup_s\":%.3f,\"last_message_s\":%.3f,",
 	       lr->p0, lr->final_pos, lr->max_pos, lr->max_pos == lr->final_pos ? "true" : "false",
 	       pub_s > 0 && lr->pos_at_pub_end > lr->p0 ? (double)(lr->pos_at_pub_end - lr->p0) / pub_s
 							 : 0,
 	       lr->lag_n ? lr->lag_sum / (double)lr->lag_n : 0, lr->lag_max,
-	       lr->t_caught ? secs(lr->t_acked, lr->t_caught) : -1);
+	       lr->t_caught ? secs(lr->t_acked, lr->t_caught) : -1,
+	       secs(lr->t_acked, lr->t_quiet) - 0.3);
 	printf("\"messages\":%" PRIu64 ",\"messages_per_s\":%.0f,\"duplicates\":%" PRIu64
 	       ",\"undecodable\":%" PRIu64 ",\"live_errors\":%" PRIu64 ",\"diff_errors\":%" PRIu64
 	       ",\"latency_samples\":%" PRIu64 ",",
@@ -3011,7 +3027,7 @@ static void print_live(const struct run *r, const struct totals *t, const struct
 	printf("\"server\":{\"pid\":%ld,\"cpu_s\":%.2f,\"cpu_pct\":%.1f,\"cpu_us_per_change\":%.2f,"
 	       "\"rss_kb_end\":%ld,\"live_queries\":%lld,\"live_subscriptions\":%lld,"
 	       "\"live_applied\":%lld,\"live_reads\":%lld},",
-	       pid, lr->cpu_s, lr->cpu_s >= 0 && lr->t_acked > 0 ? 100 * lr->cpu_s / (pub_s + secs(lr->t_pub_end, lr->t_caught ? lr->t_caught : lr->t_acked)) : -1,
+	       pid, lr->cpu_s, lr->cpu_s >= 0 ? 100 * lr->cpu_s / secs(lr->t_go, lr->t_cpu) : -1,
 	       cpu_us, rss_end, lr->n_queries, lr->n_subscriptions, lr->applied, lr->reads);
 	double per_change = r->naive_n ? (double)r->affected / (double)r->naive_n : 0;
 	double naive_s = (double)lr->naive_ns / 1e9;

@@ -10,3 +10,7 @@ CREATE TABLE IF NOT EXISTS bookings (
   created_at  bigint NOT NULL,
   t           bigint NOT NULL
 );
+-- What a deployment would index for these queries: the windows (property, newest first) and
+-- the aggregates (region and status); the naive way's re-reads use them too.
+CREATE INDEX IF NOT EXISTS bookings_property ON bookings (property_id, created_at);
+CREATE INDEX IF NOT EXISTS bookings_region_status ON bookings (region, status);
