@@ -92,6 +92,9 @@
 #define LIVE_WINDOW 20       /* limit of the window definitions */
 #define NAIVE_RING 8192      /* affected queries of the last changes (naive phase) */
 #define NAIVE_DEPTH 4        /* naive GETs in flight per connection */
+#define KEEPALIVE_MS 2000    /* a request on an idle naive connection (the server ends
+				idle keep-alive connections after its request timeout) */
+#define KEEPALIVE_TAG UINT32_MAX
 
 static const char *live_status_name(int s)
 {
@@ -1828,6 +1831,8 @@ static void live_answer(struct conn *c, uint32_t changes, unsigned status)
 		snprintf(s, sizeof s, "HTTP %u to a %s", status, changes ? "write" : "read");
 		set_error(w, "rest", s);
 	}
+	if (changes == KEEPALIVE_TAG)
+		return;
 	if (!changes) {
 		w->naive_got += ok;
 		w->naive_failed += !ok;
@@ -1873,6 +1878,22 @@ static void on_naive_timer(uv_timer_t *t)
 			w->naive_sent++;
 		}
 		flush_conn(c);
+	}
+}
+
+/* Keeps the naive connections from going idle until their phase. */
+static void keep_naive_alive(struct worker *w)
+{
+	uint64_t now = rt_mono_ns();
+	if (w->is_naive || now - w->naive_t0 < (uint64_t)KEEPALIVE_MS * 1000000u)
+		return;
+	w->naive_t0 = now;
+	for (size_t i = 1; i < w->n_pub; i++) {
+		struct conn *c = &w->conns[i];
+		if (c->state == CS_OPEN && !c->if_len &&
+		    live_request(c, "GET", "/rest/v1/" LIVE_TABLE "?select=id&limit=1", NULL,
+				 KEEPALIVE_TAG))
+			flush_conn(c);
 	}
 }
 
@@ -2000,6 +2021,8 @@ static void on_tick(uv_timer_t *t)
 		if (r->o.scenario == SC_LIVE && w->n_pub > 1 && !w->is_naive &&
 		    atomic_load_explicit(&r->naive_go, memory_order_acquire))
 			start_naive(w);
+		if (r->o.scenario == SC_LIVE && w->n_pub > 1)
+			keep_naive_alive(w);
 		break;
 	case PH_DONE:
 		break;
