@@ -10,7 +10,9 @@
 # and, not in the default list: rls-filter-R, rls-policy-R (the row-level
 # security runs at R rows/s, the server unpinned with its default workers and
 # rtbench beside it), rls-filter-pg-R, rls-policy-pg-R (the same against a
-# private PostgreSQL cluster, tests/postgres/cluster.sh).
+# private PostgreSQL cluster, tests/postgres/cluster.sh), live-R (rtbench live:
+# 100 live queries, 1,000 subscribers, R changes/s, then the naive way; the
+# server unpinned with its default workers, rtbench beside it).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
@@ -70,6 +72,11 @@ for run in $runs; do
 			--jwt-secret "$secret" $rls --subscribers 1000 --topics 1000 --rate "$rate" \
 			--write-rows 500 --duration 10
 		[ $store = pg ] && pg_cluster_stop ;;
+	live-*) # live queries at R changes/s, 100 copies checked (each definition twice)
+		taskset -c 0,1 "$build/rtbench" live --url ws://127.0.0.1:0 --apikey "$key" \
+			--spawn "$build/rtsync serve --listen 127.0.0.1:{port} --jwt-secret $secret --log-level warn --data-dir $d --schema $root/bench/schema-live.sql" \
+			--queries 100 --subscribers 1000 --rate "${run#live-}" --write-rows 100 \
+			--duration 10 --verify 100 --naive 3 ;;
 	storm)
 		bench storm --spawn "$serve --data-dir $d --db $d/rt.db --schema $root/bench/schema.sql" \
 			--db "$d/rt.db" --subscribers 10000 --topics 100 --changes 1000 ;;

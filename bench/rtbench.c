@@ -19,6 +19,14 @@
  *            while it is down, it is started again, and every client
  *            reconnects, rejoins with its last position and must receive every
  *            row: time until all rejoined and resumed, lost, duplicates.
+ *   live     N subscribers with live queries (docs/live.md) over D definitions
+ *            on the table of bench/schema-live.sql (half aggregates, half
+ *            ordered windows); one REST connection inserts, updates and
+ *            deletes rows in batches at a fixed rate; each subscriber applies
+ *            the diffs to its copy: write-to-diff latency, position lag,
+ *            server CPU per change, then the naive way (re-reading each
+ *            affected query through REST) measured on the same server, and
+ *            at the end every copy compared with a REST read of its query.
  *
  * WebSocket framing is the project's engine (net/ws.h) in its client role:
  * frames are masked, server frames parsed and checked. Connections are set up
@@ -58,6 +66,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "common/buf.h"
 #include "common/clock.h"
 #include "common/err.h"
 #include "auth/jwt.h"
@@ -76,9 +85,26 @@
 #define STAMP_LEN 20           /* zero-padded decimal digits of t and s */
 #define PIPELINE 256           /* REST requests in flight per writer connection */
 #define TABLE "bench_changes"
+#define LIVE_TABLE "bookings"
+#define LIVE_STATUSES 5
+#define LIVE_MAX_PER_SUB 16 /* live queries per subscriber */
+#define LIVE_MAX_DEFS 1000
+#define LIVE_WINDOW 20       /* limit of the window definitions */
+#define NAIVE_RING 8192      /* affected queries of the last changes (naive phase) */
+#define NAIVE_DEPTH 4        /* naive GETs in flight per connection */
+#define KEEPALIVE_MS 2000    /* a request on an idle naive connection (the server ends
+				idle keep-alive connections after its request timeout) */
+#define KEEPALIVE_TAG UINT32_MAX
 
-enum scenario { SC_FANOUT, SC_IDLE, SC_CHANGES, SC_STORM };
-static const char *const scenario_names[] = {"fanout", "idle", "changes", "storm"};
+static const char *live_status_name(int s)
+{
+	static const char *const names[LIVE_STATUSES] = {"hold", "open", "booked", "paid",
+							 "cancelled"};
+	return names[s];
+}
+
+enum scenario { SC_FANOUT, SC_IDLE, SC_CHANGES, SC_STORM, SC_LIVE };
+static const char *const scenario_names[] = {"fanout", "idle", "changes", "storm", "live"};
 enum encoding { ENC_JSON, ENC_BINARY, ENC_TEXT };
 
 struct opts {
@@ -98,6 +124,9 @@ struct opts {
 	bool is_rls;            /* changes: no filter, the table's policy selects */
 	long busy_poll;
 	enum encoding encoding;
+	/* live */
+	long queries, per_sub, verify, seed_rows, throttle_ms, naive_conns;
+	double naive_s;
 };
 
 /* Log-bucketed histogram of nanosecond values (HDR style): exact below 128,
@@ -172,8 +201,33 @@ struct conn {
 	uint64_t retry_at_ns;
 	/* ROLE_WRITER */
 	http_parser *http;
-	uint32_t *inflight; /* topics of the requests awaiting an answer (ring) */
+	uint32_t *inflight; /* topics (live: changes) of the requests awaiting an answer (ring) */
 	uint32_t if_head, if_len;
+	struct lsub *lv;    /* live: the subscriber's queries and copies */
+};
+
+/* A live subscriber: its definitions and, when it verifies, its copy of each
+ * result (rows and keys, kept by applying the diffs). */
+struct lsub {
+	uint32_t index; /* subscriber number over all workers */
+	uint32_t n_q;
+	uint32_t def[LIVE_MAX_PER_SUB];
+	json_t *rows[LIVE_MAX_PER_SUB], *keys[LIVE_MAX_PER_SUB];
+	bool has[LIVE_MAX_PER_SUB];
+	bool is_verify, got_reply, got_result;
+	uint64_t max_t; /* newest write time seen in its messages */
+};
+
+/* The table as the writer made it (the only writer): which ids exist, and
+ * each one's property and status. */
+struct model {
+	uint32_t *alive; /* ids that exist */
+	size_t n_alive, cap_alive;
+	uint32_t *at;    /* by id: index in alive, UINT32_MAX when gone */
+	uint16_t *prop;  /* by id */
+	uint8_t *status; /* by id */
+	size_t cap_ids;
+	uint32_t next_id;
 };
 
 struct write_req {
@@ -212,6 +266,13 @@ struct worker {
 	/* publisher or writers (worker 0, fanout and changes) */
 	uint64_t pub_t0, pub_end, pub_attempted, pub_sent, pub_skipped, pub_seq;
 	uint64_t acked, write_failed, next_writer;
+	_Atomic uint64_t acked_shared, answered_shared; /* live: changes acknowledged, answered */
+	/* live */
+	_Atomic uint64_t max_pos; /* newest position delivered to any subscriber */
+	uint64_t live_reqs, n_mix[3], live_errors, diff_errors, lat_samples;
+	uint64_t naive_sent, naive_got, naive_failed, naive_t0, naive_t1, naive_cursor;
+	bool is_naive;
+	_Atomic uint64_t naive_got_shared, naive_ns_shared;
 	uint64_t *sent_per_topic; /* fanout: sent; changes: acknowledged */
 	uint8_t *payload;
 	size_t payload_len;
@@ -241,6 +302,14 @@ struct run {
 	uint64_t resume_from;          /* position every client starts from */
 	uint64_t *expected_per_topic;  /* rows written while the server was down */
 	_Atomic int is_restarted;      /* set once expected_per_topic is final */
+	/* live */
+	char **defs;                   /* query strings, by definition */
+	long n_props, n_regions;
+	struct model model;            /* worker 0's, once the run starts */
+	uint16_t *naive_ring;          /* affected definitions of recent changes */
+	uint64_t naive_n, affected;    /* changes generated, queries they affected */
+	_Atomic uint64_t p0;           /* the first results' position */
+	_Atomic int naive_go, naive_done;
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -473,6 +542,7 @@ static int on_ws_output(void *user, const uint8_t *data, size_t len)
 }
 
 static void on_ws_message(void *user, enum rt_ws_opcode op, const uint8_t *data, size_t len);
+static void live_message(struct conn *c, const uint8_t *data, size_t len);
 
 static const struct rt_ws_callbacks ws_cbs = {on_ws_message, on_ws_output};
 
@@ -621,9 +691,41 @@ static void user_token(const struct run *r, uint32_t k, char *out, size_t cap)
 	free(tok);
 }
 
+/* live: one channel of its own, its definitions in config.rtsync.live. */
+static void send_live_join(struct conn *c)
+{
+	struct run *r = c->w->run;
+	struct lsub *ls = c->lv;
+	char topic[128];
+	snprintf(topic, sizeof topic, "realtime:%slive-%u", r->topic_prefix, ls->index);
+	struct rt_buf b;
+	rt_buf_init(&b);
+	rt_buf_append_str(&b, "{\"config\":{\"broadcast\":{\"ack\":false,\"self\":false},"
+			      "\"presence\":{\"key\":\"\",\"enabled\":false},\"postgres_changes\":[],"
+			      "\"private\":false,\"rtsync\":{\"live\":{\"queries\":[");
+	for (uint32_t j = 0; j < ls->n_q; j++)
+		rt_buf_printf(&b, "%s{\"id\":\"q%u\",\"table\":\"" LIVE_TABLE "\",\"query\":\"%s\"}",
+			      j ? "," : "", ls->def[j], r->defs[ls->def[j]]);
+	rt_buf_append_str(&b, "]");
+	if (r->o.throttle_ms)
+		rt_buf_printf(&b, ",\"throttle_ms\":%ld", r->o.throttle_ms);
+	rt_buf_append_str(&b, "}}}}");
+	uint32_t ref = ++c->next_ref;
+	bool ok = send_phx(c, ref, ref, topic, "phx_join", (const char *)b.data, b.len);
+	rt_buf_deinit(&b);
+	if (!ok)
+		return;
+	c->joins_pending = 1;
+	flush_conn(c);
+}
+
 static void send_joins(struct conn *c)
 {
 	struct run *r = c->w->run;
+	if (c->lv) {
+		send_live_join(c);
+		return;
+	}
 	char payload[1536], topic[128], tok[1024], filter[64];
 	for (uint32_t i = 0; i < c->n_topics; i++) {
 		uint32_t ref = ++c->next_ref;
@@ -870,6 +972,13 @@ static void handle_setup_msg(struct conn *c, const uint8_t *data, size_t len)
 		goto out;
 	}
 	if (!strcmp(ev, "phx_reply")) {
+		if (status && !strcmp(status, "ok") && c->lv) {
+			/* open once the first live_query (the results) is in too */
+			c->lv->got_reply = true;
+			if (c->lv->got_result && c->joins_pending && --c->joins_pending == 0)
+				conn_opened(c);
+			goto out;
+		}
 		if (status && !strcmp(status, "ok")) {
 			if (is_pg_scenario(r))
 				c->is_pg_pending = true;
@@ -899,6 +1008,221 @@ out:
 	json_decref(m);
 }
 
+/* ---- live queries: receiving (live) ------------------------------------------ */
+
+/* The subscriber's slot of definition id "q<k>", or -1. */
+static int live_slot(const struct lsub *ls, const char *id)
+{
+	if (!id || id[0] != 'q')
+		return -1;
+	char *end;
+	unsigned long k = strtoul(id + 1, &end, 10);
+	for (uint32_t j = 0; !*end && j < ls->n_q; j++)
+		if (ls->def[j] == k)
+			return (int)j;
+	return -1;
+}
+
+static long key_index(const json_t *keys, const char *key)
+{
+	for (size_t i = 0; i < json_array_size(keys); i++)
+		if (!strcmp(json_string_value(json_array_get(keys, i)), key))
+			return (long)i;
+	return -1;
+}
+
+struct placed_op {
+	json_int_t index;
+	const json_t *op;
+};
+
+static int by_placed_index(const void *a, const void *b)
+{
+	const struct placed_op *x = a, *y = b;
+	return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* Applies a diff's ops to a copy as docs/live.md says: leaves and moves out,
+ * enters and moves in at their index in ascending order, then changes.
+ * Returns false when an op does not fit the copy. */
+static bool live_apply_ops(json_t *rows, json_t *keys, const json_t *ops)
+{
+	size_t i, n_pl = 0;
+	const json_t *op;
+	struct placed_op *pl = calloc(json_array_size(ops) + 1, sizeof *pl);
+	bool ok = pl != NULL;
+	json_array_foreach(ops, i, op) {
+		const char *o = json_string_value(json_object_get(op, "op"));
+		const char *key = json_string_value(json_object_get(op, "key"));
+		if (!ok || !o || !key) {
+			ok = false;
+			break;
+		}
+		if (!strcmp(o, "leave") || !strcmp(o, "move")) {
+			long at = key_index(keys, key);
+			if (at < 0) {
+				ok = false;
+				break;
+			}
+			json_array_remove(rows, (size_t)at);
+			json_array_remove(keys, (size_t)at);
+		}
+		if (!strcmp(o, "enter") || !strcmp(o, "move"))
+			pl[n_pl++] = (struct placed_op){json_integer_value(json_object_get(op, "index")), op};
+	}
+	if (ok && n_pl)
+		qsort(pl, n_pl, sizeof *pl, by_placed_index);
+	for (size_t k = 0; ok && k < n_pl; k++) {
+		json_t *row = json_object_get(pl[k].op, "row");
+		const char *key = json_string_value(json_object_get(pl[k].op, "key"));
+		if (!row || pl[k].index < 0 || (size_t)pl[k].index > json_array_size(rows)) {
+			ok = false;
+			break;
+		}
+		json_array_insert(rows, (size_t)pl[k].index, row);
+		json_array_insert_new(keys, (size_t)pl[k].index, json_string(key));
+	}
+	free(pl);
+	json_array_foreach(ops, i, op) {
+		if (!ok)
+			break;
+		if (strcmp(json_string_value(json_object_get(op, "op")), "change"))
+			continue;
+		long at = key_index(keys, json_string_value(json_object_get(op, "key")));
+		json_t *row = json_object_get(op, "row");
+		if (at < 0 || !row) {
+			ok = false;
+			break;
+		}
+		json_array_set(rows, (size_t)at, row);
+	}
+	return ok;
+}
+
+/* Parses a live_query message and brings the copies up to it (verifying
+ * subscribers, and every subscriber's first message, which must hold a
+ * result for each of its queries). Returns false on an error entry. */
+static bool live_parse(struct conn *c, const uint8_t *data, size_t len)
+{
+	struct worker *w = c->w;
+	struct lsub *ls = c->lv;
+	json_t *m = json_loadb((const char *)data, len, 0, NULL), *payload;
+	const char *ev = m ? phx_event(w->run, m, &payload) : NULL;
+	const json_t *qs = ev ? json_object_get(payload, "queries") : NULL;
+	bool ok = true;
+	size_t i;
+	const json_t *e;
+	if (!json_is_array(qs)) {
+		w->bad_msgs++;
+		json_decref(m);
+		return true;
+	}
+	json_array_foreach(qs, i, e) {
+		const char *kind = json_string_value(json_object_get(e, "kind"));
+		int j = live_slot(ls, json_string_value(json_object_get(e, "id")));
+		if (!kind || j < 0) {
+			w->bad_msgs++;
+			continue;
+		}
+		if (!strcmp(kind, "error")) {
+			char msg[128];
+			snprintf(msg, sizeof msg, "q%u: %.40s %.70s", ls->def[j],
+				 json_string_value(json_object_get(e, "code")) ?: "?",
+				 json_string_value(json_object_get(e, "message")) ?: "?");
+			set_error(w, "live query", msg);
+			w->live_errors++;
+			ok = false;
+		} else if (!strcmp(kind, "result")) {
+			json_decref(ls->rows[j]);
+			json_decref(ls->keys[j]);
+			ls->rows[j] = json_copy(json_object_get(e, "rows"));
+			ls->keys[j] = json_copy(json_object_get(e, "keys"));
+			ls->has[j] = json_is_array(ls->rows[j]) && json_is_array(ls->keys[j]);
+		} else if (!strcmp(kind, "diff") && ls->has[j]) {
+			if (!live_apply_ops(ls->rows[j], ls->keys[j], json_object_get(e, "ops"))) {
+				set_error(w, "live diff", "an op that does not fit the copy");
+				w->diff_errors++;
+				ls->has[j] = false; /* reported as a mismatch at the end */
+			}
+		} else if (!strcmp(kind, "diff")) {
+			w->diff_errors++; /* a diff before any result */
+		}
+	}
+	json_decref(m);
+	return ok;
+}
+
+/* The write times in a message newer than any the subscriber saw: one
+ * latency sample per distinct one ("t" of window rows, "last" = t.max() of
+ * aggregate groups; a row that comes back into a window, or a group whose
+ * newest row left, carries an older time and is not a sample). */
+static void live_latency(struct conn *c, const uint8_t *p, size_t len, bool is_sample)
+{
+	static const char *const keys[] = {"\"t\":", "\"last\":"};
+	struct lsub *ls = c->lv;
+	uint64_t fresh[64], top = ls->max_t;
+	size_t n = 0;
+	for (size_t k = 0; k < 2; k++) {
+		size_t kl = strlen(keys[k]);
+		const uint8_t *s = p, *end = p + len, *at;
+		while (s < end && (at = memmem(s, (size_t)(end - s), keys[k], kl))) {
+			uint64_t v = 0;
+			s = at + kl;
+			for (; s < end && *s >= '0' && *s <= '9'; s++)
+				v = v * 10 + (uint64_t)(*s - '0');
+			if (v <= ls->max_t)
+				continue;
+			if (v > top)
+				top = v;
+			size_t i = 0;
+			while (i < n && fresh[i] != v)
+				i++;
+			if (i == n && n < sizeof fresh / sizeof *fresh)
+				fresh[n++] = v;
+		}
+	}
+	ls->max_t = top;
+	if (!is_sample || !n)
+		return;
+	uint64_t now = rt_mono_ns();
+	for (size_t i = 0; i < n; i++)
+		hist_record(&c->w->hist, now > fresh[i] ? now - fresh[i] : 0);
+	c->w->lat_samples += n;
+}
+
+static void live_message(struct conn *c, const uint8_t *data, size_t len)
+{
+	struct worker *w = c->w;
+	struct lsub *ls = c->lv;
+	uint64_t pos;
+	if (!find_uint(data, len, "\"position\":\"", &pos)) {
+		w->bad_msgs++;
+		return;
+	}
+	if (!ls->got_result) {
+		/* the results: the state the run starts from */
+		if (!live_parse(c, data, len)) {
+			conn_fail(c, F_JOIN);
+			return;
+		}
+		ls->got_result = true;
+		c->last_pos = pos;
+		atomic_max(&w->run->p0, pos);
+		live_latency(c, data, len, false);
+		if (ls->got_reply && c->joins_pending && --c->joins_pending == 0)
+			conn_opened(c);
+		return;
+	}
+	if (pos <= c->last_pos)
+		w->duplicates++;
+	c->last_pos = pos;
+	atomic_max(&w->max_pos, pos);
+	w->delivered++;
+	live_latency(c, data, len, c->state == CS_OPEN && w->phase == PH_RUN);
+	if (ls->is_verify)
+		live_parse(c, data, len);
+}
+
 static void on_ws_message(void *user, enum rt_ws_opcode op, const uint8_t *data, size_t len)
 {
 	struct conn *c = user;
@@ -922,7 +1246,10 @@ static void on_ws_message(void *user, enum rt_ws_opcode op, const uint8_t *data,
 		return;
 	}
 	size_t head = len < 300 ? len : 300;
-	if (c->state == CS_JOINING) {
+	if (c->lv && (memmem(data, head, ",\"live_query\",", 14) ||
+		      memmem(data, head, "\"event\":\"live_query\"", 20))) {
+		live_message(c, data, len);
+	} else if (c->state == CS_JOINING) {
 		handle_setup_msg(c, data, len);
 	} else if (is_pg_scenario(w->run)) {
 		if (memmem(data, head, ",\"postgres_changes\",", 20) ||
@@ -1010,6 +1337,8 @@ static void feed_handshake(struct conn *c, const uint8_t *data, size_t len)
 
 /* ---- REST writer (changes) ------------------------------------------------- */
 
+static void live_answer(struct conn *c, uint32_t changes, unsigned status);
+
 static int on_http_done(http_parser *p)
 {
 	struct conn *c = p->data;
@@ -1021,6 +1350,10 @@ static int on_http_done(http_parser *p)
 	uint32_t topic = c->inflight[c->if_head];
 	c->if_head = (c->if_head + 1) % PIPELINE;
 	c->if_len--;
+	if (w->run->o.scenario == SC_LIVE) {
+		live_answer(c, topic, p->status_code);
+		return 0;
+	}
 	if (p->status_code >= 200 && p->status_code < 300) {
 		/* a request holds write_rows rows, of consecutive topics from `topic` */
 		struct run *r = w->run;
@@ -1305,6 +1638,273 @@ static void publish_write(struct worker *w, uint32_t topic)
 	w->pub_sent += rows;
 }
 
+/* ---- live queries: definitions, the table's model, writes, the naive way ---------- */
+
+/* Definition k: even k the window of property k/2, odd k the aggregate of
+ * region (k/2)/5 and status (k/2)%5, grouped by property. */
+static char *live_def_text(uint32_t k)
+{
+	char buf[256];
+	uint32_t i = k / 2;
+	if (k % 2 == 0)
+		snprintf(buf, sizeof buf,
+			 "select=id,status,price,t&property_id=eq.%u&order=created_at.desc&limit=%d", i,
+			 LIVE_WINDOW);
+	else
+		snprintf(buf, sizeof buf,
+			 "select=property_id,total:price.sum(),n:count(),last:t.max()&region=eq.%u"
+			 "&status=eq.%s&order=property_id",
+			 i / LIVE_STATUSES, live_status_name(i % LIVE_STATUSES));
+	return strdup(buf);
+}
+
+static void model_set(struct model *m, uint32_t id, uint16_t prop, uint8_t status)
+{
+	if (id >= m->cap_ids) {
+		size_t cap = m->cap_ids ? m->cap_ids : 4096;
+		while (cap <= id)
+			cap *= 2;
+		m->at = realloc(m->at, cap * sizeof *m->at);
+		m->prop = realloc(m->prop, cap * sizeof *m->prop);
+		m->status = realloc(m->status, cap * sizeof *m->status);
+		if (!m->at || !m->prop || !m->status)
+			abort();
+		for (size_t i = m->cap_ids; i < cap; i++)
+			m->at[i] = UINT32_MAX;
+		m->cap_ids = cap;
+	}
+	if (m->n_alive == m->cap_alive) {
+		m->cap_alive = m->cap_alive ? 2 * m->cap_alive : 4096;
+		if (!(m->alive = realloc(m->alive, m->cap_alive * sizeof *m->alive)))
+			abort();
+	}
+	m->at[id] = (uint32_t)m->n_alive;
+	m->alive[m->n_alive++] = id;
+	m->prop[id] = prop;
+	m->status[id] = status;
+}
+
+static void model_swap(struct model *m, size_t a, size_t b)
+{
+	uint32_t x = m->alive[a], y = m->alive[b];
+	m->alive[a] = y;
+	m->alive[b] = x;
+	m->at[y] = (uint32_t)a;
+	m->at[x] = (uint32_t)b;
+}
+
+/* Moves n distinct random ids to alive[0..n) (a partial shuffle). */
+static void model_sample(struct model *m, size_t n, uint64_t *rng)
+{
+	for (size_t k = 0; k < n; k++)
+		model_swap(m, k, k + xorshift(rng) % (m->n_alive - k));
+}
+
+static void model_free(struct model *m)
+{
+	free(m->alive);
+	free(m->at);
+	free(m->prop);
+	free(m->status);
+}
+
+/* Notes one definition a change affects (the naive way re-reads it). */
+static void naive_note(struct run *r, uint32_t def)
+{
+	r->naive_ring[r->affected++ % NAIVE_RING] = (uint16_t)def;
+}
+
+/* The definitions a change of a row of property p affects: its window, the
+ * aggregate of its old status (old_s < 0: none) and of its new one. */
+static void naive_change(struct run *r, uint32_t p, int old_s, int new_s)
+{
+	uint32_t base = (uint32_t)(p % (uint32_t)r->n_regions) * LIVE_STATUSES;
+	naive_note(r, 2 * p);
+	if (old_s >= 0)
+		naive_note(r, 2 * (base + (uint32_t)old_s) + 1);
+	if (new_s >= 0 && new_s != old_s)
+		naive_note(r, 2 * (base + (uint32_t)new_s) + 1);
+	r->naive_n++;
+}
+
+/* Appends one request (head and body) to c and notes it in flight with
+ * its number of changes (0: a read). */
+static bool live_request(struct conn *c, const char *method, const char *target,
+			 const struct rt_buf *body, uint32_t changes)
+{
+	struct run *r = c->w->run;
+	char head[2048];
+	int hl = snprintf(head, sizeof head,
+			  "%s %s HTTP/1.1\r\nHost: %s\r\napikey: %s\r\nAuthorization: Bearer %s\r\n"
+			  "Content-Type: application/json\r\nPrefer: return=minimal\r\n"
+			  "Content-Length: %zu\r\n\r\n",
+			  method, target, r->host_header, r->o.apikey, r->o.apikey, body ? body->len : 0);
+	if (hl < 0 || (size_t)hl >= sizeof head || out_append(c, head, (size_t)hl) ||
+	    (body && out_append(c, body->data, body->len)))
+		return false;
+	c->inflight[(c->if_head + c->if_len) % PIPELINE] = changes;
+	c->if_len++;
+	return true;
+}
+
+/* One write of write_rows changes on the writer connection: by turns five
+ * inserts (new bookings), three updates (status, price) and two deletes of
+ * random existing rows, every row stamped with its send time t. */
+static void publish_live(struct worker *w)
+{
+	struct run *r = w->run;
+	struct model *m = &r->model;
+	struct conn *c = &w->conns[0];
+	size_t rows = (size_t)r->o.write_rows;
+	if (c->state != CS_OPEN || c->if_len == PIPELINE || c->out_len > PUB_MAX_OUT) {
+		w->pub_skipped += rows;
+		return;
+	}
+	unsigned turn = (unsigned)(w->live_reqs++ % 10);
+	int kind = turn < 5 ? 0 : turn < 8 ? 1 : 2;
+	if (kind && m->n_alive < 2 * rows)
+		kind = 0;
+	uint64_t t = rt_mono_ns();
+	struct rt_buf body, target;
+	rt_buf_init(&body);
+	rt_buf_init(&target);
+	rt_buf_append_str(&target, "/rest/v1/" LIVE_TABLE);
+	if (kind == 0) {
+		rt_buf_append_byte(&body, '[');
+		for (size_t i = 0; i < rows; i++) {
+			uint32_t id = m->next_id++, p = (uint32_t)(xorshift(&w->rng) % (uint64_t)r->n_props);
+			int st = (int)(xorshift(&w->rng) % LIVE_STATUSES);
+			rt_buf_printf(&body,
+				      "%s{\"id\":%u,\"property_id\":%u,\"region\":%ld,\"status\":\"%s\","
+				      "\"price\":%u,\"created_at\":%u,\"t\":%" PRIu64 "}",
+				      i ? "," : "", id, p, (long)p % r->n_regions, live_status_name(st),
+				      (unsigned)(1 + xorshift(&w->rng) % 1000), id, t);
+			model_set(m, id, (uint16_t)p, (uint8_t)st);
+			naive_change(r, p, -1, st);
+		}
+		rt_buf_append_byte(&body, ']');
+	} else {
+		model_sample(m, rows, &w->rng);
+		rt_buf_append_str(&target, "?id=in.(");
+		for (size_t i = 0; i < rows; i++)
+			rt_buf_printf(&target, "%s%u", i ? "," : "", m->alive[i]);
+		rt_buf_append_byte(&target, ')');
+		int st = (int)(xorshift(&w->rng) % LIVE_STATUSES);
+		for (size_t i = 0; i < rows; i++) {
+			uint32_t id = m->alive[i];
+			naive_change(r, m->prop[id], m->status[id], kind == 1 ? st : -1);
+			m->status[id] = (uint8_t)st;
+		}
+		if (kind == 1) {
+			rt_buf_printf(&body, "{\"status\":\"%s\",\"price\":%u,\"t\":%" PRIu64 "}",
+				      live_status_name(st), (unsigned)(1 + xorshift(&w->rng) % 1000), t);
+		} else {
+			/* the sampled ids leave: swap the tail into their places */
+			for (size_t i = rows; i-- > 0;) {
+				uint32_t id = m->alive[i];
+				model_swap(m, i, m->n_alive - 1);
+				m->at[id] = UINT32_MAX;
+				m->n_alive--;
+			}
+		}
+	}
+	static const char *const methods[] = {"POST", "PATCH", "DELETE"};
+	rt_buf_append_byte(&target, 0);
+	if (live_request(c, methods[kind], (const char *)target.data, kind == 2 ? NULL : &body,
+			 (uint32_t)rows)) {
+		w->pub_sent += rows;
+		w->n_mix[kind] += rows;
+	} else {
+		w->pub_skipped += rows;
+	}
+	rt_buf_deinit(&body);
+	rt_buf_deinit(&target);
+}
+
+/* An answer on a live writer or naive connection. */
+static void live_answer(struct conn *c, uint32_t changes, unsigned status)
+{
+	struct worker *w = c->w;
+	bool ok = status >= 200 && status < 300;
+	if (!ok) {
+		char s[48];
+		snprintf(s, sizeof s, "HTTP %u to a %s", status, changes ? "write" : "read");
+		set_error(w, "rest", s);
+	}
+	if (changes == KEEPALIVE_TAG)
+		return;
+	if (!changes) {
+		w->naive_got += ok;
+		w->naive_failed += !ok;
+		return;
+	}
+	if (ok) {
+		w->acked += changes;
+		atomic_store_explicit(&w->acked_shared, w->acked, memory_order_relaxed);
+	} else {
+		w->write_failed += changes;
+	}
+	atomic_store_explicit(&w->answered_shared, w->acked + w->write_failed, memory_order_relaxed);
+}
+
+/* The naive way: the naive connections (conns[1..n_pub)) re-read, as fast as
+ * the server answers, the queries the last changes affected, in their order. */
+static void on_naive_timer(uv_timer_t *t)
+{
+	struct worker *w = t->data;
+	struct run *r = w->run;
+	uint64_t now = rt_mono_ns();
+	if (atomic_load(&r->stop) || now >= w->naive_t1) {
+		uv_timer_stop(t);
+		w->naive_t1 = now;
+		atomic_store_explicit(&w->naive_got_shared, w->naive_got, memory_order_relaxed);
+		atomic_store_explicit(&w->naive_ns_shared, now - w->naive_t0, memory_order_relaxed);
+		atomic_store_explicit(&r->naive_done, 1, memory_order_release);
+		return;
+	}
+	uint64_t ring = r->affected < NAIVE_RING ? r->affected : NAIVE_RING;
+	if (!ring) {
+		w->naive_t1 = now; /* nothing was affected: nothing to re-read */
+		return;
+	}
+	for (size_t i = 1; i < w->n_pub; i++) {
+		struct conn *c = &w->conns[i];
+		while (c->state == CS_OPEN && c->if_len < NAIVE_DEPTH) {
+			char target[400];
+			uint32_t def = r->naive_ring[w->naive_cursor++ % ring];
+			snprintf(target, sizeof target, "/rest/v1/" LIVE_TABLE "?%s", r->defs[def]);
+			if (!live_request(c, "GET", target, NULL, 0))
+				break;
+			w->naive_sent++;
+		}
+		flush_conn(c);
+	}
+}
+
+/* Keeps the naive connections from going idle until their phase. */
+static void keep_naive_alive(struct worker *w)
+{
+	uint64_t now = rt_mono_ns();
+	if (w->is_naive || now - w->naive_t0 < (uint64_t)KEEPALIVE_MS * 1000000u)
+		return;
+	w->naive_t0 = now;
+	for (size_t i = 1; i < w->n_pub; i++) {
+		struct conn *c = &w->conns[i];
+		if (c->state == CS_OPEN && !c->if_len &&
+		    live_request(c, "GET", "/rest/v1/" LIVE_TABLE "?select=id&limit=1", NULL,
+				 KEEPALIVE_TAG))
+			flush_conn(c);
+	}
+}
+
+static void start_naive(struct worker *w)
+{
+	w->is_naive = true;
+	w->naive_t0 = rt_mono_ns();
+	w->naive_t1 = w->naive_t0 + (uint64_t)(w->run->o.naive_s * 1e9);
+	uv_timer_start(&w->pub_timer, on_naive_timer, 0, PUB_TICK_MS);
+}
+
 /* Open loop: sends what the schedule says is due, whatever the server does. */
 static void on_pub_timer(uv_timer_t *t)
 {
@@ -1323,10 +1923,13 @@ static void on_pub_timer(uv_timer_t *t)
 		w->pub_attempted += n - (uint64_t)r->o.rate;
 		n = (uint64_t)r->o.rate;
 	}
-	uint64_t step = r->o.scenario == SC_CHANGES ? (uint64_t)r->o.write_rows : 1;
+	bool is_rows = r->o.scenario == SC_CHANGES || r->o.scenario == SC_LIVE;
+	uint64_t step = is_rows ? (uint64_t)r->o.write_rows : 1;
 	for (uint64_t i = 0; i + step <= n; i += step, w->pub_attempted += step) {
 		uint32_t topic = (uint32_t)(w->pub_attempted % (uint64_t)r->o.topics);
-		if (r->o.scenario == SC_CHANGES)
+		if (r->o.scenario == SC_LIVE)
+			publish_live(w);
+		else if (r->o.scenario == SC_CHANGES)
 			publish_write(w, topic);
 		else
 			publish_broadcast(w, topic);
@@ -1415,6 +2018,11 @@ static void on_tick(uv_timer_t *t)
 	case PH_RUN:
 		if (r->o.scenario == SC_STORM)
 			retry_due(w);
+		if (r->o.scenario == SC_LIVE && w->n_pub > 1 && !w->is_naive &&
+		    atomic_load_explicit(&r->naive_go, memory_order_acquire))
+			start_naive(w);
+		if (r->o.scenario == SC_LIVE && w->n_pub > 1)
+			keep_naive_alive(w);
 		break;
 	case PH_DONE:
 		break;
@@ -1448,6 +2056,12 @@ static void worker_free(struct worker *w)
 	for (size_t i = 0; i < w->n_conns; i++) {
 		free(w->conns[i].http);
 		free(w->conns[i].inflight);
+		struct lsub *ls = w->conns[i].lv;
+		for (uint32_t j = 0; ls && j < ls->n_q; j++) {
+			json_decref(ls->rows[j]);
+			json_decref(ls->keys[j]);
+		}
+		free(ls);
 	}
 	free(w->conns);
 	free(w->joined_per_topic);
@@ -1486,11 +2100,12 @@ static struct worker *worker_new(struct run *r, int id, size_t n_pub, size_t n_s
 	uv_timer_init(&w->loop, &w->pub_timer);
 	w->tick.data = w->pub_timer.data = w;
 	bool is_changes = r->o.scenario == SC_CHANGES;
+	bool is_live = r->o.scenario == SC_LIVE;
 	for (size_t i = 0; i < w->n_conns; i++) {
 		struct conn *c = &w->conns[i];
 		c->w = w;
 		c->last_pos = r->resume_from;
-		if (i < n_pub && is_changes) {
+		if (i < n_pub && (is_changes || is_live)) {
 			c->role = ROLE_WRITER;
 		} else if (i < n_pub) {
 			c->role = ROLE_PUB;
@@ -1502,9 +2117,22 @@ static struct worker *worker_new(struct run *r, int id, size_t n_pub, size_t n_s
 			c->role = i < n_pub + n_subs ? ROLE_SUB : ROLE_SLOW;
 			c->topic = (uint32_t)(sub % r->o.topics);
 			c->n_topics = 1;
+			if (is_live && !(c->lv = calloc(1, sizeof *c->lv))) {
+				worker_free(w);
+				return NULL;
+			}
+			if (is_live) {
+				/* subscriber k: definitions k*Q .. k*Q+Q-1 (mod D) */
+				c->lv->index = (uint32_t)sub;
+				c->lv->n_q = (uint32_t)r->o.per_sub;
+				for (uint32_t j = 0; j < c->lv->n_q; j++)
+					c->lv->def[j] = (uint32_t)(((uint64_t)sub * (uint64_t)r->o.per_sub + j) %
+								   (uint64_t)r->o.queries);
+				c->lv->is_verify = r->o.verify < 0 || sub < r->o.verify;
+			}
 		}
 	}
-	if (n_pub) {
+	if (n_pub && !is_live) {
 		size_t fixed = 6 + STAMP_LEN + 7 + STAMP_LEN + 7 + 2;
 		if (is_changes) {
 			/* the row's "p" column pads the body to about --payload bytes */
@@ -1558,6 +2186,16 @@ static const char usage[] =
 	"           (--db) while it is down, it is started again; every client reconnects,\n"
 	"           rejoins with its last position and must get every row: reports the time\n"
 	"           until all rejoined and all resumed, lost and duplicates.\n"
+	"  live     N subscribers, each on its own channel with Q live queries (config.rtsync.live)\n"
+	"           over D definitions on public." LIVE_TABLE " (server started with --schema\n"
+	"           bench/schema-live.sql): half windows (property_id=eq.P, order=created_at.desc,\n"
+	"           limit 20), half aggregates (price.sum(), count(), t.max() by property for one\n"
+	"           region and status). The table is seeded through REST, then one keep-alive\n"
+	"           connection inserts, updates and deletes --write-rows rows a request at --rate\n"
+	"           changes/s; reports write-to-diff latency, position lag, server CPU per change,\n"
+	"           then --naive seconds of the naive way (the affected queries re-read through\n"
+	"           REST on --naive-conns connections) and finally compares every verifying\n"
+	"           subscriber's copy with a REST read of its query.\n"
 	"\n"
 	"Common options:\n"
 	"  --url URL              ws://HOST:PORT[/PATH]; PATH defaults to /realtime/v1/websocket;\n"
@@ -1594,6 +2232,17 @@ static const char usage[] =
 	"                         bench/schema-rls.sql) picks each subscriber's rows\n"
 	"  --write-rows B         changes: rows per REST insert, one JSON array; --rate\n"
 	"                         counts rows                                      (1)\n"
+	"\n"
+	"live:\n"
+	"  --queries D            definitions, a multiple of 10: D/2 windows, D/2 aggregates (100)\n"
+	"  --per-sub Q            live queries per subscriber (definitions kQ..kQ+Q-1)  (2)\n"
+	"  --verify K             subscribers that apply every diff and are checked at the end;\n"
+	"                         -1: all (the others only count and time)  (-1)\n"
+	"  --seed-rows S          rows per property written before the subscribers join (100)\n"
+	"  --throttle-ms MS       the channels' throttle_ms                       (0)\n"
+	"  --naive S              seconds of the naive way after the live run, 0 = none (3)\n"
+	"  --naive-conns C        REST connections for the naive way              (4)\n"
+	"  (--rate counts changes, default 20000; --write-rows defaults to 100)\n"
 	"\n"
 	"idle:\n"
 	"  --connections N        sockets to open                                  (10000)\n"
@@ -1679,10 +2328,13 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			   .connections = 10000, .threads = 1, .batch = 500, .heartbeat_s = 25,
 			   .duration_s = 10, .drain_s = 5, .setup_timeout_s = 60, .vsn = 2,
 			   .writers = 2, .changes = 100, .retry_ms = 100, .kill_signal = SIGKILL,
-			   .busy_poll = 0, .write_rows = 1};
+			   .busy_poll = 0, .write_rows = 1, .queries = 100, .per_sub = 2, .verify = -1,
+			   .seed_rows = 100, .naive_s = 3, .naive_conns = 4};
+	bool is_wrows_set = false;
 	enum { O_URL = 256, O_KEY, O_DUR, O_PID, O_THR, O_BATCH, O_SETUP, O_HB, O_TOPICS, O_SUBS,
 	       O_RATE, O_PAY, O_ENC, O_DRAIN, O_CONNS, O_VSN, O_SLOW, O_WRITERS, O_SPAWN, O_DB,
-	       O_CHANGES, O_RETRY, O_SIGNAL, O_BUSY, O_JWT, O_RLS, O_WROWS };
+	       O_CHANGES, O_RETRY, O_SIGNAL, O_BUSY, O_JWT, O_RLS, O_WROWS, O_QUERIES, O_PERSUB,
+	       O_VERIFY, O_SEED, O_THROTTLE, O_NAIVE, O_NAIVE_CONNS };
 	static const struct option longopts[] = {
 		{"url", required_argument, NULL, O_URL},
 		{"apikey", required_argument, NULL, O_KEY},
@@ -1711,6 +2363,13 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{"jwt-secret", required_argument, NULL, O_JWT},
 		{"rls", no_argument, NULL, O_RLS},
 		{"write-rows", required_argument, NULL, O_WROWS},
+		{"queries", required_argument, NULL, O_QUERIES},
+		{"per-sub", required_argument, NULL, O_PERSUB},
+		{"verify", required_argument, NULL, O_VERIFY},
+		{"seed-rows", required_argument, NULL, O_SEED},
+		{"throttle-ms", required_argument, NULL, O_THROTTLE},
+		{"naive", required_argument, NULL, O_NAIVE},
+		{"naive-conns", required_argument, NULL, O_NAIVE_CONNS},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -1746,7 +2405,19 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case O_DB: o->db = optarg; break;
 		case O_JWT: o->jwt_secret = optarg; break;
 		case O_RLS: o->is_rls = true; break;
-		case O_WROWS: rc = parse_long("--write-rows", optarg, 1, 1000, &o->write_rows); break;
+		case O_WROWS:
+			rc = parse_long("--write-rows", optarg, 1, 1000, &o->write_rows);
+			is_wrows_set = true;
+			break;
+		case O_QUERIES: rc = parse_long("--queries", optarg, 10, LIVE_MAX_DEFS, &o->queries); break;
+		case O_PERSUB: rc = parse_long("--per-sub", optarg, 1, LIVE_MAX_PER_SUB, &o->per_sub); break;
+		case O_VERIFY: rc = parse_long("--verify", optarg, -1, 1000000, &o->verify); break;
+		case O_SEED: rc = parse_long("--seed-rows", optarg, 0, 100000, &o->seed_rows); break;
+		case O_THROTTLE: rc = parse_long("--throttle-ms", optarg, 0, 60000, &o->throttle_ms); break;
+		case O_NAIVE: rc = parse_double("--naive", optarg, 0, 3600, &o->naive_s); break;
+		case O_NAIVE_CONNS:
+			rc = parse_long("--naive-conns", optarg, 1, 64, &o->naive_conns);
+			break;
 		case O_VSN:
 			if (!strcmp(optarg, "1.0.0"))
 				o->vsn = 1;
@@ -1786,7 +2457,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	if (rc)
 		return -1;
 	if (optind != argc - 1) {
-		fprintf(stderr, "rtbench: name one scenario: fanout, idle, changes or storm\n");
+		fprintf(stderr, "rtbench: name one scenario: fanout, idle, changes, storm or live\n");
 		return -1;
 	}
 	size_t k;
@@ -1798,6 +2469,15 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	o->scenario = (enum scenario)k;
 	if (o->scenario == SC_CHANGES && !o->is_rate_set)
 		o->rate = 200;
+	if (o->scenario == SC_LIVE && !o->is_rate_set)
+		o->rate = 20000;
+	if (o->scenario == SC_LIVE && !is_wrows_set)
+		o->write_rows = 100;
+	if (o->scenario == SC_LIVE && (o->queries % 10 || o->per_sub > o->queries))
+		return fprintf(stderr, "rtbench: --queries is a multiple of 10, at least --per-sub\n"),
+		       -1;
+	if (o->scenario == SC_LIVE && o->rate < o->write_rows)
+		return fprintf(stderr, "rtbench: --rate below --write-rows sends nothing\n"), -1;
 	if (o->scenario == SC_STORM && (!o->spawn || !o->db))
 		return fprintf(stderr, "rtbench: storm needs --spawn and --db\n"), -1;
 	if (o->slow && o->scenario != SC_FANOUT)
@@ -1967,36 +2647,299 @@ out:
 	return rc;
 }
 
-/* The server's count of sockets dropped as slow consumers, from GET /metrics
- * (blocking, on the main thread), or -1. */
-static long server_slow_consumers(const struct run *r)
+/* One blocking request to the server on a connection of its own (main
+ * thread: seeding, metrics, verification). The body of the answer goes to out
+ * (may be NULL). Returns the HTTP status, or -1. */
+struct http_answer {
+	struct rt_buf *body;
+	bool is_done;
+};
+
+static int on_answer_body(http_parser *p, const char *at, size_t len)
 {
+	struct http_answer *a = p->data;
+	if (a->body)
+		rt_buf_append(a->body, at, len);
+	return 0;
+}
+
+static int on_answer_done(http_parser *p)
+{
+	((struct http_answer *)p->data)->is_done = true;
+	return 1; /* one answer */
+}
+
+static int http_call(const struct run *r, const char *method, const char *target,
+		     const char *body, size_t body_len, struct rt_buf *out)
+{
+	static const http_parser_settings settings = {.on_body = on_answer_body,
+						      .on_message_complete = on_answer_done};
 	const struct sockaddr_storage *a = &r->addr;
 	socklen_t len = a->ss_family == AF_INET ? sizeof(struct sockaddr_in)
 					       : sizeof(struct sockaddr_in6);
 	int fd = socket(a->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
-	struct timeval tv = {5, 0};
+	struct timeval tv = {30, 0};
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-	long n = -1;
-	char req[400], buf[65536];
-	int rl = snprintf(req, sizeof req,
-			  "GET /metrics HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
-			  r->host_header);
-	size_t got = 0;
-	if (connect(fd, (const struct sockaddr *)a, len) || write(fd, req, (size_t)rl) != rl)
+	int status = -1;
+	struct rt_buf req;
+	rt_buf_init(&req);
+	rt_buf_printf(&req,
+		      "%s %s HTTP/1.1\r\nHost: %s\r\napikey: %s\r\nAuthorization: Bearer %s\r\n"
+		      "Content-Type: application/json\r\nPrefer: return=minimal\r\n"
+		      "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+		      method, target, r->host_header, r->o.apikey, r->o.apikey, body_len);
+	rt_buf_append(&req, body, body_len);
+	http_parser p;
+	http_parser_init(&p, HTTP_RESPONSE);
+	struct http_answer ans = {.body = out};
+	p.data = &ans;
+	if (connect(fd, (const struct sockaddr *)a, len))
 		goto out;
-	for (ssize_t k; got < sizeof buf - 1 && (k = read(fd, buf + got, sizeof buf - 1 - got)) > 0;)
-		got += (size_t)k;
-	buf[got] = '\0';
-	static const char key[] = "rtsync_errors_total{reason=\"slow_consumer\"} ";
-	const char *m = strstr(buf, key);
-	if (m)
-		n = strtol(m + sizeof key - 1, NULL, 10);
+	for (size_t off = 0; off < req.len;) {
+		ssize_t k = write(fd, req.data + off, req.len - off);
+		if (k <= 0)
+			goto out;
+		off += (size_t)k;
+	}
+	char buf[65536];
+	ssize_t k;
+	while (!ans.is_done && (k = read(fd, buf, sizeof buf)) > 0) {
+		http_parser_execute(&p, &settings, buf, (size_t)k);
+		if (HTTP_PARSER_ERRNO(&p) != HPE_OK && HTTP_PARSER_ERRNO(&p) != HPE_CB_message_complete)
+			goto out;
+	}
+	if (ans.is_done)
+		status = (int)p.status_code;
 out:
+	rt_buf_deinit(&req);
 	close(fd);
+	return status;
+}
+
+/* A counter or gauge from the server's GET /metrics (blocking, on the main
+ * thread), or -1. */
+static long long server_metric(const struct run *r, const char *name)
+{
+	struct rt_buf b;
+	rt_buf_init(&b);
+	long long n = -1;
+	if (http_call(r, "GET", "/metrics", NULL, 0, &b) == 200) {
+		rt_buf_append_byte(&b, 0);
+		size_t nl = strlen(name);
+		for (const char *m = (const char *)b.data; (m = strstr(m, name)); m += nl)
+			if ((m == (const char *)b.data || m[-1] == '\n') && m[nl] == ' ') {
+				n = strtoll(m + nl + 1, NULL, 10);
+				break;
+			}
+	}
+	rt_buf_deinit(&b);
 	return n;
+}
+
+/* ---- live: preparing, running, checking (main thread) -------------------------- */
+
+/* The definitions, the seed rows (through REST, seed_rows per property) and
+ * the writer's model of the table. Returns 0 or -1. */
+static int live_prepare(struct run *r)
+{
+	struct opts *o = &r->o;
+	r->n_props = o->queries / 2;
+	r->n_regions = r->n_props / LIVE_STATUSES;
+	r->defs = calloc((size_t)o->queries, sizeof *r->defs);
+	r->naive_ring = calloc(NAIVE_RING, sizeof *r->naive_ring);
+	if (!r->defs || !r->naive_ring)
+		return -1;
+	for (long k = 0; k < o->queries; k++)
+		if (!(r->defs[k] = live_def_text((uint32_t)k)))
+			return -1;
+	struct model *m = &r->model;
+	m->next_id = 1;
+	uint64_t rng = 0x2545f4914f6cdd1dull, total = (uint64_t)r->n_props * (uint64_t)o->seed_rows;
+	struct rt_buf b;
+	rt_buf_init(&b);
+	int rc = 0;
+	for (uint64_t done = 0; !rc && done < total;) {
+		rt_buf_reset(&b);
+		rt_buf_append_byte(&b, '[');
+		uint64_t t = rt_mono_ns();
+		for (int i = 0; i < 1000 && done < total; i++, done++) {
+			uint32_t id = m->next_id++, p = (id - 1) % (uint32_t)r->n_props;
+			int st = (int)(xorshift(&rng) % LIVE_STATUSES);
+			rt_buf_printf(&b,
+				      "%s{\"id\":%u,\"property_id\":%u,\"region\":%ld,\"status\":\"%s\","
+				      "\"price\":%u,\"created_at\":%u,\"t\":%" PRIu64 "}",
+				      i ? "," : "", id, p, (long)p % r->n_regions, live_status_name(st),
+				      (unsigned)(1 + xorshift(&rng) % 1000), id, t);
+			model_set(m, id, (uint16_t)p, (uint8_t)st);
+		}
+		rt_buf_append_byte(&b, ']');
+		int status = http_call(r, "POST", "/rest/v1/" LIVE_TABLE, (const char *)b.data, b.len,
+				       NULL);
+		if (status < 200 || status >= 300) {
+			fprintf(stderr, "rtbench: seeding " LIVE_TABLE ": HTTP %d (--schema "
+					"bench/schema-live.sql?)\n", status);
+			rc = -1;
+		}
+	}
+	rt_buf_deinit(&b);
+	return rc;
+}
+
+static uint64_t live_max_pos(const struct run *r)
+{
+	uint64_t mp = 0;
+	for (int i = 0; i < r->n_workers; i++) {
+		uint64_t v = atomic_load_explicit(&r->workers[i]->max_pos, memory_order_relaxed);
+		if (v > mp)
+			mp = v;
+	}
+	return mp;
+}
+
+struct live_result {
+	uint64_t p0, final_pos, max_pos, pos_at_pub_end, acked;
+	uint64_t t_go, t_pub_end, t_acked, t_caught, t_quiet, t_cpu;
+	uint64_t lag_max, lag_n;
+	double lag_sum, cpu_s;
+	long long applied, reads, n_queries, n_subscriptions;
+	/* naive */
+	uint64_t naive_got, naive_ns;
+	double naive_cpu_s;
+	/* verification */
+	uint64_t v_subs, v_results, v_mismatches;
+};
+
+static uint64_t sum_delivered(const struct run *r);
+
+/* The live run once the subscribers hold their results: writes for
+ * --duration (the lag sampled meanwhile), the drain until the delivered
+ * position reaches the last change, then the naive way. */
+static void run_live(struct run *r, long pid, double cpu0, struct live_result *lr)
+{
+	struct opts *o = &r->o;
+	struct worker *w0 = r->workers[0];
+	uint64_t t_go = lr->t_go = rt_mono_ns();
+	uint64_t limit = t_go + (uint64_t)((o->duration_s + 10) * 1e9);
+	long long applied0 = server_metric(r, "rtsync_live_changes_applied_total");
+	long long reads0 = server_metric(r, "rtsync_live_reads_total");
+	lr->p0 = atomic_load(&r->p0);
+	while (!atomic_load_explicit(&r->pub_done, memory_order_acquire) && rt_mono_ns() < limit) {
+		uint64_t acked = atomic_load_explicit(&w0->acked_shared, memory_order_relaxed);
+		uint64_t mp = live_max_pos(r), committed = lr->p0 + acked;
+		if (mp < lr->p0)
+			mp = lr->p0;
+		uint64_t lag = committed > mp ? committed - mp : 0;
+		lr->lag_sum += (double)lag;
+		lr->lag_n++;
+		if (lag > lr->lag_max)
+			lr->lag_max = lag;
+		sleep_ms(10);
+	}
+	lr->t_pub_end = rt_mono_ns();
+	lr->pos_at_pub_end = live_max_pos(r);
+	uint64_t drain_end = lr->t_pub_end + (uint64_t)(o->drain_s * 1e9);
+	uint64_t sent = w0->pub_sent; /* final once pub_done is set */
+	while (rt_mono_ns() < drain_end &&
+	       atomic_load_explicit(&w0->answered_shared, memory_order_relaxed) < sent)
+		sleep_ms(1);
+	lr->t_acked = rt_mono_ns();
+	lr->acked = atomic_load(&w0->acked_shared);
+	lr->final_pos = lr->p0 + lr->acked;
+	while (rt_mono_ns() < drain_end && live_max_pos(r) < lr->final_pos)
+		sleep_ms(1);
+	lr->max_pos = live_max_pos(r);
+	if (lr->max_pos >= lr->final_pos)
+		lr->t_caught = rt_mono_ns();
+	/* the other subscribers' last messages: until none has come for 300 ms */
+	uint64_t seen = sum_delivered(r), quiet_since = rt_mono_ns();
+	while (rt_mono_ns() < drain_end && rt_mono_ns() - quiet_since < 300000000u) {
+		sleep_ms(5);
+		uint64_t now_seen = sum_delivered(r);
+		if (now_seen != seen) {
+			seen = now_seen;
+			quiet_since = rt_mono_ns();
+		}
+	}
+	lr->t_quiet = rt_mono_ns();
+	double cpu1 = pid > 0 ? proc_cpu_s(pid) : -1;
+	lr->t_cpu = rt_mono_ns();
+	lr->cpu_s = cpu0 >= 0 && cpu1 >= 0 ? cpu1 - cpu0 : -1;
+	long long applied1 = server_metric(r, "rtsync_live_changes_applied_total");
+	long long reads1 = server_metric(r, "rtsync_live_reads_total");
+	lr->applied = applied0 >= 0 && applied1 >= 0 ? applied1 - applied0 : -1;
+	lr->reads = reads0 >= 0 && reads1 >= 0 ? reads1 - reads0 : -1;
+	lr->n_queries = server_metric(r, "rtsync_live_queries");
+	lr->n_subscriptions = server_metric(r, "rtsync_live_subscriptions");
+	if (o->naive_s <= 0 || w0->n_pub < 2)
+		return;
+	sleep_ms(200); /* the last deliveries leave the server */
+	double n0 = pid > 0 ? proc_cpu_s(pid) : -1;
+	atomic_store_explicit(&r->naive_go, 1, memory_order_release);
+	limit = rt_mono_ns() + (uint64_t)((o->naive_s + 10) * 1e9);
+	while (!atomic_load_explicit(&r->naive_done, memory_order_acquire) && rt_mono_ns() < limit)
+		sleep_ms(2);
+	double n1 = pid > 0 ? proc_cpu_s(pid) : -1;
+	lr->naive_cpu_s = n0 >= 0 && n1 >= 0 ? n1 - n0 : -1;
+	lr->naive_got = atomic_load(&w0->naive_got_shared);
+	lr->naive_ns = atomic_load(&w0->naive_ns_shared);
+}
+
+/* Every verifying subscriber's copy against a REST read of its query, read
+ * once per definition (the server is quiet: no write is under way). */
+static void live_verify(struct run *r, struct live_result *lr)
+{
+	json_t **rest = calloc((size_t)r->o.queries, sizeof *rest);
+	if (!rest)
+		return;
+	for (int i = 0; i < r->n_workers; i++) {
+		struct worker *w = r->workers[i];
+		for (size_t n = 0; n < w->n_conns; n++) {
+			struct lsub *ls = w->conns[n].lv;
+			if (!ls || !ls->is_verify || !ls->got_result)
+				continue;
+			lr->v_subs++;
+			for (uint32_t j = 0; j < ls->n_q; j++) {
+				uint32_t k = ls->def[j];
+				if (!rest[k]) {
+					char target[400];
+					struct rt_buf b;
+					rt_buf_init(&b);
+					snprintf(target, sizeof target, "/rest/v1/" LIVE_TABLE "?%s", r->defs[k]);
+					int st = http_call(r, "GET", target, NULL, 0, &b);
+					rest[k] = st == 200 ? json_loadb((const char *)b.data, b.len, 0, NULL)
+							    : NULL;
+					if (!rest[k])
+						rest[k] = json_string("(the REST read failed)");
+					rt_buf_deinit(&b);
+				}
+				lr->v_results++;
+				if (ls->has[j] && json_equal(ls->rows[j], rest[k]))
+					continue;
+				if (lr->v_mismatches++ < 3) {
+					char *a = ls->has[j] ? json_dumps(ls->rows[j], JSON_COMPACT) : NULL;
+					char *b = json_dumps(rest[k], JSON_COMPACT | JSON_ENCODE_ANY);
+					fprintf(stderr, "rtbench: subscriber %u, q%u (%s):\n  copy %.600s\n  REST %.600s\n",
+						ls->index, k, r->defs[k], a ? a : "(none)", b ? b : "?");
+					free(a);
+					free(b);
+				}
+			}
+		}
+	}
+	for (long k = 0; k < r->o.queries; k++)
+		json_decref(rest[k]);
+	free(rest);
+}
+
+static void live_free(struct run *r)
+{
+	for (long k = 0; r->defs && k < r->o.queries; k++)
+		free(r->defs[k]);
+	free(r->defs);
+	free(r->naive_ring);
+	model_free(&r->model);
 }
 
 /* ---- main ------------------------------------------------------------------- */
@@ -2065,6 +3008,71 @@ static void print_common(const struct run *r, const struct totals *t, double set
 	}
 }
 
+static void print_live(const struct run *r, const struct totals *t, const struct live_result *lr,
+		       double setup_s, int server_exit, double pub_s, long pid, long rss_end)
+{
+	const struct opts *o = &r->o;
+	const struct worker *w0 = r->workers[0];
+	uint64_t live_errors = 0, diff_errors = 0, samples = 0;
+	for (int i = 0; i < r->n_workers; i++) {
+		live_errors += r->workers[i]->live_errors;
+		diff_errors += r->workers[i]->diff_errors;
+		samples += r->workers[i]->lat_samples;
+	}
+	double rate = pub_s > 0 ? (double)lr->acked / pub_s : 0;
+	double cpu_us = lr->cpu_s >= 0 && lr->acked ? 1e6 * lr->cpu_s / (double)lr->acked : -1;
+	printf("\"queries\":%ld,\"subscribers\":%ld,\"per_sub\":%ld,\"verify\":%ld,\"seed_rows\":%ld,"
+	       "\"throttle_ms\":%ld,\"rate\":%ld,\"write_rows\":%ld,\"duration_s\":%.3f,",
+	       o->queries, o->subscribers, o->per_sub, o->verify, o->seed_rows, o->throttle_ms,
+	       o->rate, o->write_rows, o->duration_s);
+	print_common(r, t, setup_s, server_exit);
+	printf("\"changes\":%" PRIu64 ",\"writes_failed\":%" PRIu64 ",\"send_skipped\":%" PRIu64
+	       ",\"mix\":{\"insert\":%" PRIu64 ",\"update\":%" PRIu64 ",\"delete\":%" PRIu64 "},"
+	       "\"changes_per_s\":%.0f,",
+	       lr->acked, w0->write_failed, w0->pub_skipped, w0->n_mix[0], w0->n_mix[1],
+	       w0->n_mix[2], rate);
+	printf("\"start_position\":%" PRIu64 ",\"final_position\":%" PRIu64
+	       ",\"delivered_position\":%" PRIu64 ",\"position_ok\":%s,"
+	       "\"delivered_per_s\":%.0f,\"lag_changes\":{\"mean\":%.0f,\"max\":%" PRIu64 "},"
+	       "\"catchup_s\":%.3f,\"last_message_s\":%.3f,",
+	       lr->p0, lr->final_pos, lr->max_pos, lr->max_pos == lr->final_pos ? "true" : "false",
+	       pub_s > 0 && lr->pos_at_pub_end > lr->p0 ? (double)(lr->pos_at_pub_end - lr->p0) / pub_s
+							 : 0,
+	       lr->lag_n ? lr->lag_sum / (double)lr->lag_n : 0, lr->lag_max,
+	       lr->t_caught ? secs(lr->t_acked, lr->t_caught) : -1,
+	       secs(lr->t_acked, lr->t_quiet) - 0.3);
+	printf("\"messages\":%" PRIu64 ",\"messages_per_s\":%.0f,\"duplicates\":%" PRIu64
+	       ",\"undecodable\":%" PRIu64 ",\"live_errors\":%" PRIu64 ",\"diff_errors\":%" PRIu64
+	       ",\"latency_samples\":%" PRIu64 ",",
+	       t->delivered, pub_s > 0 ? (double)t->delivered / pub_s : 0, t->duplicates, t->bad_msgs,
+	       live_errors, diff_errors, samples);
+	print_latency(&t->hist);
+	printf("\"server\":{\"pid\":%ld,\"cpu_s\":%.2f,\"cpu_pct\":%.1f,\"cpu_us_per_change\":%.2f,"
+	       "\"rss_kb_end\":%ld,\"live_queries\":%lld,\"live_subscriptions\":%lld,"
+	       "\"live_applied\":%lld,\"live_reads\":%lld},",
+	       pid, lr->cpu_s, lr->cpu_s >= 0 ? 100 * lr->cpu_s / secs(lr->t_go, lr->t_cpu) : -1,
+	       cpu_us, rss_end, lr->n_queries, lr->n_subscriptions, lr->applied, lr->reads);
+	double per_change = r->naive_n ? (double)r->affected / (double)r->naive_n : 0;
+	double naive_s = (double)lr->naive_ns / 1e9;
+	double gets_per_s = naive_s > 0 ? (double)lr->naive_got / naive_s : 0;
+	double naive_rate = per_change > 0 ? gets_per_s / per_change : 0;
+	double naive_cpu_get = lr->naive_got && lr->naive_cpu_s >= 0
+				       ? 1e6 * lr->naive_cpu_s / (double)lr->naive_got
+				       : -1;
+	double naive_cpu_change = naive_cpu_get >= 0 ? naive_cpu_get * per_change : -1;
+	printf("\"naive\":{\"s\":%.3f,\"conns\":%zu,\"gets\":%" PRIu64 ",\"failed\":%" PRIu64
+	       ",\"gets_per_s\":%.0f,\"affected_per_change\":%.3f,\"changes_per_s\":%.0f,"
+	       "\"cpu_us_per_get\":%.1f,\"cpu_us_per_change\":%.1f},",
+	       naive_s, w0->n_pub - 1, lr->naive_got, w0->naive_failed, gets_per_s, per_change,
+	       naive_rate, naive_cpu_get, naive_cpu_change);
+	printf("\"live_vs_naive\":{\"rate\":%.1f,\"cpu_per_change\":%.1f},",
+	       naive_rate > 0 ? rate / naive_rate : -1,
+	       naive_cpu_change > 0 && cpu_us > 0 ? naive_cpu_change / cpu_us : -1);
+	printf("\"verified\":{\"subscribers\":%" PRIu64 ",\"results\":%" PRIu64
+	       ",\"mismatches\":%" PRIu64 "},",
+	       lr->v_subs, lr->v_results, lr->v_mismatches);
+}
+
 /* The storm itself, on the main thread: down, write, up, wait. */
 struct storm_result {
 	bool is_ok;
@@ -2123,6 +3131,7 @@ int main(int argc, char **argv)
 	enum scenario sc = o->scenario;
 	size_t n_pub = sc == SC_FANOUT	  ? (size_t)((o->topics + TOPICS_PER_PUB - 1) / TOPICS_PER_PUB)
 		       : sc == SC_CHANGES ? (size_t)o->writers
+		       : sc == SC_LIVE	  ? 1 + (o->naive_s > 0 ? (size_t)o->naive_conns : 0)
 					  : 0;
 	size_t n_subs = (size_t)(sc == SC_IDLE ? o->connections : o->subscribers);
 	size_t n_slow = (size_t)o->slow;
@@ -2164,6 +3173,12 @@ int main(int argc, char **argv)
 		 is_v6 ? "]" : "", o->port);
 	snprintf(r->topic_prefix, sizeof r->topic_prefix, "bench-%ld-", (long)getpid());
 	snprintf(r->ws_query, sizeof r->ws_query, "&vsn=%s", o->vsn == 1 ? "1.0.0" : "2.0.0");
+	if (sc == SC_LIVE && live_prepare(r)) {
+		stop_server(spawned, SIGTERM);
+		live_free(r);
+		free(r);
+		return 1;
+	}
 	if (sc == SC_STORM) {
 		long long pos = db_last_position(o->db);
 		r->expected_per_topic = calloc((size_t)o->topics, sizeof *r->expected_per_topic);
@@ -2182,6 +3197,7 @@ int main(int argc, char **argv)
 	if (!r->workers) {
 		stop_server(spawned, SIGTERM);
 		free(r->expected_per_topic);
+		live_free(r);
 		free(r);
 		return 1;
 	}
@@ -2239,6 +3255,7 @@ int main(int argc, char **argv)
 	uint64_t t_go = rt_mono_ns(), t_pub_end = t_go, t_end = t_go;
 	uint64_t expected = 0, sent = 0, skipped = 0;
 	struct storm_result storm = {0};
+	struct live_result lr = {0};
 	bool needs_subs = sc != SC_IDLE;
 	if (is_ready && has_pub && (!needs_subs || subs_sum > 0)) {
 		atomic_store_explicit(&r->go, 1, memory_order_release);
@@ -2275,6 +3292,11 @@ int main(int argc, char **argv)
 			}
 			sent = w0->pub_sent;
 			skipped = w0->pub_skipped;
+		} else if (sc == SC_LIVE) {
+			run_live(r, pid, cpu0, &lr);
+			t_pub_end = lr.t_pub_end;
+			sent = r->workers[0]->pub_sent;
+			skipped = r->workers[0]->pub_skipped;
 		} else if (sc == SC_STORM) {
 			run_storm(r, &spawned, o->port, &storm);
 			o->server_pid = pid = spawned;
@@ -2289,13 +3311,18 @@ int main(int argc, char **argv)
 			exit_code = 0;
 	}
 	t_end = rt_mono_ns();
-	long slow_dropped = o->slow && exit_code == 0 ? server_slow_consumers(r) : -1;
+	long slow_dropped =
+		o->slow && exit_code == 0
+			? (long)server_metric(r, "rtsync_errors_total{reason=\"slow_consumer\"}")
+			: -1;
 	double cpu1 = pid > 0 ? proc_cpu_s(pid) : -1, ccpu1 = rusage_cpu_s(), mcpu1 = machine_busy_s();
 	long rss_end = pid > 0 ? proc_rss_kb(pid) : -1, client_rss = proc_rss_kb(0);
 	atomic_store(&r->stop, 1);
 
 	for (int i = 0; i < r->n_workers; i++)
 		pthread_join(r->workers[i]->thread, NULL);
+	if (sc == SC_LIVE && exit_code == 0)
+		live_verify(r, &lr);
 	/* a clean stop of the server we started (0 under ASan also means no leak) */
 	int server_exit = stop_server(spawned, SIGTERM);
 	spawned = -1;
@@ -2372,6 +3399,8 @@ int main(int argc, char **argv)
 		printf("\"server\":{\"pid\":%ld,\"cpu_pct\":%.1f,\"rss_kb_before\":%ld,"
 		       "\"rss_kb_setup\":%ld,\"rss_kb_end\":%ld},",
 		       pid, cpu_pct, rss_before, rss_setup, rss_end);
+	} else if (sc == SC_LIVE) {
+		print_live(r, &t, &lr, setup_s, server_exit, secs(t_go, t_pub_end), pid, rss_end);
 	} else if (sc == SC_STORM) {
 		printf("\"subscribers\":%ld,\"signal\":\"%s\",\"retry_ms\":%ld,", o->subscribers,
 		       o->kill_signal == SIGKILL ? "KILL" : "TERM", o->retry_ms);
@@ -2437,6 +3466,7 @@ out_free:
 		worker_free(r->workers[i]);
 	free(r->workers);
 	free(r->expected_per_topic);
+	live_free(r);
 	free(r);
 	return exit_code;
 }

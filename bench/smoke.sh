@@ -2,7 +2,8 @@
 # A few seconds of every rtbench scenario (and of rtfloor) at small sizes, against the rtsync of
 # BUILD_DIR (make test: the sanitizer build), asserting sane results: every
 # socket joined, nothing lost, nothing duplicated, the slow consumers dropped
-# without touching the others, every storm client resumed.
+# without touching the others, every storm client resumed, every live query
+# copy equal to a REST read.
 #   bench/smoke.sh BUILD_DIR
 # Prints "bench-smoke: N passed, M failed".
 set -uo pipefail
@@ -96,6 +97,14 @@ check "changes --rls --write-rows 10: 100 users, rows inserted ten to a request"
 	changes --url ws://127.0.0.1:0 --apikey "$key" \
 	--spawn "$serve --data-dir $d --schema $root/bench/schema-rls.sql" --jwt-secret "$secret" --rls \
 	--subscribers 100 --topics 100 --rate 200 --write-rows 10 --duration 1
+
+d=$tmp/live && mkdir -p "$d"
+check "live: 10 queries, 50 subscribers, REST inserts, updates, deletes; every copy equals REST" \
+	'r.server_exit === 0 && r.connected === 53 && r.writes_failed === 0 && r.changes >= 1000 && r.position_ok && r.duplicates === 0 && r.live_errors === 0 && r.diff_errors === 0 && r.latency_samples > 0 && r.server.live_queries === 10 && r.server.live_subscriptions === 100 && r.naive.gets > 0 && r.naive.failed === 0 && r.verified.subscribers === 50 && r.verified.results === 100 && r.verified.mismatches === 0' \
+	live --url ws://127.0.0.1:0 --apikey "$key" \
+	--spawn "$serve --data-dir $d --schema $root/bench/schema-live.sql" \
+	--queries 10 --subscribers 50 --seed-rows 40 --rate 1000 --write-rows 20 --duration 1.5 \
+	--naive 0.5 --naive-conns 2
 
 d=$tmp/storm && mkdir -p "$d"
 check "storm: 100 clients, server killed, 30 rows written while down, all resumed" \

@@ -1301,7 +1301,16 @@ static void begin_batch(struct rt_live_query *q, uint64_t stamp)
 static void window_apply(struct rt_live_query *q, const struct rt_change *ch)
 {
 	const struct rt_live_def *d = q->d;
-	if (ch->old_record) {
+	/* A held row matched when it was read or inserted, and the old row of
+	 * its next change is that version: an old row that does not match is
+	 * not held, so most changes cost a filter check, not a key (an old row
+	 * without all its columns — PostgreSQL's key only — is looked up). A
+	 * new row that does not match is not held either, unless its old row is
+	 * (removed above). */
+	bool is_old = ch->old_record && (json_object_size(ch->old_record) < d->t->n_cols ||
+					 row_matches(q, ch->old_record));
+	bool is_new = ch->record && ch->type != RT_CHANGE_DELETE && row_matches(q, ch->record);
+	if (is_old) {
 		char *k = key_of(d, ch->old_record, d->pk, d->n_pk);
 		struct wrow *w;
 		HASH_FIND_STR(q->by_key, k, w);
@@ -1309,14 +1318,13 @@ static void window_apply(struct rt_live_query *q, const struct rt_change *ch)
 		if (w)
 			window_remove(q, w);
 	}
-	if (ch->record && ch->type != RT_CHANGE_DELETE) {
+	if (is_new) {
 		char *k = key_of(d, ch->record, d->pk, d->n_pk);
 		struct wrow *w;
 		HASH_FIND_STR(q->by_key, k, w);
 		if (w) /* an insert of a row already held (a re-read saw it) */
 			window_remove(q, w);
-		if (row_matches(q, ch->record) &&
-		    (q->is_complete ||
+		if ((q->is_complete ||
 		     (q->n_rows && cmp_rows(d, ch->record, q->rows[q->n_rows - 1]->row) < 0))) {
 			window_insert(q, k, json_deep_copy(ch->record));
 			k = NULL;

@@ -813,12 +813,86 @@ static void test_reserve_and_history(void **state)
 	rt_store_close(s);
 }
 
+/* A window skips the changes of rows its filter does not select, and still
+ * lets a held row go when it leaves the filter or is deleted, also when the
+ * old row carries only its key (PostgreSQL without REPLICA IDENTITY FULL). */
+static void test_window_filter_changes(void **state)
+{
+	struct rt_store *s = open_store();
+	struct rt_live *l = rt_live_new(s, NULL);
+	struct rt_auth svc = {.role = "service_role"};
+	const struct rt_store_table *t = bookings(s);
+	char err[256];
+	struct rt_live_query *q = rt_live_open(
+		l, def_of(s, "q", "select=id&status=eq.open&order=id&limit=5", err, sizeof err), &svc,
+		err, sizeof err);
+	assert_non_null(q);
+	uint64_t pos = rt_live_position(q);
+	struct {
+		enum rt_change_type type;
+		const char *record, *old; /* JSON or NULL */
+		const char *want;         /* the ids of the result after it */
+	} steps[] = {
+		{RT_CHANGE_INSERT, "{\"id\":1,\"status\":\"open\",\"owner\":\"u1\"}", NULL, "[1]"},
+		{RT_CHANGE_INSERT, "{\"id\":2,\"status\":\"held\",\"owner\":\"u1\"}", NULL, "[1]"},
+		{RT_CHANGE_INSERT, "{\"id\":3,\"status\":\"open\",\"owner\":\"u1\"}", NULL, "[1,3]"},
+		/* a row outside the filter changes, stays outside */
+		{RT_CHANGE_UPDATE, "{\"id\":2,\"status\":\"closed\",\"owner\":\"u2\"}",
+		 "{\"id\":2,\"status\":\"held\",\"owner\":\"u1\"}", "[1,3]"},
+		/* enters the filter */
+		{RT_CHANGE_UPDATE, "{\"id\":2,\"status\":\"open\",\"owner\":\"u2\"}",
+		 "{\"id\":2,\"status\":\"closed\",\"owner\":\"u2\"}", "[1,2,3]"},
+		/* leaves it: its new row does not match, its old row does */
+		{RT_CHANGE_UPDATE, "{\"id\":1,\"status\":\"held\",\"owner\":\"u1\"}",
+		 "{\"id\":1,\"status\":\"open\",\"owner\":\"u1\"}", "[2,3]"},
+		/* leaves it with only the key as old row */
+		{RT_CHANGE_UPDATE, "{\"id\":2,\"status\":\"held\",\"owner\":\"u2\"}", "{\"id\":2}",
+		 "[3]"},
+		/* deleted, key only */
+		{RT_CHANGE_DELETE, NULL, "{\"id\":3}", "[]"},
+		/* deleted outside the filter */
+		{RT_CHANGE_DELETE, NULL, "{\"id\":1,\"status\":\"held\",\"owner\":\"u1\"}", "[]"},
+	};
+	size_t n_cols = t->n_cols;
+	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+		struct rt_change ch = {.pos = ++pos, .type = steps[i].type, .table = t};
+		ch.record = steps[i].record ? json_loads(steps[i].record, 0, NULL) : NULL;
+		ch.old_record = steps[i].old ? json_loads(steps[i].old, 0, NULL) : NULL;
+		/* the store's records carry every column */
+		json_t *rows[2] = {ch.record, ch.old_record};
+		for (size_t k = 0; k < 2; k++)
+			for (size_t c = 0; rows[k] && json_object_size(rows[k]) > 1 && c < n_cols; c++)
+				if (!json_object_get(rows[k], t->cols[c].name))
+					json_object_set_new(rows[k], t->cols[c].name, json_null());
+		rt_live_apply(l, &ch, 1, pos);
+		json_decref(ch.record);
+		json_decref(ch.old_record);
+		json_t *r = rt_live_result(q), *ids = json_array();
+		size_t k;
+		json_t *row;
+		json_array_foreach(json_object_get(r, "rows"), k, row)
+			json_array_append(ids, json_object_get(row, "id"));
+		json_t *want = json_loads(steps[i].want, 0, NULL);
+		if (!json_equal(ids, want)) {
+			char *got = json_dumps(ids, JSON_COMPACT);
+			fail_msg("step %zu: %s, want %s", i, got, steps[i].want);
+		}
+		json_decref(want);
+		json_decref(ids);
+		json_decref(r);
+	}
+	rt_live_close(l, q);
+	rt_live_free(l);
+	rt_store_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_definition_errors),
 		cmocka_unit_test(test_sharing),
 		cmocka_unit_test(test_reserve_and_history),
+		cmocka_unit_test(test_window_filter_changes),
 		cmocka_unit_test(test_random_writes),
 	};
 	const struct CMUnitTest pg_tests[] = {
