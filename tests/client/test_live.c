@@ -940,7 +940,7 @@ static void test_options_refused(void **state)
 	assert_int_equal(rt_lq_subscribe(ch, one, 0), RT_EINVAL);
 	assert_int_equal(rt_lq_subscribe(ch, bad_defs[2], 1), RT_EINVAL);
 	struct rt_lq_def many[RT_LQ_MAX_QUERIES];
-	char ids[RT_LQ_MAX_QUERIES][8];
+	char ids[RT_LQ_MAX_QUERIES][16];
 	for (int i = 0; i < RT_LQ_MAX_QUERIES; i++) {
 		snprintf(ids[i], sizeof ids[i], "q%d", i);
 		many[i] = (struct rt_lq_def){ids[i], NULL, "t", NULL};
