@@ -2,7 +2,8 @@
  * librtsync: a C client for rtsync and Supabase Realtime (Phoenix Channels,
  * vsn 1.0.0 JSON over WebSocket). One struct rt_client owns one connection
  * and any number of channels; each channel can receive postgres_changes,
- * broadcast and presence, and send broadcasts and presence updates. The
+ * broadcast and presence, send broadcasts and presence updates, and keep
+ * live queries' results (rtsync's extension, docs/live.md) locally. The
  * client keeps itself connected: heartbeats detect a dead server, reconnects
  * back off exponentially with full jitter, every channel is rejoined with the
  * position of the last change it saw, so the server replays what was missed.

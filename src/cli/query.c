@@ -155,9 +155,10 @@ static void print_diff(const struct rt_lq_event *ev)
 	const json_t *op;
 	json_array_foreach(ops, i, op) {
 		const char *kind = json_string_value(json_object_get(op, "op"));
-		n[!strcmp(kind, "enter") ? 0 : !strcmp(kind, "leave") ? 1
-					     : !strcmp(kind, "move")  ? 2
-								      : 3]++;
+		n[!strcmp(kind, "enter")   ? 0
+		  : !strcmp(kind, "leave") ? 1
+		  : !strcmp(kind, "move")  ? 2
+					   : 3]++;
 	}
 	printf("diff @%s:", ev->position);
 	bool first = true;
@@ -318,10 +319,19 @@ int rt_cli_query(int argc, char **argv)
 		case OPT_HEARTBEAT: ok = parse_long(optarg, 1, 3600000, &heartbeat); break;
 		case OPT_JSON: x.is_json = true; break;
 		case OPT_QUIET: x.is_quiet = true; break;
-		case OPT_SCHEMA: schema = optarg; ok = *schema != 0; break;
-		case OPT_THROTTLE: ok = parse_long(optarg, 0, RT_LQ_MAX_WINDOW_MS, &throttle); break;
-		case OPT_DEBOUNCE: ok = parse_long(optarg, 0, RT_LQ_MAX_WINDOW_MS, &debounce); break;
-		case OPT_MAX_WAIT: ok = parse_long(optarg, 0, RT_LQ_MAX_WINDOW_MS, &max_wait); break;
+		case OPT_SCHEMA:
+			schema = optarg;
+			ok = *schema != 0;
+			break;
+		case OPT_THROTTLE:
+			ok = parse_long(optarg, 0, RT_LQ_MAX_WINDOW_MS, &throttle);
+			break;
+		case OPT_DEBOUNCE:
+			ok = parse_long(optarg, 0, RT_LQ_MAX_WINDOW_MS, &debounce);
+			break;
+		case OPT_MAX_WAIT:
+			ok = parse_long(optarg, 0, RT_LQ_MAX_WINDOW_MS, &max_wait);
+			break;
 		case OPT_COUNT: ok = parse_long(optarg, 1, LONG_MAX, &x.count); break;
 		case 'h': fputs(query_help, stdout); return 0;
 		default: ok = false; break;
@@ -371,9 +381,10 @@ int rt_cli_query(int argc, char **argv)
 	int rc = rt_client_new(&o, &client);
 	if (rc) {
 		fprintf(stderr, "rtsync query: %s\n",
-			rc == RT_EINVAL ? "bad --url (ws://host:port or http://host:port), or a key "
-					  "that is not UTF-8"
-					: rt_strerror(rc));
+			rc == RT_EINVAL
+				? "bad --url (ws://host:port or http://host:port), or a key "
+				  "that is not UTF-8"
+				: rt_strerror(rc));
 		return rc == RT_EINVAL ? RT_CLI_EXIT_USAGE : RT_CLI_EXIT_FAILURE;
 	}
 	struct rt_lq_def def = {.id = "q", .schema = schema, .table = table, .query = query};
@@ -396,7 +407,8 @@ int rt_cli_query(int argc, char **argv)
 	rc = rt_channel_join(client, &co, &ch);
 	if (rc) {
 		fprintf(stderr, "rtsync query: %s\n",
-			rc == RT_EINVAL ? "bad TABLE, QUERY or --schema (not UTF-8?)" : rt_strerror(rc));
+			rc == RT_EINVAL ? "bad TABLE, QUERY or --schema (not UTF-8?)"
+					: rt_strerror(rc));
 		rt_client_free(client);
 		return rc == RT_EINVAL ? RT_CLI_EXIT_USAGE : RT_CLI_EXIT_FAILURE;
 	}

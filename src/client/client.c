@@ -581,7 +581,8 @@ static json_t *join_payload(struct rt_client_channel *ch)
 	if (ch->pos[0] || ch->has_live) {
 		json_t *ext = json_object();
 		if (!ext || json_object_set_new(cfg, "rtsync", ext) ||
-		    (ch->pos[0] && json_object_set_new(ext, "resume_after", json_string(ch->pos))) ||
+		    (ch->pos[0] &&
+		     json_object_set_new(ext, "resume_after", json_string(ch->pos))) ||
 		    (ch->has_live && json_object_set_new(ext, "live", live_join_config(ch)))) {
 			json_decref(cfg);
 			return NULL;
@@ -1084,10 +1085,12 @@ static void handle_reply(struct rt_client *c, struct rt_client_channel *ch, cons
 		char reason[512] = "";
 		if (!ok)
 			reason_text(json_object_get(payload, "response"), reason, sizeof reason);
-		if (!ok && (kind == PUSH_LIVE_SUBSCRIBE || kind == PUSH_LIVE_UNSUBSCRIBE))
-			emit_error(c, wch, RT_EPROTO, "%s refused on %s: %s",
-				   kind == PUSH_LIVE_SUBSCRIBE ? "live_subscribe" : "live_unsubscribe",
-				   wch->topic, reason);
+		if (!ok && (kind == PUSH_LIVE_SUBSCRIBE || kind == PUSH_LIVE_UNSUBSCRIBE)) {
+			const char *what = kind == PUSH_LIVE_SUBSCRIBE ? "live_subscribe"
+								       : "live_unsubscribe";
+			emit_error(c, wch, RT_EPROTO, "%s refused on %s: %s", what, wch->topic,
+				   reason);
+		}
 		char *response = NULL;
 		if (IS_WRITE_LIKE(kind)) {
 			bool oom = false;
@@ -1918,8 +1921,8 @@ static struct live_query *live_query_new(struct rt_client *c, const struct rt_lq
 		return NULL;
 	*lq = (struct live_query){.is_pending = true};
 	rt_livecopy_init(&lq->copy, &c->alloc);
-	lq->def = json_pack("{s:s,s:s,s:s}", "id", d->id, "schema", d->schema ? d->schema : "public",
-			    "table", d->table);
+	lq->def = json_pack("{s:s,s:s,s:s}", "id", d->id, "schema",
+			    d->schema ? d->schema : "public", "table", d->table);
 	if (!lq->def || (d->query && *d->query &&
 			 json_object_set_new(lq->def, "query", json_string(d->query)))) {
 		live_query_free(c, lq);
@@ -1933,13 +1936,13 @@ static struct live_query *live_query_new(struct rt_client *c, const struct rt_lq
 static json_t *lq_options_json(const struct rt_lq_options *o)
 {
 	json_t *v = json_object();
-	if (!v || (o->throttle_ms && json_object_set_new(v, "throttle_ms",
-							 json_integer(o->throttle_ms))) ||
-	    (o->debounce_ms && json_object_set_new(v, "debounce_ms", json_integer(o->debounce_ms))) ||
-	    (o->max_wait_ms && json_object_set_new(v, "max_wait_ms", json_integer(o->max_wait_ms)))) {
-		json_decref(v);
-		return NULL;
-	}
+	static const char *const names[] = {"throttle_ms", "debounce_ms", "max_wait_ms"};
+	const unsigned ms[] = {o->throttle_ms, o->debounce_ms, o->max_wait_ms};
+	for (size_t i = 0; v && i < 3; i++)
+		if (ms[i] && json_object_set_new(v, names[i], json_integer(ms[i]))) {
+			json_decref(v);
+			return NULL;
+		}
 	return v;
 }
 

@@ -221,9 +221,8 @@ static int apply_diff(struct rt_livecopy *lc, const json_t *entry, char *err, si
 			say(err, err_cap, rc, "ops[%zu]: %s without a row object", i, kind);
 			goto out_free;
 		}
-		if ((is_enter || is_move) &&
-		    (!json_is_integer(iv) || json_integer_value(iv) < 0 ||
-		     json_integer_value(iv) >= RT_LIVECOPY_MAX_ROWS)) {
+		if ((is_enter || is_move) && (!json_is_integer(iv) || json_integer_value(iv) < 0 ||
+					      json_integer_value(iv) >= RT_LIVECOPY_MAX_ROWS)) {
 			say(err, err_cap, rc, "ops[%zu]: %s without a valid index", i, kind);
 			goto out_free;
 		}
@@ -276,8 +275,9 @@ static int apply_diff(struct rt_livecopy *lc, const json_t *entry, char *err, si
 			next++;
 		} else {
 			/* the counts match, so an old row is left for every such p */
-			while (old < n && json_is_true(json_object_get(
-						  seen, json_string_value(json_array_get(lc->keys, old)))))
+			while (old < n &&
+			       json_is_true(json_object_get(
+				       seen, json_string_value(json_array_get(lc->keys, old)))))
 				old++;
 			if (old >= n) {
 				rc = say(err, err_cap, RT_EPROTO, "the diff does not add up");
@@ -354,7 +354,8 @@ int rt_livecopy_check_message(const json_t *payload, char *err, size_t err_cap)
 		return say(err, err_cap, RT_EPROTO, "live_query without a decimal position");
 	const json_t *qs = json_object_get(payload, "queries");
 	if (!json_is_array(qs) || json_array_size(qs) > RT_LIVECOPY_MAX_ENTRIES)
-		return say(err, err_cap, RT_EPROTO, "live_query queries is not an array of at most %d",
+		return say(err, err_cap, RT_EPROTO,
+			   "live_query queries is not an array of at most %d",
 			   RT_LIVECOPY_MAX_ENTRIES);
 	size_t i;
 	const json_t *e;
@@ -369,7 +370,8 @@ int rt_livecopy_check_message(const json_t *payload, char *err, size_t err_cap)
 		for (size_t k = 0; k < i; k++)
 			if (json_equal(json_object_get(json_array_get(qs, k), "id"), id))
 				return say(err, err_cap, RT_EPROTO,
-					   "live_query names query %s twice", json_string_value(id));
+					   "live_query names query %s twice",
+					   json_string_value(id));
 	}
 	return 0;
 }

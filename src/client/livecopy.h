@@ -29,11 +29,11 @@
 
 #include "rtsync/rtsync.h"
 
-#define RT_LIVECOPY_MAX_ROWS 100000
-#define RT_LIVECOPY_MAX_OPS (2 * RT_LIVECOPY_MAX_ROWS)
-#define RT_LIVECOPY_MAX_KEY 8192
+#define RT_LIVECOPY_MAX_ROWS	100000
+#define RT_LIVECOPY_MAX_OPS	(2 * RT_LIVECOPY_MAX_ROWS)
+#define RT_LIVECOPY_MAX_KEY	8192
 #define RT_LIVECOPY_MAX_ENTRIES 128
-#define RT_LIVECOPY_MAX_ID 64
+#define RT_LIVECOPY_MAX_ID	64
 
 struct rt_livecopy {
 	json_t *rows; /* the result's rows in order; NULL before the first result */

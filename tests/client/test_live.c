@@ -211,10 +211,10 @@ static bool pump_until_result(struct rt_client *c, struct obs *o, const char *id
 /* ---- against the server ---- */
 
 #define W_QUERY "select=id,starts,amount&property=eq.p&order=starts.desc&limit=3"
-#define W_REST "bookings?select=id,starts,amount&property=eq.p&order=starts.desc,id.asc&limit=3"
+#define W_REST	"bookings?select=id,starts,amount&property=eq.p&order=starts.desc,id.asc&limit=3"
 #define K_QUERY "select=status,n:count(),total:amount.sum(),hi:amount.max()&property=eq.p"
-#define K_REST                                                                                 \
-	"bookings?select=status,n:count(),total:amount.sum(),hi:amount.max()&property=eq.p"    \
+#define K_REST                                                                                     \
+	"bookings?select=status,n:count(),total:amount.sum(),hi:amount.max()&property=eq.p"        \
 	"&order=status"
 
 static const struct rt_lq_def both_defs[] = {
@@ -244,11 +244,13 @@ static void test_window_and_aggregate(void **state)
 
 	/* the client's own write: enters at the front of the window */
 	uint64_t wid;
-	assert_int_equal(rt_channel_write(ch, "{\"type\":\"insert\",\"table\":\"bookings\","
-					      "\"record\":{\"id\":5,\"property\":\"p\",\"owner\":\"u3\","
-					      "\"status\":\"open\",\"amount\":5,\"starts\":50}}",
-					  &wid),
-			 0);
+	assert_int_equal(
+		rt_channel_write(ch,
+				 "{\"type\":\"insert\",\"table\":\"bookings\","
+				 "\"record\":{\"id\":5,\"property\":\"p\",\"owner\":\"u3\","
+				 "\"status\":\"open\",\"amount\":5,\"starts\":50}}",
+				 &wid),
+		0);
 	assert_true(converges(c, ch, "w", &s, W_REST, tok, 5000));
 	assert_true(converges(c, ch, "kpi", &s, K_REST, tok, 5000));
 	/* outside writes: a row leaves the window (the reserve fills it), a
@@ -601,12 +603,12 @@ static void ids_of(const json_t *defs, char *out, size_t cap)
 	size_t at = 0;
 	out[0] = 0;
 	for (size_t i = 0; i < json_array_size(defs); i++)
-		at += (size_t)snprintf(out + at, cap - at, "%s%s", i ? "," : "",
-				       json_string_value(json_object_get(json_array_get(defs, i), "id")));
+		at += (size_t)snprintf(
+			out + at, cap - at, "%s%s", i ? "," : "",
+			json_string_value(json_object_get(json_array_get(defs, i), "id")));
 }
 
-static const char *result_text(struct rt_client_channel *ch, const char *id, char *buf,
-			       size_t cap)
+static const char *result_text(struct rt_client_channel *ch, const char *id, char *buf, size_t cap)
 {
 	char *rows = NULL;
 	int rc = rt_lq_result(ch, id, &rows, NULL);
@@ -634,13 +636,14 @@ static void test_protocol(void **state)
 	/* the join carries the definitions and the options, no resume yet */
 	json_t *m = fake_next(&f, c, "phx_join", 5000);
 	assert_non_null(m);
-	json_t *rt = json_object_get(json_object_get(json_object_get(m, "payload"), "config"),
-				     "rtsync");
-	json_t *want = json_loads("{\"queries\":[{\"id\":\"a\",\"schema\":\"public\",\"table\":"
-				  "\"todos\",\"query\":\"order=id\"},{\"id\":\"b\",\"schema\":"
-				  "\"public\",\"table\":\"todos\",\"query\":\"select=done,n:count()\"}],"
-				  "\"throttle_ms\":200}",
-				  0, NULL);
+	json_t *rt =
+		json_object_get(json_object_get(json_object_get(m, "payload"), "config"), "rtsync");
+	json_t *want =
+		json_loads("{\"queries\":[{\"id\":\"a\",\"schema\":\"public\",\"table\":"
+			   "\"todos\",\"query\":\"order=id\"},{\"id\":\"b\",\"schema\":"
+			   "\"public\",\"table\":\"todos\",\"query\":\"select=done,n:count()\"}],"
+			   "\"throttle_ms\":200}",
+			   0, NULL);
 	assert_true(json_equal(json_object_get(rt, "live"), want));
 	assert_null(json_object_get(rt, "resume_after"));
 	json_decref(want);
@@ -904,8 +907,8 @@ static void test_options_refused(void **state)
 	memset(id65, 'x', 65);
 	id65[65] = 0;
 	const struct rt_lq_def bad_defs[][1] = {
-		{{NULL, NULL, "t", NULL}}, {{"", NULL, "t", NULL}}, {{id65, NULL, "t", NULL}},
-		{{"a", NULL, NULL, NULL}}, {{"a", NULL, "", NULL}}, {{"a", "", "t", NULL}},
+		{{NULL, NULL, "t", NULL}},  {{"", NULL, "t", NULL}}, {{id65, NULL, "t", NULL}},
+		{{"a", NULL, NULL, NULL}},  {{"a", NULL, "", NULL}}, {{"a", "", "t", NULL}},
 		{{"a", NULL, "t", "\xff"}},
 	};
 	for (size_t i = 0; i < sizeof bad_defs / sizeof *bad_defs; i++) {

@@ -70,7 +70,8 @@ static void result_of(struct rt_livecopy *lc, int n)
 	char buf[4096];
 	int at = snprintf(buf, sizeof buf, "{\"id\":\"w\",\"kind\":\"result\",\"keys\":[");
 	for (int i = 1; i <= n; i++)
-		at += snprintf(buf + at, sizeof buf - (size_t)at, "%s\"[%d]\"", i > 1 ? "," : "", i);
+		at += snprintf(buf + at, sizeof buf - (size_t)at, "%s\"[%d]\"", i > 1 ? "," : "",
+			       i);
 	at += snprintf(buf + at, sizeof buf - (size_t)at, "],\"rows\":[");
 	for (int i = 1; i <= n; i++)
 		at += snprintf(buf + at, sizeof buf - (size_t)at, "%s{\"id\":%d}", i > 1 ? "," : "",
@@ -91,7 +92,8 @@ static void ids_of(const struct rt_livecopy *lc, char *out, size_t cap)
 				       (long long)json_integer_value(json_object_get(r, "id")));
 		/* every key matches its row */
 		char k[32];
-		snprintf(k, sizeof k, "[%lld]", (long long)json_integer_value(json_object_get(r, "id")));
+		snprintf(k, sizeof k, "[%lld]",
+			 (long long)json_integer_value(json_object_get(r, "id")));
 		assert_string_equal(json_string_value(json_array_get(lc->keys, i)), k);
 	}
 }
@@ -106,9 +108,10 @@ static void test_result(void **state)
 	assert_int_equal(apply(&lc, "{\"kind\":\"result\",\"keys\":[],\"rows\":[]}"), 0);
 	assert_true(rt_livecopy_has_result(&lc));
 	assert_int_equal(rt_livecopy_count(&lc), 0);
-	assert_int_equal(apply(&lc, "{\"id\":\"open\",\"kind\":\"result\",\"keys\":[\"[17]\",\"[9]\"],"
-				    "\"rows\":[{\"id\":17,\"guest\":\"Ada\"},{\"id\":9,\"guest\":\"Bo\"}]}"),
-			 0);
+	assert_int_equal(
+		apply(&lc, "{\"id\":\"open\",\"kind\":\"result\",\"keys\":[\"[17]\",\"[9]\"],"
+			   "\"rows\":[{\"id\":17,\"guest\":\"Ada\"},{\"id\":9,\"guest\":\"Bo\"}]}"),
+		0);
 	assert_rows(&lc, "[{\"id\":17,\"guest\":\"Ada\"},{\"id\":9,\"guest\":\"Bo\"}]");
 	/* a resync result replaces it whole */
 	assert_int_equal(apply(&lc, "{\"kind\":\"result\",\"resync\":true,\"keys\":[\"[1]\"],"
@@ -116,13 +119,16 @@ static void test_result(void **state)
 			 0);
 	assert_rows(&lc, "[{\"id\":1}]");
 	/* the example of docs/live.md */
-	assert_int_equal(apply(&lc, "{\"kind\":\"result\",\"keys\":[\"[17]\",\"[9]\"],"
-				    "\"rows\":[{\"id\":17,\"guest\":\"Ada\"},{\"id\":9,\"guest\":\"Bo\"}]}"),
-			 0);
+	assert_int_equal(
+		apply(&lc, "{\"kind\":\"result\",\"keys\":[\"[17]\",\"[9]\"],"
+			   "\"rows\":[{\"id\":17,\"guest\":\"Ada\"},{\"id\":9,\"guest\":\"Bo\"}]}"),
+		0);
 	assert_int_equal(apply(&lc, "{\"id\":\"open\",\"kind\":\"diff\",\"ops\":["
 				    "{\"op\":\"leave\",\"key\":\"[9]\"},"
-				    "{\"op\":\"enter\",\"key\":\"[21]\",\"index\":0,\"row\":{\"id\":21,\"guest\":\"Cy\"}},"
-				    "{\"op\":\"change\",\"key\":\"[17]\",\"row\":{\"id\":17,\"guest\":\"Ada L.\"}}]}"),
+				    "{\"op\":\"enter\",\"key\":\"[21]\",\"index\":0,\"row\":{"
+				    "\"id\":21,\"guest\":\"Cy\"}},"
+				    "{\"op\":\"change\",\"key\":\"[17]\",\"row\":{\"id\":17,"
+				    "\"guest\":\"Ada L.\"}}]}"),
 			 0);
 	assert_rows(&lc, "[{\"id\":21,\"guest\":\"Cy\"},{\"id\":17,\"guest\":\"Ada L.\"}]");
 	assert_keys(&lc, "[\"[21]\",\"[17]\"]");
@@ -147,8 +153,8 @@ static void test_enter_every_index(void **state)
 			assert_int_equal(apply(&lc, d), 0);
 			size_t w = 0;
 			for (int i = 0, id = 1; i <= n; i++)
-				w += (size_t)snprintf(want + w, sizeof want - w, "%s%d", i ? "," : "",
-						      i == at ? 99 : id++);
+				w += (size_t)snprintf(want + w, sizeof want - w, "%s%d",
+						      i ? "," : "", i == at ? 99 : id++);
 			ids_of(&lc, ids, sizeof ids);
 			assert_string_equal(ids, want);
 			/* one past the end of the new result is refused */
@@ -181,8 +187,10 @@ static void test_leave_and_change_every_index(void **state)
 			json_t *r = json_array_get(lc.rows, (size_t)k - 1);
 			assert_true(json_is_true(json_object_get(r, "x")));
 			assert_int_equal(rt_livecopy_count(&lc), (size_t)n);
-			snprintf(d, sizeof d,
-				 "{\"kind\":\"diff\",\"ops\":[{\"op\":\"leave\",\"key\":\"[%d]\"}]}", k);
+			snprintf(
+				d, sizeof d,
+				"{\"kind\":\"diff\",\"ops\":[{\"op\":\"leave\",\"key\":\"[%d]\"}]}",
+				k);
 			assert_int_equal(apply(&lc, d), 0);
 			size_t w = 0;
 			for (int id = 1, i = 0; id <= n; id++)
@@ -221,8 +229,8 @@ static void test_move_every_index(void **state)
 			order[to] = from;
 			size_t w = 0;
 			for (int i = 0; i < n; i++)
-				w += (size_t)snprintf(want + w, sizeof want - w, "%s%d", i ? "," : "",
-						      order[i]);
+				w += (size_t)snprintf(want + w, sizeof want - w, "%s%d",
+						      i ? "," : "", order[i]);
 			ids_of(&lc, ids, sizeof ids);
 			assert_string_equal(ids, want);
 			/* a move to an index past the result */
@@ -252,26 +260,32 @@ static void test_aggregate_groups(void **state)
 			 0);
 	assert_rows(&lc, "[{\"count\":1,\"total\":7}]");
 	/* groups by property: one appears, one changes, one disappears */
-	assert_int_equal(apply(&lc, "{\"kind\":\"result\",\"keys\":[\"[\\\"p1\\\"]\",\"[\\\"p3\\\"]\"],"
-				    "\"rows\":[{\"property\":\"p1\",\"n\":2},{\"property\":\"p3\",\"n\":1}]}"),
-			 0);
+	assert_int_equal(
+		apply(&lc,
+		      "{\"kind\":\"result\",\"keys\":[\"[\\\"p1\\\"]\",\"[\\\"p3\\\"]\"],"
+		      "\"rows\":[{\"property\":\"p1\",\"n\":2},{\"property\":\"p3\",\"n\":1}]}"),
+		0);
 	assert_int_equal(apply(&lc, "{\"kind\":\"diff\",\"ops\":["
 				    "{\"op\":\"leave\",\"key\":\"[\\\"p3\\\"]\"},"
 				    "{\"op\":\"enter\",\"key\":\"[\\\"p2\\\"]\",\"index\":1,"
 				    "\"row\":{\"property\":\"p2\",\"n\":5}},"
-				    "{\"op\":\"change\",\"key\":\"[\\\"p1\\\"]\",\"row\":{\"property\":\"p1\",\"n\":3}}]}"),
+				    "{\"op\":\"change\",\"key\":\"[\\\"p1\\\"]\",\"row\":{"
+				    "\"property\":\"p1\",\"n\":3}}]}"),
 			 0);
 	assert_rows(&lc, "[{\"property\":\"p1\",\"n\":3},{\"property\":\"p2\",\"n\":5}]");
 	assert_keys(&lc, "[\"[\\\"p1\\\"]\",\"[\\\"p2\\\"]\"]");
 	/* a group ordered by its value moves to the front */
-	assert_int_equal(apply(&lc, "{\"kind\":\"diff\",\"ops\":[{\"op\":\"move\",\"key\":\"[\\\"p2\\\"]\","
-				    "\"index\":0,\"row\":{\"property\":\"p2\",\"n\":6}}]}"),
-			 0);
+	assert_int_equal(
+		apply(&lc, "{\"kind\":\"diff\",\"ops\":[{\"op\":\"move\",\"key\":\"[\\\"p2\\\"]\","
+			   "\"index\":0,\"row\":{\"property\":\"p2\",\"n\":6}}]}"),
+		0);
 	assert_rows(&lc, "[{\"property\":\"p2\",\"n\":6},{\"property\":\"p1\",\"n\":3}]");
 	/* a change of an unknown group */
-	assert_int_equal(apply(&lc, "{\"kind\":\"diff\",\"ops\":[{\"op\":\"change\",\"key\":\"[\\\"p9\\\"]\","
-				    "\"row\":{\"property\":\"p9\",\"n\":1}}]}"),
-			 RT_EPROTO);
+	assert_int_equal(
+		apply(&lc,
+		      "{\"kind\":\"diff\",\"ops\":[{\"op\":\"change\",\"key\":\"[\\\"p9\\\"]\","
+		      "\"row\":{\"property\":\"p9\",\"n\":1}}]}"),
+		RT_EPROTO);
 	assert_rows(&lc, "[{\"property\":\"p2\",\"n\":6},{\"property\":\"p1\",\"n\":3}]");
 	rt_livecopy_deinit(&lc);
 }
@@ -297,9 +311,12 @@ static void test_inconsistent_refused(void **state)
 		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"leave\",\"key\":\"[\\u00001]\"}]}",
 		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"change\",\"key\":\"[1]\"}]}",
 		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"change\",\"key\":\"[1]\",\"row\":[1]}]}",
-		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"enter\",\"key\":\"[7]\",\"row\":{\"id\":7}}]}",
-		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"enter\",\"key\":\"[7]\",\"index\":\"0\",\"row\":{\"id\":7}}]}",
-		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"enter\",\"key\":\"[7]\",\"index\":1.0,\"row\":{\"id\":7}}]}",
+		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"enter\",\"key\":\"[7]\",\"row\":{\"id\":7}}]"
+		"}",
+		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"enter\",\"key\":\"[7]\",\"index\":\"0\","
+		"\"row\":{\"id\":7}}]}",
+		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"enter\",\"key\":\"[7]\",\"index\":1.0,"
+		"\"row\":{\"id\":7}}]}",
 		"{\"kind\":\"result\",\"keys\":[\"[1]\"]}",
 		"{\"kind\":\"result\",\"keys\":[\"[1]\"],\"rows\":[]}",
 		"{\"kind\":\"result\",\"keys\":[\"[1]\",\"[1]\"],\"rows\":[{},{}]}",
@@ -308,24 +325,34 @@ static void test_inconsistent_refused(void **state)
 		"{\"kind\":\"result\",\"keys\":[],\"rows\":[],\"resync\":1}",
 		/* unknown keys, known keys entering */
 		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"leave\",\"key\":\"[7]\"}]}",
-		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"change\",\"key\":\"[7]\",\"row\":{\"id\":7}}]}",
-		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"move\",\"key\":\"[7]\",\"index\":0,\"row\":{\"id\":7}}]}",
-		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"enter\",\"key\":\"[2]\",\"index\":0,\"row\":{\"id\":2}}]}",
+		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"change\",\"key\":\"[7]\",\"row\":{\"id\":7}}"
+		"]}",
+		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"move\",\"key\":\"[7]\",\"index\":0,\"row\":{"
+		"\"id\":7}}]}",
+		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"enter\",\"key\":\"[2]\",\"index\":0,\"row\":"
+		"{\"id\":2}}]}",
 		/* indexes out of range, taken twice */
-		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"enter\",\"key\":\"[7]\",\"index\":-1,\"row\":{\"id\":7}}]}",
-		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"enter\",\"key\":\"[7]\",\"index\":4,\"row\":{\"id\":7}}]}",
-		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"enter\",\"key\":\"[7]\",\"index\":9223372036854775807,\"row\":{\"id\":7}}]}",
+		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"enter\",\"key\":\"[7]\",\"index\":-1,"
+		"\"row\":{\"id\":7}}]}",
+		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"enter\",\"key\":\"[7]\",\"index\":4,\"row\":"
+		"{\"id\":7}}]}",
+		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"enter\",\"key\":\"[7]\",\"index\":"
+		"9223372036854775807,\"row\":{\"id\":7}}]}",
 		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"leave\",\"key\":\"[1]\"},"
 		"{\"op\":\"enter\",\"key\":\"[7]\",\"index\":3,\"row\":{\"id\":7}}]}",
-		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"enter\",\"key\":\"[7]\",\"index\":1,\"row\":{\"id\":7}},"
+		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"enter\",\"key\":\"[7]\",\"index\":1,\"row\":"
+		"{\"id\":7}},"
 		"{\"op\":\"enter\",\"key\":\"[8]\",\"index\":1,\"row\":{\"id\":8}}]}",
-		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"move\",\"key\":\"[1]\",\"index\":2,\"row\":{\"id\":1}},"
+		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"move\",\"key\":\"[1]\",\"index\":2,\"row\":{"
+		"\"id\":1}},"
 		"{\"op\":\"move\",\"key\":\"[2]\",\"index\":2,\"row\":{\"id\":2}}]}",
 		/* two ops for one key */
-		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"leave\",\"key\":\"[1]\"},{\"op\":\"leave\",\"key\":\"[1]\"}]}",
+		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"leave\",\"key\":\"[1]\"},{\"op\":\"leave\","
+		"\"key\":\"[1]\"}]}",
 		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"leave\",\"key\":\"[1]\"},"
 		"{\"op\":\"change\",\"key\":\"[1]\",\"row\":{\"id\":1}}]}",
-		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"enter\",\"key\":\"[7]\",\"index\":0,\"row\":{\"id\":7}},"
+		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"enter\",\"key\":\"[7]\",\"index\":0,\"row\":"
+		"{\"id\":7}},"
 		"{\"op\":\"change\",\"key\":\"[7]\",\"row\":{\"id\":7}}]}",
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -477,8 +504,8 @@ static void test_random_diffs_match_the_model(void **state)
 			char want[512] = "", got[512];
 			size_t w = 0;
 			for (size_t i = 0; i < n; i++)
-				w += (size_t)snprintf(want + w, sizeof want - w, "%s%d", i ? "," : "",
-						      cur[i]);
+				w += (size_t)snprintf(want + w, sizeof want - w, "%s%d",
+						      i ? "," : "", cur[i]);
 			ids_of(&lc, got, sizeof got);
 			assert_string_equal(got, want);
 		}
@@ -488,10 +515,10 @@ static void test_random_diffs_match_the_model(void **state)
 
 /* ---- garbage ---- */
 
-static const char *const names[] = {"kind", "ops", "op", "key", "index", "row", "rows",
-				    "keys", "resync", "id", "x"};
-static const char *const strs[] = {"result", "diff", "error", "enter", "leave", "move",
-				   "change", "[1]", "[2]", "[3]", "[9]", "", "[]"};
+static const char *const names[] = {"kind", "ops",  "op",     "key", "index", "row",
+				    "rows", "keys", "resync", "id",  "x"};
+static const char *const strs[] = {"result", "diff", "error", "enter", "leave", "move", "change",
+				   "[1]",    "[2]",  "[3]",   "[9]",   "",	"[]"};
 
 static json_t *garbage(int depth)
 {
@@ -579,7 +606,8 @@ static void test_check_message(void **state)
 	} cases[] = {
 		{"{\"position\":\"1234\",\"queries\":[]}", 0},
 		{"{\"position\":\"0\",\"queries\":[{\"id\":\"a\",\"kind\":\"diff\"},"
-		 "{\"id\":\"b\",\"kind\":\"result\"}]}", 0},
+		 "{\"id\":\"b\",\"kind\":\"result\"}]}",
+		 0},
 		{"{\"position\":\"18446744073709551615\",\"queries\":[]}", 0},
 		{"{\"position\":\"184467440737095516150\",\"queries\":[]}", RT_EPROTO},
 		{"{\"position\":1234,\"queries\":[]}", RT_EPROTO},
@@ -592,10 +620,12 @@ static void test_check_message(void **state)
 		{"{\"position\":\"1\",\"queries\":[1]}", RT_EPROTO},
 		{"{\"position\":\"1\",\"queries\":[{\"kind\":\"diff\"}]}", RT_EPROTO},
 		{"{\"position\":\"1\",\"queries\":[{\"id\":\"\",\"kind\":\"diff\"}]}", RT_EPROTO},
-		{"{\"position\":\"1\",\"queries\":[{\"id\":\"a\\u0000b\",\"kind\":\"diff\"}]}", RT_EPROTO},
+		{"{\"position\":\"1\",\"queries\":[{\"id\":\"a\\u0000b\",\"kind\":\"diff\"}]}",
+		 RT_EPROTO},
 		{"{\"position\":\"1\",\"queries\":[{\"id\":\"a\"}]}", RT_EPROTO},
 		{"{\"position\":\"1\",\"queries\":[{\"id\":\"a\",\"kind\":\"diff\"},"
-		 "{\"id\":\"a\",\"kind\":\"diff\"}]}", RT_EPROTO},
+		 "{\"id\":\"a\",\"kind\":\"diff\"}]}",
+		 RT_EPROTO},
 		{"[]", RT_EPROTO},
 		{"null", RT_EPROTO},
 	};
@@ -711,7 +741,8 @@ static void test_every_allocation_failing(void **state)
 		"{\"op\":\"enter\",\"key\":\"[9]\",\"index\":0,\"row\":{\"id\":9}},"
 		"{\"op\":\"move\",\"key\":\"[3]\",\"index\":1,\"row\":{\"id\":3}},"
 		"{\"op\":\"change\",\"key\":\"[2]\",\"row\":{\"id\":2,\"x\":1}}]}",
-		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"change\",\"key\":\"[9]\",\"row\":{\"id\":9,\"x\":2}}]}",
+		"{\"kind\":\"diff\",\"ops\":[{\"op\":\"change\",\"key\":\"[9]\",\"row\":{\"id\":9,"
+		"\"x\":2}}]}",
 	};
 	static const char *const want = "[{\"id\":9,\"x\":2},{\"id\":3},{\"id\":2,\"x\":1}]";
 	const struct rt_allocator a = {failing_realloc, NULL};
