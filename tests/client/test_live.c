@@ -11,6 +11,8 @@
  *   reported as RT_EPROTO and the query subscribed again without resume, its
  *   stale diffs ignored until the fresh result, error entries, unknown ids,
  *   malformed messages, and a rejoin resuming only the queries with a copy;
+ *   the library's k-th allocation failing, for every k, recovered each time
+ *   with nothing left allocated;
  * - options the API refuses.
  */
 #include <stdarg.h>
@@ -69,6 +71,18 @@ static struct qstat *qstat_of(struct obs *o, const char *id)
 	return NULL;
 }
 
+/* The allocator of the client under test (NULL: the C library's), which
+ * frees what rt_lq_result returns. */
+static const struct rt_allocator *lib_alloc;
+
+static void lib_free(void *p)
+{
+	if (lib_alloc)
+		lib_alloc->realloc(lib_alloc->ud, p, 0);
+	else
+		free(p);
+}
+
 static void on_live(void *user, struct rt_client_channel *ch, const struct rt_lq_event *ev)
 {
 	struct obs *o = user;
@@ -91,15 +105,15 @@ static void on_live(void *user, struct rt_client_channel *ch, const struct rt_lq
 		snprintf(o->last_ops, sizeof o->last_ops, "%s", ev->ops ? ev->ops : "");
 	/* the event's rows are the copy's, and n_rows counts them */
 	char *rows = NULL, *keys = NULL;
-	if (rt_lq_result(ch, ev->id, &rows, &keys) || strcmp(rows, ev->rows) ||
-	    strcmp(keys, ev->keys))
-		o->n_mismatch++;
+	int rc = rt_lq_result(ch, ev->id, &rows, &keys);
+	if ((rc && rc != RT_ENOMEM) || (!rc && (strcmp(rows, ev->rows) || strcmp(keys, ev->keys))))
+		o->n_mismatch++; /* (RT_ENOMEM: the out-of-memory sweep failed that copy) */
 	json_t *r = json_loads(ev->rows, 0, NULL);
 	if (!json_is_array(r) || json_array_size(r) != ev->n_rows)
 		o->n_mismatch++;
 	json_decref(r);
-	free(rows);
-	free(keys);
+	lib_free(rows);
+	lib_free(keys);
 }
 
 static void on_status(void *user, struct rt_client_channel *ch, const struct rt_channel_status *st)
@@ -440,6 +454,7 @@ struct fake {
 	char hs[16384]; /* the handshake request so far */
 	size_t hs_len;
 	bool is_ws;
+	bool is_lenient; /* a send to a client that went away is no failure */
 	struct rt_ws ws;
 	json_t *msgs; /* messages received, oldest first */
 	int n_conns;
@@ -516,8 +531,11 @@ static void fake_poll(struct fake *f)
 	}
 	uint8_t buf[65536];
 	ssize_t n = recv(f->fd, buf, sizeof buf, 0);
-	if (n < 0)
+	if (n < 0) {
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			fake_drop(f); /* reset by the client */
 		return;
+	}
 	if (n == 0) {
 		fake_drop(f);
 		return;
@@ -557,7 +575,9 @@ static void fake_send(struct fake *f, const char *event, const char *payload, co
 	json_t *m = json_pack("{s:s,s:s,s:o,s:s?}", "topic", "realtime:lq", "event", event,
 			      "payload", p, "ref", ref);
 	char *t = json_dumps(m, JSON_COMPACT);
-	assert_int_equal(rt_ws_send(&f->ws, RT_WS_TEXT, t, strlen(t)), 0);
+	int rc = f->is_ws ? rt_ws_send(&f->ws, RT_WS_TEXT, t, strlen(t)) : RT_ECLOSED;
+	if (!f->is_lenient)
+		assert_int_equal(rc, 0);
 	free(t);
 	json_decref(m);
 }
@@ -898,6 +918,139 @@ static void test_reentrant_callbacks(void **state)
 	}
 }
 
+/* The out-of-memory sweep's server: answers every join and live_subscribe
+ * with ok and then the result entry (JSON text) at the next position. */
+static void fake_serve(struct fake *f, int *pos, const char *entry)
+{
+	while (json_array_size(f->msgs)) {
+		json_t *m = json_incref(json_array_get(f->msgs, 0));
+		json_array_remove(f->msgs, 0);
+		const char *ev = json_string_value(json_object_get(m, "event"));
+		if (f->is_ws && ev && (!strcmp(ev, "phx_join") || !strcmp(ev, "live_subscribe"))) {
+			fake_ok(f, m);
+			char p[512];
+			snprintf(p, sizeof p, "{\"position\":\"%d\",\"queries\":[%s]}", ++*pos, entry);
+			fake_send(f, "live_query", p, NULL);
+		}
+		json_decref(m);
+	}
+}
+
+static bool result_is(struct rt_client_channel *ch, const char *want)
+{
+	char *rows = NULL;
+	bool is = !rt_lq_result(ch, "a", &rows, NULL) && !strcmp(rows, want);
+	lib_free(rows);
+	return is;
+}
+
+/* One run of the sweep: join, result, a diff that does not apply (the query
+ * subscribed again), the fresh result, a diff; the allocation numbered
+ * fail_at fails. Every failure must be recovered from: the copy reaches the
+ * final rows. Returns whether an allocation was refused. */
+static bool oom_run(long fail_at)
+{
+	static const char *const r1 = "{\"id\":\"a\",\"kind\":\"result\",\"keys\":[\"[1]\","
+				      "\"[2]\"],\"rows\":[{\"id\":1},{\"id\":2}]}";
+	static const char *const r2 =
+		"{\"id\":\"a\",\"kind\":\"result\",\"keys\":[\"[3]\"],\"rows\":[{\"id\":3}]}";
+	static const char *const r3 = "{\"id\":\"a\",\"kind\":\"result\",\"keys\":[\"[4]\","
+				      "\"[3]\"],\"rows\":[{\"id\":4},{\"id\":3}]}";
+	struct fake f;
+	fake_start(&f);
+	f.is_lenient = true;
+	struct obs o = {0};
+	atomic_store(&h_mem.count, 0);
+	atomic_store(&h_mem.failed, 0);
+	atomic_store(&h_mem.fail_at, fail_at);
+	struct rt_client_options co = {
+		.url = f.url,
+		.apikey = "key",
+		.reconnect_base_ms = 5,
+		.reconnect_max_ms = 20,
+		.push_timeout_ms = 500,
+		.allocator = &h_allocator,
+		.on_error = on_error,
+		.user = &o,
+	};
+	struct rt_client *c = NULL;
+	int rc = rt_client_new(&co, &c);
+	if (rc) {
+		assert_int_equal(rc, RT_ENOMEM);
+		goto out;
+	}
+	static const struct rt_lq_def defs[] = {{"a", NULL, "todos", "order=id"}};
+	struct rt_lq_options lo = {.queries = defs, .n_queries = 1};
+	struct rt_channel_options cho = {
+		.topic = "lq", .cb = {.on_status = on_status, .on_live = on_live}, .user = &o,
+		.live = &lo};
+	struct rt_client_channel *ch = NULL;
+	rc = rt_channel_join(c, &cho, &ch);
+	if (!rc)
+		rc = rt_client_connect(c);
+	if (rc) {
+		assert_int_equal(rc, RT_ENOMEM);
+		goto out_free;
+	}
+	const char *entry = r1;
+	int pos = 0, stage = 0;
+	for (int64_t end = h_now_ms() + 5000; stage < 3 && h_now_ms() < end;) {
+		rt_client_run(c, 1);
+		fake_poll(&f);
+		fake_serve(&f, &pos, entry);
+		char p[256];
+		if (stage == 0 && result_is(ch, "[{\"id\":1},{\"id\":2}]")) {
+			entry = r2; /* a lost diff is made up for by a result */
+			snprintf(p, sizeof p,
+				 "{\"position\":\"%d\",\"queries\":[{\"id\":\"a\",\"kind\":\"diff\","
+				 "\"ops\":[{\"op\":\"leave\",\"key\":\"[9]\"}]}]}",
+				 ++pos);
+			fake_send(&f, "live_query", p, NULL);
+			stage = 1;
+		} else if (stage == 1 && result_is(ch, "[{\"id\":3}]")) {
+			entry = r3;
+			snprintf(p, sizeof p,
+				 "{\"position\":\"%d\",\"queries\":[{\"id\":\"a\",\"kind\":\"diff\","
+				 "\"ops\":[{\"op\":\"enter\",\"key\":\"[4]\",\"index\":0,\"row\":"
+				 "{\"id\":4}}]}]}",
+				 ++pos);
+			fake_send(&f, "live_query", p, NULL);
+			stage = 2;
+		} else if (stage == 2 && result_is(ch, "[{\"id\":4},{\"id\":3}]")) {
+			stage = 3;
+		}
+	}
+	if (stage != 3)
+		fail_msg("allocation %ld failing: stuck at stage %d (last error: %s)", fail_at, stage,
+			 o.last_error);
+	if (o.n_mismatch || (!o.n_eproto && !o.n_enomem)) /* the bad diff must be reported */
+		fail_msg("allocation %ld failing: %d mismatch(es), %d RT_EPROTO, %d RT_ENOMEM",
+			 fail_at, o.n_mismatch, o.n_eproto, o.n_enomem);
+out_free:
+	rt_client_free(c);
+out:
+	fake_stop(&f);
+	if (atomic_load(&h_mem.live)) /* nothing of the library's may be left */
+		fail_msg("allocation %ld failing: %ld allocation(s) left", fail_at,
+			 (long)atomic_load(&h_mem.live));
+	bool failed = atomic_load(&h_mem.failed) > 0;
+	atomic_store(&h_mem.fail_at, 0);
+	return failed;
+}
+
+static void test_oom_every_allocation(void **state)
+{
+	(void)state;
+	long k = 1;
+	lib_alloc = &h_allocator;
+	while (oom_run(k) && k < 5000)
+		k++;
+	lib_alloc = NULL;
+	assert_true(k > 20); /* the scenario allocates: the sweep reached its failures */
+	assert_true(k < 5000);
+	print_message("out of memory at each of %ld allocations: recovered every time\n", k - 1);
+}
+
 static void test_options_refused(void **state)
 {
 	(void)state;
@@ -976,6 +1129,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_options_refused),
 		cmocka_unit_test(test_protocol),
 		cmocka_unit_test(test_reentrant_callbacks),
+		cmocka_unit_test(test_oom_every_allocation),
 		cmocka_unit_test(test_window_and_aggregate),
 		cmocka_unit_test(test_resume),
 		cmocka_unit_test(test_rls_two_users),
