@@ -2,7 +2,8 @@
  * librtsync: a C client for rtsync and Supabase Realtime (Phoenix Channels,
  * vsn 1.0.0 JSON over WebSocket). One struct rt_client owns one connection
  * and any number of channels; each channel can receive postgres_changes,
- * broadcast and presence, and send broadcasts and presence updates. The
+ * broadcast and presence, send broadcasts and presence updates, and keep
+ * live queries' results (rtsync's extension, docs/live.md) locally. The
  * client keeps itself connected: heartbeats detect a dead server, reconnects
  * back off exponentially with full jitter, every channel is rejoined with the
  * position of the last change it saw, so the server replays what was missed.
@@ -252,6 +253,66 @@ struct rt_channel_status {
 	bool is_rejoin;     /* JOINED after a reconnect or error (resumed) */
 };
 
+/* ---- live queries (docs/live.md) ---- */
+
+#define RT_LQ_MAX_QUERIES 64 /* per channel */
+#define RT_LQ_MAX_ID 64      /* bytes of a query id */
+#define RT_LQ_MAX_WINDOW_MS 60000
+
+/* One live query: a table and a PostgREST query string whose result the
+ * server keeps current. id: the application's name for it, 1 to
+ * RT_LQ_MAX_ID bytes, unique on the channel (required). schema: NULL is
+ * "public". table: required. query: the grammar of /rest/v1 reads — filters,
+ * select, order, limit, offset ("select=id,title&status=eq.open&
+ * order=created_at.desc&limit=20"), or aggregates grouped by the other
+ * selected columns ("select=property_id,total:price.sum(),count()");
+ * NULL or "": every row, every column, in primary-key order. */
+struct rt_lq_def {
+	const char *id;
+	const char *schema;
+	const char *table;
+	const char *query;
+};
+
+/* A channel's live queries and how the server paces its messages, for all
+ * of them: throttle_ms (at most one message per window), or debounce_ms (a
+ * message once changes have been quiet that long) with max_wait_ms (the
+ * longest a change waits; 0: four times debounce_ms). Each 0 (off) to
+ * RT_LQ_MAX_WINDOW_MS; throttle_ms and debounce_ms exclude each other. */
+struct rt_lq_options {
+	const struct rt_lq_def *queries;
+	size_t n_queries; /* at most RT_LQ_MAX_QUERIES */
+	unsigned throttle_ms;
+	unsigned debounce_ms;
+	unsigned max_wait_ms;
+};
+
+enum rt_lq_kind {
+	RT_LQ_RESULT, /* a whole result: the local copy was replaced by it */
+	RT_LQ_DIFF,   /* ops (enter, leave, move, change) applied to the local copy */
+	RT_LQ_ERROR,  /* the server cannot maintain the query and dropped it; so did
+			 the library (subscribe it again to retry) */
+};
+
+/* One query's part of a live_query message, after the library applied it.
+ * Every pointer is owned by the library and valid only during the callback;
+ * copy what you keep. JSON texts are compact. */
+struct rt_lq_event {
+	const char *id;
+	enum rt_lq_kind kind;
+	const char *position; /* decimal change-log position the result now reflects */
+	bool is_resync;       /* RESULT sent again because the resume position was gone */
+	size_t n_rows;        /* RESULT, DIFF: rows (or aggregate groups) in the result now */
+	const char *rows;     /* RESULT, DIFF: JSON array of the rows in order, the whole
+				 local copy after this message; NULL for ERROR */
+	const char *keys;     /* RESULT, DIFF: JSON array of the rows' keys (each the
+				 primary key, or the group's values, as JSON array text) */
+	const char *ops;      /* DIFF: the ops as received (JSON array, docs/live.md) */
+	const char *code;     /* ERROR: PGRST100, 42703, RTS400, … */
+	const char *message;  /* ERROR: the server's text */
+	const char *entry;    /* the query's entry of the message as received (JSON) */
+};
+
 /* Callbacks of one channel; any may be NULL. user is the channel's. */
 struct rt_channel_callbacks {
 	void (*on_status)(void *user, struct rt_client_channel *ch, const struct rt_channel_status *st);
@@ -272,6 +333,13 @@ struct rt_channel_callbacks {
 	 * "replayed"} or {"reason","code"}; docs/writes.md), NULL without one. */
 	void (*on_write)(void *user, struct rt_client_channel *ch, uint64_t id, int rc,
 			 const char *response);
+	/* A live query's result, diff or error, in message order, once the local
+	 * copy has been updated. A diff or result that does not apply to the
+	 * copy never reaches this callback: on_error gets RT_EPROTO and the
+	 * query is subscribed again, fresh (its next event is a RESULT). When
+	 * the event's texts cannot be made for lack of memory, on_error gets
+	 * RT_ENOMEM instead (the copy is right; the next event has all of it). */
+	void (*on_live)(void *user, struct rt_client_channel *ch, const struct rt_lq_event *ev);
 };
 
 struct rt_channel_options {
@@ -286,13 +354,18 @@ struct rt_channel_options {
 	const char *resume_after; /* resume from this position at the first join; NULL: live only */
 	struct rt_channel_callbacks cb;
 	void *user;
+	/* Live queries sent with the join (config.rtsync.live); NULL: none. The
+	 * library keeps each query's current result and resumes them after a
+	 * reconnect (see rt_lq_subscribe()). Copied; the caller keeps its own. */
+	const struct rt_lq_options *live;
 };
 
 /*
  * Creates a channel and joins it (now if the connection is open, else as
  * soon as it opens). Returns 0 and sets *out, RT_EINVAL (no topic, a topic
- * over 200 bytes, or resume_after not decimal), RT_EEXISTS (this client
- * already has a channel for that topic), RT_ENOMEM.
+ * over 200 bytes, resume_after not decimal, or live options out of range
+ * or with a definition rt_lq_subscribe() would refuse), RT_EEXISTS (this
+ * client already has a channel for that topic), RT_ENOMEM.
  */
 RT_API int rt_channel_join(struct rt_client *c, const struct rt_channel_options *opt,
 			   struct rt_client_channel **out);
@@ -342,6 +415,52 @@ RT_API void rt_channel_position(struct rt_client_channel *ch, char pos[21]);
  * caller frees with its allocator (NULL allocator: free()). Returns 0 or
  * RT_ENOMEM. */
 RT_API int rt_channel_presence_state(struct rt_client_channel *ch, char **json);
+
+/*
+ * Live queries. A channel's live queries (rt_channel_options.live, or added
+ * with rt_lq_subscribe) are kept by the library: each query's result lives
+ * in a local copy, replaced by every `result` and updated by every `diff` the
+ * server sends, and on_live reports each after it is applied. Every entry is
+ * checked before it changes anything; one that does not apply (a key the
+ * copy does not hold, an index outside the result, a malformed shape) is
+ * reported to on_error as RT_EPROTO and the query is subscribed again
+ * without resume, so a wrong copy is never kept. After a reconnect the
+ * channel rejoins with resume_after = the position of the last live_query
+ * message applied: the server sends each query's diff since then, or a
+ * fresh result with is_resync. A query without a result yet starts fresh.
+ * A query the server reports as an error (RT_LQ_ERROR) is dropped.
+ */
+
+/*
+ * Adds live queries to the channel, or replaces those with the same id (the
+ * replaced one's copy is dropped; its next event is a RESULT — one already
+ * on its way from the old definition may still come first). Sent at once
+ * when the channel is joined, else with the next join. The server's answer
+ * is the query's first on_live event (RESULT or ERROR); a refused request
+ * goes to on_error (RT_EPROTO). Returns 0, RT_EINVAL (no definitions, an id
+ * of 0 or more than RT_LQ_MAX_ID bytes or given twice, no table, text that
+ * is not UTF-8), RT_ELIMIT (more than RT_LQ_MAX_QUERIES on the channel),
+ * RT_ECLOSED (closed by the server), RT_ENOMEM (nothing changed).
+ */
+RT_API int rt_lq_subscribe(struct rt_client_channel *ch, const struct rt_lq_def *defs, size_t n);
+
+/* Stops the live query id and drops its copy (live_unsubscribe when
+ * joined). Returns 0, RT_ENOTFOUND (no such query), RT_ENOMEM. */
+RT_API int rt_lq_unsubscribe(struct rt_client_channel *ch, const char *id);
+
+/*
+ * A copy of query id's current result: *rows the JSON array of its rows in
+ * order, and *keys (keys may be NULL) the JSON array of their keys, in
+ * buffers the caller frees with its allocator (NULL allocator: free()).
+ * Returns 0, RT_ENOTFOUND (no such query), RT_EAGAIN (no result yet: the
+ * first one, or a fresh one after an inconsistency, has not arrived),
+ * RT_ENOMEM (*rows and *keys NULL).
+ */
+RT_API int rt_lq_result(struct rt_client_channel *ch, const char *id, char **rows, char **keys);
+
+/* The position of the last live_query message applied on the channel
+ * (copied into pos; "" before the first), which a rejoin resumes after. */
+RT_API void rt_lq_position(struct rt_client_channel *ch, char pos[21]);
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,6 @@
 /*
  * The rtsync command line: one binary, several commands (serve, token, and
- * the client commands listen, send, presence and write, built on librtsync).
+ * the client commands listen, send, presence, write and query, built on librtsync).
  * Each command parses its own options and returns the process exit status.
  *
  * Exit codes: 0 success, 1 failure while running, 2 usage error; the client
@@ -28,5 +28,7 @@ int rt_cli_send(int argc, char **argv);
 int rt_cli_presence(int argc, char **argv);
 /* rtsync write: one row written with optional conflict control (src/cli/write.c). */
 int rt_cli_write(int argc, char **argv);
+/* rtsync query: a live query's result, then its changes (src/cli/query.c). */
+int rt_cli_query(int argc, char **argv);
 
 #endif

@@ -13,6 +13,7 @@ static const char usage[] =
 	"  send      broadcast a message on a channel\n"
 	"  presence  track presence on a channel and watch it\n"
 	"  write     write one row, optionally checked against the values last seen\n"
+	"  query     print a live query's result, then every change of it\n"
 	"\n"
 	"Run 'rtsync COMMAND --help' for a command's options.\n";
 
@@ -39,6 +40,8 @@ int main(int argc, char **argv)
 		return rt_cli_presence(argc - 1, argv + 1);
 	if (!strcmp(cmd, "write"))
 		return rt_cli_write(argc - 1, argv + 1);
+	if (!strcmp(cmd, "query"))
+		return rt_cli_query(argc - 1, argv + 1);
 	fprintf(stderr, "rtsync: unknown command '%s'\n\n%s", cmd, usage);
 	return RT_CLI_EXIT_USAGE;
 }

@@ -28,6 +28,7 @@
 
 #include "client/client_int.h"
 #include "client/handshake.h"
+#include "client/livecopy.h"
 #include "client/presence.h"
 #include "net/ws.h"
 
@@ -38,7 +39,15 @@
 
 enum phase { PH_NONE, PH_TCP, PH_HANDSHAKE, PH_WS };
 
-enum push_kind { PUSH_BROADCAST, PUSH_TRACK, PUSH_UNTRACK, PUSH_WRITE, PUSH_SNAPSHOT };
+enum push_kind {
+	PUSH_BROADCAST,
+	PUSH_TRACK,
+	PUSH_UNTRACK,
+	PUSH_WRITE,
+	PUSH_SNAPSHOT,
+	PUSH_LIVE_SUBSCRIBE,
+	PUSH_LIVE_UNSUBSCRIBE,
+};
 
 /* Pushes answered through on_write, with the reply's response. */
 #define IS_WRITE_LIKE(kind) ((kind) == PUSH_WRITE || (kind) == PUSH_SNAPSHOT)
@@ -50,6 +59,16 @@ struct held_push {
 	enum push_kind kind;
 	uint64_t id;
 	json_t *payload;
+};
+
+/* One live query of a channel and its local copy. */
+struct live_query {
+	json_t *def;       /* {"id","schema","table","query"?} as sent */
+	const char *id;    /* the def's id */
+	struct rt_livecopy copy;
+	bool is_pending;   /* waiting for a result: diffs before it are of an older
+			      subscription of the id and are ignored */
+	bool is_sent;      /* the server has it on this join */
 };
 
 /* A push sent and waiting for its phx_reply. */
@@ -79,6 +98,11 @@ struct rt_client_channel {
 	char pos[21];        /* last change position seen, "" none */
 	json_t *presence;    /* key → [metas] */
 	json_t *track_meta;  /* the meta tracked, or NULL */
+	bool has_live;       /* send config.rtsync.live with the join */
+	json_t *live_opts;   /* {"throttle_ms",…}: those set */
+	struct live_query *lq[RT_LQ_MAX_QUERIES];
+	size_t n_lq;
+	char live_pos[21];   /* position of the last live_query message applied, "" none */
 };
 
 struct rt_client {
@@ -471,9 +495,21 @@ static bool has_held_presence(struct rt_client *c, struct rt_client_channel *ch)
 	return false;
 }
 
+static void live_query_free(struct rt_client *c, struct live_query *lq)
+{
+	if (!lq)
+		return;
+	rt_livecopy_deinit(&lq->copy);
+	json_decref(lq->def);
+	mem_free(c, lq);
+}
+
 static void channel_free(struct rt_client_channel *ch)
 {
 	struct rt_client *c = ch->c;
+	for (size_t i = 0; i < ch->n_lq; i++)
+		live_query_free(c, ch->lq[i]);
+	json_decref(ch->live_opts);
 	json_decref(ch->config);
 	json_decref(ch->presence);
 	json_decref(ch->track_meta);
@@ -489,16 +525,65 @@ static struct rt_client_channel *find_channel(struct rt_client *c, const char *t
 	return NULL;
 }
 
-/* The join payload: config (+ rtsync.resume_after) and the access token. */
+/* ---- live queries ---- */
+
+static struct live_query *live_find(struct rt_client_channel *ch, const char *id, size_t *at)
+{
+	for (size_t i = 0; i < ch->n_lq; i++)
+		if (!strcmp(ch->lq[i]->id, id)) {
+			if (at)
+				*at = i;
+			return ch->lq[i];
+		}
+	return NULL;
+}
+
+/* config.rtsync.live of a join: the options, and the queries the server is
+ * to hold. Resuming (a live_query message was applied), only those with a
+ * result go, with resume_after; the others are subscribed fresh once the
+ * join is accepted (live_after_join), as a diff could not apply to them. */
+static json_t *live_join_config(struct rt_client_channel *ch)
+{
+	bool is_resume = ch->live_pos[0] != 0;
+	json_t *live = json_deep_copy(ch->live_opts), *qs = json_array();
+	if (!live || !qs || json_object_set(live, "queries", qs))
+		goto err_put;
+	bool has_resumed = false;
+	for (size_t i = 0; i < ch->n_lq; i++) {
+		struct live_query *lq = ch->lq[i];
+		bool has_result = rt_livecopy_has_result(&lq->copy);
+		lq->is_sent = !is_resume || has_result;
+		lq->is_pending = !has_result;
+		if (!lq->is_sent)
+			continue;
+		if (json_array_append(qs, lq->def))
+			goto err_put;
+		has_resumed |= is_resume;
+	}
+	if (has_resumed && json_object_set_new(live, "resume_after", json_string(ch->live_pos)))
+		goto err_put;
+	json_decref(qs);
+	return live;
+err_put:
+	json_decref(qs);
+	json_decref(live);
+	return NULL;
+}
+
+/* The join payload: config (+ rtsync.resume_after, rtsync.live) and the
+ * access token. */
 static json_t *join_payload(struct rt_client_channel *ch)
 {
 	struct rt_client *c = ch->c;
 	json_t *cfg = rt_client_copy_object(ch->config);
 	if (!cfg)
 		return NULL;
-	if (ch->pos[0]) {
-		json_t *ext = json_pack("{s:s}", "resume_after", ch->pos);
-		if (!ext || json_object_set_new(cfg, "rtsync", ext)) {
+	if (ch->pos[0] || ch->has_live) {
+		json_t *ext = json_object();
+		if (!ext || json_object_set_new(cfg, "rtsync", ext) ||
+		    (ch->pos[0] &&
+		     json_object_set_new(ext, "resume_after", json_string(ch->pos))) ||
+		    (ch->has_live && json_object_set_new(ext, "live", live_join_config(ch)))) {
 			json_decref(cfg);
 			return NULL;
 		}
@@ -558,10 +643,12 @@ static int send_push(struct rt_client_channel *ch, enum push_kind kind, uint64_t
 	struct rt_client *c = ch->c;
 	bool wants_reply = kind != PUSH_BROADCAST || ch->want_ack;
 	uint64_t ref = new_ref(c);
-	const char *event = kind == PUSH_BROADCAST  ? "broadcast"
-			    : kind == PUSH_WRITE    ? "write"
-			    : kind == PUSH_SNAPSHOT ? "snapshot"
-						    : "presence";
+	const char *event = kind == PUSH_BROADCAST		? "broadcast"
+			    : kind == PUSH_WRITE		? "write"
+			    : kind == PUSH_SNAPSHOT		? "snapshot"
+			    : kind == PUSH_LIVE_SUBSCRIBE	? "live_subscribe"
+			    : kind == PUSH_LIVE_UNSUBSCRIBE ? "live_unsubscribe"
+							: "presence";
 	if (wants_reply) {
 		int rc = wait_for_reply(c, ch, ref, id, kind);
 		if (rc)
@@ -597,6 +684,53 @@ static void flush_held(struct rt_client_channel *ch)
 	}
 	for (struct held_push *h = c->held; h; h = h->next)
 		c->held_tail = h;
+}
+
+/* Subscribes, on the joined channel, every live query the server does not
+ * hold yet, without resume: each starts with its result. */
+static void live_send_unsent(struct rt_client_channel *ch)
+{
+	struct rt_client *c = ch->c;
+	json_t *qs = json_array();
+	if (!qs)
+		goto err_nomem;
+	for (size_t i = 0; i < ch->n_lq; i++)
+		if (!ch->lq[i]->is_sent && json_array_append(qs, ch->lq[i]->def)) {
+			json_decref(qs);
+			goto err_nomem;
+		}
+	if (!json_array_size(qs)) {
+		json_decref(qs);
+		return;
+	}
+	json_t *p = json_pack("{s:o}", "queries", qs);
+	if (!p)
+		goto err_nomem;
+	int rc = send_push(ch, PUSH_LIVE_SUBSCRIBE, 0, p);
+	json_decref(p);
+	if (rc == RT_ECLOSED)
+		return; /* the connection is going down: the rejoin subscribes them */
+	if (rc) {
+		fail(c, rc, "cannot subscribe live queries on %s: %s", ch->topic, rt_strerror(rc));
+		return;
+	}
+	for (size_t i = 0; i < ch->n_lq; i++)
+		ch->lq[i]->is_sent = true;
+	return;
+err_nomem:
+	/* a restart rejoins and subscribes them */
+	fail(c, RT_ENOMEM, "out of memory subscribing live queries on %s", ch->topic);
+}
+
+/* Drops a live query's copy and subscribes it again, fresh: now when the
+ * channel is joined, else with the next join. */
+static void live_resubscribe(struct rt_client_channel *ch, struct live_query *lq)
+{
+	rt_livecopy_reset(&lq->copy);
+	lq->is_pending = true;
+	lq->is_sent = false;
+	if (ch->state == RT_CHANNEL_JOINED && ch->c->phase == PH_WS && !ch->c->fail_rc)
+		live_send_unsent(ch);
 }
 
 static json_t *track_payload(const json_t *meta)
@@ -906,6 +1040,8 @@ static void handle_join_reply(struct rt_client_channel *ch, const json_t *payloa
 				fail(c, rc, "out of memory tracking presence again");
 		}
 		flush_held(ch);
+		if (ch->state == RT_CHANNEL_JOINED && c->phase == PH_WS && !c->fail_rc)
+			live_send_unsent(ch);
 		return;
 	}
 	char reason[512];
@@ -949,6 +1085,12 @@ static void handle_reply(struct rt_client *c, struct rt_client_channel *ch, cons
 		char reason[512] = "";
 		if (!ok)
 			reason_text(json_object_get(payload, "response"), reason, sizeof reason);
+		if (!ok && (kind == PUSH_LIVE_SUBSCRIBE || kind == PUSH_LIVE_UNSUBSCRIBE)) {
+			const char *what = kind == PUSH_LIVE_SUBSCRIBE ? "live_subscribe"
+								       : "live_unsubscribe";
+			emit_error(c, wch, RT_EPROTO, "%s refused on %s: %s", what, wch->topic,
+				   reason);
+		}
 		char *response = NULL;
 		if (IS_WRITE_LIKE(kind)) {
 			bool oom = false;
@@ -1113,6 +1255,123 @@ static void handle_system(struct rt_client_channel *ch, const json_t *payload)
 	mem_free(c, txt);
 }
 
+/* on_live for one applied entry. */
+static void emit_live(struct rt_client_channel *ch, struct live_query *lq, const json_t *e,
+		      const char *pos, bool is_result)
+{
+	struct rt_client *c = ch->c;
+	bool oom = false;
+	char *rows = text_of(c, lq->copy.rows, &oom);
+	char *keys = text_of(c, lq->copy.keys, &oom);
+	char *ops = is_result ? NULL : text_of(c, json_object_get(e, "ops"), &oom);
+	char *entry = text_of(c, e, &oom);
+	if (oom) {
+		emit_error(c, ch, RT_ENOMEM, "out of memory delivering live query %s on %s", lq->id,
+			   ch->topic);
+		goto out_free;
+	}
+	struct rt_lq_event ev = {
+		.id = lq->id,
+		.kind = is_result ? RT_LQ_RESULT : RT_LQ_DIFF,
+		.position = pos,
+		.is_resync = is_result && json_is_true(json_object_get(e, "resync")),
+		.n_rows = rt_livecopy_count(&lq->copy),
+		.rows = rows,
+		.keys = keys,
+		.ops = ops,
+		.entry = entry,
+	};
+	ch->cb.on_live(ch->user, ch, &ev);
+out_free:
+	mem_free(c, rows);
+	mem_free(c, keys);
+	mem_free(c, ops);
+	mem_free(c, entry);
+}
+
+/* An error entry: the server dropped the query; so does the channel, before
+ * telling the application (which may subscribe it again from the callback). */
+static void live_error(struct rt_client_channel *ch, size_t at, const json_t *e, const char *pos)
+{
+	struct rt_client *c = ch->c;
+	struct live_query *lq = ch->lq[at];
+	memmove(&ch->lq[at], &ch->lq[at + 1], (ch->n_lq - at - 1) * sizeof *ch->lq);
+	ch->n_lq--;
+	bool oom = false;
+	char *entry = text_of(c, e, &oom);
+	if (oom) {
+		emit_error(c, ch, RT_ENOMEM, "out of memory delivering live query %s on %s",
+			   lq->id, ch->topic);
+	} else if (ch->cb.on_live) {
+		const char *code = str_of(e, "code"), *msg = str_of(e, "message");
+		struct rt_lq_event ev = {
+			.id = lq->id,
+			.kind = RT_LQ_ERROR,
+			.position = pos,
+			.code = code ? code : "",
+			.message = msg ? msg : "",
+			.entry = entry,
+		};
+		ch->cb.on_live(ch->user, ch, &ev);
+	}
+	mem_free(c, entry);
+	live_query_free(c, lq);
+}
+
+/* A live_query message: each entry applied to its query's copy, then
+ * reported; one that does not apply makes that query start over. */
+static void handle_live(struct rt_client_channel *ch, const json_t *payload)
+{
+	struct rt_client *c = ch->c;
+	char err[256];
+	if (rt_livecopy_check_message(payload, err, sizeof err)) {
+		/* which copies it meant to change is unknown: every query starts over */
+		for (size_t i = 0; i < ch->n_lq; i++) {
+			rt_livecopy_reset(&ch->lq[i]->copy);
+			ch->lq[i]->is_pending = true;
+			ch->lq[i]->is_sent = false;
+		}
+		if (ch->state == RT_CHANNEL_JOINED && c->phase == PH_WS && !c->fail_rc)
+			live_send_unsent(ch);
+		emit_error(c, ch, RT_EPROTO, "%s on %s; its live queries are subscribed again", err,
+			   ch->topic);
+		return;
+	}
+	/* the channel's queries all stand at this position once it is applied */
+	char pos[21];
+	snprintf(pos, sizeof pos, "%s", str_of(payload, "position"));
+	snprintf(ch->live_pos, sizeof ch->live_pos, "%s", pos);
+	size_t i;
+	const json_t *e;
+	json_array_foreach(json_object_get(payload, "queries"), i, e) {
+		if (ch->state == RT_CHANNEL_CLOSED || c->fail_rc)
+			break; /* left from a callback, or the connection restarts */
+		const char *id = str_of(e, "id"), *kind = str_of(e, "kind");
+		size_t at;
+		struct live_query *lq = live_find(ch, id, &at);
+		if (!lq)
+			continue; /* unsubscribed while the message was on its way */
+		if (!strcmp(kind, "error")) {
+			live_error(ch, at, e, pos);
+			continue;
+		}
+		bool is_result = !strcmp(kind, "result");
+		if (!is_result && lq->is_pending)
+			continue; /* of the subscription this id had before */
+		int rc = rt_livecopy_apply(&lq->copy, e, err, sizeof err);
+		if (rc) {
+			live_resubscribe(ch, lq);
+			emit_error(c, ch, rc == RT_ENOMEM ? RT_ENOMEM : RT_EPROTO,
+				   "live query %s on %s: %s; subscribed again", id, ch->topic,
+				   rc == RT_ENOMEM ? "out of memory" : err);
+			continue;
+		}
+		lq->is_pending = false;
+		if (ch->cb.on_live)
+			emit_live(ch, lq, e, pos, is_result);
+	}
+}
+
 static void handle_message(struct rt_client *c, const char *data, size_t len)
 {
 	json_error_t err;
@@ -1156,6 +1415,8 @@ static void handle_message(struct rt_client *c, const char *data, size_t len)
 		handle_presence(ch, payload, false);
 	else if (!strcmp(event, "system"))
 		handle_system(ch, payload);
+	else if (!strcmp(event, "live_query"))
+		handle_live(ch, payload);
 	else if (!strcmp(event, "phx_close")) {
 		ch->join_ref = 0;
 		drop_replies(c, ch, RT_ECLOSED, true);
@@ -1622,6 +1883,69 @@ static json_t *build_config(const struct rt_channel_options *o)
 			 o->is_private);
 }
 
+static bool lq_def_valid(const struct rt_lq_def *d)
+{
+	size_t n = d->id ? strlen(d->id) : 0;
+	return n && n <= RT_LQ_MAX_ID && is_utf8(d->id) && d->table && *d->table &&
+	       is_utf8(d->table) && (!d->schema || (*d->schema && is_utf8(d->schema))) &&
+	       (!d->query || is_utf8(d->query));
+}
+
+/* Definitions valid, and no id twice among them. */
+static bool lq_defs_valid(const struct rt_lq_def *defs, size_t n)
+{
+	if (n > RT_LQ_MAX_QUERIES || (n && !defs))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (!lq_def_valid(&defs[i]))
+			return false;
+		for (size_t k = 0; k < i; k++)
+			if (!strcmp(defs[i].id, defs[k].id))
+				return false;
+	}
+	return true;
+}
+
+static bool lq_options_valid(const struct rt_lq_options *o)
+{
+	return lq_defs_valid(o->queries, o->n_queries) && o->throttle_ms <= RT_LQ_MAX_WINDOW_MS &&
+	       o->debounce_ms <= RT_LQ_MAX_WINDOW_MS && o->max_wait_ms <= RT_LQ_MAX_WINDOW_MS &&
+	       !(o->throttle_ms && o->debounce_ms);
+}
+
+/* A live query of the channel (not linked in yet), or NULL for lack of memory. */
+static struct live_query *live_query_new(struct rt_client *c, const struct rt_lq_def *d)
+{
+	struct live_query *lq = mem_alloc(c, sizeof *lq);
+	if (!lq)
+		return NULL;
+	*lq = (struct live_query){.is_pending = true};
+	rt_livecopy_init(&lq->copy, &c->alloc);
+	lq->def = json_pack("{s:s,s:s,s:s}", "id", d->id, "schema",
+			    d->schema ? d->schema : "public", "table", d->table);
+	if (!lq->def || (d->query && *d->query &&
+			 json_object_set_new(lq->def, "query", json_string(d->query)))) {
+		live_query_free(c, lq);
+		return NULL;
+	}
+	lq->id = json_string_value(json_object_get(lq->def, "id"));
+	return lq;
+}
+
+/* The delivery options the join sends (those set). */
+static json_t *lq_options_json(const struct rt_lq_options *o)
+{
+	json_t *v = json_object();
+	static const char *const names[] = {"throttle_ms", "debounce_ms", "max_wait_ms"};
+	const unsigned ms[] = {o->throttle_ms, o->debounce_ms, o->max_wait_ms};
+	for (size_t i = 0; v && i < 3; i++)
+		if (ms[i] && json_object_set_new(v, names[i], json_integer(ms[i]))) {
+			json_decref(v);
+			return NULL;
+		}
+	return v;
+}
+
 static bool options_valid(const struct rt_channel_options *o)
 {
 	if (!o || !o->topic || !*o->topic || strlen(o->topic) > MAX_SUBTOPIC || !is_utf8(o->topic))
@@ -1631,6 +1955,8 @@ static bool options_valid(const struct rt_channel_options *o)
 	if (o->resume_after && *o->resume_after && !is_position(o->resume_after))
 		return false;
 	if (o->n_changes && !o->changes)
+		return false;
+	if (o->live && !lq_options_valid(o->live))
 		return false;
 	for (size_t i = 0; i < o->n_changes; i++) {
 		const struct rt_change_filter *f = &o->changes[i];
@@ -1665,6 +1991,16 @@ int rt_channel_join(struct rt_client *c, const struct rt_channel_options *o,
 	ch->presence = json_object();
 	if (!ch->topic || !ch->config || !ch->presence)
 		goto err_free;
+	if (o->live) {
+		ch->has_live = true;
+		if (!(ch->live_opts = lq_options_json(o->live)))
+			goto err_free;
+		for (; ch->n_lq < o->live->n_queries; ch->n_lq++)
+			if (!(ch->lq[ch->n_lq] = live_query_new(c, &o->live->queries[ch->n_lq])))
+				goto err_free;
+	} else if (!(ch->live_opts = json_object())) {
+		goto err_free;
+	}
 	snprintf(ch->topic, tlen, "%s%s", TOPIC_PREFIX, o->topic);
 	if (o->resume_after)
 		snprintf(ch->pos, sizeof ch->pos, "%s", o->resume_after);
@@ -1827,6 +2163,122 @@ int rt_channel_presence_state(struct rt_client_channel *ch, char **json)
 	*json = dump(c, ch->presence, NULL);
 	pthread_mutex_unlock(&c->lock);
 	return *json ? 0 : RT_ENOMEM;
+}
+
+/* ---- live query API ---- */
+
+int rt_lq_subscribe(struct rt_client_channel *ch, const struct rt_lq_def *defs, size_t n)
+{
+	if (!n || !lq_defs_valid(defs, n))
+		return RT_EINVAL;
+	struct rt_client *c = ch->c;
+	struct live_query *made[RT_LQ_MAX_QUERIES] = {NULL};
+	int rc = 0;
+	pthread_mutex_lock(&c->lock);
+	if (ch->state == RT_CHANNEL_CLOSED) {
+		rc = RT_ECLOSED;
+		goto out_unlock;
+	}
+	size_t n_new = 0;
+	for (size_t i = 0; i < n; i++)
+		n_new += !live_find(ch, defs[i].id, NULL);
+	if (ch->n_lq + n_new > RT_LQ_MAX_QUERIES) {
+		rc = RT_ELIMIT;
+		goto out_unlock;
+	}
+	/* all made before any is published: a failure changes nothing */
+	for (size_t i = 0; i < n; i++)
+		if (!(made[i] = live_query_new(c, &defs[i]))) {
+			for (size_t k = 0; k < i; k++)
+				live_query_free(c, made[k]);
+			rc = RT_ENOMEM;
+			goto out_unlock;
+		}
+	for (size_t i = 0; i < n; i++) {
+		size_t at;
+		if (live_find(ch, defs[i].id, &at)) {
+			live_query_free(c, ch->lq[at]); /* replaced: its copy goes too */
+			ch->lq[at] = made[i];
+		} else {
+			ch->lq[ch->n_lq++] = made[i];
+		}
+	}
+	ch->has_live = true;
+	if (ch->state == RT_CHANNEL_JOINED && c->phase == PH_WS && !c->fail_rc)
+		live_send_unsent(ch);
+	wake(c);
+out_unlock:
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int rt_lq_unsubscribe(struct rt_client_channel *ch, const char *id)
+{
+	struct rt_client *c = ch->c;
+	int rc = 0;
+	pthread_mutex_lock(&c->lock);
+	size_t at;
+	struct live_query *lq = id ? live_find(ch, id, &at) : NULL;
+	if (!lq) {
+		rc = RT_ENOTFOUND;
+		goto out_unlock;
+	}
+	if (ch->state == RT_CHANNEL_JOINED && c->phase == PH_WS && !c->fail_rc && lq->is_sent) {
+		json_t *p = json_pack("{s:[s]}", "ids", id);
+		rc = p ? send_push(ch, PUSH_LIVE_UNSUBSCRIBE, 0, p) : RT_ENOMEM;
+		json_decref(p);
+		if (rc == RT_ENOMEM)
+			goto out_unlock;
+		rc = 0; /* not sent (the connection is going down): the rejoin leaves it out */
+	}
+	memmove(&ch->lq[at], &ch->lq[at + 1], (ch->n_lq - at - 1) * sizeof *ch->lq);
+	ch->n_lq--;
+	live_query_free(c, lq);
+	wake(c);
+out_unlock:
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int rt_lq_result(struct rt_client_channel *ch, const char *id, char **rows, char **keys)
+{
+	struct rt_client *c = ch->c;
+	int rc = 0;
+	*rows = NULL;
+	if (keys)
+		*keys = NULL;
+	pthread_mutex_lock(&c->lock);
+	struct live_query *lq = id ? live_find(ch, id, NULL) : NULL;
+	if (!lq) {
+		rc = RT_ENOTFOUND;
+		goto out_unlock;
+	}
+	if (!rt_livecopy_has_result(&lq->copy)) {
+		rc = RT_EAGAIN;
+		goto out_unlock;
+	}
+	*rows = dump(c, lq->copy.rows, NULL);
+	if (keys)
+		*keys = dump(c, lq->copy.keys, NULL);
+	if (!*rows || (keys && !*keys)) {
+		mem_free(c, *rows);
+		*rows = NULL;
+		if (keys) {
+			mem_free(c, *keys);
+			*keys = NULL;
+		}
+		rc = RT_ENOMEM;
+	}
+out_unlock:
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+void rt_lq_position(struct rt_client_channel *ch, char pos[21])
+{
+	pthread_mutex_lock(&ch->c->lock);
+	memcpy(pos, ch->live_pos, 21);
+	pthread_mutex_unlock(&ch->c->lock);
 }
 
 /* ---- for the client's own modules (client_int.h) ---- */

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The client commands (rtsync listen, send, presence) against a real server:
+# The client commands (rtsync listen, send, presence, write, query) against a real server:
 #   tests/client/cli.sh /abs/path/to/rtsync
 # Prints "ok"/"FAIL" per check and "cli: N passed, M failed".
 set -uo pipefail
@@ -157,6 +157,90 @@ check "write with a bad TYPE exits 2" bash -c "'$bin' write todos merge 2>/dev/n
 check "write with a record that is not JSON exits 2" bash -c "'$bin' write todos insert --record '{x' 2>/dev/null; [ \$? -eq 2 ]"
 "$bin" write nope insert --record '{"id":1}' 2>"$dir/w7.err"
 check "write to an unknown table exits 1 and says why" bash -c "[ $? -eq 1 ] && grep -q 'unknown table (PGRST205)' '$dir/w7.err'"
+
+# rtsync query: a live query's result, then each change of it (docs/live.md)
+check "query --help" bash -c "'$bin' query --help | grep -q '^Usage: rtsync query' && '$bin' query --help | grep -q 'Exit codes'"
+check "query without a table exits 2" bash -c "'$bin' query 2>/dev/null; [ \$? -eq 2 ]"
+check "query with three arguments exits 2" bash -c "'$bin' query a b c 2>/dev/null; [ \$? -eq 2 ]"
+check "query --throttle-ms out of range exits 2 and names the option" bash -c "
+  '$bin' query --throttle-ms 60001 todos 2>'$dir/qe1.err'; [ \$? -eq 2 ] && grep -q -- '--throttle-ms' '$dir/qe1.err'"
+check "query --throttle-ms with --debounce-ms exits 2" bash -c "'$bin' query --throttle-ms 5 --debounce-ms 5 todos 2>/dev/null; [ \$? -eq 2 ]"
+check "query --count 0 exits 2" bash -c "'$bin' query --count 0 todos 2>/dev/null; [ \$? -eq 2 ]"
+check "query without apikey or token exits 2" bash -c "RTSYNC_APIKEY= RTSYNC_TOKEN= '$bin' query todos 2>/dev/null; [ \$? -eq 2 ]"
+timeout 10 "$bin" query todos 'select=nope' >/dev/null 2>"$dir/qe2.err"
+check "a query the server refuses exits 1 with its code and message" bash -c "[ $? -eq 1 ] &&
+  grep -q 'refused the query: 42703: column todos.nope does not exist' '$dir/qe2.err'"
+timeout 10 "$bin" query --json nosuch >"$dir/qe3.out" 2>"$dir/qe3.err"
+check "an unknown table exits 1 with PGRST205, the entry on stdout" bash -c "[ $? -eq 1 ] &&
+  grep -q 'PGRST205' '$dir/qe3.err' && grep -q '^{\"position\":\"[0-9]*\",\"id\":\"q\",\"kind\":\"error\",\"code\":\"PGRST205\"' '$dir/qe3.out'"
+
+sql "INSERT INTO todos(id,title) VALUES (60,'q-a'),(61,'q-b')"
+qwin='select=id,title&id=gte.60&order=id.desc&limit=2'
+timeout 20 "$bin" query --json --count 3 todos "$qwin" >"$dir/q1.out" 2>"$dir/q1.err" &
+qp=$!
+pids+=("$qp")
+wait_for "$dir/q1.out" '"kind":"result"' 10
+sql "INSERT INTO todos(id,title) VALUES (62,'q-c')"
+wait_for "$dir/q1.out" '"kind":"diff"' 10
+sql "UPDATE todos SET title = 'q-B' WHERE id = 61; DELETE FROM todos WHERE id = 62"
+wait "$qp"
+check "query --json exits 0 after --count updates" test $? -eq 0
+rest=$(curl -sf -H "apikey: $RTSYNC_APIKEY" "$URL/rest/v1/todos?select=id,title&id=gte.60&order=id.desc&limit=2")
+check "query --json: a result, then diffs at increasing positions that, applied, equal REST" node -e '
+  const assert = require("assert");
+  const lines = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  assert.equal(lines.length, 3);
+  assert.deepEqual(lines[0], {position: lines[0].position, id: "q", kind: "result", keys: ["[61]", "[60]"],
+    rows: [{id: 61, title: "q-b"}, {id: 60, title: "q-a"}]});
+  let keys = lines[0].keys, rows = lines[0].rows, pos = -1n;
+  for (const m of lines) {
+    assert.match(m.position, /^[0-9]+$/);
+    assert.ok(BigInt(m.position) > pos); pos = BigInt(m.position);
+    assert.equal(m.id, "q");
+    if (m.kind !== "diff") continue;
+    for (const op of m.ops) if (op.op === "leave" || op.op === "move") {
+      const i = keys.indexOf(op.key); assert.ok(i >= 0); keys.splice(i, 1); rows.splice(i, 1); }
+    for (const op of m.ops.filter((o) => o.op === "enter" || o.op === "move").sort((a, b) => a.index - b.index)) {
+      keys.splice(op.index, 0, op.key); rows.splice(op.index, 0, op.row); }
+    for (const op of m.ops.filter((o) => o.op === "change")) rows[keys.indexOf(op.key)] = op.row;
+  }
+  assert.deepEqual(lines.slice(1).map((m) => m.kind), ["diff", "diff"]);
+  assert.deepEqual(rows, JSON.parse(process.argv[2]));
+  assert.deepEqual(rows, [{id: 61, title: "q-B"}, {id: 60, title: "q-a"}]);' "$dir/q1.out" "$rest"
+
+timeout 20 "$bin" query --quiet --count 2 todos 'select=id,title&id=gte.60&order=id' >"$dir/q2.out" 2>"$dir/q2.err" &
+qp=$!
+pids+=("$qp")
+wait_for "$dir/q2.out" '^result' 10
+sql "INSERT INTO todos(id,title) VALUES (63,'q-d')"
+wait "$qp"
+check "query prints the result and each diff as readable lines" bash -c "[ $? -eq 0 ] &&
+  diff <(sed 's/@[0-9]*/@P/' '$dir/q2.out') - <<'OUT'
+result @P: 2 rows
+  id | title
+  60 | q-a
+  61 | q-B
+diff @P: 1 entered; 3 rows
+  + [63] at 2: 63 | q-d
+OUT"
+check "query --quiet writes nothing to stderr" test ! -s "$dir/q2.err"
+
+timeout 10 "$bin" query --json --count 1 --token "$RTSYNC_APIKEY" todos 'select=done,n:count()&id=gte.60' \
+	>"$dir/q3.out" 2>/dev/null </dev/null
+rc=$?
+rest=$(curl -sf -H "apikey: $RTSYNC_APIKEY" "$URL/rest/v1/todos?select=done,n:count()&id=gte.60&order=done")
+check "an aggregate through --token alone equals the REST read" bash -c "[ $rc -eq 0 ] && node -e '
+  const m = JSON.parse(require(\"fs\").readFileSync(process.argv[1], \"utf8\"));
+  require(\"assert\").deepEqual(m.rows, JSON.parse(process.argv[2]));
+  require(\"assert\").deepEqual(m.rows, [{done: false, n: 3}]);' '$dir/q3.out' '$rest'" </dev/null
+
+"$bin" query --throttle-ms 100 todos >"$dir/q4.out" 2>"$dir/q4.err" &
+qp=$!
+pids+=("$qp")
+wait_for "$dir/q4.out" '^result' 10
+kill -TERM "$qp"
+wait "$qp"
+check "query exits 0 on SIGTERM" test $? -eq 0
 
 kill -TERM "$server_pid"
 wait "$server_pid"
