@@ -9,14 +9,15 @@ BUILD   ?= build
 # Debian packages the build and the tests need (checked with dpkg by `make deps`).
 DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev \
 	libuv1-dev libhttp-parser-dev libssl-dev libjansson-dev libjwt-dev \
-	libunistring-dev uthash-dev libcmocka-dev libsqlite3-dev sqlite3 curl liburing-dev
+	libunistring-dev uthash-dev libcmocka-dev libsqlite3-dev sqlite3 curl liburing-dev \
+	libcurl4-openssl-dev
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wstrict-prototypes \
 	-Wmissing-prototypes -Wformat=2
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -fvisibility=hidden -Isrc -Iinclude \
 	-MMD -MP $(CFLAGS) $(EXTRA_CFLAGS)
-LIBS    := -luv -luring -lhttp_parser -ljansson -ljwt -lunistring -lsqlite3 -lcrypto -lpthread -lm
+LIBS    := -luv -luring -lhttp_parser -ljansson -ljwt -lcurl -lunistring -lsqlite3 -lcrypto -lpthread -lm
 
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=undefined

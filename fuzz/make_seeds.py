@@ -193,3 +193,43 @@ POLICY = {
 }
 for name, text in POLICY.items():
     write("policy", name, text)
+
+# ---- jwt: even first byte + token (fixed keys), odd + JWKS document ----
+import base64
+import hashlib
+import hmac
+import json as _json
+
+
+def _b64(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def _token(header, claims, key=None):
+    h = _b64(_json.dumps(header, separators=(",", ":")).encode())
+    c = _b64(_json.dumps(claims, separators=(",", ":")).encode())
+    sig = hmac.new(key, f"{h}.{c}".encode(), hashlib.sha256).digest() if key else b""
+    return f"{h}.{c}.{_b64(sig)}"
+
+
+_SECRET = b"fuzz-secret-of-at-least-32-bytes-long"
+_OCT = b"secret-of-at-least-32-bytes-long---"
+_OK = {"role": "authenticated", "sub": "u", "exp": 1900000000, "aud": "authenticated", "iss": "fuzz"}
+JWT = {
+    "hs_secret": "\0" + _token({"alg": "HS256", "typ": "JWT"}, _OK, _SECRET),
+    "hs_oct_kid": "\0" + _token({"alg": "HS256", "kid": "hs"}, _OK, _OCT),
+    "hs_kid_fallback": "\0" + _token({"alg": "HS256", "kid": "gotrue"}, _OK, _SECRET),
+    "wrong_aud": "\0" + _token({"alg": "HS256"}, dict(_OK, aud=["x", "y"]), _SECRET),
+    "nbf": "\0" + _token({"alg": "HS256"}, dict(_OK, nbf=1800000000), _SECRET),
+    "expired": "\0" + _token({"alg": "HS256"}, dict(_OK, exp=1600000000.4), _SECRET),
+    "es_kid": "\0" + _token({"alg": "ES256", "kid": "ec"}, _OK) + "AAAA",
+    "none": "\0" + _token({"alg": "none"}, _OK),
+    "jwks_ec": "\1" + '{"keys":[{"kty":"EC","kid":"ec","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",'
+                      '"y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","alg":"ES256","use":"sig"}]}',
+    "jwks_mixed": "\1" + '{"keys":[{"kty":"oct","kid":"a","k":"AQID"},{"kty":"OKP","crv":"Ed25519","x":"AA"},'
+                         '{"kty":"RSA","use":"enc","n":"AQAB","e":"AQAB"},{"kty":"RSA","alg":"PS256","n":"AQAB","e":"AQAB"}]}',
+    "jwks_bad_rsa": "\1" + '{"keys":[{"kty":"RSA","kid":"r","n":"AQAB","e":"AQAB"}]}',
+    "jwks_empty": "\1" + '{"keys":[]}',
+}
+for name, text in JWT.items():
+    write("jwt", name, text)

@@ -122,8 +122,8 @@ static bool http_auth(struct rt_conn *c, struct rt_http_req *req, struct rt_jwt_
 	char *token = rt_api_request_token(req);
 	enum rt_jwt_result r = RT_JWT_MALFORMED;
 	if (token)
-		r = rt_jwt_verify(app_of(c)->cfg.jwt_secret, token, strlen(token), rt_wall_s(),
-				  claims, NULL);
+		r = rt_keyring_verify(app_of(c)->keys, token, strlen(token), rt_wall_s(), claims,
+				      NULL);
 	free(token);
 	if (r != RT_JWT_OK) {
 		RT_METRIC_ERROR(AUTH);

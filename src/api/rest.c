@@ -282,8 +282,8 @@ static bool authorize(struct rt_conn *c, struct rt_http_req *req, struct rt_real
 		return false;
 	}
 	int64_t ago = 0;
-	enum rt_jwt_result r = rt_jwt_verify(rt->cfg.jwt_secret, token, strlen(token), rt_wall_s(),
-					     claims, &ago);
+	enum rt_jwt_result r =
+		rt_keyring_verify(rt->keys, token, strlen(token), rt_wall_s(), claims, &ago);
 	free(token);
 	if (r != RT_JWT_OK) {
 		char msg[256];

@@ -1,7 +1,7 @@
 /*
  * JSON Web Tokens as Supabase Realtime checks them: HS256/HS384/HS512 signed
- * with the configured secret, claims `role` and `exp` required, `exp` in the
- * future. Failures map to the exact codes and messages the official clients
+ * with the configured secret, or RS/ES signed with a key of a JWKS (struct
+ * rt_jwt_keys), claims `role` and `exp` required, `exp` in the future. Failures map to the exact codes and messages the official clients
  * see (PROTOCOL.md §1.5, §4.6, §8.3). Also mints tokens for `serve` to print.
  *
  * Ownership: rt_jwt_verify() fills a caller-owned struct rt_jwt_claims whose
@@ -13,6 +13,7 @@
 #define RT_AUTH_JWT_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,8 @@ enum rt_jwt_result {
 	RT_JWT_EXPIRED,        /* InvalidJWTToken: Token has expired N seconds ago */
 	RT_JWT_MISSING_CLAIMS, /* InvalidJWTToken: Fields `role` and `exp` are required in JWT */
 	RT_JWT_BAD_EXP,        /* InvalidJWTToken: Token expiration time is invalid */
+	RT_JWT_NOT_YET_VALID,  /* InvalidJWTToken: `nbf` is in the future or not a number */
+	RT_JWT_BAD_CLAIM,      /* InvalidJWTToken: `aud` or `iss` is not the configured one */
 };
 
 struct rt_jwt_claims {
@@ -49,6 +52,48 @@ struct rt_jwt_claims {
  */
 enum rt_jwt_result rt_jwt_verify(const char *secret, const char *token, size_t token_len,
 				 int64_t now_s, struct rt_jwt_claims *out, int64_t *expired_ago_s);
+
+/*
+ * The keys a verifier accepts (docs/security.md, "Signing keys"): the HS
+ * secret, and the keys of a JWKS — RSA and EC public keys for RS256/384/512
+ * and ES256/384/512 (picked by the header's `kid`), oct keys for HS by
+ * `kid` — plus the `aud` and `iss` every token must carry when configured.
+ * Reference-counted and immutable once made: any thread may verify with it.
+ * Keys not for signatures (`use` other than "sig") or of algorithms rtsync
+ * does not verify (OKP/EdDSA, PS256) are skipped; a malformed key, or an RSA
+ * key under 2048 bits, is an error.
+ */
+#define RT_JWT_MAX_JWKS (1 << 20) /* bytes of a JWKS document */
+#define RT_JWT_MAX_KEYS 100
+
+struct rt_jwt_keys;
+struct rt_jwt_keys_config {
+	const char *secret; /* NULL or "": no HS secret */
+	const char *jwks;   /* a JWKS document, jwks_len bytes; NULL: none */
+	size_t jwks_len;
+	const char *aud, *iss; /* required values; NULL: not checked */
+};
+
+/* Returns the keys (one reference), or NULL with the reason in err. */
+struct rt_jwt_keys *rt_jwt_keys_new(const struct rt_jwt_keys_config *cfg, char *err,
+				    size_t err_cap);
+struct rt_jwt_keys *rt_jwt_keys_ref(struct rt_jwt_keys *k);
+void rt_jwt_keys_unref(struct rt_jwt_keys *k); /* NULL is a no-op */
+size_t rt_jwt_keys_count(const struct rt_jwt_keys *k); /* JWKS keys kept */
+
+/*
+ * rt_jwt_verify() against keys: the header's `alg` picks the key family
+ * first (HS: an oct key of the token's `kid`, else the secret; RS/ES: the
+ * key of the token's `kid` and the algorithm's type and curve), so a public
+ * key is never used as an HMAC secret. No such key: RT_JWT_NO_SIGNER, and
+ * *is_unknown_kid (when not NULL) says whether an RS/ES `kid` was unknown
+ * (the JWKS may have rotated). After `exp`: `nbf` (RT_JWT_NOT_YET_VALID),
+ * then `aud`/`iss` when configured (RT_JWT_BAD_CLAIM; `aud` may be an
+ * array holding the value).
+ */
+enum rt_jwt_result rt_jwt_verify_keys(const struct rt_jwt_keys *keys, const char *token,
+				      size_t token_len, int64_t now_s, struct rt_jwt_claims *out,
+				      int64_t *expired_ago_s, bool *is_unknown_kid);
 
 void rt_jwt_claims_deinit(struct rt_jwt_claims *c);
 /* Deep-copies src into dst (dst is overwritten, not freed first). */

@@ -38,6 +38,10 @@ struct serve_opts {
 	char *pg_tables;
 	char *pg_name;
 	char *io_uring;
+	char *jwks;
+	char *jwt_aud;
+	char *jwt_iss;
+	long jwks_refresh_s;
 	long pg_pool;
 	bool is_pg_new_log;
 	long retain_changes;
@@ -63,6 +67,14 @@ static const char serve_usage[] =
 	"  --listen HOST:PORT        address to listen on           RTSYNC_LISTEN (127.0.0.1:4000)\n"
 	"  --jwt-secret SECRET       HS256 secret for tokens        RTSYNC_JWT_SECRET\n"
 	"                            (default: generated on first start, kept in the data dir)\n"
+	"  --jwks FILE|URL           also accept RS256/ES256 tokens signed with these keys\n"
+	"                            (a JWKS: a file read again on SIGHUP, or an http(s)\n"
+	"                            URL fetched again periodically and on an unknown kid)\n"
+	"                                                           RTSYNC_JWKS\n"
+	"  --jwks-refresh-s N        how often a JWKS URL is fetched\n"
+	"                                                           RTSYNC_JWKS_REFRESH_S (600)\n"
+	"  --jwt-aud AUD             tokens must carry this audience RTSYNC_JWT_AUD\n"
+	"  --jwt-iss ISS             tokens must carry this issuer  RTSYNC_JWT_ISS\n"
 	"  --data-dir DIR            where rtsync keeps its state   RTSYNC_DATA_DIR (.rtsync)\n"
 	"  --db FILE                 the embedded SQLite database   RTSYNC_DB (DIR/rtsync.db)\n"
 	"                            (with --postgres unused: the change log is DIR/pg-changes.db)\n"
@@ -148,6 +160,9 @@ static void opts_free(struct serve_opts *o)
 	free(o->pg_tables);
 	free(o->pg_name);
 	free(o->io_uring);
+	free(o->jwks);
+	free(o->jwt_aud);
+	free(o->jwt_iss);
 }
 
 static void set_str(char **dst, const char *v)
@@ -176,6 +191,9 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 		o->is_pg_new_log = nl && !strcmp(nl, "1");
 	}
 	o->io_uring = env_or("RTSYNC_IO_URING", "on");
+	o->jwks = env_or("RTSYNC_JWKS", NULL);
+	o->jwt_aud = env_or("RTSYNC_JWT_AUD", NULL);
+	o->jwt_iss = env_or("RTSYNC_JWT_ISS", NULL);
 	if (env_long("RTSYNC_WORKERS", "--workers", ncpu > 0 ? ncpu : 1, 1, RT_SERVER_MAX_WORKERS,
 		     &o->workers) ||
 	    env_long("RTSYNC_IDLE_TIMEOUT_MS", "--idle-timeout-ms", 60000, 100, 86400000,
@@ -194,12 +212,15 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 	    env_long("RTSYNC_POSTGRES_POOL", "--postgres-pool", 4, 1, 256, &o->pg_pool) ||
 	    env_long("RTSYNC_RETAIN_MS", "--retain-ms", 86400000, 1000, 1L << 40, &o->retain_ms) ||
 	    env_long("RTSYNC_IDEMPOTENCY_WINDOW_MS", "--idempotency-window-ms", 86400000, 1000,
-		     1L << 40, &o->idempotency_ms))
+		     1L << 40, &o->idempotency_ms) ||
+	    env_long("RTSYNC_JWKS_REFRESH_S", "--jwks-refresh-s", 600, 30, 86400,
+		     &o->jwks_refresh_s))
 		return -1;
 
 	enum { O_LISTEN = 256, O_SECRET, O_DATA, O_WORKERS, O_LEVEL, O_FORMAT, O_IDLE, O_PAYLOAD,
 	       O_CHANNELS, O_QUEUE, O_ROLES, O_PCALLS, O_PWINDOW, O_DB, O_SCHEMA, O_RCOUNT,
-	       O_RMS, O_PG, O_PG_TABLES, O_PG_POOL, O_PG_NAME, O_PG_NEW_LOG, O_IDEM, O_URING };
+	       O_RMS, O_PG, O_PG_TABLES, O_PG_POOL, O_PG_NAME, O_PG_NEW_LOG, O_IDEM, O_URING, O_JWKS, O_JWKS_REFRESH,
+	       O_AUD, O_ISS };
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, O_LISTEN},
 		{"jwt-secret", required_argument, NULL, O_SECRET},
@@ -225,6 +246,10 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 		{"postgres-name", required_argument, NULL, O_PG_NAME},
 		{"postgres-new-log", no_argument, NULL, O_PG_NEW_LOG},
 		{"io-uring", required_argument, NULL, O_URING},
+		{"jwks", required_argument, NULL, O_JWKS},
+		{"jwks-refresh-s", required_argument, NULL, O_JWKS_REFRESH},
+		{"jwt-aud", required_argument, NULL, O_AUD},
+		{"jwt-iss", required_argument, NULL, O_ISS},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -245,6 +270,12 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 		case O_PG_NAME: set_str(&o->pg_name, optarg); break;
 		case O_PG_NEW_LOG: o->is_pg_new_log = true; break;
 		case O_URING: set_str(&o->io_uring, optarg); break;
+		case O_JWKS: set_str(&o->jwks, optarg); break;
+		case O_AUD: set_str(&o->jwt_aud, optarg); break;
+		case O_ISS: set_str(&o->jwt_iss, optarg); break;
+		case O_JWKS_REFRESH:
+			rc = parse_long("--jwks-refresh-s", optarg, 30, 86400, &o->jwks_refresh_s);
+			break;
 		case O_PG_POOL:
 			rc = parse_long("--postgres-pool", optarg, 1, 256, &o->pg_pool);
 			break;
@@ -409,13 +440,20 @@ static void *json_alloc(size_t n)
 }
 
 static struct rt_server *g_server;
+static struct rt_keyring *g_keys;
+static uv_signal_t g_signals[3]; /* SIGINT, SIGTERM, SIGHUP */
 
 static void on_signal(uv_signal_t *h, int signum)
 {
+	if (signum == SIGHUP) {
+		rt_info("received SIGHUP, reading the signing keys again");
+		rt_keyring_reload(g_keys);
+		return;
+	}
 	rt_info("received %s, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
 	rt_server_stop(g_server);
-	uv_close((uv_handle_t *)h->data, NULL); /* the other signal handle */
-	uv_close((uv_handle_t *)h, NULL);
+	for (size_t i = 0; i < 3; i++)
+		uv_close((uv_handle_t *)&g_signals[i], NULL);
 }
 
 int rt_cli_serve(int argc, char **argv)
@@ -451,8 +489,22 @@ int rt_cli_serve(int argc, char **argv)
 	if (is_generated && !(o.jwt_secret = load_or_create_secret(o.data_dir, &created)))
 		goto out;
 
+	char kerr[600];
+	struct rt_keyring_config kcfg = {.secret = o.jwt_secret,
+					 .jwks = o.jwks,
+					 .aud = o.jwt_aud,
+					 .iss = o.jwt_iss,
+					 .refresh_s = (unsigned)o.jwks_refresh_s};
+	if (!(g_keys = rt_keyring_new(&kcfg, kerr, sizeof kerr))) {
+		fprintf(stderr, "rtsync serve: --jwks: %s\n", kerr);
+		goto out;
+	}
+	if (o.jwks)
+		rt_info("auth: signing keys from %s", o.jwks);
+
 	struct rt_realtime_config rcfg = {
 		.jwt_secret = o.jwt_secret,
+		.keys = g_keys,
 		.max_payload_bytes = (size_t)o.max_payload_bytes,
 		.max_channels = (unsigned)o.max_channels,
 		.presence_max_calls = (unsigned)o.presence_max_calls,
@@ -536,13 +588,11 @@ int rt_cli_serve(int argc, char **argv)
 	}
 
 	uv_loop_t *loop = uv_default_loop();
-	uv_signal_t sigint, sigterm;
-	uv_signal_init(loop, &sigint);
-	uv_signal_init(loop, &sigterm);
-	sigint.data = &sigterm;
-	sigterm.data = &sigint;
-	uv_signal_start(&sigint, on_signal, SIGINT);
-	uv_signal_start(&sigterm, on_signal, SIGTERM);
+	static const int signums[3] = {SIGINT, SIGTERM, SIGHUP};
+	for (size_t i = 0; i < 3; i++) {
+		uv_signal_init(loop, &g_signals[i]);
+		uv_signal_start(&g_signals[i], on_signal, signums[i]);
+	}
 
 	bool is_v6 = strchr(host, ':') != NULL;
 	char hostport[300];
@@ -560,9 +610,13 @@ int rt_cli_serve(int argc, char **argv)
 		printf("  database    %s\n", o.db);
 	if (is_generated) {
 		int64_t now = rt_wall_s();
-		char *anon = rt_jwt_mint(o.jwt_secret, "anon", "rtsync", now, now + KEY_LIFETIME_S, NULL);
-		char *svc = rt_jwt_mint(o.jwt_secret, "service_role", "rtsync", now,
-					now + KEY_LIFETIME_S, NULL);
+		/* keys the configured aud and iss checks accept */
+		const char *iss = o.jwt_iss ? o.jwt_iss : "rtsync";
+		json_t *extra = o.jwt_aud ? json_pack("{s:s}", "aud", o.jwt_aud) : NULL;
+		char *anon = rt_jwt_mint(o.jwt_secret, "anon", iss, now, now + KEY_LIFETIME_S, extra);
+		char *svc = rt_jwt_mint(o.jwt_secret, "service_role", iss, now,
+					now + KEY_LIFETIME_S, extra);
+		json_decref(extra);
 		printf("  jwt secret  %s/jwt_secret%s\n", o.data_dir, created ? " (new)" : "");
 		printf("  anon key    %s\n", anon ? anon : "?");
 		printf("  service key %s\n", svc ? svc : "?");
@@ -584,6 +638,8 @@ out_server:
 out:
 	rt_realtime_free(rt);
 	rt_store_close(store);
+	rt_keyring_free(g_keys);
+	g_keys = NULL;
 	opts_free(&o);
 	return rc;
 }

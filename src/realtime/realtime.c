@@ -92,6 +92,13 @@ struct rt_realtime *rt_realtime_new(const struct rt_realtime_config *cfg)
 {
 	struct rt_realtime *rt = rt_xcalloc(1, sizeof *rt);
 	rt->cfg = *cfg;
+	if (!(rt->keys = cfg->keys)) {
+		char err[256];
+		struct rt_keyring_config kc = {.secret = cfg->jwt_secret};
+		rt->keys = rt->own_keys = rt_keyring_new(&kc, err, sizeof err); /* no I/O: cannot fail */
+		if (!rt->keys)
+			abort();
+	}
 	rt->hub = rt_hub_new();
 	rt->presence = rt_presence_new();
 	return rt;
@@ -105,6 +112,7 @@ void rt_realtime_free(struct rt_realtime *rt)
 	rt_live_free(rt->live);
 	rt_presence_free(rt->presence);
 	rt_hub_free(rt->hub);
+	rt_keyring_free(rt->own_keys);
 	free(rt);
 }
 
@@ -144,6 +152,7 @@ struct rt_token_entry {
 	char *sub;
 	int64_t exp;
 	json_t *claims; /* the whole object: a token seen before yields the same claims */
+	uint64_t generation; /* of the keys that checked it */
 };
 
 static void token_entry_clear(struct rt_token_entry *e)
@@ -184,7 +193,9 @@ enum rt_jwt_result rt_realtime_verify(struct rt_realtime_worker *rw, const char 
 	if (!rw->tokens)
 		rw->tokens = rt_xcalloc(TOKEN_CACHE, sizeof *rw->tokens);
 	struct rt_token_entry *e = &rw->tokens[token_hash_n(token, token_len) % TOKEN_CACHE];
-	if (e->token && e->len == token_len && !memcmp(e->token, token, token_len) && e->exp > now) {
+	uint64_t gen = rt_keyring_generation(rw->rt->keys); /* new keys: check again */
+	if (e->token && e->len == token_len && !memcmp(e->token, token, token_len) && e->exp > now &&
+	    e->generation == gen) {
 		memset(out, 0, sizeof *out);
 		out->role = rt_xstrdup(e->role);
 		out->sub = e->sub ? rt_xstrdup(e->sub) : NULL;
@@ -194,7 +205,7 @@ enum rt_jwt_result rt_realtime_verify(struct rt_realtime_worker *rw, const char 
 	}
 	/* a miss, or expired since: the full check (and its exact error) */
 	enum rt_jwt_result r =
-		rt_jwt_verify(rw->rt->cfg.jwt_secret, token, token_len, now, out, expired_ago_s);
+		rt_keyring_verify(rw->rt->keys, token, token_len, now, out, expired_ago_s);
 	if (r != RT_JWT_OK)
 		return r;
 	token_entry_clear(e);
@@ -205,6 +216,7 @@ enum rt_jwt_result rt_realtime_verify(struct rt_realtime_worker *rw, const char 
 	e->sub = out->sub ? rt_xstrdup(out->sub) : NULL;
 	e->exp = out->exp;
 	e->claims = out->claims ? json_deep_copy(out->claims) : NULL;
+	e->generation = gen;
 	return RT_JWT_OK;
 }
 

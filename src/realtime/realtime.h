@@ -41,6 +41,7 @@
 #include <stddef.h>
 
 #include "auth/jwt.h"
+#include "auth/keyring.h"
 #include "net/server.h"
 #include "proto/phx.h"
 #include "realtime/changes.h"
@@ -52,7 +53,8 @@
 #define RT_REALTIME_MAX_BINDINGS 100
 
 struct rt_realtime_config {
-	const char *jwt_secret;
+	const char *jwt_secret; /* when keys is NULL: HS tokens with this secret */
+	struct rt_keyring *keys; /* the signing keys (not owned); NULL: from jwt_secret */
 	size_t max_payload_bytes;
 	unsigned max_channels;
 	unsigned presence_max_calls;
@@ -62,6 +64,8 @@ struct rt_realtime_config {
 
 struct rt_realtime {
 	struct rt_realtime_config cfg;
+	struct rt_keyring *keys;     /* cfg.keys, or made from cfg.jwt_secret */
+	struct rt_keyring *own_keys; /* the one made here, else NULL */
 	struct rt_hub *hub;
 	struct rt_presence *presence;
 	struct rt_store *store;     /* NULL without a store (not owned) */

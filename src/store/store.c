@@ -330,7 +330,7 @@ bool rt_read_mark_has(const struct rt_read_mark *m, const struct rt_change *ch)
 		return true;
 	if (x >= m->xmax)
 		return false;
-	return !bsearch(&x, m->xip, m->n_xip, sizeof *m->xip, cmp_u64);
+	return !m->n_xip || !bsearch(&x, m->xip, m->n_xip, sizeof *m->xip, cmp_u64);
 }
 
 bool rt_read_mark_is_past(const struct rt_read_mark *m, const struct rt_change *ch)
