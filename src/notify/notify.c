@@ -474,13 +474,15 @@ void rt_nsvc_outbox_init(struct rt_nsvc_outbox *o)
 {
 	o->items = json_array();
 	o->users = json_object();
+	o->index = json_object();
 }
 
 void rt_nsvc_outbox_deinit(struct rt_nsvc_outbox *o)
 {
 	json_decref(o->items);
 	json_decref(o->users);
-	o->items = o->users = NULL;
+	json_decref(o->index);
+	o->items = o->users = o->index = NULL;
 }
 
 /* Adds the counts to every queued event (db inside the writing transaction). */
@@ -511,14 +513,37 @@ void rt_nsvc_outbox_flush(struct rt_notify *n, struct rt_nsvc_outbox *o)
 	}
 	json_array_clear(o->items);
 	json_object_clear(o->users);
+	json_object_clear(o->index);
 }
 
+/* Queues an event (takes payload). A notification queued again in the same
+ * transaction (a summary growing) replaces its earlier event: one push per
+ * notification per batch, with its latest state and everything it replaced. */
 static void outbox_add(struct rt_nsvc_outbox *o, const char *user, const char *event,
 		       json_t *payload)
 {
+	json_object_set_new(o->users, user, json_integer(0));
+	json_t *id = json_object_get(json_object_get(payload, "notification"), "id");
+	char key[RT_NOTIFY_MAX_USER_ID + 32];
+	snprintf(key, sizeof key, "%lld:%s", (long long)json_integer_value(id), user);
+	json_t *at = id ? json_object_get(o->index, key) : NULL;
+	if (at) {
+		json_t *prev = json_object_get(json_array_get(o->items, (size_t)json_integer_value(at)),
+					       "payload");
+		json_t *old_rep = json_object_get(prev, "replaces");
+		json_t *rep = json_object_get(payload, "replaces");
+		if (old_rep && !rep)
+			json_object_set(payload, "replaces", old_rep);
+		else if (old_rep && rep)
+			json_array_extend(rep, old_rep);
+		json_object_set_new(json_array_get(o->items, (size_t)json_integer_value(at)),
+				    "payload", payload);
+		return;
+	}
+	if (id)
+		json_object_set_new(o->index, key, json_integer((json_int_t)json_array_size(o->items)));
 	json_array_append_new(o->items, json_pack("{s:s,s:s,s:o}", "user", user, "event", event,
 						  "payload", payload));
-	json_object_set_new(o->users, user, json_integer(0));
 }
 
 /* ---- writing one notification (inside the caller's transaction) ---- */
@@ -808,6 +833,7 @@ static int batch_commit(struct batch *b, uint64_t pos)
 		sqlite3_exec(n->feed_db, "ROLLBACK", NULL, NULL, NULL);
 		json_array_clear(b->out.items);
 		json_object_clear(b->out.users);
+		json_object_clear(b->out.index);
 	} else {
 		n->saved_pos = pos;
 		n->saved_ms = rt_mono_ms();

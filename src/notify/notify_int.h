@@ -243,6 +243,7 @@ struct rt_nsvc_item {
 struct rt_nsvc_outbox {
 	json_t *items; /* [{user, event, payload}] */
 	json_t *users; /* user → unread count */
+	json_t *index; /* "<id>:<user>" → index in items */
 };
 
 int rt_nsvc_open_db(const char *path, sqlite3 **out, char *err, size_t err_cap);
