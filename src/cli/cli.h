@@ -28,5 +28,8 @@ int rt_cli_send(int argc, char **argv);
 int rt_cli_presence(int argc, char **argv);
 /* rtsync write: one row written with optional conflict control (src/cli/write.c). */
 int rt_cli_write(int argc, char **argv);
+/* rtsync notify / inbox: notifications over REST (src/cli/notify.c). */
+int rt_cli_notify(int argc, char **argv);
+int rt_cli_inbox(int argc, char **argv);
 
 #endif
