@@ -256,8 +256,10 @@ describe('notifications across a SIGKILL', () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'rtsync-notify-kill-'));
     try {
       let total = 0;
+      let pgDatabase; // with PostgreSQL: the same database across restarts
       for (let round = 0; round < 4; round++) {
-        const server = await startServer({ args: serverArgs(), dataDir });
+        const server = await startServer({ args: serverArgs(), dataDir, pgDatabase });
+        pgDatabase = server.pgDatabase || undefined;
         const S = svc(server);
         if (round === 0) await rest(server, 'POST', '/rest/v1/members', [{ id: 1, org_id: 1, user_id: 'ivan' }], S);
         // many small commits, then SIGKILL right after the last is acknowledged
@@ -270,7 +272,7 @@ describe('notifications across a SIGKILL', () => {
         total += 60;
         await server.kill();
       }
-      const server = await startServer({ args: serverArgs(), dataDir });
+      const server = await startServer({ args: serverArgs(), dataDir, pgDatabase });
       try {
         const tok = userTok(server, 'ivan');
         let count;
