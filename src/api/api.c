@@ -46,6 +46,16 @@ static struct rt_realtime_worker *rw_of(struct rt_conn *c)
 	return rt_worker_data(rt_conn_worker(c));
 }
 
+void rt_api_respond_error(struct rt_conn *c, int status, const char *code, const char *message)
+{
+	json_t *o = json_pack("{s:s,s:n,s:n,s:s}", "code", code, "details", "hint", "message",
+			      message);
+	char *body = json_dumps(o, JSON_COMPACT);
+	rt_conn_respond(c, status, "application/json; charset=utf-8", body, strlen(body), NULL);
+	free(body);
+	json_decref(o);
+}
+
 /* ---- WebSocket connect ---- */
 
 static void connect_ws(struct rt_conn *c, struct rt_http_req *req)
@@ -327,6 +337,8 @@ static void on_request(struct rt_conn *c, struct rt_http_req *req)
 		rt_conn_respond(c, 204, NULL, NULL, 0, cors_headers);
 	} else if (!strncmp(path, "/rest/v1/", 9) && path[9]) {
 		rt_rest_handle(c, req, app_of(c), path + 9);
+	} else if (!strncmp(path, "/notify/v1/", 11) && path[11]) {
+		rt_api_notify(c, req, app_of(c), path + 11);
 	} else if (!strcmp(path, "/healthz")) {
 		respond_json(c, 200, "{\"status\":\"ok\"}");
 	} else if (!strcmp(path, "/metrics") && req->method == HTTP_GET) {

@@ -8,9 +8,18 @@
 #define RT_API_API_INT_H
 
 #include "net/http.h"
+#include "net/server.h"
+#include "realtime/realtime.h"
 
 /* The request's token: Authorization: Bearer, else the apikey header, else
  * the apikey query parameter; NULL when there is none. */
 char *rt_api_request_token(const struct rt_http_req *req);
+
+/* Answers {code, details: null, hint: null, message} with status. */
+void rt_api_respond_error(struct rt_conn *c, int status, const char *code, const char *message);
+
+/* Handles a request whose path is /notify/v1/<path> (src/api/notify.c). */
+void rt_api_notify(struct rt_conn *c, struct rt_http_req *req, struct rt_realtime *rt,
+		   const char *path);
 
 #endif

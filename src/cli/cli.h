@@ -30,5 +30,8 @@ int rt_cli_presence(int argc, char **argv);
 int rt_cli_write(int argc, char **argv);
 /* rtsync query: a live query's result, then its changes (src/cli/query.c). */
 int rt_cli_query(int argc, char **argv);
+/* rtsync notify / inbox: notifications over REST (src/cli/notify.c). */
+int rt_cli_notify(int argc, char **argv);
+int rt_cli_inbox(int argc, char **argv);
 
 #endif

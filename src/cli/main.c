@@ -14,6 +14,8 @@ static const char usage[] =
 	"  presence  track presence on a channel and watch it\n"
 	"  write     write one row, optionally checked against the values last seen\n"
 	"  query     print a live query's result, then every change of it\n"
+	"  notify    send a notification to users (service role)\n"
+	"  inbox     list a user's notifications, mark them read, archive, delete\n"
 	"\n"
 	"Run 'rtsync COMMAND --help' for a command's options.\n";
 
@@ -42,6 +44,10 @@ int main(int argc, char **argv)
 		return rt_cli_write(argc - 1, argv + 1);
 	if (!strcmp(cmd, "query"))
 		return rt_cli_query(argc - 1, argv + 1);
+	if (!strcmp(cmd, "notify"))
+		return rt_cli_notify(argc - 1, argv + 1);
+	if (!strcmp(cmd, "inbox"))
+		return rt_cli_inbox(argc - 1, argv + 1);
 	fprintf(stderr, "rtsync: unknown command '%s'\n\n%s", cmd, usage);
 	return RT_CLI_EXIT_USAGE;
 }

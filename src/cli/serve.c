@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "common/rand.h"
 #include "net/server.h"
+#include "notify/notify.h"
 #include "realtime/realtime.h"
 #include "store/store.h"
 
@@ -42,6 +43,10 @@ struct serve_opts {
 	char *jwt_aud;
 	char *jwt_iss;
 	long jwks_refresh_s;
+	char *notify;
+	char *notify_rules;
+	long notify_retain_ms;
+	long notify_archive_ms;
 	long pg_pool;
 	bool is_pg_new_log;
 	long retain_changes;
@@ -112,6 +117,13 @@ static const char serve_usage[] =
 	"  --presence-max-calls N    presence messages per channel per window\n"
 	"                                                           RTSYNC_PRESENCE_MAX_CALLS (5)\n"
 	"  --presence-window-ms N    that window                    RTSYNC_PRESENCE_WINDOW_MS (30000)\n"
+	"  --notify on|off           notifications (docs/notifications.md)   RTSYNC_NOTIFY (on)\n"
+	"  --notify-rules FILE.json  notification rules, read again on SIGHUP\n"
+	"                                                           RTSYNC_NOTIFY_RULES\n"
+	"  --notify-retain-ms N      notifications are deleted after N ms (0: kept)\n"
+	"                                            RTSYNC_NOTIFY_RETAIN_MS (7776000000, 90 days)\n"
+	"  --notify-archive-ms N     read notifications are archived after N ms (0: never)\n"
+	"                                                           RTSYNC_NOTIFY_ARCHIVE_MS (0)\n"
 	"  --io-uring on|off         send to many sockets with one system call (io_uring)\n"
 	"                            when the kernel allows it      RTSYNC_IO_URING (on)\n"
 	"  -h, --help                show this help\n"
@@ -163,6 +175,8 @@ static void opts_free(struct serve_opts *o)
 	free(o->jwks);
 	free(o->jwt_aud);
 	free(o->jwt_iss);
+	free(o->notify);
+	free(o->notify_rules);
 }
 
 static void set_str(char **dst, const char *v)
@@ -194,6 +208,8 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 	o->jwks = env_or("RTSYNC_JWKS", NULL);
 	o->jwt_aud = env_or("RTSYNC_JWT_AUD", NULL);
 	o->jwt_iss = env_or("RTSYNC_JWT_ISS", NULL);
+	o->notify = env_or("RTSYNC_NOTIFY", "on");
+	o->notify_rules = env_or("RTSYNC_NOTIFY_RULES", NULL);
 	if (env_long("RTSYNC_WORKERS", "--workers", ncpu > 0 ? ncpu : 1, 1, RT_SERVER_MAX_WORKERS,
 		     &o->workers) ||
 	    env_long("RTSYNC_IDLE_TIMEOUT_MS", "--idle-timeout-ms", 60000, 100, 86400000,
@@ -214,13 +230,18 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 	    env_long("RTSYNC_IDEMPOTENCY_WINDOW_MS", "--idempotency-window-ms", 86400000, 1000,
 		     1L << 40, &o->idempotency_ms) ||
 	    env_long("RTSYNC_JWKS_REFRESH_S", "--jwks-refresh-s", 600, 30, 86400,
-		     &o->jwks_refresh_s))
+		     &o->jwks_refresh_s) ||
+	    env_long("RTSYNC_NOTIFY_RETAIN_MS", "--notify-retain-ms", 7776000000L, 0, 1L << 45,
+		     &o->notify_retain_ms) ||
+	    env_long("RTSYNC_NOTIFY_ARCHIVE_MS", "--notify-archive-ms", 0, 0, 1L << 45,
+		     &o->notify_archive_ms))
 		return -1;
 
 	enum { O_LISTEN = 256, O_SECRET, O_DATA, O_WORKERS, O_LEVEL, O_FORMAT, O_IDLE, O_PAYLOAD,
 	       O_CHANNELS, O_QUEUE, O_ROLES, O_PCALLS, O_PWINDOW, O_DB, O_SCHEMA, O_RCOUNT,
-	       O_RMS, O_PG, O_PG_TABLES, O_PG_POOL, O_PG_NAME, O_PG_NEW_LOG, O_IDEM, O_URING, O_JWKS, O_JWKS_REFRESH,
-	       O_AUD, O_ISS };
+	       O_RMS, O_PG, O_PG_TABLES, O_PG_POOL, O_PG_NAME, O_PG_NEW_LOG, O_IDEM, O_URING, O_JWKS,
+	       O_JWKS_REFRESH, O_AUD, O_ISS, O_NOTIFY, O_NOTIFY_RULES, O_NOTIFY_RETAIN,
+	       O_NOTIFY_ARCHIVE };
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, O_LISTEN},
 		{"jwt-secret", required_argument, NULL, O_SECRET},
@@ -250,6 +271,10 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 		{"jwks-refresh-s", required_argument, NULL, O_JWKS_REFRESH},
 		{"jwt-aud", required_argument, NULL, O_AUD},
 		{"jwt-iss", required_argument, NULL, O_ISS},
+		{"notify", required_argument, NULL, O_NOTIFY},
+		{"notify-rules", required_argument, NULL, O_NOTIFY_RULES},
+		{"notify-retain-ms", required_argument, NULL, O_NOTIFY_RETAIN},
+		{"notify-archive-ms", required_argument, NULL, O_NOTIFY_ARCHIVE},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -275,6 +300,15 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 		case O_ISS: set_str(&o->jwt_iss, optarg); break;
 		case O_JWKS_REFRESH:
 			rc = parse_long("--jwks-refresh-s", optarg, 30, 86400, &o->jwks_refresh_s);
+			break;
+		case O_NOTIFY: set_str(&o->notify, optarg); break;
+		case O_NOTIFY_RULES: set_str(&o->notify_rules, optarg); break;
+		case O_NOTIFY_RETAIN:
+			rc = parse_long("--notify-retain-ms", optarg, 0, 1L << 45, &o->notify_retain_ms);
+			break;
+		case O_NOTIFY_ARCHIVE:
+			rc = parse_long("--notify-archive-ms", optarg, 0, 1L << 45,
+					&o->notify_archive_ms);
 			break;
 		case O_PG_POOL:
 			rc = parse_long("--postgres-pool", optarg, 1, 256, &o->pg_pool);
@@ -326,6 +360,10 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 	if (strcmp(o->io_uring, "on") && strcmp(o->io_uring, "off")) {
 		fprintf(stderr, "rtsync serve: --io-uring must be on or off (got '%s')\n",
 			o->io_uring);
+		return -1;
+	}
+	if (strcmp(o->notify, "on") && strcmp(o->notify, "off")) {
+		fprintf(stderr, "rtsync serve: --notify must be on or off (got '%s')\n", o->notify);
 		return -1;
 	}
 	if (optind < argc) {
@@ -442,12 +480,27 @@ static void *json_alloc(size_t n)
 static struct rt_server *g_server;
 static struct rt_keyring *g_keys;
 static uv_signal_t g_signals[3]; /* SIGINT, SIGTERM, SIGHUP */
+static struct rt_notify *g_notify;
+
+static void notify_apply(void *ctx, const struct rt_change *chs, size_t n, uint64_t after,
+			 uint64_t last_pos)
+{
+	rt_notify_apply(ctx, chs, n, after, last_pos);
+}
+
+static void notify_tick(void *ctx, uint64_t last_pos)
+{
+	rt_notify_tick(ctx, last_pos);
+}
 
 static void on_signal(uv_signal_t *h, int signum)
 {
 	if (signum == SIGHUP) {
-		rt_info("received SIGHUP, reading the signing keys again");
+		rt_info("received SIGHUP, reading the signing keys and notification rules again");
 		rt_keyring_reload(g_keys);
+		char err[1024];
+		if (g_notify && rt_notify_reload(g_notify, err, sizeof err))
+			rt_error("notification rules not reloaded: %s", err);
 		return;
 	}
 	rt_info("received %s, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
@@ -558,6 +611,21 @@ int rt_cli_serve(int argc, char **argv)
 	}
 	rt_store_set_key_window(store, (uint64_t)o.idempotency_ms);
 	rt_realtime_set_store(rt, store);
+	if (!strcmp(o.notify, "on")) {
+		struct rt_notify_config ncfg = {
+			.db_path = o.db,
+			.rules_path = o.notify_rules,
+			.retain_ms = (uint64_t)o.notify_retain_ms,
+			.archive_after_ms = (uint64_t)o.notify_archive_ms,
+		};
+		if (rt_notify_new(&ncfg, store, rt->hub, &g_notify, serr, sizeof serr)) {
+			fprintf(stderr, "rtsync serve: notifications: %s\n", serr);
+			goto out;
+		}
+		rt->notify = g_notify;
+		struct rt_change_consumer k = {notify_apply, notify_tick, g_notify};
+		rt_changes_add_consumer(rt->changes, &k);
+	}
 	rt_info("store %s (%s): %zu tables", rt_store_backend(store), o.db,
 		rt_store_schema(store)->n_tables);
 
@@ -604,6 +672,8 @@ int rt_cli_serve(int argc, char **argv)
 	printf("  health      http://%s/healthz\n", hostport);
 	printf("  metrics     http://%s/metrics\n", hostport);
 	printf("  rest        http://%s/rest/v1/<table>\n", hostport);
+	if (g_notify)
+		printf("  notify      http://%s/notify/v1/inbox\n", hostport);
 	if (o.postgres) /* the URL may hold a password: not printed */
 		printf("  database    postgres (slot %s), change log %s\n", o.pg_name, o.db);
 	else
@@ -636,7 +706,9 @@ out_server:
 	rt_server_free(g_server);
 	g_server = NULL;
 out:
-	rt_realtime_free(rt);
+	rt_realtime_free(rt); /* stops the change thread, which feeds notifications */
+	rt_notify_free(g_notify);
+	g_notify = NULL;
 	rt_store_close(store);
 	rt_keyring_free(g_keys);
 	g_keys = NULL;

@@ -13,6 +13,7 @@
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "common/clock.h"
+#include "common/err.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "live/live.h"
@@ -170,7 +171,8 @@ struct rt_changes {
 	uint64_t last_pos;
 	struct rt_bgroup *windows; /* groups with an open window (wprev, wnext) */
 	struct cu_cache cu; /* feed thread */
-	struct rt_live *live; /* the live queries fed after each batch; NULL: none */
+	struct rt_change_consumer consumers[RT_CHANGES_MAX_CONSUMERS]; /* fed after each batch */
+	size_t n_consumers;
 };
 
 /* ---- values ---- */
@@ -1665,10 +1667,14 @@ static void *feed_main(void *arg)
 			for (size_t i = 0; i < n; i++)
 				dispatch(c, &chs[i]);
 			/* by rows read, not changes returned: skipped rows count too */
+			uint64_t after = c->last_pos;
 			c->last_pos = scan.last_pos;
-			if (c->live) { /* its store reads must not hold up joins */
+			if (c->n_consumers) { /* their store reads must not hold up joins */
 				pthread_mutex_unlock(&c->mu);
-				rt_live_apply(c->live, chs, n, scan.last_pos);
+				for (size_t k = 0; k < c->n_consumers; k++)
+					if (c->consumers[k].apply)
+						c->consumers[k].apply(c->consumers[k].ctx, chs, n, after,
+								      scan.last_pos);
 				pthread_mutex_lock(&c->mu);
 			}
 			rt_store_changes_free(chs, n);
@@ -1685,8 +1691,9 @@ static void *feed_main(void *arg)
 		struct resume_req *todo = take_requests(c, &is_behind);
 		uint64_t live_pos = c->last_pos;
 		pthread_mutex_unlock(&c->mu);
-		if (c->live)
-			rt_live_tick(c->live, live_pos);
+		for (size_t k = 0; k < c->n_consumers; k++)
+			if (c->consumers[k].tick)
+				c->consumers[k].tick(c->consumers[k].ctx, live_pos);
 		if (is_repoliced && c->cu.is_valid)
 			cu_drop(c); /* its frames were matched under the old policies */
 		/* Catch-ups run without the lock: only this thread publishes live
@@ -1724,9 +1731,30 @@ struct rt_changes *rt_changes_new(struct rt_store *store, struct rt_hub *hub)
 	return c;
 }
 
+int rt_changes_add_consumer(struct rt_changes *c, const struct rt_change_consumer *k)
+{
+	if (c->n_consumers == RT_CHANGES_MAX_CONSUMERS)
+		return RT_ETOOBIG;
+	c->consumers[c->n_consumers++] = *k;
+	return 0;
+}
+
+static void live_apply(void *ctx, const struct rt_change *chs, size_t n, uint64_t after,
+		       uint64_t last_pos)
+{
+	rt_live_apply(ctx, chs, n, last_pos);
+}
+
+static void live_tick(void *ctx, uint64_t last_pos)
+{
+	rt_live_tick(ctx, last_pos);
+}
+
 void rt_changes_set_live(struct rt_changes *c, struct rt_live *live)
 {
-	c->live = live;
+	struct rt_change_consumer k = {live_apply, live_tick, live};
+	if (live)
+		rt_changes_add_consumer(c, &k);
 }
 
 int rt_changes_start(struct rt_changes *c)

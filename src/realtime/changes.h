@@ -71,8 +71,25 @@ struct rt_bgroup;
 /* Creates the feed over store, publishing through hub. Starts at the store's
  * newest position (nothing is replayed at start). */
 struct rt_changes *rt_changes_new(struct rt_store *store, struct rt_hub *hub);
-/* Live queries to feed on the change thread after each batch
- * (rt_live_apply) and on each turn of its loop (rt_live_tick); before start. */
+/*
+ * A consumer of the change stream (live queries, notifications): apply gets
+ * each batch the feed reads (changes after `after`, in position order;
+ * last_pos is where the feed now stands, which may be past the last change:
+ * log rows of other tables count), tick runs on each turn of the feed's
+ * loop (at least every 10 ms). Both run on the change thread without the
+ * registry lock, in the order the consumers were added; either may be NULL.
+ */
+struct rt_change_consumer {
+	void (*apply)(void *ctx, const struct rt_change *chs, size_t n, uint64_t after,
+		      uint64_t last_pos);
+	void (*tick)(void *ctx, uint64_t last_pos);
+	void *ctx;
+};
+#define RT_CHANGES_MAX_CONSUMERS 8
+/* Adds a consumer (copied), before start. Returns 0, or RT_ETOOBIG past
+ * RT_CHANGES_MAX_CONSUMERS. */
+int rt_changes_add_consumer(struct rt_changes *c, const struct rt_change_consumer *k);
+/* Live queries as a consumer (rt_live_apply, rt_live_tick); before start. */
 struct rt_live;
 void rt_changes_set_live(struct rt_changes *c, struct rt_live *live);
 int rt_changes_start(struct rt_changes *c);

@@ -387,12 +387,55 @@ static int messages_allowed(struct rt_policies *pol, const struct rt_auth *who, 
 	return ok;
 }
 
+static bool is_user_topic(const char *topic)
+{
+	return topic && !strncmp(topic, RT_REALTIME_USER_TOPIC_PREFIX,
+				 strlen(RT_REALTIME_USER_TOPIC_PREFIX));
+}
+
+/* A user's own channel (RT_REALTIME_USER_TOPIC_PREFIX): only its user (JWT
+ * sub) or the service role may read, only the service role send or track;
+ * narrows a (for other topics leaves it). Returns a->may_read. */
+static bool user_topic_clamp(const struct rt_auth *who, struct rt_channel_access *a)
+{
+	if (!is_user_topic(who->topic))
+		return a->may_read;
+	const char *user = who->topic + strlen(RT_REALTIME_USER_TOPIC_PREFIX);
+	bool is_service = who->role && !strcmp(who->role, "service_role");
+	const char *sub = json_string_value(json_object_get(who->claims, "sub"));
+	if (!is_service && (!sub || !*user || strcmp(sub, user)))
+		a->may_read = false;
+	if (!is_service)
+		a->may_send = a->may_track = false;
+	return a->may_read;
+}
+
+/* The channel policies' decision, or the configured roles' (see below). */
+static int authorize_private(struct rt_realtime *rt, const struct rt_auth *who,
+			     struct rt_channel_access *out);
+
 int rt_realtime_authorize(struct rt_realtime *rt, const struct rt_auth *who, bool is_private,
 			  struct rt_channel_access *out)
 {
 	*out = (struct rt_channel_access){true, true, true};
 	if (!is_private)
 		return 0;
+	if (!is_user_topic(who->topic))
+		return authorize_private(rt, who, out);
+	struct rt_channel_access all = {true, true, true};
+	if (!user_topic_clamp(who, &all)) {
+		*out = all;
+		return -1;
+	}
+	int rc = authorize_private(rt, who, out);
+	user_topic_clamp(who, out);
+	return rc;
+}
+
+static int authorize_private(struct rt_realtime *rt, const struct rt_auth *who,
+			     struct rt_channel_access *out)
+{
+	*out = (struct rt_channel_access){true, true, true};
 	struct rt_policies *pol = rt->store ? rt_store_policies(rt->store) : NULL;
 	if (pol && rt_policies_has_any(pol, "realtime", "messages") &&
 	    !rt_policies_is_enabled(pol, "realtime", "messages")) {
@@ -946,7 +989,7 @@ static void handle_join_decided(struct rt_session *s, struct rt_phx_msg *m,
 	int arc;
 	if (decided) {
 		access = *decided;
-		arc = access.may_read ? 0 : -1;
+		arc = user_topic_clamp(&who, &access) ? 0 : -1;
 	} else {
 		arc = rt_realtime_authorize(rt, &who, is_private, &access);
 	}
@@ -968,6 +1011,12 @@ static void handle_join_decided(struct rt_session *s, struct rt_phx_msg *m,
 			 sub);
 		rt_jwt_claims_deinit(&claims);
 		join_error(s, m, reason);
+		return;
+	}
+	if (!is_private && is_user_topic(sub)) {
+		rt_jwt_claims_deinit(&claims);
+		join_error(s, m, "Unauthorized: notifications channels are private: join with "
+				 "config.private = true");
 		return;
 	}
 	if (json_object_get(bcast, "replay") && !json_is_null(json_object_get(bcast, "replay")) &&
@@ -1308,6 +1357,10 @@ static int rebind_changes(struct rt_channel *ch, char *err, size_t err_cap)
 static bool apply_access(struct rt_channel *ch, const struct rt_channel_access *access)
 {
 	struct rt_realtime *rt = ch->s->rw->rt;
+	struct rt_auth who = chan_auth(ch);
+	struct rt_channel_access clamped = *access;
+	user_topic_clamp(&who, &clamped);
+	access = &clamped;
 	if (!access->may_read) {
 		char msg[400];
 		snprintf(msg, sizeof msg,
@@ -1595,6 +1648,24 @@ void rt_realtime_worker_tick(struct rt_realtime_worker *rw)
 			channel_shutdown(ch, msg);
 		}
 	}
+}
+
+struct rt_msg *rt_realtime_broadcast_msg(const char *sub_topic, bool is_private, const char *event,
+					 const char *json, size_t json_len)
+{
+	size_t tlen = strlen(sub_topic);
+	char *topic = rt_xmalloc(tlen + TOPIC_PREFIX_LEN + 1);
+	char *key = rt_xmalloc(tlen + 6);
+	snprintf(topic, tlen + TOPIC_PREFIX_LEN + 1, "%s%s", TOPIC_PREFIX, sub_topic);
+	snprintf(key, tlen + 6, "%s:%s", is_private ? "priv" : "pub", sub_topic);
+	struct rt_buf p;
+	rt_buf_init(&p);
+	rt_phx_user_broadcast_json(&p, event, json, json_len, NULL, 0);
+	struct rt_msg *m = json_broadcast_msg(key, topic, p.data, p.len);
+	rt_buf_deinit(&p);
+	free(topic);
+	free(key);
+	return m;
 }
 
 int rt_realtime_publish(struct rt_realtime_worker *rw, const char *sub_topic, bool is_private,

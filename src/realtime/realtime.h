@@ -18,6 +18,13 @@
  * An access_token with other claims, or a change of the store's policies,
  * has the channel decided again and its postgres_changes attached again.
  *
+ * Per-user channels: a topic under RT_REALTIME_USER_TOPIC_PREFIX
+ * ("notifications:<user id>") is the server's channel to that user
+ * (docs/notifications.md). It must be joined private; only the user whose
+ * JWT sub is that id (or the service role) may join it, and then only if the
+ * channel policies above allow it too; nobody but the service role may
+ * broadcast or track presence on it.
+ *
  * Ownership: struct rt_realtime (shared) owns the hub and the presence
  *            registry; a worker's struct rt_realtime_worker owns its sessions;
  *            a session owns its channels. rt_session_new() takes ownership of
@@ -51,6 +58,7 @@
 #define RT_REALTIME_MAX_ROLES 8
 /* postgres_changes entries per channel: each is matched against every change */
 #define RT_REALTIME_MAX_BINDINGS 100
+#define RT_REALTIME_USER_TOPIC_PREFIX "notifications:"
 
 struct rt_realtime_config {
 	const char *jwt_secret; /* when keys is NULL: HS tokens with this secret */
@@ -71,9 +79,11 @@ struct rt_realtime {
 	struct rt_store *store;     /* NULL without a store (not owned) */
 	struct rt_changes *changes; /* NULL without a store */
 	struct rt_live *live;       /* live queries (fed by changes); NULL without a store */
+	struct rt_notify *notify;   /* notifications (set by the server; not owned); may be NULL */
 };
 
 struct rt_session;
+struct rt_notify;
 
 struct rt_token_entry;
 
@@ -158,5 +168,14 @@ void rt_session_on_message(struct rt_session *s, enum rt_ws_opcode op, const uin
 int rt_realtime_publish(struct rt_realtime_worker *rw, const char *sub_topic, bool is_private,
 			const char *event, bool is_user_broadcast, enum rt_phx_encoding enc,
 			const void *data, size_t data_len, const char *meta_id);
+
+/*
+ * A broadcast message for any thread to publish (rt_hub_publish_any): the
+ * JSON payload {"event","payload","type":"broadcast"} on sub_topic, for both
+ * protocol versions. json is the payload's JSON text. One reference, the
+ * caller's.
+ */
+struct rt_msg *rt_realtime_broadcast_msg(const char *sub_topic, bool is_private, const char *event,
+					 const char *json, size_t json_len);
 
 #endif
