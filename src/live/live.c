@@ -60,6 +60,7 @@ struct rt_live_def {
 	size_t n_ord;
 	size_t *groups, n_groups; /* aggregates: group columns */
 	size_t *accs, n_accs;     /* aggregates: aggregated columns, distinct */
+	bool *acc_lo, *acc_hi;    /* per aggregated column: its min(), its max() selected */
 	size_t *pk, n_pk;
 };
 
@@ -90,6 +91,8 @@ void rt_live_def_free(struct rt_live_def *d)
 	free(d->ord);
 	free(d->groups);
 	free(d->accs);
+	free(d->acc_lo);
+	free(d->acc_hi);
 	free(d->pk);
 	free(d);
 }
@@ -144,9 +147,14 @@ static void add_out(struct rt_live_def *d, const char *key, size_t col, enum rt_
 			a++;
 		if (a == d->n_accs) {
 			d->accs = rt_xrealloc(d->accs, (d->n_accs + 1) * sizeof *d->accs);
+			d->acc_lo = rt_xrealloc(d->acc_lo, (d->n_accs + 1) * sizeof *d->acc_lo);
+			d->acc_hi = rt_xrealloc(d->acc_hi, (d->n_accs + 1) * sizeof *d->acc_hi);
+			d->acc_lo[d->n_accs] = d->acc_hi[d->n_accs] = false;
 			d->accs[d->n_accs++] = col;
 		}
 		o->acc = a;
+		d->acc_lo[a] |= fn == RT_QUERY_AGG_MIN;
+		d->acc_hi[a] |= fn == RT_QUERY_AGG_MAX;
 	}
 }
 
@@ -909,19 +917,21 @@ static void acc_add(const struct rt_live_def *d, size_t i, struct acc *a, const 
 			}
 		}
 	}
+	/* only the extremes the definition selects are kept (and read again) */
+	bool has_lo = d->acc_lo[i], has_hi = d->acc_hi[i];
 	if (sign > 0) {
-		if (!a->lo_stale && (!a->lo || cmp_value(type, v, a->lo) < 0)) {
+		if (has_lo && !a->lo_stale && (!a->lo || cmp_value(type, v, a->lo) < 0)) {
 			json_decref(a->lo);
 			a->lo = json_deep_copy(v);
 		}
-		if (!a->hi_stale && (!a->hi || cmp_value(type, v, a->hi) > 0)) {
+		if (has_hi && !a->hi_stale && (!a->hi || cmp_value(type, v, a->hi) > 0)) {
 			json_decref(a->hi);
 			a->hi = json_deep_copy(v);
 		}
 	} else {
-		if (a->lo && cmp_value(type, v, a->lo) <= 0)
+		if (has_lo && a->lo && cmp_value(type, v, a->lo) <= 0)
 			a->lo_stale = true;
-		if (a->hi && cmp_value(type, v, a->hi) >= 0)
+		if (has_hi && a->hi && cmp_value(type, v, a->hi) >= 0)
 			a->hi_stale = true;
 	}
 }
@@ -966,7 +976,7 @@ static void group_apply(struct rt_live_query *q, const json_t *row, int sign)
 }
 
 /* The select of an aggregate read: groups, rows, then per column its
- * non-null count, sum (numeric columns) and extremes. */
+ * non-null count, sum (numeric columns) and the extremes selected. */
 static struct rt_query_select *agg_select(const struct rt_live_def *d, bool with_groups,
 					  bool with_sums, size_t *n)
 {
@@ -984,10 +994,16 @@ static struct rt_query_select *agg_select(const struct rt_live_def *d, bool with
 			snprintf(a, sizeof a, "_s%zu", i);
 			s[k++] = (struct rt_query_select){rt_xstrdup(c), rt_xstrdup(a), RT_QUERY_AGG_SUM};
 		}
-		snprintf(a, sizeof a, "_l%zu", i);
-		s[k++] = (struct rt_query_select){rt_xstrdup(c), rt_xstrdup(a), RT_QUERY_AGG_MIN};
-		snprintf(a, sizeof a, "_h%zu", i);
-		s[k++] = (struct rt_query_select){rt_xstrdup(c), rt_xstrdup(a), RT_QUERY_AGG_MAX};
+		if (d->acc_lo[i]) {
+			snprintf(a, sizeof a, "_l%zu", i);
+			s[k++] = (struct rt_query_select){rt_xstrdup(c), rt_xstrdup(a),
+							  RT_QUERY_AGG_MIN};
+		}
+		if (d->acc_hi[i]) {
+			snprintf(a, sizeof a, "_h%zu", i);
+			s[k++] = (struct rt_query_select){rt_xstrdup(c), rt_xstrdup(a),
+							  RT_QUERY_AGG_MAX};
+		}
 	}
 	*n = k;
 	return s;
