@@ -585,6 +585,13 @@ struct req {
 	struct req *next;
 };
 
+struct shared { /* one rendered message for the subscribers with the same entries */
+	char *sig;      /* per entry: its query, position and id */
+	char *payload;  /* NULL: nothing to send */
+	size_t len;
+	UT_hash_handle hh;
+};
+
 struct rt_live {
 	struct rt_store *store;
 	struct rt_hub *hub;
@@ -596,6 +603,7 @@ struct rt_live {
 	struct rt_live_query **batch; /* the queries a batch touched */
 	size_t n_batch, cap_batch;
 	uint64_t visit;
+	struct shared *shared; /* the messages of one pass over the subscribers */
 	struct rt_live_sub *subs;
 	uint64_t stamp;
 	uint64_t pol_version;
@@ -1477,7 +1485,10 @@ static bool norm_num(const struct rt_pgval_num *x, struct rt_buf *out)
 	}
 	if (d == 0)
 		d = 0; /* -0 */
-	rt_buf_printf(out, "%.17g", d);
+	if (d > -9007199254740992.0 && d < 9007199254740992.0 && d == (double)(long long)d)
+		rt_buf_printf(out, "%lld", (long long)d); /* the same form, cheaper */
+	else
+		rt_buf_printf(out, "%.17g", d);
 	return true;
 }
 
@@ -2092,10 +2103,75 @@ static bool sub_pending(const struct rt_live_sub *s, bool *is_urgent)
 	return any;
 }
 
+static void shared_clear(struct rt_live *l)
+{
+	struct shared *sh, *tmp;
+	HASH_ITER(hh, l->shared, sh, tmp) {
+		HASH_DEL(l->shared, sh);
+		free(sh->sig);
+		free(sh->payload);
+		free(sh);
+	}
+}
+
+/* The signature of s's message when it is made of diffs only (no result,
+ * no error): equal signatures, equal payloads at one position. False
+ * otherwise. */
+static bool sub_sig(const struct rt_live_sub *s, struct rt_buf *b)
+{
+	for (size_t i = 0; i < s->n_e; i++) {
+		const struct entry *e = &s->e[i];
+		if (e->error || !e->q || e->q->is_broken || e->needs_result ||
+		    !history_reaches(e->q, e->since))
+			return false;
+		rt_buf_printf(b, "%p:%llu:%zu:", (void *)e->q, (unsigned long long)e->since,
+			      strlen(e->id));
+		rt_buf_append_str(b, e->id);
+	}
+	return true;
+}
+
+/* Publishes payload to s as one live_query message. */
+static void sub_publish(struct rt_live *l, const struct rt_live_sub *s, const char *payload,
+			size_t len)
+{
+	if (!l->hub)
+		return;
+	struct rt_buf f;
+	rt_buf_init(&f);
+	struct rt_msg *m = rt_msg_new(RT_MSG_LIVE, s->key);
+	m->pos = l->last_pos;
+	rt_phx_encode_text(RT_PHX_V1, &f, NULL, NULL, s->topic, "live_query", payload, len);
+	m->v1 = rt_ws_frame(RT_WS_TEXT, f.data, f.len);
+	rt_buf_reset(&f);
+	rt_phx_encode_text(RT_PHX_V2, &f, NULL, NULL, s->topic, "live_query", payload, len);
+	m->v2 = rt_ws_frame(RT_WS_TEXT, f.data, f.len);
+	rt_buf_deinit(&f);
+	rt_hub_publish_any(l->hub, m);
+	rt_msg_unref(m);
+}
+
 /* Sends s its message at the feed's position (what changed since each
- * query's last message). */
+ * query's last message). Subscribers whose queries stand at the same
+ * positions share one rendering of it (within one pass over them). */
 static void sub_flush(struct rt_live *l, struct rt_live_sub *s, uint64_t now)
 {
+	struct rt_buf sig;
+	rt_buf_init(&sig);
+	bool is_plain = sub_sig(s, &sig);
+	struct shared *sh = NULL;
+	if (is_plain)
+		HASH_FIND_STR(l->shared, sig.data ? sig.data : "", sh);
+	s->sent_ms = now;
+	s->is_dirty = false;
+	if (sh) {
+		for (size_t i = 0; i < s->n_e; i++)
+			s->e[i].since = l->last_pos;
+		if (sh->payload)
+			sub_publish(l, s, sh->payload, sh->len);
+		rt_buf_deinit(&sig);
+		return;
+	}
 	struct rt_buf p;
 	rt_buf_init(&p);
 	rt_buf_printf(&p, "{\"position\":\"%llu\",\"queries\":[", (unsigned long long)l->last_pos);
@@ -2126,23 +2202,17 @@ static void sub_flush(struct rt_live *l, struct rt_live_sub *s, uint64_t now)
 			i++;
 	}
 	rt_buf_append_str(&p, "]}");
-	s->sent_ms = now;
-	s->is_dirty = false;
-	if (n && l->hub) {
-		struct rt_buf f;
-		rt_buf_init(&f);
-		struct rt_msg *m = rt_msg_new(RT_MSG_LIVE, s->key);
-		m->pos = l->last_pos;
-		rt_phx_encode_text(RT_PHX_V1, &f, NULL, NULL, s->topic, "live_query", p.data, p.len);
-		m->v1 = rt_ws_frame(RT_WS_TEXT, f.data, f.len);
-		rt_buf_reset(&f);
-		rt_phx_encode_text(RT_PHX_V2, &f, NULL, NULL, s->topic, "live_query", p.data, p.len);
-		m->v2 = rt_ws_frame(RT_WS_TEXT, f.data, f.len);
-		rt_buf_deinit(&f);
-		rt_hub_publish_any(l->hub, m);
-		rt_msg_unref(m);
+	if (n)
+		sub_publish(l, s, p.data, p.len);
+	if (is_plain) {
+		sh = rt_xcalloc(1, sizeof *sh);
+		sh->sig = sig.data ? rt_buf_detach(&sig, NULL) : rt_xstrdup("");
+		if (n)
+			sh->payload = rt_buf_detach(&p, &sh->len);
+		HASH_ADD_KEYPTR(hh, l->shared, sh->sig, strlen(sh->sig), sh);
 	}
 	rt_buf_deinit(&p);
+	rt_buf_deinit(&sig);
 }
 
 /* Sends what is due to s under its delivery options. */
@@ -2382,6 +2452,7 @@ void rt_live_apply(struct rt_live *l, const struct rt_change *chs, size_t n, uin
 	uint64_t now = rt_mono_ms();
 	for (struct rt_live_sub *s = l->subs; s; s = s->next)
 		sub_consider(l, s, now);
+	shared_clear(l);
 }
 
 void rt_live_tick(struct rt_live *l, uint64_t last_pos)
@@ -2405,6 +2476,7 @@ void rt_live_tick(struct rt_live *l, uint64_t last_pos)
 	uint64_t now = rt_mono_ms();
 	for (struct rt_live_sub *s = l->subs; s; s = s->next)
 		sub_consider(l, s, now);
+	shared_clear(l);
 	struct rt_live_query *q, *tmp;
 	HASH_ITER(hh, l->queries, q, tmp) {
 		if (!q->users && now - q->idle_since_ms >= LINGER_MS) {
