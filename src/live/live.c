@@ -60,6 +60,7 @@ struct rt_live_def {
 	size_t n_ord;
 	size_t *groups, n_groups; /* aggregates: group columns */
 	size_t *accs, n_accs;     /* aggregates: aggregated columns, distinct */
+	bool *acc_lo, *acc_hi;    /* per aggregated column: its min(), its max() selected */
 	size_t *pk, n_pk;
 };
 
@@ -90,6 +91,8 @@ void rt_live_def_free(struct rt_live_def *d)
 	free(d->ord);
 	free(d->groups);
 	free(d->accs);
+	free(d->acc_lo);
+	free(d->acc_hi);
 	free(d->pk);
 	free(d);
 }
@@ -144,9 +147,14 @@ static void add_out(struct rt_live_def *d, const char *key, size_t col, enum rt_
 			a++;
 		if (a == d->n_accs) {
 			d->accs = rt_xrealloc(d->accs, (d->n_accs + 1) * sizeof *d->accs);
+			d->acc_lo = rt_xrealloc(d->acc_lo, (d->n_accs + 1) * sizeof *d->acc_lo);
+			d->acc_hi = rt_xrealloc(d->acc_hi, (d->n_accs + 1) * sizeof *d->acc_hi);
+			d->acc_lo[d->n_accs] = d->acc_hi[d->n_accs] = false;
 			d->accs[d->n_accs++] = col;
 		}
 		o->acc = a;
+		d->acc_lo[a] |= fn == RT_QUERY_AGG_MIN;
+		d->acc_hi[a] |= fn == RT_QUERY_AGG_MAX;
 	}
 }
 
@@ -408,6 +416,40 @@ static char *key_of(const struct rt_live_def *d, const json_t *row, const size_t
 
 /* ---- maintained queries ---- */
 
+/*
+ * The change index: per table, the maintained queries by the values of their
+ * top-level `eq` conjuncts (the definition's and the visibility's), so that
+ * a change visits only the queries whose eq conjuncts its old or new row
+ * satisfies, and the queries without any (the scan list). A row that does
+ * not satisfy a query's eq conjuncts cannot match its filter, and a change
+ * neither of whose rows matches leaves a query as it is.
+ */
+struct ix_bucket { /* the queries of one signature with one tuple of values */
+	char *key;
+	struct ix_sig *sig;
+	struct rt_live_query **qs;
+	size_t n_qs, cap_qs;
+	UT_hash_handle hh;
+};
+
+struct ix_sig { /* the queries of one table indexed by the same columns */
+	size_t *cols; /* ascending */
+	enum rt_pgval_class *cls; /* their comparison classes */
+	size_t n_cols;
+	struct ix_bucket *buckets;
+	size_t n_queries;
+	struct ix_sig *next;
+};
+
+struct ix_table {
+	const struct rt_store_table *t;
+	struct rt_live_query **scan; /* without an indexable conjunct */
+	size_t n_scan, cap_scan;
+	struct ix_sig *sigs;
+	size_t n_queries;
+	UT_hash_handle hh;
+};
+
 struct wrow { /* a held row of a window */
 	char *key;
 	json_t *row; /* the whole row; never modified once held */
@@ -500,6 +542,11 @@ struct rt_live_query {
 	uint64_t cache_since, cache_pos;
 	char *cache_text;
 
+	/* the change index: where q is listed, and the change that last visited it */
+	struct ix_table *ix_t;
+	struct ix_bucket *ix_b; /* NULL: in ix_t's scan list */
+	uint64_t visit;
+
 	UT_hash_handle hh;
 };
 
@@ -538,6 +585,13 @@ struct req {
 	struct req *next;
 };
 
+struct shared { /* one rendered message for the subscribers with the same entries */
+	char *sig;      /* per entry: its query, position and id */
+	char *payload;  /* NULL: nothing to send */
+	size_t len;
+	UT_hash_handle hh;
+};
+
 struct rt_live {
 	struct rt_store *store;
 	struct rt_hub *hub;
@@ -545,6 +599,11 @@ struct rt_live {
 	struct req *reqs;
 	/* change thread */
 	struct rt_live_query *queries;
+	struct ix_table *ix; /* the queries by table and eq conjuncts */
+	struct rt_live_query **batch; /* the queries a batch touched */
+	size_t n_batch, cap_batch;
+	uint64_t visit;
+	struct shared *shared; /* the messages of one pass over the subscribers */
 	struct rt_live_sub *subs;
 	uint64_t stamp;
 	uint64_t pol_version;
@@ -866,19 +925,21 @@ static void acc_add(const struct rt_live_def *d, size_t i, struct acc *a, const 
 			}
 		}
 	}
+	/* only the extremes the definition selects are kept (and read again) */
+	bool has_lo = d->acc_lo[i], has_hi = d->acc_hi[i];
 	if (sign > 0) {
-		if (!a->lo_stale && (!a->lo || cmp_value(type, v, a->lo) < 0)) {
+		if (has_lo && !a->lo_stale && (!a->lo || cmp_value(type, v, a->lo) < 0)) {
 			json_decref(a->lo);
 			a->lo = json_deep_copy(v);
 		}
-		if (!a->hi_stale && (!a->hi || cmp_value(type, v, a->hi) > 0)) {
+		if (has_hi && !a->hi_stale && (!a->hi || cmp_value(type, v, a->hi) > 0)) {
 			json_decref(a->hi);
 			a->hi = json_deep_copy(v);
 		}
 	} else {
-		if (a->lo && cmp_value(type, v, a->lo) <= 0)
+		if (has_lo && a->lo && cmp_value(type, v, a->lo) <= 0)
 			a->lo_stale = true;
-		if (a->hi && cmp_value(type, v, a->hi) >= 0)
+		if (has_hi && a->hi && cmp_value(type, v, a->hi) >= 0)
 			a->hi_stale = true;
 	}
 }
@@ -923,7 +984,7 @@ static void group_apply(struct rt_live_query *q, const json_t *row, int sign)
 }
 
 /* The select of an aggregate read: groups, rows, then per column its
- * non-null count, sum (numeric columns) and extremes. */
+ * non-null count, sum (numeric columns) and the extremes selected. */
 static struct rt_query_select *agg_select(const struct rt_live_def *d, bool with_groups,
 					  bool with_sums, size_t *n)
 {
@@ -941,10 +1002,16 @@ static struct rt_query_select *agg_select(const struct rt_live_def *d, bool with
 			snprintf(a, sizeof a, "_s%zu", i);
 			s[k++] = (struct rt_query_select){rt_xstrdup(c), rt_xstrdup(a), RT_QUERY_AGG_SUM};
 		}
-		snprintf(a, sizeof a, "_l%zu", i);
-		s[k++] = (struct rt_query_select){rt_xstrdup(c), rt_xstrdup(a), RT_QUERY_AGG_MIN};
-		snprintf(a, sizeof a, "_h%zu", i);
-		s[k++] = (struct rt_query_select){rt_xstrdup(c), rt_xstrdup(a), RT_QUERY_AGG_MAX};
+		if (d->acc_lo[i]) {
+			snprintf(a, sizeof a, "_l%zu", i);
+			s[k++] = (struct rt_query_select){rt_xstrdup(c), rt_xstrdup(a),
+							  RT_QUERY_AGG_MIN};
+		}
+		if (d->acc_hi[i]) {
+			snprintf(a, sizeof a, "_h%zu", i);
+			s[k++] = (struct rt_query_select){rt_xstrdup(c), rt_xstrdup(a),
+							  RT_QUERY_AGG_MAX};
+		}
 	}
 	*n = k;
 	return s;
@@ -1402,37 +1469,313 @@ static void end_batch(struct rt_live *l, struct rt_live_query *q, uint64_t pos)
 	snap_clear(q);
 }
 
-static void query_apply(struct rt_live *l, struct rt_live_query *q, const struct rt_change *chs,
-			size_t n, uint64_t last_pos)
+/* ---- the change index ---- */
+
+/* A value's index form under class cls, appended to out: values that
+ * compare equal (rt_pgval_compare) get the same form; false when the value
+ * equals nothing (a NULL comparison). Numbers go by their double: equal
+ * numbers have equal doubles; distinct ones may share a form, which costs a
+ * visit, never a miss. */
+static bool norm_num(const struct rt_pgval_num *x, struct rt_buf *out)
 {
-	if (q->is_broken || last_pos <= q->pos)
-		return;
-	bool is_touched = false;
-	for (size_t i = 0; i < n; i++) {
-		const struct rt_change *ch = &chs[i];
-		if (ch->table != q->d->t || ch->pos <= q->skip_to || ch->pos <= q->pos)
-			continue;
-		if (q->mark.xmax) { /* the first read's snapshot still tells */
-			if (rt_read_mark_is_past(&q->mark, ch))
-				rt_read_mark_deinit(&q->mark);
-			else if (rt_read_mark_has(&q->mark, ch))
-				continue;
-		}
-		if (!is_touched) {
-			begin_batch(q, l->stamp);
-			is_touched = true;
-		}
-		l->n_applied++;
-		atomic_fetch_add(&rt_metrics_live_applied, 1);
-		if (q->d->is_agg)
-			group_change(q, ch);
-		else
-			window_apply(q, ch);
+	double d = x->d;
+	if (isnan(d)) {
+		rt_buf_append_str(out, "nan");
+		return true;
 	}
-	if (is_touched)
-		end_batch(l, q, last_pos);
-	if (last_pos > q->pos)
-		q->pos = last_pos;
+	if (d == 0)
+		d = 0; /* -0 */
+	if (d > -9007199254740992.0 && d < 9007199254740992.0 && d == (double)(long long)d)
+		rt_buf_printf(out, "%lld", (long long)d); /* the same form, cheaper */
+	else
+		rt_buf_printf(out, "%.17g", d);
+	return true;
+}
+
+static bool norm_literal(enum rt_pgval_class cls, const char *s, struct rt_buf *out)
+{
+	switch (cls) {
+	case RT_PGVAL_NUM: {
+		struct rt_pgval_num x;
+		return rt_pgval_parse_num(s, &x) && norm_num(&x, out);
+	}
+	case RT_PGVAL_BOOL: {
+		bool b;
+		if (!rt_pgval_parse_bool(s, &b))
+			return false;
+		rt_buf_append_byte(out, b ? 't' : 'f');
+		return true;
+	}
+	case RT_PGVAL_TEXT:
+		break;
+	}
+	rt_buf_append_str(out, s);
+	return true;
+}
+
+static bool norm_value(enum rt_pgval_class cls, const json_t *v, struct rt_buf *out)
+{
+	if (!v || json_is_null(v))
+		return false;
+	switch (cls) {
+	case RT_PGVAL_NUM: {
+		struct rt_pgval_num x;
+		return rt_pgval_num_of_json(v, &x) && norm_num(&x, out);
+	}
+	case RT_PGVAL_BOOL: {
+		bool b;
+		if (!rt_pgval_bool_of_json(v, &b))
+			return false;
+		rt_buf_append_byte(out, b ? 't' : 'f');
+		return true;
+	}
+	case RT_PGVAL_TEXT:
+		break;
+	}
+	char *owned;
+	const char *t = rt_pgval_text_of_json(v, &owned);
+	if (t)
+		rt_buf_append_str(out, t); /* up to a NUL, as strcmp compares */
+	free(owned);
+	return t != NULL;
+}
+
+struct eq_conj {
+	size_t col;
+	const char *value;
+};
+
+#define IX_MAX_COLS 8
+
+/* Collects the top-level eq conjuncts of n (through non-negated ANDs), the
+ * first per column. */
+static void eq_collect(const struct rt_store_table *t, const struct rt_query_node *n,
+		       struct eq_conj *out, size_t *n_out, int depth)
+{
+	if (n->is_negated || depth > 8)
+		return;
+	if (n->kind == RT_QUERY_AND) {
+		for (size_t i = 0; i < n->n_children; i++)
+			eq_collect(t, &n->children[i], out, n_out, depth + 1);
+		return;
+	}
+	if (n->kind != RT_QUERY_COND || n->op != RT_QUERY_EQ || n->n_values != 1 || !n->column ||
+	    !n->values[0])
+		return;
+	long c = col_index(t, n->column);
+	if (c < 0 || *n_out == IX_MAX_COLS)
+		return; /* a column the table lacks is NULL: not indexed */
+	for (size_t i = 0; i < *n_out; i++)
+		if (out[i].col == (size_t)c)
+			return;
+	out[(*n_out)++] = (struct eq_conj){.col = (size_t)c, .value = n->values[0]};
+}
+
+static int by_col(const void *a, const void *b)
+{
+	const struct eq_conj *x = a, *y = b;
+	return x->col < y->col ? -1 : x->col > y->col;
+}
+
+static void push_query(struct rt_live_query ***v, size_t *n, size_t *cap, struct rt_live_query *q)
+{
+	if (*n == *cap) {
+		*cap = *cap ? 2 * *cap : 8;
+		*v = rt_xrealloc(*v, *cap * sizeof **v);
+	}
+	(*v)[(*n)++] = q;
+}
+
+static void drop_query(struct rt_live_query **v, size_t *n, const struct rt_live_query *q)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (v[i] == q) {
+			memmove(&v[i], &v[i + 1], (*n - i - 1) * sizeof *v);
+			--*n;
+			return;
+		}
+}
+
+/* Lists q in the index: under the values of its eq conjuncts (the
+ * definition's and the visibility's), or in its table's scan list. */
+static void ix_add(struct rt_live *l, struct rt_live_query *q)
+{
+	const struct rt_store_table *t = q->d->t;
+	struct ix_table *it;
+	HASH_FIND_PTR(l->ix, &t, it);
+	if (!it) {
+		it = rt_xcalloc(1, sizeof *it);
+		it->t = t;
+		HASH_ADD_PTR(l->ix, t, it);
+	}
+	it->n_queries++;
+	q->ix_t = it;
+	q->ix_b = NULL;
+	struct eq_conj eq[IX_MAX_COLS];
+	size_t n_eq = 0;
+	if (q->vis == RT_POLICY_ALLOW_ALL || q->vis == RT_POLICY_ROWS) {
+		eq_collect(t, &q->d->q.where, eq, &n_eq, 0);
+		if (q->vis == RT_POLICY_ROWS)
+			eq_collect(t, &q->pred, eq, &n_eq, 0);
+	}
+	qsort(eq, n_eq, sizeof *eq, by_col);
+	/* The values joined by 0x1f: two tuples may share a key (a visit too
+	 * many), equal tuples always do. */
+	struct rt_buf k;
+	rt_buf_init(&k);
+	bool is_indexed = n_eq > 0;
+	for (size_t i = 0; i < n_eq && is_indexed; i++) {
+		is_indexed = norm_literal(rt_pgval_class_of(t->cols[eq[i].col].type), eq[i].value, &k);
+		rt_buf_append_byte(&k, 0x1f);
+	}
+	if (!is_indexed) { /* no eq conjunct, or one no value equals (rare): scanned */
+		rt_buf_deinit(&k);
+		push_query(&it->scan, &it->n_scan, &it->cap_scan, q);
+		return;
+	}
+	struct ix_sig *sig = it->sigs;
+	for (; sig; sig = sig->next) {
+		bool is_same = sig->n_cols == n_eq;
+		for (size_t i = 0; i < n_eq && is_same; i++)
+			is_same = sig->cols[i] == eq[i].col;
+		if (is_same)
+			break;
+	}
+	if (!sig) {
+		sig = rt_xcalloc(1, sizeof *sig);
+		sig->cols = rt_xcalloc(n_eq, sizeof *sig->cols);
+		sig->cls = rt_xcalloc(n_eq, sizeof *sig->cls);
+		for (size_t i = 0; i < n_eq; i++) {
+			sig->cols[i] = eq[i].col;
+			sig->cls[i] = rt_pgval_class_of(t->cols[eq[i].col].type);
+		}
+		sig->n_cols = n_eq;
+		LL_APPEND(it->sigs, sig);
+	}
+	sig->n_queries++;
+	struct ix_bucket *b;
+	HASH_FIND_STR(sig->buckets, k.data, b);
+	if (!b) {
+		b = rt_xcalloc(1, sizeof *b);
+		b->key = rt_buf_detach(&k, NULL);
+		b->sig = sig;
+		HASH_ADD_KEYPTR(hh, sig->buckets, b->key, strlen(b->key), b);
+	} else {
+		rt_buf_deinit(&k);
+	}
+	push_query(&b->qs, &b->n_qs, &b->cap_qs, q);
+	q->ix_b = b;
+}
+
+/* Takes q out of the index; a table, signature or bucket goes with its
+ * last query. */
+static void ix_del(struct rt_live *l, struct rt_live_query *q)
+{
+	struct ix_table *it = q->ix_t;
+	if (!it)
+		return;
+	struct ix_bucket *b = q->ix_b;
+	if (!b) {
+		drop_query(it->scan, &it->n_scan, q);
+	} else {
+		struct ix_sig *sig = b->sig;
+		drop_query(b->qs, &b->n_qs, q);
+		if (!b->n_qs) {
+			HASH_DEL(sig->buckets, b);
+			free(b->key);
+			free(b->qs);
+			free(b);
+		}
+		if (!--sig->n_queries) {
+			LL_DELETE(it->sigs, sig);
+			free(sig->cols);
+			free(sig->cls);
+			free(sig);
+		}
+	}
+	q->ix_t = NULL;
+	q->ix_b = NULL;
+	if (!--it->n_queries) {
+		HASH_DEL(l->ix, it);
+		free(it->scan);
+		free(it);
+	}
+}
+
+/* Applies ch to q, at most once per change. */
+static void visit_query(struct rt_live *l, struct rt_live_query *q, const struct rt_change *ch,
+			uint64_t last_pos)
+{
+	if (q->visit == l->visit)
+		return;
+	q->visit = l->visit;
+	if (q->is_broken || last_pos <= q->pos || ch->pos <= q->skip_to || ch->pos <= q->pos)
+		return;
+	if (q->mark.xmax) { /* the first read's snapshot still tells */
+		if (rt_read_mark_is_past(&q->mark, ch))
+			rt_read_mark_deinit(&q->mark);
+		else if (rt_read_mark_has(&q->mark, ch))
+			return;
+	}
+	if (q->stamp != l->stamp) {
+		begin_batch(q, l->stamp);
+		push_query(&l->batch, &l->n_batch, &l->cap_batch, q);
+	}
+	l->n_applied++;
+	atomic_fetch_add(&rt_metrics_live_applied, 1);
+	if (q->d->is_agg)
+		group_change(q, ch);
+	else
+		window_apply(q, ch);
+}
+
+/* Visits the queries of it whose eq conjuncts row satisfies. */
+static void visit_row(struct rt_live *l, const struct ix_table *it, const json_t *row,
+		      const struct rt_change *ch, uint64_t last_pos, struct rt_buf *k)
+{
+	const struct rt_store_table *t = it->t;
+	for (const struct ix_sig *sig = it->sigs; sig; sig = sig->next) {
+		rt_buf_reset(k);
+		bool is_some = true;
+		for (size_t i = 0; i < sig->n_cols && is_some; i++) {
+			is_some = norm_value(sig->cls[i],
+					     json_object_get(row, t->cols[sig->cols[i]].name), k);
+			rt_buf_append_byte(k, 0x1f);
+		}
+		if (!is_some)
+			continue;
+		struct ix_bucket *b;
+		HASH_FIND_STR(sig->buckets, k->data, b);
+		for (size_t i = 0; b && i < b->n_qs; i++)
+			visit_query(l, b->qs[i], ch, last_pos);
+	}
+}
+
+/* Applies one change to the queries it may concern: those whose eq
+ * conjuncts its old or new row satisfies and those without any; every
+ * query of its table when the old row carries only its key. */
+static void visit_change(struct rt_live *l, const struct rt_change *ch, uint64_t last_pos,
+			 struct rt_buf *k)
+{
+	struct ix_table *it;
+	HASH_FIND_PTR(l->ix, &ch->table, it);
+	if (!it)
+		return;
+	l->visit++;
+	const json_t *old = ch->old_record;
+	const json_t *rec = ch->type != RT_CHANGE_DELETE ? ch->record : NULL;
+	if (old && json_object_size(old) < it->t->n_cols) {
+		for (struct rt_live_query *q = l->queries; q; q = q->hh.next)
+			if (q->ix_t == it)
+				visit_query(l, q, ch, last_pos);
+		return;
+	}
+	for (size_t i = 0; i < it->n_scan; i++)
+		visit_query(l, it->scan[i], ch, last_pos);
+	if (old)
+		visit_row(l, it, old, ch, last_pos, k);
+	if (rec)
+		visit_row(l, it, rec, ch, last_pos, k);
 }
 
 /* ---- opening and closing ---- */
@@ -1460,6 +1803,13 @@ static void query_free(struct rt_live_query *q)
 	free(q->key);
 	free(q->error);
 	free(q);
+}
+
+/* Takes q out of the table and the index. */
+static void query_unlist(struct rt_live *l, struct rt_live_query *q)
+{
+	HASH_DEL(l->queries, q);
+	ix_del(l, q);
 }
 
 /* The maintained query of d for who: shared when one exists. Takes d. */
@@ -1518,6 +1868,7 @@ static struct rt_live_query *query_get(struct rt_live *l, struct rt_live_def *d,
 	q->valid_from = q->skip_to = q->settle_pos = q->pos = q->floor = pos;
 	q->users = 1;
 	HASH_ADD_KEYPTR(hh, l->queries, q->key, strlen(q->key), q);
+	ix_add(l, q);
 	q->is_listed = true;
 	atomic_fetch_add(&rt_metrics_live_queries, 1);
 	return q;
@@ -1529,7 +1880,7 @@ static void query_put(struct rt_live *l, struct rt_live_query *q)
 		return;
 	q->idle_since_ms = rt_mono_ms();
 	if (q->is_broken) {
-		HASH_DEL(l->queries, q);
+		query_unlist(l, q);
 		query_free(q);
 	}
 }
@@ -1752,10 +2103,75 @@ static bool sub_pending(const struct rt_live_sub *s, bool *is_urgent)
 	return any;
 }
 
+static void shared_clear(struct rt_live *l)
+{
+	struct shared *sh, *tmp;
+	HASH_ITER(hh, l->shared, sh, tmp) {
+		HASH_DEL(l->shared, sh);
+		free(sh->sig);
+		free(sh->payload);
+		free(sh);
+	}
+}
+
+/* The signature of s's message when it is made of diffs only (no result,
+ * no error): equal signatures, equal payloads at one position. False
+ * otherwise. */
+static bool sub_sig(const struct rt_live_sub *s, struct rt_buf *b)
+{
+	for (size_t i = 0; i < s->n_e; i++) {
+		const struct entry *e = &s->e[i];
+		if (e->error || !e->q || e->q->is_broken || e->needs_result ||
+		    !history_reaches(e->q, e->since))
+			return false;
+		rt_buf_printf(b, "%p:%llu:%zu:", (void *)e->q, (unsigned long long)e->since,
+			      strlen(e->id));
+		rt_buf_append_str(b, e->id);
+	}
+	return true;
+}
+
+/* Publishes payload to s as one live_query message. */
+static void sub_publish(struct rt_live *l, const struct rt_live_sub *s, const char *payload,
+			size_t len)
+{
+	if (!l->hub)
+		return;
+	struct rt_buf f;
+	rt_buf_init(&f);
+	struct rt_msg *m = rt_msg_new(RT_MSG_LIVE, s->key);
+	m->pos = l->last_pos;
+	rt_phx_encode_text(RT_PHX_V1, &f, NULL, NULL, s->topic, "live_query", payload, len);
+	m->v1 = rt_ws_frame(RT_WS_TEXT, f.data, f.len);
+	rt_buf_reset(&f);
+	rt_phx_encode_text(RT_PHX_V2, &f, NULL, NULL, s->topic, "live_query", payload, len);
+	m->v2 = rt_ws_frame(RT_WS_TEXT, f.data, f.len);
+	rt_buf_deinit(&f);
+	rt_hub_publish_any(l->hub, m);
+	rt_msg_unref(m);
+}
+
 /* Sends s its message at the feed's position (what changed since each
- * query's last message). */
+ * query's last message). Subscribers whose queries stand at the same
+ * positions share one rendering of it (within one pass over them). */
 static void sub_flush(struct rt_live *l, struct rt_live_sub *s, uint64_t now)
 {
+	struct rt_buf sig;
+	rt_buf_init(&sig);
+	bool is_plain = sub_sig(s, &sig);
+	struct shared *sh = NULL;
+	if (is_plain)
+		HASH_FIND_STR(l->shared, sig.data ? sig.data : "", sh);
+	s->sent_ms = now;
+	s->is_dirty = false;
+	if (sh) {
+		for (size_t i = 0; i < s->n_e; i++)
+			s->e[i].since = l->last_pos;
+		if (sh->payload)
+			sub_publish(l, s, sh->payload, sh->len);
+		rt_buf_deinit(&sig);
+		return;
+	}
 	struct rt_buf p;
 	rt_buf_init(&p);
 	rt_buf_printf(&p, "{\"position\":\"%llu\",\"queries\":[", (unsigned long long)l->last_pos);
@@ -1786,23 +2202,17 @@ static void sub_flush(struct rt_live *l, struct rt_live_sub *s, uint64_t now)
 			i++;
 	}
 	rt_buf_append_str(&p, "]}");
-	s->sent_ms = now;
-	s->is_dirty = false;
-	if (n && l->hub) {
-		struct rt_buf f;
-		rt_buf_init(&f);
-		struct rt_msg *m = rt_msg_new(RT_MSG_LIVE, s->key);
-		m->pos = l->last_pos;
-		rt_phx_encode_text(RT_PHX_V1, &f, NULL, NULL, s->topic, "live_query", p.data, p.len);
-		m->v1 = rt_ws_frame(RT_WS_TEXT, f.data, f.len);
-		rt_buf_reset(&f);
-		rt_phx_encode_text(RT_PHX_V2, &f, NULL, NULL, s->topic, "live_query", p.data, p.len);
-		m->v2 = rt_ws_frame(RT_WS_TEXT, f.data, f.len);
-		rt_buf_deinit(&f);
-		rt_hub_publish_any(l->hub, m);
-		rt_msg_unref(m);
+	if (n)
+		sub_publish(l, s, p.data, p.len);
+	if (is_plain) {
+		sh = rt_xcalloc(1, sizeof *sh);
+		sh->sig = sig.data ? rt_buf_detach(&sig, NULL) : rt_xstrdup("");
+		if (n)
+			sh->payload = rt_buf_detach(&p, &sh->len);
+		HASH_ADD_KEYPTR(hh, l->shared, sh->sig, strlen(sh->sig), sh);
 	}
 	rt_buf_deinit(&p);
+	rt_buf_deinit(&sig);
 }
 
 /* Sends what is due to s under its delivery options. */
@@ -2015,7 +2425,7 @@ static void repolice(struct rt_live *l)
 	struct rt_live_query *q, *tmp;
 	HASH_ITER(hh, l->queries, q, tmp) {
 		if (!q->users && q->pol_version < l->pol_version) {
-			HASH_DEL(l->queries, q);
+			query_unlist(l, q);
 			query_free(q);
 		}
 	}
@@ -2026,13 +2436,23 @@ void rt_live_apply(struct rt_live *l, const struct rt_change *chs, size_t n, uin
 	if (last_pos <= l->last_pos)
 		return;
 	l->stamp++;
-	struct rt_live_query *q;
-	for (q = l->queries; q; q = q->hh.next)
-		query_apply(l, q, chs, n, last_pos);
+	l->n_batch = 0;
+	struct rt_buf k;
+	rt_buf_init(&k);
+	for (size_t i = 0; i < n; i++)
+		visit_change(l, &chs[i], last_pos, &k);
+	rt_buf_deinit(&k);
+	for (size_t i = 0; i < l->n_batch; i++)
+		end_batch(l, l->batch[i], last_pos);
+	l->n_batch = 0;
+	for (struct rt_live_query *q = l->queries; q; q = q->hh.next)
+		if (!q->is_broken && last_pos > q->pos)
+			q->pos = last_pos;
 	l->last_pos = last_pos;
 	uint64_t now = rt_mono_ms();
 	for (struct rt_live_sub *s = l->subs; s; s = s->next)
 		sub_consider(l, s, now);
+	shared_clear(l);
 }
 
 void rt_live_tick(struct rt_live *l, uint64_t last_pos)
@@ -2056,10 +2476,11 @@ void rt_live_tick(struct rt_live *l, uint64_t last_pos)
 	uint64_t now = rt_mono_ms();
 	for (struct rt_live_sub *s = l->subs; s; s = s->next)
 		sub_consider(l, s, now);
+	shared_clear(l);
 	struct rt_live_query *q, *tmp;
 	HASH_ITER(hh, l->queries, q, tmp) {
 		if (!q->users && now - q->idle_since_ms >= LINGER_MS) {
-			HASH_DEL(l->queries, q);
+			query_unlist(l, q);
 			query_free(q);
 		}
 	}
@@ -2077,9 +2498,10 @@ void rt_live_free(struct rt_live *l)
 	}
 	struct rt_live_query *q, *tmp;
 	HASH_ITER(hh, l->queries, q, tmp) {
-		HASH_DEL(l->queries, q);
+		query_unlist(l, q);
 		query_free(q);
 	}
+	free(l->batch);
 	pthread_mutex_destroy(&l->mu);
 	free(l);
 }
@@ -2121,7 +2543,7 @@ void rt_live_close(struct rt_live *l, struct rt_live_query *q)
 {
 	if (--q->users)
 		return;
-	HASH_DEL(l->queries, q);
+	query_unlist(l, q);
 	query_free(q);
 }
 

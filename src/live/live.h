@@ -10,14 +10,16 @@
  * definition under one visibility (the requester's SELECT predicate from
  * the store's policies): every subscriber with the same definition and the
  * same visibility shares it, so a change is applied once however many
- * subscribers it has.
+ * subscribers it has. The queries of a table are indexed by the values of
+ * their top-level eq conditions (filters and visibility): a change visits
+ * only the queries its old or new row may match, and those without any.
  *
  * Windows (no aggregates) hold the first offset+limit rows in order plus a
  * reserve, ordered by `order` with the primary key as the last tie-break;
  * the store is read again only when the reserve runs dry. Aggregates keep
  * per group the row count, and per aggregated column the non-null count, the
- * sum and the extremes; when a group's minimum or maximum leaves, only that
- * value of that group is read again.
+ * sum and the extremes it selects; when a group's minimum or maximum
+ * leaves, only that value of that group is read again.
  *
  * Each maintained query keeps a short history of what changed at which
  * position (which result keys were touched, whether they were in the result

@@ -7,7 +7,8 @@
  * the store at that position, and a copy kept by applying the diffs (from
  * the previous batch and from older positions) equals the result. Also: one
  * maintained query per definition and visibility however many open it, the
- * definitions' errors, and the window reserve being read again.
+ * definitions' errors, the window reserve being read again, and a change
+ * costing nothing to the queries whose eq conjuncts its rows do not satisfy.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -45,7 +46,8 @@ static const char schema[] =
 	"ALTER TABLE bookings ENABLE ROW LEVEL SECURITY;\n"
 	"CREATE POLICY own ON bookings FOR SELECT TO authenticated USING (owner = (auth.jwt() ->> 'sub'));\n"
 	"CREATE POLICY open ON bookings FOR SELECT TO authenticated USING (status = 'open');\n"
-	"CREATE POLICY anon_none ON bookings FOR SELECT TO anon USING (false);\n";
+	"CREATE POLICY anon_none ON bookings FOR SELECT TO anon USING (false);\n"
+	"CREATE POLICY mine ON bookings FOR SELECT TO member USING (owner = (auth.jwt() ->> 'sub'));\n";
 
 static const char pg_schema[] =
 	"CREATE TABLE IF NOT EXISTS bookings (id bigint PRIMARY KEY, property text, "
@@ -114,6 +116,12 @@ static const char *const defs[] = {
 	"status=eq.closed&order=starts.desc&limit=30",
 	"select=property,hi:price.max()&status=neq.open",
 	"select=id,nights&nights=in.(1,2,3)&order=nights.desc,id&limit=4",
+	/* several eq conjuncts, numbers (the change index) */
+	"status=eq.open&property=eq.p2&order=starts.desc&limit=3",
+	"select=property,count(),starts.max()&status=eq.held&owner=eq.u2",
+	"price=eq.10.5&order=id",
+	"select=status,count(),amount.min()&and=(nights.eq.3,owner.eq.u1)",
+	"select=id,amount&amount=eq.50&status=neq.closed&order=id&limit=5",
 };
 #define N_DEFS (sizeof defs / sizeof defs[0])
 #define N_WHO 3
@@ -886,6 +894,101 @@ static void test_window_filter_changes(void **state)
 	rt_store_close(s);
 }
 
+/* The change index: a change visits only the queries whose eq conjuncts
+ * (of the definition or of the requester's policy) its old or new row
+ * satisfies, and those without any; numbers compare as numbers. Counted by
+ * the applied counter, checked against the store. */
+static void test_index_skips_unrelated(void **state)
+{
+	struct rt_store *s = open_store();
+	struct rt_live *l = rt_live_new(s, NULL);
+	const struct rt_store_table *t = bookings(s);
+	struct rt_auth svc = {.role = "service_role"};
+	json_t *c1 = json_pack("{s:s}", "sub", "u1");
+	struct rt_auth member = {.role = "member", .claims = c1};
+	static const char *const qs[] = {
+		"property=eq.p1&order=id&limit=5",
+		"select=owner,count(),amount.max()&status=eq.open&property=eq.p2",
+		"nights=eq.3&order=id",
+		"order=id&limit=5", /* as member: the policy's owner = 'u1' */
+		"status=in.(open,held)&order=id&limit=5", /* no eq: every change */
+	};
+	enum { N = sizeof qs / sizeof qs[0] };
+	struct rt_live_query *q[N];
+	char err[256];
+	for (size_t i = 0; i < N; i++) {
+		q[i] = rt_live_open(l, def_of(s, "q", qs[i], err, sizeof err), i == 3 ? &member : &svc,
+				    err, sizeof err);
+		if (!q[i])
+			fail_msg("%s: %s", qs[i], err);
+	}
+	static const struct {
+		const char *set; /* a PATCH body, or NULL: insert `row` */
+		long long id;
+		const char *row;
+		uint64_t applied; /* applications it costs (the last query takes every one) */
+	} steps[] = {
+		{NULL, 1, "{\"id\":1,\"property\":\"p3\",\"status\":\"closed\",\"owner\":\"u2\",\"nights\":4}", 1},
+		{NULL, 2, "{\"id\":2,\"property\":\"p1\",\"status\":\"closed\",\"owner\":\"u2\",\"nights\":4}", 2},
+		{"{\"property\":\"p4\",\"amount\":7}", 1, NULL, 1},
+		{"{\"property\":\"p2\",\"status\":\"open\",\"owner\":\"u1\",\"nights\":3.0,\"amount\":9}", 2, NULL, 5},
+		{"{\"amount\":11}", 2, NULL, 4},
+		{"{\"status\":\"held\"}", 1, NULL, 1},
+		{"{\"owner\":\"u3\"}", 1, NULL, 1},
+		{NULL, 3, "{\"id\":3,\"property\":null,\"status\":\"closed\",\"owner\":\"u3\"}", 1},
+	};
+	uint64_t pos = rt_store_last_pos(s);
+	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+		struct rt_store_error e = {0};
+		json_t *rows = NULL;
+		json_t *body = json_loads(steps[i].set ? steps[i].set : steps[i].row, 0, NULL);
+		if (steps[i].set) {
+			char f[64];
+			snprintf(f, sizeof f, "id=eq.%lld", steps[i].id);
+			struct rt_query wq;
+			assert_int_equal(rt_query_parse(f, strlen(f), &wq, NULL, 0), 0);
+			struct rt_write w = {.kind = RT_WRITE_UPDATE, .table = t, .rows = body,
+					     .where = &wq};
+			if (rt_store_write(s, &w, &rows, &e))
+				fail_msg("step %zu: %s", i, e.message);
+			rt_query_deinit(&wq);
+		} else {
+			json_t *arr = json_array();
+			json_array_append(arr, body);
+			struct rt_write w = {.kind = RT_WRITE_INSERT, .table = t, .rows = arr};
+			if (rt_store_write(s, &w, &rows, &e))
+				fail_msg("step %zu: %s", i, e.message);
+			json_decref(arr);
+		}
+		json_decref(body);
+		json_decref(rows);
+		uint64_t before, after;
+		rt_live_stats(l, NULL, NULL, &before);
+		feed(s, l, &pos);
+		rt_live_stats(l, NULL, NULL, &after);
+		if (after - before != steps[i].applied)
+			fail_msg("step %zu: %llu applications, want %llu", i,
+				 (unsigned long long)(after - before),
+				 (unsigned long long)steps[i].applied);
+		for (size_t k = 0; k < N; k++) {
+			json_t *r = rt_live_result(q[k]);
+			json_t *want = reference(s, qs[k], k == 3 ? &member : &svc);
+			check_rows(qs[k], json_object_get(r, "rows"), want, strstr(qs[k], "()") != NULL,
+				   k == 3 ? "member" : "service_role");
+			json_decref(want);
+			json_decref(r);
+		}
+	}
+	for (size_t i = 0; i < N; i++)
+		rt_live_close(l, q[i]);
+	size_t n_queries;
+	rt_live_stats(l, &n_queries, NULL, NULL);
+	assert_int_equal(n_queries, 0);
+	json_decref(c1);
+	rt_live_free(l);
+	rt_store_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -893,6 +996,7 @@ int main(void)
 		cmocka_unit_test(test_sharing),
 		cmocka_unit_test(test_reserve_and_history),
 		cmocka_unit_test(test_window_filter_changes),
+		cmocka_unit_test(test_index_skips_unrelated),
 		cmocka_unit_test(test_random_writes),
 	};
 	const struct CMUnitTest pg_tests[] = {
