@@ -563,6 +563,7 @@ struct entry {
 struct rt_live_sub {
 	char *key;
 	char *topic;
+	enum rt_phx_vsn vsn; /* the only frame its socket reads */
 	char *role;
 	json_t *claims;
 	struct rt_live_opts o;
@@ -2141,11 +2142,12 @@ static void sub_publish(struct rt_live *l, const struct rt_live_sub *s, const ch
 	rt_buf_init(&f);
 	struct rt_msg *m = rt_msg_new(RT_MSG_LIVE, s->key);
 	m->pos = l->last_pos;
-	rt_phx_encode_text(RT_PHX_V1, &f, NULL, NULL, s->topic, "live_query", payload, len);
-	m->v1 = rt_ws_frame(RT_WS_TEXT, f.data, f.len);
-	rt_buf_reset(&f);
-	rt_phx_encode_text(RT_PHX_V2, &f, NULL, NULL, s->topic, "live_query", payload, len);
-	m->v2 = rt_ws_frame(RT_WS_TEXT, f.data, f.len);
+	rt_phx_encode_text(s->vsn, &f, NULL, NULL, s->topic, "live_query", payload, len);
+	struct rt_frame *fr = rt_ws_frame(RT_WS_TEXT, f.data, f.len);
+	if (s->vsn == RT_PHX_V1)
+		m->v1 = fr;
+	else
+		m->v2 = fr;
 	rt_buf_deinit(&f);
 	rt_hub_publish_any(l->hub, m);
 	rt_msg_unref(m);
@@ -2320,12 +2322,13 @@ static void queue(struct rt_live *l, struct req *r)
 }
 
 struct rt_live_sub *rt_live_sub_new(struct rt_live *l, const char *key, const char *topic,
-				    const struct rt_auth *who, const struct rt_live_opts *o,
-				    uint64_t resume_pos)
+				    enum rt_phx_vsn vsn, const struct rt_auth *who,
+				    const struct rt_live_opts *o, uint64_t resume_pos)
 {
 	struct rt_live_sub *s = rt_xcalloc(1, sizeof *s);
 	s->key = rt_xstrdup(key);
 	s->topic = rt_xstrdup(topic);
+	s->vsn = vsn;
 	s->role = rt_xstrdup(who && who->role ? who->role : "anon");
 	s->claims = who && who->claims ? json_deep_copy(who->claims) : NULL;
 	if (o)

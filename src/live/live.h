@@ -50,6 +50,7 @@
 #include <stdint.h>
 
 #include "auth/policy.h"
+#include "proto/phx.h"
 #include "realtime/hub.h"
 #include "store/store.h"
 
@@ -98,8 +99,8 @@ int rt_live_opts_parse(const json_t *obj, struct rt_live_opts *o, char *err, siz
  * start with their result.
  */
 struct rt_live_sub *rt_live_sub_new(struct rt_live *l, const char *key, const char *topic,
-				    const struct rt_auth *who, const struct rt_live_opts *o,
-				    uint64_t resume_pos);
+				    enum rt_phx_vsn vsn, const struct rt_auth *who,
+				    const struct rt_live_opts *o, uint64_t resume_pos);
 /* Adds definitions: an array of {"id", "table", "schema"?, "query"?} (copied;
  * parsed on the change thread; entries without a string id of 1 to
  * RT_LIVE_MAX_ID bytes are skipped). A definition with the id of one the

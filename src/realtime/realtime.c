@@ -758,7 +758,7 @@ static void live_start(struct rt_channel *ch, uint64_t resume)
 	lv->hsub.deliver = live_deliver;
 	rt_hub_subscribe(rw->hub, key, &lv->hsub);
 	struct rt_auth who = chan_auth(ch);
-	lv->sub = rt_live_sub_new(rw->rt->live, key, ch->topic, &who, &lv->o, resume);
+	lv->sub = rt_live_sub_new(rw->rt->live, key, ch->topic, ch->s->vsn, &who, &lv->o, resume);
 	json_t *all = json_array();
 	const char *id;
 	json_t *d;
