@@ -9,7 +9,7 @@ _Atomic uint64_t rt_metrics_rls_policies, rt_metrics_rls_opaque;
 _Atomic uint64_t rt_metrics_rls_reloads;
 _Atomic uint64_t rt_metrics_changes_feed_waits;
 _Atomic uint64_t rt_metrics_live_queries, rt_metrics_live_subscriptions;
-_Atomic uint64_t rt_metrics_live_applied, rt_metrics_live_reads;
+_Atomic uint64_t rt_metrics_live_applied, rt_metrics_live_reads, rt_metrics_live_folded;
 
 static const uint64_t lat_bounds_us[RT_METRICS_LAT_BUCKETS] = {
 	50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 1000000,
@@ -120,6 +120,9 @@ void rt_metrics_render(struct rt_buf *out, double uptime_s)
 	counter(out, "rtsync_live_reads_total",
 		"Store reads made by live queries (first results, window reserves, group extremes).",
 		atomic_load(&rt_metrics_live_reads));
+	counter(out, "rtsync_live_messages_folded_total",
+		"Times a due live query message waited, while workers were behind, for the next changes.",
+		atomic_load(&rt_metrics_live_folded));
 	gauge(out, "rtsync_live_queries", "Maintained live queries.",
 	      (double)atomic_load(&rt_metrics_live_queries));
 	gauge(out, "rtsync_live_subscriptions", "Live query subscriptions (query x channel).",

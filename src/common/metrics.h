@@ -86,9 +86,10 @@ extern _Atomic uint64_t rt_metrics_rls_reloads; /* policy sets loaded (PostgreSQ
 /* Times the change feed waited for workers behind on deliveries. */
 extern _Atomic uint64_t rt_metrics_changes_feed_waits;
 /* Live queries (src/live): maintained queries and subscriptions now, changes
- * applied to maintained queries, and store reads they made. */
+ * applied to maintained queries, store reads they made, and messages that
+ * waited for a backlog of the workers (folded with the next changes). */
 extern _Atomic uint64_t rt_metrics_live_queries, rt_metrics_live_subscriptions;
-extern _Atomic uint64_t rt_metrics_live_applied, rt_metrics_live_reads;
+extern _Atomic uint64_t rt_metrics_live_applied, rt_metrics_live_reads, rt_metrics_live_folded;
 
 /* Binds the calling thread to block idx (< RT_METRICS_BLOCKS - 1). */
 void rt_metrics_bind(unsigned idx);

@@ -30,6 +30,11 @@
 #define uthash_fatal(msg) abort()
 
 #define LINGER_MS 30000
+/* Adaptive folding: while a worker has more messages than this waiting, a
+ * message that is due waits (the next changes fold into it), for at most
+ * FOLD_MAX_MS, so the number of messages follows what the sockets take. */
+#define FOLD_BACKLOG 256
+#define FOLD_MAX_MS 100
 #define MIN_RESERVE 8
 
 /* ---- definitions ---- */
@@ -611,6 +616,7 @@ struct rt_live {
 	size_t n_subscriptions;
 	uint64_t n_applied;
 	uint64_t last_pos;
+	bool is_backed_up; /* this pass: the workers hold a backlog (folding) */
 };
 
 struct rt_live *rt_live_new(struct rt_store *store, struct rt_hub *hub)
@@ -2248,8 +2254,18 @@ static void sub_consider(struct rt_live *l, struct rt_live_sub *s, uint64_t now)
 			  now - s->dirty_ms >= s->o.max_wait_ms;
 	else
 		is_due = true;
+	if (is_due && !is_urgent && l->is_backed_up && now - s->dirty_ms < FOLD_MAX_MS) {
+		atomic_fetch_add(&rt_metrics_live_folded, 1);
+		return; /* considered again at the next pass */
+	}
 	if (is_due)
 		sub_flush(l, s, now);
+}
+
+/* Whether the workers are behind with their messages (one check a pass). */
+static void check_backlog(struct rt_live *l)
+{
+	l->is_backed_up = l->hub && l->subs && rt_hub_backlog(l->hub) > FOLD_BACKLOG;
 }
 
 static void sub_free_now(struct rt_live *l, struct rt_live_sub *s)
@@ -2453,6 +2469,7 @@ void rt_live_apply(struct rt_live *l, const struct rt_change *chs, size_t n, uin
 			q->pos = last_pos;
 	l->last_pos = last_pos;
 	uint64_t now = rt_mono_ms();
+	check_backlog(l);
 	for (struct rt_live_sub *s = l->subs; s; s = s->next)
 		sub_consider(l, s, now);
 	shared_clear(l);
@@ -2477,6 +2494,7 @@ void rt_live_tick(struct rt_live *l, uint64_t last_pos)
 		if (q->pos < l->last_pos && !q->is_broken)
 			q->pos = l->last_pos;
 	uint64_t now = rt_mono_ms();
+	check_backlog(l);
 	for (struct rt_live_sub *s = l->subs; s; s = s->next)
 		sub_consider(l, s, now);
 	shared_clear(l);

@@ -27,9 +27,11 @@
 
 #include <libpq-fe.h>
 
+#include "common/metrics.h"
 #include "live/live.h"
 #include "store/store.h"
 
+#include "../realtime/fixture.h"
 #include "../testutil.h"
 
 static char dir[64];
@@ -675,6 +677,88 @@ static void test_first_reads_while_writing_postgres(void **state)
 	is_pg = false;
 }
 
+static size_t n_filler;
+
+static void filler_deliver(struct rt_sub *sub, struct rt_msg *m)
+{
+	n_filler++;
+}
+
+/* Fills worker 0's inbox with n messages nobody reads yet. */
+static void back_up(struct fixture *fx, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct rt_msg *m = rt_msg_new(RT_MSG_LIVE, "filler");
+		rt_hub_publish_any(fx->hub, m);
+		rt_msg_unref(m);
+	}
+}
+
+/* While a worker is behind, a due message waits and the next changes fold
+ * into it; once the backlog is gone, or after FOLD_MAX_MS, it goes out. A
+ * first result never waits. */
+static void test_folding_under_backlog(void **state)
+{
+	struct fixture fx;
+	fx_setup(&fx, 1);
+	struct rt_store *s = open_store();
+	struct rt_live *l = rt_live_new(s, fx.hub);
+	struct rec r;
+	rec_init(&r, "live");
+	rt_hub_subscribe(fx.l[0], "lk", &r.sub);
+	struct rt_sub filler = {.deliver = filler_deliver};
+	rt_hub_subscribe(fx.l[0], "filler", &filler);
+	n_filler = 0;
+	const struct rt_auth svc = {.role = "service_role"};
+	struct rt_live_opts o = {0};
+	back_up(&fx, 300);
+	struct rt_live_sub *sub = rt_live_sub_new(l, "lk", "realtime:t", RT_PHX_V2, &svc, &o, 0);
+	json_t *qs = json_pack("[{s:s,s:s,s:s}]", "id", "w", "table", "bookings", "query",
+			       "order=id&limit=50");
+	rt_live_sub_add(l, sub, qs);
+	json_decref(qs);
+	uint64_t pos = rt_store_last_pos(s);
+	feed(s, l, &pos);
+	rt_hub_drain(fx.l[0]);
+	assert_int_equal(n_filler, 300);
+	assert_int_equal(r.n, 1); /* the result, despite the backlog */
+	assert_null(r.msgs[0]->v1); /* the channel's version only */
+	assert_non_null(r.msgs[0]->v2);
+
+	long long next_id = 1, ids[64];
+	size_t n = 0;
+	rng_seed(11);
+	uint64_t folded0 = atomic_load(&rt_metrics_live_folded);
+	back_up(&fx, 300);
+	for (int i = 0; i < 3; i++) { /* three batches while the worker is behind */
+		write_one(s, &next_id, ids, &n);
+		feed(s, l, &pos);
+	}
+	rt_hub_drain(fx.l[0]);
+	assert_int_equal(r.n, 1); /* waited */
+	assert_true(atomic_load(&rt_metrics_live_folded) > folded0);
+	rt_live_tick(l, pos); /* no backlog now: one message for the three */
+	rt_hub_drain(fx.l[0]);
+	assert_int_equal(r.n, 2);
+
+	/* a backlog that stays: the message goes out after FOLD_MAX_MS */
+	back_up(&fx, 300);
+	write_one(s, &next_id, ids, &n);
+	feed(s, l, &pos);
+	usleep(120 * 1000);
+	rt_live_tick(l, pos);
+	rt_hub_drain(fx.l[0]);
+	assert_int_equal(r.n, 3);
+
+	rec_clear(&r);
+	rt_live_sub_free(l, sub);
+	rt_live_free(l);
+	rt_store_close(s);
+	rt_hub_unsubscribe(fx.l[0], &r.sub);
+	rt_hub_unsubscribe(fx.l[0], &filler);
+	fx_teardown(&fx);
+}
+
 /* Many opens of one definition under one visibility share one maintained
  * query: a change is applied once. Another visibility is another query. */
 static void test_sharing(void **state)
@@ -998,6 +1082,7 @@ int main(void)
 		cmocka_unit_test(test_window_filter_changes),
 		cmocka_unit_test(test_index_skips_unrelated),
 		cmocka_unit_test(test_random_writes),
+		cmocka_unit_test(test_folding_under_backlog),
 	};
 	const struct CMUnitTest pg_tests[] = {
 		cmocka_unit_test(test_random_writes_postgres),
