@@ -657,8 +657,8 @@ static void tls_input(struct rt_conn *c, uint8_t *data, size_t len)
 		/* Say so in the peer's language rather than with a TLS alert. */
 		static const char resp[] =
 			"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
-			"Content-Length: 36\r\nConnection: close\r\n\r\n"
-			"This port speaks TLS: use https://\r\n";
+			"Content-Length: 34\r\nConnection: close\r\n\r\n"
+			"This port speaks TLS: use https://";
 		uint8_t sink[256];
 		while (rt_tls_conn_take(c->tls, sink, sizeof sink))
 			;
