@@ -8,6 +8,7 @@
 #   ca2.pem, server2.pem server2.key   the same from a second CA (rotation tests)
 #   self.pem self.key      a self-signed server certificate for localhost and 127.0.0.1
 #   other.pem other.key    signed by CA 1 for another name only (host name mismatch)
+#   cadir/                 CA 1 in a directory with OpenSSL's hashed names (-CApath)
 set -euo pipefail
 dir=${1:?usage: make-certs.sh DIR}
 mkdir -p "$dir"
@@ -35,3 +36,6 @@ leaf other "" "DNS:elsewhere.invalid"
 key self.key
 openssl req -x509 -new -key self.key -out self.pem -days 3 -subj "/CN=localhost" \
 	-addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null
+mkdir -p cadir
+cp ca.pem cadir/
+openssl rehash cadir 2>/dev/null || c_rehash cadir >/dev/null
