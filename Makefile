@@ -133,7 +133,11 @@ clean:
 BENCH_SRC := $(wildcard bench/*.c)
 
 .PHONY: bench
-bench: $(BUILD)/rtbench $(BUILD)/rtfloor
+bench: $(BUILD)/rtbench $(BUILD)/rtfloor $(BUILD)/rttlsfan
+
+# rttlsfan: the fan-out over wss:// against ws:// (bench/README.md, "TLS")
+$(BUILD)/rttlsfan: bench/tls/tlsfan.c $(BUILD)/libsrv.a
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libsrv.a $(LIBS) $(LDFLAGS)
 
 # rtfloor: the kernel's own cost of a fan-out, the floor of rtsync's latency
 $(BUILD)/rtfloor: bench/floor/floor.c
