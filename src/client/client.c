@@ -47,10 +47,12 @@ enum push_kind {
 	PUSH_SNAPSHOT,
 	PUSH_LIVE_SUBSCRIBE,
 	PUSH_LIVE_UNSUBSCRIBE,
+	PUSH_NOTIFY,
 };
 
 /* Pushes answered through on_write, with the reply's response. */
-#define IS_WRITE_LIKE(kind) ((kind) == PUSH_WRITE || (kind) == PUSH_SNAPSHOT)
+#define IS_WRITE_LIKE(kind) \
+	((kind) == PUSH_WRITE || (kind) == PUSH_SNAPSHOT || (kind) == PUSH_NOTIFY)
 
 /* A push waiting for its channel to join. */
 struct held_push {
@@ -648,6 +650,7 @@ static int send_push(struct rt_client_channel *ch, enum push_kind kind, uint64_t
 			    : kind == PUSH_SNAPSHOT		? "snapshot"
 			    : kind == PUSH_LIVE_SUBSCRIBE	? "live_subscribe"
 			    : kind == PUSH_LIVE_UNSUBSCRIBE ? "live_unsubscribe"
+			    : kind == PUSH_NOTIFY		? "notify"
 							: "presence";
 	if (wants_reply) {
 		int rc = wait_for_reply(c, ch, ref, id, kind);
@@ -2331,4 +2334,40 @@ int rt_channel_snapshot(struct rt_client_channel *ch, const char *schema, const 
 	if (!p)
 		return RT_ENOMEM;
 	return push_now(ch, PUSH_SNAPSHOT, p, id);
+}
+
+int rt_channel_push_notify(struct rt_client_channel *ch, json_t *payload, uint64_t *id)
+{
+	return push_now(ch, PUSH_NOTIFY, payload, id);
+}
+
+int rt_client_http_info(struct rt_client *c, char **base_url, char **apikey, char **token)
+{
+	*base_url = *apikey = *token = NULL;
+	pthread_mutex_lock(&c->lock);
+	/* the path without its realtime part ("/realtime/v1/websocket" or "/websocket") */
+	const char *path = c->url.path;
+	size_t n = strlen(path);
+	static const char *const suffixes[] = {"/realtime/v1/websocket", "/websocket"};
+	for (size_t i = 0; i < 2; i++) {
+		size_t k = strlen(suffixes[i]);
+		if (n >= k && !strcmp(path + n - k, suffixes[i])) {
+			n -= k;
+			break;
+		}
+	}
+	size_t len = 7 + strlen(c->url.host_header) + n + 1;
+	*base_url = mem_alloc(c, len);
+	if (*base_url)
+		snprintf(*base_url, len, "http://%s%.*s", c->url.host_header, (int)n, path);
+	*apikey = mem_strdup(c, c->apikey);
+	*token = mem_strdup(c, c->token ? c->token : c->apikey);
+	pthread_mutex_unlock(&c->lock);
+	if (*base_url && *apikey && *token)
+		return 0;
+	mem_free(c, *base_url);
+	mem_free(c, *apikey);
+	mem_free(c, *token);
+	*base_url = *apikey = *token = NULL;
+	return RT_ENOMEM;
 }
