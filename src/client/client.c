@@ -49,10 +49,12 @@ enum push_kind {
 	PUSH_SNAPSHOT,
 	PUSH_LIVE_SUBSCRIBE,
 	PUSH_LIVE_UNSUBSCRIBE,
+	PUSH_NOTIFY,
 };
 
 /* Pushes answered through on_write, with the reply's response. */
-#define IS_WRITE_LIKE(kind) ((kind) == PUSH_WRITE || (kind) == PUSH_SNAPSHOT)
+#define IS_WRITE_LIKE(kind) \
+	((kind) == PUSH_WRITE || (kind) == PUSH_SNAPSHOT || (kind) == PUSH_NOTIFY)
 
 /* A push waiting for its channel to join. */
 struct held_push {
@@ -115,6 +117,7 @@ struct rt_client {
 	struct rt_client_url url;
 	char *apikey;
 	char *token;
+	char *ca_file, *ca_dir; /* copies of the options, for the HTTP calls */
 	struct addrinfo *ai;
 	struct rt_client_tls *tls; /* wss://: the TLS context; NULL for ws:// */
 	int epfd, evfd, sock;
@@ -663,6 +666,7 @@ static int send_push(struct rt_client_channel *ch, enum push_kind kind, uint64_t
 			    : kind == PUSH_SNAPSHOT		? "snapshot"
 			    : kind == PUSH_LIVE_SUBSCRIBE	? "live_subscribe"
 			    : kind == PUSH_LIVE_UNSUBSCRIBE ? "live_unsubscribe"
+			    : kind == PUSH_NOTIFY		? "notify"
 							: "presence";
 	if (wants_reply) {
 		int rc = wait_for_reply(c, ch, ref, id, kind);
@@ -1623,6 +1627,9 @@ int rt_client_new(const struct rt_client_options *opt, struct rt_client **out)
 			goto err_free;
 	}
 	rc = RT_ENOMEM;
+	if ((opt->tls_ca_file && !(c->ca_file = mem_strdup(c, opt->tls_ca_file))) ||
+	    (opt->tls_ca_dir && !(c->ca_dir = mem_strdup(c, opt->tls_ca_dir))))
+		goto err_free;
 	c->apikey = mem_strdup(c, opt->apikey);
 	if (!c->apikey)
 		goto err_free;
@@ -1656,6 +1663,8 @@ err_free:
 	rt_client_tls_free(c->tls);
 	mem_free(c, c->apikey);
 	mem_free(c, c->token);
+	mem_free(c, c->ca_file);
+	mem_free(c, c->ca_dir);
 	a->realloc(a->ud, c, 0);
 	return rc;
 }
@@ -1733,6 +1742,8 @@ void rt_client_free(struct rt_client *c)
 	rt_client_url_deinit(&c->alloc, &c->url);
 	mem_free(c, c->apikey);
 	mem_free(c, c->token);
+	mem_free(c, c->ca_file);
+	mem_free(c, c->ca_dir);
 	mem_free(c, c->out);
 	pthread_mutex_destroy(&c->lock);
 	struct rt_allocator a = c->alloc;
@@ -2403,4 +2414,49 @@ int rt_channel_snapshot(struct rt_client_channel *ch, const char *schema, const 
 	if (!p)
 		return RT_ENOMEM;
 	return push_now(ch, PUSH_SNAPSHOT, p, id);
+}
+
+int rt_channel_push_notify(struct rt_client_channel *ch, json_t *payload, uint64_t *id)
+{
+	return push_now(ch, PUSH_NOTIFY, payload, id);
+}
+
+void rt_client_http_tls(struct rt_client *c, const char **ca_file, const char **ca_dir,
+			bool *skip_verify)
+{
+	*ca_file = c->ca_file;
+	*ca_dir = c->ca_dir;
+	*skip_verify = c->opt.tls_skip_verify;
+}
+
+int rt_client_http_info(struct rt_client *c, char **base_url, char **apikey, char **token)
+{
+	*base_url = *apikey = *token = NULL;
+	pthread_mutex_lock(&c->lock);
+	/* the path without its realtime part ("/realtime/v1/websocket" or "/websocket") */
+	const char *path = c->url.path;
+	size_t n = strlen(path);
+	static const char *const suffixes[] = {"/realtime/v1/websocket", "/websocket"};
+	for (size_t i = 0; i < 2; i++) {
+		size_t k = strlen(suffixes[i]);
+		if (n >= k && !strcmp(path + n - k, suffixes[i])) {
+			n -= k;
+			break;
+		}
+	}
+	size_t len = 8 + strlen(c->url.host_header) + n + 1;
+	*base_url = mem_alloc(c, len);
+	if (*base_url)
+		snprintf(*base_url, len, "%s://%s%.*s", c->url.is_tls ? "https" : "http",
+			 c->url.host_header, (int)n, path);
+	*apikey = mem_strdup(c, c->apikey);
+	*token = mem_strdup(c, c->token ? c->token : c->apikey);
+	pthread_mutex_unlock(&c->lock);
+	if (*base_url && *apikey && *token)
+		return 0;
+	mem_free(c, *base_url);
+	mem_free(c, *apikey);
+	mem_free(c, *token);
+	*base_url = *apikey = *token = NULL;
+	return RT_ENOMEM;
 }
