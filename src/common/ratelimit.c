@@ -196,9 +196,7 @@ static uint32_t conns_sum(const struct rt_quota *q, uint64_t user)
 enum rt_quota_refusal rt_quota_conn_open(struct rt_quota *q, uint64_t user,
 					 struct rt_quota_conn *qc)
 {
-	qc->user = user;
-	qc->is_counted = false;
-	qc->is_user_counted = false;
+	*qc = (struct rt_quota_conn){.user = user}; /* full buckets */
 	if (!q)
 		return RT_QUOTA_OK;
 	uint32_t n = atomic_fetch_add_explicit(&q->n_conns, 1, memory_order_relaxed) + 1;

@@ -89,8 +89,8 @@ enum rt_quota_refusal {
 	RT_QUOTA_CONNECTIONS_PER_USER, /* this user's */
 };
 
-/* Counts a new WebSocket of user into qc (which is then released with
- * rt_quota_conn_close). Returns RT_QUOTA_OK, or the limit that refuses it
+/* Starts qc for a new WebSocket of user (full buckets) and counts it (released
+ * with rt_quota_conn_close). Returns RT_QUOTA_OK, or the limit that refuses it
  * with nothing counted. q NULL: always OK, nothing counted. */
 enum rt_quota_refusal rt_quota_conn_open(struct rt_quota *q, uint64_t user,
 					 struct rt_quota_conn *qc);
