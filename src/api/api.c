@@ -226,8 +226,10 @@ static void broadcast_batch(struct rt_conn *c, struct rt_http_req *req)
 			add_error(errors, i, "payload", "can't be blank");
 		} else {
 			texts[i] = json_dumps(payload, JSON_COMPACT);
-			if (strlen(texts[i]) > rt->cfg.max_payload_bytes)
+			if (strlen(texts[i]) > rt->cfg.max_payload_bytes) {
+				RT_METRIC_LIMIT(PAYLOAD);
 				add_error(errors, i, "payload", "Payload size exceeds tenant limit");
+			}
 		}
 	}
 	if (json_object_size(errors)) {
@@ -306,6 +308,7 @@ static void broadcast_single(struct rt_conn *c, struct rt_http_req *req, const c
 		}
 	}
 	if (req->body.len > rt->cfg.max_payload_bytes) {
+		RT_METRIC_LIMIT(PAYLOAD);
 		respond_json(c, 422, "{\"message\":\"Payload size exceeds tenant limit\"}");
 		goto out;
 	}
