@@ -17,7 +17,7 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wstrict-prototy
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -fvisibility=hidden -Isrc -Iinclude \
 	-MMD -MP $(CFLAGS) $(EXTRA_CFLAGS)
-LIBS    := -luv -luring -lhttp_parser -ljansson -ljwt -lcurl -lunistring -lsqlite3 -lcrypto -lpthread -lm
+LIBS    := -luv -luring -lhttp_parser -ljansson -ljwt -lcurl -lunistring -lsqlite3 -lssl -lcrypto -lpthread -lm
 
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=undefined
@@ -133,7 +133,11 @@ clean:
 BENCH_SRC := $(wildcard bench/*.c)
 
 .PHONY: bench
-bench: $(BUILD)/rtbench $(BUILD)/rtfloor
+bench: $(BUILD)/rtbench $(BUILD)/rtfloor $(BUILD)/rttlsfan
+
+# rttlsfan: the fan-out over wss:// against ws:// (bench/README.md, "TLS")
+$(BUILD)/rttlsfan: bench/tls/tlsfan.c $(BUILD)/libsrv.a
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libsrv.a $(LIBS) $(LDFLAGS)
 
 # rtfloor: the kernel's own cost of a fan-out, the floor of rtsync's latency
 $(BUILD)/rtfloor: bench/floor/floor.c
@@ -158,7 +162,8 @@ LIBS += -lpq
 LIB_SRC     := $(CLIENT_SRC) src/net/ws.c src/common/err.c src/common/alloc.c \
 	src/common/buf.c src/common/rand.c
 LIB_PIC_OBJ := $(LIB_SRC:%.c=$(BUILD)/pic/%.o)
-LIB_LIBS    := -ljansson -lsqlite3 -lhttp_parser -lunistring -lcrypto -lpthread -lm
+# libcurl: the inbox's REST calls (src/client/notify.c; docs/client.md says why)
+LIB_LIBS    := -ljansson -lsqlite3 -lcurl -lhttp_parser -lunistring -lssl -lcrypto -lpthread -lm
 LIB_SOVER   := 0
 LIB_VERSION := 0.1.0
 CLIENT_TEST_SRC := $(wildcard tests/client/test_*.c)
@@ -231,10 +236,10 @@ $(BUILD)/stage.stamp: $(BUILD)/librtsync.a $(BUILD)/librtsync.so $(BUILD)/librts
 	touch $@
 
 # Exported symbols of the shared library: only rt_client_*, rt_channel_*, rt_lq_*, rt_table_*,
-# rt_strerror, rt_err_name.
+# rt_inbox_*, rt_strerror, rt_err_name.
 lib-check: $(BUILD)/librtsync.so
 	@bad=$$(nm -D --defined-only $(BUILD)/librtsync.so | awk '{print $$3}' | \
-		grep -v -E '^(rt_client_|rt_channel_|rt_lq_|rt_table_|rt_strerror$$|rt_err_name$$)' || true); \
+		grep -v -E '^(rt_client_|rt_channel_|rt_lq_|rt_table_|rt_inbox_|rt_strerror$$|rt_err_name$$)' || true); \
 	if [ -n "$$bad" ]; then echo "librtsync exports more than its API: $$bad"; exit 1; fi; \
 	echo "librtsync exports $$(nm -D --defined-only $(BUILD)/librtsync.so | wc -l) API symbols"
 

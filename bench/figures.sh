@@ -72,10 +72,13 @@ for run in $runs; do
 			--jwt-secret "$secret" $rls --subscribers 1000 --topics 1000 --rate "$rate" \
 			--write-rows 500 --duration 10
 		[ $store = pg ] && pg_cluster_stop ;;
-	live-*) # live queries at R changes/s, 100 copies checked (each definition twice)
+	live-* | live500-*) # live queries at R changes/s, 100 copies checked (each definition
+		# twice); live500: 500 changes to a request instead of 100
+		rows=100
+		case $run in live500-*) rows=500 ;; esac
 		taskset -c 0,1 "$build/rtbench" live --url ws://127.0.0.1:0 --apikey "$key" \
 			--spawn "$build/rtsync serve --listen 127.0.0.1:{port} --jwt-secret $secret --log-level warn --data-dir $d --schema $root/bench/schema-live.sql" \
-			--queries 100 --subscribers 1000 --rate "${run#live-}" --write-rows 100 \
+			--queries 100 --subscribers 1000 --rate "${run#live*-}" --write-rows $rows \
 			--duration 10 --verify 100 --naive 3 ;;
 	storm)
 		bench storm --spawn "$serve --data-dir $d --db $d/rt.db --schema $root/bench/schema.sql" \

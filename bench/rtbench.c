@@ -103,8 +103,9 @@ static const char *live_status_name(int s)
 	return names[s];
 }
 
-enum scenario { SC_FANOUT, SC_IDLE, SC_CHANGES, SC_STORM, SC_LIVE };
-static const char *const scenario_names[] = {"fanout", "idle", "changes", "storm", "live"};
+enum scenario { SC_FANOUT, SC_IDLE, SC_CHANGES, SC_STORM, SC_LIVE, SC_NOTIFY };
+static const char *const scenario_names[] = {"fanout", "idle", "changes", "storm", "live",
+					    "notify"};
 enum encoding { ENC_JSON, ENC_BINARY, ENC_TEXT };
 
 struct opts {
@@ -544,6 +545,7 @@ static int on_ws_output(void *user, const uint8_t *data, size_t len)
 static void on_ws_message(void *user, enum rt_ws_opcode op, const uint8_t *data, size_t len);
 static void live_message(struct conn *c, const uint8_t *data, size_t len);
 
+static void notify_message(struct conn *c, const uint8_t *data, size_t len);
 static const struct rt_ws_callbacks ws_cbs = {on_ws_message, on_ws_output};
 
 /* Queues one masked frame. Returns false when it could not be queued. */
@@ -719,11 +721,17 @@ static void send_live_join(struct conn *c)
 	flush_conn(c);
 }
 
+static void send_notify_join(struct conn *c);
+
 static void send_joins(struct conn *c)
 {
 	struct run *r = c->w->run;
 	if (c->lv) {
 		send_live_join(c);
+		return;
+	}
+	if (r->o.scenario == SC_NOTIFY) {
+		send_notify_join(c);
 		return;
 	}
 	char payload[1536], topic[128], tok[1024], filter[64];
@@ -1251,6 +1259,8 @@ static void on_ws_message(void *user, enum rt_ws_opcode op, const uint8_t *data,
 		live_message(c, data, len);
 	} else if (c->state == CS_JOINING) {
 		handle_setup_msg(c, data, len);
+	} else if (w->run->o.scenario == SC_NOTIFY) {
+		notify_message(c, data, len);
 	} else if (is_pg_scenario(w->run)) {
 		if (memmem(data, head, ",\"postgres_changes\",", 20) ||
 		    memmem(data, head, "\"event\":\"postgres_changes\"", 26))
@@ -1923,14 +1933,15 @@ static void on_pub_timer(uv_timer_t *t)
 		w->pub_attempted += n - (uint64_t)r->o.rate;
 		n = (uint64_t)r->o.rate;
 	}
-	bool is_rows = r->o.scenario == SC_CHANGES || r->o.scenario == SC_LIVE;
+	bool is_rows = r->o.scenario == SC_CHANGES || r->o.scenario == SC_LIVE ||
+		       r->o.scenario == SC_NOTIFY;
 	uint64_t step = is_rows ? (uint64_t)r->o.write_rows : 1;
 	for (uint64_t i = 0; i + step <= n; i += step, w->pub_attempted += step) {
 		uint32_t topic = (uint32_t)(w->pub_attempted % (uint64_t)r->o.topics);
 		if (r->o.scenario == SC_LIVE)
 			publish_live(w);
-		else if (r->o.scenario == SC_CHANGES)
-			publish_write(w, topic);
+		else if (r->o.scenario == SC_CHANGES || r->o.scenario == SC_NOTIFY)
+			publish_write(w, topic); /* notify: the row's topic is its user */
 		else
 			publish_broadcast(w, topic);
 	}
@@ -2099,7 +2110,7 @@ static struct worker *worker_new(struct run *r, int id, size_t n_pub, size_t n_s
 	uv_timer_init(&w->loop, &w->tick);
 	uv_timer_init(&w->loop, &w->pub_timer);
 	w->tick.data = w->pub_timer.data = w;
-	bool is_changes = r->o.scenario == SC_CHANGES;
+	bool is_changes = r->o.scenario == SC_CHANGES || r->o.scenario == SC_NOTIFY;
 	bool is_live = r->o.scenario == SC_LIVE;
 	for (size_t i = 0; i < w->n_conns; i++) {
 		struct conn *c = &w->conns[i];
@@ -2160,6 +2171,60 @@ static struct worker *worker_new(struct run *r, int id, size_t n_pub, size_t n_s
 	}
 	return w;
 }
+/* ---- notify: each subscriber on its own notifications channel ------------------ */
+
+/* Subscriber K (topic K, one per user) joins realtime:notifications:<K>
+ * privately with its own token (sub "K"). */
+static void send_notify_join(struct conn *c)
+{
+	struct run *r = c->w->run;
+	char payload[1536], topic[128], tok[1024];
+	snprintf(topic, sizeof topic, "realtime:notifications:%u", c->topic);
+	user_token(r, c->topic, tok, sizeof tok);
+	int n = snprintf(payload, sizeof payload,
+			 "{\"config\":{\"broadcast\":{\"ack\":false,\"self\":false},"
+			 "\"presence\":{\"key\":\"\",\"enabled\":false},\"postgres_changes\":[],"
+			 "\"private\":true}%s}",
+			 tok);
+	uint32_t ref = ++c->next_ref;
+	if (n < 0 || (size_t)n >= sizeof payload ||
+	    !send_phx(c, ref, ref, topic, "phx_join", payload, (size_t)n))
+		return;
+	c->joins_pending = 1;
+	flush_conn(c);
+}
+
+/* A `notification` event: the row it came from (data.record) carries the
+ * write's send time t and its sequence number seq; anything else on the
+ * channel (the join's inbox_state) only counts as other. */
+static void notify_message(struct conn *c, const uint8_t *data, size_t len)
+{
+	struct worker *w = c->w;
+	size_t head = len < 300 ? len : 300;
+	if (!memmem(data, head, "\"event\":\"notification\"", 22)) {
+		w->other_msgs++;
+		return;
+	}
+	const uint8_t *rec = memmem(data, len, "\"record\":", 9);
+	uint64_t t, seq;
+	size_t left = rec ? len - (size_t)(rec - data) : 0;
+	if (!rec || !find_uint(rec, left, "\"t\":", &t) || !find_uint(rec, left, "\"seq\":", &seq)) {
+		w->bad_msgs++;
+		return;
+	}
+	if (seq == c->last_seq) {
+		w->duplicates++;
+		return;
+	}
+	if (seq < c->last_seq)
+		w->reordered++;
+	else
+		c->last_seq = seq;
+	uint64_t now = rt_mono_ns();
+	hist_record(&w->hist, now > t ? now - t : 0);
+	w->delivered++;
+}
+
 /* ---- options ---------------------------------------------------------------- */
 
 static const char usage[] =
@@ -2196,6 +2261,12 @@ static const char usage[] =
 	"           then --naive seconds of the naive way (the affected queries re-read through\n"
 	"           REST on --naive-conns connections) and finally compares every verifying\n"
 	"           subscriber's copy with a REST read of its query.\n"
+	"  notify   N users, each on its own private channel realtime:notifications:<K> with\n"
+	"           its own token (--jwt-secret; sub \"K\"); the server runs a rule on\n"
+	"           public." TABLE " that notifies the user named by the row's topic column\n"
+	"           (--notify-rules bench/notify-rules.json); --writers connections POST rows\n"
+	"           at --rate round-robin over the users; reports notifications delivered per\n"
+	"           second, write-to-delivery latency, lost and duplicates (--topics is N).\n"
 	"\n"
 	"Common options:\n"
 	"  --url URL              ws://HOST:PORT[/PATH]; PATH defaults to /realtime/v1/websocket;\n"
@@ -2457,7 +2528,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	if (rc)
 		return -1;
 	if (optind != argc - 1) {
-		fprintf(stderr, "rtbench: name one scenario: fanout, idle, changes, storm or live\n");
+		fprintf(stderr, "rtbench: name one scenario: fanout, idle, changes, storm, live or "
+				"notify\n");
 		return -1;
 	}
 	size_t k;
@@ -2469,6 +2541,13 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	o->scenario = (enum scenario)k;
 	if (o->scenario == SC_CHANGES && !o->is_rate_set)
 		o->rate = 200;
+	if (o->scenario == SC_NOTIFY && (!o->jwt_secret || o->subscribers < 1 ||
+					 o->subscribers > MAX_TOPICS))
+		return fprintf(stderr, "rtbench: notify needs --jwt-secret and 1 to %d subscribers\n",
+			       MAX_TOPICS),
+		       -1;
+	if (o->scenario == SC_NOTIFY)
+		o->topics = o->subscribers; /* one channel (user) per subscriber */
 	if (o->scenario == SC_LIVE && !o->is_rate_set)
 		o->rate = 20000;
 	if (o->scenario == SC_LIVE && !is_wrows_set)
@@ -3073,6 +3152,30 @@ static void print_live(const struct run *r, const struct totals *t, const struct
 	       lr->v_subs, lr->v_results, lr->v_mismatches);
 }
 
+/* notify: the fields of the JSON line (the common ones around them). */
+static void print_notify(const struct run *r, const struct totals *t, uint64_t expected,
+			 double setup_s, int server_exit, double pub_s, double window_s, long pid,
+			 double cpu_pct, long rss_end)
+{
+	const struct opts *o = &r->o;
+	const struct worker *w0 = r->workers[0];
+	uint64_t lost = expected > t->delivered ? expected - t->delivered : 0;
+	printf("\"users\":%ld,\"rate\":%ld,\"write_rows\":%ld,\"writers\":%ld,\"duration_s\":%.3f,",
+	       o->subscribers, o->rate, o->write_rows, o->writers, o->duration_s);
+	print_common(r, t, setup_s, server_exit);
+	printf("\"writes_acked\":%" PRIu64 ",\"writes_failed\":%" PRIu64 ",\"send_skipped\":%" PRIu64
+	       ",\"write_rate\":%.1f,\"expected\":%" PRIu64 ",\"delivered\":%" PRIu64
+	       ",\"lost\":%" PRIu64 ",\"duplicates\":%" PRIu64 ",\"reordered\":%" PRIu64
+	       ",\"undecodable\":%" PRIu64 ",\"other_msgs\":%" PRIu64
+	       ",\"notifications_per_s\":%.0f,",
+	       w0->acked, w0->write_failed, w0->pub_skipped, pub_s > 0 ? (double)w0->acked / pub_s : 0,
+	       expected, t->delivered, lost, t->duplicates, t->reordered, t->bad_msgs, t->other_msgs,
+	       window_s > 0 ? (double)t->delivered / window_s : 0);
+	print_latency(&t->hist);
+	printf("\"server\":{\"pid\":%ld,\"cpu_pct\":%.1f,\"rss_kb_end\":%ld},", pid, cpu_pct,
+	       rss_end);
+}
+
 /* The storm itself, on the main thread: down, write, up, wait. */
 struct storm_result {
 	bool is_ok;
@@ -3130,7 +3233,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	enum scenario sc = o->scenario;
 	size_t n_pub = sc == SC_FANOUT	  ? (size_t)((o->topics + TOPICS_PER_PUB - 1) / TOPICS_PER_PUB)
-		       : sc == SC_CHANGES ? (size_t)o->writers
+		       : sc == SC_CHANGES || sc == SC_NOTIFY ? (size_t)o->writers
 		       : sc == SC_LIVE	  ? 1 + (o->naive_s > 0 ? (size_t)o->naive_conns : 0)
 					  : 0;
 	size_t n_subs = (size_t)(sc == SC_IDLE ? o->connections : o->subscribers);
@@ -3259,7 +3362,7 @@ int main(int argc, char **argv)
 	bool needs_subs = sc != SC_IDLE;
 	if (is_ready && has_pub && (!needs_subs || subs_sum > 0)) {
 		atomic_store_explicit(&r->go, 1, memory_order_release);
-		if (sc == SC_FANOUT || sc == SC_CHANGES) {
+		if (sc == SC_FANOUT || sc == SC_CHANGES || sc == SC_NOTIFY) {
 			uint64_t limit = t_go + (uint64_t)((o->duration_s + 10) * 1e9);
 			while (!atomic_load_explicit(&r->pub_done, memory_order_acquire) &&
 			       rt_mono_ns() < limit)
@@ -3268,7 +3371,7 @@ int main(int argc, char **argv)
 			uint64_t drain_end = t_pub_end + (uint64_t)(o->drain_s * 1e9);
 			struct worker *w0 = r->workers[0];
 			/* changes: writes are counted when acknowledged, so wait for the answers */
-			while (sc == SC_CHANGES && rt_mono_ns() < drain_end) {
+			while ((sc == SC_CHANGES || sc == SC_NOTIFY) && rt_mono_ns() < drain_end) {
 				uint64_t answered = 0;
 				for (size_t i = 0; i < n_pub; i++)
 					answered += w0->conns[i].if_len;
@@ -3354,9 +3457,10 @@ int main(int argc, char **argv)
 		if (!t.first_error && w->first_error[0])
 			t.first_error = w->first_error;
 	}
-	if (sc == SC_CHANGES)
+	bool is_rows = sc == SC_CHANGES || sc == SC_NOTIFY;
+	if (is_rows)
 		expected = 0;
-	for (long k = 0; sc == SC_CHANGES && k < o->topics; k++) {
+	for (long k = 0; is_rows && k < o->topics; k++) {
 		uint64_t subs = 0;
 		for (int i = 0; i < r->n_workers; i++)
 			subs += r->workers[i]->joined_per_topic[k];
@@ -3369,7 +3473,10 @@ int main(int argc, char **argv)
 		cpu_pct = -1; /* storm: the process changed in between */
 
 	printf("{\"scenario\":\"%s\",", scenario_names[sc]);
-	if (sc == SC_FANOUT || sc == SC_CHANGES) {
+	if (sc == SC_NOTIFY)
+		print_notify(r, &t, expected, setup_s, server_exit, secs(t_go, t_pub_end), window_s,
+			     pid, cpu_pct, rss_end);
+	else if (sc == SC_FANOUT || sc == SC_CHANGES) {
 		double pub_s = secs(t_go, t_pub_end);
 		printf("\"subscribers\":%ld,\"rate\":%ld,\"payload\":%ld,", o->subscribers, o->rate,
 		       o->payload);

@@ -106,6 +106,13 @@ check "live: 10 queries, 50 subscribers, REST inserts, updates, deletes; every c
 	--queries 10 --subscribers 50 --seed-rows 40 --rate 1000 --write-rows 20 --duration 1.5 \
 	--naive 0.5 --naive-conns 2
 
+d=$tmp/notify && mkdir -p "$d"
+check "notify: 100 users on their own channels, one rule, REST writes, every notification once" \
+	'r.server_exit === 0 && r.connected === 102 && r.writes_failed === 0 && r.writes_acked >= 200 && r.expected === r.writes_acked && r.delivered === r.expected && r.lost === 0 && r.duplicates === 0 && r.undecodable === 0 && r.latency_us.p99 > 0' \
+	notify --url ws://127.0.0.1:0 --apikey "$key" --jwt-secret "$secret" \
+	--spawn "$serve --data-dir $d --schema $root/bench/schema.sql --notify-rules $root/bench/notify-rules.json" \
+	--subscribers 100 --rate 200 --write-rows 5 --duration 1.5
+
 d=$tmp/storm && mkdir -p "$d"
 check "storm: 100 clients, server killed, 30 rows written while down, all resumed" \
 	'r.server_exit === 0 && r.connected === 100 && r.dropped === 100 && r.rejoined === 100 && r.resumed === 100 && r.expected === 30 * 100 / 5 && r.lost === 0 && r.duplicates === 0 && r.spawn_to_all_resumed_s > 0' \

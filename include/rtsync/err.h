@@ -29,7 +29,8 @@
 	X(UTF8, -11, "invalid UTF-8")                                                    \
 	X(LIMIT, -12, "rate or count limit reached")                                     \
 	X(AGAIN, -13, "resource temporarily unavailable")                                \
-	X(TIMEDOUT, -14, "timed out")
+	X(TIMEDOUT, -14, "timed out")                                                    \
+	X(TLS, -15, "TLS handshake or certificate verification failed")
 
 enum rt_err {
 	RT_OK = 0,

@@ -35,7 +35,6 @@
  *            bounded buffer (max_buffered_pushes), beyond which sending fails
  *            with RT_ELIMIT and on_error reports the overflow; outgoing
  *            bytes waiting for the socket are bounded (max_output_bytes).
- *            Only ws:// (plain TCP) URLs are supported, no TLS.
  *
  * Memory: every allocation of the library goes through the allocator given
  * in the options (default: realloc/free); when it fails, the call returns
@@ -43,6 +42,8 @@
  * connection is restarted (nothing is lost: channels resume). The JSON
  * library (jansson) allocates through its own process-wide functions, which
  * are malloc/free unless the application sets them with json_set_alloc_funcs().
+ * TLS (wss://) allocates through OpenSSL's process-wide functions
+ * (CRYPTO_set_mem_functions()), and its small context with malloc.
  */
 #ifndef RTSYNC_RTSYNC_H
 #define RTSYNC_RTSYNC_H
@@ -100,7 +101,8 @@ typedef void (*rt_client_error_cb)(void *user, struct rt_client_channel *ch, int
 struct rt_client_options {
 	/* Server base URL: "ws://host:port", "http://host:port" or either with a
 	 * path prefix; "/realtime/v1/websocket" is appended unless the path already
-	 * ends in "/websocket". Required. */
+	 * ends in "/websocket"; wss:// and https:// for TLS (port 443 by default).
+	 * Required. */
 	const char *url;
 	const char *apikey;       /* sent as ?apikey=; required by the server */
 	const char *access_token; /* user token sent with every join; NULL: the apikey */
@@ -118,12 +120,22 @@ struct rt_client_options {
 	rt_client_state_cb on_state;  /* may be NULL */
 	rt_client_error_cb on_error;  /* may be NULL */
 	void *user;                   /* passed to on_state and on_error */
+	/* wss:// and https:// URLs use TLS (OpenSSL): the server's certificate
+	 * chain is verified against the system's trusted CAs and its name
+	 * against the URL's host (SNI carries it). A failed verification ends
+	 * the attempt with RT_ETLS and a detail such as "certificate verify
+	 * failed: self-signed certificate" (on_state: RECONNECTING or CLOSED). */
+	const char *tls_ca_file;  /* PEM file of CAs to trust instead of the system's */
+	const char *tls_ca_dir;   /* directory of CAs (OpenSSL hashed names) instead */
+	bool tls_skip_verify;     /* true: no certificate or name check at all (tests,
+				     never in production); default false: verified */
 };
 
 /*
  * Creates a client (nothing connects yet). Returns 0 and sets *out, RT_EINVAL
- * for a missing or unsupported URL (only ws:// and http://) or apikey, or
- * RT_ENOMEM. Threads: any.
+ * for a missing or unsupported URL (ws://, http://, wss://, https://) or
+ * apikey, RT_ETLS when tls_ca_file or tls_ca_dir cannot be loaded (or, with
+ * neither, the system's CAs), or RT_ENOMEM. Threads: any.
  */
 RT_API int rt_client_new(const struct rt_client_options *opt, struct rt_client **out);
 

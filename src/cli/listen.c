@@ -47,7 +47,12 @@ struct cli {
 
 static const char common_help[] =
 	"Connection options:\n"
-	"  --url URL             server URL (ws:// or http://)   RTSYNC_URL (http://127.0.0.1:4000)\n"
+	"  --url URL             server URL (ws://, http://, wss://, https://)\n"
+	"                                                        RTSYNC_URL (http://127.0.0.1:4000)\n"
+	"  --cacert FILE         trust the CAs in this PEM file for wss:// and https://\n"
+	"                        instead of the system's             RTSYNC_CACERT\n"
+	"  --capath DIR          trust the CAs in this directory (OpenSSL hashed names)\n"
+	"  --insecure            do not verify the server's certificate (testing only)\n"
 	"  --apikey KEY          API key (a JWT)                 RTSYNC_APIKEY (required)\n"
 	"  --token TOKEN         access token for the channel    RTSYNC_TOKEN (default: the API key)\n"
 	"  --heartbeat-ms N      heartbeat interval (25000); a missed reply reconnects\n"
@@ -145,6 +150,17 @@ static void on_state(void *user, const struct rt_client_state_event *ev)
 {
 	struct cli *x = user;
 	static const char *names[] = {"idle", "connecting", "open", "reconnecting", "closed"};
+	if (ev->reason == RT_ETLS && ev->state == RT_CLIENT_RECONNECTING) {
+		/* the certificate or the handshake: retrying will not change it */
+		const char *why = ev->detail ? ev->detail : rt_strerror(ev->reason);
+		if (x->is_json)
+			print_json(json_pack("{s:s,s:s}", "type", "error", "reason", why));
+		else
+			fprintf(stderr, "rtsync %s: %s\n", x->cmd, why);
+		x->exit_code = RT_CLI_EXIT_FAILURE;
+		x->is_done = true;
+		return;
+	}
 	if (x->is_json) {
 		json_t *o = json_pack("{s:s,s:s}", "type", "status", "state", names[ev->state]);
 		if (ev->state == RT_CLIENT_RECONNECTING) {
@@ -311,7 +327,7 @@ static void on_ack(void *user, struct rt_client_channel *ch, uint64_t id, int rc
 enum {
 	OPT_URL = 256, OPT_APIKEY, OPT_TOKEN, OPT_HEARTBEAT, OPT_JSON, OPT_QUIET, OPT_TABLE,
 	OPT_SCHEMA, OPT_EVENT, OPT_FILTER, OPT_BROADCAST, OPT_PRESENCE, OPT_RESUME, OPT_COUNT,
-	OPT_TIMEOUT, OPT_KEY, OPT_META, OPT_PRIVATE,
+	OPT_TIMEOUT, OPT_KEY, OPT_META, OPT_PRIVATE, OPT_CACERT, OPT_CAPATH, OPT_INSECURE,
 };
 
 static bool parse_long(const char *s, long min, long *out)
@@ -333,6 +349,8 @@ static int run(int argc, char **argv, const char *cmd, const char *help)
 	const char *url = getenv("RTSYNC_URL"), *apikey = getenv("RTSYNC_APIKEY");
 	const char *token = getenv("RTSYNC_TOKEN"), *schema = "public", *event = "*";
 	const char *filter = NULL, *resume = NULL, *key = NULL, *meta = NULL;
+	const char *cacert = getenv("RTSYNC_CACERT"), *capath = NULL;
+	bool is_insecure = false;
 	const char *tables[MAX_TABLES];
 	size_t n_tables = 0;
 	long heartbeat = 0, timeout = 10000;
@@ -356,6 +374,9 @@ static int run(int argc, char **argv, const char *cmd, const char *help)
 		{"timeout-ms", required_argument, NULL, OPT_TIMEOUT},
 		{"key", required_argument, NULL, OPT_KEY},
 		{"meta", required_argument, NULL, OPT_META},
+		{"cacert", required_argument, NULL, OPT_CACERT},
+		{"capath", required_argument, NULL, OPT_CAPATH},
+		{"insecure", no_argument, NULL, OPT_INSECURE},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -388,6 +409,9 @@ static int run(int argc, char **argv, const char *cmd, const char *help)
 		case OPT_TIMEOUT: ok = is_send && parse_long(optarg, 1, &timeout); break;
 		case OPT_KEY: ok = is_presence; key = optarg; break;
 		case OPT_META: ok = is_presence; meta = optarg; break;
+		case OPT_CACERT: cacert = optarg; break;
+		case OPT_CAPATH: capath = optarg; break;
+		case OPT_INSECURE: is_insecure = true; break;
 		case 'h':
 			fputs(help, stdout);
 			fputs(common_help, stdout);
@@ -436,12 +460,16 @@ static int run(int argc, char **argv, const char *cmd, const char *help)
 		.on_error = on_error,
 		.user = &x,
 		.reconnect_max_attempts = is_send ? 5 : 0,
+		.tls_ca_file = cacert && *cacert ? cacert : NULL,
+		.tls_ca_dir = capath,
+		.tls_skip_verify = is_insecure,
 	};
 	int rc = rt_client_new(&o, &x.client);
 	if (rc) {
 		fprintf(stderr, "rtsync %s: %s\n", cmd,
-			rc == RT_EINVAL ? "bad --url (ws://host:port or http://host:port)"
-					: rt_strerror(rc));
+			rc == RT_EINVAL	 ? "bad --url (ws://host:port or http://host:port)"
+			: rc == RT_ETLS ? "cannot load the CA certificates (--cacert, --capath)"
+					 : rt_strerror(rc));
 		return rc == RT_EINVAL ? RT_CLI_EXIT_USAGE : RT_CLI_EXIT_FAILURE;
 	}
 	struct rt_channel_options co = {

@@ -38,7 +38,12 @@ static const char query_help[] =
 	"  --debounce-ms N       an update once changes have been quiet N ms (0-60000)\n"
 	"  --max-wait-ms N       with --debounce-ms: the longest a change waits (4 x debounce)\n"
 	"  --count N             exit after N updates (the first result counts as one)\n"
-	"  --url URL             server URL (ws:// or http://)   RTSYNC_URL (http://127.0.0.1:4000)\n"
+	"  --url URL             server URL (ws://, http://, wss://, https://)\n"
+	"                                                        RTSYNC_URL (http://127.0.0.1:4000)\n"
+	"  --cacert FILE         trust the CAs in this PEM file for wss:// and https://\n"
+	"                        instead of the system's             RTSYNC_CACERT\n"
+	"  --capath DIR          trust the CAs in this directory (OpenSSL hashed names)\n"
+	"  --insecure            do not verify the server's certificate (testing only)\n"
 	"  --apikey KEY          API key (a JWT)                 RTSYNC_APIKEY\n"
 	"  --token TOKEN         access token (the user whose row-level security applies)\n"
 	"                        RTSYNC_TOKEN; without an API key it is used as one too\n"
@@ -225,7 +230,11 @@ static void on_live(void *user, struct rt_client_channel *ch, const struct rt_lq
 static void on_state(void *user, const struct rt_client_state_event *ev)
 {
 	struct q *x = user;
-	if (ev->state == RT_CLIENT_RECONNECTING)
+	if (ev->reason == RT_ETLS && ev->state == RT_CLIENT_RECONNECTING) {
+		/* the certificate or the handshake: retrying will not change it */
+		fprintf(stderr, "rtsync query: %s\n", ev->detail ? ev->detail : rt_strerror(ev->reason));
+		finish(x, RT_CLI_EXIT_FAILURE);
+	} else if (ev->state == RT_CLIENT_RECONNECTING)
 		status_line(x, "connection lost (%s); reconnecting in %u ms (attempt %u)",
 			    ev->detail ? ev->detail : rt_strerror(ev->reason), ev->delay_ms,
 			    ev->attempt);
@@ -273,7 +282,7 @@ static void on_system(void *user, struct rt_client_channel *ch, const struct rt_
 
 enum {
 	OPT_URL = 256, OPT_APIKEY, OPT_TOKEN, OPT_HEARTBEAT, OPT_JSON, OPT_QUIET, OPT_SCHEMA,
-	OPT_THROTTLE, OPT_DEBOUNCE, OPT_MAX_WAIT, OPT_COUNT,
+	OPT_THROTTLE, OPT_DEBOUNCE, OPT_MAX_WAIT, OPT_COUNT, OPT_CACERT, OPT_CAPATH, OPT_INSECURE,
 };
 
 static bool parse_long(const char *s, long min, long max, long *out)
@@ -292,6 +301,8 @@ int rt_cli_query(int argc, char **argv)
 	struct q x = {0};
 	const char *url = getenv("RTSYNC_URL"), *apikey = getenv("RTSYNC_APIKEY");
 	const char *token = getenv("RTSYNC_TOKEN"), *schema = "public";
+	const char *cacert = getenv("RTSYNC_CACERT"), *capath = NULL;
+	bool is_insecure = false;
 	long heartbeat = 0, throttle = 0, debounce = 0, max_wait = 0;
 	static const struct option opts[] = {
 		{"url", required_argument, NULL, OPT_URL},
@@ -305,6 +316,9 @@ int rt_cli_query(int argc, char **argv)
 		{"debounce-ms", required_argument, NULL, OPT_DEBOUNCE},
 		{"max-wait-ms", required_argument, NULL, OPT_MAX_WAIT},
 		{"count", required_argument, NULL, OPT_COUNT},
+		{"cacert", required_argument, NULL, OPT_CACERT},
+		{"capath", required_argument, NULL, OPT_CAPATH},
+		{"insecure", no_argument, NULL, OPT_INSECURE},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -314,6 +328,9 @@ int rt_cli_query(int argc, char **argv)
 		bool ok = true;
 		switch (c) {
 		case OPT_URL: url = optarg; break;
+		case OPT_CACERT: cacert = optarg; break;
+		case OPT_CAPATH: capath = optarg; break;
+		case OPT_INSECURE: is_insecure = true; break;
 		case OPT_APIKEY: apikey = optarg; break;
 		case OPT_TOKEN: token = optarg; break;
 		case OPT_HEARTBEAT: ok = parse_long(optarg, 1, 3600000, &heartbeat); break;
@@ -376,6 +393,9 @@ int rt_cli_query(int argc, char **argv)
 		.on_state = on_state,
 		.on_error = on_error,
 		.user = &x,
+		.tls_ca_file = cacert && *cacert ? cacert : NULL,
+		.tls_ca_dir = capath,
+		.tls_skip_verify = is_insecure,
 	};
 	struct rt_client *client;
 	int rc = rt_client_new(&o, &client);
@@ -384,7 +404,8 @@ int rt_cli_query(int argc, char **argv)
 			rc == RT_EINVAL
 				? "bad --url (ws://host:port or http://host:port), or a key "
 				  "that is not UTF-8"
-				: rt_strerror(rc));
+			: rc == RT_ETLS ? "cannot load the CA certificates (--cacert, --capath)"
+					: rt_strerror(rc));
 		return rc == RT_EINVAL ? RT_CLI_EXIT_USAGE : RT_CLI_EXIT_FAILURE;
 	}
 	struct rt_lq_def def = {.id = "q", .schema = schema, .table = table, .query = query};

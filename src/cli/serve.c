@@ -22,6 +22,7 @@
 #include "common/ratelimit.h"
 #include "net/server.h"
 #include "notify/notify.h"
+#include "net/tls.h"
 #include "realtime/realtime.h"
 #include "store/store.h"
 
@@ -60,6 +61,8 @@ struct serve_opts {
 	char *jwks;
 	char *jwt_aud;
 	char *jwt_iss;
+	char *tls_cert;
+	char *tls_key;
 	long jwks_refresh_s;
 	char *notify;
 	char *notify_rules;
@@ -158,9 +161,14 @@ static const char serve_usage[] =
 	"                                                           RTSYNC_NOTIFY_ARCHIVE_MS (0)\n"
 	"  --io-uring on|off         send to many sockets with one system call (io_uring)\n"
 	"                            when the kernel allows it      RTSYNC_IO_URING (on)\n"
+	"  --tls-cert FILE           serve https:// and wss:// on --listen (TLS only) with this\n"
+	"                            PEM certificate chain          RTSYNC_TLS_CERT\n"
+	"  --tls-key FILE            and its PEM private key; both are read again on SIGHUP\n"
+	"                                                           RTSYNC_TLS_KEY\n"
 	"  -h, --help                show this help\n"
 	"\n"
 	"When the server accepts connections it prints 'rtsync listening on http://HOST:PORT'\n"
+	"(https:// with TLS)\n"
 	"on standard output. SIGINT or SIGTERM closes every WebSocket with code 1001 and exits 0.\n";
 
 static char *env_or(const char *name, const char *dflt)
@@ -209,6 +217,8 @@ static void opts_free(struct serve_opts *o)
 	free(o->jwt_iss);
 	free(o->notify);
 	free(o->notify_rules);
+	free(o->tls_cert);
+	free(o->tls_key);
 }
 
 static void set_str(char **dst, const char *v)
@@ -242,6 +252,8 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 	o->jwt_iss = env_or("RTSYNC_JWT_ISS", NULL);
 	o->notify = env_or("RTSYNC_NOTIFY", "on");
 	o->notify_rules = env_or("RTSYNC_NOTIFY_RULES", NULL);
+	o->tls_cert = env_or("RTSYNC_TLS_CERT", NULL);
+	o->tls_key = env_or("RTSYNC_TLS_KEY", NULL);
 	if (env_long("RTSYNC_WORKERS", "--workers", ncpu > 0 ? ncpu : 1, 1, RT_SERVER_MAX_WORKERS,
 		     &o->workers) ||
 	    env_long("RTSYNC_IDLE_TIMEOUT_MS", "--idle-timeout-ms", 60000, 100, 86400000,
@@ -280,7 +292,7 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 	       O_CHANNELS, O_QUEUE, O_ROLES, O_PCALLS, O_PWINDOW, O_DB, O_SCHEMA, O_RCOUNT,
 	       O_RMS, O_PG, O_PG_TABLES, O_PG_POOL, O_PG_NAME, O_PG_NEW_LOG, O_IDEM, O_URING, O_JWKS,
 	       O_JWKS_REFRESH, O_AUD, O_ISS, O_NOTIFY, O_NOTIFY_RULES, O_NOTIFY_RETAIN,
-	       O_NOTIFY_ARCHIVE, O_LIMIT };
+	       O_NOTIFY_ARCHIVE, O_TLS_CERT, O_TLS_KEY, O_LIMIT };
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, O_LISTEN},
 		{"jwt-secret", required_argument, NULL, O_SECRET},
@@ -314,6 +326,8 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 		{"notify-rules", required_argument, NULL, O_NOTIFY_RULES},
 		{"notify-retain-ms", required_argument, NULL, O_NOTIFY_RETAIN},
 		{"notify-archive-ms", required_argument, NULL, O_NOTIFY_ARCHIVE},
+		{"tls-cert", required_argument, NULL, O_TLS_CERT},
+		{"tls-key", required_argument, NULL, O_TLS_KEY},
 #define LIMIT_OPT(i) {limit_opts[i].flag, required_argument, NULL, O_LIMIT + (i)}
 		LIMIT_OPT(L_CONNS), LIMIT_OPT(L_CONNS_USER), LIMIT_OPT(L_JOINS), LIMIT_OPT(L_EVENTS),
 		LIMIT_OPT(L_CHAN_EVENTS), LIMIT_OPT(L_PRESENCE), LIMIT_OPT(L_REST),
@@ -341,6 +355,8 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 		case O_JWKS: set_str(&o->jwks, optarg); break;
 		case O_AUD: set_str(&o->jwt_aud, optarg); break;
 		case O_ISS: set_str(&o->jwt_iss, optarg); break;
+		case O_TLS_CERT: set_str(&o->tls_cert, optarg); break;
+		case O_TLS_KEY: set_str(&o->tls_key, optarg); break;
 		case O_JWKS_REFRESH:
 			rc = parse_long("--jwks-refresh-s", optarg, 30, 86400, &o->jwks_refresh_s);
 			break;
@@ -413,6 +429,10 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 	}
 	if (strcmp(o->notify, "on") && strcmp(o->notify, "off")) {
 		fprintf(stderr, "rtsync serve: --notify must be on or off (got '%s')\n", o->notify);
+		return -1;
+	}
+	if (!o->tls_cert != !o->tls_key) {
+		fputs("rtsync serve: --tls-cert and --tls-key go together\n", stderr);
 		return -1;
 	}
 	if (optind < argc) {
@@ -528,6 +548,7 @@ static void *json_alloc(size_t n)
 
 static struct rt_server *g_server;
 static struct rt_keyring *g_keys;
+static struct rt_tls *g_tls;
 static uv_signal_t g_signals[3]; /* SIGINT, SIGTERM, SIGHUP */
 static struct rt_notify *g_notify;
 
@@ -545,11 +566,16 @@ static void notify_tick(void *ctx, uint64_t last_pos)
 static void on_signal(uv_signal_t *h, int signum)
 {
 	if (signum == SIGHUP) {
-		rt_info("received SIGHUP, reading the signing keys and notification rules again");
+		rt_info("received SIGHUP, reading the signing keys, notification rules and TLS certificate again");
 		rt_keyring_reload(g_keys);
 		char err[1024];
 		if (g_notify && rt_notify_reload(g_notify, err, sizeof err))
 			rt_error("notification rules not reloaded: %s", err);
+		char terr[600];
+		if (g_tls && rt_tls_reload(g_tls, terr, sizeof terr))
+			rt_warn("tls: the certificate stays as it was: %s", terr);
+		else if (g_tls)
+			rt_info("tls: certificate and key read again; new connections use them");
 		return;
 	}
 	rt_info("received %s, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
@@ -604,6 +630,10 @@ int rt_cli_serve(int argc, char **argv)
 	}
 	if (o.jwks)
 		rt_info("auth: signing keys from %s", o.jwks);
+	if (o.tls_cert && rt_tls_new(o.tls_cert, o.tls_key, &g_tls, kerr, sizeof kerr)) {
+		fprintf(stderr, "rtsync serve: --tls-cert/--tls-key: %s\n", kerr);
+		goto out;
+	}
 
 	/* A join burst as large as the channels a client may hold: realtime-js
 	 * joins them all again at once when it reconnects. */
@@ -705,6 +735,7 @@ int rt_cli_serve(int argc, char **argv)
 		.request_timeout_ms = 10000,
 		.idle_timeout_ms = (unsigned)o.idle_timeout_ms,
 		.use_io_uring = !strcmp(o.io_uring, "on"),
+		.tls = g_tls,
 	};
 	signal(SIGPIPE, SIG_IGN);
 	int err = rt_server_new(&scfg, &rt_api_handler, rt, &g_server);
@@ -731,14 +762,15 @@ int rt_cli_serve(int argc, char **argv)
 	char hostport[300];
 	snprintf(hostport, sizeof hostport, "%s%s%s:%d", is_v6 ? "[" : "", host, is_v6 ? "]" : "",
 		 rt_server_port(g_server));
-	printf("rtsync listening on http://%s\n", hostport);
-	printf("  websocket   ws://%s/realtime/v1/websocket\n", hostport);
-	printf("  broadcast   http://%s/realtime/v1/api/broadcast\n", hostport);
-	printf("  health      http://%s/healthz\n", hostport);
-	printf("  metrics     http://%s/metrics\n", hostport);
-	printf("  rest        http://%s/rest/v1/<table>\n", hostport);
+	const char *s = g_tls ? "s" : "";
+	printf("rtsync listening on http%s://%s\n", s, hostport);
+	printf("  websocket   ws%s://%s/realtime/v1/websocket\n", s, hostport);
+	printf("  broadcast   http%s://%s/realtime/v1/api/broadcast\n", s, hostport);
+	printf("  health      http%s://%s/healthz\n", s, hostport);
+	printf("  metrics     http%s://%s/metrics\n", s, hostport);
+	printf("  rest        http%s://%s/rest/v1/<table>\n", s, hostport);
 	if (g_notify)
-		printf("  notify      http://%s/notify/v1/inbox\n", hostport);
+		printf("  notify      http%s://%s/notify/v1/inbox\n", s, hostport);
 	if (o.postgres) /* the URL may hold a password: not printed */
 		printf("  database    postgres (slot %s), change log %s\n", o.pg_name, o.db);
 	else
@@ -759,7 +791,8 @@ int rt_cli_serve(int argc, char **argv)
 		free(svc);
 	}
 	fflush(stdout);
-	rt_info("rtsync listening on %s with %ld workers", hostport, o.workers);
+	rt_info("rtsync listening on %s with %ld workers%s", hostport, o.workers,
+		g_tls ? " (TLS)" : "");
 
 	uv_run(loop, UV_RUN_DEFAULT);
 	rt_server_join(g_server);
@@ -778,6 +811,8 @@ out:
 	rt_store_close(store);
 	rt_keyring_free(g_keys);
 	g_keys = NULL;
+	rt_tls_free(g_tls);
+	g_tls = NULL;
 	opts_free(&o);
 	return rc;
 }

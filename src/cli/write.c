@@ -29,7 +29,12 @@ static const char write_help[] =
 	"  --schema SCHEMA       schema of TABLE (public)\n"
 	"  --topic TOPIC         channel to write through (rtsync-cli)\n"
 	"  --timeout-ms N        give up without an answer after N ms (10000)\n"
-	"  --url URL             server URL (ws:// or http://)   RTSYNC_URL (http://127.0.0.1:4000)\n"
+	"  --url URL             server URL (ws://, http://, wss://, https://)\n"
+	"                                                        RTSYNC_URL (http://127.0.0.1:4000)\n"
+	"  --cacert FILE         trust the CAs in this PEM file for wss:// and https://\n"
+	"                        instead of the system's             RTSYNC_CACERT\n"
+	"  --capath DIR          trust the CAs in this directory (OpenSSL hashed names)\n"
+	"  --insecure            do not verify the server's certificate (testing only)\n"
 	"  --apikey KEY          API key (a JWT)                 RTSYNC_APIKEY (required)\n"
 	"  --token TOKEN         access token                    RTSYNC_TOKEN (default: the API key)\n"
 	"  --json                print the server's answer as one JSON object\n"
@@ -137,7 +142,19 @@ static bool set_json(json_t *obj, const char *name, const char *txt)
 }
 
 enum { O_RECORD = 256, O_KEY, O_BASE, O_STRATEGY, O_IDEM, O_SCHEMA, O_TOPIC, O_TIMEOUT, O_URL,
-       O_APIKEY, O_TOKEN, O_JSON };
+       O_APIKEY, O_TOKEN, O_JSON, O_CACERT, O_CAPATH, O_INSECURE };
+
+/* A TLS failure (the certificate, the handshake) ends the command: retrying
+ * will not change it. */
+static void on_state(void *user, const struct rt_client_state_event *ev)
+{
+	struct wr *w = user;
+	if (ev->reason == RT_ETLS && ev->state == RT_CLIENT_RECONNECTING && !w->is_done) {
+		fprintf(stderr, "rtsync write: %s\n", ev->detail ? ev->detail : rt_strerror(ev->reason));
+		w->exit_code = RT_CLI_EXIT_FAILURE;
+		w->is_done = true;
+	}
+}
 
 int rt_cli_write(int argc, char **argv)
 {
@@ -154,12 +171,17 @@ int rt_cli_write(int argc, char **argv)
 		{"apikey", required_argument, NULL, O_APIKEY},
 		{"token", required_argument, NULL, O_TOKEN},
 		{"json", no_argument, NULL, O_JSON},
+		{"cacert", required_argument, NULL, O_CACERT},
+		{"capath", required_argument, NULL, O_CAPATH},
+		{"insecure", no_argument, NULL, O_INSECURE},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct wr w = {0};
 	const char *url = getenv("RTSYNC_URL"), *apikey = getenv("RTSYNC_APIKEY");
 	const char *token = getenv("RTSYNC_TOKEN"), *topic = "rtsync-cli", *idem = NULL;
+	const char *cacert = getenv("RTSYNC_CACERT"), *capath = NULL;
+	bool is_insecure = false;
 	long timeout = 10000;
 	json_t *req = json_object();
 	int rc = RT_CLI_EXIT_USAGE, c;
@@ -190,6 +212,9 @@ int rt_cli_write(int argc, char **argv)
 		case O_APIKEY: apikey = optarg; break;
 		case O_TOKEN: token = optarg; break;
 		case O_JSON: w.is_json = true; break;
+		case O_CACERT: cacert = optarg; break;
+		case O_CAPATH: capath = optarg; break;
+		case O_INSECURE: is_insecure = true; break;
 		case 'h':
 			fputs(write_help, stdout);
 			rc = 0;
@@ -227,13 +252,19 @@ int rt_cli_write(int argc, char **argv)
 		.access_token = token,
 		.push_timeout_ms = (unsigned)timeout,
 		.reconnect_max_attempts = 5,
+		.on_state = on_state,
+		.user = &w,
+		.tls_ca_file = cacert && *cacert ? cacert : NULL,
+		.tls_ca_dir = capath,
+		.tls_skip_verify = is_insecure,
 	};
 	struct rt_client *cl;
 	rc = rt_client_new(&o, &cl);
 	if (rc) {
 		fprintf(stderr, "rtsync write: %s\n",
-			rc == RT_EINVAL ? "bad --url (ws://host:port or http://host:port)"
-					: rt_strerror(rc));
+			rc == RT_EINVAL	 ? "bad --url (ws://host:port or http://host:port)"
+			: rc == RT_ETLS ? "cannot load the CA certificates (--cacert, --capath)"
+					 : rt_strerror(rc));
 		rc = rc == RT_EINVAL ? RT_CLI_EXIT_USAGE : RT_CLI_EXIT_FAILURE;
 		goto out;
 	}

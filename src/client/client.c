@@ -30,6 +30,7 @@
 #include "client/handshake.h"
 #include "client/livecopy.h"
 #include "client/presence.h"
+#include "client/tls.h"
 #include "net/ws.h"
 
 #define TOPIC_PREFIX "realtime:"
@@ -37,7 +38,8 @@
 #define READ_CHUNK 65536
 #define MAX_READS_PER_TURN 16
 
-enum phase { PH_NONE, PH_TCP, PH_HANDSHAKE, PH_WS };
+/* PH_TLS: the TLS handshake of a wss:// URL, between TCP and WebSocket. */
+enum phase { PH_NONE, PH_TCP, PH_TLS, PH_HANDSHAKE, PH_WS };
 
 enum push_kind {
 	PUSH_BROADCAST,
@@ -47,10 +49,12 @@ enum push_kind {
 	PUSH_SNAPSHOT,
 	PUSH_LIVE_SUBSCRIBE,
 	PUSH_LIVE_UNSUBSCRIBE,
+	PUSH_NOTIFY,
 };
 
 /* Pushes answered through on_write, with the reply's response. */
-#define IS_WRITE_LIKE(kind) ((kind) == PUSH_WRITE || (kind) == PUSH_SNAPSHOT)
+#define IS_WRITE_LIKE(kind) \
+	((kind) == PUSH_WRITE || (kind) == PUSH_SNAPSHOT || (kind) == PUSH_NOTIFY)
 
 /* A push waiting for its channel to join. */
 struct held_push {
@@ -113,7 +117,9 @@ struct rt_client {
 	struct rt_client_url url;
 	char *apikey;
 	char *token;
+	char *ca_file, *ca_dir; /* copies of the options, for the HTTP calls */
 	struct addrinfo *ai;
+	struct rt_client_tls *tls; /* wss://: the TLS context; NULL for ws:// */
 	int epfd, evfd, sock;
 	uint32_t sock_events;
 
@@ -280,7 +286,7 @@ static void watch_socket(struct rt_client *c)
 	if (c->sock < 0)
 		return;
 	uint32_t ev = EPOLLIN;
-	if (c->phase == PH_TCP || c->out_len)
+	if (c->phase == PH_TCP || c->out_len || (c->tls && rt_client_tls_wants_write(c->tls)))
 		ev |= EPOLLOUT;
 	if (ev == c->sock_events)
 		return;
@@ -365,10 +371,22 @@ static int out_append(struct rt_client *c, const void *data, size_t len)
 
 static void flush_output(struct rt_client *c)
 {
-	if (c->sock < 0 || c->phase == PH_TCP)
+	if (c->sock < 0 || c->phase == PH_TCP || c->phase == PH_TLS)
 		return;
 	size_t off = 0;
 	while (off < c->out_len) {
+		if (c->tls) {
+			char err[200];
+			ssize_t n = rt_client_tls_send(c->tls, c->out + off, c->out_len - off, err,
+						       sizeof err);
+			if (n > 0) {
+				off += (size_t)n;
+				continue;
+			}
+			if (n != RT_EAGAIN)
+				fail(c, RT_EIO, "%s", err);
+			break;
+		}
 		ssize_t n = send(c->sock, c->out + off, c->out_len - off, MSG_NOSIGNAL);
 		if (n > 0) {
 			off += (size_t)n;
@@ -648,6 +666,7 @@ static int send_push(struct rt_client_channel *ch, enum push_kind kind, uint64_t
 			    : kind == PUSH_SNAPSHOT		? "snapshot"
 			    : kind == PUSH_LIVE_SUBSCRIBE	? "live_subscribe"
 			    : kind == PUSH_LIVE_UNSUBSCRIBE ? "live_unsubscribe"
+			    : kind == PUSH_NOTIFY		? "notify"
 							: "presence";
 	if (wants_reply) {
 		int rc = wait_for_reply(c, ch, ref, id, kind);
@@ -793,6 +812,8 @@ static void close_socket(struct rt_client *c)
 		c->has_ws = false;
 	}
 	if (c->sock >= 0) {
+		if (c->tls)
+			rt_client_tls_stop(c->tls);
 		close(c->sock); /* also leaves the epoll set */
 		c->sock = -1;
 	}
@@ -933,7 +954,19 @@ static void read_socket(struct rt_client *c, int64_t now)
 {
 	uint8_t buf[READ_CHUNK];
 	for (int i = 0; i < MAX_READS_PER_TURN && c->sock >= 0 && !c->fail_rc; i++) {
-		ssize_t n = recv(c->sock, buf, sizeof buf, 0);
+		ssize_t n;
+		if (c->tls) {
+			char err[200];
+			n = rt_client_tls_recv(c->tls, buf, sizeof buf, err, sizeof err);
+			if (n == RT_EAGAIN)
+				return;
+			if (n < 0) {
+				fail(c, RT_EIO, "%s", err);
+				return;
+			}
+		} else {
+			n = recv(c->sock, buf, sizeof buf, 0);
+		}
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -959,16 +992,9 @@ static void read_socket(struct rt_client *c, int64_t now)
 	}
 }
 
-static void tcp_connected(struct rt_client *c)
+/* Queues the WebSocket upgrade request. */
+static void start_upgrade(struct rt_client *c)
 {
-	int err = 0;
-	socklen_t len = sizeof err;
-	if (getsockopt(c->sock, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-		err = errno;
-	if (err) {
-		fail(c, RT_EIO, "connect %s:%s: %s", c->url.host, c->url.port, strerror(err));
-		return;
-	}
 	char *req;
 	size_t req_len;
 	int rc = rt_client_hs_start(&c->hs, &c->alloc, &c->url, c->apikey, &req, &req_len);
@@ -983,6 +1009,40 @@ static void tcp_connected(struct rt_client *c)
 		return;
 	}
 	c->phase = PH_HANDSHAKE;
+}
+
+/* Advances the TLS handshake; the upgrade follows it. */
+static void tls_step(struct rt_client *c)
+{
+	char err[256];
+	int rc = rt_client_tls_handshake(c->tls, err, sizeof err);
+	if (rc < 0)
+		fail(c, rc, "%s (%s:%s)", err, c->url.host, c->url.port);
+	else if (rc == 1)
+		start_upgrade(c);
+}
+
+static void tcp_connected(struct rt_client *c)
+{
+	int err = 0;
+	socklen_t len = sizeof err;
+	if (getsockopt(c->sock, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err) {
+		fail(c, RT_EIO, "connect %s:%s: %s", c->url.host, c->url.port, strerror(err));
+		return;
+	}
+	if (!c->tls) {
+		start_upgrade(c);
+		return;
+	}
+	int rc = rt_client_tls_start(c->tls, c->sock);
+	if (rc) {
+		fail(c, rc, "TLS: %s", rt_strerror(rc));
+		return;
+	}
+	c->phase = PH_TLS;
+	tls_step(c);
 }
 
 /* ---- incoming messages ---- */
@@ -1434,7 +1494,8 @@ out_put:
 
 static void run_timers(struct rt_client *c, int64_t now)
 {
-	if ((c->phase == PH_TCP || c->phase == PH_HANDSHAKE) && now >= c->connect_deadline)
+	if ((c->phase == PH_TCP || c->phase == PH_TLS || c->phase == PH_HANDSHAKE) &&
+	    now >= c->connect_deadline)
 		fail(c, RT_ETIMEDOUT, "connect timeout after %u ms", c->opt.connect_timeout_ms);
 	if (c->phase == PH_WS && now >= c->hb_next && !c->fail_rc) {
 		if (c->hb_ref) {
@@ -1533,6 +1594,8 @@ int rt_client_new(const struct rt_client_options *opt, struct rt_client **out)
 	c->opt.apikey = NULL;
 	c->opt.access_token = NULL;
 	c->opt.allocator = NULL;
+	c->opt.tls_ca_file = NULL;
+	c->opt.tls_ca_dir = NULL;
 	if (!c->opt.heartbeat_ms)
 		c->opt.heartbeat_ms = 25000;
 	if (!c->opt.connect_timeout_ms)
@@ -1556,7 +1619,17 @@ int rt_client_new(const struct rt_client_options *opt, struct rt_client **out)
 	int rc = rt_client_url_parse(&c->alloc, opt->url, &c->url);
 	if (rc)
 		goto err_free;
+	if (c->url.is_tls) {
+		char terr[300];
+		rc = rt_client_tls_new(c->url.host, opt->tls_ca_file, opt->tls_ca_dir,
+				       opt->tls_skip_verify, &c->tls, terr, sizeof terr);
+		if (rc)
+			goto err_free;
+	}
 	rc = RT_ENOMEM;
+	if ((opt->tls_ca_file && !(c->ca_file = mem_strdup(c, opt->tls_ca_file))) ||
+	    (opt->tls_ca_dir && !(c->ca_dir = mem_strdup(c, opt->tls_ca_dir))))
+		goto err_free;
 	c->apikey = mem_strdup(c, opt->apikey);
 	if (!c->apikey)
 		goto err_free;
@@ -1587,8 +1660,11 @@ err_free:
 	if (c->evfd >= 0)
 		close(c->evfd);
 	rt_client_url_deinit(&c->alloc, &c->url);
+	rt_client_tls_free(c->tls);
 	mem_free(c, c->apikey);
 	mem_free(c, c->token);
+	mem_free(c, c->ca_file);
+	mem_free(c, c->ca_dir);
 	a->realloc(a->ud, c, 0);
 	return rc;
 }
@@ -1662,9 +1738,12 @@ void rt_client_free(struct rt_client *c)
 		freeaddrinfo(c->ai);
 	close(c->epfd);
 	close(c->evfd);
+	rt_client_tls_free(c->tls);
 	rt_client_url_deinit(&c->alloc, &c->url);
 	mem_free(c, c->apikey);
 	mem_free(c, c->token);
+	mem_free(c, c->ca_file);
+	mem_free(c, c->ca_dir);
 	mem_free(c, c->out);
 	pthread_mutex_destroy(&c->lock);
 	struct rt_allocator a = c->alloc;
@@ -1683,7 +1762,7 @@ int rt_client_timeout_ms(struct rt_client *c)
 #define AT(t) next = (t) < next ? (t) : next
 	if (c->fail_rc || c->n_dropped || c->is_close_pending)
 		next = now;
-	if (c->phase == PH_TCP || c->phase == PH_HANDSHAKE)
+	if (c->phase == PH_TCP || c->phase == PH_TLS || c->phase == PH_HANDSHAKE)
 		AT(c->connect_deadline);
 	if (c->phase == PH_WS) {
 		AT(c->hb_next);
@@ -1731,7 +1810,11 @@ int rt_client_process(struct rt_client *c)
 		uint32_t e = evs[i].events;
 		if (c->phase == PH_TCP && (e & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
 			tcp_connected(c);
-		if (c->phase != PH_TCP && (e & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+		else if (c->phase == PH_TLS)
+			tls_step(c);
+		/* a TLS read may have waited for the socket to take a write */
+		if (c->phase != PH_TCP && c->phase != PH_TLS &&
+		    (e & (EPOLLIN | EPOLLERR | EPOLLHUP) || (c->tls && (e & EPOLLOUT))))
 			read_socket(c, now);
 	}
 	if (c->n_dropped) {
@@ -2331,4 +2414,49 @@ int rt_channel_snapshot(struct rt_client_channel *ch, const char *schema, const 
 	if (!p)
 		return RT_ENOMEM;
 	return push_now(ch, PUSH_SNAPSHOT, p, id);
+}
+
+int rt_channel_push_notify(struct rt_client_channel *ch, json_t *payload, uint64_t *id)
+{
+	return push_now(ch, PUSH_NOTIFY, payload, id);
+}
+
+void rt_client_http_tls(struct rt_client *c, const char **ca_file, const char **ca_dir,
+			bool *skip_verify)
+{
+	*ca_file = c->ca_file;
+	*ca_dir = c->ca_dir;
+	*skip_verify = c->opt.tls_skip_verify;
+}
+
+int rt_client_http_info(struct rt_client *c, char **base_url, char **apikey, char **token)
+{
+	*base_url = *apikey = *token = NULL;
+	pthread_mutex_lock(&c->lock);
+	/* the path without its realtime part ("/realtime/v1/websocket" or "/websocket") */
+	const char *path = c->url.path;
+	size_t n = strlen(path);
+	static const char *const suffixes[] = {"/realtime/v1/websocket", "/websocket"};
+	for (size_t i = 0; i < 2; i++) {
+		size_t k = strlen(suffixes[i]);
+		if (n >= k && !strcmp(path + n - k, suffixes[i])) {
+			n -= k;
+			break;
+		}
+	}
+	size_t len = 8 + strlen(c->url.host_header) + n + 1;
+	*base_url = mem_alloc(c, len);
+	if (*base_url)
+		snprintf(*base_url, len, "%s://%s%.*s", c->url.is_tls ? "https" : "http",
+			 c->url.host_header, (int)n, path);
+	*apikey = mem_strdup(c, c->apikey);
+	*token = mem_strdup(c, c->token ? c->token : c->apikey);
+	pthread_mutex_unlock(&c->lock);
+	if (*base_url && *apikey && *token)
+		return 0;
+	mem_free(c, *base_url);
+	mem_free(c, *apikey);
+	mem_free(c, *token);
+	*base_url = *apikey = *token = NULL;
+	return RT_ENOMEM;
 }

@@ -1,7 +1,8 @@
 /*
- * What librtsync's own modules (the synced table, src/client/table.c) need
- * from the client beyond the public API: its lock, its allocator, timers run
- * by its loop, and pushes of events other than broadcast/presence/write.
+ * What librtsync's own modules (the synced table, src/client/table.c, and
+ * the inbox, src/client/notify.c) need from the client beyond the public
+ * API: its lock, its allocator, timers run by its loop, pushes of events
+ * other than broadcast/presence/write, and what an HTTP request needs.
  *
  * Ownership: timers are owned by their caller, which removes them before
  *            freeing them.
@@ -12,6 +13,7 @@
 #ifndef RT_CLIENT_CLIENT_INT_H
 #define RT_CLIENT_CLIENT_INT_H
 
+#include <jansson.h>
 #include <stdint.h>
 
 #include "rtsync/rtsync.h"
@@ -46,5 +48,21 @@ void rt_client_timer_arm(struct rt_client *c, struct rt_client_timer *t, int64_t
  * like a write's. Returns as rt_channel_write(). */
 int rt_channel_snapshot(struct rt_client_channel *ch, const char *schema, const char *table,
 			uint64_t *id);
+
+/* Pushes the `notify` event (a direct send, docs/notifications.md) with
+ * payload (taken), held until the channel is joined like a write; the reply
+ * arrives in the channel's on_write with *id. Returns as rt_channel_write(). */
+int rt_channel_push_notify(struct rt_client_channel *ch, json_t *payload, uint64_t *id);
+
+/* What an HTTP request to the server needs (notify.c): the base URL
+ * "http://host[:port][prefix]" (the client's URL without its realtime path),
+ * the apikey, and the token joins carry (the apikey without one), each a copy
+ * from the client's allocator. Returns 0 or RT_ENOMEM (all NULL). Takes the
+ * lock itself. */
+int rt_client_http_info(struct rt_client *c, char **base_url, char **apikey, char **token);
+/* The client's TLS options for HTTP calls (strings owned by the client, valid
+ * while it lives; NULL: the system's CAs). */
+void rt_client_http_tls(struct rt_client *c, const char **ca_file, const char **ca_dir,
+			bool *skip_verify);
 
 #endif

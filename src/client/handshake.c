@@ -54,10 +54,15 @@ int rt_client_url_parse(const struct rt_allocator *a, const char *url, struct rt
 	if (!url || strlen(url) > MAX_URL)
 		return RT_EINVAL;
 	const char *p;
+	bool is_tls = false;
 	if (!strncasecmp(url, "ws://", 5))
 		p = url + 5;
 	else if (!strncasecmp(url, "http://", 7))
 		p = url + 7;
+	else if (!strncasecmp(url, "wss://", 6))
+		p = url + 6, is_tls = true;
+	else if (!strncasecmp(url, "https://", 8))
+		p = url + 8, is_tls = true;
 	else
 		return RT_EINVAL;
 	if (strpbrk(p, "?#@ \t\r\n"))
@@ -96,7 +101,9 @@ int rt_client_url_parse(const struct rt_allocator *a, const char *url, struct rt
 
 	int rc = RT_ENOMEM;
 	out->host = mem_strndup(a, host, (size_t)(host_end - host));
-	out->port = port ? mem_strndup(a, port, (size_t)(port_end - port)) : mem_strndup(a, "80", 2);
+	out->port = port ? mem_strndup(a, port, (size_t)(port_end - port))
+			 : mem_strndup(a, is_tls ? "443" : "80", is_tls ? 3 : 2);
+	out->is_tls = is_tls;
 	size_t plen = path_len + strlen(suffix);
 	out->path = mem_alloc(a, plen + 2);
 	/* Host header: the authority as written in the URL. */

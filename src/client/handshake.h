@@ -28,14 +28,16 @@ struct rt_client_url {
 	char *port; /* decimal */
 	char *path; /* starts with '/', ends in "/websocket" */
 	char *host_header; /* host[:port] as sent in Host */
+	bool is_tls;       /* wss:// or https:// */
 };
 
 /*
- * Parses "ws://host[:port][/path]" or "http://…" (default port 80). The
- * path gets "/realtime/v1/websocket" appended (or "/websocket" when it ends
- * in "/realtime/v1"; nothing when it already ends in "/websocket").
- * Returns 0, RT_EINVAL (unsupported scheme, wss/https, bad port, too long,
- * query or fragment present), RT_ENOMEM (out zeroed on failure).
+ * Parses "ws://host[:port][/path]" or "http://…" (default port 80), or
+ * "wss://…" or "https://…" (TLS, default port 443). The path gets
+ * "/realtime/v1/websocket" appended (or "/websocket" when it ends in
+ * "/realtime/v1"; nothing when it already ends in "/websocket").
+ * Returns 0, RT_EINVAL (unsupported scheme, bad port, too long, query or
+ * fragment present), RT_ENOMEM (out zeroed on failure).
  */
 int rt_client_url_parse(const struct rt_allocator *a, const char *url, struct rt_client_url *out);
 void rt_client_url_deinit(const struct rt_allocator *a, struct rt_client_url *u);

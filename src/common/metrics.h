@@ -30,6 +30,7 @@
 	X(SNAPSHOT, "snapshot")                                                          \
 	X(LIVE_SUBSCRIBE, "live_subscribe")                                              \
 	X(LIVE_UNSUBSCRIBE, "live_unsubscribe")                                          \
+	X(NOTIFY, "notify")                                                              \
 	X(OTHER, "other")
 
 #define RT_METRIC_ERRORS(X)                                                              \

@@ -17,6 +17,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "net/tls.h"
 #include "net/uring.h"
 
 #define READ_BUF_SIZE (64 * 1024)
@@ -26,6 +27,7 @@
 #define MAX_STASH (256 * 1024)
 #define Q_INLINE 2
 #define REQ_CACHE 32 /* parsers kept for new connections: no churn per handshake */
+#define TLS_PLAIN_BUF (17 * 1024) /* one TLS record's plaintext (16 KiB) at least */
 
 enum conn_state { CONN_HTTP, CONN_WS };
 
@@ -39,6 +41,7 @@ struct rt_conn {
 	struct rt_http_req *req; /* HTTP state only */
 	struct rt_buf *stash;    /* bytes read while a request awaits its answer */
 	struct rt_ws ws;         /* WebSocket state only */
+	struct rt_tls_conn *tls; /* NULL: plaintext */
 
 	/* Outbound queue: a ring of frames; q_off bytes of the head are sent. It
 	 * starts in q_inline and moves to the heap (for good) when it outgrows it. */
@@ -68,6 +71,7 @@ struct rt_conn {
 	bool close_after_flush; /* end TCP once the queue is empty */
 	bool is_handle_closing; /* uv_close called */
 	bool is_batched;        /* in the worker's io_uring batch being filled */
+	bool is_tls_shut;       /* close_notify queued */
 };
 
 struct rt_worker {
@@ -94,6 +98,7 @@ struct rt_worker {
 	bool is_stopped; /* handles closed: the loop is ending */
 	uint64_t stop_deadline_ms;
 	char read_buf[READ_BUF_SIZE];
+	uint8_t tls_buf[TLS_PLAIN_BUF]; /* decrypted bytes of one record */
 };
 
 struct rt_server {
@@ -107,6 +112,7 @@ struct rt_server {
 };
 
 static void conn_flush(struct rt_conn *c);
+static void tls_collect(struct rt_conn *c);
 static void conn_close_now(struct rt_conn *c);
 static void conn_feed(struct rt_conn *c, char *data, size_t len);
 static void finish_stop(struct rt_worker *w);
@@ -300,13 +306,45 @@ static void conn_flush(struct rt_conn *c)
 		c->n_inflight = n;
 		return;
 	}
-	if (c->close_after_flush && (c->state != CONN_WS || rt_ws_is_done(&c->ws)))
+	if (c->close_after_flush && (c->state != CONN_WS || rt_ws_is_done(&c->ws))) {
+		if (c->tls && rt_tls_conn_is_ready(c->tls) && !c->is_tls_shut) {
+			/* close_notify, then the TCP close once it has left */
+			c->is_tls_shut = true;
+			rt_tls_conn_shutdown(c->tls);
+			tls_collect(c);
+			if (c->q_len) {
+				conn_flush(c);
+				return;
+			}
+		}
 		conn_close_now(c);
+	}
 }
 
+/* Moves the TLS engine's output (records, alerts) into the queue. */
+static void tls_collect(struct rt_conn *c)
+{
+	size_t n = rt_tls_conn_pending(c->tls);
+	if (!n)
+		return;
+	struct rt_frame *f = rt_frame_new(n);
+	f->len = rt_tls_conn_take(c->tls, f->data, n);
+	q_push(c, f);
+	mark_pending(c);
+}
+
+/* Frames are shared in plaintext; a TLS connection queues its own
+ * encrypted copy, so the queue holds bytes ready for the socket either way
+ * (and the batched io_uring path needs no exception for TLS). */
 static void queue_frame(struct rt_conn *c, struct rt_frame *f)
 {
-	q_push(c, rt_frame_ref(f));
+	if (c->tls) {
+		if (rt_tls_conn_write(c->tls, f->data, f->len))
+			return; /* no handshake (yet), or it failed: nothing can leave */
+		tls_collect(c);
+	} else {
+		q_push(c, rt_frame_ref(f));
+	}
 	RT_METRIC_INC(msgs_out);
 	mark_pending(c);
 }
@@ -452,6 +490,7 @@ static void on_handle_closed(uv_handle_t *h)
 		put_req(w, c->req);
 	free_stash(c);
 	q_clear(c);
+	rt_tls_conn_free(c->tls);
 	DL_DELETE(w->conns, c);
 	w->n_conns--;
 	RT_METRIC_INC(conns_closed);
@@ -584,6 +623,63 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	*buf = uv_buf_init(c->w->read_buf, READ_BUF_SIZE);
 }
 
+/* Plaintext from the peer. */
+static void conn_input(struct rt_conn *c, char *data, size_t len)
+{
+	if (c->is_handle_closing || c->is_output_blocked)
+		return;
+	if (c->is_closing && c->state == CONN_WS) {
+		/* Still read during the close handshake, for the peer's close frame. */
+		conn_feed_ws(c, data, len);
+		return;
+	}
+	conn_feed(c, data, len);
+}
+
+static void tls_plain(void *user, uint8_t *data, size_t data_len)
+{
+	conn_input(user, (char *)data, data_len);
+}
+
+/* Ciphertext from the peer: the handshake, then records whose plaintext
+ * goes the usual way. A failed handshake (a plaintext request, garbage, no
+ * common protocol or suite) sends its alert and ends the connection. */
+static void tls_input(struct rt_conn *c, uint8_t *data, size_t len)
+{
+	if (c->is_tls_shut)
+		return; /* failed, or the peer closed: nothing more to read */
+	bool was_ready = rt_tls_conn_is_ready(c->tls);
+	int rc = rt_tls_conn_feed(c->tls, data, len, c->w->tls_buf, sizeof c->w->tls_buf,
+				  tls_plain, c);
+	if (c->is_handle_closing)
+		return;
+	if (rc < 0 && rt_tls_conn_is_plain_http(c->tls)) {
+		/* Say so in the peer's language rather than with a TLS alert. */
+		static const char resp[] =
+			"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
+			"Content-Length: 34\r\nConnection: close\r\n\r\n"
+			"This port speaks TLS: use https://";
+		uint8_t sink[256];
+		while (rt_tls_conn_take(c->tls, sink, sizeof sink))
+			;
+		q_push(c, rt_frame_copy(resp, sizeof resp - 1));
+		mark_pending(c);
+	}
+	tls_collect(c);
+	if (rc == RT_ECLOSED) {
+		rt_debug("conn %s: TLS close_notify from the peer", rt_conn_peer(c));
+		c->is_tls_shut = true; /* OpenSSL answered it */
+		end_after_flush(c);
+	} else if (rc < 0) {
+		rt_debug("conn %s: %s: %s, closing", rt_conn_peer(c),
+			 was_ready ? "TLS error" : "TLS handshake failed", rt_tls_conn_error(c->tls));
+		c->is_tls_shut = true;
+		end_after_flush(c);
+	} else if (c->q_bytes > c->w->s->cfg.max_out_bytes) {
+		block_output(c); /* handshake or key-update answers the peer does not read */
+	}
+}
+
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
 	struct rt_conn *c = (struct rt_conn *)stream;
@@ -596,14 +692,14 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 	if (nread == 0 || c->is_handle_closing || c->is_output_blocked)
 		return;
 	c->last_rx_ms = rt_mono_ms();
+	/* The request's clock starts at its first byte, which for TLS is the
+	 * first of the handshake: a handshake takes part of the request timeout. */
 	if (c->state == CONN_HTTP && !c->req_start_ms)
 		c->req_start_ms = c->last_rx_ms;
-	if (c->is_closing && c->state == CONN_WS) {
-		/* Still read during the close handshake, for the peer's close frame. */
-		conn_feed_ws(c, buf->base, (size_t)nread);
-		return;
-	}
-	conn_feed(c, buf->base, (size_t)nread);
+	if (c->tls)
+		tls_input(c, (uint8_t *)buf->base, (size_t)nread);
+	else
+		conn_input(c, buf->base, (size_t)nread);
 }
 
 /* ---- HTTP answers and upgrade ---- */
@@ -687,6 +783,8 @@ static void on_connection(uv_stream_t *server, int status)
 	}
 	c->id = (++w->next_id << 8) | w->idx;
 	c->req = get_req(w);
+	if (w->s->cfg.tls)
+		c->tls = rt_tls_conn_new(w->s->cfg.tls);
 	c->last_rx_ms = rt_mono_ms();
 	uv_tcp_nodelay(&c->tcp, 1);
 	struct sockaddr_storage ss;

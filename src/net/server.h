@@ -28,6 +28,7 @@
 
 #include "common/buf.h"
 #include "net/http.h"
+#include "net/tls.h"
 #include "net/ws.h"
 
 #define RT_SERVER_MAX_WORKERS 64
@@ -47,6 +48,9 @@ struct rt_server_config {
 	unsigned idle_timeout_ms;    /* a WebSocket silent this long is closed */
 	bool use_io_uring;           /* send to many sockets with one system call
 				      * (net/uring.h) when the kernel allows it */
+	struct rt_tls *tls;          /* NULL: plaintext; else the listener speaks only
+				      * TLS with this context (net/tls.h; borrowed, it
+				      * must outlive the server) */
 };
 
 struct rt_server_handler {

@@ -639,6 +639,18 @@ int rt_notify_send(struct rt_notify *n, const json_t *req, json_t **out)
 	return rc;
 }
 
+int rt_notify_counts(struct rt_notify *n, const char *user, json_t **out)
+{
+	*out = NULL;
+	if (!user || !rt_notify_valid_user(user))
+		return fail(out, 400, "RTS400", NULL, NULL, "not a user id (1 to %d bytes)",
+			    RT_NOTIFY_MAX_USER_ID);
+	pthread_mutex_lock(&n->api_mu);
+	int rc = count(n, user, out);
+	pthread_mutex_unlock(&n->api_mu);
+	return rc;
+}
+
 /* ---- routing ---- */
 
 /* A path segment that is a notification id: > 0, or -1. */

@@ -28,7 +28,8 @@
  * Ownership: rt_notify owns its database connections, rules and caches;
  *            JSON handed in is borrowed, JSON handed out is a new reference.
  * Threads:   rt_notify_apply/rt_notify_tick on the change thread only;
- *            rt_notify_handle, rt_notify_send and rt_notify_reload from any
+ *            rt_notify_handle, rt_notify_send, rt_notify_counts and
+ *            rt_notify_reload from any
  *            other thread (pool threads: they block on the database);
  *            rt_notify_new/free on the main thread.
  * Limits:    RT_NOTIFY_MAX_RULES rules, RT_NOTIFY_MAX_RECIPIENTS recipients
@@ -125,6 +126,14 @@ int rt_notify_handle(struct rt_notify *n, const struct rt_notify_caller *who, in
  * *out {"ids": [...], "recipients": n}; 4xx with an error object).
  */
 int rt_notify_send(struct rt_notify *n, const json_t *req, json_t **out);
+
+/*
+ * The inbox counts of user, as GET /notify/v1/inbox/count answers them:
+ * returns 200 with *out {"unread", "total", "held"}, or 400 (not a user id)
+ * or 500 with an error object. The socket pushes them as `inbox_state`
+ * right after a join of the user's channel.
+ */
+int rt_notify_counts(struct rt_notify *n, const char *user, json_t **out);
 
 /* Counters: notifications written so far, pushed live, held now. */
 void rt_notify_stats(struct rt_notify *n, uint64_t *n_written, uint64_t *n_pushed,

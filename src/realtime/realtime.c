@@ -16,6 +16,7 @@
 #include "common/metrics.h"
 #include "common/rand.h"
 #include "live/live.h"
+#include "notify/notify.h"
 
 #define TOPIC_PREFIX "realtime:"
 #define TOPIC_PREFIX_LEN 9
@@ -589,6 +590,136 @@ static void catchup_deliver(struct rt_sub *sub, struct rt_msg *m)
 	pg->is_overflowed = false;
 }
 
+/* ---- notifications over the socket (docs/notifications.md) ---- */
+
+static char *dup_or_null(const char *v)
+{
+	return v ? rt_xstrdup(v) : NULL;
+}
+
+
+/* A direct send (`notify`) or the counts pushed after a join, on the pool. */
+struct notify_call {
+	struct rt_notify *n;
+	json_t *req;   /* a send's body; NULL: the counts of user */
+	char *user;
+	char *join_ref, *ref, *topic;
+	uint64_t chan_id;
+	int status;
+	json_t *out;
+};
+
+static void notify_call_free(void *ctx)
+{
+	struct notify_call *nc = ctx;
+	json_decref(nc->req);
+	json_decref(nc->out);
+	free(nc->user);
+	free(nc->join_ref);
+	free(nc->ref);
+	free(nc->topic);
+	free(nc);
+}
+
+static void notify_call_work(void *ctx)
+{
+	struct notify_call *nc = ctx;
+	if (nc->req)
+		nc->status = rt_notify_send(nc->n, nc->req, &nc->out);
+	else
+		nc->status = rt_notify_counts(nc->n, nc->user, &nc->out);
+}
+
+static void notify_reply_error(struct rt_session *s, const char *join_ref, const char *ref,
+			       const char *topic, const char *code, const char *reason,
+			       const char *details)
+{
+	if (!ref)
+		return;
+	reply(s, join_ref, ref, topic, "error",
+	      json_pack("{s:s,s:s,s:s?}", "reason", reason, "code", code, "details", details));
+}
+
+static void notify_send_done(struct rt_session *s, void *ctx, bool is_cancelled)
+{
+	struct notify_call *nc = ctx;
+	if (!nc->ref)
+		return;
+	if (is_cancelled) {
+		notify_reply_error(s, nc->join_ref, nc->ref, nc->topic, "RTS503",
+				   "the request was cancelled", NULL);
+	} else if (nc->status == 201 && nc->out) {
+		reply(s, nc->join_ref, nc->ref, nc->topic, "ok", json_incref(nc->out));
+	} else {
+		const char *code = json_string_value(json_object_get(nc->out, "code"));
+		const char *msg = json_string_value(json_object_get(nc->out, "message"));
+		const char *det = json_string_value(json_object_get(nc->out, "details"));
+		notify_reply_error(s, nc->join_ref, nc->ref, nc->topic, code ? code : "RTS500",
+				   msg ? msg : "the send failed", det);
+	}
+}
+
+/* `notify` {the body of POST /notify/v1/send}: a direct send by the service
+ * role, answered ok {ids, recipients} or error {reason, code}. */
+static void handle_notify(struct rt_channel *ch, struct rt_phx_msg *m)
+{
+	struct rt_session *s = ch->s;
+	struct rt_notify *n = s->rw->rt->notify;
+	const char *role = chan_claims(ch)->role;
+	if (!n) {
+		notify_reply_error(s, ch->join_ref, m->ref, ch->topic, "RTS404",
+				   "notifications are not enabled on this server", NULL);
+		return;
+	}
+	if (!role || strcmp(role, "service_role")) {
+		RT_METRIC_ERROR(AUTH);
+		notify_reply_error(s, ch->join_ref, m->ref, ch->topic, "RTS403",
+				   "only the service role may send notifications: join the "
+				   "channel with a service_role token",
+				   NULL);
+		return;
+	}
+	if (!json_is_object(m->payload)) {
+		notify_reply_error(s, ch->join_ref, m->ref, ch->topic, "RTS400",
+				   "the payload must be an object (the body of POST /notify/v1/send)",
+				   NULL);
+		return;
+	}
+	struct notify_call *nc = rt_xcalloc(1, sizeof *nc);
+	nc->n = n;
+	nc->req = json_deep_copy(m->payload);
+	nc->join_ref = dup_or_null(ch->join_ref);
+	nc->ref = dup_or_null(m->ref);
+	nc->topic = rt_xstrdup(ch->topic);
+	rt_writes_call(s, ch->join_ref, m->ref, ch->topic, notify_call_work, notify_send_done,
+		       notify_call_free, nc);
+}
+
+static void inbox_state_done(struct rt_session *s, void *ctx, bool is_cancelled)
+{
+	struct notify_call *nc = ctx;
+	struct rt_channel *ch = find_channel(s, nc->topic);
+	if (is_cancelled || nc->status != 200 || !ch || ch->id != nc->chan_id)
+		return; /* the channel left (or joined again: that join pushes its own) */
+	json_t *p = json_pack("{s:s,s:s,s:O}", "type", "broadcast", "event", "inbox_state",
+			      "payload", nc->out);
+	send_text(s, ch->join_ref, NULL, ch->topic, "broadcast", p);
+	json_decref(p);
+}
+
+/* After a join of a user's channel: its inbox counts as an `inbox_state`
+ * event, read on the pool behind the session's other requests. */
+static void push_inbox_state(struct rt_channel *ch)
+{
+	struct notify_call *nc = rt_xcalloc(1, sizeof *nc);
+	nc->n = ch->s->rw->rt->notify;
+	nc->user = rt_xstrdup(ch->sub + strlen(RT_REALTIME_USER_TOPIC_PREFIX));
+	nc->topic = rt_xstrdup(ch->topic);
+	nc->chan_id = ch->id;
+	rt_writes_call(ch->s, ch->join_ref, NULL, ch->topic, notify_call_work, inbox_state_done,
+		       notify_call_free, nc);
+}
+
 /* ---- join ---- */
 
 /* Supabase accepts booleans and the strings "true"/"false" in any case. */
@@ -916,11 +1047,6 @@ static void join_decided(struct rt_session *s, void *ctx, const struct rt_channe
 	pending_join_free(pj);
 }
 
-static char *dup_or_null(const char *v)
-{
-	return v ? rt_xstrdup(v) : NULL;
-}
-
 static uint64_t loop_ms(struct rt_session *s)
 {
 	return uv_now(rt_worker_loop(s->rw->w));
@@ -1153,6 +1279,8 @@ static void handle_join_decided(struct rt_session *s, struct rt_phx_msg *m,
 		send_text(s, ch->join_ref, NULL, ch->topic, "presence_state", state);
 		json_decref(state);
 	}
+	if (is_user_topic(sub) && rt->notify)
+		push_inbox_state(ch);
 	rt_debug("conn %s: joined %s (join_ref %s, role %s)", rt_conn_peer(s->c), ch->topic,
 		 ch->join_ref ? ch->join_ref : "null", chan_claims(ch)->role);
 }
@@ -1572,6 +1700,8 @@ static enum rt_metric_event event_kind(const char *event)
 		return RT_EV_LIVE_SUBSCRIBE;
 	if (!strcmp(event, "live_unsubscribe"))
 		return RT_EV_LIVE_UNSUBSCRIBE;
+	if (!strcmp(event, "notify"))
+		return RT_EV_NOTIFY;
 	return RT_EV_OTHER;
 }
 
@@ -1656,6 +1786,9 @@ void rt_session_on_message(struct rt_session *s, enum rt_ws_opcode op, const uin
 		break;
 	case RT_EV_LIVE_UNSUBSCRIBE:
 		handle_live_unsubscribe(ch, &m);
+		break;
+	case RT_EV_NOTIFY:
+		handle_notify(ch, &m);
 		break;
 	default:
 		break; /* other channel events are ignored, as Supabase does */

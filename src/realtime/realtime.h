@@ -23,7 +23,16 @@
  * (docs/notifications.md). It must be joined private; only the user whose
  * JWT sub is that id (or the service role) may join it, and then only if the
  * channel policies above allow it too; nobody but the service role may
- * broadcast or track presence on it.
+ * broadcast or track presence on it. Right after a join of such a channel
+ * the server pushes the user's inbox counts as the broadcast `inbox_state`
+ * {"unread", "total", "held"} (read on the store pool behind the socket's
+ * other requests).
+ *
+ * Direct notifications over the socket: the event `notify` on any joined
+ * channel whose claims are the service role's carries the body of
+ * POST /notify/v1/send and is answered ok {"ids", "recipients"} or error
+ * {"reason", "code"[, "details"]} (RTS403 for any other role, RTS404 without
+ * the notifications service).
  *
  * Ownership: struct rt_realtime (shared) owns the hub and the presence
  *            registry; a worker's struct rt_realtime_worker owns its sessions;

@@ -25,6 +25,8 @@ struct rt_writes_job {
 	void (*auth_free)(void *);
 	void *auth_ctx;
 	struct rt_channel_access access;
+	rt_writes_work_cb call_work; /* a call (rt_writes_call); ctx in auth_ctx */
+	rt_writes_done_cb call_done;
 	bool is_detached;           /* the session is gone: free when the pool is done */
 	struct rt_worker *w;
 	uint64_t conn_id;
@@ -173,6 +175,10 @@ static int key_query(const struct rt_store_table *t, const json_t *key, struct r
 static void work_cb(uv_work_t *w)
 {
 	struct rt_writes_job *j = w->data;
+	if (j->call_work) {
+		j->call_work(j->auth_ctx);
+		return;
+	}
 	if (j->is_auth) { /* one question each; an error is a denial */
 		bool rb = false, rp = false, wb = false, wp = false;
 		if (rt_store_topic_allowed(j->store, &j->who, "broadcast", false, &rb))
@@ -274,6 +280,11 @@ static void after_cb(uv_work_t *w, int status)
 	struct rt_writes_queue *q = rt_session_writes(s);
 	q->head = j->next; /* j was the head: one request of a session runs at a time */
 	q->n--;
+	if (j->call_done) {
+		start_next(s);
+		j->call_done(s, j->auth_ctx, status == UV_ECANCELED);
+		goto out;
+	}
 	if (j->is_auth) {
 		if (status == UV_ECANCELED)
 			j->access = (struct rt_channel_access){false, false, false};
@@ -352,8 +363,8 @@ static struct rt_writes_job *job_new(struct rt_session *s, struct rt_store *stor
 	j->ref = dup_or_null(ref);
 	j->topic = rt_xstrdup(topic);
 	j->vsn = rt_session_vsn(s);
-	j->who_role = rt_xstrdup(who->role);
-	j->who_claims = who->claims ? json_deep_copy(who->claims) : NULL;
+	j->who_role = rt_xstrdup(who && who->role ? who->role : "");
+	j->who_claims = who && who->claims ? json_deep_copy(who->claims) : NULL;
 	j->who = (struct rt_auth){.role = j->who_role, .claims = j->who_claims};
 	rt_buf_init(&j->reply);
 	return j;
@@ -477,6 +488,22 @@ void rt_writes_authorize(struct rt_session *s, struct rt_store *store, const str
 	j->who_topic = rt_xstrdup(who->topic ? who->topic : "");
 	j->who.topic = j->who_topic;
 	j->auth_done = done;
+	j->auth_free = ctx_free;
+	j->auth_ctx = ctx;
+	enqueue(s, j);
+}
+
+void rt_writes_call(struct rt_session *s, const char *join_ref, const char *ref,
+		    const char *topic, rt_writes_work_cb work, rt_writes_done_cb done,
+		    void (*ctx_free)(void *), void *ctx)
+{
+	struct rt_writes_job *j = job_new(s, NULL, NULL, join_ref, ref, topic);
+	if (!j) {
+		ctx_free(ctx);
+		return;
+	}
+	j->call_work = work;
+	j->call_done = done;
 	j->auth_free = ctx_free;
 	j->auth_ctx = ctx;
 	enqueue(s, j);

@@ -21,6 +21,7 @@
 #define RT_REALTIME_WRITES_H
 
 #include <jansson.h>
+#include <stdbool.h>
 
 #include "store/store.h"
 
@@ -65,6 +66,21 @@ typedef void (*rt_writes_auth_done)(struct rt_session *s, void *ctx,
 void rt_writes_authorize(struct rt_session *s, struct rt_store *store, const struct rt_auth *who,
 			 const char *join_ref, const char *ref, const char *topic,
 			 rt_writes_auth_done done, void (*ctx_free)(void *), void *ctx);
+
+/* A request of the session's own kind (rt_writes_call). */
+typedef void (*rt_writes_work_cb)(void *ctx);
+typedef void (*rt_writes_done_cb)(struct rt_session *s, void *ctx, bool is_cancelled);
+
+/*
+ * Runs work(ctx) on the store pool behind the session's other requests
+ * (notifications over the socket use it), then done(s, ctx, is_cancelled)
+ * on the worker. Takes ctx: ctx_free(ctx) after done, or instead of it when
+ * the session is gone first or the request cannot be queued (then the error
+ * is answered on join_ref/ref/topic, when ref is set).
+ */
+void rt_writes_call(struct rt_session *s, const char *join_ref, const char *ref,
+		    const char *topic, rt_writes_work_cb work, rt_writes_done_cb done,
+		    void (*ctx_free)(void *), void *ctx);
 
 /* Drops the requests of a session that ends. */
 void rt_writes_queue_deinit(struct rt_writes_queue *q);

@@ -347,10 +347,13 @@ static int open_db(const char *path, sqlite3 **out, char *err, size_t err_cap)
 				sql_lower, NULL, NULL);
 	char *msg = NULL;
 	/* WAL: readers never block the writer. synchronous=NORMAL in WAL mode
-	 * keeps every committed transaction across a process crash. */
+	 * keeps every committed transaction across a process crash. mmap: a
+	 * connection's page cache starts empty after another one commits, and
+	 * reading the database file through the map costs no copy. */
 	if (sqlite3_exec(db,
 			 "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
-			 "PRAGMA foreign_keys=ON; PRAGMA case_sensitive_like=ON;",
+			 "PRAGMA foreign_keys=ON; PRAGMA case_sensitive_like=ON; "
+			 "PRAGMA mmap_size=268435456;",
 			 NULL, NULL, &msg) != SQLITE_OK) {
 		snprintf(err, err_cap, "cannot configure %s: %s", path, msg ? msg : "?");
 		sqlite3_free(msg);

@@ -64,7 +64,7 @@ for cmd in listen send presence; do
 done
 check "listen without a topic exits 2" bash -c "'$bin' listen 2>/dev/null; [ \$? -eq 2 ]"
 check "send without an event exits 2" bash -c "'$bin' send room 2>/dev/null; [ \$? -eq 2 ]"
-check "a wss URL exits 2" bash -c "'$bin' listen --url wss://x room 2>/dev/null; [ \$? -eq 2 ]"
+check "an ftp URL exits 2" bash -c "'$bin' listen --url ftp://x room 2>/dev/null; [ \$? -eq 2 ]"
 check "send with a payload that is not an object exits 2" \
 	bash -c "'$bin' send room ev '[1]' 2>/dev/null; [ \$? -eq 2 ]"
 check "no apikey exits 2" bash -c "RTSYNC_APIKEY= '$bin' listen room 2>/dev/null; [ \$? -eq 2 ]"
@@ -245,6 +245,52 @@ check "query exits 0 on SIGTERM" test $? -eq 0
 kill -TERM "$server_pid"
 wait "$server_pid"
 check "server exits cleanly" test $? -eq 0
+
+# wss:// and https:// against `serve --tls-cert --tls-key` (certificates made now)
+"$(dirname "$0")/../tls/make-certs.sh" "$dir/certs"
+"$bin" serve --listen 127.0.0.1:0 --jwt-secret "$secret" --data-dir "$dir/tlsdata" \
+	--schema "$dir/schema.sql" --log-level error --workers 1 \
+	--tls-cert "$dir/certs/server.pem" --tls-key "$dir/certs/server.key" >"$dir/tls.out" 2>&1 &
+tls_pid=$!
+pids+=("$tls_pid")
+wait_for "$dir/tls.out" '^rtsync listening on https://' 10
+TPORT=$(sed -n 's/^rtsync listening on https:\/\/127.0.0.1:\([0-9]*\)$/\1/p' "$dir/tls.out")
+check "serve --tls-cert prints https:// and wss:// URLs" bash -c "[ -n '$TPORT' ] &&
+	grep -q '^  websocket   wss://127.0.0.1:$TPORT/realtime/v1/websocket$' '$dir/tls.out'"
+WSS=wss://localhost:$TPORT
+"$bin" listen --url "$WSS" --cacert "$dir/certs/ca.pem" --count 1 tlsroom >"$dir/t1.out" 2>"$dir/t1.err" &
+lp=$!
+pids+=("$lp")
+wait_for "$dir/t1.err" 'joined' 10
+timeout 10 "$bin" send --url "https://127.0.0.1:$TPORT" --cacert "$dir/certs/ca.pem" tlsroom ev '{"over":"tls"}' \
+	>/dev/null 2>&1
+check "send over https:// with --cacert exits 0" test $? -eq 0
+for _ in $(seq 100); do kill -0 "$lp" 2>/dev/null || break; sleep 0.1; done
+kill "$lp" 2>/dev/null
+wait "$lp"
+check "listen over wss:// with --cacert receives the broadcast" bash -c "grep -q '^broadcast ev {\"over\":\"tls\"}$' '$dir/t1.out'"
+timeout 10 "$bin" listen --url "$WSS" --count 1 tlsroom >/dev/null 2>"$dir/t2.err"
+check "without the CA: exit 1 and 'certificate verify failed'" bash -c "[ $? -eq 1 ] &&
+	grep -q 'certificate verify failed: unable to get local issuer certificate' '$dir/t2.err'"
+timeout 10 "$bin" send --url "$WSS" --cacert "$dir/certs/ca2.pem" tlsroom ev '{}' >/dev/null 2>"$dir/t3.err"
+check "send trusting another CA exits 1 with the reason" bash -c "[ $? -eq 1 ] && grep -q 'certificate verify failed' '$dir/t3.err'"
+timeout 10 "$bin" send --url "$WSS" --insecure tlsroom ev '{}' >/dev/null 2>&1
+check "send --insecure exits 0" test $? -eq 0
+RTSYNC_CACERT="$dir/certs/ca.pem" timeout 10 "$bin" write --url "$WSS" todos insert --record '{"id":90,"title":"tls"}' \
+	>"$dir/t4.out" 2>&1
+check "write over wss:// with RTSYNC_CACERT is applied" bash -c "[ $? -eq 0 ] && grep -q '^applied public.todos {\"id\":90' '$dir/t4.out'"
+timeout 10 "$bin" write --url "$WSS" todos insert --record '{"id":91,"title":"tls"}' >/dev/null 2>"$dir/t5.err"
+check "write without the CA exits 1 with the reason" bash -c "[ $? -eq 1 ] && grep -q 'certificate verify failed' '$dir/t5.err'"
+timeout 10 "$bin" query --url "$WSS" --capath "$dir/certs/cadir" --json --count 1 todos 'id=eq.90' \
+	>"$dir/t6.out" 2>/dev/null </dev/null
+check "query over wss:// with --capath exits 0 with the row" bash -c "[ $? -eq 0 ] && grep -q '\"title\":\"tls\"' '$dir/t6.out'"
+timeout 10 "$bin" query --url "$WSS" --count 1 todos >/dev/null 2>"$dir/t7.err" </dev/null
+check "query without the CA exits 1 with the reason" bash -c "[ $? -eq 1 ] && grep -q 'certificate verify failed' '$dir/t7.err'"
+timeout 10 "$bin" send --url "$WSS" --cacert /nonexistent tlsroom ev '{}' >/dev/null 2>"$dir/t8.err"
+check "an unreadable --cacert exits 1 and says so" bash -c "[ $? -eq 1 ] && grep -q 'cannot load the CA certificates' '$dir/t8.err'"
+kill -TERM "$tls_pid"
+wait "$tls_pid"
+check "TLS server exits cleanly" test $? -eq 0
 
 echo "cli: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

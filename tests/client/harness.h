@@ -171,12 +171,18 @@ static int h_server_start(struct h_server *s)
 	h_track_pid(pid, true);
 	s->pid = pid;
 	int port = 0;
+	bool is_tls = false;
 	for (int64_t end = h_now_ms() + 10000; !port && h_now_ms() < end;) {
 		FILE *f = fopen(log, "r");
 		char line[256];
-		while (f && fgets(line, sizeof line, f))
+		while (f && fgets(line, sizeof line, f)) {
 			if (sscanf(line, "rtsync listening on http://127.0.0.1:%d", &port) == 1)
 				break;
+			if (sscanf(line, "rtsync listening on https://127.0.0.1:%d", &port) == 1) {
+				is_tls = true; /* --tls-cert in args */
+				break;
+			}
+		}
 		if (f)
 			fclose(f);
 		if (!port)
@@ -185,7 +191,7 @@ static int h_server_start(struct h_server *s)
 	if (!port)
 		return -1;
 	s->port = port;
-	snprintf(s->url, sizeof s->url, "http://127.0.0.1:%d", port);
+	snprintf(s->url, sizeof s->url, "%s://127.0.0.1:%d", is_tls ? "https" : "http", port);
 	return 0;
 }
 

@@ -12,6 +12,7 @@ bin=${1:?usage: tests/client/run.sh /path/to/rtsync}
 build=$(cd "$(dirname "$bin")" && pwd)
 export RTSYNC_BIN=$build/rtsync
 export CMOCKA_MESSAGE_OUTPUT=stdout
+export RTSYNC_CERTS_SH=$here/../tls/make-certs.sh # test_tls.c's certificates
 
 passed=0
 failed=0

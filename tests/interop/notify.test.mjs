@@ -3,7 +3,9 @@
 // live on the private channel realtime:notifications:<user> to every session
 // of that user and kept in the inbox for the offline; read state reaches the
 // user's other sessions; a burst becomes one summary; a SIGKILL between the
-// change and its delivery loses nothing and repeats nothing.
+// change and its delivery loses nothing and repeats nothing. A join of the
+// channel is followed by the inbox counts (inbox_state); the service role
+// also sends over the socket (the `notify` event, with the phoenix client).
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,7 +13,8 @@ import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer } from './lib/server.mjs';
-import { realtimeClient, Recorder, scope, sleep, withTimeout } from './lib/util.mjs';
+import { realtimeClient, Recorder, scope, sleep, withTimeout, WebSocket } from './lib/util.mjs';
+import { Socket } from 'phoenix';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS requests (id bigint PRIMARY KEY, title text, status text, traveler_id text, org_id bigint);
@@ -223,6 +226,79 @@ describe('notifications', () => {
     // live: far fewer events than bookings, the last with the whole count
     await s.notes.waitFor((p) => p.notification.id === sum.id && p.notification.count === 500, 5000, 'summary');
     assert.ok(s.notes.events.length < 50, `${s.notes.events.length} live events`);
+  });
+
+  it('a join is followed by the inbox counts, so no extra read is needed', { timeout: 30_000 }, async (t) => {
+    const sc = scope(t);
+    const S = svc(server);
+    for (const title of ['a', 'b', 'c'])
+      assert.equal((await rest(server, 'POST', '/notify/v1/send', { user: 'ivy', title }, S)).status, 201);
+    const inbox = await rest(server, 'GET', '/notify/v1/inbox', undefined, userTok(server, 'ivy'));
+    await rest(server, 'POST', `/notify/v1/inbox/${inbox.body.items[0].id}/read`, undefined, userTok(server, 'ivy'));
+    const s = await session(sc, server, 'ivy');
+    assert.equal(s.status.st, 'SUBSCRIBED');
+    const st = await s.states.waitFor(() => true, 5000, 'join-time inbox_state');
+    assert.deepEqual(st, { unread: 2, total: 3, held: 0 });
+    // a user with an empty inbox gets zeros; a refused join gets nothing
+    const empty = await session(sc, server, 'jack');
+    assert.deepEqual(await empty.states.waitFor(() => true, 5000, 'empty'), { unread: 0, total: 0, held: 0 });
+    const spy = await session(sc, server, 'mallory', { topicUser: 'ivy' });
+    assert.equal(spy.status.st, 'CHANNEL_ERROR');
+    await sleep(300);
+    assert.equal(spy.states.events.length, 0);
+    assert.equal(s.states.events.length, 1, 'one state per join');
+  });
+
+  it('the service role sends over the socket (notify event); others are refused', { timeout: 30_000 }, async (t) => {
+    const sc = scope(t);
+    const kim = await session(sc, server, 'kim');
+    const lee = await session(sc, server, 'lee');
+    const phx = async (token, topic) => {
+      const socket = new Socket(server.socketUrl, { transport: WebSocket, params: { apikey: token }, vsn: '2.0.0', reconnectAfterMs: () => 1000 });
+      socket.connect();
+      sc.defer(() => new Promise((resolve) => socket.disconnect(() => resolve())));
+      const ch = socket.channel(`realtime:${topic}`, { config: {} });
+      await new Promise((resolve, reject) => {
+        ch.join(10_000).receive('ok', resolve).receive('error', (r) => reject(new Error(JSON.stringify(r))))
+          .receive('timeout', () => reject(new Error('join timeout')));
+      });
+      return (payload) => new Promise((resolve, reject) => {
+        ch.push('notify', payload, 5000)
+          .receive('ok', (resp) => resolve({ status: 'ok', resp }))
+          .receive('error', (resp) => resolve({ status: 'error', resp }))
+          .receive('timeout', () => reject(new Error('notify timed out')));
+      });
+    };
+    const send = await phx(svc(server), 'ops');
+    const r = await send({ users: ['kim', 'lee'], title: 'Deploy at 5', type: 'warning', category: 'ops', key: 'deploy-1' });
+    assert.equal(r.status, 'ok', JSON.stringify(r.resp));
+    assert.equal(r.resp.recipients, 2);
+    assert.equal(r.resp.ids.length, 2);
+    for (const s of [kim, lee]) {
+      const n = await s.notes.waitFor((p) => p.notification.title === 'Deploy at 5', 5000, 'socket send');
+      assert.equal(n.notification.type, 'warning');
+      assert.ok(r.resp.ids.includes(n.notification.id));
+    }
+    // the same key again notifies nobody twice
+    const again = await send({ users: ['kim', 'lee'], title: 'Deploy at 5', key: 'deploy-1' });
+    assert.equal(again.status, 'ok');
+    assert.deepEqual(again.resp.ids, []);
+    // a bad body: the REST API's reason
+    const bad = await send({ user: 'kim' });
+    assert.equal(bad.status, 'error');
+    assert.equal(bad.resp.code, 'RTS400');
+    assert.match(bad.resp.reason, /title/);
+    const notObj = await send([1, 2]);
+    assert.equal(notObj.status, 'error');
+    // a user's token is refused, also on its own channel
+    const asUser = await phx(userTok(server, 'kim'), 'ops');
+    const denied = await asUser({ user: 'lee', title: 'spoof' });
+    assert.equal(denied.status, 'error');
+    assert.equal(denied.resp.code, 'RTS403');
+    assert.match(denied.resp.reason, /service role/);
+    await sleep(300);
+    assert.equal(lee.notes.filter((p) => p.notification.title === 'spoof').length, 0);
+    assert.equal(kim.notes.filter((p) => p.notification.title === 'Deploy at 5').length, 1);
   });
 
   it('rules are managed over REST by the service role', { timeout: 30_000 }, async () => {

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 
 export const JWT_SECRET = 'rtsync-interop-secret-0123456789abcdef0123456789';
 
-const LISTEN_RE = /^rtsync listening on (http:\/\/127\.0\.0\.1:(\d+))\s*$/;
+const LISTEN_RE = /^rtsync listening on (https?:\/\/127\.0\.0\.1:(\d+))\s*$/;
 const START_TIMEOUT_MS = 10_000;
 const STOP_TIMEOUT_MS = 15_000;
 
@@ -207,9 +207,9 @@ export async function startServer({ idleTimeoutMs, workers, logLevel, args = [],
     throw err;
   }
 
-  server.httpUrl = url;                                   // http://127.0.0.1:PORT
+  server.httpUrl = url;                                   // http(s)://127.0.0.1:PORT
   server.port = Number(new URL(url).port);
-  server.wsUrl = url.replace(/^http/, 'ws');              // ws://127.0.0.1:PORT
+  server.wsUrl = url.replace(/^http/, 'ws');              // ws(s)://127.0.0.1:PORT
   server.realtimeUrl = `${server.wsUrl}/realtime/v1`;     // realtime-js endpoint (appends /websocket)
   server.socketUrl = `${server.wsUrl}/socket`;            // phoenix endpoint (appends /websocket)
 

@@ -44,8 +44,20 @@ static void test_url(void **state)
 	assert_string_equal(u.host, "::1");
 	assert_string_equal(u.host_header, "[::1]:9");
 	assert_string_equal(u.path, "/socket/websocket");
+	assert_false(u.is_tls);
 	rt_client_url_deinit(&a, &u);
-	static const char *bad[] = {"wss://x", "https://x", "ftp://x", "ws://", "ws://x:0",
+	assert_int_equal(rt_client_url_parse(&a, "wss://example.org", &u), 0);
+	assert_true(u.is_tls);
+	assert_string_equal(u.port, "443");
+	assert_string_equal(u.host_header, "example.org");
+	rt_client_url_deinit(&a, &u);
+	assert_int_equal(rt_client_url_parse(&a, "HTTPS://[::1]:8443/realtime/v1", &u), 0);
+	assert_true(u.is_tls);
+	assert_string_equal(u.host, "::1");
+	assert_string_equal(u.port, "8443");
+	assert_string_equal(u.path, "/realtime/v1/websocket");
+	rt_client_url_deinit(&a, &u);
+	static const char *bad[] = {"wss://", "https://:1", "ftp://x", "ws://", "ws://x:0",
 				    "ws://x:70000", "ws://x:12a", "ws://x/?q=1", "ws://u@x",
 				    "ws://x#f", "ws://[::1", "x:80", NULL};
 	for (int i = 0; bad[i]; i++) {
