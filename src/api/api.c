@@ -102,14 +102,33 @@ static void connect_ws(struct rt_conn *c, struct rt_http_req *req)
 		free(token);
 		return;
 	}
+	struct rt_quota *quota = app_of(c)->cfg.quota;
+	struct rt_quota_conn qc;
+	enum rt_quota_refusal qr =
+		rt_quota_conn_open(quota, rt_quota_user(claims.sub, claims.role, rt_conn_peer(c)), &qc);
+	if (qr != RT_QUOTA_OK) { /* Supabase's answer to both (docs/limits.md) */
+		if (qr == RT_QUOTA_CONNECTIONS)
+			RT_METRIC_LIMIT(CONNECTIONS);
+		else
+			RT_METRIC_LIMIT(CONNECTIONS_PER_USER);
+		rt_info("conn %s: connect refused: %s", rt_conn_peer(c),
+			qr == RT_QUOTA_CONNECTIONS ? "max connections" : "max connections per user");
+		respond_msg(c, 429, "error", "Too many connected users");
+		rt_jwt_claims_deinit(&claims);
+		free(token);
+		return;
+	}
 	if (rt_conn_upgrade(c, req) != 0) {
+		rt_quota_conn_close(quota, &qc);
 		rt_jwt_claims_deinit(&claims);
 		free(token);
 		return;
 	}
 	rt_debug("conn %s: websocket open (vsn %d.0.0, role %s)", rt_conn_peer(c), (int)v,
 		 claims.role);
-	rt_conn_set_data(c, rt_session_new(rw_of(c), c, v, token, &claims));
+	struct rt_session *s = rt_session_new(rw_of(c), c, v, token, &claims);
+	*rt_session_quota(s) = qc;
+	rt_conn_set_data(c, s);
 	free(token);
 }
 
@@ -207,8 +226,10 @@ static void broadcast_batch(struct rt_conn *c, struct rt_http_req *req)
 			add_error(errors, i, "payload", "can't be blank");
 		} else {
 			texts[i] = json_dumps(payload, JSON_COMPACT);
-			if (strlen(texts[i]) > rt->cfg.max_payload_bytes)
+			if (strlen(texts[i]) > rt->cfg.max_payload_bytes) {
+				RT_METRIC_LIMIT(PAYLOAD);
 				add_error(errors, i, "payload", "Payload size exceeds tenant limit");
+			}
 		}
 	}
 	if (json_object_size(errors)) {
@@ -287,6 +308,7 @@ static void broadcast_single(struct rt_conn *c, struct rt_http_req *req, const c
 		}
 	}
 	if (req->body.len > rt->cfg.max_payload_bytes) {
+		RT_METRIC_LIMIT(PAYLOAD);
 		respond_json(c, 422, "{\"message\":\"Payload size exceeds tenant limit\"}");
 		goto out;
 	}

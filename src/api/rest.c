@@ -14,6 +14,8 @@
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/metrics.h"
+#include "common/ratelimit.h"
 #include "store/store.h"
 
 static const char content_json[] = "application/json; charset=utf-8";
@@ -295,6 +297,28 @@ static bool authorize(struct rt_conn *c, struct rt_http_req *req, struct rt_real
 	return true;
 }
 
+/* The per-user request rate (docs/limits.md). Returns false after answering
+ * 429 with Retry-After. */
+static bool within_rate(struct rt_conn *c, struct rt_realtime *rt,
+			const struct rt_jwt_claims *claims)
+{
+	uint64_t user = rt_quota_user(claims->sub, claims->role, rt_conn_peer(c));
+	if (rt_quota_rest_allow(rt->cfg.quota, user, rt_mono_ms() / 1000))
+		return true;
+	RT_METRIC_LIMIT(REST);
+	char details[96];
+	snprintf(details, sizeof details, "At most %u requests per second per user",
+		 (unsigned)rt_quota_config(rt->cfg.quota)->rest_per_s);
+	json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "code", "RT429", "details", details, "hint",
+			      "Retry after the number of seconds in Retry-After", "message",
+			      "Too many requests per second");
+	char *body = json_dumps(o, JSON_COMPACT);
+	rt_conn_respond(c, 429, content_json, body, strlen(body), "Retry-After: 1\r\n");
+	free(body);
+	json_decref(o);
+	return false;
+}
+
 /*
  * Reads Rtsync-Base, Rtsync-Strategy and Idempotency-Key, and the request's
  * fingerprint for the key. Returns 0, or -1 after answering 400.
@@ -351,6 +375,10 @@ void rt_rest_handle(struct rt_conn *c, struct rt_http_req *req, struct rt_realti
 	struct rt_jwt_claims claims;
 	if (!authorize(c, req, rt, &claims))
 		return;
+	if (!within_rate(c, rt, &claims)) {
+		rt_jwt_claims_deinit(&claims);
+		return;
+	}
 	char *name = rt_http_pct_decode(rest, strlen(rest), false);
 	const struct rt_store_table *t = name ? rt_store_table(rt->store, NULL, name) : NULL;
 	if (!t) {

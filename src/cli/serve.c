@@ -19,6 +19,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/rand.h"
+#include "common/ratelimit.h"
 #include "net/server.h"
 #include "notify/notify.h"
 #include "net/tls.h"
@@ -26,6 +27,23 @@
 #include "store/store.h"
 
 #define KEY_LIFETIME_S (10LL * 365 * 24 * 3600)
+
+/* The quotas of docs/limits.md: flag, variable, default, bounds (0: no limit). */
+enum { L_CONNS, L_CONNS_USER, L_JOINS, L_EVENTS, L_CHAN_EVENTS, L_PRESENCE, L_REST, L__COUNT };
+static const struct limit_opt {
+	const char *flag, *env;
+	long dflt;
+} limit_opts[L__COUNT] = {
+	[L_CONNS] = {"max-connections", "RTSYNC_MAX_CONNECTIONS", 100000},
+	[L_CONNS_USER] = {"max-connections-per-user", "RTSYNC_MAX_CONNECTIONS_PER_USER", 0},
+	[L_JOINS] = {"max-joins-per-second", "RTSYNC_MAX_JOINS_PER_SECOND", 100},
+	[L_EVENTS] = {"max-events-per-second", "RTSYNC_MAX_EVENTS_PER_SECOND", 10000},
+	[L_CHAN_EVENTS] = {"max-channel-events-per-second", "RTSYNC_MAX_CHANNEL_EVENTS_PER_SECOND",
+			   10000},
+	[L_PRESENCE] = {"max-presence-events-per-second", "RTSYNC_MAX_PRESENCE_EVENTS_PER_SECOND",
+			1000},
+	[L_REST] = {"rest-max-requests-per-second", "RTSYNC_REST_MAX_REQUESTS_PER_SECOND", 10000},
+};
 
 struct serve_opts {
 	char *listen;
@@ -62,6 +80,7 @@ struct serve_opts {
 	long max_queue_bytes;
 	long presence_max_calls;
 	long presence_window_ms;
+	long limits[L__COUNT];
 };
 
 static const char serve_usage[] =
@@ -120,6 +139,19 @@ static const char serve_usage[] =
 	"  --presence-max-calls N    presence messages per channel per window\n"
 	"                                                           RTSYNC_PRESENCE_MAX_CALLS (5)\n"
 	"  --presence-window-ms N    that window                    RTSYNC_PRESENCE_WINDOW_MS (30000)\n"
+	"  Quotas and rate limits (docs/limits.md; 0: no limit):\n"
+	"  --max-connections N       WebSockets on the server       RTSYNC_MAX_CONNECTIONS (100000)\n"
+	"  --max-connections-per-user N  per JWT sub, else per role and address\n"
+	"                                                   RTSYNC_MAX_CONNECTIONS_PER_USER (0)\n"
+	"  --max-joins-per-second N  channel joins per connection   RTSYNC_MAX_JOINS_PER_SECOND (100)\n"
+	"  --max-events-per-second N channel events per connection\n"
+	"                                                   RTSYNC_MAX_EVENTS_PER_SECOND (10000)\n"
+	"  --max-channel-events-per-second N  per joined channel\n"
+	"                                           RTSYNC_MAX_CHANNEL_EVENTS_PER_SECOND (10000)\n"
+	"  --max-presence-events-per-second N  presence messages per connection\n"
+	"                                           RTSYNC_MAX_PRESENCE_EVENTS_PER_SECOND (1000)\n"
+	"  --rest-max-requests-per-second N  /rest/v1 requests per user\n"
+	"                                           RTSYNC_REST_MAX_REQUESTS_PER_SECOND (10000)\n"
 	"  --notify on|off           notifications (docs/notifications.md)   RTSYNC_NOTIFY (on)\n"
 	"  --notify-rules FILE.json  notification rules, read again on SIGHUP\n"
 	"                                                           RTSYNC_NOTIFY_RULES\n"
@@ -248,12 +280,19 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 	    env_long("RTSYNC_NOTIFY_ARCHIVE_MS", "--notify-archive-ms", 0, 0, 1L << 45,
 		     &o->notify_archive_ms))
 		return -1;
+	for (unsigned i = 0; i < L__COUNT; i++) {
+		char flag[64];
+		snprintf(flag, sizeof flag, "--%s", limit_opts[i].flag);
+		if (env_long(limit_opts[i].env, flag, limit_opts[i].dflt, 0, UINT32_MAX,
+			     &o->limits[i]))
+			return -1;
+	}
 
 	enum { O_LISTEN = 256, O_SECRET, O_DATA, O_WORKERS, O_LEVEL, O_FORMAT, O_IDLE, O_PAYLOAD,
 	       O_CHANNELS, O_QUEUE, O_ROLES, O_PCALLS, O_PWINDOW, O_DB, O_SCHEMA, O_RCOUNT,
 	       O_RMS, O_PG, O_PG_TABLES, O_PG_POOL, O_PG_NAME, O_PG_NEW_LOG, O_IDEM, O_URING, O_JWKS,
 	       O_JWKS_REFRESH, O_AUD, O_ISS, O_NOTIFY, O_NOTIFY_RULES, O_NOTIFY_RETAIN,
-	       O_NOTIFY_ARCHIVE, O_TLS_CERT, O_TLS_KEY };
+	       O_NOTIFY_ARCHIVE, O_TLS_CERT, O_TLS_KEY, O_LIMIT };
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, O_LISTEN},
 		{"jwt-secret", required_argument, NULL, O_SECRET},
@@ -289,6 +328,10 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 		{"notify-archive-ms", required_argument, NULL, O_NOTIFY_ARCHIVE},
 		{"tls-cert", required_argument, NULL, O_TLS_CERT},
 		{"tls-key", required_argument, NULL, O_TLS_KEY},
+#define LIMIT_OPT(i) {limit_opts[i].flag, required_argument, NULL, O_LIMIT + (i)}
+		LIMIT_OPT(L_CONNS), LIMIT_OPT(L_CONNS_USER), LIMIT_OPT(L_JOINS), LIMIT_OPT(L_EVENTS),
+		LIMIT_OPT(L_CHAN_EVENTS), LIMIT_OPT(L_PRESENCE), LIMIT_OPT(L_REST),
+#undef LIMIT_OPT
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -363,6 +406,12 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 			rc = parse_long("--presence-window-ms", optarg, 1, 86400000,
 					&o->presence_window_ms);
 			break;
+		case O_LIMIT ... O_LIMIT + L__COUNT - 1: {
+			char flag[64];
+			snprintf(flag, sizeof flag, "--%s", limit_opts[c - O_LIMIT].flag);
+			rc = parse_long(flag, optarg, 0, UINT32_MAX, &o->limits[c - O_LIMIT]);
+			break;
+		}
 		case 'h':
 			fputs(serve_usage, stdout);
 			return 1;
@@ -545,6 +594,7 @@ int rt_cli_serve(int argc, char **argv)
 	}
 	int rc = RT_CLI_EXIT_FAILURE;
 	struct rt_realtime *rt = NULL;
+	struct rt_quota *quota = NULL;
 	struct rt_store *store = NULL;
 	char host[256];
 	int port;
@@ -585,7 +635,22 @@ int rt_cli_serve(int argc, char **argv)
 		goto out;
 	}
 
+	/* A join burst as large as the channels a client may hold: realtime-js
+	 * joins them all again at once when it reconnects. */
+	uint32_t join_burst = (uint32_t)(o.limits[L_JOINS] > o.max_channels ? o.limits[L_JOINS]
+									      : o.max_channels);
+	struct rt_quota_config qcfg = {
+		.max_connections = (uint32_t)o.limits[L_CONNS],
+		.max_connections_per_user = (uint32_t)o.limits[L_CONNS_USER],
+		.joins = {(uint32_t)o.limits[L_JOINS], join_burst},
+		.events = {(uint32_t)o.limits[L_EVENTS], 0},
+		.channel_events = {(uint32_t)o.limits[L_CHAN_EVENTS], 0},
+		.presence = {(uint32_t)o.limits[L_PRESENCE], 0},
+		.rest_per_s = (uint32_t)o.limits[L_REST],
+	};
+	quota = rt_quota_new(&qcfg);
 	struct rt_realtime_config rcfg = {
+		.quota = quota,
 		.jwt_secret = o.jwt_secret,
 		.keys = g_keys,
 		.max_payload_bytes = (size_t)o.max_payload_bytes,
@@ -740,6 +805,7 @@ out_server:
 	g_server = NULL;
 out:
 	rt_realtime_free(rt); /* stops the change thread, which feeds notifications */
+	rt_quota_free(quota);
 	rt_notify_free(g_notify);
 	g_notify = NULL;
 	rt_store_close(store);

@@ -88,6 +88,14 @@ void rt_metrics_render(struct rt_buf *out, double uptime_s)
 		      (unsigned long long)SUM(errors[RT_ERRM_##name]));
 	RT_METRIC_ERRORS(RT_MR)
 #undef RT_MR
+	rt_buf_append_str(out, "# HELP rtsync_limit_refusals_total Requests refused or slowed by a "
+			       "quota or rate limit (docs/limits.md).\n"
+			       "# TYPE rtsync_limit_refusals_total counter\n");
+#define RT_ML(name, text)                                                                \
+	rt_buf_printf(out, "rtsync_limit_refusals_total{limit=\"%s\"} %llu\n", text,     \
+		      (unsigned long long)SUM(limit_refusals[RT_LIM_##name]));
+	RT_METRIC_LIMITS(RT_ML)
+#undef RT_ML
 
 	rt_buf_append_str(out, "# HELP rtsync_fanout_latency_seconds Time from publish to "
 			       "queueing on each worker.\n"

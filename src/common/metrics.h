@@ -46,6 +46,19 @@
 	X(RATE_LIMITED, "rate_limited")                                                  \
 	X(CHANNEL_SHUTDOWN, "channel_shutdown")
 
+/* Quotas and rate limits (docs/limits.md): refusals by limit. */
+#define RT_METRIC_LIMITS(X)                                                              \
+	X(CONNECTIONS, "connections")                                                    \
+	X(CONNECTIONS_PER_USER, "connections_per_user")                                  \
+	X(JOINS, "joins_per_second")                                                     \
+	X(CHANNELS, "channels")                                                          \
+	X(EVENTS, "events_per_second")                                                   \
+	X(CHANNEL_EVENTS, "channel_events_per_second")                                   \
+	X(PRESENCE, "presence_per_second")                                               \
+	X(CHANNEL_PRESENCE, "channel_presence_calls")                                    \
+	X(PAYLOAD, "payload_bytes")                                                      \
+	X(REST, "rest_requests_per_second")
+
 enum rt_metric_event {
 #define RT_ME(name, text) RT_EV_##name,
 	RT_METRIC_EVENTS(RT_ME)
@@ -60,6 +73,13 @@ enum rt_metric_error {
 	RT_ERRM__COUNT
 };
 
+enum rt_metric_limit {
+#define RT_ML(name, text) RT_LIM_##name,
+	RT_METRIC_LIMITS(RT_ML)
+#undef RT_ML
+	RT_LIM__COUNT
+};
+
 /* Fan-out latency buckets, upper bounds in microseconds (+Inf implied). */
 #define RT_METRICS_LAT_BUCKETS 12
 
@@ -72,6 +92,7 @@ struct rt_metrics {
 	_Atomic uint64_t bytes_in, msgs_out, bytes_out;
 	_Atomic uint64_t broadcasts, presence_diffs;
 	_Atomic uint64_t errors[RT_ERRM__COUNT];
+	_Atomic uint64_t limit_refusals[RT_LIM__COUNT];
 	_Atomic uint64_t lat_bucket[RT_METRICS_LAT_BUCKETS + 1];
 	_Atomic uint64_t lat_count, lat_sum_ns;
 } __attribute__((aligned(64)));
@@ -104,6 +125,7 @@ static inline void rt_metric_add(_Atomic uint64_t *c, uint64_t n)
 #define RT_METRIC_ADD(field, n) rt_metric_add(&rt_metrics_cur->field, (n))
 #define RT_METRIC_INC(field) rt_metric_add(&rt_metrics_cur->field, 1)
 #define RT_METRIC_ERROR(reason) rt_metric_add(&rt_metrics_cur->errors[RT_ERRM_##reason], 1)
+#define RT_METRIC_LIMIT(limit) rt_metric_add(&rt_metrics_cur->limit_refusals[RT_LIM_##limit], 1)
 
 /* Records one fan-out latency sample. */
 void rt_metrics_latency(uint64_t ns);

@@ -37,6 +37,7 @@ struct rt_channel {
 	struct rt_jwt_claims *own; /* claims of its own token; NULL: the session's */
 	uint64_t pres_window_start_ms;
 	unsigned pres_calls;
+	struct rt_bucket events; /* channel events per second (docs/limits.md) */
 	struct rt_sub hsub;
 	struct chan_pg *pg; /* postgres_changes state, NULL without bindings */
 	struct chan_live *live; /* live queries, NULL without any */
@@ -84,6 +85,7 @@ struct rt_session {
 	unsigned n_channels;
 	struct rt_writes_queue writes; /* store requests of the socket (writes.h) */
 	uint64_t n_malformed;
+	struct rt_quota_conn quota; /* the connection's count and rates (docs/limits.md) */
 	struct rt_session *prev, *next;
 };
 
@@ -1045,8 +1047,21 @@ static void join_decided(struct rt_session *s, void *ctx, const struct rt_channe
 	pending_join_free(pj);
 }
 
+static uint64_t loop_ms(struct rt_session *s)
+{
+	return uv_now(rt_worker_loop(s->rw->w));
+}
+
 static void handle_join(struct rt_session *s, struct rt_phx_msg *m)
 {
+	const struct rt_quota_config *q = rt_quota_config(s->rw->rt->cfg.quota);
+	if (!rt_bucket_take(&s->quota.joins, &q->joins, loop_ms(s))) {
+		/* As Supabase: the error reply, then the socket goes away (1001). */
+		RT_METRIC_LIMIT(JOINS);
+		join_error(s, m, "ClientJoinRateLimitReached: Too many joins per second");
+		rt_conn_close(s->c, 1001, "Too many joins per second");
+		return;
+	}
 	handle_join_decided(s, m, NULL);
 }
 
@@ -1072,6 +1087,7 @@ static void handle_join_decided(struct rt_session *s, struct rt_phx_msg *m,
 		channel_free(old);
 	}
 	if (s->n_channels >= rt->cfg.max_channels) {
+		RT_METRIC_LIMIT(CHANNELS);
 		join_error(s, m, "ChannelRateLimitReached: Too many channels");
 		return;
 	}
@@ -1366,6 +1382,7 @@ static void handle_broadcast(struct rt_channel *ch, struct rt_phx_msg *m)
 	goto out;
 too_big:
 	RT_METRIC_ERROR(PAYLOAD_TOO_LARGE);
+	RT_METRIC_LIMIT(PAYLOAD);
 	if (ch->ack)
 		reply(s, ch->join_ref, m->ref, ch->topic, "error",
 		      json_string("payload_size_exceeded"));
@@ -1384,6 +1401,7 @@ static void handle_presence(struct rt_channel *ch, struct rt_phx_msg *m)
 	}
 	if (++ch->pres_calls > rt->cfg.presence_max_calls) {
 		RT_METRIC_ERROR(RATE_LIMITED);
+		RT_METRIC_LIMIT(CHANNEL_PRESENCE);
 		channel_shutdown(ch, "Client presence rate limit exceeded");
 		return;
 	}
@@ -1414,6 +1432,7 @@ static void handle_presence(struct rt_channel *ch, struct rt_phx_msg *m)
 		if (len > rt->cfg.max_payload_bytes) {
 			json_decref(empty);
 			RT_METRIC_ERROR(PAYLOAD_TOO_LARGE);
+			RT_METRIC_LIMIT(PAYLOAD);
 			channel_shutdown(ch, "Track message size exceeded");
 			return;
 		}
@@ -1617,10 +1636,46 @@ void rt_session_free(struct rt_session *s)
 	struct rt_channel *ch, *tmp;
 	DL_FOREACH_SAFE(s->channels, ch, tmp)
 		channel_free(ch);
+	rt_quota_conn_close(s->rw->rt->cfg.quota, &s->quota);
 	rt_writes_queue_deinit(&s->writes);
 	DL_DELETE(s->rw->sessions, s);
 	rt_jwt_claims_deinit(&s->claims);
 	free(s);
+}
+
+struct rt_quota_conn *rt_session_quota(struct rt_session *s)
+{
+	return &s->quota;
+}
+
+/*
+ * The rates of docs/limits.md for an event the client sends on a channel
+ * (heartbeats, joins, leaves and token refreshes are not counted). Over a
+ * rate the channel is shut down as Supabase does it; returns false then.
+ */
+static bool within_rates(struct rt_channel *ch, enum rt_metric_event kind)
+{
+	struct rt_session *s = ch->s;
+	if (kind == RT_EV_LEAVE || kind == RT_EV_ACCESS_TOKEN)
+		return true;
+	const struct rt_quota_config *q = rt_quota_config(s->rw->rt->cfg.quota);
+	uint64_t now = loop_ms(s);
+	if (!rt_bucket_take(&s->quota.events, &q->events, now)) {
+		RT_METRIC_LIMIT(EVENTS);
+		channel_shutdown(ch, "Too many messages per second");
+		return false;
+	}
+	if (!rt_bucket_take(&ch->events, &q->channel_events, now)) {
+		RT_METRIC_LIMIT(CHANNEL_EVENTS);
+		channel_shutdown(ch, "Too many messages per second");
+		return false;
+	}
+	if (kind == RT_EV_PRESENCE && !rt_bucket_take(&s->quota.presence, &q->presence, now)) {
+		RT_METRIC_LIMIT(PRESENCE);
+		channel_shutdown(ch, "Too many presence messages per second");
+		return false;
+	}
+	return true;
 }
 
 static enum rt_metric_event event_kind(const char *event)
@@ -1699,6 +1754,8 @@ void rt_session_on_message(struct rt_session *s, enum rt_ws_opcode op, const uin
 		}
 		goto out;
 	}
+	if (!within_rates(ch, kind))
+		goto out;
 	switch (kind) {
 	case RT_EV_LEAVE:
 		handle_leave(ch, &m);

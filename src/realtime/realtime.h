@@ -47,7 +47,9 @@
  * Limits:    max_payload_bytes per broadcast and presence payload,
  *            max_channels per socket, RT_REALTIME_MAX_BINDINGS postgres_changes
  *            entries per channel, presence_max_calls per
- *            presence_window_ms per channel.
+ *            presence_window_ms per channel; the rates of cfg.quota
+ *            (docs/limits.md): joins, events and presence messages per
+ *            connection, events per channel.
  */
 #ifndef RT_REALTIME_REALTIME_H
 #define RT_REALTIME_REALTIME_H
@@ -58,6 +60,7 @@
 
 #include "auth/jwt.h"
 #include "auth/keyring.h"
+#include "common/ratelimit.h"
 #include "net/server.h"
 #include "proto/phx.h"
 #include "realtime/changes.h"
@@ -77,6 +80,7 @@ struct rt_realtime_config {
 	unsigned presence_max_calls;
 	unsigned presence_window_ms;
 	const char *private_roles[RT_REALTIME_MAX_ROLES]; /* NULL-terminated */
+	struct rt_quota *quota; /* joins, events, presence rates (not owned); NULL: none */
 };
 
 struct rt_realtime {
@@ -160,6 +164,9 @@ enum rt_jwt_result rt_realtime_verify(struct rt_realtime_worker *rw, const char 
 struct rt_session *rt_session_new(struct rt_realtime_worker *rw, struct rt_conn *c,
 				  enum rt_phx_vsn vsn, const char *token,
 				  struct rt_jwt_claims *claims);
+/* The session's share of the quotas: the connection counted by
+ * rt_quota_conn_open() is moved here and released when the session is freed. */
+struct rt_quota_conn *rt_session_quota(struct rt_session *s);
 /* Leaves every channel (presence leaves are published) and frees. */
 void rt_session_free(struct rt_session *s);
 /* Handles one WebSocket message. */
