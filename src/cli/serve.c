@@ -14,6 +14,7 @@
 
 #include "api/api.h"
 #include "auth/jwt.h"
+#include "collab/collab.h"
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "common/clock.h"
@@ -506,6 +507,9 @@ int rt_cli_serve(int argc, char **argv)
 	}
 	rt_store_set_key_window(store, (uint64_t)o.idempotency_ms);
 	rt_realtime_set_store(rt, store);
+	struct rt_collab_config ccfg;
+	rt_collab_config_default(&ccfg);
+	rt->collab = rt_collab_new(&ccfg, rt, store);
 	rt_info("store %s (%s): %zu tables", rt_store_backend(store), o.db,
 		rt_store_schema(store)->n_tables);
 
@@ -582,6 +586,8 @@ out_server:
 	rt_server_free(g_server);
 	g_server = NULL;
 out:
+	if (rt)
+		rt_collab_free(rt->collab);
 	rt_realtime_free(rt);
 	rt_store_close(store);
 	opts_free(&o);

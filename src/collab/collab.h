@@ -108,6 +108,7 @@ int rt_ydoc_validate(const struct rt_ydoc *d);
 #define RT_COLLAB_AWARENESS_TIMEOUT_MS 30000 /* y-protocols' outdatedTimeout */
 
 struct rt_realtime;
+struct rt_realtime_worker;
 struct rt_hub_local;
 struct rt_store;
 struct rt_collab;
@@ -132,13 +133,20 @@ struct rt_collab *rt_collab_new(const struct rt_collab_config *cfg, struct rt_re
 void rt_collab_free(struct rt_collab *co);
 
 /*
- * Handles a request under /collab/v1/ (rest: the part after it): a
- * WebSocket upgrade joins the document, GET reads it (JSON, or the state as
- * one update with ?format=update or Accept: application/octet-stream).
- * Sets the connection's data to the new struct rt_collab_conn on an upgrade.
+ * Handles a request under /collab/v1/ (rest: the part after it, the
+ * document name, percent-encoded) with token (the caller's JWT; NULL or ""
+ * when none: 401): a WebSocket upgrade joins the document, GET reads it
+ * (JSON, or the state as one update with ?format=update or Accept:
+ * application/octet-stream). A bad, expired or missing token gets 401, a
+ * requester without read permission 403, both before any upgrade. On an
+ * upgrade the connection's data becomes the collab connection (see
+ * rt_collab_conn_of). token is borrowed.
  */
-void rt_collab_request(struct rt_collab *co, struct rt_hub_local *hl, struct rt_conn *c,
-		       struct rt_http_req *req, const char *rest);
+void rt_collab_request(struct rt_collab *co, struct rt_realtime_worker *rw, struct rt_conn *c,
+		       struct rt_http_req *req, const char *rest, const char *token);
+/* The collab connection that a connection's data (rt_conn_data) is, or NULL
+ * when it is something else (a realtime session). */
+struct rt_collab_conn *rt_collab_conn_of(void *conn_data);
 /* One WebSocket message of a collab connection. */
 void rt_collab_message(struct rt_collab_conn *cc, enum rt_ws_opcode op, const uint8_t *data,
 		       size_t data_len);
