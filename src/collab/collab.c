@@ -59,6 +59,14 @@ struct logent {
 	struct logent *next;
 };
 
+/* An append (data) or a compaction (data NULL) waiting for the store. */
+struct storeop {
+	uint64_t seq;
+	uint8_t *data;
+	size_t len;
+	struct storeop *next;
+};
+
 struct doc {
 	char *name;
 	char *key; /* hub key */
@@ -77,6 +85,10 @@ struct doc {
 	unsigned n_log;
 	size_t log_bytes;
 	bool is_compacting;
+	/* store operations, run in order by one pool job at a time, so a
+	 * compaction never races the appends it covers */
+	struct storeop *ops, *ops_tail;
+	bool is_store_busy;
 	struct aw *aw;
 	size_t n_aw, cap_aw;
 };
@@ -168,6 +180,11 @@ static void log_clear(struct doc *d)
 
 static void doc_free(struct doc *d)
 {
+	struct storeop *op, *ot;
+	LL_FOREACH_SAFE(d->ops, op, ot) {
+		free(op->data);
+		free(op);
+	}
 	rt_ydoc_free(d->yd);
 	log_clear(d);
 	for (size_t i = 0; i < d->n_aw; i++)
@@ -571,22 +588,78 @@ static void load_doc(struct rt_collab *co, struct doc *d)
 	pthread_mutex_unlock(&d->load_mu);
 }
 
-static void append_work(uv_work_t *w)
-{
-	struct job *j = w->data;
-	if (j->co->store)
-		rt_store_doc_append(j->co->store, j->d->name, j->seq, j->data, j->len);
-}
+static int compact(struct rt_collab *co, struct doc *d);
 
 static void append_done(uv_work_t *w, int status)
 {
 	job_free(w->data);
 }
 
-static void compact_work(uv_work_t *w)
+/* Runs the document's store operations until none is left (pool thread). */
+static void store_work(uv_work_t *w)
 {
 	struct job *j = w->data;
 	struct doc *d = j->d;
+	for (;;) {
+		pthread_mutex_lock(&d->mu);
+		struct storeop *ops = d->ops;
+		d->ops = d->ops_tail = NULL;
+		if (!ops)
+			d->is_store_busy = false;
+		pthread_mutex_unlock(&d->mu);
+		if (!ops)
+			return;
+		/* A compaction writes the state as it is when it runs, which holds
+		 * every update queued so far: with one in the batch, the batch's
+		 * appends are covered by it (a backlog of appends costs one write). */
+		struct storeop *op, *t;
+		bool has_compaction = false;
+		LL_FOREACH(ops, op)
+			has_compaction |= !op->data;
+		if (has_compaction && compact(j->co, d))
+			has_compaction = false; /* not stored: the appends are */
+		LL_FOREACH_SAFE(ops, op, t) {
+			if (op->data && !has_compaction && j->co->store)
+				rt_store_doc_append(j->co->store, d->name, op->seq, op->data, op->len);
+			free(op->data);
+			free(op);
+		}
+	}
+}
+
+/* Queues a store operation of d (d->mu held; takes data). */
+static void store_queue(struct rt_collab *co, struct doc *d, struct rt_worker *w, uint64_t seq,
+			uint8_t *data, size_t len)
+{
+	struct storeop *op = rt_xcalloc(1, sizeof *op);
+	op->seq = seq;
+	op->data = data;
+	op->len = len;
+	if (d->ops_tail)
+		d->ops_tail->next = op;
+	else
+		d->ops = op;
+	d->ops_tail = op;
+	if (d->is_store_busy)
+		return;
+	d->is_store_busy = true;
+	d->refs++;
+	struct job *j = job_new(co, d, w);
+	int rc = uv_queue_work(rt_worker_loop(w), &j->work, store_work, append_done);
+	if (rc) { /* cannot happen with a live loop; the operations wait for the next one */
+		rt_error("collab %s: cannot queue store work: %s", d->name, uv_strerror(rc));
+		d->is_store_busy = false;
+		d->refs--;
+		co->jobs--;
+		free(j);
+	}
+}
+
+
+/* Replaces the stored log and the state in memory by the compacted state.
+ * Returns 0, or -1 when the store failed (logged; nothing changed). */
+static int compact(struct rt_collab *co, struct doc *d)
+{
 	struct rt_buf b;
 	rt_buf_init(&b);
 	pthread_mutex_lock(&d->mu);
@@ -594,12 +667,12 @@ static void compact_work(uv_work_t *w)
 	rt_ydoc_encode(d->yd, NULL, 0, true, &b);
 	size_t before = rt_ydoc_bytes(d->yd);
 	pthread_mutex_unlock(&d->mu);
-	if (j->co->store && rt_store_doc_compact(j->co->store, d->name, upto, (uint8_t *)b.data, b.len)) {
+	if (co->store && rt_store_doc_compact(co->store, d->name, upto, (uint8_t *)b.data, b.len)) {
 		pthread_mutex_lock(&d->mu);
 		d->is_compacting = false;
 		pthread_mutex_unlock(&d->mu);
 		rt_buf_deinit(&b);
-		return;
+		return -1;
 	}
 	/* the compacted state replaces the one in memory: updates applied since
 	 * are replayed onto it */
@@ -638,6 +711,7 @@ static void compact_work(uv_work_t *w)
 		 d->name, (unsigned long long)upto, before, b.len);
 	pthread_mutex_unlock(&d->mu);
 	rt_buf_deinit(&b);
+	return 0;
 }
 
 /* Queues a compaction of d when its log has grown (d->mu held). */
@@ -647,12 +721,7 @@ static void maybe_compact(struct rt_collab *co, struct doc *d, struct rt_worker 
 	    (d->n_log < co->cfg.compact_updates && d->log_bytes < co->cfg.compact_bytes))
 		return;
 	d->is_compacting = true;
-	d->refs++;
-	struct job *j = job_new(co, d, w);
-	if (uv_queue_work(rt_worker_loop(w), &j->work, compact_work, append_done)) {
-		d->is_compacting = false;
-		job_free(j);
-	}
+	store_queue(co, d, w, 0, NULL, 0);
 }
 
 /* ---- sync ---- */
@@ -716,15 +785,10 @@ static int on_update(struct rt_collab_conn *cc, const uint8_t *data, size_t len)
 	publish(cc, d, &b, cc->id);
 	rt_buf_deinit(&b);
 	if (cc->co->store) {
-		d->refs++;
-		struct job *j = job_new(cc->co, d, rt_conn_worker(cc->c));
-		j->seq = seq;
-		j->data = added;
-		j->len = added_len;
+		pthread_mutex_lock(&d->mu);
+		store_queue(cc->co, d, rt_conn_worker(cc->c), seq, added, added_len);
+		pthread_mutex_unlock(&d->mu);
 		added = NULL;
-		if (uv_queue_work(rt_worker_loop(rt_conn_worker(cc->c)), &j->work, append_work,
-				  append_done))
-			job_free(j);
 	}
 	free(added);
 	return 0;

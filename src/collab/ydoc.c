@@ -1124,7 +1124,8 @@ int rt_ydoc_apply(struct rt_ydoc *d, const uint8_t *data, size_t data_len, uint8
 	}
 	if (!n_np && !n_nd)
 		goto out;
-	qsort(np, n_np, sizeof *np, cmp_newpiece);
+	if (n_np)
+		qsort(np, n_np, sizeof *np, cmp_newpiece);
 	struct rt_buf b;
 	rt_buf_init(&b);
 	encode_new(np, n_np, nd, n_nd, &b);

@@ -278,7 +278,8 @@ describe('persistence and compaction', () => {
     await synced(w);
     const t = w.ydoc.getText('t'), m = w.ydoc.getMap('m');
     const N = Number(process.env.RTSYNC_COLLAB_EDITS || 100_000);
-    let sent = 0;
+    let sent = 0, rawBytes = 0;
+    w.ydoc.on('update', (u) => { rawBytes += u.length; });
     for (let i = 0; i < N; i++) {
       // typing with corrections, a counter overwritten again and again
       if (i % 3 === 2) m.set('count', i);
@@ -300,11 +301,10 @@ describe('persistence and compaction', () => {
       if (info.state_vector[String(w.ydoc.clientID)] === sv && info.stored.updates < 600) break;
       await sleep(200);
     }
-    const rawBytes = N * 25; // an update of one small edit is ~20-30 bytes
-    console.log(`${N} edits: stored ${info.stored.updates} updates, ${info.stored.bytes} bytes; in memory ${info.memory.bytes}; yjs state ${yjsState} bytes`);
+    console.log(`${N} edits (${rawBytes} bytes of updates): stored ${info.stored.updates} updates, ${info.stored.bytes} bytes; in memory ${info.memory.bytes}; yjs state ${yjsState} bytes`);
     assert.ok(info.stored.updates <= 600, `stored updates ${info.stored.updates}`);
     assert.ok(info.stored.bytes < 3 * yjsState + 600 * 64, `stored ${info.stored.bytes} bytes vs yjs state ${yjsState}`);
-    if (N >= 50_000) assert.ok(info.stored.bytes < rawBytes / 4, `stored ${info.stored.bytes} of ~${rawBytes} raw`);
+    assert.ok(info.stored.bytes < rawBytes / 2, `stored ${info.stored.bytes} of ${rawBytes} bytes of updates`);
     // and the compacted document is the document
     const late = client(s, 'big');
     await synced(late);
