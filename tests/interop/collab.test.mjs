@@ -18,6 +18,8 @@ import { sleep } from './lib/util.mjs';
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS items (id bigint PRIMARY KEY, v text);
 ALTER TABLE realtime.messages ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS "doc readers" ON realtime.messages;
+DROP POLICY IF EXISTS "doc writers" ON realtime.messages;
 CREATE POLICY "doc readers" ON realtime.messages FOR SELECT TO authenticated
   USING (realtime.topic() LIKE 'collab:%' AND (auth.jwt() ->> 'sub') IN ('reader', 'writer'));
 CREATE POLICY "doc writers" ON realtime.messages FOR INSERT TO authenticated
