@@ -23,7 +23,7 @@ SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=undefined
 
 # Server library: every module but the CLI entry point.
-SRV_DIRS := common proto net auth realtime live notify store api
+SRV_DIRS := common proto net auth realtime live notify store collab api
 SRV_SRC  := $(foreach d,$(SRV_DIRS),$(wildcard src/$(d)/*.c)) $(filter-out src/cli/main.c,$(wildcard src/cli/*.c))
 SRV_OBJ  := $(SRV_SRC:%.c=$(BUILD)/obj/%.o)
 MAIN_OBJ := $(BUILD)/obj/src/cli/main.o
@@ -248,3 +248,11 @@ test: client-test-prep
 client-test-prep: deps
 	$(MAKE) lib lib-check examples
 	$(MAKE) $(ASAN_VARS) client-bins
+
+# ---- shared documents (src/collab, docs/collab.md) ----
+# ymerge: the C merge of Yjs updates as a filter, for the differential test
+# against the yjs npm package (tests/collab/differential.mjs).
+$(BUILD)/tests/collab/ymerge: tests/collab/ymerge.c $(BUILD)/libsrv.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libsrv.a $(LIBS) $(LDFLAGS)
+unit-bins: $(BUILD)/tests/collab/ymerge

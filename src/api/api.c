@@ -7,6 +7,7 @@
 
 #include "api/api_int.h"
 #include "api/rest.h"
+#include "collab/collab.h"
 #include "common/alloc.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -355,6 +356,11 @@ static void on_request(struct rt_conn *c, struct rt_http_req *req)
 
 	if (!strcmp(path, "/realtime/v1/websocket") || !strcmp(path, "/socket/websocket")) {
 		connect_ws(c, req);
+	} else if (!strncmp(path, "/collab/v1/", 11) && app_of(c)->collab) {
+		char *token = req->is_upgrade ? rt_http_query_get(req->query, "apikey")
+					      : rt_api_request_token(req);
+		rt_collab_request(app_of(c)->collab, rw_of(c), c, req, path + 11, token);
+		free(token);
 	} else if (req->method == HTTP_OPTIONS) {
 		rt_conn_respond(c, 204, NULL, NULL, 0, cors_headers);
 	} else if (!strncmp(path, "/rest/v1/", 9) && path[9]) {
@@ -400,13 +406,20 @@ static void on_message(struct rt_conn *c, enum rt_ws_opcode op, const uint8_t *d
 		       size_t data_len)
 {
 	struct rt_session *s = rt_conn_data(c);
-	if (s)
+	struct rt_collab_conn *cc = rt_collab_conn_of(s);
+	if (cc)
+		rt_collab_message(cc, op, data, data_len);
+	else if (s)
 		rt_session_on_message(s, op, data, data_len);
 }
 
 static void on_close(struct rt_conn *c)
 {
-	rt_session_free(rt_conn_data(c));
+	struct rt_collab_conn *cc = rt_collab_conn_of(rt_conn_data(c));
+	if (cc)
+		rt_collab_conn_close(cc);
+	else
+		rt_session_free(rt_conn_data(c));
 	rt_conn_set_data(c, NULL);
 }
 
@@ -422,6 +435,8 @@ static void on_tick(struct rt_worker *w, uint64_t now_ms)
 	struct rt_realtime_worker *rw = rt_worker_data(w);
 	if (rw)
 		rt_realtime_worker_tick(rw);
+	if (rw && rw->rt->collab)
+		rt_collab_tick(rw->rt->collab, w, rw->hub, now_ms);
 }
 
 const struct rt_server_handler rt_api_handler = {

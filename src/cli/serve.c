@@ -14,6 +14,7 @@
 
 #include "api/api.h"
 #include "auth/jwt.h"
+#include "collab/collab.h"
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "common/clock.h"
@@ -721,6 +722,9 @@ int rt_cli_serve(int argc, char **argv)
 		struct rt_change_consumer k = {notify_apply, notify_tick, g_notify};
 		rt_changes_add_consumer(rt->changes, &k);
 	}
+	struct rt_collab_config ccfg;
+	rt_collab_config_default(&ccfg);
+	rt->collab = rt_collab_new(&ccfg, rt, store);
 	rt_info("store %s (%s): %zu tables", rt_store_backend(store), o.db,
 		rt_store_schema(store)->n_tables);
 
@@ -804,6 +808,8 @@ out_server:
 	rt_server_free(g_server);
 	g_server = NULL;
 out:
+	if (rt)
+		rt_collab_free(rt->collab);
 	rt_realtime_free(rt); /* stops the change thread, which feeds notifications */
 	rt_quota_free(quota);
 	rt_notify_free(g_notify);

@@ -1596,6 +1596,8 @@ static int setup_keys(PGconn *c, char *err, size_t err_cap)
 		"CREATE SCHEMA IF NOT EXISTS rtsync",
 		"CREATE TABLE IF NOT EXISTS rtsync.idempotency (key text PRIMARY KEY,"
 		" fingerprint bytea NOT NULL, result text NOT NULL, ts bigint NOT NULL)",
+		"CREATE TABLE IF NOT EXISTS rtsync.docs (doc text NOT NULL, seq bigint NOT NULL,"
+		" data bytea NOT NULL, PRIMARY KEY (doc, seq))",
 	};
 	for (size_t i = 0; i < sizeof sql / sizeof *sql; i++) {
 		PGresult *res = query(c, sql[i], 0, NULL, err, err_cap);
@@ -2462,6 +2464,123 @@ static void pg_close(struct rt_store *base)
 	free(s);
 }
 
+/* ---- shared documents ---- */
+
+/* Runs sql with text parameters and, last, one binary (data may be NULL:
+ * no binary parameter). Returns the result or NULL (logged). */
+static PGresult *doc_exec(PGconn *c, const char *sql, const char *const *texts, int n_texts,
+			  const uint8_t *data, size_t data_len)
+{
+	const char *vals[4];
+	int lens[4] = {0}, fmts[4] = {0};
+	int n = n_texts;
+	for (int i = 0; i < n_texts; i++)
+		vals[i] = texts[i];
+	if (data) {
+		vals[n] = (const char *)data;
+		lens[n] = (int)data_len;
+		fmts[n] = 1;
+		n++;
+	}
+	PGresult *res = PQexecParams(c, sql, n, NULL, vals, lens, fmts, 1);
+	ExecStatusType st = PQresultStatus(res);
+	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+		return res;
+	rt_error("store: documents: %s", PQresultErrorMessage(res));
+	PQclear(res);
+	return NULL;
+}
+
+static PGconn *doc_conn(struct rt_store *base)
+{
+	struct rt_store_error e;
+	PGconn *c = pool_get((struct pg_store *)base, &e);
+	if (!c)
+		rt_error("store: documents: %s", e.message);
+	return c;
+}
+
+static uint64_t be64(const char *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | (uint8_t)p[i];
+	return v;
+}
+
+static int pg_doc_read(struct rt_store *base, const char *doc, rt_store_doc_row_fn *row, void *ctx)
+{
+	PGconn *c = doc_conn(base);
+	if (!c)
+		return -1;
+	const char *t[] = {doc};
+	PGresult *res = doc_exec(c, "SELECT seq, data FROM rtsync.docs WHERE doc = $1 ORDER BY seq",
+				 t, 1, NULL, 0);
+	if (res) {
+		for (int i = 0; i < PQntuples(res); i++)
+			if (PQgetlength(res, i, 0) != 8 ||
+			    row(be64(PQgetvalue(res, i, 0)), (const uint8_t *)PQgetvalue(res, i, 1),
+				(size_t)PQgetlength(res, i, 1), ctx))
+				break;
+		PQclear(res);
+	}
+	pool_put((struct pg_store *)base, c);
+	return res ? 0 : -1;
+}
+
+static int pg_doc_append(struct rt_store *base, const char *doc, uint64_t seq, const uint8_t *data,
+			 size_t data_len)
+{
+	PGconn *c = doc_conn(base);
+	if (!c)
+		return -1;
+	char sq[24];
+	snprintf(sq, sizeof sq, "%llu", (unsigned long long)seq);
+	const char *t[] = {doc, sq};
+	PGresult *res = doc_exec(c, "INSERT INTO rtsync.docs (doc, seq, data) VALUES ($1, $2, $3)"
+				    " ON CONFLICT DO NOTHING", t, 2, data, data_len);
+	PQclear(res);
+	pool_put((struct pg_store *)base, c);
+	return res ? 0 : -1;
+}
+
+static int pg_doc_compact(struct rt_store *base, const char *doc, uint64_t upto,
+			  const uint8_t *data, size_t data_len)
+{
+	PGconn *c = doc_conn(base);
+	if (!c)
+		return -1;
+	char sq[24];
+	snprintf(sq, sizeof sq, "%llu", (unsigned long long)upto);
+	const char *t[] = {doc, sq};
+	/* one statement, one transaction */
+	PGresult *res = doc_exec(c, "WITH gone AS (DELETE FROM rtsync.docs WHERE doc = $1 AND seq <= $2)"
+				    " INSERT INTO rtsync.docs (doc, seq, data) VALUES ($1, $2, $3)"
+				    " ON CONFLICT (doc, seq) DO UPDATE SET data = EXCLUDED.data",
+				 t, 2, data, data_len);
+	PQclear(res);
+	pool_put((struct pg_store *)base, c);
+	return res ? 0 : -1;
+}
+
+static int pg_doc_size(struct rt_store *base, const char *doc, uint64_t *n_updates, uint64_t *bytes)
+{
+	*n_updates = *bytes = 0;
+	PGconn *c = doc_conn(base);
+	if (!c)
+		return -1;
+	const char *t[] = {doc};
+	PGresult *res = doc_exec(c, "SELECT count(*)::int8, coalesce(sum(length(data)), 0)::int8"
+				    " FROM rtsync.docs WHERE doc = $1", t, 1, NULL, 0);
+	if (res && PQntuples(res) == 1 && PQgetlength(res, 0, 0) == 8 && PQgetlength(res, 0, 1) == 8) {
+		*n_updates = be64(PQgetvalue(res, 0, 0));
+		*bytes = be64(PQgetvalue(res, 0, 1));
+	}
+	PQclear(res);
+	pool_put((struct pg_store *)base, c);
+	return res ? 0 : -1;
+}
+
 static const struct rt_store_ops pg_ops = {
 	.name = "postgres",
 	.close = pg_close,
@@ -2474,4 +2593,8 @@ static const struct rt_store_ops pg_ops = {
 	.selectable = pg_selectable,
 	.visible = pg_visible,
 	.topic_allowed = pg_topic_allowed,
+	.doc_read = pg_doc_read,
+	.doc_append = pg_doc_append,
+	.doc_compact = pg_doc_compact,
+	.doc_size = pg_doc_size,
 };

@@ -600,7 +600,10 @@ static int install_triggers(struct sqlite_store *s, sqlite3 *db, char *err, size
 			      " op TEXT NOT NULL, new TEXT, old TEXT, ts INTEGER NOT NULL);"
 			      "CREATE TABLE IF NOT EXISTS _rtsync_idempotency ("
 			      " key TEXT PRIMARY KEY, fingerprint BLOB NOT NULL, result TEXT NOT NULL,"
-			      " ts INTEGER NOT NULL);");
+			      " ts INTEGER NOT NULL);"
+			      "CREATE TABLE IF NOT EXISTS _rtsync_docs (doc TEXT NOT NULL,"
+			      " seq INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (doc, seq))"
+			      " WITHOUT ROWID;");
 	static const char *const ops[] = {"INSERT", "UPDATE", "DELETE"};
 	for (size_t i = 0; i < s->base.schema.n_tables; i++) {
 		const struct rt_store_table *t = &s->base.schema.tables[i];
@@ -1723,6 +1726,124 @@ static void sq_prune(struct rt_store *base)
 	sqlite3_finalize(st);
 }
 
+/* ---- shared documents ---- */
+
+static sqlite3 *doc_db(struct rt_store *base)
+{
+	struct rt_store_error e;
+	struct conn *c = thread_conn((struct sqlite_store *)base, &e);
+	if (!c)
+		rt_error("store: documents: %s", e.message);
+	return c ? c->db : NULL;
+}
+
+static int doc_fail(sqlite3 *db, sqlite3_stmt *st, const char *what)
+{
+	rt_error("store: documents: %s: %s", what, sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	return -1;
+}
+
+static int sq_doc_read(struct rt_store *base, const char *doc, rt_store_doc_row_fn *row, void *ctx)
+{
+	sqlite3 *db = doc_db(base);
+	sqlite3_stmt *st = NULL;
+	if (!db)
+		return -1;
+	if (sqlite3_prepare_v2(db, "SELECT seq, data FROM _rtsync_docs WHERE doc = ? ORDER BY seq",
+			       -1, &st, NULL) != SQLITE_OK)
+		return doc_fail(db, st, "reading");
+	sqlite3_bind_text(st, 1, doc, -1, SQLITE_STATIC);
+	int step;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		const uint8_t *data = sqlite3_column_blob(st, 1);
+		size_t n = (size_t)sqlite3_column_bytes(st, 1);
+		if (row((uint64_t)sqlite3_column_int64(st, 0), data ? data : (const uint8_t *)"", n,
+			ctx))
+			break;
+	}
+	if (step != SQLITE_ROW && step != SQLITE_DONE)
+		return doc_fail(db, st, "reading");
+	sqlite3_finalize(st);
+	return 0;
+}
+
+static int sq_doc_append(struct rt_store *base, const char *doc, uint64_t seq, const uint8_t *data,
+			 size_t data_len)
+{
+	sqlite3 *db = doc_db(base);
+	sqlite3_stmt *st = NULL;
+	if (!db)
+		return -1;
+	if (sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO _rtsync_docs (doc, seq, data) VALUES (?, ?, ?)",
+			       -1, &st, NULL) != SQLITE_OK)
+		return doc_fail(db, st, "appending");
+	sqlite3_bind_text(st, 1, doc, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
+	sqlite3_bind_blob64(st, 3, data, data_len, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		return doc_fail(db, st, "appending");
+	sqlite3_finalize(st);
+	return 0;
+}
+
+static int sq_doc_compact(struct rt_store *base, const char *doc, uint64_t upto,
+			  const uint8_t *data, size_t data_len)
+{
+	sqlite3 *db = doc_db(base);
+	sqlite3_stmt *st = NULL;
+	if (!db)
+		return -1;
+	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return doc_fail(db, NULL, "compacting");
+	if (sqlite3_prepare_v2(db, "DELETE FROM _rtsync_docs WHERE doc = ? AND seq <= ?", -1, &st,
+			       NULL) != SQLITE_OK)
+		goto err;
+	sqlite3_bind_text(st, 1, doc, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)upto);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		goto err;
+	sqlite3_finalize(st);
+	st = NULL;
+	if (sqlite3_prepare_v2(db, "INSERT INTO _rtsync_docs (doc, seq, data) VALUES (?, ?, ?)", -1,
+			       &st, NULL) != SQLITE_OK)
+		goto err;
+	sqlite3_bind_text(st, 1, doc, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)upto);
+	sqlite3_bind_blob64(st, 3, data, data_len, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		goto err;
+	sqlite3_finalize(st);
+	if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		goto err_nostmt;
+	return 0;
+err:
+	sqlite3_finalize(st);
+err_nostmt:
+	rt_error("store: documents: compacting %s: %s", doc, sqlite3_errmsg(db));
+	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return -1;
+}
+
+static int sq_doc_size(struct rt_store *base, const char *doc, uint64_t *n_updates, uint64_t *bytes)
+{
+	sqlite3 *db = doc_db(base);
+	sqlite3_stmt *st = NULL;
+	*n_updates = *bytes = 0;
+	if (!db)
+		return -1;
+	if (sqlite3_prepare_v2(db, "SELECT count(*), coalesce(sum(length(data)), 0) FROM _rtsync_docs"
+				   " WHERE doc = ?", -1, &st, NULL) != SQLITE_OK)
+		return doc_fail(db, st, "counting");
+	sqlite3_bind_text(st, 1, doc, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_ROW)
+		return doc_fail(db, st, "counting");
+	*n_updates = (uint64_t)sqlite3_column_int64(st, 0);
+	*bytes = (uint64_t)sqlite3_column_int64(st, 1);
+	sqlite3_finalize(st);
+	return 0;
+}
+
 static const struct rt_store_ops sqlite_ops = {
 	.name = "sqlite",
 	.close = sq_close,
@@ -1732,4 +1853,8 @@ static const struct rt_store_ops sqlite_ops = {
 	.last_pos = sq_last_pos,
 	.wait = sq_wait,
 	.prune = sq_prune,
+	.doc_read = sq_doc_read,
+	.doc_append = sq_doc_append,
+	.doc_compact = sq_doc_compact,
+	.doc_size = sq_doc_size,
 };

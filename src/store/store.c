@@ -287,6 +287,28 @@ int rt_store_topic_allowed(struct rt_store *s, const struct rt_auth *who, const 
 	return -1;
 }
 
+int rt_store_doc_read(struct rt_store *s, const char *doc, rt_store_doc_row_fn *row, void *ctx)
+{
+	return s->ops->doc_read(s, doc, row, ctx);
+}
+
+int rt_store_doc_append(struct rt_store *s, const char *doc, uint64_t seq, const uint8_t *data,
+			size_t data_len)
+{
+	return s->ops->doc_append(s, doc, seq, data, data_len);
+}
+
+int rt_store_doc_compact(struct rt_store *s, const char *doc, uint64_t upto, const uint8_t *data,
+			 size_t data_len)
+{
+	return s->ops->doc_compact(s, doc, upto, data, data_len);
+}
+
+int rt_store_doc_size(struct rt_store *s, const char *doc, uint64_t *n_updates, uint64_t *bytes)
+{
+	return s->ops->doc_size(s, doc, n_updates, bytes);
+}
+
 int rt_store_read(struct rt_store *s, const struct rt_read *r, json_t **rows, long long *total,
 		  struct rt_store_error *err)
 {

@@ -314,6 +314,26 @@ void rt_store_prune(struct rt_store *s);
 
 void rt_store_changes_free(struct rt_change *c, size_t n);
 
+/* ---- shared documents (src/collab, docs/collab.md; pool threads) ---- */
+
+/*
+ * A document is a log of Yjs updates numbered by seq, in a table the store
+ * owns: SQLite _rtsync_docs, PostgreSQL rtsync.docs (doc, seq, data).
+ * rt_store_doc_read calls row for each update of doc in seq order (data
+ * valid during the call); row returning non-zero stops the read.
+ * rt_store_doc_append adds one (a seq already there is left as it is).
+ * rt_store_doc_compact replaces, in one transaction, every update of doc up
+ * to seq upto by data stored at upto. rt_store_doc_size counts the updates
+ * and their bytes. Each returns 0, or -1 with the reason logged.
+ */
+typedef int rt_store_doc_row_fn(uint64_t seq, const uint8_t *data, size_t data_len, void *ctx);
+int rt_store_doc_read(struct rt_store *s, const char *doc, rt_store_doc_row_fn *row, void *ctx);
+int rt_store_doc_append(struct rt_store *s, const char *doc, uint64_t seq, const uint8_t *data,
+			size_t data_len);
+int rt_store_doc_compact(struct rt_store *s, const char *doc, uint64_t upto, const uint8_t *data,
+			 size_t data_len);
+int rt_store_doc_size(struct rt_store *s, const char *doc, uint64_t *n_updates, uint64_t *bytes);
+
 /* "INSERT", "UPDATE", "DELETE" */
 const char *rt_change_type_name(enum rt_change_type t);
 

@@ -37,6 +37,13 @@ struct rt_store_ops {
 		       const struct rt_auth *const *who, size_t n, bool *visible);
 	int (*topic_allowed)(struct rt_store *s, const struct rt_auth *who,
 			     const char *extension, bool is_write, bool *allowed);
+	/* Shared documents (store.h). */
+	int (*doc_read)(struct rt_store *s, const char *doc, rt_store_doc_row_fn *row, void *ctx);
+	int (*doc_append)(struct rt_store *s, const char *doc, uint64_t seq, const uint8_t *data,
+			  size_t data_len);
+	int (*doc_compact)(struct rt_store *s, const char *doc, uint64_t upto,
+			   const uint8_t *data, size_t data_len);
+	int (*doc_size)(struct rt_store *s, const char *doc, uint64_t *n_updates, uint64_t *bytes);
 };
 
 /* The head of every backend's store object. */

@@ -1,0 +1,1298 @@
+/*
+ * The y-websocket server (y-websocket's bin/utils.js, y-protocols' sync,
+ * awareness and auth messages) over rt_ydoc documents shared by every
+ * worker, with an append log per document in the store and compaction on
+ * the libuv pool.
+ *
+ * A document is in the registry while connections or jobs hold it; its
+ * mutex guards its rt_ydoc, log counters and awareness states. Fan-out goes
+ * through the hub under the key "collab:<name>": an update or awareness
+ * change is encoded once and every worker with connections on the document
+ * delivers it. A connection joins through a pool job that loads the
+ * document from the store when it is not in memory (and, for policies the
+ * database evaluates, asks the database for its access); messages that
+ * arrive meanwhile wait.
+ */
+#include "collab/collab.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <utlist.h>
+#include <uthash.h>
+#include <uv.h>
+
+#include "auth/jwt.h"
+#include "common/alloc.h"
+#include "common/clock.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "realtime/hub.h"
+#include "realtime/realtime.h"
+#include "store/store.h"
+
+/* y-websocket message types and y-protocols sync steps */
+enum { MSG_SYNC = 0, MSG_AWARENESS = 1, MSG_AUTH = 2, MSG_QUERY_AWARENESS = 3 };
+enum { SYNC_STEP1 = 0, SYNC_STEP2 = 1, SYNC_UPDATE = 2 };
+
+#define MAX_PENDING_BYTES (16u << 20)
+
+enum doc_state { DOC_LOADING, DOC_READY, DOC_FAILED };
+
+/* One client's awareness state (y-protocols' meta and state). */
+struct aw {
+	uint64_t client, clock;
+	char *state;      /* JSON text; NULL once removed */
+	uint64_t owner;   /* connection id that set it; 0 when none */
+	uint64_t seen_ms; /* last update, for the 30 s timeout */
+};
+
+/* An update of the log since the last compaction (kept to replay onto the
+ * compacted state). */
+struct logent {
+	uint64_t seq;
+	uint8_t *data;
+	size_t len;
+	struct logent *next;
+};
+
+/* An append (data) or a compaction (data NULL) waiting for the store. */
+struct storeop {
+	uint64_t seq;
+	uint8_t *data;
+	size_t len;
+	struct storeop *next;
+};
+
+struct doc {
+	char *name;
+	char *key; /* hub key */
+	UT_hash_handle hh;
+	/* Connections and jobs holding it. Taken from 0 only under co->mu
+	 * (doc_get); otherwise by a holder, so a document with no holder
+	 * cannot gain one except through the registry. */
+	_Atomic unsigned refs;
+	_Atomic uint64_t idle_since_ms; /* when refs fell to 0 */
+	pthread_mutex_t load_mu; /* held by the job that loads it */
+	pthread_mutex_t mu;
+	enum doc_state state;
+	struct rt_ydoc *yd;
+	uint64_t next_seq;
+	struct logent *log, *log_tail; /* entries since the last compaction */
+	unsigned n_log;
+	size_t log_bytes;
+	bool is_compacting;
+	/* store operations, run in order by one pool job at a time, so a
+	 * compaction never races the appends it covers */
+	struct storeop *ops, *ops_tail;
+	bool is_store_busy;
+	struct aw *aw;
+	size_t n_aw, cap_aw;
+};
+
+struct conn_list {
+	struct rt_collab_conn *head;
+};
+
+struct rt_collab {
+	struct rt_collab_config cfg;
+	struct rt_realtime *rt;
+	struct rt_store *store;
+	pthread_mutex_t mu; /* the registry and refs */
+	struct doc *docs;
+	struct conn_list workers[RT_SERVER_MAX_WORKERS];
+	_Atomic unsigned jobs; /* pool jobs in flight */
+};
+
+struct pending {
+	uint8_t *data;
+	size_t len;
+	struct pending *next;
+};
+
+struct rt_collab_conn {
+	struct rt_collab *co;
+	struct rt_realtime_worker *rw;
+	struct rt_conn *c;
+	uint64_t id;
+	struct doc *d;
+	struct rt_sub sub;
+	bool is_ready;
+	bool may_write, may_aware;
+	bool is_denied_sent;
+	int64_t exp; /* token expiry, seconds since the epoch; 0: none */
+	struct pending *pend, *pend_tail;
+	unsigned n_pend;
+	size_t pend_bytes;
+	struct rt_collab_conn *prev, *next; /* the worker's list */
+};
+
+/* ---- configuration ---- */
+
+static unsigned long env_num(const char *name, unsigned long def, unsigned long max)
+{
+	const char *v = getenv(name);
+	if (!v || !*v)
+		return def;
+	char *end;
+	unsigned long n = strtoul(v, &end, 10);
+	if (*end || n > max) {
+		rt_warn("collab: ignoring %s=%s", name, v);
+		return def;
+	}
+	return n;
+}
+
+void rt_collab_config_default(struct rt_collab_config *cfg)
+{
+	cfg->compact_updates = (unsigned)env_num("RTSYNC_COLLAB_COMPACT_UPDATES", 500, 1000000);
+	cfg->compact_bytes = env_num("RTSYNC_COLLAB_COMPACT_BYTES", 1u << 20, 1u << 30);
+	cfg->idle_ms = (unsigned)env_num("RTSYNC_COLLAB_IDLE_MS", 30000, 86400000);
+}
+
+struct rt_collab *rt_collab_new(const struct rt_collab_config *cfg, struct rt_realtime *rt,
+				struct rt_store *store)
+{
+	struct rt_collab *co = rt_xcalloc(1, sizeof *co);
+	co->cfg = *cfg;
+	if (!co->cfg.compact_updates)
+		co->cfg.compact_updates = 1;
+	co->rt = rt;
+	co->store = store;
+	pthread_mutex_init(&co->mu, NULL);
+	return co;
+}
+
+static void log_clear(struct doc *d)
+{
+	struct logent *e, *t;
+	LL_FOREACH_SAFE(d->log, e, t) {
+		free(e->data);
+		free(e);
+	}
+	d->log = d->log_tail = NULL;
+	d->n_log = 0;
+	d->log_bytes = 0;
+}
+
+static void doc_free(struct doc *d)
+{
+	struct storeop *op, *ot;
+	LL_FOREACH_SAFE(d->ops, op, ot) {
+		free(op->data);
+		free(op);
+	}
+	rt_ydoc_free(d->yd);
+	log_clear(d);
+	for (size_t i = 0; i < d->n_aw; i++)
+		free(d->aw[i].state);
+	free(d->aw);
+	pthread_mutex_destroy(&d->mu);
+	pthread_mutex_destroy(&d->load_mu);
+	free(d->name);
+	free(d->key);
+	free(d);
+}
+
+void rt_collab_free(struct rt_collab *co)
+{
+	if (!co)
+		return;
+	struct doc *d, *t;
+	HASH_ITER(hh, co->docs, d, t) {
+		HASH_DEL(co->docs, d);
+		doc_free(d);
+	}
+	pthread_mutex_destroy(&co->mu);
+	free(co);
+}
+
+/* ---- the registry ---- */
+
+static struct doc *doc_get(struct rt_collab *co, const char *name)
+{
+	pthread_mutex_lock(&co->mu);
+	struct doc *d;
+	HASH_FIND_STR(co->docs, name, d);
+	if (!d) {
+		d = rt_xcalloc(1, sizeof *d);
+		d->name = rt_xstrdup(name);
+		size_t kn = strlen(name) + 8;
+		d->key = rt_xmalloc(kn);
+		snprintf(d->key, kn, "collab:%s", name);
+		pthread_mutex_init(&d->mu, NULL);
+		pthread_mutex_init(&d->load_mu, NULL);
+		d->state = DOC_LOADING;
+		d->next_seq = 1;
+		HASH_ADD_KEYPTR(hh, co->docs, d->name, strlen(d->name), d);
+	}
+	d->refs++;
+	pthread_mutex_unlock(&co->mu);
+	return d;
+}
+
+static void doc_put(struct rt_collab *co, struct doc *d)
+{
+	d->idle_since_ms = rt_mono_ms();
+	d->refs--;
+}
+
+/* ---- lib0 helpers ---- */
+
+static void put_uint(struct rt_buf *b, uint64_t v)
+{
+	do {
+		uint8_t byte = v & 0x7f;
+		v >>= 7;
+		rt_buf_append_byte(b, v ? (byte | 0x80) : byte);
+	} while (v);
+}
+
+static void put_bytes(struct rt_buf *b, const void *data, size_t len)
+{
+	put_uint(b, len);
+	rt_buf_append(b, data, len);
+}
+
+struct rd {
+	const uint8_t *p, *end;
+	bool is_bad;
+};
+
+static uint64_t get_uint(struct rd *r)
+{
+	uint64_t v = 0;
+	for (unsigned shift = 0; shift < 63; shift += 7) {
+		if (r->p >= r->end)
+			break;
+		uint8_t b = *r->p++;
+		v |= (uint64_t)(b & 0x7f) << shift;
+		if (v > RT_YDOC_MAX_CLOCK)
+			break;
+		if (!(b & 0x80))
+			return v;
+	}
+	r->is_bad = true;
+	r->p = r->end;
+	return 0;
+}
+
+static const uint8_t *get_bytes(struct rd *r, size_t *len)
+{
+	uint64_t n = get_uint(r);
+	if (r->is_bad || n > (uint64_t)(r->end - r->p)) {
+		r->is_bad = true;
+		r->p = r->end;
+		*len = 0;
+		return NULL;
+	}
+	const uint8_t *p = r->p;
+	r->p += n;
+	*len = (size_t)n;
+	return p;
+}
+
+/* ---- sending ---- */
+
+static void send_buf(struct rt_collab_conn *cc, const struct rt_buf *b)
+{
+	rt_conn_send_ws(cc->c, RT_WS_BINARY, b->data, b->len);
+}
+
+/* Publishes one message to every connection on the document (sender: a
+ * connection id to skip; 0 for none). */
+static void publish(struct rt_collab_conn *cc, struct doc *d, const struct rt_buf *b,
+		    uint64_t sender)
+{
+	struct rt_msg *m = rt_msg_new(RT_MSG_BROADCAST, d->key);
+	m->v1 = rt_ws_frame(RT_WS_BINARY, b->data, b->len);
+	m->sender = sender;
+	rt_hub_publish(cc->rw->hub, m);
+	rt_msg_unref(m);
+}
+
+static void deliver(struct rt_sub *sub, struct rt_msg *m)
+{
+	struct rt_collab_conn *cc = (struct rt_collab_conn *)((char *)sub -
+							      offsetof(struct rt_collab_conn, sub));
+	if (!cc->is_ready || !m->v1 || m->sender == cc->id)
+		return;
+	rt_conn_send(cc->c, m->v1);
+}
+
+/* Closes with a logged reason. */
+static void refuse(struct rt_collab_conn *cc, uint16_t code, const char *reason)
+{
+	RT_METRIC_ERROR(MALFORMED);
+	rt_info("collab %s: conn %s closed: %s", cc->d->name, rt_conn_peer(cc->c), reason);
+	rt_conn_close(cc->c, code, reason);
+}
+
+/* y-protocols auth: permission denied with reason. */
+static void send_denied(struct rt_collab_conn *cc, const char *reason)
+{
+	struct rt_buf b;
+	rt_buf_init(&b);
+	put_uint(&b, MSG_AUTH);
+	put_uint(&b, 0);
+	put_bytes(&b, reason, strlen(reason));
+	send_buf(cc, &b);
+	rt_buf_deinit(&b);
+}
+
+/* ---- awareness ---- */
+
+static struct aw *aw_find(struct doc *d, uint64_t client)
+{
+	for (size_t i = 0; i < d->n_aw; i++)
+		if (d->aw[i].client == client)
+			return &d->aw[i];
+	return NULL;
+}
+
+/* Appends entries [clients] as an awareness update message. */
+static void aw_encode(struct doc *d, const uint64_t *clients, size_t n, struct rt_buf *b)
+{
+	struct rt_buf u;
+	rt_buf_init(&u);
+	put_uint(&u, n);
+	for (size_t i = 0; i < n; i++) {
+		struct aw *a = aw_find(d, clients[i]);
+		put_uint(&u, clients[i]);
+		put_uint(&u, a ? a->clock : 0);
+		const char *s = a && a->state ? a->state : "null";
+		put_bytes(&u, s, strlen(s));
+	}
+	put_uint(b, MSG_AWARENESS);
+	put_bytes(b, u.data, u.len);
+	rt_buf_deinit(&u);
+}
+
+/* Removes the states owned by conn id (owner 0: those older than the
+ * timeout at now) and returns their clients (caller frees). */
+static uint64_t *aw_remove(struct doc *d, uint64_t owner, uint64_t now_ms, size_t *n)
+{
+	uint64_t *out = rt_xcalloc(d->n_aw + 1, sizeof *out);
+	*n = 0;
+	for (size_t i = 0; i < d->n_aw; i++) {
+		struct aw *a = &d->aw[i];
+		if (!a->state)
+			continue;
+		if (owner ? a->owner != owner
+			  : now_ms - a->seen_ms < RT_COLLAB_AWARENESS_TIMEOUT_MS)
+			continue;
+		free(a->state);
+		a->state = NULL;
+		a->owner = 0;
+		a->clock++;
+		out[(*n)++] = a->client;
+	}
+	return out;
+}
+
+/* An awareness update from cc: applied as y-protocols applyAwarenessUpdate
+ * does, except that a client id another connection set is left alone. */
+static int on_awareness(struct rt_collab_conn *cc, const uint8_t *data, size_t len)
+{
+	struct doc *d = cc->d;
+	struct rd r = {data, data + len, false};
+	uint64_t n = get_uint(&r);
+	if (r.is_bad || n > len)
+		return RT_EPROTO;
+	uint64_t *changed = rt_xcalloc(n + 1, sizeof *changed);
+	size_t n_changed = 0;
+	int rc = 0;
+	uint64_t now = rt_mono_ms();
+	pthread_mutex_lock(&d->mu);
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t client = get_uint(&r), clock = get_uint(&r);
+		size_t sl;
+		const uint8_t *s = get_bytes(&r, &sl);
+		if (r.is_bad) {
+			rc = RT_EPROTO;
+			break;
+		}
+		if (sl > RT_COLLAB_MAX_AWARENESS) {
+			rc = RT_ETOOBIG;
+			break;
+		}
+		json_error_t e;
+		json_t *v = json_loadb((const char *)s, sl, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, &e);
+		if (!v) {
+			rc = RT_EPROTO;
+			break;
+		}
+		bool is_null = json_is_null(v);
+		json_decref(v);
+		if (!cc->may_aware)
+			continue;
+		struct aw *a = aw_find(d, client);
+		if (a && a->owner && a->owner != cc->id)
+			continue;
+		uint64_t cur = a ? a->clock : 0;
+		if (!(cur < clock || (cur == clock && is_null && a && a->state)))
+			continue;
+		if (!a) {
+			if (is_null)
+				continue;
+			if (d->n_aw == d->cap_aw) {
+				d->cap_aw = d->cap_aw ? 2 * d->cap_aw : 8;
+				d->aw = rt_xrealloc(d->aw, d->cap_aw * sizeof *d->aw);
+			}
+			a = &d->aw[d->n_aw++];
+			memset(a, 0, sizeof *a);
+			a->client = client;
+		}
+		free(a->state);
+		a->state = NULL;
+		a->owner = 0;
+		if (!is_null) {
+			a->state = rt_xmalloc(sl + 1);
+			memcpy(a->state, s, sl);
+			a->state[sl] = '\0';
+			a->owner = cc->id;
+		}
+		a->clock = clock;
+		a->seen_ms = now;
+		changed[n_changed++] = client;
+	}
+	if (!rc && r.p != r.end)
+		rc = RT_EPROTO;
+	struct rt_buf b;
+	rt_buf_init(&b);
+	if (n_changed)
+		aw_encode(d, changed, n_changed, &b);
+	pthread_mutex_unlock(&d->mu);
+	/* y-websocket's server sends awareness changes to every connection, the
+	 * sender included (its keep-alive) */
+	if (n_changed)
+		publish(cc, d, &b, 0);
+	rt_buf_deinit(&b);
+	free(changed);
+	return rc;
+}
+
+static void send_all_awareness(struct rt_collab_conn *cc)
+{
+	struct doc *d = cc->d;
+	pthread_mutex_lock(&d->mu);
+	uint64_t *ids = rt_xcalloc(d->n_aw + 1, sizeof *ids);
+	size_t n = 0;
+	for (size_t i = 0; i < d->n_aw; i++)
+		if (d->aw[i].state)
+			ids[n++] = d->aw[i].client;
+	struct rt_buf b;
+	rt_buf_init(&b);
+	if (n)
+		aw_encode(d, ids, n, &b);
+	pthread_mutex_unlock(&d->mu);
+	if (n)
+		send_buf(cc, &b);
+	rt_buf_deinit(&b);
+	free(ids);
+}
+
+/* ---- persistence jobs ---- */
+
+struct job {
+	uv_work_t work;
+	struct rt_collab *co;
+	struct doc *d;
+	uint64_t conn_id;       /* join: the connection to resume */
+	struct rt_worker *w;
+	struct rt_auth who;     /* join under database-evaluated policies */
+	char *role;
+	json_t *claims;
+	bool is_opaque;
+	bool may_read, may_write, may_aware;
+	uint64_t seq;           /* append */
+	uint8_t *data;
+	size_t len;
+};
+
+static struct job *job_new(struct rt_collab *co, struct doc *d, struct rt_worker *w)
+{
+	struct job *j = rt_xcalloc(1, sizeof *j);
+	j->work.data = j;
+	j->co = co;
+	j->d = d;
+	j->w = w;
+	co->jobs++;
+	return j;
+}
+
+static void job_free(struct job *j)
+{
+	doc_put(j->co, j->d);
+	j->co->jobs--;
+	free(j->role);
+	json_decref(j->claims);
+	free(j->data);
+	free(j);
+}
+
+struct loader {
+	struct rt_ydoc *yd;
+	uint64_t last_seq;
+	unsigned n;
+	size_t bytes;
+	struct doc *d;
+	bool is_bad;
+};
+
+static int load_row(uint64_t seq, const uint8_t *data, size_t len, void *ctx)
+{
+	struct loader *l = ctx;
+	char err[256];
+	int rc = rt_ydoc_apply(l->yd, data, len, NULL, NULL, err, sizeof err);
+	if (rc) {
+		rt_error("collab %s: stored update %llu refused (%s); the document is not served",
+			 l->d->name, (unsigned long long)seq, err);
+		l->is_bad = true;
+		return 1;
+	}
+	l->last_seq = seq;
+	l->n++;
+	l->bytes += len;
+	return 0;
+}
+
+/* Loads d from the store unless another job did (pool thread). */
+static void load_doc(struct rt_collab *co, struct doc *d)
+{
+	pthread_mutex_lock(&d->load_mu);
+	pthread_mutex_lock(&d->mu);
+	enum doc_state st = d->state;
+	pthread_mutex_unlock(&d->mu);
+	if (st == DOC_LOADING) {
+		struct loader l = {rt_ydoc_new(), 0, 0, 0, d, false};
+		int rc = co->store ? rt_store_doc_read(co->store, d->name, load_row, &l) : 0;
+		pthread_mutex_lock(&d->mu);
+		if (rc || l.is_bad) {
+			d->state = DOC_FAILED;
+			rt_ydoc_free(l.yd);
+		} else {
+			d->yd = l.yd;
+			d->next_seq = l.last_seq + 1;
+			/* what was stored counts toward the next compaction */
+			d->n_log = l.n > 1 ? l.n : 0;
+			d->log_bytes = l.n > 1 ? l.bytes : 0;
+			d->state = DOC_READY;
+			rt_debug("collab %s: loaded %u updates, %zu bytes", d->name, l.n, l.bytes);
+		}
+		pthread_mutex_unlock(&d->mu);
+	}
+	pthread_mutex_unlock(&d->load_mu);
+}
+
+static int compact(struct rt_collab *co, struct doc *d);
+
+static void append_done(uv_work_t *w, int status)
+{
+	job_free(w->data);
+}
+
+/* Runs the document's store operations until none is left (pool thread). */
+static void store_work(uv_work_t *w)
+{
+	struct job *j = w->data;
+	struct doc *d = j->d;
+	for (;;) {
+		pthread_mutex_lock(&d->mu);
+		struct storeop *ops = d->ops;
+		d->ops = d->ops_tail = NULL;
+		if (!ops)
+			d->is_store_busy = false;
+		pthread_mutex_unlock(&d->mu);
+		if (!ops)
+			return;
+		/* A compaction writes the state as it is when it runs, which holds
+		 * every update queued so far: with one in the batch, the batch's
+		 * appends are covered by it (a backlog of appends costs one write). */
+		struct storeop *op, *t;
+		bool has_compaction = false;
+		LL_FOREACH(ops, op)
+			has_compaction |= !op->data;
+		if (has_compaction && compact(j->co, d))
+			has_compaction = false; /* not stored: the appends are */
+		LL_FOREACH_SAFE(ops, op, t) {
+			if (op->data && !has_compaction && j->co->store)
+				rt_store_doc_append(j->co->store, d->name, op->seq, op->data, op->len);
+			free(op->data);
+			free(op);
+		}
+	}
+}
+
+/* Queues a store operation of d (d->mu held; takes data). */
+static void store_queue(struct rt_collab *co, struct doc *d, struct rt_worker *w, uint64_t seq,
+			uint8_t *data, size_t len)
+{
+	struct storeop *op = rt_xcalloc(1, sizeof *op);
+	op->seq = seq;
+	op->data = data;
+	op->len = len;
+	if (d->ops_tail)
+		d->ops_tail->next = op;
+	else
+		d->ops = op;
+	d->ops_tail = op;
+	if (d->is_store_busy)
+		return;
+	d->is_store_busy = true;
+	d->refs++;
+	struct job *j = job_new(co, d, w);
+	int rc = uv_queue_work(rt_worker_loop(w), &j->work, store_work, append_done);
+	if (rc) { /* cannot happen with a live loop; the operations wait for the next one */
+		rt_error("collab %s: cannot queue store work: %s", d->name, uv_strerror(rc));
+		d->is_store_busy = false;
+		d->refs--;
+		co->jobs--;
+		free(j);
+	}
+}
+
+
+/* Replaces the stored log and the state in memory by the compacted state.
+ * Returns 0, or -1 when the store failed (logged; nothing changed). */
+static int compact(struct rt_collab *co, struct doc *d)
+{
+	struct rt_buf b;
+	rt_buf_init(&b);
+	pthread_mutex_lock(&d->mu);
+	uint64_t upto = d->next_seq - 1;
+	rt_ydoc_encode(d->yd, NULL, 0, true, &b);
+	size_t before = rt_ydoc_bytes(d->yd);
+	pthread_mutex_unlock(&d->mu);
+	if (co->store && rt_store_doc_compact(co->store, d->name, upto, (uint8_t *)b.data, b.len)) {
+		pthread_mutex_lock(&d->mu);
+		d->is_compacting = false;
+		pthread_mutex_unlock(&d->mu);
+		rt_buf_deinit(&b);
+		return -1;
+	}
+	/* the compacted state replaces the one in memory: updates applied since
+	 * are replayed onto it */
+	struct rt_ydoc *yd = rt_ydoc_new();
+	char err[256];
+	if (rt_ydoc_apply(yd, (uint8_t *)b.data, b.len, NULL, NULL, err, sizeof err))
+		rt_error("collab %s: compacted state refused: %s", d->name, err);
+	pthread_mutex_lock(&d->mu);
+	struct logent *e, *t, *keep = NULL, *keep_tail = NULL;
+	unsigned n = 0;
+	size_t bytes = 0;
+	LL_FOREACH_SAFE(d->log, e, t) {
+		if (e->seq <= upto) {
+			free(e->data);
+			free(e);
+			continue;
+		}
+		rt_ydoc_apply(yd, e->data, e->len, NULL, NULL, err, sizeof err);
+		e->next = NULL;
+		if (keep_tail)
+			keep_tail->next = e;
+		else
+			keep = e;
+		keep_tail = e;
+		n++;
+		bytes += e->len;
+	}
+	d->log = keep;
+	d->log_tail = keep_tail;
+	d->n_log = n;
+	d->log_bytes = bytes;
+	rt_ydoc_free(d->yd);
+	d->yd = yd;
+	d->is_compacting = false;
+	rt_debug("collab %s: compacted up to %llu: %zu bytes kept in memory before, %zu stored",
+		 d->name, (unsigned long long)upto, before, b.len);
+	pthread_mutex_unlock(&d->mu);
+	rt_buf_deinit(&b);
+	return 0;
+}
+
+/* Queues a compaction of d when its log has grown (d->mu held). */
+static void maybe_compact(struct rt_collab *co, struct doc *d, struct rt_worker *w)
+{
+	if (d->is_compacting || d->state != DOC_READY ||
+	    (d->n_log < co->cfg.compact_updates && d->log_bytes < co->cfg.compact_bytes))
+		return;
+	d->is_compacting = true;
+	store_queue(co, d, w, 0, NULL, 0);
+}
+
+/* ---- sync ---- */
+
+/* Applies an update from cc. Returns 0, or an error that closes cc. */
+static int on_update(struct rt_collab_conn *cc, const uint8_t *data, size_t len)
+{
+	struct doc *d = cc->d;
+	char err[256];
+	if (!cc->may_write) {
+		/* refused, not applied; an empty update (nothing to offer) is no attempt */
+		struct rt_ydoc *probe = rt_ydoc_new();
+		uint8_t *added;
+		size_t added_len;
+		int rc = rt_ydoc_apply(probe, data, len, &added, &added_len, err, sizeof err);
+		rt_ydoc_free(probe);
+		free(added);
+		if (rc)
+			return rc;
+		if (added_len && !cc->is_denied_sent) {
+			rt_info("collab %s: conn %s: update refused: no write permission", d->name,
+				rt_conn_peer(cc->c));
+			send_denied(cc, "read-only: updates to this document are not applied");
+			cc->is_denied_sent = true;
+		}
+		return 0;
+	}
+	uint8_t *added = NULL;
+	size_t added_len = 0;
+	pthread_mutex_lock(&d->mu);
+	int rc = rt_ydoc_apply(d->yd, data, len, &added, &added_len, err, sizeof err);
+	uint64_t seq = 0;
+	if (!rc && added) {
+		seq = d->next_seq++;
+		struct logent *e = rt_xcalloc(1, sizeof *e);
+		e->seq = seq;
+		e->data = rt_xmalloc(added_len);
+		memcpy(e->data, added, added_len);
+		e->len = added_len;
+		if (d->log_tail)
+			d->log_tail->next = e;
+		else
+			d->log = e;
+		d->log_tail = e;
+		d->n_log++;
+		d->log_bytes += added_len;
+		maybe_compact(cc->co, d, rt_conn_worker(cc->c));
+	}
+	pthread_mutex_unlock(&d->mu);
+	if (rc) {
+		rt_info("collab %s: conn %s: %s", d->name, rt_conn_peer(cc->c), err);
+		return rc;
+	}
+	if (!added)
+		return 0;
+	struct rt_buf b;
+	rt_buf_init(&b);
+	put_uint(&b, MSG_SYNC);
+	put_uint(&b, SYNC_UPDATE);
+	put_bytes(&b, added, added_len);
+	publish(cc, d, &b, cc->id);
+	rt_buf_deinit(&b);
+	if (cc->co->store) {
+		pthread_mutex_lock(&d->mu);
+		store_queue(cc->co, d, rt_conn_worker(cc->c), seq, added, added_len);
+		pthread_mutex_unlock(&d->mu);
+		added = NULL;
+	}
+	free(added);
+	return 0;
+}
+
+static int on_sync(struct rt_collab_conn *cc, struct rd *r)
+{
+	uint64_t step = get_uint(r);
+	size_t len;
+	const uint8_t *data = get_bytes(r, &len);
+	if (r->is_bad || r->p != r->end)
+		return RT_EPROTO;
+	if (step == SYNC_STEP1) {
+		struct rt_buf b;
+		rt_buf_init(&b);
+		put_uint(&b, MSG_SYNC);
+		put_uint(&b, SYNC_STEP2);
+		struct rt_buf u;
+		rt_buf_init(&u);
+		pthread_mutex_lock(&cc->d->mu);
+		int rc = rt_ydoc_encode(cc->d->yd, data, len, false, &u);
+		pthread_mutex_unlock(&cc->d->mu);
+		if (!rc) {
+			put_bytes(&b, u.data, u.len);
+			send_buf(cc, &b);
+		}
+		rt_buf_deinit(&u);
+		rt_buf_deinit(&b);
+		return rc;
+	}
+	if (step == SYNC_STEP2 || step == SYNC_UPDATE)
+		return on_update(cc, data, len);
+	return RT_EPROTO;
+}
+
+static void handle(struct rt_collab_conn *cc, const uint8_t *data, size_t len)
+{
+	struct rd r = {data, data + len, false};
+	uint64_t type = get_uint(&r);
+	int rc = RT_EPROTO;
+	if (r.is_bad)
+		rc = RT_EPROTO;
+	else if (type == MSG_SYNC)
+		rc = on_sync(cc, &r);
+	else if (type == MSG_AWARENESS) {
+		size_t n;
+		const uint8_t *u = get_bytes(&r, &n);
+		rc = r.is_bad || r.p != r.end ? RT_EPROTO : on_awareness(cc, u, n);
+	} else if (type == MSG_QUERY_AWARENESS) {
+		send_all_awareness(cc);
+		rc = 0;
+	} else if (type == MSG_AUTH) {
+		rc = 0; /* clients do not send it; ignored as y-websocket's server does */
+	}
+	if (rc) {
+		char reason[64];
+		snprintf(reason, sizeof reason, "%s message refused: %s",
+			 type == MSG_SYNC ? "sync" : type == MSG_AWARENESS ? "awareness" : "a",
+			 rt_strerror(rc));
+		refuse(cc, rc == RT_ETOOBIG ? 1009 : 1008, reason);
+	}
+}
+
+void rt_collab_message(struct rt_collab_conn *cc, enum rt_ws_opcode op, const uint8_t *data,
+		       size_t data_len)
+{
+	if (rt_conn_is_closing(cc->c))
+		return;
+	if (op != RT_WS_BINARY) {
+		refuse(cc, 1003, "y-websocket messages are binary");
+		return;
+	}
+	if (!cc->is_ready) {
+		if (cc->n_pend >= RT_COLLAB_MAX_PENDING || cc->pend_bytes + data_len > MAX_PENDING_BYTES) {
+			refuse(cc, 1008, "too many messages while the document loads");
+			return;
+		}
+		struct pending *p = rt_xcalloc(1, sizeof *p);
+		p->data = rt_xmalloc(data_len ? data_len : 1);
+		memcpy(p->data, data, data_len);
+		p->len = data_len;
+		LL_APPEND(cc->pend, p);
+		cc->n_pend++;
+		cc->pend_bytes += data_len;
+		return;
+	}
+	handle(cc, data, data_len);
+}
+
+/* ---- joining ---- */
+
+static void join_work(uv_work_t *w)
+{
+	struct job *j = w->data;
+	if (j->is_opaque && j->co->store) {
+		bool rb = false, rp = false, wb = false, wp = false;
+		rt_store_topic_allowed(j->co->store, &j->who, "broadcast", false, &rb);
+		rt_store_topic_allowed(j->co->store, &j->who, "presence", false, &rp);
+		rt_store_topic_allowed(j->co->store, &j->who, "broadcast", true, &wb);
+		rt_store_topic_allowed(j->co->store, &j->who, "presence", true, &wp);
+		j->may_read = rb || rp;
+		j->may_write = wb;
+		j->may_aware = wp;
+		if (!j->may_read)
+			return;
+	}
+	load_doc(j->co, j->d);
+}
+
+static void free_pending(struct rt_collab_conn *cc)
+{
+	struct pending *p, *t;
+	LL_FOREACH_SAFE(cc->pend, p, t) {
+		free(p->data);
+		free(p);
+	}
+	cc->pend = NULL;
+	cc->n_pend = 0;
+}
+
+static void join_done(uv_work_t *w, int status)
+{
+	struct job *j = w->data;
+	struct rt_conn *c = rt_worker_find_conn(j->w, j->conn_id);
+	struct rt_collab_conn *cc = c ? rt_collab_conn_of(rt_conn_data(c)) : NULL;
+	if (!cc || cc->id != j->conn_id || rt_conn_is_closing(c)) {
+		job_free(j);
+		return;
+	}
+	if (j->is_opaque) {
+		cc->may_write = j->may_write;
+		cc->may_aware = j->may_aware;
+		if (!j->may_read) {
+			send_denied(cc, "You do not have permissions to read this document");
+			refuse(cc, 4403, "no read permission");
+			job_free(j);
+			return;
+		}
+	}
+	pthread_mutex_lock(&cc->d->mu);
+	enum doc_state st = cc->d->state;
+	pthread_mutex_unlock(&cc->d->mu);
+	if (st != DOC_READY) {
+		refuse(cc, 1011, "the document cannot be loaded");
+		job_free(j);
+		return;
+	}
+	cc->is_ready = true;
+	/* y-websocket's server: sync step 1 with its state vector, then the
+	 * awareness states there are */
+	struct rt_buf b, sv;
+	rt_buf_init(&b);
+	rt_buf_init(&sv);
+	pthread_mutex_lock(&cc->d->mu);
+	rt_ydoc_state_vector(cc->d->yd, &sv);
+	pthread_mutex_unlock(&cc->d->mu);
+	put_uint(&b, MSG_SYNC);
+	put_uint(&b, SYNC_STEP1);
+	put_bytes(&b, sv.data, sv.len);
+	send_buf(cc, &b);
+	rt_buf_deinit(&b);
+	rt_buf_deinit(&sv);
+	send_all_awareness(cc);
+	struct pending *p, *t;
+	LL_FOREACH_SAFE(cc->pend, p, t) {
+		if (!rt_conn_is_closing(cc->c))
+			handle(cc, p->data, p->len);
+	}
+	free_pending(cc);
+	job_free(j);
+}
+
+/* A document name: 1..RT_COLLAB_MAX_NAME bytes of printable UTF-8 without '/'. */
+static char *doc_name(const char *rest)
+{
+	size_t n = strcspn(rest, "?");
+	char *name = rt_http_pct_decode(rest, n, false);
+	if (!name)
+		return NULL;
+	size_t len = strlen(name);
+	bool ok = len && len <= RT_COLLAB_MAX_NAME && !strchr(name, '/');
+	for (size_t i = 0; ok && i < len; i++)
+		ok = (unsigned char)name[i] >= 0x20 && name[i] != 0x7f;
+	if (ok) {
+		/* valid UTF-8 */
+		char *tmp = rt_xstrdup(name);
+		rt_utf8_truncate(tmp);
+		ok = strlen(tmp) == len;
+		free(tmp);
+	}
+	if (!ok) {
+		free(name);
+		return NULL;
+	}
+	return name;
+}
+
+static void respond_json(struct rt_conn *c, int status, const char *body)
+{
+	rt_conn_respond(c, status, "application/json", body, strlen(body), NULL);
+}
+
+/* Decides access to document name for claims. Returns 0 (out set), 1 (the
+ * database decides) or -1 (no read). */
+static int authorize(struct rt_collab *co, const struct rt_jwt_claims *claims, const char *topic,
+		     struct rt_channel_access *out)
+{
+	struct rt_auth who = {.role = claims->role, .claims = claims->claims, .topic = topic};
+	return rt_realtime_authorize(co->rt, &who, true, out);
+}
+
+static void rest_read(struct rt_collab *co, struct rt_realtime_worker *rw, struct rt_conn *c,
+		      struct rt_http_req *req, struct doc *d);
+
+void rt_collab_request(struct rt_collab *co, struct rt_realtime_worker *rw, struct rt_conn *c,
+		       struct rt_http_req *req, const char *rest, const char *token)
+{
+	char *name = doc_name(rest);
+	if (!name) {
+		respond_json(c, 400, "{\"error\":\"a document name is 1 to 255 bytes of UTF-8 "
+				     "without '/' or control characters\"}");
+		return;
+	}
+	if (!req->is_upgrade && req->method != HTTP_GET && req->method != HTTP_HEAD) {
+		respond_json(c, 405, "{\"error\":\"Method Not Allowed\"}");
+		free(name);
+		return;
+	}
+	struct rt_jwt_claims claims = {0};
+	int64_t ago = 0;
+	enum rt_jwt_result jr =
+		token && *token ? rt_realtime_verify(rw, token, strlen(token), &claims, &ago)
+				: RT_JWT_MALFORMED;
+	if (jr != RT_JWT_OK) {
+		char msg[256];
+		RT_METRIC_ERROR(AUTH);
+		rt_info("collab %s: conn %s refused: %s", name, rt_conn_peer(c),
+			token && *token ? rt_jwt_message(jr, ago, msg, sizeof msg) : "no apikey");
+		respond_json(c, 401, !token || !*token ? "{\"error\":\"API key is missing\"}"
+				     : jr == RT_JWT_EXPIRED ? "{\"error\":\"Token has expired\"}"
+							    : "{\"error\":\"Unauthorized\"}");
+		free(name);
+		return;
+	}
+	size_t tn = strlen(name) + 8;
+	char *topic = rt_xmalloc(tn);
+	snprintf(topic, tn, "collab:%s", name);
+	struct rt_channel_access acc;
+	int arc = authorize(co, &claims, topic, &acc);
+	if (arc < 0) {
+		RT_METRIC_ERROR(JOIN_REJECTED);
+		rt_info("collab %s: conn %s (role %s) refused: no read permission", name,
+			rt_conn_peer(c), claims.role);
+		respond_json(c, 403, "{\"error\":\"You do not have permissions to read this "
+				     "document\"}");
+		goto out;
+	}
+	if (!req->is_upgrade) {
+		if (arc == 1) {
+			rt_warn("collab %s: a policy on realtime.messages is outside the compiled "
+				"subset; REST read denied", name);
+			respond_json(c, 403, "{\"error\":\"You do not have permissions to read this "
+					     "document\"}");
+			goto out;
+		}
+		rest_read(co, rw, c, req, doc_get(co, name));
+		goto out;
+	}
+	if (rt_conn_upgrade(c, req))
+		goto out;
+	struct rt_collab_conn *cc = rt_xcalloc(1, sizeof *cc);
+	cc->co = co;
+	cc->rw = rw;
+	cc->c = c;
+	cc->id = rt_conn_id(c);
+	cc->d = doc_get(co, name);
+	cc->may_write = arc == 0 && acc.may_send;
+	cc->may_aware = arc == 0 && acc.may_track;
+	cc->exp = claims.exp;
+	cc->sub.deliver = deliver;
+	rt_hub_subscribe(rw->hub, cc->d->key, &cc->sub);
+	DL_APPEND(co->workers[rt_worker_index(rt_conn_worker(c))].head, cc);
+	rt_conn_set_data(c, (void *)((uintptr_t)cc | 1u)); /* see rt_collab_conn_of */
+	rt_debug("collab %s: conn %s open (role %s%s)", name, rt_conn_peer(c), claims.role,
+		 cc->may_write ? "" : ", read-only");
+	struct job *j = job_new(co, cc->d, rt_conn_worker(c));
+	cc->d->refs++;
+	j->conn_id = cc->id;
+	if (arc == 1) {
+		j->is_opaque = true;
+		j->role = rt_xstrdup(claims.role);
+		j->claims = claims.claims ? json_incref(claims.claims) : NULL;
+		j->who = (struct rt_auth){.role = j->role, .claims = j->claims, .topic = cc->d->key};
+	}
+	if (uv_queue_work(rt_worker_loop(rt_conn_worker(c)), &j->work, join_work, join_done)) {
+		job_free(j);
+		refuse(cc, 1011, "cannot queue the document load");
+	}
+out:
+	rt_jwt_claims_deinit(&claims);
+	free(topic);
+	free(name);
+}
+
+struct rt_collab_conn *rt_collab_conn_of(void *conn_data)
+{
+	/* collab connections are stored with the low bit set (allocations are
+	 * aligned): a session pointer never has it */
+	if (!((uintptr_t)conn_data & 1u))
+		return NULL;
+	return (struct rt_collab_conn *)((uintptr_t)conn_data & ~(uintptr_t)1);
+}
+
+void rt_collab_conn_close(struct rt_collab_conn *cc)
+{
+	if (!cc)
+		return;
+	struct rt_collab *co = cc->co;
+	struct doc *d = cc->d;
+	rt_hub_unsubscribe(cc->rw->hub, &cc->sub);
+	DL_DELETE(co->workers[rt_worker_index(rt_conn_worker(cc->c))].head, cc);
+	/* its awareness states go at once, as y-websocket's closeConn does */
+	pthread_mutex_lock(&d->mu);
+	size_t n;
+	uint64_t *gone = aw_remove(d, cc->id, 0, &n);
+	struct rt_buf b;
+	rt_buf_init(&b);
+	if (n)
+		aw_encode(d, gone, n, &b);
+	pthread_mutex_unlock(&d->mu);
+	if (n)
+		publish(cc, d, &b, 0);
+	rt_buf_deinit(&b);
+	free(gone);
+	free_pending(cc);
+	doc_put(co, d);
+	free(cc);
+}
+
+/* ---- REST ---- */
+
+struct rest_job {
+	struct job j;
+	bool is_binary;
+	struct rt_buf body;
+	int status;
+};
+
+static void rest_work(uv_work_t *w)
+{
+	struct rest_job *rj = w->data;
+	struct doc *d = rj->j.d;
+	load_doc(rj->j.co, d);
+	pthread_mutex_lock(&d->mu);
+	if (d->state != DOC_READY) {
+		pthread_mutex_unlock(&d->mu);
+		rj->status = 503;
+		rt_buf_append_str(&rj->body, "{\"error\":\"the document cannot be loaded\"}");
+		return;
+	}
+	struct rt_buf u;
+	rt_buf_init(&u);
+	rt_ydoc_encode(d->yd, NULL, 0, true, &u);
+	struct rt_buf sv;
+	rt_buf_init(&sv);
+	rt_ydoc_state_vector(d->yd, &sv);
+	size_t mem = rt_ydoc_bytes(d->yd), n_mem = rt_ydoc_count(d->yd);
+	pthread_mutex_unlock(&d->mu);
+	rj->status = 200;
+	if (rj->is_binary) {
+		rt_buf_append(&rj->body, u.data, u.len);
+	} else {
+		uint64_t n_stored = 0, stored = 0;
+		if (rj->j.co->store)
+			rt_store_doc_size(rj->j.co->store, d->name, &n_stored, &stored);
+		json_t *svo = json_object();
+		struct rd r = {(uint8_t *)sv.data, (uint8_t *)sv.data + sv.len, false};
+		uint64_t n = get_uint(&r);
+		for (uint64_t i = 0; i < n; i++) {
+			char k[24];
+			uint64_t client = get_uint(&r);
+			snprintf(k, sizeof k, "%llu", (unsigned long long)client);
+			json_object_set_new(svo, k, json_integer((json_int_t)get_uint(&r)));
+		}
+		/* the update as base64 */
+		static const char tbl[] =
+			"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+		struct rt_buf b64;
+		rt_buf_init(&b64);
+		const uint8_t *p = (const uint8_t *)u.data;
+		for (size_t i = 0; i < u.len; i += 3) {
+			uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < u.len ? (uint32_t)p[i + 1] << 8 : 0) |
+				     (i + 2 < u.len ? p[i + 2] : 0);
+			char q[4] = {tbl[v >> 18 & 63], tbl[v >> 12 & 63],
+				     i + 1 < u.len ? tbl[v >> 6 & 63] : '=',
+				     i + 2 < u.len ? tbl[v & 63] : '='};
+			rt_buf_append(&b64, q, 4);
+		}
+		json_t *o = json_pack("{s:s,s:o,s:s%,s:{s:I,s:I},s:{s:I,s:I}}", "document", d->name,
+				      "state_vector", svo, "update", b64.data ? b64.data : "",
+				      b64.len, "stored", "updates", (json_int_t)n_stored, "bytes",
+				      (json_int_t)stored, "memory", "updates", (json_int_t)n_mem,
+				      "bytes", (json_int_t)mem);
+		char *txt = json_dumps(o, JSON_COMPACT);
+		rt_buf_append_str(&rj->body, txt);
+		free(txt);
+		json_decref(o);
+		rt_buf_deinit(&b64);
+	}
+	rt_buf_deinit(&u);
+	rt_buf_deinit(&sv);
+}
+
+static void rest_done(uv_work_t *w, int status)
+{
+	struct rest_job *rj = w->data;
+	struct rt_conn *c = rt_worker_find_conn(rj->j.w, rj->j.conn_id);
+	if (c && !rt_conn_is_closing(c))
+		rt_conn_respond(c, rj->status,
+				rj->is_binary && rj->status == 200 ? "application/octet-stream"
+								   : "application/json",
+				rj->body.data, rj->body.len, NULL);
+	rt_buf_deinit(&rj->body);
+	struct rt_collab *co = rj->j.co;
+	doc_put(co, rj->j.d);
+	co->jobs--;
+	free(rj);
+}
+
+static void rest_read(struct rt_collab *co, struct rt_realtime_worker *rw, struct rt_conn *c,
+		      struct rt_http_req *req, struct doc *d)
+{
+	struct rest_job *rj = rt_xcalloc(1, sizeof *rj);
+	rj->j.work.data = rj;
+	rj->j.co = co;
+	rj->j.d = d; /* doc_get's reference */
+	rj->j.w = rt_conn_worker(c);
+	rj->j.conn_id = rt_conn_id(c);
+	co->jobs++;
+	char *fmt = rt_http_query_get(req->query, "format");
+	const char *accept = rt_http_req_header(req, "accept");
+	rj->is_binary = (fmt && !strcmp(fmt, "update")) ||
+			(accept && strstr(accept, "application/octet-stream"));
+	free(fmt);
+	rt_buf_init(&rj->body);
+	if (uv_queue_work(rt_worker_loop(rj->j.w), &rj->j.work, rest_work, rest_done)) {
+		respond_json(c, 503, "{\"error\":\"busy\"}");
+		rest_done(&rj->j.work, 0);
+	}
+}
+
+/* ---- ticks ---- */
+
+void rt_collab_tick(struct rt_collab *co, struct rt_worker *w, struct rt_hub_local *hl,
+		    uint64_t now_ms)
+{
+	struct rt_collab_conn *cc, *t;
+	int64_t now_s = rt_wall_s();
+	DL_FOREACH_SAFE(co->workers[rt_worker_index(w)].head, cc, t) {
+		if (cc->exp && cc->exp <= now_s && !rt_conn_is_closing(cc->c)) {
+			send_denied(cc, "Token has expired");
+			rt_info("collab %s: conn %s closed: token expired", cc->d->name,
+				rt_conn_peer(cc->c));
+			rt_conn_close(cc->c, 4001, "token expired");
+		}
+	}
+	if (rt_worker_index(w))
+		return;
+	/* worker 0: awareness timeouts, compaction, unloading */
+	now_ms = rt_mono_ms();
+	pthread_mutex_lock(&co->mu);
+	struct doc *d, *dt;
+	size_t n_docs = 0;
+	struct doc **docs = rt_xcalloc(HASH_COUNT(co->docs) + 1, sizeof *docs);
+	HASH_ITER(hh, co->docs, d, dt) {
+		if (!d->refs && now_ms - d->idle_since_ms >= co->cfg.idle_ms) {
+			HASH_DEL(co->docs, d); /* no holder: nothing else can reach it */
+			doc_free(d);
+			continue;
+		}
+		d->refs++;
+		docs[n_docs++] = d;
+	}
+	pthread_mutex_unlock(&co->mu);
+	for (size_t i = 0; i < n_docs; i++) {
+		d = docs[i];
+		pthread_mutex_lock(&d->mu);
+		size_t n = 0;
+		uint64_t *gone = aw_remove(d, 0, now_ms, &n);
+		struct rt_buf b;
+		rt_buf_init(&b);
+		if (n)
+			aw_encode(d, gone, n, &b);
+		maybe_compact(co, d, w);
+		pthread_mutex_unlock(&d->mu);
+		if (n) {
+			struct rt_msg *m = rt_msg_new(RT_MSG_BROADCAST, d->key);
+			m->v1 = rt_ws_frame(RT_WS_BINARY, b.data, b.len);
+			rt_hub_publish(hl, m);
+			rt_msg_unref(m);
+		}
+		rt_buf_deinit(&b);
+		free(gone);
+		doc_put(co, d);
+	}
+	free(docs);
+}
