@@ -66,7 +66,7 @@ async function startObserver(sc) {
     sent += 1;
     pub.send({ join_ref: joinRef, topic: `realtime:${topic}`, event: 'broadcast', payload: { type: 'broadcast', event: 'tick', payload: { t: Date.now() } } });
   }, 20);
-  await sleep(200); // a baseline before the flood
+  await sleep(400); // a baseline before the flood (at least 10 ticks even when they run late)
   return {
     async stop() {
       clearInterval(timer);
