@@ -30,6 +30,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/ratelimit.h"
 #include "realtime/hub.h"
 #include "realtime/realtime.h"
 #include "store/store.h"
@@ -124,6 +125,7 @@ struct rt_collab_conn {
 	bool may_write, may_aware;
 	bool is_denied_sent;
 	int64_t exp; /* token expiry, seconds since the epoch; 0: none */
+	struct rt_quota_conn quota; /* counted as the Realtime sockets are (docs/limits.md) */
 	struct pending *pend, *pend_tail;
 	unsigned n_pend;
 	size_t pend_bytes;
@@ -1057,9 +1059,26 @@ void rt_collab_request(struct rt_collab *co, struct rt_realtime_worker *rw, stru
 		rest_read(co, rw, c, req, doc_get(co, name));
 		goto out;
 	}
-	if (rt_conn_upgrade(c, req))
+	struct rt_quota *quota = co->rt->cfg.quota;
+	struct rt_quota_conn qc;
+	enum rt_quota_refusal qr =
+		rt_quota_conn_open(quota, rt_quota_user(claims.sub, claims.role, rt_conn_peer(c)), &qc);
+	if (qr != RT_QUOTA_OK) {
+		if (qr == RT_QUOTA_CONNECTIONS)
+			RT_METRIC_LIMIT(CONNECTIONS);
+		else
+			RT_METRIC_LIMIT(CONNECTIONS_PER_USER);
+		rt_info("collab %s: conn %s refused: %s", name, rt_conn_peer(c),
+			qr == RT_QUOTA_CONNECTIONS ? "max connections" : "max connections per user");
+		respond_json(c, 429, "{\"error\":\"Too many connected users\"}");
 		goto out;
+	}
+	if (rt_conn_upgrade(c, req)) {
+		rt_quota_conn_close(quota, &qc);
+		goto out;
+	}
 	struct rt_collab_conn *cc = rt_xcalloc(1, sizeof *cc);
+	cc->quota = qc;
 	cc->co = co;
 	cc->rw = rw;
 	cc->c = c;
@@ -1125,6 +1144,7 @@ void rt_collab_conn_close(struct rt_collab_conn *cc)
 	free(gone);
 	free_pending(cc);
 	doc_put(co, d);
+	rt_quota_conn_close(co->rt->cfg.quota, &cc->quota);
 	free(cc);
 }
 

@@ -104,6 +104,26 @@ describe('limits', () => {
     assertUnaffected(t, await obs.stop(), 'connections per user');
   });
 
+  it('connections per user count /collab/v1 document sockets too', async (t) => {
+    const sc = scope(t);
+    const tok = userToken();
+    const path = `/collab/v1/${uniqueTopic('limits-doc')}`;
+    await rawConnect(sc, server, { apikey: tok });
+    const opened = [];
+    for (let i = 0; i < 2; i++) opened.push(await rawConnect(sc, server, { apikey: tok, path, omitVsn: true }));
+    assert.ok(opened.every((c) => c.isOpen()));
+    const refused = await tryUpgrade(server, { path, query: { apikey: tok } });
+    assert.equal(refused.status, 429);
+    assert.deepEqual(JSON.parse(refused.body), { error: 'Too many connected users' });
+    const again = await tryUpgrade(server, { query: { apikey: tok, vsn: '2.0.0' } });
+    assert.equal(again.status, 429, 'the Realtime socket is refused as well');
+    // closing a document socket frees its slot
+    await opened[0].close();
+    let status;
+    for (let i = 0; i < 50 && (status = (await tryUpgrade(server, { path, query: { apikey: tok } })).status) !== 101; i++) await sleep(20);
+    assert.equal(status, 101);
+  });
+
   it('joins per second: past the burst the join is refused "ClientJoinRateLimitReached: Too many joins per second" and the socket closed 1001', async (t) => {
     const sc = scope(t);
     const obs = await startObserver(sc);
