@@ -129,7 +129,7 @@ static void connect_ws(struct rt_conn *c, struct rt_http_req *req)
 		 claims.role);
 	struct rt_session *s = rt_session_new(rw_of(c), c, v, token, &claims);
 	*rt_session_quota(s) = qc;
-	rt_conn_set_data(c, s);
+	rt_conn_set_data(c, s, RT_CONN_SESSION);
 	free(token);
 }
 
@@ -405,22 +405,27 @@ static void worker_stop(struct rt_worker *w)
 static void on_message(struct rt_conn *c, enum rt_ws_opcode op, const uint8_t *data,
 		       size_t data_len)
 {
-	struct rt_session *s = rt_conn_data(c);
-	struct rt_collab_conn *cc = rt_collab_conn_of(s);
-	if (cc)
-		rt_collab_message(cc, op, data, data_len);
-	else if (s)
-		rt_session_on_message(s, op, data, data_len);
+	switch (rt_conn_data_kind(c)) {
+	case RT_CONN_SESSION:
+		rt_session_on_message(rt_conn_data(c), op, data, data_len);
+		break;
+	case RT_CONN_COLLAB:
+		rt_collab_message(rt_conn_data(c), op, data, data_len);
+		break;
+	}
 }
 
 static void on_close(struct rt_conn *c)
 {
-	struct rt_collab_conn *cc = rt_collab_conn_of(rt_conn_data(c));
-	if (cc)
-		rt_collab_conn_close(cc);
-	else
+	switch (rt_conn_data_kind(c)) {
+	case RT_CONN_SESSION:
 		rt_session_free(rt_conn_data(c));
-	rt_conn_set_data(c, NULL);
+		break;
+	case RT_CONN_COLLAB:
+		rt_collab_conn_close(rt_conn_data(c));
+		break;
+	}
+	rt_conn_set_data(c, NULL, 0);
 }
 
 static void on_wake(struct rt_worker *w)

@@ -915,7 +915,7 @@ static void join_done(uv_work_t *w, int status)
 {
 	struct job *j = w->data;
 	struct rt_conn *c = rt_worker_find_conn(j->w, j->conn_id);
-	struct rt_collab_conn *cc = c ? rt_collab_conn_of(rt_conn_data(c)) : NULL;
+	struct rt_collab_conn *cc = c ? rt_collab_conn_of(c) : NULL;
 	if (!cc || cc->id != j->conn_id || rt_conn_is_closing(c)) {
 		job_free(j);
 		return;
@@ -1090,7 +1090,7 @@ void rt_collab_request(struct rt_collab *co, struct rt_realtime_worker *rw, stru
 	cc->sub.deliver = deliver;
 	rt_hub_subscribe(rw->hub, cc->d->key, &cc->sub);
 	DL_APPEND(co->workers[rt_worker_index(rt_conn_worker(c))].head, cc);
-	rt_conn_set_data(c, (void *)((uintptr_t)cc | 1u)); /* see rt_collab_conn_of */
+	rt_conn_set_data(c, cc, RT_CONN_COLLAB);
 	rt_debug("collab %s: conn %s open (role %s%s)", name, rt_conn_peer(c), claims.role,
 		 cc->may_write ? "" : ", read-only");
 	struct job *j = job_new(co, cc->d, rt_conn_worker(c));
@@ -1112,13 +1112,9 @@ out:
 	free(name);
 }
 
-struct rt_collab_conn *rt_collab_conn_of(void *conn_data)
+struct rt_collab_conn *rt_collab_conn_of(const struct rt_conn *c)
 {
-	/* collab connections are stored with the low bit set (allocations are
-	 * aligned): a session pointer never has it */
-	if (!((uintptr_t)conn_data & 1u))
-		return NULL;
-	return (struct rt_collab_conn *)((uintptr_t)conn_data & ~(uintptr_t)1);
+	return rt_conn_data_kind(c) == RT_CONN_COLLAB ? rt_conn_data(c) : NULL;
 }
 
 void rt_collab_conn_close(struct rt_collab_conn *cc)

@@ -144,9 +144,9 @@ void rt_collab_free(struct rt_collab *co);
  */
 void rt_collab_request(struct rt_collab *co, struct rt_realtime_worker *rw, struct rt_conn *c,
 		       struct rt_http_req *req, const char *rest, const char *token);
-/* The collab connection that a connection's data (rt_conn_data) is, or NULL
- * when it is something else (a realtime session). */
-struct rt_collab_conn *rt_collab_conn_of(void *conn_data);
+/* c's collab connection, or NULL when its data is something else (a
+ * Realtime session: rt_conn_data_kind). */
+struct rt_collab_conn *rt_collab_conn_of(const struct rt_conn *c);
 /* One WebSocket message of a collab connection. */
 void rt_collab_message(struct rt_collab_conn *cc, enum rt_ws_opcode op, const uint8_t *data,
 		       size_t data_len);

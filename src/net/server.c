@@ -62,6 +62,7 @@ struct rt_conn {
 	uint8_t peer_addr[16]; /* IPv4 in the first 4 bytes, or IPv6 */
 	uint16_t peer_port;
 	uint8_t state; /* enum conn_state */
+	uint8_t data_kind; /* what data is, for its owner (rt_conn_set_data) */
 	bool is_peer_v6;
 	bool is_awaiting;       /* a request was handed out and not yet answered */
 	bool is_pending;        /* on the worker's flush list */
@@ -1188,9 +1189,15 @@ void *rt_conn_data(const struct rt_conn *c)
 	return c->data;
 }
 
-void rt_conn_set_data(struct rt_conn *c, void *data)
+unsigned rt_conn_data_kind(const struct rt_conn *c)
+{
+	return c->data_kind;
+}
+
+void rt_conn_set_data(struct rt_conn *c, void *data, unsigned kind)
 {
 	c->data = data;
+	c->data_kind = (uint8_t)(data ? kind : 0);
 }
 
 const char *rt_conn_peer(const struct rt_conn *c)

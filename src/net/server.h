@@ -100,8 +100,11 @@ unsigned rt_worker_n_conns(const struct rt_worker *w);
 
 uint64_t rt_conn_id(const struct rt_conn *c);
 struct rt_worker *rt_conn_worker(const struct rt_conn *c);
+/* The data a layer attached to a connection, and what it is (kind, 1–255, a
+ * value the layers sharing connections agree on; 0 with NULL data). */
 void *rt_conn_data(const struct rt_conn *c);
-void rt_conn_set_data(struct rt_conn *c, void *data);
+unsigned rt_conn_data_kind(const struct rt_conn *c);
+void rt_conn_set_data(struct rt_conn *c, void *data, unsigned kind);
 /* "ADDR:PORT" of the peer ("[ADDR]:PORT" for IPv6), in a buffer of the
  * worker valid until the next call on that worker. */
 const char *rt_conn_peer(const struct rt_conn *c);

@@ -68,6 +68,10 @@
 #include "realtime/presence.h"
 
 #define RT_REALTIME_MAX_ROLES 8
+
+/* What a connection's data is (rt_conn_set_data's kind): a Realtime socket's
+ * session, or a shared document's connection (src/collab). */
+enum { RT_CONN_SESSION = 1, RT_CONN_COLLAB = 2 };
 /* postgres_changes entries per channel: each is matched against every change */
 #define RT_REALTIME_MAX_BINDINGS 100
 #define RT_REALTIME_USER_TOPIC_PREFIX "notifications:"

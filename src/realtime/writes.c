@@ -274,7 +274,8 @@ static void after_cb(uv_work_t *w, int status)
 	if (j->is_detached)
 		goto out;
 	struct rt_conn *c = rt_worker_find_conn(j->w, j->conn_id);
-	struct rt_session *s = c ? rt_conn_data(c) : NULL;
+	struct rt_session *s =
+		c && rt_conn_data_kind(c) == RT_CONN_SESSION ? rt_conn_data(c) : NULL;
 	if (!s)
 		goto out;
 	struct rt_writes_queue *q = rt_session_writes(s);
