@@ -6,27 +6,27 @@
  */
 #include "cli/cli.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
-#include <netdb.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <unistd.h>
 
 #include "common/buf.h"
 
 #define MAX_ANSWER (16 << 20)
 
 static const char conn_help[] =
-	"  --url URL             server URL (http://HOST:PORT)   RTSYNC_URL (http://127.0.0.1:4000)\n"
+	"  --url URL             server URL (http[s]://HOST:PORT) RTSYNC_URL (http://127.0.0.1:4000)\n"
 	"  --apikey KEY          API key (a JWT)                 RTSYNC_APIKEY (required)\n"
 	"  --token TOKEN         the user's access token         RTSYNC_TOKEN (default: the API key)\n"
+	"  --cacert FILE         trust the CAs in FILE for https:// RTSYNC_CACERT\n"
+	"  --capath DIR          trust the CAs in DIR (OpenSSL hashed names)\n"
+	"  --insecure            no certificate or host name check (tests only)\n"
 	"  --timeout-ms N        give up after N ms (10000)\n"
 	"  --json                print the server's answer as JSON\n"
 	"  -h, --help            this help\n";
@@ -68,116 +68,96 @@ static const char inbox_help_head[] =
 
 struct http_opts {
 	const char *url, *apikey, *token;
+	const char *cacert, *capath; /* NULL: the system's CAs */
+	bool is_insecure;
 	long timeout_ms;
 	bool is_json;
 };
 
-/* One request; *status and *body (caller frees) on success. Returns 0 or -1
- * (reported on stderr under cmd). */
+static size_t on_answer(char *data, size_t size, size_t n, void *arg)
+{
+	struct rt_buf *b = arg;
+	if (b->len + size * n > MAX_ANSWER)
+		return 0; /* too large: the transfer fails */
+	rt_buf_append(b, data, size * n);
+	return size * n;
+}
+
+/* One request to /notify/v1/<path> with libcurl; *status and *answer
+ * (caller frees) on success. Returns 0 or -1 (reported on stderr under cmd). */
 static int http_call(const char *cmd, const struct http_opts *o, const char *method,
 		     const char *path, const char *body, int *status, char **answer)
 {
 	const char *u = o->url;
-	if (strncmp(u, "http://", 7)) {
-		fprintf(stderr, "rtsync %s: --url must be http://HOST:PORT (got '%s')\n", cmd, u);
+	if (strncmp(u, "http://", 7) && strncmp(u, "https://", 8)) {
+		fprintf(stderr, "rtsync %s: --url must be http://HOST:PORT or https://HOST:PORT (got '%s')\n",
+			cmd, u);
 		return -1;
 	}
-	u += 7;
-	size_t hl = strcspn(u, ":/");
-	char host[256], port[16] = "80";
-	if (!hl || hl >= sizeof host) {
-		fprintf(stderr, "rtsync %s: bad --url '%s'\n", cmd, o->url);
-		return -1;
-	}
-	memcpy(host, u, hl);
-	host[hl] = '\0';
-	const char *rest = u + hl;
-	if (*rest == ':') {
-		size_t pl = strspn(rest + 1, "0123456789");
-		if (!pl || pl >= sizeof port) {
-			fprintf(stderr, "rtsync %s: bad port in --url '%s'\n", cmd, o->url);
-			return -1;
-		}
-		memcpy(port, rest + 1, pl);
-		port[pl] = '\0';
-		rest += 1 + pl;
-	}
-	const char *prefix = rest; /* a path prefix, e.g. behind a proxy */
-	size_t prefix_len = strlen(prefix);
-	while (prefix_len && prefix[prefix_len - 1] == '/')
-		prefix_len--;
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
-	int gai = getaddrinfo(host, port, &hints, &ai);
-	if (gai) {
-		fprintf(stderr, "rtsync %s: cannot resolve %s: %s\n", cmd, host, gai_strerror(gai));
-		return -1;
-	}
-	int fd = -1;
-	for (struct addrinfo *a = ai; a && fd < 0; a = a->ai_next) {
-		fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
-		if (fd < 0)
-			continue;
-		struct timeval tv = {o->timeout_ms / 1000, (o->timeout_ms % 1000) * 1000};
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-		if (connect(fd, a->ai_addr, a->ai_addrlen)) {
-			close(fd);
-			fd = -1;
-		}
-	}
-	freeaddrinfo(ai);
-	if (fd < 0) {
-		fprintf(stderr, "rtsync %s: cannot connect to %s: %s\n", cmd, o->url, strerror(errno));
-		return -1;
-	}
+	size_t ul = strlen(u);
+	while (ul && u[ul - 1] == '/') /* a path prefix may follow the host (a proxy) */
+		ul--;
 	const char *tok = o->token ? o->token : o->apikey;
-	struct rt_buf req;
-	rt_buf_init(&req);
-	rt_buf_printf(&req, "%s %.*s/notify/v1/%s HTTP/1.1\r\nHost: %s:%s\r\nConnection: close\r\n"
-			    "apikey: %s\r\nAuthorization: Bearer %s\r\n",
-		      method, (int)prefix_len, prefix, path, host, port, o->apikey, tok);
-	if (body)
-		rt_buf_printf(&req, "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-			      strlen(body), body);
-	else
-		rt_buf_append_str(&req, "Content-Length: 0\r\n\r\n");
-	int rc = -1;
-	struct rt_buf in;
+	struct rt_buf url, key, auth, in;
+	rt_buf_init(&url);
+	rt_buf_init(&key);
+	rt_buf_init(&auth);
 	rt_buf_init(&in);
-	for (size_t off = 0; off < req.len;) {
-		ssize_t w = send(fd, req.data + off, req.len - off, MSG_NOSIGNAL);
-		if (w <= 0) {
-			fprintf(stderr, "rtsync %s: cannot send the request: %s\n", cmd, strerror(errno));
-			goto out;
-		}
-		off += (size_t)w;
-	}
-	char chunk[16384];
-	for (;;) {
-		ssize_t r = recv(fd, chunk, sizeof chunk, 0);
-		if (r < 0) {
-			fprintf(stderr, "rtsync %s: no answer: %s\n", cmd,
-				errno == EAGAIN ? "timed out" : strerror(errno));
-			goto out;
-		}
-		if (!r)
-			break;
-		if (in.len + (size_t)r > MAX_ANSWER) {
-			fprintf(stderr, "rtsync %s: the answer is larger than %d bytes\n", cmd, MAX_ANSWER);
-			goto out;
-		}
-		rt_buf_append(&in, chunk, (size_t)r);
-	}
-	const char *end = in.data ? strstr(in.data, "\r\n\r\n") : NULL;
-	if (!end || sscanf(in.data, "HTTP/1.%*d %d", status) != 1) {
-		fprintf(stderr, "rtsync %s: not an HTTP answer from %s\n", cmd, o->url);
+	rt_buf_printf(&url, "%.*s/notify/v1/%s", (int)ul, u, path);
+	rt_buf_printf(&key, "apikey: %s", o->apikey);
+	rt_buf_printf(&auth, "Authorization: Bearer %s", tok);
+	struct curl_slist *hdrs = NULL, *l;
+	int rc = -1;
+	CURL *h = NULL;
+	char why[CURL_ERROR_SIZE] = "";
+	if (!(l = curl_slist_append(hdrs, key.data)) || !(hdrs = l) ||
+	    !(l = curl_slist_append(hdrs, auth.data)) || !(hdrs = l) ||
+	    (body && (!(l = curl_slist_append(hdrs, "Content-Type: application/json")) ||
+		      !(hdrs = l))) ||
+	    !(h = curl_easy_init())) {
+		fprintf(stderr, "rtsync %s: out of memory\n", cmd);
 		goto out;
 	}
-	*answer = strdup(end + 4);
+	curl_easy_setopt(h, CURLOPT_URL, url.data);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDS, body ? body : "");
+	curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(body ? strlen(body) : 0));
+	if (!strcmp(method, "GET"))
+		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_answer);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &in);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, why);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, o->timeout_ms);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, "rtsync");
+	if (o->cacert)
+		curl_easy_setopt(h, CURLOPT_CAINFO, o->cacert);
+	if (o->capath)
+		curl_easy_setopt(h, CURLOPT_CAPATH, o->capath);
+	if (o->is_insecure) {
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
+	CURLcode cc = curl_easy_perform(h);
+	if (cc != CURLE_OK) {
+		fprintf(stderr, "rtsync %s: cannot reach %s: %s\n", cmd, o->url,
+			cc == CURLE_WRITE_ERROR ? "the answer is larger than 16 MiB"
+						: *why ? why : curl_easy_strerror(cc));
+		goto out;
+	}
+	long code = 0;
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+	*status = (int)code;
+	*answer = strdup(in.data ? (const char *)in.data : "");
 	rc = *answer ? 0 : -1;
 out:
-	close(fd);
-	rt_buf_deinit(&req);
+	curl_easy_cleanup(h);
+	curl_slist_free_all(hdrs);
+	rt_buf_deinit(&url);
+	rt_buf_deinit(&key);
+	rt_buf_deinit(&auth);
 	rt_buf_deinit(&in);
 	return rc;
 }
@@ -201,6 +181,7 @@ static void http_defaults(struct http_opts *o)
 							       : "http://127.0.0.1:4000";
 	o->apikey = getenv("RTSYNC_APIKEY");
 	o->token = getenv("RTSYNC_TOKEN") && *getenv("RTSYNC_TOKEN") ? getenv("RTSYNC_TOKEN") : NULL;
+	o->cacert = getenv("RTSYNC_CACERT") && *getenv("RTSYNC_CACERT") ? getenv("RTSYNC_CACERT") : NULL;
 	o->timeout_ms = 10000;
 }
 
@@ -218,7 +199,7 @@ static int parse_num(const char *cmd, const char *name, const char *s, long max,
 	return 0;
 }
 
-enum { O_URL = 256, O_APIKEY, O_TOKEN, O_TIMEOUT, O_JSON, O_USER, O_QUERY, O_TITLE, O_MESSAGE,
+enum { O_URL = 256, O_APIKEY, O_TOKEN, O_TIMEOUT, O_JSON, O_CACERT, O_CAPATH, O_INSECURE, O_USER, O_QUERY, O_TITLE, O_MESSAGE,
        O_TYPE, O_PRIORITY, O_CATEGORY, O_LINK, O_DATA, O_KEY, O_UNREAD, O_ARCHIVED, O_LIMIT,
        O_BEFORE, O_ITEMS, O_COUNT, O_READ, O_UNREAD_ID, O_ARCHIVE, O_DELETE, O_READ_ALL };
 
@@ -226,6 +207,9 @@ enum { O_URL = 256, O_APIKEY, O_TOKEN, O_TIMEOUT, O_JSON, O_USER, O_QUERY, O_TIT
 	{"url", required_argument, NULL, O_URL}, {"apikey", required_argument, NULL, O_APIKEY}, \
 		{"token", required_argument, NULL, O_TOKEN},                                    \
 		{"timeout-ms", required_argument, NULL, O_TIMEOUT},                             \
+		{"cacert", required_argument, NULL, O_CACERT},                                  \
+		{"capath", required_argument, NULL, O_CAPATH},                                  \
+		{"insecure", no_argument, NULL, O_INSECURE},                                    \
 		{"json", no_argument, NULL, O_JSON}, {"help", no_argument, NULL, 'h'}
 
 /* Handles a connection option; 1 when it was one, -1 on a bad value. */
@@ -236,6 +220,9 @@ static int conn_opt(const char *cmd, int c, struct http_opts *o)
 	case O_APIKEY: o->apikey = optarg; return 1;
 	case O_TOKEN: o->token = optarg; return 1;
 	case O_JSON: o->is_json = true; return 1;
+	case O_CACERT: o->cacert = optarg; return 1;
+	case O_CAPATH: o->capath = optarg; return 1;
+	case O_INSECURE: o->is_insecure = true; return 1;
 	case O_TIMEOUT:
 		return parse_num(cmd, "--timeout-ms", optarg, 3600000, &o->timeout_ms) ? -1 : 1;
 	}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The client commands (rtsync listen, send, presence, write, query) against a real server:
+# The client commands (rtsync listen, send, presence, write, query, notify, inbox) against a real server:
 #   tests/client/cli.sh /abs/path/to/rtsync
 # Prints "ok"/"FAIL" per check and "cli: N passed, M failed".
 set -uo pipefail
@@ -57,6 +57,34 @@ start_server
 export RTSYNC_URL=$URL
 export RTSYNC_APIKEY=$("$bin" token --secret "$secret" --role anon)
 sql() { sqlite3 -cmd '.timeout 5000' "$dir/data/rtsync.db" "$1"; }
+
+# rtsync notify and rtsync inbox (docs/notifications.md, REST /notify/v1)
+svc=$("$bin" token --secret "$secret" --role service_role)
+alice=$("$bin" token --secret "$secret" --role authenticated --claims '{"sub":"cli-alice"}')
+bob=$("$bin" token --secret "$secret" --role authenticated --claims '{"sub":"cli-bob"}')
+timeout 10 "$bin" notify --apikey "$svc" --user cli-alice --title 'hello' --message 'from the CLI' \
+	>"$dir/n1.out" 2>&1
+check "notify as the service role exits 0 and counts the recipient" bash -c "[ $? -eq 0 ] &&
+	grep -q '^notified 1 of 1 recipients$' '$dir/n1.out'"
+timeout 10 "$bin" notify --token "$alice" --user cli-bob --title 'spoof' >/dev/null 2>"$dir/n2.err"
+check "notify as a user exits 1 with the server's RTS403" bash -c "[ $? -eq 1 ] && grep -q '403 RTS403' '$dir/n2.err'"
+check "notify without a title exits 2" bash -c "'$bin' notify --apikey x --user a 2>/dev/null; [ \$? -eq 2 ]"
+timeout 10 "$bin" inbox --token "$alice" >"$dir/n3.out" 2>&1
+check "inbox lists alice's notification, unread" bash -c "[ $? -eq 0 ] &&
+	grep -q '^#[0-9]* unread info    hello - from the CLI$' '$dir/n3.out'"
+timeout 10 "$bin" inbox --token "$bob" --count >"$dir/n4.out" 2>&1
+check "bob's inbox is empty" grep -q '^0 unread, 0 in the inbox, 0 held$' "$dir/n4.out"
+nid=$(sed -n 's/^#\([0-9]*\) .*/\1/p' "$dir/n3.out" | head -1)
+timeout 10 "$bin" inbox --token "$alice" --read "$nid" >/dev/null 2>&1 &&
+	timeout 10 "$bin" inbox --token "$alice" --count >"$dir/n5.out" 2>&1
+check "inbox --read marks it read" grep -q '^0 unread, 1 in the inbox, 0 held$' "$dir/n5.out"
+timeout 10 "$bin" inbox --token "$alice" --json >"$dir/n6.out" 2>&1
+check "inbox --json is the server's answer" node -e '
+	const a = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+	if (a.items.length !== 1 || a.items[0].title !== "hello" || a.items[0].read !== true) process.exit(1);' "$dir/n6.out"
+timeout 10 "$bin" inbox --url http://127.0.0.1:9 --token "$alice" >/dev/null 2>"$dir/n7.err"
+check "inbox against no server exits 1 and says so" bash -c "[ $? -eq 1 ] && grep -q 'cannot reach http://127.0.0.1:9' '$dir/n7.err'"
+
 
 # --help and usage errors
 for cmd in listen send presence; do
@@ -274,6 +302,14 @@ check "without the CA: exit 1 and 'certificate verify failed'" bash -c "[ $? -eq
 	grep -q 'certificate verify failed: unable to get local issuer certificate' '$dir/t2.err'"
 timeout 10 "$bin" send --url "$WSS" --cacert "$dir/certs/ca2.pem" tlsroom ev '{}' >/dev/null 2>"$dir/t3.err"
 check "send trusting another CA exits 1 with the reason" bash -c "[ $? -eq 1 ] && grep -q 'certificate verify failed' '$dir/t3.err'"
+timeout 10 "$bin" notify --url "https://localhost:$TPORT" --cacert "$dir/certs/ca.pem" --apikey "$svc" \
+	--user cli-alice --title 'over tls' >"$dir/n8.out" 2>&1
+check "notify over https:// with --cacert exits 0" bash -c "[ $? -eq 0 ] && grep -q '^notified 1 of 1' '$dir/n8.out'"
+timeout 10 "$bin" inbox --url "https://localhost:$TPORT" --token "$alice" --count >/dev/null 2>"$dir/n9.err"
+check "inbox over https:// without the CA exits 1 with the reason" bash -c "[ $? -eq 1 ] &&
+	grep -q 'SSL certificate problem' '$dir/n9.err'"
+timeout 10 "$bin" inbox --url "https://localhost:$TPORT" --insecure --token "$alice" --count >"$dir/n10.out" 2>&1
+check "inbox over https:// --insecure exits 0" bash -c "[ $? -eq 0 ] && grep -q '^1 unread' '$dir/n10.out'"
 timeout 10 "$bin" send --url "$WSS" --insecure tlsroom ev '{}' >/dev/null 2>&1
 check "send --insecure exits 0" test $? -eq 0
 RTSYNC_CACERT="$dir/certs/ca.pem" timeout 10 "$bin" write --url "$WSS" todos insert --record '{"id":90,"title":"tls"}' \
