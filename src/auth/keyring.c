@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +22,7 @@ struct rt_keyring {
 
 	pthread_mutex_t mu;
 	struct rt_jwt_keys *keys; /* current; one reference held here */
-	uint64_t generation;
+	_Atomic uint64_t generation; /* read without the lock (every token check) */
 	uint64_t kid_fetch_ms;    /* the last fetch an unknown kid asked for */
 	bool has_kid_fetch;
 
@@ -137,7 +138,7 @@ static void install(struct rt_keyring *kr, struct rt_jwt_keys *keys)
 	pthread_mutex_lock(&kr->mu);
 	struct rt_jwt_keys *old = kr->keys;
 	kr->keys = keys;
-	kr->generation++;
+	atomic_fetch_add(&kr->generation, 1);
 	pthread_mutex_unlock(&kr->mu);
 	rt_jwt_keys_unref(old);
 }
@@ -259,10 +260,7 @@ enum rt_jwt_result rt_keyring_verify(struct rt_keyring *kr, const char *token, s
 
 uint64_t rt_keyring_generation(struct rt_keyring *kr)
 {
-	pthread_mutex_lock(&kr->mu);
-	uint64_t g = kr->generation;
-	pthread_mutex_unlock(&kr->mu);
-	return g;
+	return atomic_load(&kr->generation);
 }
 
 void rt_keyring_reload(struct rt_keyring *kr)
