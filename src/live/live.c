@@ -123,23 +123,6 @@ static bool has_index(const size_t *v, size_t n, size_t x)
 	return false;
 }
 
-/* Checks the columns a filter tree names. */
-static int check_where(const struct rt_store_table *t, const struct rt_query_node *n, char *err,
-		       size_t err_cap)
-{
-	if (n->kind == RT_QUERY_COND) {
-		if (col_index(t, n->column) < 0) {
-			snprintf(err, err_cap, "42703: column %s.%s does not exist", t->name, n->column);
-			return -1;
-		}
-		return 0;
-	}
-	for (size_t i = 0; i < n->n_children; i++)
-		if (check_where(t, &n->children[i], err, err_cap))
-			return -1;
-	return 0;
-}
-
 static void add_out(struct rt_live_def *d, const char *key, size_t col, enum rt_query_agg fn,
 		    bool is_rows)
 {
@@ -224,8 +207,11 @@ static int def_shape(struct rt_live_def *d, char *err, size_t err_cap)
 			d->groups[d->n_groups++] = (size_t)c;
 		}
 	}
-	if (check_where(t, &q->where, err, err_cap))
+	char why[300];
+	if (rt_store_check_columns(t, &q->where, why, sizeof why)) {
+		snprintf(err, err_cap, "42703: %s", why);
 		return -1;
+	}
 	for (size_t i = 0; i < q->n_order; i++) {
 		long c = col_index(t, q->order[i].column);
 		if (c < 0) {

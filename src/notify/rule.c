@@ -226,22 +226,6 @@ void rt_tpl_render(const struct rt_tpl *tpl, const struct rt_tpl_env *env, bool 
 
 /* ---- filters ---- */
 
-static int check_where(const struct rt_store_table *t, const struct rt_query_node *n, char *err,
-		       size_t err_cap)
-{
-	if (n->kind == RT_QUERY_COND) {
-		if (!rt_store_column(t, n->column)) {
-			snprintf(err, err_cap, "column %s.%s does not exist", t->name, n->column);
-			return -1;
-		}
-		return 0;
-	}
-	for (size_t i = 0; i < n->n_children; i++)
-		if (check_where(t, &n->children[i], err, err_cap))
-			return -1;
-	return 0;
-}
-
 /* Parses the value of a `changed` condition (after "changed"). */
 static int parse_changed(const char *col, const char *v, struct rt_changed_cond *c, char *err,
 			 size_t err_cap)
@@ -334,7 +318,7 @@ int rt_nfilter_parse(const char *text, const struct rt_store_table *t, struct rt
 				       "limit, offset, on_conflict or columns)");
 		goto fail;
 	}
-	if (t && check_where(t, &out->q.where, err, err_cap))
+	if (t && rt_store_check_columns(t, &out->q.where, err, err_cap))
 		goto fail;
 	rt_buf_deinit(&rest);
 	return 0;

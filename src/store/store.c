@@ -212,6 +212,21 @@ const struct rt_store_column *rt_store_column(const struct rt_store_table *t, co
 	return NULL;
 }
 
+int rt_store_check_columns(const struct rt_store_table *t, const struct rt_query_node *n, char *err,
+			   size_t err_cap)
+{
+	if (n->kind == RT_QUERY_COND) {
+		if (rt_store_column(t, n->column))
+			return 0;
+		snprintf(err, err_cap, "column %s.%s does not exist", t->name, n->column);
+		return -1;
+	}
+	for (size_t i = 0; i < n->n_children; i++)
+		if (rt_store_check_columns(t, &n->children[i], err, err_cap))
+			return -1;
+	return 0;
+}
+
 /* ---- row-level security ---- */
 
 void rt_store_policies_init(struct rt_store *s)

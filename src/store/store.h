@@ -216,6 +216,11 @@ const struct rt_store_table *rt_store_table(const struct rt_store *s, const char
 					    const char *name);
 /* A column of t by name; NULL when absent. */
 const struct rt_store_column *rt_store_column(const struct rt_store_table *t, const char *name);
+/* Whether every condition of the filter tree n names a column of t; the
+ * first that does not is in err ("column T.C does not exist": PostgREST's
+ * 42703). Returns 0 or -1. */
+int rt_store_check_columns(const struct rt_store_table *t, const struct rt_query_node *n, char *err,
+			   size_t err_cap);
 
 /* ---- row-level security (docs/security.md) ---- */
 
