@@ -12,6 +12,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "flags/flags.h"
 
 static uint64_t start_ms;
 
@@ -335,7 +336,7 @@ out:
 /* ---- routing ---- */
 
 static const char cors_headers[] =
-	"Access-Control-Allow-Methods: GET, HEAD, POST, PATCH, DELETE, OPTIONS\r\n"
+	"Access-Control-Allow-Methods: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n"
 	"Access-Control-Allow-Headers: authorization, apikey, content-type, x-client-info, "
 	"x-api-key, prefer, range, accept-profile, content-profile\r\n"
 	"Access-Control-Expose-Headers: Content-Range\r\n"
@@ -365,6 +366,8 @@ static void on_request(struct rt_conn *c, struct rt_http_req *req)
 		rt_conn_respond(c, 204, NULL, NULL, 0, cors_headers);
 	} else if (!strncmp(path, "/rest/v1/", 9) && path[9]) {
 		rt_rest_handle(c, req, app_of(c), path + 9);
+	} else if (!strcmp(path, "/flags/v1") || !strncmp(path, "/flags/v1/", 10)) {
+		rt_api_flags(c, req, app_of(c), path[9] ? path + 10 : "");
 	} else if (!strncmp(path, "/notify/v1/", 11) && path[11]) {
 		rt_api_notify(c, req, app_of(c), path + 11);
 	} else if (!strcmp(path, "/healthz")) {
@@ -373,6 +376,8 @@ static void on_request(struct rt_conn *c, struct rt_http_req *req)
 		struct rt_buf b;
 		rt_buf_init(&b);
 		rt_metrics_render(&b, (double)(rt_mono_ms() - start_ms) / 1000.0);
+		if (app_of(c)->flags)
+			rt_flags_render_metrics(app_of(c)->flags, &b);
 		rt_conn_respond(c, 200, "text/plain; version=0.0.4", b.data, b.len, NULL);
 		rt_buf_deinit(&b);
 	} else if (api && !strcmp(api, "broadcast")) {

@@ -13,6 +13,7 @@
 #include "common/alloc.h"
 #include "common/clock.h"
 #include "common/metrics.h"
+#include "flags/flags.h"
 #include "notify/notify.h"
 
 struct notify_job {
@@ -73,6 +74,13 @@ void rt_api_notify(struct rt_conn *c, struct rt_http_req *req, struct rt_realtim
 	if (r != RT_JWT_OK) {
 		RT_METRIC_ERROR(AUTH);
 		rt_api_respond_error(c, 401, "RTS401", "a valid token is required");
+		return;
+	}
+	if (rt->flags && (rt_realtime_features_off(rt_worker_data(rt_conn_worker(c)), claims.sub,
+						   claims.claims, NULL, NULL) &
+			  RT_FLAG_NOTIFICATIONS)) { /* docs/flags.md */
+		rt_jwt_claims_deinit(&claims);
+		rt_api_respond_error(c, 403, "RTS403", "notifications are switched off");
 		return;
 	}
 	struct notify_job *j = rt_xcalloc(1, sizeof *j);

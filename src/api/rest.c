@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/ratelimit.h"
+#include "flags/flags.h"
 #include "store/store.h"
 
 static const char content_json[] = "application/json; charset=utf-8";
@@ -391,6 +392,14 @@ void rt_rest_handle(struct rt_conn *c, struct rt_http_req *req, struct rt_realti
 		return;
 	}
 	free(name);
+	if (m != HTTP_GET && m != HTTP_HEAD && rt->flags &&
+	    (rt_realtime_features_off(rt_worker_data(rt_conn_worker(c)), claims.sub,
+				      claims.claims, NULL, t->name) &
+	     RT_FLAG_WRITES)) { /* switched off by a feature flag (docs/flags.md) */
+		respond_error(c, 403, "RTS403", "writes are switched off for this table", NULL);
+		rt_jwt_claims_deinit(&claims);
+		return;
+	}
 
 	struct job *j = rt_xcalloc(1, sizeof *j);
 	j->work.data = j;

@@ -21,6 +21,7 @@
 #include "common/log.h"
 #include "common/rand.h"
 #include "common/ratelimit.h"
+#include "flags/flags.h"
 #include "net/server.h"
 #include "notify/notify.h"
 #include "net/tls.h"
@@ -67,6 +68,7 @@ struct serve_opts {
 	long jwks_refresh_s;
 	char *notify;
 	char *notify_rules;
+	char *flags; /* feature flags file (docs/flags.md) */
 	long notify_retain_ms;
 	long notify_archive_ms;
 	long pg_pool;
@@ -160,6 +162,9 @@ static const char serve_usage[] =
 	"                                            RTSYNC_NOTIFY_RETAIN_MS (7776000000, 90 days)\n"
 	"  --notify-archive-ms N     read notifications are archived after N ms (0: never)\n"
 	"                                                           RTSYNC_NOTIFY_ARCHIVE_MS (0)\n"
+	"  --flags FILE.json         feature flags (docs/flags.md), read again on SIGHUP;\n"
+	"                            edits through /flags/v1 are written to it\n"
+	"                                            RTSYNC_FLAGS (DIR/flags.json)\n"
 	"  --io-uring on|off         send to many sockets with one system call (io_uring)\n"
 	"                            when the kernel allows it      RTSYNC_IO_URING (on)\n"
 	"  --tls-cert FILE           serve https:// and wss:// on --listen (TLS only) with this\n"
@@ -218,6 +223,7 @@ static void opts_free(struct serve_opts *o)
 	free(o->jwt_iss);
 	free(o->notify);
 	free(o->notify_rules);
+	free(o->flags);
 	free(o->tls_cert);
 	free(o->tls_key);
 }
@@ -253,6 +259,7 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 	o->jwt_iss = env_or("RTSYNC_JWT_ISS", NULL);
 	o->notify = env_or("RTSYNC_NOTIFY", "on");
 	o->notify_rules = env_or("RTSYNC_NOTIFY_RULES", NULL);
+	o->flags = env_or("RTSYNC_FLAGS", NULL);
 	o->tls_cert = env_or("RTSYNC_TLS_CERT", NULL);
 	o->tls_key = env_or("RTSYNC_TLS_KEY", NULL);
 	if (env_long("RTSYNC_WORKERS", "--workers", ncpu > 0 ? ncpu : 1, 1, RT_SERVER_MAX_WORKERS,
@@ -293,7 +300,7 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 	       O_CHANNELS, O_QUEUE, O_ROLES, O_PCALLS, O_PWINDOW, O_DB, O_SCHEMA, O_RCOUNT,
 	       O_RMS, O_PG, O_PG_TABLES, O_PG_POOL, O_PG_NAME, O_PG_NEW_LOG, O_IDEM, O_URING, O_JWKS,
 	       O_JWKS_REFRESH, O_AUD, O_ISS, O_NOTIFY, O_NOTIFY_RULES, O_NOTIFY_RETAIN,
-	       O_NOTIFY_ARCHIVE, O_TLS_CERT, O_TLS_KEY, O_LIMIT };
+	       O_NOTIFY_ARCHIVE, O_TLS_CERT, O_TLS_KEY, O_FLAGS, O_LIMIT };
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, O_LISTEN},
 		{"jwt-secret", required_argument, NULL, O_SECRET},
@@ -325,6 +332,7 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 		{"jwt-iss", required_argument, NULL, O_ISS},
 		{"notify", required_argument, NULL, O_NOTIFY},
 		{"notify-rules", required_argument, NULL, O_NOTIFY_RULES},
+		{"flags", required_argument, NULL, O_FLAGS},
 		{"notify-retain-ms", required_argument, NULL, O_NOTIFY_RETAIN},
 		{"notify-archive-ms", required_argument, NULL, O_NOTIFY_ARCHIVE},
 		{"tls-cert", required_argument, NULL, O_TLS_CERT},
@@ -363,6 +371,7 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 			break;
 		case O_NOTIFY: set_str(&o->notify, optarg); break;
 		case O_NOTIFY_RULES: set_str(&o->notify_rules, optarg); break;
+		case O_FLAGS: set_str(&o->flags, optarg); break;
 		case O_NOTIFY_RETAIN:
 			rc = parse_long("--notify-retain-ms", optarg, 0, 1L << 45, &o->notify_retain_ms);
 			break;
@@ -552,6 +561,7 @@ static struct rt_keyring *g_keys;
 static struct rt_tls *g_tls;
 static uv_signal_t g_signals[3]; /* SIGINT, SIGTERM, SIGHUP */
 static struct rt_notify *g_notify;
+static struct rt_flags *g_flags;
 
 static void notify_apply(void *ctx, const struct rt_change *chs, size_t n, uint64_t after,
 			 uint64_t last_pos)
@@ -567,8 +577,11 @@ static void notify_tick(void *ctx, uint64_t last_pos)
 static void on_signal(uv_signal_t *h, int signum)
 {
 	if (signum == SIGHUP) {
-		rt_info("received SIGHUP, reading the signing keys, notification rules and TLS certificate again");
+		rt_info("received SIGHUP, reading the signing keys, notification rules, feature flags and TLS certificate again");
 		rt_keyring_reload(g_keys);
+		char ferr[1024];
+		if (g_flags && rt_flags_reload(g_flags, ferr, sizeof ferr))
+			rt_error("feature flags not reloaded, the current ones stay: %s", ferr);
 		char err[1024];
 		if (g_notify && rt_notify_reload(g_notify, err, sizeof err))
 			rt_error("notification rules not reloaded: %s", err);
@@ -725,6 +738,22 @@ int rt_cli_serve(int argc, char **argv)
 	struct rt_collab_config ccfg;
 	rt_collab_config_default(&ccfg);
 	rt->collab = rt_collab_new(&ccfg, rt, store);
+	{
+		/* feature flags: the file given, else one in the data dir */
+		size_t n = strlen(o.data_dir) + 16;
+		char *fpath = o.flags ? rt_xstrdup(o.flags) : rt_xmalloc(n);
+		if (!o.flags)
+			snprintf(fpath, n, "%s/flags.json", o.data_dir);
+		int frc = rt_flags_new(fpath, &g_flags, serr, sizeof serr);
+		if (frc)
+			fprintf(stderr, "rtsync serve: --flags: %s\n", serr);
+		else
+			rt_info("flags: %s", fpath);
+		free(fpath);
+		if (frc)
+			goto out;
+		rt->flags = g_flags;
+	}
 	rt_info("store %s (%s): %zu tables", rt_store_backend(store), o.db,
 		rt_store_schema(store)->n_tables);
 
@@ -775,6 +804,7 @@ int rt_cli_serve(int argc, char **argv)
 	printf("  rest        http%s://%s/rest/v1/<table>\n", s, hostport);
 	if (g_notify)
 		printf("  notify      http%s://%s/notify/v1/inbox\n", s, hostport);
+	printf("  flags       http%s://%s/flags/v1\n", s, hostport);
 	if (o.postgres) /* the URL may hold a password: not printed */
 		printf("  database    postgres (slot %s), change log %s\n", o.pg_name, o.db);
 	else
@@ -814,6 +844,8 @@ out:
 	rt_quota_free(quota);
 	rt_notify_free(g_notify);
 	g_notify = NULL;
+	rt_flags_free(g_flags);
+	g_flags = NULL;
 	rt_store_close(store);
 	rt_keyring_free(g_keys);
 	g_keys = NULL;

@@ -31,6 +31,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/ratelimit.h"
+#include "flags/flags.h"
 #include "realtime/hub.h"
 #include "realtime/realtime.h"
 #include "store/store.h"
@@ -1032,6 +1033,13 @@ void rt_collab_request(struct rt_collab *co, struct rt_realtime_worker *rw, stru
 		respond_json(c, 401, !token || !*token ? "{\"error\":\"API key is missing\"}"
 				     : jr == RT_JWT_EXPIRED ? "{\"error\":\"Token has expired\"}"
 							    : "{\"error\":\"Unauthorized\"}");
+		free(name);
+		return;
+	}
+	if (rt_realtime_features_off(rw, claims.sub, claims.claims, name, NULL) &
+	    RT_FLAG_DOCUMENTS) { /* switched off by a feature flag (docs/flags.md) */
+		respond_json(c, 403, "{\"error\":\"documents are switched off\"}");
+		rt_jwt_claims_deinit(&claims);
 		free(name);
 		return;
 	}

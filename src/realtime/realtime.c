@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/rand.h"
+#include "flags/flags.h"
 #include "live/live.h"
 #include "notify/notify.h"
 
@@ -41,6 +42,8 @@ struct rt_channel {
 	struct rt_sub hsub;
 	struct chan_pg *pg; /* postgres_changes state, NULL without bindings */
 	struct chan_live *live; /* live queries, NULL without any */
+	unsigned flags_off;     /* RT_FLAG_* features switched off here (docs/flags.md) */
+	json_t *flags_view;     /* the flags last reported to the client; NULL without flags */
 	struct rt_channel *prev, *next; /* the session's channels */
 };
 
@@ -172,6 +175,7 @@ void rt_realtime_worker_free(struct rt_realtime_worker *rw)
 	if (!rw)
 		return;
 	rt_hub_local_free(rw->hub);
+	rt_flagset_unref(rw->flags);
 	if (rw->tokens) {
 		for (size_t i = 0; i < TOKEN_CACHE; i++)
 			token_entry_clear(&rw->tokens[i]);
@@ -223,8 +227,11 @@ enum rt_jwt_result rt_realtime_verify(struct rt_realtime_worker *rw, const char 
 	return RT_JWT_OK;
 }
 
+static void flags_sync(struct rt_realtime_worker *rw);
+
 void rt_realtime_worker_wake(struct rt_realtime_worker *rw)
 {
+	flags_sync(rw);
 	rt_hub_drain(rw->hub);
 }
 
@@ -496,6 +503,7 @@ static void channel_free(struct rt_channel *ch)
 	DL_DELETE(s->channels, ch);
 	s->n_channels--;
 	RT_METRIC_INC(channels_closed);
+	json_decref(ch->flags_view);
 	free(ch->pkey);
 	if (ch->own) {
 		rt_jwt_claims_deinit(ch->own);
@@ -521,6 +529,13 @@ static void channel_deliver(struct rt_sub *sub, struct rt_msg *m)
 		return;
 	if (m->sender == ch->id && !ch->self)
 		return;
+	if (ch->flags_off) { /* a feature switched off by a flag delivers nothing */
+		unsigned need = m->kind == RT_MSG_PRESENCE ? RT_FLAG_PRESENCE : RT_FLAG_BROADCAST;
+		if (m->kind != RT_MSG_PRESENCE && is_user_topic(ch->sub))
+			need |= RT_FLAG_NOTIFICATIONS;
+		if (ch->flags_off & need)
+			return;
+	}
 	struct rt_frame *f = ch->s->vsn == RT_PHX_V1 ? m->v1 : m->v2;
 	if (f)
 		rt_conn_send(ch->s->c, f);
@@ -531,6 +546,8 @@ static void binding_deliver(struct rt_sub *sub, struct rt_msg *m)
 {
 	struct chan_pg *pg = (struct chan_pg *)((char *)sub - offsetof(struct chan_pg, pgsub));
 	struct rt_channel *ch = pg->ch;
+	if (ch->flags_off & RT_FLAG_POSTGRES_CHANGES)
+		return; /* switched off: a catch-up from sent_pos brings it when back on */
 	if (pg->is_catching_up) {
 		if (pg->n_held == MAX_HELD) {
 			pg->is_overflowed = true;
@@ -563,6 +580,8 @@ static void catchup_deliver(struct rt_sub *sub, struct rt_msg *m)
 	struct chan_pg *pg =
 		(struct chan_pg *)((char *)sub - offsetof(struct chan_pg, catchup_sub));
 	struct rt_channel *ch = pg->ch;
+	if (ch->flags_off & RT_FLAG_POSTGRES_CHANGES)
+		return; /* switched off: the catch-up starts again when back on */
 	if (m->kind == RT_MSG_CHANGE) {
 		rt_conn_send(ch->s->c, ch->s->vsn == RT_PHX_V1 ? m->v1 : m->v2);
 		if (m->pos > pg->sent_pos)
@@ -843,6 +862,8 @@ static void live_deliver(struct rt_sub *sub, struct rt_msg *m)
 {
 	struct chan_live *lv = (struct chan_live *)((char *)sub - offsetof(struct chan_live, hsub));
 	struct rt_channel *ch = lv->ch;
+	if (ch->flags_off & RT_FLAG_LIVE_QUERIES)
+		return; /* switched off: started again from lv->pos when back on */
 	struct rt_frame *f = ch->s->vsn == RT_PHX_V1 ? m->v1 : m->v2;
 	if (f)
 		rt_conn_send(ch->s->c, f);
@@ -971,6 +992,8 @@ static void handle_live_subscribe(struct rt_channel *ch, struct rt_phx_msg *m)
 	bool has_resume = json_object_get(m->payload, "resume_after") != NULL;
 	if (!s->rw->rt->live) {
 		snprintf(err, sizeof err, "live queries need a store");
+	} else if (ch->flags_off & RT_FLAG_LIVE_QUERIES) {
+		snprintf(err, sizeof err, "FeatureDisabled: live_queries is switched off on this channel");
 	} else if (live_check(queries, err, sizeof err) ||
 		   rt_live_opts_parse(has_opts ? m->payload : NULL, &o, err, sizeof err)) {
 		/* err says why */
@@ -1017,6 +1040,164 @@ static void handle_live_unsubscribe(struct rt_channel *ch, struct rt_phx_msg *m)
 	}
 	reply(s, ch->join_ref, m->ref, ch->topic, "ok",
 	      json_pack("{s:O}", "ids", (json_t *)ids));
+}
+
+/* ---- feature flags (docs/flags.md) ---- */
+
+/* The features a channel is told the switching of: those it uses. */
+static unsigned chan_features(const struct rt_channel *ch)
+{
+	unsigned f = RT_FLAG_BROADCAST;
+	if (is_user_topic(ch->sub))
+		f |= RT_FLAG_NOTIFICATIONS;
+	if (ch->presence_enabled || ch->is_tracked)
+		f |= RT_FLAG_PRESENCE;
+	if (ch->pg)
+		f |= RT_FLAG_POSTGRES_CHANGES;
+	if (ch->live)
+		f |= RT_FLAG_LIVE_QUERIES;
+	return f;
+}
+
+/* Evaluates the worker's flags for the channel's requester and place (its
+ * sub-topic and the tables of entries, its postgres_changes): returns the
+ * features off, and the client's view in *view (NULL without flags). */
+static unsigned chan_flags_eval(struct rt_channel *ch, const json_t *entries, bool is_exposed,
+				json_t **view)
+{
+	struct rt_realtime_worker *rw = ch->s->rw;
+	*view = NULL;
+	if (!rw->flags)
+		return 0;
+	const char *tables[RT_REALTIME_MAX_BINDINGS];
+	size_t n = 0, i;
+	const json_t *e;
+	json_array_foreach(entries, i, e) {
+		if (n < RT_REALTIME_MAX_BINDINGS)
+			tables[n++] = str_or(e, "table", "*");
+	}
+	const struct rt_jwt_claims *cl = chan_claims(ch);
+	struct rt_flag_user u = {.sub = cl->sub, .claims = cl->claims};
+	struct rt_flag_scope sc = {.channel = ch->sub, .tables = tables, .n_tables = n};
+	*view = rt_flagset_view(rw->flags, &u, &sc, is_exposed);
+	rt_flags_count_evaluations(rw->rt->flags, 1);
+	return rt_flagset_features_off(rw->flags, &u, &sc);
+}
+
+/* The system message of a feature switched off or on for the channel. */
+static void tell_feature(struct rt_channel *ch, unsigned bit, bool is_off)
+{
+	const char *name = rt_flag_feature_name(bit);
+	char msg[160];
+	snprintf(msg, sizeof msg, "%s is switched %s on this channel by a feature flag", name,
+		 is_off ? "off" : "on");
+	json_t *extra = json_pack("{s:s,s:b}", "feature", name, "enabled", !is_off);
+	system_msg_with(ch, name, is_off ? "error" : "ok", msg, extra);
+	json_decref(extra);
+	rt_debug("conn %s: %s %s on %s by a flag", rt_conn_peer(ch->s->c), name,
+		 is_off ? "off" : "on", ch->topic);
+}
+
+/* A feature switched back on: what the channel missed comes back. */
+static void feature_resumed(struct rt_channel *ch, unsigned bit)
+{
+	struct rt_realtime_worker *rw = ch->s->rw;
+	if (bit == RT_FLAG_POSTGRES_CHANGES && ch->pg) {
+		/* the resume machinery: every change after the last one sent */
+		struct chan_pg *pg = ch->pg;
+		rt_hub_unsubscribe(rw->hub, &pg->catchup_sub);
+		for (size_t k = 0; k < pg->n_held; k++)
+			rt_msg_unref(pg->held[k]);
+		pg->n_held = 0;
+		start_catchup(ch, pg->sent_pos);
+	} else if (bit == RT_FLAG_LIVE_QUERIES && ch->live && ch->live->sub) {
+		live_start(ch, ch->live->pos);
+	} else if (bit == RT_FLAG_PRESENCE && ch->presence_enabled) {
+		json_t *state = NULL;
+		rt_hub_unsubscribe(rw->hub, &ch->hsub);
+		rt_presence_subscribe(rw->rt->presence, rw->hub, ch->key, &ch->hsub, &state);
+		if (state) {
+			send_text(ch->s, ch->join_ref, NULL, ch->topic, "presence_state", state);
+			json_decref(state);
+		}
+	}
+}
+
+/* Evaluates the channel's flags again (a new flag set, new claims) and tells
+ * the client what changed. */
+static void chan_flags_apply(struct rt_channel *ch)
+{
+	json_t *view;
+	unsigned off = chan_flags_eval(ch, ch->pg ? ch->pg->entries : NULL, false, &view);
+	unsigned was = ch->flags_off, told = (was ^ off) & chan_features(ch);
+	ch->flags_off = off;
+	for (unsigned bit = 1; bit && bit <= told; bit <<= 1) {
+		if (!(told & bit))
+			continue;
+		tell_feature(ch, bit, off & bit);
+		if (!(off & bit))
+			feature_resumed(ch, bit);
+	}
+	if (!view || (ch->flags_view && json_equal(view, ch->flags_view))) {
+		json_decref(view);
+		return;
+	}
+	json_decref(view); /* evaluated again, counted as exposures now that it is told */
+	chan_flags_eval(ch, ch->pg ? ch->pg->entries : NULL, true, &view);
+	json_decref(ch->flags_view);
+	ch->flags_view = view;
+	json_t *extra = json_pack("{s:O}", "flags", view);
+	system_msg_with(ch, "flags", "ok", "Flags changed", extra);
+	json_decref(extra);
+}
+
+/* Takes the current flag set when it changed, and evaluates every channel
+ * again under it. One atomic load when nothing changed. */
+static void flags_sync(struct rt_realtime_worker *rw)
+{
+	struct rt_flags *flags = rw->rt->flags;
+	if (!flags)
+		return;
+	uint64_t gen = rt_flags_generation(flags);
+	if (rw->flags && gen == rw->flags_gen)
+		return;
+	struct rt_flagset *old = rw->flags;
+	rw->flags = rt_flags_current(flags);
+	rw->flags_gen = gen;
+	if (old) {
+		struct rt_session *s;
+		DL_FOREACH(rw->sessions, s) {
+			if (rt_conn_is_closing(s->c))
+				continue;
+			struct rt_channel *ch;
+			DL_FOREACH(s->channels, ch)
+				chan_flags_apply(ch);
+		}
+	}
+	rt_flagset_unref(old);
+}
+
+unsigned rt_realtime_features_off(struct rt_realtime_worker *rw, const char *sub,
+				  const json_t *claims, const char *channel, const char *table)
+{
+	flags_sync(rw);
+	if (!rw->flags)
+		return 0;
+	struct rt_flag_user u = {.sub = sub, .claims = claims};
+	struct rt_flag_scope sc = {.channel = channel, .tables = &table, .n_tables = table ? 1 : 0};
+	return rt_flagset_features_off(rw->flags, &u, &sc);
+}
+
+/* Refuses a push of a feature that is off here: true when answered. */
+static bool refused_by_flag(struct rt_channel *ch, const struct rt_phx_msg *m, unsigned bit)
+{
+	if (!(ch->flags_off & bit))
+		return false;
+	char reason[160];
+	snprintf(reason, sizeof reason, "FeatureDisabled: %s is switched off on this channel",
+		 rt_flag_feature_name(bit));
+	reply_reason(ch->s, ch->join_ref, m->ref, ch->topic, reason);
+	return true;
 }
 
 static void handle_join_decided(struct rt_session *s, struct rt_phx_msg *m,
@@ -1261,8 +1442,12 @@ static void handle_join_decided(struct rt_session *s, struct rt_phx_msg *m,
 	RT_METRIC_INC(joins_ok);
 
 	json_t *state = NULL;
-	reply(s, ch->join_ref, m->ref, ch->topic, "ok",
-	      json_pack("{s:o}", "postgres_changes", reply_bindings));
+	flags_sync(s->rw);
+	json_t *join_resp = json_pack("{s:o}", "postgres_changes", reply_bindings);
+	ch->flags_off = chan_flags_eval(ch, n_parsed ? entries : NULL, true, &ch->flags_view);
+	if (ch->flags_view) /* the flags that apply to this user here (docs/flags.md) */
+		json_object_set(join_resp, "flags", ch->flags_view);
+	reply(s, ch->join_ref, m->ref, ch->topic, "ok", join_resp);
 	rt_presence_subscribe(rt->presence, s->rw->hub, ch->key, &ch->hsub,
 			      ch->presence_enabled ? &state : NULL);
 	if (*pg_err)
@@ -1275,10 +1460,14 @@ static void handle_join_decided(struct rt_session *s, struct rt_phx_msg *m,
 		system_msg(ch, "live", "error", live_err);
 	json_decref(entries);
 	free(parsed);
-	if (state) {
+	if (state && !(ch->flags_off & RT_FLAG_PRESENCE)) {
 		send_text(s, ch->join_ref, NULL, ch->topic, "presence_state", state);
-		json_decref(state);
 	}
+	json_decref(state);
+	for (unsigned bit = 1, told = ch->flags_off & chan_features(ch); bit && bit <= told;
+	     bit <<= 1)
+		if (told & bit)
+			tell_feature(ch, bit, true);
 	if (is_user_topic(sub) && rt->notify)
 		push_inbox_state(ch);
 	rt_debug("conn %s: joined %s (join_ref %s, role %s)", rt_conn_peer(s->c), ch->topic,
@@ -1345,6 +1534,9 @@ static void handle_broadcast(struct rt_channel *ch, struct rt_phx_msg *m)
 	struct rt_buf payload;
 	rt_buf_init(&payload);
 
+	if (refused_by_flag(ch, m, RT_FLAG_BROADCAST) ||
+	    (is_user_topic(ch->sub) && refused_by_flag(ch, m, RT_FLAG_NOTIFICATIONS)))
+		goto out;
 	if (m->is_user_broadcast) {
 		if (m->data_len > max)
 			goto too_big;
@@ -1410,6 +1602,8 @@ static void handle_presence(struct rt_channel *ch, struct rt_phx_msg *m)
 		reply(s, ch->join_ref, m->ref, ch->topic, "ok", NULL);
 		return;
 	}
+	if (strcasecmp(event, "untrack") && refused_by_flag(ch, m, RT_FLAG_PRESENCE))
+		return;
 	if (!ch->may_track && strcasecmp(event, "untrack")) {
 		reply(s, ch->join_ref, m->ref, ch->topic, "error", NULL);
 		return;
@@ -1608,8 +1802,10 @@ static void handle_access_token(struct rt_channel *ch, struct rt_phx_msg *m)
 	ch->token_hash = token_hash(tok);
 	if (is_same)
 		return; /* a later expiry only */
-	/* New claims: the channel's access is decided again, as at the join. */
-	reauthorize(ch);
+	/* New claims: the channel's access is decided again, as at the join,
+	 * and its flags evaluated for them. */
+	if (reauthorize(ch))
+		chan_flags_apply(ch);
 }
 
 /* ---- sessions ---- */
@@ -1770,6 +1966,16 @@ void rt_session_on_message(struct rt_session *s, enum rt_ws_opcode op, const uin
 		handle_access_token(ch, &m);
 		break;
 	case RT_EV_WRITE: {
+		const json_t *wt = json_object_get(m.payload, "table");
+		if (rt_realtime_features_off(s->rw, chan_claims(ch)->sub, chan_claims(ch)->claims,
+					     ch->sub, json_is_string(wt) ? json_string_value(wt) : "*") &
+		    RT_FLAG_WRITES) {
+			json_t *r = json_pack("{s:s,s:s}", "reason",
+					      "FeatureDisabled: writes are switched off for this table",
+					      "code", "RTS403");
+			reply(s, ch->join_ref, m.ref, ch->topic, "error", r);
+			break;
+		}
 		struct rt_auth who = chan_auth(ch);
 		rt_writes_handle(s, s->rw->rt->store, &who, ch->join_ref, m.ref, ch->topic,
 				 m.payload);
@@ -1824,6 +2030,7 @@ void rt_realtime_worker_tick(struct rt_realtime_worker *rw)
 {
 	int64_t now = rt_wall_s();
 	check_policies(rw);
+	flags_sync(rw);
 	struct rt_session *s;
 	DL_FOREACH(rw->sessions, s) {
 		if (rt_conn_is_closing(s->c))

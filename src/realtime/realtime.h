@@ -98,6 +98,7 @@ struct rt_realtime {
 	struct rt_live *live;       /* live queries (fed by changes); NULL without a store */
 	struct rt_notify *notify;   /* notifications (set by the server; not owned); may be NULL */
 	struct rt_collab *collab;   /* shared documents (collab/collab.h; not owned); may be NULL */
+	struct rt_flags *flags;     /* feature flags (flags/flags.h; not owned); may be NULL */
 };
 
 struct rt_session;
@@ -114,6 +115,8 @@ struct rt_realtime_worker {
 	struct rt_token_entry *tokens; /* tokens verified lately (see rt_realtime_verify) */
 	uint64_t pol_version; /* the store's policy version the channels were decided under */
 	bool is_pol_seen;
+	struct rt_flagset *flags; /* the flag set the channels were evaluated under (a reference) */
+	uint64_t flags_gen;       /* its generation */
 };
 
 /* Copies cfg (strings must outlive the object). */
@@ -148,8 +151,30 @@ void rt_realtime_worker_free(struct rt_realtime_worker *rw);
 /* Delivers messages other workers published. */
 void rt_realtime_worker_wake(struct rt_realtime_worker *rw);
 /* Closes channels whose token has expired; after a change of the store's
- * policies, decides every channel again under them. */
+ * policies, decides every channel again under them; after a change of the
+ * feature flags, evaluates every channel's flags again. */
 void rt_realtime_worker_tick(struct rt_realtime_worker *rw);
+
+/*
+ * Feature flags (docs/flags.md). Every channel evaluates the flags for its
+ * requester (the sub and claims of its token) and its place (its sub-topic,
+ * the tables of its postgres_changes) at the join, on a token with other
+ * claims and whenever the flag set changes (checked on every tick and wake:
+ * within a second). The join reply carries the answers as "flags"; a change
+ * of them is the system message {"extension": "flags", "status": "ok",
+ * "message", "channel", "flags"}. A feature switched off stops its
+ * deliveries on the channel with a system message {"extension": <feature>,
+ * "status": "error", "message", "channel", "feature", "enabled": false};
+ * switched on, the same with "ok" and true, and postgres_changes resume from
+ * the last position the channel was given (the catch-up of a resume), live
+ * queries from theirs, presence with a fresh presence_state.
+ *
+ * rt_realtime_features_off(): the RT_FLAG_* features off for a requester
+ * (sub, claims) on channel (may be NULL) and table (may be NULL), under the
+ * worker's current set; 0 without flags. Worker thread only.
+ */
+unsigned rt_realtime_features_off(struct rt_realtime_worker *rw, const char *sub,
+				  const json_t *claims, const char *channel, const char *table);
 
 /*
  * Verifies token (token_len bytes) as rt_jwt_verify() does with the
