@@ -1262,6 +1262,7 @@ static void handle_join_decided(struct rt_session *s, struct rt_phx_msg *m,
 		join_error(s, m, "TopicNameRequired: You must provide a topic name");
 		return;
 	}
+	flags_sync(s->rw); /* before the channel exists: it is evaluated below */
 	struct rt_channel *old = find_channel(s, m->topic);
 	if (old) { /* a second join replaces the first instance */
 		send_close(old);
@@ -1442,7 +1443,6 @@ static void handle_join_decided(struct rt_session *s, struct rt_phx_msg *m,
 	RT_METRIC_INC(joins_ok);
 
 	json_t *state = NULL;
-	flags_sync(s->rw);
 	json_t *join_resp = json_pack("{s:o}", "postgres_changes", reply_bindings);
 	ch->flags_off = chan_flags_eval(ch, n_parsed ? entries : NULL, true, &ch->flags_view);
 	if (ch->flags_view) /* the flags that apply to this user here (docs/flags.md) */
