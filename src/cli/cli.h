@@ -33,5 +33,7 @@ int rt_cli_query(int argc, char **argv);
 /* rtsync notify / inbox: notifications over REST (src/cli/notify.c). */
 int rt_cli_notify(int argc, char **argv);
 int rt_cli_inbox(int argc, char **argv);
+/* rtsync flags: the feature flags over REST (src/cli/flags.c). */
+int rt_cli_flags(int argc, char **argv);
 
 #endif

@@ -85,6 +85,40 @@ check "inbox --json is the server's answer" node -e '
 timeout 10 "$bin" inbox --url http://127.0.0.1:9 --token "$alice" >/dev/null 2>"$dir/n7.err"
 check "inbox against no server exits 1 and says so" bash -c "[ $? -eq 1 ] && grep -q 'cannot reach http://127.0.0.1:9' '$dir/n7.err'"
 
+# rtsync flags (docs/flags.md, REST /flags/v1)
+fl() { timeout 10 "$bin" flags --apikey "$svc" "$@"; }
+fl set beta --rollout 10 --when role=authenticated --when app_metadata.team=red,blue \
+	--variant a=1 --variant b=3 --channels 'room:*' --description 'the beta' >"$dir/f1.out" 2>&1
+check "flags set builds the definition from options" node -e '
+const d = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+const want = {rollout: 10, when: {role: ["authenticated"], "app_metadata.team": ["red", "blue"]},
+  variants: {a: 1, b: 3}, channels: ["room:*"], description: "the beta"};
+process.exit(JSON.stringify(d, Object.keys(want).concat(Object.keys(want.when), "a", "b").sort()) ===
+  JSON.stringify(want, Object.keys(want).concat(Object.keys(want.when), "a", "b").sort()) ? 0 : 1);' "$dir/f1.out"
+fl set broadcast.rooms '{"enabled":false,"channels":["room:*"]}' >/dev/null 2>&1
+check "flags set with a JSON definition exits 0" test $? -eq 0
+fl list >"$dir/f2.out" 2>&1
+check "flags list prints a line per flag" bash -c "[ \$(wc -l <'$dir/f2.out') -eq 2 ] &&
+	grep -q '^beta	{' '$dir/f2.out' && grep -q '^broadcast.rooms	{\"enabled\":false' '$dir/f2.out'"
+fl get broadcast.rooms >"$dir/f3.out" 2>&1
+check "flags get prints the definition" grep -q '"channels":\["room:\*"\]' "$dir/f3.out"
+check "the edit is in the server's flags file" grep -q '"broadcast.rooms"' "$dir/data/flags.json"
+fl set bad --rollout 150 >/dev/null 2>"$dir/f4.err"
+check "flags set --rollout 150 is a usage error (2)" bash -c "[ $? -eq 2 ] && grep -q 'percentage' '$dir/f4.err'"
+fl set bad '{"rollout":"x"}' >/dev/null 2>"$dir/f5.err"
+check "a definition the server refuses exits 1 with its reason" bash -c "[ $? -eq 1 ] && grep -q '400 RTS400: flag bad: rollout' '$dir/f5.err'"
+timeout 10 "$bin" flags --apikey "$alice" list >/dev/null 2>"$dir/f6.err"
+check "flags as a user exits 1 with the server's RTS403" bash -c "[ $? -eq 1 ] && grep -q '403 RTS403' '$dir/f6.err'"
+fl delete beta >/dev/null 2>&1 && fl list >"$dir/f7.out" 2>&1
+check "flags delete removes it" bash -c "! grep -q '^beta' '$dir/f7.out' && grep -q '^broadcast.rooms' '$dir/f7.out'"
+fl delete beta >/dev/null 2>"$dir/f8.err"
+check "deleting a missing flag exits 1 with 404" bash -c "[ $? -eq 1 ] && grep -q '404 RTS404' '$dir/f8.err'"
+printf '{"flags":{"only":true}}' >"$dir/f.json"
+fl import "$dir/f.json" >/dev/null 2>&1 && fl list --json >"$dir/f9.out" 2>&1
+check "flags import replaces every flag" grep -qx '{"flags":{"only":true}}' "$dir/f9.out"
+check "flags without a command exits 2" bash -c "'$bin' flags --apikey x 2>/dev/null; [ \$? -eq 2 ]"
+check "flags --help" bash -c "'$bin' flags --help | grep -q '^Usage: rtsync flags'"
+
 
 # --help and usage errors
 for cmd in listen send presence; do
