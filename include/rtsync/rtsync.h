@@ -352,6 +352,14 @@ struct rt_channel_callbacks {
 	 * the event's texts cannot be made for lack of memory, on_error gets
 	 * RT_ENOMEM instead (the copy is right; the next event has all of it). */
 	void (*on_live)(void *user, struct rt_client_channel *ch, const struct rt_lq_event *ev);
+	/* The feature flags that apply to this user on this channel changed
+	 * (docs/flags.md): flags is the JSON object {name: true | false |
+	 * "variant"} the server reported, in the join reply (before on_status
+	 * JOINED) or in a system message of extension "flags" later (which
+	 * on_system sees too). Not called when a rejoin brings the same flags.
+	 * A feature the server switched off or on arrives in on_system
+	 * (extension = the feature, status "error" or "ok"). */
+	void (*on_flags)(void *user, struct rt_client_channel *ch, const char *flags);
 };
 
 struct rt_channel_options {
@@ -422,6 +430,19 @@ RT_API int rt_channel_untrack(struct rt_client_channel *ch, uint64_t *id);
  * (copied into pos, at least 21 bytes; "" before the first). */
 RT_API enum rt_channel_state rt_channel_state(struct rt_client_channel *ch);
 RT_API void rt_channel_position(struct rt_client_channel *ch, char pos[21]);
+
+/* The feature flags the server last reported for the channel (see on_flags)
+ * as JSON text in a buffer the caller frees with its allocator (NULL
+ * allocator: free()). Returns 0, RT_ENOTFOUND before the server reported any
+ * (not joined yet, or a server without flags), or RT_ENOMEM. */
+RT_API int rt_channel_flags(struct rt_client_channel *ch, char **json);
+
+/* One flag of those: 1 when on (a variant flag's variant copied into variant,
+ * else ""), 0 when off, RT_ENOTFOUND when the server reported no such flag
+ * here. variant may be NULL; a longer variant is cut to variant_cap - 1
+ * bytes. */
+RT_API int rt_channel_flag(struct rt_client_channel *ch, const char *name, char *variant,
+			   size_t variant_cap);
 
 /* The current presence state as JSON text {"key":[metas…]} in a buffer the
  * caller frees with its allocator (NULL allocator: free()). Returns 0 or

@@ -107,6 +107,7 @@ struct rt_client_channel {
 	struct live_query *lq[RT_LQ_MAX_QUERIES];
 	size_t n_lq;
 	char live_pos[21];   /* position of the last live_query message applied, "" none */
+	json_t *flags;       /* the server's feature flags here ({name: answer}); NULL before any */
 };
 
 struct rt_client {
@@ -528,6 +529,7 @@ static void channel_free(struct rt_client_channel *ch)
 	for (size_t i = 0; i < ch->n_lq; i++)
 		live_query_free(c, ch->lq[i]);
 	json_decref(ch->live_opts);
+	json_decref(ch->flags);
 	json_decref(ch->config);
 	json_decref(ch->presence);
 	json_decref(ch->track_meta);
@@ -1080,11 +1082,39 @@ static void reason_text(const json_t *response, char *out, size_t out_len)
 	snprintf(out, out_len, "%s", r ? r : "");
 }
 
+/* The feature flags the server reports for the channel (the join reply's
+ * response.flags, a system message of extension "flags"; docs/flags.md):
+ * kept, and given to on_flags when they differ from the last ones. */
+static void take_flags(struct rt_client_channel *ch, const json_t *flags)
+{
+	if (!json_is_object(flags) || (ch->flags && json_equal(ch->flags, flags)))
+		return;
+	json_t *copy = json_deep_copy(flags);
+	if (!copy) {
+		fail(ch->c, RT_ENOMEM, "out of memory keeping the feature flags");
+		return;
+	}
+	json_decref(ch->flags);
+	ch->flags = copy;
+	if (!ch->cb.on_flags)
+		return;
+	char *txt = dump(ch->c, copy, NULL);
+	if (!txt) {
+		fail(ch->c, RT_ENOMEM, "out of memory delivering the feature flags");
+		return;
+	}
+	ch->cb.on_flags(ch->user, ch, txt);
+	mem_free(ch->c, txt);
+}
+
 static void handle_join_reply(struct rt_client_channel *ch, const json_t *payload, int64_t now)
 {
 	struct rt_client *c = ch->c;
 	const char *status = str_of(payload, "status");
 	if (status && !strcmp(status, "ok")) {
+		take_flags(ch, json_object_get(json_object_get(payload, "response"), "flags"));
+		if (ch->state == RT_CHANNEL_CLOSED || c->fail_rc)
+			return; /* left from the callback */
 		bool is_rejoin = ch->has_joined;
 		ch->has_joined = true;
 		ch->rejoin_tries = 0;
@@ -1313,6 +1343,8 @@ static void handle_system(struct rt_client_channel *ch, const json_t *payload)
 	if (ch->cb.on_system)
 		ch->cb.on_system(ch->user, ch, &s);
 	mem_free(c, txt);
+	if (ext && !strcmp(ext, "flags") && ch->state != RT_CHANNEL_CLOSED && !c->fail_rc)
+		take_flags(ch, json_object_get(payload, "flags"));
 }
 
 /* on_live for one applied entry. */
@@ -2237,6 +2269,38 @@ void rt_channel_position(struct rt_client_channel *ch, char pos[21])
 	pthread_mutex_lock(&ch->c->lock);
 	memcpy(pos, ch->pos, 21);
 	pthread_mutex_unlock(&ch->c->lock);
+}
+
+int rt_channel_flags(struct rt_client_channel *ch, char **json)
+{
+	struct rt_client *c = ch->c;
+	int rc = RT_ENOTFOUND;
+	*json = NULL;
+	pthread_mutex_lock(&c->lock);
+	if (ch->flags)
+		rc = (*json = dump(c, ch->flags, NULL)) ? 0 : RT_ENOMEM;
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int rt_channel_flag(struct rt_client_channel *ch, const char *name, char *variant,
+		    size_t variant_cap)
+{
+	struct rt_client *c = ch->c;
+	int rc = RT_ENOTFOUND;
+	if (variant && variant_cap)
+		*variant = 0;
+	pthread_mutex_lock(&c->lock);
+	const json_t *v = name ? json_object_get(ch->flags, name) : NULL;
+	if (json_is_string(v)) {
+		rc = 1;
+		if (variant && variant_cap)
+			snprintf(variant, variant_cap, "%s", json_string_value(v));
+	} else if (json_is_boolean(v)) {
+		rc = json_is_true(v);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return rc;
 }
 
 int rt_channel_presence_state(struct rt_client_channel *ch, char **json)
