@@ -481,7 +481,7 @@ static int run(int argc, char **argv, const char *cmd, const char *help)
 		.changes = filters,
 		.n_changes = n_tables,
 		.resume_after = resume,
-		.cb = {on_status, on_change, on_broadcast, on_presence, on_system, on_ack, NULL, NULL},
+		.cb = {on_status, on_change, on_broadcast, on_presence, on_system, on_ack, NULL, NULL, NULL},
 		.user = &x,
 	};
 	if (is_send)

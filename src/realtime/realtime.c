@@ -1926,6 +1926,7 @@ void rt_session_on_message(struct rt_session *s, enum rt_ws_opcode op, const uin
 	}
 	enum rt_metric_event kind = event_kind(m.event);
 	RT_METRIC_INC(msgs_in[kind]);
+	flags_sync(s->rw); /* a push meets the current flags (one atomic load) */
 
 	if (!strcmp(m.topic, "phoenix")) {
 		if (kind == RT_EV_HEARTBEAT) {

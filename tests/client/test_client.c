@@ -165,7 +165,8 @@ static void on_write(void *user, struct rt_client_channel *ch, uint64_t id, int 
 }
 
 static const struct rt_channel_callbacks cbs = {on_status, on_change, on_broadcast, on_presence,
-						on_system, on_ack,    on_write,     NULL};
+						on_system, on_ack,    on_write,     NULL,
+						NULL};
 
 static struct rt_client *new_client(struct h_server *s, struct t_ctx *t,
 				    struct rt_client_options *extra)

@@ -205,6 +205,7 @@ describe('feature flags on the wire', () => {
     const jb = await b.join(topic, { config: { presence: { key: 'b', enabled: true } } });
     await setFlag('presence', { enabled: false });
     await a.next((f) => f.event === 'system' && f.payload.extension === 'presence' && f.payload.status === 'error', 1500, 'presence off');
+    await b.next((f) => f.event === 'system' && f.payload.extension === 'presence' && f.payload.status === 'error', 1500, 'presence off at b');
     const ref = b.send({ join_ref: jb.joinRef, topic, event: 'presence', payload: { type: 'presence', event: 'track', payload: { x: 1 } } });
     const r = await b.reply(ref);
     assert.equal(r.payload.status, 'error');
