@@ -217,6 +217,50 @@ describe('feature flags on the wire', () => {
     await a.next((f) => f.event === 'presence_state', 1500, 'a fresh presence_state');
   });
 
+  it('live queries switched off stop their messages; on again they resume from their position', { timeout: 30_000 }, async (t) => {
+    const sc = scope(t);
+    await clearFlags();
+    const raw = await rawConnect(sc, server, { apikey: service() });
+    const topic = `realtime:${uniqueTopic('live')}`;
+    const queries = [{ id: 'all', table: 'items', query: 'select=id,v&order=id.desc&limit=5' }];
+    await raw.join(topic, { config: { postgres_changes: [], rtsync: { live: { queries } } } });
+    await raw.next((f) => f.event === 'live_query', 5000, 'first live_query');
+    await setFlag('live_queries', { enabled: false });
+    await raw.next((f) => f.event === 'system' && f.payload.extension === 'live_queries' && f.payload.status === 'error', 1500, 'live_queries off');
+    const before = raw.frames.filter((f) => f.event === 'live_query').length;
+    const id = 987_654_321;
+    await insert('items', [{ id, v: 'while live is off' }]);
+    const ref = raw.send({ topic, event: 'live_subscribe', payload: { queries: [{ id: 'more', table: 'items' }] } });
+    const r = await raw.reply(ref);
+    assert.equal(r.payload.status, 'error');
+    assert.match(r.payload.response.reason, /FeatureDisabled: live_queries/);
+    await sleep(500);
+    assert.equal(raw.frames.filter((f) => f.event === 'live_query').length, before, 'no live_query while off');
+    await clearFlags();
+    await raw.next((f) => f.event === 'system' && f.payload.extension === 'live_queries' && f.payload.status === 'ok', 1500, 'live_queries on');
+    await raw.next((f) => f.event === 'live_query' && f.text.includes(String(id)), 5000, 'the change made while off');
+  });
+
+  it('notifications and documents switched off answer 403', { timeout: 30_000 }, async () => {
+    await clearFlags();
+    const dana = server.token({ role: 'authenticated', claims: { sub: 'dana' } });
+    const inbox = () => fetch(`${server.httpUrl}/notify/v1/inbox`, { headers: { apikey: dana, Authorization: `Bearer ${dana}` } });
+    const doc = (name) => fetch(`${server.httpUrl}/collab/v1/${name}`, { headers: { apikey: dana } });
+    assert.equal((await inbox()).status, 200);
+    assert.equal((await doc('secret-1')).status, 200);
+    await setFlag('notifications', { enabled: false });
+    await setFlag('documents.secret', { enabled: false, channels: ['secret-*'] });
+    let r = await inbox();
+    assert.equal(r.status, 403);
+    assert.equal((await r.json()).code, 'RTS403');
+    r = await doc('secret-1');
+    assert.equal(r.status, 403);
+    assert.match(await r.text(), /documents are switched off/);
+    assert.equal((await doc('public-1')).status, 200, 'a flag scoped to secret-* leaves other documents alone');
+    await clearFlags();
+    assert.equal((await inbox()).status, 200);
+  });
+
   it('/flags/v1 is the service role\'s; REST writes are refused while writes is off', { timeout: 30_000 }, async () => {
     await clearFlags();
     const anon = server.token({ role: 'anon' });
