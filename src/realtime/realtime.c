@@ -60,6 +60,7 @@ struct chan_pg {
 	bool is_catching_up;
 	bool is_overflowed;    /* too many live changes held during the catch-up */
 	uint64_t resume_floor; /* live changes at or below this came in the catch-up */
+	uint64_t catchup_pos;  /* the last position the running catch-up gave (or its start) */
 	struct rt_msg **held;  /* live changes held during the catch-up */
 	size_t n_held;
 };
@@ -584,6 +585,7 @@ static void catchup_deliver(struct rt_sub *sub, struct rt_msg *m)
 		return; /* switched off: the catch-up starts again when back on */
 	if (m->kind == RT_MSG_CHANGE) {
 		rt_conn_send(ch->s->c, ch->s->vsn == RT_PHX_V1 ? m->v1 : m->v2);
+		pg->catchup_pos = m->pos;
 		if (m->pos > pg->sent_pos)
 			pg->sent_pos = m->pos;
 		return;
@@ -819,10 +821,19 @@ static void start_catchup(struct rt_channel *ch, uint64_t after)
 	char key[64];
 	snprintf(key, sizeof key, "chan:%llu:%u", (unsigned long long)ch->id, ++pg->gen);
 	pg->catchup_sub.deliver = catchup_deliver;
+	pg->catchup_pos = after;
 	pg->is_catching_up = true;
 	pg->is_overflowed = false;
 	rt_hub_subscribe(rw->hub, key, &pg->catchup_sub);
 	rt_changes_resume(rw->rt->changes, key, after, pg->bgroup);
+}
+
+/* Where a new catch-up starts so the channel misses nothing: after the last
+ * change the running catch-up gave (its changes are older than sent_pos,
+ * which the attach set), else after the last one the channel was given. */
+static uint64_t resume_pos(const struct chan_pg *pg)
+{
+	return pg->is_catching_up ? pg->catchup_pos : pg->sent_pos;
 }
 
 /* Attaches the channel's bindings (taking them) and, with a resume position,
@@ -1109,7 +1120,7 @@ static void feature_resumed(struct rt_channel *ch, unsigned bit)
 		for (size_t k = 0; k < pg->n_held; k++)
 			rt_msg_unref(pg->held[k]);
 		pg->n_held = 0;
-		start_catchup(ch, pg->sent_pos);
+		start_catchup(ch, resume_pos(pg));
 	} else if (bit == RT_FLAG_LIVE_QUERIES && ch->live && ch->live->sub) {
 		live_start(ch, ch->live->pos);
 	} else if (bit == RT_FLAG_PRESENCE && ch->presence_enabled) {
@@ -1686,7 +1697,7 @@ static int rebind_changes(struct rt_channel *ch, char *err, size_t err_cap)
 	pg->bgroup = rt_changes_attach(rw->rt->changes, parsed, n, NULL);
 	free(gkey);
 	free(parsed);
-	start_catchup(ch, pg->sent_pos);
+	start_catchup(ch, resume_pos(pg));
 	return 0;
 }
 

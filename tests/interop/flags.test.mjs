@@ -194,6 +194,38 @@ describe('feature flags on the wire', () => {
     assert.match(m, /rtsync_flag_evaluations_total \d+/);
   });
 
+  it('a join that resumes while postgres_changes is off gets the changes after its position once on', { timeout: 30_000 }, async (t) => {
+    const sc = scope(t);
+    await clearFlags();
+    const key = service();
+    const post = async (rows) => {
+      const r = await fetch(`${server.httpUrl}/rest/v1/items`, {
+        method: 'POST', headers: { apikey: key, Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify(rows),
+      });
+      assert.equal(r.status, 201);
+      return r.headers.get('rtsync-position');
+    };
+    const a = nextId++, b = nextId++, c = nextId++;
+    const p0 = await post([{ id: a, v: 'seen before' }]);
+    await post([{ id: b, v: 'missed' }]);
+    await setFlag('postgres_changes', { enabled: false });
+    const raw = await rawConnect(sc, server, {});
+    const topic = `realtime:${uniqueTopic('resume')}`;
+    const binding = { event: 'INSERT', schema: 'public', table: 'items' };
+    const { reply } = await raw.join(topic, { config: { postgres_changes: [binding], rtsync: { resume_after: p0 } } });
+    assert.equal(reply.payload.response.flags.postgres_changes, false);
+    await raw.next((f) => f.event === 'system' && f.payload.extension === 'postgres_changes' && f.payload.status === 'error', 1500, 'off at the join');
+    await post([{ id: c, v: 'while off' }]);
+    await sleep(400);
+    const ids = () => raw.frames.filter((f) => f.event === 'postgres_changes').map((f) => f.payload.data.record.id);
+    assert.deepEqual(ids(), []);
+    await clearFlags();
+    await raw.next((f) => f.event === 'postgres_changes' && f.payload.data.record.id === c, 5000, 'the changes after the position');
+    await sleep(200);
+    assert.deepEqual(ids(), [b, c]);
+  });
+
   it('presence switched off stops presence messages and refuses a track; on again sends the state', { timeout: 30_000 }, async (t) => {
     const sc = scope(t);
     await clearFlags();
