@@ -8,6 +8,7 @@
  *   GET  /realtime/v1/websocket, /socket/websocket   WebSocket (apikey, vsn)
  *   POST /realtime/v1/api/broadcast, /api/broadcast  batch broadcast (202)
  *   POST …/api/broadcast/:topic/events/:event        single broadcast (202)
+ *   GET/PUT /flags/v1, GET/PUT/DELETE /flags/v1/:name  feature flags (flags.c)
  *   GET  /healthz                                    200 once accepting
  *   GET  /metrics                                    Prometheus text
  *
