@@ -70,9 +70,19 @@ static void job_work(uv_work_t *w)
 	json_decref(doc);
 }
 
+/* Every worker takes the new set now rather than at its next tick. */
+static void wake_workers(struct rt_worker *w)
+{
+	struct rt_server *srv = rt_worker_server(w);
+	for (unsigned i = 0; i < rt_server_n_workers(srv); i++)
+		rt_worker_wake(rt_server_worker(srv, i));
+}
+
 static void job_done(uv_work_t *w, int status)
 {
 	struct flags_job *j = w->data;
+	if (status != UV_ECANCELED && j->status < 300)
+		wake_workers(j->w);
 	struct rt_conn *c = rt_worker_find_conn(j->w, j->conn_id);
 	if (c && status == UV_ECANCELED) {
 		rt_api_respond_error(c, 503, "RTS503", "the request was cancelled");

@@ -582,6 +582,9 @@ static void on_signal(uv_signal_t *h, int signum)
 		char ferr[1024];
 		if (g_flags && rt_flags_reload(g_flags, ferr, sizeof ferr))
 			rt_error("feature flags not reloaded, the current ones stay: %s", ferr);
+		else if (g_flags) /* the workers take them now, not at their next tick */
+			for (unsigned i = 0; i < rt_server_n_workers(g_server); i++)
+				rt_worker_wake(rt_server_worker(g_server, i));
 		char err[1024];
 		if (g_notify && rt_notify_reload(g_notify, err, sizeof err))
 			rt_error("notification rules not reloaded: %s", err);
