@@ -64,6 +64,7 @@ struct flag {
 	struct variant *variants;
 	size_t n_variants;
 	uint64_t total_weight;
+	EVP_MD_CTX *name_md; /* SHA-256 with name and its NUL absorbed; NULL when unused */
 	_Atomic uint64_t *exp_on, *exp_off;
 };
 
@@ -113,6 +114,85 @@ static bool is_good_name(const char *s, size_t max)
 	return true;
 }
 
+/*
+ * SHA-256 through OpenSSL. The digest is fetched once; each flag keeps a
+ * context with its name already absorbed, and an evaluation copies it into
+ * a context of the calling thread's and adds the sub: no provider lookup
+ * and no allocation per evaluation.
+ */
+static pthread_once_t sha_once = PTHREAD_ONCE_INIT;
+static EVP_MD *sha256;
+static pthread_key_t scratch_key;
+
+static void free_scratch(void *ctx)
+{
+	EVP_MD_CTX_free(ctx);
+}
+
+static void sha_init(void)
+{
+	sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	if (!sha256 || pthread_key_create(&scratch_key, free_scratch)) {
+		rt_error("flags: SHA-256 is not available");
+		abort();
+	}
+}
+
+static EVP_MD_CTX *new_ctx(void)
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	if (!ctx) {
+		rt_error("flags: cannot allocate a digest context");
+		abort();
+	}
+	return ctx;
+}
+
+/* The calling thread's context (freed when the thread ends). */
+static EVP_MD_CTX *scratch(void)
+{
+	EVP_MD_CTX *ctx = pthread_getspecific(scratch_key);
+	if (!ctx) {
+		ctx = new_ctx();
+		pthread_setspecific(scratch_key, ctx);
+	}
+	return ctx;
+}
+
+/* A context with name and its NUL absorbed. */
+static EVP_MD_CTX *name_ctx(const char *name)
+{
+	pthread_once(&sha_once, sha_init);
+	EVP_MD_CTX *ctx = new_ctx();
+	if (EVP_DigestInit_ex(ctx, sha256, NULL) != 1 ||
+	    EVP_DigestUpdate(ctx, name, strlen(name) + 1) != 1) {
+		rt_error("flags: SHA-256 failed");
+		abort();
+	}
+	return ctx;
+}
+
+/* SHA-256(name ‖ NUL ‖ sub), name's part from base. */
+static void digest_from(const EVP_MD_CTX *base, const char *sub, uint8_t out[32])
+{
+	EVP_MD_CTX *ctx = scratch();
+	unsigned len = 0;
+	if (!sub)
+		sub = "";
+	if (EVP_MD_CTX_copy_ex(ctx, base) != 1 || EVP_DigestUpdate(ctx, sub, strlen(sub)) != 1 ||
+	    EVP_DigestFinal_ex(ctx, out, &len) != 1) {
+		rt_error("flags: SHA-256 failed");
+		abort();
+	}
+}
+
+static void digest(const char *name, const char *sub, uint8_t out[32])
+{
+	EVP_MD_CTX *base = name_ctx(name);
+	digest_from(base, sub, out);
+	EVP_MD_CTX_free(base);
+}
+
 static void flag_deinit(struct flag *f)
 {
 	free(f->name);
@@ -130,6 +210,7 @@ static void flag_deinit(struct flag *f)
 	for (size_t i = 0; i < f->n_variants; i++)
 		free(f->variants[i].name);
 	free(f->variants);
+	EVP_MD_CTX_free(f->name_md);
 }
 
 static int parse_globs(const char *flag, const char *key, const json_t *v, char ***out,
@@ -311,6 +392,8 @@ static int parse_flag(struct flag *f, const char *name, const json_t *def, char 
 	    parse_when(f, json_object_get(def, "when"), err, err_cap) ||
 	    parse_variants(f, json_object_get(def, "variants"), err, err_cap))
 		return -1;
+	if (f->rollout < RT_FLAGS_BUCKETS || f->n_variants)
+		f->name_md = name_ctx(name);
 	return 0;
 }
 
@@ -387,25 +470,6 @@ json_t *rt_flagset_doc(const struct rt_flagset *fs)
 }
 
 /* ---- evaluation ---- */
-
-static void digest(const char *name, const char *sub, uint8_t out[32])
-{
-	if (!sub)
-		sub = "";
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	if (!ctx) {
-		rt_error("flags: cannot allocate a digest context");
-		abort();
-	}
-	unsigned len = 0;
-	if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
-	    EVP_DigestUpdate(ctx, name, strlen(name) + 1) != 1 || /* with its NUL */
-	    EVP_DigestUpdate(ctx, sub, strlen(sub)) != 1 || EVP_DigestFinal_ex(ctx, out, &len) != 1) {
-		rt_error("flags: SHA-256 failed");
-		abort();
-	}
-	EVP_MD_CTX_free(ctx);
-}
 
 static uint64_t be64(const uint8_t *p)
 {
@@ -491,7 +555,7 @@ static void eval_flag(const struct flag *f, const struct rt_flag_user *u,
 		/* Without a sub there is no stable user: only a full rollout is on. */
 		if (!u->sub || !*u->sub)
 			return;
-		digest(f->name, u->sub, d);
+		digest_from(f->name_md, u->sub, d);
 		has_digest = true;
 		if (be64(d) % RT_FLAGS_BUCKETS >= f->rollout)
 			return;
@@ -500,7 +564,7 @@ static void eval_flag(const struct flag *f, const struct rt_flag_user *u,
 	if (!f->n_variants)
 		return;
 	if (!has_digest)
-		digest(f->name, u->sub, d);
+		digest_from(f->name_md, u->sub, d);
 	uint64_t pick = (be64(d + 8) % RT_FLAGS_BUCKETS) * f->total_weight / RT_FLAGS_BUCKETS;
 	for (size_t i = 0; i < f->n_variants; i++) {
 		if (pick < f->variants[i].weight) {
