@@ -1456,7 +1456,9 @@ static void handle_join_decided(struct rt_session *s, struct rt_phx_msg *m,
 	json_t *state = NULL;
 	json_t *join_resp = json_pack("{s:o}", "postgres_changes", reply_bindings);
 	ch->flags_off = chan_flags_eval(ch, n_parsed ? entries : NULL, true, &ch->flags_view);
-	if (ch->flags_view) /* the flags that apply to this user here (docs/flags.md) */
+	/* the flags that apply to this user here (docs/flags.md); none: the
+	 * reply stays Supabase's */
+	if (json_object_size(ch->flags_view))
 		json_object_set(join_resp, "flags", ch->flags_view);
 	reply(s, ch->join_ref, m->ref, ch->topic, "ok", join_resp);
 	rt_presence_subscribe(rt->presence, s->rw->hub, ch->key, &ch->hsub,

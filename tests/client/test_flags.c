@@ -93,17 +93,23 @@ static struct rt_client *new_client(const struct h_server *s, const char *key)
 	return c;
 }
 
-/* Writes the server's flags file and has it read again. */
-static void set_flags(struct h_server *s, const char *doc)
+static char flags_path[64];
+
+static void write_file(const char *path, const char *doc)
 {
-	char path[200], tmp[210];
-	snprintf(path, sizeof path, "%s/flags.json", s->dir);
+	char tmp[80];
 	snprintf(tmp, sizeof tmp, "%s.new", path);
 	FILE *f = fopen(tmp, "w");
 	assert_non_null(f);
 	fputs(doc, f);
 	fclose(f);
 	assert_int_equal(rename(tmp, path), 0);
+}
+
+/* Writes the server's flags file and has it read again. */
+static void set_flags(struct h_server *s, const char *doc)
+{
+	write_file(flags_path, doc);
 	h_server_signal(s, SIGHUP);
 }
 
@@ -117,7 +123,9 @@ static bool pump_until_n(struct rt_client *c, const int *n, int want, int ms)
 
 static void test_flags(void **state)
 {
-	struct h_server s = {0};
+	snprintf(flags_path, sizeof flags_path, "/tmp/rtsync-flags-%d.json", (int)getpid());
+	write_file(flags_path, "{\"flags\":{\"banner\":true}}");
+	struct h_server s = {.args = {"--flags", flags_path, NULL}};
 	assert_int_equal(h_server_start(&s), 0);
 	const char *key = h_token_as("authenticated", "flag-user", 3600);
 	struct f_ctx t = {0};
@@ -128,14 +136,15 @@ static void test_flags(void **state)
 	assert_null(js);
 	assert_true(h_pump_until(c, &t.joined, 5000));
 	assert_int_equal(t.n_flags, 1); /* the join reply's, before JOINED */
-	assert_string_equal(t.flags, "{}");
+	assert_string_equal(t.flags, "{\"banner\":true}");
+	assert_int_equal(rt_channel_flag(ch, "banner", NULL, 0), 1);
 	assert_int_equal(rt_channel_flag(ch, "checkout", NULL, 0), RT_ENOTFOUND);
 
 	assert_int_equal(h_sql(&s, "INSERT INTO todos(id,title) VALUES (1,'one')"), 0);
 	assert_true(pump_until_n(c, &t.n_changes, 1, 3000));
 
 	/* off, through the file and SIGHUP: on_flags and the system message */
-	set_flags(&s, "{\"flags\":{\"checkout\":{\"variants\":{\"a\":1,\"b\":1}},"
+	set_flags(&s, "{\"flags\":{\"banner\":true,\"checkout\":{\"variants\":{\"a\":1,\"b\":1}},"
 		      "\"postgres_changes\":{\"enabled\":false}}}");
 	assert_true(pump_until_n(c, &t.n_flags, 2, 3000));
 	assert_true(pump_until_n(c, &t.n_pg_off, 1, 2000));
@@ -167,11 +176,11 @@ static void test_flags(void **state)
 	assert_int_equal(t.n_changes, 1);
 
 	/* on again: the missed changes, in order, then live ones */
-	set_flags(&s, "{\"flags\":{}}");
+	set_flags(&s, "{\"flags\":{\"banner\":true}}");
 	assert_true(pump_until_n(c, &t.n_pg_on, 1, 3000));
 	assert_true(pump_until_n(c, &t.n_changes, 3, 3000));
 	assert_int_equal(t.n_flags, 3);
-	assert_string_equal(t.flags, "{}");
+	assert_string_equal(t.flags, "{\"banner\":true}");
 	assert_int_equal(h_sql(&s, "INSERT INTO todos(id,title) VALUES (4,'four')"), 0);
 	assert_true(pump_until_n(c, &t.n_changes, 4, 3000));
 	h_pump_for(c, 200);
@@ -182,6 +191,7 @@ static void test_flags(void **state)
 	rt_client_free(c);
 	assert_int_equal(h_server_stop(&s), 0);
 	h_server_remove(&s);
+	unlink(flags_path);
 }
 
 int main(void)

@@ -206,15 +206,20 @@ describe('feature flags on the wire', () => {
         body: JSON.stringify(rows),
       });
       assert.equal(r.status, 201);
-      return r.headers.get('rtsync-position');
     };
     const a = nextId++, b = nextId++, c = nextId++;
-    const p0 = await post([{ id: a, v: 'seen before' }]);
+    const binding = { event: 'INSERT', schema: 'public', table: 'items' };
+    // the position of a, as a client that saw it knows it (both stores)
+    const first = await rawConnect(sc, server, {});
+    await first.join(`realtime:${uniqueTopic('first')}`, { config: { postgres_changes: [binding] } });
+    await post([{ id: a, v: 'seen before' }]);
+    const seen = await first.next((f) => f.event === 'postgres_changes' && f.payload.data.record.id === a, 5000, 'a');
+    const p0 = seen.payload.data.position;
+    await first.close();
     await post([{ id: b, v: 'missed' }]);
     await setFlag('postgres_changes', { enabled: false });
     const raw = await rawConnect(sc, server, {});
     const topic = `realtime:${uniqueTopic('resume')}`;
-    const binding = { event: 'INSERT', schema: 'public', table: 'items' };
     const { reply } = await raw.join(topic, { config: { postgres_changes: [binding], rtsync: { resume_after: p0 } } });
     assert.equal(reply.payload.response.flags.postgres_changes, false);
     await raw.next((f) => f.event === 'system' && f.payload.extension === 'postgres_changes' && f.payload.status === 'error', 1500, 'off at the join');
@@ -343,7 +348,8 @@ describe('feature flags on the wire', () => {
     const c = await rawConnect(sc, server, {});
     const topic = `realtime:${uniqueTopic('hup')}`;
     const j = await c.join(topic);
-    assert.deepEqual(j.reply.payload.response.flags, {});
+    assert.equal(j.reply.payload.response.flags, undefined, 'no flags: the reply is Supabase\'s');
+    assert.deepEqual(Object.keys(j.reply.payload.response), ['postgres_changes']);
     writeFileSync(flagsPath, JSON.stringify({ flags: { banner: { description: 'from the file' } } }));
     const at = Date.now();
     server.proc.kill('SIGHUP');
