@@ -354,8 +354,8 @@ struct rt_channel_callbacks {
 	void (*on_live)(void *user, struct rt_client_channel *ch, const struct rt_lq_event *ev);
 	/* The feature flags that apply to this user on this channel changed
 	 * (docs/flags.md): flags is the JSON object {name: true | false |
-	 * "variant"} the server reported, in the join reply (before on_status
-	 * JOINED) or in a system message of extension "flags" later (which
+	 * "variant"} the server reported, in the join reply when some apply
+	 * (before on_status JOINED) or in a system message of extension "flags" later (which
 	 * on_system sees too). Not called when a rejoin brings the same flags.
 	 * A feature the server switched off or on arrives in on_system
 	 * (extension = the feature, status "error" or "ok"). */
