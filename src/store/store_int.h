@@ -54,6 +54,9 @@ struct rt_store {
 	pthread_mutex_t policies_mu; /* policies (the pointer) */
 	struct rt_policies *policies; /* never NULL once open (an empty set) */
 	_Atomic uint64_t policies_version;
+	/* Writes failing for want of storage (507, or 503 with an I/O or read-only code) since
+	 * the last one that succeeded: the first logs the fault, the next success the recovery. */
+	_Atomic uint64_t n_storage_failures;
 };
 
 /* Sets up the head's policy state with an empty set (backends call it
