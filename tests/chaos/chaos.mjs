@@ -759,6 +759,16 @@ phases.push(['connection-cut', async () => {
   check('connection-cut', 'the server stops cleanly at the end', st?.code === 0, JSON.stringify(st));
 }]);
 
+// ---- HOOK: the Redis cluster (--redis, tests/cluster/) ------------------------------------
+// The cluster's phase belongs here: two or more nodes sharing a Redis bus, the load spread over
+// them (writers on one, subscribers on others), then SIGKILL of Redis (and its restart) and of
+// one node, with the same runPhase checks (subscribers of the killed node reconnect to another).
+// It needs the cluster's own start-up helpers, which tests/cluster/ provides; until they exist
+// the phase says it is skipped.
+phases.push(['cluster', async () => {
+  note('SKIP cluster: the Redis cluster phase is not built yet (hook in tests/chaos/chaos.mjs, see docs/chaos.md)');
+}]);
+
 // ---- main ----------------------------------------------------------------------------------
 const t0 = Date.now();
 try {
