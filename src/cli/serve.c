@@ -471,11 +471,10 @@ static int split_listen(const char *s, char *host_out, size_t cap, int *port)
 	return 0;
 }
 
-/* Loads the secret from DIR/jwt_secret, creating both when missing.
- * Returns a malloc'ed secret or NULL (reported). */
-/* DIR/rtsync.running holds the pid of the server using the data dir; a clean stop removes
- * it. Found at start, the previous server ended without one (killed, crashed, power lost):
- * logged, so a restart after a fault says so. Returns whether the marker was written. */
+/* DIR/rtsync.running holds the pid of the server using the data dir; every orderly exit
+ * (a stop, a refused start) removes it. Found at start, the previous server ended without
+ * one (killed, crashed, power lost): logged, so a restart after a fault says so. Returns
+ * whether the marker was written. */
 static bool mark_running(const char *dir)
 {
 	char path[4096], prev[32] = "";
@@ -507,6 +506,8 @@ static void unmark_running(const char *dir)
 	unlink(path);
 }
 
+/* Loads the secret from DIR/jwt_secret, creating both when missing.
+ * Returns a malloc'ed secret or NULL (reported). */
 static char *load_or_create_secret(const char *dir, bool *created)
 {
 	*created = false;
@@ -628,6 +629,7 @@ int rt_cli_serve(int argc, char **argv)
 		return prc > 0 ? 0 : RT_CLI_EXIT_USAGE;
 	}
 	int rc = RT_CLI_EXIT_FAILURE;
+	bool is_marked = false;
 	struct rt_realtime *rt = NULL;
 	struct rt_quota *quota = NULL;
 	struct rt_store *store = NULL;
@@ -711,7 +713,7 @@ int rt_cli_serve(int argc, char **argv)
 			"its database there\n", o.data_dir, strerror(errno));
 		goto out;
 	}
-	bool is_marked = (!o.db || o.postgres) && mark_running(o.data_dir);
+	is_marked = (!o.db || o.postgres) && mark_running(o.data_dir);
 	if (!o.db || o.postgres) {
 		/* SQLite: the database; PostgreSQL: the retained change log */
 		size_t n = strlen(o.data_dir) + 24;
@@ -844,8 +846,6 @@ int rt_cli_serve(int argc, char **argv)
 	rt_changes_stop(rt->changes);
 	uv_loop_close(loop);
 	rt_info("stopped");
-	if (is_marked)
-		unmark_running(o.data_dir);
 	rc = 0;
 out_server:
 	rt_server_free(g_server);
@@ -862,6 +862,8 @@ out:
 	g_keys = NULL;
 	rt_tls_free(g_tls);
 	g_tls = NULL;
+	if (is_marked)
+		unmark_running(o.data_dir);
 	opts_free(&o);
 	return rc;
 }
