@@ -685,8 +685,9 @@ phases.push(['disk-full', async () => {
           ctx.stats.lastError ? `last: ${ctx.stats.lastError.status} ${ctx.stats.lastError.body}` : 'no error seen');
         await sleep(2000);
         check('disk-full', 'the server is alive while the disk is full', !server.proc.status, JSON.stringify(server.proc.status));
-        const h = await rest(server, 'GET', '/healthz').catch((e) => ({ status: e.message }));
-        check('disk-full', 'reads are served while the disk is full', h.status === 200, `healthz ${h.status}`);
+        const h = await rest(server, 'GET', '/rest/v1/chaos_items?select=writer,seq&limit=1').catch((e) => ({ status: e.message, json: null }));
+        check('disk-full', 'reads are served while the disk is full', h.status === 200 && Array.isArray(h.json) && h.json.length === 1,
+          `GET /rest/v1/chaos_items: ${h.status}`);
         rmSync(filler.path);
         ctx.note('space freed');
       },
