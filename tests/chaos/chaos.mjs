@@ -9,7 +9,7 @@
 //   - acknowledged broadcasts reach every subscriber once the server is back;
 //   - the server logged the fault and its recovery, and served again by itself.
 // It prints one "ok"/"not ok" line per check, a table of figures per phase and, last,
-// "chaos: N passed, M failed" (M counts the failed checks; skipped phases say why).
+// "chaos: N passed, M failed, K skipped" (checks; K phases skipped, each says why).
 //
 //   node tests/chaos/chaos.mjs --bin build/rtsync [--long] [--phases a,b,...]
 // Env: RTSYNC_TEST_POSTGRES (and PGBIN, PGDIR) for the PostgreSQL phase, CHAOS_CAN_MOUNT=1 for
@@ -58,7 +58,9 @@ function check(phase, name, ok, detail = '') {
   console.log(`${ok ? 'ok' : 'not ok'} - ${phase}: ${name}${detail ? ` (${detail})` : ''}`);
   return ok;
 }
+let skipped = 0;
 function note(msg) {
+  if (msg.startsWith('SKIP ')) skipped++;
   console.log(`# ${msg}`);
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -785,6 +787,6 @@ try {
   for (const r of figures) console.log(`# ${cols.map((c) => r[c] ?? '-').join(' | ')}`);
   console.log(`# logs in ${process.env.CHAOS_KEEP ? work : '(removed; CHAOS_KEEP=1 keeps them)'}; ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   if (!process.env.CHAOS_KEEP) rmSync(work, { recursive: true, force: true });
-  console.log(`chaos: ${passed} passed, ${failed} failed`);
+  console.log(`chaos: ${passed} passed, ${failed} failed, ${skipped} skipped`);
   process.exit(failed ? 1 : 0);
 }

@@ -10,7 +10,7 @@
 # times. The run happens in private mount and network namespaces (unshare -m -n) when this
 # machine allows them, so the small file systems and the cut loopback exist for it alone and
 # vanish with it even if it dies; phases whose capability is missing are skipped, and say so.
-# Prints "chaos: N passed, M failed".
+# Prints "chaos: N passed, M failed, K skipped" (phases).
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
