@@ -86,6 +86,11 @@ const SERVICE = token('service_role');
 const USER_TOKEN = token('authenticated', { sub: USER });
 
 // ---- the server ----------------------------------------------------------------------------
+// Every server still running when the driver exits, however it exits, is SIGKILLed.
+const live = new Set();
+process.on('exit', () => { for (const p of live) { try { p.kill('SIGKILL'); } catch { /* gone */ } } });
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => process.exit(1));
+
 // One server per phase, always on the same port (clients reconnect to the same URL), with its
 // stdout and stderr appended to one log across its restarts.
 class Server {
@@ -105,7 +110,8 @@ class Server {
     appendFileSync(this.logPath, `--- chaos: start ${++this.starts}: ${argv.join(' ')}\n`);
     const proc = spawn(BIN, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
-    proc.exited = new Promise((r) => proc.on('exit', (code, signal) => { proc.status = { code, signal }; r(proc.status); }));
+    live.add(proc);
+    proc.exited = new Promise((r) => proc.on('exit', (code, signal) => { live.delete(proc); proc.status = { code, signal }; r(proc.status); }));
     proc.stderr.on('data', (d) => appendFileSync(this.logPath, d));
     let out = '';
     const url = await new Promise((resolveUrl) => {
