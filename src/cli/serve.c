@@ -480,6 +480,41 @@ static int split_listen(const char *s, char *host_out, size_t cap, int *port)
 	return 0;
 }
 
+/* DIR/rtsync.running holds the pid of the server using the data dir; every orderly exit
+ * (a stop, a refused start) removes it. Found at start, the previous server ended without
+ * one (killed, crashed, power lost): logged, so a restart after a fault says so. Returns
+ * whether the marker was written. */
+static bool mark_running(const char *dir)
+{
+	char path[4096], prev[32] = "";
+	snprintf(path, sizeof path, "%s/rtsync.running", dir);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ssize_t n = read(fd, prev, sizeof prev - 1);
+		close(fd);
+		prev[n > 0 ? n : 0] = 0;
+		prev[strcspn(prev, "\n")] = 0;
+		rt_warn("the previous server (pid %s) did not stop cleanly: the store keeps every "
+			"committed write, subscribers resume from their positions, notifications "
+			"and documents from what was stored", *prev ? prev : "?");
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return false;
+	char pid[32];
+	int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+	bool ok = write(fd, pid, (size_t)len) == len;
+	close(fd);
+	return ok;
+}
+
+static void unmark_running(const char *dir)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/rtsync.running", dir);
+	unlink(path);
+}
+
 /* Loads the secret from DIR/jwt_secret, creating both when missing.
  * Returns a malloc'ed secret or NULL (reported). */
 static char *load_or_create_secret(const char *dir, bool *created)
@@ -610,6 +645,7 @@ int rt_cli_serve(int argc, char **argv)
 		return prc > 0 ? 0 : RT_CLI_EXIT_USAGE;
 	}
 	int rc = RT_CLI_EXIT_FAILURE;
+	bool is_marked = false;
 	struct rt_realtime *rt = NULL;
 	struct rt_quota *quota = NULL;
 	struct rt_store *store = NULL;
@@ -687,6 +723,13 @@ int rt_cli_serve(int argc, char **argv)
 			strerror(errno));
 		goto out;
 	}
+	/* A read-only file system refuses every write: say so before the store fails on it. */
+	if ((!o.db || o.postgres) && access(o.data_dir, W_OK)) {
+		fprintf(stderr, "rtsync serve: the data dir %s is not writable (%s); rtsync keeps "
+			"its database there\n", o.data_dir, strerror(errno));
+		goto out;
+	}
+	is_marked = (!o.db || o.postgres) && mark_running(o.data_dir);
 	if (!o.db || o.postgres) {
 		/* SQLite: the database; PostgreSQL: the retained change log */
 		size_t n = strlen(o.data_dir) + 24;
@@ -854,6 +897,8 @@ out:
 	g_keys = NULL;
 	rt_tls_free(g_tls);
 	g_tls = NULL;
+	if (is_marked)
+		unmark_running(o.data_dir);
 	opts_free(&o);
 	return rc;
 }

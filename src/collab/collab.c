@@ -41,6 +41,8 @@ enum { MSG_SYNC = 0, MSG_AWARENESS = 1, MSG_AUTH = 2, MSG_QUERY_AWARENESS = 3 };
 enum { SYNC_STEP1 = 0, SYNC_STEP2 = 1, SYNC_UPDATE = 2 };
 
 #define MAX_PENDING_BYTES (16u << 20)
+/* How often a document whose updates the store could not take is tried again. */
+#define UNSTORED_RETRY_MS 1000
 
 enum doc_state { DOC_LOADING, DOC_READY, DOC_FAILED };
 
@@ -91,6 +93,11 @@ struct doc {
 	 * compaction never races the appends it covers */
 	struct storeop *ops, *ops_tail;
 	bool is_store_busy;
+	/* An append failed (the store could not write): the state in memory holds updates the
+	 * store lacks. Appends stop; the tick queues a compaction (the whole state) until one
+	 * succeeds, and the document is not unloaded before. */
+	_Atomic bool is_unstored;
+	uint64_t retry_at_ms; /* unstored: no compaction queued before (d->mu) */
 	struct aw *aw;
 	size_t n_aw, cap_aw;
 };
@@ -621,9 +628,18 @@ static void store_work(uv_work_t *w)
 			has_compaction |= !op->data;
 		if (has_compaction && compact(j->co, d))
 			has_compaction = false; /* not stored: the appends are */
+		else if (has_compaction && atomic_exchange(&d->is_unstored, false))
+			rt_info("collab %s: stored again (the whole state, compacted)", d->name);
 		LL_FOREACH_SAFE(ops, op, t) {
-			if (op->data && !has_compaction && j->co->store)
-				rt_store_doc_append(j->co->store, d->name, op->seq, op->data, op->len);
+			/* unstored: the appends wait for the compaction the tick queues,
+			 * which covers them, rather than failing one by one */
+			if (op->data && !has_compaction && j->co->store &&
+			    !atomic_load(&d->is_unstored) &&
+			    rt_store_doc_append(j->co->store, d->name, op->seq, op->data, op->len) &&
+			    !atomic_exchange(&d->is_unstored, true))
+				rt_error("collab %s: updates not stored: they stay in memory and are "
+					 "stored with the next compaction, retried every second",
+					 d->name);
 			free(op->data);
 			free(op);
 		}
@@ -720,9 +736,17 @@ static int compact(struct rt_collab *co, struct doc *d)
 /* Queues a compaction of d when its log has grown (d->mu held). */
 static void maybe_compact(struct rt_collab *co, struct doc *d, struct rt_worker *w)
 {
+	bool is_unstored = atomic_load(&d->is_unstored);
 	if (d->is_compacting || d->state != DOC_READY ||
-	    (d->n_log < co->cfg.compact_updates && d->log_bytes < co->cfg.compact_bytes))
+	    (!is_unstored && d->n_log < co->cfg.compact_updates &&
+	     d->log_bytes < co->cfg.compact_bytes))
 		return;
+	if (is_unstored) { /* a store that failed is tried once a second */
+		uint64_t now_ms = rt_mono_ms();
+		if (now_ms < d->retry_at_ms)
+			return;
+		d->retry_at_ms = now_ms + UNSTORED_RETRY_MS;
+	}
 	d->is_compacting = true;
 	store_queue(co, d, w, 0, NULL, 0);
 }
@@ -1288,7 +1312,8 @@ void rt_collab_tick(struct rt_collab *co, struct rt_worker *w, struct rt_hub_loc
 	size_t n_docs = 0;
 	struct doc **docs = rt_xcalloc(HASH_COUNT(co->docs) + 1, sizeof *docs);
 	HASH_ITER(hh, co->docs, d, dt) {
-		if (!d->refs && now_ms - d->idle_since_ms >= co->cfg.idle_ms) {
+		if (!d->refs && !atomic_load(&d->is_unstored) &&
+		    now_ms - d->idle_since_ms >= co->cfg.idle_ms) {
 			HASH_DEL(co->docs, d); /* no holder: nothing else can reach it */
 			doc_free(d);
 			continue;

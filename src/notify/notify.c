@@ -938,14 +938,16 @@ static int process(struct rt_notify *n, const struct rt_change *chs, size_t n_ch
 		if (!rc)
 			n->pos = chs[i].pos;
 	}
+	if (!rc)
+		rc = batch_commit(&b, last_pos); /* rolls back when it fails */
 	if (!rc) {
-		rc = batch_commit(&b, last_pos);
-		if (!rc && last_pos > n->pos)
+		if (last_pos > n->pos)
 			n->pos = last_pos;
-	} else if (b.in_txn) {
-		sqlite3_exec(n->feed_db, "ROLLBACK", NULL, NULL, NULL);
-		n->pos = n->saved_pos;
 	} else {
+		/* nothing since the last commit is kept (the disk is full, say): the cursor
+		 * goes back there and the same changes are read again at the next tick */
+		if (b.in_txn)
+			sqlite3_exec(n->feed_db, "ROLLBACK", NULL, NULL, NULL);
 		n->pos = n->saved_pos;
 	}
 	rt_nsvc_outbox_deinit(&b.out);

@@ -275,6 +275,19 @@ static void sql_err(struct rt_store_error *e, sqlite3 *db)
 	const char *msg = sqlite3_errmsg(db);
 	char table[128], column[128];
 	constraint_target(msg, table, column, sizeof table);
+	/* Storage faults, in PostgreSQL's codes: the request was fine, the disk was not. */
+	switch (ext & 0xff) {
+	case SQLITE_FULL:
+		set_err(e, 507, "53100", msg, "could not write: the disk is full");
+		return;
+	case SQLITE_READONLY:
+		set_err(e, 503, "25006", msg, "could not write: the database is read-only");
+		return;
+	case SQLITE_IOERR:
+	case SQLITE_CANTOPEN:
+		set_err(e, 503, "58030", msg, "could not write: I/O error");
+		return;
+	}
 	switch (ext) {
 	case SQLITE_CONSTRAINT_PRIMARYKEY:
 		set_err(e, 409, "23505", msg, "duplicate key value violates unique constraint \"%s_pkey\"",

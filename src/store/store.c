@@ -13,6 +13,7 @@
 
 #include "common/alloc.h"
 #include "common/buf.h"
+#include "common/log.h"
 #include "store/store_int.h"
 
 void rt_store_set_err(struct rt_store_error *e, int status, const char *code,
@@ -382,12 +383,37 @@ void rt_read_mark_deinit(struct rt_read_mark *m)
 	*m = (struct rt_read_mark){.pos = m->pos};
 }
 
+/* Whether a failed write failed for want of storage (the disk full, read-only or failing)
+ * or of the database (PostgreSQL unreachable), as opposed to being refused for what it
+ * asked. */
+static bool is_unavailable(const struct rt_store_error *e)
+{
+	return e->status == 507 ||
+	       (e->status == 503 && (!strcmp(e->code, "25006") || !strncmp(e->code, "58", 2) ||
+				     !strncmp(e->code, "53", 2) || !strcmp(e->code, "PGRST000") ||
+				     !strcmp(e->code, "PGRST001")));
+}
+
 int rt_store_write(struct rt_store *s, const struct rt_write *w, json_t **rows,
 		   struct rt_store_error *err)
 {
 	if (check_no_aggs(w->where, err))
 		return -1;
-	return s->ops->write(s, w, rows, err);
+	int rc = s->ops->write(s, w, rows, err);
+	/* One line when writes start failing for want of storage or of the database, one when
+	 * they succeed again. */
+	if (rc && is_unavailable(err)) {
+		if (atomic_fetch_add(&s->n_unavailable, 1) == 0)
+			rt_error("store: writes fail: %s (%d %s); they succeed again once the store "
+				 "can write (room on the disk, a writable data dir, the database back)",
+				 err->message, err->status, err->code);
+	} else if (!rc && atomic_load(&s->n_unavailable)) {
+		uint64_t n = atomic_exchange(&s->n_unavailable, 0);
+		if (n)
+			rt_info("store: writes succeed again after %llu failed",
+				(unsigned long long)n);
+	}
+	return rc;
 }
 
 int rt_store_changes_after(struct rt_store *s, uint64_t after, size_t max, struct rt_change **out,

@@ -54,6 +54,10 @@ struct rt_store {
 	pthread_mutex_t policies_mu; /* policies (the pointer) */
 	struct rt_policies *policies; /* never NULL once open (an empty set) */
 	_Atomic uint64_t policies_version;
+	/* Writes failing for want of storage or of the database (507; 503 with a read-only,
+	 * I/O, resource or connection code) since the last one that succeeded: the first logs
+	 * the fault, the next success the recovery (rt_store_write). */
+	_Atomic uint64_t n_unavailable;
 };
 
 /* Sets up the head's policy state with an empty set (backends call it

@@ -471,6 +471,51 @@ static void test_no_loss_no_repeat(void **state)
 	fx_close(&f);
 }
 
+/* A batch whose commit fails (the disk full, say) is read again, not skipped: the cursor
+ * goes back to the last commit and the next tick writes the notifications. */
+static void test_failed_commit_is_retried(void **state)
+{
+	struct fx f;
+	fx_open(&f);
+	write_rows(&f, RT_WRITE_INSERT, "members", "[{\"id\":1,\"org_id\":7,\"user_id\":\"ann\"}]",
+		   NULL);
+	feed(&f);
+	/* the cursor cannot be written: the batch's transaction fails at its end */
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(f.db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+				      "CREATE TRIGGER chaos_i BEFORE INSERT ON _rtsync_notify_state "
+				      "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;"
+				      "CREATE TRIGGER chaos_u BEFORE UPDATE ON _rtsync_notify_state "
+				      "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	uint64_t before = rt_notify_position(f.n);
+	for (int i = 0; i < 3; i++) {
+		char row[160];
+		snprintf(row, sizeof row, "[{\"id\":%d,\"title\":\"r%d\",\"org_id\":7}]", i + 1, i);
+		write_rows(&f, RT_WRITE_INSERT, "requests", row, NULL);
+	}
+	struct rt_change *chs;
+	size_t n;
+	struct rt_store_scan scan;
+	assert_int_equal(rt_store_changes_after(f.s, f.fed, 512, &chs, &n, NULL, &scan), 0);
+	assert_int_equal(n, 3);
+	rt_notify_apply(f.n, chs, n, f.fed, scan.last_pos);
+	rt_store_changes_free(chs, n);
+	assert_int_equal(unread(&f, "ann"), 0);
+	assert_true(rt_notify_position(f.n) <= before); /* back at the last saved cursor */
+	/* the disk has room again: the next tick reads the changes again */
+	assert_int_equal(sqlite3_exec(db, "DROP TRIGGER chaos_i; DROP TRIGGER chaos_u", NULL, NULL,
+				      NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	rt_notify_tick(f.n, scan.last_pos);
+	assert_int_equal(rt_notify_position(f.n), scan.last_pos);
+	assert_int_equal(unread(&f, "ann"), 3);
+	fx_close(&f);
+}
+
 static void test_prefs_and_quiet_hours(void **state)
 {
 	struct fx f;
@@ -642,6 +687,7 @@ int main(void)
 		cmocka_unit_test(test_prefs),
 		cmocka_unit_test(test_fanout),
 		cmocka_unit_test(test_no_loss_no_repeat),
+		cmocka_unit_test(test_failed_commit_is_retried),
 		cmocka_unit_test(test_prefs_and_quiet_hours),
 		cmocka_unit_test(test_burst_summary),
 		cmocka_unit_test(test_rules_api),
