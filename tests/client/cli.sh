@@ -244,7 +244,7 @@ pids+=("$qp")
 wait_for "$dir/q1.out" '"kind":"result"' 10
 sql "INSERT INTO todos(id,title) VALUES (62,'q-c')"
 wait_for "$dir/q1.out" '"kind":"diff"' 10
-sql "UPDATE todos SET title = 'q-B' WHERE id = 61; DELETE FROM todos WHERE id = 62"
+sql "BEGIN; UPDATE todos SET title = 'q-B' WHERE id = 61; DELETE FROM todos WHERE id = 62; COMMIT"
 wait "$qp"
 check "query --json exits 0 after --count updates" test $? -eq 0
 rest=$(curl -sf -H "apikey: $RTSYNC_APIKEY" "$URL/rest/v1/todos?select=id,title&id=gte.60&order=id.desc&limit=2")
