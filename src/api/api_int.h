@@ -18,6 +18,9 @@ char *rt_api_request_token(const struct rt_http_req *req);
 /* Answers {code, details: null, hint: null, message} with status. */
 void rt_api_respond_error(struct rt_conn *c, int status, const char *code, const char *message);
 
+/* Handles a request whose path is /activity/v1/<channel> (src/api/activity.c). */
+void rt_api_activity(struct rt_conn *c, struct rt_http_req *req, struct rt_realtime *rt,
+		     const char *path);
 /* Handles a request whose path is /notify/v1/<path> (src/api/notify.c). */
 void rt_api_notify(struct rt_conn *c, struct rt_http_req *req, struct rt_realtime *rt,
 		   const char *path);

@@ -243,7 +243,8 @@ static void lock_gc(struct rt_locks *t, struct lock *l)
 }
 
 static void grant(struct rt_locks *t, struct lock *l, uint64_t now, uint64_t owner,
-		  const char *sub, bool is_rest, uint32_t lease_ms, struct events *e)
+		  const char *sub, bool is_rest, uint32_t lease_ms, bool was_waiting,
+		  struct events *e)
 {
 	t->n_grants++;
 	l->is_held = true;
@@ -257,6 +258,7 @@ static void grant(struct rt_locks *t, struct lock *l, uint64_t now, uint64_t own
 	t->st.n_held++;
 	t->st.n_grants++;
 	ev_push(e, RT_LOCK_EV_GRANTED, l, owner, sub, is_rest, l->token);
+	e->v[e->n - 1].was_waiting = was_waiting;
 	ev_state(e, l);
 }
 
@@ -271,7 +273,7 @@ static void hand_over(struct rt_locks *t, struct lock *l, uint64_t now, struct e
 	l->n_waiters--;
 	t->st.n_waiters--;
 	/* the owner's count stays: a wait becomes a hold */
-	grant(t, l, now, w->owner, w->sub, w->is_rest, w->lease_ms, e);
+	grant(t, l, now, w->owner, w->sub, w->is_rest, w->lease_ms, true, e);
 	free(w->sub);
 	free(w);
 }
@@ -511,7 +513,7 @@ enum rt_lock_rc rt_locks_acquire(struct rt_locks *t, uint64_t now, const char *n
 	}
 	owner_add(t, owner, 1);
 	if (is_free) {
-		grant(t, l, now, owner, sub, is_rest, lease_ms, &e);
+		grant(t, l, now, owner, sub, is_rest, lease_ms, false, &e);
 		fill_grant(l, out);
 		note_deadline(t, l->expires);
 		rc = RT_LOCK_OK;

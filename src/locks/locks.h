@@ -59,6 +59,7 @@ struct rt_lock_event {
 	uint32_t lease_ms;   /* GRANTED */
 	uint64_t expires_ms; /* GRANTED: monotonic time the lease ends */
 	bool is_rest;        /* the owner id is a REST lease's */
+	bool was_waiting;    /* GRANTED: to a waiter (not at once to an acquire) */
 };
 
 typedef void (*rt_lock_event_cb)(void *ctx, const struct rt_lock_event *ev);

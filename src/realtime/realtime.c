@@ -15,7 +15,9 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/rand.h"
+#include "activity/activity.h"
 #include "live/live.h"
+#include "locks/service.h"
 #include "notify/notify.h"
 
 #define TOPIC_PREFIX "realtime:"
@@ -390,6 +392,18 @@ static int messages_allowed(struct rt_policies *pol, const struct rt_auth *who, 
 	return ok;
 }
 
+/* A lock's channel, lock:<name> (docs/locks.md). */
+static bool is_lock_topic(const char *topic)
+{
+	return !strncmp(topic, RT_LOCKS_TOPIC_PREFIX, strlen(RT_LOCKS_TOPIC_PREFIX));
+}
+
+/* An activity feed's channel, activity:<channel> (docs/activity.md). */
+static bool is_activity_topic(const char *topic)
+{
+	return !strncmp(topic, RT_ACTIVITY_TOPIC_PREFIX, strlen(RT_ACTIVITY_TOPIC_PREFIX));
+}
+
 static bool is_user_topic(const char *topic)
 {
 	return topic && !strncmp(topic, RT_REALTIME_USER_TOPIC_PREFIX,
@@ -493,6 +507,8 @@ static void channel_free(struct rt_channel *ch)
 		json_decref(ch->live->defs);
 		free(ch->live);
 	}
+	if (rw->rt->locks && is_lock_topic(ch->sub)) /* the channel owned its locks */
+		rt_lock_service_drop(rw->rt->locks, ch->id);
 	DL_DELETE(s->channels, ch);
 	s->n_channels--;
 	RT_METRIC_INC(channels_closed);
@@ -519,8 +535,13 @@ static void channel_deliver(struct rt_sub *sub, struct rt_msg *m)
 	struct rt_channel *ch = (struct rt_channel *)((char *)sub - offsetof(struct rt_channel, hsub));
 	if (m->kind == RT_MSG_PRESENCE && !ch->presence_enabled)
 		return;
-	if (m->sender == ch->id && !ch->self)
+	if ((m->sender == ch->id && !ch->self) || (m->target && m->target != ch->id))
 		return;
+	if (m->admit) {
+		struct rt_auth who = chan_auth(ch);
+		if (!m->admit(m->admit_ctx, &who))
+			return;
+	}
 	struct rt_frame *f = ch->s->vsn == RT_PHX_V1 ? m->v1 : m->v2;
 	if (f)
 		rt_conn_send(ch->s->c, f);
@@ -718,6 +739,33 @@ static void push_inbox_state(struct rt_channel *ch)
 	nc->chan_id = ch->id;
 	rt_writes_call(ch->s, ch->join_ref, NULL, ch->topic, notify_call_work, inbox_state_done,
 		       notify_call_free, nc);
+}
+
+/* ---- locks over the socket (docs/locks.md) ---- */
+
+/* lock_acquire, lock_renew, lock_release, lock_state on realtime:lock:<name>:
+ * the lock service answers; the channel is the owner. */
+static void handle_lock(struct rt_channel *ch, struct rt_phx_msg *m)
+{
+	struct rt_session *s = ch->s;
+	struct rt_lock_service *svc = s->rw->rt->locks;
+	const char *status = "error";
+	json_t *resp = NULL;
+	if (!svc)
+		resp = json_pack("{s:s,s:s}", "reason", "locks are not enabled on this server",
+				 "code", "RTS404");
+	else if (!is_lock_topic(ch->sub))
+		resp = json_pack("{s:s,s:s}", "reason",
+				 "lock events go to a lock's channel, realtime:lock:<name>", "code",
+				 "RTS400");
+	else if (!rt_lock_service_socket(svc, ch->sub + strlen(RT_LOCKS_TOPIC_PREFIX), ch->id,
+					 chan_claims(ch)->sub, ch->may_send, m->event, m->payload,
+					 &status, &resp))
+		return; /* another lock_… event: ignored as unknown events are */
+	if (m->ref)
+		reply(s, ch->join_ref, m->ref, ch->topic, status, resp);
+	else
+		json_decref(resp);
 }
 
 /* ---- join ---- */
@@ -1159,6 +1207,21 @@ static void handle_join_decided(struct rt_session *s, struct rt_phx_msg *m,
 		rt_jwt_claims_deinit(&claims);
 		join_error(s, m, "Unauthorized: notifications channels are private: join with "
 				 "config.private = true");
+		return;
+	}
+	if ((is_lock_topic(sub) || is_activity_topic(sub)) && !is_private) {
+		rt_jwt_claims_deinit(&claims);
+		join_error(s, m, "Unauthorized: lock and activity channels are private: join with "
+				 "config.private = true");
+		return;
+	}
+	if ((is_lock_topic(sub) && !rt_locks_name_ok(sub + strlen(RT_LOCKS_TOPIC_PREFIX))) ||
+	    (is_activity_topic(sub) &&
+	     !rt_activity_channel_ok(sub + strlen(RT_ACTIVITY_TOPIC_PREFIX)))) {
+		rt_jwt_claims_deinit(&claims);
+		join_error(s, m, "Invalid topic: a lock name is 1 to 128 printable bytes without "
+				 "spaces; an activity channel is activity:table:<schema>.<table>, "
+				 "activity:collab:<document> or activity:lock:<name>");
 		return;
 	}
 	if (json_object_get(bcast, "replay") && !json_is_null(json_object_get(bcast, "replay")) &&
@@ -1702,6 +1765,8 @@ static enum rt_metric_event event_kind(const char *event)
 		return RT_EV_LIVE_UNSUBSCRIBE;
 	if (!strcmp(event, "notify"))
 		return RT_EV_NOTIFY;
+	if (!strncmp(event, "lock_", 5))
+		return RT_EV_LOCK;
 	return RT_EV_OTHER;
 }
 
@@ -1789,6 +1854,9 @@ void rt_session_on_message(struct rt_session *s, enum rt_ws_opcode op, const uin
 		break;
 	case RT_EV_NOTIFY:
 		handle_notify(ch, &m);
+		break;
+	case RT_EV_LOCK:
+		handle_lock(ch, &m);
 		break;
 	default:
 		break; /* other channel events are ignored, as Supabase does */

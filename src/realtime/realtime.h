@@ -98,6 +98,8 @@ struct rt_realtime {
 	struct rt_live *live;       /* live queries (fed by changes); NULL without a store */
 	struct rt_notify *notify;   /* notifications (set by the server; not owned); may be NULL */
 	struct rt_collab *collab;   /* shared documents (collab/collab.h; not owned); may be NULL */
+	struct rt_lock_service *locks; /* locks (locks/service.h; not owned); may be NULL */
+	struct rt_activity *activity;  /* activity feed (activity/activity.h; not owned); may be NULL */
 };
 
 struct rt_session;
