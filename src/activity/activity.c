@@ -205,7 +205,7 @@ static bool row_visible(struct rt_activity *a, const char *channel, const json_t
 	if (!a->store)
 		return true;
 	const char *qn = channel + 6, *dot = strchr(qn, '.');
-	if (!dot || !row)
+	if (!dot)
 		return false;
 	char schema[RT_ACTIVITY_MAX_CHANNEL + 1];
 	snprintf(schema, sizeof schema, "%.*s", (int)(dot - qn), qn);
@@ -216,8 +216,10 @@ static bool row_visible(struct rt_activity *a, const char *channel, const json_t
 	struct rt_query_node pred;
 	enum rt_policy_verdict v =
 		rt_policies_predicate(pol, schema, dot + 1, RT_POLICY_SELECT, false, who, &pred);
+	/* no row (a write of many rows): only for readers RLS does not restrict */
 	bool ok = v == RT_POLICY_ALLOW_ALL ||
-		  (v == RT_POLICY_ROWS && rt_policy_eval(&pred, row, col_type, (void *)t) == 1);
+		  (v == RT_POLICY_ROWS && row &&
+		   rt_policy_eval(&pred, row, col_type, (void *)t) == 1);
 	rt_query_node_deinit(&pred);
 	rt_policies_unref(pol);
 	return ok;
@@ -354,6 +356,38 @@ uint64_t rt_activity_append(struct rt_activity *a, enum rt_activity_kind kind, c
 	return id;
 }
 
+void rt_activity_write(struct rt_activity *a, const struct rt_store_table *t, const char *op,
+		       const json_t *rows, const char *actor)
+{
+	if (!a || !t || !json_array_size(rows))
+		return;
+	size_t n = strlen(t->schema) + strlen(t->name) + 8;
+	char *ch = rt_xmalloc(n);
+	snprintf(ch, n, "table:%s.%s", t->schema, t->name);
+	size_t n_rows = json_array_size(rows);
+	if (n_rows > RT_ACTIVITY_MAX_WRITE_ROWS) {
+		json_t *s = json_pack("{s:s,s:I}", "op", op, "rows", (json_int_t)n_rows);
+		rt_activity_append(a, RT_ACTIVITY_WRITE, ch, actor, s, NULL);
+		json_decref(s);
+		free(ch);
+		return;
+	}
+	size_t i;
+	const json_t *row;
+	json_array_foreach(rows, i, row) {
+		json_t *pk = json_object();
+		for (size_t k = 0; k < t->n_cols; k++)
+			if (t->cols[k].is_pk) {
+				json_t *v = json_object_get(row, t->cols[k].name);
+				json_object_set(pk, t->cols[k].name, v ? v : json_null());
+			}
+		json_t *s = json_pack("{s:s,s:o}", "op", op, "pk", pk);
+		rt_activity_append(a, RT_ACTIVITY_WRITE, ch, actor, s, row);
+		json_decref(s);
+	}
+	free(ch);
+}
+
 void rt_activity_doc_edit(struct rt_activity *a, const char *doc, const char *actor,
 			  size_t n_bytes)
 {
@@ -398,9 +432,18 @@ int rt_activity_page(struct rt_activity *a, const char *channel, uint64_t before
 		pthread_mutex_lock(&a->mu);
 		trim_locked(a, a->cfg.wall_ms());
 		cand = rt_xrealloc(cand, (limit + 1) * sizeof *cand);
-		for (size_t i = a->n; readable && i-- > 0 && n_cand <= limit;) {
+		/* ids grow along the ring: the first entry at or above before */
+		size_t lo = 0, hi = a->n;
+		while (before && lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			if (a->v[a->start + mid]->id < before)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		for (size_t i = before ? lo : a->n; readable && i-- > 0 && n_cand <= limit;) {
 			struct entry *e = a->v[a->start + i];
-			if ((before && e->id >= before) || strcmp(e->channel, channel))
+			if (strcmp(e->channel, channel))
 				continue;
 			struct entry *c = rt_xcalloc(1, sizeof *c);
 			*c = *e;
@@ -411,21 +454,21 @@ int rt_activity_page(struct rt_activity *a, const char *channel, uint64_t before
 			cand[n_cand++] = c;
 		}
 		pthread_mutex_unlock(&a->mu);
-		size_t taken = 0;
 		for (size_t i = 0; i < n_cand; i++) {
 			struct entry *c = cand[i];
 			before = c->id; /* the next round goes on below the last one looked at */
-			if (json_array_size(list) == limit) {
-				has_more = true;
-			} else if (!is_table || entry_visible(a, c, who)) {
-				json_array_append_new(list, entry_json(c));
-				last_id = c->id;
+			if (!has_more && (!is_table || entry_visible(a, c, who))) {
+				if (json_array_size(list) == limit) {
+					has_more = true; /* one more visible entry: another page */
+				} else {
+					json_array_append_new(list, entry_json(c));
+					last_id = c->id;
+				}
 			}
-			taken++;
 			entry_free(c);
 		}
-		/* a full page, no more entries, or only hidden ones looked at */
-		if (json_array_size(list) == limit || has_more || n_cand <= limit || !taken)
+		/* another visible entry found, or no older ones left */
+		if (has_more || n_cand <= limit)
 			break;
 	}
 	free(cand);

@@ -42,6 +42,7 @@
 #define RT_ACTIVITY_DEFAULT_PAGE 50
 #define RT_ACTIVITY_MAX_CHANNEL 300
 #define RT_ACTIVITY_MAX_SUMMARY 4096
+#define RT_ACTIVITY_MAX_WRITE_ROWS 100
 /* The sub-topic prefix of the live feed: realtime:activity:<channel>. */
 #define RT_ACTIVITY_TOPIC_PREFIX "activity:"
 
@@ -60,6 +61,7 @@ void rt_activity_config_default(struct rt_activity_config *cfg);
 
 struct rt_activity;
 struct rt_hub;
+struct rt_store_table;
 struct rt_realtime;
 struct rt_store;
 
@@ -80,6 +82,16 @@ void rt_activity_free(struct rt_activity *a);
  */
 uint64_t rt_activity_append(struct rt_activity *a, enum rt_activity_kind kind, const char *channel,
 			    const char *actor, const json_t *summary, const json_t *row);
+
+/*
+ * A write of rows (the rows it returned, borrowed) to table t by actor: op
+ * "INSERT", "UPDATE" or "DELETE". One entry per row on
+ * table:<schema>.<table> with summary {"op", "pk": {column: value}}, up to
+ * RT_ACTIVITY_MAX_WRITE_ROWS rows; past them one entry {"op", "rows": n}
+ * without a row, which only readers whom RLS does not restrict see.
+ */
+void rt_activity_write(struct rt_activity *a, const struct rt_store_table *t, const char *op,
+		       const json_t *rows, const char *actor);
 
 /* A document edit of n_bytes by actor on collab:<doc> (merged as above). */
 void rt_activity_doc_edit(struct rt_activity *a, const char *doc, const char *actor,
