@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistr.h>
 
 #include "common/alloc.h"
 #include "common/clock.h"
@@ -59,6 +60,8 @@ bool rt_activity_channel_ok(const char *channel)
 		if (i == 2)
 			return false;
 	}
+	if (u8_check((const uint8_t *)channel, n))
+		return false; /* entries are JSON: valid UTF-8 only */
 	for (size_t i = 0; i < n; i++)
 		if ((unsigned char)channel[i] < 0x20 || channel[i] == 0x7f)
 			return false;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistr.h>
 #include <uthash.h>
 #include <utlist.h>
 
@@ -123,25 +124,12 @@ const char *rt_lock_rc_message(enum rt_lock_rc rc)
 bool rt_locks_name_ok(const char *name)
 {
 	size_t n = name ? strlen(name) : 0;
-	if (!n || n > RT_LOCKS_MAX_NAME)
+	if (!n || n > RT_LOCKS_MAX_NAME || u8_check((const uint8_t *)name, n))
 		return false;
-	/* printable ASCII without space, or UTF-8 (checked for shape) */
-	for (size_t i = 0; i < n;) {
-		unsigned char c = (unsigned char)name[i];
-		if (c < 0x80) {
-			if (c <= 0x20 || c == 0x7f)
-				return false;
-			i++;
-			continue;
-		}
-		size_t len = c >= 0xf0 && c < 0xf5 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
-		if (!len || (c >= 0xf0 && len != 4) || i + len > n)
+	/* valid UTF-8 (jansson's strings are) without ASCII controls or spaces */
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)name[i] <= 0x20 || name[i] == 0x7f)
 			return false;
-		for (size_t k = 1; k < len; k++)
-			if (((unsigned char)name[i + k] & 0xc0) != 0x80)
-				return false;
-		i += len;
-	}
 	return true;
 }
 
@@ -634,9 +622,10 @@ uint64_t rt_locks_tick(struct rt_locks *t, uint64_t now)
 
 json_t *rt_locks_state(struct rt_locks *t, uint64_t now, const char *name)
 {
-	json_t *o = json_pack("{s:s,s:b}", "name", name ? name : "", "held", 0);
+	bool is_ok = rt_locks_name_ok(name); /* a bad name is no lock, and may not be UTF-8 */
+	json_t *o = json_pack("{s:s,s:b}", "name", is_ok ? name : "", "held", 0);
 	pthread_mutex_lock(&t->mu);
-	struct lock *l = rt_locks_name_ok(name) ? find_lock(t, name) : NULL;
+	struct lock *l = is_ok ? find_lock(t, name) : NULL;
 	if (l && l->is_held && l->expires > now) {
 		json_object_set_new(o, "held", json_true());
 		json_object_set_new(o, "holder", *l->sub ? json_string(l->sub) : json_null());
