@@ -21,6 +21,8 @@ import { realtimeClient, Recorder, scope, sleep, withTimeout } from './lib/util.
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS items (id bigint PRIMARY KEY, v text);
 ALTER TABLE realtime.messages ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS "lock readers" ON realtime.messages;
+DROP POLICY IF EXISTS "lock writers" ON realtime.messages;
 CREATE POLICY "lock readers" ON realtime.messages FOR SELECT TO authenticated
   USING (realtime.topic() LIKE 'lock:%' AND (auth.jwt() ->> 'sub') IN ('reader', 'writer', 'writer2'));
 CREATE POLICY "lock writers" ON realtime.messages FOR INSERT TO authenticated
