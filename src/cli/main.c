@@ -16,6 +16,7 @@ static const char usage[] =
 	"  query     print a live query's result, then every change of it\n"
 	"  notify    send a notification to users (service role)\n"
 	"  inbox     list a user's notifications, mark them read, archive, delete\n"
+	"  lock      run a command while holding a lock (fencing token in RTSYNC_LOCK_TOKEN)\n"
 	"\n"
 	"Run 'rtsync COMMAND --help' for a command's options.\n";
 
@@ -48,6 +49,8 @@ int main(int argc, char **argv)
 		return rt_cli_notify(argc - 1, argv + 1);
 	if (!strcmp(cmd, "inbox"))
 		return rt_cli_inbox(argc - 1, argv + 1);
+	if (!strcmp(cmd, "lock"))
+		return rt_cli_lock(argc - 1, argv + 1);
 	fprintf(stderr, "rtsync: unknown command '%s'\n\n%s", cmd, usage);
 	return RT_CLI_EXIT_USAGE;
 }
