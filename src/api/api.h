@@ -8,6 +8,8 @@
  *   GET  /realtime/v1/websocket, /socket/websocket   WebSocket (apikey, vsn)
  *   POST /realtime/v1/api/broadcast, /api/broadcast  batch broadcast (202)
  *   POST …/api/broadcast/:topic/events/:event        single broadcast (202)
+ *   …    /locks/v1/<name>[/renew]                    locks (locks/service.h)
+ *   GET  /activity/v1/<channel>                      the activity feed (api/activity.c)
  *   GET  /healthz                                    200 once accepting
  *   GET  /metrics                                    Prometheus text
  *
