@@ -1,6 +1,6 @@
 /*
  * The activity feed (docs/activity.md): a log of recent actions the server
- * writes itself — REST writes (table, primary key, operation), shared
+ * writes itself — REST and socket writes (table, primary key, operation), shared
  * document edits (merged per actor and document over a window, so a burst
  * of edits is one entry), lock grants, releases and expiries — readable in
  * pages per channel and live on the socket.

@@ -1706,6 +1706,11 @@ void rt_session_free(struct rt_session *s)
 	free(s);
 }
 
+struct rt_activity *rt_session_activity(struct rt_session *s)
+{
+	return s->rw->rt->activity;
+}
+
 struct rt_quota_conn *rt_session_quota(struct rt_session *s)
 {
 	return &s->quota;

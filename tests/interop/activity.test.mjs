@@ -72,7 +72,7 @@ describe('activity feed', () => {
   before(async () => { server = await startServer({ args: ['--schema', schemaPath, '--activity-merge-ms', '60000'] }); });
   after(async () => { if (server) await server.stop(); });
 
-  it('REST writes appear live and in pages, each only to users whose RLS shows the row', { timeout: 30_000 }, async (t) => {
+  it('REST and socket writes appear live and in pages, each only to users whose RLS shows the row', { timeout: 30_000 }, async (t) => {
     const sc = scope(t);
     const aliceLive = await liveFeed(sc, server, 'table:public.notes', 'alice');
     const eveLive = await liveFeed(sc, server, 'table:public.notes', 'eve');
@@ -111,6 +111,13 @@ describe('activity feed', () => {
     // the service role sees every entry
     const ps = await feed(server, 'table:public.notes', server.token({ role: 'service_role' }), '?limit=50');
     assert.equal(ps.body.entries.length, 8);
+    // a write over the socket (the `write` event) is recorded the same way
+    const ws = await rawConnect(sc, server, { vsn: '1.0.0', apikey: tok(server, 'alice') });
+    const { joinRef } = await ws.join('realtime:w', { config: { broadcast: { self: false, ack: false }, presence: { key: '', enabled: false }, postgres_changes: [], private: false }, access_token: tok(server, 'alice') });
+    const ref = ws.send({ join_ref: joinRef, topic: 'realtime:w', event: 'write', payload: { type: 'insert', table: 'notes', record: { id: 50, owner: 'alice', body: 's' } } });
+    assert.equal((await ws.reply(ref)).payload.status, 'ok');
+    await aliceLive.raw.next(() => aliceLive.entries().length >= 8, 5000, 'socket write live');
+    assert.deepEqual(aliceLive.entries()[7].summary, { op: 'INSERT', pk: { id: 50 } });
     // errors
     assert.equal((await feed(server, 'nope', tok(server, 'alice'))).status, 400);
     assert.equal((await feed(server, 'table:public.notes', tok(server, 'alice'), '?limit=500')).status, 400);
