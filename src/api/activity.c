@@ -48,7 +48,10 @@ void rt_api_activity(struct rt_conn *c, struct rt_http_req *req, struct rt_realt
 		rt_api_respond_error(c, 401, "RTS401", "a valid token is required");
 		return;
 	}
-	char *channel = rt_http_pct_decode(path, strlen(path), false);
+	char *channel = NULL;
+	if (!rt_api_within_rate(c, rt, &claims))
+		goto out;
+	channel = rt_http_pct_decode(path, strlen(path), false);
 	uint64_t before, limit;
 	if (!query_uint(req->query, "before", UINT64_MAX >> 1, &before) ||
 	    !query_uint(req->query, "limit", RT_ACTIVITY_MAX_PAGE, &limit)) {

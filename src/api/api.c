@@ -370,9 +370,7 @@ static void on_request(struct rt_conn *c, struct rt_http_req *req)
 	} else if (!strncmp(path, "/notify/v1/", 11) && path[11]) {
 		rt_api_notify(c, req, app_of(c), path + 11);
 	} else if (!strncmp(path, "/locks/v1/", 10) && path[10] && app_of(c)->locks) {
-		char *token = rt_api_request_token(req);
-		rt_lock_service_http(app_of(c)->locks, c, req, path + 10, token);
-		free(token);
+		rt_api_locks(c, req, app_of(c), path + 10);
 	} else if (!strncmp(path, "/activity/v1/", 13) && path[13] && app_of(c)->activity) {
 		rt_api_activity(c, req, app_of(c), path + 13);
 	} else if (!strcmp(path, "/healthz")) {

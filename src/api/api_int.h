@@ -18,6 +18,14 @@ char *rt_api_request_token(const struct rt_http_req *req);
 /* Answers {code, details: null, hint: null, message} with status. */
 void rt_api_respond_error(struct rt_conn *c, int status, const char *code, const char *message);
 
+/* The per-user REST rate (docs/limits.md) of /rest/v1, /locks/v1 and
+ * /activity/v1 together. Returns false after answering 429 with Retry-After
+ * (src/api/rest.c). */
+bool rt_api_within_rate(struct rt_conn *c, struct rt_realtime *rt,
+			const struct rt_jwt_claims *claims);
+/* Handles a request whose path is /locks/v1/<path> (src/api/locks.c). */
+void rt_api_locks(struct rt_conn *c, struct rt_http_req *req, struct rt_realtime *rt,
+		  const char *path);
 /* Handles a request whose path is /activity/v1/<channel> (src/api/activity.c). */
 void rt_api_activity(struct rt_conn *c, struct rt_http_req *req, struct rt_realtime *rt,
 		     const char *path);

@@ -306,9 +306,7 @@ static bool authorize(struct rt_conn *c, struct rt_http_req *req, struct rt_real
 	return true;
 }
 
-/* The per-user request rate (docs/limits.md). Returns false after answering
- * 429 with Retry-After. */
-static bool within_rate(struct rt_conn *c, struct rt_realtime *rt,
+bool rt_api_within_rate(struct rt_conn *c, struct rt_realtime *rt,
 			const struct rt_jwt_claims *claims)
 {
 	uint64_t user = rt_quota_user(claims->sub, claims->role, rt_conn_peer(c));
@@ -384,7 +382,7 @@ void rt_rest_handle(struct rt_conn *c, struct rt_http_req *req, struct rt_realti
 	struct rt_jwt_claims claims;
 	if (!authorize(c, req, rt, &claims))
 		return;
-	if (!within_rate(c, rt, &claims)) {
+	if (!rt_api_within_rate(c, rt, &claims)) {
 		rt_jwt_claims_deinit(&claims);
 		return;
 	}

@@ -175,7 +175,7 @@ static const char serve_usage[] =
 	"                                           RTSYNC_MAX_CHANNEL_EVENTS_PER_SECOND (10000)\n"
 	"  --max-presence-events-per-second N  presence messages per connection\n"
 	"                                           RTSYNC_MAX_PRESENCE_EVENTS_PER_SECOND (1000)\n"
-	"  --rest-max-requests-per-second N  /rest/v1 requests per user\n"
+	"  --rest-max-requests-per-second N  /rest/v1, /locks/v1, /activity/v1 requests per user\n"
 	"                                           RTSYNC_REST_MAX_REQUESTS_PER_SECOND (10000)\n"
 	"  --notify on|off           notifications (docs/notifications.md)   RTSYNC_NOTIFY (on)\n"
 	"  --notify-rules FILE.json  notification rules, read again on SIGHUP\n"

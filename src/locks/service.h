@@ -32,6 +32,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "auth/jwt.h"
 #include "locks/locks.h"
 #include "net/http.h"
 #include "net/server.h"
@@ -64,10 +65,11 @@ bool rt_lock_service_socket(struct rt_lock_service *svc, const char *name, uint6
 /* The channel chan_id went: its locks are released, its waits dropped. */
 void rt_lock_service_drop(struct rt_lock_service *svc, uint64_t chan_id);
 
-/* Serves /locks/v1/<path> (path after the prefix) on c's worker; token is
- * the request's bearer token or apikey (NULL: none; 401). */
+/* Serves /locks/v1/<path> (path after the prefix) on c's worker for the
+ * verified claims (borrowed; the caller checked the token and the rate). */
 void rt_lock_service_http(struct rt_lock_service *svc, struct rt_conn *c,
-			  struct rt_http_req *req, const char *path, const char *token);
+			  struct rt_http_req *req, const char *path,
+			  const struct rt_jwt_claims *claims);
 
 /* Answers the REST acquisitions of worker w whose wait ended (call on wake). */
 void rt_lock_service_drain(struct rt_lock_service *svc, struct rt_worker *w);

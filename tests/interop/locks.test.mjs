@@ -272,6 +272,23 @@ describe('locks', () => {
   });
 });
 
+describe('lock requests and the per-user REST rate', () => {
+  it('count toward --rest-max-requests-per-second with /rest/v1', { timeout: 30_000 }, async () => {
+    const server = await startServer({ args: ['--schema', schemaPath, '--rest-max-requests-per-second', '3'] });
+    try {
+      const statuses = [];
+      for (let i = 0; i < 5; i++) statuses.push((await rest(server, 'GET', '/locks/v1/rate', undefined, tok(server, 'reader'))).status);
+      assert.ok(statuses.slice(0, 2).every((s) => s === 200), statuses.join());
+      assert.ok(statuses.includes(429), statuses.join());
+      const act = await fetch(`${server.httpUrl}/activity/v1/lock:rate`, { headers: { authorization: `Bearer ${tok(server, 'reader')}` } });
+      assert.equal(act.status, 429);
+      assert.equal(act.headers.get('retry-after'), '1');
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
 describe('fencing tokens across a restart', () => {
   it('a token after a restart is higher than every token before it', { timeout: 60_000 }, async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'rtsync-locks-restart-'));
