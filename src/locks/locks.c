@@ -250,11 +250,18 @@ static void grant(struct rt_locks *t, struct lock *l, uint64_t now, uint64_t own
 	ev_state(e, l);
 }
 
-/* The lock is free: its first waiter gets it (or nobody, when the run's
- * tokens are exhausted: the waiters then time out). */
+static void drop_waiter(struct rt_locks *t, struct lock *l, struct waiter *w);
+
+/* The lock is free: its first waiter whose wait has not ended gets it (or
+ * nobody, when the run's tokens are exhausted: the waiters then time out). */
 static void hand_over(struct rt_locks *t, struct lock *l, uint64_t now, struct events *e)
 {
-	struct waiter *w = l->waiters;
+	struct waiter *w;
+	while ((w = l->waiters) && w->deadline <= now) { /* due, the tick has not seen it yet */
+		ev_push(e, RT_LOCK_EV_TIMEOUT, l, w->owner, w->sub, w->is_rest, 0);
+		t->st.n_timeouts++;
+		drop_waiter(t, l, w);
+	}
 	if (!w || l->is_held || t->n_grants >= MAX_GRANTS)
 		return;
 	DL_DELETE(l->waiters, w);

@@ -213,6 +213,16 @@ static void test_wait_timeout(void **state)
 	assert_int_equal(rt_locks_release(t, 400, "w", 1, 0), RT_LOCK_OK);
 	assert_int_equal(count(RT_LOCK_EV_GRANTED, 2), 0);
 	assert_int_equal(count(RT_LOCK_EV_GRANTED, 3), 1);
+	/* a release after a waiter's deadline, before the tick saw it: not handed to it */
+	assert_int_equal(rt_locks_acquire(t, 400, "w", 5, NULL, false, 1000, 100, &g), RT_LOCK_QUEUED);
+	assert_int_equal(rt_locks_acquire(t, 400, "w", 6, NULL, false, 1000, 5000, &g), RT_LOCK_QUEUED);
+	assert_int_equal(rt_locks_release(t, 600, "w", 3, 0), RT_LOCK_OK);
+	assert_int_equal(count(RT_LOCK_EV_TIMEOUT, 5), 1);
+	assert_int_equal(count(RT_LOCK_EV_GRANTED, 5), 0);
+	assert_int_equal(count(RT_LOCK_EV_GRANTED, 6), 1);
+	rt_locks_validate(t);
+	assert_int_equal(rt_locks_release(t, 600, "w", 6, 0), RT_LOCK_OK);
+	assert_int_equal(rt_locks_acquire(t, 600, "w", 3, NULL, false, 10000, 0, &g), RT_LOCK_OK);
 	/* a waiter's own release is giving up */
 	assert_int_equal(rt_locks_acquire(t, 400, "w", 4, NULL, false, 1000, 5000, &g),
 			 RT_LOCK_QUEUED);
