@@ -43,6 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rt_locks_config_default(&cfg);
 	cfg.max_locks = 16;
 	cfg.max_per_owner = 4;
+	cfg.max_per_subject = 6;
 	cfg.max_waiters = 4;
 	cfg.min_lease_ms = 1;
 	cfg.max_lease_ms = 60000;
@@ -73,7 +74,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		enum rt_lock_rc rc;
 		switch (r[0] % 6) {
 		case 0:
-			rc = rt_locks_acquire(t, now, name, owner, NULL, false, lease, wait, &g);
+			rc = rt_locks_acquire(t, now, name, owner, r[1] & 0x10 ? "u" : NULL, false,
+					      lease, wait, &g);
 			CHECK(ok_name || rc == RT_LOCK_BAD_NAME);
 			if (rc == RT_LOCK_OK)
 				CHECK(g.token == last_token);

@@ -50,7 +50,7 @@ static const struct limit_opt {
 
 /* Locks and the activity feed (docs/locks.md, docs/activity.md): flag,
  * variable, default, bounds. */
-enum { LA_LOCKS, LA_PER_CONN, LA_WAITERS, LA_LEASE_MIN, LA_LEASE_MAX, LA_LEASE_DFLT, LA_WAIT_MAX,
+enum { LA_LOCKS, LA_PER_CONN, LA_PER_USER, LA_WAITERS, LA_LEASE_MIN, LA_LEASE_MAX, LA_LEASE_DFLT, LA_WAIT_MAX,
        LA_ACT_COUNT, LA_ACT_MS, LA_ACT_MERGE, LA__COUNT };
 static const struct lockact_opt {
 	const char *flag, *env;
@@ -58,6 +58,7 @@ static const struct lockact_opt {
 } lockact_opts[LA__COUNT] = {
 	[LA_LOCKS] = {"locks-max", "RTSYNC_LOCKS_MAX", 10000, 1, 10000000},
 	[LA_PER_CONN] = {"locks-per-connection", "RTSYNC_LOCKS_PER_CONNECTION", 16, 1, 10000},
+	[LA_PER_USER] = {"locks-per-user", "RTSYNC_LOCKS_PER_USER", 256, 0, 10000000},
 	[LA_WAITERS] = {"lock-waiters-max", "RTSYNC_LOCK_WAITERS_MAX", 64, 0, 100000},
 	[LA_LEASE_MIN] = {"lock-lease-min-ms", "RTSYNC_LOCK_LEASE_MIN_MS", 100, 10, 86400000},
 	[LA_LEASE_MAX] = {"lock-lease-max-ms", "RTSYNC_LOCK_LEASE_MAX_MS", 600000, 10, 86400000},
@@ -188,6 +189,8 @@ static const char serve_usage[] =
 	"  --locks-max N             locks held or waited for       RTSYNC_LOCKS_MAX (10000)\n"
 	"  --locks-per-connection N  locks one channel or REST lease holds or waits for\n"
 	"                                                   RTSYNC_LOCKS_PER_CONNECTION (16)\n"
+	"  --locks-per-user N        locks one JWT sub holds or waits for, all its channels and\n"
+	"                            leases together (0: no bound)  RTSYNC_LOCKS_PER_USER (256)\n"
 	"  --lock-waiters-max N      waiters queued per lock        RTSYNC_LOCK_WAITERS_MAX (64)\n"
 	"  --lock-lease-min-ms N     shortest lease                 RTSYNC_LOCK_LEASE_MIN_MS (100)\n"
 	"  --lock-lease-max-ms N     longest lease               RTSYNC_LOCK_LEASE_MAX_MS (600000)\n"
@@ -379,7 +382,8 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 		LIMIT_OPT(L_CHAN_EVENTS), LIMIT_OPT(L_PRESENCE), LIMIT_OPT(L_REST),
 #undef LIMIT_OPT
 #define LOCKACT_OPT(i) {lockact_opts[i].flag, required_argument, NULL, O_LOCKACT + (i)}
-		LOCKACT_OPT(LA_LOCKS), LOCKACT_OPT(LA_PER_CONN), LOCKACT_OPT(LA_WAITERS),
+		LOCKACT_OPT(LA_LOCKS), LOCKACT_OPT(LA_PER_CONN), LOCKACT_OPT(LA_PER_USER),
+		LOCKACT_OPT(LA_WAITERS),
 		LOCKACT_OPT(LA_LEASE_MIN), LOCKACT_OPT(LA_LEASE_MAX), LOCKACT_OPT(LA_LEASE_DFLT),
 		LOCKACT_OPT(LA_WAIT_MAX), LOCKACT_OPT(LA_ACT_COUNT), LOCKACT_OPT(LA_ACT_MS),
 		LOCKACT_OPT(LA_ACT_MERGE),
@@ -808,6 +812,7 @@ int rt_cli_serve(int argc, char **argv)
 	rt_locks_config_default(&lcfg);
 	lcfg.max_locks = (unsigned)o.lockact[LA_LOCKS];
 	lcfg.max_per_owner = (unsigned)o.lockact[LA_PER_CONN];
+	lcfg.max_per_subject = (unsigned)o.lockact[LA_PER_USER];
 	lcfg.max_waiters = (unsigned)o.lockact[LA_WAITERS];
 	lcfg.min_lease_ms = (uint32_t)o.lockact[LA_LEASE_MIN];
 	lcfg.max_lease_ms = (uint32_t)o.lockact[LA_LEASE_MAX];

@@ -46,6 +46,14 @@ struct owner {
 	UT_hash_handle hh;
 };
 
+/* How many locks a subject (JWT sub) holds or waits for, whichever its
+ * owners (channels, REST leases); subjects "" are not counted. */
+struct subject {
+	char *sub;
+	unsigned n;
+	UT_hash_handle hh;
+};
+
 /* Events gathered under the mutex, handed out after it. */
 struct events {
 	struct rt_lock_event *v;
@@ -57,6 +65,7 @@ struct rt_locks {
 	pthread_mutex_t mu;
 	struct lock *locks;
 	struct owner *owners;
+	struct subject *subjects;
 	unsigned n_locks;
 	uint64_t n_grants; /* the token counter of this run */
 	struct rt_locks_stats st;
@@ -72,6 +81,7 @@ void rt_locks_config_default(struct rt_locks_config *cfg)
 	memset(cfg, 0, sizeof *cfg);
 	cfg->max_locks = 10000;
 	cfg->max_per_owner = 16;
+	cfg->max_per_subject = 256;
 	cfg->max_waiters = 64;
 	cfg->min_lease_ms = 100;
 	cfg->max_lease_ms = 600000;
@@ -94,6 +104,7 @@ const char *rt_lock_rc_name(enum rt_lock_rc rc)
 	case RT_LOCK_BAD_WAIT: return "bad_wait";
 	case RT_LOCK_TOO_MANY_LOCKS: return "too_many_locks";
 	case RT_LOCK_OWNER_LIMIT: return "owner_limit";
+	case RT_LOCK_SUBJECT_LIMIT: return "subject_limit";
 	case RT_LOCK_TOO_MANY_WAITERS: return "too_many_waiters";
 	case RT_LOCK_EXHAUSTED: return "exhausted";
 	}
@@ -115,6 +126,7 @@ const char *rt_lock_rc_message(enum rt_lock_rc rc)
 	case RT_LOCK_BAD_WAIT: return "wait_ms is over the server's longest wait";
 	case RT_LOCK_TOO_MANY_LOCKS: return "the server holds as many locks as it may";
 	case RT_LOCK_OWNER_LIMIT: return "too many locks held or waited for by this connection";
+	case RT_LOCK_SUBJECT_LIMIT: return "too many locks held or waited for by this user";
 	case RT_LOCK_TOO_MANY_WAITERS: return "too many waiters for this lock";
 	case RT_LOCK_EXHAUSTED: return "fencing tokens of this run are exhausted: restart the server";
 	}
@@ -210,6 +222,36 @@ static void owner_add(struct rt_locks *t, uint64_t id, int delta)
 	}
 }
 
+static unsigned subject_count(struct rt_locks *t, const char *sub)
+{
+	struct subject *u;
+	if (!sub || !*sub)
+		return 0;
+	HASH_FIND_STR(t->subjects, sub, u);
+	return u ? u->n : 0;
+}
+
+static void subject_add(struct rt_locks *t, const char *sub, int delta)
+{
+	struct subject *u;
+	if (!sub || !*sub)
+		return;
+	HASH_FIND_STR(t->subjects, sub, u);
+	if (!u) {
+		if (delta < 0)
+			abort(); /* counts are kept with every change: cannot happen */
+		u = rt_xcalloc(1, sizeof *u);
+		u->sub = rt_xstrdup(sub);
+		HASH_ADD_KEYPTR(hh, t->subjects, u->sub, strlen(u->sub), u);
+	}
+	u->n = (unsigned)((int)u->n + delta);
+	if (!u->n) {
+		HASH_DEL(t->subjects, u);
+		free(u->sub);
+		free(u);
+	}
+}
+
 /* ---- the table, mutex held ---- */
 
 static struct lock *find_lock(struct rt_locks *t, const char *name)
@@ -279,6 +321,7 @@ static void unhold(struct rt_locks *t, struct lock *l, uint64_t now, enum rt_loc
 {
 	ev_push(e, kind, l, l->owner, l->sub, l->is_rest, l->token);
 	owner_add(t, l->owner, -1);
+	subject_add(t, l->sub, -1);
 	l->is_held = false;
 	t->st.n_held--;
 	if (kind == RT_LOCK_EV_LOST)
@@ -295,6 +338,7 @@ static void drop_waiter(struct rt_locks *t, struct lock *l, struct waiter *w)
 	l->n_waiters--;
 	t->st.n_waiters--;
 	owner_add(t, w->owner, -1);
+	subject_add(t, w->sub, -1);
 	free(w->sub);
 	free(w);
 }
@@ -435,6 +479,12 @@ void rt_locks_free(struct rt_locks *t)
 		HASH_DEL(t->owners, o);
 		free(o);
 	}
+	struct subject *u, *utmp;
+	HASH_ITER(hh, t->subjects, u, utmp) {
+		HASH_DEL(t->subjects, u);
+		free(u->sub);
+		free(u);
+	}
 	pthread_cond_destroy(&t->cond);
 	pthread_mutex_destroy(&t->mu);
 	free(t);
@@ -487,6 +537,10 @@ enum rt_lock_rc rt_locks_acquire(struct rt_locks *t, uint64_t now, const char *n
 		rc = RT_LOCK_OWNER_LIMIT;
 		goto out_unlock;
 	}
+	if (t->cfg.max_per_subject && subject_count(t, sub) >= t->cfg.max_per_subject) {
+		rc = RT_LOCK_SUBJECT_LIMIT;
+		goto out_unlock;
+	}
 	if (!l && t->n_locks >= t->cfg.max_locks) {
 		rc = RT_LOCK_TOO_MANY_LOCKS;
 		goto out_unlock;
@@ -507,6 +561,7 @@ enum rt_lock_rc rt_locks_acquire(struct rt_locks *t, uint64_t now, const char *n
 		t->n_locks++;
 	}
 	owner_add(t, owner, 1);
+	subject_add(t, sub, 1);
 	if (is_free) {
 		grant(t, l, now, owner, sub, is_rest, lease_ms, false, &e);
 		fill_grant(l, out);
@@ -708,6 +763,57 @@ void rt_locks_validate(struct rt_locks *t)
 			}
 			o->n++;
 		}
+	}
+	/* every subject's count: its holds and waits */
+	size_t n_subjects = 0;
+	struct subject *u, *utmp;
+	HASH_ITER(hh, t->subjects, u, utmp) {
+		unsigned n = 0;
+		struct lock *l2, *tmp2;
+		HASH_ITER(hh, t->locks, l2, tmp2) {
+			if (l2->is_held && !strcmp(l2->sub, u->sub))
+				n++;
+			struct waiter *w;
+			DL_FOREACH(l2->waiters, w)
+				if (!strcmp(w->sub, u->sub))
+					n++;
+		}
+		CHECK(n == u->n);
+		n_subjects++;
+	}
+	{
+		size_t want = 0; /* distinct non-empty subjects among holds and waits */
+		struct subject *seen = NULL, *s2, *stmp;
+		HASH_ITER(hh, t->locks, l, tmp) {
+			const char *subs[1];
+			if (l->is_held && *l->sub) {
+				subs[0] = l->sub;
+				HASH_FIND_STR(seen, subs[0], s2);
+				if (!s2) {
+					s2 = rt_xcalloc(1, sizeof *s2);
+					s2->sub = l->sub;
+					HASH_ADD_KEYPTR(hh, seen, s2->sub, strlen(s2->sub), s2);
+					want++;
+				}
+			}
+			struct waiter *w;
+			DL_FOREACH(l->waiters, w) {
+				if (!*w->sub)
+					continue;
+				HASH_FIND_STR(seen, w->sub, s2);
+				if (!s2) {
+					s2 = rt_xcalloc(1, sizeof *s2);
+					s2->sub = w->sub;
+					HASH_ADD_KEYPTR(hh, seen, s2->sub, strlen(s2->sub), s2);
+					want++;
+				}
+			}
+		}
+		HASH_ITER(hh, seen, s2, stmp) {
+			HASH_DEL(seen, s2);
+			free(s2);
+		}
+		CHECK(want == n_subjects);
 	}
 	CHECK(n_locks == t->n_locks);
 	CHECK(n_held == t->st.n_held);

@@ -24,7 +24,8 @@
  *            rt_locks_start runs a ticker thread that expires leases and
  *            waits on time; without it the caller calls rt_locks_tick.
  * Limits:    cfg.max_locks locks (held or waited for), cfg.max_per_owner
- *            locks held or waited for by one owner, cfg.max_waiters waiters
+ *            locks held or waited for by one owner, cfg.max_per_subject by
+ *            one subject (JWT sub; "" is not counted), cfg.max_waiters waiters
  *            per lock, RT_LOCKS_MAX_NAME bytes of a name, leases between
  *            cfg.min_lease_ms and cfg.max_lease_ms, waits up to
  *            cfg.max_wait_ms, 2^32 - 1 grants per run.
@@ -67,6 +68,7 @@ typedef void (*rt_lock_event_cb)(void *ctx, const struct rt_lock_event *ev);
 struct rt_locks_config {
 	unsigned max_locks;
 	unsigned max_per_owner;
+	unsigned max_per_subject; /* locks held or waited for by one JWT sub (0: no bound) */
 	unsigned max_waiters;
 	uint32_t min_lease_ms, max_lease_ms, default_lease_ms;
 	uint32_t max_wait_ms;
@@ -76,7 +78,7 @@ struct rt_locks_config {
 	void *ctx;
 };
 
-/* Defaults: 10000 locks, 16 per owner, 64 waiters, leases 100 ms .. 10 min
+/* Defaults: 10000 locks, 16 per owner, 256 per subject, 64 waiters, leases 100 ms .. 10 min
  * (30 s by default), waits up to 5 min, epoch 1. */
 void rt_locks_config_default(struct rt_locks_config *cfg);
 
@@ -93,6 +95,7 @@ enum rt_lock_rc {
 	RT_LOCK_BAD_WAIT,      /* over max_wait_ms */
 	RT_LOCK_TOO_MANY_LOCKS,
 	RT_LOCK_OWNER_LIMIT,   /* the owner holds or waits for max_per_owner locks */
+	RT_LOCK_SUBJECT_LIMIT, /* the subject holds or waits for max_per_subject locks */
 	RT_LOCK_TOO_MANY_WAITERS,
 	RT_LOCK_EXHAUSTED,     /* 2^32 - 1 grants in this run: restart for a new epoch */
 };

@@ -234,6 +234,7 @@ static int rc_status(enum rt_lock_rc rc, const char **code)
 	case RT_LOCK_BAD_WAIT: *code = "RTS400"; return 400;
 	case RT_LOCK_TOO_MANY_LOCKS:
 	case RT_LOCK_OWNER_LIMIT:
+	case RT_LOCK_SUBJECT_LIMIT:
 	case RT_LOCK_TOO_MANY_WAITERS: *code = "RTS429"; return 429;
 	case RT_LOCK_EXHAUSTED: *code = "RTS503"; return 503;
 	default: *code = "RTS500"; return 500;

@@ -272,6 +272,35 @@ describe('locks', () => {
   });
 });
 
+describe('locks per user', () => {
+  it('one sub over REST leases and sockets is bounded by --locks-per-user', { timeout: 30_000 }, async (t) => {
+    const sc = scope(t);
+    const server = await startServer({ args: ['--schema', schemaPath, '--locks-per-user', '2'] });
+    try {
+      const w = tok(server, 'writer');
+      assert.equal((await rest(server, 'POST', '/locks/v1/u1', {}, w)).status, 200);
+      const h = await holder(sc, server, 'u2', 'writer');
+      assert.equal((await h.call('lock_acquire', {})).response.status, 'granted');
+      const over = await rest(server, 'POST', '/locks/v1/u3', {}, w);
+      assert.equal(over.status, 429);
+      assert.equal(over.body.details, 'subject_limit');
+      const sock = await h.call('lock_acquire', {});
+      assert.equal(sock.status, 'ok'); // its own lock again: the grant
+      const other = await holder(sc, server, 'u3', 'writer');
+      const r = await other.call('lock_acquire', {});
+      assert.equal(r.response.code, 'RTS429');
+      assert.equal(r.response.details, 'subject_limit');
+      // another user is not affected
+      assert.equal((await rest(server, 'POST', '/locks/v1/u3', {}, tok(server, 'writer2'))).status, 200);
+      h.raw.ws.terminate();
+      await sleep(300);
+      assert.equal((await other.call('lock_acquire', { wait_ms: 5000 })).status, 'ok');
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
 describe('lock requests and the per-user REST rate', () => {
   it('count toward --rest-max-requests-per-second with /rest/v1', { timeout: 30_000 }, async () => {
     const server = await startServer({ args: ['--schema', schemaPath, '--rest-max-requests-per-second', '3'] });

@@ -307,6 +307,43 @@ static void test_bounds(void **state)
 	rt_locks_free(t);
 }
 
+/* One subject (JWT sub) over many owners: bounded as a whole. */
+static void test_subject_limit(void **state)
+{
+	(void)state;
+	struct rt_locks_config cfg;
+	rt_locks_config_default(&cfg);
+	cfg.max_per_subject = 3;
+	cfg.on_event = on_event;
+	n_evs = 0;
+	struct rt_locks *t = rt_locks_new(&cfg);
+	struct rt_lock_grant g;
+	assert_int_equal(rt_locks_acquire(t, 0, "s1", 1, "alice", true, 0, 0, &g), RT_LOCK_OK);
+	assert_int_equal(rt_locks_acquire(t, 0, "s2", 2, "alice", true, 0, 0, &g), RT_LOCK_OK);
+	assert_int_equal(rt_locks_acquire(t, 0, "s1", 3, "alice", true, 0, 1000, &g), RT_LOCK_QUEUED);
+	assert_int_equal(rt_locks_acquire(t, 0, "s3", 4, "alice", true, 0, 0, &g),
+			 RT_LOCK_SUBJECT_LIMIT);
+	assert_int_equal(rt_locks_acquire(t, 0, "s3", 5, "bob", true, 0, 0, &g), RT_LOCK_OK);
+	/* tokens without a subject are not counted */
+	for (uint64_t o = 10; o < 15; o++) {
+		char n[8];
+		snprintf(n, sizeof n, "n%llu", (unsigned long long)o);
+		assert_int_equal(rt_locks_acquire(t, 0, n, o, NULL, true, 0, 0, &g), RT_LOCK_OK);
+	}
+	rt_locks_validate(t);
+	/* a wait that becomes a hold counts once; a release frees room */
+	assert_int_equal(rt_locks_release(t, 1, "s1", 1, 0), RT_LOCK_OK);
+	assert_int_equal(count(RT_LOCK_EV_GRANTED, 3), 1);
+	assert_int_equal(rt_locks_acquire(t, 1, "s4", 6, "alice", true, 0, 0, &g), RT_LOCK_OK);
+	assert_int_equal(rt_locks_acquire(t, 1, "s5", 7, "alice", true, 0, 0, &g),
+			 RT_LOCK_SUBJECT_LIMIT);
+	assert_int_equal(rt_locks_drop_owner(t, 1, 2), 1);
+	assert_int_equal(rt_locks_acquire(t, 1, "s5", 7, "alice", true, 0, 0, &g), RT_LOCK_OK);
+	rt_locks_validate(t);
+	assert_string_equal(rt_lock_rc_name(RT_LOCK_SUBJECT_LIMIT), "subject_limit");
+	rt_locks_free(t);
+}
+
 /* The ticker thread ends a lease on the real clock and hands the lock over. */
 static void test_ticker(void **state)
 {
@@ -347,7 +384,8 @@ static void test_random(void **state)
 		switch (rng_next() % 6) {
 		case 0:
 		case 1:
-			if (rt_locks_acquire(t, now, name, owner, NULL, false, 100 + rng_next() % 500,
+			if (rt_locks_acquire(t, now, name, owner, owner % 3 ? "u" : NULL, false,
+					     100 + rng_next() % 500,
 					     rng_next() % 2 ? 0 : rng_next() % 1000, &g) == RT_LOCK_OK) {
 				assert_true(g.token > last);
 				last = g.token;
@@ -407,6 +445,7 @@ int main(void)
 		cmocka_unit_test(test_grant_and_tokens), cmocka_unit_test(test_fifo_handover),
 		cmocka_unit_test(test_lease_expiry_and_renew), cmocka_unit_test(test_wait_timeout),
 		cmocka_unit_test(test_drop_owner), cmocka_unit_test(test_bounds),
+		cmocka_unit_test(test_subject_limit),
 		cmocka_unit_test(test_ticker), cmocka_unit_test(test_random),
 		cmocka_unit_test(test_store_counter),
 	};
