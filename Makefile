@@ -23,7 +23,7 @@ SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=undefined
 
 # Server library: every module but the CLI entry point.
-SRV_DIRS := common proto net auth flags realtime live notify store collab api
+SRV_DIRS := common proto net auth flags realtime live notify store collab locks activity api
 SRV_SRC  := $(foreach d,$(SRV_DIRS),$(wildcard src/$(d)/*.c)) $(filter-out src/cli/main.c,$(wildcard src/cli/*.c))
 SRV_OBJ  := $(SRV_SRC:%.c=$(BUILD)/obj/%.o)
 MAIN_OBJ := $(BUILD)/obj/src/cli/main.o
@@ -236,10 +236,10 @@ $(BUILD)/stage.stamp: $(BUILD)/librtsync.a $(BUILD)/librtsync.so $(BUILD)/librts
 	touch $@
 
 # Exported symbols of the shared library: only rt_client_*, rt_channel_*, rt_lq_*, rt_table_*,
-# rt_inbox_*, rt_strerror, rt_err_name.
+# rt_inbox_*, rt_lock_*, rt_strerror, rt_err_name.
 lib-check: $(BUILD)/librtsync.so
 	@bad=$$(nm -D --defined-only $(BUILD)/librtsync.so | awk '{print $$3}' | \
-		grep -v -E '^(rt_client_|rt_channel_|rt_lq_|rt_table_|rt_inbox_|rt_strerror$$|rt_err_name$$)' || true); \
+		grep -v -E '^(rt_client_|rt_channel_|rt_lq_|rt_table_|rt_inbox_|rt_lock_|rt_strerror$$|rt_err_name$$)' || true); \
 	if [ -n "$$bad" ]; then echo "librtsync exports more than its API: $$bad"; exit 1; fi; \
 	echo "librtsync exports $$(nm -D --defined-only $(BUILD)/librtsync.so | wc -l) API symbols"
 

@@ -7,7 +7,9 @@
 
 #include "api/api_int.h"
 #include "api/rest.h"
+#include "activity/activity.h"
 #include "collab/collab.h"
+#include "locks/service.h"
 #include "common/alloc.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -370,6 +372,10 @@ static void on_request(struct rt_conn *c, struct rt_http_req *req)
 		rt_api_flags(c, req, app_of(c), path[9] ? path + 10 : "");
 	} else if (!strncmp(path, "/notify/v1/", 11) && path[11]) {
 		rt_api_notify(c, req, app_of(c), path + 11);
+	} else if (!strncmp(path, "/locks/v1/", 10) && path[10] && app_of(c)->locks) {
+		rt_api_locks(c, req, app_of(c), path + 10);
+	} else if (!strncmp(path, "/activity/v1/", 13) && path[13] && app_of(c)->activity) {
+		rt_api_activity(c, req, app_of(c), path + 13);
 	} else if (!strcmp(path, "/healthz")) {
 		respond_json(c, 200, "{\"status\":\"ok\"}");
 	} else if (!strcmp(path, "/metrics") && req->method == HTTP_GET) {
@@ -438,6 +444,8 @@ static void on_wake(struct rt_worker *w)
 	struct rt_realtime_worker *rw = rt_worker_data(w);
 	if (rw)
 		rt_realtime_worker_wake(rw);
+	if (rw && rw->rt->locks) /* REST lock requests whose wait ended */
+		rt_lock_service_drain(rw->rt->locks, w);
 }
 
 static void on_tick(struct rt_worker *w, uint64_t now_ms)

@@ -9,6 +9,8 @@
  *   POST /realtime/v1/api/broadcast, /api/broadcast  batch broadcast (202)
  *   POST …/api/broadcast/:topic/events/:event        single broadcast (202)
  *   GET/PUT /flags/v1, GET/PUT/DELETE /flags/v1/:name  feature flags (flags.c)
+ *   …    /locks/v1/<name>[/renew]                    locks (locks/service.h)
+ *   GET  /activity/v1/<channel>                      the activity feed (api/activity.c)
  *   GET  /healthz                                    200 once accepting
  *   GET  /metrics                                    Prometheus text
  *

@@ -23,6 +23,17 @@ void rt_api_respond_error(struct rt_conn *c, int status, const char *code, const
 void rt_api_flags(struct rt_conn *c, struct rt_http_req *req, struct rt_realtime *rt,
 		  const char *path);
 
+/* The per-user REST rate (docs/limits.md) of /rest/v1, /locks/v1 and
+ * /activity/v1 together. Returns false after answering 429 with Retry-After
+ * (src/api/rest.c). */
+bool rt_api_within_rate(struct rt_conn *c, struct rt_realtime *rt,
+			const struct rt_jwt_claims *claims);
+/* Handles a request whose path is /locks/v1/<path> (src/api/locks.c). */
+void rt_api_locks(struct rt_conn *c, struct rt_http_req *req, struct rt_realtime *rt,
+		  const char *path);
+/* Handles a request whose path is /activity/v1/<channel> (src/api/activity.c). */
+void rt_api_activity(struct rt_conn *c, struct rt_http_req *req, struct rt_realtime *rt,
+		     const char *path);
 /* Handles a request whose path is /notify/v1/<path> (src/api/notify.c). */
 void rt_api_notify(struct rt_conn *c, struct rt_http_req *req, struct rt_realtime *rt,
 		   const char *path);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "activity/activity.h"
 #include "auth/jwt.h"
 #include "auth/policy.h"
 #include "store/query.h"
@@ -27,6 +28,7 @@ struct job {
 	struct rt_worker *w;
 	uint64_t conn_id;
 	struct rt_store *store;
+	struct rt_activity *activity; /* writes are recorded there (may be NULL) */
 	/* the requester: the verified token's claims (row-level security) */
 	struct rt_jwt_claims claims;
 	struct rt_auth who;
@@ -140,6 +142,13 @@ static void work_cb(uv_work_t *w)
 		wr.kind = RT_WRITE_DELETE;
 	}
 	j->rc = rt_store_write(j->store, &wr, &j->rows, &j->err);
+	/* the activity feed (docs/activity.md): what was written, by whom */
+	if (!j->rc && j->res.outcome != RT_WRITE_CONFLICT && !j->res.is_replayed &&
+	    (!j->wants_single || json_array_size(j->rows) == 1))
+		rt_activity_write(j->activity, j->table, j->method == HTTP_POST ? "INSERT"
+							 : j->method == HTTP_PATCH ? "UPDATE"
+										   : "DELETE",
+				  j->rows, j->claims.sub);
 }
 
 /* Rtsync-Outcome, Rtsync-Conflicts, Rtsync-Position, Idempotency-Replayed. */
@@ -298,9 +307,7 @@ static bool authorize(struct rt_conn *c, struct rt_http_req *req, struct rt_real
 	return true;
 }
 
-/* The per-user request rate (docs/limits.md). Returns false after answering
- * 429 with Retry-After. */
-static bool within_rate(struct rt_conn *c, struct rt_realtime *rt,
+bool rt_api_within_rate(struct rt_conn *c, struct rt_realtime *rt,
 			const struct rt_jwt_claims *claims)
 {
 	uint64_t user = rt_quota_user(claims->sub, claims->role, rt_conn_peer(c));
@@ -376,7 +383,7 @@ void rt_rest_handle(struct rt_conn *c, struct rt_http_req *req, struct rt_realti
 	struct rt_jwt_claims claims;
 	if (!authorize(c, req, rt, &claims))
 		return;
-	if (!within_rate(c, rt, &claims)) {
+	if (!rt_api_within_rate(c, rt, &claims)) {
 		rt_jwt_claims_deinit(&claims);
 		return;
 	}
@@ -406,6 +413,7 @@ void rt_rest_handle(struct rt_conn *c, struct rt_http_req *req, struct rt_realti
 	j->w = rt_conn_worker(c);
 	j->conn_id = rt_conn_id(c);
 	j->store = rt->store;
+	j->activity = rt->activity;
 	j->claims = claims; /* the job owns them now */
 	j->who = (struct rt_auth){.role = j->claims.role, .claims = j->claims.claims};
 	j->method = m;

@@ -5,7 +5,8 @@
  *
  * Exit codes: 0 success, 1 failure while running, 2 usage error; the client
  *             commands also use 3: channel join refused or closed by the server,
- *             and write 4: a conflict (nothing applied).
+ *             write 4: a conflict (nothing applied), lock 5: the lock was not
+ *             obtained and 6: its lease was lost while the command ran.
  * Ownership: commands own everything they allocate and free it before returning.
  * Threads:   main thread only.
  * Limits:    none of its own.
@@ -35,5 +36,7 @@ int rt_cli_notify(int argc, char **argv);
 int rt_cli_inbox(int argc, char **argv);
 /* rtsync flags: the feature flags over REST (src/cli/flags.c). */
 int rt_cli_flags(int argc, char **argv);
+/* rtsync lock: a command run under a lock, or its state (src/cli/lock.c). */
+int rt_cli_lock(int argc, char **argv);
 
 #endif

@@ -17,6 +17,7 @@ static const char usage[] =
 	"  notify    send a notification to users (service role)\n"
 	"  inbox     list a user's notifications, mark them read, archive, delete\n"
 	"  flags     list, get, set and delete the server's feature flags (service role)\n"
+	"  lock      run a command while holding a lock (fencing token in RTSYNC_LOCK_TOKEN)\n"
 	"\n"
 	"Run 'rtsync COMMAND --help' for a command's options.\n";
 
@@ -51,6 +52,8 @@ int main(int argc, char **argv)
 		return rt_cli_inbox(argc - 1, argv + 1);
 	if (!strcmp(cmd, "flags"))
 		return rt_cli_flags(argc - 1, argv + 1);
+	if (!strcmp(cmd, "lock"))
+		return rt_cli_lock(argc - 1, argv + 1);
 	fprintf(stderr, "rtsync: unknown command '%s'\n\n%s", cmd, usage);
 	return RT_CLI_EXIT_USAGE;
 }

@@ -1,10 +1,10 @@
 /*
  * rtsync notify and rtsync inbox: direct sends (service role) and a user's
- * inbox over the notifications' REST routes (docs/notifications.md), with a
- * small blocking HTTP/1.1 client (plain http, one request per connection,
- * bounded answer).
+ * inbox over the notifications' REST routes (docs/notifications.md), with
+ * the commands' libcurl client (cli/http.h).
  */
 #include "cli/cli.h"
+#include "cli/http.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -17,8 +17,6 @@
 #include <strings.h>
 
 #include "common/buf.h"
-
-#define MAX_ANSWER (16 << 20)
 
 static const char conn_help[] =
 	"  --url URL             server URL (http[s]://HOST:PORT) RTSYNC_URL (http://127.0.0.1:4000)\n"
@@ -66,125 +64,6 @@ static const char inbox_help_head[] =
 	"  --read-all            mark everything read\n"
 	"  --user ID             another user's inbox (service role)\n";
 
-struct http_opts {
-	const char *url, *apikey, *token;
-	const char *cacert, *capath; /* NULL: the system's CAs */
-	bool is_insecure;
-	long timeout_ms;
-	bool is_json;
-};
-
-static size_t on_answer(char *data, size_t size, size_t n, void *arg)
-{
-	struct rt_buf *b = arg;
-	if (b->len + size * n > MAX_ANSWER)
-		return 0; /* too large: the transfer fails */
-	rt_buf_append(b, data, size * n);
-	return size * n;
-}
-
-/* One request to /notify/v1/<path> with libcurl; *status and *answer
- * (caller frees) on success. Returns 0 or -1 (reported on stderr under cmd). */
-static int http_call(const char *cmd, const struct http_opts *o, const char *method,
-		     const char *path, const char *body, int *status, char **answer)
-{
-	const char *u = o->url;
-	if (strncmp(u, "http://", 7) && strncmp(u, "https://", 8)) {
-		fprintf(stderr, "rtsync %s: --url must be http://HOST:PORT or https://HOST:PORT (got '%s')\n",
-			cmd, u);
-		return -1;
-	}
-	size_t ul = strlen(u);
-	while (ul && u[ul - 1] == '/') /* a path prefix may follow the host (a proxy) */
-		ul--;
-	const char *tok = o->token ? o->token : o->apikey;
-	struct rt_buf url, key, auth, in;
-	rt_buf_init(&url);
-	rt_buf_init(&key);
-	rt_buf_init(&auth);
-	rt_buf_init(&in);
-	rt_buf_printf(&url, "%.*s/notify/v1/%s", (int)ul, u, path);
-	rt_buf_printf(&key, "apikey: %s", o->apikey);
-	rt_buf_printf(&auth, "Authorization: Bearer %s", tok);
-	struct curl_slist *hdrs = NULL, *l;
-	int rc = -1;
-	CURL *h = NULL;
-	char why[CURL_ERROR_SIZE] = "";
-	if (!(l = curl_slist_append(hdrs, key.data)) || !(hdrs = l) ||
-	    !(l = curl_slist_append(hdrs, auth.data)) || !(hdrs = l) ||
-	    (body && (!(l = curl_slist_append(hdrs, "Content-Type: application/json")) ||
-		      !(hdrs = l))) ||
-	    !(h = curl_easy_init())) {
-		fprintf(stderr, "rtsync %s: out of memory\n", cmd);
-		goto out;
-	}
-	curl_easy_setopt(h, CURLOPT_URL, url.data);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(h, CURLOPT_POSTFIELDS, body ? body : "");
-	curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(body ? strlen(body) : 0));
-	if (!strcmp(method, "GET"))
-		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_answer);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &in);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, why);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, o->timeout_ms);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_USERAGENT, "rtsync");
-	if (o->cacert)
-		curl_easy_setopt(h, CURLOPT_CAINFO, o->cacert);
-	if (o->capath)
-		curl_easy_setopt(h, CURLOPT_CAPATH, o->capath);
-	if (o->is_insecure) {
-		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
-		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
-	}
-	CURLcode cc = curl_easy_perform(h);
-	if (cc != CURLE_OK) {
-		fprintf(stderr, "rtsync %s: cannot reach %s: %s\n", cmd, o->url,
-			cc == CURLE_WRITE_ERROR ? "the answer is larger than 16 MiB"
-						: *why ? why : curl_easy_strerror(cc));
-		goto out;
-	}
-	long code = 0;
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-	*status = (int)code;
-	*answer = strdup(in.data ? (const char *)in.data : "");
-	rc = *answer ? 0 : -1;
-out:
-	curl_easy_cleanup(h);
-	curl_slist_free_all(hdrs);
-	rt_buf_deinit(&url);
-	rt_buf_deinit(&key);
-	rt_buf_deinit(&auth);
-	rt_buf_deinit(&in);
-	return rc;
-}
-
-/* Prints an error answer ({code, message, hint}) and returns 1. */
-static int report(const char *cmd, int status, const char *answer)
-{
-	json_t *j = json_loads(answer, 0, NULL);
-	const char *msg = json_string_value(json_object_get(j, "message"));
-	const char *code = json_string_value(json_object_get(j, "code"));
-	const char *hint = json_string_value(json_object_get(j, "hint"));
-	fprintf(stderr, "rtsync %s: %d %s: %s%s%s%s\n", cmd, status, code ? code : "",
-		msg ? msg : answer, hint ? " (hint: " : "", hint ? hint : "", hint ? ")" : "");
-	json_decref(j);
-	return RT_CLI_EXIT_FAILURE;
-}
-
-static void http_defaults(struct http_opts *o)
-{
-	o->url = getenv("RTSYNC_URL") && *getenv("RTSYNC_URL") ? getenv("RTSYNC_URL")
-							       : "http://127.0.0.1:4000";
-	o->apikey = getenv("RTSYNC_APIKEY");
-	o->token = getenv("RTSYNC_TOKEN") && *getenv("RTSYNC_TOKEN") ? getenv("RTSYNC_TOKEN") : NULL;
-	o->cacert = getenv("RTSYNC_CACERT") && *getenv("RTSYNC_CACERT") ? getenv("RTSYNC_CACERT") : NULL;
-	o->timeout_ms = 10000;
-}
-
 static int parse_num(const char *cmd, const char *name, const char *s, long max, long *out)
 {
 	char *end;
@@ -213,7 +92,7 @@ enum { O_URL = 256, O_APIKEY, O_TOKEN, O_TIMEOUT, O_JSON, O_CACERT, O_CAPATH, O_
 		{"json", no_argument, NULL, O_JSON}, {"help", no_argument, NULL, 'h'}
 
 /* Handles a connection option; 1 when it was one, -1 on a bad value. */
-static int conn_opt(const char *cmd, int c, struct http_opts *o)
+static int conn_opt(const char *cmd, int c, struct rt_cli_http *o)
 {
 	switch (c) {
 	case O_URL: o->url = optarg; return 1;
@@ -253,8 +132,8 @@ int rt_cli_notify(int argc, char **argv)
 		{"key", required_argument, NULL, O_KEY},
 		{NULL, 0, NULL, 0},
 	};
-	struct http_opts o = {0};
-	http_defaults(&o);
+	struct rt_cli_http o = {0};
+	rt_cli_http_defaults(&o);
 	json_t *req = json_object();
 	json_t *users = json_array();
 	const char *query = NULL;
@@ -336,10 +215,10 @@ int rt_cli_notify(int argc, char **argv)
 	char *body = json_dumps(req, JSON_COMPACT);
 	int status = 0;
 	char *answer = NULL;
-	if (http_call("notify", &o, "POST", "send", body, &status, &answer)) {
+	if (rt_cli_http_call("notify", &o, "POST", "notify/v1", "send", body, &status, &answer)) {
 		rc = RT_CLI_EXIT_FAILURE;
 	} else if (status != 201) {
-		rc = report("notify", status, answer);
+		rc = rt_cli_http_report("notify", status, answer);
 	} else if (o.is_json) {
 		printf("%s\n", answer);
 	} else {
@@ -392,8 +271,8 @@ int rt_cli_inbox(int argc, char **argv)
 		{"user", required_argument, NULL, O_USER},
 		{NULL, 0, NULL, 0},
 	};
-	struct http_opts o = {0};
-	http_defaults(&o);
+	struct rt_cli_http o = {0};
+	rt_cli_http_defaults(&o);
 	bool is_unread = false, is_archived = false, is_count = false, is_read_all = false;
 	long limit = 0, before = 0, items = 0, act_id = 0;
 	const char *action = NULL, *user = NULL, *category = NULL;
@@ -489,10 +368,10 @@ int rt_cli_inbox(int argc, char **argv)
 	}
 	int status = 0;
 	char *answer = NULL;
-	if (http_call("inbox", &o, method, path, NULL, &status, &answer))
+	if (rt_cli_http_call("inbox", &o, method, "notify/v1", path, NULL, &status, &answer))
 		return RT_CLI_EXIT_FAILURE;
 	if (status >= 300) {
-		rc = report("inbox", status, answer);
+		rc = rt_cli_http_report("inbox", status, answer);
 	} else if (o.is_json || status == 204) {
 		if (*answer)
 			printf("%s\n", answer);

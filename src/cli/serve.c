@@ -22,6 +22,8 @@
 #include "common/rand.h"
 #include "common/ratelimit.h"
 #include "flags/flags.h"
+#include "activity/activity.h"
+#include "locks/service.h"
 #include "net/server.h"
 #include "notify/notify.h"
 #include "net/tls.h"
@@ -45,6 +47,28 @@ static const struct limit_opt {
 	[L_PRESENCE] = {"max-presence-events-per-second", "RTSYNC_MAX_PRESENCE_EVENTS_PER_SECOND",
 			1000},
 	[L_REST] = {"rest-max-requests-per-second", "RTSYNC_REST_MAX_REQUESTS_PER_SECOND", 10000},
+};
+
+/* Locks and the activity feed (docs/locks.md, docs/activity.md): flag,
+ * variable, default, bounds. */
+enum { LA_LOCKS, LA_PER_CONN, LA_PER_USER, LA_WAITERS, LA_LEASE_MIN, LA_LEASE_MAX, LA_LEASE_DFLT, LA_WAIT_MAX,
+       LA_ACT_COUNT, LA_ACT_MS, LA_ACT_MERGE, LA__COUNT };
+static const struct lockact_opt {
+	const char *flag, *env;
+	long dflt, min, max;
+} lockact_opts[LA__COUNT] = {
+	[LA_LOCKS] = {"locks-max", "RTSYNC_LOCKS_MAX", 10000, 1, 10000000},
+	[LA_PER_CONN] = {"locks-per-connection", "RTSYNC_LOCKS_PER_CONNECTION", 16, 1, 10000},
+	[LA_PER_USER] = {"locks-per-user", "RTSYNC_LOCKS_PER_USER", 256, 0, 10000000},
+	[LA_WAITERS] = {"lock-waiters-max", "RTSYNC_LOCK_WAITERS_MAX", 64, 0, 100000},
+	[LA_LEASE_MIN] = {"lock-lease-min-ms", "RTSYNC_LOCK_LEASE_MIN_MS", 100, 10, 86400000},
+	[LA_LEASE_MAX] = {"lock-lease-max-ms", "RTSYNC_LOCK_LEASE_MAX_MS", 600000, 10, 86400000},
+	[LA_LEASE_DFLT] = {"lock-lease-ms", "RTSYNC_LOCK_LEASE_MS", 30000, 10, 86400000},
+	[LA_WAIT_MAX] = {"lock-wait-max-ms", "RTSYNC_LOCK_WAIT_MAX_MS", 300000, 0, 86400000},
+	[LA_ACT_COUNT] = {"activity-retain-count", "RTSYNC_ACTIVITY_RETAIN_COUNT", 10000, 1,
+			  10000000},
+	[LA_ACT_MS] = {"activity-retain-ms", "RTSYNC_ACTIVITY_RETAIN_MS", 604800000L, 0, 1L << 40},
+	[LA_ACT_MERGE] = {"activity-merge-ms", "RTSYNC_ACTIVITY_MERGE_MS", 10000, 0, 3600000},
 };
 
 struct serve_opts {
@@ -84,6 +108,7 @@ struct serve_opts {
 	long presence_max_calls;
 	long presence_window_ms;
 	long limits[L__COUNT];
+	long lockact[LA__COUNT];
 };
 
 static const char serve_usage[] =
@@ -153,7 +178,7 @@ static const char serve_usage[] =
 	"                                           RTSYNC_MAX_CHANNEL_EVENTS_PER_SECOND (10000)\n"
 	"  --max-presence-events-per-second N  presence messages per connection\n"
 	"                                           RTSYNC_MAX_PRESENCE_EVENTS_PER_SECOND (1000)\n"
-	"  --rest-max-requests-per-second N  /rest/v1 requests per user\n"
+	"  --rest-max-requests-per-second N  /rest/v1, /locks/v1, /activity/v1 requests per user\n"
 	"                                           RTSYNC_REST_MAX_REQUESTS_PER_SECOND (10000)\n"
 	"  --notify on|off           notifications (docs/notifications.md)   RTSYNC_NOTIFY (on)\n"
 	"  --notify-rules FILE.json  notification rules, read again on SIGHUP\n"
@@ -165,6 +190,22 @@ static const char serve_usage[] =
 	"  --flags FILE.json         feature flags (docs/flags.md), read again on SIGHUP;\n"
 	"                            edits through /flags/v1 are written to it\n"
 	"                                            RTSYNC_FLAGS (DIR/flags.json)\n"
+	"  Locks (docs/locks.md) and the activity feed (docs/activity.md):\n"
+	"  --locks-max N             locks held or waited for       RTSYNC_LOCKS_MAX (10000)\n"
+	"  --locks-per-connection N  locks one channel or REST lease holds or waits for\n"
+	"                                                   RTSYNC_LOCKS_PER_CONNECTION (16)\n"
+	"  --locks-per-user N        locks one JWT sub holds or waits for, all its channels and\n"
+	"                            leases together (0: no bound)  RTSYNC_LOCKS_PER_USER (256)\n"
+	"  --lock-waiters-max N      waiters queued per lock        RTSYNC_LOCK_WAITERS_MAX (64)\n"
+	"  --lock-lease-min-ms N     shortest lease                 RTSYNC_LOCK_LEASE_MIN_MS (100)\n"
+	"  --lock-lease-max-ms N     longest lease               RTSYNC_LOCK_LEASE_MAX_MS (600000)\n"
+	"  --lock-lease-ms N         lease when none is asked for   RTSYNC_LOCK_LEASE_MS (30000)\n"
+	"  --lock-wait-max-ms N      longest wait for a lock     RTSYNC_LOCK_WAIT_MAX_MS (300000)\n"
+	"  --activity-retain-count N activity entries kept   RTSYNC_ACTIVITY_RETAIN_COUNT (10000)\n"
+	"  --activity-retain-ms N    and for at most this long (0: no age limit)\n"
+	"                                       RTSYNC_ACTIVITY_RETAIN_MS (604800000, 7 days)\n"
+	"  --activity-merge-ms N     document edits of one user within N ms are one entry\n"
+	"                            (0: one entry per edit)     RTSYNC_ACTIVITY_MERGE_MS (10000)\n"
 	"  --io-uring on|off         send to many sockets with one system call (io_uring)\n"
 	"                            when the kernel allows it      RTSYNC_IO_URING (on)\n"
 	"  --tls-cert FILE           serve https:// and wss:// on --listen (TLS only) with this\n"
@@ -295,12 +336,19 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 			     &o->limits[i]))
 			return -1;
 	}
+	for (unsigned i = 0; i < LA__COUNT; i++) {
+		const struct lockact_opt *la = &lockact_opts[i];
+		char flag[64];
+		snprintf(flag, sizeof flag, "--%s", la->flag);
+		if (env_long(la->env, flag, la->dflt, la->min, la->max, &o->lockact[i]))
+			return -1;
+	}
 
 	enum { O_LISTEN = 256, O_SECRET, O_DATA, O_WORKERS, O_LEVEL, O_FORMAT, O_IDLE, O_PAYLOAD,
 	       O_CHANNELS, O_QUEUE, O_ROLES, O_PCALLS, O_PWINDOW, O_DB, O_SCHEMA, O_RCOUNT,
 	       O_RMS, O_PG, O_PG_TABLES, O_PG_POOL, O_PG_NAME, O_PG_NEW_LOG, O_IDEM, O_URING, O_JWKS,
 	       O_JWKS_REFRESH, O_AUD, O_ISS, O_NOTIFY, O_NOTIFY_RULES, O_NOTIFY_RETAIN,
-	       O_NOTIFY_ARCHIVE, O_TLS_CERT, O_TLS_KEY, O_FLAGS, O_LIMIT };
+	       O_NOTIFY_ARCHIVE, O_TLS_CERT, O_TLS_KEY, O_FLAGS, O_LIMIT, O_LOCKACT = O_LIMIT + 64 };
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, O_LISTEN},
 		{"jwt-secret", required_argument, NULL, O_SECRET},
@@ -341,6 +389,13 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 		LIMIT_OPT(L_CONNS), LIMIT_OPT(L_CONNS_USER), LIMIT_OPT(L_JOINS), LIMIT_OPT(L_EVENTS),
 		LIMIT_OPT(L_CHAN_EVENTS), LIMIT_OPT(L_PRESENCE), LIMIT_OPT(L_REST),
 #undef LIMIT_OPT
+#define LOCKACT_OPT(i) {lockact_opts[i].flag, required_argument, NULL, O_LOCKACT + (i)}
+		LOCKACT_OPT(LA_LOCKS), LOCKACT_OPT(LA_PER_CONN), LOCKACT_OPT(LA_PER_USER),
+		LOCKACT_OPT(LA_WAITERS),
+		LOCKACT_OPT(LA_LEASE_MIN), LOCKACT_OPT(LA_LEASE_MAX), LOCKACT_OPT(LA_LEASE_DFLT),
+		LOCKACT_OPT(LA_WAIT_MAX), LOCKACT_OPT(LA_ACT_COUNT), LOCKACT_OPT(LA_ACT_MS),
+		LOCKACT_OPT(LA_ACT_MERGE),
+#undef LOCKACT_OPT
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -422,6 +477,13 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 			rc = parse_long(flag, optarg, 0, UINT32_MAX, &o->limits[c - O_LIMIT]);
 			break;
 		}
+		case O_LOCKACT ... O_LOCKACT + LA__COUNT - 1: {
+			const struct lockact_opt *la = &lockact_opts[c - O_LOCKACT];
+			char flag[64];
+			snprintf(flag, sizeof flag, "--%s", la->flag);
+			rc = parse_long(flag, optarg, la->min, la->max, &o->lockact[c - O_LOCKACT]);
+			break;
+		}
 		case 'h':
 			fputs(serve_usage, stdout);
 			return 1;
@@ -439,6 +501,13 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 	}
 	if (strcmp(o->notify, "on") && strcmp(o->notify, "off")) {
 		fprintf(stderr, "rtsync serve: --notify must be on or off (got '%s')\n", o->notify);
+		return -1;
+	}
+	if (o->lockact[LA_LEASE_MIN] > o->lockact[LA_LEASE_MAX] ||
+	    o->lockact[LA_LEASE_DFLT] < o->lockact[LA_LEASE_MIN] ||
+	    o->lockact[LA_LEASE_DFLT] > o->lockact[LA_LEASE_MAX]) {
+		fputs("rtsync serve: --lock-lease-ms must lie between --lock-lease-min-ms and "
+		      "--lock-lease-max-ms\n", stderr);
 		return -1;
 	}
 	if (!o->tls_cert != !o->tls_key) {
@@ -800,6 +869,32 @@ int rt_cli_serve(int argc, char **argv)
 			goto out;
 		rt->flags = g_flags;
 	}
+	/* Locks and the activity feed: fencing tokens and entry ids take the
+	 * epoch of this start from the store (docs/locks.md). */
+	uint64_t epoch;
+	if (rt_store_counter_next(store, "rtsync.boot", &epoch) || epoch >= (1ULL << 21)) {
+		fprintf(stderr, "rtsync serve: cannot take this start's epoch from the store\n");
+		goto out;
+	}
+	struct rt_activity_config acfg;
+	rt_activity_config_default(&acfg);
+	acfg.max_entries = (uint64_t)o.lockact[LA_ACT_COUNT];
+	acfg.max_age_ms = (uint64_t)o.lockact[LA_ACT_MS];
+	acfg.merge_ms = (uint32_t)o.lockact[LA_ACT_MERGE];
+	acfg.epoch = epoch;
+	rt->activity = rt_activity_new(&acfg, rt->hub, rt, store);
+	struct rt_locks_config lcfg;
+	rt_locks_config_default(&lcfg);
+	lcfg.max_locks = (unsigned)o.lockact[LA_LOCKS];
+	lcfg.max_per_owner = (unsigned)o.lockact[LA_PER_CONN];
+	lcfg.max_per_subject = (unsigned)o.lockact[LA_PER_USER];
+	lcfg.max_waiters = (unsigned)o.lockact[LA_WAITERS];
+	lcfg.min_lease_ms = (uint32_t)o.lockact[LA_LEASE_MIN];
+	lcfg.max_lease_ms = (uint32_t)o.lockact[LA_LEASE_MAX];
+	lcfg.default_lease_ms = (uint32_t)o.lockact[LA_LEASE_DFLT];
+	lcfg.max_wait_ms = (uint32_t)o.lockact[LA_WAIT_MAX];
+	lcfg.epoch = epoch;
+	rt->locks = rt_lock_service_new(&lcfg, rt, rt->activity);
 	rt_info("store %s (%s): %zu tables", rt_store_backend(store), o.db,
 		rt_store_schema(store)->n_tables);
 
@@ -851,6 +946,8 @@ int rt_cli_serve(int argc, char **argv)
 	if (g_notify)
 		printf("  notify      http%s://%s/notify/v1/inbox\n", s, hostport);
 	printf("  flags       http%s://%s/flags/v1\n", s, hostport);
+	printf("  locks       http%s://%s/locks/v1/<name>\n", s, hostport);
+	printf("  activity    http%s://%s/activity/v1/<channel>\n", s, hostport);
 	if (o.postgres) /* the URL may hold a password: not printed */
 		printf("  database    postgres (slot %s), change log %s\n", o.pg_name, o.db);
 	else
@@ -884,8 +981,11 @@ out_server:
 	rt_server_free(g_server);
 	g_server = NULL;
 out:
-	if (rt)
+	if (rt) {
 		rt_collab_free(rt->collab);
+		rt_lock_service_free(rt->locks); /* its events write activity entries */
+		rt_activity_free(rt->activity);
+	}
 	rt_realtime_free(rt); /* stops the change thread, which feeds notifications */
 	rt_quota_free(quota);
 	rt_notify_free(g_notify);

@@ -50,11 +50,15 @@ enum push_kind {
 	PUSH_LIVE_SUBSCRIBE,
 	PUSH_LIVE_UNSUBSCRIBE,
 	PUSH_NOTIFY,
+	PUSH_LOCK_ACQUIRE,
+	PUSH_LOCK_RENEW,
+	PUSH_LOCK_RELEASE,
 };
 
 /* Pushes answered through on_write, with the reply's response. */
 #define IS_WRITE_LIKE(kind) \
-	((kind) == PUSH_WRITE || (kind) == PUSH_SNAPSHOT || (kind) == PUSH_NOTIFY)
+	((kind) == PUSH_WRITE || (kind) == PUSH_SNAPSHOT || (kind) == PUSH_NOTIFY ||     \
+	 (kind) == PUSH_LOCK_ACQUIRE || (kind) == PUSH_LOCK_RENEW || (kind) == PUSH_LOCK_RELEASE)
 
 /* A push waiting for its channel to join. */
 struct held_push {
@@ -669,6 +673,9 @@ static int send_push(struct rt_client_channel *ch, enum push_kind kind, uint64_t
 			    : kind == PUSH_LIVE_SUBSCRIBE	? "live_subscribe"
 			    : kind == PUSH_LIVE_UNSUBSCRIBE ? "live_unsubscribe"
 			    : kind == PUSH_NOTIFY		? "notify"
+			    : kind == PUSH_LOCK_ACQUIRE	? "lock_acquire"
+			    : kind == PUSH_LOCK_RENEW		? "lock_renew"
+			    : kind == PUSH_LOCK_RELEASE	? "lock_release"
 							: "presence";
 	if (wants_reply) {
 		int rc = wait_for_reply(c, ch, ref, id, kind);
@@ -2483,6 +2490,17 @@ int rt_channel_snapshot(struct rt_client_channel *ch, const char *schema, const 
 int rt_channel_push_notify(struct rt_client_channel *ch, json_t *payload, uint64_t *id)
 {
 	return push_now(ch, PUSH_NOTIFY, payload, id);
+}
+
+int rt_channel_push_lock(struct rt_client_channel *ch, int op, json_t *payload, uint64_t *id)
+{
+	static const enum push_kind kinds[] = {PUSH_LOCK_ACQUIRE, PUSH_LOCK_RENEW,
+					       PUSH_LOCK_RELEASE};
+	if (op < 0 || op > 2) {
+		json_decref(payload);
+		return RT_EINVAL;
+	}
+	return push_now(ch, kinds[op], payload, id);
 }
 
 void rt_client_http_tls(struct rt_client *c, const char **ca_file, const char **ca_dir,

@@ -54,6 +54,11 @@ int rt_channel_snapshot(struct rt_client_channel *ch, const char *schema, const 
  * arrives in the channel's on_write with *id. Returns as rt_channel_write(). */
 int rt_channel_push_notify(struct rt_client_channel *ch, json_t *payload, uint64_t *id);
 
+/* Pushes a lock event (docs/locks.md) with payload (taken): op 0
+ * lock_acquire, 1 lock_renew, 2 lock_release; held until the channel is
+ * joined like a write; the reply arrives in the channel's on_write with
+ * *id. Returns as rt_channel_write(). */
+int rt_channel_push_lock(struct rt_client_channel *ch, int op, json_t *payload, uint64_t *id);
 /* What an HTTP request to the server needs (notify.c): the base URL
  * "http://host[:port][prefix]" (the client's URL without its realtime path),
  * the apikey, and the token joins carry (the apikey without one), each a copy

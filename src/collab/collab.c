@@ -24,6 +24,7 @@
 #include <uthash.h>
 #include <uv.h>
 
+#include "activity/activity.h"
 #include "auth/jwt.h"
 #include "common/alloc.h"
 #include "common/clock.h"
@@ -133,6 +134,7 @@ struct rt_collab_conn {
 	bool may_write, may_aware;
 	bool is_denied_sent;
 	int64_t exp; /* token expiry, seconds since the epoch; 0: none */
+	char *actor; /* the token's sub (NULL: none), for the activity feed */
 	struct rt_quota_conn quota; /* counted as the Realtime sockets are (docs/limits.md) */
 	struct pending *pend, *pend_tail;
 	unsigned n_pend;
@@ -811,6 +813,7 @@ static int on_update(struct rt_collab_conn *cc, const uint8_t *data, size_t len)
 	put_bytes(&b, added, added_len);
 	publish(cc, d, &b, cc->id);
 	rt_buf_deinit(&b);
+	rt_activity_doc_edit(cc->co->rt->activity, d->name, cc->actor, added_len);
 	if (cc->co->store) {
 		pthread_mutex_lock(&d->mu);
 		store_queue(cc->co, d, rt_conn_worker(cc->c), seq, added, added_len);
@@ -1119,6 +1122,7 @@ void rt_collab_request(struct rt_collab *co, struct rt_realtime_worker *rw, stru
 	cc->may_write = arc == 0 && acc.may_send;
 	cc->may_aware = arc == 0 && acc.may_track;
 	cc->exp = claims.exp;
+	cc->actor = claims.sub ? rt_xstrdup(claims.sub) : NULL;
 	cc->sub.deliver = deliver;
 	rt_hub_subscribe(rw->hub, cc->d->key, &cc->sub);
 	DL_APPEND(co->workers[rt_worker_index(rt_conn_worker(c))].head, cc);
@@ -1173,6 +1177,7 @@ void rt_collab_conn_close(struct rt_collab_conn *cc)
 	free_pending(cc);
 	doc_put(co, d);
 	rt_quota_conn_close(co->rt->cfg.quota, &cc->quota);
+	free(cc->actor);
 	free(cc);
 }
 

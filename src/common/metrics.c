@@ -10,6 +10,9 @@ _Atomic uint64_t rt_metrics_rls_reloads;
 _Atomic uint64_t rt_metrics_changes_feed_waits;
 _Atomic uint64_t rt_metrics_live_queries, rt_metrics_live_subscriptions;
 _Atomic uint64_t rt_metrics_live_applied, rt_metrics_live_reads, rt_metrics_live_folded;
+_Atomic uint64_t rt_metrics_locks_held, rt_metrics_lock_waiters;
+_Atomic uint64_t rt_metrics_lock_grants, rt_metrics_lock_expiries, rt_metrics_lock_timeouts;
+_Atomic uint64_t rt_metrics_activity_entries, rt_metrics_activity_appended;
 
 static const uint64_t lat_bounds_us[RT_METRICS_LAT_BUCKETS] = {
 	50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 1000000,
@@ -140,4 +143,18 @@ void rt_metrics_render(struct rt_buf *out, double uptime_s)
 	gauge(out, "rtsync_rls_opaque_policies",
 	      "Policies outside the compiled subset (evaluated by the database).",
 	      (double)atomic_load(&rt_metrics_rls_opaque));
+	counter(out, "rtsync_lock_grants_total", "Locks granted (docs/locks.md).",
+		atomic_load(&rt_metrics_lock_grants));
+	counter(out, "rtsync_lock_expiries_total", "Lock leases that ended without a renewal.",
+		atomic_load(&rt_metrics_lock_expiries));
+	counter(out, "rtsync_lock_wait_timeouts_total", "Lock waits that ended without a grant.",
+		atomic_load(&rt_metrics_lock_timeouts));
+	gauge(out, "rtsync_locks_held", "Locks held now.",
+	      (double)atomic_load(&rt_metrics_locks_held));
+	gauge(out, "rtsync_lock_waiters", "Lock waiters queued now.",
+	      (double)atomic_load(&rt_metrics_lock_waiters));
+	counter(out, "rtsync_activity_appended_total", "Activity entries written (docs/activity.md).",
+		atomic_load(&rt_metrics_activity_appended));
+	gauge(out, "rtsync_activity_entries", "Activity entries kept now.",
+	      (double)atomic_load(&rt_metrics_activity_entries));
 }

@@ -31,6 +31,7 @@
 	X(LIVE_SUBSCRIBE, "live_subscribe")                                              \
 	X(LIVE_UNSUBSCRIBE, "live_unsubscribe")                                          \
 	X(NOTIFY, "notify")                                                              \
+	X(LOCK, "lock")                                                                  \
 	X(OTHER, "other")
 
 #define RT_METRIC_ERRORS(X)                                                              \
@@ -112,6 +113,12 @@ extern _Atomic uint64_t rt_metrics_changes_feed_waits;
  * waited for a backlog of the workers (folded with the next changes). */
 extern _Atomic uint64_t rt_metrics_live_queries, rt_metrics_live_subscriptions;
 extern _Atomic uint64_t rt_metrics_live_applied, rt_metrics_live_reads, rt_metrics_live_folded;
+
+/* Locks (src/locks): held and waiting now, grants, leases that ended
+ * unrenewed, waits that timed out; activity entries kept now, appended. */
+extern _Atomic uint64_t rt_metrics_locks_held, rt_metrics_lock_waiters;
+extern _Atomic uint64_t rt_metrics_lock_grants, rt_metrics_lock_expiries, rt_metrics_lock_timeouts;
+extern _Atomic uint64_t rt_metrics_activity_entries, rt_metrics_activity_appended;
 
 /* Binds the calling thread to block idx (< RT_METRICS_BLOCKS - 1). */
 void rt_metrics_bind(unsigned idx);

@@ -71,6 +71,8 @@ void rt_msg_unref(struct rt_msg *m)
 		return;
 	rt_frame_unref(m->v1);
 	rt_frame_unref(m->v2);
+	if (m->admit_free)
+		m->admit_free(m->admit_ctx);
 	free(m->key);
 	free(m);
 }

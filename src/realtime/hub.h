@@ -35,6 +35,8 @@ enum rt_msg_kind {
 	RT_MSG_LIVE,    /* a live_query message for one subscriber; pos set */
 };
 
+struct rt_auth;
+
 struct rt_msg {
 	atomic_uint refs;
 	enum rt_msg_kind kind;
@@ -42,6 +44,13 @@ struct rt_msg {
 	struct rt_frame *v1; /* frame for vsn 1.0.0 sockets; NULL: not for them */
 	struct rt_frame *v2; /* frame for vsn 2.0.0 sockets; NULL: not for them */
 	uint64_t sender;     /* channel id to skip unless it asked for self; 0: none */
+	uint64_t target;     /* the only channel id that receives it; 0: every subscriber */
+	/* A check the requester of each subscribed channel must pass, on the
+	 * subscriber's worker (NULL: none); admit_free(admit_ctx) runs when
+	 * the message goes. For messages only some subscribers may see. */
+	bool (*admit)(void *ctx, const struct rt_auth *who);
+	void *admit_ctx;
+	void (*admit_free)(void *ctx);
 	uint64_t t0_ns;      /* publish time, for the fan-out latency metric */
 	uint64_t pos;        /* RT_MSG_CHANGE and RT_MSG_CATCHUP: change position */
 	bool is_resync;      /* RT_MSG_CATCHUP: the resume position was not retained */

@@ -16,7 +16,9 @@
 #include "common/metrics.h"
 #include "common/rand.h"
 #include "flags/flags.h"
+#include "activity/activity.h"
 #include "live/live.h"
+#include "locks/service.h"
 #include "notify/notify.h"
 
 #define TOPIC_PREFIX "realtime:"
@@ -398,6 +400,18 @@ static int messages_allowed(struct rt_policies *pol, const struct rt_auth *who, 
 	return ok;
 }
 
+/* A lock's channel, lock:<name> (docs/locks.md). */
+static bool is_lock_topic(const char *topic)
+{
+	return !strncmp(topic, RT_LOCKS_TOPIC_PREFIX, strlen(RT_LOCKS_TOPIC_PREFIX));
+}
+
+/* An activity feed's channel, activity:<channel> (docs/activity.md). */
+static bool is_activity_topic(const char *topic)
+{
+	return !strncmp(topic, RT_ACTIVITY_TOPIC_PREFIX, strlen(RT_ACTIVITY_TOPIC_PREFIX));
+}
+
 static bool is_user_topic(const char *topic)
 {
 	return topic && !strncmp(topic, RT_REALTIME_USER_TOPIC_PREFIX,
@@ -501,6 +515,8 @@ static void channel_free(struct rt_channel *ch)
 		json_decref(ch->live->defs);
 		free(ch->live);
 	}
+	if (rw->rt->locks && is_lock_topic(ch->sub)) /* the channel owned its locks */
+		rt_lock_service_drop(rw->rt->locks, ch->id);
 	DL_DELETE(s->channels, ch);
 	s->n_channels--;
 	RT_METRIC_INC(channels_closed);
@@ -528,13 +544,18 @@ static void channel_deliver(struct rt_sub *sub, struct rt_msg *m)
 	struct rt_channel *ch = (struct rt_channel *)((char *)sub - offsetof(struct rt_channel, hsub));
 	if (m->kind == RT_MSG_PRESENCE && !ch->presence_enabled)
 		return;
-	if (m->sender == ch->id && !ch->self)
+	if ((m->sender == ch->id && !ch->self) || (m->target && m->target != ch->id))
 		return;
 	if (ch->flags_off) { /* a feature switched off by a flag delivers nothing */
 		unsigned need = m->kind == RT_MSG_PRESENCE ? RT_FLAG_PRESENCE : RT_FLAG_BROADCAST;
 		if (m->kind != RT_MSG_PRESENCE && is_user_topic(ch->sub))
 			need |= RT_FLAG_NOTIFICATIONS;
 		if (ch->flags_off & need)
+			return;
+	}
+	if (m->admit) {
+		struct rt_auth who = chan_auth(ch);
+		if (!m->admit(m->admit_ctx, &who))
 			return;
 	}
 	struct rt_frame *f = ch->s->vsn == RT_PHX_V1 ? m->v1 : m->v2;
@@ -739,6 +760,33 @@ static void push_inbox_state(struct rt_channel *ch)
 	nc->chan_id = ch->id;
 	rt_writes_call(ch->s, ch->join_ref, NULL, ch->topic, notify_call_work, inbox_state_done,
 		       notify_call_free, nc);
+}
+
+/* ---- locks over the socket (docs/locks.md) ---- */
+
+/* lock_acquire, lock_renew, lock_release, lock_state on realtime:lock:<name>:
+ * the lock service answers; the channel is the owner. */
+static void handle_lock(struct rt_channel *ch, struct rt_phx_msg *m)
+{
+	struct rt_session *s = ch->s;
+	struct rt_lock_service *svc = s->rw->rt->locks;
+	const char *status = "error";
+	json_t *resp = NULL;
+	if (!svc)
+		resp = json_pack("{s:s,s:s}", "reason", "locks are not enabled on this server",
+				 "code", "RTS404");
+	else if (!is_lock_topic(ch->sub))
+		resp = json_pack("{s:s,s:s}", "reason",
+				 "lock events go to a lock's channel, realtime:lock:<name>", "code",
+				 "RTS400");
+	else if (!rt_lock_service_socket(svc, ch->sub + strlen(RT_LOCKS_TOPIC_PREFIX), ch->id,
+					 chan_claims(ch)->sub, ch->may_send, m->event, m->payload,
+					 &status, &resp))
+		return; /* another lock_… event: ignored as unknown events are */
+	if (m->ref)
+		reply(s, ch->join_ref, m->ref, ch->topic, status, resp);
+	else
+		json_decref(resp);
 }
 
 /* ---- join ---- */
@@ -1354,6 +1402,21 @@ static void handle_join_decided(struct rt_session *s, struct rt_phx_msg *m,
 				 "config.private = true");
 		return;
 	}
+	if ((is_lock_topic(sub) || is_activity_topic(sub)) && !is_private) {
+		rt_jwt_claims_deinit(&claims);
+		join_error(s, m, "Unauthorized: lock and activity channels are private: join with "
+				 "config.private = true");
+		return;
+	}
+	if ((is_lock_topic(sub) && !rt_locks_name_ok(sub + strlen(RT_LOCKS_TOPIC_PREFIX))) ||
+	    (is_activity_topic(sub) &&
+	     !rt_activity_channel_ok(sub + strlen(RT_ACTIVITY_TOPIC_PREFIX)))) {
+		rt_jwt_claims_deinit(&claims);
+		join_error(s, m, "Invalid topic: a lock name is 1 to 128 printable bytes without "
+				 "spaces; an activity channel is activity:table:<schema>.<table>, "
+				 "activity:collab:<document> or activity:lock:<name>");
+		return;
+	}
 	if (json_object_get(bcast, "replay") && !json_is_null(json_object_get(bcast, "replay")) &&
 	    !is_private) {
 		rt_jwt_claims_deinit(&claims);
@@ -1852,6 +1915,11 @@ void rt_session_free(struct rt_session *s)
 	free(s);
 }
 
+struct rt_activity *rt_session_activity(struct rt_session *s)
+{
+	return s->rw->rt->activity;
+}
+
 struct rt_quota_conn *rt_session_quota(struct rt_session *s)
 {
 	return &s->quota;
@@ -1911,6 +1979,8 @@ static enum rt_metric_event event_kind(const char *event)
 		return RT_EV_LIVE_UNSUBSCRIBE;
 	if (!strcmp(event, "notify"))
 		return RT_EV_NOTIFY;
+	if (!strncmp(event, "lock_", 5))
+		return RT_EV_LOCK;
 	return RT_EV_OTHER;
 }
 
@@ -2009,6 +2079,9 @@ void rt_session_on_message(struct rt_session *s, enum rt_ws_opcode op, const uin
 		break;
 	case RT_EV_NOTIFY:
 		handle_notify(ch, &m);
+		break;
+	case RT_EV_LOCK:
+		handle_lock(ch, &m);
 		break;
 	default:
 		break; /* other channel events are ignored, as Supabase does */

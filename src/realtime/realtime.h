@@ -34,6 +34,14 @@
  * {"reason", "code"[, "details"]} (RTS403 for any other role, RTS404 without
  * the notifications service).
  *
+ * Locks and the activity feed: a topic "lock:<name>" (docs/locks.md) or
+ * "activity:<channel>" (docs/activity.md) must be joined private; on a lock
+ * channel the events lock_acquire, lock_renew, lock_release and lock_state
+ * are answered by the lock service (locks/service.h), the channel being the
+ * owner (its locks go with it); acquiring needs the channel's send right.
+ * A message may name one target channel or carry an admit check
+ * (realtime/hub.h): the lock pushes and the activity entries use them.
+ *
  * Ownership: struct rt_realtime (shared) owns the hub and the presence
  *            registry; a worker's struct rt_realtime_worker owns its sessions;
  *            a session owns its channels. rt_session_new() takes ownership of
@@ -99,6 +107,8 @@ struct rt_realtime {
 	struct rt_notify *notify;   /* notifications (set by the server; not owned); may be NULL */
 	struct rt_collab *collab;   /* shared documents (collab/collab.h; not owned); may be NULL */
 	struct rt_flags *flags;     /* feature flags (flags/flags.h; not owned); may be NULL */
+	struct rt_lock_service *locks; /* locks (locks/service.h; not owned); may be NULL */
+	struct rt_activity *activity;  /* activity feed (activity/activity.h; not owned); may be NULL */
 };
 
 struct rt_session;

@@ -22,6 +22,8 @@ void rt_session_reply(struct rt_session *s, const char *join_ref, const char *re
 /* The session's queue of store requests (writes.c). */
 struct rt_writes_queue *rt_session_writes(struct rt_session *s);
 struct rt_conn *rt_session_conn(struct rt_session *s);
+/* The server's activity feed (activity/activity.h), NULL without one. */
+struct rt_activity *rt_session_activity(struct rt_session *s);
 /* The socket's Phoenix serializer. */
 enum rt_phx_vsn rt_session_vsn(struct rt_session *s);
 

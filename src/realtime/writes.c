@@ -13,6 +13,7 @@
 #include "proto/phx.h"
 #include "realtime/realtime.h"
 #include "realtime/realtime_int.h"
+#include "activity/activity.h"
 #include "store/query.h"
 
 struct rt_writes_job {
@@ -40,6 +41,7 @@ struct rt_writes_job {
 	struct rt_query q;
 	/* a write */
 	struct rt_write wr;
+	struct rt_activity *activity; /* a write is recorded there (may be NULL) */
 	json_t *rows;       /* INSERT/UPSERT: [record]; UPDATE: record */
 	json_t *base;
 	char *key;
@@ -194,6 +196,13 @@ static void work_cb(uv_work_t *w)
 	}
 	if (!j->is_snapshot) {
 		j->rc = rt_store_write(j->store, &j->wr, &j->out, &j->err);
+		/* the activity feed (docs/activity.md): what was written, by whom */
+		if (!j->rc && j->res.outcome != RT_WRITE_CONFLICT && !j->res.is_replayed)
+			rt_activity_write(j->activity, j->wr.table,
+					  j->wr.kind == RT_WRITE_UPDATE   ? "UPDATE"
+					  : j->wr.kind == RT_WRITE_DELETE ? "DELETE"
+									  : "INSERT",
+					  j->out, json_string_value(json_object_get(j->who_claims, "sub")));
 		return;
 	}
 	j->rc = rt_store_read(j->store, &j->rd, &j->out, &j->total, &j->err);
@@ -473,6 +482,7 @@ void rt_writes_handle(struct rt_session *s, struct rt_store *store, const struct
 		.result = &j->res,
 		.who = &j->who,
 	};
+	j->activity = rt_session_activity(s);
 	enqueue(s, j);
 }
 

@@ -1598,6 +1598,8 @@ static int setup_keys(PGconn *c, char *err, size_t err_cap)
 		" fingerprint bytea NOT NULL, result text NOT NULL, ts bigint NOT NULL)",
 		"CREATE TABLE IF NOT EXISTS rtsync.docs (doc text NOT NULL, seq bigint NOT NULL,"
 		" data bytea NOT NULL, PRIMARY KEY (doc, seq))",
+		"CREATE TABLE IF NOT EXISTS rtsync.counters (name text PRIMARY KEY,"
+		" value bigint NOT NULL)",
 	};
 	for (size_t i = 0; i < sizeof sql / sizeof *sql; i++) {
 		PGresult *res = query(c, sql[i], 0, NULL, err, err_cap);
@@ -2563,6 +2565,26 @@ static int pg_doc_compact(struct rt_store *base, const char *doc, uint64_t upto,
 	return res ? 0 : -1;
 }
 
+static int pg_counter_next(struct rt_store *base, const char *name, uint64_t *value)
+{
+	PGconn *c = doc_conn(base);
+	if (!c)
+		return -1;
+	const char *t[] = {name};
+	PGresult *res = doc_exec(c, "INSERT INTO rtsync.counters (name, value) VALUES ($1, 1)"
+				    " ON CONFLICT (name) DO UPDATE SET value = rtsync.counters.value + 1"
+				    " RETURNING value",
+				 t, 1, NULL, 0);
+	int rc = -1;
+	if (res && PQntuples(res) == 1 && PQgetlength(res, 0, 0) == 8) {
+		*value = be64(PQgetvalue(res, 0, 0));
+		rc = 0;
+	}
+	PQclear(res);
+	pool_put((struct pg_store *)base, c);
+	return rc;
+}
+
 static int pg_doc_size(struct rt_store *base, const char *doc, uint64_t *n_updates, uint64_t *bytes)
 {
 	*n_updates = *bytes = 0;
@@ -2595,6 +2617,7 @@ static const struct rt_store_ops pg_ops = {
 	.topic_allowed = pg_topic_allowed,
 	.doc_read = pg_doc_read,
 	.doc_append = pg_doc_append,
+	.counter_next = pg_counter_next,
 	.doc_compact = pg_doc_compact,
 	.doc_size = pg_doc_size,
 };

@@ -616,7 +616,9 @@ static int install_triggers(struct sqlite_store *s, sqlite3 *db, char *err, size
 			      " ts INTEGER NOT NULL);"
 			      "CREATE TABLE IF NOT EXISTS _rtsync_docs (doc TEXT NOT NULL,"
 			      " seq INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (doc, seq))"
-			      " WITHOUT ROWID;");
+			      " WITHOUT ROWID;"
+			      "CREATE TABLE IF NOT EXISTS _rtsync_counters (name TEXT PRIMARY KEY,"
+			      " value INTEGER NOT NULL) WITHOUT ROWID;");
 	static const char *const ops[] = {"INSERT", "UPDATE", "DELETE"};
 	for (size_t i = 0; i < s->base.schema.n_tables; i++) {
 		const struct rt_store_table *t = &s->base.schema.tables[i];
@@ -1800,6 +1802,28 @@ static int sq_doc_append(struct rt_store *base, const char *doc, uint64_t seq, c
 	return 0;
 }
 
+static int sq_counter_next(struct rt_store *base, const char *name, uint64_t *value)
+{
+	sqlite3 *db = doc_db(base);
+	sqlite3_stmt *st = NULL;
+	if (!db)
+		return -1;
+	if (sqlite3_prepare_v2(db, "INSERT INTO _rtsync_counters (name, value) VALUES (?, 1)"
+				   " ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
+			       -1, &st, NULL) != SQLITE_OK)
+		return doc_fail(db, st, "counting");
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_ROW)
+		return doc_fail(db, st, "counting");
+	*value = (uint64_t)sqlite3_column_int64(st, 0);
+	/* RETURNING: the change is committed when the statement completes */
+	int step = sqlite3_step(st);
+	if (step != SQLITE_DONE)
+		return doc_fail(db, st, "counting");
+	sqlite3_finalize(st);
+	return 0;
+}
+
 static int sq_doc_compact(struct rt_store *base, const char *doc, uint64_t upto,
 			  const uint8_t *data, size_t data_len)
 {
@@ -1868,6 +1892,7 @@ static const struct rt_store_ops sqlite_ops = {
 	.prune = sq_prune,
 	.doc_read = sq_doc_read,
 	.doc_append = sq_doc_append,
+	.counter_next = sq_counter_next,
 	.doc_compact = sq_doc_compact,
 	.doc_size = sq_doc_size,
 };

@@ -320,6 +320,11 @@ int rt_store_doc_compact(struct rt_store *s, const char *doc, uint64_t upto, con
 	return s->ops->doc_compact(s, doc, upto, data, data_len);
 }
 
+int rt_store_counter_next(struct rt_store *s, const char *name, uint64_t *value)
+{
+	return s->ops->counter_next(s, name, value);
+}
+
 int rt_store_doc_size(struct rt_store *s, const char *doc, uint64_t *n_updates, uint64_t *bytes)
 {
 	return s->ops->doc_size(s, doc, n_updates, bytes);

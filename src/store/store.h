@@ -339,6 +339,18 @@ int rt_store_doc_compact(struct rt_store *s, const char *doc, uint64_t upto, con
 			 size_t data_len);
 int rt_store_doc_size(struct rt_store *s, const char *doc, uint64_t *n_updates, uint64_t *bytes);
 
+/* ---- named counters (pool threads or the main thread) ---- */
+
+/*
+ * Adds one to the persisted counter name (created at 0) and returns the new
+ * value in *value: SQLite _rtsync_counters, PostgreSQL rtsync.counters
+ * (name, value), one statement, so two callers never get the same value and
+ * a value once returned is never returned again, across restarts. The lock
+ * service takes its fencing epoch from one (docs/locks.md). Returns 0, or -1
+ * with the reason logged.
+ */
+int rt_store_counter_next(struct rt_store *s, const char *name, uint64_t *value);
+
 /* "INSERT", "UPDATE", "DELETE" */
 const char *rt_change_type_name(enum rt_change_type t);
 

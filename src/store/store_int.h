@@ -44,6 +44,8 @@ struct rt_store_ops {
 	int (*doc_compact)(struct rt_store *s, const char *doc, uint64_t upto,
 			   const uint8_t *data, size_t data_len);
 	int (*doc_size)(struct rt_store *s, const char *doc, uint64_t *n_updates, uint64_t *bytes);
+	/* Named counters (store.h). */
+	int (*counter_next)(struct rt_store *s, const char *name, uint64_t *value);
 };
 
 /* The head of every backend's store object. */

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The client commands (rtsync listen, send, presence, write, query, notify, inbox) against a real server:
+# The client commands (rtsync listen, send, presence, write, query, notify, inbox, lock) against a real server:
 #   tests/client/cli.sh /abs/path/to/rtsync
 # Prints "ok"/"FAIL" per check and "cli: N passed, M failed".
 set -uo pipefail
@@ -118,6 +118,64 @@ fl import "$dir/f.json" >/dev/null 2>&1 && fl list --json >"$dir/f9.out" 2>&1
 check "flags import replaces every flag" grep -qx '{"flags":{"only":true}}' "$dir/f9.out"
 check "flags without a command exits 2" bash -c "'$bin' flags --apikey x 2>/dev/null; [ \$? -eq 2 ]"
 check "flags --help" bash -c "'$bin' flags --help | grep -q '^Usage: rtsync flags'"
+
+
+# rtsync lock (docs/locks.md, REST /locks/v1): a command under a lock, its
+# fencing token, waiting, a SIGKILLed holder whose lease ends
+timeout 10 "$bin" lock --token "$alice" cli-job -- sh -c 'echo "token=$RTSYNC_LOCK_TOKEN name=$RTSYNC_LOCK_NAME"; exit 7' \
+	>"$dir/k1.out" 2>"$dir/k1.err"
+check "lock runs the command with the token and exits with its status" bash -c "[ $? -eq 7 ] &&
+	grep -q '^token=[1-9][0-9]* name=cli-job$' '$dir/k1.out'"
+t1=$(sed -n 's/^token=\([0-9]*\).*/\1/p' "$dir/k1.out")
+timeout 10 "$bin" lock --status --token "$alice" cli-job >"$dir/k2.out" 2>&1
+check "the lock is free once the command exited" grep -q '^cli-job: free, 0 waiting$' "$dir/k2.out"
+# a holder that renews past its lease, then is SIGKILLed: the next holder waits for the lease
+"$bin" lock --token "$alice" --lease-ms 1500 cli-job -- sleep 30 >/dev/null 2>&1 &
+holder=$!
+pids+=("$holder")
+wait_for_held() {
+	for _ in $(seq 100); do
+		"$bin" lock --status --token "$alice" cli-job 2>/dev/null | grep -q 'held by cli-alice' && return 0
+		sleep 0.05
+	done
+	return 1
+}
+check "a second rtsync lock holds it" wait_for_held
+sleep 2 # past the first lease: renewed
+timeout 10 "$bin" lock --status --token "$alice" cli-job >"$dir/k3.out" 2>&1
+check "the holder renewed its lease" grep -q '^cli-job: held by cli-alice, token [0-9]*, lease ends in' "$dir/k3.out"
+timeout 10 "$bin" lock --token "$bob" cli-job -- true >/dev/null 2>"$dir/k4.err"
+check "lock of a held lock without --wait-ms exits 5" bash -c "[ $? -eq 5 ] && grep -q 'held by another owner' '$dir/k4.err'"
+held_cmd=$(pgrep -P "$holder") # the command it runs, stopped after the test
+kill -9 "$holder"
+killed_at=$(date +%s%N)
+timeout 20 "$bin" lock --token "$bob" --wait-ms 10000 cli-job -- sh -c 'echo "token=$RTSYNC_LOCK_TOKEN"' \
+	>"$dir/k5.out" 2>"$dir/k5.err"
+k5=$?
+waited_ms=$((($(date +%s%N) - killed_at) / 1000000))
+t2=$(sed -n 's/^token=\([0-9]*\).*/\1/p' "$dir/k5.out")
+check "after a SIGKILLed holder, the waiter gets the lock when the lease ends (${waited_ms} ms)" bash -c "
+	[ $k5 -eq 0 ] && [ $waited_ms -ge 700 ] && [ $waited_ms -lt 5000 ]"
+check "and its fencing token is higher ($t2 > $t1)" bash -c "[ -n '$t2' ] && [ '$t2' -gt '$t1' ]"
+kill $held_cmd 2>/dev/null
+wait "$holder" 2>/dev/null
+timeout 10 "$bin" lock --token "$alice" --wait-ms 300 --lease-ms 5000 cli-job2 -- sleep 2 >/dev/null 2>&1 &
+holder2=$!
+sleep 0.5
+timeout 10 "$bin" lock --token "$bob" --wait-ms 300 cli-job2 -- true >/dev/null 2>"$dir/k6.err"
+check "a wait that ends exits 5" bash -c "[ $? -eq 5 ] && grep -q 'the wait ended' '$dir/k6.err'"
+timeout 10 "$bin" lock --status --json --token "$alice" cli-job2 >"$dir/k7.out" 2>&1
+check "lock --status --json is the server's state" node -e '
+	const a = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+	if (a.held !== true || a.holder !== "cli-alice" || !(a.token > 0)) process.exit(1);' "$dir/k7.out"
+timeout 10 "$bin" lock --token "$("$bin" token --secret "$secret" --role anon)" cli-job -- true >/dev/null 2>"$dir/k8.err"
+check "lock refused by the channel policies exits 1 with 403" bash -c "[ $? -eq 1 ] && grep -q '403 RTS403' '$dir/k8.err'"
+check "lock --help" bash -c "'$bin' lock --help | grep -q '^Usage: rtsync lock NAME' && '$bin' lock --help | grep -q 'Exit status'"
+check "lock without a command exits 2" bash -c "'$bin' lock --apikey x job 2>/dev/null; [ \$? -eq 2 ]"
+check "lock without a name exits 2" bash -c "'$bin' lock --apikey x 2>/dev/null; [ \$? -eq 2 ]"
+check "lock with a bad --lease-ms exits 2" bash -c "'$bin' lock --apikey x --lease-ms -5 job -- true 2>/dev/null; [ \$? -eq 2 ]"
+wait "$holder2"
+check "the holder whose command ended exits 0" test $? -eq 0
 
 
 # --help and usage errors

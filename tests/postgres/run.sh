@@ -38,6 +38,7 @@ RTSYNC_SUITE=postgres "$root/tests/interop/run.sh" "$bin" \
 	"$root/tests/interop/rls-channels.test.mjs" "$root/tests/interop/aggregates.test.mjs" \
 	"$root/tests/interop/live.test.mjs" "$root/tests/interop/notify.test.mjs" \
 	"$root/tests/interop/collab.test.mjs" "$root/tests/interop/flags.test.mjs" \
+	"$root/tests/interop/locks.test.mjs" "$root/tests/interop/activity.test.mjs" \
 	"$here/pg.test.mjs" "$here/rls.test.mjs" "$here/rls-changes.test.mjs" || status=1
 # unit binaries beside the server's (when built) against the cluster: the
 # store's RLS calls, and live queries kept against the database's own reads
