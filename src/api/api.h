@@ -10,6 +10,7 @@
  *   POST …/api/broadcast/:topic/events/:event        single broadcast (202)
  *   GET  /healthz                                    200 once accepting
  *   GET  /metrics                                    Prometheus text
+ *   GET  /, /demo, /rtsync.js, …                     embedded web assets (src/web)
  *
  * Ownership: rt_api_handler is static; the realtime object is passed as the
  *            server's app pointer and outlives the server.
