@@ -287,5 +287,10 @@ $(WEB_GEN)/web_assets.o: $(WEB_GEN)/web_assets.c
 $(WEB_GEN)/web_assets_data.o: $(WEB_GEN)/web_assets.S web/dist/.stamp
 	$(CC) -c $< -o $@
 
-.PHONY: web
+.PHONY: web browser-test
 web: web/dist/.stamp
+
+# tests/browser/: headless Chromium (Debian's chromium) with playwright-core
+DEB_PKGS += chromium
+browser-test: all
+	@tests/browser/run.sh $(abspath $(BUILD)/rtsync)

@@ -38,6 +38,7 @@ for suite in integration interop; do
 	[ -x "tests/$suite/run.sh" ] && run "$suite" "tests/$suite/run.sh" "$build/rtsync"
 done
 [ -x tests/postgres/run.sh ] && run postgres tests/postgres/run.sh "$build/rtsync"
+[ -x tests/browser/run.sh ] && run browser tests/browser/run.sh "$build/rtsync"
 run bench-smoke bench/smoke.sh "$build"
 
 passed=0

@@ -181,6 +181,7 @@ async function notifications() {
     try {
       const inbox = await rt.rest('/notify/v1/inbox?limit=20')
       setBadge(inbox.unread)
+      if (!inbox.items.length) { list.replaceChildren(el('li', { class: 'empty', text: 'No notifications yet.' })); return }
       list.replaceChildren(...inbox.items.map((n) => el('li', { class: n.read ? 'read' : 'unread', 'data-id': n.id },
         el('b', { text: n.title }), el('span', { text: n.message || '' }),
         n.read ? null : el('button', { class: 'ghost small', text: 'Mark read', onclick: () => markRead(n.id) }))))

@@ -42,6 +42,7 @@ const setKpi = (id, text) => {
   if (was !== text) { node.textContent = text; if (!node.dataset.first) node.dataset.first = '1'; else pulse(node) }
   at[id] = Date.now()
   node.dataset.updated = String(at[id])
+  $(`#kpi-${id}-at`).textContent = `updated ${ago(at[id])}`
 }
 const results = {}
 let chart = null
@@ -140,10 +141,11 @@ changes.subscribe().catch(() => {})
 
 /* ---- presence avatars and cursors ---- */
 
+const initials = (k) => k.replace(/[^A-Za-z0-9]/g, '').slice(-2).toUpperCase() || '?'
 const room = rt.channel('demo:room', { presenceKey: me })
 const cursors = new Map()
 room.on('presence', (state) => {
-  $('#avatars').replaceChildren(...Object.keys(state).map((k) => el('li', { title: k }, el('span', { class: `avatar${k === me ? ' me' : ''}`, text: k.slice(0, 2).toUpperCase() }))))
+  $('#avatars').replaceChildren(...Object.keys(state).map((k) => el('li', { title: k }, el('span', { class: `avatar${k === me ? ' me' : ''}`, text: initials(k) }))))
 })
 room.on('broadcast', (ev, p) => {
   if (ev !== 'cursor' || !p || p.name === me) return

@@ -207,7 +207,7 @@ class Mux {
       t = {
         topic, members: new Map(), bindings: [], serverBindings: [], config: null, accessToken: undefined,
         joined: false, serverJoinRef: null, pos: null, livePos: null, presence: {}, reply: null,
-        system: [], track: null, live: new Map(), liveOpts: {},
+        system: [], track: null, live: new Map(), liveOpts: {}, waiting: [],
       }
       this.topics.set(topic, t)
     }
@@ -302,6 +302,7 @@ class Mux {
       this.send({ topic: t.topic, event: 'live_subscribe', payload, ref: this.nextRef(), join_ref: t.serverJoinRef })
     }
     for (const port of t.members.keys()) this.answerJoin(t, port)
+    for (const [port, f] of t.waiting.splice(0)) if (t.members.has(port)) this.forward(t, port, f, f.payload)
   }
 
   // The join reply one port expects: its own bindings, with the server's ids.
@@ -360,9 +361,16 @@ class Mux {
       t.accessToken = payload.access_token
     }
     if (!t.joined) {
-      if (f.ref) this.hub.toPort(port, { join_ref: f.join_ref, ref: f.ref, topic, event: 'phx_reply', payload: { status: 'error', response: { reason: 'not connected' } } })
+      // joining (or waiting for the socket): sent once the server has joined
+      if (t.waiting.length < 256) t.waiting.push([port, { ...f, payload }])
+      else if (f.ref) this.hub.toPort(port, { join_ref: f.join_ref, ref: f.ref, topic, event: 'phx_reply', payload: { status: 'error', response: { reason: 'not connected' } } })
       return
     }
+    this.forward(t, port, f, payload)
+  }
+
+  forward(t, port, f, payload) {
+    const { topic, event } = f
     const ref = this.nextRef()
     if (f.ref) this.pending.set(ref, { kind: 'push', port, ref: f.ref, topic, event })
     this.send({ topic, event, payload, ref, join_ref: t.serverJoinRef })
@@ -1066,7 +1074,16 @@ export class RtSync extends Emitter {
   async flush() {
     if (!this.queue || this._flushing || this.status !== 'connected') return
     this._flushing = true
-    try {
+    if (typeof navigator !== 'undefined' && navigator.locks) {
+      // one tab at a time sends the browser's queue, so the order holds
+      try { await navigator.locks.request(`${this.queue.name}:flush`, () => this._flushLocked()) } finally { this._flushing = false }
+      return
+    }
+    try { await this._flushLocked() } finally { this._flushing = false }
+  }
+
+  async _flushLocked() {
+    {
       for (;;) {
         const item = await this.queue.peek()
         if (!item) break
@@ -1077,7 +1094,10 @@ export class RtSync extends Emitter {
         } catch (e) {
           if (e.message === 'timeout' || e.message === 'not connected' || e.message === 'unmatched topic') {
             if (e.message !== 'timeout') { this._wch = null }
-            break // kept: sent again, with its key, when the connection returns
+            // kept: sent again, with its key, when the connection returns
+            clearTimeout(this._retry)
+            this._retry = setTimeout(() => this.flush(), 2000)
+            break
           }
           res = { error: e.response || { reason: e.message } } // refused: dropped, reported
         }
@@ -1085,8 +1105,6 @@ export class RtSync extends Emitter {
         this.emit('pending', this.queue.size)
         this.emit('write', item, res)
       }
-    } finally {
-      this._flushing = false
     }
   }
 

@@ -1,0 +1,230 @@
+// The dashboard, the demo and rtsync.js in headless Chromium (tests/browser/run.sh).
+// One server (examples/schema.sql) for the file; each test opens its own
+// browser context (its own tabs, storage and BroadcastChannel scope) and
+// closes it. Screenshots go to $RTSYNC_BROWSER_SHOTS.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { createRequire } from 'node:module'
+import { join } from 'node:path'
+import { startServer, mintToken } from '../interop/lib/server.mjs'
+
+const require = createRequire(join(process.cwd(), 'web', 'package.json'))
+const { chromium } = require('playwright-core')
+const shots = process.env.RTSYNC_BROWSER_SHOTS
+
+let server, browser
+const user = () => mintToken({ role: 'authenticated', claims: { sub: '1' } })
+const service = () => mintToken({ role: 'service_role' })
+
+before(async () => {
+  server = await startServer({ args: ['--schema', 'examples/schema.sql'] })
+  browser = await chromium.launch({
+    executablePath: process.env.RTSYNC_CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+  })
+})
+
+after(async () => {
+  if (browser) await browser.close()
+  if (server) await server.stop()
+})
+
+async function rest(method, path, body, token = service()) {
+  const r = await fetch(`${server.httpUrl}${path}`, {
+    method,
+    headers: { apikey: token, Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', Prefer: 'return=representation' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  })
+  const text = await r.text()
+  return { status: r.status, body: text ? JSON.parse(text) : null }
+}
+
+async function metric(name) {
+  const text = await (await fetch(`${server.httpUrl}/metrics`)).text()
+  const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)
+  return m ? Number(m[1]) : NaN
+}
+
+async function waitFor(fn, what, ms = 8000) {
+  const end = Date.now() + ms
+  let last
+  while (Date.now() < end) {
+    last = await fn()
+    if (last) return last
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`)
+}
+
+async function open(ctx, path, key = user()) {
+  const page = await ctx.newPage()
+  page.on('pageerror', (e) => console.error(`[page error] ${e.message}`))
+  await page.goto(`${server.httpUrl}${path}#key=${key}`)
+  await page.waitForFunction(() => document.querySelector('#status')?.textContent === 'Connected', null, { timeout: 10000 })
+  return page
+}
+
+// A browser context closed when the test ends, passed or not.
+async function newContext(t, opts) {
+  const ctx = await browser.newContext(opts)
+  t.after(() => ctx.close())
+  return ctx
+}
+
+const shot = (page, name) => page.screenshot({ path: join(shots, `${name}.png`) })
+
+let nextId = 1000
+const ids = () => ++nextId
+
+test('the dashboard loads, says Connected and shows the live metrics', async (t) => {
+  const ctx = await newContext(t, { viewport: { width: 1360, height: 860 } })
+  const page = await open(ctx, '/')
+  assert.equal(new URL(page.url()).hash, '', 'the key leaves the URL once read')
+  // the metric cards follow /metrics: this page's socket shows up
+  await page.waitForFunction(() => Number(document.querySelector('#metric-conns').textContent) >= 1)
+  assert.match(await page.textContent('#metric-uptime'), /s|min|h/)
+  // the live table browser lists the table's rows under the viewer's key
+  await page.waitForSelector('#table-rows tr[data-key="1"]')
+  const before = await page.$$eval('#table-rows tr', (t) => t.length)
+  const id = ids()
+  await rest('POST', '/rest/v1/bookings', { id, property_id: 2, guest_name: 'Dash Board', check_in: '2027-02-01', check_out: '2027-02-03', nights: 2, total: 171 })
+  await page.waitForSelector(`#table-rows tr[data-key="${id}"].flash-new`)
+  assert.equal(await page.$$eval('#table-rows tr', (t) => t.length), before + 1)
+  // the inspector joins a channel and shows its presence
+  await page.click('#inspect-form button')
+  await page.waitForSelector('#inspect-presence li')
+  await page.waitForTimeout(1200) // a sparkline point or two
+  await shot(page, 'dashboard')
+  // the pages and the client come from the binary with their types
+  const js = await fetch(`${server.httpUrl}/rtsync.js`)
+  assert.equal(js.headers.get('content-type'), 'text/javascript; charset=utf-8')
+  const again = await fetch(`${server.httpUrl}/rtsync.js`, { headers: { 'If-None-Match': js.headers.get('etag') } })
+  assert.equal(again.status, 304)
+})
+
+test('a row inserted through REST shows in the demo with its KPI change within 200 ms', async (t) => {
+  const ctx = await newContext(t, { viewport: { width: 1360, height: 900 } })
+  const page = await open(ctx, '/demo')
+  await page.waitForFunction(() => !document.querySelector('#kpi-bookings').classList.contains('skeleton'))
+  await page.waitForFunction(() => !document.querySelector('#kpi-revenue').classList.contains('skeleton'))
+  const before = Number(await page.textContent('#kpi-bookings'))
+  const id = ids()
+  const ms = await page.evaluate(async ({ id, key }) => {
+    const node = document.querySelector('#kpi-bookings')
+    const was = node.textContent
+    const changed = new Promise((resolve) => {
+      const mo = new MutationObserver(() => { if (node.textContent !== was) { mo.disconnect(); resolve(performance.now()) } })
+      mo.observe(node, { childList: true, characterData: true, subtree: true })
+    })
+    const t0 = performance.now()
+    const r = await fetch('/rest/v1/bookings', {
+      method: 'POST',
+      headers: { apikey: key, Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ id, property_id: 1, guest_name: 'Rita REST', check_in: '2027-03-01', check_out: '2027-03-04', nights: 3, total: 420 }),
+    })
+    if (r.status !== 201) throw new Error(`insert: ${r.status}`)
+    return (await changed) - t0
+  }, { id, key: service() })
+  console.log(`# REST insert to KPI change: ${ms.toFixed(1)} ms`)
+  assert.ok(ms < 200, `KPI changed ${ms.toFixed(1)} ms after the insert`)
+  assert.equal(Number(await page.textContent('#kpi-bookings')), before + 1)
+  await page.waitForSelector(`#recent tr[data-key="${id}"]`)
+  assert.match(await page.textContent('#kpi-bookings-at'), /updated/)
+  await page.waitForTimeout(300)
+  await shot(page, 'demo')
+})
+
+test('three tabs share one WebSocket; when the leader closes another takes over with nothing missed or repeated', async (t) => {
+  await waitFor(async () => (await metric('rtsync_websockets')) === 0, 'no sockets from earlier tests')
+  const ctx = await newContext(t, { viewport: { width: 1100, height: 700 } })
+  const key = user()
+  const tabs = []
+  for (let i = 0; i < 3; i++) tabs.push(await open(ctx, '/', key))
+  for (const tab of tabs) {
+    await tab.evaluate(async () => {
+      window.got = []
+      const ch = window.rtsync.channel('handoff', { changes: [{ event: 'INSERT', schema: 'public', table: 'expenses' }] })
+      ch.on('change', (d) => window.got.push(d.record.id))
+      await ch.subscribe()
+    })
+  }
+  assert.equal(await waitFor(async () => (await metric('rtsync_websockets')) === 1 && 1, 'one socket'), 1)
+  const leaders = []
+  for (const tab of tabs) leaders.push(await tab.evaluate(() => window.rtsync.isLeader))
+  assert.equal(leaders.filter(Boolean).length, 1, `one leader: ${leaders}`)
+  const expense = (id) => rest('POST', '/rest/v1/expenses', { id, property_id: 1, category: 'supplies', amount: 5, spent_on: '2027-01-01', note: 'handoff' })
+  const sent = []
+  for (let i = 0; i < 5; i++) { const id = ids(); sent.push(id); assert.equal((await expense(id)).status, 201) }
+  for (const tab of tabs) await tab.waitForFunction((n) => window.got.length >= n, sent.length)
+  const leader = tabs[leaders.indexOf(true)]
+  const rest2 = tabs.filter((tab) => tab !== leader)
+  await leader.close({ runBeforeUnload: true })
+  // changes keep coming while the next leader takes over
+  for (let i = 0; i < 10; i++) {
+    const id = ids(); sent.push(id)
+    assert.equal((await expense(id)).status, 201)
+    await new Promise((r) => setTimeout(r, 60))
+  }
+  for (const tab of rest2) {
+    await tab.waitForFunction((n) => window.got.length >= n, sent.length, { timeout: 10000 })
+    await tab.waitForTimeout(300) // a repeat would show now
+    assert.deepEqual(await tab.evaluate(() => window.got), sent, 'every change once, in order')
+  }
+  const newLeaders = await Promise.all(rest2.map((tab) => tab.evaluate(() => window.rtsync.isLeader)))
+  assert.equal(newLeaders.filter(Boolean).length, 1, 'one tab took over')
+  assert.equal(await waitFor(async () => (await metric('rtsync_websockets')) === 1 && 1, 'one socket after the takeover'), 1)
+  for (const tab of rest2) assert.equal(await tab.textContent('#status'), 'Connected')
+  await shot(rest2[0], 'tabs-takeover')
+})
+
+test('offline edits show as pending and sync on reconnect, each once', async (t) => {
+  const ctx = await newContext(t, { viewport: { width: 1360, height: 900 } })
+  const page = await open(ctx, '/demo')
+  await page.waitForFunction(() => !document.querySelector('#kpi-bookings').classList.contains('skeleton'))
+  await ctx.setOffline(true)
+  await page.waitForFunction(() => document.querySelector('#status').dataset.status === 'offline')
+  assert.ok(await page.isVisible('#offline-banner'))
+  const guests = [`Olga Offline ${Date.now()}`, `Otto Offline ${Date.now()}`]
+  for (const g of guests) {
+    await page.fill('#b-guest', g)
+    await page.click('#b-add')
+  }
+  await page.waitForFunction(() => document.querySelector('#pending').dataset.count === '2')
+  assert.equal(await page.textContent('#pending'), '2 pending writes')
+  // kept in IndexedDB with their idempotency keys
+  const queued = await page.evaluate(() => window.rtsync.queue.all())
+  assert.equal(queued.length, 2)
+  assert.ok(queued.every((w) => /^rtsync-js:/.test(w.idempotency_key)))
+  await shot(page, 'demo-offline')
+  await ctx.setOffline(false)
+  await page.waitForFunction(() => document.querySelector('#status').dataset.status === 'connected', null, { timeout: 15000 })
+  await page.waitForFunction(() => document.querySelector('#pending').hidden, null, { timeout: 15000 })
+  for (const g of guests) {
+    const r = await rest('GET', `/rest/v1/bookings?guest_name=eq.${encodeURIComponent(g)}&select=id`)
+    assert.equal(r.body.length, 1, `${g} written once`)
+  }
+  assert.equal((await page.evaluate(() => window.rtsync.queue.all())).length, 0)
+  await shot(page, 'demo-synced')
+})
+
+test('a notification shows as a toast in one tab and its badge clears in the other when read', async (t) => {
+  const ctx = await newContext(t, { viewport: { width: 1360, height: 860 } })
+  const key = user()
+  const a = await open(ctx, '/', key)
+  const b = await open(ctx, '/', key)
+  await a.waitForSelector('#notify-list li')
+  await b.waitForSelector('#notify-list li')
+  // start from an inbox without unread notifications
+  await rest('POST', '/notify/v1/inbox/read-all', undefined, key)
+  for (const tab of [a, b]) await tab.waitForFunction(() => document.querySelector('#badge').hidden)
+  const sent = await rest('POST', '/notify/v1/send', { user: '1', title: 'Pool pump replaced at Dune House', message: 'Maintenance done', type: 'success' })
+  assert.equal(sent.status, 201)
+  await a.waitForSelector('.toast:has-text("Pool pump replaced")')
+  for (const tab of [a, b]) await tab.waitForFunction(() => document.querySelector('#badge').dataset.count === '1')
+  await shot(a, 'notification-toast')
+  const id = sent.body.ids[0]
+  await a.click(`#notify-list li[data-id="${id}"] button`)
+  await b.waitForFunction(() => document.querySelector('#badge').hidden && document.querySelector('#badge').dataset.count === '0')
+  await b.waitForSelector(`#notify-list li.read[data-id="${id}"]`)
+  await shot(b, 'notification-read')
+})
