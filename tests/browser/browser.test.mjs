@@ -134,24 +134,27 @@ test('a row inserted through REST shows in the demo with its KPI change within 2
   await shot(page, 'demo')
 })
 
-test('three tabs share one WebSocket; when the leader closes another takes over with nothing missed or repeated', async (t) => {
+async function takeover(t, fallback) {
   await waitFor(async () => (await metric('rtsync_websockets')) === 0, 'no sockets from earlier tests')
   const ctx = await newContext(t, { viewport: { width: 1100, height: 700 } })
+  if (fallback) await ctx.addInitScript(() => localStorage.setItem('rtsync:fallback', 'storage'))
   const key = user()
   const tabs = []
   for (let i = 0; i < 3; i++) tabs.push(await open(ctx, '/', key))
   for (const tab of tabs) {
-    await tab.evaluate(async () => {
+    await tab.evaluate(async (topic) => {
       window.got = []
-      const ch = window.rtsync.channel('handoff', { changes: [{ event: 'INSERT', schema: 'public', table: 'expenses' }] })
+      const ch = window.rtsync.channel(topic, { changes: [{ event: 'INSERT', schema: 'public', table: 'expenses' }] })
       ch.on('change', (d) => window.got.push(d.record.id))
       await ch.subscribe()
-    })
+    }, `handoff-${fallback ? 'ls' : 'wl'}`)
   }
   assert.equal(await waitFor(async () => (await metric('rtsync_websockets')) === 1 && 1, 'one socket'), 1)
   const leaders = []
   for (const tab of tabs) leaders.push(await tab.evaluate(() => window.rtsync.isLeader))
   assert.equal(leaders.filter(Boolean).length, 1, `one leader: ${leaders}`)
+  const lease = await tabs[0].evaluate(() => Object.keys(localStorage).some((k) => k.endsWith(':lease')))
+  assert.equal(lease, fallback, fallback ? 'the leader holds a lease in localStorage' : 'Web Locks: no lease')
   const expense = (id) => rest('POST', '/rest/v1/expenses', { id, property_id: 1, category: 'supplies', amount: 5, spent_on: '2027-01-01', note: 'handoff' })
   const sent = []
   for (let i = 0; i < 5; i++) { const id = ids(); sent.push(id); assert.equal((await expense(id)).status, 201) }
@@ -159,6 +162,7 @@ test('three tabs share one WebSocket; when the leader closes another takes over 
   const leader = tabs[leaders.indexOf(true)]
   const rest2 = tabs.filter((tab) => tab !== leader)
   await leader.close({ runBeforeUnload: true })
+  const closedAt = Date.now()
   // changes keep coming while the next leader takes over
   for (let i = 0; i < 10; i++) {
     const id = ids(); sent.push(id)
@@ -170,12 +174,17 @@ test('three tabs share one WebSocket; when the leader closes another takes over 
     await tab.waitForTimeout(300) // a repeat would show now
     assert.deepEqual(await tab.evaluate(() => window.got), sent, 'every change once, in order')
   }
+  console.log(`# ${fallback ? 'localStorage' : 'Web Locks'}: every change in the other tabs ${Date.now() - closedAt} ms after the leader closed`)
   const newLeaders = await Promise.all(rest2.map((tab) => tab.evaluate(() => window.rtsync.isLeader)))
   assert.equal(newLeaders.filter(Boolean).length, 1, 'one tab took over')
   assert.equal(await waitFor(async () => (await metric('rtsync_websockets')) === 1 && 1, 'one socket after the takeover'), 1)
   for (const tab of rest2) assert.equal(await tab.textContent('#status'), 'Connected')
-  await shot(rest2[0], 'tabs-takeover')
-})
+  if (!fallback) await shot(rest2[0], 'tabs-takeover')
+}
+
+test('three tabs share one WebSocket; when the leader closes another takes over with nothing missed or repeated', (t) => takeover(t, false))
+
+test('the same with the fallback: a lease in localStorage and storage events', (t) => takeover(t, true))
 
 test('offline edits show as pending and sync on reconnect, each once', async (t) => {
   const ctx = await newContext(t, { viewport: { width: 1360, height: 900 } })
@@ -227,4 +236,54 @@ test('a notification shows as a toast in one tab and its badge clears in the oth
   await b.waitForFunction(() => document.querySelector('#badge').hidden && document.querySelector('#badge').dataset.count === '0')
   await b.waitForSelector(`#notify-list li.read[data-id="${id}"]`)
   await shot(b, 'notification-read')
+})
+
+test('realtime-js with SharedWebSocket as its transport: two tabs, one socket, broadcast between them, merged postgres_changes bindings', async (t) => {
+  const { build } = require('esbuild')
+  const bundle = await build({
+    entryPoints: [join(process.cwd(), 'tests/browser/realtime-entry.js')], bundle: true, format: 'iife', write: false,
+    nodePaths: [join(process.cwd(), 'web/node_modules')], logLevel: 'warning', platform: 'browser',
+  })
+  const code = bundle.outputFiles[0].text
+  await waitFor(async () => (await metric('rtsync_websockets')) === 0, 'no sockets from earlier tests')
+  const ctx = await newContext(t, { bypassCSP: true })
+  const key = user()
+  const tab = async (table) => {
+    const page = await ctx.newPage()
+    page.on('pageerror', (e) => console.error(`[page error] ${e.message}`))
+    await page.goto(`${server.httpUrl}/healthz`) // any page of the origin: the tabs share its storage
+    await page.addScriptTag({ content: code })
+    await page.evaluate(async ({ key, table }) => {
+      window.events = { changes: [], pings: [] }
+      const client = new window.RealtimeClient(`ws://${location.host}/realtime/v1`, { params: { apikey: key }, transport: window.SharedWebSocket })
+      const ch = client.channel('rjs-shared')
+      ch.on('postgres_changes', { event: 'INSERT', schema: 'public', table }, (p) => window.events.changes.push(`${p.table}:${p.new.id}`))
+        .on('broadcast', { event: 'ping' }, ({ payload }) => window.events.pings.push(payload.n))
+      await new Promise((resolve, reject) => ch.subscribe((s, err) => (s === 'SUBSCRIBED' ? resolve() : s !== 'CLOSED' && reject(err || new Error(s)))))
+      window.ch = ch
+    }, { key, table })
+    return page
+  }
+  const a = await tab('expenses')
+  const b = await tab('bookings') // the same topic with another binding: the leader joins with both
+  assert.equal(await waitFor(async () => (await metric('rtsync_websockets')) === 1 && 1, 'one socket for both tabs'), 1)
+  const e = ids(), bk = ids()
+  assert.equal((await rest('POST', '/rest/v1/expenses', { id: e, property_id: 1, category: 'linen', amount: 9, spent_on: '2027-01-01' })).status, 201)
+  assert.equal((await rest('POST', '/rest/v1/bookings', { id: bk, property_id: 1, guest_name: 'RJS', check_in: '2027-04-01', check_out: '2027-04-02', nights: 1, total: 140 })).status, 201)
+  await a.waitForFunction(() => window.events.changes.length >= 1)
+  await b.waitForFunction(() => window.events.changes.length >= 1)
+  await a.waitForTimeout(300)
+  assert.deepEqual(await a.evaluate(() => window.events.changes), [`expenses:${e}`])
+  assert.deepEqual(await b.evaluate(() => window.events.changes), [`bookings:${bk}`])
+  // a tab's broadcast reaches the other tab of the browser (the server sends it to other sockets only)
+  assert.equal(await a.evaluate(() => window.ch.send({ type: 'broadcast', event: 'ping', payload: { n: 1 } })), 'ok')
+  await b.waitForFunction(() => window.events.pings.includes(1))
+  // and one from elsewhere reaches both
+  const r = await fetch(`${server.httpUrl}/realtime/v1/api/broadcast`, {
+    method: 'POST', headers: { apikey: service(), 'Content-Type': 'application/json' },
+    body: JSON.stringify({ messages: [{ topic: 'rjs-shared', event: 'ping', payload: { n: 2 } }] }),
+  })
+  assert.equal(r.status, 202)
+  for (const p of [a, b]) await p.waitForFunction(() => window.events.pings.includes(2))
+  assert.deepEqual(await a.evaluate(() => window.events.pings), [2], 'no echo of its own broadcast (self: false)')
 })

@@ -42,11 +42,18 @@ const posMax = (a, b) => (a === null ? b : b === null ? a : a > b ? a : b)
 /* ------------------------------------------------------------------ */
 /* Tab bus: BroadcastChannel, or localStorage events as the fallback.  */
 
+// The fallback can be chosen for a page (tests, old browsers): localStorage
+// 'rtsync:fallback' = 'storage' uses the lease and storage events even where
+// Web Locks and BroadcastChannel exist.
+const preferStorage = () => {
+  try { return typeof localStorage !== 'undefined' && localStorage.getItem('rtsync:fallback') === 'storage' } catch (_) { return false }
+}
+
 class TabBus {
   constructor(name) {
     this.handlers = new Set()
     this.name = name
-    if (typeof BroadcastChannel !== 'undefined' && !TabBus.forceStorage) {
+    if (typeof BroadcastChannel !== 'undefined' && !preferStorage()) {
       this.bc = new BroadcastChannel(name)
       this.bc.onmessage = (e) => this._deliver(e.data)
     } else {
@@ -74,7 +81,7 @@ class TabBus {
 /* Leader election: Web Locks, or a renewed lease in localStorage.     */
 
 function elect(name, tabId, onLeader) {
-  if (typeof navigator !== 'undefined' && navigator.locks && !TabBus.forceStorage) {
+  if (typeof navigator !== 'undefined' && navigator.locks && !preferStorage()) {
     let release
     const held = new Promise((r) => { release = r })
     navigator.locks.request(`${name}:leader`, () => { onLeader(); return held }).catch(() => {})
@@ -207,7 +214,7 @@ class Mux {
       t = {
         topic, members: new Map(), bindings: [], serverBindings: [], config: null, accessToken: undefined,
         joined: false, serverJoinRef: null, pos: null, livePos: null, presence: {}, reply: null,
-        system: [], track: null, live: new Map(), liveOpts: {}, waiting: [],
+        system: [], track: null, live: new Map(), liveOpts: {}, waiting: [], oldJoinRefs: new Set(),
       }
       this.topics.set(topic, t)
     }
@@ -253,7 +260,7 @@ class Mux {
     for (const id of [...t.live.keys()]) if (id.startsWith(`${port}.`)) t.live.delete(id)
     if (ref) this.hub.toPort(port, { join_ref: null, ref, topic, event: 'phx_reply', payload: { status: 'ok', response: {} } })
     if (t.members.size === 0) {
-      if (t.joined || t.serverJoinRef) this.send({ topic, event: 'phx_leave', payload: {}, ref: this.nextRef(), join_ref: t.serverJoinRef })
+      this.leaveServer(t)
       this.topics.delete(topic)
     }
   }
@@ -286,8 +293,19 @@ class Mux {
     this.send({ topic: t.topic, event: 'phx_join', payload, ref: jr, join_ref: jr })
   }
 
+  // Leaves the server channel of t (joined again by the caller or not). The
+  // 1.0.0 serializer carries no join_ref, so the leave's reply and the old
+  // channel's phx_close (whose ref is its join ref) are told apart by ref.
+  leaveServer(t) {
+    if (!t.serverJoinRef) return
+    const ref = this.nextRef()
+    this.pending.set(ref, { kind: 'leave', topic: t.topic })
+    t.oldJoinRefs.add(t.serverJoinRef)
+    this.send({ topic: t.topic, event: 'phx_leave', payload: {}, ref, join_ref: t.serverJoinRef })
+  }
+
   rejoin(t) {
-    if (t.serverJoinRef) this.send({ topic: t.topic, event: 'phx_leave', payload: {}, ref: this.nextRef(), join_ref: t.serverJoinRef })
+    this.leaveServer(t)
     t.joined = false
     t.serverJoinRef = null
     this.joinServer(t)
@@ -384,6 +402,7 @@ class Mux {
       const p = this.pending.get(m.ref)
       this.pending.delete(m.ref)
       const t = this.topics.get(p.topic)
+      if (p.kind === 'leave') return
       if (p.kind === 'join') {
         if (!t || t.serverJoinRef !== m.ref) return
         t.reply = payload
@@ -404,10 +423,12 @@ class Mux {
       this.hub.toPort(p.port, { join_ref: o ? o.joinRef : null, ref: p.ref, topic, event: 'phx_reply', payload: out })
       return
     }
+    if (event === 'phx_reply') return // to the leader's own pushes (heartbeats, replays)
     const t = this.topics.get(topic)
     if (!t) return
     if (m.join_ref && t.serverJoinRef && m.join_ref !== t.serverJoinRef) return // an earlier join's
     if (event === 'phx_close' || event === 'phx_error') {
+      if (m.ref && t.oldJoinRefs.has(m.ref)) { t.oldJoinRefs.delete(m.ref); return } // a channel this leader left
       for (const [port, o] of t.members) this.hub.toPort(port, { join_ref: o.joinRef, ref: null, topic, event, payload })
       this.topics.delete(topic)
       return
