@@ -19,7 +19,7 @@ else { $('#status').textContent = 'Signed out'; $('#status').dataset.status = 'o
 
 const N = 60
 const cards = {
-  latency: { title: 'Fan-out latency', unit: 'ms', fmt: (v) => v.toFixed(2) },
+  latency: { title: 'Fan-out latency', unit: 'mean over the last second', fmt: (v) => (v < 1 ? `${(v * 1000).toFixed(0)} µs` : `${v.toFixed(2)} ms`) },
   rate: { title: 'Messages / s', unit: 'msg/s', fmt: (v) => v.toFixed(0) },
   conns: { title: 'Connections', unit: 'sockets', fmt: (v) => v.toFixed(0) },
   subs: { title: 'Subscriptions', unit: 'channels', fmt: (v) => v.toFixed(0) },

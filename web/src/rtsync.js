@@ -20,7 +20,9 @@ import { OfflineQueue } from './idb-queue.js'
 
 const HEARTBEAT_MS = 25000
 const TAB_PING_MS = 2000
-const TAB_DEAD_MS = 7000
+// a tab not heard from this long is gone (a crash: a closed tab says bye);
+// long enough for the once-a-minute timers of throttled background tabs
+const TAB_DEAD_MS = 150000
 const LEASE_MS = 3000
 const MAX_FRAME = 4 * 1024 * 1024 // bound on what a port may hand the leader
 
@@ -514,6 +516,8 @@ class Hub {
     this.pinger = setInterval(() => this.ping(), TAB_PING_MS)
     if (typeof addEventListener === 'function') {
       addEventListener('pagehide', () => this.shutdown())
+      // back from the back/forward cache: this hub said bye, start afresh
+      addEventListener('pageshow', (e) => { if (e.persisted) location.reload() })
       addEventListener('offline', () => { if (this.mux) this.mux.goOffline() })
       addEventListener('online', () => { if (this.mux) this.mux.goOnline() })
     }
@@ -592,7 +596,7 @@ class Hub {
         break
       case 'leader':
         if (this.isLeader || m.tab === this.tabId) break
-        if (m.tab !== this.leaderTab) {
+        if (m.tab !== this.leaderTab || m.rehello === this.tabId) {
           this.leaderTab = m.tab
           this.hello()
         }
@@ -612,7 +616,7 @@ class Hub {
         break
       case 'alive':
         if (this.isLeader && m.to === this.tabId) {
-          if (!this.tabs.has(m.tab)) { this.bus.post({ t: 'leader', tab: this.tabId, status: this.mux.status }); break }
+          if (!this.tabs.has(m.tab)) { this.bus.post({ t: 'leader', tab: this.tabId, status: this.mux.status, rehello: m.tab }); break }
           this.tabs.set(m.tab, Date.now())
         }
         break
