@@ -287,8 +287,11 @@ $(WEB_GEN)/web_assets.o: $(WEB_GEN)/web_assets.c
 $(WEB_GEN)/web_assets_data.o: $(WEB_GEN)/web_assets.S web/dist/.stamp
 	$(CC) -c $< -o $@
 
-.PHONY: web browser-test
+.PHONY: web browser-test clean-web
 web: web/dist/.stamp
+clean: clean-web
+clean-web:
+	rm -rf web/dist
 
 # tests/browser/: headless Chromium (Debian's chromium) with playwright-core
 DEB_PKGS += chromium

@@ -6,6 +6,9 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
+import { spawn } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { startServer, mintToken } from '../interop/lib/server.mjs'
 
 const require = createRequire(join(process.cwd(), 'web', 'package.json'))
@@ -311,4 +314,33 @@ test('two browsers on the demo see each other: presence avatars, cursors, shared
   await b.mouse.move(700, 500)
   await a.waitForSelector('.cursor')
   await shot(a, 'demo-presence')
+})
+
+test('the dashboard URL rtsync serve prints (make run) opens the dashboard signed in', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rtsync-browser-run-'))
+  const proc = spawn(process.env.RTSYNC_BIN, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dir, '--schema', 'examples/schema.sql', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const exited = new Promise((resolve) => proc.on('exit', (code) => resolve(code)))
+  if (process.env.RTSYNC_INTEROP_PIDDIR) writeFileSync(join(process.env.RTSYNC_INTEROP_PIDDIR, String(proc.pid)), process.env.RTSYNC_BIN)
+  t.after(async () => { if (proc.exitCode === null) proc.kill('SIGKILL'); await exited; rmSync(dir, { recursive: true, force: true }) })
+  let out = ''
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no dashboard line in: ${out}`)), 10000)
+    proc.stdout.on('data', (d) => {
+      out += d
+      const m = /^ {2}dashboard {3}(http:\/\/\S+)$/m.exec(out)
+      if (m) { clearTimeout(timer); resolve(m[1]) }
+    })
+  })
+  assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/#key=[\w-]+\.[\w-]+\.[\w-]+$/)
+  const ctx = await newContext(t, { viewport: { width: 1360, height: 860 } })
+  const page = await ctx.newPage()
+  await page.goto(url)
+  await page.waitForFunction(() => document.querySelector('#status').textContent === 'Connected', null, { timeout: 10000 })
+  assert.equal(await page.textContent('#who'), 'authenticated · 1')
+  await page.waitForSelector('#notify-list li') // the key has a sub: the inbox of user 1
+  await page.waitForSelector('#table-rows tr[data-key="1"]')
+  assert.equal(await page.isVisible('#signin'), false, 'no sign-in box: the key worked')
+  await ctx.close()
+  proc.kill('SIGTERM')
+  assert.equal(await exited, 0, 'the server stops cleanly (no sanitizer report)')
 })

@@ -129,7 +129,6 @@ async function openTable(name) {
   body.replaceChildren(el('tr', {}, el('td', { class: 'skeleton', colspan: 6 }, '\u00a0')))
   $('#table-error').textContent = ''
   let rows
-  const pk = 'id'
   try {
     rows = await rt.rest(`/rest/v1/${encodeURIComponent(name)}?select=*&limit=200`)
   } catch (e) {
@@ -138,6 +137,8 @@ async function openTable(name) {
     return
   }
   const cols = [...new Set(rows.flatMap((r) => Object.keys(r)))]
+  // rows are matched by their id column; a table without one by the whole row
+  const keyOf = (r) => ('id' in r ? String(r.id) : JSON.stringify(r))
   const byKey = new Map()
   const render = () => {
     head.replaceChildren(...cols.map((c) => el('th', { text: c })))
@@ -145,15 +146,15 @@ async function openTable(name) {
     body.replaceChildren(...all.map((r) => r.tr))
     $('#table-count').textContent = `${all.length} rows`
   }
-  const rowEl = (r) => el('tr', { 'data-key': String(r[pk]) }, ...cols.map((c) => el('td', { text: r[c] === null || r[c] === undefined ? '' : typeof r[c] === 'object' ? JSON.stringify(r[c]) : String(r[c]) })))
-  for (const r of rows) byKey.set(String(r[pk]), { row: r, tr: rowEl(r) })
+  const rowEl = (r) => el('tr', { 'data-key': keyOf(r) }, ...cols.map((c) => el('td', { text: r[c] === null || r[c] === undefined ? '' : typeof r[c] === 'object' ? JSON.stringify(r[c]) : String(r[c]) })))
+  for (const r of rows) byKey.set(keyOf(r), { row: r, tr: rowEl(r) })
   render()
   tableCh = rt.channel(`dashboard-table:${name}`, { changes: [{ event: '*', schema: 'public', table: name }] })
   tableCh.on('change', (d) => {
     const r = d.type === 'DELETE' ? d.old_record : d.record
     if (!r) return
     for (const c of Object.keys(r)) if (!cols.includes(c)) cols.push(c)
-    const k = String(r[pk])
+    const k = keyOf(r)
     if (d.type === 'DELETE') {
       const cur = byKey.get(k)
       if (cur) { cur.tr.classList.add('gone'); setTimeout(() => { byKey.delete(k); render() }, 600) }
