@@ -148,8 +148,12 @@ async function takeover(t, fallback) {
   for (const tab of tabs) {
     await tab.evaluate(async (topic) => {
       window.got = []
-      const ch = window.rtsync.channel(topic, { changes: [{ event: 'INSERT', schema: 'public', table: 'expenses' }] })
+      const ch = window.rtsync.channel(topic, {
+        changes: [{ event: 'INSERT', schema: 'public', table: 'expenses' }],
+        live: [{ id: 'n', table: 'expenses', query: 'select=count()' }],
+      })
       ch.on('change', (d) => window.got.push(d.record.id))
+      ch.on('live', (id, rows) => { window.liveCount = rows[0].count })
       await ch.subscribe()
     }, `handoff-${fallback ? 'ls' : 'wl'}`)
   }
@@ -179,6 +183,9 @@ async function takeover(t, fallback) {
     assert.deepEqual(await tab.evaluate(() => window.got), sent, 'every change once, in order')
   }
   console.log(`# ${fallback ? 'localStorage' : 'Web Locks'}: every change in the other tabs ${Date.now() - closedAt} ms after the leader closed`)
+  // the live query resumed too: its count is the table's
+  const total = (await rest('GET', '/rest/v1/expenses?select=count()')).body[0].count
+  for (const tab of rest2) await tab.waitForFunction((n) => window.liveCount === n, total)
   const newLeaders = await Promise.all(rest2.map((tab) => tab.evaluate(() => window.rtsync.isLeader)))
   assert.equal(newLeaders.filter(Boolean).length, 1, 'one tab took over')
   assert.equal(await waitFor(async () => (await metric('rtsync_websockets')) === 1 && 1, 'one socket after the takeover'), 1)

@@ -236,8 +236,12 @@ class Mux {
     // from its position (the ports ahead drop what they already have)
     const behind = t.joined && ((m.pos !== null && t.pos !== null && m.pos < t.pos) ||
       (m.livePos !== null && t.livePos !== null && m.livePos < t.livePos))
-    if (reg.live) for (const q of reg.live) t.live.set(`${port}.${q.id}`, { ...q, id: `${port}.${q.id}` })
+    // live queries: those the port subscribed, and those of its join config
+    const inJoin = cfg.rtsync && cfg.rtsync.live
+    const queries = [...(reg.live || []), ...(inJoin && Array.isArray(inJoin.queries) && !reg.live ? inJoin.queries : [])]
+    for (const q of queries) if (q && typeof q.id === 'string') t.live.set(`${port}.${q.id}`, { ...q, id: `${port}.${q.id}` })
     if (reg.liveOpts) t.liveOpts = reg.liveOpts
+    else if (inJoin) { const { queries: _q, resume_after: _r, ...opts } = inJoin; if (Object.keys(opts).length) t.liveOpts = opts }
     if (reg.track) t.track = reg.track
     if (!t.config) {
       t.config = { ...cfg }
@@ -249,6 +253,10 @@ class Mux {
       if (!t.bindings.some((x) => bindingKey(x) === k)) { t.bindings.push(b); grew = true }
     }
     if (!this.ws || this.ws.readyState !== 1) return
+    if (t.joined && inJoin && !reg.live && queries.length) {
+      const qs = queries.filter((q) => q && typeof q.id === 'string').map((q) => t.live.get(`${port}.${q.id}`))
+      this.send({ topic, event: 'live_subscribe', payload: { queries: qs }, ref: this.nextRef(), join_ref: t.serverJoinRef })
+    }
     if (!t.joined && t.serverJoinRef) return // the join in flight answers everyone
     if (!t.joined) { this.joinServer(t); return }
     if (grew || behind) { this.rejoin(t); return }
@@ -287,6 +295,13 @@ class Mux {
     delete rt.live
     const resume = minPos([...t.members.values()].map((o) => o.pos), t.pos)
     if (resume !== null) rt.resume_after = String(resume)
+    if (t.live.size) {
+      // the ports' live queries, from where they are: a diff since that
+      // position rather than a whole result (docs/live.md, "Resume")
+      rt.live = { ...t.liveOpts, queries: [...t.live.values()] }
+      const lresume = minPos([...t.members.values()].map((o) => o.livePos), t.livePos)
+      if (lresume !== null) rt.live.resume_after = String(lresume)
+    }
     if (Object.keys(rt).length) config.rtsync = rt
     else delete config.rtsync
     const payload = { config }
@@ -315,12 +330,6 @@ class Mux {
 
   afterJoin(t) {
     if (t.track) this.send({ topic: t.topic, event: 'presence', payload: t.track, ref: this.nextRef(), join_ref: t.serverJoinRef })
-    if (t.live.size) {
-      const payload = { ...t.liveOpts, queries: [...t.live.values()] }
-      const resume = minPos([...t.members.values()].map((o) => o.livePos), t.livePos)
-      if (resume !== null) payload.resume_after = String(resume)
-      this.send({ topic: t.topic, event: 'live_subscribe', payload, ref: this.nextRef(), join_ref: t.serverJoinRef })
-    }
     for (const port of t.members.keys()) this.answerJoin(t, port)
     for (const [port, f] of t.waiting.splice(0)) if (t.members.has(port)) this.forward(t, port, f, f.payload)
   }
