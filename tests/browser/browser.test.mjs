@@ -216,6 +216,9 @@ test('offline edits show as pending and sync on reconnect, each once', async (t)
   assert.equal(queued.length, 2)
   assert.ok(queued.every((w) => /^rtsync-js:/.test(w.idempotency_key)))
   await shot(page, 'demo-offline')
+  // meanwhile someone else books: the page gets it on reconnect, resumed from its position
+  const remote = ids()
+  assert.equal((await rest('POST', '/rest/v1/bookings', { id: remote, property_id: 3, guest_name: 'Rex Remote', check_in: '2027-05-01', check_out: '2027-05-02', nights: 1, total: 210 })).status, 201)
   await ctx.setOffline(false)
   await page.waitForFunction(() => document.querySelector('#status').dataset.status === 'connected', null, { timeout: 15000 })
   await page.waitForFunction(() => document.querySelector('#pending').hidden, null, { timeout: 15000 })
@@ -224,6 +227,10 @@ test('offline edits show as pending and sync on reconnect, each once', async (t)
     assert.equal(r.body.length, 1, `${g} written once`)
   }
   assert.equal((await page.evaluate(() => window.rtsync.queue.all())).length, 0)
+  await page.waitForSelector('.toast:has-text("New booking: Rex Remote")')
+  await page.waitForSelector(`#recent tr[data-key="${remote}"]`)
+  const count = (await rest('GET', '/rest/v1/bookings?select=count()')).body[0].count
+  await page.waitForFunction((n) => document.querySelector('#kpi-bookings').textContent === String(n), count)
   await shot(page, 'demo-synced')
 })
 

@@ -151,7 +151,13 @@ class Mux {
       if (ws !== this.ws) return
       this.backoff = 0
       this.setStatus('connected')
-      this.hb = setInterval(() => this.send({ topic: 'phoenix', event: 'heartbeat', payload: {}, ref: this.nextRef() }), HEARTBEAT_MS)
+      this.hbRef = null
+      this.hb = setInterval(() => {
+        // the last heartbeat is unanswered: the server or the path is gone
+        if (this.hbRef) { try { ws.close(4000, 'heartbeat timeout') } catch (_) {} ; this.dropSocket(); this.retry(); return }
+        this.hbRef = this.nextRef()
+        this.send({ topic: 'phoenix', event: 'heartbeat', payload: {}, ref: this.hbRef })
+      }, HEARTBEAT_MS)
       for (const t of this.topics.values()) this.joinServer(t)
     }
     ws.onmessage = (e) => {
@@ -434,7 +440,10 @@ class Mux {
       this.hub.toPort(p.port, { join_ref: o ? o.joinRef : null, ref: p.ref, topic, event: 'phx_reply', payload: out })
       return
     }
-    if (event === 'phx_reply') return // to the leader's own pushes (heartbeats, replays)
+    if (event === 'phx_reply') { // to the leader's own pushes (heartbeats, replays)
+      if (topic === 'phoenix' && m.ref === this.hbRef) this.hbRef = null
+      return
+    }
     const t = this.topics.get(topic)
     if (!t) return
     if (m.join_ref && t.serverJoinRef && m.join_ref !== t.serverJoinRef) return // an earlier join's
