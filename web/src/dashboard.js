@@ -70,6 +70,7 @@ async function pollMetrics() {
       if (c.value.textContent !== text) { c.value.textContent = text; pulse(c.value) }
       c.value.classList.remove('skeleton')
       c.at = now
+      c.updated.textContent = `updated ${ago(c.at)}`
       c.plot.setData([times.slice(-c.data.length), c.data])
     }
   } catch (_) { /* the status pill says why */ }
