@@ -256,13 +256,21 @@ test('a notification shows as a toast in one tab and its badge clears in the oth
   await shot(b, 'notification-read')
 })
 
+let clientBundle
+async function clientCode() {
+  if (!clientBundle) {
+    const { build } = require('esbuild')
+    const out = await build({
+      entryPoints: [join(process.cwd(), 'tests/browser/realtime-entry.js')], bundle: true, format: 'iife', write: false,
+      nodePaths: [join(process.cwd(), 'web/node_modules')], logLevel: 'warning', platform: 'browser',
+    })
+    clientBundle = out.outputFiles[0].text
+  }
+  return clientBundle
+}
+
 test('realtime-js with SharedWebSocket as its transport: two tabs, one socket, broadcast between them, merged postgres_changes bindings', async (t) => {
-  const { build } = require('esbuild')
-  const bundle = await build({
-    entryPoints: [join(process.cwd(), 'tests/browser/realtime-entry.js')], bundle: true, format: 'iife', write: false,
-    nodePaths: [join(process.cwd(), 'web/node_modules')], logLevel: 'warning', platform: 'browser',
-  })
-  const code = bundle.outputFiles[0].text
+  const code = await clientCode()
   await waitFor(async () => (await metric('rtsync_websockets')) === 0, 'no sockets from earlier tests')
   const ctx = await newContext(t, { bypassCSP: true })
   const key = user()
@@ -357,4 +365,37 @@ test('the dashboard URL rtsync serve prints (make run) opens the dashboard signe
   await ctx.close()
   proc.kill('SIGTERM')
   assert.equal(await exited, 0, 'the server stops cleanly (no sanitizer report)')
+})
+
+test('supabase-js with realtime: { transport: SharedWebSocket }: two tabs, one socket, a write from one reaches both', async (t) => {
+  const code = await clientCode()
+  await waitFor(async () => (await metric('rtsync_websockets')) === 0, 'no sockets from earlier tests')
+  const ctx = await newContext(t, { bypassCSP: true })
+  const key = user()
+  const tabs = []
+  for (let i = 0; i < 2; i++) {
+    const page = await ctx.newPage()
+    page.on('pageerror', (e) => console.error(`[page error] ${e.message}`))
+    await page.goto(`${server.httpUrl}/healthz`)
+    await page.addScriptTag({ content: code })
+    await page.evaluate(async (key) => {
+      window.seen = []
+      const supabase = window.createClient(location.origin, key, { realtime: { transport: window.SharedWebSocket } })
+      window.supabase = supabase
+      await new Promise((resolve, reject) => supabase.channel('sb-bookings')
+        .on('postgres_changes', { event: 'INSERT', schema: 'public', table: 'bookings', filter: 'property_id=eq.2' }, (c) => window.seen.push(c.new.guest_name))
+        .subscribe((s, err) => (s === 'SUBSCRIBED' ? resolve() : s !== 'CLOSED' && reject(err || new Error(s)))))
+    }, key)
+    tabs.push(page)
+  }
+  assert.equal(await waitFor(async () => (await metric('rtsync_websockets')) === 1 && 1, 'one socket for both tabs'), 1)
+  const err = await tabs[0].evaluate(async (id) => {
+    const r = await window.supabase.from('bookings').insert({ id, property_id: 2, guest_name: 'Sam Supabase', check_in: '2027-06-01', check_out: '2027-06-03', nights: 2, total: 171 })
+    await window.supabase.from('bookings').insert({ id: id + 1, property_id: 3, guest_name: 'Not Matching', check_in: '2027-06-01', check_out: '2027-06-03', nights: 2, total: 420 })
+    return r.error
+  }, (nextId += 2) - 1)
+  assert.equal(err, null)
+  for (const p of tabs) await p.waitForFunction(() => window.seen.length >= 1)
+  await tabs[0].waitForTimeout(300)
+  for (const p of tabs) assert.deepEqual(await p.evaluate(() => window.seen), ['Sam Supabase'], 'the filter holds, once per tab')
 })
