@@ -233,8 +233,11 @@ class Mux {
   portJoin(port, topic, reg) {
     const t = this.topicState(topic)
     const cfg = (reg.payload && reg.payload.config) || {}
+    const own = cfg.rtsync || {} // a port (phoenix.js, say) may resume on its own
     const m = {
-      joinRef: reg.joinRef, cfg, pos: posNum(reg.pos), livePos: posNum(reg.livePos),
+      joinRef: reg.joinRef, cfg,
+      pos: posNum(reg.pos !== null && reg.pos !== undefined ? reg.pos : own.resume_after),
+      livePos: posNum(reg.livePos !== null && reg.livePos !== undefined ? reg.livePos : own.live && own.live.resume_after),
       bindings: (cfg.postgres_changes || []).map(bindingKey), replied: !!reg.replied,
     }
     t.members.set(port, m)
@@ -407,7 +410,12 @@ class Mux {
   forward(t, port, f, payload) {
     const { topic, event } = f
     const ref = this.nextRef()
-    if (f.ref) this.pending.set(ref, { kind: 'push', port, ref: f.ref, topic, event })
+    if (f.ref) {
+      if (this.pending.size >= 4096) { // the oldest push never answered: forget it
+        for (const [r, p] of this.pending) if (p.kind === 'push') { this.pending.delete(r); break }
+      }
+      this.pending.set(ref, { kind: 'push', port, ref: f.ref, topic, event })
+    }
     this.send({ topic, event, payload, ref, join_ref: t.serverJoinRef })
   }
 
