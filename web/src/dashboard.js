@@ -19,7 +19,7 @@ else { $('#status').textContent = 'Signed out'; $('#status').dataset.status = 'o
 
 const N = 60
 const cards = {
-  latency: { title: 'Fan-out latency', unit: 'mean over the last second', fmt: (v) => (v < 1 ? `${(v * 1000).toFixed(0)} µs` : `${v.toFixed(2)} ms`) },
+  latency: { title: 'Fan-out latency', unit: 'mean over the last second', fmt: (v) => (v === null ? '—' : v < 1 ? `${(v * 1000).toFixed(0)} µs` : `${v.toFixed(2)} ms`) },
   rate: { title: 'Messages / s', unit: 'msg/s', fmt: (v) => v.toFixed(0) },
   conns: { title: 'Connections', unit: 'sockets', fmt: (v) => v.toFixed(0) },
   subs: { title: 'Subscriptions', unit: 'channels', fmt: (v) => v.toFixed(0) },
@@ -58,7 +58,7 @@ async function pollMetrics() {
       uptime: metricSum(mm, 'rtsync_uptime_seconds'),
       rate: prev ? Math.max(0, (cur.out - prev.out) / ((now - prev.t) / 1000)) : 0,
       latency: prev && cur.lcount > prev.lcount ? ((cur.lsum - prev.lsum) / (cur.lcount - prev.lcount)) * 1000
-        : cur.lcount ? (cur.lsum / cur.lcount) * 1000 : 0,
+        : cur.lcount ? (cur.lsum / cur.lcount) * 1000 : null, // nothing fanned out yet
     }
     prev = cur
     times.push(times.length ? times[times.length - 1] + 1 : 0)
