@@ -52,7 +52,8 @@ bool rt_web_handle(struct rt_conn *c, const struct rt_http_req *req)
 		return false;
 	if (req->method != HTTP_GET && req->method != HTTP_HEAD) {
 		static const char body[] = "{\"error\":\"Method Not Allowed\"}";
-		rt_conn_respond(c, 405, "application/json", body, sizeof body - 1, "Allow: GET, HEAD\r\n");
+		rt_conn_respond(c, 405, "application/json", body, sizeof body - 1,
+				"Allow: GET, HEAD\r\n");
 		return true;
 	}
 	bool is_page = !strncmp(a->content_type, "text/html", 9);
@@ -69,6 +70,7 @@ bool rt_web_handle(struct rt_conn *c, const struct rt_http_req *req)
 	if (req->method == HTTP_HEAD) /* Content-Length 0: the head alone */
 		rt_conn_respond(c, 200, a->content_type, NULL, 0, headers);
 	else
-		rt_conn_respond(c, 200, a->content_type, (const char *)a->data, a->data_len, headers);
+		rt_conn_respond(c, 200, a->content_type, (const char *)a->data, a->data_len,
+				headers);
 	return true;
 }

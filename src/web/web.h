@@ -30,7 +30,7 @@
 #define RT_WEB_MAX_PATH 256
 
 struct rt_web_asset {
-	const char *path;         /* URL path, "/rtsync.js"; NULL ends the table */
+	const char *path;	  /* URL path, "/rtsync.js"; NULL ends the table */
 	const char *content_type; /* e.g. "text/javascript; charset=utf-8" */
 	const unsigned char *data;
 	size_t data_len;
