@@ -51,6 +51,7 @@ help:
 	@echo "make fuzz       build libFuzzer targets into build-fuzz/ (clang)"
 	@echo "make deps       install missing Debian packages"
 	@echo "make install    install into \$$(DESTDIR)\$$(PREFIX)"
+	@echo "make browser-test  the dashboard and rtsync.js in headless Chromium (tests/browser)"
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -170,7 +170,9 @@ static const char serve_usage[] =
 	"\n"
 	"When the server accepts connections it prints 'rtsync listening on http://HOST:PORT'\n"
 	"(https:// with TLS)\n"
-	"on standard output. SIGINT or SIGTERM closes every WebSocket with code 1001 and exits 0.\n";
+	"on standard output. SIGINT or SIGTERM closes every WebSocket with code 1001 and exits 0.\n"
+	"The dashboard is at / and the demo at /demo; with a generated secret the URLs are printed\n"
+	"with a key in their fragment (docs/dashboard.md).\n";
 
 static char *env_or(const char *name, const char *dflt)
 {
