@@ -169,10 +169,16 @@ async function takeover(t, fallback) {
   for (const tab of tabs) await tab.waitForFunction((n) => window.got.length >= n, sent.length)
   const leader = tabs[leaders.indexOf(true)]
   const rest2 = tabs.filter((tab) => tab !== leader)
-  await leader.close({ runBeforeUnload: true })
+  // pagehide runs (runBeforeUnload), then the page is gone
+  await Promise.all([leader.waitForEvent('close'), leader.close({ runBeforeUnload: true })])
   const closedAt = Date.now()
+  // how long the browser is without a socket: a change right after the close, until it shows
+  const first = ids(); sent.push(first)
+  assert.equal((await expense(first)).status, 201)
+  await Promise.all(rest2.map((tab) => tab.waitForFunction((id) => window.got.includes(id), first, { timeout: 10000 })))
+  console.log(`# ${fallback ? 'localStorage' : 'Web Locks'}: a change made as the leader closed shows in the other tabs after ${Date.now() - closedAt} ms`)
   // changes keep coming while the next leader takes over
-  for (let i = 0; i < 10; i++) {
+  for (let i = 0; i < 9; i++) {
     const id = ids(); sent.push(id)
     assert.equal((await expense(id)).status, 201)
     await new Promise((r) => setTimeout(r, 60))
@@ -415,4 +421,25 @@ test('without a key the page asks for one; the sign-in box takes a JWT and refus
   await page.waitForFunction(() => document.querySelector('#status').textContent === 'Connected')
   assert.equal(await page.textContent('#who'), 'service_role')
   assert.equal(await page.isVisible('#notify-panel'), false, 'no inbox without a sub')
+})
+
+test('a write queued offline outlives its tab: the next page of the origin sends it, once', async (t) => {
+  const ctx = await newContext(t, { viewport: { width: 1360, height: 900 } })
+  const keep = await ctx.newPage() // the context lives on when the demo's tab closes
+  await keep.goto(`${server.httpUrl}/healthz`)
+  const page = await open(ctx, '/demo')
+  await ctx.setOffline(true)
+  await page.waitForFunction(() => document.querySelector('#status').dataset.status === 'offline')
+  const guest = `Pia Persistent ${Date.now()}`
+  await page.fill('#b-guest', guest)
+  await page.click('#b-add')
+  await page.waitForFunction(() => document.querySelector('#pending').dataset.count === '1')
+  await Promise.all([page.waitForEvent('close'), page.close({ runBeforeUnload: true })])
+  await ctx.setOffline(false)
+  assert.equal((await rest('GET', `/rest/v1/bookings?guest_name=eq.${encodeURIComponent(guest)}&select=id`)).body.length, 0, 'not sent yet')
+  const next = await open(ctx, '/demo')
+  await next.waitForFunction(() => document.querySelector('#pending').hidden, null, { timeout: 15000 })
+  await waitFor(async () => (await rest('GET', `/rest/v1/bookings?guest_name=eq.${encodeURIComponent(guest)}&select=id`)).body.length === 1, 'the queued booking')
+  await next.waitForTimeout(500)
+  assert.equal((await rest('GET', `/rest/v1/bookings?guest_name=eq.${encodeURIComponent(guest)}&select=id`)).body.length, 1, 'once')
 })
