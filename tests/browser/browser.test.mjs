@@ -110,35 +110,43 @@ test('a row inserted through REST shows in the demo with its KPI change within 2
   const page = await open(ctx, '/demo')
   await page.waitForFunction(() => !document.querySelector('#kpi-bookings').classList.contains('skeleton'))
   await page.waitForFunction(() => !document.querySelector('#kpi-revenue').classList.contains('skeleton'))
+  // three inserts, each timed in the page from before its request to the KPI's change; the
+  // median must be under 200 ms (one slow sample on a loaded machine does not decide)
   const before = Number(await page.textContent('#kpi-bookings'))
-  const id = ids()
-  const ms = await page.evaluate(async ({ id, key }) => {
-    const node = document.querySelector('#kpi-bookings')
-    const was = node.textContent
-    const changed = new Promise((resolve) => {
-      const mo = new MutationObserver(() => { if (node.textContent !== was) { mo.disconnect(); resolve(performance.now()) } })
-      mo.observe(node, { childList: true, characterData: true, subtree: true })
-    })
-    const t0 = performance.now()
-    const r = await fetch('/rest/v1/bookings', {
-      method: 'POST',
-      headers: { apikey: key, Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ id, property_id: 1, guest_name: 'Rita REST', check_in: '2027-03-01', check_out: '2027-03-04', nights: 3, total: 420 }),
-    })
-    if (r.status !== 201) throw new Error(`insert: ${r.status}`)
-    return (await changed) - t0
-  }, { id, key: service() })
-  console.log(`# REST insert to KPI change: ${ms.toFixed(1)} ms`)
-  assert.ok(ms < 200, `KPI changed ${ms.toFixed(1)} ms after the insert`)
-  assert.equal(Number(await page.textContent('#kpi-bookings')), before + 1)
+  const times = []
+  let id
+  for (let i = 0; i < 3; i++) {
+    id = ids()
+    const guest = ['Rita', 'Remy', 'Rosa'][i] + ' REST'
+    times.push(await page.evaluate(async ({ id, key, guest }) => {
+      const node = document.querySelector('#kpi-bookings')
+      const was = node.textContent
+      const changed = new Promise((resolve) => {
+        const mo = new MutationObserver(() => { if (node.textContent !== was) { mo.disconnect(); resolve(performance.now()) } })
+        mo.observe(node, { childList: true, characterData: true, subtree: true })
+      })
+      const t0 = performance.now()
+      const r = await fetch('/rest/v1/bookings', {
+        method: 'POST',
+        headers: { apikey: key, Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ id, property_id: 1, guest_name: guest, check_in: '2027-03-01', check_out: '2027-03-04', nights: 3, total: 420 }),
+      })
+      if (r.status !== 201) throw new Error(`insert: ${r.status}`)
+      return (await changed) - t0
+    }, { id, key: service(), guest }))
+  }
+  const median = [...times].sort((x, y) => x - y)[1]
+  console.log(`# REST insert to KPI change: ${times.map((x) => x.toFixed(1)).join(', ')} ms (median ${median.toFixed(1)})`)
+  assert.ok(median < 200, `the KPI changed ${median.toFixed(1)} ms (median) after the insert`)
+  assert.equal(Number(await page.textContent('#kpi-bookings')), before + 3)
   await page.waitForSelector(`#recent tr[data-key="${id}"]`)
-  await page.waitForSelector('.toast:has-text("New booking: Rita REST")') // someone else's change
+  await page.waitForSelector('.toast:has-text("New booking: Rosa REST")') // someone else's change
   assert.match(await page.textContent('#kpi-bookings-at'), /updated/)
   await page.waitForTimeout(300)
   await shot(page, 'demo')
 })
 
-async function takeover(t, fallback) {
+async function takeover(t, fallback, crash = false) {
   await waitFor(async () => (await metric('rtsync_websockets')) === 0, 'no sockets from earlier tests')
   const ctx = await newContext(t, { viewport: { width: 1100, height: 700 } })
   if (fallback) await ctx.addInitScript(() => localStorage.setItem('rtsync:fallback', 'storage'))
@@ -155,7 +163,7 @@ async function takeover(t, fallback) {
       ch.on('change', (d) => window.got.push(d.record.id))
       ch.on('live', (id, rows) => { window.liveCount = rows[0].count })
       await ch.subscribe()
-    }, `handoff-${fallback ? 'ls' : 'wl'}`)
+    }, `handoff-${fallback ? 'ls' : 'wl'}${crash ? '-crash' : ''}`)
   }
   assert.equal(await waitFor(async () => (await metric('rtsync_websockets')) === 1 && 1, 'one socket'), 1)
   const leaders = []
@@ -169,14 +177,23 @@ async function takeover(t, fallback) {
   for (const tab of tabs) await tab.waitForFunction((n) => window.got.length >= n, sent.length)
   const leader = tabs[leaders.indexOf(true)]
   const rest2 = tabs.filter((tab) => tab !== leader)
-  // pagehide runs (runBeforeUnload), then the page is gone
-  await Promise.all([leader.waitForEvent('close'), leader.close({ runBeforeUnload: true })])
+  if (crash) {
+    // the renderer dies: no pagehide, no goodbye; the browser frees the lock
+    const cdp = await ctx.newCDPSession(leader)
+    const crashed = leader.waitForEvent('crash')
+    cdp.send('Page.crash').catch(() => {}) // answered by nobody: the page is gone
+    await crashed
+  } else {
+    // pagehide runs (runBeforeUnload), then the page is gone
+    await Promise.all([leader.waitForEvent('close'), leader.close({ runBeforeUnload: true })])
+  }
   const closedAt = Date.now()
+  const how = `${fallback ? 'localStorage' : 'Web Locks'}${crash ? ', leader crashed' : ''}`
   // how long the browser is without a socket: a change right after the close, until it shows
   const first = ids(); sent.push(first)
   assert.equal((await expense(first)).status, 201)
   await Promise.all(rest2.map((tab) => tab.waitForFunction((id) => window.got.includes(id), first, { timeout: 10000 })))
-  console.log(`# ${fallback ? 'localStorage' : 'Web Locks'}: a change made as the leader closed shows in the other tabs after ${Date.now() - closedAt} ms`)
+  console.log(`# ${how}: a change made as the leader closed shows in the other tabs after ${Date.now() - closedAt} ms`)
   // changes keep coming while the next leader takes over
   for (let i = 0; i < 9; i++) {
     const id = ids(); sent.push(id)
@@ -188,7 +205,7 @@ async function takeover(t, fallback) {
     await tab.waitForTimeout(300) // a repeat would show now
     assert.deepEqual(await tab.evaluate(() => window.got), sent, 'every change once, in order')
   }
-  console.log(`# ${fallback ? 'localStorage' : 'Web Locks'}: every change in the other tabs ${Date.now() - closedAt} ms after the leader closed`)
+  console.log(`# ${how}: every change in the other tabs ${Date.now() - closedAt} ms after the leader closed`)
   // the live query resumed too: its count is the table's
   const total = (await rest('GET', '/rest/v1/expenses?select=count()')).body[0].count
   for (const tab of rest2) await tab.waitForFunction((n) => window.liveCount === n, total)
@@ -196,12 +213,14 @@ async function takeover(t, fallback) {
   assert.equal(newLeaders.filter(Boolean).length, 1, 'one tab took over')
   assert.equal(await waitFor(async () => (await metric('rtsync_websockets')) === 1 && 1, 'one socket after the takeover'), 1)
   for (const tab of rest2) assert.equal(await tab.textContent('#status'), 'Connected')
-  if (!fallback) await shot(rest2[0], 'tabs-takeover')
+  if (!fallback && !crash) await shot(rest2[0], 'tabs-takeover')
 }
 
 test('three tabs share one WebSocket; when the leader closes another takes over with nothing missed or repeated', (t) => takeover(t, false))
 
 test('the same with the fallback: a lease in localStorage and storage events', (t) => takeover(t, true))
+
+test('the same when the leader tab crashes (no goodbye)', (t) => takeover(t, false, true))
 
 test('offline edits show as pending and sync on reconnect, each once', async (t) => {
   const ctx = await newContext(t, { viewport: { width: 1360, height: 900 } })

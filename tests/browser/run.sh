@@ -4,8 +4,9 @@
 #
 #   tests/browser/run.sh /abs/path/to/rtsync [test-name-pattern]
 #
-# Screenshots of each state go to $RTSYNC_BROWSER_SHOTS (default: a temp dir,
-# printed at the end and kept). Prints "browser: N passed, M failed".
+# Screenshots of each state go to $RTSYNC_BROWSER_SHOTS when it is set (the
+# directory is kept); otherwise to a temp dir removed at the end. Prints
+# "browser: N passed, M failed".
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -25,6 +26,7 @@ if [ ! -d "$root/web/node_modules/playwright-core" ]; then
 		echo "browser: npm ci in web/ failed" >&2; echo "browser: 0 passed, 1 failed"; exit 2; }
 fi
 
+own_shots=""
 piddir="$(mktemp -d "${TMPDIR:-/tmp}/rtsync-browser-pids.XXXXXX")"
 reap() {
 	for p in "$piddir"/*; do
@@ -34,13 +36,19 @@ reap() {
 		if [ -n "$exe" ] && [ "$exe" = "$(readlink -f "$bin")" ]; then kill -KILL "$pid" 2>/dev/null || true; fi
 	done
 	rm -rf "$piddir"
+	if [ -n "$own_shots" ]; then rm -rf "$own_shots"; fi
 }
 trap reap EXIT
 
 export RTSYNC_BIN="$bin"
 export RTSYNC_INTEROP_PIDDIR="$piddir"
 export RTSYNC_CHROMIUM="$chromium"
-export RTSYNC_BROWSER_SHOTS="${RTSYNC_BROWSER_SHOTS:-$(mktemp -d "${TMPDIR:-/tmp}/rtsync-browser-shots.XXXXXX")}"
+own_shots=""
+if [ -z "${RTSYNC_BROWSER_SHOTS:-}" ]; then
+	own_shots="$(mktemp -d "${TMPDIR:-/tmp}/rtsync-browser-shots.XXXXXX")"
+	export RTSYNC_BROWSER_SHOTS="$own_shots"
+fi
+mkdir -p "$RTSYNC_BROWSER_SHOTS"
 export NODE_NO_WARNINGS=1
 cd "$root"
 
@@ -48,7 +56,8 @@ pattern=()
 [ $# -gt 0 ] && pattern=(--test-name-pattern="$1")
 tap="$piddir/results.tap"
 status=0
-timeout --kill-after=10 300 node --test "${pattern[@]}" \
+# --test-timeout: a hung test fails and its after hooks still close the browser
+timeout --kill-after=10 300 node --test --test-timeout=90000 "${pattern[@]}" \
 	--test-reporter=spec --test-reporter-destination=stdout \
 	--test-reporter=tap --test-reporter-destination="$tap" \
 	"$here/browser.test.mjs" || status=$?
@@ -56,6 +65,6 @@ count() { sed -n "s/^# $1 \([0-9]*\)\$/\1/p" "$tap" 2>/dev/null | tail -1; }
 passed="$(count pass)"; failed="$(count fail)"; cancelled="$(count cancelled)"
 passed=${passed:-0}; failed=$(( ${failed:-0} + ${cancelled:-0} ))
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
-echo "browser: screenshots in $RTSYNC_BROWSER_SHOTS"
+if [ -z "$own_shots" ]; then echo "browser: screenshots in $RTSYNC_BROWSER_SHOTS"; fi
 echo "browser: $passed passed, $failed failed"
 exit "$status"
