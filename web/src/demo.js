@@ -70,6 +70,7 @@ function drawChart(rows) {
   const box = $('#chart')
   box.classList.remove('skeleton')
   $('#chart-at').dataset.updated = String((at.chart = Date.now()))
+  $('#chart-at').textContent = `updated ${ago(at.chart)}`
   const xs = rows.map((_, i) => i)
   const ys = rows.map((g) => g.amount || 0)
   const labels = rows.map((g) => g.category)
