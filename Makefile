@@ -23,7 +23,7 @@ SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=undefined
 
 # Server library: every module but the CLI entry point.
-SRV_DIRS := common proto net auth flags realtime live notify store collab locks activity api
+SRV_DIRS := common proto net auth flags realtime live notify store collab locks activity web api
 SRV_SRC  := $(foreach d,$(SRV_DIRS),$(wildcard src/$(d)/*.c)) $(filter-out src/cli/main.c,$(wildcard src/cli/*.c))
 SRV_OBJ  := $(SRV_SRC:%.c=$(BUILD)/obj/%.o)
 MAIN_OBJ := $(BUILD)/obj/src/cli/main.o
@@ -51,6 +51,7 @@ help:
 	@echo "make fuzz       build libFuzzer targets into build-fuzz/ (clang)"
 	@echo "make deps       install missing Debian packages"
 	@echo "make install    install into \$$(DESTDIR)\$$(PREFIX)"
+	@echo "make browser-test  the dashboard and rtsync.js in headless Chromium (tests/browser)"
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -256,3 +257,44 @@ $(BUILD)/tests/collab/ymerge: tests/collab/ymerge.c $(BUILD)/libsrv.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libsrv.a $(LIBS) $(LDFLAGS)
 unit-bins: $(BUILD)/tests/collab/ymerge
+
+# ---- the dashboard and the browser client (web/, src/web, docs/dashboard.md) ----
+# web/ is bundled with esbuild from its pinned lock file (npm ci, which works
+# offline from npm's cache once it has run); web/embed.sh turns web/dist into
+# an assembler file (.incbin) and the asset table src/web/web.h declares, both
+# rewritten only when the bundle changes. Node is needed to build, never to run.
+WEB_SRC  := web/package.json web/package-lock.json web/build.mjs $(wildcard web/src/*)
+WEB_GEN  := $(BUILD)/gen/web
+WEB_OBJ  := $(WEB_GEN)/web_assets.o $(WEB_GEN)/web_assets_data.o
+$(BUILD)/libsrv.a: $(WEB_OBJ)
+
+web/node_modules/.rtsync-stamp: web/package.json web/package-lock.json
+	@command -v npm >/dev/null || { echo "the web bundle needs node and npm (make deps)"; exit 1; }
+	cd web && npm ci --prefer-offline --no-audit --no-fund --loglevel=error
+	@touch $@
+
+web/dist/.stamp: $(WEB_SRC) web/node_modules/.rtsync-stamp
+	cd web && node build.mjs
+	@touch $@
+
+$(WEB_GEN)/web_assets.c: web/dist/.stamp web/embed.sh
+	web/embed.sh web/dist $(WEB_GEN)
+$(WEB_GEN)/web_assets.S: $(WEB_GEN)/web_assets.c
+	@:
+
+$(WEB_GEN)/web_assets.o: $(WEB_GEN)/web_assets.c
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(WEB_GEN)/web_assets_data.o: $(WEB_GEN)/web_assets.S web/dist/.stamp
+	$(CC) -c $< -o $@
+
+.PHONY: web browser-test clean-web
+web: web/dist/.stamp
+clean: clean-web
+clean-web:
+	rm -rf web/dist
+
+# tests/browser/: headless Chromium (Debian's chromium) with playwright-core
+DEB_PKGS += chromium
+browser-test: all
+	@tests/browser/run.sh $(abspath $(BUILD)/rtsync)

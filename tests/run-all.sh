@@ -39,6 +39,7 @@ for suite in integration interop; do
 done
 [ -x tests/postgres/run.sh ] && run postgres tests/postgres/run.sh "$build/rtsync"
 [ -x tests/chaos/run.sh ] && run chaos tests/chaos/run.sh "$build/rtsync"
+[ -x tests/browser/run.sh ] && run browser tests/browser/run.sh "$build/rtsync"
 run bench-smoke bench/smoke.sh "$build"
 
 passed=0

@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "flags/flags.h"
+#include "web/web.h"
 
 static uint64_t start_ms;
 
@@ -396,7 +397,7 @@ static void on_request(struct rt_conn *c, struct rt_http_req *req)
 			respond_json(c, 405, "{\"message\":\"Method Not Allowed\"}");
 		else
 			broadcast_single(c, req, api + 10);
-	} else {
+	} else if (!rt_web_handle(c, req)) { /* the embedded dashboard: last, shadows nothing */
 		respond_json(c, 404, "{\"error\":\"Not Found\"}");
 	}
 }

@@ -13,6 +13,7 @@
  *   GET  /activity/v1/<channel>                      the activity feed (api/activity.c)
  *   GET  /healthz                                    200 once accepting
  *   GET  /metrics                                    Prometheus text
+ *   GET  /, /demo, /rtsync.js, …                     embedded web assets (src/web)
  *
  * Ownership: rt_api_handler is static; the realtime object is passed as the
  *            server's app pointer and outlives the server.

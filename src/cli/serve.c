@@ -216,7 +216,9 @@ static const char serve_usage[] =
 	"\n"
 	"When the server accepts connections it prints 'rtsync listening on http://HOST:PORT'\n"
 	"(https:// with TLS)\n"
-	"on standard output. SIGINT or SIGTERM closes every WebSocket with code 1001 and exits 0.\n";
+	"on standard output. SIGINT or SIGTERM closes every WebSocket with code 1001 and exits 0.\n"
+	"The dashboard is at / and the demo at /demo; with a generated secret the URLs are printed\n"
+	"with a key in their fragment (docs/dashboard.md).\n";
 
 static char *env_or(const char *name, const char *dflt)
 {
@@ -966,6 +968,16 @@ int rt_cli_serve(int argc, char **argv)
 		printf("  service key %s\n", svc ? svc : "?");
 		free(anon);
 		free(svc);
+		/* the dashboard (src/web): an authenticated key for user "1" in the
+		 * URL fragment, which browsers never send, so it stays out of logs */
+		json_t *who = o.jwt_aud ? json_pack("{s:s,s:s}", "sub", "1", "aud", o.jwt_aud)
+					: json_pack("{s:s}", "sub", "1");
+		char *dash = rt_jwt_mint(o.jwt_secret, "authenticated", iss, now, now + KEY_LIFETIME_S,
+					 who);
+		json_decref(who);
+		printf("  dashboard   http%s://%s/#key=%s\n", s, hostport, dash ? dash : "?");
+		printf("  demo        http%s://%s/demo#key=%s\n", s, hostport, dash ? dash : "?");
+		free(dash);
 	}
 	fflush(stdout);
 	rt_info("rtsync listening on %s with %ld workers%s", hostport, o.workers,

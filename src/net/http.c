@@ -270,6 +270,7 @@ const char *rt_http_status_text(int status)
 	case 202: return "Accepted";
 	case 204: return "No Content";
 	case 206: return "Partial Content";
+	case 304: return "Not Modified";
 	case 400: return "Bad Request";
 	case 401: return "Unauthorized";
 	case 403: return "Forbidden";
