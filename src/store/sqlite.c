@@ -54,6 +54,7 @@ struct sqlite_store {
 
 	sqlite3 *change_db; /* the change thread's own connection */
 	sqlite3_stmt *version_st; /* PRAGMA data_version on change_db, kept */
+	sqlite3_stmt *changes_st; /* the change log's read on change_db, kept */
 };
 
 static const struct rt_store_ops sqlite_ops;
@@ -722,6 +723,7 @@ static void sq_close(struct rt_store *base)
 		c = next;
 	}
 	sqlite3_finalize(s->version_st);
+	sqlite3_finalize(s->changes_st);
 	sqlite3_close(s->change_db);
 	rt_store_schema_free(&s->base.schema);
 	rt_store_policies_deinit(&s->base);
@@ -1687,8 +1689,8 @@ static int sq_changes_after(struct rt_store *base, uint64_t after, size_t max, s
 			   size_t *n, uint64_t *oldest, struct rt_store_scan *scan)
 {
 	struct sqlite_store *s = (struct sqlite_store *)base;
-	return rt_store_log_read(base, s->change_db, "_rtsync_changes", false, after, max, out, n, oldest,
-				 scan, typed_row);
+	return rt_store_log_read(base, s->change_db, &s->changes_st, "_rtsync_changes", false, after,
+				 max, out, n, oldest, scan, typed_row);
 }
 
 static uint64_t sq_last_pos(struct rt_store *base)
