@@ -171,8 +171,9 @@ static int send_round(struct run *r, struct io_uring *ring, const char *msg, lon
 }
 
 static const char usage[] =
-	"Usage: rtfloor [--sockets N] [--group G] [--rounds R] [--interval-ms MS | --interval-us US]\n"
-	"               [--bytes M] [--mode write|uring] [--sender-cpu C] [--reader-cpu C]\n"
+	"Usage: rtfloor [--sockets N] [--group G] [--rounds R]\n"
+	"               [--interval-ms MS | --interval-us US] [--bytes M]\n"
+	"               [--mode write|uring] [--sender-cpu C] [--reader-cpu C]\n"
 	"The kernel's floor for one M-byte message to N loopback TCP sockets (defaults:\n"
 	"1000 sockets, 1000 rounds every 5 ms, 100 bytes, write, sender on CPU 0, reader\n"
 	"on CPU 1). --group G: each round goes to the next G sockets in turn (N/G\n"
@@ -184,7 +185,8 @@ static int parse(int argc, char **argv, struct opts *o)
 			   .sender_cpu = 0, .reader_cpu = 1};
 	static const struct option longopts[] = {
 		{"sockets", required_argument, NULL, 'n'}, {"rounds", required_argument, NULL, 'r'},
-		{"interval-ms", required_argument, NULL, 'i'}, {"interval-us", required_argument, NULL, 'u'},
+		{"interval-ms", required_argument, NULL, 'i'},
+		{"interval-us", required_argument, NULL, 'u'},
 		{"group", required_argument, NULL, 'g'}, {"bytes", required_argument, NULL, 'b'},
 		{"mode", required_argument, NULL, 'm'}, {"sender-cpu", required_argument, NULL, 's'},
 		{"reader-cpu", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},

@@ -14,8 +14,7 @@
 #include "store/store_int.h"
 
 int rt_store_log_read(struct rt_store *base, sqlite3 *db, sqlite3_stmt **cache, const char *table,
-		      bool has_txn,
-		      uint64_t after, size_t max, struct rt_change **out, size_t *n,
+		      bool has_txn, uint64_t after, size_t max, struct rt_change **out, size_t *n,
 		      uint64_t *oldest, struct rt_store_scan *scan, rt_store_log_row_fn *row)
 {
 	char sql[160];

@@ -164,8 +164,7 @@ void rt_write_result_parse(const json_t *j, struct rt_write_result *res, json_t 
  */
 typedef json_t *rt_store_log_row_fn(const struct rt_store_table *t, const char *txt);
 int rt_store_log_read(struct rt_store *base, sqlite3 *db, sqlite3_stmt **cache, const char *table,
-		      bool has_txn,
-		      uint64_t after, size_t max, struct rt_change **out, size_t *n,
+		      bool has_txn, uint64_t after, size_t max, struct rt_change **out, size_t *n,
 		      uint64_t *oldest, struct rt_store_scan *scan, rt_store_log_row_fn *row);
 /* Deletes what the log keeps no more: all but the last retain_count
  * changes, and those older than retain_ms. */
