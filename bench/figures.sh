@@ -7,7 +7,9 @@
 # Runs: fanout200 fanout1000 fanout5000 slow1000 slowdrop slowdrop0 idle10k
 #       idle19900 changes rls-filter rls-policy storm vsn1 fanout200-nouring
 #       floor-write floor-uring
-# and, not in the default list: rls-filter-R, rls-policy-R (the row-level
+# and, not in the default list: topics500, topics500-busy, floor-topics500,
+# floor-topics500-write (the many-topics shape: 5,000 subscribers over 500
+# topics at 5,000 msg/s, and the kernel's floor in that shape), rls-filter-R, rls-policy-R (the row-level
 # security runs at R rows/s, the server unpinned with its default workers and
 # rtbench beside it), rls-filter-pg-R, rls-policy-pg-R (the same against a
 # private PostgreSQL cluster, tests/postgres/cluster.sh), live-R (rtbench live:
@@ -91,6 +93,17 @@ for run in $runs; do
 			--payload 100 --duration 10 ;;
 	floor-write | floor-uring) # the kernel alone: 100 bytes to 1000 sockets, 200 times a second
 		"$build/rtfloor" --sockets 1000 --rounds 2000 --interval-ms 5 --mode "${run#floor-}" ;;
+	topics500 | topics500-busy) # 5,000 subscribers over 500 topics (10 each), 5,000 msg/s;
+		# -busy: the generator polls without sleeping
+		busy=
+		[ "$run" = topics500-busy ] && busy="--busy-poll 1"
+		bench fanout --spawn "$serve --data-dir $d" --subscribers 5000 --topics 500 --rate 5000 \
+			--payload 100 --duration 10 $busy ;;
+	floor-topics500 | floor-topics500-write) # the kernel alone in that shape: each message
+		# to the next 10 of 5,000 sockets, 5,000 a second (io_uring; -write: write(2))
+		mode=uring
+		[ "$run" = floor-topics500-write ] && mode=write
+		"$build/rtfloor" --sockets 5000 --group 10 --interval-us 200 --rounds 50000 --mode $mode ;;
 	*) echo "unknown run $run" >&2 ;;
 	esac
 done

@@ -46,6 +46,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <http_parser.h>
+#include <dirent.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <netinet/in.h>
@@ -246,6 +247,9 @@ struct worker {
 	int id;
 	uv_loop_t loop;
 	uv_timer_t tick, pub_timer;
+	uv_check_t turn_check; /* measures the loop's turns (turn_hist) */
+	uint64_t turn_ns, turn_idle_ns;
+	struct hist turn_hist; /* while running: each loop turn's time out of epoll */
 	pthread_t thread;
 	enum phase phase;
 	struct conn *conns;
@@ -466,6 +470,38 @@ static double proc_cpu_s(long pid)
 	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
 		return -1;
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Seconds the threads of a process ("self" when pid <= 0) spent runnable but
+ * waiting for a CPU (the second field of /proc/PID/task/TID/schedstat,
+ * summed), or -1. On a shared machine this is the share of the latency
+ * other programs caused. */
+static double proc_wait_s(long pid)
+{
+	char path[64];
+	if (pid > 0)
+		snprintf(path, sizeof path, "/proc/%ld/task", pid);
+	else
+		snprintf(path, sizeof path, "/proc/self/task");
+	DIR *d = opendir(path);
+	if (!d)
+		return -1;
+	unsigned long long sum = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char file[384];
+		int fl = snprintf(file, sizeof file, "%s/%.*s/schedstat", path, 32, e->d_name);
+		FILE *f = fl > 0 && (size_t)fl < sizeof file ? fopen(file, "r") : NULL;
+		unsigned long long run, wait;
+		if (f && fscanf(f, "%llu %llu", &run, &wait) == 2)
+			sum += wait;
+		if (f)
+			fclose(f);
+	}
+	closedir(d);
+	return (double)sum / 1e9;
 }
 
 /* VmRSS in kB ("self" or a pid), or -1. */
@@ -1974,6 +2010,7 @@ static void close_everything(struct worker *w)
 		conn_close(&w->conns[i]);
 	uv_close((uv_handle_t *)&w->tick, NULL);
 	uv_close((uv_handle_t *)&w->pub_timer, NULL);
+	uv_close((uv_handle_t *)&w->turn_check, NULL);
 }
 
 /* Heartbeats every --heartbeat seconds, spread over the ticks. */
@@ -2048,6 +2085,22 @@ static void on_tick(uv_timer_t *t)
 	send_heartbeats(w);
 }
 
+/* After each loop turn: the turn's time not spent waiting in epoll (its
+ * callbacks, and any time the thread was runnable but not running). A frame
+ * that arrives during a turn waits up to that long to be read, so the
+ * distribution bounds what the generator itself adds to the latency. */
+static void on_turn(uv_check_t *h)
+{
+	struct worker *w = h->data;
+	uint64_t now = rt_mono_ns(), idle = uv_metrics_idle_time(&w->loop);
+	if (w->phase == PH_RUN && w->turn_ns) {
+		uint64_t span = now - w->turn_ns, waited = idle - w->turn_idle_ns;
+		hist_record(&w->turn_hist, span > waited ? span - waited : 0);
+	}
+	w->turn_ns = now;
+	w->turn_idle_ns = idle;
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -2117,6 +2170,11 @@ static struct worker *worker_new(struct run *r, int id, size_t n_pub, size_t n_s
 	uv_timer_init(&w->loop, &w->tick);
 	uv_timer_init(&w->loop, &w->pub_timer);
 	w->tick.data = w->pub_timer.data = w;
+	uv_loop_configure(&w->loop, UV_METRICS_IDLE_TIME);
+	uv_check_init(&w->loop, &w->turn_check);
+	w->turn_check.data = w;
+	uv_check_start(&w->turn_check, on_turn);
+	uv_unref((uv_handle_t *)&w->turn_check);
 	bool is_changes = r->o.scenario == SC_CHANGES || r->o.scenario == SC_NOTIFY;
 	bool is_live = r->o.scenario == SC_LIVE;
 	for (size_t i = 0; i < w->n_conns; i++) {
@@ -3050,7 +3108,7 @@ struct totals {
 	uint64_t connected, delivered, reordered, other_msgs, bad_msgs, duplicates;
 	uint64_t drops, reconnects, refused, rejoined, resumed, slow_stopped;
 	uint64_t t_first_connect, t_last_rejoin, t_last_resume;
-	struct hist hist;
+	struct hist hist, turn_hist;
 	const char *first_error;
 };
 
@@ -3362,6 +3420,7 @@ int main(int argc, char **argv)
 
 	long rss_setup = pid ? proc_rss_kb(pid) : -1;
 	double cpu0 = pid ? proc_cpu_s(pid) : -1, ccpu0 = rusage_cpu_s(), mcpu0 = machine_busy_s();
+	double wait0 = pid > 0 ? proc_wait_s(pid) : -1, cwait0 = proc_wait_s(0);
 	uint64_t t_go = rt_mono_ns(), t_pub_end = t_go, t_end = t_go;
 	uint64_t expected = 0, sent = 0, skipped = 0;
 	struct storm_result storm = {0};
@@ -3426,6 +3485,7 @@ int main(int argc, char **argv)
 			? (long)server_metric(r, "rtsync_errors_total{reason=\"slow_consumer\"}")
 			: -1;
 	double cpu1 = pid > 0 ? proc_cpu_s(pid) : -1, ccpu1 = rusage_cpu_s(), mcpu1 = machine_busy_s();
+	double wait1 = pid > 0 ? proc_wait_s(pid) : -1, cwait1 = proc_wait_s(0);
 	long rss_end = pid > 0 ? proc_rss_kb(pid) : -1, client_rss = proc_rss_kb(0);
 	atomic_store(&r->stop, 1);
 
@@ -3461,6 +3521,7 @@ int main(int argc, char **argv)
 		if ((v = atomic_load(&w->t_last_resume_ns)) > t.t_last_resume)
 			t.t_last_resume = v;
 		hist_merge(&t.hist, &w->hist);
+		hist_merge(&t.turn_hist, &w->turn_hist);
 		if (!t.first_error && w->first_error[0])
 			t.first_error = w->first_error;
 	}
@@ -3510,6 +3571,9 @@ int main(int argc, char **argv)
 		       window_s > 0 ? (double)t.delivered / window_s : 0, t.reordered, t.duplicates,
 		       t.bad_msgs, secs(t_pub_end, t_end));
 		print_latency(&t.hist);
+		printf("\"generator_turn_us\":{\"p50\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f},",
+		       hist_quantile(&t.turn_hist, 0.5) / 1e3, hist_quantile(&t.turn_hist, 0.99) / 1e3,
+		       hist_quantile(&t.turn_hist, 0.999) / 1e3, t.turn_hist.max / 1e3);
 		printf("\"server\":{\"pid\":%ld,\"cpu_pct\":%.1f,\"rss_kb_before\":%ld,"
 		       "\"rss_kb_setup\":%ld,\"rss_kb_end\":%ld},",
 		       pid, cpu_pct, rss_before, rss_setup, rss_end);
@@ -3560,10 +3624,15 @@ int main(int argc, char **argv)
 	/* what else ran on the machine meanwhile (other processes, interrupts) */
 	double mbusy = mcpu0 >= 0 && mcpu1 >= 0 && window_s > 0 ? 100 * (mcpu1 - mcpu0) / window_s : -1;
 	double others = mbusy >= 0 && ccpu_pct >= 0 ? mbusy - ccpu_pct - (cpu_pct > 0 ? cpu_pct : 0) : -1;
-	printf("\"client\":{\"cpu_pct\":%.1f,\"rss_kb\":%ld},\"machine\":{\"cpus\":%ld,"
+	/* time runnable but not running, per second of the run, summed over threads */
+	double swait = wait0 >= 0 && wait1 >= 0 && window_s > 0 ? 1e3 * (wait1 - wait0) / window_s : -1;
+	double cwait = cwait0 >= 0 && cwait1 >= 0 && window_s > 0 ? 1e3 * (cwait1 - cwait0) / window_s
+								    : -1;
+	printf("\"client\":{\"cpu_pct\":%.1f,\"rss_kb\":%ld,\"runq_wait_ms_per_s\":%.1f},"
+	       "\"server_runq_wait_ms_per_s\":%.1f,\"machine\":{\"cpus\":%ld,"
 	       "\"busy_pct\":%.1f,\"others_pct\":%.1f},\"window_s\":%.3f}\n",
-	       ccpu_pct, client_rss, sysconf(_SC_NPROCESSORS_ONLN), mbusy,
-	       others > 0 ? others : 0, window_s);
+	       ccpu_pct, client_rss, cwait, exit_code || sc == SC_STORM ? -1 : swait,
+	       sysconf(_SC_NPROCESSORS_ONLN), mbusy, others > 0 ? others : 0, window_s);
 	fflush(stdout);
 	if (!is_ready)
 		fprintf(stderr, "rtbench: setup did not finish\n");

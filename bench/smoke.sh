@@ -49,7 +49,7 @@ check() {
 
 d=$tmp/fanout && mkdir -p "$d"
 check "fanout vsn 2.0.0: 100 subscribers, 200 msg/s, nothing lost" \
-	'r.server_exit === 0 && r.connected === 101 && r.sent > 0 && r.lost === 0 && r.delivered === r.expected && r.reordered === 0 && r.latency_us.p50 > 0' \
+	'r.server_exit === 0 && r.connected === 101 && r.sent > 0 && r.lost === 0 && r.delivered === r.expected && r.reordered === 0 && r.latency_us.p50 > 0 && r.generator_turn_us.max > 0 && r.server_runq_wait_ms_per_s >= 0 && r.client.runq_wait_ms_per_s >= 0' \
 	fanout --url ws://127.0.0.1:0 --apikey "$key" --spawn "$serve --data-dir $d" \
 	--subscribers 100 --rate 200 --duration 1
 check "fanout without io_uring (one socket at a time): nothing lost" \
@@ -62,6 +62,9 @@ for mode in write uring; do
 	tool=$rtfloor check "rtfloor $mode: 50 sockets, every message read" \
 		"r.mode === '$mode' && r.short_rounds === 0 && r.deliveries === 50 * 40 && r.latency_ms.p50 > 0" \
 		--sockets 50 --rounds 40 --interval-ms 2 --mode $mode
+	tool=$rtfloor check "rtfloor $mode --group 5: each round to 5 of 50 sockets in turn, every message read" \
+		"r.mode === '$mode' && r.group === 5 && r.short_rounds === 0 && r.deliveries === 5 * 200" \
+		--sockets 50 --group 5 --rounds 200 --interval-us 500 --mode $mode
 done
 check "fanout vsn 1.0.0: 50 subscribers, text frames, nothing lost" \
 	'r.server_exit === 0 && r.vsn === "1.0.0" && r.connected === 51 && r.lost === 0 && r.delivered === r.expected && r.delivered > 0' \

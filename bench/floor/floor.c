@@ -7,9 +7,12 @@
  * from the round's start goes into the percentiles. rtsync's fan-out can only
  * be slower than this: it is the floor for bench/README.md's latency target.
  *
- *   rtfloor [--sockets N] [--rounds R] [--interval-ms MS] [--bytes M]
- *           [--mode write|uring] [--sender-cpu C] [--reader-cpu C]
+ *   rtfloor [--sockets N] [--group G] [--rounds R] [--interval-ms MS | --interval-us US]
+ *           [--bytes M] [--mode write|uring] [--sender-cpu C] [--reader-cpu C]
  *
+ * A round is one message: to every socket, or with --group G to the next G
+ * sockets in turn (the many-topics shape: N sockets over N/G topics, one
+ * message to one topic per round).
  * Rounds start every MS milliseconds (open loop, as a publisher sends), so
  * when a round takes longer than that the next ones queue behind it. Prints
  * one JSON line: the median and p90 time of a round's sends (and per socket),
@@ -36,7 +39,7 @@
 #include <unistd.h>
 
 struct opts {
-	long sockets, rounds, interval_ms, bytes, sender_cpu, reader_cpu;
+	long sockets, group, rounds, interval_us, bytes, sender_cpu, reader_cpu;
 	bool is_uring;
 };
 
@@ -130,22 +133,25 @@ static int connect_all(struct run *r)
 	return 0;
 }
 
-/* One round: the message to every socket. Returns 0, or -1 when a socket
- * took less than the whole message (the reader fell behind). */
-static int send_round(struct run *r, struct io_uring *ring, const char *msg)
+/* One round: the message to the group sockets from first on (in turn).
+ * Returns 0, or -1 when a socket took less than the whole message (the
+ * reader fell behind). */
+static int send_round(struct run *r, struct io_uring *ring, const char *msg, long first)
 {
 	size_t m = (size_t)r->o.bytes;
+	long count = r->o.group;
 	if (!r->o.is_uring) {
-		for (long i = 0; i < r->o.sockets; i++)
-			if (write(r->srv[i], msg, m) != (ssize_t)m)
+		for (long i = 0; i < count; i++)
+			if (write(r->srv[(first + i) % r->o.sockets], msg, m) != (ssize_t)m)
 				return -1;
 		return 0;
 	}
-	for (long done = 0; done < r->o.sockets;) {
-		long n = r->o.sockets - done < 256 ? r->o.sockets - done : 256;
+	for (long done = 0; done < count;) {
+		long n = count - done < 256 ? count - done : 256;
 		for (long i = 0; i < n; i++) {
 			struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-			io_uring_prep_send(sqe, r->srv[done + i], msg, m, MSG_DONTWAIT);
+			io_uring_prep_send(sqe, r->srv[(first + done + i) % r->o.sockets], msg, m,
+					   MSG_DONTWAIT);
 		}
 		if (io_uring_submit_and_wait(ring, (unsigned)n) != n)
 			return -1;
@@ -165,19 +171,23 @@ static int send_round(struct run *r, struct io_uring *ring, const char *msg)
 }
 
 static const char usage[] =
-	"Usage: rtfloor [--sockets N] [--rounds R] [--interval-ms MS] [--bytes M]\n"
+	"Usage: rtfloor [--sockets N] [--group G] [--rounds R]\n"
+	"               [--interval-ms MS | --interval-us US] [--bytes M]\n"
 	"               [--mode write|uring] [--sender-cpu C] [--reader-cpu C]\n"
 	"The kernel's floor for one M-byte message to N loopback TCP sockets (defaults:\n"
 	"1000 sockets, 1000 rounds every 5 ms, 100 bytes, write, sender on CPU 0, reader\n"
-	"on CPU 1). Prints one JSON line.\n";
+	"on CPU 1). --group G: each round goes to the next G sockets in turn (N/G\n"
+	"topics of G subscribers, one message a round). Prints one JSON line.\n";
 
 static int parse(int argc, char **argv, struct opts *o)
 {
-	*o = (struct opts){.sockets = 1000, .rounds = 1000, .interval_ms = 5, .bytes = 100,
+	*o = (struct opts){.sockets = 1000, .rounds = 1000, .interval_us = 5000, .bytes = 100,
 			   .sender_cpu = 0, .reader_cpu = 1};
 	static const struct option longopts[] = {
 		{"sockets", required_argument, NULL, 'n'}, {"rounds", required_argument, NULL, 'r'},
-		{"interval-ms", required_argument, NULL, 'i'}, {"bytes", required_argument, NULL, 'b'},
+		{"interval-ms", required_argument, NULL, 'i'},
+		{"interval-us", required_argument, NULL, 'u'},
+		{"group", required_argument, NULL, 'g'}, {"bytes", required_argument, NULL, 'b'},
 		{"mode", required_argument, NULL, 'm'}, {"sender-cpu", required_argument, NULL, 's'},
 		{"reader-cpu", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -190,7 +200,9 @@ static int parse(int argc, char **argv, struct opts *o)
 		switch (ch) {
 		case 'n': o->sockets = v; break;
 		case 'r': o->rounds = v; break;
-		case 'i': o->interval_ms = v; break;
+		case 'i': o->interval_us = v * 1000; break;
+		case 'u': o->interval_us = v; break;
+		case 'g': o->group = v; break;
 		case 'b': o->bytes = v; break;
 		case 's': o->sender_cpu = v; break;
 		case 'c': o->reader_cpu = v; break;
@@ -206,9 +218,13 @@ static int parse(int argc, char **argv, struct opts *o)
 			return -1;
 		}
 	}
+	if (!o->group)
+		o->group = o->sockets;
 	if (optind < argc || o->sockets < 1 || o->sockets > 9000 || o->rounds < 1 ||
-	    o->bytes < 8 || o->bytes > 60000) {
-		fputs("rtfloor: 1..9000 sockets, at least one round, 8..60000 bytes\n", stderr);
+	    o->bytes < 8 || o->bytes > 60000 || o->group > o->sockets) {
+		fputs("rtfloor: 1..9000 sockets, a group of at most all of them, at least one "
+		      "round, 8..60000 bytes\n",
+		      stderr);
 		return -1;
 	}
 	return 0;
@@ -229,7 +245,7 @@ int main(int argc, char **argv)
 	r->cli = calloc((size_t)r->o.sockets, sizeof *r->cli);
 	r->off = calloc((size_t)r->o.sockets, sizeof *r->off);
 	r->stamp = calloc((size_t)r->o.sockets, sizeof *r->stamp);
-	r->cap_lat = (size_t)(r->o.sockets * r->o.rounds);
+	r->cap_lat = (size_t)(r->o.group * r->o.rounds);
 	r->lat = malloc(r->cap_lat * sizeof *r->lat);
 	uint64_t *pass = malloc((size_t)r->o.rounds * sizeof *pass);
 	struct io_uring ring;
@@ -250,7 +266,7 @@ int main(int argc, char **argv)
 	long short_rounds = 0;
 	/* open loop, like a publisher: round k starts at k * interval (or at
 	 * once when the previous one ran late) */
-	uint64_t start = now_ns(), step = (uint64_t)r->o.interval_ms * 1000000u;
+	uint64_t start = now_ns(), step = (uint64_t)r->o.interval_us * 1000u;
 	for (long k = 0; k < r->o.rounds; k++) {
 		uint64_t due = start + (uint64_t)k * step;
 		struct timespec ts = {.tv_sec = (time_t)(due / 1000000000u),
@@ -259,7 +275,7 @@ int main(int argc, char **argv)
 			;
 		uint64_t t0 = now_ns();
 		memcpy(msg, &t0, 8); /* little-endian, as the reader assembles it */
-		short_rounds += send_round(r, &ring, msg) != 0;
+		short_rounds += send_round(r, &ring, msg, (k * r->o.group) % r->o.sockets) != 0;
 		pass[k] = now_ns() - t0;
 	}
 	usleep(200000);
@@ -269,13 +285,14 @@ int main(int argc, char **argv)
 	qsort(r->lat, r->n_lat, sizeof *r->lat, cmp_u64);
 	size_t n = r->n_lat;
 	double med = (double)pass[r->o.rounds / 2];
-	printf("{\"mode\":\"%s\",\"sockets\":%ld,\"rounds\":%ld,\"interval_ms\":%ld,\"bytes\":%ld,"
+	printf("{\"mode\":\"%s\",\"sockets\":%ld,\"group\":%ld,\"rounds\":%ld,\"interval_ms\":%.3f,"
+	       "\"bytes\":%ld,"
 	       "\"short_rounds\":%ld,\"send_pass_ms\":{\"p50\":%.3f,\"p90\":%.3f},"
 	       "\"send_us_per_socket\":%.3f,\"deliveries\":%zu,"
 	       "\"latency_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f}}\n",
-	       r->o.is_uring ? "uring" : "write", r->o.sockets, r->o.rounds, r->o.interval_ms,
-	       r->o.bytes, short_rounds, med / 1e6, (double)pass[r->o.rounds * 9 / 10] / 1e6,
-	       med / 1e3 / (double)r->o.sockets, n, n ? (double)r->lat[n / 2] / 1e6 : -1.0,
+	       r->o.is_uring ? "uring" : "write", r->o.sockets, r->o.group, r->o.rounds,
+	       (double)r->o.interval_us / 1e3, r->o.bytes, short_rounds, med / 1e6,
+	       (double)pass[r->o.rounds * 9 / 10] / 1e6, med / 1e3 / (double)r->o.group, n, n ? (double)r->lat[n / 2] / 1e6 : -1.0,
 	       n ? (double)r->lat[n * 99 / 100] / 1e6 : -1.0, n ? (double)r->lat[n - 1] / 1e6 : -1.0);
 	if (r->o.is_uring)
 		io_uring_queue_exit(&ring);

@@ -578,7 +578,8 @@ struct req {
 };
 
 struct shared { /* one rendered message for the subscribers with the same entries */
-	char *sig;      /* per entry: its query, position and id */
+	char *sig;      /* per entry: its query, position and id (binary, sig_len bytes) */
+	size_t sig_len;
 	char *payload;  /* NULL: nothing to send */
 	size_t len;
 	UT_hash_handle hh;
@@ -2117,9 +2118,13 @@ static bool sub_sig(const struct rt_live_sub *s, struct rt_buf *b)
 		if (e->error || !e->q || e->q->is_broken || e->needs_result ||
 		    !history_reaches(e->q, e->since))
 			return false;
-		rt_buf_printf(b, "%p:%llu:%zu:", (void *)e->q, (unsigned long long)e->since,
-			      strlen(e->id));
-		rt_buf_append_str(b, e->id);
+		/* fixed-size fields then the id with its length: no two entry
+		 * lists give the same bytes */
+		size_t id_len = strlen(e->id);
+		rt_buf_append(b, &e->q, sizeof e->q);
+		rt_buf_append(b, &e->since, sizeof e->since);
+		rt_buf_append(b, &id_len, sizeof id_len);
+		rt_buf_append(b, e->id, id_len);
 	}
 	return true;
 }
@@ -2155,7 +2160,7 @@ static void sub_flush(struct rt_live *l, struct rt_live_sub *s, uint64_t now)
 	bool is_plain = sub_sig(s, &sig);
 	struct shared *sh = NULL;
 	if (is_plain)
-		HASH_FIND_STR(l->shared, sig.data ? sig.data : "", sh);
+		HASH_FIND(hh, l->shared, sig.data ? sig.data : "", sig.len, sh);
 	s->sent_ms = now;
 	s->is_dirty = false;
 	if (sh) {
@@ -2200,10 +2205,10 @@ static void sub_flush(struct rt_live *l, struct rt_live_sub *s, uint64_t now)
 		sub_publish(l, s, p.data, p.len);
 	if (is_plain) {
 		sh = rt_xcalloc(1, sizeof *sh);
-		sh->sig = sig.data ? rt_buf_detach(&sig, NULL) : rt_xstrdup("");
+		sh->sig = sig.data ? rt_buf_detach(&sig, &sh->sig_len) : rt_xstrdup("");
 		if (n)
 			sh->payload = rt_buf_detach(&p, &sh->len);
-		HASH_ADD_KEYPTR(hh, l->shared, sh->sig, strlen(sh->sig), sh);
+		HASH_ADD_KEYPTR(hh, l->shared, sh->sig, sh->sig_len, sh);
 	}
 	rt_buf_deinit(&p);
 	rt_buf_deinit(&sig);
@@ -2239,7 +2244,7 @@ static void sub_consider(struct rt_live *l, struct rt_live_sub *s, uint64_t now)
 		is_due |= now - s->quiet_ms >= s->o.debounce_ms ||
 			  now - s->dirty_ms >= s->o.max_wait_ms;
 	else
-		is_due = true;
+		is_due |= now - s->sent_ms >= RT_LIVE_FOLD_MS; /* bounded by time, not commits */
 	if (is_due && !is_urgent && l->is_backed_up && now - s->dirty_ms < FOLD_MAX_MS) {
 		atomic_fetch_add(&rt_metrics_live_folded, 1);
 		return; /* considered again at the next pass */

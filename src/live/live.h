@@ -59,14 +59,18 @@
 #define RT_LIVE_HISTORY 8192
 #define RT_LIVE_MAX_ID 64
 #define RT_LIVE_MAX_WINDOW_MS 60000
+/* A subscriber with no delivery option gets at most one message per
+ * RT_LIVE_FOLD_MS: the first change after a quiet window goes at once, the
+ * next ones fold into one message at the end of the window. */
+#define RT_LIVE_FOLD_MS 50
 
 struct rt_live;
 struct rt_live_def;
 struct rt_live_sub;
 struct rt_live_query;
 
-/* Delivery of a subscriber's messages (0: off). With neither, every batch of
- * changes that touches a result is sent at once. */
+/* Delivery of a subscriber's messages (0: off). With neither, the changes
+ * that touch a result are sent at most once per RT_LIVE_FOLD_MS. */
 struct rt_live_opts {
 	unsigned throttle_ms; /* at most one message per window */
 	unsigned debounce_ms; /* a message once the results have been quiet this long */

@@ -13,8 +13,8 @@
 #include "common/log.h"
 #include "store/store_int.h"
 
-int rt_store_log_read(struct rt_store *base, sqlite3 *db, const char *table, bool has_txn,
-		      uint64_t after, size_t max, struct rt_change **out, size_t *n,
+int rt_store_log_read(struct rt_store *base, sqlite3 *db, sqlite3_stmt **cache, const char *table,
+		      bool has_txn, uint64_t after, size_t max, struct rt_change **out, size_t *n,
 		      uint64_t *oldest, struct rt_store_scan *scan, rt_store_log_row_fn *row)
 {
 	char sql[160];
@@ -35,7 +35,10 @@ int rt_store_log_read(struct rt_store *base, sqlite3 *db, const char *table, boo
 	snprintf(sql, sizeof sql,
 		 "SELECT pos, tbl, op, new, old, ts, %s FROM %s WHERE pos > ? ORDER BY pos LIMIT ?",
 		 has_txn ? "lsn, xid" : "0, 0", table);
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+	if (cache && *cache) {
+		st = *cache;
+	} else if (sqlite3_prepare_v3(db, sql, -1, cache ? SQLITE_PREPARE_PERSISTENT : 0, &st,
+				      NULL) != SQLITE_OK) {
 		rt_error("store: reading changes: %s", sqlite3_errmsg(db));
 		return -1;
 	}
@@ -66,7 +69,13 @@ int rt_store_log_read(struct rt_store *base, sqlite3 *db, const char *table, boo
 	}
 	if (step != SQLITE_DONE)
 		rt_error("store: reading changes: %s", sqlite3_errmsg(db));
-	sqlite3_finalize(st);
+	if (cache) {
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+		*cache = st;
+	} else {
+		sqlite3_finalize(st);
+	}
 	*out = c;
 	*n = k;
 	return step == SQLITE_DONE ? 0 : -1;

@@ -953,8 +953,8 @@ static int pg_changes_after(struct rt_store *base, uint64_t after, size_t max,
 			    struct rt_store_scan *scan)
 {
 	struct pg_store *s = (struct pg_store *)base;
-	return rt_store_log_read(base, s->log_db, "changes", true, after, max, out, n, oldest, scan,
-				 row_of);
+	return rt_store_log_read(base, s->log_db, NULL, "changes", true, after, max, out, n, oldest,
+				 scan, row_of);
 }
 
 static uint64_t pg_last_pos(struct rt_store *base)

@@ -54,6 +54,7 @@ struct sqlite_store {
 
 	sqlite3 *change_db; /* the change thread's own connection */
 	sqlite3_stmt *version_st; /* PRAGMA data_version on change_db, kept */
+	sqlite3_stmt *changes_st; /* the change log's read on change_db, kept */
 };
 
 static const struct rt_store_ops sqlite_ops;
@@ -737,6 +738,7 @@ static void sq_close(struct rt_store *base)
 		c = next;
 	}
 	sqlite3_finalize(s->version_st);
+	sqlite3_finalize(s->changes_st);
 	sqlite3_close(s->change_db);
 	rt_store_schema_free(&s->base.schema);
 	rt_store_policies_deinit(&s->base);
@@ -803,6 +805,35 @@ static json_t *row_object(sqlite3_stmt *st, const struct rt_store_output *outs, 
 	for (size_t i = 0; i < n; i++)
 		json_object_set_new(row, outs[i].key, typed_from_stmt(outs[i].type, st, (int)i));
 	return row;
+}
+
+/* Runs a statement that returns no rows (BEGIN, COMMIT, ROLLBACK) through
+ * c's statement cache, so that it is not compiled again on every request.
+ * Returns SQLITE_OK or the step's error code (the message stays on c->db). */
+static int exec_cached(struct conn *c, const char *sql)
+{
+	struct rt_store_error e;
+	sqlite3_stmt *st;
+	if (prepare(c, sql, NULL, &st, &e))
+		return sqlite3_errcode(c->db);
+	int rc = sqlite3_step(st);
+	release(c, st);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+/* The log's newest position (0 when empty), as c's transaction sees it,
+ * through c's statement cache. */
+static uint64_t conn_last_pos(struct conn *c)
+{
+	struct rt_store_error e;
+	sqlite3_stmt *st;
+	uint64_t pos = 0;
+	if (prepare(c, "SELECT max(pos) FROM _rtsync_changes", NULL, &st, &e))
+		return 0;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		pos = (uint64_t)sqlite3_column_int64(st, 0);
+	release(c, st);
+	return pos;
 }
 
 /* The log's newest position (0 when empty), as db's transaction sees it. */
@@ -992,12 +1023,12 @@ static int sq_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 	/* With a position, the rows and the log's last position come from one
 	 * read transaction (the log is a table of the same database). */
 	if (r->position || r->mark) {
-		if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+		if (exec_cached(conn, "BEGIN") != SQLITE_OK) {
 			sql_err(err, db);
 			goto out;
 		}
 		is_txn = true;
-		uint64_t pos = last_pos_of(db);
+		uint64_t pos = conn_last_pos(conn);
 		if (r->position)
 			*r->position = pos;
 		if (r->mark)
@@ -1032,7 +1063,7 @@ static int sq_read(struct rt_store *base, const struct rt_read *r, json_t **rows
 out:
 	release(conn, st);
 	if (is_txn)
-		sqlite3_exec(db, "COMMIT", NULL, NULL, NULL); /* read only: nothing to lose */
+		exec_cached(conn, "COMMIT"); /* read only: nothing to lose */
 	op_deinit(&o);
 	rt_sql_binds_deinit(&bv);
 	rt_buf_deinit(&where);
@@ -1570,7 +1601,7 @@ static int sq_write(struct rt_store *base, const struct rt_write *w, json_t **ro
 	if (rt_store_outputs(w->table, w->where, &outs, &n_outs, &is_grouped, err))
 		goto err;
 	out = w->wants_rows || w->wants_single ? json_array() : NULL;
-	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+	if (exec_cached(conn, "BEGIN IMMEDIATE") != SQLITE_OK) {
 		sql_err(err, db);
 		goto err;
 	}
@@ -1609,14 +1640,14 @@ static int sq_write(struct rt_store *base, const struct rt_write *w, json_t **ro
 			rc = -1;
 		}
 		if (!rc && sqlite3_total_changes64(db) != before)
-			res.position = last_pos_of(db);
+			res.position = conn_last_pos(conn);
 		if (!rc && w->idempotency_key)
 			rc = key_record(conn, w->idempotency_key, fp, &res, out, err);
 	}
-	if (rc < 0 || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+	if (rc < 0 || exec_cached(conn, "COMMIT") != SQLITE_OK) {
 		if (rc >= 0)
 			sql_err(err, db);
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		exec_cached(conn, "ROLLBACK");
 		goto err;
 	}
 	free(outs);
@@ -1673,8 +1704,8 @@ static int sq_changes_after(struct rt_store *base, uint64_t after, size_t max, s
 			   size_t *n, uint64_t *oldest, struct rt_store_scan *scan)
 {
 	struct sqlite_store *s = (struct sqlite_store *)base;
-	return rt_store_log_read(base, s->change_db, "_rtsync_changes", false, after, max, out, n, oldest,
-				 scan, typed_row);
+	return rt_store_log_read(base, s->change_db, &s->changes_st, "_rtsync_changes", false, after,
+				 max, out, n, oldest, scan, typed_row);
 }
 
 static uint64_t sq_last_pos(struct rt_store *base)

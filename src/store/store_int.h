@@ -164,11 +164,13 @@ void rt_write_result_parse(const json_t *j, struct rt_write_result *res, json_t 
  * changes after `after` from db's table (columns pos, tbl, op, new, old,
  * ts, and with has_txn also lsn and xid), in position order, as the
  * changes_after op returns them; row makes a row version of table t from
- * its JSON text (NULL for NULL).
+ * its JSON text (NULL for NULL). cache (may be NULL) keeps the prepared read
+ * between calls: *cache belongs to the caller, who finalizes it with db and
+ * calls this from one thread at a time.
  */
 typedef json_t *rt_store_log_row_fn(const struct rt_store_table *t, const char *txt);
-int rt_store_log_read(struct rt_store *base, sqlite3 *db, const char *table, bool has_txn,
-		      uint64_t after, size_t max, struct rt_change **out, size_t *n,
+int rt_store_log_read(struct rt_store *base, sqlite3 *db, sqlite3_stmt **cache, const char *table,
+		      bool has_txn, uint64_t after, size_t max, struct rt_change **out, size_t *n,
 		      uint64_t *oldest, struct rt_store_scan *scan, rt_store_log_row_fn *row);
 /* Deletes what the log keeps no more: all but the last retain_count
  * changes, and those older than retain_ms. */

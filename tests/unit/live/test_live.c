@@ -730,6 +730,7 @@ static void test_folding_under_backlog(void **state)
 	rng_seed(11);
 	uint64_t folded0 = atomic_load(&rt_metrics_live_folded);
 	back_up(&fx, 300);
+	usleep((RT_LIVE_FOLD_MS + 5) * 1000); /* past the default window: due, but held */
 	for (int i = 0; i < 3; i++) { /* three batches while the worker is behind */
 		write_one(s, &next_id, ids, &n);
 		feed(s, l, &pos);
@@ -737,6 +738,7 @@ static void test_folding_under_backlog(void **state)
 	rt_hub_drain(fx.l[0]);
 	assert_int_equal(r.n, 1); /* waited */
 	assert_true(atomic_load(&rt_metrics_live_folded) > folded0);
+	usleep((RT_LIVE_FOLD_MS + 5) * 1000); /* past the default window too */
 	rt_live_tick(l, pos); /* no backlog now: one message for the three */
 	rt_hub_drain(fx.l[0]);
 	assert_int_equal(r.n, 2);
@@ -756,6 +758,66 @@ static void test_folding_under_backlog(void **state)
 	rt_store_close(s);
 	rt_hub_unsubscribe(fx.l[0], &r.sub);
 	rt_hub_unsubscribe(fx.l[0], &filler);
+	fx_teardown(&fx);
+}
+
+/* Without delivery options a channel gets at most one message per
+ * RT_LIVE_FOLD_MS: batches inside the window fold into one message at its
+ * end; the first change after a quiet window goes at once. */
+static void test_default_fold(void **state)
+{
+	struct fixture fx;
+	fx_setup(&fx, 1);
+	struct rt_store *s = open_store();
+	struct rt_live *l = rt_live_new(s, fx.hub);
+	struct rec r;
+	rec_init(&r, "live");
+	rt_hub_subscribe(fx.l[0], "lk", &r.sub);
+	const struct rt_auth svc = {.role = "service_role"};
+	struct rt_live_opts o = {0};
+	struct rt_live_sub *sub = rt_live_sub_new(l, "lk", "realtime:t", RT_PHX_V2, &svc, &o, 0);
+	json_t *qs = json_pack("[{s:s,s:s,s:s}]", "id", "w", "table", "bookings", "query",
+			       "order=id&limit=50");
+	rt_live_sub_add(l, sub, qs);
+	json_decref(qs);
+	uint64_t pos = rt_store_last_pos(s);
+	feed(s, l, &pos);
+	rt_hub_drain(fx.l[0]);
+	assert_int_equal(r.n, 1); /* the result at once */
+
+	long long next_id = 1, ids[64];
+	size_t n = 0;
+	rng_seed(12);
+	for (int i = 0; i < 3; i++) { /* three batches inside the window */
+		write_one(s, &next_id, ids, &n);
+		feed(s, l, &pos);
+	}
+	rt_hub_drain(fx.l[0]);
+	assert_int_equal(r.n, 1);
+	usleep((RT_LIVE_FOLD_MS + 5) * 1000);
+	rt_live_tick(l, pos);
+	rt_hub_drain(fx.l[0]);
+	assert_int_equal(r.n, 2); /* one message for the three */
+	size_t len;
+	const uint8_t *text = fx_frame_payload(r.msgs[1]->v2, &len);
+	json_t *msg = json_loadb((const char *)text, len, 0, NULL);
+	assert_non_null(msg); /* [join_ref, ref, topic, "live_query", payload] */
+	json_t *q0 = json_array_get(json_object_get(json_array_get(msg, 4), "queries"), 0);
+	assert_string_equal(json_string_value(json_object_get(q0, "kind")), "diff");
+	assert_int_equal(json_array_size(json_object_get(q0, "ops")), 3); /* three inserts */
+	json_decref(msg);
+
+	usleep((RT_LIVE_FOLD_MS + 5) * 1000); /* quiet for a window: the next goes at once */
+	write_one(s, &next_id, ids, &n);
+	feed(s, l, &pos);
+	rt_hub_drain(fx.l[0]);
+	assert_int_equal(r.n, 3);
+
+	rec_clear(&r);
+	rt_live_sub_free(l, sub);
+	rt_live_free(l);
+	rt_store_close(s);
+	rt_hub_unsubscribe(fx.l[0], &r.sub);
 	fx_teardown(&fx);
 }
 
@@ -1083,6 +1145,7 @@ int main(void)
 		cmocka_unit_test(test_index_skips_unrelated),
 		cmocka_unit_test(test_random_writes),
 		cmocka_unit_test(test_folding_under_backlog),
+		cmocka_unit_test(test_default_fold),
 	};
 	const struct CMUnitTest pg_tests[] = {
 		cmocka_unit_test(test_random_writes_postgres),
