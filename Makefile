@@ -23,7 +23,7 @@ SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=undefined
 
 # Server library: every module but the CLI entry point.
-SRV_DIRS := common proto net auth realtime live notify store collab api
+SRV_DIRS := common proto net auth realtime live notify store collab cluster api
 SRV_SRC  := $(foreach d,$(SRV_DIRS),$(wildcard src/$(d)/*.c)) $(filter-out src/cli/main.c,$(wildcard src/cli/*.c))
 SRV_OBJ  := $(SRV_SRC:%.c=$(BUILD)/obj/%.o)
 MAIN_OBJ := $(BUILD)/obj/src/cli/main.o
@@ -256,3 +256,9 @@ $(BUILD)/tests/collab/ymerge: tests/collab/ymerge.c $(BUILD)/libsrv.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libsrv.a $(LIBS) $(LDFLAGS)
 unit-bins: $(BUILD)/tests/collab/ymerge
+
+# ---- scale-out over Redis (src/cluster, docs/cluster.md) ----
+# hiredis (its libuv adapter) for the bus between nodes; redis-server for
+# tests/cluster/.
+DEB_PKGS += libhiredis-dev redis-server
+LIBS += -lhiredis

@@ -98,6 +98,7 @@ struct rt_realtime {
 	struct rt_live *live;       /* live queries (fed by changes); NULL without a store */
 	struct rt_notify *notify;   /* notifications (set by the server; not owned); may be NULL */
 	struct rt_collab *collab;   /* shared documents (collab/collab.h; not owned); may be NULL */
+	struct rt_cluster *cluster; /* scale-out over Redis (cluster/cluster.h; not owned); may be NULL */
 };
 
 struct rt_session;
