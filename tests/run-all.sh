@@ -38,6 +38,7 @@ for suite in integration interop; do
 	[ -x "tests/$suite/run.sh" ] && run "$suite" "tests/$suite/run.sh" "$build/rtsync"
 done
 [ -x tests/postgres/run.sh ] && run postgres tests/postgres/run.sh "$build/rtsync"
+[ -x tests/cluster/run.sh ] && run cluster tests/cluster/run.sh "$build/rtsync"
 run bench-smoke bench/smoke.sh "$build"
 
 passed=0
