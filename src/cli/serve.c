@@ -15,6 +15,7 @@
 #include "api/api.h"
 #include "auth/jwt.h"
 #include "cluster/cluster.h"
+#include "cluster/relay.h"
 #include "collab/collab.h"
 #include "common/alloc.h"
 #include "common/buf.h"
@@ -585,6 +586,7 @@ static struct rt_tls *g_tls;
 static uv_signal_t g_signals[3]; /* SIGINT, SIGTERM, SIGHUP */
 static struct rt_notify *g_notify;
 static struct rt_cluster *g_cluster;
+static struct rt_cluster_relay *g_relay; /* postgres_changes between nodes */
 
 static void notify_apply(void *ctx, const struct rt_change *chs, size_t n, uint64_t after,
 			 uint64_t last_pos)
@@ -716,8 +718,20 @@ int rt_cli_serve(int argc, char **argv)
 		goto out;
 	char serr[1024];
 	int src;
+	struct rt_store_relay relay;
+	if (o.postgres && o.redis) {
+		if (rt_cluster_relay_new(o.redis, o.cluster_prefix ? o.cluster_prefix : "rtsync",
+					 o.pg_name, (size_t)o.retain_changes, &g_relay, serr,
+					 sizeof serr)) {
+			fprintf(stderr, "rtsync serve: --redis: %s\n", serr);
+			free(schema_sql);
+			goto out;
+		}
+		rt_cluster_relay_bind(g_relay, &relay);
+	}
 	if (o.postgres) {
 		struct rt_store_pg_config pcfg = {
+			.relay = g_relay ? &relay : NULL,
 			.conninfo = o.postgres,
 			.schema_sql = schema_sql,
 			.tables = o.pg_tables,
@@ -767,6 +781,7 @@ int rt_cli_serve(int argc, char **argv)
 			.prefix = o.cluster_prefix,
 			.node_ttl_ms = (unsigned)o.cluster_ttl_ms,
 			.heartbeat_ms = (unsigned)(o.cluster_ttl_ms / 5),
+			.store = g_relay ? store : NULL,
 		};
 		if (rt_cluster_new(&clcfg, rt, &g_cluster, serr, sizeof serr)) {
 			fprintf(stderr, "rtsync serve: --redis: %s\n", serr);
@@ -868,6 +883,8 @@ out:
 	rt_notify_free(g_notify);
 	g_notify = NULL;
 	rt_store_close(store);
+	rt_cluster_relay_free(g_relay); /* after the store's replication thread */
+	g_relay = NULL;
 	rt_keyring_free(g_keys);
 	g_keys = NULL;
 	rt_tls_free(g_tls);

@@ -22,6 +22,7 @@
 #include "proto/phx.h"
 #include "realtime/hub.h"
 #include "realtime/presence.h"
+#include "store/store.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
@@ -58,6 +59,7 @@ struct peer_data {
 
 struct rt_cluster {
 	struct rt_realtime *rt;
+	const struct rt_store *store;
 	struct rt_bus_url url;
 	char node[RT_BUS_NODE_MAX + 1];
 	char *prefix;
@@ -1006,6 +1008,7 @@ int rt_cluster_new(const struct rt_cluster_config *cfg, struct rt_realtime *rt,
 		return RT_EINVAL;
 	}
 	c->rt = rt;
+	c->store = cfg->store;
 	c->prefix = rt_xstrdup(prefix);
 	size_t n = strlen(prefix) + RT_BUS_NODE_MAX + 16;
 	c->bus_chan = rt_xmalloc(n);
@@ -1117,8 +1120,12 @@ const char *rt_cluster_node(const struct rt_cluster *c)
 
 void rt_cluster_health(struct rt_cluster *c, struct rt_buf *out)
 {
-	rt_buf_printf(out, "{\"node\":\"%s\",\"redis\":\"%s\",\"peers\":%u}", c->node,
+	rt_buf_printf(out, "{\"node\":\"%s\",\"redis\":\"%s\",\"peers\":%u", c->node,
 		      rt_cluster_is_up(c) ? "up" : "down", atomic_load(&c->n_peers));
+	if (c->store)
+		rt_buf_printf(out, ",\"changes\":\"%s\"",
+			      rt_store_is_leader(c->store) ? "leader" : "follower");
+	rt_buf_append_byte(out, '}');
 }
 
 static void counter(struct rt_buf *out, const char *name, const char *help, uint64_t v)
@@ -1141,6 +1148,12 @@ void rt_cluster_metrics(struct rt_cluster *c, struct rt_buf *out)
 		      "# HELP rtsync_cluster_pending_bytes Bytes queued or in flight to Redis.\n"
 		      "# TYPE rtsync_cluster_pending_bytes gauge\nrtsync_cluster_pending_bytes %zu\n",
 		      rt_cluster_is_up(c) ? 1 : 0, atomic_load(&c->n_peers), pending);
+	if (c->store)
+		rt_buf_printf(out,
+			      "# HELP rtsync_cluster_changes_leader 1 while this node runs the "
+			      "replication.\n# TYPE rtsync_cluster_changes_leader gauge\n"
+			      "rtsync_cluster_changes_leader %d\n",
+			      rt_store_is_leader(c->store) ? 1 : 0);
 	counter(out, "rtsync_cluster_published_total", "Messages sent to the other nodes.",
 		atomic_load(&c->n_published));
 	counter(out, "rtsync_cluster_received_total", "Messages received from other nodes.",

@@ -57,6 +57,8 @@ struct rt_cluster_config {
 	unsigned heartbeat_ms;    /* 0: 1000 */
 	unsigned node_ttl_ms;     /* 0: 5000 */
 	size_t max_pending_bytes; /* 0: 16 MiB */
+	const struct rt_store *store; /* PostgreSQL with a relay: its leadership is
+				       * reported (not owned); else NULL */
 };
 
 struct rt_cluster;
@@ -80,7 +82,8 @@ void rt_cluster_free(struct rt_cluster *c);
 bool rt_cluster_is_up(const struct rt_cluster *c);
 /* This node's id. */
 const char *rt_cluster_node(const struct rt_cluster *c);
-/* Appends the JSON object {"node","redis":"up"|"down","peers"} to out. */
+/* Appends the JSON object {"node","redis":"up"|"down","peers"[,"changes":
+ * "leader"|"follower"]} to out. */
 void rt_cluster_health(struct rt_cluster *c, struct rt_buf *out);
 /* Appends the rtsync_cluster_* metrics (Prometheus text) to out. */
 void rt_cluster_metrics(struct rt_cluster *c, struct rt_buf *out);

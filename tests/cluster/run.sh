@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Scale-out tests (docs/cluster.md): several rtsync nodes on one private
 # redis-server each test starts (a free loopback port, its own directory, no
-# persistence), driven with supabase-js from tests/interop's node_modules.
+# persistence), driven with supabase-js from tests/interop's node_modules;
+# postgres_changes across nodes on a private PostgreSQL cluster
+# (tests/postgres/cluster.sh), stopped and removed at the end.
 #
 #   tests/cluster/run.sh /abs/path/to/rtsync [test-file...]
 #
@@ -39,8 +41,11 @@ else
 	for f in "$@"; do files+=("$(cd "$(dirname "$f")" && pwd)/$(basename "$f")"); done
 fi
 
+# shellcheck source=../postgres/cluster.sh
+source "$root/tests/postgres/cluster.sh"
 piddir="$(mktemp -d "${TMPDIR:-/tmp}/rtsync-cluster-pids.XXXXXX")"
 reap() {
+	pg_cluster_stop
 	for p in "$piddir"/*; do
 		[ -f "$p" ] || continue
 		name="$(basename "$p")"
@@ -58,6 +63,11 @@ reap() {
 	rm -rf "$piddir"
 }
 trap reap EXIT
+trap 'exit 130' INT TERM
+if ! pg_cluster_start; then
+	echo "cluster: 0 passed, 1 failed (the PostgreSQL test cluster did not start)"
+	exit 1
+fi
 
 export RTSYNC_BIN="$bin" RTSYNC_INTEROP_PIDDIR="$piddir" NODE_PATH="$interop/node_modules" NODE_NO_WARNINGS=1
 cd "$here"

@@ -1,0 +1,134 @@
+// postgres_changes across nodes (docs/cluster.md): three nodes on one
+// PostgreSQL database and one redis-server; one node holds the replication
+// (an advisory lock) and publishes each batch of changes to a Redis Stream;
+// every node delivers to its own subscribers, with the same positions, so a
+// client resumes on any node. SIGKILL of the leader while rows stream: another
+// node takes over, nothing is lost or delivered twice. Needs
+// $RTSYNC_TEST_POSTGRES (tests/cluster/run.sh starts a private cluster).
+
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { createPgDatabase } from '../interop/lib/server.mjs';
+import { rawConnect } from '../interop/lib/raw.mjs';
+import { scope, sleep } from '../interop/lib/util.mjs';
+import { startRedis, startNodes, getJson, metric, until } from './lib.mjs';
+
+const run = promisify(execFile);
+const PG = process.env.RTSYNC_TEST_POSTGRES;
+const TTL_MS = 2000;
+
+/** Inserts ids from..to, one transaction each. */
+function insertEach(db, from, to) {
+  const args = ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', `${PG}/${db}`];
+  for (let i = from; i <= to; i++) args.push('-c', `INSERT INTO seq VALUES (${i}, 'v')`);
+  return run('psql', args);
+}
+
+async function listen(sc, server, extra = {}) {
+  const raw = await rawConnect(sc, server, { vsn: '2.0.0' });
+  await raw.join('realtime:seq', { config: { postgres_changes: [{ event: 'INSERT', schema: 'public', table: 'seq' }], ...extra } });
+  await raw.next((f) => f.event === 'system' && f.payload.status === 'ok', 10_000, 'subscribed');
+  return raw;
+}
+const changes = (raw) => raw.frames.events.filter((f) => f.event === 'postgres_changes').map((f) => f.payload.data);
+const ids = (raw) => changes(raw).map((c) => c.record.id);
+
+function assertExactly(got, from, to, who) {
+  assert.equal(new Set(got).size, got.length, `${who}: no change delivered twice`);
+  assert.equal(got.length, to - from + 1, `${who}: every change from ${from} to ${to} delivered (got ${got.length})`);
+  got.forEach((id, i) => assert.equal(id, from + i, `${who}: in commit order`));
+}
+
+async function leaderOf(nodes) {
+  return until(async () => {
+    const roles = [];
+    for (const n of nodes) {
+      if (n.exited) continue;
+      const h = await getJson(n, '/healthz');
+      if (h.body.cluster.changes === 'leader') roles.push(n);
+    }
+    return roles.length === 1 ? roles[0] : null;
+  }, 15_000, 'exactly one leader');
+}
+
+describe('postgres_changes over three nodes', { skip: !PG && 'needs RTSYNC_TEST_POSTGRES' }, () => {
+  let redis, dir, schema, db;
+  let nodes = [];
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'rtsync-cluster-pg-'));
+    schema = join(dir, 'schema.sql');
+    writeFileSync(schema, 'CREATE TABLE IF NOT EXISTS seq (id bigint PRIMARY KEY, v text);');
+    db = createPgDatabase();
+    redis = await startRedis();
+    nodes = await startNodes(3, redis.url, { ttlMs: TTL_MS, store: 'postgres', pgDatabase: db, args: ['--schema', schema] });
+  });
+  after(async () => {
+    for (const n of nodes) await n.kill();
+    if (redis) await redis.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('one leader; changes reach subscribers on every node once, with the same positions', { timeout: 60_000 }, async (t) => {
+    const sc = scope(t);
+    const leader = await leaderOf(nodes);
+    assert.equal(await metric(leader, 'rtsync_cluster_changes_leader'), 1);
+    const raws = [];
+    for (const n of nodes) raws.push(await listen(sc, n));
+    await insertEach(db, 1, 100);
+    for (const [i, r] of raws.entries())
+      await until(() => ids(r).length >= 100, 20_000, `node ${i + 1}: 100 changes (has ${ids(r).length})`);
+    await sleep(300);
+    for (const [i, r] of raws.entries()) assertExactly(ids(r), 1, 100, `node ${i + 1}`);
+    const pos = (r) => changes(r).map((c) => c.position).join();
+    assert.equal(pos(raws[1]), pos(raws[0]), 'same positions on every node');
+    assert.equal(pos(raws[2]), pos(raws[0]), 'same positions on every node');
+    for (const r of raws) await r.close();
+  });
+
+  it('a client resumes on another node from its last position', { timeout: 60_000 }, async (t) => {
+    const sc = scope(t);
+    const a = await listen(sc, nodes[0]);
+    await insertEach(db, 101, 120);
+    await until(() => ids(a).length >= 20, 20_000, '20 changes on node 1');
+    const last = changes(a)[19].position;
+    await a.close();
+    await insertEach(db, 121, 140); // while away
+    const b = await listen(sc, nodes[2], { rtsync: { resume_after: last } });
+    await insertEach(db, 141, 150); // live after the catch-up
+    await until(() => ids(b).length >= 30, 20_000, `the catch-up and live ones on node 3 (has ${ids(b).length})`);
+    await sleep(300);
+    assertExactly(ids(b), 121, 150, 'resumed on node 3');
+    await b.close();
+  });
+
+  it('SIGKILL of the leader while rows stream: another node leads, nothing lost or twice', { timeout: 120_000 }, async (t) => {
+    const sc = scope(t);
+    const leader = await leaderOf(nodes);
+    const others = nodes.filter((n) => n !== leader);
+    const raws = [];
+    for (const n of others) raws.push(await listen(sc, n));
+    let isWriting = true;
+    const writing = insertEach(db, 1001, 1600).finally(() => { isWriting = false; });
+    await until(() => ids(raws[0]).length >= 100, 30_000, 'the stream under way');
+    await leader.kill();
+    const atKill = ids(raws[0]).length;
+    assert.ok(isWriting && atKill < 600, `killed mid-stream (${atKill} of 600 delivered, writer running: ${isWriting})`);
+    await writing;
+    const next = await leaderOf(others);
+    assert.ok(others.includes(next));
+    for (const [i, r] of raws.entries())
+      await until(() => ids(r).length >= 600, 60_000, `survivor ${i + 1}: 600 changes (has ${ids(r).length})`);
+    await sleep(500);
+    for (const [i, r] of raws.entries()) assertExactly(ids(r), 1001, 1600, `survivor ${i + 1}`);
+    // and the new leader streams what comes next
+    await insertEach(db, 1601, 1610);
+    for (const [i, r] of raws.entries())
+      await until(() => ids(r).length >= 610, 20_000, `survivor ${i + 1}: after the takeover`);
+    for (const r of raws) await r.close();
+  });
+});
