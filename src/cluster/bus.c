@@ -270,6 +270,10 @@ enum rt_bus_seen rt_bus_peers_seen(struct rt_bus_peers *ps, const char *node, ui
 		return RT_BUS_SEEN_NEXT;
 	}
 	p->heard_ms = now_ms;
+	if (!p->last_seq) { /* known (its state was read) but nothing heard yet */
+		p->last_seq = seq;
+		return is_heartbeat ? RT_BUS_SEEN_DUP : RT_BUS_SEEN_NEXT;
+	}
 	if (is_heartbeat) {
 		if (seq <= p->last_seq)
 			return RT_BUS_SEEN_DUP;

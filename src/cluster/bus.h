@@ -129,7 +129,7 @@ struct rt_bus_peer *rt_bus_peers_find(struct rt_bus_peers *ps, const char *node)
 /*
  * Records message seq from node at now_ms (creating the peer: a node's first
  * message is NEXT whatever its number, as a node joining late has sent
- * others before). Heartbeats (is_heartbeat) take no number of their own:
+ * others before; so is the first after a peer was created with seq 0). Heartbeats (is_heartbeat) take no number of their own:
  * seq is the last one sent, so it is DUP when nothing was missed and GAP
  * when something was. *peer gets the peer (NULL for FULL).
  */

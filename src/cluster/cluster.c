@@ -489,6 +489,7 @@ static void on_bus(struct rt_cluster *c, const uint8_t *data, size_t len)
 	if (!strcmp(m.node, c->node))
 		return; /* ours: delivered locally when published */
 	struct rt_bus_peer *p;
+	bool is_new = !rt_bus_peers_find(&c->peers, m.node);
 	enum rt_bus_seen seen = rt_bus_peers_seen(&c->peers, m.node, m.seq,
 						  m.type == RT_BUS_HEARTBEAT, now_ms(), &p);
 	atomic_store(&c->n_peers, c->peers.n_peers);
@@ -502,6 +503,10 @@ static void on_bus(struct rt_cluster *c, const uint8_t *data, size_t len)
 		return;
 	}
 	atomic_fetch_add(&c->n_received, 1);
+	/* a node not known yet (it started, or came back after its TTL): its
+	 * presence state first */
+	if (is_new && m.type != RT_BUS_STATE)
+		start_sync(c, p->node);
 	if (seen == RT_BUS_SEEN_GAP) {
 		/* lost messages: broadcasts are gone, presence is read again */
 		atomic_fetch_add(&c->n_lost, 1);

@@ -217,6 +217,13 @@ static void test_peers_dedupe(void **state)
 	assert_null(rt_bus_peers_find(&ps, "b"));
 	assert_int_equal(rt_bus_peers_seen(&ps, "b", 1, false, 1, &q), RT_BUS_SEEN_NEXT);
 	assert_int_equal(q->origin, 3);
+	/* a peer known before anything was heard from it (seq 0): its first
+	 * message is next, whatever its number */
+	assert_int_equal(rt_bus_peers_seen(&ps, "c", 0, true, 1, &q), RT_BUS_SEEN_NEXT);
+	assert_int_equal(q->last_seq, 0);
+	assert_int_equal(rt_bus_peers_seen(&ps, "c", 40, false, 2, &q), RT_BUS_SEEN_NEXT);
+	assert_int_equal(q->lost, 0);
+	assert_int_equal(rt_bus_peers_seen(&ps, "c", 41, false, 2, &q), RT_BUS_SEEN_NEXT);
 	/* bounded */
 	char name[16];
 	for (unsigned i = ps.n_peers; i < RT_BUS_MAX_PEERS; i++) {
