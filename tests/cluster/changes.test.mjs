@@ -114,6 +114,44 @@ describe('postgres_changes over three nodes', { skip: !PG && 'needs RTSYNC_TEST_
     await b.close();
   });
 
+  it('live queries: maintained on a follower; resumed on another node: a marked fresh result', { timeout: 60_000 }, async (t) => {
+    const sc = scope(t);
+    const leader = await leaderOf(nodes);
+    const [f1, f2] = nodes.filter((n) => n !== leader);
+    const queries = [{ id: 'top', table: 'seq', query: 'select=id&order=id.desc&limit=3' }];
+    const apikey = f1.token({ role: 'service_role' });
+    const topic = 'realtime:cluster-live';
+    const a = await rawConnect(sc, f1, { vsn: '2.0.0', apikey });
+    await a.join(topic, { config: { rtsync: { live: { queries } } } });
+    const first = await a.next((f) => f.event === 'live_query', 10_000, 'first result on a follower');
+    assert.equal(first.payload.queries[0].kind, 'result');
+    await insertEach(db, 2001, 2003);
+    const enters = (raw) => raw.frames.events.filter((f) => f.event === 'live_query')
+      .flatMap((f) => f.payload.queries.flatMap((q) => (q.kind === 'diff' ? q.ops : [])))
+      .filter((op) => op.op === 'enter').map((op) => op.row.id);
+    await until(() => enters(a).includes(2003), 20_000, `the follower's live query sees the inserts (${enters(a)})`);
+    const frames = a.frames.events.filter((f) => f.event === 'live_query');
+    const pos = frames[frames.length - 1].payload.position;
+    await a.close();
+    // while away; resumed once the other node's log has them (a live query
+    // resumed on a node whose log lags the database's snapshot: docs/cluster.md)
+    const watch = await listen(sc, f2);
+    await insertEach(db, 2004, 2005);
+    await until(() => ids(watch).includes(2005), 20_000, 'the other node has the missed inserts');
+    const b = await rawConnect(sc, f2, { vsn: '2.0.0', apikey });
+    await b.join(topic, { config: { rtsync: { live: { queries, resume_after: pos } } } });
+    const resumed = await b.next((f) => f.event === 'live_query', 10_000, 'resumed on the other follower');
+    // that node does not hold the definition's history from before the
+    // position: a fresh result, marked resync (never a silent gap), with the
+    // rows written while away
+    const q = resumed.payload.queries[0];
+    assert.equal(q.kind, 'result', JSON.stringify(resumed.payload));
+    assert.equal(q.resync, true);
+    assert.deepEqual(q.rows.map((r) => r.id), [2005, 2004, 2003]);
+    assert.ok(BigInt(resumed.payload.position) > BigInt(pos));
+    await b.close();
+  });
+
   it('SIGKILL of the leader while rows stream: another node leads, nothing lost or twice', { timeout: 120_000 }, async (t) => {
     const sc = scope(t);
     const leader = await leaderOf(nodes);
