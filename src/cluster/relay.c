@@ -13,6 +13,7 @@
 #include "common/log.h"
 
 #define TIMEOUT_MS 2000
+#define CONNECT_TIMEOUT_MS 500 /* the leader's replication thread waits on it */
 #define READ_COUNT "100"
 
 struct rt_cluster_relay {
@@ -80,7 +81,7 @@ static bool ensure(struct rt_cluster_relay *r)
 {
 	if (r->c)
 		return true;
-	redisContext *c = redisConnectWithTimeout(r->url.host, r->url.port, tv_ms(TIMEOUT_MS));
+	redisContext *c = redisConnectWithTimeout(r->url.host, r->url.port, tv_ms(CONNECT_TIMEOUT_MS));
 	if (!c || c->err) {
 		if (!r->was_down)
 			rt_warn("cluster: change relay: cannot connect to %s:%d: %s", r->url.host,

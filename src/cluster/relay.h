@@ -13,8 +13,8 @@
  * Threads:   the callbacks are for one thread (the store's replication
  *            thread): a blocking connection with timeouts, reconnected on
  *            the next call after a failure.
- * Limits:    100 batches per read; connect and command timeouts of 2 s
- *            (plus the read's wait).
+ * Limits:    100 batches per read; a connect timeout of 500 ms, a command
+ *            timeout of 2 s (plus the read's wait).
  */
 #ifndef RT_CLUSTER_RELAY_H
 #define RT_CLUSTER_RELAY_H

@@ -98,6 +98,7 @@ struct pg_store {
 	atomic_bool is_leader;
 	uint64_t published_pos;   /* the log is in the relay up to here */
 	uint64_t published_end;   /* and PostgreSQL may be told up to here */
+	bool is_relay_failed;     /* the last publish failed: check the relay's top first */
 	sqlite3_stmt *put_st;     /* a change under a given position (from the relay) */
 
 	/* row-level security (docs/security.md) */
@@ -1173,10 +1174,30 @@ static uint64_t confirm_lsn(const struct pg_store *s)
  * transaction. Returns 0 when everything retained is published, -1 when the
  * relay failed (what is published stays so; the rest goes next time).
  */
+static int count_batch(void *arg, uint64_t last_pos, const char *data, size_t data_len)
+{
+	return 0;
+}
+
 static int publish_backlog(struct pg_store *s)
 {
 	if (!s->has_relay)
 		return 0;
+	if (s->is_relay_failed) {
+		/* A relay that came back may have lost what it held (a Redis
+		 * restarted without persistence): what followers had not read yet
+		 * is published again from its top; they skip what they have. */
+		uint64_t top = 0;
+		if (s->relay.read(s->relay.ctx, s->published_pos, 0, count_batch, NULL, &top) < 0)
+			return -1;
+		if (top < s->published_pos) {
+			rt_warn("store: the relay holds positions up to %llu only, not %llu: publishing "
+				"the rest again",
+				(unsigned long long)top, (unsigned long long)s->published_pos);
+			s->published_pos = top;
+		}
+		s->is_relay_failed = false;
+	}
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(s->repl_db,
 			       "SELECT pos, lsn, tbl, op, new, old, ts, xid FROM changes WHERE pos > ? "
@@ -1224,6 +1245,8 @@ static int publish_backlog(struct pg_store *s)
 	}
 	if (!rc && !json_array_size(batch) && s->published_pos >= s->committed_pos)
 		s->published_end = s->end_lsn;
+	if (rc)
+		s->is_relay_failed = true;
 	json_decref(batch);
 	sqlite3_finalize(st);
 	return rc;
@@ -1271,7 +1294,8 @@ static int batch_commit(struct pg_store *s, PGconn *c, struct txn *x)
 		s->committed_pos = s->batch_pos;
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->mu);
-	if (publish_backlog(s))
+	bool was_failed = s->is_relay_failed;
+	if (publish_backlog(s) && !was_failed)
 		rt_warn("store: the relay is unreachable: changes are kept here and confirmed to "
 			"PostgreSQL once published");
 	return send_status(c, confirm_lsn(s));
@@ -1407,6 +1431,7 @@ static int stream(struct pg_store *s)
 		(unsigned)(s->end_lsn >> 32), (unsigned)s->end_lsn);
 	rc = 0;
 	uint64_t last_status = rt_mono_ms(), last_recv = rt_mono_ms(), last_lock_check = 0;
+	uint64_t last_relay_try = 0;
 	while (atomic_load(&s->is_running)) {
 		char *data = NULL;
 		int n = PQgetCopyData(c, &data, 1);
@@ -1460,10 +1485,11 @@ static int stream(struct pg_store *s)
 				break;
 			last_lock_check = rt_mono_ms();
 		}
-		if (s->has_relay && s->published_pos < s->committed_pos && !x.has_batch &&
-		    rt_mono_ms() - last_status >= RELAY_RETRY_MS) {
-			publish_backlog(s); /* after the relay was unreachable */
-			last_status = 0;
+		if (s->has_relay && (s->published_pos < s->committed_pos || s->is_relay_failed) &&
+		    !x.has_batch && rt_mono_ms() - last_relay_try >= RELAY_RETRY_MS) {
+			last_relay_try = rt_mono_ms();
+			if (!publish_backlog(s))
+				last_status = 0; /* the confirmed position moved: tell PostgreSQL */
 		}
 		if (rt_mono_ms() - last_status >= STATUS_EVERY_MS) {
 			if (send_status(c, confirm_lsn(s)))

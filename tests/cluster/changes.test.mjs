@@ -152,6 +152,30 @@ describe('postgres_changes over three nodes', { skip: !PG && 'needs RTSYNC_TEST_
     await b.close();
   });
 
+  it('Redis SIGKILLed while rows stream: the leader serves its own, the others catch up once', { timeout: 120_000 }, async (t) => {
+    const sc = scope(t);
+    const leader = await leaderOf(nodes);
+    const raws = [];
+    for (const n of nodes) raws.push(await listen(sc, n));
+    const at = raws.map((r) => ids(r).length);
+    const writing = insertEach(db, 3001, 3300, 4);
+    await until(() => ids(raws[0]).length - at[0] >= 50, 30_000, 'the stream under way');
+    await redis.kill();
+    // the leader's own subscribers keep receiving while Redis is down
+    const li = nodes.indexOf(leader);
+    const before = ids(raws[li]).length;
+    await until(() => ids(raws[li]).length >= before + 50, 30_000, 'the leader delivers while Redis is down');
+    await redis.start();
+    await writing;
+    for (const [i, r] of raws.entries())
+      await until(() => ids(r).length - at[i] >= 300, 60_000, `node ${i + 1}: 300 changes (has ${ids(r).length - at[i]})`);
+    await sleep(500);
+    for (const [i, r] of raws.entries()) assertExactly(ids(r).slice(at[i]), 3001, 3300, `node ${i + 1}`);
+    for (const n of nodes)
+      await until(async () => (await getJson(n, '/healthz')).body.status === 'ok', 15_000, 'every node recovered');
+    for (const r of raws) await r.close();
+  });
+
   it('SIGKILL of the leader while rows stream: another node leads, nothing lost or twice', { timeout: 120_000 }, async (t) => {
     const sc = scope(t);
     const leader = await leaderOf(nodes);
