@@ -17,10 +17,10 @@
 #include "cluster/bus.h"
 #include "net/ws.h"
 
-#define CHECK(cond)                                                                      \
-	do {                                                                             \
-		if (!(cond))                                                             \
-			abort();                                                         \
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond))                                                                       \
+			abort();                                                                   \
 	} while (0)
 
 static bool inside(const struct rt_bus_str *s, const uint8_t *data, size_t size)
@@ -62,9 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const uint8_t *rest = data + 1;
 	size_t n = size - 1;
 	switch (data[0] % 3) {
-	case 0:
-		one_message(rest, n);
-		break;
+	case 0: one_message(rest, n); break;
 	case 1: {
 		uint8_t op;
 		const uint8_t *p;

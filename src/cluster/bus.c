@@ -8,7 +8,7 @@
 #include "common/alloc.h"
 #include "common/err.h"
 
-#define MAGIC "RTB1"
+#define MAGIC  "RTB1"
 #define ABSENT UINT32_MAX
 
 bool rt_bus_node_valid(const char *s, size_t len)
@@ -86,10 +86,8 @@ int rt_bus_encode(struct rt_buf *out, const struct rt_bus_msg *m)
 			return RT_EINVAL;
 		break;
 	case RT_BUS_HEARTBEAT:
-	case RT_BUS_STATE:
-		break;
-	default:
-		return RT_EINVAL;
+	case RT_BUS_STATE: break;
+	default: return RT_EINVAL;
 	}
 	rt_buf_append(out, MAGIC, 4);
 	rt_buf_append_byte(out, (uint8_t)m->type);
@@ -175,8 +173,8 @@ int rt_bus_decode(const uint8_t *data, size_t data_len, struct rt_bus_msg *out)
 		out->key = get_str(&r);
 		out->v1 = get_frame(&r);
 		out->v2 = get_frame(&r);
-		if (!r.is_bad && (!key_ok(&out->key) || (!out->v1.payload.data &&
-							  !out->v2.payload.data)))
+		if (!r.is_bad &&
+		    (!key_ok(&out->key) || (!out->v1.payload.data && !out->v2.payload.data)))
 			r.is_bad = true;
 		break;
 	case RT_BUS_PRESENCE:
@@ -186,14 +184,13 @@ int rt_bus_decode(const uint8_t *data, size_t data_len, struct rt_bus_msg *out)
 		out->pkey = get_str(&r);
 		out->join = get_str(&r);
 		out->leave = get_str(&r);
-		if (!r.is_bad && (!key_ok(&out->key) || !key_ok(&out->topic) || !key_ok(&out->pkey)))
+		if (!r.is_bad &&
+		    (!key_ok(&out->key) || !key_ok(&out->topic) || !key_ok(&out->pkey)))
 			r.is_bad = true;
 		break;
 	case RT_BUS_HEARTBEAT:
-	case RT_BUS_STATE:
-		break;
-	default:
-		return RT_EPROTO;
+	case RT_BUS_STATE: break;
+	default: return RT_EPROTO;
 	}
 	if (r.is_bad || r.p != r.end || !out->seq)
 		return RT_EPROTO;

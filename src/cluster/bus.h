@@ -33,8 +33,8 @@
 
 #include "common/buf.h"
 
-#define RT_BUS_NODE_MAX 64
-#define RT_BUS_KEY_MAX 1024
+#define RT_BUS_NODE_MAX	 64
+#define RT_BUS_KEY_MAX	 1024
 #define RT_BUS_MAX_BYTES (128u << 20)
 #define RT_BUS_MAX_PEERS 1024
 
@@ -59,13 +59,13 @@ struct rt_bus_msg {
 	enum rt_bus_type type;
 	char node[RT_BUS_NODE_MAX + 1];
 	uint64_t seq;
-	struct rt_bus_str key;   /* BROADCAST, PRESENCE */
-	struct rt_bus_frame v1;  /* BROADCAST */
-	struct rt_bus_frame v2;  /* BROADCAST */
+	struct rt_bus_str key;	 /* BROADCAST, PRESENCE */
+	struct rt_bus_frame v1;	 /* BROADCAST */
+	struct rt_bus_frame v2;	 /* BROADCAST */
 	struct rt_bus_str topic; /* PRESENCE */
-	uint64_t chan_id;        /* PRESENCE */
-	struct rt_bus_str pkey;  /* PRESENCE */
-	struct rt_bus_str join;  /* PRESENCE: absent or a JSON object */
+	uint64_t chan_id;	 /* PRESENCE */
+	struct rt_bus_str pkey;	 /* PRESENCE */
+	struct rt_bus_str join;	 /* PRESENCE: absent or a JSON object */
 	struct rt_bus_str leave; /* PRESENCE: absent or a JSON object */
 };
 
@@ -104,13 +104,13 @@ enum rt_bus_seen {
 
 struct rt_bus_peer {
 	char node[RT_BUS_NODE_MAX + 1];
-	uint32_t origin;       /* small number for the node, > 0, never reused */
-	uint64_t last_seq;     /* highest sequence number seen */
-	uint64_t heard_ms;     /* when last heard from */
-	uint64_t lost;         /* messages known lost (gaps) */
-	bool is_syncing;       /* its presence state is being read again */
-	uint64_t sync_seq;     /* the sequence number that state reflects */
-	void *user;            /* the owner's data (pending messages) */
+	uint32_t origin;   /* small number for the node, > 0, never reused */
+	uint64_t last_seq; /* highest sequence number seen */
+	uint64_t heard_ms; /* when last heard from */
+	uint64_t lost;	   /* messages known lost (gaps) */
+	bool is_syncing;   /* its presence state is being read again */
+	uint64_t sync_seq; /* the sequence number that state reflects */
+	void *user;	   /* the owner's data (pending messages) */
 	struct rt_bus_peer *next;
 };
 
@@ -129,9 +129,9 @@ struct rt_bus_peer *rt_bus_peers_find(struct rt_bus_peers *ps, const char *node)
 /*
  * Records message seq from node at now_ms (creating the peer: a node's first
  * message is NEXT whatever its number, as a node joining late has sent
- * others before; so is the first after a peer was created with seq 0). Heartbeats (is_heartbeat) take no number of their own:
- * seq is the last one sent, so it is DUP when nothing was missed and GAP
- * when something was. *peer gets the peer (NULL for FULL).
+ * others before; so is the first after a peer was created with seq 0). Heartbeats (is_heartbeat)
+ * take no number of their own: seq is the last one sent, so it is DUP when nothing was missed and
+ * GAP when something was. *peer gets the peer (NULL for FULL).
  */
 enum rt_bus_seen rt_bus_peers_seen(struct rt_bus_peers *ps, const char *node, uint64_t seq,
 				   bool is_heartbeat, uint64_t now_ms, struct rt_bus_peer **peer);
@@ -145,7 +145,7 @@ struct rt_bus_url {
 	char host[256];
 	int port;
 	char password[256]; /* empty: no AUTH */
-	char user[128];     /* empty: AUTH with the password alone */
+	char user[128];	    /* empty: AUTH with the password alone */
 	int db;
 };
 

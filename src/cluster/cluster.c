@@ -24,11 +24,11 @@
 #include "realtime/presence.h"
 #include "store/store.h"
 
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
+#define BACKOFF_MIN_MS		  100
+#define BACKOFF_MAX_MS		  5000
 #define MAX_UNANSWERED_HEARTBEATS 3
-#define CONNECT_TIMEOUT_MS 2000
-#define HELD_MAX_BYTES (64u << 20)
+#define CONNECT_TIMEOUT_MS	  2000
+#define HELD_MAX_BYTES		  (64u << 20)
 
 enum item_kind { IT_PUBLISH, IT_PRESENCE, IT_HEARTBEAT };
 
@@ -63,9 +63,9 @@ struct rt_cluster {
 	struct rt_bus_url url;
 	char node[RT_BUS_NODE_MAX + 1];
 	char *prefix;
-	char *bus_chan;   /* PREFIX:bus */
-	char *nodes_key;  /* PREFIX:nodes */
-	char *own_hash;   /* PREFIX:presence:NODE */
+	char *bus_chan;	 /* PREFIX:bus */
+	char *nodes_key; /* PREFIX:nodes */
+	char *own_hash;	 /* PREFIX:presence:NODE */
 	unsigned heartbeat_ms, node_ttl_ms;
 	size_t max_pending;
 
@@ -73,7 +73,7 @@ struct rt_cluster {
 	pthread_mutex_t mu;
 	struct item *q_head, **q_tail;
 	size_t pending_bytes; /* queued and in flight */
-	uint64_t seq;         /* last sequence number taken */
+	uint64_t seq;	      /* last sequence number taken */
 	bool is_running;      /* the wake-up handle is alive */
 	atomic_bool is_up;
 
@@ -202,8 +202,7 @@ static char *presence_field(const char *key, uint64_t chan_id)
 	return f;
 }
 
-static char *presence_value(const char *topic, const char *pkey, const json_t *meta,
-			    size_t *len)
+static char *presence_value(const char *topic, const char *pkey, const json_t *meta, size_t *len)
 {
 	json_t *v = json_pack("{s:s,s:s,s:O}", "t", topic, "k", pkey, "m", meta);
 	char *s = v ? json_dumps(v, JSON_COMPACT) : NULL;
@@ -430,9 +429,10 @@ static bool apply_presence(struct rt_cluster *c, struct rt_bus_peer *p, const st
 	json_t *leave = json_field(&m->leave);
 	bool ok = (join || !m->join.data) && (leave || !m->leave.data) && (join || leave);
 	if (ok) {
-		char *key = str_dup(&m->key), *topic = str_dup(&m->topic), *pkey = str_dup(&m->pkey);
-		rt_presence_remote_put(c->rt->presence, c->rt->hub, p->origin, key, topic, m->chan_id,
-				       pkey, join);
+		char *key = str_dup(&m->key), *topic = str_dup(&m->topic),
+		     *pkey = str_dup(&m->pkey);
+		rt_presence_remote_put(c->rt->presence, c->rt->hub, p->origin, key, topic,
+				       m->chan_id, pkey, join);
 		free(key);
 		free(topic);
 		free(pkey);
@@ -514,20 +514,15 @@ static void on_bus(struct rt_cluster *c, const uint8_t *data, size_t len)
 			start_sync(c, p->node);
 	}
 	switch (m.type) {
-	case RT_BUS_BROADCAST:
-		deliver_broadcast(c, &m);
-		break;
+	case RT_BUS_BROADCAST: deliver_broadcast(c, &m); break;
 	case RT_BUS_PRESENCE:
 		if (p->is_syncing)
 			hold(c, p, data, len);
 		else if (!apply_presence(c, p, &m))
 			atomic_fetch_add(&c->n_invalid, 1);
 		break;
-	case RT_BUS_STATE:
-		start_sync(c, p->node);
-		break;
-	case RT_BUS_HEARTBEAT:
-		break;
+	case RT_BUS_STATE: start_sync(c, p->node); break;
+	case RT_BUS_HEARTBEAT: break;
 	}
 }
 
@@ -837,7 +832,8 @@ static redisAsyncContext *open_one(struct rt_cluster *c)
 	redisAsyncSetDisconnectCallback(ac, on_disconnect);
 	if (c->url.password[0]) {
 		if (c->url.user[0])
-			redisAsyncCommand(ac, NULL, NULL, "AUTH %s %s", c->url.user, c->url.password);
+			redisAsyncCommand(ac, NULL, NULL, "AUTH %s %s", c->url.user,
+					  c->url.password);
 		else
 			redisAsyncCommand(ac, NULL, NULL, "AUTH %s", c->url.password);
 	}
@@ -1145,14 +1141,15 @@ void rt_cluster_metrics(struct rt_cluster *c, struct rt_buf *out)
 	pthread_mutex_lock(&c->mu);
 	pending = c->pending_bytes;
 	pthread_mutex_unlock(&c->mu);
-	rt_buf_printf(out,
-		      "# HELP rtsync_cluster_redis_up 1 while connected to Redis and subscribed.\n"
-		      "# TYPE rtsync_cluster_redis_up gauge\nrtsync_cluster_redis_up %d\n"
-		      "# HELP rtsync_cluster_peers Other nodes heard from within their TTL.\n"
-		      "# TYPE rtsync_cluster_peers gauge\nrtsync_cluster_peers %u\n"
-		      "# HELP rtsync_cluster_pending_bytes Bytes queued or in flight to Redis.\n"
-		      "# TYPE rtsync_cluster_pending_bytes gauge\nrtsync_cluster_pending_bytes %zu\n",
-		      rt_cluster_is_up(c) ? 1 : 0, atomic_load(&c->n_peers), pending);
+	rt_buf_printf(
+		out,
+		"# HELP rtsync_cluster_redis_up 1 while connected to Redis and subscribed.\n"
+		"# TYPE rtsync_cluster_redis_up gauge\nrtsync_cluster_redis_up %d\n"
+		"# HELP rtsync_cluster_peers Other nodes heard from within their TTL.\n"
+		"# TYPE rtsync_cluster_peers gauge\nrtsync_cluster_peers %u\n"
+		"# HELP rtsync_cluster_pending_bytes Bytes queued or in flight to Redis.\n"
+		"# TYPE rtsync_cluster_pending_bytes gauge\nrtsync_cluster_pending_bytes %zu\n",
+		rt_cluster_is_up(c) ? 1 : 0, atomic_load(&c->n_peers), pending);
 	if (c->store)
 		rt_buf_printf(out,
 			      "# HELP rtsync_cluster_changes_leader 1 while this node runs the "

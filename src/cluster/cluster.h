@@ -51,12 +51,12 @@
 #define RT_CLUSTER_MAX_HELD 100000
 
 struct rt_cluster_config {
-	const char *url;          /* redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] */
-	const char *node_id;      /* NULL: a random one per start */
-	const char *prefix;       /* of every Redis name; NULL: "rtsync" */
-	unsigned heartbeat_ms;    /* 0: 1000 */
-	unsigned node_ttl_ms;     /* 0: 5000 */
-	size_t max_pending_bytes; /* 0: 16 MiB */
+	const char *url;	      /* redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] */
+	const char *node_id;	      /* NULL: a random one per start */
+	const char *prefix;	      /* of every Redis name; NULL: "rtsync" */
+	unsigned heartbeat_ms;	      /* 0: 1000 */
+	unsigned node_ttl_ms;	      /* 0: 5000 */
+	size_t max_pending_bytes;     /* 0: 16 MiB */
 	const struct rt_store *store; /* PostgreSQL with a relay: its leadership is
 				       * reported (not owned); else NULL */
 };

@@ -12,9 +12,9 @@
 #include "common/err.h"
 #include "common/log.h"
 
-#define TIMEOUT_MS 2000
+#define TIMEOUT_MS	   2000
 #define CONNECT_TIMEOUT_MS 500 /* the leader's replication thread waits on it */
-#define READ_COUNT "100"
+#define READ_COUNT	   "100"
 
 struct rt_cluster_relay {
 	struct rt_bus_url url;
@@ -81,7 +81,8 @@ static bool ensure(struct rt_cluster_relay *r)
 {
 	if (r->c)
 		return true;
-	redisContext *c = redisConnectWithTimeout(r->url.host, r->url.port, tv_ms(CONNECT_TIMEOUT_MS));
+	redisContext *c =
+		redisConnectWithTimeout(r->url.host, r->url.port, tv_ms(CONNECT_TIMEOUT_MS));
 	if (!c || c->err) {
 		if (!r->was_down)
 			rt_warn("cluster: change relay: cannot connect to %s:%d: %s", r->url.host,
@@ -94,9 +95,9 @@ static bool ensure(struct rt_cluster_relay *r)
 	r->c = c;
 	redisSetTimeout(c, tv_ms(TIMEOUT_MS));
 	if (r->url.password[0]) {
-		redisReply *rep = r->url.user[0]
-					  ? redisCommand(c, "AUTH %s %s", r->url.user, r->url.password)
-					  : redisCommand(c, "AUTH %s", r->url.password);
+		redisReply *rep =
+			r->url.user[0] ? redisCommand(c, "AUTH %s %s", r->url.user, r->url.password)
+				       : redisCommand(c, "AUTH %s", r->url.password);
 		if (!setup_ok(r, rep, "AUTH")) {
 			drop(r, "AUTH refused");
 			return false;
@@ -189,14 +190,15 @@ static int relay_read(void *ctx, uint64_t after, unsigned wait_ms,
 	} else if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 1 &&
 		   rep->element[0]->type == REDIS_REPLY_ARRAY && rep->element[0]->elements == 2) {
 		redisReply *entries = rep->element[0]->element[1];
-		for (size_t i = 0; entries->type == REDIS_REPLY_ARRAY && i < entries->elements; i++) {
+		for (size_t i = 0; entries->type == REDIS_REPLY_ARRAY && i < entries->elements;
+		     i++) {
 			redisReply *e = entries->element[i];
 			if (e->type != REDIS_REPLY_ARRAY || e->elements != 2)
 				continue;
 			uint64_t pos = id_pos(e->element[0]);
 			redisReply *fields = e->element[1];
-			for (size_t j = 0; pos && fields->type == REDIS_REPLY_ARRAY &&
-					   j + 1 < fields->elements;
+			for (size_t j = 0;
+			     pos && fields->type == REDIS_REPLY_ARRAY && j + 1 < fields->elements;
 			     j += 2) {
 				redisReply *f = fields->element[j], *v = fields->element[j + 1];
 				if (f->type == REDIS_REPLY_STRING && !strcmp(f->str, "d") &&

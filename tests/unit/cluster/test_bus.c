@@ -17,12 +17,12 @@
 #include "common/err.h"
 #include "net/ws.h"
 
-static struct rt_bus_str S(const char *s)
-{
+static struct rt_bus_str S(const char *s) {
 	return (struct rt_bus_str){(const uint8_t *)s, strlen(s)};
 }
 
-static void assert_str(struct rt_bus_str s, const char *want)
+static void
+assert_str(struct rt_bus_str s, const char *want)
 {
 	assert_non_null(s.data);
 	assert_int_equal(s.len, strlen(want));
@@ -142,11 +142,14 @@ static void test_malformed(void **state)
 	}
 	free(longer);
 	/* seq 0, bad node ids, unknown type */
-	static const uint8_t zero_seq[] = "RTB1\x03\x00\x00\x00\x01n\x00\x00\x00\x00\x00\x00\x00\x00";
+	static const uint8_t zero_seq[] =
+		"RTB1\x03\x00\x00\x00\x01n\x00\x00\x00\x00\x00\x00\x00\x00";
 	assert_int_equal(rt_bus_decode(zero_seq, sizeof zero_seq - 1, &d), RT_EPROTO);
-	static const uint8_t bad_node[] = "RTB1\x03\x00\x00\x00\x01:\x00\x00\x00\x00\x00\x00\x00\x01";
+	static const uint8_t bad_node[] =
+		"RTB1\x03\x00\x00\x00\x01:\x00\x00\x00\x00\x00\x00\x00\x01";
 	assert_int_equal(rt_bus_decode(bad_node, sizeof bad_node - 1, &d), RT_EPROTO);
-	static const uint8_t bad_type[] = "RTB1\x09\x00\x00\x00\x01n\x00\x00\x00\x00\x00\x00\x00\x01";
+	static const uint8_t bad_type[] =
+		"RTB1\x09\x00\x00\x00\x01n\x00\x00\x00\x00\x00\x00\x00\x01";
 	assert_int_equal(rt_bus_decode(bad_type, sizeof bad_type - 1, &d), RT_EPROTO);
 	static const uint8_t ok_hb[] = "RTB1\x03\x00\x00\x00\x01n\x00\x00\x00\x00\x00\x00\x00\x01";
 	assert_int_equal(rt_bus_decode(ok_hb, sizeof ok_hb - 1, &d), 0);
@@ -256,9 +259,9 @@ static void test_url(void **state)
 	assert_string_equal(u.user, "bob");
 	assert_string_equal(u.host, "::1");
 	assert_int_equal(u.port, 7000);
-	const char *bad[] = {"http://h", "redis://", "redis://h:", "redis://h:0", "redis://h:65536",
-			     "redis://h:12x", "redis://h/x", "redis://[::1", "redis://nopass@h",
-			     "redis://[::1]x"};
+	const char *bad[] = {"http://h",	 "redis://",	  "redis://h:",	 "redis://h:0",
+			     "redis://h:65536",	 "redis://h:12x", "redis://h/x", "redis://[::1",
+			     "redis://nopass@h", "redis://[::1]x"};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
 		assert_int_equal(rt_bus_url_parse(bad[i], &u), RT_EINVAL);
 }
