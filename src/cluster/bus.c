@@ -287,6 +287,13 @@ enum rt_bus_seen rt_bus_peers_seen(struct rt_bus_peers *ps, const char *node, ui
 	return r;
 }
 
+void rt_bus_peers_restarted(struct rt_bus_peers *ps, const char *node, uint64_t seq)
+{
+	struct rt_bus_peer *p = rt_bus_peers_find(ps, node);
+	if (p && seq && seq <= p->last_seq)
+		p->last_seq = seq - 1;
+}
+
 void rt_bus_peers_remove(struct rt_bus_peers *ps, struct rt_bus_peer *peer)
 {
 	for (struct rt_bus_peer **pp = &ps->head; *pp; pp = &(*pp)->next) {

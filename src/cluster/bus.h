@@ -136,6 +136,14 @@ struct rt_bus_peer *rt_bus_peers_find(struct rt_bus_peers *ps, const char *node)
 enum rt_bus_seen rt_bus_peers_seen(struct rt_bus_peers *ps, const char *node, uint64_t seq,
 				   bool is_heartbeat, uint64_t now_ms, struct rt_bus_peer **peer);
 
+/*
+ * A node announced a new state (RT_BUS_STATE, which a node sends first
+ * whenever it connects) under seq: when seq is not above what was seen, the
+ * node started again under the same id and numbers from 1 anew, so its
+ * numbering is taken up from there. Does nothing for a node not known.
+ */
+void rt_bus_peers_restarted(struct rt_bus_peers *ps, const char *node, uint64_t seq);
+
 /* Unlinks and frees peer (its user data released by the caller). */
 void rt_bus_peers_remove(struct rt_bus_peers *ps, struct rt_bus_peer *peer);
 

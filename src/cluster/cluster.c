@@ -489,6 +489,8 @@ static void on_bus(struct rt_cluster *c, const uint8_t *data, size_t len)
 	if (!strcmp(m.node, c->node))
 		return; /* ours: delivered locally when published */
 	struct rt_bus_peer *p;
+	if (m.type == RT_BUS_STATE) /* perhaps a new process under the same id */
+		rt_bus_peers_restarted(&c->peers, m.node, m.seq);
 	bool is_new = !rt_bus_peers_find(&c->peers, m.node);
 	enum rt_bus_seen seen = rt_bus_peers_seen(&c->peers, m.node, m.seq,
 						  m.type == RT_BUS_HEARTBEAT, now_ms(), &p);

@@ -9,6 +9,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Recorder, scope, sleep, supabaseClient, uniqueTopic, withTimeout } from '../interop/lib/util.mjs';
 import { startRedis, startNodes, getJson, metric, until } from './lib.mjs';
+import { startServer } from '../interop/lib/server.mjs';
 
 const TTL_MS = 2000;
 
@@ -164,6 +165,30 @@ describe('failures', () => {
     assert.ok(took >= TTL_MS - 200, `left after the TTL, not before (${took} ms)`);
     assert.equal(await metric(nodes[0], 'rtsync_cluster_peers'), 1);
     for (const n of nodes.slice(0, 2)) await n.stop();
+  });
+
+  it('a node SIGKILLed and started again under the same id is heard at once', { timeout: 60_000 }, async (t) => {
+    const sc = scope(t);
+    const redis = await startRedis();
+    const nodes = await startNodes(2, redis.url, { ttlMs: 10_000 });
+    t.after(async () => { for (const n of nodes) await n.kill(); await redis.stop(); });
+    const topic = uniqueTopic('cl-restart');
+    const a = await member(sc, nodes[0], topic, { presence: true, key: 'a' });
+    const old = await member(sc, nodes[1], topic, { presence: true, key: 'old' });
+    for (const m of [a, old]) assert.equal(await m.ch.track({}), 'ok');
+    await a.syncs.waitFor((s) => keysOf(s).join() === 'a,old', 5000, 'a sees old');
+    const id = nodes[1].proc.spawnargs[nodes[1].proc.spawnargs.indexOf('--cluster-node') + 1];
+    await nodes[1].kill();
+    // the same id, long before the 10 s TTL: its numbers start at 1 again
+    nodes[1] = await startServer({ args: ['--redis', redis.url, '--cluster-node', id, '--cluster-ttl-ms', '10000'] });
+    const mark = a.syncs.events.length;
+    const b = await member(sc, nodes[1], topic, { presence: true, key: 'new' });
+    assert.equal(await b.ch.track({}), 'ok');
+    await a.syncs.waitFor((s) => keysOf(s).join() === 'a,new', 5000, 'the old member replaced by the new one', mark);
+    await b.syncs.waitFor((s) => keysOf(s).join() === 'a,new', 5000, 'the new node sees a');
+    assert.equal(await b.ch.send({ type: 'broadcast', event: 'hi', payload: {} }), 'ok');
+    await a.rec.waitFor((e) => e.event === 'hi', 5000, 'its broadcasts get through');
+    for (const n of nodes) await n.stop();
   });
 
   it('Redis SIGKILLed: nodes serve their own clients, report degraded, and recover', { timeout: 90_000 }, async (t) => {

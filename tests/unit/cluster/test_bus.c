@@ -227,6 +227,15 @@ static void test_peers_dedupe(void **state)
 	assert_int_equal(rt_bus_peers_seen(&ps, "c", 40, false, 2, &q), RT_BUS_SEEN_NEXT);
 	assert_int_equal(q->lost, 0);
 	assert_int_equal(rt_bus_peers_seen(&ps, "c", 41, false, 2, &q), RT_BUS_SEEN_NEXT);
+	/* a node started again under the same id: its STATE renumbers it */
+	assert_int_equal(rt_bus_peers_seen(&ps, "c", 2, false, 3, &q), RT_BUS_SEEN_DUP);
+	rt_bus_peers_restarted(&ps, "c", 1);
+	assert_int_equal(rt_bus_peers_seen(&ps, "c", 1, false, 3, &q), RT_BUS_SEEN_NEXT);
+	assert_int_equal(rt_bus_peers_seen(&ps, "c", 2, false, 3, &q), RT_BUS_SEEN_NEXT);
+	rt_bus_peers_restarted(&ps, "c", 3); /* above what was seen: nothing to do */
+	assert_int_equal(q->last_seq, 2);
+	rt_bus_peers_restarted(&ps, "unknown", 1);
+	assert_null(rt_bus_peers_find(&ps, "unknown"));
 	/* bounded */
 	char name[16];
 	for (unsigned i = ps.n_peers; i < RT_BUS_MAX_PEERS; i++) {
