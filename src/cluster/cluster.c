@@ -76,6 +76,7 @@ struct rt_cluster {
 	uint64_t seq;	      /* last sequence number taken */
 	bool is_running;      /* the wake-up handle is alive */
 	atomic_bool is_up;
+	atomic_bool needs_dump; /* a presence change was dropped: write the whole state again */
 
 	/* the cluster thread */
 	pthread_t thread;
@@ -131,6 +132,8 @@ static void enqueue(struct rt_cluster *c, struct item *it)
 	if (it->kind != IT_HEARTBEAT && c->pending_bytes + size > c->max_pending) {
 		pthread_mutex_unlock(&c->mu);
 		atomic_fetch_add(&c->n_dropped_full, 1);
+		if (it->kind == IT_PRESENCE) /* the others would miss it: the whole state, later */
+			atomic_store(&c->needs_dump, true);
 		item_free(it);
 		return;
 	}
@@ -686,7 +689,9 @@ static void put_seq(struct rt_cluster *c, struct item *it)
 		it->msg[seq_at + (size_t)i] = (char)(it->seq >> (56 - 8 * i));
 }
 
-static void go_up(struct rt_cluster *c)
+/* Writes this node's whole presence state to its hash and announces it
+ * (RT_BUS_STATE): the others read it again. Marks the node up. */
+static void dump_state(struct rt_cluster *c)
 {
 	struct rt_bus_msg b = {.type = RT_BUS_STATE, .seq = 1};
 	memcpy(b.node, c->node, sizeof b.node);
@@ -711,7 +716,11 @@ static void go_up(struct rt_cluster *c)
 	cmd_argv(c, NULL, NULL, 3, pub, pub_len);
 	cmd_strs(c, NULL, NULL, 1, (const char *[]){"EXEC"});
 	item_free(d.state);
+}
 
+static void go_up(struct rt_cluster *c)
+{
+	dump_state(c);
 	/* every live node's state */
 	char now[32];
 	snprintf(now, sizeof now, "%lld", (long long)rt_wall_ms());
@@ -912,6 +921,10 @@ static void on_tick(uv_timer_t *t)
 	if (c->unanswered >= MAX_UNANSWERED_HEARTBEATS) {
 		go_down(c, "no reply to heartbeats"); /* a server that stopped answering */
 		return;
+	}
+	if (atomic_exchange(&c->needs_dump, false)) {
+		drain(c); /* what was queued first, then the state that covers it */
+		dump_state(c);
 	}
 	struct rt_bus_msg b = {.type = RT_BUS_HEARTBEAT, .seq = 1};
 	memcpy(b.node, c->node, sizeof b.node);
