@@ -295,7 +295,7 @@ struct worker {
 struct run {
 	struct opts o;
 	struct sockaddr_storage addr;
-	struct sockaddr_storage sub_addrs[RTBENCH_MAX_NODES]; /* [0]: addr; then --sub-ports */
+	struct sockaddr_storage sub_addrs[RTBENCH_MAX_NODES]; /* [1…]: --sub-ports ([0]: addr) */
 	char host_header[300];
 	char topic_prefix[64];
 	char ws_query[64]; /* "&vsn=2.0.0" */
@@ -1503,7 +1503,9 @@ static void conn_start(struct conn *c)
 		http_parser_init(c->http, HTTP_RESPONSE);
 		c->http->data = c;
 	}
-	const struct sockaddr_storage *to = c->role == ROLE_SUB || c->role == ROLE_SLOW
+	/* node 0 is --url's address (its port is known only once a spawned
+	 * server has one) */
+	const struct sockaddr_storage *to = (c->role == ROLE_SUB || c->role == ROLE_SLOW) && c->node
 						    ? &w->run->sub_addrs[c->node]
 						    : &w->run->addr;
 	rc = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)to, on_connect);
@@ -3287,7 +3289,6 @@ int main(int argc, char **argv)
 		free(r);
 		return 2;
 	}
-	r->sub_addrs[0] = r->addr;
 	for (int i = 0; i < o->n_sub_ports; i++) {
 		r->sub_addrs[i + 1] = r->addr;
 		if (r->addr.ss_family == AF_INET)
