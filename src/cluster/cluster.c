@@ -456,7 +456,7 @@ static void deliver_broadcast(struct rt_cluster *c, const struct rt_bus_msg *m)
 	if (m->v2.payload.data)
 		msg->v2 = rt_ws_frame((enum rt_ws_opcode)m->v2.opcode, m->v2.payload.data,
 				      m->v2.payload.len);
-	RT_METRIC_INC(broadcasts);
+	/* counted in rtsync_cluster_received_total, not as a broadcast published here */
 	rt_hub_publish_any(c->rt->hub, msg); /* is_shared false: never sent back */
 	rt_msg_unref(msg);
 }
