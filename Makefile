@@ -23,7 +23,7 @@ SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=undefined
 
 # Server library: every module but the CLI entry point.
-SRV_DIRS := common proto net auth flags realtime live notify store collab locks activity web api
+SRV_DIRS := common proto net auth flags realtime live notify store collab locks activity cluster web api
 SRV_SRC  := $(foreach d,$(SRV_DIRS),$(wildcard src/$(d)/*.c)) $(filter-out src/cli/main.c,$(wildcard src/cli/*.c))
 SRV_OBJ  := $(SRV_SRC:%.c=$(BUILD)/obj/%.o)
 MAIN_OBJ := $(BUILD)/obj/src/cli/main.o
@@ -298,3 +298,9 @@ clean-web:
 DEB_PKGS += chromium
 browser-test: all
 	@tests/browser/run.sh $(abspath $(BUILD)/rtsync)
+
+# ---- scale-out over Redis (src/cluster, docs/cluster.md) ----
+# hiredis (its libuv adapter) for the bus between nodes; redis-server for
+# tests/cluster/.
+DEB_PKGS += libhiredis-dev redis-server
+LIBS += -lhiredis

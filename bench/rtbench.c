@@ -104,6 +104,8 @@ static const char *live_status_name(int s)
 	return names[s];
 }
 
+#define RTBENCH_MAX_NODES 16 /* --sub-ports: the --url port and up to 15 more */
+
 enum scenario { SC_FANOUT, SC_IDLE, SC_CHANGES, SC_STORM, SC_LIVE, SC_NOTIFY };
 static const char *const scenario_names[] = {"fanout", "idle", "changes", "storm", "live",
 					    "notify"};
@@ -126,6 +128,9 @@ struct opts {
 	bool is_rls;            /* changes: no filter, the table's policy selects */
 	long busy_poll;
 	enum encoding encoding;
+	/* fanout over several nodes: subscribers spread over these ports too */
+	int sub_ports[RTBENCH_MAX_NODES];
+	int n_sub_ports;
 	/* live */
 	long queries, per_sub, verify, seed_rows, throttle_ms, naive_conns;
 	double naive_s;
@@ -190,6 +195,7 @@ struct conn {
 	uint16_t joins_pending;
 	uint32_t topic;    /* subscriber: its topic; publisher: its first topic */
 	uint32_t n_topics; /* publisher: topics it joins */
+	uint8_t node;      /* subscriber with --sub-ports: which address it uses */
 	uint32_t next_ref;
 	uint32_t retries;
 	char accept[29];   /* expected Sec-WebSocket-Accept */
@@ -293,6 +299,7 @@ struct worker {
 struct run {
 	struct opts o;
 	struct sockaddr_storage addr;
+	struct sockaddr_storage sub_addrs[RTBENCH_MAX_NODES]; /* [1…]: --sub-ports ([0]: addr) */
 	char host_header[300];
 	char topic_prefix[64];
 	char ws_query[64]; /* "&vsn=2.0.0" */
@@ -1539,8 +1546,12 @@ static void conn_start(struct conn *c)
 		http_parser_init(c->http, HTTP_RESPONSE);
 		c->http->data = c;
 	}
-	rc = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&w->run->addr,
-			    on_connect);
+	/* node 0 is --url's address (its port is known only once a spawned
+	 * server has one) */
+	const struct sockaddr_storage *to = (c->role == ROLE_SUB || c->role == ROLE_SLOW) && c->node
+						    ? &w->run->sub_addrs[c->node]
+						    : &w->run->addr;
+	rc = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)to, on_connect);
 	if (rc) {
 		set_error(w, "connect", uv_strerror(rc));
 		conn_fail(c, F_CONNECT);
@@ -2192,6 +2203,7 @@ static struct worker *worker_new(struct run *r, int id, size_t n_pub, size_t n_s
 			long sub = first_sub + (long)(i - n_pub) * r->n_workers;
 			c->role = i < n_pub + n_subs ? ROLE_SUB : ROLE_SLOW;
 			c->topic = (uint32_t)(sub % r->o.topics);
+			c->node = (uint8_t)(r->o.n_sub_ports ? sub % (r->o.n_sub_ports + 1) : 0);
 			c->n_topics = 1;
 			if (is_live && !(c->lv = calloc(1, sizeof *c->lv))) {
 				worker_free(w);
@@ -2337,6 +2349,9 @@ static const char usage[] =
 	"  --url URL              ws://HOST:PORT[/PATH]; PATH defaults to /realtime/v1/websocket;\n"
 	"                         port 0 with --spawn: pick a free port, put it in {port} of CMD\n"
 	"  --apikey KEY           token sent as ?apikey= (e.g. from `rtsync token`)\n"
+	"  --sub-ports P,P,...    fanout: subscribers spread round-robin over the --url port and\n"
+	"                         these (other nodes of a cluster on the same host); publishers\n"
+	"                         stay on --url                                   (none)\n"
 	"  --vsn V                protocol version: 1.0.0 (JSON objects) or 2.0.0     (2.0.0)\n"
 	"  --spawn CMD            start the server with `sh -c 'exec CMD'`, wait until it listens,\n"
 	"                         sample it as --server-pid, stop it (SIGTERM) at the end\n"
@@ -2470,9 +2485,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	enum { O_URL = 256, O_KEY, O_DUR, O_PID, O_THR, O_BATCH, O_SETUP, O_HB, O_TOPICS, O_SUBS,
 	       O_RATE, O_PAY, O_ENC, O_DRAIN, O_CONNS, O_VSN, O_SLOW, O_WRITERS, O_SPAWN, O_DB,
 	       O_CHANGES, O_RETRY, O_SIGNAL, O_BUSY, O_JWT, O_RLS, O_WROWS, O_QUERIES, O_PERSUB,
-	       O_VERIFY, O_SEED, O_THROTTLE, O_NAIVE, O_NAIVE_CONNS };
+	       O_VERIFY, O_SEED, O_THROTTLE, O_NAIVE, O_NAIVE_CONNS, O_SUB_PORTS };
 	static const struct option longopts[] = {
 		{"url", required_argument, NULL, O_URL},
+		{"sub-ports", required_argument, NULL, O_SUB_PORTS},
 		{"apikey", required_argument, NULL, O_KEY},
 		{"duration", required_argument, NULL, O_DUR},
 		{"server-pid", required_argument, NULL, O_PID},
@@ -2514,6 +2530,24 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	while (!rc && (c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
 		case O_URL: url = optarg; break;
+		case O_SUB_PORTS: {
+			char *list = strdup(optarg), *save = NULL;
+			o->n_sub_ports = 0;
+			for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+				long p;
+				if (o->n_sub_ports == RTBENCH_MAX_NODES - 1 ||
+				    parse_long("a --sub-ports port", t, 1, 65535, &p)) {
+					free(list);
+					return fprintf(stderr, "rtbench: --sub-ports: up to %d ports "
+							       "from 1 to 65535\n",
+						       RTBENCH_MAX_NODES - 1),
+					       -1;
+				}
+				o->sub_ports[o->n_sub_ports++] = (int)p;
+			}
+			free(list);
+			break;
+		}
 		case O_KEY: o->apikey = optarg; break;
 		case O_DUR: rc = parse_double("--duration", optarg, 0.1, 86400, &o->duration_s); break;
 		case O_PID: rc = parse_long("--server-pid", optarg, 1, INT32_MAX, &o->server_pid); break;
@@ -2626,6 +2660,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		return fprintf(stderr, "rtbench: storm needs --spawn and --db\n"), -1;
 	if (o->slow && o->scenario != SC_FANOUT)
 		return fprintf(stderr, "rtbench: --slow is for fanout\n"), -1;
+	if (o->n_sub_ports && (o->scenario != SC_FANOUT || o->spawn))
+		return fprintf(stderr, "rtbench: --sub-ports is for fanout against running servers\n"),
+		       -1;
 	if (o->vsn == 1 && o->encoding != ENC_JSON && o->scenario == SC_FANOUT)
 		return fprintf(stderr, "rtbench: --encoding is for vsn 2.0.0\n"), -1;
 	if (!url || !o->apikey)
@@ -3316,6 +3353,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "rtbench: --url host must be a numeric IPv4 or IPv6 address\n");
 		free(r);
 		return 2;
+	}
+	for (int i = 0; i < o->n_sub_ports; i++) {
+		r->sub_addrs[i + 1] = r->addr;
+		if (r->addr.ss_family == AF_INET)
+			((struct sockaddr_in *)&r->sub_addrs[i + 1])->sin_port =
+				htons((uint16_t)o->sub_ports[i]);
+		else
+			((struct sockaddr_in6 *)&r->sub_addrs[i + 1])->sin6_port =
+				htons((uint16_t)o->sub_ports[i]);
 	}
 	if (o->spawn) {
 		if (!o->port && (o->port = pick_free_port(&r->addr)) <= 0) {

@@ -233,3 +233,38 @@ JWT = {
 }
 for name, text in JWT.items():
     write("jwt", name, text)
+
+
+# ---- bus: byte 0 % 3 picks message (0), frame (1) or URL (2) ----
+def bus_str(s):
+    if s is None:
+        return struct.pack(">I", 0xFFFFFFFF)
+    if isinstance(s, str):
+        s = s.encode()
+    return struct.pack(">I", len(s)) + s
+
+
+def bus_msg(kind, node, seq, body=b""):
+    return b"RTB1" + bytes([kind]) + bus_str(node) + struct.pack(">Q", seq) + body
+
+
+BUS = {
+    "broadcast": bus_msg(1, "node1", 1, bus_str("pub:room") + b"\x01" + bus_str('[null,null,"realtime:room","broadcast",{}]') + b"\x00" + bus_str(None)),
+    "broadcast_v2_binary": bus_msg(1, "n-2", 9, bus_str("pub:room") + b"\x00" + bus_str(None) + b"\x02" + bus_str(b"\x04\x00\x04\x05roomping{}")),
+    "presence_join": bus_msg(2, "node1", 2, bus_str("pub:room") + bus_str("realtime:room") + struct.pack(">Q", 7) + bus_str("alice") + bus_str('{"phx_ref":"abc"}') + bus_str(None)),
+    "presence_update": bus_msg(2, "node1", 3, bus_str("pub:room") + bus_str("realtime:room") + struct.pack(">Q", 7) + bus_str("alice") + bus_str('{"phx_ref":"d","phx_ref_prev":"abc"}') + bus_str('{"phx_ref":"abc"}')),
+    "heartbeat": bus_msg(3, "node_3", 12),
+    "state": bus_msg(4, "node_3", 13),
+    "zero_seq": bus_msg(3, "n", 0),
+    "bad_node": bus_msg(3, "a:b", 1),
+    "trailing": bus_msg(3, "n", 1) + b"x",
+    "huge_len": b"RTB1\x01" + bus_str("n") + struct.pack(">Q", 1) + struct.pack(">I", 0x7FFFFFFF),
+}
+for name, data in BUS.items():
+    write("bus", name, b"\x00" + data)
+write("bus", "frame_small", b"\x01\x81\x02hi")
+write("bus", "frame_126", b"\x01\x82\x7e\x00\x7e" + b"x" * 126)
+write("bus", "frame_masked", b"\x01\x81\x81abcdx")
+write("bus", "url_plain", b"\x02redis://127.0.0.1:6379")
+write("bus", "url_auth_db", b"\x02redis://user:pw@[::1]:7000/3")
+write("bus", "url_bad_port", b"\x02redis://h:99999")

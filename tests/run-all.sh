@@ -40,6 +40,7 @@ done
 [ -x tests/postgres/run.sh ] && run postgres tests/postgres/run.sh "$build/rtsync"
 [ -x tests/chaos/run.sh ] && run chaos tests/chaos/run.sh "$build/rtsync"
 [ -x tests/browser/run.sh ] && run browser tests/browser/run.sh "$build/rtsync"
+[ -x tests/cluster/run.sh ] && run cluster tests/cluster/run.sh "$build/rtsync"
 run bench-smoke bench/smoke.sh "$build"
 
 passed=0

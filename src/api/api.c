@@ -8,6 +8,7 @@
 #include "api/api_int.h"
 #include "api/rest.h"
 #include "activity/activity.h"
+#include "cluster/cluster.h"
 #include "collab/collab.h"
 #include "locks/service.h"
 #include "common/alloc.h"
@@ -49,6 +50,24 @@ static struct rt_realtime *app_of(struct rt_conn *c)
 static struct rt_realtime_worker *rw_of(struct rt_conn *c)
 {
 	return rt_worker_data(rt_conn_worker(c));
+}
+
+/* 200 whenever the node serves its own clients; in a cluster, "degraded"
+ * while Redis is unreachable (docs/cluster.md: why it stays 200). */
+static void health(struct rt_conn *c)
+{
+	struct rt_cluster *cl = app_of(c)->cluster;
+	if (!cl) {
+		respond_json(c, 200, "{\"status\":\"ok\"}");
+		return;
+	}
+	struct rt_buf b;
+	rt_buf_init(&b);
+	rt_buf_printf(&b, "{\"status\":\"%s\",\"cluster\":", rt_cluster_is_up(cl) ? "ok" : "degraded");
+	rt_cluster_health(cl, &b);
+	rt_buf_append_byte(&b, '}');
+	rt_conn_respond(c, 200, content_json, b.data, b.len, NULL);
+	rt_buf_deinit(&b);
 }
 
 void rt_api_respond_error(struct rt_conn *c, int status, const char *code, const char *message)
@@ -378,13 +397,15 @@ static void on_request(struct rt_conn *c, struct rt_http_req *req)
 	} else if (!strncmp(path, "/activity/v1/", 13) && path[13] && app_of(c)->activity) {
 		rt_api_activity(c, req, app_of(c), path + 13);
 	} else if (!strcmp(path, "/healthz")) {
-		respond_json(c, 200, "{\"status\":\"ok\"}");
+		health(c);
 	} else if (!strcmp(path, "/metrics") && req->method == HTTP_GET) {
 		struct rt_buf b;
 		rt_buf_init(&b);
 		rt_metrics_render(&b, (double)(rt_mono_ms() - start_ms) / 1000.0);
 		if (app_of(c)->flags)
 			rt_flags_render_metrics(app_of(c)->flags, &b);
+		if (app_of(c)->cluster)
+			rt_cluster_metrics(app_of(c)->cluster, &b);
 		rt_conn_respond(c, 200, "text/plain; version=0.0.4", b.data, b.len, NULL);
 		rt_buf_deinit(&b);
 	} else if (api && !strcmp(api, "broadcast")) {

@@ -14,6 +14,8 @@
 
 #include "api/api.h"
 #include "auth/jwt.h"
+#include "cluster/cluster.h"
+#include "cluster/relay.h"
 #include "collab/collab.h"
 #include "common/alloc.h"
 #include "common/buf.h"
@@ -109,6 +111,10 @@ struct serve_opts {
 	long presence_window_ms;
 	long limits[L__COUNT];
 	long lockact[LA__COUNT];
+	char *redis;         /* scale-out (docs/cluster.md) */
+	char *cluster_node;
+	char *cluster_prefix;
+	long cluster_ttl_ms;
 };
 
 static const char serve_usage[] =
@@ -212,6 +218,14 @@ static const char serve_usage[] =
 	"                            PEM certificate chain          RTSYNC_TLS_CERT\n"
 	"  --tls-key FILE            and its PEM private key; both are read again on SIGHUP\n"
 	"                                                           RTSYNC_TLS_KEY\n"
+	"  Scale-out (docs/cluster.md):\n"
+	"  --redis URL               share broadcast and presence with the other nodes through\n"
+	"                            Redis: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]\n"
+	"                                                           RTSYNC_REDIS\n"
+	"  --cluster-node ID         this node's id (A-Z a-z 0-9 _ -) RTSYNC_CLUSTER_NODE (random)\n"
+	"  --cluster-prefix P        prefix of the Redis names      RTSYNC_CLUSTER_PREFIX (rtsync)\n"
+	"  --cluster-ttl-ms N        a node not heard from this long has its presence removed\n"
+	"                            (heartbeats every N/5 ms)      RTSYNC_CLUSTER_TTL_MS (5000)\n"
 	"  -h, --help                show this help\n"
 	"\n"
 	"When the server accepts connections it prints 'rtsync listening on http://HOST:PORT'\n"
@@ -269,6 +283,9 @@ static void opts_free(struct serve_opts *o)
 	free(o->flags);
 	free(o->tls_cert);
 	free(o->tls_key);
+	free(o->redis);
+	free(o->cluster_node);
+	free(o->cluster_prefix);
 }
 
 static void set_str(char **dst, const char *v)
@@ -305,6 +322,9 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 	o->flags = env_or("RTSYNC_FLAGS", NULL);
 	o->tls_cert = env_or("RTSYNC_TLS_CERT", NULL);
 	o->tls_key = env_or("RTSYNC_TLS_KEY", NULL);
+	o->redis = env_or("RTSYNC_REDIS", NULL);
+	o->cluster_node = env_or("RTSYNC_CLUSTER_NODE", NULL);
+	o->cluster_prefix = env_or("RTSYNC_CLUSTER_PREFIX", NULL);
 	if (env_long("RTSYNC_WORKERS", "--workers", ncpu > 0 ? ncpu : 1, 1, RT_SERVER_MAX_WORKERS,
 		     &o->workers) ||
 	    env_long("RTSYNC_IDLE_TIMEOUT_MS", "--idle-timeout-ms", 60000, 100, 86400000,
@@ -329,7 +349,9 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 	    env_long("RTSYNC_NOTIFY_RETAIN_MS", "--notify-retain-ms", 7776000000L, 0, 1L << 45,
 		     &o->notify_retain_ms) ||
 	    env_long("RTSYNC_NOTIFY_ARCHIVE_MS", "--notify-archive-ms", 0, 0, 1L << 45,
-		     &o->notify_archive_ms))
+		     &o->notify_archive_ms) ||
+	    env_long("RTSYNC_CLUSTER_TTL_MS", "--cluster-ttl-ms", 5000, 500, 3600000,
+		     &o->cluster_ttl_ms))
 		return -1;
 	for (unsigned i = 0; i < L__COUNT; i++) {
 		char flag[64];
@@ -350,7 +372,8 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 	       O_CHANNELS, O_QUEUE, O_ROLES, O_PCALLS, O_PWINDOW, O_DB, O_SCHEMA, O_RCOUNT,
 	       O_RMS, O_PG, O_PG_TABLES, O_PG_POOL, O_PG_NAME, O_PG_NEW_LOG, O_IDEM, O_URING, O_JWKS,
 	       O_JWKS_REFRESH, O_AUD, O_ISS, O_NOTIFY, O_NOTIFY_RULES, O_NOTIFY_RETAIN,
-	       O_NOTIFY_ARCHIVE, O_TLS_CERT, O_TLS_KEY, O_FLAGS, O_LIMIT, O_LOCKACT = O_LIMIT + 64 };
+	       O_NOTIFY_ARCHIVE, O_TLS_CERT, O_TLS_KEY, O_FLAGS, O_REDIS, O_CNODE, O_CPREFIX, O_CTTL,
+	       O_LIMIT, O_LOCKACT = O_LIMIT + 64 };
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, O_LISTEN},
 		{"jwt-secret", required_argument, NULL, O_SECRET},
@@ -387,6 +410,10 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 		{"notify-archive-ms", required_argument, NULL, O_NOTIFY_ARCHIVE},
 		{"tls-cert", required_argument, NULL, O_TLS_CERT},
 		{"tls-key", required_argument, NULL, O_TLS_KEY},
+		{"redis", required_argument, NULL, O_REDIS},
+		{"cluster-node", required_argument, NULL, O_CNODE},
+		{"cluster-prefix", required_argument, NULL, O_CPREFIX},
+		{"cluster-ttl-ms", required_argument, NULL, O_CTTL},
 #define LIMIT_OPT(i) {limit_opts[i].flag, required_argument, NULL, O_LIMIT + (i)}
 		LIMIT_OPT(L_CONNS), LIMIT_OPT(L_CONNS_USER), LIMIT_OPT(L_JOINS), LIMIT_OPT(L_EVENTS),
 		LIMIT_OPT(L_CHAN_EVENTS), LIMIT_OPT(L_PRESENCE), LIMIT_OPT(L_REST),
@@ -423,6 +450,12 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 		case O_ISS: set_str(&o->jwt_iss, optarg); break;
 		case O_TLS_CERT: set_str(&o->tls_cert, optarg); break;
 		case O_TLS_KEY: set_str(&o->tls_key, optarg); break;
+		case O_REDIS: set_str(&o->redis, optarg); break;
+		case O_CNODE: set_str(&o->cluster_node, optarg); break;
+		case O_CPREFIX: set_str(&o->cluster_prefix, optarg); break;
+		case O_CTTL:
+			rc = parse_long("--cluster-ttl-ms", optarg, 500, 3600000, &o->cluster_ttl_ms);
+			break;
 		case O_JWKS_REFRESH:
 			rc = parse_long("--jwks-refresh-s", optarg, 30, 86400, &o->jwks_refresh_s);
 			break;
@@ -668,6 +701,8 @@ static struct rt_tls *g_tls;
 static uv_signal_t g_signals[3]; /* SIGINT, SIGTERM, SIGHUP */
 static struct rt_notify *g_notify;
 static struct rt_flags *g_flags;
+static struct rt_cluster *g_cluster;
+static struct rt_cluster_relay *g_relay; /* postgres_changes between nodes */
 
 static void notify_apply(void *ctx, const struct rt_change *chs, size_t n, uint64_t after,
 			 uint64_t last_pos)
@@ -813,8 +848,20 @@ int rt_cli_serve(int argc, char **argv)
 		goto out;
 	char serr[1024];
 	int src;
+	struct rt_store_relay relay;
+	if (o.postgres && o.redis) {
+		if (rt_cluster_relay_new(o.redis, o.cluster_prefix ? o.cluster_prefix : "rtsync",
+					 o.pg_name, (size_t)o.retain_changes, &g_relay, serr,
+					 sizeof serr)) {
+			fprintf(stderr, "rtsync serve: --redis: %s\n", serr);
+			free(schema_sql);
+			goto out;
+		}
+		rt_cluster_relay_bind(g_relay, &relay);
+	}
 	if (o.postgres) {
 		struct rt_store_pg_config pcfg = {
+			.relay = g_relay ? &relay : NULL,
 			.conninfo = o.postgres,
 			.schema_sql = schema_sql,
 			.tables = o.pg_tables,
@@ -899,6 +946,21 @@ int rt_cli_serve(int argc, char **argv)
 	rt->locks = rt_lock_service_new(&lcfg, rt, rt->activity);
 	rt_info("store %s (%s): %zu tables", rt_store_backend(store), o.db,
 		rt_store_schema(store)->n_tables);
+	if (o.redis) {
+		struct rt_cluster_config clcfg = {
+			.url = o.redis,
+			.node_id = o.cluster_node,
+			.prefix = o.cluster_prefix,
+			.node_ttl_ms = (unsigned)o.cluster_ttl_ms,
+			.heartbeat_ms = (unsigned)(o.cluster_ttl_ms / 5),
+			.store = g_relay ? store : NULL,
+		};
+		if (rt_cluster_new(&clcfg, rt, &g_cluster, serr, sizeof serr)) {
+			fprintf(stderr, "rtsync serve: --redis: %s\n", serr);
+			goto out;
+		}
+		rt->cluster = g_cluster;
+	}
 
 	struct rt_server_config scfg = {
 		.host = host,
@@ -920,7 +982,8 @@ int rt_cli_serve(int argc, char **argv)
 		goto out;
 	}
 	rt_api_mark_start();
-	if ((err = rt_server_start(g_server)) || (err = rt_changes_start(rt->changes))) {
+	if ((err = rt_server_start(g_server)) || (err = rt_changes_start(rt->changes)) ||
+	    (g_cluster && (err = rt_cluster_start(g_cluster)))) {
 		fprintf(stderr, "rtsync serve: cannot start threads: %s\n", strerror(-err));
 		rt_server_stop(g_server);
 		rt_server_join(g_server);
@@ -950,6 +1013,8 @@ int rt_cli_serve(int argc, char **argv)
 	printf("  flags       http%s://%s/flags/v1\n", s, hostport);
 	printf("  locks       http%s://%s/locks/v1/<name>\n", s, hostport);
 	printf("  activity    http%s://%s/activity/v1/<channel>\n", s, hostport);
+	if (g_cluster) /* the URL may hold a password: not printed */
+		printf("  cluster     node %s over redis\n", rt_cluster_node(g_cluster));
 	if (o.postgres) /* the URL may hold a password: not printed */
 		printf("  database    postgres (slot %s), change log %s\n", o.pg_name, o.db);
 	else
@@ -985,6 +1050,7 @@ int rt_cli_serve(int argc, char **argv)
 
 	uv_run(loop, UV_RUN_DEFAULT);
 	rt_server_join(g_server);
+	rt_cluster_stop(g_cluster); /* after the workers: their presence leaves go out */
 	rt_changes_stop(rt->changes);
 	uv_loop_close(loop);
 	rt_info("stopped");
@@ -993,6 +1059,8 @@ out_server:
 	rt_server_free(g_server);
 	g_server = NULL;
 out:
+	rt_cluster_free(g_cluster); /* before the hub and registry it is attached to */
+	g_cluster = NULL;
 	if (rt) {
 		rt_collab_free(rt->collab);
 		rt_lock_service_free(rt->locks); /* its events write activity entries */
@@ -1005,6 +1073,8 @@ out:
 	rt_flags_free(g_flags);
 	g_flags = NULL;
 	rt_store_close(store);
+	rt_cluster_relay_free(g_relay); /* after the store's replication thread */
+	g_relay = NULL;
 	rt_keyring_free(g_keys);
 	g_keys = NULL;
 	rt_tls_free(g_tls);

@@ -38,6 +38,7 @@ struct rt_hub {
 	pthread_rwlock_t lock; /* guards topics */
 	struct shared_topic *topics;
 	struct inbox inboxes[RT_SERVER_MAX_WORKERS];
+	struct rt_hub_remote remote;
 };
 
 struct rt_hub_local {
@@ -249,8 +250,20 @@ static uint64_t interested(struct rt_hub *h, const char *key)
 	return mask;
 }
 
+void rt_hub_set_remote(struct rt_hub *h, const struct rt_hub_remote *r)
+{
+	h->remote = r ? *r : (struct rt_hub_remote){0};
+}
+
+static void send_remote(struct rt_hub *h, struct rt_msg *m)
+{
+	if (m->is_shared && h->remote.send)
+		h->remote.send(h->remote.ctx, m);
+}
+
 void rt_hub_publish(struct rt_hub_local *l, struct rt_msg *m)
 {
+	send_remote(l->h, m);
 	uint64_t mask = interested(l->h, m->key) & ~(UINT64_C(1) << l->idx);
 	for (unsigned i = 0; mask; i++, mask >>= 1)
 		if (mask & 1)
@@ -260,6 +273,7 @@ void rt_hub_publish(struct rt_hub_local *l, struct rt_msg *m)
 
 void rt_hub_publish_any(struct rt_hub *h, struct rt_msg *m)
 {
+	send_remote(h, m);
 	uint64_t mask = interested(h, m->key);
 	for (unsigned i = 0; mask; i++, mask >>= 1)
 		if (mask & 1)

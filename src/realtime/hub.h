@@ -54,6 +54,7 @@ struct rt_msg {
 	uint64_t t0_ns;      /* publish time, for the fan-out latency metric */
 	uint64_t pos;        /* RT_MSG_CHANGE and RT_MSG_CATCHUP: change position */
 	bool is_resync;      /* RT_MSG_CATCHUP: the resume position was not retained */
+	bool is_shared;      /* also for the other nodes of a cluster (the hub's remote) */
 };
 
 /* A message for topic key with one reference; frames are attached by the caller. */
@@ -90,6 +91,20 @@ unsigned rt_hub_local_count(struct rt_hub_local *l, const char *key);
 void rt_hub_publish(struct rt_hub_local *l, struct rt_msg *m);
 /* The same from a thread that is not a worker (nothing is delivered inline). */
 void rt_hub_publish_any(struct rt_hub *h, struct rt_msg *m);
+
+/*
+ * The hub's remote side (scale-out, src/cluster): send is called with every
+ * message published with is_shared set, on the publishing thread, before the
+ * local delivery; it takes its own reference if it keeps m and must not block
+ * (it queues). Messages that arrive from other nodes are published with
+ * rt_hub_publish_any() and is_shared false, so they are never sent back.
+ * Set before the workers start; NULL send: no remote.
+ */
+struct rt_hub_remote {
+	void (*send)(void *ctx, struct rt_msg *m);
+	void *ctx;
+};
+void rt_hub_set_remote(struct rt_hub *h, const struct rt_hub_remote *r);
 
 /* The most messages any worker has waiting (not yet taken by its drain). */
 size_t rt_hub_backlog(struct rt_hub *h);

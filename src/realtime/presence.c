@@ -16,6 +16,8 @@
 #define uthash_fatal(msg) abort()
 
 struct entry {
+	uint32_t origin; /* 0: this node; else the cluster's number for another node */
+	bool is_stale;   /* remote: not in the full state being put again */
 	uint64_t chan_id;
 	char *pkey;
 	json_t *payload; /* what the client tracked */
@@ -25,6 +27,7 @@ struct entry {
 
 struct topic {
 	char *key;
+	char *topic; /* the name clients know it by */
 	struct entry *entries;
 	unsigned n_entries;
 	UT_hash_handle hh;
@@ -33,6 +36,8 @@ struct topic {
 struct rt_presence {
 	pthread_mutex_t mu;
 	struct topic *topics;
+	rt_presence_remote_cb remote;
+	void *remote_ctx;
 };
 
 struct rt_presence *rt_presence_new(void)
@@ -61,6 +66,7 @@ void rt_presence_free(struct rt_presence *p)
 			entry_free(e);
 		HASH_DEL(p->topics, t);
 		free(t->key);
+		free(t->topic);
 		free(t);
 	}
 	pthread_mutex_destroy(&p->mu);
@@ -104,10 +110,15 @@ static json_t *one(const char *pkey, json_t *meta)
 	return json_pack("{s:{s:[O]}}", pkey, "metas", meta);
 }
 
-/* Publishes {"joins":…,"leaves":…} for topic; takes nothing. Lock held. */
-static void publish_diff(struct rt_hub_local *l, const char *key, const char *topic,
+/* Publishes {"joins":…,"leaves":…} for topic, through l on a worker or h from
+ * any thread; a change of this node's (origin 0) goes to the remote callback
+ * too. Takes nothing. Lock held. */
+static void publish_diff(struct rt_presence *p, struct rt_hub_local *l, struct rt_hub *h,
+			 uint32_t origin, const char *key, const char *topic, uint64_t chan_id,
 			 const char *pkey, json_t *join_meta, json_t *leave_meta)
 {
+	if (!origin && p->remote)
+		p->remote(p->remote_ctx, key, topic, chan_id, pkey, join_meta, leave_meta);
 	json_t *diff = json_object();
 	json_object_set_new(diff, "joins", one(pkey, join_meta));
 	json_object_set_new(diff, "leaves", one(pkey, leave_meta));
@@ -128,19 +139,49 @@ static void publish_diff(struct rt_hub_local *l, const char *key, const char *to
 	rt_buf_deinit(&b);
 	rt_buf_deinit(&payload);
 	RT_METRIC_INC(presence_diffs);
-	rt_hub_publish(l, m);
+	if (l)
+		rt_hub_publish(l, m);
+	else
+		rt_hub_publish_any(h, m);
 	rt_msg_unref(m);
 }
 
-static struct entry *find_entry(struct topic *t, uint64_t chan_id)
+static struct entry *find_entry(struct topic *t, uint32_t origin, uint64_t chan_id)
 {
 	struct entry *e;
 	if (!t)
 		return NULL;
 	DL_FOREACH(t->entries, e)
-		if (e->chan_id == chan_id)
+		if (e->chan_id == chan_id && e->origin == origin)
 			return e;
 	return NULL;
+}
+
+static struct topic *topic_get(struct rt_presence *p, const char *key, const char *topic)
+{
+	struct topic *t;
+	HASH_FIND_STR(p->topics, key, t);
+	if (!t) {
+		t = rt_xcalloc(1, sizeof *t);
+		t->key = rt_xstrdup(key);
+		t->topic = rt_xstrdup(topic);
+		HASH_ADD_KEYPTR(hh, p->topics, t->key, strlen(t->key), t);
+	}
+	return t;
+}
+
+/* Unlinks e from t, frees it, and t with its last entry. */
+static void entry_remove(struct rt_presence *p, struct topic *t, struct entry *e)
+{
+	DL_DELETE(t->entries, e);
+	t->n_entries--;
+	entry_free(e);
+	if (!t->n_entries) {
+		HASH_DEL(p->topics, t);
+		free(t->key);
+		free(t->topic);
+		free(t);
+	}
 }
 
 static json_t *new_meta(const json_t *payload, const char *prev_ref)
@@ -160,14 +201,8 @@ bool rt_presence_track(struct rt_presence *p, struct rt_hub_local *l, const char
 {
 	bool changed = true;
 	pthread_mutex_lock(&p->mu);
-	struct topic *t;
-	HASH_FIND_STR(p->topics, key, t);
-	if (!t) {
-		t = rt_xcalloc(1, sizeof *t);
-		t->key = rt_xstrdup(key);
-		HASH_ADD_KEYPTR(hh, p->topics, t->key, strlen(t->key), t);
-	}
-	struct entry *e = find_entry(t, chan_id);
+	struct topic *t = topic_get(p, key, topic);
+	struct entry *e = find_entry(t, 0, chan_id);
 	if (e && !strcmp(e->pkey, pkey) && json_equal(e->payload, (json_t *)payload)) {
 		changed = false;
 	} else if (e && !strcmp(e->pkey, pkey)) {
@@ -177,13 +212,13 @@ bool rt_presence_track(struct rt_presence *p, struct rt_hub_local *l, const char
 		e->meta = meta;
 		json_decref(e->payload);
 		e->payload = json_deep_copy(payload);
-		publish_diff(l, key, topic, pkey, meta, old);
+		publish_diff(p, l, NULL, 0, key, topic, chan_id, pkey, meta, old);
 		json_decref(old);
 	} else {
 		if (e) { /* tracked under another key: leave that one first */
 			DL_DELETE(t->entries, e);
 			t->n_entries--;
-			publish_diff(l, key, topic, e->pkey, NULL, e->meta);
+			publish_diff(p, l, NULL, 0, key, topic, chan_id, e->pkey, NULL, e->meta);
 			entry_free(e);
 		}
 		e = rt_xcalloc(1, sizeof *e);
@@ -193,7 +228,7 @@ bool rt_presence_track(struct rt_presence *p, struct rt_hub_local *l, const char
 		e->meta = new_meta(payload, NULL);
 		DL_APPEND(t->entries, e);
 		t->n_entries++;
-		publish_diff(l, key, topic, pkey, e->meta, NULL);
+		publish_diff(p, l, NULL, 0, key, topic, chan_id, pkey, e->meta, NULL);
 	}
 	pthread_mutex_unlock(&p->mu);
 	return changed;
@@ -205,17 +240,10 @@ bool rt_presence_untrack(struct rt_presence *p, struct rt_hub_local *l, const ch
 	pthread_mutex_lock(&p->mu);
 	struct topic *t;
 	HASH_FIND_STR(p->topics, key, t);
-	struct entry *e = find_entry(t, chan_id);
+	struct entry *e = find_entry(t, 0, chan_id);
 	if (e) {
-		DL_DELETE(t->entries, e);
-		t->n_entries--;
-		publish_diff(l, key, topic, e->pkey, NULL, e->meta);
-		entry_free(e);
-		if (!t->n_entries) {
-			HASH_DEL(p->topics, t);
-			free(t->key);
-			free(t);
-		}
+		publish_diff(p, l, NULL, 0, key, topic, chan_id, e->pkey, NULL, e->meta);
+		entry_remove(p, t, e);
 	}
 	pthread_mutex_unlock(&p->mu);
 	return e != NULL;
@@ -227,6 +255,117 @@ unsigned rt_presence_count(struct rt_presence *p, const char *key)
 	struct topic *t;
 	HASH_FIND_STR(p->topics, key, t);
 	unsigned n = t ? t->n_entries : 0;
+	pthread_mutex_unlock(&p->mu);
+	return n;
+}
+
+void rt_presence_set_remote(struct rt_presence *p, rt_presence_remote_cb cb, void *ctx)
+{
+	pthread_mutex_lock(&p->mu);
+	p->remote = cb;
+	p->remote_ctx = ctx;
+	pthread_mutex_unlock(&p->mu);
+}
+
+bool rt_presence_remote_put(struct rt_presence *p, struct rt_hub *h, uint32_t origin,
+			    const char *key, const char *topic, uint64_t chan_id, const char *pkey,
+			    const json_t *meta)
+{
+	bool changed = true;
+	pthread_mutex_lock(&p->mu);
+	struct topic *t;
+	HASH_FIND_STR(p->topics, key, t);
+	struct entry *e = find_entry(t, origin, chan_id);
+	if (!meta) {
+		if (e) {
+			publish_diff(p, NULL, h, origin, key, topic, chan_id, e->pkey, NULL, e->meta);
+			entry_remove(p, t, e);
+		} else {
+			changed = false;
+		}
+	} else if (e && !strcmp(e->pkey, pkey) && json_equal(e->meta, (json_t *)meta)) {
+		e->is_stale = false;
+		changed = false;
+	} else if (e && !strcmp(e->pkey, pkey)) {
+		json_t *old = e->meta;
+		e->meta = json_deep_copy(meta);
+		e->is_stale = false;
+		publish_diff(p, NULL, h, origin, key, topic, chan_id, pkey, e->meta, old);
+		json_decref(old);
+	} else {
+		if (e) { /* under another key: that one leaves */
+			publish_diff(p, NULL, h, origin, key, topic, chan_id, e->pkey, NULL, e->meta);
+			DL_DELETE(t->entries, e);
+			t->n_entries--;
+			entry_free(e);
+		}
+		t = topic_get(p, key, topic);
+		e = rt_xcalloc(1, sizeof *e);
+		e->origin = origin;
+		e->chan_id = chan_id;
+		e->pkey = rt_xstrdup(pkey);
+		e->payload = json_object();
+		e->meta = json_deep_copy(meta);
+		DL_APPEND(t->entries, e);
+		t->n_entries++;
+		publish_diff(p, NULL, h, origin, key, topic, chan_id, pkey, e->meta, NULL);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return changed;
+}
+
+void rt_presence_remote_mark(struct rt_presence *p, uint32_t origin)
+{
+	pthread_mutex_lock(&p->mu);
+	struct topic *t, *tmp;
+	HASH_ITER(hh, p->topics, t, tmp) {
+		struct entry *e;
+		DL_FOREACH(t->entries, e)
+			if (e->origin == origin)
+				e->is_stale = true;
+	}
+	pthread_mutex_unlock(&p->mu);
+}
+
+unsigned rt_presence_remote_sweep(struct rt_presence *p, struct rt_hub *h, uint32_t origin)
+{
+	unsigned n = 0;
+	pthread_mutex_lock(&p->mu);
+	struct topic *t, *tmp;
+	HASH_ITER(hh, p->topics, t, tmp) {
+		struct entry *e, *etmp;
+		/* entry_remove frees t with its last entry, when etmp is NULL:
+		 * the loop ends without reading t again */
+		DL_FOREACH_SAFE(t->entries, e, etmp) {
+			if (e->origin != origin || !e->is_stale)
+				continue;
+			publish_diff(p, NULL, h, origin, t->key, t->topic, e->chan_id, e->pkey, NULL,
+				     e->meta);
+			entry_remove(p, t, e);
+			n++;
+		}
+	}
+	pthread_mutex_unlock(&p->mu);
+	return n;
+}
+
+size_t rt_presence_each_local(struct rt_presence *p, rt_presence_each_cb cb,
+			      void (*done)(void *ctx), void *ctx)
+{
+	size_t n = 0;
+	pthread_mutex_lock(&p->mu);
+	struct topic *t, *tmp;
+	HASH_ITER(hh, p->topics, t, tmp) {
+		struct entry *e;
+		DL_FOREACH(t->entries, e) {
+			if (e->origin)
+				continue;
+			cb(ctx, t->key, t->topic, e->chan_id, e->pkey, e->meta);
+			n++;
+		}
+	}
+	if (done)
+		done(ctx);
 	pthread_mutex_unlock(&p->mu);
 	return n;
 }

@@ -1642,6 +1642,7 @@ static void handle_broadcast(struct rt_channel *ch, struct rt_phx_msg *m)
 		msg = json_broadcast_msg(ch->key, ch->topic, payload.data, payload.len);
 	}
 	msg->sender = ch->id;
+	msg->is_shared = true;
 	RT_METRIC_INC(broadcasts);
 	rt_hub_publish(s->rw->hub, msg);
 	rt_msg_unref(msg);
@@ -2180,6 +2181,7 @@ int rt_realtime_publish(struct rt_realtime_worker *rw, const char *sub_topic, bo
 	}
 	int rc = m ? 0 : RT_ETOOBIG;
 	if (m) {
+		m->is_shared = true;
 		RT_METRIC_INC(broadcasts);
 		rt_hub_publish(rw->hub, m);
 		rt_msg_unref(m);

@@ -109,6 +109,7 @@ struct rt_realtime {
 	struct rt_flags *flags;     /* feature flags (flags/flags.h; not owned); may be NULL */
 	struct rt_lock_service *locks; /* locks (locks/service.h; not owned); may be NULL */
 	struct rt_activity *activity;  /* activity feed (activity/activity.h; not owned); may be NULL */
+	struct rt_cluster *cluster; /* scale-out over Redis (cluster/cluster.h; not owned); may be NULL */
 };
 
 struct rt_session;

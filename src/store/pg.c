@@ -38,6 +38,9 @@
 #define BATCH_MAX_CHANGES 50000
 #define BATCH_MAX_MS 20
 #define CONNECT_TIMEOUT_S "10"
+#define RELAY_RETRY_MS 1000   /* publishing again after the relay failed */
+#define LEADER_TRY_MS 500     /* a follower tries for the leadership this often */
+#define LOCK_CHECK_MS 100     /* a leader checks its lock's session this often */
 #define SILENCE_MAX_MS 120000 /* the server sends keepalives every wal_sender_timeout/2 */
 #define MAX_PARAMS 65535
 #define SESSION_OPTIONS "-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=1"
@@ -87,6 +90,16 @@ struct pg_store {
 	uint64_t end_lsn;    /* and its end, confirmed to the server */
 	uint64_t batch_pos;  /* last position written in the open batch */
 	struct rel *rels;
+
+	/* several nodes (store.h, struct rt_store_relay) */
+	struct rt_store_relay relay;
+	bool has_relay;
+	PGconn *lock_conn;        /* holds the advisory lock while leader */
+	atomic_bool is_leader;
+	uint64_t published_pos;   /* the log is in the relay up to here */
+	uint64_t published_end;   /* and PostgreSQL may be told up to here */
+	bool is_relay_failed;     /* the last publish failed: check the relay's top first */
+	sqlite3_stmt *put_st;     /* a change under a given position (from the relay) */
 
 	/* row-level security (docs/security.md) */
 	bool uses_roles;       /* REST runs under the requester's role */
@@ -1146,6 +1159,99 @@ struct txn {
 	uint64_t batch_commit_lsn, batch_end_lsn; /* of its last whole transaction */
 };
 
+/* What PostgreSQL may be told is kept: with a relay, only what reached it. */
+static uint64_t confirm_lsn(const struct pg_store *s)
+{
+	return s->has_relay ? s->published_end : s->end_lsn;
+}
+
+#define RELAY_CHUNK 1000 /* changes per published batch */
+
+/*
+ * Publishes the log's changes after published_pos to the relay, in batches
+ * of whole transactions of at most about RELAY_CHUNK changes (a transaction
+ * is never split). Each batch carries the commit and end LSN of its last
+ * transaction. Returns 0 when everything retained is published, -1 when the
+ * relay failed (what is published stays so; the rest goes next time).
+ */
+static int count_batch(void *arg, uint64_t last_pos, const char *data, size_t data_len)
+{
+	return 0;
+}
+
+static int publish_backlog(struct pg_store *s)
+{
+	if (!s->has_relay)
+		return 0;
+	if (s->is_relay_failed) {
+		/* A relay that came back may have lost what it held (a Redis
+		 * restarted without persistence): what followers had not read yet
+		 * is published again from its top; they skip what they have. */
+		uint64_t top = 0;
+		if (s->relay.read(s->relay.ctx, s->published_pos, 0, count_batch, NULL, &top) < 0)
+			return -1;
+		if (top < s->published_pos) {
+			rt_warn("store: the relay holds positions up to %llu only, not %llu: publishing "
+				"the rest again",
+				(unsigned long long)top, (unsigned long long)s->published_pos);
+			s->published_pos = top;
+		}
+		s->is_relay_failed = false;
+	}
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->repl_db,
+			       "SELECT pos, lsn, tbl, op, new, old, ts, xid FROM changes WHERE pos > ? "
+			       "ORDER BY pos",
+			       -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)s->published_pos);
+	int rc = 0;
+	json_t *batch = json_array();
+	uint64_t last_pos = 0, last_lsn = 0;
+	for (;;) {
+		int step = sqlite3_step(st);
+		uint64_t lsn = step == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 1) : 0;
+		/* a batch ends at a transaction's end: before a new commit LSN */
+		if (json_array_size(batch) && (step != SQLITE_ROW || (lsn != last_lsn &&
+								 json_array_size(batch) >= RELAY_CHUNK))) {
+			bool is_last = step != SQLITE_ROW;
+			/* the end LSN is known for the log's last transaction only */
+			uint64_t end = is_last ? s->end_lsn : 0;
+			json_t *msg = json_pack("{s:O,s:I,s:I}", "c", batch, "commit_lsn",
+						(json_int_t)last_lsn, "end_lsn", (json_int_t)end);
+			char *txt = json_dumps(msg, JSON_COMPACT);
+			json_decref(msg);
+			rc = s->relay.publish(s->relay.ctx, last_pos, txt, strlen(txt));
+			free(txt);
+			if (rc)
+				break;
+			s->published_pos = last_pos;
+			if (is_last)
+				s->published_end = s->end_lsn;
+			json_array_clear(batch);
+		}
+		if (step != SQLITE_ROW)
+			break;
+		last_pos = (uint64_t)sqlite3_column_int64(st, 0);
+		last_lsn = lsn;
+		const char *nw = (const char *)sqlite3_column_text(st, 4);
+		const char *old = (const char *)sqlite3_column_text(st, 5);
+		json_array_append_new(
+			batch, json_pack("[I,I,s,s,s?,s?,I,I]", (json_int_t)last_pos, (json_int_t)lsn,
+					 (const char *)sqlite3_column_text(st, 2),
+					 (const char *)sqlite3_column_text(st, 3), nw, old,
+					 (json_int_t)sqlite3_column_int64(st, 6),
+					 (json_int_t)sqlite3_column_int64(st, 7)));
+	}
+	if (!rc && !json_array_size(batch) && s->published_pos >= s->committed_pos)
+		s->published_end = s->end_lsn;
+	if (rc)
+		s->is_relay_failed = true;
+	json_decref(batch);
+	sqlite3_finalize(st);
+	return rc;
+}
+
 static void batch_abort(struct pg_store *s, struct txn *x)
 {
 	if (x->has_batch)
@@ -1188,7 +1294,11 @@ static int batch_commit(struct pg_store *s, PGconn *c, struct txn *x)
 		s->committed_pos = s->batch_pos;
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->mu);
-	return send_status(c, s->end_lsn);
+	bool was_failed = s->is_relay_failed;
+	if (publish_backlog(s) && !was_failed)
+		rt_warn("store: the relay is unreachable: changes are kept here and confirmed to "
+			"PostgreSQL once published");
+	return send_status(c, confirm_lsn(s));
 }
 
 /* Handles one pgoutput message. Returns 0, or -1 to reconnect (what is not
@@ -1269,6 +1379,8 @@ static int handle_msg(struct pg_store *s, PGconn *c, struct txn *x, const uint8_
 	return rc;
 }
 
+static bool lock_held(struct pg_store *s);
+
 /* Sleeps up to ms unless the store is stopping. */
 static void nap(struct pg_store *s, unsigned ms)
 {
@@ -1318,7 +1430,8 @@ static int stream(struct pg_store *s)
 	rt_info("store: streaming changes from slot %s at %X/%X", s->name,
 		(unsigned)(s->end_lsn >> 32), (unsigned)s->end_lsn);
 	rc = 0;
-	uint64_t last_status = rt_mono_ms(), last_recv = rt_mono_ms();
+	uint64_t last_status = rt_mono_ms(), last_recv = rt_mono_ms(), last_lock_check = 0;
+	uint64_t last_relay_try = 0;
 	while (atomic_load(&s->is_running)) {
 		char *data = NULL;
 		int n = PQgetCopyData(c, &data, 1);
@@ -1356,9 +1469,10 @@ static int stream(struct pg_store *s)
 				/* Between transactions everything before the server's
 				 * position was sent and kept: confirm it so the slot
 				 * does not hold WAL of other databases' traffic. */
-				bool is_idle = !x.is_open && !x.has_batch;
+				bool is_idle = !x.is_open && !x.has_batch &&
+					       confirm_lsn(s) == s->end_lsn;
 				uint64_t lsn = is_idle && f.wal_end > s->end_lsn ? f.wal_end
-										 : s->end_lsn;
+										 : confirm_lsn(s);
 				frc = send_status(c, lsn);
 				last_status = rt_mono_ms();
 			}
@@ -1366,8 +1480,19 @@ static int stream(struct pg_store *s)
 			if (frc)
 				break;
 		}
+		if (s->has_relay && rt_mono_ms() - last_lock_check >= LOCK_CHECK_MS) {
+			if (!lock_held(s))
+				break;
+			last_lock_check = rt_mono_ms();
+		}
+		if (s->has_relay && (s->published_pos < s->committed_pos || s->is_relay_failed) &&
+		    !x.has_batch && rt_mono_ms() - last_relay_try >= RELAY_RETRY_MS) {
+			last_relay_try = rt_mono_ms();
+			if (!publish_backlog(s))
+				last_status = 0; /* the confirmed position moved: tell PostgreSQL */
+		}
 		if (rt_mono_ms() - last_status >= STATUS_EVERY_MS) {
-			if (send_status(c, s->end_lsn))
+			if (send_status(c, confirm_lsn(s)))
 				break;
 			last_status = rt_mono_ms();
 		}
@@ -1378,9 +1503,221 @@ out:
 	return rc;
 }
 
+/* ---- several nodes: leadership and following ---- */
+
+/* Whether the advisory lock's session is still there (else PostgreSQL has
+ * released the lock and another node may lead). */
+static bool lock_held(struct pg_store *s)
+{
+	if (!s->lock_conn)
+		return false;
+	PQconsumeInput(s->lock_conn);
+	if (PQstatus(s->lock_conn) == CONNECTION_OK)
+		return true;
+	rt_warn("store: lost the leadership's connection to PostgreSQL");
+	PQfinish(s->lock_conn);
+	s->lock_conn = NULL;
+	atomic_store(&s->is_leader, false);
+	return false;
+}
+
+/* Tries once for the advisory lock of the slot's name. */
+static bool try_lead(struct pg_store *s)
+{
+	if (lock_held(s))
+		return true;
+	char buf[512];
+	PGconn *c = connect_pg(s->conninfo, false);
+	if (!c || PQstatus(c) != CONNECTION_OK) {
+		rt_warn("store: leadership: cannot connect: %s", pq_msg(c, buf, sizeof buf));
+		PQfinish(c);
+		return false;
+	}
+	struct rt_buf key;
+	rt_buf_init(&key);
+	rt_buf_printf(&key, "rtsync leader %s", s->name);
+	const char *vals[] = {key.data};
+	PGresult *res = PQexecParams(c, "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", 1,
+				     NULL, vals, NULL, NULL, 0);
+	rt_buf_deinit(&key);
+	bool got = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+		   !strcmp(PQgetvalue(res, 0, 0), "t");
+	PQclear(res);
+	if (!got) {
+		PQfinish(c);
+		return false;
+	}
+	s->lock_conn = c;
+	return true;
+}
+
+/* One batch from the relay (publish_backlog's encoding) into the log, in one
+ * transaction with the LSNs it ends at; changes the log holds are skipped. */
+static int apply_batch(void *arg, uint64_t last_pos, const char *data, size_t data_len)
+{
+	struct pg_store *s = arg;
+	if (last_pos <= s->committed_pos)
+		return 0;
+	json_t *msg = json_loadb(data, data_len, 0, NULL);
+	json_t *chs = json_object_get(msg, "c");
+	json_int_t commit_lsn = json_integer_value(json_object_get(msg, "commit_lsn"));
+	json_int_t end_lsn = json_integer_value(json_object_get(msg, "end_lsn"));
+	if (!json_is_array(chs) || !json_array_size(chs)) {
+		rt_error("store: relay: a malformed batch under position %llu",
+			 (unsigned long long)last_pos);
+		json_decref(msg);
+		return 0;
+	}
+	json_int_t first = json_integer_value(json_array_get(json_array_get(chs, 0), 0));
+	int rc = -1;
+	if (sqlite3_exec(s->repl_db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		goto out;
+	if (s->committed_pos && (uint64_t)first > s->committed_pos + 1) {
+		/* the relay no longer holds what came between: a resume from
+		 * before is told to refetch, never given a silent gap */
+		rt_warn("store: relay: positions %llu to %llu are gone; the log starts again at %lld",
+			(unsigned long long)s->committed_pos + 1, (unsigned long long)first - 1,
+			(long long)first);
+		sqlite3_exec(s->repl_db, "DELETE FROM changes", NULL, NULL, NULL);
+	}
+	size_t i;
+	json_t *ch;
+	json_array_foreach(chs, i, ch) {
+		json_int_t pos, lsn, ts, xid;
+		const char *tbl, *op;
+		json_t *nw_v, *old_v;
+		if (json_unpack(ch, "[I,I,s,s,o,o,I,I]", &pos, &lsn, &tbl, &op, &nw_v, &old_v, &ts,
+				&xid) ||
+		    (strcmp(op, "INSERT") && strcmp(op, "UPDATE") && strcmp(op, "DELETE")) ||
+		    (!json_is_string(nw_v) && !json_is_null(nw_v)) ||
+		    (!json_is_string(old_v) && !json_is_null(old_v))) {
+			rt_error("store: relay: a malformed change under position %llu",
+				 (unsigned long long)last_pos);
+			continue;
+		}
+		if ((uint64_t)pos <= s->committed_pos)
+			continue;
+		const char *nw = json_string_value(nw_v), *old = json_string_value(old_v);
+		sqlite3_stmt *st = s->put_st;
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, pos);
+		sqlite3_bind_int64(st, 2, lsn);
+		sqlite3_bind_text(st, 3, tbl, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(st, 4, op, -1, SQLITE_TRANSIENT);
+		if (nw)
+			sqlite3_bind_text(st, 5, nw, -1, SQLITE_TRANSIENT);
+		else
+			sqlite3_bind_null(st, 5);
+		if (old)
+			sqlite3_bind_text(st, 6, old, -1, SQLITE_TRANSIENT);
+		else
+			sqlite3_bind_null(st, 6);
+		sqlite3_bind_int64(st, 7, ts);
+		sqlite3_bind_int64(st, 8, xid);
+		int step = sqlite3_step(st);
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+		if (step != SQLITE_DONE) {
+			rt_error("store: relay: writing the change log: %s", sqlite3_errmsg(s->repl_db));
+			sqlite3_exec(s->repl_db, "ROLLBACK", NULL, NULL, NULL);
+			goto out;
+		}
+	}
+	if ((uint64_t)commit_lsn > s->commit_lsn && meta_set(s->repl_db, "commit_lsn", (uint64_t)commit_lsn))
+		goto rollback;
+	if ((uint64_t)end_lsn > s->end_lsn && meta_set(s->repl_db, "end_lsn", (uint64_t)end_lsn))
+		goto rollback;
+	if (sqlite3_exec(s->repl_db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		goto rollback;
+	if ((uint64_t)commit_lsn > s->commit_lsn)
+		s->commit_lsn = (uint64_t)commit_lsn;
+	if ((uint64_t)end_lsn > s->end_lsn)
+		s->end_lsn = (uint64_t)end_lsn;
+	pthread_mutex_lock(&s->mu);
+	s->writes++;
+	s->committed_pos = last_pos;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->mu);
+	rc = 0;
+	goto out;
+rollback:
+	rt_error("store: relay: committing to the change log: %s", sqlite3_errmsg(s->repl_db));
+	sqlite3_exec(s->repl_db, "ROLLBACK", NULL, NULL, NULL);
+out:
+	json_decref(msg);
+	return rc;
+}
+
+/*
+ * The replication thread with a relay: a follower appends the relay's
+ * batches and tries for the leadership every LEADER_TRY_MS; a node that
+ * gets it reads the relay to its end first, then streams from the slot (a
+ * transaction its log holds is skipped by its commit LSN) and publishes.
+ */
+static void relay_main(struct pg_store *s)
+{
+	unsigned backoff = BACKOFF_MIN_MS;
+	uint64_t next_try = 0;
+	while (atomic_load(&s->is_running)) {
+		if (!s->lock_conn && rt_mono_ms() >= next_try) {
+			next_try = rt_mono_ms() + LEADER_TRY_MS;
+			try_lead(s);
+		}
+		uint64_t top = 0;
+		if (!s->lock_conn) {
+			if (s->relay.read(s->relay.ctx, s->committed_pos, LEADER_TRY_MS, apply_batch, s,
+					  &top) < 0)
+				nap(s, LEADER_TRY_MS); /* the relay is unreachable */
+			continue;
+		}
+		/* leading: the relay to its end, then the stream */
+		int n;
+		do {
+			n = s->relay.read(s->relay.ctx, s->committed_pos, 0, apply_batch, s, &top);
+		} while (n > 0 && atomic_load(&s->is_running));
+		if (n < 0) { /* leading blind could publish under taken positions */
+			nap(s, backoff);
+			backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+			continue;
+		}
+		s->published_pos = top > s->committed_pos ? s->committed_pos : top;
+		s->published_end = s->end_lsn;
+		if (s->published_pos < s->committed_pos)
+			s->published_end = 0; /* the rest of the log first */
+		atomic_store(&s->is_leader, true);
+		rt_info("store: leading the replication of slot %s from position %llu", s->name,
+			(unsigned long long)s->committed_pos);
+		uint64_t started = rt_mono_ms();
+		publish_backlog(s);
+		int rc = stream(s);
+		if (!atomic_load(&s->is_running))
+			break;
+		if (!rc && rt_mono_ms() - started > 10000)
+			backoff = BACKOFF_MIN_MS;
+		nap(s, backoff);
+		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+	}
+	atomic_store(&s->is_leader, false);
+	if (s->lock_conn) {
+		PQfinish(s->lock_conn); /* releases the lock */
+		s->lock_conn = NULL;
+	}
+}
+
+bool rt_store_is_leader(const struct rt_store *base)
+{
+	if (!base || base->ops != &pg_ops)
+		return false;
+	return atomic_load(&((const struct pg_store *)base)->is_leader);
+}
+
 static void *repl_main(void *arg)
 {
 	struct pg_store *s = arg;
+	if (s->has_relay) {
+		relay_main(s);
+		return NULL;
+	}
 	unsigned backoff = BACKOFF_MIN_MS;
 	while (atomic_load(&s->is_running)) {
 		uint64_t started = rt_mono_ms();
@@ -2331,6 +2668,10 @@ int rt_store_open_postgres(const struct rt_store_pg_config *cfg, struct rt_store
 	s->retain_count = cfg->retain_count;
 	s->retain_ms = cfg->retain_ms;
 	s->n_pool = cfg->pool_size ? cfg->pool_size : 4;
+	if (cfg->relay) {
+		s->relay = *cfg->relay;
+		s->has_relay = true;
+	}
 	s->pool = rt_xcalloc(s->n_pool, sizeof *s->pool);
 	pthread_mutex_init(&s->pool_mu, NULL);
 	pthread_cond_init(&s->pool_cond, NULL);
@@ -2401,6 +2742,13 @@ int rt_store_open_postgres(const struct rt_store_pg_config *cfg, struct rt_store
 		snprintf(err, err_cap, "change log: %s", sqlite3_errmsg(s->repl_db));
 		goto err;
 	}
+	if (sqlite3_prepare_v2(s->repl_db,
+			       "INSERT OR IGNORE INTO changes (pos, lsn, tbl, op, new, old, ts, xid) "
+			       "VALUES (?,?,?,?,?,?,?,?)",
+			       -1, &s->put_st, NULL) != SQLITE_OK) {
+		snprintf(err, err_cap, "change log: %s", sqlite3_errmsg(s->repl_db));
+		goto err;
+	}
 	s->commit_lsn = meta_get(s->log_db, "commit_lsn");
 	s->end_lsn = meta_get(s->log_db, "end_lsn");
 	s->committed_pos = pg_last_pos(&s->base);
@@ -2452,6 +2800,7 @@ static void pg_close(struct rt_store *base)
 		PQfinish(s->pool[i].conn);
 	free(s->pool);
 	sqlite3_finalize(s->ins_st);
+	sqlite3_finalize(s->put_st);
 	sqlite3_close(s->repl_db);
 	sqlite3_close(s->log_db);
 	rt_store_schema_free(&s->base.schema);

@@ -181,8 +181,36 @@ int rt_store_open_sqlite(const char *db_path, const char *schema_sql, uint64_t r
 			 uint64_t retain_ms, struct rt_store **out, char *err, size_t err_cap);
 
 /* Options of the PostgreSQL store (docs/store.md). */
+/*
+ * Several nodes on one PostgreSQL database (docs/cluster.md): with a relay,
+ * a node runs the replication only while it holds the leadership (a
+ * PostgreSQL advisory lock on the slot's name) and publishes every change it
+ * retains, in batches of whole transactions, to the relay before confirming
+ * them to PostgreSQL; the other nodes append the relay's batches to their own
+ * log under the same positions, and a new leader first reads the relay to
+ * its end, then streams from the slot's confirmed position, skipping the
+ * transactions its log holds (by commit LSN). Both callbacks run on the
+ * replication thread and may block up to the time they are given.
+ */
+struct rt_store_relay {
+	/* Makes one batch (data_len bytes, the store's encoding) durable under
+	 * last_pos, its last change's position. Returns 0 when it is (also when
+	 * a batch under last_pos or later already was), -1 when the relay is
+	 * unreachable. */
+	int (*publish)(void *ctx, uint64_t last_pos, const char *data, size_t data_len);
+	/* Calls fn, in order, for the batches whose last position is after
+	 * `after`, waiting up to wait_ms for the first; *top gets the last
+	 * position the relay holds (0: empty). fn returns 0 to go on. Returns
+	 * the number of batches, or -1 when the relay is unreachable. */
+	int (*read)(void *ctx, uint64_t after, unsigned wait_ms,
+		    int (*fn)(void *arg, uint64_t last_pos, const char *data, size_t data_len),
+		    void *arg, uint64_t *top);
+	void *ctx;
+};
+
 struct rt_store_pg_config {
 	const char *conninfo;   /* libpq connection string or postgres:// URI */
+	const struct rt_store_relay *relay; /* several nodes (copied); NULL: this node alone */
 	const char *schema_sql; /* applied at open (may be NULL) */
 	const char *tables;     /* comma-separated tables of "public" to serve and
 				 * publish; NULL or "" for every table of "public" */
@@ -203,6 +231,10 @@ struct rt_store_pg_config {
  */
 int rt_store_open_postgres(const struct rt_store_pg_config *cfg, struct rt_store **out, char *err,
 			   size_t err_cap);
+
+/* With a relay: whether this node holds the replication now (any thread;
+ * false without a relay or on the embedded store). */
+bool rt_store_is_leader(const struct rt_store *s);
 
 /* Closes either backend (stops its threads first). NULL does nothing. */
 void rt_store_close(struct rt_store *s);

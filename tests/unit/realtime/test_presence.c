@@ -466,6 +466,119 @@ static void test_escaping_in_frames(void **state)
 	env_teardown(&e);
 }
 
+/* ---- the remote side (src/cluster): other nodes' entries ---- */
+
+struct remote_log {
+	unsigned n;
+	char key[64], pkey[64];
+	uint64_t chan_id;
+	bool has_join, has_leave;
+};
+
+static void remote_cb(void *ctx, const char *key, const char *topic, uint64_t chan_id,
+		      const char *pkey, const json_t *join_meta, const json_t *leave_meta)
+{
+	struct remote_log *l = ctx;
+	l->n++;
+	snprintf(l->key, sizeof l->key, "%s", key);
+	snprintf(l->pkey, sizeof l->pkey, "%s", pkey);
+	l->chan_id = chan_id;
+	l->has_join = join_meta != NULL;
+	l->has_leave = leave_meta != NULL;
+}
+
+static void count_local(void *ctx, const char *key, const char *topic, uint64_t chan_id,
+			const char *pkey, const json_t *meta)
+{
+	(*(unsigned *)ctx)++;
+	assert_string_equal(pkey, "local");
+}
+
+static void test_remote_entries(void **state)
+{
+	struct env e;
+	env_setup(&e, 1);
+	struct remote_log log = {0};
+	rt_presence_set_remote(e.p, remote_cb, &log);
+	struct rec r;
+	rec_init(&r, "sub");
+	rt_presence_subscribe(e.p, e.fx.l[0], KEY, &r.sub, NULL);
+
+	/* a local track goes to the remote side with its meta */
+	json_t *pl = json_pack("{s:s}", "user", "me");
+	assert_true(rt_presence_track(e.p, e.fx.l[0], KEY, TOPIC, 1, "local", pl));
+	assert_int_equal(log.n, 1);
+	assert_string_equal(log.key, KEY);
+	assert_string_equal(log.pkey, "local");
+	assert_int_equal(log.chan_id, 1);
+	assert_true(log.has_join);
+	assert_false(log.has_leave);
+	rec_clear(&r);
+
+	/* another node's entry, same channel id: its own entry, not sent back */
+	json_t *meta = json_pack("{s:s,s:s}", "user", "them", "phx_ref", "R1");
+	assert_true(rt_presence_remote_put(e.p, e.fx.hub, 1, KEY, TOPIC, 1, "remote", meta));
+	assert_int_equal(log.n, 1);
+	rt_hub_drain(e.fx.l[0]);
+	assert_int_equal(r.n, 1);
+	json_t *d = diff_of(r.msgs[0], TOPIC);
+	assert_string_equal(json_string_value(json_object_get(
+				    json_array_get(metas(d, "joins", "remote"), 0), "phx_ref")),
+			    "R1");
+	json_decref(d);
+	rec_clear(&r);
+	assert_int_equal(rt_presence_count(e.p, KEY), 2);
+	unsigned n_local = 0;
+	assert_int_equal(rt_presence_each_local(e.p, count_local, NULL, &n_local), 1);
+	assert_int_equal(n_local, 1);
+
+	/* a join's state is the union */
+	struct rec r2;
+	rec_init(&r2, "joiner");
+	json_t *st = NULL;
+	rt_presence_subscribe(e.p, e.fx.l[0], KEY, &r2.sub, &st);
+	assert_non_null(json_object_get(st, "local"));
+	assert_non_null(json_object_get(st, "remote"));
+	json_decref(st);
+	rt_hub_unsubscribe(e.fx.l[0], &r2.sub);
+
+	/* identical: nothing; a full state that keeps it: nothing swept */
+	assert_false(rt_presence_remote_put(e.p, e.fx.hub, 1, KEY, TOPIC, 1, "remote", meta));
+	rt_presence_remote_mark(e.p, 1);
+	assert_false(rt_presence_remote_put(e.p, e.fx.hub, 1, KEY, TOPIC, 1, "remote", meta));
+	assert_int_equal(rt_presence_remote_sweep(e.p, e.fx.hub, 1), 0);
+	rt_hub_drain(e.fx.l[0]);
+	assert_int_equal(r.n, 0);
+
+	/* a full state without it: it leaves; the local entry stays */
+	rt_presence_remote_mark(e.p, 1);
+	assert_int_equal(rt_presence_remote_sweep(e.p, e.fx.hub, 1), 1);
+	rt_hub_drain(e.fx.l[0]);
+	assert_int_equal(r.n, 1);
+	d = diff_of(r.msgs[0], TOPIC);
+	assert_non_null(metas(d, "leaves", "remote"));
+	json_decref(d);
+	rec_clear(&r);
+	assert_int_equal(rt_presence_count(e.p, KEY), 1);
+
+	/* a remote removal of what is not there changes nothing */
+	assert_false(rt_presence_remote_put(e.p, e.fx.hub, 2, KEY, TOPIC, 9, "x", NULL));
+
+	/* untrack: the remote side gets the leave */
+	assert_true(rt_presence_untrack(e.p, e.fx.l[0], KEY, TOPIC, 1));
+	assert_int_equal(log.n, 2);
+	assert_false(log.has_join);
+	assert_true(log.has_leave);
+	rec_clear(&r);
+	assert_int_equal(rt_presence_count(e.p, KEY), 0);
+
+	json_decref(meta);
+	json_decref(pl);
+	rt_hub_unsubscribe(e.fx.l[0], &r.sub);
+	rt_presence_set_remote(e.p, NULL, NULL);
+	env_teardown(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -477,6 +590,7 @@ int main(void)
 		cmocka_unit_test(test_track_under_new_key),
 		cmocka_unit_test(test_diff_reaches_other_workers),
 		cmocka_unit_test(test_escaping_in_frames),
+		cmocka_unit_test(test_remote_entries),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
