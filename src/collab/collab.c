@@ -1146,9 +1146,11 @@ void rt_collab_conn_close(struct rt_collab_conn *cc)
 
 /* ---- REST ---- */
 
+enum rest_format { REST_INFO, REST_UPDATE, REST_JSON, REST_DELTA };
+
 struct rest_job {
 	struct job j;
-	bool is_binary;
+	enum rest_format format;
 	struct rt_buf body;
 	int status;
 };
@@ -1165,16 +1167,26 @@ static void rest_work(uv_work_t *w)
 		rt_buf_append_str(&rj->body, "{\"error\":\"the document cannot be loaded\"}");
 		return;
 	}
-	struct rt_buf u;
-	rt_buf_init(&u);
-	rt_ydoc_encode(d->yd, NULL, 0, true, &u);
-	struct rt_buf sv;
-	rt_buf_init(&sv);
-	rt_ydoc_state_vector(d->yd, &sv);
-	size_t mem = rt_ydoc_bytes(d->yd), n_mem = rt_ydoc_count(d->yd);
+	/* read a copy off the lock: encoding, gc and integration take time */
+	struct rt_ydoc *yd = rt_ydoc_copy(d->yd);
 	pthread_mutex_unlock(&d->mu);
 	rj->status = 200;
-	if (rj->is_binary) {
+	if (rj->format == REST_JSON || rj->format == REST_DELTA) {
+		char *txt = rt_ydoc_json(yd, rj->format == REST_DELTA);
+		rt_buf_append_str(&rj->body, txt);
+		free(txt);
+		rt_ydoc_free(yd);
+		return;
+	}
+	struct rt_buf u;
+	rt_buf_init(&u);
+	rt_ydoc_encode(yd, NULL, 0, true, &u);
+	struct rt_buf sv;
+	rt_buf_init(&sv);
+	rt_ydoc_state_vector(yd, &sv);
+	size_t mem = rt_ydoc_bytes(yd), n_mem = rt_ydoc_count(yd);
+	rt_ydoc_free(yd);
+	if (rj->format == REST_UPDATE) {
 		rt_buf_append(&rj->body, u.data, u.len);
 	} else {
 		uint64_t n_stored = 0, stored = 0;
@@ -1224,13 +1236,22 @@ static void rest_done(uv_work_t *w, int status)
 	struct rt_conn *c = rt_worker_find_conn(rj->j.w, rj->j.conn_id);
 	if (c && !rt_conn_is_closing(c))
 		rt_conn_respond(c, rj->status,
-				rj->is_binary && rj->status == 200 ? "application/octet-stream"
+				rj->format == REST_UPDATE && rj->status == 200 ? "application/octet-stream"
 								   : "application/json",
 				rj->body.data, rj->body.len, NULL);
 	rt_buf_deinit(&rj->body);
 	struct rt_collab *co = rj->j.co;
 	doc_put(co, rj->j.d);
 	co->jobs--;
+	free(rj);
+}
+
+/* A REST read answered before its job was queued. */
+static void rest_done_early(struct rest_job *rj)
+{
+	rt_buf_deinit(&rj->body);
+	doc_put(rj->j.co, rj->j.d);
+	rj->j.co->jobs--;
 	free(rj);
 }
 
@@ -1246,10 +1267,21 @@ static void rest_read(struct rt_collab *co, struct rt_realtime_worker *rw, struc
 	co->jobs++;
 	char *fmt = rt_http_query_get(req->query, "format");
 	const char *accept = rt_http_req_header(req, "accept");
-	rj->is_binary = (fmt && !strcmp(fmt, "update")) ||
-			(accept && strstr(accept, "application/octet-stream"));
-	free(fmt);
 	rt_buf_init(&rj->body);
+	if (fmt && !strcmp(fmt, "update"))
+		rj->format = REST_UPDATE;
+	else if (fmt && !strcmp(fmt, "json"))
+		rj->format = REST_JSON;
+	else if (fmt && !strcmp(fmt, "delta"))
+		rj->format = REST_DELTA;
+	else if (fmt && strcmp(fmt, "info")) {
+		free(fmt);
+		respond_json(c, 400, "{\"error\":\"format is info, update, json or delta\"}");
+		rest_done_early(rj);
+		return;
+	} else if (!fmt && accept && strstr(accept, "application/octet-stream"))
+		rj->format = REST_UPDATE;
+	free(fmt);
 	if (uv_queue_work(rt_worker_loop(rj->j.w), &rj->j.work, rest_work, rest_done)) {
 		respond_json(c, 503, "{\"error\":\"busy\"}");
 		rest_done(&rj->j.work, 0);

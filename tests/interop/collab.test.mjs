@@ -226,6 +226,26 @@ describe('collab documents over y-websocket', () => {
       const d2 = new Y.Doc();
       Y.applyUpdate(d2, new Uint8Array(Buffer.from(js.update, 'base64')));
       assert.equal(d2.getText('t').toString(), 'hello');
+      // the shared types as JSON, for a server without yjs
+      const nested = new Y.Map();
+      w.ydoc.getMap('m').set('nested', nested);
+      nested.set('list', Y.Array.from([1, 'two', { three: 3 }]));
+      w.ydoc.getText('t').format(0, 2, { bold: true });
+      w.ydoc.getArray('a').push([new Uint8Array([1, 2, 3]), null]);
+      await sleep(300);
+      const types = await fetch(`${server.httpUrl}/collab/v1/rest%20doc?format=json`, { headers: h });
+      assert.equal(types.status, 200);
+      assert.equal(types.headers.get('content-type'), 'application/json');
+      assert.deepEqual(await types.json(), {
+        t: 'hello', m: { n: 42, nested: { list: [1, 'two', { three: 3 }] } }, a: ['AQID', null],
+      });
+      const delta = await (await fetch(`${server.httpUrl}/collab/v1/rest%20doc?format=delta`, { headers: h })).json();
+      assert.deepEqual(delta.t, [{ insert: 'he', attributes: { bold: true } }, { insert: 'llo' }]);
+      assert.deepEqual(delta.t, w.ydoc.getText('t').toDelta());
+      assert.equal((await fetch(`${server.httpUrl}/collab/v1/rest%20doc?format=xml`, { headers: h })).status, 400);
+      // the read check is the binary GET's
+      assert.equal((await fetch(`${server.httpUrl}/collab/v1/rest%20doc?format=json`)).status, 401);
+      assert.equal((await fetch(`${server.httpUrl}/collab/v1/rest%20doc?format=json`, { headers: { apikey: tok(server, 'nobody') } })).status, 403);
     } finally { w.close(); }
   });
 
