@@ -677,14 +677,20 @@ size_t rt_ydoc_str_slice(const struct sview *v, uint64_t off, uint64_t len, stru
 struct unit {
 	uint64_t clock, len, off;
 	const uint8_t *p;
-	bool is_deleted;
+	uint8_t kind; /* U_* */
 	struct sview v;
 };
+
+/* How a unit is written with gc: as it is, its content dropped
+ * (ContentDeleted), or as a GC struct. */
+enum { U_KEEP, U_DROP, U_GC };
 
 /* The content ref a unit is written with. */
 static uint8_t unit_ref(const struct unit *u, bool gc)
 {
-	if (gc && u->is_deleted && u->v.ref != REF_TYPE && u->v.ref != REF_GC)
+	if (gc && u->kind == U_GC)
+		return REF_GC;
+	if (gc && u->kind == U_DROP && u->v.ref != REF_GC)
 		return REF_DELETED;
 	return u->v.ref;
 }
@@ -798,20 +804,44 @@ static void units_push(struct units *us, const struct unit *u)
 	us->u[us->n++] = *u;
 }
 
+/* How item it is written with gc (Yjs's gc: Item.gc, ContentType.gc). */
+static uint8_t item_kind(const struct ytree *t, const struct titem *it)
+{
+	if (it->is_gc)
+		return U_GC;
+	if (it->state != TI_DONE) /* pending: Yjs keeps a deleted type whole */
+		return it->is_deleted && it->v.ref != REF_TYPE ? U_DROP : U_KEEP;
+	if (t->nodes[it->parent].is_deleted)
+		return U_GC; /* under a deleted type */
+	return it->is_deleted ? U_DROP : U_KEEP;
+}
+
 /*
  * Writes one client's section: the pieces from clock `from` on (the first
- * sliced), gaps as Skip structs; with gc, pieces split where the delete set
- * starts or stops, deleted content dropped and runs merged. Appends nothing
- * when no piece reaches past from.
+ * sliced), gaps as Skip structs. With gc, the client's items in the tree
+ * instead (split where Yjs splits them), each as item_kind says, runs
+ * merged. Appends nothing when no piece reaches past from.
  */
 static void write_client(struct rt_buf *out, uint64_t client, const struct piece *ps, size_t n,
-			 uint64_t from, bool gc, const struct range *del, size_t n_del,
-			 struct units *us)
+			 uint64_t from, const struct ytree *t, struct units *us)
 {
+	bool gc = t != NULL;
 	us->n = 0;
-	size_t di = 0;
-	for (size_t i = 0; i < n; i++) {
-		struct piece pc = ps[i];
+	size_t first = 0, n_units = n;
+	if (gc)
+		rt_ydoc_tree_client_items(t, client, &first, &n_units);
+	for (size_t i = 0; i < n_units; i++) {
+		struct piece pc;
+		uint8_t kind = U_KEEP;
+		const struct sview *v = NULL;
+		if (gc) {
+			const struct titem *it = &t->items[first + i];
+			pc = (struct piece){it->clock, it->len, it->off, it->p};
+			kind = item_kind(t, it);
+			v = &it->v;
+		} else {
+			pc = ps[i];
+		}
 		if (pc.clock + pc.len <= from)
 			continue;
 		if (pc.clock < from) {
@@ -819,48 +849,22 @@ static void write_client(struct rt_buf *out, uint64_t client, const struct piece
 			pc.len -= from - pc.clock;
 			pc.clock = from;
 		}
-		struct unit u = {pc.clock, pc.len, pc.off, pc.p, false, {0}};
-		rt_ydoc_view_struct(pc.p, &u.v);
+		struct unit u = {pc.clock, pc.len, pc.off, pc.p, kind, {0}};
+		if (v)
+			u.v = *v;
+		else
+			rt_ydoc_view_struct(pc.p, &u.v);
 		if (us->n) {
 			const struct unit *last = &us->u[us->n - 1];
 			if (last->clock + last->len < u.clock) {
 				struct unit skip = {last->clock + last->len,
-						    u.clock - last->clock - last->len, 0, NULL, false,
+						    u.clock - last->clock - last->len, 0, NULL, U_KEEP,
 						    {0}};
 				skip.v.ref = REF_SKIP;
 				units_push(us, &skip);
 			}
 		}
-		if (!gc || u.v.ref == REF_GC) {
-			units_push(us, &u);
-			continue;
-		}
-		/* split by the delete set */
-		while (di < n_del && del[di].clock + del[di].len <= u.clock)
-			di++;
-		uint64_t at = u.clock, end = u.clock + u.len;
-		size_t k = di;
-		while (at < end) {
-			uint64_t stop;
-			bool is_del;
-			if (k < n_del && del[k].clock <= at) {
-				is_del = true;
-				stop = del[k].clock + del[k].len;
-				k++;
-			} else {
-				is_del = false;
-				stop = k < n_del ? del[k].clock : end;
-			}
-			if (stop > end)
-				stop = end;
-			struct unit part = u;
-			part.off = u.off + (at - u.clock);
-			part.clock = at;
-			part.len = stop - at;
-			part.is_deleted = is_del;
-			units_push(us, &part);
-			at = stop;
-		}
+		units_push(us, &u);
 	}
 	if (!us->n)
 		return;
@@ -935,14 +939,14 @@ int rt_ydoc_encode(const struct rt_ydoc *d, const uint8_t *sv, size_t sv_len, bo
 	rt_buf_init(&body);
 	struct units us = {0};
 	size_t n_written = 0;
+	struct ytree *t = gc ? rt_ydoc_tree_build(d) : NULL;
 	for (size_t i = 0; i < n; i++) {
 		uint64_t from = 0;
 		for (size_t k = 0; k < n_sv; k++)
 			if (svs[k].client == cs[i]->id)
 				from = svs[k].clock;
 		size_t before = body.len;
-		write_client(&body, cs[i]->id, cs[i]->pieces, cs[i]->n, from, gc, cs[i]->del,
-			     cs[i]->n_del, &us);
+		write_client(&body, cs[i]->id, cs[i]->pieces, cs[i]->n, from, t, &us);
 		n_written += body.len != before;
 	}
 	wr_uint(out, n_written);
@@ -962,6 +966,7 @@ int rt_ydoc_encode(const struct rt_ydoc *d, const uint8_t *sv, size_t sv_len, bo
 		}
 	}
 	rt_buf_deinit(&body);
+	rt_ydoc_tree_free(t);
 	free(us.u);
 	free(cs);
 	free(svs);

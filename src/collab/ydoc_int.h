@@ -165,6 +165,8 @@ struct ytree *rt_ydoc_tree_build(const struct rt_ydoc *d);
 void rt_ydoc_tree_free(struct ytree *t);
 /* The item holding id, or -1. */
 int32_t rt_ydoc_tree_find(const struct ytree *t, uint64_t client, uint64_t clock);
+/* The items of client: [*first, *first + *n) (n 0 when it has none). */
+void rt_ydoc_tree_client_items(const struct ytree *t, uint64_t client, size_t *first, size_t *n);
 /* The last item of a map chain (the key's current value), or -1. */
 int32_t rt_ydoc_tree_map_get(const struct ytree *t, int32_t node, const uint8_t *key,
 			     size_t key_len);

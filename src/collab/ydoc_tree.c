@@ -104,6 +104,13 @@ static uint8_t *sub_key(int32_t node, const uint8_t *key, size_t key_len, size_t
 	return hk;
 }
 
+void rt_ydoc_tree_client_items(const struct ytree *t, uint64_t client, size_t *first, size_t *n)
+{
+	const struct tclient *c = tclient_of(t, client);
+	*first = c ? c->first : 0;
+	*n = c ? c->n : 0;
+}
+
 static struct tsub *sub_find(const struct ytree *t, int32_t node, const uint8_t *key,
 			     size_t key_len)
 {

@@ -108,6 +108,22 @@ function typesJson(doc, delta) {
 const emptyAlike = (s) => JSON.stringify(Object.fromEntries(Object.entries(JSON.parse(s))
   .map(([k, v]) => [k, v === '' || (Array.isArray(v) && !v.length) || (v && typeof v === 'object' && !Object.keys(v).length) ? null : v])));
 
+// The clocks an update holds as GC structs, and as GC structs or deleted
+// content: "client:clock" per clock unit.
+function collapsed(u) {
+  const gc = new Set(), dropped = new Set();
+  for (const st of Y.decodeUpdate(u).structs) {
+    const isGc = st instanceof Y.GC, isDel = isGc || (st instanceof Y.Item && st.content instanceof Y.ContentDeleted);
+    for (let k = 0; k < st.length; k++) {
+      const id = `${st.id.client}:${st.id.clock + k}`;
+      if (isGc) gc.add(id);
+      if (isDel) dropped.add(id);
+    }
+  }
+  return { gc, dropped };
+}
+const sameSet = (a, b) => a.size === b.size && [...a].every((x) => b.has(x));
+
 const docOf = (...updates) => { const d = new Y.Doc(); for (const u of updates) Y.applyUpdate(d, u); return d; };
 const svMap = (sv) => [...Y.decodeStateVector(sv).entries()].sort((p, q) => p[0] - q[0]).join(';');
 
@@ -115,7 +131,7 @@ const svMap = (sv) => [...Y.decodeStateVector(sv).entries()].sort((p, q) => p[0]
 export function runDifferential(ymergeBin, n, seedArg) {
 bin = ymergeBin;
 seed = Number(seedArg) >>> 0;
-let checked = 0, totalIn = 0, totalOut = 0, totalGc = 0;
+let checked = 0, totalIn = 0, totalOut = 0, totalGc = 0, totalGcStructs = 0;
 for (let h = 0; h < n; h++) {
   // three editors, or up to ten for text typed concurrently
   const docs = Array.from({ length: h % 3 ? 3 : 3 + int(8) }, (_, i) => i).map((i) => { const d = new Y.Doc(); d.clientID = 1 + i + int(1 << 30); return d; });
@@ -157,6 +173,12 @@ for (let h = 0; h < n; h++) {
     if (svMap(before) !== svMap(Y.encodeStateVector(d))) fail(`${name}: lacked structs of the reference`, '');
   }
   if (svMap(sv) !== svMap(Y.encodeStateVector(ref))) fail('state vector', svMap(sv));
+  // full gc: what Yjs's own gc collapses (deleted content, the items of
+  // deleted types as GC structs) is what the C gc collapses
+  const ours = collapsed(mergedGc), theirs = collapsed(Y.encodeStateAsUpdate(ref));
+  if (!sameSet(ours.gc, theirs.gc)) fail(`gc: GC structs ${ours.gc.size}, yjs ${theirs.gc.size}`, '');
+  if (!sameSet(ours.dropped, theirs.dropped)) fail(`gc: dropped clocks ${ours.dropped.size}, yjs ${theirs.dropped.size}`, '');
+  totalGcStructs += ours.gc.size;
   Y.applyUpdate(partial, diff);
   if (content(partial) !== want) fail('partial state + diff', content(partial));
   checked++;
@@ -164,12 +186,12 @@ for (let h = 0; h < n; h++) {
   totalOut += merged.length;
   totalGc += mergedGc.length;
 }
-return { checked, totalIn, totalOut, totalGc };
+return { checked, totalIn, totalOut, totalGc, totalGcStructs };
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   const [b, n = '200', s = String(Date.now() % 1e9)] = process.argv.slice(2);
   if (!b) { console.error('usage: ydiff.mjs YMERGE_BINARY [histories] [seed]'); process.exit(2); }
   const r = runDifferential(b, Number(n), s);
-  console.log(`differential: ${r.checked} histories agree with yjs (seed ${s}); update bytes ${r.totalIn}, merged ${r.totalOut}, merged with gc ${r.totalGc}`);
+  console.log(`differential: ${r.checked} histories agree with yjs (seed ${s}); update bytes ${r.totalIn}, merged ${r.totalOut}, merged with gc ${r.totalGc} (${r.totalGcStructs} clocks as GC structs)`);
 }
