@@ -659,16 +659,21 @@ static void store_queue(struct rt_collab *co, struct doc *d, struct rt_worker *w
 
 
 /* Replaces the stored log and the state in memory by the compacted state.
- * Returns 0, or -1 when the store failed (logged; nothing changed). */
+ * The merge runs off the document's lock, on a copy of its state (editors
+ * go on meanwhile); the lock is held to take the copy and to swap in the
+ * compacted state with the updates that came meanwhile. Returns 0, or -1
+ * when the store failed (logged; nothing changed). */
 static int compact(struct rt_collab *co, struct doc *d)
 {
-	struct rt_buf b;
-	rt_buf_init(&b);
 	pthread_mutex_lock(&d->mu);
 	uint64_t upto = d->next_seq - 1;
-	rt_ydoc_encode(d->yd, NULL, 0, true, &b);
-	size_t before = rt_ydoc_bytes(d->yd);
+	struct rt_ydoc *copy = rt_ydoc_copy(d->yd);
 	pthread_mutex_unlock(&d->mu);
+	struct rt_buf b;
+	rt_buf_init(&b);
+	rt_ydoc_encode(copy, NULL, 0, true, &b);
+	size_t before = rt_ydoc_bytes(copy);
+	rt_ydoc_free(copy);
 	if (co->store && rt_store_doc_compact(co->store, d->name, upto, (uint8_t *)b.data, b.len)) {
 		pthread_mutex_lock(&d->mu);
 		d->is_compacting = false;
@@ -676,23 +681,40 @@ static int compact(struct rt_collab *co, struct doc *d)
 		rt_buf_deinit(&b);
 		return -1;
 	}
-	/* the compacted state replaces the one in memory: updates applied since
-	 * are replayed onto it */
+	/* the compacted state replaces the one in memory, with the updates
+	 * applied since replayed onto it: those logged so far off the lock
+	 * (entries are freed only here; appends only link new ones after the
+	 * tail), the rest under it */
 	struct rt_ydoc *yd = rt_ydoc_new();
 	char err[256];
 	if (rt_ydoc_apply(yd, (uint8_t *)b.data, b.len, NULL, NULL, err, sizeof err))
 		rt_error("collab %s: compacted state refused: %s", d->name, err);
 	pthread_mutex_lock(&d->mu);
-	struct logent *e, *t, *keep = NULL, *keep_tail = NULL;
+	struct logent *seen = d->log_tail;
+	pthread_mutex_unlock(&d->mu);
+	struct logent *e, *t;
+	for (e = d->log; seen && e; e = e->next) {
+		if (e->seq > upto)
+			rt_ydoc_apply(yd, e->data, e->len, NULL, NULL, err, sizeof err);
+		if (e == seen)
+			break;
+	}
+	pthread_mutex_lock(&d->mu);
+	struct logent *keep = NULL, *keep_tail = NULL;
 	unsigned n = 0;
 	size_t bytes = 0;
+	bool is_replayed = seen != NULL;
 	LL_FOREACH_SAFE(d->log, e, t) {
+		bool was_seen = is_replayed;
+		if (e == seen)
+			is_replayed = false;
 		if (e->seq <= upto) {
 			free(e->data);
 			free(e);
 			continue;
 		}
-		rt_ydoc_apply(yd, e->data, e->len, NULL, NULL, err, sizeof err);
+		if (!was_seen)
+			rt_ydoc_apply(yd, e->data, e->len, NULL, NULL, err, sizeof err);
 		e->next = NULL;
 		if (keep_tail)
 			keep_tail->next = e;
@@ -796,6 +818,79 @@ static int on_update(struct rt_collab_conn *cc, const uint8_t *data, size_t len)
 	return 0;
 }
 
+/* Sync step 2 of a document larger than this is encoded on the pool, from
+ * a copy of its state, not on the connection's I/O thread. */
+#define SYNC_INLINE_BYTES (64u << 10)
+
+struct step2_job {
+	struct job j;
+	struct rt_ydoc *yd; /* the copy */
+	uint8_t *sv;
+	size_t sv_len;
+	struct rt_buf msg;
+	int rc;
+};
+
+static void step2_work(uv_work_t *w)
+{
+	struct step2_job *sj = w->data;
+	struct rt_buf u;
+	rt_buf_init(&u);
+	sj->rc = rt_ydoc_encode(sj->yd, sj->sv, sj->sv_len, false, &u);
+	if (!sj->rc) {
+		put_uint(&sj->msg, MSG_SYNC);
+		put_uint(&sj->msg, SYNC_STEP2);
+		put_bytes(&sj->msg, u.data, u.len);
+	}
+	rt_buf_deinit(&u);
+	rt_ydoc_free(sj->yd);
+	sj->yd = NULL;
+}
+
+static void step2_done(uv_work_t *w, int status)
+{
+	struct step2_job *sj = w->data;
+	struct rt_conn *c = rt_worker_find_conn(sj->j.w, sj->j.conn_id);
+	struct rt_collab_conn *cc = c ? rt_collab_conn_of(c) : NULL;
+	if (cc && cc->id == sj->j.conn_id && !rt_conn_is_closing(c)) {
+		if (sj->rc)
+			refuse(cc, 1008, "sync message refused: malformed state vector");
+		else if (status == 0)
+			send_buf(cc, &sj->msg);
+	}
+	rt_ydoc_free(sj->yd);
+	free(sj->sv);
+	rt_buf_deinit(&sj->msg);
+	struct rt_collab *co = sj->j.co;
+	doc_put(co, sj->j.d);
+	co->jobs--;
+	free(sj);
+}
+
+/* Queues sync step 2 for cc from copy (taken). Returns 0 or RT_ENOMEM. */
+static int sync_step2_queue(struct rt_collab_conn *cc, struct rt_ydoc *copy, const uint8_t *sv,
+			    size_t sv_len)
+{
+	struct step2_job *sj = rt_xcalloc(1, sizeof *sj);
+	sj->j.work.data = sj;
+	sj->j.co = cc->co;
+	sj->j.d = cc->d;
+	sj->j.w = rt_conn_worker(cc->c);
+	sj->j.conn_id = cc->id;
+	sj->yd = copy;
+	sj->sv = rt_xmalloc(sv_len ? sv_len : 1);
+	memcpy(sj->sv, sv, sv_len);
+	sj->sv_len = sv_len;
+	rt_buf_init(&sj->msg);
+	cc->d->refs++; /* cc holds one: the job's own */
+	cc->co->jobs++;
+	if (uv_queue_work(rt_worker_loop(sj->j.w), &sj->j.work, step2_work, step2_done)) {
+		step2_done(&sj->j.work, -1);
+		return RT_ENOMEM;
+	}
+	return 0;
+}
+
 static int on_sync(struct rt_collab_conn *cc, struct rd *r)
 {
 	uint64_t step = get_uint(r);
@@ -804,13 +899,18 @@ static int on_sync(struct rt_collab_conn *cc, struct rd *r)
 	if (r->is_bad || r->p != r->end)
 		return RT_EPROTO;
 	if (step == SYNC_STEP1) {
+		pthread_mutex_lock(&cc->d->mu);
+		if (rt_ydoc_bytes(cc->d->yd) > SYNC_INLINE_BYTES) {
+			struct rt_ydoc *copy = rt_ydoc_copy(cc->d->yd);
+			pthread_mutex_unlock(&cc->d->mu);
+			return sync_step2_queue(cc, copy, data, len);
+		}
 		struct rt_buf b;
 		rt_buf_init(&b);
 		put_uint(&b, MSG_SYNC);
 		put_uint(&b, SYNC_STEP2);
 		struct rt_buf u;
 		rt_buf_init(&u);
-		pthread_mutex_lock(&cc->d->mu);
 		int rc = rt_ydoc_encode(cc->d->yd, data, len, false, &u);
 		pthread_mutex_unlock(&cc->d->mu);
 		if (!rc) {
