@@ -3,6 +3,7 @@
 //
 //   node bench/collab.mjs BUILD/rtsync [--editors 100] [--rate 200] [--duration 10]
 //                         [--edits 20000] [--workers 2] [--clients raw|yjs]
+//                         [--phase fanout|storage|both]
 //
 // Phase 1 (fan-out): --editors editors on one document. With --clients yjs
 // they are y-websocket providers on Y.Docs, each applying every update (in
@@ -44,7 +45,7 @@ const { startServer } = await import(new URL('../tests/interop/lib/server.mjs', 
 process.setMaxListeners(0); // y-websocket adds an exit listener per provider
 const argv = process.argv.slice(2);
 if (!argv[0] || argv[0].startsWith('--')) {
-  console.error('usage: node bench/collab.mjs RTSYNC_BINARY [--editors N] [--rate R] [--duration S] [--edits N] [--workers W]');
+  console.error('usage: node bench/collab.mjs RTSYNC_BINARY [--editors N] [--rate R] [--duration S] [--edits N] [--workers W] [--clients raw|yjs] [--phase fanout|storage|both]');
   process.exit(2);
 }
 process.env.RTSYNC_BIN = argv[0];
@@ -270,8 +271,12 @@ async function storage() {
       if (before.state_vector[String(w.ydoc.clientID)] === clock && before.stored.updates >= 1) break;
       await sleep(100);
     }
-    await sleep(500); // the appends reach the store after the fan-out
-    before = await info(s1, 'store');
+    // the appends reach the store after the fan-out: wait until they stop
+    for (let last = -1; before.stored.updates !== last;) {
+      last = before.stored.updates;
+      await sleep(1000);
+      before = await info(s1, 'store');
+    }
     const yjsState = Y.encodeStateAsUpdate(w.ydoc).length;
     const want = t.toString();
     w.close();
@@ -310,7 +315,8 @@ async function storage() {
   }
 }
 
-const fan = CLIENTS === 'yjs' ? await fanout() : await fanoutRaw();
-const store = await storage();
+const PHASE = argv.includes('--phase') ? argv[argv.indexOf('--phase') + 1] : 'both';
+const fan = PHASE === 'storage' ? null : CLIENTS === 'yjs' ? await fanout() : await fanoutRaw();
+const store = PHASE === 'fanout' ? null : await storage();
 console.log(JSON.stringify({ fanout: fan, storage: store }));
 process.exit(0);

@@ -95,7 +95,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		char *txt = rt_ydoc_json(k == 2 ? g : d, k == 1);
 		json_error_t je;
 		json_t *j = json_loads(txt, JSON_ALLOW_NUL, &je);
-		CHECK(j && json_is_object(j));
+		/* valid JSON that jansson does not load: a key holding U+0000 */
+		CHECK((j && json_is_object(j)) || (!j && strstr(je.text, "NUL byte in object key")));
 		json_decref(j);
 		free(txt);
 	}

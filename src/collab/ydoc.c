@@ -498,10 +498,12 @@ struct rt_ydoc *rt_ydoc_copy(const struct rt_ydoc *d)
 		n->id = y->id;
 		n->n = n->cap = y->n;
 		n->pieces = rt_xmalloc((y->n + 1) * sizeof *n->pieces);
-		memcpy(n->pieces, y->pieces, y->n * sizeof *n->pieces);
+		if (y->n)
+			memcpy(n->pieces, y->pieces, y->n * sizeof *n->pieces);
 		n->n_del = n->cap_del = y->n_del;
 		n->del = rt_xmalloc((y->n_del + 1) * sizeof *n->del);
-		memcpy(n->del, y->del, y->n_del * sizeof *n->del);
+		if (y->n_del)
+			memcpy(n->del, y->del, y->n_del * sizeof *n->del);
 		HASH_ADD(hh, c->clients, id, sizeof n->id, n);
 	}
 	return c;

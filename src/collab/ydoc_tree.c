@@ -426,7 +426,8 @@ struct ytree *rt_ydoc_tree_build(const struct rt_ydoc *d)
 		n_max += c->n;
 	}
 	for (size_t i = 0; i < n_clients; i++) {
-		qsort(tcs[i]->splits, tcs[i]->n_splits, sizeof(uint64_t), cmp_u64);
+		if (tcs[i]->n_splits)
+			qsort(tcs[i]->splits, tcs[i]->n_splits, sizeof(uint64_t), cmp_u64);
 		n_max += tcs[i]->n_splits;
 	}
 	t->items = rt_xcalloc(n_max + 1, sizeof *t->items);
