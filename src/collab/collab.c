@@ -1273,8 +1273,14 @@ static void rest_work(uv_work_t *w)
 	rj->status = 200;
 	if (rj->format == REST_JSON || rj->format == REST_DELTA) {
 		char *txt = rt_ydoc_json(yd, rj->format == REST_DELTA);
-		rt_buf_append_str(&rj->body, txt);
-		free(txt);
+		if (txt) {
+			rt_buf_append_str(&rj->body, txt);
+			free(txt);
+		} else {
+			rj->status = 422;
+			rt_buf_append_str(&rj->body, "{\"error\":\"the document's history is too costly "
+						     "to integrate; read it as an update\"}");
+		}
 		rt_ydoc_free(yd);
 		return;
 	}

@@ -108,7 +108,10 @@ struct rt_ydoc *rt_ydoc_copy(const struct rt_ydoc *d);
  * Yjs does (YATA), as Y.Doc's toJSON gives them (docs/collab.md, "REST":
  * maps, arrays, text as a string, XML as Yjs's toString, embedded content,
  * root types inferred from their items). With is_delta, texts are Yjs's
- * delta (an array of {insert, attributes}) instead of strings.
+ * delta (an array of {insert, attributes}) instead of strings. Returns
+ * NULL when the document is too costly to integrate (concurrent inserts at
+ * one place past RT_YDOC_TREE_STEPS_PER_ITEM scan steps per item: a
+ * hostile history that Yjs clients themselves take quadratic time on).
  */
 char *rt_ydoc_json(const struct rt_ydoc *d, bool is_delta);
 

@@ -148,8 +148,17 @@ struct tnode {
 struct tsub; /* map chains: (node, key) -> the last item */
 struct tclient;
 
+/* YATA's conflict scans cost up to the items integrated at one place each:
+ * a hostile update of many concurrent inserts at one position would make
+ * them quadratic. A tree gives up past this budget of scan steps (the items
+ * left are treated as pending). */
+#define RT_YDOC_TREE_STEPS_PER_ITEM 64
+#define RT_YDOC_TREE_STEPS_MIN (4u << 20)
+
 struct ytree {
 	const struct rt_ydoc *d;
+	uint64_t budget;   /* scan steps left */
+	bool is_truncated; /* the budget ran out: not every item is integrated */
 	struct titem *items; /* per client by clock, clients in ascending id */
 	size_t n_items;
 	struct tnode *nodes; /* roots in order of appearance */
@@ -160,7 +169,8 @@ struct ytree {
 
 /* Integrates every struct of d as Yjs's applyUpdate would (YATA: Item's
  * getMissing and integrate), structs Yjs would keep pending left out
- * (state TI_PENDING). Returns the tree (rt_ydoc_tree_free). */
+ * (state TI_PENDING), and so are those left when the scan budget runs out
+ * (is_truncated). Returns the tree (rt_ydoc_tree_free). */
 struct ytree *rt_ydoc_tree_build(const struct rt_ydoc *d);
 void rt_ydoc_tree_free(struct ytree *t);
 /* The item holding id, or -1. */

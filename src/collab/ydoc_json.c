@@ -591,6 +591,10 @@ static uint8_t root_type(const struct ytree *t, int32_t node)
 char *rt_ydoc_json(const struct rt_ydoc *d, bool is_delta)
 {
 	struct ytree *t = rt_ydoc_tree_build(d);
+	if (t->is_truncated) {
+		rt_ydoc_tree_free(t);
+		return NULL;
+	}
 	struct render rn = {t, is_delta};
 	json_t *o = json_object();
 	for (size_t i = 0; i < t->n_nodes; i++) {

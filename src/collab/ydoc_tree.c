@@ -183,12 +183,19 @@ static bool same_id(bool ha, const struct yid *a, bool hb, const struct yid *b)
 	return !ha || (a->client == b->client && a->clock == b->clock);
 }
 
-/* The first item of a map chain (Yjs: _map.get(sub), then left to the end). */
-static int32_t chain_start(const struct ytree *t, int32_t node, const uint8_t *sub, size_t sub_len)
+/* The first item of a map chain (Yjs: _map.get(sub), then left to the
+ * end); the walk counts toward the scan budget. */
+static int32_t chain_start(struct ytree *t, int32_t node, const uint8_t *sub, size_t sub_len)
 {
 	int32_t o = rt_ydoc_tree_map_get(t, node, sub, sub_len);
-	while (o >= 0 && t->items[o].left >= 0)
+	while (o >= 0 && t->items[o].left >= 0) {
+		if (!t->budget) {
+			t->is_truncated = true;
+			break;
+		}
+		t->budget--;
 		o = t->items[o].left;
+	}
 	return o;
 }
 
@@ -261,6 +268,11 @@ static void integrate(struct ytree *t, int32_t i, uint64_t *mark_before, uint64_
 			o = pn->start;
 		uint64_t before = ++*gen, conf = ++*gen;
 		while (o >= 0 && o != right) {
+			if (!t->budget) {
+				t->is_truncated = true;
+				break;
+			}
+			t->budget--;
 			const struct titem *oi = &t->items[o];
 			mark_before[o] = before;
 			mark_conf[o] = conf;
@@ -477,12 +489,17 @@ struct ytree *rt_ydoc_tree_build(const struct rt_ydoc *d)
 	int32_t *stack = rt_xcalloc(t->n_items + 1, sizeof *stack);
 	size_t n_order = 0;
 	uint64_t gen = 0;
+	t->budget = RT_YDOC_TREE_STEPS_PER_ITEM * (uint64_t)t->n_items + RT_YDOC_TREE_STEPS_MIN;
 	for (size_t i = 0; i < n_clients; i++) {
 		struct tclient *tc = tcs[i];
 		while (tc->next < tc->n) {
 			size_t sp = 0;
 			stack[sp++] = (int32_t)(tc->first + tc->next);
 			t->items[stack[0]].state = TI_STACKED;
+			if (t->is_truncated) {
+				pend_rest(t, tc);
+				break;
+			}
 			while (sp) {
 				int32_t top = stack[sp - 1];
 				struct titem *it = &t->items[top];

@@ -86,7 +86,7 @@ int main(void)
 		for (int delta = 0; delta < 2; delta++) {
 			char *txt = rt_ydoc_json(d, delta);
 			rt_buf_reset(&j);
-			rt_buf_append_str(&j, txt);
+			rt_buf_append_str(&j, txt ? txt : "null");
 			write_record(&j);
 			free(txt);
 		}
@@ -101,7 +101,7 @@ int main(void)
 		}
 		char *txt = rt_ydoc_json(g, false);
 		rt_buf_reset(&j);
-		rt_buf_append_str(&j, txt);
+		rt_buf_append_str(&j, txt ? txt : "null");
 		write_record(&j);
 		free(txt);
 		rt_ydoc_free(g);

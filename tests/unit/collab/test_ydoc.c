@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "collab/collab.h"
+#include "common/buf.h"
 #include "common/err.h"
 
 static size_t unhex(const char *h, uint8_t *out)
@@ -191,6 +192,7 @@ static void test_flips(void **state)
 			rt_buf_deinit(&b2);
 		}
 		char *txt = rt_ydoc_json(round & 2 ? d2 : d, round & 4);
+		assert_non_null(txt);
 		json_error_t je;
 		json_t *j = json_loads(txt, JSON_ALLOW_NUL, &je);
 		/* valid JSON that jansson does not load: a key holding U+0000 */
@@ -411,6 +413,50 @@ static void test_gc_deleted_type(void **state)
 	free(u);
 }
 
+static void put_varuint(struct rt_buf *b, uint64_t v)
+{
+	do {
+		uint8_t x = v & 0x7f;
+		v >>= 7;
+		rt_buf_append_byte(b, v ? (x | 0x80) : x);
+	} while (v);
+}
+
+/* 20,000 clients insert at one place (origin 1:0): YATA's scans would be
+ * quadratic; the tree gives up within its budget, JSON says so (NULL), gc
+ * still writes a state that reads back. */
+static void test_tree_budget(void **state)
+{
+	enum { N = 20000 };
+	struct rt_buf u;
+	rt_buf_init(&u);
+	put_varuint(&u, N + 1);
+	put_varuint(&u, 1); /* client 1: one item in root "a" */
+	put_varuint(&u, 1);
+	put_varuint(&u, 0);
+	rt_buf_append(&u, "\x08\x01\x01" "a" "\x01\x78", 6);
+	for (uint64_t c = 2; c < N + 2; c++) {
+		put_varuint(&u, 1);
+		put_varuint(&u, c);
+		put_varuint(&u, 0);
+		rt_buf_append(&u, "\x88\x01\x00\x01\x78", 5); /* origin 1:0, Any [true] */
+	}
+	put_varuint(&u, 0);
+	char err[128];
+	struct rt_ydoc *d = rt_ydoc_new();
+	assert_int_equal(rt_ydoc_apply(d, (uint8_t *)u.data, u.len, NULL, NULL, err, sizeof err), 0);
+	assert_null(rt_ydoc_json(d, false));
+	struct rt_buf b;
+	rt_buf_init(&b);
+	assert_int_equal(rt_ydoc_encode(d, NULL, 0, true, &b), 0);
+	struct rt_ydoc *g = rt_ydoc_new();
+	assert_int_equal(rt_ydoc_apply(g, (uint8_t *)b.data, b.len, NULL, NULL, err, sizeof err), 0);
+	rt_ydoc_free(g);
+	rt_buf_deinit(&b);
+	rt_buf_deinit(&u);
+	rt_ydoc_free(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -421,6 +467,7 @@ int main(void)
 		cmocka_unit_test(test_flips),
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_gc_deleted_type),
+		cmocka_unit_test(test_tree_budget),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
