@@ -825,18 +825,18 @@ static uint8_t item_kind(const struct ytree *t, const struct titem *it)
  * merged. Appends nothing when no piece reaches past from.
  */
 static void write_client(struct rt_buf *out, uint64_t client, const struct piece *ps, size_t n,
-			 uint64_t from, const struct ytree *t, struct units *us)
+			 uint64_t from, bool gc, const struct ytree *t, const struct range *del,
+			 size_t n_del, struct units *us)
 {
-	bool gc = t != NULL;
 	us->n = 0;
-	size_t first = 0, n_units = n;
-	if (gc)
+	size_t first = 0, n_units = n, di = 0;
+	if (t)
 		rt_ydoc_tree_client_items(t, client, &first, &n_units);
 	for (size_t i = 0; i < n_units; i++) {
 		struct piece pc;
 		uint8_t kind = U_KEEP;
 		const struct sview *v = NULL;
-		if (gc) {
+		if (t) {
 			const struct titem *it = &t->items[first + i];
 			pc = (struct piece){it->clock, it->len, it->off, it->p};
 			kind = item_kind(t, it);
@@ -866,7 +866,32 @@ static void write_client(struct rt_buf *out, uint64_t client, const struct piece
 				units_push(us, &skip);
 			}
 		}
-		units_push(us, &u);
+		if (!gc || t || u.v.ref == REF_GC) {
+			units_push(us, &u);
+			continue;
+		}
+		/* gc without the tree: split by the delete set, deleted content
+		 * dropped (a type's kept: its children are not known) */
+		while (di < n_del && del[di].clock + del[di].len <= u.clock)
+			di++;
+		for (uint64_t at = u.clock, end = u.clock + u.len, k = di; at < end;) {
+			uint64_t stop;
+			bool is_del = k < n_del && del[k].clock <= at;
+			if (is_del) {
+				stop = del[k].clock + del[k].len;
+				k++;
+			} else
+				stop = k < n_del ? del[k].clock : end;
+			if (stop > end)
+				stop = end;
+			struct unit part = u;
+			part.off = u.off + (at - u.clock);
+			part.clock = at;
+			part.len = stop - at;
+			part.kind = is_del && u.v.ref != REF_TYPE ? U_DROP : U_KEEP;
+			units_push(us, &part);
+			at = stop;
+		}
 	}
 	if (!us->n)
 		return;
@@ -942,13 +967,18 @@ int rt_ydoc_encode(const struct rt_ydoc *d, const uint8_t *sv, size_t sv_len, bo
 	struct units us = {0};
 	size_t n_written = 0;
 	struct ytree *t = gc ? rt_ydoc_tree_build(d) : NULL;
+	if (t && !t->n_items && t->is_truncated) { /* too many items to integrate */
+		rt_ydoc_tree_free(t);
+		t = NULL;
+	}
 	for (size_t i = 0; i < n; i++) {
 		uint64_t from = 0;
 		for (size_t k = 0; k < n_sv; k++)
 			if (svs[k].client == cs[i]->id)
 				from = svs[k].clock;
 		size_t before = body.len;
-		write_client(&body, cs[i]->id, cs[i]->pieces, cs[i]->n, from, t, &us);
+		write_client(&body, cs[i]->id, cs[i]->pieces, cs[i]->n, from, gc, t, cs[i]->del,
+			     cs[i]->n_del, &us);
 		n_written += body.len != before;
 	}
 	wr_uint(out, n_written);

@@ -154,6 +154,9 @@ struct tclient;
  * left are treated as pending). */
 #define RT_YDOC_TREE_STEPS_PER_ITEM 64
 #define RT_YDOC_TREE_STEPS_MIN (4u << 20)
+/* Items (after splitting) a tree integrates at most, ~230 bytes each while
+ * it is built: past it no tree is built (is_truncated, no items). */
+#define RT_YDOC_TREE_MAX_ITEMS (1u << 20)
 
 struct ytree {
 	const struct rt_ydoc *d;
@@ -170,7 +173,9 @@ struct ytree {
 /* Integrates every struct of d as Yjs's applyUpdate would (YATA: Item's
  * getMissing and integrate), structs Yjs would keep pending left out
  * (state TI_PENDING), and so are those left when the scan budget runs out
- * (is_truncated). Returns the tree (rt_ydoc_tree_free). */
+ * (is_truncated); a document of more than RT_YDOC_TREE_MAX_ITEMS items is
+ * not integrated at all (is_truncated, n_items 0). Returns the tree
+ * (rt_ydoc_tree_free). */
 struct ytree *rt_ydoc_tree_build(const struct rt_ydoc *d);
 void rt_ydoc_tree_free(struct ytree *t);
 /* The item holding id, or -1. */

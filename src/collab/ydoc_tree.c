@@ -442,6 +442,10 @@ struct ytree *rt_ydoc_tree_build(const struct rt_ydoc *d)
 			qsort(tcs[i]->splits, tcs[i]->n_splits, sizeof(uint64_t), cmp_u64);
 		n_max += tcs[i]->n_splits;
 	}
+	if (n_max > RT_YDOC_TREE_MAX_ITEMS) {
+		t->is_truncated = true;
+		goto out;
+	}
 	t->items = rt_xcalloc(n_max + 1, sizeof *t->items);
 	for (size_t i = 0; i < n_clients; i++) {
 		const struct yclient *c = cs[i];
@@ -549,6 +553,7 @@ struct ytree *rt_ydoc_tree_build(const struct rt_ydoc *d)
 	free(mark_conf);
 	free(order);
 	free(stack);
+out:
 	free(tcs);
 	free(cs);
 	return t;

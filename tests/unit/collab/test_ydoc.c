@@ -17,6 +17,8 @@
 #include "common/buf.h"
 #include "common/err.h"
 
+#define RT_TEST_TREE_ITEMS ((1u << 20) + 16) /* past RT_YDOC_TREE_MAX_ITEMS */
+
 static size_t unhex(const char *h, uint8_t *out)
 {
 	size_t n = 0;
@@ -457,6 +459,44 @@ static void test_tree_budget(void **state)
 	rt_ydoc_free(d);
 }
 
+/* A document of more items than a tree integrates: no JSON, gc by the
+ * delete set alone (what it writes reads back, deleted content dropped). */
+static void test_tree_too_big(void **state)
+{
+	enum { N = RT_TEST_TREE_ITEMS };
+	struct rt_buf u;
+	rt_buf_init(&u);
+	put_varuint(&u, 1);
+	put_varuint(&u, N);
+	put_varuint(&u, 5);
+	put_varuint(&u, 0);
+	rt_buf_append(&u, "\x08\x01\x01" "a" "\x01\x78", 6);
+	for (uint64_t c = 1; c < N; c++) {
+		rt_buf_append(&u, "\x88\x05", 2); /* origin 5:c-1, Any [true] */
+		put_varuint(&u, c - 1);
+		rt_buf_append(&u, "\x01\x78", 2);
+	}
+	put_varuint(&u, 1); /* the first half deleted */
+	put_varuint(&u, 5);
+	put_varuint(&u, 1);
+	put_varuint(&u, 0);
+	put_varuint(&u, N / 2);
+	char err[128];
+	struct rt_ydoc *d = rt_ydoc_new();
+	assert_int_equal(rt_ydoc_apply(d, (uint8_t *)u.data, u.len, NULL, NULL, err, sizeof err), 0);
+	assert_null(rt_ydoc_json(d, false));
+	struct rt_buf b;
+	rt_buf_init(&b);
+	assert_int_equal(rt_ydoc_encode(d, NULL, 0, true, &b), 0);
+	assert_true(b.len < u.len);
+	struct rt_ydoc *g = rt_ydoc_new();
+	assert_int_equal(rt_ydoc_apply(g, (uint8_t *)b.data, b.len, NULL, NULL, err, sizeof err), 0);
+	rt_ydoc_free(g);
+	rt_buf_deinit(&b);
+	rt_buf_deinit(&u);
+	rt_ydoc_free(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -468,6 +508,7 @@ int main(void)
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_gc_deleted_type),
 		cmocka_unit_test(test_tree_budget),
+		cmocka_unit_test(test_tree_too_big),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
