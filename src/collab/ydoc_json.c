@@ -179,6 +179,9 @@ static json_t *parse_json(const uint8_t *s, size_t n)
 		return NULL;
 	json_error_t e;
 	json_t *v = json_loadb((const char *)s, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+	if (!v) /* an integer past 64 bits: a double, as JSON.parse reads it */
+		v = json_loadb((const char *)s, n,
+			       JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &e);
 	return v ? v : json_null();
 }
 
