@@ -379,8 +379,10 @@ static int decode_update(const uint8_t *data, size_t len, struct dupd *u, char *
 	uint64_t *seen = NULL;
 	if (!rt_ydoc_rd_uint(&r, &n_clients))
 		goto fail;
-	if (n_clients > len)
+	if (n_clients > len) { /* each takes bytes: never allocate for more */
 		rd_fail(&r, "truncated");
+		goto fail;
+	}
 	seen = rt_xcalloc(n_clients + 1, sizeof *seen);
 	for (uint64_t i = 0; i < n_clients && !r.err; i++) {
 		uint64_t n_structs, client, clock;
