@@ -294,6 +294,39 @@ describe('persistence and compaction', () => {
     a2.close(); late.close();
   });
 
+  it('compaction collapses a deleted type as Yjs does, and the JSON reads the compacted state', { timeout: 60_000 }, async () => {
+    process.env.RTSYNC_COLLAB_COMPACT_UPDATES = '2';
+    let s;
+    try { s = await start(); } finally { delete process.env.RTSYNC_COLLAB_COMPACT_UPDATES; }
+    const w = client(s, 'gc');
+    await synced(w);
+    const big = new Y.Map();
+    w.ydoc.getMap('m').set('big', big);
+    w.ydoc.transact(() => { for (let i = 0; i < 200; i++) big.set(`key-${i}`, `a value long enough to be worth collecting ${i}`); });
+    w.ydoc.getMap('m').set('keep', 'yes');
+    await sleep(200);
+    w.ydoc.getMap('m').delete('big');
+    w.ydoc.getText('t').insert(0, 'after');
+    const h = { apikey: tok(s, 'reader') };
+    let info;
+    for (let k = 0; k < 100; k++) {
+      info = await (await fetch(`${s.httpUrl}/collab/v1/gc`, { headers: h })).json();
+      if (info.stored.updates === 1 && info.stored.bytes < 200) break;
+      await sleep(100);
+    }
+    // the 200 entries are one GC range, as in the writer's own (gc'd) state
+    const own = Y.encodeStateAsUpdate(w.ydoc).length;
+    assert.equal(info.stored.updates, 1);
+    assert.ok(info.stored.bytes <= own + 8, `stored ${info.stored.bytes} bytes, yjs ${own}`);
+    const types = await (await fetch(`${s.httpUrl}/collab/v1/gc?format=json`, { headers: h })).json();
+    assert.deepEqual(types, { m: { keep: 'yes' }, t: 'after' });
+    const late = client(s, 'gc');
+    await synced(late);
+    assert.deepEqual(late.ydoc.getMap('m').toJSON(), { keep: 'yes' });
+    assert.equal(text(late), 'after');
+    late.close(); w.close();
+  });
+
   it('compaction keeps the stored size bounded under 100,000 small edits', { timeout: 600_000 }, async () => {
     const s = await start();
     const w = client(s, 'big');
