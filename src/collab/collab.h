@@ -160,8 +160,11 @@ void rt_collab_free(struct rt_collab *co);
  * Handles a request under /collab/v1/ (rest: the part after it, the
  * document name, percent-encoded) with token (the caller's JWT; NULL or ""
  * when none: 401): a WebSocket upgrade joins the document, GET reads it
- * (JSON, or the state as one update with ?format=update or Accept:
- * application/octet-stream). A bad, expired or missing token gets 401, a
+ * (?format=info, the default: JSON of its state vector, sizes and update;
+ * ?format=update or Accept: application/octet-stream: the state as one
+ * update; ?format=json or delta: the shared types, rt_ydoc_json, 422 when
+ * too costly; another format: 400), from a copy of the state on a pool
+ * thread. A bad, expired or missing token gets 401, a
  * requester without read permission 403, both before any upgrade. On an
  * upgrade the connection's data becomes the collab connection (see
  * rt_collab_conn_of). token is borrowed.
