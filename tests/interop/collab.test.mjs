@@ -308,16 +308,19 @@ describe('persistence and compaction', () => {
     w.ydoc.getMap('m').delete('big');
     w.ydoc.getText('t').insert(0, 'after');
     const h = { apikey: tok(s, 'reader') };
+    // the 200 entries become one GC range, as in the writer's own (gc'd)
+    // state: what is stored (the compacted state, and the last update when
+    // it came after the compaction) stays within a few bytes of it; with the
+    // entries kept as deleted content (their keys) it would be over 2,000
+    const own = Y.encodeStateAsUpdate(w.ydoc).length;
     let info;
-    for (let k = 0; k < 100; k++) {
+    for (let k = 0; k < 200; k++) {
       info = await (await fetch(`${s.httpUrl}/collab/v1/gc`, { headers: h })).json();
-      if (info.stored.updates === 1 && info.stored.bytes < 200) break;
+      if (info.stored.updates <= 2 && info.stored.bytes <= own + 64) break;
       await sleep(100);
     }
-    // the 200 entries are one GC range, as in the writer's own (gc'd) state
-    const own = Y.encodeStateAsUpdate(w.ydoc).length;
-    assert.equal(info.stored.updates, 1);
-    assert.ok(info.stored.bytes <= own + 8, `stored ${info.stored.bytes} bytes, yjs ${own}`);
+    assert.ok(info.stored.updates <= 2, `stored ${info.stored.updates} updates`);
+    assert.ok(info.stored.bytes <= own + 64, `stored ${info.stored.bytes} bytes, yjs ${own}`);
     const types = await (await fetch(`${s.httpUrl}/collab/v1/gc?format=json`, { headers: h })).json();
     assert.deepEqual(types, { m: { keep: 'yes' }, t: 'after' });
     const late = client(s, 'gc');
