@@ -678,16 +678,21 @@ static void store_queue(struct rt_collab *co, struct doc *d, struct rt_worker *w
 
 
 /* Replaces the stored log and the state in memory by the compacted state.
- * Returns 0, or -1 when the store failed (logged; nothing changed). */
+ * The merge runs off the document's lock, on a copy of its state (editors
+ * go on meanwhile); the lock is held to take the copy and to swap in the
+ * compacted state with the updates that came meanwhile. Returns 0, or -1
+ * when the store failed (logged; nothing changed). */
 static int compact(struct rt_collab *co, struct doc *d)
 {
-	struct rt_buf b;
-	rt_buf_init(&b);
 	pthread_mutex_lock(&d->mu);
 	uint64_t upto = d->next_seq - 1;
-	rt_ydoc_encode(d->yd, NULL, 0, true, &b);
-	size_t before = rt_ydoc_bytes(d->yd);
+	struct rt_ydoc *copy = rt_ydoc_copy(d->yd);
 	pthread_mutex_unlock(&d->mu);
+	struct rt_buf b;
+	rt_buf_init(&b);
+	rt_ydoc_encode(copy, NULL, 0, true, &b);
+	size_t before = rt_ydoc_bytes(copy);
+	rt_ydoc_free(copy);
 	if (co->store && rt_store_doc_compact(co->store, d->name, upto, (uint8_t *)b.data, b.len)) {
 		pthread_mutex_lock(&d->mu);
 		d->is_compacting = false;
@@ -695,23 +700,40 @@ static int compact(struct rt_collab *co, struct doc *d)
 		rt_buf_deinit(&b);
 		return -1;
 	}
-	/* the compacted state replaces the one in memory: updates applied since
-	 * are replayed onto it */
+	/* the compacted state replaces the one in memory, with the updates
+	 * applied since replayed onto it: those logged so far off the lock
+	 * (entries are freed only here; appends only link new ones after the
+	 * tail), the rest under it */
 	struct rt_ydoc *yd = rt_ydoc_new();
 	char err[256];
 	if (rt_ydoc_apply(yd, (uint8_t *)b.data, b.len, NULL, NULL, err, sizeof err))
 		rt_error("collab %s: compacted state refused: %s", d->name, err);
 	pthread_mutex_lock(&d->mu);
-	struct logent *e, *t, *keep = NULL, *keep_tail = NULL;
+	struct logent *seen = d->log_tail;
+	pthread_mutex_unlock(&d->mu);
+	struct logent *e, *t;
+	for (e = d->log; seen && e; e = e->next) {
+		if (e->seq > upto)
+			rt_ydoc_apply(yd, e->data, e->len, NULL, NULL, err, sizeof err);
+		if (e == seen)
+			break;
+	}
+	pthread_mutex_lock(&d->mu);
+	struct logent *keep = NULL, *keep_tail = NULL;
 	unsigned n = 0;
 	size_t bytes = 0;
+	bool is_replayed = seen != NULL;
 	LL_FOREACH_SAFE(d->log, e, t) {
+		bool was_seen = is_replayed;
+		if (e == seen)
+			is_replayed = false;
 		if (e->seq <= upto) {
 			free(e->data);
 			free(e);
 			continue;
 		}
-		rt_ydoc_apply(yd, e->data, e->len, NULL, NULL, err, sizeof err);
+		if (!was_seen)
+			rt_ydoc_apply(yd, e->data, e->len, NULL, NULL, err, sizeof err);
 		e->next = NULL;
 		if (keep_tail)
 			keep_tail->next = e;
@@ -824,6 +846,79 @@ static int on_update(struct rt_collab_conn *cc, const uint8_t *data, size_t len)
 	return 0;
 }
 
+/* Sync step 2 of a document larger than this is encoded on the pool, from
+ * a copy of its state, not on the connection's I/O thread. */
+#define SYNC_INLINE_BYTES (64u << 10)
+
+struct step2_job {
+	struct job j;
+	struct rt_ydoc *yd; /* the copy */
+	uint8_t *sv;
+	size_t sv_len;
+	struct rt_buf msg;
+	int rc;
+};
+
+static void step2_work(uv_work_t *w)
+{
+	struct step2_job *sj = w->data;
+	struct rt_buf u;
+	rt_buf_init(&u);
+	sj->rc = rt_ydoc_encode(sj->yd, sj->sv, sj->sv_len, false, &u);
+	if (!sj->rc) {
+		put_uint(&sj->msg, MSG_SYNC);
+		put_uint(&sj->msg, SYNC_STEP2);
+		put_bytes(&sj->msg, u.data, u.len);
+	}
+	rt_buf_deinit(&u);
+	rt_ydoc_free(sj->yd);
+	sj->yd = NULL;
+}
+
+static void step2_done(uv_work_t *w, int status)
+{
+	struct step2_job *sj = w->data;
+	struct rt_conn *c = rt_worker_find_conn(sj->j.w, sj->j.conn_id);
+	struct rt_collab_conn *cc = c ? rt_collab_conn_of(c) : NULL;
+	if (cc && cc->id == sj->j.conn_id && !rt_conn_is_closing(c)) {
+		if (sj->rc)
+			refuse(cc, 1008, "sync message refused: malformed state vector");
+		else if (status == 0)
+			send_buf(cc, &sj->msg);
+	}
+	rt_ydoc_free(sj->yd);
+	free(sj->sv);
+	rt_buf_deinit(&sj->msg);
+	struct rt_collab *co = sj->j.co;
+	doc_put(co, sj->j.d);
+	co->jobs--;
+	free(sj);
+}
+
+/* Queues sync step 2 for cc from copy (taken). Returns 0 or RT_ENOMEM. */
+static int sync_step2_queue(struct rt_collab_conn *cc, struct rt_ydoc *copy, const uint8_t *sv,
+			    size_t sv_len)
+{
+	struct step2_job *sj = rt_xcalloc(1, sizeof *sj);
+	sj->j.work.data = sj;
+	sj->j.co = cc->co;
+	sj->j.d = cc->d;
+	sj->j.w = rt_conn_worker(cc->c);
+	sj->j.conn_id = cc->id;
+	sj->yd = copy;
+	sj->sv = rt_xmalloc(sv_len ? sv_len : 1);
+	memcpy(sj->sv, sv, sv_len);
+	sj->sv_len = sv_len;
+	rt_buf_init(&sj->msg);
+	cc->d->refs++; /* cc holds one: the job's own */
+	cc->co->jobs++;
+	if (uv_queue_work(rt_worker_loop(sj->j.w), &sj->j.work, step2_work, step2_done)) {
+		step2_done(&sj->j.work, -1);
+		return RT_ENOMEM;
+	}
+	return 0;
+}
+
 static int on_sync(struct rt_collab_conn *cc, struct rd *r)
 {
 	uint64_t step = get_uint(r);
@@ -832,13 +927,18 @@ static int on_sync(struct rt_collab_conn *cc, struct rd *r)
 	if (r->is_bad || r->p != r->end)
 		return RT_EPROTO;
 	if (step == SYNC_STEP1) {
+		pthread_mutex_lock(&cc->d->mu);
+		if (rt_ydoc_bytes(cc->d->yd) > SYNC_INLINE_BYTES) {
+			struct rt_ydoc *copy = rt_ydoc_copy(cc->d->yd);
+			pthread_mutex_unlock(&cc->d->mu);
+			return sync_step2_queue(cc, copy, data, len);
+		}
 		struct rt_buf b;
 		rt_buf_init(&b);
 		put_uint(&b, MSG_SYNC);
 		put_uint(&b, SYNC_STEP2);
 		struct rt_buf u;
 		rt_buf_init(&u);
-		pthread_mutex_lock(&cc->d->mu);
 		int rc = rt_ydoc_encode(cc->d->yd, data, len, false, &u);
 		pthread_mutex_unlock(&cc->d->mu);
 		if (!rc) {
@@ -1183,9 +1283,11 @@ void rt_collab_conn_close(struct rt_collab_conn *cc)
 
 /* ---- REST ---- */
 
+enum rest_format { REST_INFO, REST_UPDATE, REST_JSON, REST_DELTA };
+
 struct rest_job {
 	struct job j;
-	bool is_binary;
+	enum rest_format format;
 	struct rt_buf body;
 	int status;
 };
@@ -1202,16 +1304,32 @@ static void rest_work(uv_work_t *w)
 		rt_buf_append_str(&rj->body, "{\"error\":\"the document cannot be loaded\"}");
 		return;
 	}
-	struct rt_buf u;
-	rt_buf_init(&u);
-	rt_ydoc_encode(d->yd, NULL, 0, true, &u);
-	struct rt_buf sv;
-	rt_buf_init(&sv);
-	rt_ydoc_state_vector(d->yd, &sv);
-	size_t mem = rt_ydoc_bytes(d->yd), n_mem = rt_ydoc_count(d->yd);
+	/* read a copy off the lock: encoding, gc and integration take time */
+	struct rt_ydoc *yd = rt_ydoc_copy(d->yd);
 	pthread_mutex_unlock(&d->mu);
 	rj->status = 200;
-	if (rj->is_binary) {
+	if (rj->format == REST_JSON || rj->format == REST_DELTA) {
+		char *txt = rt_ydoc_json(yd, rj->format == REST_DELTA);
+		if (txt) {
+			rt_buf_append_str(&rj->body, txt);
+			free(txt);
+		} else {
+			rj->status = 422;
+			rt_buf_append_str(&rj->body, "{\"error\":\"the document's history is too costly "
+						     "to integrate; read it as an update\"}");
+		}
+		rt_ydoc_free(yd);
+		return;
+	}
+	struct rt_buf u;
+	rt_buf_init(&u);
+	rt_ydoc_encode(yd, NULL, 0, true, &u);
+	struct rt_buf sv;
+	rt_buf_init(&sv);
+	rt_ydoc_state_vector(yd, &sv);
+	size_t mem = rt_ydoc_bytes(yd), n_mem = rt_ydoc_count(yd);
+	rt_ydoc_free(yd);
+	if (rj->format == REST_UPDATE) {
 		rt_buf_append(&rj->body, u.data, u.len);
 	} else {
 		uint64_t n_stored = 0, stored = 0;
@@ -1261,13 +1379,22 @@ static void rest_done(uv_work_t *w, int status)
 	struct rt_conn *c = rt_worker_find_conn(rj->j.w, rj->j.conn_id);
 	if (c && !rt_conn_is_closing(c))
 		rt_conn_respond(c, rj->status,
-				rj->is_binary && rj->status == 200 ? "application/octet-stream"
+				rj->format == REST_UPDATE && rj->status == 200 ? "application/octet-stream"
 								   : "application/json",
 				rj->body.data, rj->body.len, NULL);
 	rt_buf_deinit(&rj->body);
 	struct rt_collab *co = rj->j.co;
 	doc_put(co, rj->j.d);
 	co->jobs--;
+	free(rj);
+}
+
+/* A REST read answered before its job was queued. */
+static void rest_done_early(struct rest_job *rj)
+{
+	rt_buf_deinit(&rj->body);
+	doc_put(rj->j.co, rj->j.d);
+	rj->j.co->jobs--;
 	free(rj);
 }
 
@@ -1283,10 +1410,21 @@ static void rest_read(struct rt_collab *co, struct rt_realtime_worker *rw, struc
 	co->jobs++;
 	char *fmt = rt_http_query_get(req->query, "format");
 	const char *accept = rt_http_req_header(req, "accept");
-	rj->is_binary = (fmt && !strcmp(fmt, "update")) ||
-			(accept && strstr(accept, "application/octet-stream"));
-	free(fmt);
 	rt_buf_init(&rj->body);
+	if (fmt && !strcmp(fmt, "update"))
+		rj->format = REST_UPDATE;
+	else if (fmt && !strcmp(fmt, "json"))
+		rj->format = REST_JSON;
+	else if (fmt && !strcmp(fmt, "delta"))
+		rj->format = REST_DELTA;
+	else if (fmt && strcmp(fmt, "info")) {
+		free(fmt);
+		respond_json(c, 400, "{\"error\":\"format is info, update, json or delta\"}");
+		rest_done_early(rj);
+		return;
+	} else if (!fmt && accept && strstr(accept, "application/octet-stream"))
+		rj->format = REST_UPDATE;
+	free(fmt);
 	if (uv_queue_work(rt_worker_loop(rj->j.w), &rj->j.work, rest_work, rest_done)) {
 		respond_json(c, 503, "{\"error\":\"busy\"}");
 		rest_done(&rj->j.work, 0);

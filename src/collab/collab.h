@@ -80,9 +80,12 @@ int rt_ydoc_apply(struct rt_ydoc *d, const uint8_t *data, size_t data_len, uint8
  * whole delete set, as Y.diffUpdate does; with sv NULL, everything, as
  * Y.mergeUpdates does. With gc, deleted content is dropped: a deleted item
  * keeps its identity and position but its content becomes ContentDeleted
- * (ContentType items keep theirs), and neighbouring items that one item
- * can hold are written as one (docs/collab.md). Returns 0, or RT_EPROTO for
- * a malformed state vector (out unchanged).
+ * (a deleted type too, once integrated: Yjs keeps pending ones whole), the
+ * items of a deleted type (and of the types inside it) and the items Yjs
+ * integrates as GC (a GC neighbour, a parent that is not a type) collapse
+ * to GC structs, as Yjs's gc does, and neighbouring structs that one can
+ * hold are written as one (docs/collab.md). Returns 0, or RT_EPROTO for a
+ * malformed state vector (out unchanged).
  */
 int rt_ydoc_encode(const struct rt_ydoc *d, const uint8_t *sv, size_t sv_len, bool gc,
 		   struct rt_buf *out);
@@ -90,6 +93,27 @@ int rt_ydoc_encode(const struct rt_ydoc *d, const uint8_t *sv, size_t sv_len, bo
 /* Appends the document's state vector (per client, the end of the clocks
  * it has without a gap from 0), encoded as y-protocols does. */
 void rt_ydoc_state_vector(const struct rt_ydoc *d, struct rt_buf *out);
+
+/*
+ * A copy of d for another thread to read while d goes on changing: the
+ * index is copied, the kept updates are shared (reference counted, never
+ * changed), so it costs a copy of the index, not of the bytes. Free it with
+ * rt_ydoc_free on any thread.
+ */
+struct rt_ydoc *rt_ydoc_copy(const struct rt_ydoc *d);
+
+/*
+ * The document's shared types as JSON text (malloc'ed, NUL-terminated;
+ * caller frees): an object with one member per root type, integrated as
+ * Yjs does (YATA), as Y.Doc's toJSON gives them (docs/collab.md, "REST":
+ * maps, arrays, text as a string, XML as Yjs's toString, embedded content,
+ * root types inferred from their items). With is_delta, texts are Yjs's
+ * delta (an array of {insert, attributes}) instead of strings. Returns
+ * NULL when the document is too costly to integrate (concurrent inserts at
+ * one place past RT_YDOC_TREE_STEPS_PER_ITEM scan steps per item: a
+ * hostile history that Yjs clients themselves take quadratic time on).
+ */
+char *rt_ydoc_json(const struct rt_ydoc *d, bool is_delta);
 
 /* Bytes of updates the document keeps, and how many it keeps. */
 size_t rt_ydoc_bytes(const struct rt_ydoc *d);
@@ -136,8 +160,11 @@ void rt_collab_free(struct rt_collab *co);
  * Handles a request under /collab/v1/ (rest: the part after it, the
  * document name, percent-encoded) with token (the caller's JWT; NULL or ""
  * when none: 401): a WebSocket upgrade joins the document, GET reads it
- * (JSON, or the state as one update with ?format=update or Accept:
- * application/octet-stream). A bad, expired or missing token gets 401, a
+ * (?format=info, the default: JSON of its state vector, sizes and update;
+ * ?format=update or Accept: application/octet-stream: the state as one
+ * update; ?format=json or delta: the shared types, rt_ydoc_json, 422 when
+ * too costly; another format: 400), from a copy of the state on a pool
+ * thread. A bad, expired or missing token gets 401, a
  * requester without read permission 403, both before any upgrade. On an
  * upgrade the connection's data becomes the collab connection (see
  * rt_collab_conn_of). token is borrowed.

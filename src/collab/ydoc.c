@@ -11,6 +11,8 @@
  */
 #include "collab/collab.h"
 
+#include "collab/ydoc_int.h"
+
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,21 +21,7 @@
 #include "common/alloc.h"
 #include "common/err.h"
 
-enum { REF_GC = 0, REF_DELETED = 1, REF_JSON = 2, REF_BINARY = 3, REF_STRING = 4,
-       REF_EMBED = 5, REF_FORMAT = 6, REF_TYPE = 7, REF_ANY = 8, REF_DOC = 9, REF_SKIP = 10 };
-
-#define BIT_ORIGIN 0x80u
-#define BIT_RORIGIN 0x40u
-#define BIT_SUB 0x20u
-#define N_TYPE_REFS 7 /* YArray … YXmlText */
-
 /* ---- lib0 reading ---- */
-
-struct rd {
-	const uint8_t *p, *end;
-	const char *err; /* the first failure; reading stops there */
-	const uint8_t *fail_at;
-};
 
 static bool rd_fail(struct rd *r, const char *why)
 {
@@ -45,7 +33,7 @@ static bool rd_fail(struct rd *r, const char *why)
 	return false;
 }
 
-static bool rd_u8(struct rd *r, uint8_t *v)
+bool rt_ydoc_rd_u8(struct rd *r, uint8_t *v)
 {
 	if (r->p >= r->end)
 		return rd_fail(r, "truncated");
@@ -54,12 +42,12 @@ static bool rd_u8(struct rd *r, uint8_t *v)
 }
 
 /* lib0 varUint: 7 bits per byte, little-endian groups, at most 2^53 - 1. */
-static bool rd_uint(struct rd *r, uint64_t *v)
+bool rt_ydoc_rd_uint(struct rd *r, uint64_t *v)
 {
 	uint64_t num = 0;
 	for (unsigned shift = 0; shift < 63; shift += 7) {
 		uint8_t b;
-		if (!rd_u8(r, &b))
+		if (!rt_ydoc_rd_u8(r, &b))
 			return false;
 		num |= (uint64_t)(b & 0x7f) << shift;
 		if (num > RT_YDOC_MAX_CLOCK)
@@ -76,11 +64,11 @@ static bool rd_uint(struct rd *r, uint64_t *v)
 static bool rd_int(struct rd *r)
 {
 	uint8_t b;
-	if (!rd_u8(r, &b))
+	if (!rt_ydoc_rd_u8(r, &b))
 		return false;
 	uint64_t num = b & 0x3f;
 	for (unsigned shift = 6; b & 0x80; shift += 7) {
-		if (shift > 56 || !rd_u8(r, &b))
+		if (shift > 56 || !rt_ydoc_rd_u8(r, &b))
 			return rd_fail(r, "integer over 2^53");
 		num |= (uint64_t)(b & 0x7f) << shift;
 		if (num > RT_YDOC_MAX_CLOCK)
@@ -89,7 +77,7 @@ static bool rd_int(struct rd *r)
 	return true;
 }
 
-static bool rd_bytes(struct rd *r, size_t n, const uint8_t **out)
+bool rt_ydoc_rd_bytes(struct rd *r, size_t n, const uint8_t **out)
 {
 	if ((size_t)(r->end - r->p) < n)
 		return rd_fail(r, "truncated");
@@ -138,11 +126,11 @@ static bool utf8_units(const uint8_t *s, size_t n, uint64_t *units)
 }
 
 /* lib0 varString: byte length, then UTF-8. */
-static bool rd_str(struct rd *r, const uint8_t **s, size_t *n, uint64_t *units)
+bool rt_ydoc_rd_str(struct rd *r, const uint8_t **s, size_t *n, uint64_t *units)
 {
 	uint64_t len, u;
 	const uint8_t *p;
-	if (!rd_uint(r, &len) || !rd_bytes(r, (size_t)len, &p))
+	if (!rt_ydoc_rd_uint(r, &len) || !rt_ydoc_rd_bytes(r, (size_t)len, &p))
 		return false;
 	if (!utf8_units(p, (size_t)len, &u))
 		return rd_fail(r, "invalid UTF-8 in a string");
@@ -161,7 +149,7 @@ static bool rd_json(struct rd *r, bool allow_undefined)
 {
 	const uint8_t *s;
 	size_t n;
-	if (!rd_str(r, &s, &n, NULL))
+	if (!rt_ydoc_rd_str(r, &s, &n, NULL))
 		return false;
 	if (allow_undefined && n == 9 && !memcmp(s, "undefined", 9))
 		return true;
@@ -180,7 +168,7 @@ static bool rd_any(struct rd *r, unsigned depth)
 	uint8_t tag;
 	uint64_t n;
 	const uint8_t *p;
-	if (!rd_u8(r, &tag))
+	if (!rt_ydoc_rd_u8(r, &tag))
 		return false;
 	switch (tag) {
 	case 127: /* undefined */
@@ -191,48 +179,32 @@ static bool rd_any(struct rd *r, unsigned depth)
 	case 125:
 		return rd_int(r);
 	case 124:
-		return rd_bytes(r, 4, &p);
+		return rt_ydoc_rd_bytes(r, 4, &p);
 	case 123:
 	case 122:
-		return rd_bytes(r, 8, &p);
+		return rt_ydoc_rd_bytes(r, 8, &p);
 	case 119:
-		return rd_str(r, NULL, NULL, NULL);
+		return rt_ydoc_rd_str(r, NULL, NULL, NULL);
 	case 118:
 	case 117:
 		if (depth >= RT_YDOC_MAX_DEPTH)
 			return rd_fail(r, "Any value nested too deep");
-		if (!rd_uint(r, &n))
+		if (!rt_ydoc_rd_uint(r, &n))
 			return false;
 		if (n > (uint64_t)(r->end - r->p))
 			return rd_fail(r, "truncated");
 		for (uint64_t i = 0; i < n; i++)
-			if ((tag == 118 && !rd_str(r, NULL, NULL, NULL)) || !rd_any(r, depth + 1))
+			if ((tag == 118 && !rt_ydoc_rd_str(r, NULL, NULL, NULL)) || !rd_any(r, depth + 1))
 				return false;
 		return true;
 	case 116:
-		return rd_uint(r, &n) && rd_bytes(r, (size_t)n, &p);
+		return rt_ydoc_rd_uint(r, &n) && rt_ydoc_rd_bytes(r, (size_t)n, &p);
 	default:
 		return rd_fail(r, "unknown Any type");
 	}
 }
 
 /* ---- structs ---- */
-
-struct yid {
-	uint64_t client, clock;
-};
-
-/* A struct as written (the parse of its bytes). */
-struct sview {
-	uint8_t info, ref; /* ref: content ref, REF_GC or REF_SKIP */
-	uint64_t len;
-	bool has_origin, has_rorigin;
-	struct yid origin, rorigin;
-	const uint8_t *parent; /* parent info and parentSub as written (no origins) */
-	size_t parent_len;
-	const uint8_t *content; /* the content as written */
-	size_t content_len;
-};
 
 /*
  * Reads one struct of client at clock. Validates everything a Yjs client's
@@ -242,24 +214,24 @@ struct sview {
 static bool rd_struct(struct rd *r, uint64_t client, uint64_t clock, struct sview *v)
 {
 	memset(v, 0, sizeof *v);
-	if (!rd_u8(r, &v->info))
+	if (!rt_ydoc_rd_u8(r, &v->info))
 		return false;
 	v->ref = v->info & 0x1f;
 	if (v->ref == REF_GC || v->ref == REF_SKIP) {
-		if (!rd_uint(r, &v->len))
+		if (!rt_ydoc_rd_uint(r, &v->len))
 			return false;
 		goto check_len;
 	}
 	if (v->info & BIT_ORIGIN) {
 		v->has_origin = true;
-		if (!rd_uint(r, &v->origin.client) || !rd_uint(r, &v->origin.clock))
+		if (!rt_ydoc_rd_uint(r, &v->origin.client) || !rt_ydoc_rd_uint(r, &v->origin.clock))
 			return false;
 		if (v->origin.client == client && v->origin.clock >= clock)
 			return rd_fail(r, "an origin at or after its own struct");
 	}
 	if (v->info & BIT_RORIGIN) {
 		v->has_rorigin = true;
-		if (!rd_uint(r, &v->rorigin.client) || !rd_uint(r, &v->rorigin.clock))
+		if (!rt_ydoc_rd_uint(r, &v->rorigin.client) || !rt_ydoc_rd_uint(r, &v->rorigin.clock))
 			return false;
 		if (v->rorigin.client == client && v->rorigin.clock >= clock)
 			return rd_fail(r, "a right origin at or after its own struct");
@@ -267,21 +239,21 @@ static bool rd_struct(struct rd *r, uint64_t client, uint64_t clock, struct svie
 	v->parent = r->p;
 	if (!v->has_origin && !v->has_rorigin) {
 		uint64_t is_key;
-		if (!rd_uint(r, &is_key))
+		if (!rt_ydoc_rd_uint(r, &is_key))
 			return false;
 		if (is_key == 1) {
-			if (!rd_str(r, NULL, NULL, NULL))
+			if (!rt_ydoc_rd_str(r, NULL, NULL, NULL))
 				return false;
 		} else if (is_key == 0) {
 			struct yid pid;
-			if (!rd_uint(r, &pid.client) || !rd_uint(r, &pid.clock))
+			if (!rt_ydoc_rd_uint(r, &pid.client) || !rt_ydoc_rd_uint(r, &pid.clock))
 				return false;
 			if (pid.client == client && pid.clock >= clock)
 				return rd_fail(r, "a parent at or after its own struct");
 		} else {
 			return rd_fail(r, "bad parent info");
 		}
-		if ((v->info & BIT_SUB) && !rd_str(r, NULL, NULL, NULL))
+		if ((v->info & BIT_SUB) && !rt_ydoc_rd_str(r, NULL, NULL, NULL))
 			return false;
 	}
 	v->parent_len = (size_t)(r->p - v->parent);
@@ -290,11 +262,11 @@ static bool rd_struct(struct rd *r, uint64_t client, uint64_t clock, struct svie
 	const uint8_t *p;
 	switch (v->ref) {
 	case REF_DELETED:
-		if (!rd_uint(r, &v->len))
+		if (!rt_ydoc_rd_uint(r, &v->len))
 			return false;
 		break;
 	case REF_JSON:
-		if (!rd_uint(r, &n))
+		if (!rt_ydoc_rd_uint(r, &n))
 			return false;
 		if (n > (uint64_t)(r->end - r->p))
 			return rd_fail(r, "truncated");
@@ -304,12 +276,12 @@ static bool rd_struct(struct rd *r, uint64_t client, uint64_t clock, struct svie
 		v->len = n;
 		break;
 	case REF_BINARY:
-		if (!rd_uint(r, &n) || !rd_bytes(r, (size_t)n, &p))
+		if (!rt_ydoc_rd_uint(r, &n) || !rt_ydoc_rd_bytes(r, (size_t)n, &p))
 			return false;
 		v->len = 1;
 		break;
 	case REF_STRING:
-		if (!rd_str(r, NULL, NULL, &v->len))
+		if (!rt_ydoc_rd_str(r, NULL, NULL, &v->len))
 			return false;
 		break;
 	case REF_EMBED:
@@ -318,21 +290,21 @@ static bool rd_struct(struct rd *r, uint64_t client, uint64_t clock, struct svie
 		v->len = 1;
 		break;
 	case REF_FORMAT:
-		if (!rd_str(r, NULL, NULL, NULL) || !rd_json(r, false))
+		if (!rt_ydoc_rd_str(r, NULL, NULL, NULL) || !rd_json(r, false))
 			return false;
 		v->len = 1;
 		break;
 	case REF_TYPE:
-		if (!rd_uint(r, &type_ref))
+		if (!rt_ydoc_rd_uint(r, &type_ref))
 			return false;
 		if (type_ref >= N_TYPE_REFS)
 			return rd_fail(r, "unknown type ref");
-		if ((type_ref == 3 || type_ref == 5) && !rd_str(r, NULL, NULL, NULL))
+		if ((type_ref == 3 || type_ref == 5) && !rt_ydoc_rd_str(r, NULL, NULL, NULL))
 			return false;
 		v->len = 1;
 		break;
 	case REF_ANY:
-		if (!rd_uint(r, &n))
+		if (!rt_ydoc_rd_uint(r, &n))
 			return false;
 		if (n > (uint64_t)(r->end - r->p))
 			return rd_fail(r, "truncated");
@@ -342,7 +314,7 @@ static bool rd_struct(struct rd *r, uint64_t client, uint64_t clock, struct svie
 		v->len = n;
 		break;
 	case REF_DOC:
-		if (!rd_str(r, NULL, NULL, NULL) || !rd_any(r, 0))
+		if (!rt_ydoc_rd_str(r, NULL, NULL, NULL) || !rd_any(r, 0))
 			return false;
 		v->len = 1;
 		break;
@@ -359,7 +331,7 @@ check_len:
 }
 
 /* Parses a struct already validated (inside a kept blob). */
-static void view_struct(const uint8_t *p, struct sview *v)
+void rt_ydoc_view_struct(const uint8_t *p, struct sview *v)
 {
 	struct rd r = {p, p + RT_YDOC_MAX_UPDATE + 16, NULL, NULL};
 	/* no client is UINT64_MAX: the own-client checks, passed when the bytes
@@ -405,14 +377,16 @@ static int decode_update(const uint8_t *data, size_t len, struct dupd *u, char *
 	uint64_t n_clients;
 	memset(u, 0, sizeof *u);
 	uint64_t *seen = NULL;
-	if (!rd_uint(&r, &n_clients))
+	if (!rt_ydoc_rd_uint(&r, &n_clients))
 		goto fail;
-	if (n_clients > len)
+	if (n_clients > len) { /* each takes bytes: never allocate for more */
 		rd_fail(&r, "truncated");
+		goto fail;
+	}
 	seen = rt_xcalloc(n_clients + 1, sizeof *seen);
 	for (uint64_t i = 0; i < n_clients && !r.err; i++) {
 		uint64_t n_structs, client, clock;
-		if (!rd_uint(&r, &n_structs) || !rd_uint(&r, &client) || !rd_uint(&r, &clock))
+		if (!rt_ydoc_rd_uint(&r, &n_structs) || !rt_ydoc_rd_uint(&r, &client) || !rt_ydoc_rd_uint(&r, &clock))
 			break;
 		if (n_structs > (uint64_t)(r.end - r.p)) {
 			rd_fail(&r, "truncated");
@@ -441,11 +415,11 @@ static int decode_update(const uint8_t *data, size_t len, struct dupd *u, char *
 			goto fail;
 		}
 	uint64_t n_del;
-	if (!rd_uint(&r, &n_del))
+	if (!rt_ydoc_rd_uint(&r, &n_del))
 		goto fail;
 	for (uint64_t i = 0; i < n_del && !r.err; i++) {
 		uint64_t client, n;
-		if (!rd_uint(&r, &client) || !rd_uint(&r, &n))
+		if (!rt_ydoc_rd_uint(&r, &client) || !rt_ydoc_rd_uint(&r, &n))
 			break;
 		if (n > (uint64_t)(r.end - r.p)) {
 			rd_fail(&r, "truncated");
@@ -453,7 +427,7 @@ static int decode_update(const uint8_t *data, size_t len, struct dupd *u, char *
 		}
 		for (uint64_t k = 0; k < n; k++) {
 			uint64_t clock, dl;
-			if (!rd_uint(&r, &clock) || !rd_uint(&r, &dl))
+			if (!rt_ydoc_rd_uint(&r, &clock) || !rt_ydoc_rd_uint(&r, &dl))
 				break;
 			if (dl > RT_YDOC_MAX_CLOCK - clock) {
 				rd_fail(&r, "clock over 2^53");
@@ -487,31 +461,6 @@ fail:
 
 /* ---- the document ---- */
 
-/* A clock range of one struct: struct bytes p, starting off into it. */
-struct piece {
-	uint64_t clock, len, off;
-	const uint8_t *p;
-};
-
-struct range {
-	uint64_t clock, len;
-};
-
-struct yclient {
-	uint64_t id;
-	struct piece *pieces; /* sorted by clock, disjoint */
-	size_t n, cap;
-	struct range *del;    /* sorted, disjoint, not adjacent */
-	size_t n_del, cap_del;
-	UT_hash_handle hh;
-};
-
-struct rt_ydoc {
-	struct yclient *clients;
-	uint8_t **blobs;
-	size_t n_blobs, cap_blobs;
-	size_t bytes;
-};
 
 struct rt_ydoc *rt_ydoc_new(void)
 {
@@ -530,9 +479,36 @@ void rt_ydoc_free(struct rt_ydoc *d)
 		free(c);
 	}
 	for (size_t i = 0; i < d->n_blobs; i++)
-		free(d->blobs[i]);
+		if (!--d->blobs[i]->refs)
+			free(d->blobs[i]);
 	free(d->blobs);
 	free(d);
+}
+
+struct rt_ydoc *rt_ydoc_copy(const struct rt_ydoc *d)
+{
+	struct rt_ydoc *c = rt_xcalloc(1, sizeof *c);
+	c->blobs = rt_xcalloc(d->n_blobs + 1, sizeof *c->blobs);
+	for (size_t i = 0; i < d->n_blobs; i++) {
+		d->blobs[i]->refs++;
+		c->blobs[i] = d->blobs[i];
+	}
+	c->n_blobs = c->cap_blobs = d->n_blobs;
+	c->bytes = d->bytes;
+	for (const struct yclient *y = d->clients; y; y = y->hh.next) {
+		struct yclient *n = rt_xcalloc(1, sizeof *n);
+		n->id = y->id;
+		n->n = n->cap = y->n;
+		n->pieces = rt_xmalloc((y->n + 1) * sizeof *n->pieces);
+		if (y->n)
+			memcpy(n->pieces, y->pieces, y->n * sizeof *n->pieces);
+		n->n_del = n->cap_del = y->n_del;
+		n->del = rt_xmalloc((y->n_del + 1) * sizeof *n->del);
+		if (y->n_del)
+			memcpy(n->del, y->del, y->n_del * sizeof *n->del);
+		HASH_ADD(hh, c->clients, id, sizeof n->id, n);
+	}
+	return c;
 }
 
 size_t rt_ydoc_bytes(const struct rt_ydoc *d)
@@ -643,7 +619,7 @@ static void skip_elems(struct rd *r, uint8_t ref, uint64_t n)
 {
 	for (uint64_t i = 0; i < n; i++) {
 		if (ref == REF_JSON)
-			rd_str(r, NULL, NULL, NULL);
+			rt_ydoc_rd_str(r, NULL, NULL, NULL);
 		else
 			rd_any(r, 0);
 	}
@@ -655,7 +631,7 @@ static void elems_slice(const struct sview *v, uint64_t off, uint64_t len, const
 {
 	struct rd r = {v->content, v->content + v->content_len, NULL, NULL};
 	uint64_t count;
-	rd_uint(&r, &count);
+	rt_ydoc_rd_uint(&r, &count);
 	skip_elems(&r, v->ref, off);
 	*s = r.p;
 	skip_elems(&r, v->ref, len);
@@ -665,12 +641,12 @@ static void elems_slice(const struct sview *v, uint64_t off, uint64_t len, const
 /* The UTF-16 units [off, off+len) of a string content as UTF-8; half of a
  * surrogate pair becomes U+FFFD, as Yjs's ContentString.splice and
  * TextEncoder make it. Appends to b when b is not NULL; returns the bytes. */
-static size_t str_slice(const struct sview *v, uint64_t off, uint64_t len, struct rt_buf *b)
+size_t rt_ydoc_str_slice(const struct sview *v, uint64_t off, uint64_t len, struct rt_buf *b)
 {
 	struct rd r = {v->content, v->content + v->content_len, NULL, NULL};
 	const uint8_t *s;
 	size_t n, out = 0;
-	rd_str(&r, &s, &n, NULL);
+	rt_ydoc_rd_str(&r, &s, &n, NULL);
 	uint64_t pos = 0, end = off + len;
 	size_t i = 0;
 	size_t run = 0; /* bytes of s copied as they are, pending */
@@ -705,14 +681,20 @@ static size_t str_slice(const struct sview *v, uint64_t off, uint64_t len, struc
 struct unit {
 	uint64_t clock, len, off;
 	const uint8_t *p;
-	bool is_deleted;
+	uint8_t kind; /* U_* */
 	struct sview v;
 };
+
+/* How a unit is written with gc: as it is, its content dropped
+ * (ContentDeleted), or as a GC struct. */
+enum { U_KEEP, U_DROP, U_GC };
 
 /* The content ref a unit is written with. */
 static uint8_t unit_ref(const struct unit *u, bool gc)
 {
-	if (gc && u->is_deleted && u->v.ref != REF_TYPE && u->v.ref != REF_GC)
+	if (gc && u->kind == U_GC)
+		return REF_GC;
+	if (gc && u->kind == U_DROP && u->v.ref != REF_GC)
 		return REF_DELETED;
 	return u->v.ref;
 }
@@ -790,10 +772,10 @@ static void write_run(struct rt_buf *b, uint64_t client, const struct unit *us, 
 	case REF_STRING: {
 		size_t bytes = 0;
 		for (size_t i = 0; i < n; i++)
-			bytes += str_slice(&us[i].v, us[i].off, us[i].len, NULL);
+			bytes += rt_ydoc_str_slice(&us[i].v, us[i].off, us[i].len, NULL);
 		wr_uint(b, bytes);
 		for (size_t i = 0; i < n; i++)
-			str_slice(&us[i].v, us[i].off, us[i].len, b);
+			rt_ydoc_str_slice(&us[i].v, us[i].off, us[i].len, b);
 		break;
 	}
 	case REF_JSON:
@@ -826,20 +808,44 @@ static void units_push(struct units *us, const struct unit *u)
 	us->u[us->n++] = *u;
 }
 
+/* How item it is written with gc (Yjs's gc: Item.gc, ContentType.gc). */
+static uint8_t item_kind(const struct ytree *t, const struct titem *it)
+{
+	if (it->is_gc)
+		return U_GC;
+	if (it->state != TI_DONE) /* pending: Yjs keeps a deleted type whole */
+		return it->is_deleted && it->v.ref != REF_TYPE ? U_DROP : U_KEEP;
+	if (t->nodes[it->parent].is_deleted)
+		return U_GC; /* under a deleted type */
+	return it->is_deleted ? U_DROP : U_KEEP;
+}
+
 /*
  * Writes one client's section: the pieces from clock `from` on (the first
- * sliced), gaps as Skip structs; with gc, pieces split where the delete set
- * starts or stops, deleted content dropped and runs merged. Appends nothing
- * when no piece reaches past from.
+ * sliced), gaps as Skip structs. With gc, the client's items in the tree
+ * instead (split where Yjs splits them), each as item_kind says, runs
+ * merged. Appends nothing when no piece reaches past from.
  */
 static void write_client(struct rt_buf *out, uint64_t client, const struct piece *ps, size_t n,
-			 uint64_t from, bool gc, const struct range *del, size_t n_del,
-			 struct units *us)
+			 uint64_t from, bool gc, const struct ytree *t, const struct range *del,
+			 size_t n_del, struct units *us)
 {
 	us->n = 0;
-	size_t di = 0;
-	for (size_t i = 0; i < n; i++) {
-		struct piece pc = ps[i];
+	size_t first = 0, n_units = n, di = 0;
+	if (t)
+		rt_ydoc_tree_client_items(t, client, &first, &n_units);
+	for (size_t i = 0; i < n_units; i++) {
+		struct piece pc;
+		uint8_t kind = U_KEEP;
+		const struct sview *v = NULL;
+		if (t) {
+			const struct titem *it = &t->items[first + i];
+			pc = (struct piece){it->clock, it->len, it->off, it->p};
+			kind = item_kind(t, it);
+			v = &it->v;
+		} else {
+			pc = ps[i];
+		}
 		if (pc.clock + pc.len <= from)
 			continue;
 		if (pc.clock < from) {
@@ -847,45 +853,44 @@ static void write_client(struct rt_buf *out, uint64_t client, const struct piece
 			pc.len -= from - pc.clock;
 			pc.clock = from;
 		}
-		struct unit u = {pc.clock, pc.len, pc.off, pc.p, false, {0}};
-		view_struct(pc.p, &u.v);
+		struct unit u = {pc.clock, pc.len, pc.off, pc.p, kind, {0}};
+		if (v)
+			u.v = *v;
+		else
+			rt_ydoc_view_struct(pc.p, &u.v);
 		if (us->n) {
 			const struct unit *last = &us->u[us->n - 1];
 			if (last->clock + last->len < u.clock) {
 				struct unit skip = {last->clock + last->len,
-						    u.clock - last->clock - last->len, 0, NULL, false,
+						    u.clock - last->clock - last->len, 0, NULL, U_KEEP,
 						    {0}};
 				skip.v.ref = REF_SKIP;
 				units_push(us, &skip);
 			}
 		}
-		if (!gc || u.v.ref == REF_GC) {
+		if (!gc || t || u.v.ref == REF_GC) {
 			units_push(us, &u);
 			continue;
 		}
-		/* split by the delete set */
+		/* gc without the tree: split by the delete set, deleted content
+		 * dropped (a type's kept: its children are not known) */
 		while (di < n_del && del[di].clock + del[di].len <= u.clock)
 			di++;
-		uint64_t at = u.clock, end = u.clock + u.len;
-		size_t k = di;
-		while (at < end) {
+		for (uint64_t at = u.clock, end = u.clock + u.len, k = di; at < end;) {
 			uint64_t stop;
-			bool is_del;
-			if (k < n_del && del[k].clock <= at) {
-				is_del = true;
+			bool is_del = k < n_del && del[k].clock <= at;
+			if (is_del) {
 				stop = del[k].clock + del[k].len;
 				k++;
-			} else {
-				is_del = false;
+			} else
 				stop = k < n_del ? del[k].clock : end;
-			}
 			if (stop > end)
 				stop = end;
 			struct unit part = u;
 			part.off = u.off + (at - u.clock);
 			part.clock = at;
 			part.len = stop - at;
-			part.is_deleted = is_del;
+			part.kind = is_del && u.v.ref != REF_TYPE ? U_DROP : U_KEEP;
 			units_push(us, &part);
 			at = stop;
 		}
@@ -935,11 +940,11 @@ static int read_sv(const uint8_t *sv, size_t sv_len, struct yid **out, size_t *n
 	uint64_t count;
 	*out = NULL;
 	*n = 0;
-	if (!rd_uint(&r, &count) || count > sv_len)
+	if (!rt_ydoc_rd_uint(&r, &count) || count > sv_len)
 		return RT_EPROTO;
 	struct yid *ids = rt_xcalloc(count + 1, sizeof *ids);
 	for (uint64_t i = 0; i < count; i++)
-		if (!rd_uint(&r, &ids[i].client) || !rd_uint(&r, &ids[i].clock))
+		if (!rt_ydoc_rd_uint(&r, &ids[i].client) || !rt_ydoc_rd_uint(&r, &ids[i].clock))
 			break;
 	if (r.err || r.p != r.end) {
 		free(ids);
@@ -963,13 +968,18 @@ int rt_ydoc_encode(const struct rt_ydoc *d, const uint8_t *sv, size_t sv_len, bo
 	rt_buf_init(&body);
 	struct units us = {0};
 	size_t n_written = 0;
+	struct ytree *t = gc ? rt_ydoc_tree_build(d) : NULL;
+	if (t && !t->n_items && t->is_truncated) { /* too many items to integrate */
+		rt_ydoc_tree_free(t);
+		t = NULL;
+	}
 	for (size_t i = 0; i < n; i++) {
 		uint64_t from = 0;
 		for (size_t k = 0; k < n_sv; k++)
 			if (svs[k].client == cs[i]->id)
 				from = svs[k].clock;
 		size_t before = body.len;
-		write_client(&body, cs[i]->id, cs[i]->pieces, cs[i]->n, from, gc, cs[i]->del,
+		write_client(&body, cs[i]->id, cs[i]->pieces, cs[i]->n, from, gc, t, cs[i]->del,
 			     cs[i]->n_del, &us);
 		n_written += body.len != before;
 	}
@@ -990,6 +1000,7 @@ int rt_ydoc_encode(const struct rt_ydoc *d, const uint8_t *sv, size_t sv_len, bo
 		}
 	}
 	rt_buf_deinit(&body);
+	rt_ydoc_tree_free(t);
 	free(us.u);
 	free(cs);
 	free(svs);
@@ -1138,11 +1149,15 @@ int rt_ydoc_apply(struct rt_ydoc *d, const uint8_t *data, size_t data_len, uint8
 	}
 	/* Keep the trimmed update and index its structs (they cover only what
 	 * the document lacked, so they insert without overlap). */
-	size_t blen;
-	uint8_t *blob = (uint8_t *)rt_buf_detach(&b, &blen);
+	size_t blen = b.len;
+	struct blob *blob = rt_xmalloc(sizeof *blob + (blen ? blen : 1));
+	blob->refs = 1;
+	blob->len = blen;
+	memcpy(blob->data, b.data, blen);
+	rt_buf_deinit(&b);
 	struct dupd kept;
 	char kerr[128];
-	if (decode_update(blob, blen, &kept, kerr, sizeof kerr)) {
+	if (decode_update(blob->data, blen, &kept, kerr, sizeof kerr)) {
 		/* cannot happen: the encoder writes what the decoder accepted */
 		snprintf(err, err_cap, "internal: re-encoded update does not decode: %s", kerr);
 		free(blob);
@@ -1167,7 +1182,7 @@ int rt_ydoc_apply(struct rt_ydoc *d, const uint8_t *data, size_t data_len, uint8
 	d->bytes += blen;
 	if (added) {
 		*added = rt_xmalloc(blen ? blen : 1);
-		memcpy(*added, blob, blen);
+		memcpy(*added, blob->data, blen);
 		*added_len = blen;
 	}
 out:
@@ -1186,7 +1201,7 @@ int rt_ydoc_validate(const struct rt_ydoc *d)
 			if (i && c->pieces[i - 1].clock + c->pieces[i - 1].len > c->pieces[i].clock)
 				return -1;
 			struct sview v;
-			view_struct(c->pieces[i].p, &v);
+			rt_ydoc_view_struct(c->pieces[i].p, &v);
 			if (c->pieces[i].off + c->pieces[i].len > v.len)
 				return -1;
 		}

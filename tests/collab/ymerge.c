@@ -2,9 +2,11 @@
  * The C merge of Yjs updates as a filter, for the differential test
  * (tests/collab/differential.mjs): reads records (a 4-byte little-endian
  * length, then that many bytes) from stdin, applies every one but the last
- * to one document, and takes the last as a state vector. Writes four
- * records: the whole state, the state with deleted content dropped, the
- * state vector, and the state from the given state vector on. An update the
+ * to one document, and takes the last as a state vector. Writes seven
+ * records: the whole state, the state with garbage collection, the state
+ * vector, the state from the given state vector on, the shared types as
+ * JSON, the same with texts as deltas, and the JSON of a document loaded
+ * from the state with garbage collection alone. An update the
  * document refuses ends it with its error on stderr and exit status 1.
  */
 #include <stdio.h>
@@ -79,6 +81,31 @@ int main(void)
 			rc = 1;
 		}
 		write_record(&b);
+		struct rt_buf j;
+		rt_buf_init(&j);
+		for (int delta = 0; delta < 2; delta++) {
+			char *txt = rt_ydoc_json(d, delta);
+			rt_buf_reset(&j);
+			rt_buf_append_str(&j, txt ? txt : "null");
+			write_record(&j);
+			free(txt);
+		}
+		/* what a compacted document reads back as */
+		rt_buf_reset(&b);
+		rt_ydoc_encode(d, NULL, 0, true, &b);
+		struct rt_ydoc *g = rt_ydoc_new();
+		char err[256];
+		if (rt_ydoc_apply(g, (const uint8_t *)b.data, b.len, NULL, NULL, err, sizeof err)) {
+			fprintf(stderr, "ymerge: the state with gc is refused: %s\n", err);
+			rc = 1;
+		}
+		char *txt = rt_ydoc_json(g, false);
+		rt_buf_reset(&j);
+		rt_buf_append_str(&j, txt ? txt : "null");
+		write_record(&j);
+		free(txt);
+		rt_ydoc_free(g);
+		rt_buf_deinit(&j);
 	}
 	rt_buf_deinit(&b);
 	rt_ydoc_free(d);

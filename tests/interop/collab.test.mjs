@@ -226,6 +226,26 @@ describe('collab documents over y-websocket', () => {
       const d2 = new Y.Doc();
       Y.applyUpdate(d2, new Uint8Array(Buffer.from(js.update, 'base64')));
       assert.equal(d2.getText('t').toString(), 'hello');
+      // the shared types as JSON, for a server without yjs
+      const nested = new Y.Map();
+      w.ydoc.getMap('m').set('nested', nested);
+      nested.set('list', Y.Array.from([1, 'two', { three: 3 }]));
+      w.ydoc.getText('t').format(0, 2, { bold: true });
+      w.ydoc.getArray('a').push([new Uint8Array([1, 2, 3]), null]);
+      await sleep(300);
+      const types = await fetch(`${server.httpUrl}/collab/v1/rest%20doc?format=json`, { headers: h });
+      assert.equal(types.status, 200);
+      assert.equal(types.headers.get('content-type'), 'application/json');
+      assert.deepEqual(await types.json(), {
+        t: 'hello', m: { n: 42, nested: { list: [1, 'two', { three: 3 }] } }, a: ['AQID', null],
+      });
+      const delta = await (await fetch(`${server.httpUrl}/collab/v1/rest%20doc?format=delta`, { headers: h })).json();
+      assert.deepEqual(delta.t, [{ insert: 'he', attributes: { bold: true } }, { insert: 'llo' }]);
+      assert.deepEqual(delta.t, w.ydoc.getText('t').toDelta());
+      assert.equal((await fetch(`${server.httpUrl}/collab/v1/rest%20doc?format=xml`, { headers: h })).status, 400);
+      // the read check is the binary GET's
+      assert.equal((await fetch(`${server.httpUrl}/collab/v1/rest%20doc?format=json`)).status, 401);
+      assert.equal((await fetch(`${server.httpUrl}/collab/v1/rest%20doc?format=json`, { headers: { apikey: tok(server, 'nobody') } })).status, 403);
     } finally { w.close(); }
   });
 
@@ -272,6 +292,42 @@ describe('persistence and compaction', () => {
     const a2 = client(s2, 'persist', { ydoc: a.ydoc });
     await until(() => text(late) === `offline ${want}`, 'the offline edit reaches the late joiner');
     a2.close(); late.close();
+  });
+
+  it('compaction collapses a deleted type as Yjs does, and the JSON reads the compacted state', { timeout: 60_000 }, async () => {
+    process.env.RTSYNC_COLLAB_COMPACT_UPDATES = '2';
+    let s;
+    try { s = await start(); } finally { delete process.env.RTSYNC_COLLAB_COMPACT_UPDATES; }
+    const w = client(s, 'gc');
+    await synced(w);
+    const big = new Y.Map();
+    w.ydoc.getMap('m').set('big', big);
+    w.ydoc.transact(() => { for (let i = 0; i < 200; i++) big.set(`key-${i}`, `a value long enough to be worth collecting ${i}`); });
+    w.ydoc.getMap('m').set('keep', 'yes');
+    await sleep(200);
+    w.ydoc.getMap('m').delete('big');
+    w.ydoc.getText('t').insert(0, 'after');
+    const h = { apikey: tok(s, 'reader') };
+    // the 200 entries become one GC range, as in the writer's own (gc'd)
+    // state: what is stored (the compacted state, and the last update when
+    // it came after the compaction) stays within a few bytes of it; with the
+    // entries kept as deleted content (their keys) it would be over 2,000
+    const own = Y.encodeStateAsUpdate(w.ydoc).length;
+    let info;
+    for (let k = 0; k < 200; k++) {
+      info = await (await fetch(`${s.httpUrl}/collab/v1/gc`, { headers: h })).json();
+      if (info.stored.updates <= 2 && info.stored.bytes <= own + 64) break;
+      await sleep(100);
+    }
+    assert.ok(info.stored.updates <= 2, `stored ${info.stored.updates} updates`);
+    assert.ok(info.stored.bytes <= own + 64, `stored ${info.stored.bytes} bytes, yjs ${own}`);
+    const types = await (await fetch(`${s.httpUrl}/collab/v1/gc?format=json`, { headers: h })).json();
+    assert.deepEqual(types, { m: { keep: 'yes' }, t: 'after' });
+    const late = client(s, 'gc');
+    await synced(late);
+    assert.deepEqual(late.ydoc.getMap('m').toJSON(), { keep: 'yes' });
+    assert.equal(text(late), 'after');
+    late.close(); w.close();
   });
 
   it('compaction keeps the stored size bounded under 100,000 small edits', { timeout: 600_000 }, async () => {

@@ -43,7 +43,13 @@ function edit(doc) {
     else a.insert(int(len + 1), Array.from({ length: 1 + int(3) }, anyVal));
   } else if (op < 10) {
     const k = pick(['k1', 'k2', 'k3', 'k4']);
-    if (rnd() < 0.2) m.delete(k); else m.set(k, anyVal());
+    const cur = m.get(k);
+    if (cur instanceof Y.Map && rnd() < 0.4) cur.set(pick(['p', 'q']), rnd() < 0.2 ? new Y.Array() : anyVal());
+    else if (cur instanceof Y.Array && rnd() < 0.4) { if (cur.length && rnd() < 0.3) cur.delete(int(cur.length), 1); else cur.insert(int(cur.length + 1), [anyVal()]); }
+    else if (cur instanceof Y.Text && rnd() < 0.4) { if (cur.length && rnd() < 0.3) cur.delete(int(cur.length), 1); else cur.insert(int(cur.length + 1), 'xyz'.slice(int(3))); }
+    else if (rnd() < 0.2) m.delete(k);
+    else if (rnd() < 0.2) { const ty = pick([() => new Y.Map(), () => new Y.Array(), () => new Y.Text()])(); m.set(k, ty); if (ty instanceof Y.Map) ty.set('n', anyVal()); else if (ty instanceof Y.Array) ty.push([anyVal()]); else ty.insert(0, str()); }
+    else m.set(k, anyVal());
   } else {
     const len = x.length;
     if (len && rnd() < 0.3) x.delete(int(len), 1);
@@ -68,9 +74,55 @@ function ymerge(records) {
   if (res.status !== 0) throw new Error(`ymerge exit ${res.status}: ${res.stderr}`);
   const out = []; let p = 0; const b = res.stdout;
   while (p < b.length) { const n = b.readUInt32LE(p); out.push(new Uint8Array(b.subarray(p + 4, p + 4 + n))); p += 4 + n; }
-  if (out.length !== 4) throw new Error(`ymerge wrote ${out.length} records`);
+  if (out.length !== 7) throw new Error(`ymerge wrote ${out.length} records`);
   return out;
 }
+
+// The JSON the server gives for the shared types (docs/collab.md, REST):
+// doc.toJSON() of the types as the editing clients named them, binary as
+// base64, texts as strings or (delta) as toDelta().
+const b64 = (u) => Buffer.from(u).toString('base64');
+const plain = (v) => (v instanceof Uint8Array ? b64(v) : Array.isArray(v) ? v.map(plain)
+  : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).filter(([, x]) => x !== undefined).map(([k, x]) => [k, plain(x)])) : v);
+const KINDS = { t: 'text', e: 'text', a: 'array', m: 'map', x: 'xml' };
+// toJSON() of a value, with every Y.Text as its delta when delta is set
+const yjson = (v, delta) => (v instanceof Y.XmlFragment || v instanceof Y.XmlElement || v instanceof Y.XmlText ? v.toString()
+  : v instanceof Y.Text ? (delta ? v.toDelta().map((op) => ({ ...op, insert: yjson(op.insert, delta) })) : v.toString())
+  : v instanceof Y.Map ? Object.fromEntries([...v.entries()].map(([k, x]) => [k, yjson(x, delta)]))
+  : v instanceof Y.Array ? v.toArray().map((x) => yjson(x, delta)) : v);
+function typesJson(doc, delta) {
+  const present = [...doc.share.keys()]; // before the getters below add roots
+  const o = {};
+  for (const k of present) {
+    const kind = KINDS[k];
+    if (kind === 'text') o[k] = yjson(doc.getText(k), delta);
+    else if (kind === 'array') o[k] = yjson(doc.getArray(k), delta);
+    else if (kind === 'map') o[k] = yjson(doc.getMap(k), delta);
+    else o[k] = doc.getXmlFragment(k).toString();
+  }
+  return JSON.stringify(canon(plain(o)));
+}
+// A root whose items are all gone (deleted content, gc'd by the client
+// that deleted it in the same transaction or by a compaction) keeps no
+// trace of its kind: "", [] and {} are one value then (docs/collab.md).
+const emptyAlike = (s) => JSON.stringify(Object.fromEntries(Object.entries(JSON.parse(s))
+  .map(([k, v]) => [k, v === '' || (Array.isArray(v) && !v.length) || (v && typeof v === 'object' && !Object.keys(v).length) ? null : v])));
+
+// The clocks an update holds as GC structs, and as GC structs or deleted
+// content: "client:clock" per clock unit.
+function collapsed(u) {
+  const gc = new Set(), dropped = new Set();
+  for (const st of Y.decodeUpdate(u).structs) {
+    const isGc = st instanceof Y.GC, isDel = isGc || (st instanceof Y.Item && st.content instanceof Y.ContentDeleted);
+    for (let k = 0; k < st.length; k++) {
+      const id = `${st.id.client}:${st.id.clock + k}`;
+      if (isGc) gc.add(id);
+      if (isDel) dropped.add(id);
+    }
+  }
+  return { gc, dropped };
+}
+const sameSet = (a, b) => a.size === b.size && [...a].every((x) => b.has(x));
 
 const docOf = (...updates) => { const d = new Y.Doc(); for (const u of updates) Y.applyUpdate(d, u); return d; };
 const svMap = (sv) => [...Y.decodeStateVector(sv).entries()].sort((p, q) => p[0] - q[0]).join(';');
@@ -79,9 +131,10 @@ const svMap = (sv) => [...Y.decodeStateVector(sv).entries()].sort((p, q) => p[0]
 export function runDifferential(ymergeBin, n, seedArg) {
 bin = ymergeBin;
 seed = Number(seedArg) >>> 0;
-let checked = 0, totalIn = 0, totalOut = 0, totalGc = 0;
+let checked = 0, totalIn = 0, totalOut = 0, totalGc = 0, totalGcStructs = 0;
 for (let h = 0; h < n; h++) {
-  const docs = [0, 1, 2].map((i) => { const d = new Y.Doc(); d.clientID = 1 + i + int(1 << 30); return d; });
+  // three editors, or up to ten for text typed concurrently
+  const docs = Array.from({ length: h % 3 ? 3 : 3 + int(8) }, (_, i) => i).map((i) => { const d = new Y.Doc(); d.clientID = 1 + i + int(1 << 30); return d; });
   const updates = [];
   for (const d of docs) d.on('update', (u) => updates.push(u));
   const steps = 5 + int(60);
@@ -102,8 +155,13 @@ for (let h = 0; h < n; h++) {
   // the updates in the order the C merge gets them
   const ref = docOf(...input);
   const partial = docOf(mid);
-  const [merged, mergedGc, sv, diff] = ymerge([...input, Y.encodeStateVector(partial)]);
+  const [merged, mergedGc, sv, diff, json, jsonDelta, jsonGc] = ymerge([...input, Y.encodeStateVector(partial)]);
+  const wantJson = typesJson(ref, false), wantDelta = typesJson(ref, true);
   const want = content(ref);
+  const dec = (b) => JSON.stringify(canon(JSON.parse(Buffer.from(b).toString())));
+  if (emptyAlike(dec(json)) !== emptyAlike(wantJson)) throw new Error(`history ${h} (seed ${seedArg}): JSON of the types\n want ${wantJson}\n got  ${dec(json)}`);
+  if (emptyAlike(dec(jsonDelta)) !== emptyAlike(wantDelta)) throw new Error(`history ${h} (seed ${seedArg}): JSON with deltas\n want ${wantDelta}\n got  ${dec(jsonDelta)}`);
+  if (emptyAlike(dec(jsonGc)) !== emptyAlike(wantJson)) throw new Error(`history ${h} (seed ${seedArg}): JSON after gc\n want ${wantJson}\n got  ${dec(jsonGc)}`);
   const fail = (what, got) => { throw new Error(`history ${h} (seed ${seedArg}): ${what}\n want ${want}\n got  ${got}`); };
   for (const [name, u] of [['merged', merged], ['merged with gc', mergedGc]]) {
     const d = docOf(u);
@@ -115,6 +173,12 @@ for (let h = 0; h < n; h++) {
     if (svMap(before) !== svMap(Y.encodeStateVector(d))) fail(`${name}: lacked structs of the reference`, '');
   }
   if (svMap(sv) !== svMap(Y.encodeStateVector(ref))) fail('state vector', svMap(sv));
+  // full gc: what Yjs's own gc collapses (deleted content, the items of
+  // deleted types as GC structs) is what the C gc collapses
+  const ours = collapsed(mergedGc), theirs = collapsed(Y.encodeStateAsUpdate(ref));
+  if (!sameSet(ours.gc, theirs.gc)) fail(`gc: GC structs ${ours.gc.size}, yjs ${theirs.gc.size}`, '');
+  if (!sameSet(ours.dropped, theirs.dropped)) fail(`gc: dropped clocks ${ours.dropped.size}, yjs ${theirs.dropped.size}`, '');
+  totalGcStructs += ours.gc.size;
   Y.applyUpdate(partial, diff);
   if (content(partial) !== want) fail('partial state + diff', content(partial));
   checked++;
@@ -122,12 +186,12 @@ for (let h = 0; h < n; h++) {
   totalOut += merged.length;
   totalGc += mergedGc.length;
 }
-return { checked, totalIn, totalOut, totalGc };
+return { checked, totalIn, totalOut, totalGc, totalGcStructs };
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   const [b, n = '200', s = String(Date.now() % 1e9)] = process.argv.slice(2);
   if (!b) { console.error('usage: ydiff.mjs YMERGE_BINARY [histories] [seed]'); process.exit(2); }
   const r = runDifferential(b, Number(n), s);
-  console.log(`differential: ${r.checked} histories agree with yjs (seed ${s}); update bytes ${r.totalIn}, merged ${r.totalOut}, merged with gc ${r.totalGc}`);
+  console.log(`differential: ${r.checked} histories agree with yjs (seed ${s}); update bytes ${r.totalIn}, merged ${r.totalOut}, merged with gc ${r.totalGc} (${r.totalGcStructs} clocks as GC structs)`);
 }
