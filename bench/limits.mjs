@@ -20,12 +20,12 @@
 // refusals and the error texts / close reasons / HTTP statuses they saw, the
 // phase's increase of rtsync_limit_refusals_total by limit (GET /metrics), the
 // server's CPU, this process's CPU and the rest of the machine's ("others"),
-// 100 % = one core. --json prints one JSON line instead of the table.
+// 100 % = one core. --json prints one JSON line (and the table on stderr).
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync, rmSync, mkdtempSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { performance, monitorEventLoopDelay } from 'node:perf_hooks';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 
 const nm = new URL('../tests/interop/node_modules/', import.meta.url);
@@ -317,7 +317,9 @@ async function main() {
           const [, r, , event, payload] = JSON.parse(data.toString());
           if (event === 'phx_reply' && r === '1') (payload.status === 'ok' ? resolve : reject)(payload);
           else if (event === 'broadcast' && cur && payload.payload.ph === cur.id) {
-            cur.lat.push(now - payload.payload.t);
+            const l = now - payload.payload.t;
+            cur.lat.push(l);
+            if (l > cur.worst) { cur.worst = l; cur.worstAt = payload.payload.t - cur.t0; }
             cur.delivered++;
           }
         });
@@ -348,9 +350,11 @@ async function main() {
         }
         await sleep(300); // the flood under way before measuring
       }
-      cur = { id, lat: [], delivered: 0 };
+      cur = { id, lat: [], delivered: 0, worst: 0, worstAt: 0, t0: performance.now() };
       const closedBefore = closedObservers;
       const cpu = cpuWindow(server.proc.pid);
+      const loop = monitorEventLoopDelay({ resolution: 1 });
+      loop.enable();
       const t0 = performance.now();
       let sent = 0;
       while (performance.now() - t0 < DURATION * 1000) {
@@ -365,6 +369,7 @@ async function main() {
       const tDrain = performance.now();
       while (cur.delivered < expected && performance.now() - tDrain < 3000) await sleep(10);
       const usage = cpu();
+      loop.disable();
       for (const f of flooders) f.w.postMessage('stop');
       const results = await Promise.all(flooders.map((f) => f.result));
       await Promise.all(flooders.map((f) => f.w.terminate()));
@@ -379,11 +384,15 @@ async function main() {
         phase, limit: PHASES[phase], observers: OBSERVERS, sent, expected, delivered: cur.delivered,
         lost: expected - cur.delivered, observers_closed: closedObservers - closedBefore,
         latency_ms: { p50: pct(50), p99: pct(99), max: s.length ? +s[s.length - 1].toFixed(2) : null },
+        max_sent_at_s: +(cur.worstAt / 1000).toFixed(2),
+        // this thread's own stalls (the observers' and the publisher's loop): a
+        // latency larger than these was not this process's doing
+        generator_loop_delay_ms: { p99: +(loop.percentile(99) / 1e6).toFixed(1), max: +(loop.max / 1e6).toFixed(1) },
         flooders: flooders.length, flood_refusals: results.reduce((a, r) => a + r.refusals, 0),
         flood_errors: results.reduce((a, r) => a + r.errors, 0), seen, metric_refusals: metric, ...usage,
       });
       cur = null;
-      if (!JSON_OUT) printRow(rows[rows.length - 1], rows.length === 1);
+      printRow(rows[rows.length - 1], rows.length === 1, JSON_OUT ? console.error : console.log);
     }
     for (const ws of [...obs, pub]) ws.close();
   } finally {
@@ -402,15 +411,15 @@ async function refusalsByLimit(httpUrl) {
   return out;
 }
 
-function printRow(r, header) {
+function printRow(r, header, out) {
   if (header) {
-    console.log('| phase | observers p50 / p99 / max | lost (of) | observer sockets closed | flooders\' refusals | what they were told (count) | rtsync_limit_refusals_total | server CPU | generator CPU | others |');
-    console.log('|---|---|---|---:|---:|---|---|---:|---:|---:|');
+    out('| phase | observers p50 / p99 / max | generator loop stall max | lost (of) | observer sockets closed | flooders\' refusals | what they were told (count) | rtsync_limit_refusals_total | server CPU | generator CPU | others |');
+    out('|---|---|---:|---|---:|---:|---|---|---:|---:|---:|');
   }
   const told = Object.entries(r.seen).sort((a, b) => b[1] - a[1]).slice(0, 4).map(([k, v]) => `${k} (${v})`).join('; ') || '—';
   const metric = Object.entries(r.metric_refusals).map(([k, v]) => `${k} +${v}`).join(', ') || '—';
   const l = r.latency_ms;
-  console.log(`| ${r.phase} | ${l.p50} / ${l.p99} / ${l.max} ms | ${r.lost} (${r.expected}) | ${r.observers_closed} | ${r.flood_refusals} | ${told} | ${metric} | ${r.server_pct} % | ${r.generator_pct} % | ${r.others_pct} % |`);
+  out(`| ${r.phase} | ${l.p50} / ${l.p99} / ${l.max} ms | ${r.generator_loop_delay_ms.max} ms | ${r.lost} (${r.expected}) | ${r.observers_closed} | ${r.flood_refusals} | ${told} | ${metric} | ${r.server_pct} % | ${r.generator_pct} % | ${r.others_pct} % |`);
 }
 
 // ---- CPU accounting (as rtbench and bench/collab.mjs: 100 % = one core) ----

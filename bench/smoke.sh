@@ -3,7 +3,8 @@
 # BUILD_DIR (make test: the sanitizer build), asserting sane results: every
 # socket joined, nothing lost, nothing duplicated, the slow consumers dropped
 # without touching the others, every storm client resumed, every live query
-# copy equal to a REST read.
+# copy equal to a REST read, every quota refusing its flooder while the
+# observers of bench/limits.mjs lose nothing.
 #   bench/smoke.sh BUILD_DIR
 # Prints "bench-smoke: N passed, M failed".
 set -uo pipefail
@@ -122,6 +123,14 @@ check "storm: 100 clients, server killed, 30 rows written while down, all resume
 	storm --url ws://127.0.0.1:0 --apikey "$key" \
 	--spawn "$serve --data-dir $d --db $d/rt.db --schema $root/bench/schema.sql" --db "$d/rt.db" \
 	--subscribers 100 --topics 5 --changes 30
+
+# bench/limits.mjs: the npm ws client of tests/interop (installed as tests/interop/run.sh does)
+if [ ! -f "$root/tests/interop/node_modules/ws/package.json" ]; then
+	(cd "$root/tests/interop" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+tool=node check "limits: each quota trips with its error (and its metric) while 10 observers lose nothing" \
+	'r.server_exit === 0 && r.phases.length === 8 && r.phases.every((p) => p.sent > 0 && p.lost === 0 && p.delivered === p.expected && p.observers_closed === 0 && (p.limit === null ? p.flooders === 0 : p.flood_refusals > 0 && p.metric_refusals[p.limit] >= p.flood_refusals))' \
+	"$root/bench/limits.mjs" "$rtsync" --observers 10 --rate 50 --duration 0.5 --flooders 1 --json
 
 echo "bench-smoke: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
