@@ -2,7 +2,7 @@
 // client"; the limits: docs/limits.md).
 //
 //   node bench/limits.mjs BUILD/rtsync [--observers 100] [--rate 100] [--duration 5]
-//        [--flooders 4] [--workers 2] [--phases baseline,events,...] [--json]
+//        [--flooders 4] [--workers 2] [--flood-nice 0] [--phases baseline,events,...] [--json]
 //
 // One server (port 0, a temporary data directory, limits set low enough to
 // trip: LIMITS below). --observers well-behaved clients (each its own user)
@@ -12,7 +12,9 @@
 // --flooders clients (worker threads, so their sending does not share the
 // observers' event loop) doing what that quota refuses, as fast as they are
 // answered. After a phase the publisher stops, the observers get up to 3 s to
-// drain, the flooders stop.
+// drain, the flooders stop. --flood-nice N runs the flooder threads at nice N
+// (this machine has 2 cores: at 0 they compete with the observers' thread for
+// a CPU, and the observers' latency then includes waiting for one).
 //
 // One row per phase: the observers' send-to-receive latency p50/p99/max (one
 // clock: the publisher and the observers share this thread), messages lost
@@ -23,7 +25,7 @@
 // 100 % = one core. --json prints one JSON line (and the table on stderr).
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync, rmSync, mkdtempSync } from 'node:fs';
-import { tmpdir, cpus } from 'node:os';
+import { tmpdir, cpus, setPriority } from 'node:os';
 import { join } from 'node:path';
 import { performance, monitorEventLoopDelay } from 'node:perf_hooks';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
@@ -93,7 +95,9 @@ const send = (ws, joinRef, ref, topic, event, payload) => {
 // {refusals, seen: {text: count}, errors}. Refusals are the answers of the
 // quota its phase trips; seen counts every error text, close reason and HTTP
 // status it met (other quotas included).
-async function flooder({ phase, wsUrl, httpUrl, token, id }) {
+async function flooder({ phase, wsUrl, httpUrl, token, id, nice }) {
+  // Linux: the priority of pid 0 is this thread's own, not the process's
+  if (nice) setPriority(0, nice);
   let stop = false;
   parentPort.on('message', (m) => { if (m === 'stop') stop = true; });
   const seen = {};
@@ -276,14 +280,14 @@ if (!isMainThread) {
 async function main() {
   const argv = process.argv.slice(2);
   if (!argv[0] || argv[0].startsWith('--')) {
-    console.error('usage: node bench/limits.mjs RTSYNC_BINARY [--observers 100] [--rate 100] [--duration 5] [--flooders 4] [--workers 2] [--phases baseline,events,joins,channels,payload,presence,conns,rest] [--json]');
+    console.error('usage: node bench/limits.mjs RTSYNC_BINARY [--observers 100] [--rate 100] [--duration 5] [--flooders 4] [--workers 2] [--flood-nice 0] [--phases baseline,events,joins,channels,payload,presence,conns,rest] [--json]');
     process.exit(2);
   }
   process.env.RTSYNC_BIN = argv[0];
   const arg = (name, def) => { const i = argv.indexOf(`--${name}`); return i > 0 ? argv[i + 1] : def; };
   const OBSERVERS = Number(arg('observers', 100)), RATE = Number(arg('rate', 100));
   const DURATION = Number(arg('duration', 5)), FLOODERS = Number(arg('flooders', 4));
-  const WORKERS = Number(arg('workers', 2));
+  const WORKERS = Number(arg('workers', 2)), FLOOD_NICE = Number(arg('flood-nice', 0));
   const phases = arg('phases', Object.keys(PHASES).join(',')).split(',');
   for (const p of phases) if (!(p in PHASES)) { console.error(`unknown phase ${p}`); process.exit(2); }
   const JSON_OUT = argv.includes('--json');
@@ -344,7 +348,7 @@ async function main() {
           // conns: every flooder is the same user; else each its own
           const tok = phase === 'conns' ? floodUser : userToken();
           const w = new Worker(new URL(import.meta.url), {
-            workerData: { phase, wsUrl: wsUrl(tok), httpUrl: server.httpUrl, token: tok, id: i },
+            workerData: { phase, wsUrl: wsUrl(tok), httpUrl: server.httpUrl, token: tok, id: i, nice: FLOOD_NICE },
           });
           flooders.push({ w, result: new Promise((resolve, reject) => { w.once('message', resolve); w.once('error', reject); }) });
         }
@@ -400,7 +404,7 @@ async function main() {
     rmSync(dir, { recursive: true, force: true });
   }
   if (JSON_OUT) {
-    console.log(JSON.stringify({ limits: LIMITS, observers: OBSERVERS, rate: RATE, duration_s: DURATION, flooders: FLOODERS, workers: WORKERS, server_exit: server.exited.code, phases: rows }));
+    console.log(JSON.stringify({ limits: LIMITS, observers: OBSERVERS, rate: RATE, duration_s: DURATION, flooders: FLOODERS, workers: WORKERS, flood_nice: FLOOD_NICE, server_exit: server.exited.code, phases: rows }));
   }
 }
 
