@@ -14,7 +14,9 @@
 # rtbench beside it), rls-filter-pg-R, rls-policy-pg-R (the same against a
 # private PostgreSQL cluster, tests/postgres/cluster.sh), live-R (rtbench live:
 # 100 live queries, 1,000 subscribers, R changes/s, then the naive way; the
-# server unpinned with its default workers, rtbench beside it).
+# server unpinned with its default workers, rtbench beside it), limits, limits-nice
+# (bench/limits.mjs: 100 observers while flooders trip each quota in turn; -nice:
+# the flooder threads at nice 10).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
@@ -104,6 +106,11 @@ for run in $runs; do
 		mode=uring
 		[ "$run" = floor-topics500-write ] && mode=write
 		"$build/rtfloor" --sockets 5000 --group 10 --interval-us 200 --rounds 50000 --mode $mode ;;
+	limits | limits-nice) # one JSON line; the table goes to stderr
+		nice=0
+		[ "$run" = limits-nice ] && nice=10
+		node "$root/bench/limits.mjs" "$build/rtsync" --observers 100 --rate 100 --duration 5 \
+			--flooders 4 --flood-nice $nice --json ;;
 	*) echo "unknown run $run" >&2 ;;
 	esac
 done
