@@ -31,7 +31,10 @@ import { performance, monitorEventLoopDelay } from 'node:perf_hooks';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 
 const nm = new URL('../tests/interop/node_modules/', import.meta.url);
-const { default: WebSocket } = await import(new URL('ws/wrapper.mjs', nm));
+const { default: WebSocket } = await import(new URL('ws/wrapper.mjs', nm)).catch(() => {
+  console.error('bench/limits.mjs needs the ws client of tests/interop/node_modules (npm ci in tests/interop)');
+  process.exit(2);
+});
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -334,6 +337,7 @@ async function main() {
     }
     const pub = await connect(wsUrl(userToken()));
     pub.on('error', () => {});
+    pub.once('close', () => { closedObservers++; }); // counted with the observers: it must stay too
     await new Promise((resolve) => {
       pub.on('message', (data) => { if (JSON.parse(data.toString())[1] === '1') resolve(); });
       send(pub, '1', '1', topic, 'phx_join', joinPayload());
