@@ -294,7 +294,7 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 	       O_RMS, O_PG, O_PG_TABLES, O_PG_POOL, O_PG_NAME, O_PG_NEW_LOG, O_IDEM, O_URING, O_JWKS,
 	       O_JWKS_REFRESH, O_AUD, O_ISS, O_NOTIFY, O_NOTIFY_RULES, O_NOTIFY_RETAIN,
 	       O_NOTIFY_ARCHIVE, O_TLS_CERT, O_TLS_KEY, O_LIMIT };
-	static const struct option longopts[] = {
+	const struct option longopts[] = {
 		{"listen", required_argument, NULL, O_LISTEN},
 		{"jwt-secret", required_argument, NULL, O_SECRET},
 		{"data-dir", required_argument, NULL, O_DATA},
