@@ -407,8 +407,10 @@ static int decode_update(const uint8_t *data, size_t len, struct dupd *u, char *
 	uint64_t *seen = NULL;
 	if (!rd_uint(&r, &n_clients))
 		goto fail;
-	if (n_clients > len)
-		rd_fail(&r, "truncated");
+	if (n_clients > len) {
+		rd_fail(&r, "truncated"); /* a client takes three bytes at least */
+		goto fail;
+	}
 	seen = rt_xcalloc(n_clients + 1, sizeof *seen);
 	for (uint64_t i = 0; i < n_clients && !r.err; i++) {
 		uint64_t n_structs, client, clock;
