@@ -1633,9 +1633,13 @@ static json_t *typed_row(const struct rt_store_table *t, const char *txt)
 		json_decref(row);
 		return json_object();
 	}
-	/* Converted in place; a key of a column no longer in the table makes
-	 * the row rebuilt with the table's columns only. */
-	json_t *only = json_object_size(row) > t->n_cols ? json_object() : NULL;
+	/* Converted in place; a key of a column no longer in the table (or
+	 * written by another writer) makes the row rebuilt with the table's
+	 * columns only. */
+	size_t n_known = 0;
+	for (size_t i = 0; i < t->n_cols; i++)
+		n_known += json_object_get(row, t->cols[i].name) != NULL;
+	json_t *only = json_object_size(row) > n_known ? json_object() : NULL;
 	for (size_t i = 0; i < t->n_cols; i++) {
 		const char *name = t->cols[i].name;
 		json_t *v = json_object_get(row, name);
