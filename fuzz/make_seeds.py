@@ -425,3 +425,32 @@ LIVECOPY = {
 }
 for name, v in LIVECOPY.items():
     write("client_livecopy", name, json.dumps(v))
+
+
+# ---- store_write: a JSON array of writes and reads against the embedded store ----
+WRITES = {
+    "insert-read": [{"kind": 0, "rows": [{"id": 1, "title": "a", "owner": "u1", "meta": {"x": [1]}, "done": True,
+                                          "score": 1.5, "at": "2024-01-01T00:00:00Z"}]},
+                    {"read": "select=id,title&order=id.desc&limit=5", "count": True}],
+    "upsert-merge": [{"kind": 1, "rows": [{"id": 1, "title": "b", "owner": "u1"}], "ignore": False},
+                     {"kind": 1, "rows": [{"id": 1, "title": "c"}], "base": {"title": "a"}, "strategy": 1}],
+    "update-base": [{"kind": 0, "rows": {"id": 2, "title": "x", "owner": "u2"}},
+                    {"kind": 2, "rows": {"title": "y"}, "where": "id=eq.2", "base": {"title": "x"}, "strategy": 0},
+                    {"kind": 2, "rows": {"title": "z"}, "where": "id=eq.2", "base": {"title": "q"}, "strategy": 2}],
+    "delete-who": [{"kind": 0, "rows": {"id": 3, "owner": "u1"}, "who": 2}, {"kind": 3, "where": "id=eq.3", "who": 1},
+                   {"kind": 3, "where": "id=eq.3", "who": 2, "single": True}],
+    "idempotent": [{"kind": 0, "rows": {"id": 4, "owner": "u1"}, "key": 1, "fp": "a"},
+                   {"kind": 0, "rows": {"id": 4, "owner": "u1"}, "key": 1, "fp": "a"},
+                   {"kind": 0, "rows": {"id": 5}, "key": 1, "fp": "b"}],
+    "composite": [{"table": "u", "kind": 0, "rows": [{"a": 1, "b": "x"}, {"a": 1, "b": "y", "v": None}]},
+                  {"table": "u", "kind": 1, "rows": [{"a": 1, "b": "x", "v": "w"}], "missing_default": True},
+                  {"table": "u", "read": "a=eq.1&b=in.(x,y)&order=b"}],
+    "rls-insert": [{"kind": 0, "rows": {"id": 6, "owner": "u9"}, "who": 2}, {"kind": 0, "rows": {"id": 7, "owner": "u1"}, "who": 1}],
+    "bad": [{"kind": 0, "rows": [{"nope": 1}]}, {"kind": 0, "rows": [{"id": "x"}]},
+            {"kind": 2, "rows": {"id": 1}, "where": "nope=eq.1"}, {"read": "select=nope"},
+            {"table": "zz", "kind": 0, "rows": []}],
+    "select-embed": [{"read": "select=id,meta->x,title::text&or=(done.is.true,score.gt.1)&offset=1"},
+                     {"kind": 2, "rows": {"done": False}, "where": "title=like.*a*&select=id"}],
+}
+for name, v in WRITES.items():
+    write("store_write", name, json.dumps(v))
