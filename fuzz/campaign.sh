@@ -2,7 +2,8 @@
 # Runs the fuzzing campaign of docs/fuzzing.md: each target named (all by
 # default) one after another, niced, for 10,000,000 executions or SECONDS
 # seconds, whichever comes first, then merges what it found into
-# fuzz/corpus/<target>/ (only inputs that add coverage are kept).
+# fuzz/corpus/<target>/ (-set_cover_merge: a small set of the new inputs that
+# adds their coverage is kept).
 #
 #   fuzz/campaign.sh [-t SECONDS] [-o WORKDIR] [target...]
 #
@@ -48,6 +49,6 @@ for t in "${targets[@]}"; do
 		echo "campaign: $t failed (exit $rc): see $work/run_$t.log and $work/art_$t-*" >&2
 		continue
 	fi
-	nice -n 19 "$bin" -merge=1 "$root/fuzz/corpus/$t" "$work/c_$t" > "$work/merge_$t.log" 2>&1
+	nice -n 19 "$bin" -set_cover_merge=1 "$root/fuzz/corpus/$t" "$work/c_$t" > "$work/merge_$t.log" 2>&1
 	echo "corpus: $(ls "$root/fuzz/corpus/$t" | wc -l) inputs, $(du -sk "$root/fuzz/corpus/$t" | cut -f1) KiB"
 done
