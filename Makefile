@@ -37,7 +37,7 @@ FUZZ_SRC := $(filter-out fuzz/replay.c,$(wildcard fuzz/*.c))
 FUZZ_REPLAY := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/replay_%)
 
 .PHONY: all asan test unit unit-bins fuzz-replay fuzz-bins interop integration deps run clean \
-	install fuzz format help
+	install fuzz fuzz-campaign format help
 
 ASAN_VARS := BUILD=build-asan EXTRA_CFLAGS="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined"
 
@@ -49,6 +49,7 @@ help:
 	@echo "make test       install missing packages, build, run every test (also under ASan+UBSan)"
 	@echo "make asan       build build-asan/rtsync with AddressSanitizer and UBSan"
 	@echo "make fuzz       build libFuzzer targets into build-fuzz/ (clang)"
+	@echo "make fuzz-campaign  run every target 10M executions (or FUZZ_SECONDS), merge the corpora"
 	@echo "make deps       install missing Debian packages"
 	@echo "make install    install into \$$(DESTDIR)\$$(PREFIX)"
 	@echo "make browser-test  the dashboard and rtsync.js in headless Chromium (tests/browser)"
@@ -83,6 +84,11 @@ fuzz:
 		echo "clang $$f -> build-fuzz/fuzz_$$n"; \
 		clang -std=c11 -D_GNU_SOURCE -Isrc -Iinclude -O1 -g -fsanitize=fuzzer,address,undefined \
 			-o build-fuzz/fuzz_$$n $$f build-fuzz/libsrv.a $(LIBS) || exit 1; done
+
+# docs/fuzzing.md: each target up to 10,000,000 runs or FUZZ_SECONDS, niced, one after another
+FUZZ_SECONDS ?= 3600
+fuzz-campaign: fuzz
+	fuzz/campaign.sh -t $(FUZZ_SECONDS)
 
 unit-bins: $(UNIT_BIN)
 fuzz-bins: $(FUZZ_REPLAY)

@@ -5,6 +5,7 @@ Each seed is a small, meaningful input in the layout its target documents at
 the top of fuzz/<target>.c. Re-running rewrites the same files; inputs that
 libFuzzer adds are not touched.
 """
+import json
 import os
 import struct
 
@@ -268,3 +269,221 @@ write("bus", "frame_masked", b"\x01\x81\x81abcdx")
 write("bus", "url_plain", b"\x02redis://127.0.0.1:6379")
 write("bus", "url_auth_db", b"\x02redis://user:pw@[::1]:7000/3")
 write("bus", "url_bad_port", b"\x02redis://h:99999")
+# ---- collab_proto: one y-websocket message (lib0 var-uints) ----
+def _vu(n):
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | 0x80 if n else b)
+        if not n:
+            return bytes(out)
+
+
+def _vb(b):
+    return _vu(len(b)) + b
+
+
+def _ydoc_updates():
+    """The updates of the ydoc corpus's history-* records (2-byte LE length each)."""
+    d = os.path.join(HERE, "corpus", "ydoc")
+    ups = []
+    for f in sorted(os.listdir(d)):
+        if not f.startswith("history-"):
+            continue
+        x = open(os.path.join(d, f), "rb").read()
+        p = 0
+        while p + 2 <= len(x):
+            n = x[p] | x[p + 1] << 8
+            ups.append(x[p + 2 : p + 2 + n])
+            p += 2 + n
+    return ups
+
+
+def _aw(entries):
+    b = _vu(len(entries))
+    for client, clock, state in entries:
+        b += _vu(client) + _vu(clock) + _vb(state.encode())
+    return _vu(1) + _vb(b)
+
+
+COLLAB = {}
+for i, u in enumerate(_ydoc_updates()[:6]):
+    COLLAB["sync-step2-%d" % i] = _vu(0) + _vu(1) + _vb(u)
+    COLLAB["sync-update-%d" % i] = _vu(0) + _vu(2) + _vb(u)
+COLLAB.update({
+    "sync-step1-empty": _vu(0) + _vu(0) + _vb(_vu(0)),
+    "sync-step1-sv": _vu(0) + _vu(0) + _vb(_vu(2) + _vu(12345) + _vu(7) + _vu(99) + _vu(3)),
+    "aw-one": _aw([(1234567, 1, json.dumps({"user": {"name": "ann", "color": "#f00"}, "cursor": {"anchor": 3}}))]),
+    "aw-null": _aw([(42, 2, "null")]),
+    "aw-many": _aw([(i, i + 1, '{"i":%d}' % i) for i in range(20)]),
+    "aw-bad-json": _aw([(1, 1, '{"a":')]),
+    "aw-big-clock": _aw([((1 << 53) - 1, (1 << 53) - 1, "1")]),
+    "query-awareness": _vu(3),
+    "auth": _vu(2) + _vu(0) + _vb(b"permission denied"),
+    "sync-trailing": _vu(0) + _vu(1) + _vb(_vu(0) + _vu(0)) + b"x",
+    "varint-overlong": bytes([0x80] * 10) + b"\x00",
+    "unknown-type": _vu(7) + b"\x00",
+})
+for name, data in COLLAB.items():
+    write("collab_proto", name, data)
+
+
+# ---- join_config: a join payload (JSON) ----
+def _join(pg=None, live=None):
+    c = {"broadcast": {"ack": False, "self": False}, "presence": {"key": ""}, "private": False}
+    if pg is not None:
+        c["postgres_changes"] = pg
+    if live is not None:
+        c["rtsync"] = {"live": live}
+    return {"config": c, "access_token": "x"}
+
+
+_B = {"event": "*", "schema": "public", "table": "bookings"}
+JOIN = {
+    "pg-all": _join([_B]),
+    "pg-filter-eq": _join([dict(_B, event="INSERT", filter="status=eq.open")]),
+    "pg-filter-in": _join([dict(_B, event="UPDATE", filter="property=in.(p1,p2)", id=7)]),
+    "pg-filter-bad": _join([dict(_B, filter="nope=eq.1")]),
+    "pg-delivery": _join([dict(_B, throttle_ms=100, batch=True),
+                          {"event": "DELETE", "schema": "public", "table": "open_t", "throttle_ms": 100, "batch": True}]),
+    "pg-debounce": _join([dict(_B, debounce_ms=50, max_wait_ms=500)]),
+    "pg-bad-delivery": _join([dict(_B, throttle_ms=10, debounce_ms=5)]),
+    "pg-schema-star": _join([{"event": "*", "schema": "public"}, {"event": "*", "schema": "*"}, None,
+                             {"event": "*", "table": "open_t", "filter": "v=is.null"}]),
+    "pg-many": _join([dict(_B, filter="amount=gt.%d" % i) for i in range(6)]),
+    "live-basic": _join(live={"queries": [{"id": "q1", "table": "bookings",
+                                           "query": "select=id,status&status=eq.open&order=id.desc&limit=10"}]}),
+    "live-agg": _join(live={"throttle_ms": 100, "queries": [{"id": "q2", "table": "bookings",
+                                                             "query": "select=property,amount.sum(),count()&order=property"}]}),
+    "live-or": _join(live={"debounce_ms": 20, "max_wait_ms": 100, "queries": [
+        {"id": "q3", "schema": "public", "table": "bookings",
+         "query": "or=(status.eq.open,and(amount.gte.0,nights.lt.3))&meta->>a=eq.1"}]}),
+    "live-bad": _join(live={"queries": [{"id": "", "table": "bookings"}, {"id": "x", "table": "nope"},
+                                        {"id": "y", "table": "bookings", "query": "select=nope"}]}),
+    "live-sub": {"queries": [{"id": "a", "table": "open_t", "query": "v=not.is.null&offset=1"}],
+                 "throttle_ms": 250, "resume_after": "12"},
+    "live-window": _join(live={"queries": [{"id": "w", "table": "bookings",
+                                            "query": "order=at.desc.nullslast,id&limit=2&offset=1&day=gte.2024-01-01"}]}),
+}
+for name, v in JOIN.items():
+    write("join_config", name, json.dumps(v))
+
+
+# ---- notify_rule: byte 0 % 4 picks rule / preferences / template / filter ----
+_RULE = {"name": "request-approved", "table": "requests", "schema": "public", "events": ["UPDATE"],
+         "filter": "status=changed.from.pending.to.approved&priority=gte.2",
+         "recipients": [{"column": "traveler_id"}, {"column": "watchers"}],
+         "title": "{{new.title}} is {{new.status}}", "message": "It was {{old.status}}.",
+         "type": "success", "category": "requests", "priority": "high",
+         "link": "/requests/{{new.id}}?h={{new.hotel}}",
+         "group": {"window_ms": 60000, "key": "{{new.hotel}}", "title": "{{count}} new bookings at {{new.hotel}}"}}
+NOTIFY = {
+    "r-doc": "\0" + json.dumps(_RULE),
+    "r-query": "\0" + json.dumps({"name": "q", "table": "requests", "event": "*", "recipients": {"query": {
+        "table": "members", "select": "user_id", "filter": "org_id=eq.{{new.org_id}}"}}, "title": "{{table}} {{event}}"}),
+    "r-users": "\0" + json.dumps({"name": "u", "table": "requests", "events": ["INSERT", "DELETE"],
+                                  "recipients": [{"users": ["a", "b", "a"]}, {"user": "c"}], "title": "x",
+                                  "priority": "urgent", "type": "error"}),
+    "r-bad": "\0" + json.dumps({"name": "bad name!", "table": "nope", "recipients": [], "title": "{{new.nope}}"}),
+    "r-or": "\0" + json.dumps({"name": "o", "table": "requests",
+                               "filter": "or=(status.eq.approved,amount.gt.2)&done=is.true&hotel=like.H*",
+                               "recipients": {"column": "traveler_id"}, "title": "{{ new.amount }}"}),
+    "p-full": "\1" + json.dumps({"muted_categories": ["requests", "x"], "min_priority": "normal",
+                                 "quiet_hours": {"start": "22:00", "end": "07:00", "utc_offset": "-05:00"},
+                                 "channels": {"info": ["inbox"], "error": ["live", "inbox"], "warning": []}}),
+    "p-quiet-null": "\1" + json.dumps({"quiet_hours": None, "min_priority": "urgent"}),
+    "p-empty": "\1{}",
+    "p-bad": "\1" + json.dumps({"quiet_hours": {"start": "25:00"}}),
+    "t-all": "\2{{new.title}} {{old.status}} {{table}} {{event}} {{count}} {{ new.hotel }}",
+    "t-unclosed": "\2abc {{new.id",
+    "t-unknown": "\2{{x}}",
+    "f-changed": "\3status=changed.from.pending.to.approved",
+    "f-rest": "\3amount=gte.1&title=ilike.*trip*&id=in.(1,2,3)&priority=not.is.null",
+    "f-changed-to": "\3status=changed.to.approved&org_id=changed",
+}
+for name, text in NOTIFY.items():
+    write("notify_rule", name, text)
+
+
+# ---- store_log: change-log rows (0x1e between rows, 0x1f between fields) ----
+def _logrow(tbl, op, new=None, old=None):
+    f = [tbl, op]
+    if new is not None or old is not None:
+        f.append(new if isinstance(new, str) else json.dumps(new))
+    if old is not None:
+        f.append(old if isinstance(old, str) else json.dumps(old))
+    return "\x1f".join(f)
+
+
+LOG = {
+    "insert": _logrow("t", "INSERT", {"id": 1, "title": "a", "done": 1, "score": 2.5, "meta": "{\"x\":[1,2]}",
+                                      "n": "3", "at": "2024-01-01T00:00:00Z"}),
+    "update": _logrow("t", "UPDATE", {"id": 1, "title": "b", "done": "true"}, {"id": 1, "title": "a", "done": 0}),
+    "delete": _logrow("t", "DELETE", "null", {"id": 1}),
+    "mixed": "\x1e".join([_logrow("u", "INSERT", {"id": 1, "v": "x"}), _logrow("nope", "INSERT", {"a": 1}),
+                          _logrow("t", "UPSERT", {"id": "9"}), _logrow("t", "INSERT", "[1,2]"),
+                          _logrow("t", "INSERT", "not json")]),
+    "dropped-col": _logrow("t", "INSERT", {"id": 2, "gone": "secret"}),
+    "types": _logrow("t", "INSERT", {"id": "12345678901234567890", "n": "1e400", "score": "nan", "done": "t",
+                                     "meta": "{bad", "title": None}),
+    "null-fields": "\x1e".join(["t", "t\x1fINSERT"]),
+}
+for name, text in LOG.items():
+    write("store_log", name, text)
+
+
+# ---- client_livecopy: a JSON array of live_query payloads ----
+def _lq(*qs):
+    return {"position": "42", "queries": list(qs)}
+
+
+_RES = {"id": "q", "kind": "result", "keys": ["[1]", "[2]", "[3]"], "rows": [{"id": 1}, {"id": 2}, {"id": 3}]}
+_DIFF = {"id": "q", "kind": "diff", "ops": [
+    {"op": "leave", "key": "[2]"}, {"op": "enter", "key": "[4]", "index": 0, "row": {"id": 4}},
+    {"op": "move", "key": "[3]", "index": 1, "row": {"id": 3, "x": 1}},
+    {"op": "change", "key": "[1]", "row": {"id": 1, "v": "b"}}]}
+LIVECOPY = {
+    "result-diff": [_lq(_RES), _lq(_DIFF)],
+    "diff-first": [_lq(_DIFF)],
+    "resync": [_lq(_RES), _lq(dict(_RES, resync=True, keys=["[9]"], rows=[{"id": 9}]))],
+    "bad-index": [_lq(_RES), _lq({"id": "q", "kind": "diff", "ops": [{"op": "enter", "key": "[5]", "index": 7, "row": {}}]})],
+    "dup-key": [_lq({"id": "q", "kind": "result", "keys": ["a", "a"], "rows": [{}, {}]})],
+    "two-ids": [_lq(_RES, dict(_RES, id="r")),
+                _lq(_DIFF, {"id": "r", "kind": "diff", "ops": [{"op": "leave", "key": "[1]"}, {"op": "leave", "key": "[1]"}]})],
+    "bad-envelope": [{"position": "x", "queries": []}, {"position": "1", "queries": [{"id": "", "kind": "result"}]},
+                     {"queries": [_RES]}],
+    "window": [_lq({"id": "w", "kind": "result", "keys": ["[\"a\",1]"], "rows": [{"g": "a", "count": 1}]}),
+               _lq({"id": "w", "kind": "diff", "ops": [{"op": "change", "key": "[\"a\",1]", "row": {"g": "a", "count": 2}},
+                                                      {"op": "enter", "key": "[\"b\",1]", "index": 1, "row": {"g": "b"}}]})],
+}
+for name, v in LIVECOPY.items():
+    write("client_livecopy", name, json.dumps(v))
+
+
+# ---- store_write: a JSON array of writes and reads against the embedded store ----
+WRITES = {
+    "insert-read": [{"kind": 0, "rows": [{"id": 1, "title": "a", "owner": "u1", "meta": {"x": [1]}, "done": True,
+                                          "score": 1.5, "at": "2024-01-01T00:00:00Z"}]},
+                    {"read": "select=id,title&order=id.desc&limit=5", "count": True}],
+    "upsert-merge": [{"kind": 1, "rows": [{"id": 1, "title": "b", "owner": "u1"}], "ignore": False},
+                     {"kind": 1, "rows": [{"id": 1, "title": "c"}], "base": {"title": "a"}, "strategy": 1}],
+    "update-base": [{"kind": 0, "rows": {"id": 2, "title": "x", "owner": "u2"}},
+                    {"kind": 2, "rows": {"title": "y"}, "where": "id=eq.2", "base": {"title": "x"}, "strategy": 0},
+                    {"kind": 2, "rows": {"title": "z"}, "where": "id=eq.2", "base": {"title": "q"}, "strategy": 2}],
+    "delete-who": [{"kind": 0, "rows": {"id": 3, "owner": "u1"}, "who": 2}, {"kind": 3, "where": "id=eq.3", "who": 1},
+                   {"kind": 3, "where": "id=eq.3", "who": 2, "single": True}],
+    "idempotent": [{"kind": 0, "rows": {"id": 4, "owner": "u1"}, "key": 1, "fp": "a"},
+                   {"kind": 0, "rows": {"id": 4, "owner": "u1"}, "key": 1, "fp": "a"},
+                   {"kind": 0, "rows": {"id": 5}, "key": 1, "fp": "b"}],
+    "composite": [{"table": "u", "kind": 0, "rows": [{"a": 1, "b": "x"}, {"a": 1, "b": "y", "v": None}]},
+                  {"table": "u", "kind": 1, "rows": [{"a": 1, "b": "x", "v": "w"}], "missing_default": True},
+                  {"table": "u", "read": "a=eq.1&b=in.(x,y)&order=b"}],
+    "rls-insert": [{"kind": 0, "rows": {"id": 6, "owner": "u9"}, "who": 2}, {"kind": 0, "rows": {"id": 7, "owner": "u1"}, "who": 1}],
+    "bad": [{"kind": 0, "rows": [{"nope": 1}]}, {"kind": 0, "rows": [{"id": "x"}]},
+            {"kind": 2, "rows": {"id": 1}, "where": "nope=eq.1"}, {"read": "select=nope"},
+            {"table": "zz", "kind": 0, "rows": []}],
+    "select-embed": [{"read": "select=id,meta->x,title::text&or=(done.is.true,score.gt.1)&offset=1"},
+                     {"kind": 2, "rows": {"done": False}, "where": "title=like.*a*&select=id"}],
+}
+for name, v in WRITES.items():
+    write("store_write", name, json.dumps(v))

@@ -374,7 +374,7 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
 	       O_JWKS_REFRESH, O_AUD, O_ISS, O_NOTIFY, O_NOTIFY_RULES, O_NOTIFY_RETAIN,
 	       O_NOTIFY_ARCHIVE, O_TLS_CERT, O_TLS_KEY, O_FLAGS, O_REDIS, O_CNODE, O_CPREFIX, O_CTTL,
 	       O_LIMIT, O_LOCKACT = O_LIMIT + 64 };
-	static const struct option longopts[] = {
+	const struct option longopts[] = {
 		{"listen", required_argument, NULL, O_LISTEN},
 		{"jwt-secret", required_argument, NULL, O_SECRET},
 		{"data-dir", required_argument, NULL, O_DATA},

@@ -38,8 +38,13 @@
 #include "store/store.h"
 
 /* y-websocket message types and y-protocols sync steps */
-enum { MSG_SYNC = 0, MSG_AWARENESS = 1, MSG_AUTH = 2, MSG_QUERY_AWARENESS = 3 };
-enum { SYNC_STEP1 = 0, SYNC_STEP2 = 1, SYNC_UPDATE = 2 };
+#define MSG_SYNC RT_COLLAB_MSG_SYNC
+#define MSG_AWARENESS RT_COLLAB_MSG_AWARENESS
+#define MSG_AUTH RT_COLLAB_MSG_AUTH
+#define MSG_QUERY_AWARENESS RT_COLLAB_MSG_QUERY_AWARENESS
+#define SYNC_STEP1 RT_COLLAB_SYNC_STEP1
+#define SYNC_STEP2 RT_COLLAB_SYNC_STEP2
+#define SYNC_UPDATE RT_COLLAB_SYNC_UPDATE
 
 #define MAX_PENDING_BYTES (16u << 20)
 /* How often a document whose updates the store could not take is tried again. */
@@ -307,6 +312,82 @@ static const uint8_t *get_bytes(struct rd *r, size_t *len)
 	return p;
 }
 
+/* ---- parsing messages ---- */
+
+int rt_collab_msg_parse(const uint8_t *data, size_t data_len, struct rt_collab_msg *out)
+{
+	struct rd r = {data, data + data_len, false};
+	memset(out, 0, sizeof *out);
+	uint64_t type = get_uint(&r);
+	if (r.is_bad)
+		return RT_EPROTO;
+	if (type == MSG_AUTH || type == MSG_QUERY_AWARENESS) {
+		out->type = (enum rt_collab_msg_type)type;
+		return 0;
+	}
+	uint64_t step = 0;
+	if (type == MSG_SYNC) {
+		step = get_uint(&r);
+		if (step != SYNC_STEP1 && step != SYNC_STEP2 && step != SYNC_UPDATE)
+			return RT_EPROTO;
+	} else if (type != MSG_AWARENESS) {
+		return RT_EPROTO;
+	}
+	size_t len;
+	const uint8_t *p = get_bytes(&r, &len);
+	if (r.is_bad || r.p != r.end)
+		return RT_EPROTO;
+	out->type = (enum rt_collab_msg_type)type;
+	out->step = (enum rt_collab_sync_step)step;
+	out->data = p;
+	out->data_len = len;
+	return 0;
+}
+
+int rt_collab_aw_parse(const uint8_t *data, size_t data_len, struct rt_collab_aw_entry **out,
+		       size_t *n_out)
+{
+	struct rd r = {data, data + data_len, false};
+	*out = NULL;
+	*n_out = 0;
+	uint64_t n = get_uint(&r);
+	if (r.is_bad || n > data_len)
+		return RT_EPROTO; /* an entry takes three bytes at least */
+	struct rt_collab_aw_entry *es = rt_xcalloc((size_t)n + 1, sizeof *es);
+	int rc = 0;
+	for (uint64_t i = 0; i < n && !rc; i++) {
+		struct rt_collab_aw_entry *e = &es[i];
+		e->client = get_uint(&r);
+		e->clock = get_uint(&r);
+		const uint8_t *s = get_bytes(&r, &e->state_len);
+		if (r.is_bad) {
+			rc = RT_EPROTO;
+			break;
+		}
+		if (e->state_len > RT_COLLAB_MAX_AWARENESS) {
+			rc = RT_ETOOBIG;
+			break;
+		}
+		e->state = (const char *)s;
+		json_error_t je;
+		json_t *v = json_loadb(e->state, e->state_len,
+				       JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, &je);
+		if (!v)
+			rc = RT_EPROTO;
+		e->is_null = json_is_null(v);
+		json_decref(v);
+	}
+	if (!rc && r.p != r.end)
+		rc = RT_EPROTO;
+	if (rc) {
+		free(es);
+		return rc;
+	}
+	*out = es;
+	*n_out = (size_t)n;
+	return 0;
+}
+
 /* ---- sending ---- */
 
 static void send_buf(struct rt_collab_conn *cc, const struct rt_buf *b)
@@ -405,74 +486,86 @@ static uint64_t *aw_remove(struct doc *d, uint64_t owner, uint64_t now_ms, size_
 	return out;
 }
 
-/* An awareness update from cc: applied as y-protocols applyAwarenessUpdate
- * does, except that a client id another connection set is left alone. */
+/* How many awareness states connection id holds in d. */
+static size_t aw_owned(const struct doc *d, uint64_t id)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < d->n_aw; i++)
+		n += d->aw[i].state && d->aw[i].owner == id;
+	return n;
+}
+
+/* A slot for a new client id: a new one below RT_COLLAB_MAX_AW_CLIENTS, else
+ * one whose state was removed (its clock is forgotten); NULL when the
+ * document is full of live states. */
+static struct aw *aw_slot(struct doc *d)
+{
+	if (d->n_aw < RT_COLLAB_MAX_AW_CLIENTS) {
+		if (d->n_aw == d->cap_aw) {
+			d->cap_aw = d->cap_aw ? 2 * d->cap_aw : 8;
+			d->aw = rt_xrealloc(d->aw, d->cap_aw * sizeof *d->aw);
+		}
+		return &d->aw[d->n_aw++];
+	}
+	for (size_t i = 0; i < d->n_aw; i++)
+		if (!d->aw[i].state)
+			return &d->aw[i];
+	return NULL;
+}
+
+/* An awareness update from cc: validated whole, then applied as
+ * y-protocols applyAwarenessUpdate does, except that a client id another
+ * connection set is left alone, and that a connection holds at most
+ * RT_COLLAB_MAX_AW_PER_CONN states and a document RT_COLLAB_MAX_AW_CLIENTS
+ * client ids (past either the message is refused: RT_ETOOBIG). */
 static int on_awareness(struct rt_collab_conn *cc, const uint8_t *data, size_t len)
 {
 	struct doc *d = cc->d;
-	struct rd r = {data, data + len, false};
-	uint64_t n = get_uint(&r);
-	if (r.is_bad || n > len)
-		return RT_EPROTO;
+	struct rt_collab_aw_entry *es;
+	size_t n;
+	int rc = rt_collab_aw_parse(data, len, &es, &n);
+	if (rc)
+		return rc;
 	uint64_t *changed = rt_xcalloc(n + 1, sizeof *changed);
 	size_t n_changed = 0;
-	int rc = 0;
 	uint64_t now = rt_mono_ms();
 	pthread_mutex_lock(&d->mu);
-	for (uint64_t i = 0; i < n; i++) {
-		uint64_t client = get_uint(&r), clock = get_uint(&r);
-		size_t sl;
-		const uint8_t *s = get_bytes(&r, &sl);
-		if (r.is_bad) {
-			rc = RT_EPROTO;
-			break;
-		}
-		if (sl > RT_COLLAB_MAX_AWARENESS) {
-			rc = RT_ETOOBIG;
-			break;
-		}
-		json_error_t e;
-		json_t *v = json_loadb((const char *)s, sl, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, &e);
-		if (!v) {
-			rc = RT_EPROTO;
-			break;
-		}
-		bool is_null = json_is_null(v);
-		json_decref(v);
-		if (!cc->may_aware)
-			continue;
-		struct aw *a = aw_find(d, client);
+	for (size_t i = 0; i < n && cc->may_aware; i++) {
+		const struct rt_collab_aw_entry *e = &es[i];
+		struct aw *a = aw_find(d, e->client);
 		if (a && a->owner && a->owner != cc->id)
 			continue;
 		uint64_t cur = a ? a->clock : 0;
-		if (!(cur < clock || (cur == clock && is_null && a && a->state)))
+		if (!(cur < e->clock || (cur == e->clock && e->is_null && a && a->state)))
 			continue;
+		if (!e->is_null && !(a && a->state) &&
+		    aw_owned(d, cc->id) >= RT_COLLAB_MAX_AW_PER_CONN) {
+			rc = RT_ETOOBIG;
+			break;
+		}
 		if (!a) {
-			if (is_null)
+			if (e->is_null)
 				continue;
-			if (d->n_aw == d->cap_aw) {
-				d->cap_aw = d->cap_aw ? 2 * d->cap_aw : 8;
-				d->aw = rt_xrealloc(d->aw, d->cap_aw * sizeof *d->aw);
+			if (!(a = aw_slot(d))) {
+				rc = RT_ETOOBIG;
+				break;
 			}
-			a = &d->aw[d->n_aw++];
 			memset(a, 0, sizeof *a);
-			a->client = client;
+			a->client = e->client;
 		}
 		free(a->state);
 		a->state = NULL;
 		a->owner = 0;
-		if (!is_null) {
-			a->state = rt_xmalloc(sl + 1);
-			memcpy(a->state, s, sl);
-			a->state[sl] = '\0';
+		if (!e->is_null) {
+			a->state = rt_xmalloc(e->state_len + 1);
+			memcpy(a->state, e->state, e->state_len);
+			a->state[e->state_len] = '\0';
 			a->owner = cc->id;
 		}
-		a->clock = clock;
+		a->clock = e->clock;
 		a->seen_ms = now;
-		changed[n_changed++] = client;
+		changed[n_changed++] = e->client;
 	}
-	if (!rc && r.p != r.end)
-		rc = RT_EPROTO;
 	struct rt_buf b;
 	rt_buf_init(&b);
 	if (n_changed)
@@ -484,6 +577,7 @@ static int on_awareness(struct rt_collab_conn *cc, const uint8_t *data, size_t l
 		publish(cc, d, &b, 0);
 	rt_buf_deinit(&b);
 	free(changed);
+	free(es);
 	return rc;
 }
 
@@ -919,19 +1013,14 @@ static int sync_step2_queue(struct rt_collab_conn *cc, struct rt_ydoc *copy, con
 	return 0;
 }
 
-static int on_sync(struct rt_collab_conn *cc, struct rd *r)
+static int on_sync(struct rt_collab_conn *cc, const struct rt_collab_msg *m)
 {
-	uint64_t step = get_uint(r);
-	size_t len;
-	const uint8_t *data = get_bytes(r, &len);
-	if (r->is_bad || r->p != r->end)
-		return RT_EPROTO;
-	if (step == SYNC_STEP1) {
+	if (m->step == SYNC_STEP1) {
 		pthread_mutex_lock(&cc->d->mu);
 		if (rt_ydoc_bytes(cc->d->yd) > SYNC_INLINE_BYTES) {
 			struct rt_ydoc *copy = rt_ydoc_copy(cc->d->yd);
 			pthread_mutex_unlock(&cc->d->mu);
-			return sync_step2_queue(cc, copy, data, len);
+			return sync_step2_queue(cc, copy, m->data, m->data_len);
 		}
 		struct rt_buf b;
 		rt_buf_init(&b);
@@ -939,7 +1028,7 @@ static int on_sync(struct rt_collab_conn *cc, struct rd *r)
 		put_uint(&b, SYNC_STEP2);
 		struct rt_buf u;
 		rt_buf_init(&u);
-		int rc = rt_ydoc_encode(cc->d->yd, data, len, false, &u);
+		int rc = rt_ydoc_encode(cc->d->yd, m->data, m->data_len, false, &u);
 		pthread_mutex_unlock(&cc->d->mu);
 		if (!rc) {
 			put_bytes(&b, u.data, u.len);
@@ -949,34 +1038,26 @@ static int on_sync(struct rt_collab_conn *cc, struct rd *r)
 		rt_buf_deinit(&b);
 		return rc;
 	}
-	if (step == SYNC_STEP2 || step == SYNC_UPDATE)
-		return on_update(cc, data, len);
-	return RT_EPROTO;
+	return on_update(cc, m->data, m->data_len);
 }
 
 static void handle(struct rt_collab_conn *cc, const uint8_t *data, size_t len)
 {
-	struct rd r = {data, data + len, false};
-	uint64_t type = get_uint(&r);
-	int rc = RT_EPROTO;
-	if (r.is_bad)
-		rc = RT_EPROTO;
-	else if (type == MSG_SYNC)
-		rc = on_sync(cc, &r);
-	else if (type == MSG_AWARENESS) {
-		size_t n;
-		const uint8_t *u = get_bytes(&r, &n);
-		rc = r.is_bad || r.p != r.end ? RT_EPROTO : on_awareness(cc, u, n);
-	} else if (type == MSG_QUERY_AWARENESS) {
+	struct rt_collab_msg m;
+	int rc = rt_collab_msg_parse(data, len, &m);
+	if (rc)
+		; /* refused below */
+	else if (m.type == MSG_SYNC)
+		rc = on_sync(cc, &m);
+	else if (m.type == MSG_AWARENESS)
+		rc = on_awareness(cc, m.data, m.data_len);
+	else if (m.type == MSG_QUERY_AWARENESS)
 		send_all_awareness(cc);
-		rc = 0;
-	} else if (type == MSG_AUTH) {
-		rc = 0; /* clients do not send it; ignored as y-websocket's server does */
-	}
+	/* MSG_AUTH: clients do not send it; ignored as y-websocket's server does */
 	if (rc) {
 		char reason[64];
 		snprintf(reason, sizeof reason, "%s message refused: %s",
-			 type == MSG_SYNC ? "sync" : type == MSG_AWARENESS ? "awareness" : "a",
+			 m.type == MSG_SYNC ? "sync" : m.type == MSG_AWARENESS ? "awareness" : "a",
 			 rt_strerror(rc));
 		refuse(cc, rc == RT_ETOOBIG ? 1009 : 1008, reason);
 	}

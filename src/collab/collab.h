@@ -27,7 +27,10 @@
  *            worker that owns the connection; store calls on the libuv pool.
  * Limits:    RT_YDOC_MAX_UPDATE bytes per update, RT_YDOC_MAX_DEPTH nesting
  *            of Any values, RT_YDOC_MAX_BYTES kept per document; awareness
- *            states of RT_COLLAB_MAX_AWARENESS bytes; document names of
+ *            states of RT_COLLAB_MAX_AWARENESS bytes, RT_COLLAB_MAX_AW_CLIENTS
+ *            client ids per document, RT_COLLAB_MAX_AW_PER_CONN states set by
+ *            one connection (more: the message is refused, 1009); document
+ *            names of
  *            RT_COLLAB_MAX_NAME bytes; RT_COLLAB_MAX_PENDING messages held per
  *            connection while its document loads.
  */
@@ -123,11 +126,63 @@ size_t rt_ydoc_count(const struct rt_ydoc *d);
  * client, delete ranges sorted and disjoint). Returns 0 or -1. */
 int rt_ydoc_validate(const struct rt_ydoc *d);
 
+/* ---- y-websocket messages (y-protocols), parsed without a connection ---- */
+
+enum rt_collab_msg_type {
+	RT_COLLAB_MSG_SYNC = 0,
+	RT_COLLAB_MSG_AWARENESS = 1,
+	RT_COLLAB_MSG_AUTH = 2,
+	RT_COLLAB_MSG_QUERY_AWARENESS = 3,
+};
+enum rt_collab_sync_step {
+	RT_COLLAB_SYNC_STEP1 = 0,  /* data: a state vector */
+	RT_COLLAB_SYNC_STEP2 = 1,  /* data: an update */
+	RT_COLLAB_SYNC_UPDATE = 2, /* data: an update */
+};
+
+/* One message; data points into the message parsed (borrowed). */
+struct rt_collab_msg {
+	enum rt_collab_msg_type type;
+	enum rt_collab_sync_step step; /* sync only */
+	const uint8_t *data;           /* sync: the step's payload; awareness: the update */
+	size_t data_len;
+};
+
+/*
+ * Parses one y-websocket message: a var-uint type, then for sync a var-uint
+ * step and a var-length payload, for awareness a var-length update, nothing
+ * more for either; auth and query-awareness messages may carry anything
+ * (ignored, as y-websocket's server does). Var-uints are lib0's, at most
+ * RT_YDOC_MAX_CLOCK. Returns 0 with *out filled, or RT_EPROTO (truncated,
+ * trailing bytes, an unknown type or step, a var-uint over 53 bits).
+ */
+int rt_collab_msg_parse(const uint8_t *data, size_t data_len, struct rt_collab_msg *out);
+
+/* One client's entry of an awareness update; state points into the update. */
+struct rt_collab_aw_entry {
+	uint64_t client, clock;
+	const char *state; /* JSON text, state_len bytes, not NUL-terminated */
+	size_t state_len;
+	bool is_null;      /* the state is JSON null: the client is gone */
+};
+
+/*
+ * Parses an awareness update whole (y-protocols' encodeAwarenessUpdate: a
+ * var-uint count, then per client its id, clock and JSON state as a
+ * var-length string). Returns 0 with *out (malloc'ed, caller frees; never
+ * NULL) holding *n_out entries, or RT_EPROTO (truncated, trailing bytes, a
+ * state that is not JSON, more entries than bytes) or RT_ETOOBIG (a state
+ * over RT_COLLAB_MAX_AWARENESS bytes) with *out NULL.
+ */
+int rt_collab_aw_parse(const uint8_t *data, size_t data_len, struct rt_collab_aw_entry **out,
+		       size_t *n_out);
 
 /* ---- the server ---- */
 
 #define RT_COLLAB_MAX_NAME 255         /* bytes of a document name */
 #define RT_COLLAB_MAX_AWARENESS 65536  /* bytes of one client's awareness state */
+#define RT_COLLAB_MAX_AW_CLIENTS 4096  /* awareness client ids one document keeps */
+#define RT_COLLAB_MAX_AW_PER_CONN 16   /* awareness states one connection may hold */
 #define RT_COLLAB_MAX_PENDING 64       /* messages held while a document loads */
 #define RT_COLLAB_AWARENESS_TIMEOUT_MS 30000 /* y-protocols' outdatedTimeout */
 

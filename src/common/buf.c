@@ -1,5 +1,6 @@
 #include "common/buf.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,11 @@ void rt_buf_reset(struct rt_buf *b)
 
 void rt_buf_reserve(struct rt_buf *b, size_t n)
 {
+	if (n >= SIZE_MAX / 2 - b->len) {
+		/* cannot be met; doubling past it would wrap and loop */
+		fprintf(stderr, "rtsync: buffer of %zu bytes cannot grow by %zu\n", b->len, n);
+		abort();
+	}
 	size_t need = b->len + n + 1;
 	if (need <= b->cap)
 		return;

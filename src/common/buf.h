@@ -26,7 +26,8 @@ struct rt_buf {
 void rt_buf_init(struct rt_buf *b);
 void rt_buf_deinit(struct rt_buf *b);
 void rt_buf_reset(struct rt_buf *b); /* len = 0, keeps the memory */
-/* Ensures room for n more bytes (plus a terminating NUL). */
+/* Ensures room for n more bytes (plus a terminating NUL). Aborts when
+ * len + n reaches SIZE_MAX / 2 (an overflow, never a real size). */
 void rt_buf_reserve(struct rt_buf *b, size_t n);
 void rt_buf_append(struct rt_buf *b, const void *data, size_t data_len);
 void rt_buf_append_str(struct rt_buf *b, const char *s);

@@ -55,6 +55,8 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 	struct rt_http_req *r = p->data;
 	if (count_head(p, len))
 		return -1;
+	if (r->path)
+		return 0; /* a chunked body's trailer: counted, not kept (the head is done) */
 	if (r->in_value)
 		end_header(r);
 	if (!r->field.len && r->n_headers >= RT_HTTP_MAX_HEADERS)
@@ -68,6 +70,8 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
 	struct rt_http_req *r = p->data;
 	if (count_head(p, len))
 		return -1;
+	if (r->path)
+		return 0; /* a trailer */
 	r->in_value = true;
 	rt_buf_append(&r->value, at, len);
 	return 0;

@@ -270,6 +270,13 @@ int rt_nfilter_parse(const char *text, const struct rt_store_table *t, struct rt
 		const char *eq = memchr(p, '=', len);
 		char *key = eq ? rt_http_pct_decode(p, (size_t)(eq - p), true) : NULL;
 		char *val = eq ? rt_http_pct_decode(eq + 1, len - (size_t)(eq - p) - 1, true) : NULL;
+		if (eq && (!key || !val)) {
+			snprintf(err, err_cap, "filter: malformed percent-encoding in %.*s",
+				 (int)(len > 64 ? 64 : len), p);
+			free(key);
+			free(val);
+			goto fail;
+		}
 		bool is_changed = val && (!strcmp(val, "changed") || !strncmp(val, "changed.", 8));
 		if (is_changed) {
 			if (!t || !rt_store_column(t, key)) {

@@ -55,12 +55,19 @@ int rt_store_log_read(struct rt_store *base, sqlite3 *db, sqlite3_stmt **cache, 
 		if (!t)
 			continue; /* a table created after start: not published */
 		const char *op = (const char *)sqlite3_column_text(st, 2);
+		enum rt_change_type type;
+		if (op && !strcmp(op, "INSERT"))
+			type = RT_CHANGE_INSERT;
+		else if (op && !strcmp(op, "UPDATE"))
+			type = RT_CHANGE_UPDATE;
+		else if (op && !strcmp(op, "DELETE"))
+			type = RT_CHANGE_DELETE;
+		else
+			continue; /* not a row a trigger or the replication writes */
 		struct rt_change *ch = &c[k++];
 		ch->pos = scan->last_pos;
 		ch->table = t;
-		ch->type = !strcmp(op, "INSERT")   ? RT_CHANGE_INSERT
-			   : !strcmp(op, "UPDATE") ? RT_CHANGE_UPDATE
-						   : RT_CHANGE_DELETE;
+		ch->type = type;
 		ch->record = row(t, (const char *)sqlite3_column_text(st, 3));
 		ch->old_record = row(t, (const char *)sqlite3_column_text(st, 4));
 		ch->commit_ms = sqlite3_column_int64(st, 5);

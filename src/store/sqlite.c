@@ -8,6 +8,8 @@
 #include "store/store.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -159,11 +161,13 @@ static json_t *typed_from_json(const char *type, json_t *v)
 	} else if (is_num_type(type) && json_is_string(v)) {
 		char *end;
 		const char *s = json_string_value(v);
+		errno = 0;
 		long long ll = strtoll(s, &end, 10);
-		if (*s && !*end)
+		if (*s && !*end && errno != ERANGE)
 			return json_integer(ll);
+		/* past 64 bits: a double, as PostgreSQL's numeric reads in JSON */
 		double d = strtod(s, &end);
-		if (*s && !*end)
+		if (*s && !*end && isfinite(d))
 			return json_real(d);
 	}
 	return json_incref(v);
@@ -230,8 +234,9 @@ static int bind_text_as(sqlite3_stmt *st, int i, const char *type, const char *s
 {
 	char *end;
 	if (is_int_type(type)) {
+		errno = 0;
 		long long v = strtoll(s, &end, 10);
-		if (*s && !*end)
+		if (*s && !*end && errno != ERANGE) /* past 64 bits: compared as a number */
 			return sqlite3_bind_int64(st, i, v);
 	}
 	if (is_num_type(type)) {
@@ -1679,9 +1684,13 @@ static json_t *typed_row(const struct rt_store_table *t, const char *txt)
 		json_decref(row);
 		return json_object();
 	}
-	/* Converted in place; a key of a column no longer in the table makes
-	 * the row rebuilt with the table's columns only. */
-	json_t *only = json_object_size(row) > t->n_cols ? json_object() : NULL;
+	/* Converted in place; a key of a column no longer in the table (or
+	 * written by another writer) makes the row rebuilt with the table's
+	 * columns only. */
+	size_t n_known = 0;
+	for (size_t i = 0; i < t->n_cols; i++)
+		n_known += json_object_get(row, t->cols[i].name) != NULL;
+	json_t *only = json_object_size(row) > n_known ? json_object() : NULL;
 	for (size_t i = 0; i < t->n_cols; i++) {
 		const char *name = t->cols[i].name;
 		json_t *v = json_object_get(row, name);

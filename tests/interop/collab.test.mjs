@@ -266,6 +266,42 @@ describe('collab documents over y-websocket', () => {
     assert.equal(text(w), 'intact');
     fresh.close(); w.close();
   });
+
+  it('a client count past the update\'s length is refused, and the server stays up', { timeout: 30_000 }, async () => {
+    const { ws } = await rawOpen(server, 'hostile-count', tok(server, 'writer'));
+    const closed = new Promise((r) => ws.on('close', (code) => r(code)));
+    // sync update: 15 bytes that claim 2^49 clients
+    const update = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x02, 0x6b, 0x02, 0x32, 0x01, 0x02, 0x6d];
+    ws.send(Buffer.from([0, 2, update.length, ...update]));
+    assert.equal(await closed, 1008);
+    const fresh = client(server, 'hostile-count');
+    await synced(fresh);
+    fresh.close();
+  });
+
+  it('one connection holds at most 16 awareness states', { timeout: 30_000 }, async () => {
+    const varuint = (n) => { const out = []; do { let b = n & 0x7f; n = Math.floor(n / 128); out.push(n ? b | 0x80 : b); } while (n); return out; };
+    const awareness = (ids) => {
+      const u = [...varuint(ids.length)];
+      for (const id of ids) {
+        const state = Buffer.from(JSON.stringify({ n: id }));
+        u.push(...varuint(id), ...varuint(1), ...varuint(state.length), ...state);
+      }
+      return Buffer.from([1, ...varuint(u.length), ...u]);
+    };
+    const watcher = client(server, 'aw-bound');
+    await synced(watcher);
+    const { ws } = await rawOpen(server, 'aw-bound', tok(server, 'writer'));
+    const closed = new Promise((r) => ws.on('close', (code) => r(code)));
+    ws.send(awareness(Array.from({ length: 16 }, (_, i) => 1000 + i)));
+    await until(() => watcher.provider.awareness.getStates().has(1015), '16 states at the watcher');
+    ws.send(awareness([2000]));
+    assert.equal(await closed, 1009);
+    // its states leave with it; the watcher's connection is untouched
+    await until(() => !watcher.provider.awareness.getStates().has(1000), 'removal');
+    assert.ok(watcher.provider.wsconnected);
+    watcher.close();
+  });
 });
 
 describe('persistence and compaction', () => {

@@ -126,6 +126,8 @@ static void test_hostile(void **state)
 	expect_refused("0101070004010174000000", "empty struct");          /* "" */
 	expect_refused("01010780808080808080800100", "2^53");              /* client too big */
 	expect_refused("0101070001010174000000", "empty struct");          /* ContentDeleted(0) */
+	/* a client count of 2^49 in 15 bytes: refused before anything is allocated */
+	expect_refused("ffffffffffffff0002" "6b0232" "01026d", "truncated");
 }
 
 /* Deleted content is dropped with gc; the text run survives. */

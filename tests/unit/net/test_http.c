@@ -194,6 +194,36 @@ static void test_body(void **state)
 	}
 }
 
+/* A chunked body's trailers are read past, not kept: the head's headers,
+ * path and query stay as they were (the trailers once grew the string
+ * buffer the head points into, and counted headers without names). */
+static void test_trailers(void **state)
+{
+	struct rt_buf req;
+	rt_buf_init(&req);
+	rt_buf_append_str(&req, "POST /rest/v1/t?select=id HTTP/1.1\r\nHost: h\r\n"
+				"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n");
+	for (int i = 0; i < 40; i++)
+		rt_buf_printf(&req, "X-Trailer-%d: %s\r\n", i, "a long value that makes the buffer grow");
+	rt_buf_append_str(&req, "\r\n");
+	rng_seed(5);
+	for (int mode = 0; mode < N_MODES; mode++) {
+		struct rt_http_req r;
+		rt_http_req_init(&r, 100);
+		assert_int_equal(feed(&r, req.data, req.len, (enum feed_mode)mode), (ssize_t)req.len);
+		assert_true(r.is_complete);
+		assert_string_equal(r.path, "/rest/v1/t");
+		assert_string_equal(r.query, "select=id");
+		assert_int_equal(r.n_headers, 2);
+		assert_string_equal(rt_http_req_header(&r, "host"), "h");
+		assert_string_equal(rt_http_req_header(&r, "transfer-encoding"), "chunked");
+		assert_null(rt_http_req_header(&r, "x-trailer-0"));
+		assert_int_equal(r.body.len, 5);
+		rt_http_req_deinit(&r);
+	}
+	rt_buf_deinit(&req);
+}
+
 static void expect_error(const char *req, size_t len, size_t max_body, int status)
 {
 	rng_seed(4);
@@ -632,6 +662,7 @@ int main(void)
 		cmocka_unit_test(test_headers),
 		cmocka_unit_test(test_keep_alive),
 		cmocka_unit_test(test_body),
+		cmocka_unit_test(test_trailers),
 		cmocka_unit_test(test_body_too_big),
 		cmocka_unit_test(test_head_too_big),
 		cmocka_unit_test(test_too_many_headers),

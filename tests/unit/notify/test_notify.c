@@ -156,7 +156,9 @@ static void test_changed_filter(void **state)
 		rt_nfilter_deinit(&f);
 	}
 	static const char *const bad[] = {"status=changed.sideways", "nope=changed",
-					  "nope=eq.1", "status=eqx.1", "order=id", "limit=3"};
+					  "nope=eq.1", "status=eqx.1", "order=id", "limit=3",
+					  /* malformed escapes in a key or a value */
+					  "st%zus=changed", "status=changed.to.%", "a%00=eq.1"};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		struct rt_nfilter f;
 		char err[256] = "";

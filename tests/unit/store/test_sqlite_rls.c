@@ -625,6 +625,25 @@ static void test_aggregates(void **state)
 	rt_store_close(s);
 }
 
+/* An integer filter value past 64 bits matches no row: it is not read as
+ * the largest bigint (strtoll saturates). */
+static void test_big_integers(void **state)
+{
+	struct rt_store *s = open_store(schema);
+	char out[512];
+	struct rt_store_error e;
+	struct wr ins = {.kind = RT_WRITE_INSERT, .table = "plain",
+			 .rows = "[{\"id\":9223372036854775807,\"v\":\"max\"},{\"id\":1,\"v\":\"one\"}]"};
+	assert_int_equal(write_as(s, &ins, out, sizeof out, &e, NULL), 0);
+	read_ids(s, "plain", "id=eq.9223372036854775807", NULL, out, sizeof out, NULL);
+	assert_string_equal(out, "[9223372036854775807]");
+	read_ids(s, "plain", "id=eq.99999999999999999999", NULL, out, sizeof out, NULL);
+	assert_string_equal(out, "[]");
+	read_ids(s, "plain", "id=gt.-99999999999999999999", NULL, out, sizeof out, NULL);
+	assert_string_equal(out, "[1,9223372036854775807]");
+	rt_store_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -635,6 +654,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_count_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_counted_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_aggregates, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_big_integers, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
