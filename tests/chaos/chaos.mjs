@@ -850,7 +850,7 @@ phases.push(['cluster', async () => {
         // Degraded, never down: a node without Redis still delivers its own broadcasts to its
         // own subscribers (once), and to no one twice.
         const local = servers[2];
-        const bcDown = await sendBroadcasts(local, 20, 'cluster-redis-down');
+        const bcDown = await sendBroadcasts(local, 20, `cluster-redis-down-${rep}`);
         const localSubs = ctx.subs.filter((sub) => sub.server === local);
         const localOk = await until(() => localSubs.every((sub) => bcDown.acked.every((q) => sub.broadcasts.get(q) === 1)), 2000);
         const never2 = ctx.subs.every((sub) => bcDown.acked.every((q) => (sub.broadcasts.get(q) || 0) <= 1));
