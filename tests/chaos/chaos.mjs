@@ -12,7 +12,8 @@
 // "chaos: N passed, M failed, K skipped" (checks; K phases skipped, each says why).
 //
 //   node tests/chaos/chaos.mjs --bin build/rtsync [--long] [--phases a,b,...]
-// Env: RTSYNC_TEST_POSTGRES (and PGBIN, PGDIR) for the PostgreSQL phase, CHAOS_CAN_MOUNT=1 for
+// Env: RTSYNC_TEST_POSTGRES (and PGBIN, PGDIR) for the PostgreSQL and cluster phases (the
+// cluster phase also needs redis-server and redis-cli), CHAOS_CAN_MOUNT=1 for
 // the disk phases, CHAOS_CAN_CUT=1 for the connection cut (run.sh sets them after checking).
 
 import { spawn, execFileSync } from 'node:child_process';
@@ -237,10 +238,14 @@ class WriteStats {
 
 // ---- subscribers: Phoenix V1 over a bare WebSocket, resuming by position ------------------
 // Each keeps the last position it saw and rejoins with config.rtsync.resume_after after every
-// reconnect; a heartbeat unanswered for 2 s counts the link as dead.
+// reconnect; a heartbeat unanswered for 2 s counts the link as dead. A roaming subscriber (roam:
+// the nodes of a cluster) reconnects to the next node each time, resuming there by the position
+// another node gave it; it does not join the notifications, which are each node's own.
 class Subscriber {
-  constructor(server, id) {
+  constructor(server, id, { roam = null } = {}) {
     this.server = server;
+    this.roam = roam;
+    this.visited = [server];
     this.id = id;
     this.seen = new Map(); // "writer-seq" -> times seen
     this.lastPos = null;
@@ -278,7 +283,7 @@ class Subscriber {
         config: { postgres_changes: [{ event: 'INSERT', schema: 'public', table: 'chaos_items' }],
           broadcast: { self: false }, rtsync },
       });
-      send(`realtime:notifications:${USER}`, 'phx_join', { config: { private: true }, access_token: USER_TOKEN });
+      if (!this.roam) send(`realtime:notifications:${USER}`, 'phx_join', { config: { private: true }, access_token: USER_TOKEN });
       hb = setInterval(() => {
         if (Date.now() - lastReply > 2000) { ws.terminate(); return; }
         send('phoenix', 'heartbeat', {});
@@ -300,6 +305,10 @@ class Subscriber {
       this.joined = false;
       if (!this.running) return;
       this.reconnects++;
+      if (this.roam) {
+        this.server = this.roam[(this.roam.indexOf(this.server) + 1) % this.roam.length];
+        this.visited.push(this.server);
+      }
       setTimeout(() => this.connect(), 100 + Math.floor(Math.random() * 200));
     };
     ws.on('close', reconnect);
@@ -425,23 +434,28 @@ async function inbox(server) {
 
 // ---- one phase: load, faults, checks -------------------------------------------------------
 // faults: async (ctx) => void, run while the load goes on; ctx has server, log marks, helpers.
-async function runPhase(name, { server, faults, expectLog = [], store = 'sqlite' }) {
+// servers: the nodes of a cluster (default [server]); writers and subscribers are spread over
+// them round-robin, the editor, the broadcaster and the reads are on the first (server), and
+// the logs of all of them are checked.
+// roam: subscriber 0 roams over the servers (a new node at each reconnect).
+async function runPhase(name, { server, servers = [server], roam = false, faults, expectLog = [], store = 'sqlite' }) {
   const t0 = Date.now();
   const stats = new WriteStats(`${name}-${randomBytes(3).toString('hex')}`);
   const subs = [];
   const writers = [];
   const editor = new Editor(server);
   const row = { phase: name };
-  const logMark = server.mark();
+  const logMarks = servers.map((s) => s.mark());
+  const node = (i) => servers[i % servers.length];
   try {
-    for (let i = 0; i < CFG.subscribers; i++) { const s = new Subscriber(server, i); subs.push(s); s.start(); }
+    for (let i = 0; i < CFG.subscribers; i++) { const s = new Subscriber(node(i), i, { roam: roam && i === 0 ? servers : null }); subs.push(s); s.start(); }
     if (!(await until(() => subs.every((s) => s.joined && s.lastPos), 10000))) throw new Error('subscribers did not join');
     editor.start();
     if (!(await until(() => editor.provider.synced, 10000))) throw new Error('the editor did not sync');
-    for (let i = 0; i < CFG.writers; i++) { const w = new Writer(server, i, stats); writers.push(w); w.start(); }
+    for (let i = 0; i < CFG.writers; i++) { const w = new Writer(node(i), i, stats); writers.push(w); w.start(); }
     await sleep(CFG.loadMs);
 
-    const ctx = { server, stats, subs, row, note: (m) => note(`${name}: ${m}`) };
+    const ctx = { server, servers, stats, subs, row, note: (m) => note(`${name}: ${m}`) };
     for (let rep = 0; rep < CFG.repeat; rep++) {
       await faults(ctx, rep);
       // Recovery: the next acknowledged write after the fault, and load for a while after it.
@@ -489,28 +503,39 @@ async function runPhase(name, { server, faults, expectLog = [], store = 'sqlite'
     row.sub_dups = dups;
     check(name, `each of ${subs.length} subscribers saw every change once, in order, across ${row.reconnects} reconnects`,
       subsDone && subMissing === 0 && dups === 0 && ooo === 0 && resyncs === 0,
-      `missing ${subMissing}, duplicates ${dups}, out of order ${ooo}, resync_required ${resyncs}`);
+      `missing ${subMissing}, duplicates ${dups}, out of order ${ooo}, resync_required ${resyncs}` +
+      subs.filter((s) => s.roam).map((s) => `; subscriber ${s.id} roamed over nodes ${s.visited.map((v) => servers.indexOf(v) + 1).join('>')}`).join(''));
 
     // 3. notifications: one inbox entry per acknowledged write; none pushed twice.
+    // Each node runs the rules on its own change feed and keeps its own inboxes: every node's
+    // inbox is checked.
     const want = new Set(acked.map((k) => `item ${k}`));
     let titles = [];
-    const notified = await until(async () => {
-      titles = (await inbox(server)).filter((t) => want.has(t));
-      return titles.length >= want.size;
-    }, 20000, 500);
-    const tcount = new Map();
-    for (const t of titles) tcount.set(t, (tcount.get(t) || 0) + 1);
-    const nMissing = [...want].filter((t) => !tcount.has(t)).length;
-    const nTwice = [...tcount.values()].filter((n) => n > 1).length;
+    let nMissing = 0;
+    let nTwice = 0;
+    let notified = true;
+    for (const srv of servers) {
+      let mine = [];
+      notified = (await until(async () => {
+        mine = (await inbox(srv)).filter((t) => want.has(t));
+        return mine.length >= want.size;
+      }, 20000, 500)) && notified;
+      const tcount = new Map();
+      for (const t of mine) tcount.set(t, (tcount.get(t) || 0) + 1);
+      nMissing += [...want].filter((t) => !tcount.has(t)).length;
+      nTwice += [...tcount.values()].filter((n) => n > 1).length;
+      titles = titles.concat(mine);
+    }
     let pushedTwice = 0;
     let pushed = 0;
     for (const s of subs) for (const [t, n] of s.notifications) { if (want.has(t)) { pushed++; if (n > 1) pushedTwice++; } }
-    row.inbox = titles.length;
-    row.pushed = `${pushed}/${want.size * subs.length}`;
+    row.inbox = servers.length > 1 ? `${titles.length}/${want.size * servers.length}` : titles.length;
+    const pushSubs = subs.filter((s) => !s.roam).length;
+    row.pushed = `${pushed}/${want.size * pushSubs}`;
     check(name, 'the inbox holds one notification per acknowledged write; none pushed twice',
       notified && nMissing === 0 && nTwice === 0 && pushedTwice === 0,
-      `${titles.length} in the inbox for ${want.size} writes, ${nMissing} missing, ${nTwice} twice; ` +
-      `live pushes ${pushed} of ${want.size * subs.length} (at most once by design), ${pushedTwice} twice`);
+      `${titles.length} in the inbox${servers.length > 1 ? `es of ${servers.length} nodes` : ''} for ${want.size} writes, ${nMissing} missing, ${nTwice} twice; ` +
+      `live pushes ${pushed} of ${want.size * pushSubs} (at most once by design), ${pushedTwice} twice`);
 
     // 4. the document: a fresh client reads every edit once, as the editor has them.
     await until(() => editor.provider.synced && editor.provider.wsconnected, 10000);
@@ -547,7 +572,7 @@ async function runPhase(name, { server, faults, expectLog = [], store = 'sqlite'
       `${mine.length} edits, ${stored ? stored.length : 'no'} stored`);
 
     // 6. the log says what happened.
-    const text = server.since(logMark);
+    const text = servers.map((s, i) => s.since(logMarks[i])).join('\n');
     if (/collab [^\n]*: updates not stored/.test(text))
       expectLog.push(['documents are stored again', /collab [^\n]*: stored again[^\n]*/]);
     for (const [what, re] of expectLog) {
@@ -557,7 +582,7 @@ async function runPhase(name, { server, faults, expectLog = [], store = 'sqlite'
     const sanitizer = /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:/.exec(text);
     check(name, 'no sanitizer report in the log', !sanitizer, sanitizer ? sanitizer[0] : '');
   } catch (e) {
-    check(name, 'the phase ran to its checks', false, `${e.message}\n--- log tail ---\n${server.tail()}`);
+    check(name, 'the phase ran to its checks', false, `${e.message}\n--- log tail ---\n${servers.map((s) => s.tail()).join('\n---\n')}`);
   } finally {
     for (const w of writers) w.running = false;
     for (const s of subs) s.stop();
@@ -768,14 +793,112 @@ phases.push(['connection-cut', async () => {
   check('connection-cut', 'the server stops cleanly at the end', st?.code === 0, JSON.stringify(st));
 }]);
 
-// ---- HOOK: the Redis cluster (--redis, tests/cluster/) ------------------------------------
-// The cluster's phase belongs here: two or more nodes sharing a Redis bus, the load spread over
-// them (writers on one, subscribers on others), then SIGKILL of Redis (and its restart) and of
-// one node, with the same runPhase checks (subscribers of the killed node reconnect to another).
-// It needs the cluster's own start-up helpers, which tests/cluster/ provides; until they exist
-// the phase says it is skipped.
+// ---- the Redis cluster (--redis; docs/cluster.md, tests/cluster/) ------------------------
+// Three nodes on one private redis-server and one PostgreSQL database, so postgres_changes go
+// through the leader and the Redis Stream; writers and subscribers spread over the nodes. The
+// faults: SIGKILL of Redis (started again, empty, after a few seconds) and SIGKILL of the node
+// leading the replication (started again under its id once another node took the lead).
+async function healthz(srv) {
+  try {
+    const r = await rest(srv, 'GET', '/healthz', { timeoutMs: 1000 });
+    return r.json;
+  } catch { return null; }
+}
+async function leaderOf(servers, ms = 15000) {
+  let leader = null;
+  await until(async () => {
+    const leads = [];
+    for (const srv of servers) if (!srv.proc?.status && (await healthz(srv))?.cluster?.changes === 'leader') leads.push(srv);
+    leader = leads.length === 1 ? leads[0] : null;
+    return leader;
+  }, ms, 100);
+  return leader;
+}
+const redisUpEverywhere = async (servers) => {
+  for (const srv of servers) if ((await healthz(srv))?.cluster?.redis !== 'up') return false;
+  return true;
+};
+
 phases.push(['cluster', async () => {
-  note('SKIP cluster: the Redis cluster phase is not built yet (hook in tests/chaos/chaos.mjs, see docs/chaos.md)');
+  if (!process.env.RTSYNC_TEST_POSTGRES) { note('SKIP cluster: no PostgreSQL cluster (initdb not found or it did not start)'); return; }
+  try { sh('redis-server', ['--version']); sh('redis-cli', ['--version']); } catch { note('SKIP cluster: no redis-server or redis-cli (apt-get install redis-server)'); return; }
+  const { startRedis } = await import('../cluster/lib.mjs');
+  const redis = await startRedis();
+  const servers = [];
+  try {
+    const db = `chaos_${randomBytes(4).toString('hex')}`;
+    sh('psql', ['-X', '-q', '-d', `${process.env.RTSYNC_TEST_POSTGRES}/postgres`, '-c', `CREATE DATABASE ${db}`]);
+    for (let i = 1; i <= 3; i++) {
+      const srv = new Server({ dataDir: join(work, `cluster${i}`), log: join(work, `cluster${i}.log`),
+        args: ['--schema', join(here, 'schema.pg.sql'), '--postgres', `${process.env.RTSYNC_TEST_POSTGRES}/${db}`, '--postgres-name', db,
+          '--redis', redis.url, '--cluster-node', `chaos${i}`, '--cluster-ttl-ms', '2000'] });
+      servers.push(srv);
+      await srv.start();
+    }
+    await runPhase('cluster', {
+      server: servers[0],
+      servers,
+      roam: true,
+      faults: async (ctx, rep) => {
+        const round = CFG.repeat > 1 ? ` (round ${rep + 1})` : '';
+        // Redis: SIGKILL, down for 3 s, started again (without what it held).
+        if (!(await until(() => redisUpEverywhere(servers), 10000))) throw new Error('not every node is connected to Redis');
+        const marks = servers.map((srv) => srv.mark());
+        await redis.kill();
+        const tDown = Date.now();
+        ctx.note(`redis-server SIGKILLed; starting it again in 3000 ms`);
+        // Degraded, never down: a node without Redis still delivers its own broadcasts to its
+        // own subscribers (once), and to no one twice.
+        const local = servers[2];
+        const bcDown = await sendBroadcasts(local, 20, `cluster-redis-down-${rep}`);
+        const localSubs = ctx.subs.filter((sub) => sub.server === local);
+        const localOk = await until(() => localSubs.every((sub) => bcDown.acked.every((q) => sub.broadcasts.get(q) === 1)), 2000);
+        const never2 = ctx.subs.every((sub) => bcDown.acked.every((q) => (sub.broadcasts.get(q) || 0) <= 1));
+        check('cluster', `with Redis down a node's broadcasts reach its own subscribers once, no one twice${round}`,
+          bcDown.acked.length === 20 && localSubs.length > 0 && localOk && never2,
+          `${bcDown.acked.length} of 20 acknowledged by node 3, ${localSubs.length} local subscribers${bcDown.error ? `, ${bcDown.error}` : ''}`);
+        await sleep(Math.max(0, 3000 - (Date.now() - tDown)));
+        await redis.start();
+        const tUp = Date.now();
+        const back = await until(() => redisUpEverywhere(servers), 15000, 100);
+        const backMs = Date.now() - tUp;
+        ctx.row.redis_back_ms = Math.max(ctx.row.redis_back_ms || 0, backMs);
+        check('cluster', `every node is connected to Redis again${round}`, back, `${backMs} ms after its restart`);
+        for (const [i, srv] of servers.entries()) {
+          const m = /cluster: redis lost \([^\n]*\); serving local clients only[\s\S]*?(cluster: node chaos\d connected to redis[^\n]*)/.exec(srv.since(marks[i]));
+          check('cluster', `node ${i + 1}'s log says Redis was lost (degraded) and connected again${round}`, !!m, m ? JSON.stringify(m[1]) : 'no "redis lost" then "connected to redis"');
+        }
+        await sleep(CFG.loadMs);
+        // The leader of the replication: SIGKILL; another node takes the lead; it starts again.
+        const leader = await leaderOf(servers);
+        if (!leader) throw new Error('no single leader of the replication');
+        const killMarks = servers.map((srv) => srv.mark());
+        const st = await leader.kill('SIGKILL');
+        const tKill = Date.now();
+        ctx.note(`leader node ${servers.indexOf(leader) + 1} SIGKILLed (${st?.signal})`);
+        const next = await leaderOf(servers.filter((s) => s !== leader), 20000);
+        const took = Date.now() - tKill;
+        ctx.row.takeover_ms = Math.max(ctx.row.takeover_ms || 0, took);
+        check('cluster', `another node takes the lead of the replication${round}`, !!next,
+          next ? `node ${servers.indexOf(next) + 1} after ${took} ms` : 'none');
+        const lead = next && /store: leading the replication of slot [^\n]*/.exec(next.since(killMarks[servers.indexOf(next)]));
+        check('cluster', `the new leader's log says it took the leadership${round}`, !!lead, lead ? JSON.stringify(lead[0]) : 'no "leading the replication" line');
+        await leader.start();
+        ctx.note(`node ${servers.indexOf(leader) + 1} started again`);
+      },
+      expectLog: [
+        ['Redis was lost and the nodes served their own clients', /cluster: redis lost \([^\n]*\); serving local clients only/],
+        ['the killed node\'s restart found an unclean stop', /the previous server \(pid \d+\) did not stop cleanly[^\n]*/],
+      ],
+    });
+    for (const [i, srv] of servers.entries()) {
+      const st = await srv.stop();
+      check('cluster', `node ${i + 1} stops cleanly at the end`, st?.code === 0, JSON.stringify(st));
+    }
+  } finally {
+    for (const srv of servers) await srv.kill('SIGKILL');
+    await redis.stop();
+  }
 }]);
 
 // ---- main ----------------------------------------------------------------------------------
@@ -788,7 +911,7 @@ try {
   }
 } finally {
   console.log('\n# figures');
-  const cols = ['phase', 'seconds', 'acked', 'retried_acked', 'store_rows', 'recovery_ms', 'reconnects', 'sub_missing', 'sub_dups', 'inbox', 'pushed', 'doc_items', 'broadcasts', 'write_errors'];
+  const cols = ['phase', 'seconds', 'acked', 'retried_acked', 'store_rows', 'recovery_ms', 'redis_back_ms', 'takeover_ms', 'reconnects', 'sub_missing', 'sub_dups', 'inbox', 'pushed', 'doc_items', 'broadcasts', 'write_errors'];
   console.log(`# ${cols.join(' | ')}`);
   for (const r of figures) console.log(`# ${cols.map((c) => r[c] ?? '-').join(' | ')}`);
   console.log(`# logs in ${process.env.CHAOS_KEEP ? work : '(removed; CHAOS_KEEP=1 keeps them)'}; ${((Date.now() - t0) / 1000).toFixed(0)} s`);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The chaos harness (docs/chaos.md): rtsync under a steady load of writes, subscribers,
-# notifications, a shared document and broadcasts, through SIGKILLs of the server and of
-# PostgreSQL, a full disk, a read-only data dir and a connection cut, with exact accounting
+# notifications, a shared document and broadcasts, through SIGKILLs of the server, of
+# PostgreSQL, of Redis and of a cluster node, a full disk, a read-only data dir and a
+# connection cut, with exact accounting
 # after each fault.
 #
 #   tests/chaos/run.sh /abs/path/to/rtsync [--long] [--phases sqlite-kill,postgres-kill,...]
