@@ -2,7 +2,7 @@
  * rtsync flags: the server's feature flags over /flags/v1 (docs/flags.md),
  * with the service role's key: list, get, set (a definition given whole as
  * JSON or built from options), delete, and import (a whole document).
- * Requests are made with libcurl.
+ * Requests go through src/cli/http.c (libcurl).
  */
 #include "cli/cli.h"
 
@@ -16,9 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/http.h"
 #include "common/buf.h"
 
-#define MAX_ANSWER (4 << 20)
 #define MAX_DOC (1 << 20)
 
 static const char help[] =
@@ -51,109 +51,21 @@ static const char help[] =
 	"  -h, --help            this help\n"
 	"Exit status: 0 done, 1 refused or unreachable (the server's reason on stderr), 2 usage.\n";
 
-struct opts {
-	const char *url, *apikey, *cacert, *capath;
-	bool is_insecure, is_json;
-	long timeout_ms;
-};
-
-static size_t on_answer(char *data, size_t size, size_t n, void *arg)
+/* One request to /flags/v1[/name] through src/cli/http.c, the name
+ * percent-escaped; *status and *answer (caller frees) on success. Returns 0,
+ * or -1 (reported on stderr). */
+static int call(const struct rt_cli_http *o, const char *method, const char *name,
+		const char *body, int *status, char **answer)
 {
-	struct rt_buf *b = arg;
-	if (b->len + size * n > MAX_ANSWER)
-		return 0; /* too large: the transfer fails */
-	rt_buf_append(b, data, size * n);
-	return size * n;
-}
-
-/* One request to /flags/v1[/name]; *status and *answer (caller frees) on
- * success. Returns 0, or -1 (reported on stderr). */
-static int call(const struct opts *o, const char *method, const char *name, const char *body,
-		int *status, char **answer)
-{
-	const char *u = o->url;
-	size_t ul = strlen(u);
-	while (ul && u[ul - 1] == '/')
-		ul--;
-	struct rt_buf url, key, auth, in;
-	rt_buf_init(&url);
-	rt_buf_init(&key);
-	rt_buf_init(&auth);
-	rt_buf_init(&in);
-	struct curl_slist *hdrs = NULL, *l;
-	CURL *h = curl_easy_init();
-	char *esc = h && name ? curl_easy_escape(h, name, 0) : NULL;
-	int rc = -1;
-	char why[CURL_ERROR_SIZE] = "";
-	if (!h || (name && !esc)) {
+	char *esc = name ? curl_easy_escape(NULL, name, 0) : NULL;
+	if (name && !esc) {
 		fprintf(stderr, "rtsync flags: out of memory\n");
-		goto out;
+		return -1;
 	}
-	rt_buf_printf(&url, "%.*s/flags/v1%s%s", (int)ul, u, esc ? "/" : "", esc ? esc : "");
-	rt_buf_printf(&key, "apikey: %s", o->apikey);
-	rt_buf_printf(&auth, "Authorization: Bearer %s", o->apikey);
-	if (!(l = curl_slist_append(hdrs, key.data)) || !(hdrs = l) ||
-	    !(l = curl_slist_append(hdrs, auth.data)) || !(hdrs = l) ||
-	    !(l = curl_slist_append(hdrs, "Content-Type: application/json")) || !(hdrs = l)) {
-		fprintf(stderr, "rtsync flags: out of memory\n");
-		goto out;
-	}
-	curl_easy_setopt(h, CURLOPT_URL, url.data);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	if (body) {
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
-	} else if (!strcmp(method, "GET")) {
-		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
-	}
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_answer);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &in);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, why);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, o->timeout_ms);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_USERAGENT, "rtsync");
-	if (o->cacert)
-		curl_easy_setopt(h, CURLOPT_CAINFO, o->cacert);
-	if (o->capath)
-		curl_easy_setopt(h, CURLOPT_CAPATH, o->capath);
-	if (o->is_insecure) {
-		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
-		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
-	}
-	CURLcode cc = curl_easy_perform(h);
-	if (cc != CURLE_OK) {
-		fprintf(stderr, "rtsync flags: cannot reach %s: %s\n", o->url,
-			cc == CURLE_WRITE_ERROR ? "the answer is larger than 4 MiB"
-						: *why ? why : curl_easy_strerror(cc));
-		goto out;
-	}
-	long code = 0;
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-	*status = (int)code;
-	*answer = strdup(in.data ? (const char *)in.data : "");
-	rc = *answer ? 0 : -1;
-out:
+	int rc = rt_cli_http_call("flags", o, method, "flags/v1", esc ? esc : "", body, status,
+				  answer);
 	curl_free(esc);
-	curl_easy_cleanup(h);
-	curl_slist_free_all(hdrs);
-	rt_buf_deinit(&url);
-	rt_buf_deinit(&key);
-	rt_buf_deinit(&auth);
-	rt_buf_deinit(&in);
 	return rc;
-}
-
-/* The server's error answer ({code, message}) on stderr; returns 1. */
-static int report(int status, const char *answer)
-{
-	json_t *j = json_loads(answer, 0, NULL);
-	const char *msg = json_string_value(json_object_get(j, "message"));
-	const char *code = json_string_value(json_object_get(j, "code"));
-	fprintf(stderr, "rtsync flags: %d %s: %s\n", status, code ? code : "", msg ? msg : answer);
-	json_decref(j);
-	return RT_CLI_EXIT_FAILURE;
 }
 
 __attribute__((format(printf, 1, 2))) static int usage(const char *fmt, ...)
@@ -218,12 +130,9 @@ static char *read_all(const char *path)
 
 int rt_cli_flags(int argc, char **argv)
 {
-	struct opts o = {.timeout_ms = 10000};
-	o.url = getenv("RTSYNC_URL") && *getenv("RTSYNC_URL") ? getenv("RTSYNC_URL")
-							      : "http://127.0.0.1:4000";
-	o.apikey = getenv("RTSYNC_APIKEY");
-	o.cacert = getenv("RTSYNC_CACERT") && *getenv("RTSYNC_CACERT") ? getenv("RTSYNC_CACERT")
-								       : NULL;
+	struct rt_cli_http o = {0};
+	rt_cli_http_defaults(&o);
+	o.token = NULL; /* the service role's key is the bearer too */
 	json_t *def = json_object(), *when = json_object(), *variants = json_object();
 	int rc = RT_CLI_EXIT_USAGE;
 	bool has_opts = false;
@@ -393,7 +302,7 @@ int rt_cli_flags(int argc, char **argv)
 	if (call(&o, method, is_list ? NULL : name, body, &status, &answer))
 		goto out_curl;
 	if (status >= 300) {
-		rc = report(status, answer);
+		rc = rt_cli_http_report("flags", status, answer);
 		goto out_curl;
 	}
 	rc = 0;
